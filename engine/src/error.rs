@@ -1,0 +1,68 @@
+//! The engine's one error type. Conversion to HTTP statuses and close codes happens only at the edge.
+
+use std::time::Duration;
+
+/// Why an engine call failed. Each variant maps to one stable client-visible code
+/// ([`EngineError::code`]).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("Space not found")]
+    SpaceNotFound,
+    #[error("Message not found")]
+    MessageNotFound,
+    #[error("You must be a member to send messages")]
+    NotAMember,
+    #[error("Already a member")]
+    AlreadyMember,
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("{0}")]
+    Invalid(&'static str, String),
+    /// The space's queue is full; retry after the given delay.
+    #[error("Too many pending commands for this space; retry shortly")]
+    Overloaded { retry_after: Duration },
+    /// The store refused or failed a call; nothing was acknowledged.
+    #[error("Storage is unavailable: {0}")]
+    StoreUnavailable(String),
+    /// The space actor stopped while the command was in flight (it is rebuilt from the store on
+    /// the next command). The command's outcome is unknown only if it was being written.
+    #[error("The space is restarting; retry shortly")]
+    SpaceUnavailable,
+    /// The node is shutting down.
+    #[error("Server is shutting down")]
+    ShuttingDown,
+    #[error("Internal error: {0}")]
+    Internal(String),
+}
+
+impl EngineError {
+    /// The stable, snake_case code clients match on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            EngineError::SpaceNotFound | EngineError::MessageNotFound => "not_found",
+            EngineError::NotAMember => "not_a_member",
+            EngineError::AlreadyMember => "already_member",
+            EngineError::Forbidden(_) => "forbidden",
+            EngineError::Invalid(code, _) => code,
+            EngineError::Overloaded { .. } => "overloaded",
+            EngineError::StoreUnavailable(_) => "store_unavailable",
+            EngineError::SpaceUnavailable => "unavailable",
+            EngineError::ShuttingDown => "shutting_down",
+            EngineError::Internal(_) => "internal",
+        }
+    }
+
+    /// How long a client should wait before retrying, for transient failures.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            EngineError::Overloaded { retry_after } => Some(*retry_after),
+            EngineError::StoreUnavailable(_)
+            | EngineError::SpaceUnavailable
+            | EngineError::ShuttingDown => Some(Duration::from_secs(1)),
+            _ => None,
+        }
+    }
+}
+
+/// Engine results.
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;

@@ -1,0 +1,152 @@
+//! The fan-out hub: a node's local subscribers of each space.
+//!
+//! One `tokio::sync::broadcast` channel per watched space. Publishing is O(1) whatever the number
+//! of subscribers: the item is an `Arc`, so every subscriber shares one copy of the event and of
+//! its serialized frames. Each subscriber's queue is the channel's ring buffer: a subscriber that
+//! falls more than `capacity` items behind sees `Lagged` and is disconnected as a slow consumer
+//! (close 4008); it never blocks the publisher or the other subscribers.
+//!
+//! # Guarantee
+//! Delivery is at-most-once and in publish order per space. Space actors publish only events that
+//! are already durable, in seq order, so a subscriber that detects a gap (or lag) can always
+//! repair it from the store (`since_seq` resume).
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use serde::Serialize;
+use spacecast_observability::Metrics;
+use tokio::sync::broadcast;
+
+use crate::event::Published;
+use crate::model::SpaceId;
+
+/// An ephemeral "user is typing" signal; not stored, not sequenced.
+#[derive(Debug)]
+pub struct Typing {
+    pub space_id: SpaceId,
+    pub user_id: String,
+    /// The session that sent it, so it is not echoed back.
+    pub origin_session: u64,
+    /// The native frame, serialized once.
+    pub frame: Bytes,
+}
+
+impl Typing {
+    pub fn new(space_id: SpaceId, user_id: String, username: &str, origin_session: u64) -> Self {
+        #[derive(Serialize)]
+        struct Frame<'a> {
+            r#type: &'static str,
+            space_id: SpaceId,
+            user_id: &'a str,
+            username: &'a str,
+        }
+        let frame = Frame { r#type: "typing", space_id, user_id: &user_id, username };
+        let frame = Bytes::from(serde_json::to_vec(&frame).unwrap_or_default());
+        Typing { space_id, user_id, origin_session, frame }
+    }
+}
+
+/// What flows through the hub.
+#[derive(Clone, Debug)]
+pub enum HubItem {
+    Event(Arc<Published>),
+    Typing(Arc<Typing>),
+}
+
+/// Local subscribers by space. Cheap to clone.
+#[derive(Clone)]
+pub struct Hub {
+    topics: Arc<RwLock<HashMap<SpaceId, broadcast::Sender<HubItem>>>>,
+    capacity: usize,
+    metrics: Metrics,
+}
+
+impl Hub {
+    /// `capacity` is each subscriber's queue length in items.
+    pub fn new(capacity: usize, metrics: Metrics) -> Self {
+        Hub { topics: Arc::default(), capacity: capacity.max(1), metrics }
+    }
+
+    /// Starts receiving every item published to `space_id` from now on.
+    pub fn subscribe(&self, space_id: SpaceId) -> broadcast::Receiver<HubItem> {
+        if let Some(tx) = self.topics.read().unwrap_or_else(|p| p.into_inner()).get(&space_id) {
+            return tx.subscribe();
+        }
+        let mut topics = self.topics.write().unwrap_or_else(|p| p.into_inner());
+        let tx = topics.entry(space_id).or_insert_with(|| broadcast::channel(self.capacity).0);
+        let rx = tx.subscribe();
+        self.metrics.fanout_topics.set(topics.len() as i64);
+        rx
+    }
+
+    /// Forgets `space_id`'s channel once its last subscriber has gone. Call after dropping a
+    /// receiver; cheap when others remain.
+    pub fn release(&self, space_id: SpaceId) {
+        let mut topics = self.topics.write().unwrap_or_else(|p| p.into_inner());
+        if topics.get(&space_id).is_some_and(|tx| tx.receiver_count() == 0) {
+            topics.remove(&space_id);
+            self.metrics.fanout_topics.set(topics.len() as i64);
+        }
+    }
+
+    /// Hands `item` to every current subscriber of `space_id`; a no-op when there are none.
+    pub fn publish(&self, space_id: SpaceId, item: HubItem) {
+        if matches!(item, HubItem::Event(_)) {
+            self.metrics.fanout_events.inc();
+        }
+        if let Some(tx) = self.topics.read().unwrap_or_else(|p| p.into_inner()).get(&space_id) {
+            // Err only means no receiver is left; nothing to deliver.
+            let _ = tx.send(item);
+        }
+    }
+
+    /// Subscribers of `space_id` on this node.
+    pub fn subscriber_count(&self, space_id: SpaceId) -> usize {
+        self.topics
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&space_id)
+            .map_or(0, |tx| tx.receiver_count())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{EventKind, MessageDeleted, SpaceEvent};
+    use crate::model::{Timestamp, new_id};
+
+    fn ev(space_id: SpaceId, seq: u64) -> HubItem {
+        HubItem::Event(Arc::new(Published::new(SpaceEvent {
+            space_id,
+            seq,
+            at: Timestamp(0),
+            kind: EventKind::MessageDeleted(MessageDeleted { message_id: new_id(), deleted_by: "u".into() }),
+        })))
+    }
+
+    #[tokio::test]
+    async fn subscribers_share_one_event_and_slow_ones_lag() {
+        let hub = Hub::new(2, Metrics::new());
+        let s = new_id();
+        let mut a = hub.subscribe(s);
+        let mut b = hub.subscribe(s);
+        hub.publish(s, ev(s, 1));
+        let (HubItem::Event(x), HubItem::Event(y)) = (a.recv().await.unwrap(), b.recv().await.unwrap())
+        else {
+            panic!("expected events")
+        };
+        assert!(Arc::ptr_eq(&x, &y), "subscribers must share one allocation");
+        for seq in 2..=5 {
+            hub.publish(s, ev(s, seq));
+        }
+        // b never read: it has fallen behind a 2-item queue.
+        assert!(matches!(b.recv().await, Err(broadcast::error::RecvError::Lagged(_))));
+        drop((a, b));
+        hub.release(s);
+        assert_eq!(hub.subscriber_count(s), 0);
+        assert!(hub.topics.read().unwrap().is_empty());
+    }
+}

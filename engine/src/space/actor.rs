@@ -1,0 +1,391 @@
+//! `SpaceActor`: the single owner of one space's order.
+//!
+//! It handles one command at a time: validates it against the members and message states it
+//! holds, assigns the next `seq` to every state change, applies the change to its in-memory state,
+//! and hands the resulting writes to its [`writer`](super::writer). It never waits for the store
+//! on the command path (except to read a message it does not have cached), so commands keep
+//! arriving and batching while a commit is in flight.
+//!
+//! State lives in [`SpaceState`], built in `pre_start` from the store after taking the space's
+//! local lease. The actor passivates itself when idle and fails (to be rebuilt from the store by
+//! the directory) when its writer reports a failed commit.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use spacecast_observability::Metrics;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::writer::{self, Reply, Sequenced, WriterCtx};
+use super::{Appreciation, SendMessage, SpaceMsg};
+use crate::EngineConfig;
+use crate::directory::SupervisorMsg;
+use crate::error::{EngineError, Result};
+use crate::event::{EventKind, MessageDeleted, ReactionChanged, SpaceEvent, APPRECIATE};
+use crate::hub::Hub;
+use crate::model::{
+    Like, Member, Message, MessageId, POWER_MEMBER, POWER_MODERATOR, PostingPermission, Seq, Space,
+    SpaceCounters, SpaceId, Timestamp, UserRef, Visibility, new_id, word_count,
+};
+use crate::store::{CommitBatch, MessageWrite, Store};
+
+/// The actor; stateless, as ractor wants. See the module doc.
+pub(crate) struct SpaceActor;
+
+/// What the directory passes to a new space actor.
+pub(crate) struct SpaceArgs {
+    pub space_id: SpaceId,
+    pub store: Arc<dyn Store>,
+    pub hub: Hub,
+    pub metrics: Metrics,
+    pub config: Arc<EngineConfig>,
+    /// Held by the writer for its lifetime: at most one live writer per space on this node.
+    pub lease: Arc<tokio::sync::Mutex<()>>,
+    pub supervisor: ActorRef<SupervisorMsg>,
+}
+
+/// A cached message: `None` is a delete not yet known durable. `last_write` is the seq of the
+/// event that last changed it; entries are evictable once that seq is durable.
+struct Cached {
+    message: Option<Message>,
+    last_write: Seq,
+}
+
+/// The actor's state.
+pub(crate) struct SpaceState {
+    space: Space,
+    counters: SpaceCounters,
+    members: HashMap<String, Member>,
+    cache: HashMap<MessageId, Cached>,
+    writer_tx: Option<mpsc::UnboundedSender<Sequenced>>,
+    writer_task: Option<JoinHandle<()>>,
+    idle_timer: Option<JoinHandle<()>>,
+    durable_seq: Arc<AtomicU64>,
+    queued: Arc<AtomicUsize>,
+    last_activity: Instant,
+    passivating: bool,
+    store: Arc<dyn Store>,
+    metrics: Metrics,
+    config: Arc<EngineConfig>,
+    supervisor: ActorRef<SupervisorMsg>,
+}
+
+impl Actor for SpaceActor {
+    type Msg = SpaceMsg;
+    type State = SpaceState;
+    type Arguments = SpaceArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<SpaceMsg>,
+        args: SpaceArgs,
+    ) -> Result<SpaceState, ActorProcessingErr> {
+        // Wait until a previous incarnation's writer has settled everything it accepted.
+        let lease = args.lease.lock_owned().await;
+        let snapshot = args
+            .store
+            .load_space(args.space_id)
+            .await?
+            .ok_or_else(|| EngineError::SpaceNotFound)?;
+        let durable_seq = Arc::new(AtomicU64::new(snapshot.view.counters.head_seq));
+        let queued = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let ctx = WriterCtx {
+            space_id: args.space_id,
+            store: args.store.clone(),
+            hub: args.hub.clone(),
+            metrics: args.metrics.clone(),
+            actor: myself.clone(),
+            durable_seq: durable_seq.clone(),
+            queued: queued.clone(),
+            max_batch: args.config.max_batch,
+            lease,
+        };
+        let writer_task = tokio::spawn(writer::run(ctx, rx));
+        let idle_timer = myself.send_interval(args.config.idle_check_interval(), || SpaceMsg::IdleCheck);
+        args.metrics.space_actors.inc();
+        tracing::debug!(space_id = %args.space_id, head_seq = snapshot.view.counters.head_seq, "space actor started");
+        Ok(SpaceState {
+            space: snapshot.view.space,
+            counters: snapshot.view.counters,
+            members: snapshot.members.into_iter().map(|m| (m.user.user_id.clone(), m)).collect(),
+            cache: HashMap::new(),
+            writer_tx: Some(tx),
+            writer_task: Some(writer_task),
+            idle_timer: Some(idle_timer),
+            durable_seq,
+            queued,
+            last_activity: Instant::now(),
+            passivating: false,
+            store: args.store,
+            metrics: args.metrics,
+            config: args.config,
+            supervisor: args.supervisor,
+        })
+    }
+
+    async fn post_stop(&self, _myself: ActorRef<SpaceMsg>, state: &mut SpaceState) -> Result<(), ActorProcessingErr> {
+        state.shutdown_writer().await;
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<SpaceMsg>,
+        msg: SpaceMsg,
+        state: &mut SpaceState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            SpaceMsg::Send(cmd, reply) => {
+                state.touch();
+                let r = state.send(cmd);
+                state.dispatch(r, reply, |m| Reply::Message(m.0, m.1));
+            }
+            SpaceMsg::Delete { message_id, by, reply } => {
+                state.touch();
+                let r = state.delete(message_id, &by).await;
+                state.dispatch(r.map(|b| (b, ())), reply, |(p, ())| Reply::Unit(p));
+            }
+            SpaceMsg::ToggleAppreciation { message_id, by, reply } => {
+                state.touch();
+                let r = state.toggle_appreciation(message_id, &by).await;
+                state.dispatch(r, reply, |a| Reply::Appreciation(a.0, a.1));
+            }
+            SpaceMsg::Join { user, invite_code, reply } => {
+                state.touch();
+                let r = state.join(user, invite_code);
+                state.dispatch(r, reply, |m| Reply::Member(m.0, m.1));
+            }
+            SpaceMsg::IdleCheck => {
+                let idle = state.last_activity.elapsed() >= state.config.idle_timeout
+                    && state.queued.load(Ordering::Acquire) == 0;
+                if idle && !state.passivating {
+                    state.passivating = true;
+                    let _ = state
+                        .supervisor
+                        .send_message(SupervisorMsg::Passivate(state.space.space_id, myself.get_id()));
+                }
+            }
+            SpaceMsg::WriterFailed(reason) => {
+                // Our in-memory state is ahead of the store: fail, so the directory rebuilds the
+                // space from what is durable. The writer answers everything still queued.
+                return Err(EngineError::StoreUnavailable(reason).into());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SpaceState {
+    fn touch(&mut self) {
+        self.last_activity = Instant::now();
+        self.passivating = false;
+    }
+
+    /// Sends a validated command's batch to the writer, or answers the caller with its error.
+    fn dispatch<T, V>(
+        &mut self,
+        result: Result<(CommitBatch, V)>,
+        reply: RpcReplyPort<Result<T>>,
+        make: impl FnOnce((RpcReplyPort<Result<T>>, V)) -> Reply,
+    ) {
+        match result {
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+            Ok((batch, value)) => {
+                let item = Sequenced { batch, reply: make((reply, value)) };
+                self.queued.fetch_add(1, Ordering::AcqRel);
+                self.metrics.commit_queue.inc();
+                let sent = self.writer_tx.as_ref().map(|tx| tx.send(item));
+                if let Some(Err(mpsc::error::SendError(item))) = sent {
+                    self.queued.fetch_sub(1, Ordering::AcqRel);
+                    self.metrics.commit_queue.dec();
+                    item.reply_unavailable();
+                }
+                self.evict_durable();
+            }
+        }
+    }
+
+    fn next_seq(&mut self) -> Seq {
+        self.counters.head_seq += 1;
+        self.counters.head_seq
+    }
+
+    fn event(&self, seq: Seq, kind: EventKind) -> SpaceEvent {
+        SpaceEvent { space_id: self.space.space_id, seq, at: Timestamp::now(), kind }
+    }
+
+    fn batch(&self) -> CommitBatch {
+        CommitBatch { space_id: self.space.space_id, counters: self.counters, ..Default::default() }
+    }
+
+    fn power_of(&self, user_id: &str) -> Option<i32> {
+        self.members.get(user_id).map(|m| m.power_level)
+    }
+
+    fn send(&mut self, cmd: SendMessage) -> Result<(CommitBatch, Message)> {
+        let power = self.power_of(&cmd.sender.user_id).ok_or(EngineError::NotAMember)?;
+        if self.space.posting_permission == PostingPermission::Admins && power < POWER_MODERATOR {
+            return Err(EngineError::Forbidden("Only admins and moderators may post in this space"));
+        }
+        if cmd.content.is_none() && cmd.media_url.is_none() {
+            return Err(EngineError::Invalid("empty_message", "Message must have text or media".into()));
+        }
+        let seq = self.next_seq();
+        self.counters.message_count += 1;
+        let message = Message {
+            message_id: new_id(),
+            space_id: self.space.space_id,
+            seq,
+            sender_id: cmd.sender.user_id.clone(),
+            word_count: cmd.content.as_deref().map_or(0, word_count),
+            content: cmd.content,
+            media_url: cmd.media_url,
+            media_type: cmd.media_type,
+            sender: cmd.sender,
+            likes: Vec::new(),
+            appreciation_count: 0,
+            created_at: Timestamp::now(),
+        };
+        let mut batch = self.batch();
+        batch.events.push(self.event(seq, EventKind::MessageCreated(message.clone())));
+        batch.push_message_write(MessageWrite::Put { message: message.clone(), previous_appreciation: None });
+        self.cache.insert(message.message_id, Cached { message: Some(message.clone()), last_write: seq });
+        Ok((batch, message))
+    }
+
+    /// The current state of a message: from the cache (which holds every change not yet
+    /// durable), else from the store (which then holds its latest state).
+    async fn message(&mut self, message_id: MessageId) -> Result<Message> {
+        if let Some(c) = self.cache.get(&message_id) {
+            return c.message.clone().ok_or(EngineError::MessageNotFound);
+        }
+        let m = self
+            .store
+            .get_message(self.space.space_id, message_id)
+            .await?
+            .ok_or(EngineError::MessageNotFound)?;
+        let last_write = self.durable_seq.load(Ordering::Acquire);
+        self.cache.insert(message_id, Cached { message: Some(m.clone()), last_write });
+        Ok(m)
+    }
+
+    async fn delete(&mut self, message_id: MessageId, by: &UserRef) -> Result<CommitBatch> {
+        let m = self.message(message_id).await?;
+        let is_moderator = self.power_of(&by.user_id).is_some_and(|p| p >= POWER_MODERATOR);
+        if m.sender_id != by.user_id && !is_moderator {
+            return Err(EngineError::Forbidden("Not authorised to delete this message"));
+        }
+        let seq = self.next_seq();
+        self.counters.message_count = self.counters.message_count.saturating_sub(1);
+        let mut batch = self.batch();
+        batch.events.push(self.event(
+            seq,
+            EventKind::MessageDeleted(MessageDeleted { message_id, deleted_by: by.user_id.clone() }),
+        ));
+        batch.push_message_write(MessageWrite::Delete {
+            message_id,
+            seq: m.seq,
+            appreciation_count: m.appreciation_count,
+        });
+        self.cache.insert(message_id, Cached { message: None, last_write: seq });
+        Ok(batch)
+    }
+
+    async fn toggle_appreciation(&mut self, message_id: MessageId, by: &UserRef) -> Result<(CommitBatch, Appreciation)> {
+        if self.space.visibility == Visibility::Private && !self.members.contains_key(&by.user_id) {
+            return Err(EngineError::NotAMember);
+        }
+        let mut m = self.message(message_id).await?;
+        let previous = m.appreciation_count;
+        let seq = self.next_seq();
+        let appreciated = if m.liked_by(&by.user_id) {
+            m.likes.retain(|l| l.user_id != by.user_id);
+            false
+        } else {
+            m.likes.push(Like { id: seq, user_id: by.user_id.clone() });
+            true
+        };
+        m.appreciation_count = m.likes.len() as u32;
+        let outcome = Appreciation { appreciated, appreciation_count: m.appreciation_count };
+        let mut batch = self.batch();
+        batch.events.push(self.event(
+            seq,
+            EventKind::ReactionChanged(ReactionChanged {
+                message_id,
+                key: APPRECIATE.to_owned(),
+                user_id: by.user_id.clone(),
+                added: appreciated,
+                count: m.appreciation_count,
+                appreciation_count: m.appreciation_count,
+            }),
+        ));
+        batch.push_message_write(MessageWrite::Put { message: m.clone(), previous_appreciation: Some(previous) });
+        self.cache.insert(message_id, Cached { message: Some(m), last_write: seq });
+        Ok((batch, outcome))
+    }
+
+    fn join(&mut self, user: UserRef, invite_code: Option<String>) -> Result<(CommitBatch, Member)> {
+        if self.members.contains_key(&user.user_id) {
+            return Err(EngineError::AlreadyMember);
+        }
+        if self.space.visibility == Visibility::Private {
+            // Invites arrive with their own issue; until then a private space is joined only by
+            // being added, so any code is invalid.
+            let _ = invite_code;
+            return Err(EngineError::Invalid(
+                "invalid_invite",
+                "A valid invite code is required to join this private space".into(),
+            ));
+        }
+        let member = Member { user, power_level: POWER_MEMBER, joined_at: Timestamp::now() };
+        self.members.insert(member.user.user_id.clone(), member.clone());
+        self.counters.member_count = self.members.len() as u64;
+        let mut batch = self.batch();
+        batch.push_member(member.clone());
+        Ok((batch, member))
+    }
+
+    /// Drops cached messages whose latest change is durable, once the cache is over capacity.
+    fn evict_durable(&mut self) {
+        if self.cache.len() <= self.config.message_cache {
+            return;
+        }
+        let durable = self.durable_seq.load(Ordering::Acquire);
+        self.cache.retain(|_, c| c.last_write > durable);
+    }
+
+    /// Closes the writer's queue and waits until it has settled everything it accepted.
+    async fn shutdown_writer(&mut self) {
+        if let Some(t) = self.idle_timer.take() {
+            t.abort();
+        }
+        self.writer_tx.take();
+        if let Some(task) = self.writer_task.take() {
+            let _ = task.await;
+        }
+        self.metrics.space_actors.dec();
+    }
+}
+
+impl Sequenced {
+    fn reply_unavailable(self) {
+        self.reply.fail("space writer has stopped");
+    }
+}
+
+impl Drop for SpaceState {
+    fn drop(&mut self) {
+        // Failed actors skip post_stop; stop the timer and account for the actor here too.
+        if let Some(t) = self.idle_timer.take() {
+            t.abort();
+            self.metrics.space_actors.dec();
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! One space = one actor. This module is its public face: the commands ([`SpaceMsg`]), their
+//! results, and the typed [`SpaceHandle`] callers use without building messages themselves.
+//!
+//! - [`actor`]: `SpaceActor` validates commands, assigns the gapless `seq`, and owns members,
+//!   appreciation counts and likes.
+//! - [`writer`]: the actor's group-commit task: batches what the actor sequenced, makes it
+//!   durable, then answers callers and publishes to the hub, in seq order.
+
+pub(crate) mod actor;
+pub(crate) mod writer;
+
+use ractor::RpcReplyPort;
+
+use crate::directory::Directory;
+use crate::error::Result;
+use crate::model::{MediaType, Member, Message, MessageId, SpaceId, UserRef};
+
+/// A request to post a message. Content is already trimmed and validated by the edge.
+#[derive(Clone, Debug)]
+pub struct SendMessage {
+    pub sender: UserRef,
+    pub content: Option<String>,
+    pub media_url: Option<String>,
+    pub media_type: Option<MediaType>,
+}
+
+/// The result of an appreciation toggle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Appreciation {
+    /// The caller's state after the toggle.
+    pub appreciated: bool,
+    pub appreciation_count: u32,
+}
+
+/// Everything a space actor handles.
+pub(crate) enum SpaceMsg {
+    Send(SendMessage, RpcReplyPort<Result<Message>>),
+    Delete { message_id: MessageId, by: UserRef, reply: RpcReplyPort<Result<()>> },
+    ToggleAppreciation { message_id: MessageId, by: UserRef, reply: RpcReplyPort<Result<Appreciation>> },
+    Join { user: UserRef, invite_code: Option<String>, reply: RpcReplyPort<Result<Member>> },
+    /// Periodic: passivate when idle.
+    IdleCheck,
+    /// The writer could not make a batch durable; the actor's in-memory state is ahead of the
+    /// store, so the actor fails and is rebuilt from the store.
+    WriterFailed(String),
+}
+
+/// Typed access to one space, wherever its actor lives. Obtained from
+/// [`crate::Engine::space`]; cheap to clone.
+#[derive(Clone)]
+pub struct SpaceHandle {
+    pub(crate) directory: Directory,
+    pub(crate) space_id: SpaceId,
+}
+
+impl SpaceHandle {
+    pub fn id(&self) -> SpaceId {
+        self.space_id
+    }
+
+    /// Posts a message; returns it once durable.
+    ///
+    /// # Errors
+    /// `SpaceNotFound`, `NotAMember`, `Forbidden` (admins-only space), `Overloaded`,
+    /// `StoreUnavailable`, `SpaceUnavailable`.
+    pub async fn send(&self, cmd: SendMessage) -> Result<Message> {
+        self.directory.call(self.space_id, move |reply| SpaceMsg::Send(cmd.clone(), reply)).await
+    }
+
+    /// Deletes a message: its author, or a member with power ≥ 50.
+    ///
+    /// # Errors
+    /// `MessageNotFound`, `Forbidden`, and the transient errors of [`SpaceHandle::send`].
+    pub async fn delete(&self, message_id: MessageId, by: UserRef) -> Result<()> {
+        self.directory
+            .call(self.space_id, move |reply| SpaceMsg::Delete { message_id, by: by.clone(), reply })
+            .await
+    }
+
+    /// Toggles `by`'s appreciation of a message.
+    ///
+    /// # Errors
+    /// `MessageNotFound`, `NotAMember` (private space), and the transient errors.
+    pub async fn toggle_appreciation(&self, message_id: MessageId, by: UserRef) -> Result<Appreciation> {
+        self.directory
+            .call(self.space_id, move |reply| SpaceMsg::ToggleAppreciation { message_id, by: by.clone(), reply })
+            .await
+    }
+
+    /// Joins the space as an ordinary member.
+    ///
+    /// # Errors
+    /// `AlreadyMember`, `Invalid("invalid_invite")` for a private space, and the transient errors.
+    pub async fn join(&self, user: UserRef, invite_code: Option<String>) -> Result<Member> {
+        self.directory
+            .call(self.space_id, move |reply| SpaceMsg::Join {
+                user: user.clone(),
+                invite_code: invite_code.clone(),
+                reply,
+            })
+            .await
+    }
+}

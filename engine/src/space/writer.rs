@@ -1,0 +1,149 @@
+//! The group-commit writer of one space.
+//!
+//! The actor sequences commands and hands each one's [`CommitBatch`] here through an unbounded
+//! channel (bounded in practice by admission control: at most `max_inflight` commands per space).
+//! The writer takes everything waiting, merges it into one batch, commits it with one store call,
+//! and only then answers the callers and publishes the events to the hub, in seq order. While a
+//! commit is in flight, new commands accumulate and form the next batch: the batch size adapts to
+//! load with no timer.
+//!
+//! If a commit fails, the actor's in-memory state is ahead of the store. The writer answers that
+//! batch's callers with the error, answers every later command with an error too (their seqs
+//! follow the lost ones), and tells the actor, which fails and is rebuilt from the store.
+//!
+//! The writer holds the space's local lease until it exits, so a replacement actor cannot load
+//! the space before everything this writer accepted is settled.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use ractor::{ActorRef, RpcReplyPort};
+use spacecast_observability::Metrics;
+use tokio::sync::{OwnedMutexGuard, mpsc};
+use tracing::Instrument;
+
+use super::{Appreciation, SpaceMsg};
+use crate::error::{EngineError, Result};
+use crate::event::Published;
+use crate::hub::{Hub, HubItem};
+use crate::model::{Member, Message, SpaceId};
+use crate::store::{CommitBatch, Store};
+
+/// Who waits for a sequenced command, and what they get once it is durable.
+pub(crate) enum Reply {
+    Message(RpcReplyPort<Result<Message>>, Message),
+    Unit(RpcReplyPort<Result<()>>),
+    Appreciation(RpcReplyPort<Result<Appreciation>>, Appreciation),
+    Member(RpcReplyPort<Result<Member>>, Member),
+}
+
+impl Reply {
+    fn ok(self) {
+        // A caller that gave up (timeout, disconnect) dropped its port; nothing to do.
+        let _ = match self {
+            Reply::Message(p, m) => p.send(Ok(m)).is_ok(),
+            Reply::Unit(p) => p.send(Ok(())).is_ok(),
+            Reply::Appreciation(p, a) => p.send(Ok(a)).is_ok(),
+            Reply::Member(p, m) => p.send(Ok(m)).is_ok(),
+        };
+    }
+
+    pub(crate) fn fail(self, reason: &str) {
+        let e = || EngineError::StoreUnavailable(reason.to_owned());
+        let _ = match self {
+            Reply::Message(p, _) => p.send(Err(e())).is_ok(),
+            Reply::Unit(p) => p.send(Err(e())).is_ok(),
+            Reply::Appreciation(p, _) => p.send(Err(e())).is_ok(),
+            Reply::Member(p, _) => p.send(Err(e())).is_ok(),
+        };
+    }
+}
+
+/// One sequenced command: its writes and its waiting caller.
+pub(crate) struct Sequenced {
+    pub batch: CommitBatch,
+    pub reply: Reply,
+}
+
+/// What the writer needs; built by the actor in `pre_start`.
+pub(crate) struct WriterCtx {
+    pub space_id: SpaceId,
+    pub store: Arc<dyn Store>,
+    pub hub: Hub,
+    pub metrics: Metrics,
+    pub actor: ActorRef<SpaceMsg>,
+    /// The last seq known durable; the actor reads it to know what it may evict from its cache.
+    pub durable_seq: Arc<AtomicU64>,
+    /// Commands handed to the writer and not yet answered; the actor passivates only at zero.
+    pub queued: Arc<AtomicUsize>,
+    pub max_batch: usize,
+    pub lease: OwnedMutexGuard<()>,
+}
+
+/// Runs until the actor drops its sender and everything queued is settled.
+pub(crate) async fn run(ctx: WriterCtx, mut rx: mpsc::UnboundedReceiver<Sequenced>) {
+    let mut poisoned: Option<String> = None;
+    let mut items: Vec<Sequenced> = Vec::with_capacity(64);
+    while let Some(first) = rx.recv().await {
+        items.push(first);
+        while items.len() < ctx.max_batch {
+            match rx.try_recv() {
+                Ok(item) => items.push(item),
+                Err(_) => break,
+            }
+        }
+        let n = items.len();
+        if let Some(reason) = &poisoned {
+            for it in items.drain(..) {
+                it.reply.fail(reason);
+            }
+        } else {
+            let mut replies = Vec::with_capacity(n);
+            let mut batch = CommitBatch { space_id: ctx.space_id, ..Default::default() };
+            for it in items.drain(..) {
+                batch.absorb(it.batch);
+                replies.push(it.reply);
+            }
+            if let Err(reason) = commit(&ctx, batch, replies).await {
+                poisoned = Some(reason.clone());
+                // The actor may already be gone (shutdown); then there is nothing to rebuild.
+                let _ = ctx.actor.send_message(SpaceMsg::WriterFailed(reason));
+            }
+        }
+        ctx.queued.fetch_sub(n, Ordering::AcqRel);
+        ctx.metrics.commit_queue.sub(n as i64);
+    }
+    drop(ctx.lease);
+}
+
+/// Commits one merged batch, then answers and publishes. Returns the failure reason on error.
+async fn commit(ctx: &WriterCtx, batch: CommitBatch, replies: Vec<Reply>) -> Result<(), String> {
+    let start = Instant::now();
+    let events = batch.events.len();
+    let span = tracing::debug_span!("space.commit", space_id = %ctx.space_id, events, commands = replies.len());
+    let result = ctx.store.commit(&batch).instrument(span).await;
+    ctx.metrics.commit_duration.observe(start.elapsed().as_secs_f64());
+    ctx.metrics.commit_batch_size.observe(replies.len() as f64);
+    match result {
+        Ok(()) => {
+            ctx.durable_seq.store(batch.counters.head_seq, Ordering::Release);
+            for r in replies {
+                r.ok();
+            }
+            for ev in batch.events {
+                ctx.metrics.events_committed.with_label_values(&[ev.kind.name()]).inc();
+                ctx.hub.publish(ctx.space_id, HubItem::Event(Arc::new(Published::new(ev))));
+            }
+            Ok(())
+        }
+        Err(e) => {
+            let reason = e.to_string();
+            tracing::error!(space_id = %ctx.space_id, error = %reason, "group commit failed; failing the space actor so it reloads from the store");
+            for r in replies {
+                r.fail(&reason);
+            }
+            Err(reason)
+        }
+    }
+}

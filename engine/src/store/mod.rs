@@ -1,0 +1,217 @@
+//! Storage: the [`Store`] trait every backend implements, and the batch it commits.
+//!
+//! - [`embedded`]: the default, an fjall database under the data dir (no external service).
+//! - [`instrumented`]: a wrapper that times every call and counts failures, for any backend.
+//!
+//! The CQL (ScyllaDB) backend implements the same trait; the conformance tests in
+//! `tests/store_conformance.rs` run one suite against each.
+//!
+//! # Guarantees every backend gives
+//! - [`Store::commit`] is atomic and durable: when it returns `Ok`, every event, message write,
+//!   member and counter in the batch survives a crash of the process or machine; when it returns
+//!   `Err`, the caller must assume nothing or everything was written, so a retried batch must be
+//!   idempotent. It is: every key is derived from the space id and the events' seqs.
+//! - Reads see only committed batches.
+//! - One space has one writer at a time (its actor); the store does not arbitrate concurrent
+//!   writers of the same space.
+
+pub mod embedded;
+pub mod instrumented;
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::event::SpaceEvent;
+use crate::model::{Member, Message, MessageId, Seq, Space, SpaceCounters, SpaceId, SpaceView};
+
+/// Orders of [`Store::page_messages`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MessageOrder {
+    /// Newest first (by seq, which follows creation time).
+    Recent,
+    /// Most appreciated first; ties newest first.
+    MostAppreciated,
+}
+
+/// A change to a message row, computed by the space actor.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MessageWrite {
+    /// Insert or replace a message. `previous_appreciation` is the count the store last saw for
+    /// it (`None` for a new message), so order-by-appreciation indexes can move the entry.
+    Put { message: Message, previous_appreciation: Option<u32> },
+    /// Remove a message and its index entries.
+    Delete { message_id: MessageId, seq: Seq, appreciation_count: u32 },
+}
+
+/// Everything one group commit of one space writes, atomically.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CommitBatch {
+    pub space_id: SpaceId,
+    /// Events with consecutive seqs, continuing the space's log.
+    pub events: Vec<SpaceEvent>,
+    pub messages: Vec<MessageWrite>,
+    /// Members added or changed.
+    pub members: Vec<Member>,
+    /// The space's counters after the batch.
+    pub counters: SpaceCounters,
+}
+
+/// What a space actor loads to resume a space.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SpaceSnapshot {
+    pub view: SpaceView,
+    pub members: Vec<Member>,
+}
+
+/// A durable home for spaces, members, messages and event logs. See the module doc for the
+/// guarantees.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates a space whose first member (power 100) is its creator. Atomic and durable.
+    ///
+    /// # Errors
+    /// `StoreUnavailable` when the backend fails.
+    async fn create_space(&self, space: &Space, creator: &Member) -> Result<()>;
+
+    /// The space, its counters and all its members; `None` if it does not exist.
+    async fn load_space(&self, space_id: SpaceId) -> Result<Option<SpaceSnapshot>>;
+
+    /// The space and its counters; `None` if it does not exist.
+    async fn get_space(&self, space_id: SpaceId) -> Result<Option<SpaceView>>;
+
+    /// One member of a space.
+    async fn get_member(&self, space_id: SpaceId, user_id: &str) -> Result<Option<Member>>;
+
+    /// Every space `user_id` is a member of, with that membership, newest space first.
+    async fn spaces_of_user(&self, user_id: &str) -> Result<Vec<(SpaceView, Member)>>;
+
+    /// Commits one batch: atomic and durable when it returns `Ok`.
+    async fn commit(&self, batch: &CommitBatch) -> Result<()>;
+
+    /// Events with `seq > after`, oldest first, at most `limit`.
+    async fn read_events(&self, space_id: SpaceId, after: Seq, limit: usize)
+    -> Result<Vec<SpaceEvent>>;
+
+    /// A page of existing messages in `order`, skipping `offset`.
+    async fn page_messages(
+        &self,
+        space_id: SpaceId,
+        order: MessageOrder,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<Message>>;
+
+    /// One message by id, if it exists in that space.
+    async fn get_message(&self, space_id: SpaceId, message_id: MessageId) -> Result<Option<Message>>;
+
+    /// Cheap reachability check for `/readyz`.
+    async fn ping(&self) -> Result<()>;
+
+    /// Makes everything durable and releases the backend. Called once at shutdown.
+    async fn close(&self) -> Result<()>;
+}
+
+impl CommitBatch {
+    /// Adds a message write, coalescing it with an earlier write of the same message in this
+    /// batch so each key is written once: the batch carries only the final state, and the
+    /// `previous_appreciation` the store last saw. A message created and deleted within one batch
+    /// leaves no row at all (its events stay in the log).
+    pub fn push_message_write(&mut self, w: MessageWrite) {
+        let id = match &w {
+            MessageWrite::Put { message, .. } => message.message_id,
+            MessageWrite::Delete { message_id, .. } => *message_id,
+        };
+        let existing = self.messages.iter().position(|e| match e {
+            MessageWrite::Put { message, .. } => message.message_id == id,
+            MessageWrite::Delete { message_id, .. } => *message_id == id,
+        });
+        let Some(i) = existing else {
+            self.messages.push(w);
+            return;
+        };
+        let stored_prev = match &self.messages[i] {
+            MessageWrite::Put { previous_appreciation, .. } => *previous_appreciation,
+            // Nothing may follow a delete; keep the delete.
+            MessageWrite::Delete { .. } => return,
+        };
+        match (w, stored_prev) {
+            (MessageWrite::Put { message, .. }, prev) => {
+                self.messages[i] = MessageWrite::Put { message, previous_appreciation: prev };
+            }
+            (MessageWrite::Delete { .. }, None) => {
+                self.messages.remove(i);
+            }
+            (MessageWrite::Delete { message_id, seq, .. }, Some(prev)) => {
+                self.messages[i] =
+                    MessageWrite::Delete { message_id, seq, appreciation_count: prev };
+            }
+        }
+    }
+
+    /// Adds a member write, replacing an earlier write of the same user in this batch.
+    pub fn push_member(&mut self, m: Member) {
+        if let Some(e) = self.members.iter_mut().find(|e| e.user.user_id == m.user.user_id) {
+            *e = m;
+        } else {
+            self.members.push(m);
+        }
+    }
+
+    /// Appends everything of `other` (a later batch of the same space) to this one.
+    pub fn absorb(&mut self, other: CommitBatch) {
+        self.events.extend(other.events);
+        for w in other.messages {
+            self.push_message_write(w);
+        }
+        for m in other.members {
+            self.push_member(m);
+        }
+        self.counters = other.counters;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Timestamp, UserRef, new_id};
+
+    fn msg(count: u32) -> Message {
+        Message {
+            message_id: uuid::Uuid::nil(),
+            space_id: new_id(),
+            seq: 3,
+            sender_id: "u".into(),
+            content: Some("hi".into()),
+            media_url: None,
+            media_type: None,
+            word_count: 1,
+            sender: UserRef { user_id: "u".into(), username: "u".into(), profile_picture: String::new() },
+            likes: vec![],
+            appreciation_count: count,
+            created_at: Timestamp(0),
+        }
+    }
+
+    #[test]
+    fn writes_of_one_message_coalesce_to_its_final_state() {
+        let mut b = CommitBatch::default();
+        b.push_message_write(MessageWrite::Put { message: msg(2), previous_appreciation: Some(2) });
+        b.push_message_write(MessageWrite::Put { message: msg(3), previous_appreciation: Some(2) });
+        b.push_message_write(MessageWrite::Put { message: msg(4), previous_appreciation: Some(3) });
+        assert_eq!(b.messages, vec![MessageWrite::Put { message: msg(4), previous_appreciation: Some(2) }]);
+        b.push_message_write(MessageWrite::Delete { message_id: uuid::Uuid::nil(), seq: 3, appreciation_count: 4 });
+        assert_eq!(
+            b.messages,
+            vec![MessageWrite::Delete { message_id: uuid::Uuid::nil(), seq: 3, appreciation_count: 2 }]
+        );
+    }
+
+    #[test]
+    fn a_message_created_and_deleted_in_one_batch_leaves_no_row() {
+        let mut b = CommitBatch::default();
+        b.push_message_write(MessageWrite::Put { message: msg(0), previous_appreciation: None });
+        b.push_message_write(MessageWrite::Put { message: msg(1), previous_appreciation: Some(0) });
+        b.push_message_write(MessageWrite::Delete { message_id: uuid::Uuid::nil(), seq: 3, appreciation_count: 1 });
+        assert!(b.messages.is_empty());
+    }
+}

@@ -1,0 +1,151 @@
+{{/*
+Chart name, truncated to the 63 characters a DNS label allows.
+*/}}
+{{- define "spacecast.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Fully qualified app name: the release name, plus the chart name unless the release name contains it.
+*/}}
+{{- define "spacecast.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Name of the headless Service that governs the StatefulSet (stable pod DNS names).
+*/}}
+{{- define "spacecast.headlessName" -}}
+{{- printf "%s-headless" (include "spacecast.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Chart label value.
+*/}}
+{{- define "spacecast.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Common labels.
+*/}}
+{{- define "spacecast.labels" -}}
+helm.sh/chart: {{ include "spacecast.chart" . }}
+{{ include "spacecast.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/*
+Selector labels (immutable on a StatefulSet: never add to these).
+*/}}
+{{- define "spacecast.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "spacecast.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+ServiceAccount name.
+*/}}
+{{- define "spacecast.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "spacecast.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+Image reference.
+*/}}
+{{- define "spacecast.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+
+{{/*
+Refuses configurations that would lose or split data: several replicas need a shared store (cql), a
+shared bus (NATS) and a shared JWT key; each replica otherwise has its own store and its own secret.
+*/}}
+{{- define "spacecast.validate" -}}
+{{- if not (has .Values.config.store (list "embedded" "cql")) }}
+{{- fail (printf "config.store must be \"embedded\" or \"cql\", got %q" .Values.config.store) }}
+{{- end }}
+{{- if and (eq .Values.config.store "cql") (not .Values.config.cqlNodes) }}
+{{- fail "config.store is \"cql\": set config.cqlNodes" }}
+{{- end }}
+{{- if not (has .Values.config.logFormat (list "json" "text")) }}
+{{- fail (printf "config.logFormat must be \"json\" or \"text\", got %q" .Values.config.logFormat) }}
+{{- end }}
+{{- if gt (int .Values.replicaCount) 1 }}
+{{- if ne .Values.config.store "cql" }}
+{{- fail "replicaCount > 1 needs cluster mode: set config.store=cql (and config.cqlNodes); the embedded store is per pod" }}
+{{- end }}
+{{- if not .Values.config.natsUrl }}
+{{- fail "replicaCount > 1 needs cluster mode: set config.natsUrl so that every replica sees every event" }}
+{{- end }}
+{{- if not (or .Values.jwt.existingSecret .Values.jwt.publicKey.existingSecret) }}
+{{- fail "replicaCount > 1 needs a shared JWT key: set jwt.existingSecret or jwt.publicKey.existingSecret" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The container environment: every Spacecast option as SPACECAST_<NAME>.
+*/}}
+{{- define "spacecast.env" -}}
+- name: SPACECAST_LISTEN
+  value: {{ .Values.config.listen | default (printf "0.0.0.0:%d" (int .Values.containerPort)) | quote }}
+- name: SPACECAST_DATA_DIR
+  value: "/data"
+- name: SPACECAST_STORE
+  value: {{ .Values.config.store | quote }}
+{{- with .Values.config.cqlNodes }}
+- name: SPACECAST_CQL_NODES
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.config.cqlKeyspace }}
+- name: SPACECAST_CQL_KEYSPACE
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.config.natsUrl }}
+- name: SPACECAST_NATS_URL
+  value: {{ . | quote }}
+{{- end }}
+- name: SPACECAST_NODE_ID
+{{- if .Values.config.nodeId }}
+  value: {{ .Values.config.nodeId | quote }}
+{{- else }}
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+{{- end }}
+- name: SPACECAST_LOG_FORMAT
+  value: {{ .Values.config.logFormat | quote }}
+{{- with .Values.config.rustLog }}
+- name: RUST_LOG
+  value: {{ . | quote }}
+{{- end }}
+{{- if .Values.jwt.existingSecret }}
+- name: SPACECAST_JWT_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.jwt.existingSecret }}
+      key: {{ .Values.jwt.secretKey }}
+{{- end }}
+{{- if .Values.jwt.publicKey.existingSecret }}
+- name: SPACECAST_JWT_PUBLIC_KEY
+  value: {{ printf "/etc/spacecast/jwt/%s" .Values.jwt.publicKey.key | quote }}
+{{- end }}
+{{- with .Values.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}

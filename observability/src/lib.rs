@@ -1,0 +1,284 @@
+//! Spacecast observability: every metric the engine and the edge export, defined in one place.
+//!
+//! - [`Metrics`] is a plain handle (no global registry): the binary builds one, passes it to the
+//!   engine and the edge, and serves [`Metrics::render`] at `/metrics`.
+//! - [`names`] holds every metric name, so dashboards (`observability/dashboards/`) and alert rules
+//!   (`observability/alerts/`) can be checked against one list.
+//! - [`init_tracing`] installs the log subscriber; library crates only emit through `tracing`.
+//!
+//! Label sets are deliberately small and bounded: no space id, user id or session id is ever a
+//! label (that would make series unbounded).
+
+use std::sync::Arc;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Every metric name, in one module.
+pub mod names {
+    pub const HTTP_REQUESTS: &str = "spacecast_http_requests_total";
+    pub const HTTP_DURATION: &str = "spacecast_http_request_duration_seconds";
+    pub const SPACE_ACTORS: &str = "spacecast_space_actors";
+    pub const SPACE_COMMANDS_INFLIGHT: &str = "spacecast_space_commands_inflight";
+    pub const SPACE_ADMISSION_REJECTED: &str = "spacecast_space_admission_rejected_total";
+    pub const SPACE_RESTARTS: &str = "spacecast_space_restarts_total";
+    pub const SPACE_PASSIVATIONS: &str = "spacecast_space_passivations_total";
+    pub const COMMIT_BATCH_SIZE: &str = "spacecast_commit_batch_size";
+    pub const COMMIT_DURATION: &str = "spacecast_commit_duration_seconds";
+    pub const COMMIT_QUEUE: &str = "spacecast_commit_queue_depth";
+    pub const EVENTS_COMMITTED: &str = "spacecast_events_committed_total";
+    pub const STORE_DURATION: &str = "spacecast_store_op_duration_seconds";
+    pub const STORE_ERRORS: &str = "spacecast_store_errors_total";
+    pub const STORE_WRITE_QUEUE: &str = "spacecast_store_write_queue_depth";
+    pub const STORE_FSYNC_BATCH: &str = "spacecast_store_fsync_batch_size";
+    pub const FANOUT_EVENTS: &str = "spacecast_fanout_events_total";
+    pub const FANOUT_DELIVERIES: &str = "spacecast_fanout_deliveries_total";
+    pub const FANOUT_TOPICS: &str = "spacecast_fanout_topics";
+    pub const WS_SESSIONS: &str = "spacecast_ws_sessions";
+    pub const WS_CLOSED: &str = "spacecast_ws_closed_total";
+    pub const WS_FRAMES_IN: &str = "spacecast_ws_frames_received_total";
+}
+
+/// All metrics of one process. Cheap to clone (an `Arc`).
+#[derive(Clone)]
+pub struct Metrics(Arc<Inner>);
+
+/// The metric handles; public so each part records its own without string lookups.
+pub struct Inner {
+    registry: Registry,
+    /// Requests by route template and status class.
+    pub http_requests: IntCounterVec,
+    /// Request latency by route template.
+    pub http_duration: HistogramVec,
+    /// Space actors alive on this node.
+    pub space_actors: IntGauge,
+    /// Commands admitted to space actors and not yet answered (all spaces).
+    pub space_commands_inflight: IntGauge,
+    /// Commands refused because a space's queue was full.
+    pub space_admission_rejected: IntCounter,
+    /// Space actors that failed and were rebuilt from the store.
+    pub space_restarts: IntCounter,
+    /// Idle space actors stopped.
+    pub space_passivations: IntCounter,
+    /// Events per group-commit batch.
+    pub commit_batch_size: Histogram,
+    /// Time from batch start to durable, per batch.
+    pub commit_duration: Histogram,
+    /// Events sequenced by actors and waiting for their batch to be durable (all spaces).
+    pub commit_queue: IntGauge,
+    /// Events made durable, by kind.
+    pub events_committed: IntCounterVec,
+    /// Store call latency by operation.
+    pub store_duration: HistogramVec,
+    /// Store call failures by operation.
+    pub store_errors: IntCounterVec,
+    /// Write requests waiting for the embedded store's writer thread.
+    pub store_write_queue: IntGauge,
+    /// Space batches made durable by one fsync of the embedded store.
+    pub store_fsync_batch: Histogram,
+    /// Events published to the fan-out hub.
+    pub fanout_events: IntCounter,
+    /// Frames written to subscribers, by protocol.
+    pub fanout_deliveries: IntCounterVec,
+    /// Spaces with at least one local subscriber.
+    pub fanout_topics: IntGauge,
+    /// Open realtime sessions by protocol.
+    pub ws_sessions: IntGaugeVec,
+    /// Realtime sessions closed, by reason.
+    pub ws_closed: IntCounterVec,
+    /// Client frames received, by type (unknown types are counted as `invalid`).
+    pub ws_frames_in: IntCounterVec,
+}
+
+impl std::ops::Deref for Metrics {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
+
+impl Metrics {
+    /// Builds and registers every metric in a fresh registry (plus process metrics on Linux).
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        macro_rules! reg {
+            ($m:expr) => {{
+                let m = $m.expect("metric definition is valid");
+                registry.register(Box::new(m.clone())).expect("metric registered once");
+                m
+            }};
+        }
+        let h = |name: &str, help: &str, buckets: &[f64]| {
+            HistogramOpts::new(name, help).buckets(buckets.to_vec())
+        };
+        let inner = Inner {
+            http_requests: reg!(IntCounterVec::new(
+                Opts::new(names::HTTP_REQUESTS, "HTTP requests by route and status class"),
+                &["route", "status"]
+            )),
+            http_duration: reg!(HistogramVec::new(
+                h(names::HTTP_DURATION, "HTTP request latency by route", LATENCY_BUCKETS),
+                &["route"]
+            )),
+            space_actors: reg!(IntGauge::new(names::SPACE_ACTORS, "Space actors alive on this node")),
+            space_commands_inflight: reg!(IntGauge::new(
+                names::SPACE_COMMANDS_INFLIGHT,
+                "Commands admitted to space actors and not yet answered"
+            )),
+            space_admission_rejected: reg!(IntCounter::new(
+                names::SPACE_ADMISSION_REJECTED,
+                "Commands refused with 503 overloaded because a space queue was full"
+            )),
+            space_restarts: reg!(IntCounter::new(
+                names::SPACE_RESTARTS,
+                "Space actors that failed and were rebuilt from the store"
+            )),
+            space_passivations: reg!(IntCounter::new(
+                names::SPACE_PASSIVATIONS,
+                "Idle space actors stopped"
+            )),
+            commit_batch_size: reg!(Histogram::with_opts(h(
+                names::COMMIT_BATCH_SIZE,
+                "Events per group-commit batch",
+                BATCH_BUCKETS
+            ))),
+            commit_duration: reg!(Histogram::with_opts(h(
+                names::COMMIT_DURATION,
+                "Group-commit batch latency until durable",
+                LATENCY_BUCKETS
+            ))),
+            commit_queue: reg!(IntGauge::new(
+                names::COMMIT_QUEUE,
+                "Sequenced events waiting for their batch to be durable"
+            )),
+            events_committed: reg!(IntCounterVec::new(
+                Opts::new(names::EVENTS_COMMITTED, "Events made durable, by kind"),
+                &["kind"]
+            )),
+            store_duration: reg!(HistogramVec::new(
+                h(names::STORE_DURATION, "Store call latency by operation", LATENCY_BUCKETS),
+                &["op"]
+            )),
+            store_errors: reg!(IntCounterVec::new(
+                Opts::new(names::STORE_ERRORS, "Store call failures by operation"),
+                &["op"]
+            )),
+            store_write_queue: reg!(IntGauge::new(
+                names::STORE_WRITE_QUEUE,
+                "Write requests waiting for the embedded store writer"
+            )),
+            store_fsync_batch: reg!(Histogram::with_opts(h(
+                names::STORE_FSYNC_BATCH,
+                "Space batches made durable by one fsync",
+                BATCH_BUCKETS
+            ))),
+            fanout_events: reg!(IntCounter::new(
+                names::FANOUT_EVENTS,
+                "Events published to the fan-out hub"
+            )),
+            fanout_deliveries: reg!(IntCounterVec::new(
+                Opts::new(names::FANOUT_DELIVERIES, "Frames written to subscribers, by protocol"),
+                &["protocol"]
+            )),
+            fanout_topics: reg!(IntGauge::new(
+                names::FANOUT_TOPICS,
+                "Spaces with at least one local subscriber"
+            )),
+            ws_sessions: reg!(IntGaugeVec::new(
+                Opts::new(names::WS_SESSIONS, "Open realtime sessions by protocol"),
+                &["protocol"]
+            )),
+            ws_closed: reg!(IntCounterVec::new(
+                Opts::new(names::WS_CLOSED, "Realtime sessions closed, by reason"),
+                &["reason"]
+            )),
+            ws_frames_in: reg!(IntCounterVec::new(
+                Opts::new(names::WS_FRAMES_IN, "Client frames received, by type"),
+                &["type"]
+            )),
+            registry,
+        };
+        #[cfg(target_os = "linux")]
+        {
+            let pc = prometheus::process_collector::ProcessCollector::for_self();
+            let _ = inner.registry.register(Box::new(pc));
+        }
+        Metrics(Arc::new(inner))
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::with_capacity(16 * 1024);
+        let encoder = TextEncoder::new();
+        // Encoding into a Vec cannot fail for well-formed metric families.
+        let _ = encoder.encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (for log shippers).
+    Json,
+}
+
+/// Installs the process-wide log subscriber writing to stderr. `RUST_LOG` overrides `default_filter`.
+/// Called once, by the binary only.
+pub fn init_tracing(default_filter: &str, format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_named_metric_is_exported() {
+        let m = Metrics::new();
+        m.http_requests.with_label_values(&["x", "2xx"]).inc();
+        m.http_duration.with_label_values(&["x"]).observe(0.1);
+        m.events_committed.with_label_values(&["message_created"]).inc();
+        m.store_duration.with_label_values(&["append"]).observe(0.1);
+        m.store_errors.with_label_values(&["append"]).inc();
+        m.fanout_deliveries.with_label_values(&["native"]).inc();
+        m.ws_sessions.with_label_values(&["native"]).inc();
+        m.ws_closed.with_label_values(&["normal"]).inc();
+        m.ws_frames_in.with_label_values(&["join"]).inc();
+        let text = m.render();
+        for name in [
+            names::HTTP_REQUESTS, names::HTTP_DURATION, names::SPACE_ACTORS,
+            names::SPACE_COMMANDS_INFLIGHT, names::SPACE_ADMISSION_REJECTED, names::SPACE_RESTARTS,
+            names::SPACE_PASSIVATIONS, names::COMMIT_BATCH_SIZE, names::COMMIT_DURATION,
+            names::COMMIT_QUEUE, names::EVENTS_COMMITTED, names::STORE_DURATION, names::STORE_ERRORS,
+            names::STORE_WRITE_QUEUE, names::STORE_FSYNC_BATCH, names::FANOUT_EVENTS,
+            names::FANOUT_DELIVERIES, names::FANOUT_TOPICS, names::WS_SESSIONS, names::WS_CLOSED,
+            names::WS_FRAMES_IN,
+        ] {
+            assert!(text.contains(name), "{name} missing from /metrics output");
+        }
+    }
+}
