@@ -1,0 +1,72 @@
+//! `App`: the handles every route and session needs, built once by the server and passed
+//! explicitly (no globals).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use spacecast_engine::Engine;
+use spacecast_observability::Metrics;
+use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::{AuthError, Authenticator, User, bearer};
+use crate::config::Config;
+use crate::media::MediaStore;
+
+/// Shared state of one server.
+pub struct App {
+    pub engine: Engine,
+    pub auth: Authenticator,
+    pub config: Config,
+    pub media: MediaStore,
+    pub metrics: Metrics,
+    /// Flips to `true` once shutdown starts; sessions close with 1001.
+    pub shutdown: watch::Receiver<bool>,
+    /// Realtime sessions, awaited on shutdown.
+    pub sessions: TaskTracker,
+    /// Open realtime sessions, for the connection limit.
+    pub open_sessions: AtomicUsize,
+    next_session: AtomicU64,
+    /// False once shutdown starts (readiness).
+    pub accepting: AtomicBool,
+}
+
+pub type AppRef = Arc<App>;
+
+impl App {
+    pub fn new(
+        engine: Engine,
+        auth: Authenticator,
+        config: Config,
+        media: MediaStore,
+        metrics: Metrics,
+        shutdown: watch::Receiver<bool>,
+    ) -> AppRef {
+        Arc::new(App {
+            engine,
+            auth,
+            config,
+            media,
+            metrics,
+            shutdown,
+            sessions: TaskTracker::new(),
+            open_sessions: AtomicUsize::new(0),
+            next_session: AtomicU64::new(1),
+            accepting: AtomicBool::new(true),
+        })
+    }
+
+    /// Authenticates an `Authorization` header value.
+    ///
+    /// # Errors
+    /// `Missing` without a bearer token, `Invalid` for a bad one.
+    pub fn authenticate(&self, authorization: Option<&str>) -> Result<User, AuthError> {
+        let token = bearer(authorization).ok_or(AuthError::Missing)?;
+        self.auth.verify(token)
+    }
+
+    /// A process-unique session number.
+    pub fn next_session_id(&self) -> u64 {
+        self.next_session.fetch_add(1, Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,321 @@
+//! Typed configuration. Every option has one name, used three ways: the flag `--data-dir`, the
+//! env var `SPACECAST_DATA_DIR`, and the key `data_dir` in the optional TOML file (`--config`).
+//! Precedence: flag, then env var, then file, then default. [`Config::validate`] checks the
+//! whole, so a bad value stops the process at start with a message naming the option.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use serde::Deserialize;
+
+/// Options of `spacecast serve` (and the subset `token` reads). All optional here so the file and
+/// defaults can fill what flags and env vars leave unset.
+#[derive(Args, Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigArgs {
+    /// Address to listen on (host:port; port 0 picks a free port).
+    #[arg(long, env = "SPACECAST_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory for the embedded store, media and the development JWT secret.
+    #[arg(long, env = "SPACECAST_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// HS256 secret for tokens. Default: generated once and kept in the data dir.
+    #[arg(long, env = "SPACECAST_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// PEM file with a public key (RS256, ES256 or EdDSA) that verifies production tokens.
+    #[arg(long, env = "SPACECAST_JWT_PUBLIC_KEY")]
+    pub jwt_public_key: Option<PathBuf>,
+    /// Storage backend: `embedded` or `cql`.
+    #[arg(long, env = "SPACECAST_STORE")]
+    pub store: Option<String>,
+    /// CQL contact points, comma-separated host:port.
+    #[arg(long, env = "SPACECAST_CQL_NODES")]
+    pub cql_nodes: Option<String>,
+    /// CQL keyspace.
+    #[arg(long, env = "SPACECAST_CQL_KEYSPACE")]
+    pub cql_keyspace: Option<String>,
+    /// NATS URL; set means cluster mode.
+    #[arg(long, env = "SPACECAST_NATS_URL")]
+    pub nats_url: Option<String>,
+    /// This node's id (default: generated).
+    #[arg(long, env = "SPACECAST_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Absolute base URL clients reach this server at, used to build `media_url`
+    /// (default: `http://` + the request's Host header).
+    #[arg(long, env = "SPACECAST_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "SPACECAST_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// Largest media upload, in bytes.
+    #[arg(long, env = "SPACECAST_MAX_MEDIA_BYTES")]
+    pub max_media_bytes: Option<usize>,
+    /// Largest JSON request body, in bytes.
+    #[arg(long, env = "SPACECAST_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Longest message content, in characters.
+    #[arg(long, env = "SPACECAST_MAX_CONTENT_CHARS")]
+    pub max_content_chars: Option<usize>,
+    /// Commands admitted per space and not yet answered before sends get 503 `overloaded`.
+    #[arg(long, env = "SPACECAST_MAX_INFLIGHT_PER_SPACE")]
+    pub max_inflight_per_space: Option<usize>,
+    /// Idle time after which a space actor is stopped (e.g. `5m`).
+    #[arg(long, env = "SPACECAST_SPACE_IDLE_TIMEOUT")]
+    pub space_idle_timeout: Option<String>,
+    /// Events a realtime subscriber may fall behind before it is closed as slow (4008).
+    #[arg(long, env = "SPACECAST_SUBSCRIBER_QUEUE")]
+    pub subscriber_queue: Option<usize>,
+    /// Open realtime connections allowed; beyond it, upgrades get 503.
+    #[arg(long, env = "SPACECAST_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Longest a graceful shutdown waits for in-flight work (e.g. `20s`).
+    #[arg(long, env = "SPACECAST_SHUTDOWN_TIMEOUT")]
+    pub shutdown_timeout: Option<String>,
+}
+
+/// Which store backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreKind {
+    Embedded,
+    Cql,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub jwt_secret: Option<String>,
+    pub jwt_public_key: Option<PathBuf>,
+    pub store: StoreKind,
+    pub cql_nodes: Vec<String>,
+    pub cql_keyspace: String,
+    pub nats_url: Option<String>,
+    pub node_id: String,
+    pub public_url: Option<String>,
+    pub json_logs: bool,
+    pub max_media_bytes: usize,
+    pub max_body_bytes: usize,
+    pub max_content_chars: usize,
+    pub max_inflight_per_space: usize,
+    pub space_idle_timeout: Duration,
+    pub subscriber_queue: usize,
+    pub max_connections: usize,
+    pub shutdown_timeout: Duration,
+}
+
+/// A configuration problem, naming the option.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+fn duration(name: &str, v: Option<String>, default: Duration) -> Result<Duration, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(s) => humantime::parse_duration(s.trim())
+            .map_err(|e| ConfigError(format!("{name} = {s:?}: {e} (use e.g. 30s, 5m)"))),
+    }
+}
+
+impl ConfigArgs {
+    /// Fills unset options from the TOML file at `path`.
+    ///
+    /// # Errors
+    /// The file is unreadable, not TOML, or has an unknown key.
+    pub fn merge_file(mut self, path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("config file {}: {e}", path.display())))?;
+        let file: ConfigArgs = toml::from_str(&text)
+            .map_err(|e| ConfigError(format!("config file {}: {e}", path.display())))?;
+        macro_rules! fill {
+            ($($f:ident),*) => { $( if self.$f.is_none() { self.$f = file.$f; } )* };
+        }
+        fill!(
+            listen,
+            data_dir,
+            jwt_secret,
+            jwt_public_key,
+            store,
+            cql_nodes,
+            cql_keyspace,
+            nats_url,
+            node_id,
+            public_url,
+            log_format,
+            max_media_bytes,
+            max_body_bytes,
+            max_content_chars,
+            max_inflight_per_space,
+            space_idle_timeout,
+            subscriber_queue,
+            max_connections,
+            shutdown_timeout
+        );
+        Ok(self)
+    }
+
+    /// Applies defaults and checks every option.
+    ///
+    /// # Errors
+    /// The first invalid option, by name.
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let store = match self.store.as_deref().map(str::trim) {
+            None | Some("embedded") => StoreKind::Embedded,
+            Some("cql") => StoreKind::Cql,
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "store = {other:?}: use `embedded` or `cql`"
+                )));
+            }
+        };
+        let json_logs = match self.log_format.as_deref() {
+            None | Some("text") => false,
+            Some("json") => true,
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "log_format = {other:?}: use `text` or `json`"
+                )));
+            }
+        };
+        if let Some(s) = &self.jwt_secret {
+            if s.len() < 16 {
+                return Err(ConfigError("jwt_secret must be at least 16 bytes".into()));
+            }
+        }
+        if let Some(url) = &self.public_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError(format!(
+                    "public_url = {url:?}: must start with http:// or https://"
+                )));
+            }
+        }
+        let positive =
+            |name: &str, v: Option<usize>, default: usize| -> Result<usize, ConfigError> {
+                match v {
+                    Some(0) => Err(ConfigError(format!("{name} must be greater than 0"))),
+                    Some(n) => Ok(n),
+                    None => Ok(default),
+                }
+            };
+        let config = Config {
+            listen: self
+                .listen
+                .unwrap_or_else(|| "127.0.0.1:8080".parse().expect("valid literal")),
+            data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("./data")),
+            jwt_secret: self.jwt_secret,
+            jwt_public_key: self.jwt_public_key,
+            store,
+            cql_nodes: self
+                .cql_nodes
+                .as_deref()
+                .unwrap_or("127.0.0.1:9042")
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            cql_keyspace: self.cql_keyspace.unwrap_or_else(|| "spacecast".into()),
+            nats_url: self.nats_url.filter(|s| !s.trim().is_empty()),
+            node_id: self.node_id.unwrap_or_else(|| {
+                format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+            }),
+            public_url: self.public_url.map(|u| u.trim_end_matches('/').to_owned()),
+            json_logs,
+            max_media_bytes: positive("max_media_bytes", self.max_media_bytes, 10 * 1024 * 1024)?,
+            max_body_bytes: positive("max_body_bytes", self.max_body_bytes, 256 * 1024)?,
+            max_content_chars: positive("max_content_chars", self.max_content_chars, 5000)?,
+            max_inflight_per_space: positive(
+                "max_inflight_per_space",
+                self.max_inflight_per_space,
+                4096,
+            )?,
+            space_idle_timeout: duration(
+                "space_idle_timeout",
+                self.space_idle_timeout,
+                Duration::from_secs(300),
+            )?,
+            subscriber_queue: positive("subscriber_queue", self.subscriber_queue, 1024)?,
+            max_connections: positive("max_connections", self.max_connections, 100_000)?,
+            shutdown_timeout: duration(
+                "shutdown_timeout",
+                self.shutdown_timeout,
+                Duration::from_secs(20),
+            )?,
+        };
+        if config.store == StoreKind::Cql {
+            return Err(ConfigError(
+                "store = \"cql\" is not available in this build yet; use the embedded store".into(),
+            ));
+        }
+        if config.nats_url.is_some() {
+            return Err(ConfigError(
+                "nats_url: cluster mode is not available in this build yet; unset it to run a single node".into(),
+            ));
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let c = ConfigArgs::default().validate().unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.store, StoreKind::Embedded);
+        assert!(c.jwt_secret.is_none());
+        assert!(c.node_id.starts_with("node-"));
+    }
+
+    #[test]
+    fn the_file_fills_only_what_flags_left_unset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spacecast.toml");
+        std::fs::write(
+            &path,
+            "listen = \"0.0.0.0:9000\"\ndata_dir = \"/tmp/x\"\nmax_content_chars = 10\n",
+        )
+        .unwrap();
+        let args = ConfigArgs {
+            data_dir: Some("/flag".into()),
+            ..Default::default()
+        };
+        let c = args.merge_file(&path).unwrap().validate().unwrap();
+        assert_eq!(c.listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(c.data_dir, PathBuf::from("/flag"));
+        assert_eq!(c.max_content_chars, 10);
+    }
+
+    #[test]
+    fn bad_values_name_the_option() {
+        let e = ConfigArgs {
+            store: Some("postgres".into()),
+            ..Default::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(e.to_string().contains("store"), "{e}");
+        let e = ConfigArgs {
+            shutdown_timeout: Some("soon".into()),
+            ..Default::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(e.to_string().contains("shutdown_timeout"), "{e}");
+        let e = ConfigArgs {
+            max_body_bytes: Some(0),
+            ..Default::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(e.to_string().contains("max_body_bytes"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "no_such_option = 1\n").unwrap();
+        assert!(ConfigArgs::default().merge_file(&path).is_err());
+    }
+}

@@ -1,0 +1,199 @@
+//! The edge's one error type and its rendering: the only place where engine and auth errors
+//! become HTTP statuses. Every error body is `{"error": "<human text>", "code": "<stable_code>"}`;
+//! transient ones carry `Retry-After`.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use spacecast_engine::EngineError;
+use warp::http::{HeaderValue, StatusCode};
+use warp::reply::Response;
+
+use crate::auth::AuthError;
+
+/// A client-visible failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub retry_after: Option<Duration>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+    pub fn too_large(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
+    }
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, code, message)
+    }
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+    pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            retry_after: Some(Duration::from_secs(1)),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
+        }
+    }
+
+    /// Renders the JSON body and headers.
+    pub fn into_response(self) -> Response {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            error: &'a str,
+            code: &'a str,
+        }
+        let mut res = json_response(
+            self.status,
+            &Body {
+                error: &self.message,
+                code: self.code,
+            },
+        );
+        if let Some(after) = self.retry_after {
+            let secs = after.as_secs().max(1);
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                res.headers_mut().insert("retry-after", v);
+            }
+        }
+        res
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        let status = match &e {
+            EngineError::SpaceNotFound | EngineError::MessageNotFound => StatusCode::NOT_FOUND,
+            EngineError::NotAMember | EngineError::Forbidden(_) => StatusCode::FORBIDDEN,
+            EngineError::AlreadyMember => StatusCode::CONFLICT,
+            EngineError::Invalid(..) => StatusCode::BAD_REQUEST,
+            EngineError::Overloaded { .. }
+            | EngineError::StoreUnavailable(_)
+            | EngineError::SpaceUnavailable
+            | EngineError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            EngineError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status.is_server_error() {
+            tracing::warn!(code = e.code(), error = %e, "request failed");
+        }
+        // Internal details stay in the log.
+        let message = match &e {
+            EngineError::StoreUnavailable(_) => {
+                "Storage is temporarily unavailable; retry shortly".to_owned()
+            }
+            EngineError::Internal(_) => "Internal error".to_owned(),
+            other => other.to_string(),
+        };
+        ApiError {
+            status,
+            code: e.code(),
+            message,
+            retry_after: e.retry_after(),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        let code = match e {
+            AuthError::Missing => "unauthenticated",
+            AuthError::Invalid => "invalid_token",
+        };
+        ApiError::new(StatusCode::UNAUTHORIZED, code, e.to_string())
+    }
+}
+
+/// A JSON response with `status`.
+pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Response {
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    let mut res = Response::new(bytes.into());
+    *res.status_mut() = status;
+    res.headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    res
+}
+
+/// Every stable error code the API can return, for the OpenAPI document and its test.
+pub const CODES: &[&str] = &[
+    "unauthenticated",
+    "invalid_token",
+    "invalid_json",
+    "invalid_request",
+    "empty_message",
+    "content_too_long",
+    "invalid_media_type",
+    "invalid_media",
+    "invalid_sort",
+    "invalid_pagination",
+    "invalid_title",
+    "invalid_description",
+    "invalid_hashtags",
+    "invalid_visibility",
+    "invalid_invite",
+    "not_a_member",
+    "already_member",
+    "forbidden",
+    "not_found",
+    "method_not_allowed",
+    "unsupported_media_type",
+    "payload_too_large",
+    "overloaded",
+    "store_unavailable",
+    "unavailable",
+    "shutting_down",
+    "internal",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_errors_map_to_the_contract_statuses() {
+        let cases = [
+            (EngineError::SpaceNotFound, 404, "not_found"),
+            (EngineError::NotAMember, 403, "not_a_member"),
+            (EngineError::AlreadyMember, 409, "already_member"),
+            (EngineError::Forbidden("x"), 403, "forbidden"),
+            (
+                EngineError::Overloaded {
+                    retry_after: Duration::from_secs(2),
+                },
+                503,
+                "overloaded",
+            ),
+            (
+                EngineError::StoreUnavailable("disk".into()),
+                503,
+                "store_unavailable",
+            ),
+        ];
+        for (e, status, code) in cases {
+            let a = ApiError::from(e);
+            assert_eq!(a.status.as_u16(), status);
+            assert_eq!(a.code, code);
+            assert!(CODES.contains(&a.code));
+            if status == 503 {
+                let res = a.into_response();
+                assert!(res.headers().contains_key("retry-after"));
+            }
+        }
+        let a = ApiError::from(EngineError::AlreadyMember);
+        assert_eq!(a.message, "Already a member");
+    }
+}

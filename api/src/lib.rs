@@ -1,0 +1,21 @@
+//! The `spacecast` binary's library: the warp edge, authentication, configuration and CLI.
+//!
+//! The path of one request, by file:
+//! 1. `main.rs` → [`cli`]: parse the command line, build the [`config::Config`];
+//! 2. [`server`]: open the store, start the engine, serve, shut down in order;
+//! 3. [`routes`]: one file per REST resource (`routes/spaces.rs`, `routes/messages.rs`, …);
+//!    [`stream`]: the `/v1/stream` WebSocket, one file per command;
+//! 4. [`auth`]: bearer JWT verification; [`error`]: the one place errors become HTTP;
+//! 5. then `spacecast_engine::SpaceHandle` → space actor → store → hub (see the engine's map).
+//!
+//! [`app::App`] holds the shared handles, passed explicitly to every route.
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod media;
+pub mod routes;
+pub mod server;
+pub mod stream;

@@ -1,0 +1,82 @@
+//! Operational endpoints; no authentication.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use serde_json::json;
+use warp::Filter;
+use warp::filters::BoxedFilter;
+use warp::http::{HeaderValue, StatusCode};
+use warp::reply::Response;
+
+use super::{respond, started, with_app};
+use crate::app::AppRef;
+use crate::error::{ApiError, json_response};
+
+/// The OpenAPI document served at `/openapi.json`.
+pub const OPENAPI: &str = include_str!("../../openapi.json");
+
+pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
+    let healthz = warp::path!("healthz")
+        .and(warp::get())
+        .and(with_app(app.clone()))
+        .and(started())
+        .then(|app: AppRef, t: Instant| {
+            respond(app, "healthz", t, async {
+                Ok(json_response(StatusCode::OK, &json!({"status": "ok"})))
+            })
+        });
+    let readyz = warp::path!("readyz")
+        .and(warp::get())
+        .and(with_app(app.clone()))
+        .and(started())
+        .then(|app: AppRef, t: Instant| respond(app.clone(), "readyz", t, readyz(app)));
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .and(with_app(app.clone()))
+        .then(|app: AppRef| async move {
+            let mut res = Response::new(app.metrics.render().into());
+            res.headers_mut().insert(
+                "content-type",
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            res
+        });
+    let openapi = warp::path!("openapi.json").and(warp::get()).map(|| {
+        let mut res = Response::new(OPENAPI.into());
+        res.headers_mut()
+            .insert("content-type", HeaderValue::from_static("application/json"));
+        res
+    });
+    healthz
+        .or(readyz)
+        .unify()
+        .or(metrics)
+        .unify()
+        .or(openapi)
+        .unify()
+        .boxed()
+}
+
+/// `GET /readyz`: 200 when the store answers and the node accepts work, else 503.
+async fn readyz(app: AppRef) -> Result<Response, ApiError> {
+    if !app.accepting.load(Ordering::Acquire) {
+        return Err(ApiError::unavailable(
+            "shutting_down",
+            "Server is shutting down",
+        ));
+    }
+    match app.engine.store().ping().await {
+        Ok(()) => Ok(json_response(
+            StatusCode::OK,
+            &json!({"status": "ready", "store": "ok", "bus": "in-process", "node_id": app.config.node_id}),
+        )),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check: store unreachable");
+            Err(ApiError::unavailable(
+                "store_unavailable",
+                "Storage is unreachable",
+            ))
+        }
+    }
+}

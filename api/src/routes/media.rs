@@ -1,0 +1,49 @@
+//! Media downloads. No `Authorization`: the random id in `media_url` is the capability (see
+//! `crate::media`).
+
+use std::time::Instant;
+
+use warp::Filter;
+use warp::filters::BoxedFilter;
+use warp::http::HeaderValue;
+use warp::reply::Response;
+
+use super::{respond, started, with_app};
+use crate::app::AppRef;
+use crate::error::ApiError;
+
+pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
+    warp::path!("api" / "media" / String)
+        .and(warp::get())
+        .and(with_app(app))
+        .and(started())
+        .then(|id: String, app: AppRef, t: Instant| {
+            respond(app.clone(), "GET /api/media/:id", t, get_media(app, id))
+        })
+        .boxed()
+}
+
+/// `GET /api/media/{media_id}` → the file, with the content type its bytes identify and a
+/// long-lived cache header (media never changes).
+async fn get_media(app: AppRef, id: String) -> Result<Response, ApiError> {
+    let media_id: uuid::Uuid = id
+        .parse()
+        .map_err(|_| ApiError::not_found("Media not found"))?;
+    let (bytes, content_type) = app
+        .media
+        .load(media_id)
+        .await
+        .ok_or_else(|| ApiError::not_found("Media not found"))?;
+    let mut res = Response::new(bytes.into());
+    let h = res.headers_mut();
+    h.insert("content-type", HeaderValue::from_static(content_type));
+    h.insert(
+        "cache-control",
+        HeaderValue::from_static("public, max-age=31536000, immutable"),
+    );
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    Ok(res)
+}

@@ -1,0 +1,428 @@
+//! Space7 messages: send (multipart or JSON), list, appreciate, delete
+//! (reference/space7.md §3 "Messages").
+
+use std::collections::HashMap;
+
+use bytes::{Buf, Bytes};
+use futures::{Stream, TryStreamExt};
+use serde::{Deserialize, Serialize};
+use spacecast_engine::SendMessage;
+use spacecast_engine::model::{MediaType, Message, MessageId, SpaceId};
+use spacecast_engine::store::MessageOrder;
+use warp::Filter;
+use warp::filters::BoxedFilter;
+use warp::http::StatusCode;
+use warp::reply::Response;
+
+use super::spaces::{parse_space_id, readable_space};
+use super::{authorization, parse_json, read_body, respond, started, user, with_app};
+use crate::app::AppRef;
+use crate::auth::User;
+use crate::error::{ApiError, json_response};
+
+pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
+    let base = || with_app(app.clone()).and(started()).and(authorization());
+    let send = warp::path!("api" / "messages" / String)
+        .and(warp::post())
+        .and(base())
+        .and(warp::header::optional::<String>("content-type"))
+        .and(warp::body::stream())
+        .then(
+            |space: String, app: AppRef, t, auth, ct: Option<String>, body| async move {
+                respond(app.clone(), "POST /api/messages/:space", t, async move {
+                    let user = user(&app, auth)?;
+                    let space_id = parse_space_id(&space)?;
+                    let body = bytes_stream(body);
+                    let draft = parse_send(&app, ct.as_deref(), body).await?;
+                    send_message(app, user, space_id, draft).await
+                })
+                .await
+            },
+        );
+    let list = warp::path!("api" / "messages" / String)
+        .and(warp::get())
+        .and(base())
+        .and(
+            warp::query::<HashMap<String, String>>()
+                .or(warp::any().map(HashMap::new))
+                .unify(),
+        )
+        .then(
+            |space: String, app: AppRef, t, auth, q: HashMap<String, String>| {
+                respond(
+                    app.clone(),
+                    "GET /api/messages/:space",
+                    t,
+                    list_messages(app, auth, space, q),
+                )
+            },
+        );
+    let appreciate = warp::path!("api" / "messages" / String / String / "appreciate")
+        .and(warp::post())
+        .and(base())
+        .then(|space: String, msg: String, app: AppRef, t, auth| {
+            respond(
+                app.clone(),
+                "POST /api/messages/:space/:message/appreciate",
+                t,
+                appreciate(app, auth, space, msg),
+            )
+        });
+    let delete = warp::path!("api" / "messages" / String / String)
+        .and(warp::delete())
+        .and(base())
+        .then(|space: String, msg: String, app: AppRef, t, auth| {
+            respond(
+                app.clone(),
+                "DELETE /api/messages/:space/:message",
+                t,
+                delete_message(app, auth, space, msg),
+            )
+        });
+    send.or(list)
+        .unify()
+        .or(appreciate)
+        .unify()
+        .or(delete)
+        .unify()
+        .boxed()
+}
+
+/// The request body as a stream of `Bytes` (zero-copy for hyper's chunks).
+fn bytes_stream<S, B>(body: S) -> impl Stream<Item = Result<Bytes, warp::Error>> + Send + 'static
+where
+    S: Stream<Item = Result<B, warp::Error>> + Send + 'static,
+    B: Buf,
+{
+    body.map_ok(|mut b| b.copy_to_bytes(b.remaining()))
+}
+
+/// A send request as parsed from either body format, before validation.
+#[derive(Default)]
+struct Draft {
+    content: Option<String>,
+    media: Option<Bytes>,
+    media_type: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct JsonSend {
+    content: Option<String>,
+    media_type: Option<String>,
+}
+
+/// Reads a send body: `multipart/form-data` (`content`, `media`, `media_type`) as the Space7 client
+/// sends, or JSON `{content}`.
+async fn parse_send<S>(app: &AppRef, content_type: Option<&str>, body: S) -> Result<Draft, ApiError>
+where
+    S: Stream<Item = Result<Bytes, warp::Error>> + Send + 'static,
+{
+    let ct = content_type.unwrap_or("application/json");
+    if ct
+        .trim_start()
+        .to_ascii_lowercase()
+        .starts_with("multipart/form-data")
+    {
+        return parse_multipart(app, ct, body).await;
+    }
+    let is_json = ct.to_ascii_lowercase().contains("json");
+    if !is_json {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Send multipart/form-data or application/json",
+        ));
+    }
+    let bytes = read_body(body, app.config.max_body_bytes).await?;
+    let req: JsonSend = parse_json(&bytes)?;
+    Ok(Draft {
+        content: req.content,
+        media: None,
+        media_type: req.media_type,
+    })
+}
+
+async fn parse_multipart<S>(app: &AppRef, ct: &str, body: S) -> Result<Draft, ApiError>
+where
+    S: Stream<Item = Result<Bytes, warp::Error>> + Send + 'static,
+{
+    let boundary = multer::parse_boundary(ct).map_err(|_| {
+        ApiError::bad_request(
+            "invalid_request",
+            "multipart/form-data without a valid boundary",
+        )
+    })?;
+    let media_limit = app.config.max_media_bytes as u64;
+    let constraints = multer::Constraints::new()
+        .allowed_fields(vec!["content", "media", "media_type"])
+        .size_limit(
+            multer::SizeLimit::new()
+                .whole_stream(media_limit + 64 * 1024)
+                .for_field("media", media_limit)
+                .for_field("content", 64 * 1024)
+                .for_field("media_type", 64),
+        );
+    let mut mp = multer::Multipart::with_constraints(body, boundary, constraints);
+    let mut draft = Draft::default();
+    let map_err = |e: multer::Error| match e {
+        multer::Error::FieldSizeExceeded { field_name, .. }
+            if field_name.as_deref() == Some("media") =>
+        {
+            ApiError::too_large(format!("media exceeds {media_limit} bytes"))
+        }
+        multer::Error::FieldSizeExceeded { .. } | multer::Error::StreamSizeExceeded { .. } => {
+            ApiError::too_large("The request body is too large")
+        }
+        multer::Error::UnknownField { field_name } => ApiError::bad_request(
+            "invalid_request",
+            format!(
+                "Unknown form field {:?}; expected content, media, media_type",
+                field_name.unwrap_or_default()
+            ),
+        ),
+        other => ApiError::bad_request(
+            "invalid_request",
+            format!("Malformed multipart body: {other}"),
+        ),
+    };
+    while let Some(field) = mp.next_field().await.map_err(map_err)? {
+        let name = field.name().unwrap_or_default().to_owned();
+        let bytes = field.bytes().await.map_err(map_err)?;
+        match name.as_str() {
+            "media" => draft.media = Some(bytes),
+            "content" | "media_type" => {
+                let text = String::from_utf8(bytes.to_vec()).map_err(|_| {
+                    ApiError::bad_request("invalid_request", format!("{name} is not valid UTF-8"))
+                })?;
+                if name == "content" {
+                    draft.content = Some(text);
+                } else {
+                    draft.media_type = Some(text);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(draft)
+}
+
+/// `POST /api/messages/{space_id}` → 201 Message, once durable.
+///
+/// `content` is trimmed; no content and no media → 400 `empty_message`; media without a valid
+/// `media_type`, or whose bytes are not that kind of file → 400 `invalid_media_type`; content
+/// over the limit → 400 `content_too_long`; not a member → 403 `not_a_member`.
+async fn send_message(
+    app: AppRef,
+    user: User,
+    space_id: SpaceId,
+    draft: Draft,
+) -> Result<Response, ApiError> {
+    let content = draft
+        .content
+        .map(|c| c.trim().to_owned())
+        .filter(|c| !c.is_empty());
+    if let Some(c) = &content {
+        if c.chars().count() > app.config.max_content_chars {
+            return Err(ApiError::bad_request(
+                "content_too_long",
+                format!(
+                    "content must be at most {} characters",
+                    app.config.max_content_chars
+                ),
+            ));
+        }
+    }
+    let media = draft.media.filter(|m| !m.is_empty());
+    let media_type = match (&media, draft.media_type.as_deref()) {
+        (Some(_), Some(t)) => Some(MediaType::parse(t).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_media_type",
+                "media_type must be \"image\", \"video\" or \"audio\"",
+            )
+        })?),
+        (Some(_), None) => {
+            return Err(ApiError::bad_request(
+                "invalid_media_type",
+                "media_type is required with media",
+            ));
+        }
+        (None, _) => None,
+    };
+    if content.is_none() && media.is_none() {
+        return Err(ApiError::bad_request(
+            "empty_message",
+            "Message must have text or media",
+        ));
+    }
+    // Refuse early, before writing any media, when the caller cannot post here.
+    let (_, me) = readable_space(&app, &user, space_id).await?;
+    if me.is_none() {
+        return Err(ApiError::forbidden(
+            "not_a_member",
+            "You must be a member to send messages",
+        ));
+    }
+    let media_url = match (media, media_type) {
+        (Some(bytes), Some(kind)) => {
+            let stored = app.media.save(kind, bytes).await?;
+            Some(media_url(&app, stored.media_id))
+        }
+        _ => None,
+    };
+    let cmd = SendMessage {
+        sender: user.0,
+        content,
+        media_url,
+        media_type,
+    };
+    let message = app.engine.space(space_id).send(cmd).await?;
+    Ok(json_response(StatusCode::CREATED, &message))
+}
+
+fn media_url(app: &AppRef, media_id: uuid::Uuid) -> String {
+    let base = app
+        .config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", app.config.listen));
+    format!("{base}/api/media/{}", media_id.simple())
+}
+
+#[derive(Serialize)]
+struct Page<'a> {
+    messages: &'a [Message],
+    total: u64,
+    page: u64,
+    limit: u64,
+    #[serde(rename = "totalPages")]
+    total_pages: u64,
+}
+
+/// `GET /api/messages/{space_id}?sort=recent|most_appreciated&page=1&limit=50` →
+/// `{messages, total, page, limit, totalPages}`; `limit` is 1–100.
+async fn list_messages(
+    app: AppRef,
+    auth: Option<String>,
+    space: String,
+    query: HashMap<String, String>,
+) -> Result<Response, ApiError> {
+    let user = user(&app, auth)?;
+    let space_id = parse_space_id(&space)?;
+    let mut sort = MessageOrder::Recent;
+    let mut page: u64 = 1;
+    let mut limit: u64 = 50;
+    for (k, v) in &query {
+        match k.as_str() {
+            "sort" => {
+                sort = match v.trim() {
+                    "recent" | "" => MessageOrder::Recent,
+                    "most_appreciated" => MessageOrder::MostAppreciated,
+                    _ => {
+                        return Err(ApiError::bad_request(
+                            "invalid_sort",
+                            "sort must be \"recent\" or \"most_appreciated\"",
+                        ));
+                    }
+                }
+            }
+            "page" => {
+                page = v
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|p| *p >= 1 && *p <= 1_000_000)
+                    .ok_or_else(|| {
+                        ApiError::bad_request(
+                            "invalid_pagination",
+                            "page must be a positive integer",
+                        )
+                    })?
+            }
+            "limit" => {
+                limit = v
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|l| (1..=100).contains(l))
+                    .ok_or_else(|| {
+                        ApiError::bad_request(
+                            "invalid_pagination",
+                            "limit must be between 1 and 100",
+                        )
+                    })?
+            }
+            _ => {}
+        }
+    }
+    let (view, _) = readable_space(&app, &user, space_id).await?;
+    let offset = ((page - 1) * limit) as usize;
+    let messages = app
+        .engine
+        .store()
+        .page_messages(space_id, sort, offset, limit as usize)
+        .await?;
+    let total = view.counters.message_count;
+    let body = Page {
+        messages: &messages,
+        total,
+        page,
+        limit,
+        total_pages: total.div_ceil(limit),
+    };
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+fn parse_message_id(raw: &str) -> Result<MessageId, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::not_found("Message not found"))
+}
+
+/// `POST /api/messages/{space_id}/{message_id}/appreciate` → `{appreciated, appreciation_count}`:
+/// toggles the caller's appreciation. Anyone who can read the space may appreciate.
+async fn appreciate(
+    app: AppRef,
+    auth: Option<String>,
+    space: String,
+    message: String,
+) -> Result<Response, ApiError> {
+    let user = user(&app, auth)?;
+    let space_id = parse_space_id(&space)?;
+    let message_id = parse_message_id(&message)?;
+    readable_space(&app, &user, space_id).await?;
+    let a = app
+        .engine
+        .space(space_id)
+        .toggle_appreciation(message_id, user.0)
+        .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({
+            "appreciated": a.appreciated,
+            "appreciation_count": a.appreciation_count,
+            "message_id": message_id,
+            "space_id": space_id,
+        }),
+    ))
+}
+
+/// `DELETE /api/messages/{space_id}/{message_id}` → `{"message": "Message deleted"}`. The author,
+/// or a moderator/admin of the space (power ≥ 50); anyone else gets 403.
+async fn delete_message(
+    app: AppRef,
+    auth: Option<String>,
+    space: String,
+    message: String,
+) -> Result<Response, ApiError> {
+    let user = user(&app, auth)?;
+    let space_id = parse_space_id(&space)?;
+    let message_id = parse_message_id(&message)?;
+    readable_space(&app, &user, space_id).await?;
+    app.engine
+        .space(space_id)
+        .delete(message_id, user.0)
+        .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({"message": "Message deleted", "message_id": message_id}),
+    ))
+}

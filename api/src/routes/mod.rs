@@ -1,0 +1,178 @@
+//! HTTP routes: one file per resource, each handler's doc starting with its method and path.
+//!
+//! - [`health`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json` (no auth)
+//! - [`spaces`]: Space7 `/api/spaces…`
+//! - [`messages`]: Space7 `/api/messages…`
+//! - [`media`]: `/api/media/{id}` (capability links, no auth)
+//! - `crate::stream`: the native realtime WebSocket `/v1/stream`
+//!
+//! Handlers return `Result<Response, ApiError>`; [`respond`] renders errors (the only place)
+//! and records the request metrics under the route's template name. Requests no route matches
+//! are rendered by [`recover`], also as JSON.
+
+pub mod health;
+pub mod media;
+pub mod messages;
+pub mod spaces;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::time::Instant;
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures::{Stream, StreamExt};
+use serde::de::DeserializeOwned;
+use warp::Filter;
+use warp::filters::BoxedFilter;
+use warp::http::StatusCode;
+use warp::reply::Response;
+
+use crate::app::AppRef;
+use crate::auth::User;
+use crate::error::ApiError;
+
+/// Every route of the server.
+pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
+    health::routes(app.clone())
+        .or(spaces::routes(app.clone()))
+        .unify()
+        .or(messages::routes(app.clone()))
+        .unify()
+        .or(media::routes(app.clone()))
+        .unify()
+        .or(crate::stream::route(app))
+        .unify()
+        .boxed()
+}
+
+/// Passes the app to a handler.
+pub fn with_app(app: AppRef) -> impl Filter<Extract = (AppRef,), Error = Infallible> + Clone {
+    warp::any().map(move || app.clone())
+}
+
+/// The start time of a request, for its latency metric.
+pub fn started() -> impl Filter<Extract = (Instant,), Error = Infallible> + Clone {
+    warp::any().map(Instant::now)
+}
+
+/// The raw `Authorization` header, checked by the handler (so a bad token is a 401, never a
+/// fall-through to another route).
+pub fn authorization() -> impl Filter<Extract = (Option<String>,), Error = Infallible> + Clone {
+    warp::header::optional::<String>("authorization")
+        .or(warp::any().map(|| None))
+        .unify()
+}
+
+/// Authenticates a request.
+///
+/// # Errors
+/// 401 for a missing or invalid token.
+pub fn user(app: &AppRef, authorization: Option<String>) -> Result<User, ApiError> {
+    Ok(app.authenticate(authorization.as_deref())?)
+}
+
+/// Renders a handler's result and records its metrics.
+pub async fn respond(
+    app: AppRef,
+    route: &'static str,
+    start: Instant,
+    fut: impl Future<Output = Result<Response, ApiError>>,
+) -> Response {
+    let res = match fut.await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    let class = match res.status().as_u16() {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    };
+    app.metrics
+        .http_requests
+        .with_label_values(&[route, class])
+        .inc();
+    app.metrics
+        .http_duration
+        .with_label_values(&[route])
+        .observe(start.elapsed().as_secs_f64());
+    res
+}
+
+/// Reads a request body of at most `limit` bytes.
+///
+/// # Errors
+/// 413 `payload_too_large` beyond the limit; 400 if the body cannot be read.
+pub async fn read_body<S, B>(body: S, limit: usize) -> Result<Bytes, ApiError>
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    let mut body = std::pin::pin!(body);
+    let mut out = BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let mut chunk = chunk.map_err(|e| {
+            ApiError::bad_request(
+                "invalid_request",
+                format!("Could not read the request body: {e}"),
+            )
+        })?;
+        if out.len() + chunk.remaining() > limit {
+            return Err(ApiError::too_large(format!(
+                "The request body exceeds {limit} bytes"
+            )));
+        }
+        while chunk.has_remaining() {
+            let n = chunk.chunk().len();
+            out.extend_from_slice(chunk.chunk());
+            chunk.advance(n);
+        }
+    }
+    Ok(out.freeze())
+}
+
+/// Parses a JSON body; an empty body parses as `{}`.
+///
+/// # Errors
+/// 400 `invalid_json` with the parser's explanation.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        bytes
+    };
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("Invalid JSON body: {e}")))
+}
+
+/// Turns requests no route accepted into JSON errors.
+pub async fn recover(rej: warp::Rejection) -> Result<Response, Infallible> {
+    let e = if rej.is_not_found() {
+        ApiError::not_found("Route not found")
+    } else if rej.find::<warp::reject::MethodNotAllowed>().is_some() {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "HTTP method not allowed",
+        )
+    } else if rej.find::<warp::reject::PayloadTooLarge>().is_some() {
+        ApiError::too_large("The request payload is too large")
+    } else if rej.find::<warp::reject::UnsupportedMediaType>().is_some() {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Unsupported content type",
+        )
+    } else if rej.find::<warp::reject::InvalidQuery>().is_some() {
+        ApiError::bad_request("invalid_request", "Invalid query string")
+    } else if let Some(h) = rej.find::<warp::reject::InvalidHeader>() {
+        ApiError::bad_request("invalid_request", format!("Invalid header {}", h.name()))
+    } else if let Some(h) = rej.find::<warp::reject::MissingHeader>() {
+        ApiError::bad_request("invalid_request", format!("Missing header {}", h.name()))
+    } else {
+        tracing::debug!(?rej, "unhandled rejection");
+        ApiError::bad_request("invalid_request", "Invalid request")
+    };
+    Ok(e.into_response())
+}

@@ -1,0 +1,124 @@
+//! Starting and stopping a node: opens the store, starts the engine, binds the listener, serves
+//! until SIGTERM/SIGINT, then shuts down in order:
+//!
+//! 1. stop accepting connections and report not-ready;
+//! 2. tell realtime sessions to close with 1001 (going away);
+//! 3. let in-flight HTTP requests finish (sends are answered once durable);
+//! 4. drain every space actor (each settles what it accepted) and make the store durable;
+//! 5. exit 0.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use anyhow::Context;
+use spacecast_engine::store::embedded::EmbeddedStore;
+use spacecast_engine::{Engine, EngineConfig};
+use spacecast_observability::Metrics;
+use tokio::sync::watch;
+use warp::Filter;
+
+use crate::app::App;
+use crate::auth::{Authenticator, load_or_create_secret};
+use crate::config::Config;
+use crate::media::MediaStore;
+use crate::routes::{recover, routes};
+
+/// Runs `spacecast serve` until a termination signal, then shuts down gracefully.
+///
+/// # Errors
+/// Start-up failures: the data dir, store, key file or listen address is unusable.
+pub async fn serve(config: Config, metrics: Metrics) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+    let secret = load_or_create_secret(config.jwt_secret.as_deref(), &config.data_dir)?;
+    let public_pem = match &config.jwt_public_key {
+        Some(p) => Some(
+            std::fs::read(p)
+                .with_context(|| format!("cannot read jwt_public_key {}", p.display()))?,
+        ),
+        None => None,
+    };
+    let auth = Authenticator::new(Some(&secret), public_pem.as_deref())?;
+    let store = EmbeddedStore::open(&config.data_dir.join("store"), metrics.clone()).with_context(
+        || {
+            format!(
+                "cannot open the embedded store in {} (is another spacecast using it?)",
+                config.data_dir.display()
+            )
+        },
+    )?;
+    let engine_config = EngineConfig {
+        max_inflight_per_space: config.max_inflight_per_space,
+        idle_timeout: config.space_idle_timeout,
+        subscriber_queue: config.subscriber_queue,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::start(engine_config, store, metrics.clone()).await?;
+    let media = MediaStore::open(&config.data_dir).context("cannot create the media directory")?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let mut config = config;
+    config.listen = addr;
+    let shutdown_timeout = config.shutdown_timeout;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let app = App::new(engine.clone(), auth, config, media, metrics, stop_rx);
+
+    let routes = routes(app.clone())
+        .recover(recover)
+        .unify()
+        .with(warp::trace::request());
+    let stopping = {
+        let app = app.clone();
+        async move {
+            wait_for_signal().await;
+            tracing::info!("shutdown requested: refusing new connections, draining in-flight work");
+            app.accepting.store(false, Ordering::Release);
+            let _ = stop_tx.send(true);
+        }
+    };
+    tracing::info!(%addr, node_id = %app.config.node_id, data_dir = %app.config.data_dir.display(), "spacecast serving");
+    println!("spacecast listening on http://{addr}");
+    let _ = std::io::stdout().flush();
+
+    let server = warp::serve(routes)
+        .incoming(listener)
+        .graceful(stopping)
+        .run();
+    if tokio::time::timeout(shutdown_timeout * 2, server)
+        .await
+        .is_err()
+    {
+        tracing::warn!("in-flight HTTP requests did not finish in time");
+    }
+    app.sessions.close();
+    if tokio::time::timeout(shutdown_timeout, app.sessions.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some realtime sessions did not close in time");
+    }
+    engine.shutdown(shutdown_timeout).await;
+    drop(Arc::clone(&app));
+    tracing::info!("spacecast stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

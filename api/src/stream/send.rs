@@ -1,0 +1,70 @@
+//! `send`: post a message over the stream; answered by `ack` (once durable) or `error`, each
+//! carrying the client's `local_id`.
+//!
+//! The send runs in its own task so the session keeps delivering events while it waits for the
+//! group commit; its answer comes back through the session's result queue. A session has at most
+//! `MAX_INFLIGHT_SENDS` sends waiting; beyond that, `overloaded`.
+
+use spacecast_engine::SendMessage;
+
+use super::frames::{self, FrameError};
+use super::session::{Out, Reply, Session};
+use crate::routes::spaces::parse_space_id;
+
+impl Session {
+    /// `{"type":"send","space_id","content","local_id"}`.
+    pub(super) async fn send(
+        &mut self,
+        _out: &mut Out,
+        raw_id: &str,
+        content: Option<String>,
+        local_id: Option<serde_json::Value>,
+    ) -> Result<(), Reply> {
+        let refuse = |e: FrameError, id: &Option<serde_json::Value>| Reply::Refused(e, id.clone());
+        let space_id = parse_space_id(raw_id).map_err(|e| refuse(e.into(), &local_id))?;
+        let content = content
+            .map(|c| c.trim().to_owned())
+            .filter(|c| !c.is_empty());
+        let Some(content) = content else {
+            return Err(refuse(
+                FrameError::new("empty_message", "Message must have text"),
+                &local_id,
+            ));
+        };
+        let max = self.app.config.max_content_chars;
+        if content.chars().count() > max {
+            return Err(refuse(
+                FrameError::new(
+                    "content_too_long",
+                    format!("content must be at most {max} characters"),
+                ),
+                &local_id,
+            ));
+        }
+        let Ok(permit) = self.send_permits.clone().try_acquire_owned() else {
+            return Err(refuse(
+                FrameError::new("overloaded", "Too many sends awaiting acknowledgement"),
+                &local_id,
+            ));
+        };
+        let space = self.app.engine.space(space_id);
+        let results = self.results_tx.clone();
+        let cmd = SendMessage {
+            sender: self.user.0.clone(),
+            content: Some(content),
+            media_url: None,
+            media_type: None,
+        };
+        let raw_id = raw_id.to_owned();
+        tokio::spawn(async move {
+            let frame = match space.send(cmd).await {
+                Ok(message) => frames::ack(&local_id, &message),
+                Err(e) => frames::error(local_id.as_ref(), Some(&raw_id), &FrameError::from(e)),
+            };
+            // The session may have ended meanwhile; the message is durable either way.
+            let _ = results.send(frame).await;
+            drop(permit);
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,323 @@
+//! One realtime connection: a single task that owns the socket and every subscription.
+//!
+//! It waits on, in order of priority: shutdown (close 1001), the client's frames, answers of the
+//! sends it started, the hub's events for the spaces it joined, and a keep-alive ping timer.
+//! Event bytes come from the hub already serialized and are written as they are. A subscription
+//! that falls behind its queue (`Lagged`) closes the connection with 4008: a slow client never
+//! slows the space or other subscribers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::stream::SplitSink;
+use futures::{SinkExt, StreamExt};
+use spacecast_engine::hub::HubItem;
+use spacecast_engine::model::{Seq, SpaceId};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_stream::StreamMap;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use warp::ws::{Message, WebSocket};
+
+use super::close;
+use super::frames::{self, ClientFrame, FrameError};
+use crate::app::AppRef;
+use crate::auth::{AuthError, User};
+
+/// Sends a session may have waiting for their ack at once.
+const MAX_INFLIGHT_SENDS: usize = 64;
+/// Interval of keep-alive pings.
+const PING_EVERY: Duration = Duration::from_secs(25);
+
+/// Why a session ended, for the close metric.
+#[derive(Clone, Copy)]
+pub(super) enum End {
+    ClientClosed,
+    SlowConsumer,
+    Shutdown,
+    Error,
+}
+
+impl End {
+    fn label(self) -> &'static str {
+        match self {
+            End::ClientClosed => "client",
+            End::SlowConsumer => "slow_consumer",
+            End::Shutdown => "shutdown",
+            End::Error => "error",
+        }
+    }
+}
+
+/// The socket's write half, with delivery accounting.
+pub(super) struct Out {
+    sink: SplitSink<WebSocket, Message>,
+}
+
+impl Out {
+    /// Writes one text frame.
+    ///
+    /// # Errors
+    /// The connection is gone.
+    pub(super) async fn text(&mut self, bytes: &Bytes) -> Result<(), End> {
+        // warp's text frames own a String: this copies the shared bytes once per subscriber,
+        // but serialization happened once, in the hub.
+        let text = std::str::from_utf8(bytes).map_err(|_| End::Error)?;
+        self.sink
+            .send(Message::text(text))
+            .await
+            .map_err(|_| End::Error)
+    }
+
+    async fn close(&mut self, code: u16, reason: &'static str) {
+        let _ = self.sink.send(Message::close_with(code, reason)).await;
+        let _ = self.sink.close().await;
+    }
+}
+
+/// A live session's state.
+pub(super) struct Session {
+    pub app: AppRef,
+    pub user: User,
+    pub id: u64,
+    pub subs: StreamMap<SpaceId, BroadcastStream<HubItem>>,
+    /// Highest seq written to the client, per joined space.
+    pub delivered: HashMap<SpaceId, Seq>,
+    pub results_tx: mpsc::Sender<Bytes>,
+    pub send_permits: Arc<Semaphore>,
+    pub last_typing: HashMap<SpaceId, Instant>,
+}
+
+/// Runs a connection to its end. Authentication already happened; a failure closes with 4001.
+pub async fn run(app: AppRef, user: Result<User, AuthError>, socket: WebSocket) {
+    let (sink, mut stream) = socket.split();
+    let mut out = Out { sink };
+    let user = match user {
+        Ok(u) => u,
+        Err(e) => {
+            app.metrics
+                .ws_closed
+                .with_label_values(&["auth_failed"])
+                .inc();
+            let reason = if e == AuthError::Missing {
+                "authentication required"
+            } else {
+                "invalid or expired token"
+            };
+            out.close(close::AUTH_FAILED, reason).await;
+            return;
+        }
+    };
+    app.open_sessions.fetch_add(1, Ordering::AcqRel);
+    let gauge = app.metrics.ws_sessions.with_label_values(&["native"]);
+    gauge.inc();
+    let (results_tx, mut results_rx) = mpsc::channel(MAX_INFLIGHT_SENDS);
+    let mut s = Session {
+        id: app.next_session_id(),
+        app: app.clone(),
+        user,
+        subs: StreamMap::new(),
+        delivered: HashMap::new(),
+        results_tx,
+        send_permits: Arc::new(Semaphore::new(MAX_INFLIGHT_SENDS)),
+        last_typing: HashMap::new(),
+    };
+    let session_id = format!("{}-{}", app.config.node_id, s.id);
+    let mut shutdown = app.shutdown.clone();
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
+
+    let mut end = match out
+        .text(&frames::hello(&session_id, &app.config.node_id))
+        .await
+    {
+        Ok(()) => End::ClientClosed,
+        Err(e) => e,
+    };
+    if !matches!(end, End::Error) {
+        end = loop {
+            tokio::select! {
+                biased;
+                () = stopped(&mut shutdown) => break End::Shutdown,
+                incoming = stream.next() => match incoming {
+                    None | Some(Err(_)) => break End::ClientClosed,
+                    Some(Ok(msg)) if msg.is_close() => break End::ClientClosed,
+                    Some(Ok(msg)) if msg.is_text() => {
+                        let text = msg.to_str().unwrap_or_default();
+                        if let Err(e) = s.on_frame(&mut out, text).await {
+                            break e;
+                        }
+                    }
+                    Some(Ok(msg)) if msg.is_binary() => {
+                        let e = FrameError::new("invalid_frame", "Frames must be JSON text");
+                        if let Err(e) = out.text(&frames::error(None, None, &e)).await {
+                            break e;
+                        }
+                    }
+                    Some(Ok(_)) => {} // ping/pong are answered by the WebSocket layer
+                },
+                Some(result) = results_rx.recv() => {
+                    if let Err(e) = out.text(&result).await {
+                        break e;
+                    }
+                }
+                Some((space_id, item)) = s.subs.next(), if !s.subs.is_empty() => {
+                    if let Err(e) = s.on_hub_item(&mut out, space_id, item).await {
+                        break e;
+                    }
+                }
+                _ = ping.tick() => {
+                    if out.sink.send(Message::ping(Bytes::new())).await.is_err() {
+                        break End::Error;
+                    }
+                }
+            }
+        };
+    }
+    match end {
+        End::Shutdown => out.close(close::GOING_AWAY, "server shutting down").await,
+        End::SlowConsumer => out.close(close::SLOW_CONSUMER, "slow consumer").await,
+        End::ClientClosed | End::Error => {
+            let _ = out.sink.close().await;
+        }
+    }
+    let spaces: Vec<SpaceId> = s.subs.keys().copied().collect();
+    drop(s.subs);
+    for space in spaces {
+        app.engine.hub().release(space);
+    }
+    app.metrics
+        .ws_closed
+        .with_label_values(&[end.label()])
+        .inc();
+    gauge.dec();
+    app.open_sessions.fetch_sub(1, Ordering::AcqRel);
+}
+
+/// Resolves once shutdown has started.
+async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+impl Session {
+    /// Handles one client text frame. Invalid frames get an `error` frame; only a dead socket
+    /// ends the session.
+    async fn on_frame(&mut self, out: &mut Out, text: &str) -> Result<(), End> {
+        let frame = match frames::parse(text) {
+            Ok(f) => f,
+            Err((e, local_id)) => {
+                self.app
+                    .metrics
+                    .ws_frames_in
+                    .with_label_values(&["invalid"])
+                    .inc();
+                return out.text(&frames::error(local_id.as_ref(), None, &e)).await;
+            }
+        };
+        let (kind, result) = match frame {
+            ClientFrame::Join {
+                space_id,
+                since_seq,
+            } => (
+                "join",
+                self.join(out, &space_id, since_seq)
+                    .await
+                    .map_err(|e| (e, space_id)),
+            ),
+            ClientFrame::Leave { space_id } => (
+                "leave",
+                self.leave(out, &space_id).await.map_err(|e| (e, space_id)),
+            ),
+            ClientFrame::Send {
+                space_id,
+                content,
+                local_id,
+            } => (
+                "send",
+                self.send(out, &space_id, content, local_id)
+                    .await
+                    .map_err(|e| (e, space_id)),
+            ),
+            ClientFrame::Typing { space_id } => {
+                ("typing", self.typing(&space_id).map_err(|e| (e, space_id)))
+            }
+        };
+        self.app
+            .metrics
+            .ws_frames_in
+            .with_label_values(&[kind])
+            .inc();
+        match result {
+            Ok(()) => Ok(()),
+            Err((Reply::Closed(end), _)) => Err(end),
+            Err((Reply::Refused(e, local_id), space_id)) => {
+                out.text(&frames::error(local_id.as_ref(), Some(&space_id), &e))
+                    .await
+            }
+        }
+    }
+
+    /// Writes one hub item, skipping events the client already has.
+    async fn on_hub_item(
+        &mut self,
+        out: &mut Out,
+        space_id: SpaceId,
+        item: Result<HubItem, BroadcastStreamRecvError>,
+    ) -> Result<(), End> {
+        match item {
+            Ok(HubItem::Event(p)) => {
+                let last = self.delivered.get(&space_id).copied().unwrap_or(0);
+                if p.event.seq <= last {
+                    return Ok(());
+                }
+                if p.event.seq > last + 1 {
+                    // Published events are durable: repair any gap from the store first.
+                    self.replay(out, space_id, last).await?;
+                    if p.event.seq <= self.delivered.get(&space_id).copied().unwrap_or(0) {
+                        return Ok(());
+                    }
+                }
+                out.text(p.native_frame()).await?;
+                self.delivered.insert(space_id, p.event.seq);
+                self.app
+                    .metrics
+                    .fanout_deliveries
+                    .with_label_values(&["native"])
+                    .inc();
+                Ok(())
+            }
+            Ok(HubItem::Typing(t)) => {
+                if t.origin_session == self.id {
+                    return Ok(());
+                }
+                out.text(&t.frame).await
+            }
+            Err(BroadcastStreamRecvError::Lagged(n)) => {
+                tracing::info!(session = self.id, user = %self.user.id(), %space_id, skipped = n, "closing slow consumer");
+                Err(End::SlowConsumer)
+            }
+        }
+    }
+}
+
+/// The outcome of a refused client command.
+pub(super) enum Reply {
+    /// Refused: answer with an `error` frame (with the command's `local_id`, if any).
+    Refused(FrameError, Option<serde_json::Value>),
+    /// The socket failed while answering.
+    Closed(End),
+}
+
+impl From<FrameError> for Reply {
+    fn from(e: FrameError) -> Self {
+        Reply::Refused(e, None)
+    }
+}
+
+impl From<End> for Reply {
+    fn from(e: End) -> Self {
+        Reply::Closed(e)
+    }
+}

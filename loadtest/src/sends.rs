@@ -1,0 +1,247 @@
+//! Scenario `sends`: closed-loop acknowledged sends over a few spaces.
+
+use std::{
+    collections::BTreeMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use futures::{StreamExt, TryStreamExt, stream};
+use reqwest::Url;
+use serde::Serialize;
+use tokio::time::sleep_until;
+
+use crate::{
+    api::{Api, CommonArgs, SendOutcome},
+    stats::{self, LatencySummary, SendStats},
+};
+
+/// Concurrent REST requests during setup (space creation and joins).
+const SETUP_CONCURRENCY: usize = 32;
+/// Upper bound on the pause after a 429/503 (Retry-After is honoured up to this).
+const MAX_REJECT_BACKOFF: Duration = Duration::from_secs(1);
+/// Pause after a 429/503 without a usable Retry-After.
+const DEFAULT_REJECT_BACKOFF: Duration = Duration::from_millis(50);
+/// Pause after a failed request, so a dead server does not turn into a spin.
+const ERROR_BACKOFF: Duration = Duration::from_millis(10);
+
+#[derive(Debug, Clone, Args)]
+pub struct SendsArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Number of spaces to create and send into (round-robin).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub spaces: u32,
+    /// Concurrent workers, each with at most one request in flight.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub concurrency: u32,
+    /// Measured duration in seconds (after the warm-up).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub duration: u64,
+    /// Warm-up seconds: sends run but are not measured.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=600))]
+    pub warmup: u64,
+    /// Distinct sending users (worker w sends as user w mod USERS); every
+    /// user joins every space. Default: min(concurrency, 64).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub users: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SendsReport {
+    pub scenario: &'static str,
+    pub spaces: u32,
+    pub concurrency: u32,
+    pub users: u32,
+    pub content_bytes: u32,
+    pub warmup_s: u64,
+    pub duration_s: u64,
+    /// From the end of the warm-up to the completion of the last measured request.
+    pub elapsed_s: f64,
+    pub acked: u64,
+    pub acked_per_sec: f64,
+    pub ack_latency_ms: LatencySummary,
+    pub rejected: u64,
+    pub rejected_429: u64,
+    pub rejected_503: u64,
+    pub errors: u64,
+    pub error_kinds: BTreeMap<String, u64>,
+    /// Acknowledged during the warm-up (not in the numbers above).
+    pub warmup_acked: u64,
+}
+
+impl SendsReport {
+    pub fn print_human(&self) {
+        println!(
+            "== sends: {} spaces, {} workers, {} users, {} B content, {} s measured after {} s warm-up ==",
+            self.spaces,
+            self.concurrency,
+            self.users,
+            self.content_bytes,
+            self.duration_s,
+            self.warmup_s
+        );
+        println!(
+            "acknowledged   {} ({:.1}/s over {:.2} s)",
+            self.acked, self.acked_per_sec, self.elapsed_s
+        );
+        println!("ack latency ms {}", self.ack_latency_ms.line(true));
+        println!(
+            "rejected       {} (429: {}, 503: {})",
+            self.rejected, self.rejected_429, self.rejected_503
+        );
+        println!(
+            "errors         {} ({})",
+            self.errors,
+            stats::format_counts(&self.error_kinds)
+        );
+    }
+}
+
+struct Plan {
+    api: Api,
+    tokens: Vec<String>,
+    urls: Vec<Url>,
+    content_bytes: usize,
+    measure_start: Instant,
+    end: Instant,
+}
+
+#[derive(Default)]
+struct WorkerResult {
+    stats: SendStats,
+    warmup_acked: u64,
+    last_measured_completion: Option<Instant>,
+}
+
+pub async fn run(args: SendsArgs) -> Result<SendsReport> {
+    let concurrency = args.concurrency as usize;
+    let users = args.users.unwrap_or(args.concurrency.min(64));
+    let warmup = Duration::from_secs(args.warmup);
+    let duration = Duration::from_secs(args.duration);
+    let api = Api::new(
+        &args.common,
+        concurrency.max(SETUP_CONCURRENCY),
+        warmup + duration,
+    )?;
+
+    let tokens: Vec<String> = (0..users as usize)
+        .map(|n| api.token(n))
+        .collect::<Result<_>>()?;
+
+    eprintln!("loadtest: creating {} spaces", args.spaces);
+    let space_ids: Vec<String> = stream::iter(0..args.spaces as usize)
+        .map(|s| {
+            let api = &api;
+            let token = &tokens[s % tokens.len()];
+            async move { api.create_space(token).await }
+        })
+        .buffered(SETUP_CONCURRENCY)
+        .try_collect()
+        .await
+        .context("creating spaces")?;
+
+    eprintln!(
+        "loadtest: joining {users} users to {} spaces",
+        space_ids.len()
+    );
+    let joins = tokens
+        .iter()
+        .flat_map(|token| space_ids.iter().map(move |space| (token, space)));
+    stream::iter(joins)
+        .map(|(token, space)| api.join_space(token, space))
+        .buffer_unordered(SETUP_CONCURRENCY)
+        .try_collect::<Vec<()>>()
+        .await
+        .context("joining spaces")?;
+
+    let urls = space_ids.iter().map(|id| api.messages_url(id)).collect();
+    let start = Instant::now();
+    let plan = Arc::new(Plan {
+        api,
+        tokens,
+        urls,
+        content_bytes: args.common.content_bytes as usize,
+        measure_start: start + warmup,
+        end: start + warmup + duration,
+    });
+    eprintln!(
+        "loadtest: {concurrency} workers sending for {} s (+{} s warm-up)",
+        args.duration, args.warmup
+    );
+    let workers: Vec<_> = (0..concurrency)
+        .map(|w| tokio::spawn(worker(w, Arc::clone(&plan))))
+        .collect();
+
+    let mut total = SendStats::default();
+    let mut warmup_acked = 0;
+    let mut last_completion = None;
+    for handle in workers {
+        let result = handle.await.context("send worker panicked")?;
+        total.merge(&result.stats);
+        warmup_acked += result.warmup_acked;
+        last_completion = last_completion.max(result.last_measured_completion);
+    }
+    let elapsed = last_completion
+        .map(|t| t.saturating_duration_since(plan.measure_start))
+        .unwrap_or(duration);
+
+    Ok(SendsReport {
+        scenario: "sends",
+        spaces: args.spaces,
+        concurrency: args.concurrency,
+        users,
+        content_bytes: args.common.content_bytes,
+        warmup_s: args.warmup,
+        duration_s: args.duration,
+        elapsed_s: (elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
+        acked: total.acked,
+        acked_per_sec: stats::per_second(total.acked, elapsed),
+        ack_latency_ms: LatencySummary::from_micros(&total.ack_latency),
+        rejected: total.rejected(),
+        rejected_429: total.rejected_429,
+        rejected_503: total.rejected_503,
+        errors: total.errors,
+        error_kinds: total.error_kinds,
+        warmup_acked,
+    })
+}
+
+/// One closed loop: send, wait for the response, repeat until the end.
+/// Requests started during the warm-up are not counted.
+async fn worker(id: usize, plan: Arc<Plan>) -> WorkerResult {
+    let token = &plan.tokens[id % plan.tokens.len()];
+    let mut result = WorkerResult::default();
+    for k in 0.. {
+        let started = Instant::now();
+        if started >= plan.end {
+            break;
+        }
+        let url = &plan.urls[(id + k) % plan.urls.len()];
+        let content = stats::make_content(stats::now_micros(), plan.content_bytes);
+        let outcome = plan.api.send_message(token, url, &content).await;
+        let done = Instant::now();
+        let measured = started >= plan.measure_start;
+        if measured {
+            result.stats.record(&outcome, done - started);
+            result.last_measured_completion = Some(done);
+        } else if matches!(outcome, SendOutcome::Acked { .. }) {
+            result.warmup_acked += 1;
+        }
+        let pause = match outcome {
+            SendOutcome::Acked { .. } => None,
+            SendOutcome::Rejected { retry_after, .. } => Some(
+                retry_after
+                    .unwrap_or(DEFAULT_REJECT_BACKOFF)
+                    .min(MAX_REJECT_BACKOFF),
+            ),
+            SendOutcome::Failed(_) => Some(ERROR_BACKOFF),
+        };
+        if let Some(pause) = pause {
+            sleep_until((done + pause).min(plan.end).into()).await;
+        }
+    }
+    result
+}
