@@ -179,17 +179,17 @@ impl ConfigArgs {
                 )));
             }
         };
-        if let Some(s) = &self.jwt_secret {
-            if s.len() < 16 {
-                return Err(ConfigError("jwt_secret must be at least 16 bytes".into()));
-            }
+        if let Some(s) = &self.jwt_secret
+            && s.len() < 16
+        {
+            return Err(ConfigError("jwt_secret must be at least 16 bytes".into()));
         }
-        if let Some(url) = &self.public_url {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(ConfigError(format!(
-                    "public_url = {url:?}: must start with http:// or https://"
-                )));
-            }
+        if let Some(url) = &self.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(ConfigError(format!(
+                "public_url = {url:?}: must start with http:// or https://"
+            )));
         }
         let positive =
             |name: &str, v: Option<usize>, default: usize| -> Result<usize, ConfigError> {

@@ -221,16 +221,16 @@ async fn send_message(
         .content
         .map(|c| c.trim().to_owned())
         .filter(|c| !c.is_empty());
-    if let Some(c) = &content {
-        if c.chars().count() > app.config.max_content_chars {
-            return Err(ApiError::bad_request(
-                "content_too_long",
-                format!(
-                    "content must be at most {} characters",
-                    app.config.max_content_chars
-                ),
-            ));
-        }
+    if let Some(c) = &content
+        && c.chars().count() > app.config.max_content_chars
+    {
+        return Err(ApiError::bad_request(
+            "content_too_long",
+            format!(
+                "content must be at most {} characters",
+                app.config.max_content_chars
+            ),
+        ));
     }
     let media = draft.media.filter(|m| !m.is_empty());
     let media_type = match (&media, draft.media_type.as_deref()) {

@@ -1,9 +1,9 @@
 //! HTTP routes: one file per resource, each handler's doc starting with its method and path.
 //!
-//! - [`health`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json` (no auth)
-//! - [`spaces`]: Space7 `/api/spaces…`
-//! - [`messages`]: Space7 `/api/messages…`
-//! - [`media`]: `/api/media/{id}` (capability links, no auth)
+//! - [`health`] serves `/healthz`, `/readyz`, `/metrics`, `/openapi.json` (no auth);
+//! - [`spaces`] serves Space7 `/api/spaces…`
+//! - [`messages`] serves Space7 `/api/messages…`
+//! - [`media`] serves `/api/media/{id}` (capability links, no auth)
 //! - `crate::stream`: the native realtime WebSocket `/v1/stream`
 //!
 //! Handlers return `Result<Response, ApiError>`; [`respond`] renders errors (the only place)

@@ -1,0 +1,476 @@
+//! Test harness: starts the real `spacecast` binary on port 0 with its own data dir, and gives
+//! tests real HTTP and WebSocket clients. Every wait is a bounded poll, never a bare sleep.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const SECRET: &str = "test-secret-0123456789abcdef";
+
+/// A running server process.
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+    pub addr: String,
+    pub data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    pub http: reqwest::Client,
+}
+
+/// Polls `f` until it returns `Some`, or panics after `deadline` naming `what`.
+pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let until = Instant::now() + deadline;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < until, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_spacecast")
+}
+
+impl Server {
+    /// Starts a server on a fresh data dir.
+    pub async fn start(extra: &[&str]) -> Server {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        let mut s = Server::start_on(&dir, extra).await;
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// Starts a server on `data_dir` (kept by the caller, e.g. for restarts).
+    pub async fn start_on(data_dir: &Path, extra: &[&str]) -> Server {
+        Server::launch(data_dir, extra, Some(SECRET)).await
+    }
+
+    /// Starts a server on `data_dir` without `SPACECAST_JWT_SECRET` in its environment: it then
+    /// uses the secret kept in the data dir, unless `extra` passes `--jwt-secret`.
+    pub async fn start_on_without_secret(data_dir: &Path, extra: &[&str]) -> Server {
+        Server::launch(data_dir, extra, None).await
+    }
+
+    async fn launch(data_dir: &Path, extra: &[&str], secret: Option<&str>) -> Server {
+        let mut cmd = Command::new(bin());
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra)
+            .env_remove("SPACECAST_JWT_SECRET")
+            .env("RUST_LOG", "warn,spacecast_api=info");
+        if let Some(secret) = secret {
+            cmd.env("SPACECAST_JWT_SECRET", secret);
+        }
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().expect("spawn spacecast");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("server printed its address within 30 s")
+            .expect("read stdout")
+            .expect("server exited before listening");
+        let url = line
+            .strip_prefix("spacecast listening on ")
+            .expect("address line")
+            .trim()
+            .to_owned();
+        let addr = url.trim_start_matches("http://").to_owned();
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let http = reqwest::Client::new();
+        let s = Server {
+            child,
+            base: url,
+            addr,
+            data_dir: data_dir.to_path_buf(),
+            _tmp: None,
+            http,
+        };
+        let readyz = format!("{}/readyz", s.base);
+        let client = s.http.clone();
+        eventually("server ready", Duration::from_secs(30), || {
+            let client = client.clone();
+            let readyz = readyz.clone();
+            async move {
+                client
+                    .get(&readyz)
+                    .send()
+                    .await
+                    .ok()
+                    .filter(|r| r.status() == 200)
+                    .map(|_| ())
+            }
+        })
+        .await;
+        s
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Kills the process with SIGKILL and waits for it.
+    pub async fn kill9(&mut self) {
+        self.child.start_kill().expect("kill -9");
+        let _ = self.child.wait().await;
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("running") as i32;
+        let rc = unsafe_free_kill(pid, "TERM");
+        assert!(rc, "kill -TERM");
+        tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+            .await
+            .expect("server exited within 60 s of SIGTERM")
+            .expect("wait")
+    }
+
+    /// A WebSocket to `/v1/stream` authenticated by header; returns after the `hello` frame.
+    pub async fn stream(&self, token: &str) -> Ws {
+        self.stream_hello(token).await.0
+    }
+
+    /// Like [`Server::stream`], also returning the `hello` frame.
+    pub async fn stream_hello(&self, token: &str) -> (Ws, Value) {
+        let mut ws = self.ws_connect(Some(token), None, None).await;
+        let hello = ws.next_json().await.expect("hello");
+        assert_eq!(hello["type"], "hello", "first frame is hello: {hello}");
+        (ws, hello)
+    }
+
+    /// Opens a WebSocket to `/v1/stream` and returns right after the upgrade, before reading
+    /// anything. `header_token` goes in `Authorization: Bearer`, `query_token` in `?token=`;
+    /// `recv_buffer` sets the client socket's receive buffer (bytes), e.g. to make a client that
+    /// stops reading fill up quickly.
+    pub async fn ws_connect(
+        &self,
+        header_token: Option<&str>,
+        query_token: Option<&str>,
+        recv_buffer: Option<u32>,
+    ) -> Ws {
+        let mut url = format!("ws://{}/v1/stream", self.addr);
+        if let Some(t) = query_token {
+            url.push_str(&format!("?token={t}"));
+        }
+        let mut req =
+            tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url)
+                .expect("request");
+        if let Some(t) = header_token {
+            req.headers_mut()
+                .insert("authorization", format!("Bearer {t}").parse().unwrap());
+        }
+        let addr: std::net::SocketAddr = self.addr.parse().expect("socket address");
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        }
+        .expect("socket");
+        if let Some(size) = recv_buffer {
+            socket.set_recv_buffer_size(size).expect("SO_RCVBUF");
+        }
+        let tcp = tokio::time::timeout(Duration::from_secs(10), socket.connect(addr))
+            .await
+            .expect("tcp connect within 10 s")
+            .expect("tcp connect");
+        let (ws, resp) = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio_tungstenite::client_async(req, MaybeTlsStream::Plain(tcp)),
+        )
+        .await
+        .expect("ws upgrade within 10 s")
+        .expect("ws upgrade");
+        assert_eq!(resp.status().as_u16(), 101, "the upgrade succeeds");
+        Ws { inner: ws }
+    }
+}
+
+/// `kill -SIG pid` through the `kill` command (no unsafe libc call needed).
+fn unsafe_free_kill(pid: i32, sig: &str) -> bool {
+    std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// A test WebSocket client.
+pub struct Ws {
+    pub inner: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Ws {
+    pub async fn send_json(&mut self, v: Value) {
+        self.inner
+            .send(WsMessage::text(v.to_string()))
+            .await
+            .expect("ws send");
+    }
+
+    /// The next text frame as JSON, skipping pings; `None` if closed. Panics after 10 s.
+    pub async fn next_json(&mut self) -> Option<Value> {
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(10), self.inner.next())
+                .await
+                .expect("a frame within 10 s");
+            match msg {
+                None | Some(Err(_)) => return None,
+                Some(Ok(WsMessage::Text(t))) => {
+                    return Some(serde_json::from_str(t.as_str()).expect("JSON text frame"));
+                }
+                Some(Ok(WsMessage::Close(_))) => return None,
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// Reads frames until one satisfies `pred`; panics after 10 s without one.
+    pub async fn next_matching(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            let v = self.next_json().await.expect("stream open");
+            if pred(&v) {
+                return v;
+            }
+        }
+    }
+
+    /// Sends a raw WebSocket message (e.g. a binary frame or non-JSON text).
+    pub async fn send_raw(&mut self, msg: WsMessage) {
+        self.inner.send(msg).await.expect("ws send");
+    }
+
+    /// Reads every text frame (as JSON) until the server closes; returns them with the close
+    /// code (`None` if the connection ended without a close frame). Panics after 60 s.
+    pub async fn drain_until_close(&mut self) -> (Vec<Value>, Option<u16>) {
+        let mut frames = Vec::new();
+        let until = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            let msg = tokio::time::timeout(left, self.inner.next())
+                .await
+                .expect("the server closed the connection within 60 s");
+            match msg {
+                Some(Ok(WsMessage::Text(t))) => {
+                    frames.push(serde_json::from_str(t.as_str()).expect("JSON text frame"));
+                }
+                Some(Ok(WsMessage::Close(frame))) => {
+                    return (frames, frame.map(|f| u16::from(f.code)));
+                }
+                Some(Ok(_)) => continue,
+                None | Some(Err(_)) => return (frames, None),
+            }
+        }
+    }
+
+    /// Reads frames until the event `seq` of `space_id` (or a later one) arrives; returns every
+    /// frame read, that event included. Panics after 10 s without a frame.
+    pub async fn frames_until_event(&mut self, space_id: &str, seq: u64) -> Vec<Value> {
+        let mut frames = Vec::new();
+        loop {
+            let v = self.next_json().await.expect("stream open");
+            let done = v["type"] == "event"
+                && v["space_id"] == space_id
+                && v["seq"].as_u64().is_some_and(|s| s >= seq);
+            frames.push(v);
+            if done {
+                return frames;
+            }
+        }
+    }
+
+    /// Reads until the server closes; returns the close code.
+    pub async fn close_code(&mut self) -> Option<u16> {
+        let until = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < until {
+            match tokio::time::timeout(Duration::from_secs(30), self.inner.next()).await {
+                Ok(Some(Ok(WsMessage::Close(frame)))) => return frame.map(|f| u16::from(f.code)),
+                Ok(Some(Ok(_))) => continue,
+                Ok(None) | Ok(Some(Err(_))) | Err(_) => return None,
+            }
+        }
+        None
+    }
+}
+
+/// An HS256 token for `user_id` signed with the test secret.
+pub fn token(user_id: &str) -> String {
+    token_with(SECRET, user_id, 3600)
+}
+
+pub fn token_with(secret: &str, user_id: &str, ttl_secs: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let claims = serde_json::json!({
+        "sub": user_id,
+        "username": format!("name-{user_id}"),
+        "picture": format!("http://pics.example/{user_id}.png"),
+        "exp": now + ttl_secs,
+    });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("sign")
+}
+
+/// Helpers for the Space7 REST surface.
+impl Server {
+    pub async fn create_space(&self, token: &str, title: &str) -> Value {
+        let r = self
+            .http
+            .post(self.url("/api/spaces"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({"title": title, "description": "a test space", "hashtags": ["#Test"]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "create space");
+        r.json().await.unwrap()
+    }
+
+    /// Creates a space from a full JSON body (e.g. with `"visibility": "private"`).
+    pub async fn create_space_with(&self, token: &str, body: Value) -> Value {
+        let r = self
+            .http
+            .post(self.url("/api/spaces"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "create space");
+        r.json().await.unwrap()
+    }
+
+    /// `POST /api/messages/{space}/{message}/appreciate`; returns the status and body.
+    pub async fn appreciate(&self, token: &str, space_id: &str, message_id: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.url(&format!("/api/messages/{space_id}/{message_id}/appreciate")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `DELETE /api/messages/{space}/{message}`; returns the status and body.
+    pub async fn delete_message(
+        &self,
+        token: &str,
+        space_id: &str,
+        message_id: &str,
+    ) -> (u16, Value) {
+        let r = self
+            .http
+            .delete(self.url(&format!("/api/messages/{space_id}/{message_id}")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Every message of a space, through all pages of `GET /api/messages/{space}` (recent
+    /// first).
+    pub async fn list_all(&self, token: &str, space_id: &str) -> Vec<Value> {
+        let mut all = Vec::new();
+        let mut page = 1;
+        loop {
+            let body = self
+                .list(token, space_id, &format!("page={page}&limit=100"))
+                .await;
+            let msgs = body["messages"].as_array().expect("messages").clone();
+            let done = msgs.len() < 100;
+            all.extend(msgs);
+            if done {
+                return all;
+            }
+            page += 1;
+        }
+    }
+
+    pub async fn join(&self, token: &str, space_id: &str) -> reqwest::Response {
+        self.http
+            .post(self.url(&format!("/api/spaces/{space_id}/join")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Sends `{content}` as JSON; returns the status and body.
+    pub async fn send_text(&self, token: &str, space_id: &str, content: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.url(&format!("/api/messages/{space_id}")))
+            .bearer_auth(token)
+            .json(&serde_json::json!({"content": content}))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn list(&self, token: &str, space_id: &str, query: &str) -> Value {
+        let r = self
+            .http
+            .get(self.url(&format!("/api/messages/{space_id}?{query}")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "list messages");
+        r.json().await.unwrap()
+    }
+}
+
+/// `POST /api/messages/{space}` `{content}` without a `Server` borrow (for spawned tasks); an
+/// `Err` is a transport failure (e.g. the server is gone).
+pub async fn try_send_text(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    space_id: &str,
+    content: &str,
+) -> Result<(u16, Value), reqwest::Error> {
+    let r = http
+        .post(format!("{base}/api/messages/{space_id}"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"content": content}))
+        .send()
+        .await?;
+    let status = r.status().as_u16();
+    Ok((status, r.json().await.unwrap_or(Value::Null)))
+}
