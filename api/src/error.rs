@@ -137,7 +137,6 @@ pub const CODES: &[&str] = &[
     "empty_message",
     "content_too_long",
     "invalid_media_type",
-    "invalid_media",
     "invalid_sort",
     "invalid_pagination",
     "invalid_title",

@@ -8,7 +8,6 @@
 //! 5. exit 0.
 
 use std::io::Write;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use anyhow::Context;
@@ -101,7 +100,6 @@ pub async fn serve(config: Config, metrics: Metrics) -> anyhow::Result<()> {
         tracing::warn!("some realtime sessions did not close in time");
     }
     engine.shutdown(shutdown_timeout).await;
-    drop(Arc::clone(&app));
     tracing::info!("spacecast stopped");
     Ok(())
 }

@@ -80,3 +80,36 @@ async fn readyz(app: AppRef) -> Result<Response, ApiError> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::OPENAPI;
+
+    #[test]
+    fn openapi_document_lists_every_error_code_and_the_main_paths() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("openapi.json is JSON");
+        assert!(
+            doc["openapi"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("3."),
+            "an OpenAPI 3 document"
+        );
+        let codes: Vec<&str> = doc["components"]["schemas"]["Error"]["properties"]["code"]["enum"]
+            .as_array()
+            .expect("the Error schema has a code enum")
+            .iter()
+            .filter_map(serde_json::Value::as_str)
+            .collect();
+        for code in crate::error::CODES {
+            assert!(
+                codes.contains(code),
+                "error code {code} missing from the Error schema"
+            );
+        }
+        let paths = doc["paths"].as_object().expect("a paths object");
+        for path in ["/api/spaces", "/api/messages/{spaceId}", "/v1/stream"] {
+            assert!(paths.contains_key(path), "path {path} missing");
+        }
+    }
+}

@@ -26,14 +26,22 @@ pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
         .and(warp::post())
         .and(base())
         .and(warp::header::optional::<String>("content-type"))
+        .and(warp::header::optional::<String>("host"))
         .and(warp::body::stream())
         .then(
-            |space: String, app: AppRef, t, auth, ct: Option<String>, body| async move {
+            |space: String,
+             app: AppRef,
+             t,
+             auth,
+             ct: Option<String>,
+             host: Option<String>,
+             body| async move {
                 respond(app.clone(), "POST /api/messages/:space", t, async move {
                     let user = user(&app, auth)?;
                     let space_id = parse_space_id(&space)?;
                     let body = bytes_stream(body);
-                    let draft = parse_send(&app, ct.as_deref(), body).await?;
+                    let mut draft = parse_send(&app, ct.as_deref(), body).await?;
+                    draft.host = host;
                     send_message(app, user, space_id, draft).await
                 })
                 .await
@@ -103,6 +111,8 @@ struct Draft {
     content: Option<String>,
     media: Option<Bytes>,
     media_type: Option<String>,
+    /// The request's Host header, for absolute `media_url`s when no public URL is configured.
+    host: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -137,8 +147,8 @@ where
     let req: JsonSend = parse_json(&bytes)?;
     Ok(Draft {
         content: req.content,
-        media: None,
         media_type: req.media_type,
+        ..Draft::default()
     })
 }
 
@@ -265,7 +275,7 @@ async fn send_message(
     let media_url = match (media, media_type) {
         (Some(bytes), Some(kind)) => {
             let stored = app.media.save(kind, bytes).await?;
-            Some(media_url(&app, stored.media_id))
+            Some(media_url(&app, draft.host.as_deref(), stored.media_id))
         }
         _ => None,
     };
@@ -279,12 +289,18 @@ async fn send_message(
     Ok(json_response(StatusCode::CREATED, &message))
 }
 
-fn media_url(app: &AppRef, media_id: uuid::Uuid) -> String {
-    let base = app
-        .config
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{}", app.config.listen));
+/// The absolute URL of stored media: under `public_url` if configured, else under the host the
+/// client used (a valid authority only; anything else falls back to the listen address).
+fn media_url(app: &AppRef, host: Option<&str>, media_id: uuid::Uuid) -> String {
+    let host = host
+        .filter(|h| h.parse::<warp::http::uri::Authority>().is_ok())
+        .map(str::to_owned);
+    let base = app.config.public_url.clone().unwrap_or_else(|| {
+        format!(
+            "http://{}",
+            host.unwrap_or_else(|| app.config.listen.to_string())
+        )
+    });
     format!("{base}/api/media/{}", media_id.simple())
 }
 

@@ -41,7 +41,8 @@ impl Session {
                 return Err(FrameError::from(e).into());
             }
         };
-        out.text(&frames::joined(raw_id, head)).await?;
+        out.text(&frames::joined(&space_id.to_string(), head))
+            .await?;
         match since_seq {
             Some(since) => {
                 self.delivered.insert(space_id, since.min(head));
@@ -58,7 +59,7 @@ impl Session {
     pub(super) async fn leave(&mut self, out: &mut Out, raw_id: &str) -> Result<(), Reply> {
         let space_id = parse_space_id(raw_id).map_err(FrameError::from)?;
         self.unsubscribe(space_id);
-        out.text(&frames::left(raw_id)).await?;
+        out.text(&frames::left(&space_id.to_string())).await?;
         Ok(())
     }
 

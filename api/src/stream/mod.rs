@@ -51,9 +51,11 @@ pub fn route(app: AppRef) -> BoxedFilter<(Response,)> {
              app: AppRef,
              auth: Option<String>,
              query: HashMap<String, String>| {
-                if app.open_sessions.load(Ordering::Acquire) >= app.config.max_connections
-                    || !app.accepting.load(Ordering::Acquire)
-                {
+                if !app.accepting.load(Ordering::Acquire) {
+                    return ApiError::unavailable("shutting_down", "Server is shutting down")
+                        .into_response();
+                }
+                if app.open_sessions.load(Ordering::Acquire) >= app.config.max_connections {
                     return ApiError::unavailable(
                         "overloaded",
                         "Too many realtime connections; retry shortly",

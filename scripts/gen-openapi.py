@@ -1,0 +1,750 @@
+#!/usr/bin/env python3
+# Generates api/openapi.json (served at GET /openapi.json). Edit this file, not the JSON, then run
+#   python3 scripts/gen-openapi.py
+# The error-code enum is read from api/src/error.rs (CODES), so it cannot drift from the code.
+import json, re
+import os
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+CODES = re.findall(r'"([a-z_]+)"', open(ROOT + '/api/src/error.rs').read().split('pub const CODES: &[&str] = &[')[1].split('];')[0])
+STREAM_ONLY = ["invalid_frame", "not_joined"]
+
+MSG = {
+    "unauthenticated": "Authentication required",
+    "invalid_token": "Invalid or expired token",
+    "invalid_json": "Invalid JSON body: expected value at line 1 column 1",
+    "invalid_request": "Invalid request",
+    "empty_message": "Message must have text or media",
+    "content_too_long": "content must be at most 5000 characters",
+    "invalid_media_type": "media_type must be \"image\", \"video\" or \"audio\"",
+    "invalid_sort": "sort must be \"recent\" or \"most_appreciated\"",
+    "invalid_pagination": "limit must be between 1 and 100",
+    "invalid_title": "title must be 3 to 200 characters",
+    "invalid_description": "description must be at most 5000 characters",
+    "invalid_hashtags": "each hashtag must be 1 to 50 characters without spaces",
+    "invalid_visibility": "visibility must be \"public\" or \"private\"",
+    "invalid_invite": "A valid invite code is required to join this private space",
+    "not_a_member": "You must be a member to send messages",
+    "already_member": "Already a member",
+    "forbidden": "Not authorised to delete this message",
+    "not_found": "Space not found",
+    "payload_too_large": "The request body exceeds 262144 bytes",
+    "unsupported_media_type": "Send multipart/form-data or application/json",
+    "overloaded": "Too many pending commands for this space; retry shortly",
+    "store_unavailable": "Storage is temporarily unavailable; retry shortly",
+    "unavailable": "The space is restarting; retry shortly",
+    "shutting_down": "Server is shutting down",
+    "internal": "Internal error",
+}
+
+def ref(name): return {"$ref": f"#/components/schemas/{name}"}
+
+def err(desc, codes, messages=None, retry=False):
+    messages = messages or {}
+    r = {
+        "description": desc + " Codes: " + ", ".join(f"`{c}`" for c in codes) + ".",
+        "content": {"application/json": {
+            "schema": ref("Error"),
+            "examples": {c: {"value": {"error": messages.get(c, MSG[c]), "code": c}} for c in codes},
+        }},
+    }
+    if retry:
+        r["headers"] = {"Retry-After": {"$ref": "#/components/headers/Retry-After"}}
+    return r
+
+def rr(name): return {"$ref": f"#/components/responses/{name}"}
+
+ENGINE_503 = ["overloaded", "unavailable", "store_unavailable", "shutting_down"]
+
+def json_ok(desc, schema):
+    return {"description": desc, "content": {"application/json": {"schema": schema}}}
+
+space_param = {"$ref": "#/components/parameters/spaceId"}
+message_param = {"$ref": "#/components/parameters/messageId"}
+
+info_desc = """Spacecast is a realtime messaging engine. Users meet in **spaces** (public or private rooms with
+members and power levels) and post **messages** (text and/or one image, video or audio file). It serves:
+
+- the REST API of the Space7 mobile client (`/api/spaces…`, `/api/messages…`, `/api/media…`), wire-compatible
+  with that unmodified client;
+- a native realtime WebSocket stream, `GET /v1/stream` (JSON text frames, resumable with `since_seq`);
+- operational endpoints: `/healthz`, `/readyz`, `/metrics` (Prometheus), `/openapi.json` (this document).
+
+Every state change of a space (message created, message deleted, appreciation toggled) gets the next `seq` of that
+space: a gapless, strictly increasing per-space sequence. A send is acknowledged (HTTP 201, or a stream `ack`) only
+once the message is durable in the store; fan-out happens after the write.
+
+## Authentication
+`Authorization: Bearer <JWT>` on every call except `/healthz`, `/readyz`, `/metrics`, `/openapi.json` and
+`GET /api/media/{mediaId}` (the random media id in a `media_url` is the capability). The stream also accepts the
+token as a `token` query parameter. Claims: the user id in `sub` or `user_id` (string or number), `username`
+(defaults to the user id), `picture` or `profile_picture` (defaults to `""`), and `exp` (required; 30 s leeway).
+Accepted signatures: HS256 with the server's shared secret (`--jwt-secret`, or the one generated into the data dir),
+and RS256 / ES256 / EdDSA with the configured public key (`--jwt-public-key`); anything else (including `alg: none`)
+is refused. `spacecast token --user-id ID --username NAME` mints a development token.
+
+## Errors
+Every response is JSON except `/metrics` (Prometheus text) and the bytes of `/api/media/{mediaId}`. An error is
+`{"error": "<human text>", "code": "<stable_code>"}`; the `code` values are listed in the `Error` schema
+(`invalid_frame` and `not_joined` occur only in stream `error` frames). A path no route serves gives 404
+`not_found`; a wrong method on a served path gives 405 `method_not_allowed`; an unexpected failure gives
+500 `internal`.
+
+## Retry-After
+Transient refusals are 503 with a `Retry-After` header (whole seconds): `overloaded` (a space's command queue is
+full, or the stream's connection limit is reached), `unavailable` (the space is restarting), `store_unavailable`,
+`shutting_down`. The contract reserves 429 `rate_limited` with `Retry-After` for per-user rate limits; this version
+has no rate limiter and never returns 429.
+
+## 401 and the Space7 client
+The Space7 client logs the user out on any HTTP 401, so 401 is returned **only** for token problems:
+`unauthenticated` (no bearer token) and `invalid_token` (malformed, expired, wrongly signed, or an algorithm with
+no configured key). Every other failure uses 400, 403, 404, 409, 413, 415 or 503.
+"""
+
+stream_desc = """Upgrades to a WebSocket carrying JSON text frames (CONTRACT.md §6). Authenticate with
+`Authorization: Bearer <JWT>` or, where headers cannot be set (browsers), the `token` query parameter
+(`/v1/stream?token=<JWT>`); the header wins when both are present. An authentication failure still completes the
+upgrade (101) and then closes the socket with code **4001** (reason `authentication required` or
+`invalid or expired token`). When the node is at its connection limit or shutting down the upgrade is refused with
+503 `overloaded` and `Retry-After`.
+
+**Server frames** (each has a `type`; schemas `ServerFrame` and the ones it lists):
+- [`Hello`](#/components/schemas/Hello) `{"type":"hello","session_id","node_id"}`: first frame of every session.
+- [`Joined`](#/components/schemas/Joined) `{"type":"joined","space_id","head_seq"}`: answer to `join`.
+- [`Left`](#/components/schemas/Left) `{"type":"left","space_id"}`: answer to `leave`.
+- [`Event`](#/components/schemas/Event) `{"type":"event","space_id","seq","at","event","data"}` with `event` one of
+  `message_created` (data: `Message`), `message_deleted` (data: `{message_id, deleted_by}`), `reaction_changed`
+  (data: `{message_id, key, user_id, added, count, appreciation_count}`; Space7's appreciation is the key
+  `appreciate`).
+- [`Ack`](#/components/schemas/Ack) `{"type":"ack","local_id","message"}`: a `send` is durable.
+- [`StreamError`](#/components/schemas/StreamError) `{"type":"error","code","error","local_id"?,"space_id"?}`: a
+  refused frame; the session stays open.
+- [`Typing`](#/components/schemas/Typing) `{"type":"typing","space_id","user_id","username"}`: another session is
+  typing in a joined space.
+
+**Client frames** (schema `ClientFrame`):
+- [`ClientJoin`](#/components/schemas/ClientJoin) `{"type":"join","space_id","since_seq"?}` → `joined` with the
+  space's current `head_seq`; with `since_seq`, then every durable event after it (replayed from the store), then
+  live events, with no gap and no duplicate. A private space the caller is not a member of, or an unknown one, gives
+  an `error` frame with `not_found`.
+- [`ClientLeave`](#/components/schemas/ClientLeave) `{"type":"leave","space_id"}` → `left`.
+- [`ClientSend`](#/components/schemas/ClientSend) `{"type":"send","space_id","content","local_id"?}` → `ack` (once
+  durable) or `error`, both carrying `local_id`. Text only; `content` is trimmed and must be non-empty
+  (`empty_message`) and within the content limit (`content_too_long`); the sender must be a member
+  (`not_a_member`) allowed to post (`forbidden` in an `admins` space); an unknown space gives `not_found`. Other
+  fields are ignored (no media over the stream). At most 64 sends per session may await their ack (`overloaded` beyond). `local_id` is any JSON
+  value of at most 256 bytes, echoed back.
+- [`ClientTyping`](#/components/schemas/ClientTyping) `{"type":"typing","space_id"}`: relayed to the other sessions
+  watching that space on this node, never stored or sequenced; only for a joined space (else `not_joined`);
+  at most one relay per second per session and space.
+
+Frames that are not valid JSON of one of these shapes, and binary frames, get an `error` frame with
+`invalid_frame` (with the frame's `local_id` when it can be read). Client frames are limited to 64 KiB.
+The server pings every 25 s.
+
+**Close codes**: **1001** going away (the server is shutting down); **4001** authentication failed; **4008** slow
+consumer (the session's event queue overflowed: reconnect and `join` with `since_seq` = the last `seq` received to
+resume without a gap).
+"""
+
+def uuid_str(desc=None):
+    s = {"type": "string", "format": "uuid"}
+    if desc: s["description"] = desc
+    return s
+
+ts = {"type": "string", "format": "date-time", "description": "RFC 3339 in UTC with milliseconds, e.g. `2025-11-22T01:57:38.123Z`."}
+
+schemas = {
+    "Error": {
+        "type": "object",
+        "description": "The error envelope of every failed request (extra fields may be added).",
+        "required": ["error", "code"],
+        "properties": {
+            "error": {"type": "string", "description": "Human-readable explanation."},
+            "code": {"type": "string", "enum": CODES + STREAM_ONLY,
+                     "description": "Stable snake_case code. `invalid_frame` and `not_joined` occur only in stream `error` frames."},
+        },
+        "example": {"error": "Space not found", "code": "not_found"},
+    },
+    "UserRef": {
+        "type": "object",
+        "description": "A user as their token describes them.",
+        "required": ["user_id", "username", "profile_picture"],
+        "properties": {
+            "user_id": {"type": "string"},
+            "username": {"type": "string"},
+            "profile_picture": {"type": "string", "description": "URL, or `\"\"` when the token had none."},
+        },
+    },
+    "Tag": {
+        "type": "object",
+        "required": ["tag_id", "tag_name"],
+        "properties": {
+            "tag_id": {"type": "integer", "minimum": 0, "maximum": 2147483647,
+                       "description": "A stable number derived from the name (FNV-1a, below 2^31)."},
+            "tag_name": {"type": "string", "description": "Lowercase, without a leading `#`."},
+        },
+    },
+    "Member": {
+        "type": "object",
+        "required": ["user_id", "username", "profile_picture", "power_level", "role", "joined_at"],
+        "properties": {
+            "user_id": {"type": "string"},
+            "username": {"type": "string"},
+            "profile_picture": {"type": "string"},
+            "power_level": {"type": "integer", "description": "0 member, 50 moderator, 100 admin (the creator)."},
+            "role": {"$ref": "#/components/schemas/Role"},
+            "joined_at": ts,
+        },
+    },
+    "Role": {
+        "type": "string",
+        "enum": ["creator", "admin", "moderator", "member"],
+        "description": "`creator` for the space's creator; otherwise from the power level: ≥ 100 `admin`, ≥ 50 `moderator`, else `member`.",
+    },
+    "Space": {
+        "type": "object",
+        "description": "The Space7 `Space` shape plus Spacecast's fields. `role` and `power_level` are the caller's membership, present when the caller is a member (always in `POST /api/spaces` and `GET /api/spaces/my`); `members` is present only in `GET /api/spaces/{spaceId}`.",
+        "required": ["space_id", "title", "description", "visibility", "creator", "creator_id", "participant_count",
+                     "tags", "posting_permission", "is_locked", "is_archived", "message_count", "head_seq",
+                     "created_at", "updated_at"],
+        "properties": {
+            "space_id": uuid_str(),
+            "title": {"type": "string"},
+            "description": {"type": "string"},
+            "visibility": {"type": "string", "enum": ["public", "private"]},
+            "creator": ref("UserRef"),
+            "creator_id": {"type": "string", "description": "Same as `creator.user_id`."},
+            "participant_count": {"type": "integer", "minimum": 0, "description": "Number of members."},
+            "tags": {"type": "array", "items": ref("Tag")},
+            "posting_permission": {"type": "string", "enum": ["everyone", "admins"],
+                                   "description": "`admins`: only members with power level ≥ 50 may post."},
+            "is_locked": {"type": "boolean", "description": "Always false in this version."},
+            "is_archived": {"type": "boolean", "description": "Always false in this version."},
+            "message_count": {"type": "integer", "minimum": 0, "description": "Messages that exist (created and not deleted)."},
+            "head_seq": {"type": "integer", "minimum": 0, "description": "The space's last `seq`; 0 when it has no events yet."},
+            "created_at": ts,
+            "updated_at": {"type": "string", "format": "date-time", "description": "Equal to `created_at` in this version."},
+            "role": {"$ref": "#/components/schemas/Role"},
+            "power_level": {"type": "integer"},
+            "members": {"type": "array", "items": ref("Member"), "maxItems": 100,
+                        "description": "The first 100 members, highest power level first, then earliest joined."},
+        },
+    },
+    "CreateSpaceRequest": {
+        "type": "object",
+        "properties": {
+            "title": {"type": "string", "description": "Trimmed; 3–200 characters (else `invalid_title`)."},
+            "description": {"type": "string", "description": "Trimmed; at most 5000 characters (else `invalid_description`). Defaults to `\"\"`."},
+            "visibility": {"type": "string", "enum": ["public", "private"], "default": "public",
+                           "description": "Anything else gives `invalid_visibility`."},
+            "hashtags": {"type": "array", "items": {"type": "string"}, "maxItems": 10,
+                         "description": "At most 10; each is trimmed, a leading `#` removed, lowercased, and must then be 1–50 characters without whitespace (else `invalid_hashtags`). Duplicates are dropped."},
+            "posting_permission": {"type": "string", "enum": ["everyone", "admins"], "default": "everyone",
+                                   "description": "Anything else gives `invalid_request`."},
+        },
+    },
+    "JoinRequest": {
+        "type": "object",
+        "properties": {"invite_code": {"type": "string",
+                                       "description": "Accepted but not yet usable: joining a private space always gives 400 `invalid_invite`."}},
+    },
+    "JoinResult": {
+        "type": "object",
+        "required": ["message", "space_id", "power_level"],
+        "properties": {
+            "message": {"type": "string", "const": "Joined space"},
+            "space_id": uuid_str(),
+            "power_level": {"type": "integer", "description": "The new member's power level (0)."},
+        },
+    },
+    "Like": {
+        "type": "object",
+        "required": ["id", "user_id"],
+        "properties": {
+            "id": {"type": "integer", "minimum": 1, "description": "The `seq` of the event that added this appreciation: a number unique within the space."},
+            "user_id": {"type": "string"},
+        },
+    },
+    "Message": {
+        "type": "object",
+        "description": "A message in the Space7 shape plus `seq`.",
+        "required": ["message_id", "space_id", "seq", "sender_id", "content", "media_url", "media_type", "word_count",
+                     "sender", "likes", "appreciation_count", "created_at"],
+        "properties": {
+            "message_id": uuid_str("UUIDv7."),
+            "space_id": uuid_str(),
+            "seq": {"type": "integer", "minimum": 1, "description": "The `seq` of the event that created it; also its position in recency order."},
+            "sender_id": {"type": "string"},
+            "content": {"type": ["string", "null"], "description": "Trimmed text; `null` for a media-only message."},
+            "media_url": {"type": ["string", "null"], "format": "uri",
+                          "description": "Absolute URL of the attached file (`<public_url>/api/media/<mediaId>`), or `null`."},
+            "media_type": {"type": ["string", "null"], "enum": ["image", "video", "audio", None]},
+            "word_count": {"type": "integer", "minimum": 0, "description": "Whitespace-separated words of `content`; 0 without content."},
+            "sender": ref("UserRef"),
+            "likes": {"type": "array", "items": ref("Like")},
+            "appreciation_count": {"type": "integer", "minimum": 0, "description": "Equal to the length of `likes`."},
+            "created_at": ts,
+        },
+    },
+    "MessagesPage": {
+        "type": "object",
+        "required": ["messages", "total", "page", "limit", "totalPages"],
+        "properties": {
+            "messages": {"type": "array", "items": ref("Message")},
+            "total": {"type": "integer", "minimum": 0, "description": "Messages in the space."},
+            "page": {"type": "integer", "minimum": 1},
+            "limit": {"type": "integer", "minimum": 1, "maximum": 100},
+            "totalPages": {"type": "integer", "minimum": 0, "description": "`ceil(total / limit)`."},
+        },
+    },
+    "SendMessageForm": {
+        "type": "object",
+        "description": "The Space7 client's multipart body. Other field names give 400 `invalid_request`.",
+        "properties": {
+            "content": {"type": "string", "description": "Trimmed; optional when `media` is given. At most `max_content_chars` (default 5000) characters (`content_too_long`); a field over 64 KiB gives 413."},
+            "media": {"type": "string", "format": "binary", "contentMediaType": "application/octet-stream",
+                      "description": "One file, at most `max_media_bytes` (default 10 MiB, else 413). Its bytes must be a recognised format of `media_type`'s kind (checked by signature, not by the part's Content-Type), else `invalid_media_type`. An empty part counts as no media."},
+            "media_type": {"type": "string", "enum": ["image", "video", "audio"],
+                           "description": "Required with `media` (else `invalid_media_type`); ignored without it."},
+        },
+    },
+    "SendMessageJson": {
+        "type": "object",
+        "description": "Text only: a JSON body cannot carry media (a `media_type` field is ignored, as are unknown fields).",
+        "properties": {
+            "content": {"type": "string", "description": "Trimmed; required non-empty (`empty_message`); at most `max_content_chars` characters (`content_too_long`)."},
+        },
+    },
+    "Appreciation": {
+        "type": "object",
+        "required": ["appreciated", "appreciation_count", "message_id", "space_id"],
+        "properties": {
+            "appreciated": {"type": "boolean", "description": "Whether the caller appreciates the message after this toggle."},
+            "appreciation_count": {"type": "integer", "minimum": 0},
+            "message_id": uuid_str(),
+            "space_id": uuid_str(),
+        },
+    },
+    "DeleteResult": {
+        "type": "object",
+        "required": ["message", "message_id"],
+        "properties": {
+            "message": {"type": "string", "const": "Message deleted"},
+            "message_id": uuid_str(),
+        },
+    },
+    "Health": {
+        "type": "object",
+        "required": ["status"],
+        "properties": {"status": {"type": "string", "const": "ok"}},
+    },
+    "Ready": {
+        "type": "object",
+        "required": ["status", "store", "bus", "node_id"],
+        "properties": {
+            "status": {"type": "string", "const": "ready"},
+            "store": {"type": "string", "const": "ok"},
+            "bus": {"type": "string", "const": "in-process"},
+            "node_id": {"type": "string"},
+        },
+    },
+    # ---- stream frames ----
+    "Hello": {
+        "type": "object", "description": "First server frame of every stream session.",
+        "required": ["type", "session_id", "node_id"],
+        "properties": {
+            "type": {"type": "string", "const": "hello"},
+            "session_id": {"type": "string", "description": "`<node_id>-<number>`, unique per session."},
+            "node_id": {"type": "string"},
+        },
+    },
+    "Joined": {
+        "type": "object", "description": "Answer to `join`. Sent before any replayed events.",
+        "required": ["type", "space_id", "head_seq"],
+        "properties": {
+            "type": {"type": "string", "const": "joined"},
+            "space_id": {"type": "string", "description": "The `space_id` exactly as the client sent it."},
+            "head_seq": {"type": "integer", "minimum": 0, "description": "The space's last durable `seq` when the join happened."},
+        },
+    },
+    "Left": {
+        "type": "object", "description": "Answer to `leave`.",
+        "required": ["type", "space_id"],
+        "properties": {
+            "type": {"type": "string", "const": "left"},
+            "space_id": {"type": "string", "description": "The `space_id` exactly as the client sent it."},
+        },
+    },
+    "MessageDeletedData": {
+        "type": "object", "required": ["message_id", "deleted_by"],
+        "properties": {
+            "message_id": uuid_str(),
+            "deleted_by": {"type": "string", "description": "User id of the author or moderator who deleted it."},
+        },
+    },
+    "ReactionChangedData": {
+        "type": "object",
+        "required": ["message_id", "key", "user_id", "added", "count", "appreciation_count"],
+        "properties": {
+            "message_id": uuid_str(),
+            "key": {"type": "string", "description": "The reaction key; Space7's appreciation is `appreciate`."},
+            "user_id": {"type": "string"},
+            "added": {"type": "boolean", "description": "True when the reaction was added, false when removed."},
+            "count": {"type": "integer", "minimum": 0, "description": "The key's count after the change."},
+            "appreciation_count": {"type": "integer", "minimum": 0, "description": "The message's appreciation count after the change."},
+        },
+    },
+    "Event": {
+        "type": "object",
+        "description": "One durable state change of a joined space, in `seq` order. `data` is a `Message` for `message_created`, `MessageDeletedData` for `message_deleted`, `ReactionChangedData` for `reaction_changed`.",
+        "required": ["type", "space_id", "seq", "at", "event", "data"],
+        "properties": {
+            "type": {"type": "string", "const": "event"},
+            "space_id": uuid_str(),
+            "seq": {"type": "integer", "minimum": 1},
+            "at": ts,
+            "event": {"type": "string", "enum": ["message_created", "message_deleted", "reaction_changed"]},
+            "data": {"oneOf": [ref("Message"), ref("MessageDeletedData"), ref("ReactionChangedData")]},
+        },
+    },
+    "Ack": {
+        "type": "object", "description": "A `send` was made durable.",
+        "required": ["type", "local_id", "message"],
+        "properties": {
+            "type": {"type": "string", "const": "ack"},
+            "local_id": {"description": "The send's `local_id` (any JSON value), or `null` when it had none."},
+            "message": ref("Message"),
+        },
+    },
+    "StreamError": {
+        "type": "object", "description": "A refused client frame. The session stays open.",
+        "required": ["type", "code", "error"],
+        "properties": {
+            "type": {"type": "string", "const": "error"},
+            "code": {"$ref": "#/components/schemas/Error/properties/code"},
+            "error": {"type": "string"},
+            "local_id": {"description": "The refused frame's `local_id`, when it had one that could be read."},
+            "space_id": {"type": "string", "description": "The refused command's `space_id` as sent, when there was one."},
+        },
+    },
+    "Typing": {
+        "type": "object", "description": "A user is typing in a joined space (never sent back to the session that typed).",
+        "required": ["type", "space_id", "user_id", "username"],
+        "properties": {
+            "type": {"type": "string", "const": "typing"},
+            "space_id": uuid_str(),
+            "user_id": {"type": "string"},
+            "username": {"type": "string"},
+        },
+    },
+    "ServerFrame": {
+        "description": "Any frame the server sends on `/v1/stream`.",
+        "oneOf": [ref(n) for n in ["Hello", "Joined", "Left", "Event", "Ack", "StreamError", "Typing"]],
+        "discriminator": {"propertyName": "type", "mapping": {
+            "hello": "#/components/schemas/Hello", "joined": "#/components/schemas/Joined",
+            "left": "#/components/schemas/Left", "event": "#/components/schemas/Event",
+            "ack": "#/components/schemas/Ack", "error": "#/components/schemas/StreamError",
+            "typing": "#/components/schemas/Typing"}},
+    },
+    "ClientJoin": {
+        "type": "object", "required": ["type", "space_id"],
+        "properties": {
+            "type": {"type": "string", "const": "join"},
+            "space_id": {"type": "string"},
+            "since_seq": {"type": "integer", "minimum": 0, "description": "Replay every durable event after this `seq` before live ones."},
+        },
+    },
+    "ClientLeave": {
+        "type": "object", "required": ["type", "space_id"],
+        "properties": {"type": {"type": "string", "const": "leave"}, "space_id": {"type": "string"}},
+    },
+    "ClientSend": {
+        "type": "object", "required": ["type", "space_id"],
+        "properties": {
+            "type": {"type": "string", "const": "send"},
+            "space_id": {"type": "string"},
+            "content": {"type": "string", "description": "Trimmed; must be non-empty."},
+            "local_id": {"description": "Any JSON value of at most 256 bytes (serialized), echoed in `ack` / `error`; not stored."},
+        },
+    },
+    "ClientTyping": {
+        "type": "object", "required": ["type", "space_id"],
+        "properties": {"type": {"type": "string", "const": "typing"}, "space_id": {"type": "string"}},
+    },
+    "ClientFrame": {
+        "description": "Any frame a client may send on `/v1/stream`.",
+        "oneOf": [ref(n) for n in ["ClientJoin", "ClientLeave", "ClientSend", "ClientTyping"]],
+        "discriminator": {"propertyName": "type", "mapping": {
+            "join": "#/components/schemas/ClientJoin", "leave": "#/components/schemas/ClientLeave",
+            "send": "#/components/schemas/ClientSend", "typing": "#/components/schemas/ClientTyping"}},
+    },
+}
+
+responses = {
+    "Unauthorized": err("Missing, malformed, expired or wrongly signed token (the only 401s).",
+                        ["unauthenticated", "invalid_token"]),
+    "InternalError": err("Unexpected failure; details are only logged.", ["internal"]),
+}
+
+parameters = {
+    "spaceId": {"name": "spaceId", "in": "path", "required": True,
+                "description": "The space's id (a UUID). A value that is not a UUID gives 404 `not_found`.",
+                "schema": {"type": "string", "format": "uuid"}},
+    "messageId": {"name": "messageId", "in": "path", "required": True,
+                  "description": "The message's id (a UUID). A value that is not a UUID gives 404 `not_found`.",
+                  "schema": {"type": "string", "format": "uuid"}},
+}
+
+headers = {
+    "Retry-After": {"description": "Seconds to wait before retrying (at least 1).",
+                    "schema": {"type": "integer", "minimum": 1}},
+}
+
+R401 = rr("Unauthorized")
+R500 = rr("InternalError")
+def r404(what="Unknown space, or a private space the caller is not a member of."):
+    return err(what, ["not_found"])
+def r413(msg=None):
+    return err("The request body is larger than `max_body_bytes` (default 256 KiB).", ["payload_too_large"])
+def r503(codes, desc="Transient refusal; retry after `Retry-After` seconds."):
+    return err(desc, codes, retry=True)
+
+no_sec = []
+
+paths = {
+    "/healthz": {"get": {
+        "operationId": "healthz", "summary": "Liveness: the process is up", "tags": ["operations"],
+        "security": no_sec,
+        "responses": {"200": json_ok("The process is up.", ref("Health"))},
+    }},
+    "/readyz": {"get": {
+        "operationId": "readyz", "summary": "Readiness: the store answers and the node accepts work", "tags": ["operations"],
+        "security": no_sec,
+        "description": "200 when the store answers a ping and the node is not shutting down. `bus` is reported as `in-process`.",
+        "responses": {
+            "200": json_ok("Ready.", ref("Ready")),
+            "503": r503(["shutting_down", "store_unavailable"], "Not ready: shutting down, or the store is unreachable."),
+        },
+    }},
+    "/metrics": {"get": {
+        "operationId": "metrics", "summary": "Prometheus metrics", "tags": ["operations"],
+        "security": no_sec,
+        "responses": {"200": {
+            "description": "Prometheus text exposition format (`Content-Type: text/plain; version=0.0.4; charset=utf-8`).",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }},
+    }},
+    "/openapi.json": {"get": {
+        "operationId": "openapi", "summary": "This OpenAPI document", "tags": ["operations"],
+        "security": no_sec,
+        "responses": {"200": json_ok("The OpenAPI 3.1 document.", {"type": "object"})},
+    }},
+    "/api/spaces": {"post": {
+        "operationId": "createSpace", "summary": "Create a space", "tags": ["spaces"],
+        "description": "Creates a space; the caller becomes its creator with power level 100 (`role` `creator`). Durable when answered.",
+        "requestBody": {"required": True, "content": {"application/json": {"schema": ref("CreateSpaceRequest")}},
+                        "description": "JSON (the Content-Type header is not checked). An empty body is `{}` and fails `invalid_title`."},
+        "responses": {
+            "201": json_ok("The new space, with the caller's `role` and `power_level`.", ref("Space")),
+            "400": err("Invalid body.", ["invalid_json", "invalid_title", "invalid_description", "invalid_visibility",
+                                          "invalid_hashtags", "invalid_request"]),
+            "401": R401,
+            "413": r413(),
+            "500": R500,
+            "503": r503(["store_unavailable"]),
+        },
+    }},
+    "/api/spaces/my": {"get": {
+        "operationId": "listMySpaces", "summary": "List the spaces the caller belongs to", "tags": ["spaces"],
+        "description": "Every space the caller created or joined, newest space first, each with the caller's `role` and `power_level`. Query parameters are ignored.",
+        "responses": {
+            "200": json_ok("The caller's spaces.", {"type": "array", "items": ref("Space")}),
+            "401": R401,
+            "500": R500,
+            "503": r503(["store_unavailable"]),
+        },
+    }},
+    "/api/spaces/{spaceId}": {"get": {
+        "operationId": "getSpace", "summary": "Get a space with its members", "tags": ["spaces"],
+        "parameters": [space_param],
+        "description": "A public space, or a private one the caller is a member of, with `members` (the first 100). `role` and `power_level` are present when the caller is a member.",
+        "responses": {
+            "200": json_ok("The space.", ref("Space")),
+            "401": R401,
+            "404": r404(),
+            "500": R500,
+            "503": r503(["store_unavailable"]),
+        },
+    }},
+    "/api/spaces/{spaceId}/join": {"post": {
+        "operationId": "joinSpace", "summary": "Join a space", "tags": ["spaces"],
+        "parameters": [space_param],
+        "description": "Joins a public space as an ordinary member (power level 0). The Space7 client calls this before every send and ignores exactly the 409 `Already a member` error. A private space cannot be joined in this version (400 `invalid_invite`).",
+        "requestBody": {"required": False, "content": {"application/json": {"schema": ref("JoinRequest")}},
+                        "description": "Optional JSON; an empty body is `{}`."},
+        "responses": {
+            "200": json_ok("Joined.", ref("JoinResult")),
+            "400": err("Invalid body, or a private space.", ["invalid_json", "invalid_request", "invalid_invite"]),
+            "401": R401,
+            "404": err("Unknown space.", ["not_found"]),
+            "409": err("The caller already is a member (`{\"error\":\"Already a member\",\"code\":\"already_member\"}`).", ["already_member"]),
+            "413": r413(),
+            "500": R500,
+            "503": r503(ENGINE_503),
+        },
+    }},
+    "/api/messages/{spaceId}": {
+        "get": {
+            "operationId": "listMessages", "summary": "List a space's messages, page by page", "tags": ["messages"],
+            "parameters": [space_param,
+                {"name": "sort", "in": "query", "required": False,
+                 "description": "`recent`: newest first. `most_appreciated`: highest `appreciation_count` first, ties newest first. Empty means `recent`; anything else gives `invalid_sort`.",
+                 "schema": {"type": "string", "enum": ["recent", "most_appreciated"], "default": "recent"}},
+                {"name": "page", "in": "query", "required": False,
+                 "description": "1-based page number, at most 1000000 (else `invalid_pagination`).",
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 1000000, "default": 1}},
+                {"name": "limit", "in": "query", "required": False,
+                 "description": "Messages per page, 1–100 (else `invalid_pagination`).",
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 50}},
+            ],
+            "description": "Readable by any authenticated user for a public space, and by members for a private one.",
+            "responses": {
+                "200": json_ok("One page of messages.", ref("MessagesPage")),
+                "400": err("Invalid query parameter.", ["invalid_sort", "invalid_pagination"],
+                           {"invalid_pagination": "page must be a positive integer"}),
+                "401": R401,
+                "404": r404(),
+                "500": R500,
+                "503": r503(["store_unavailable"]),
+            },
+        },
+        "post": {
+            "operationId": "sendMessage", "summary": "Send a message", "tags": ["messages"],
+            "parameters": [space_param],
+            "description": "Posts a message (text and/or one media file) as the caller, who must be a member (and, in a space with `posting_permission` `admins`, have power level ≥ 50). Answered 201 only once the message is durable. A body without Content-Type is read as JSON; any Content-Type other than `multipart/form-data` or one containing `json` gives 415.",
+            "requestBody": {"required": True, "content": {
+                "multipart/form-data": {"schema": ref("SendMessageForm"),
+                                         "encoding": {"media": {"contentType": "image/*, video/*, audio/*, application/octet-stream"}}},
+                "application/json": {"schema": ref("SendMessageJson")},
+            }},
+            "responses": {
+                "201": json_ok("The message as stored (`likes` empty, `appreciation_count` 0).", ref("Message")),
+                "400": err("Invalid message.", ["empty_message", "invalid_media_type", "content_too_long", "invalid_json", "invalid_request"]),
+                "401": R401,
+                "403": err("The caller is not a member, or may not post in this space.", ["not_a_member", "forbidden"],
+                           {"forbidden": "Only admins and moderators may post in this space"}),
+                "404": r404(),
+                "413": err("The media part exceeds `max_media_bytes` (default 10 MiB), another part or the JSON body is too large.",
+                           ["payload_too_large"], {"payload_too_large": "media exceeds 10485760 bytes"}),
+                "415": err("The body is neither multipart/form-data nor JSON.", ["unsupported_media_type"]),
+                "500": R500,
+                "503": r503(ENGINE_503),
+            },
+        },
+    },
+    "/api/messages/{spaceId}/{messageId}/appreciate": {"post": {
+        "operationId": "toggleAppreciation", "summary": "Toggle the caller's appreciation of a message", "tags": ["messages"],
+        "parameters": [space_param, message_param],
+        "description": "Adds the caller's appreciation if absent, removes it if present. Anyone who can read the space may appreciate (membership is needed only in a private space). No request body.",
+        "responses": {
+            "200": json_ok("The outcome of the toggle.", ref("Appreciation")),
+            "401": R401,
+            "403": err("Private space and the caller is not a member.", ["not_a_member"]),
+            "404": err("Unknown space or message, or a private space the caller is not a member of.", ["not_found"],
+                       {"not_found": "Message not found"}),
+            "500": R500,
+            "503": r503(ENGINE_503),
+        },
+    }},
+    "/api/messages/{spaceId}/{messageId}": {"delete": {
+        "operationId": "deleteMessage", "summary": "Delete a message", "tags": ["messages"],
+        "parameters": [space_param, message_param],
+        "description": "Hard-deletes a message. Allowed for its author and for members with power level ≥ 50 (moderators, admins).",
+        "responses": {
+            "200": json_ok("Deleted.", ref("DeleteResult")),
+            "401": R401,
+            "403": err("The caller is neither the author nor a moderator.", ["forbidden"]),
+            "404": err("Unknown space or message, or a private space the caller is not a member of.", ["not_found"],
+                       {"not_found": "Message not found"}),
+            "500": R500,
+            "503": r503(ENGINE_503),
+        },
+    }},
+    "/api/media/{mediaId}": {"get": {
+        "operationId": "getMedia", "summary": "Download a message's media file", "tags": ["media"],
+        "security": no_sec,
+        "description": "No authentication: the unguessable id in a message's `media_url` is the capability. The Content-Type is the one the file's bytes identify.",
+        "parameters": [{"name": "mediaId", "in": "path", "required": True,
+                        "description": "The id from `media_url` (a UUID, written without hyphens in `media_url`; the hyphenated form is accepted too).",
+                        "schema": {"type": "string"}}],
+        "responses": {
+            "200": {
+                "description": "The file's bytes.",
+                "headers": {
+                    "Cache-Control": {"description": "`public, max-age=31536000, immutable` (media never changes).", "schema": {"type": "string"}},
+                    "X-Content-Type-Options": {"description": "`nosniff`.", "schema": {"type": "string"}},
+                },
+                "content": {
+                    "image/*": {"schema": {"type": "string", "format": "binary"}},
+                    "video/*": {"schema": {"type": "string", "format": "binary"}},
+                    "audio/*": {"schema": {"type": "string", "format": "binary"}},
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                },
+            },
+            "404": err("No such media.", ["not_found"], {"not_found": "Media not found"}),
+        },
+    }},
+    "/v1/stream": {"get": {
+        "operationId": "openStream", "summary": "Native realtime stream (WebSocket)", "tags": ["realtime"],
+        "description": stream_desc,
+        "security": [{"bearerAuth": []}, {"tokenQuery": []}],
+        "responses": {
+            "101": {"description": "Switching to the WebSocket protocol. The first frame is `hello` (or, when authentication failed, a close with code 4001)."},
+            "400": err("Not a WebSocket upgrade request.", ["invalid_request"]),
+            "503": r503(["overloaded"], "The node is at its connection limit or shutting down."),
+        },
+    }},
+}
+
+doc = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "Spacecast",
+        "version": "0.1.0",
+        "summary": "A realtime messaging engine: spaces, messages, and a resumable realtime stream.",
+        "description": info_desc,
+    },
+    "servers": [{"url": "/"}],
+    "tags": [
+        {"name": "spaces", "description": "Space7 spaces."},
+        {"name": "messages", "description": "Space7 messages."},
+        {"name": "media", "description": "Media files of messages."},
+        {"name": "realtime", "description": "The native WebSocket stream."},
+        {"name": "operations", "description": "Health, readiness, metrics and this document; no authentication."},
+    ],
+    "security": [{"bearerAuth": []}],
+    "paths": paths,
+    "components": {
+        "securitySchemes": {
+            "bearerAuth": {
+                "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                "description": "`Authorization: Bearer <JWT>`. Claims: the user id in `sub` or `user_id` (string or number, 1–128 characters, no control characters), `username` (defaults to the user id), `picture` or `profile_picture` (defaults to `\"\"`), `exp` (required, 30 s leeway). Signed with HS256 (the server's shared secret) or RS256 / ES256 / EdDSA (the configured public key). Anything else is 401.",
+            },
+            "tokenQuery": {
+                "type": "apiKey", "in": "query", "name": "token",
+                "description": "The same JWT as a `token` query parameter; accepted only by `GET /v1/stream`, when no Authorization header is sent.",
+            },
+        },
+        "headers": headers,
+        "parameters": parameters,
+        "responses": responses,
+        "schemas": schemas,
+    },
+}
+
+with open(ROOT + '/api/openapi.json', 'w') as f:
+    json.dump(doc, f, indent=2, ensure_ascii=False)
+    f.write("\n")
+print(len(CODES), CODES)
