@@ -74,14 +74,31 @@ impl Drop for Admitted<'_> {
 
 impl Directory {
     /// Starts the supervisor. Space actors are spawned on demand.
-    pub(crate) async fn start(store: Arc<dyn Store>, hub: Hub, metrics: Metrics, config: Arc<EngineConfig>) -> Result<Self> {
+    pub(crate) async fn start(
+        store: Arc<dyn Store>,
+        hub: Hub,
+        metrics: Metrics,
+        config: Arc<EngineConfig>,
+    ) -> Result<Self> {
         let map: Map = Arc::default();
         let sup = SpaceSupervisor;
-        let args = SupervisorArgs { map: map.clone(), store: store.clone(), hub, metrics: metrics.clone(), config: config.clone() };
+        let args = SupervisorArgs {
+            map: map.clone(),
+            store: store.clone(),
+            hub,
+            metrics: metrics.clone(),
+            config: config.clone(),
+        };
         let (supervisor, _join) = SpaceSupervisor::spawn(None, sup, args)
             .await
             .map_err(|e| EngineError::Internal(format!("space supervisor failed to start: {e}")))?;
-        Ok(Directory { map, supervisor, store, metrics, config })
+        Ok(Directory {
+            map,
+            supervisor,
+            store,
+            metrics,
+            config,
+        })
     }
 
     /// Sends a command built by `make` to the space's actor and waits for its answer.
@@ -101,10 +118,15 @@ impl Directory {
             let entry = self.resolve(space_id).await?;
             let admitted = entry.inflight.fetch_add(1, Ordering::AcqRel) + 1;
             self.metrics.space_commands_inflight.inc();
-            let _guard = Admitted { inflight: &entry.inflight, metrics: &self.metrics };
+            let _guard = Admitted {
+                inflight: &entry.inflight,
+                metrics: &self.metrics,
+            };
             if admitted > self.config.max_inflight_per_space {
                 self.metrics.space_admission_rejected.inc();
-                return Err(EngineError::Overloaded { retry_after: Duration::from_secs(1) });
+                return Err(EngineError::Overloaded {
+                    retry_after: Duration::from_secs(1),
+                });
             }
             let (tx, rx) = tokio::sync::oneshot::channel();
             if entry.actor.send_message(make(tx.into())).is_err() {
@@ -122,7 +144,12 @@ impl Directory {
     }
 
     async fn resolve(&self, space_id: crate::model::SpaceId) -> Result<Entry> {
-        if let Some(e) = self.map.read().unwrap_or_else(|p| p.into_inner()).get(&space_id) {
+        if let Some(e) = self
+            .map
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&space_id)
+        {
             return Ok(e.clone());
         }
         // Cold path: check existence here, off the supervisor, so a burst of unknown ids does not
@@ -130,14 +157,16 @@ impl Directory {
         if self.store.get_space(space_id).await?.is_none() {
             return Err(EngineError::SpaceNotFound);
         }
-        let resolved = ractor::call!(self.supervisor, SupervisorMsg::Resolve, space_id)
-            .map_err(|_| EngineError::ShuttingDown)?;
-        resolved
+        ractor::call!(self.supervisor, SupervisorMsg::Resolve, space_id)
+            .map_err(|_| EngineError::ShuttingDown)?
     }
 
     fn forget(&self, space_id: crate::model::SpaceId, actor: ActorId) {
         let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
-        if map.get(&space_id).is_some_and(|e| e.actor.get_id() == actor) {
+        if map
+            .get(&space_id)
+            .is_some_and(|e| e.actor.get_id() == actor)
+        {
             map.remove(&space_id);
         }
     }
@@ -178,11 +207,24 @@ impl Actor for SpaceSupervisor {
     type State = SupervisorState;
     type Arguments = SupervisorArgs;
 
-    async fn pre_start(&self, _me: ActorRef<SupervisorMsg>, args: SupervisorArgs) -> Result<SupervisorState, ActorProcessingErr> {
-        Ok(SupervisorState { args, children: HashMap::new(), leases: HashMap::new() })
+    async fn pre_start(
+        &self,
+        _me: ActorRef<SupervisorMsg>,
+        args: SupervisorArgs,
+    ) -> Result<SupervisorState, ActorProcessingErr> {
+        Ok(SupervisorState {
+            args,
+            children: HashMap::new(),
+            leases: HashMap::new(),
+        })
     }
 
-    async fn handle(&self, me: ActorRef<SupervisorMsg>, msg: SupervisorMsg, state: &mut SupervisorState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        me: ActorRef<SupervisorMsg>,
+        msg: SupervisorMsg,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             SupervisorMsg::Resolve(space_id, reply) => {
                 let _ = reply.send(state.resolve(&me, space_id));
@@ -207,7 +249,12 @@ impl Actor for SpaceSupervisor {
         Ok(())
     }
 
-    async fn handle_supervisor_evt(&self, _me: ActorRef<SupervisorMsg>, evt: SupervisionEvent, state: &mut SupervisorState) -> Result<(), ActorProcessingErr> {
+    async fn handle_supervisor_evt(
+        &self,
+        _me: ActorRef<SupervisorMsg>,
+        evt: SupervisionEvent,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
         match evt {
             SupervisionEvent::ActorTerminated(cell, _, _) => {
                 if let Some((space_id, _)) = state.children.remove(&cell.get_id()) {
@@ -230,8 +277,18 @@ impl Actor for SpaceSupervisor {
 }
 
 impl SupervisorState {
-    fn resolve(&mut self, me: &ActorRef<SupervisorMsg>, space_id: crate::model::SpaceId) -> Result<Entry> {
-        if let Some(e) = self.args.map.read().unwrap_or_else(|p| p.into_inner()).get(&space_id) {
+    fn resolve(
+        &mut self,
+        me: &ActorRef<SupervisorMsg>,
+        space_id: crate::model::SpaceId,
+    ) -> Result<Entry> {
+        if let Some(e) = self
+            .args
+            .map
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&space_id)
+        {
             return Ok(e.clone());
         }
         let lease = self.leases.entry(space_id).or_default().clone();
@@ -246,8 +303,9 @@ impl SupervisorState {
         };
         // Spawn without waiting for pre_start (it loads the space): commands queue meanwhile, and
         // the supervisor stays responsive.
-        let (actor, started) = ractor::ActorRuntime::spawn_linked_instant(None, SpaceActor, args, me.get_cell())
-            .map_err(|e| EngineError::Internal(format!("spawn failed: {e}")))?;
+        let (actor, started) =
+            ractor::ActorRuntime::spawn_linked_instant(None, SpaceActor, args, me.get_cell())
+                .map_err(|e| EngineError::Internal(format!("spawn failed: {e}")))?;
         let actor_id = actor.get_id();
         let me = me.clone();
         tokio::spawn(async move {
@@ -260,16 +318,27 @@ impl SupervisorState {
                 let _ = me.send_message(SupervisorMsg::StartFailed(space_id, actor_id, reason));
             }
         });
-        let entry = Entry { actor, inflight: Arc::default() };
-        self.children.insert(actor_id, (space_id, entry.actor.get_cell()));
-        self.args.map.write().unwrap_or_else(|p| p.into_inner()).insert(space_id, entry.clone());
+        let entry = Entry {
+            actor,
+            inflight: Arc::default(),
+        };
+        self.children
+            .insert(actor_id, (space_id, entry.actor.get_cell()));
+        self.args
+            .map
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(space_id, entry.clone());
         Ok(entry)
     }
 
     /// Removes the space from the map if `actor_id` is still the one registered for it.
     fn remove(&mut self, space_id: crate::model::SpaceId, actor_id: ActorId) -> bool {
         let mut map = self.args.map.write().unwrap_or_else(|p| p.into_inner());
-        if map.get(&space_id).is_some_and(|e| e.actor.get_id() == actor_id) {
+        if map
+            .get(&space_id)
+            .is_some_and(|e| e.actor.get_id() == actor_id)
+        {
             map.remove(&space_id);
             return true;
         }
@@ -278,7 +347,11 @@ impl SupervisorState {
 
     /// Forgets a lease nobody holds or waits for.
     fn release_lease(&mut self, space_id: crate::model::SpaceId) {
-        if self.leases.get(&space_id).is_some_and(|l| Arc::strong_count(l) == 1) {
+        if self
+            .leases
+            .get(&space_id)
+            .is_some_and(|l| Arc::strong_count(l) == 1)
+        {
             self.leases.remove(&space_id);
         }
     }

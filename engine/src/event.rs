@@ -79,7 +79,10 @@ pub struct Published {
 
 impl Published {
     pub fn new(event: SpaceEvent) -> Self {
-        Published { event, native: OnceLock::new() }
+        Published {
+            event,
+            native: OnceLock::new(),
+        }
     }
 
     /// The native stream frame (`{"type":"event","space_id",…,"seq","event","data"}`), serialized

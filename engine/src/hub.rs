@@ -42,9 +42,19 @@ impl Typing {
             user_id: &'a str,
             username: &'a str,
         }
-        let frame = Frame { r#type: "typing", space_id, user_id: &user_id, username };
+        let frame = Frame {
+            r#type: "typing",
+            space_id,
+            user_id: &user_id,
+            username,
+        };
         let frame = Bytes::from(serde_json::to_vec(&frame).unwrap_or_default());
-        Typing { space_id, user_id, origin_session, frame }
+        Typing {
+            space_id,
+            user_id,
+            origin_session,
+            frame,
+        }
     }
 }
 
@@ -66,16 +76,27 @@ pub struct Hub {
 impl Hub {
     /// `capacity` is each subscriber's queue length in items.
     pub fn new(capacity: usize, metrics: Metrics) -> Self {
-        Hub { topics: Arc::default(), capacity: capacity.max(1), metrics }
+        Hub {
+            topics: Arc::default(),
+            capacity: capacity.max(1),
+            metrics,
+        }
     }
 
     /// Starts receiving every item published to `space_id` from now on.
     pub fn subscribe(&self, space_id: SpaceId) -> broadcast::Receiver<HubItem> {
-        if let Some(tx) = self.topics.read().unwrap_or_else(|p| p.into_inner()).get(&space_id) {
+        if let Some(tx) = self
+            .topics
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&space_id)
+        {
             return tx.subscribe();
         }
         let mut topics = self.topics.write().unwrap_or_else(|p| p.into_inner());
-        let tx = topics.entry(space_id).or_insert_with(|| broadcast::channel(self.capacity).0);
+        let tx = topics
+            .entry(space_id)
+            .or_insert_with(|| broadcast::channel(self.capacity).0);
         let rx = tx.subscribe();
         self.metrics.fanout_topics.set(topics.len() as i64);
         rx
@@ -85,7 +106,10 @@ impl Hub {
     /// receiver; cheap when others remain.
     pub fn release(&self, space_id: SpaceId) {
         let mut topics = self.topics.write().unwrap_or_else(|p| p.into_inner());
-        if topics.get(&space_id).is_some_and(|tx| tx.receiver_count() == 0) {
+        if topics
+            .get(&space_id)
+            .is_some_and(|tx| tx.receiver_count() == 0)
+        {
             topics.remove(&space_id);
             self.metrics.fanout_topics.set(topics.len() as i64);
         }
@@ -96,7 +120,12 @@ impl Hub {
         if matches!(item, HubItem::Event(_)) {
             self.metrics.fanout_events.inc();
         }
-        if let Some(tx) = self.topics.read().unwrap_or_else(|p| p.into_inner()).get(&space_id) {
+        if let Some(tx) = self
+            .topics
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&space_id)
+        {
             // Err only means no receiver is left; nothing to deliver.
             let _ = tx.send(item);
         }
@@ -123,7 +152,10 @@ mod tests {
             space_id,
             seq,
             at: Timestamp(0),
-            kind: EventKind::MessageDeleted(MessageDeleted { message_id: new_id(), deleted_by: "u".into() }),
+            kind: EventKind::MessageDeleted(MessageDeleted {
+                message_id: new_id(),
+                deleted_by: "u".into(),
+            }),
         })))
     }
 
@@ -134,7 +166,8 @@ mod tests {
         let mut a = hub.subscribe(s);
         let mut b = hub.subscribe(s);
         hub.publish(s, ev(s, 1));
-        let (HubItem::Event(x), HubItem::Event(y)) = (a.recv().await.unwrap(), b.recv().await.unwrap())
+        let (HubItem::Event(x), HubItem::Event(y)) =
+            (a.recv().await.unwrap(), b.recv().await.unwrap())
         else {
             panic!("expected events")
         };
@@ -143,7 +176,10 @@ mod tests {
             hub.publish(s, ev(s, seq));
         }
         // b never read: it has fallen behind a 2-item queue.
-        assert!(matches!(b.recv().await, Err(broadcast::error::RecvError::Lagged(_))));
+        assert!(matches!(
+            b.recv().await,
+            Err(broadcast::error::RecvError::Lagged(_))
+        ));
         drop((a, b));
         hub.release(s);
         assert_eq!(hub.subscriber_count(s), 0);

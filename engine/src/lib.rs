@@ -16,6 +16,9 @@
 //!
 //! Also: [`model`] (spaces, members, messages), [`event`] (the sequenced events and their
 //! once-serialized frames), [`error`] (the one error enum with stable codes).
+//!
+//! With the `testkit` feature: `testkit`, the storage conformance suite every
+//! [`Store`](store::Store) backend must pass.
 
 pub mod directory;
 pub mod error;
@@ -24,6 +27,8 @@ pub mod hub;
 pub mod model;
 pub mod space;
 pub mod store;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,7 +40,10 @@ pub use space::{Appreciation, SendMessage, SpaceHandle};
 
 use crate::directory::Directory;
 use crate::hub::Hub;
-use crate::model::{Member, POWER_ADMIN, PostingPermission, Space, SpaceId, SpaceView, Timestamp, UserRef, Visibility, new_id};
+use crate::model::{
+    Member, POWER_ADMIN, PostingPermission, Space, SpaceId, SpaceView, Timestamp, UserRef,
+    Visibility, new_id,
+};
 use crate::store::Store;
 
 /// Tunables of the engine. Defaults suit one node with a local disk.
@@ -99,18 +107,31 @@ impl Engine {
     ///
     /// # Errors
     /// `Internal` if the supervisor cannot start.
-    pub async fn start(config: EngineConfig, store: Arc<dyn Store>, metrics: Metrics) -> Result<Self> {
+    pub async fn start(
+        config: EngineConfig,
+        store: Arc<dyn Store>,
+        metrics: Metrics,
+    ) -> Result<Self> {
         let store: Arc<dyn Store> = store::instrumented::Instrumented::new(store, metrics.clone());
         let config = Arc::new(config);
         let hub = Hub::new(config.subscriber_queue, metrics.clone());
-        let directory = Directory::start(store.clone(), hub.clone(), metrics.clone(), config).await?;
-        Ok(Engine { store, hub, directory, metrics })
+        let directory =
+            Directory::start(store.clone(), hub.clone(), metrics.clone(), config).await?;
+        Ok(Engine {
+            store,
+            hub,
+            directory,
+            metrics,
+        })
     }
 
     /// The typed handle of a space (which may not exist: its calls then fail with
     /// `SpaceNotFound`).
     pub fn space(&self, space_id: SpaceId) -> SpaceHandle {
-        SpaceHandle { directory: self.directory.clone(), space_id }
+        SpaceHandle {
+            directory: self.directory.clone(),
+            space_id,
+        }
     }
 
     /// Creates a space with `creator` as its admin (power 100). Durable when it returns.
@@ -129,9 +150,17 @@ impl Engine {
             posting_permission: new.posting_permission,
             created_at: now,
         };
-        let member = Member { user: creator, power_level: POWER_ADMIN, joined_at: now };
+        let member = Member {
+            user: creator,
+            power_level: POWER_ADMIN,
+            joined_at: now,
+        };
         self.store.create_space(&space, &member).await?;
-        let counters = model::SpaceCounters { head_seq: 0, message_count: 0, member_count: 1 };
+        let counters = model::SpaceCounters {
+            head_seq: 0,
+            message_count: 0,
+            member_count: 1,
+        };
         Ok(SpaceView { space, counters })
     }
 

@@ -103,7 +103,9 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
     5.0, 10.0,
 ];
-const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
+const BATCH_BUCKETS: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+];
 
 impl Metrics {
     /// Builds and registers every metric in a fresh registry (plus process metrics on Linux).
@@ -112,7 +114,9 @@ impl Metrics {
         macro_rules! reg {
             ($m:expr) => {{
                 let m = $m.expect("metric definition is valid");
-                registry.register(Box::new(m.clone())).expect("metric registered once");
+                registry
+                    .register(Box::new(m.clone()))
+                    .expect("metric registered once");
                 m
             }};
         }
@@ -121,14 +125,24 @@ impl Metrics {
         };
         let inner = Inner {
             http_requests: reg!(IntCounterVec::new(
-                Opts::new(names::HTTP_REQUESTS, "HTTP requests by route and status class"),
+                Opts::new(
+                    names::HTTP_REQUESTS,
+                    "HTTP requests by route and status class"
+                ),
                 &["route", "status"]
             )),
             http_duration: reg!(HistogramVec::new(
-                h(names::HTTP_DURATION, "HTTP request latency by route", LATENCY_BUCKETS),
+                h(
+                    names::HTTP_DURATION,
+                    "HTTP request latency by route",
+                    LATENCY_BUCKETS
+                ),
                 &["route"]
             )),
-            space_actors: reg!(IntGauge::new(names::SPACE_ACTORS, "Space actors alive on this node")),
+            space_actors: reg!(IntGauge::new(
+                names::SPACE_ACTORS,
+                "Space actors alive on this node"
+            )),
             space_commands_inflight: reg!(IntGauge::new(
                 names::SPACE_COMMANDS_INFLIGHT,
                 "Commands admitted to space actors and not yet answered"
@@ -164,7 +178,11 @@ impl Metrics {
                 &["kind"]
             )),
             store_duration: reg!(HistogramVec::new(
-                h(names::STORE_DURATION, "Store call latency by operation", LATENCY_BUCKETS),
+                h(
+                    names::STORE_DURATION,
+                    "Store call latency by operation",
+                    LATENCY_BUCKETS
+                ),
                 &["op"]
             )),
             store_errors: reg!(IntCounterVec::new(
@@ -185,7 +203,10 @@ impl Metrics {
                 "Events published to the fan-out hub"
             )),
             fanout_deliveries: reg!(IntCounterVec::new(
-                Opts::new(names::FANOUT_DELIVERIES, "Frames written to subscribers, by protocol"),
+                Opts::new(
+                    names::FANOUT_DELIVERIES,
+                    "Frames written to subscribers, by protocol"
+                ),
                 &["protocol"]
             )),
             fanout_topics: reg!(IntGauge::new(
@@ -245,7 +266,9 @@ pub fn init_tracing(default_filter: &str, format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
@@ -261,7 +284,9 @@ mod tests {
         let m = Metrics::new();
         m.http_requests.with_label_values(&["x", "2xx"]).inc();
         m.http_duration.with_label_values(&["x"]).observe(0.1);
-        m.events_committed.with_label_values(&["message_created"]).inc();
+        m.events_committed
+            .with_label_values(&["message_created"])
+            .inc();
         m.store_duration.with_label_values(&["append"]).observe(0.1);
         m.store_errors.with_label_values(&["append"]).inc();
         m.fanout_deliveries.with_label_values(&["native"]).inc();
@@ -270,12 +295,26 @@ mod tests {
         m.ws_frames_in.with_label_values(&["join"]).inc();
         let text = m.render();
         for name in [
-            names::HTTP_REQUESTS, names::HTTP_DURATION, names::SPACE_ACTORS,
-            names::SPACE_COMMANDS_INFLIGHT, names::SPACE_ADMISSION_REJECTED, names::SPACE_RESTARTS,
-            names::SPACE_PASSIVATIONS, names::COMMIT_BATCH_SIZE, names::COMMIT_DURATION,
-            names::COMMIT_QUEUE, names::EVENTS_COMMITTED, names::STORE_DURATION, names::STORE_ERRORS,
-            names::STORE_WRITE_QUEUE, names::STORE_FSYNC_BATCH, names::FANOUT_EVENTS,
-            names::FANOUT_DELIVERIES, names::FANOUT_TOPICS, names::WS_SESSIONS, names::WS_CLOSED,
+            names::HTTP_REQUESTS,
+            names::HTTP_DURATION,
+            names::SPACE_ACTORS,
+            names::SPACE_COMMANDS_INFLIGHT,
+            names::SPACE_ADMISSION_REJECTED,
+            names::SPACE_RESTARTS,
+            names::SPACE_PASSIVATIONS,
+            names::COMMIT_BATCH_SIZE,
+            names::COMMIT_DURATION,
+            names::COMMIT_QUEUE,
+            names::EVENTS_COMMITTED,
+            names::STORE_DURATION,
+            names::STORE_ERRORS,
+            names::STORE_WRITE_QUEUE,
+            names::STORE_FSYNC_BATCH,
+            names::FANOUT_EVENTS,
+            names::FANOUT_DELIVERIES,
+            names::FANOUT_TOPICS,
+            names::WS_SESSIONS,
+            names::WS_CLOSED,
             names::WS_FRAMES_IN,
         ] {
             assert!(text.contains(name), "{name} missing from /metrics output");

@@ -25,7 +25,7 @@ use super::{Appreciation, SendMessage, SpaceMsg};
 use crate::EngineConfig;
 use crate::directory::SupervisorMsg;
 use crate::error::{EngineError, Result};
-use crate::event::{EventKind, MessageDeleted, ReactionChanged, SpaceEvent, APPRECIATE};
+use crate::event::{APPRECIATE, EventKind, MessageDeleted, ReactionChanged, SpaceEvent};
 use crate::hub::Hub;
 use crate::model::{
     Like, Member, Message, MessageId, POWER_MEMBER, POWER_MODERATOR, PostingPermission, Seq, Space,
@@ -90,7 +90,7 @@ impl Actor for SpaceActor {
             .store
             .load_space(args.space_id)
             .await?
-            .ok_or_else(|| EngineError::SpaceNotFound)?;
+            .ok_or(EngineError::SpaceNotFound)?;
         let durable_seq = Arc::new(AtomicU64::new(snapshot.view.counters.head_seq));
         let queued = Arc::new(AtomicUsize::new(0));
         let (tx, rx) = mpsc::unbounded_channel();
@@ -106,13 +106,18 @@ impl Actor for SpaceActor {
             lease,
         };
         let writer_task = tokio::spawn(writer::run(ctx, rx));
-        let idle_timer = myself.send_interval(args.config.idle_check_interval(), || SpaceMsg::IdleCheck);
+        let idle_timer =
+            myself.send_interval(args.config.idle_check_interval(), || SpaceMsg::IdleCheck);
         args.metrics.space_actors.inc();
         tracing::debug!(space_id = %args.space_id, head_seq = snapshot.view.counters.head_seq, "space actor started");
         Ok(SpaceState {
             space: snapshot.view.space,
             counters: snapshot.view.counters,
-            members: snapshot.members.into_iter().map(|m| (m.user.user_id.clone(), m)).collect(),
+            members: snapshot
+                .members
+                .into_iter()
+                .map(|m| (m.user.user_id.clone(), m))
+                .collect(),
             cache: HashMap::new(),
             writer_tx: Some(tx),
             writer_task: Some(writer_task),
@@ -128,7 +133,11 @@ impl Actor for SpaceActor {
         })
     }
 
-    async fn post_stop(&self, _myself: ActorRef<SpaceMsg>, state: &mut SpaceState) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<SpaceMsg>,
+        state: &mut SpaceState,
+    ) -> Result<(), ActorProcessingErr> {
         state.shutdown_writer().await;
         Ok(())
     }
@@ -145,17 +154,29 @@ impl Actor for SpaceActor {
                 let r = state.send(cmd);
                 state.dispatch(r, reply, |m| Reply::Message(m.0, m.1));
             }
-            SpaceMsg::Delete { message_id, by, reply } => {
+            SpaceMsg::Delete {
+                message_id,
+                by,
+                reply,
+            } => {
                 state.touch();
                 let r = state.delete(message_id, &by).await;
                 state.dispatch(r.map(|b| (b, ())), reply, |(p, ())| Reply::Unit(p));
             }
-            SpaceMsg::ToggleAppreciation { message_id, by, reply } => {
+            SpaceMsg::ToggleAppreciation {
+                message_id,
+                by,
+                reply,
+            } => {
                 state.touch();
                 let r = state.toggle_appreciation(message_id, &by).await;
                 state.dispatch(r, reply, |a| Reply::Appreciation(a.0, a.1));
             }
-            SpaceMsg::Join { user, invite_code, reply } => {
+            SpaceMsg::Join {
+                user,
+                invite_code,
+                reply,
+            } => {
                 state.touch();
                 let r = state.join(user, invite_code);
                 state.dispatch(r, reply, |m| Reply::Member(m.0, m.1));
@@ -165,9 +186,10 @@ impl Actor for SpaceActor {
                     && state.queued.load(Ordering::Acquire) == 0;
                 if idle && !state.passivating {
                     state.passivating = true;
-                    let _ = state
-                        .supervisor
-                        .send_message(SupervisorMsg::Passivate(state.space.space_id, myself.get_id()));
+                    let _ = state.supervisor.send_message(SupervisorMsg::Passivate(
+                        state.space.space_id,
+                        myself.get_id(),
+                    ));
                 }
             }
             SpaceMsg::WriterFailed(reason) => {
@@ -198,11 +220,17 @@ impl SpaceState {
                 let _ = reply.send(Err(e));
             }
             Ok((batch, value)) => {
-                let item = Sequenced { batch, reply: make((reply, value)) };
+                let item = Sequenced {
+                    batch,
+                    reply: make((reply, value)),
+                };
                 self.queued.fetch_add(1, Ordering::AcqRel);
                 self.metrics.commit_queue.inc();
-                let sent = self.writer_tx.as_ref().map(|tx| tx.send(item));
-                if let Some(Err(mpsc::error::SendError(item))) = sent {
+                let refused = match &self.writer_tx {
+                    Some(tx) => tx.send(item).err().map(|e| e.0),
+                    None => Some(item),
+                };
+                if let Some(item) = refused {
                     self.queued.fetch_sub(1, Ordering::AcqRel);
                     self.metrics.commit_queue.dec();
                     item.reply_unavailable();
@@ -218,11 +246,20 @@ impl SpaceState {
     }
 
     fn event(&self, seq: Seq, kind: EventKind) -> SpaceEvent {
-        SpaceEvent { space_id: self.space.space_id, seq, at: Timestamp::now(), kind }
+        SpaceEvent {
+            space_id: self.space.space_id,
+            seq,
+            at: Timestamp::now(),
+            kind,
+        }
     }
 
     fn batch(&self) -> CommitBatch {
-        CommitBatch { space_id: self.space.space_id, counters: self.counters, ..Default::default() }
+        CommitBatch {
+            space_id: self.space.space_id,
+            counters: self.counters,
+            ..Default::default()
+        }
     }
 
     fn power_of(&self, user_id: &str) -> Option<i32> {
@@ -230,12 +267,19 @@ impl SpaceState {
     }
 
     fn send(&mut self, cmd: SendMessage) -> Result<(CommitBatch, Message)> {
-        let power = self.power_of(&cmd.sender.user_id).ok_or(EngineError::NotAMember)?;
+        let power = self
+            .power_of(&cmd.sender.user_id)
+            .ok_or(EngineError::NotAMember)?;
         if self.space.posting_permission == PostingPermission::Admins && power < POWER_MODERATOR {
-            return Err(EngineError::Forbidden("Only admins and moderators may post in this space"));
+            return Err(EngineError::Forbidden(
+                "Only admins and moderators may post in this space",
+            ));
         }
         if cmd.content.is_none() && cmd.media_url.is_none() {
-            return Err(EngineError::Invalid("empty_message", "Message must have text or media".into()));
+            return Err(EngineError::Invalid(
+                "empty_message",
+                "Message must have text or media".into(),
+            ));
         }
         let seq = self.next_seq();
         self.counters.message_count += 1;
@@ -254,9 +298,20 @@ impl SpaceState {
             created_at: Timestamp::now(),
         };
         let mut batch = self.batch();
-        batch.events.push(self.event(seq, EventKind::MessageCreated(message.clone())));
-        batch.push_message_write(MessageWrite::Put { message: message.clone(), previous_appreciation: None });
-        self.cache.insert(message.message_id, Cached { message: Some(message.clone()), last_write: seq });
+        batch
+            .events
+            .push(self.event(seq, EventKind::MessageCreated(message.clone())));
+        batch.push_message_write(MessageWrite::Put {
+            message: message.clone(),
+            previous_appreciation: None,
+        });
+        self.cache.insert(
+            message.message_id,
+            Cached {
+                message: Some(message.clone()),
+                last_write: seq,
+            },
+        );
         Ok((batch, message))
     }
 
@@ -272,33 +327,56 @@ impl SpaceState {
             .await?
             .ok_or(EngineError::MessageNotFound)?;
         let last_write = self.durable_seq.load(Ordering::Acquire);
-        self.cache.insert(message_id, Cached { message: Some(m.clone()), last_write });
+        self.cache.insert(
+            message_id,
+            Cached {
+                message: Some(m.clone()),
+                last_write,
+            },
+        );
         Ok(m)
     }
 
     async fn delete(&mut self, message_id: MessageId, by: &UserRef) -> Result<CommitBatch> {
         let m = self.message(message_id).await?;
-        let is_moderator = self.power_of(&by.user_id).is_some_and(|p| p >= POWER_MODERATOR);
+        let is_moderator = self
+            .power_of(&by.user_id)
+            .is_some_and(|p| p >= POWER_MODERATOR);
         if m.sender_id != by.user_id && !is_moderator {
-            return Err(EngineError::Forbidden("Not authorised to delete this message"));
+            return Err(EngineError::Forbidden(
+                "Not authorised to delete this message",
+            ));
         }
         let seq = self.next_seq();
         self.counters.message_count = self.counters.message_count.saturating_sub(1);
         let mut batch = self.batch();
         batch.events.push(self.event(
             seq,
-            EventKind::MessageDeleted(MessageDeleted { message_id, deleted_by: by.user_id.clone() }),
+            EventKind::MessageDeleted(MessageDeleted {
+                message_id,
+                deleted_by: by.user_id.clone(),
+            }),
         ));
         batch.push_message_write(MessageWrite::Delete {
             message_id,
             seq: m.seq,
             appreciation_count: m.appreciation_count,
         });
-        self.cache.insert(message_id, Cached { message: None, last_write: seq });
+        self.cache.insert(
+            message_id,
+            Cached {
+                message: None,
+                last_write: seq,
+            },
+        );
         Ok(batch)
     }
 
-    async fn toggle_appreciation(&mut self, message_id: MessageId, by: &UserRef) -> Result<(CommitBatch, Appreciation)> {
+    async fn toggle_appreciation(
+        &mut self,
+        message_id: MessageId,
+        by: &UserRef,
+    ) -> Result<(CommitBatch, Appreciation)> {
         if self.space.visibility == Visibility::Private && !self.members.contains_key(&by.user_id) {
             return Err(EngineError::NotAMember);
         }
@@ -309,11 +387,17 @@ impl SpaceState {
             m.likes.retain(|l| l.user_id != by.user_id);
             false
         } else {
-            m.likes.push(Like { id: seq, user_id: by.user_id.clone() });
+            m.likes.push(Like {
+                id: seq,
+                user_id: by.user_id.clone(),
+            });
             true
         };
         m.appreciation_count = m.likes.len() as u32;
-        let outcome = Appreciation { appreciated, appreciation_count: m.appreciation_count };
+        let outcome = Appreciation {
+            appreciated,
+            appreciation_count: m.appreciation_count,
+        };
         let mut batch = self.batch();
         batch.events.push(self.event(
             seq,
@@ -326,12 +410,25 @@ impl SpaceState {
                 appreciation_count: m.appreciation_count,
             }),
         ));
-        batch.push_message_write(MessageWrite::Put { message: m.clone(), previous_appreciation: Some(previous) });
-        self.cache.insert(message_id, Cached { message: Some(m), last_write: seq });
+        batch.push_message_write(MessageWrite::Put {
+            message: m.clone(),
+            previous_appreciation: Some(previous),
+        });
+        self.cache.insert(
+            message_id,
+            Cached {
+                message: Some(m),
+                last_write: seq,
+            },
+        );
         Ok((batch, outcome))
     }
 
-    fn join(&mut self, user: UserRef, invite_code: Option<String>) -> Result<(CommitBatch, Member)> {
+    fn join(
+        &mut self,
+        user: UserRef,
+        invite_code: Option<String>,
+    ) -> Result<(CommitBatch, Member)> {
         if self.members.contains_key(&user.user_id) {
             return Err(EngineError::AlreadyMember);
         }
@@ -344,8 +441,13 @@ impl SpaceState {
                 "A valid invite code is required to join this private space".into(),
             ));
         }
-        let member = Member { user, power_level: POWER_MEMBER, joined_at: Timestamp::now() };
-        self.members.insert(member.user.user_id.clone(), member.clone());
+        let member = Member {
+            user,
+            power_level: POWER_MEMBER,
+            joined_at: Timestamp::now(),
+        };
+        self.members
+            .insert(member.user.user_id.clone(), member.clone());
         self.counters.member_count = self.members.len() as u64;
         let mut batch = self.batch();
         batch.push_member(member.clone());

@@ -35,9 +35,21 @@ pub struct Appreciation {
 /// Everything a space actor handles.
 pub(crate) enum SpaceMsg {
     Send(SendMessage, RpcReplyPort<Result<Message>>),
-    Delete { message_id: MessageId, by: UserRef, reply: RpcReplyPort<Result<()>> },
-    ToggleAppreciation { message_id: MessageId, by: UserRef, reply: RpcReplyPort<Result<Appreciation>> },
-    Join { user: UserRef, invite_code: Option<String>, reply: RpcReplyPort<Result<Member>> },
+    Delete {
+        message_id: MessageId,
+        by: UserRef,
+        reply: RpcReplyPort<Result<()>>,
+    },
+    ToggleAppreciation {
+        message_id: MessageId,
+        by: UserRef,
+        reply: RpcReplyPort<Result<Appreciation>>,
+    },
+    Join {
+        user: UserRef,
+        invite_code: Option<String>,
+        reply: RpcReplyPort<Result<Member>>,
+    },
     /// Periodic: passivate when idle.
     IdleCheck,
     /// The writer could not make a batch durable; the actor's in-memory state is ahead of the
@@ -64,7 +76,11 @@ impl SpaceHandle {
     /// `SpaceNotFound`, `NotAMember`, `Forbidden` (admins-only space), `Overloaded`,
     /// `StoreUnavailable`, `SpaceUnavailable`.
     pub async fn send(&self, cmd: SendMessage) -> Result<Message> {
-        self.directory.call(self.space_id, move |reply| SpaceMsg::Send(cmd.clone(), reply)).await
+        self.directory
+            .call(self.space_id, move |reply| {
+                SpaceMsg::Send(cmd.clone(), reply)
+            })
+            .await
     }
 
     /// Deletes a message: its author, or a member with power ≥ 50.
@@ -73,7 +89,11 @@ impl SpaceHandle {
     /// `MessageNotFound`, `Forbidden`, and the transient errors of [`SpaceHandle::send`].
     pub async fn delete(&self, message_id: MessageId, by: UserRef) -> Result<()> {
         self.directory
-            .call(self.space_id, move |reply| SpaceMsg::Delete { message_id, by: by.clone(), reply })
+            .call(self.space_id, move |reply| SpaceMsg::Delete {
+                message_id,
+                by: by.clone(),
+                reply,
+            })
             .await
     }
 
@@ -81,9 +101,17 @@ impl SpaceHandle {
     ///
     /// # Errors
     /// `MessageNotFound`, `NotAMember` (private space), and the transient errors.
-    pub async fn toggle_appreciation(&self, message_id: MessageId, by: UserRef) -> Result<Appreciation> {
+    pub async fn toggle_appreciation(
+        &self,
+        message_id: MessageId,
+        by: UserRef,
+    ) -> Result<Appreciation> {
         self.directory
-            .call(self.space_id, move |reply| SpaceMsg::ToggleAppreciation { message_id, by: by.clone(), reply })
+            .call(self.space_id, move |reply| SpaceMsg::ToggleAppreciation {
+                message_id,
+                by: by.clone(),
+                reply,
+            })
             .await
     }
 

@@ -100,7 +100,10 @@ pub(crate) async fn run(ctx: WriterCtx, mut rx: mpsc::UnboundedReceiver<Sequence
             }
         } else {
             let mut replies = Vec::with_capacity(n);
-            let mut batch = CommitBatch { space_id: ctx.space_id, ..Default::default() };
+            let mut batch = CommitBatch {
+                space_id: ctx.space_id,
+                ..Default::default()
+            };
             for it in items.drain(..) {
                 batch.absorb(it.batch);
                 replies.push(it.reply);
@@ -123,17 +126,24 @@ async fn commit(ctx: &WriterCtx, batch: CommitBatch, replies: Vec<Reply>) -> Res
     let events = batch.events.len();
     let span = tracing::debug_span!("space.commit", space_id = %ctx.space_id, events, commands = replies.len());
     let result = ctx.store.commit(&batch).instrument(span).await;
-    ctx.metrics.commit_duration.observe(start.elapsed().as_secs_f64());
+    ctx.metrics
+        .commit_duration
+        .observe(start.elapsed().as_secs_f64());
     ctx.metrics.commit_batch_size.observe(replies.len() as f64);
     match result {
         Ok(()) => {
-            ctx.durable_seq.store(batch.counters.head_seq, Ordering::Release);
+            ctx.durable_seq
+                .store(batch.counters.head_seq, Ordering::Release);
             for r in replies {
                 r.ok();
             }
             for ev in batch.events {
-                ctx.metrics.events_committed.with_label_values(&[ev.kind.name()]).inc();
-                ctx.hub.publish(ctx.space_id, HubItem::Event(Arc::new(Published::new(ev))));
+                ctx.metrics
+                    .events_committed
+                    .with_label_values(&[ev.kind.name()])
+                    .inc();
+                ctx.hub
+                    .publish(ctx.space_id, HubItem::Event(Arc::new(Published::new(ev))));
             }
             Ok(())
         }

@@ -82,7 +82,9 @@ struct WriteJob {
 pub struct EmbeddedStore {
     db: Database,
     t: Tables,
-    writer: std_mpsc::Sender<WriteJob>,
+    /// `None` only while dropping.
+    writer: Option<std_mpsc::Sender<WriteJob>>,
+    writer_thread: Option<std::thread::JoinHandle<()>>,
     metrics: Metrics,
 }
 
@@ -143,7 +145,10 @@ impl EmbeddedStore {
     pub fn open(path: &Path, metrics: Metrics) -> Result<Arc<Self>> {
         std::fs::create_dir_all(path).map_err(io_err)?;
         let db = Database::builder(path).open().map_err(io_err)?;
-        let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default).map_err(io_err);
+        let ks = |name: &str| {
+            db.keyspace(name, KeyspaceCreateOptions::default)
+                .map_err(io_err)
+        };
         let t = Tables {
             spaces: ks(tables::SPACES)?,
             space_counters: ks(tables::SPACE_COUNTERS)?,
@@ -157,22 +162,35 @@ impl EmbeddedStore {
         let (tx, rx) = std_mpsc::channel::<WriteJob>();
         let wdb = db.clone();
         let wmetrics = metrics.clone();
-        std::thread::Builder::new()
+        let writer_thread = std::thread::Builder::new()
             .name("spacecast-store-writer".into())
             .spawn(move || writer_loop(wdb, rx, wmetrics))
             .map_err(io_err)?;
-        Ok(Arc::new(EmbeddedStore { db, t, writer: tx, metrics }))
+        Ok(Arc::new(EmbeddedStore {
+            db,
+            t,
+            writer: Some(tx),
+            writer_thread: Some(writer_thread),
+            metrics,
+        }))
     }
 
     /// Sends `ops` to the writer thread and waits until they are durable.
     async fn write(&self, ops: Vec<Op>) -> Result<()> {
         let (reply, rx) = oneshot::channel();
         self.metrics.store_write_queue.inc();
-        if self.writer.send(WriteJob { ops, reply }).is_err() {
+        let sent = self
+            .writer
+            .as_ref()
+            .is_some_and(|w| w.send(WriteJob { ops, reply }).is_ok());
+        if !sent {
             self.metrics.store_write_queue.dec();
-            return Err(EngineError::StoreUnavailable("store writer has stopped".into()));
+            return Err(EngineError::StoreUnavailable(
+                "store writer has stopped".into(),
+            ));
         }
-        rx.await.map_err(|_| EngineError::StoreUnavailable("store writer has stopped".into()))?
+        rx.await
+            .map_err(|_| EngineError::StoreUnavailable("store writer has stopped".into()))?
     }
 
     /// Runs a read on the blocking pool: fjall reads may touch disk.
@@ -215,10 +233,27 @@ fn writer_loop(db: Database, rx: std_mpsc::Receiver<WriteJob>, metrics: Metrics)
             tracing::error!(error = %e, "embedded store commit failed; writes are refused until restart");
         }
         for job in jobs.drain(..) {
-            let _ = job.reply.send(result.clone().map_err(EngineError::StoreUnavailable));
+            let _ = job
+                .reply
+                .send(result.clone().map_err(EngineError::StoreUnavailable));
         }
     }
     let _ = db.persist(PersistMode::SyncAll);
+}
+
+impl Drop for EmbeddedStore {
+    /// Closes the writer's queue and waits for the writer thread to settle what it holds, persist
+    /// and drop its database handle. Then this store's own handles are the last ones, so the
+    /// database (and its directory lock) is released when the drop returns, and the directory can
+    /// be reopened at once. Without the join, the lock outlives the store for as long as the
+    /// writer's final fsync takes, and an immediate reopen fails with `Locked` once fjall's short
+    /// retry (≈ 200 ms) runs out.
+    fn drop(&mut self) {
+        self.writer.take();
+        if let Some(thread) = self.writer_thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 fn get_json<T: DeserializeOwned>(ks: &Keyspace, key: &[u8]) -> Result<Option<T>> {
@@ -232,28 +267,46 @@ fn space_view(t: &Tables, space_id: SpaceId) -> Result<Option<SpaceView>> {
     let Some(space) = get_json::<Space>(&t.spaces, space_id.as_bytes())? else {
         return Ok(None);
     };
-    let counters = get_json::<SpaceCounters>(&t.space_counters, space_id.as_bytes())?
-        .unwrap_or_default();
+    let counters =
+        get_json::<SpaceCounters>(&t.space_counters, space_id.as_bytes())?.unwrap_or_default();
     Ok(Some(SpaceView { space, counters }))
 }
 
 #[async_trait]
 impl Store for EmbeddedStore {
     async fn create_space(&self, space: &Space, creator: &Member) -> Result<()> {
-        let counters = SpaceCounters { head_seq: 0, message_count: 0, member_count: 1 };
+        let counters = SpaceCounters {
+            head_seq: 0,
+            message_count: 0,
+            member_count: 1,
+        };
         let id = space.space_id;
         let ops = vec![
             Op::Put(self.t.spaces.clone(), id.as_bytes().to_vec(), enc(space)),
-            Op::Put(self.t.space_counters.clone(), id.as_bytes().to_vec(), enc(&counters)),
-            Op::Put(self.t.members_by_space.clone(), key_member(id, &creator.user.user_id), enc(creator)),
-            Op::Put(self.t.spaces_by_user.clone(), key_user_space(&creator.user.user_id, id), vec![]),
+            Op::Put(
+                self.t.space_counters.clone(),
+                id.as_bytes().to_vec(),
+                enc(&counters),
+            ),
+            Op::Put(
+                self.t.members_by_space.clone(),
+                key_member(id, &creator.user.user_id),
+                enc(creator),
+            ),
+            Op::Put(
+                self.t.spaces_by_user.clone(),
+                key_user_space(&creator.user.user_id, id),
+                vec![],
+            ),
         ];
         self.write(ops).await
     }
 
     async fn load_space(&self, space_id: SpaceId) -> Result<Option<SpaceSnapshot>> {
         self.read(move |t| {
-            let Some(view) = space_view(t, space_id)? else { return Ok(None) };
+            let Some(view) = space_view(t, space_id)? else {
+                return Ok(None);
+            };
             let mut members = Vec::new();
             for kv in t.members_by_space.prefix(space_id.as_bytes()) {
                 let (_, v) = kv.into_inner().map_err(io_err)?;
@@ -270,7 +323,8 @@ impl Store for EmbeddedStore {
 
     async fn get_member(&self, space_id: SpaceId, user_id: &str) -> Result<Option<Member>> {
         let key = key_member(space_id, user_id);
-        self.read(move |t| get_json(&t.members_by_space, &key)).await
+        self.read(move |t| get_json(&t.members_by_space, &key))
+            .await
     }
 
     async fn spaces_of_user(&self, user_id: &str) -> Result<Vec<(SpaceView, Member)>> {
@@ -281,10 +335,17 @@ impl Store for EmbeddedStore {
             // Space ids are UUIDv7, so reverse key order is newest space first.
             for kv in t.spaces_by_user.prefix(&prefix).rev() {
                 let key = kv.key().map_err(io_err)?;
-                let Some(raw) = key.get(prefix.len()..) else { continue };
-                let Ok(space_id) = Uuid::from_slice(raw) else { continue };
-                let Some(view) = space_view(t, space_id)? else { continue };
-                let Some(member) = get_json(&t.members_by_space, &key_member(space_id, &user_id))? else {
+                let Some(raw) = key.get(prefix.len()..) else {
+                    continue;
+                };
+                let Ok(space_id) = Uuid::from_slice(raw) else {
+                    continue;
+                };
+                let Some(view) = space_view(t, space_id)? else {
+                    continue;
+                };
+                let Some(member) = get_json(&t.members_by_space, &key_member(space_id, &user_id))?
+                else {
                     continue;
                 };
                 out.push((view, member));
@@ -299,13 +360,24 @@ impl Store for EmbeddedStore {
         let sid = b.space_id;
         let mut ops = Vec::with_capacity(b.events.len() * 4 + b.members.len() * 2 + 1);
         for ev in &b.events {
-            ops.push(Op::Put(t.events_by_space.clone(), key_seq(sid, ev.seq), enc(ev)));
+            ops.push(Op::Put(
+                t.events_by_space.clone(),
+                key_seq(sid, ev.seq),
+                enc(ev),
+            ));
         }
         for w in &b.messages {
             match w {
-                MessageWrite::Put { message, previous_appreciation } => {
+                MessageWrite::Put {
+                    message,
+                    previous_appreciation,
+                } => {
                     let m = message;
-                    ops.push(Op::Put(t.messages_by_space.clone(), key_seq(sid, m.seq), enc(m)));
+                    ops.push(Op::Put(
+                        t.messages_by_space.clone(),
+                        key_seq(sid, m.seq),
+                        enc(m),
+                    ));
                     match previous_appreciation {
                         None => ops.push(Op::Put(
                             t.message_by_id.clone(),
@@ -323,9 +395,16 @@ impl Store for EmbeddedStore {
                         m.message_id.as_bytes().to_vec(),
                     ));
                 }
-                MessageWrite::Delete { message_id, seq, appreciation_count } => {
+                MessageWrite::Delete {
+                    message_id,
+                    seq,
+                    appreciation_count,
+                } => {
                     ops.push(Op::Del(t.messages_by_space.clone(), key_seq(sid, *seq)));
-                    ops.push(Op::Del(t.message_by_id.clone(), message_id.as_bytes().to_vec()));
+                    ops.push(Op::Del(
+                        t.message_by_id.clone(),
+                        message_id.as_bytes().to_vec(),
+                    ));
                     ops.push(Op::Del(
                         t.messages_by_appreciation.clone(),
                         key_appreciation(sid, *appreciation_count, *seq),
@@ -334,14 +413,31 @@ impl Store for EmbeddedStore {
             }
         }
         for m in &b.members {
-            ops.push(Op::Put(t.members_by_space.clone(), key_member(sid, &m.user.user_id), enc(m)));
-            ops.push(Op::Put(t.spaces_by_user.clone(), key_user_space(&m.user.user_id, sid), vec![]));
+            ops.push(Op::Put(
+                t.members_by_space.clone(),
+                key_member(sid, &m.user.user_id),
+                enc(m),
+            ));
+            ops.push(Op::Put(
+                t.spaces_by_user.clone(),
+                key_user_space(&m.user.user_id, sid),
+                vec![],
+            ));
         }
-        ops.push(Op::Put(t.space_counters.clone(), sid.as_bytes().to_vec(), enc(&b.counters)));
+        ops.push(Op::Put(
+            t.space_counters.clone(),
+            sid.as_bytes().to_vec(),
+            enc(&b.counters),
+        ));
         self.write(ops).await
     }
 
-    async fn read_events(&self, space_id: SpaceId, after: Seq, limit: usize) -> Result<Vec<SpaceEvent>> {
+    async fn read_events(
+        &self,
+        space_id: SpaceId,
+        after: Seq,
+        limit: usize,
+    ) -> Result<Vec<SpaceEvent>> {
         self.read(move |t| {
             let start = key_seq(space_id, after.saturating_add(1));
             let end = key_seq(space_id, u64::MAX);
@@ -366,7 +462,13 @@ impl Store for EmbeddedStore {
             let mut out = Vec::with_capacity(limit.min(100));
             match order {
                 MessageOrder::Recent => {
-                    for kv in t.messages_by_space.prefix(space_id.as_bytes()).rev().skip(offset).take(limit) {
+                    for kv in t
+                        .messages_by_space
+                        .prefix(space_id.as_bytes())
+                        .rev()
+                        .skip(offset)
+                        .take(limit)
+                    {
                         let (_, v) = kv.into_inner().map_err(io_err)?;
                         out.push(dec::<Message>(&v)?);
                     }
@@ -380,9 +482,13 @@ impl Store for EmbeddedStore {
                         .take(limit)
                     {
                         let key = kv.key().map_err(io_err)?;
-                        let Some(seq_bytes) = key.get(20..28) else { continue };
+                        let Some(seq_bytes) = key.get(20..28) else {
+                            continue;
+                        };
                         let seq = u64::from_be_bytes(seq_bytes.try_into().unwrap_or_default());
-                        if let Some(m) = get_json::<Message>(&t.messages_by_space, &key_seq(space_id, seq))? {
+                        if let Some(m) =
+                            get_json::<Message>(&t.messages_by_space, &key_seq(space_id, seq))?
+                        {
                             out.push(m);
                         }
                     }
@@ -393,7 +499,11 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn get_message(&self, space_id: SpaceId, message_id: MessageId) -> Result<Option<Message>> {
+    async fn get_message(
+        &self,
+        space_id: SpaceId,
+        message_id: MessageId,
+    ) -> Result<Option<Message>> {
         self.read(move |t| {
             let Some(loc) = t.message_by_id.get(message_id.as_bytes()).map_err(io_err)? else {
                 return Ok(None);

@@ -29,7 +29,10 @@ impl Instrumented {
     async fn timed<T>(&self, op: &'static str, fut: impl Future<Output = Result<T>>) -> Result<T> {
         let start = Instant::now();
         let out = fut.instrument(tracing::debug_span!("store", op)).await;
-        self.metrics.store_duration.with_label_values(&[op]).observe(start.elapsed().as_secs_f64());
+        self.metrics
+            .store_duration
+            .with_label_values(&[op])
+            .observe(start.elapsed().as_secs_f64());
         if let Err(e) = &out {
             self.metrics.store_errors.with_label_values(&[op]).inc();
             tracing::warn!(op, error = %e, "store call failed");
@@ -41,25 +44,39 @@ impl Instrumented {
 #[async_trait]
 impl Store for Instrumented {
     async fn create_space(&self, space: &Space, creator: &Member) -> Result<()> {
-        self.timed("create_space", self.inner.create_space(space, creator)).await
+        self.timed("create_space", self.inner.create_space(space, creator))
+            .await
     }
     async fn load_space(&self, space_id: SpaceId) -> Result<Option<SpaceSnapshot>> {
-        self.timed("load_space", self.inner.load_space(space_id)).await
+        self.timed("load_space", self.inner.load_space(space_id))
+            .await
     }
     async fn get_space(&self, space_id: SpaceId) -> Result<Option<SpaceView>> {
-        self.timed("get_space", self.inner.get_space(space_id)).await
+        self.timed("get_space", self.inner.get_space(space_id))
+            .await
     }
     async fn get_member(&self, space_id: SpaceId, user_id: &str) -> Result<Option<Member>> {
-        self.timed("get_member", self.inner.get_member(space_id, user_id)).await
+        self.timed("get_member", self.inner.get_member(space_id, user_id))
+            .await
     }
     async fn spaces_of_user(&self, user_id: &str) -> Result<Vec<(SpaceView, Member)>> {
-        self.timed("spaces_of_user", self.inner.spaces_of_user(user_id)).await
+        self.timed("spaces_of_user", self.inner.spaces_of_user(user_id))
+            .await
     }
     async fn commit(&self, batch: &CommitBatch) -> Result<()> {
         self.timed("commit", self.inner.commit(batch)).await
     }
-    async fn read_events(&self, space_id: SpaceId, after: Seq, limit: usize) -> Result<Vec<SpaceEvent>> {
-        self.timed("read_events", self.inner.read_events(space_id, after, limit)).await
+    async fn read_events(
+        &self,
+        space_id: SpaceId,
+        after: Seq,
+        limit: usize,
+    ) -> Result<Vec<SpaceEvent>> {
+        self.timed(
+            "read_events",
+            self.inner.read_events(space_id, after, limit),
+        )
+        .await
     }
     async fn page_messages(
         &self,
@@ -68,10 +85,19 @@ impl Store for Instrumented {
         offset: usize,
         limit: usize,
     ) -> Result<Vec<Message>> {
-        self.timed("page_messages", self.inner.page_messages(space_id, order, offset, limit)).await
+        self.timed(
+            "page_messages",
+            self.inner.page_messages(space_id, order, offset, limit),
+        )
+        .await
     }
-    async fn get_message(&self, space_id: SpaceId, message_id: MessageId) -> Result<Option<Message>> {
-        self.timed("get_message", self.inner.get_message(space_id, message_id)).await
+    async fn get_message(
+        &self,
+        space_id: SpaceId,
+        message_id: MessageId,
+    ) -> Result<Option<Message>> {
+        self.timed("get_message", self.inner.get_message(space_id, message_id))
+            .await
     }
     async fn ping(&self) -> Result<()> {
         self.timed("ping", self.inner.ping()).await

@@ -3,8 +3,9 @@
 //! - [`embedded`]: the default, an fjall database under the data dir (no external service).
 //! - [`instrumented`]: a wrapper that times every call and counts failures, for any backend.
 //!
-//! The CQL (ScyllaDB) backend implements the same trait; the conformance tests in
-//! `tests/store_conformance.rs` run one suite against each.
+//! The CQL (ScyllaDB) backend implements the same trait; one conformance suite
+//! (`testkit::store_conformance`, feature `testkit`) runs against each, e.g. in
+//! `tests/store_conformance.rs` for the embedded store.
 //!
 //! # Guarantees every backend gives
 //! - [`Store::commit`] is atomic and durable: when it returns `Ok`, every event, message write,
@@ -34,13 +35,22 @@ pub enum MessageOrder {
 }
 
 /// A change to a message row, computed by the space actor.
+// Built once per command and moved, never copied in bulk: boxing `Put` would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum MessageWrite {
     /// Insert or replace a message. `previous_appreciation` is the count the store last saw for
     /// it (`None` for a new message), so order-by-appreciation indexes can move the entry.
-    Put { message: Message, previous_appreciation: Option<u32> },
+    Put {
+        message: Message,
+        previous_appreciation: Option<u32>,
+    },
     /// Remove a message and its index entries.
-    Delete { message_id: MessageId, seq: Seq, appreciation_count: u32 },
+    Delete {
+        message_id: MessageId,
+        seq: Seq,
+        appreciation_count: u32,
+    },
 }
 
 /// Everything one group commit of one space writes, atomically.
@@ -89,8 +99,12 @@ pub trait Store: Send + Sync + 'static {
     async fn commit(&self, batch: &CommitBatch) -> Result<()>;
 
     /// Events with `seq > after`, oldest first, at most `limit`.
-    async fn read_events(&self, space_id: SpaceId, after: Seq, limit: usize)
-    -> Result<Vec<SpaceEvent>>;
+    async fn read_events(
+        &self,
+        space_id: SpaceId,
+        after: Seq,
+        limit: usize,
+    ) -> Result<Vec<SpaceEvent>>;
 
     /// A page of existing messages in `order`, skipping `offset`.
     async fn page_messages(
@@ -102,7 +116,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Message>>;
 
     /// One message by id, if it exists in that space.
-    async fn get_message(&self, space_id: SpaceId, message_id: MessageId) -> Result<Option<Message>>;
+    async fn get_message(
+        &self,
+        space_id: SpaceId,
+        message_id: MessageId,
+    ) -> Result<Option<Message>>;
 
     /// Cheap reachability check for `/readyz`.
     async fn ping(&self) -> Result<()>;
@@ -130,27 +148,45 @@ impl CommitBatch {
             return;
         };
         let stored_prev = match &self.messages[i] {
-            MessageWrite::Put { previous_appreciation, .. } => *previous_appreciation,
+            MessageWrite::Put {
+                previous_appreciation,
+                ..
+            } => *previous_appreciation,
             // Nothing may follow a delete; keep the delete.
             MessageWrite::Delete { .. } => return,
         };
         match (w, stored_prev) {
             (MessageWrite::Put { message, .. }, prev) => {
-                self.messages[i] = MessageWrite::Put { message, previous_appreciation: prev };
+                self.messages[i] = MessageWrite::Put {
+                    message,
+                    previous_appreciation: prev,
+                };
             }
             (MessageWrite::Delete { .. }, None) => {
                 self.messages.remove(i);
             }
-            (MessageWrite::Delete { message_id, seq, .. }, Some(prev)) => {
-                self.messages[i] =
-                    MessageWrite::Delete { message_id, seq, appreciation_count: prev };
+            (
+                MessageWrite::Delete {
+                    message_id, seq, ..
+                },
+                Some(prev),
+            ) => {
+                self.messages[i] = MessageWrite::Delete {
+                    message_id,
+                    seq,
+                    appreciation_count: prev,
+                };
             }
         }
     }
 
     /// Adds a member write, replacing an earlier write of the same user in this batch.
     pub fn push_member(&mut self, m: Member) {
-        if let Some(e) = self.members.iter_mut().find(|e| e.user.user_id == m.user.user_id) {
+        if let Some(e) = self
+            .members
+            .iter_mut()
+            .find(|e| e.user.user_id == m.user.user_id)
+        {
             *e = m;
         } else {
             self.members.push(m);
@@ -173,19 +209,24 @@ impl CommitBatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Timestamp, UserRef, new_id};
+    use crate::model::{Timestamp, UserRef};
 
     fn msg(count: u32) -> Message {
         Message {
             message_id: uuid::Uuid::nil(),
-            space_id: new_id(),
+            // Fixed, so two calls build equal messages.
+            space_id: uuid::Uuid::nil(),
             seq: 3,
             sender_id: "u".into(),
             content: Some("hi".into()),
             media_url: None,
             media_type: None,
             word_count: 1,
-            sender: UserRef { user_id: "u".into(), username: "u".into(), profile_picture: String::new() },
+            sender: UserRef {
+                user_id: "u".into(),
+                username: "u".into(),
+                profile_picture: String::new(),
+            },
             likes: vec![],
             appreciation_count: count,
             created_at: Timestamp(0),
@@ -195,23 +236,56 @@ mod tests {
     #[test]
     fn writes_of_one_message_coalesce_to_its_final_state() {
         let mut b = CommitBatch::default();
-        b.push_message_write(MessageWrite::Put { message: msg(2), previous_appreciation: Some(2) });
-        b.push_message_write(MessageWrite::Put { message: msg(3), previous_appreciation: Some(2) });
-        b.push_message_write(MessageWrite::Put { message: msg(4), previous_appreciation: Some(3) });
-        assert_eq!(b.messages, vec![MessageWrite::Put { message: msg(4), previous_appreciation: Some(2) }]);
-        b.push_message_write(MessageWrite::Delete { message_id: uuid::Uuid::nil(), seq: 3, appreciation_count: 4 });
+        b.push_message_write(MessageWrite::Put {
+            message: msg(2),
+            previous_appreciation: Some(2),
+        });
+        b.push_message_write(MessageWrite::Put {
+            message: msg(3),
+            previous_appreciation: Some(2),
+        });
+        b.push_message_write(MessageWrite::Put {
+            message: msg(4),
+            previous_appreciation: Some(3),
+        });
         assert_eq!(
             b.messages,
-            vec![MessageWrite::Delete { message_id: uuid::Uuid::nil(), seq: 3, appreciation_count: 2 }]
+            vec![MessageWrite::Put {
+                message: msg(4),
+                previous_appreciation: Some(2)
+            }]
+        );
+        b.push_message_write(MessageWrite::Delete {
+            message_id: uuid::Uuid::nil(),
+            seq: 3,
+            appreciation_count: 4,
+        });
+        assert_eq!(
+            b.messages,
+            vec![MessageWrite::Delete {
+                message_id: uuid::Uuid::nil(),
+                seq: 3,
+                appreciation_count: 2
+            }]
         );
     }
 
     #[test]
     fn a_message_created_and_deleted_in_one_batch_leaves_no_row() {
         let mut b = CommitBatch::default();
-        b.push_message_write(MessageWrite::Put { message: msg(0), previous_appreciation: None });
-        b.push_message_write(MessageWrite::Put { message: msg(1), previous_appreciation: Some(0) });
-        b.push_message_write(MessageWrite::Delete { message_id: uuid::Uuid::nil(), seq: 3, appreciation_count: 1 });
+        b.push_message_write(MessageWrite::Put {
+            message: msg(0),
+            previous_appreciation: None,
+        });
+        b.push_message_write(MessageWrite::Put {
+            message: msg(1),
+            previous_appreciation: Some(0),
+        });
+        b.push_message_write(MessageWrite::Delete {
+            message_id: uuid::Uuid::nil(),
+            seq: 3,
+            appreciation_count: 1,
+        });
         assert!(b.messages.is_empty());
     }
 }

@@ -1,0 +1,856 @@
+//! The storage conformance suite: what every [`Store`] backend must do, as one function each
+//! backend's tests call with a freshly opened store ([`store_conformance`]).
+//!
+//! Compiled only with the `testkit` feature; the engine's own tests enable it through a
+//! dev-dependency on the engine itself, and `tests/store_conformance.rs` runs it on the embedded
+//! store. A new backend adds one test that opens it and calls [`store_conformance`].
+//!
+//! Cases never assume the store is empty: each works in spaces with fresh UUIDv7 ids and with
+//! users whose ids are unique, so the suite also runs against a shared cluster or a store that
+//! already holds data (e.g. one just reopened). A failing case panics; the case's name is printed
+//! to stderr before it runs, so the test output shows which one failed.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use crate::event::{APPRECIATE, EventKind, MessageDeleted, ReactionChanged, SpaceEvent};
+use crate::model::{
+    Like, Member, Message, POWER_ADMIN, POWER_MEMBER, POWER_MODERATOR, PostingPermission, Seq,
+    Space, SpaceCounters, SpaceView, Timestamp, UserRef, Visibility, new_id, word_count,
+};
+use crate::store::{CommitBatch, MessageOrder, MessageWrite, Store};
+
+/// Runs every conformance case against `store`. Panics on the first violation.
+pub async fn store_conformance(store: Arc<dyn Store>) {
+    let s: &dyn Store = &*store;
+    macro_rules! cases {
+        ($($case:ident),* $(,)?) => {$(
+            eprintln!("store conformance: {}", stringify!($case));
+            $case(s).await;
+        )*};
+    }
+    cases!(
+        ping_answers,
+        spaces_members_and_memberships_read_back,
+        messages_page_in_both_orders_and_events_read_in_order,
+        delete_removes_a_message_from_every_order,
+        counters_are_read_back_as_last_committed,
+        a_retried_batch_leaves_exactly_one_copy,
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cases
+// ---------------------------------------------------------------------------------------------
+
+async fn ping_answers(s: &dyn Store) {
+    s.ping().await.expect("ping");
+}
+
+/// create_space, then get_space / load_space / get_member / spaces_of_user; members added or
+/// changed by a commit.
+async fn spaces_members_and_memberships_read_back(s: &dyn Store) {
+    let alice = user("alice");
+    let bob = user("bob");
+    let (a, alice_a) = create(s, &alice).await;
+    let (b, alice_b) = create(s, &alice).await;
+    let (c, bob_c) = create(s, &bob).await;
+    assert_eq!(alice_a.power_level, POWER_ADMIN);
+
+    let view = s
+        .get_space(a.space_id)
+        .await
+        .unwrap()
+        .expect("created space is found");
+    assert_eq!(view.space, a, "get_space returns the space as created");
+    assert_eq!(
+        view.counters,
+        counters(0, 0, 1),
+        "a new space has its creator as only member"
+    );
+
+    let snap = s
+        .load_space(a.space_id)
+        .await
+        .unwrap()
+        .expect("created space loads");
+    assert_eq!(snap.view, view, "load_space and get_space agree");
+    assert_eq!(
+        snap.members,
+        vec![alice_a.clone()],
+        "the creator is the only member"
+    );
+
+    assert_eq!(
+        s.get_member(a.space_id, &alice.user_id).await.unwrap(),
+        Some(alice_a.clone())
+    );
+    assert_eq!(
+        s.get_member(a.space_id, &bob.user_id).await.unwrap(),
+        None,
+        "bob is not in a"
+    );
+    assert_eq!(
+        s.get_member(c.space_id, &alice.user_id).await.unwrap(),
+        None,
+        "alice is not in c"
+    );
+
+    let unknown = new_id();
+    assert_eq!(s.get_space(unknown).await.unwrap(), None, "unknown space");
+    assert!(
+        s.load_space(unknown).await.unwrap().is_none(),
+        "unknown space does not load"
+    );
+    assert_eq!(s.get_member(unknown, &alice.user_id).await.unwrap(), None);
+
+    let mine = s.spaces_of_user(&alice.user_id).await.unwrap();
+    assert_eq!(
+        mine,
+        vec![
+            (view_of(&b, counters(0, 0, 1)), alice_b.clone()),
+            (view.clone(), alice_a.clone())
+        ],
+        "alice's spaces, newest first, with her memberships"
+    );
+    assert!(
+        s.spaces_of_user(&user("nobody").user_id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Bob joins a as a moderator through a commit.
+    let bob_a = member(&bob, POWER_MODERATOR);
+    s.commit(&CommitBatch {
+        space_id: a.space_id,
+        members: vec![bob_a.clone()],
+        counters: counters(0, 0, 2),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let snap = s.load_space(a.space_id).await.unwrap().expect("a loads");
+    assert_eq!(snap.view.counters, counters(0, 0, 2));
+    assert_eq!(
+        sorted(snap.members),
+        sorted(vec![alice_a.clone(), bob_a.clone()])
+    );
+    assert_eq!(
+        s.get_member(a.space_id, &bob.user_id).await.unwrap(),
+        Some(bob_a.clone())
+    );
+    let bobs = s.spaces_of_user(&bob.user_id).await.unwrap();
+    assert_eq!(
+        bobs,
+        vec![
+            (view_of(&c, counters(0, 0, 1)), bob_c.clone()),
+            (view_of(&a, counters(0, 0, 2)), bob_a.clone())
+        ],
+        "bob's spaces, newest first, with his power level in each"
+    );
+
+    // A later write of the same member replaces it.
+    let bob_a_demoted = Member {
+        power_level: POWER_MEMBER,
+        ..bob_a.clone()
+    };
+    s.commit(&CommitBatch {
+        space_id: a.space_id,
+        members: vec![bob_a_demoted.clone()],
+        counters: counters(0, 0, 2),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let snap = s.load_space(a.space_id).await.unwrap().expect("a loads");
+    assert_eq!(
+        sorted(snap.members),
+        sorted(vec![alice_a.clone(), bob_a_demoted.clone()]),
+        "replaced, not added"
+    );
+    let bobs = s.spaces_of_user(&bob.user_id).await.unwrap();
+    assert_eq!(bobs.len(), 2, "still two memberships: {bobs:?}");
+    assert_eq!(bobs[1], (view_of(&a, counters(0, 0, 2)), bob_a_demoted));
+    // Alice's memberships are untouched by bob's.
+    assert_eq!(s.spaces_of_user(&alice.user_id).await.unwrap().len(), 2);
+}
+
+/// Commits of messages and reactions, read back by page (both orders), by id, and as events.
+async fn messages_page_in_both_orders_and_events_read_in_order(s: &dyn Store) {
+    let alice = user("alice");
+    let bob = user("bob");
+    let (sp, _) = create(s, &alice).await;
+    let (neighbour, _) = create(s, &alice).await;
+    let id = sp.space_id;
+
+    // A neighbour space with a message of its own: nothing of it may leak into `sp`.
+    let n1 = message(&neighbour, 1, &alice, "next door");
+    let n1_event = created(&n1);
+    s.commit(&CommitBatch {
+        space_id: neighbour.space_id,
+        events: vec![n1_event.clone()],
+        messages: vec![put_new(&n1)],
+        counters: counters(1, 1, 1),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+
+    // Five messages in two batches.
+    let mut m: Vec<Message> = (1..=5)
+        .map(|seq| {
+            message(
+                &sp,
+                seq,
+                if seq % 2 == 0 { &bob } else { &alice },
+                "hello there",
+            )
+        })
+        .collect();
+    let mut log: Vec<SpaceEvent> = m.iter().map(created).collect();
+    s.commit(&CommitBatch {
+        space_id: id,
+        events: log[..2].to_vec(),
+        messages: m[..2].iter().map(put_new).collect(),
+        counters: counters(2, 2, 1),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    s.commit(&CommitBatch {
+        space_id: id,
+        events: log[2..5].to_vec(),
+        messages: m[2..5].iter().map(put_new).collect(),
+        counters: counters(5, 5, 1),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        s.get_space(id).await.unwrap().expect("space").counters,
+        counters(5, 5, 1)
+    );
+
+    let recent = |o, l| page(s, id, MessageOrder::Recent, o, l);
+    let liked = |o, l| page(s, id, MessageOrder::MostAppreciated, o, l);
+    assert_eq!(recent(0, 10).await, rev(&m), "recent: newest first");
+    assert_eq!(
+        recent(1, 2).await,
+        vec![m[3].clone(), m[2].clone()],
+        "recent: offset 1, limit 2"
+    );
+    assert_eq!(recent(5, 10).await, vec![], "recent: offset past the end");
+    assert_eq!(recent(0, 0).await, vec![], "recent: limit 0");
+    assert_eq!(
+        liked(0, 10).await,
+        rev(&m),
+        "no appreciation yet: ties are newest first"
+    );
+
+    // Reactions, one batch: m2 and m4 get two likes each, m5 one (seqs 6..=10).
+    let mut seq: Seq = 5;
+    let mut batch = CommitBatch {
+        space_id: id,
+        ..Default::default()
+    };
+    for (i, users) in [
+        (1, vec![&alice, &bob]),
+        (3, vec![&alice, &bob]),
+        (4, vec![&alice]),
+    ] {
+        for u in users {
+            seq += 1;
+            log.push(like(&mut m[i], seq, u));
+            batch.events.push(log[log.len() - 1].clone());
+        }
+        batch.messages.push(MessageWrite::Put {
+            message: m[i].clone(),
+            previous_appreciation: Some(0),
+        });
+    }
+    batch.counters = counters(seq, 5, 1);
+    s.commit(&batch).await.unwrap();
+    assert_eq!(
+        (
+            m[1].appreciation_count,
+            m[3].appreciation_count,
+            m[4].appreciation_count
+        ),
+        (2, 2, 1)
+    );
+    assert_eq!(
+        liked(0, 10).await,
+        pick(&m, &[3, 1, 4, 2, 0]),
+        "count desc, ties newest first"
+    );
+    assert_eq!(
+        liked(1, 3).await,
+        pick(&m, &[1, 4, 2]),
+        "most appreciated: offset 1, limit 3"
+    );
+    assert_eq!(
+        liked(5, 3).await,
+        vec![],
+        "most appreciated: offset past the end"
+    );
+    assert_eq!(
+        recent(0, 10).await,
+        rev(&m),
+        "recent shows the latest state of each message"
+    );
+
+    // By id: the latest state; never across spaces.
+    for msg in &m {
+        assert_eq!(
+            s.get_message(id, msg.message_id).await.unwrap().as_ref(),
+            Some(msg)
+        );
+    }
+    assert_eq!(
+        s.get_message(neighbour.space_id, m[3].message_id)
+            .await
+            .unwrap(),
+        None,
+        "another space's id"
+    );
+    assert_eq!(
+        s.get_message(id, n1.message_id).await.unwrap(),
+        None,
+        "the neighbour's message is not in sp"
+    );
+    assert_eq!(
+        s.get_message(id, new_id()).await.unwrap(),
+        None,
+        "unknown id"
+    );
+
+    // A Put with previous_appreciation moves the message in the appreciation order: m4 loses both
+    // likes (2 → 0), m1 gains three (0 → 3).
+    let mut batch = CommitBatch {
+        space_id: id,
+        ..Default::default()
+    };
+    for u in [&alice, &bob] {
+        seq += 1;
+        log.push(unlike(&mut m[3], seq, u));
+        batch.events.push(log[log.len() - 1].clone());
+    }
+    batch.messages.push(MessageWrite::Put {
+        message: m[3].clone(),
+        previous_appreciation: Some(2),
+    });
+    for u in [&alice, &bob, &user("carol")] {
+        seq += 1;
+        log.push(like(&mut m[0], seq, u));
+        batch.events.push(log[log.len() - 1].clone());
+    }
+    batch.messages.push(MessageWrite::Put {
+        message: m[0].clone(),
+        previous_appreciation: Some(0),
+    });
+    batch.counters = counters(seq, 5, 1);
+    s.commit(&batch).await.unwrap();
+    assert_eq!(
+        liked(0, 10).await,
+        pick(&m, &[0, 1, 4, 3, 2]),
+        "entries moved, none left behind"
+    );
+
+    // A Put whose count does not change (a like and an unlike in one batch) keeps its one entry.
+    let mut batch = CommitBatch {
+        space_id: id,
+        ..Default::default()
+    };
+    seq += 1;
+    log.push(like(&mut m[2], seq, &bob));
+    batch.events.push(log[log.len() - 1].clone());
+    seq += 1;
+    log.push(unlike(&mut m[2], seq, &bob));
+    batch.events.push(log[log.len() - 1].clone());
+    batch.messages.push(MessageWrite::Put {
+        message: m[2].clone(),
+        previous_appreciation: Some(0),
+    });
+    batch.counters = counters(seq, 5, 1);
+    s.commit(&batch).await.unwrap();
+    assert_eq!(
+        liked(0, 10).await,
+        pick(&m, &[0, 1, 4, 3, 2]),
+        "unchanged count: same place, one entry"
+    );
+    assert_eq!(recent(0, 10).await, rev(&m));
+    assert_eq!(
+        s.get_space(id).await.unwrap().expect("space").counters,
+        counters(seq, 5, 1)
+    );
+
+    // Events: ordered, bounded, per space.
+    assert_eq!(seq, 17);
+    let all = s.read_events(id, 0, 1000).await.unwrap();
+    assert_eq!(all, log, "every event, oldest first, as written");
+    assert_eq!(
+        seqs(&s.read_events(id, 3, 2).await.unwrap()),
+        vec![4, 5],
+        "after 3, limit 2"
+    );
+    assert_eq!(
+        seqs(&s.read_events(id, 15, 10).await.unwrap()),
+        vec![16, 17],
+        "the tail"
+    );
+    assert_eq!(
+        s.read_events(id, 17, 10).await.unwrap(),
+        vec![],
+        "nothing after the head"
+    );
+    assert_eq!(s.read_events(id, 0, 0).await.unwrap(), vec![], "limit 0");
+    assert_eq!(
+        s.read_events(neighbour.space_id, 0, 1000).await.unwrap(),
+        vec![n1_event],
+        "per space"
+    );
+    assert_eq!(
+        page(s, neighbour.space_id, MessageOrder::Recent, 0, 10).await,
+        vec![n1.clone()]
+    );
+    assert_eq!(
+        page(s, neighbour.space_id, MessageOrder::MostAppreciated, 0, 10).await,
+        vec![n1]
+    );
+    assert_eq!(
+        page(s, new_id(), MessageOrder::Recent, 0, 10).await,
+        vec![],
+        "unknown space: no messages"
+    );
+}
+
+/// A Delete removes the message from both orders and from get_message; its events stay.
+async fn delete_removes_a_message_from_every_order(s: &dyn Store) {
+    let alice = user("alice");
+    let bob = user("bob");
+    let (sp, _) = create(s, &alice).await;
+    let id = sp.space_id;
+    let mut m: Vec<Message> = (1..=3)
+        .map(|seq| message(&sp, seq, &alice, "to be deleted"))
+        .collect();
+    let mut log: Vec<SpaceEvent> = m.iter().map(created).collect();
+    s.commit(&CommitBatch {
+        space_id: id,
+        events: log.clone(),
+        messages: m.iter().map(put_new).collect(),
+        counters: counters(3, 3, 1),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    // m2 is appreciated twice (seqs 4, 5), so its index entry is not at count 0.
+    log.push(like(&mut m[1], 4, &alice));
+    log.push(like(&mut m[1], 5, &bob));
+    s.commit(&CommitBatch {
+        space_id: id,
+        events: log[3..].to_vec(),
+        messages: vec![MessageWrite::Put {
+            message: m[1].clone(),
+            previous_appreciation: Some(0),
+        }],
+        counters: counters(5, 3, 1),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        page(s, id, MessageOrder::MostAppreciated, 0, 10).await[0],
+        m[1]
+    );
+
+    log.push(deleted(&m[1], 6, &alice));
+    s.commit(&CommitBatch {
+        space_id: id,
+        events: vec![log[5].clone()],
+        messages: vec![MessageWrite::Delete {
+            message_id: m[1].message_id,
+            seq: 2,
+            appreciation_count: 2,
+        }],
+        counters: counters(6, 2, 1),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let rest = vec![m[2].clone(), m[0].clone()];
+    assert_eq!(
+        page(s, id, MessageOrder::Recent, 0, 10).await,
+        rest,
+        "gone from recent"
+    );
+    assert_eq!(
+        page(s, id, MessageOrder::MostAppreciated, 0, 10).await,
+        rest,
+        "gone from most appreciated"
+    );
+    assert_eq!(
+        s.get_message(id, m[1].message_id).await.unwrap(),
+        None,
+        "gone by id"
+    );
+    assert_eq!(
+        s.get_message(id, m[0].message_id).await.unwrap().as_ref(),
+        Some(&m[0]),
+        "others stay"
+    );
+    assert_eq!(
+        s.read_events(id, 0, 100).await.unwrap(),
+        log,
+        "the log keeps the created and deleted events"
+    );
+    assert_eq!(
+        s.get_space(id).await.unwrap().expect("space").counters,
+        counters(6, 2, 1)
+    );
+
+    // An unappreciated message (index entry at count 0) too.
+    log.push(deleted(&m[0], 7, &bob));
+    s.commit(&CommitBatch {
+        space_id: id,
+        events: vec![log[6].clone()],
+        messages: vec![MessageWrite::Delete {
+            message_id: m[0].message_id,
+            seq: 1,
+            appreciation_count: 0,
+        }],
+        counters: counters(7, 1, 1),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        page(s, id, MessageOrder::Recent, 0, 10).await,
+        vec![m[2].clone()]
+    );
+    assert_eq!(
+        page(s, id, MessageOrder::MostAppreciated, 0, 10).await,
+        vec![m[2].clone()]
+    );
+    assert_eq!(s.get_message(id, m[0].message_id).await.unwrap(), None);
+}
+
+/// The counters stored with each batch are the ones read back, whatever else the batch holds.
+async fn counters_are_read_back_as_last_committed(s: &dyn Store) {
+    let alice = user("alice");
+    let (sp, alice_m) = create(s, &alice).await;
+    let id = sp.space_id;
+    let m1 = message(&sp, 1, &alice, "one");
+    s.commit(&CommitBatch {
+        space_id: id,
+        events: vec![created(&m1)],
+        messages: vec![put_new(&m1)],
+        counters: counters(1, 1, 1),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        s.get_space(id).await.unwrap().expect("space").counters,
+        counters(1, 1, 1)
+    );
+    // The store stores counters as given: it does not derive them from the batch.
+    let odd = counters(41, 17, 9);
+    s.commit(&CommitBatch {
+        space_id: id,
+        counters: odd,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.get_space(id).await.unwrap().expect("space").counters, odd);
+    assert_eq!(
+        s.load_space(id)
+            .await
+            .unwrap()
+            .expect("space")
+            .view
+            .counters,
+        odd
+    );
+    let mine = s.spaces_of_user(&alice.user_id).await.unwrap();
+    assert_eq!(mine, vec![(view_of(&sp, odd), alice_m)]);
+    // An empty batch of counters only leaves the log and messages alone.
+    assert_eq!(seqs(&s.read_events(id, 0, 100).await.unwrap()), vec![1]);
+    assert_eq!(page(s, id, MessageOrder::Recent, 0, 10).await, vec![m1]);
+}
+
+/// Committing the same batch twice (a retry after an ambiguous failure) leaves one copy of each
+/// event, message, index entry and membership.
+async fn a_retried_batch_leaves_exactly_one_copy(s: &dyn Store) {
+    let alice = user("alice");
+    let bob = user("bob");
+    let (sp, alice_m) = create(s, &alice).await;
+    let id = sp.space_id;
+    let bob_m = member(&bob, POWER_MEMBER);
+    let mut m: Vec<Message> = (1..=3)
+        .map(|seq| message(&sp, seq, &bob, "again and again"))
+        .collect();
+    let mut log: Vec<SpaceEvent> = m.iter().map(created).collect();
+    let first = CommitBatch {
+        space_id: id,
+        events: log.clone(),
+        messages: m.iter().map(put_new).collect(),
+        members: vec![bob_m.clone()],
+        counters: counters(3, 3, 2),
+    };
+    s.commit(&first).await.unwrap();
+    s.commit(&first).await.unwrap();
+    assert_eq!(
+        s.read_events(id, 0, 100).await.unwrap(),
+        log,
+        "one copy of each event"
+    );
+    assert_eq!(
+        page(s, id, MessageOrder::Recent, 0, 10).await,
+        rev(&m),
+        "one copy of each message"
+    );
+    assert_eq!(
+        page(s, id, MessageOrder::MostAppreciated, 0, 10).await,
+        rev(&m),
+        "one index entry each"
+    );
+    let snap = s.load_space(id).await.unwrap().expect("space");
+    assert_eq!(
+        sorted(snap.members),
+        sorted(vec![alice_m, bob_m.clone()]),
+        "one copy of each member"
+    );
+    assert_eq!(snap.view.counters, counters(3, 3, 2));
+    let bobs = s.spaces_of_user(&bob.user_id).await.unwrap();
+    assert_eq!(
+        bobs,
+        vec![(view_of(&sp, counters(3, 3, 2)), bob_m)],
+        "one membership"
+    );
+
+    // A retried appreciation move.
+    log.push(like(&mut m[1], 4, &alice));
+    let second = CommitBatch {
+        space_id: id,
+        events: vec![log[3].clone()],
+        messages: vec![MessageWrite::Put {
+            message: m[1].clone(),
+            previous_appreciation: Some(0),
+        }],
+        members: vec![],
+        counters: counters(4, 3, 2),
+    };
+    s.commit(&second).await.unwrap();
+    s.commit(&second).await.unwrap();
+    assert_eq!(
+        page(s, id, MessageOrder::MostAppreciated, 0, 10).await,
+        vec![m[1].clone(), m[2].clone(), m[0].clone()],
+        "one entry per message after a retried move"
+    );
+
+    // A retried delete.
+    log.push(deleted(&m[2], 5, &bob));
+    let third = CommitBatch {
+        space_id: id,
+        events: vec![log[4].clone()],
+        messages: vec![MessageWrite::Delete {
+            message_id: m[2].message_id,
+            seq: 3,
+            appreciation_count: 0,
+        }],
+        members: vec![],
+        counters: counters(5, 2, 2),
+    };
+    s.commit(&third).await.unwrap();
+    s.commit(&third).await.unwrap();
+    assert_eq!(
+        page(s, id, MessageOrder::Recent, 0, 10).await,
+        vec![m[1].clone(), m[0].clone()]
+    );
+    assert_eq!(
+        page(s, id, MessageOrder::MostAppreciated, 0, 10).await,
+        vec![m[1].clone(), m[0].clone()]
+    );
+    assert_eq!(s.read_events(id, 0, 100).await.unwrap(), log);
+    assert_eq!(
+        s.get_space(id).await.unwrap().expect("space").counters,
+        counters(5, 2, 2)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+// ---------------------------------------------------------------------------------------------
+
+/// Strictly increasing timestamps, so "newest first" is unambiguous whatever a backend sorts by.
+fn tick() -> Timestamp {
+    static LAST: AtomicI64 = AtomicI64::new(0);
+    let now = Timestamp::now().0;
+    let prev = LAST.fetch_max(now, Ordering::AcqRel);
+    if prev < now {
+        Timestamp(now)
+    } else {
+        Timestamp(LAST.fetch_add(1, Ordering::AcqRel) + 1)
+    }
+}
+
+/// A user with a unique id.
+fn user(name: &str) -> UserRef {
+    UserRef {
+        user_id: format!("{name}-{}", new_id()),
+        username: name.to_owned(),
+        profile_picture: format!("https://example.test/{name}.png"),
+    }
+}
+
+fn member(user: &UserRef, power_level: i32) -> Member {
+    Member {
+        user: user.clone(),
+        power_level,
+        joined_at: tick(),
+    }
+}
+
+fn counters(head_seq: Seq, message_count: u64, member_count: u64) -> SpaceCounters {
+    SpaceCounters {
+        head_seq,
+        message_count,
+        member_count,
+    }
+}
+
+fn view_of(space: &Space, counters: SpaceCounters) -> SpaceView {
+    SpaceView {
+        space: space.clone(),
+        counters,
+    }
+}
+
+/// Creates a space (fresh id) with `creator` as admin.
+async fn create(s: &dyn Store, creator: &UserRef) -> (Space, Member) {
+    let space = Space {
+        space_id: new_id(),
+        title: "Conformance".into(),
+        description: "A space of the storage conformance suite".into(),
+        visibility: Visibility::Public,
+        creator: creator.clone(),
+        tags: vec!["rust".into(), "storage".into()],
+        posting_permission: PostingPermission::Everyone,
+        created_at: tick(),
+    };
+    let admin = member(creator, POWER_ADMIN);
+    s.create_space(&space, &admin).await.expect("create_space");
+    (space, admin)
+}
+
+fn message(space: &Space, seq: Seq, sender: &UserRef, text: &str) -> Message {
+    let content = format!("{text} #{seq}");
+    Message {
+        message_id: new_id(),
+        space_id: space.space_id,
+        seq,
+        sender_id: sender.user_id.clone(),
+        word_count: word_count(&content),
+        content: Some(content),
+        media_url: None,
+        media_type: None,
+        sender: sender.clone(),
+        likes: vec![],
+        appreciation_count: 0,
+        created_at: tick(),
+    }
+}
+
+fn put_new(m: &Message) -> MessageWrite {
+    MessageWrite::Put {
+        message: m.clone(),
+        previous_appreciation: None,
+    }
+}
+
+fn created(m: &Message) -> SpaceEvent {
+    SpaceEvent {
+        space_id: m.space_id,
+        seq: m.seq,
+        at: m.created_at,
+        kind: EventKind::MessageCreated(m.clone()),
+    }
+}
+
+fn deleted(m: &Message, seq: Seq, by: &UserRef) -> SpaceEvent {
+    SpaceEvent {
+        space_id: m.space_id,
+        seq,
+        at: tick(),
+        kind: EventKind::MessageDeleted(MessageDeleted {
+            message_id: m.message_id,
+            deleted_by: by.user_id.clone(),
+        }),
+    }
+}
+
+/// Adds `by`'s like to `m` as event `seq`; returns the event.
+fn like(m: &mut Message, seq: Seq, by: &UserRef) -> SpaceEvent {
+    m.likes.push(Like {
+        id: seq,
+        user_id: by.user_id.clone(),
+    });
+    reaction(m, seq, by, true)
+}
+
+/// Removes `by`'s like from `m` as event `seq`; returns the event.
+fn unlike(m: &mut Message, seq: Seq, by: &UserRef) -> SpaceEvent {
+    m.likes.retain(|l| l.user_id != by.user_id);
+    reaction(m, seq, by, false)
+}
+
+fn reaction(m: &mut Message, seq: Seq, by: &UserRef, added: bool) -> SpaceEvent {
+    m.appreciation_count = m.likes.len() as u32;
+    SpaceEvent {
+        space_id: m.space_id,
+        seq,
+        at: tick(),
+        kind: EventKind::ReactionChanged(ReactionChanged {
+            message_id: m.message_id,
+            key: APPRECIATE.to_owned(),
+            user_id: by.user_id.clone(),
+            added,
+            count: m.appreciation_count,
+            appreciation_count: m.appreciation_count,
+        }),
+    }
+}
+
+async fn page(
+    s: &dyn Store,
+    space_id: crate::model::SpaceId,
+    order: MessageOrder,
+    offset: usize,
+    limit: usize,
+) -> Vec<Message> {
+    s.page_messages(space_id, order, offset, limit)
+        .await
+        .expect("page_messages")
+}
+
+/// The messages at `idx`, in that order.
+fn pick(m: &[Message], idx: &[usize]) -> Vec<Message> {
+    idx.iter().map(|&i| m[i].clone()).collect()
+}
+
+/// Newest first.
+fn rev(m: &[Message]) -> Vec<Message> {
+    m.iter().rev().cloned().collect()
+}
+
+fn seqs(events: &[SpaceEvent]) -> Vec<Seq> {
+    events.iter().map(|e| e.seq).collect()
+}
+
+/// Members in a stable order (backends need not order them).
+fn sorted(mut members: Vec<Member>) -> Vec<Member> {
+    members.sort_by(|a, b| a.user.user_id.cmp(&b.user.user_id));
+    members
+}
