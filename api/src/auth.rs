@@ -291,6 +291,79 @@ mod tests {
         assert_eq!(u.0.profile_picture, "p");
     }
 
+    /// Test key pairs made from random bytes at run time (no key material in the repository).
+    fn ed25519_pair() -> (String, String) {
+        use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey, spki::der::pem::LineEnding};
+        let sk = ed25519_dalek::SigningKey::from_bytes(&rand::random::<[u8; 32]>());
+        let private = sk.to_pkcs8_pem(LineEnding::LF).unwrap().to_string();
+        let public = sk
+            .verifying_key()
+            .to_public_key_pem(LineEnding::LF)
+            .unwrap();
+        (private, public)
+    }
+
+    fn p256_pair() -> (String, String) {
+        use p256::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+        let sk = loop {
+            if let Ok(k) = p256::SecretKey::from_slice(&rand::random::<[u8; 32]>()) {
+                break k;
+            }
+        };
+        let private = sk.to_pkcs8_pem(LineEnding::LF).unwrap().to_string();
+        let public = sk.public_key().to_public_key_pem(LineEnding::LF).unwrap();
+        (private, public)
+    }
+
+    fn sign(alg: Algorithm, key: &EncodingKey, sub: &str) -> String {
+        let claims = serde_json::json!({"sub": sub, "username": "pk", "exp": 9_999_999_999u64});
+        encode(&Header::new(alg), &claims, key).unwrap()
+    }
+
+    #[test]
+    fn public_keys_verify_their_algorithm_only() {
+        for (alg, (private, public)) in [
+            (Algorithm::EdDSA, ed25519_pair()),
+            (Algorithm::ES256, p256_pair()),
+        ] {
+            let auth = Authenticator::new(Some(SECRET), Some(public.as_bytes())).unwrap();
+            let key = match alg {
+                Algorithm::EdDSA => EncodingKey::from_ed_pem(private.as_bytes()).unwrap(),
+                _ => EncodingKey::from_ec_pem(private.as_bytes()).unwrap(),
+            };
+            assert_eq!(
+                auth.verify(&sign(alg, &key, "pk-user")).unwrap().id(),
+                "pk-user",
+                "{alg:?}"
+            );
+            // HS256 with the secret still works beside the public key.
+            let hs = mint(SECRET, "hs-user", "h", None, Duration::from_secs(60)).unwrap();
+            assert_eq!(auth.verify(&hs).unwrap().id(), "hs-user");
+            // A token signed by another key of the same kind is refused.
+            let (other_private, _) = if alg == Algorithm::EdDSA {
+                ed25519_pair()
+            } else {
+                p256_pair()
+            };
+            let other = match alg {
+                Algorithm::EdDSA => EncodingKey::from_ed_pem(other_private.as_bytes()).unwrap(),
+                _ => EncodingKey::from_ec_pem(other_private.as_bytes()).unwrap(),
+            };
+            assert_eq!(
+                auth.verify(&sign(alg, &other, "x")),
+                Err(AuthError::Invalid),
+                "{alg:?}"
+            );
+            // A server with only a secret refuses public-key tokens.
+            let hmac_only = Authenticator::new(Some(SECRET), None).unwrap();
+            assert_eq!(
+                hmac_only.verify(&sign(alg, &key, "x")),
+                Err(AuthError::Invalid)
+            );
+        }
+        assert!(Authenticator::new(Some(SECRET), Some(b"not a pem")).is_err());
+    }
+
     #[test]
     fn bearer_header_parsing() {
         assert_eq!(bearer(Some("Bearer abc")), Some("abc"));

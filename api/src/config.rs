@@ -64,7 +64,8 @@ pub struct ConfigArgs {
     /// Idle time after which a space actor is stopped (e.g. `5m`).
     #[arg(long, env = "SPACECAST_SPACE_IDLE_TIMEOUT")]
     pub space_idle_timeout: Option<String>,
-    /// Events a realtime subscriber may fall behind before it is closed as slow (4008).
+    /// Group commits (batches of events) a realtime subscriber may fall behind before it is
+    /// closed as slow (4008).
     #[arg(long, env = "SPACECAST_SUBSCRIBER_QUEUE")]
     pub subscriber_queue: Option<usize>,
     /// Open realtime connections allowed; beyond it, upgrades get 503.

@@ -30,7 +30,15 @@ use crate::routes::{recover, routes};
 pub async fn serve(config: Config, metrics: Metrics) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
-    let secret = load_or_create_secret(config.jwt_secret.as_deref(), &config.data_dir)?;
+    // With a public key and no explicit secret, the node is in production mode: only tokens
+    // signed by the key's owner are accepted, and no development secret is created.
+    let secret = match (&config.jwt_secret, &config.jwt_public_key) {
+        (None, Some(_)) => None,
+        (configured, _) => Some(load_or_create_secret(
+            configured.as_deref(),
+            &config.data_dir,
+        )?),
+    };
     let public_pem = match &config.jwt_public_key {
         Some(p) => Some(
             std::fs::read(p)
@@ -38,7 +46,7 @@ pub async fn serve(config: Config, metrics: Metrics) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let auth = Authenticator::new(Some(&secret), public_pem.as_deref())?;
+    let auth = Authenticator::new(secret.as_deref(), public_pem.as_deref())?;
     let store = EmbeddedStore::open(&config.data_dir.join("store"), metrics.clone()).with_context(
         || {
             format!(

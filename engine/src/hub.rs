@@ -1,10 +1,12 @@
 //! The fan-out hub: a node's local subscribers of each space.
 //!
 //! One `tokio::sync::broadcast` channel per watched space. Publishing is O(1) whatever the number
-//! of subscribers: the item is an `Arc`, so every subscriber shares one copy of the event and of
-//! its serialized frames. Each subscriber's queue is the channel's ring buffer: a subscriber that
-//! falls more than `capacity` items behind sees `Lagged` and is disconnected as a slow consumer
-//! (close 4008); it never blocks the publisher or the other subscribers.
+//! of subscribers: the item is an `Arc`, so every subscriber shares one copy of the events and of
+//! their serialized frames. One item carries one group commit's events (in seq order), so a
+//! burst of a thousand sends merged into one commit is one slot, not a thousand. Each
+//! subscriber's queue is the channel's ring buffer: a subscriber that falls more than `capacity`
+//! commits behind sees `Lagged` and is disconnected as a slow consumer (close 4008); it never
+//! blocks the publisher or the other subscribers.
 //!
 //! # Guarantee
 //! Delivery is at-most-once and in publish order per space. Space actors publish only events that
@@ -61,7 +63,8 @@ impl Typing {
 /// What flows through the hub.
 #[derive(Clone, Debug)]
 pub enum HubItem {
-    Event(Arc<Published>),
+    /// The events of one durable commit, consecutive seqs in order.
+    Events(Arc<[Published]>),
     Typing(Arc<Typing>),
 }
 
@@ -117,8 +120,8 @@ impl Hub {
 
     /// Hands `item` to every current subscriber of `space_id`; a no-op when there are none.
     pub fn publish(&self, space_id: SpaceId, item: HubItem) {
-        if matches!(item, HubItem::Event(_)) {
-            self.metrics.fanout_events.inc();
+        if let HubItem::Events(events) = &item {
+            self.metrics.fanout_events.inc_by(events.len() as u64);
         }
         if let Some(tx) = self
             .topics
@@ -148,7 +151,7 @@ mod tests {
     use crate::model::{Timestamp, new_id};
 
     fn ev(space_id: SpaceId, seq: u64) -> HubItem {
-        HubItem::Event(Arc::new(Published::new(SpaceEvent {
+        let event = Published::new(SpaceEvent {
             space_id,
             seq,
             at: Timestamp(0),
@@ -156,7 +159,8 @@ mod tests {
                 message_id: new_id(),
                 deleted_by: "u".into(),
             }),
-        })))
+        });
+        HubItem::Events(Arc::from(vec![event]))
     }
 
     #[tokio::test]
@@ -166,7 +170,7 @@ mod tests {
         let mut a = hub.subscribe(s);
         let mut b = hub.subscribe(s);
         hub.publish(s, ev(s, 1));
-        let (HubItem::Event(x), HubItem::Event(y)) =
+        let (HubItem::Events(x), HubItem::Events(y)) =
             (a.recv().await.unwrap(), b.recv().await.unwrap())
         else {
             panic!("expected events")

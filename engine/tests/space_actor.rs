@@ -501,15 +501,17 @@ async fn concurrent_sends_get_gapless_seqs_and_subscribers_see_each_durable_even
         let mut received = Vec::new();
         while received.len() < TOTAL as usize {
             match sub.recv().await.expect("no lag, no close") {
-                HubItem::Event(p) => {
-                    let seq = p.event.seq;
-                    let stored = store.read_events(id, seq - 1, 1).await.unwrap();
-                    assert_eq!(
-                        seqs(&stored),
-                        vec![seq],
-                        "seq {seq} was published before it was durable"
-                    );
-                    received.push(p.event.clone());
+                HubItem::Events(batch) => {
+                    for p in batch.iter() {
+                        let seq = p.event.seq;
+                        let stored = store.read_events(id, seq - 1, 1).await.unwrap();
+                        assert_eq!(
+                            seqs(&stored),
+                            vec![seq],
+                            "seq {seq} was published before it was durable"
+                        );
+                        received.push(p.event.clone());
+                    }
                 }
                 HubItem::Typing(_) => panic!("no typing was sent"),
             }
@@ -1100,7 +1102,7 @@ async fn a_failed_commit_fails_its_commands_and_the_space_resumes_from_the_store
     let mut published = Vec::new();
     while published.len() < 4 {
         match within("an event", sub.recv()).await.expect("subscribed") {
-            HubItem::Event(p) => published.push(p.event.clone()),
+            HubItem::Events(batch) => published.extend(batch.iter().map(|p| p.event.clone())),
             HubItem::Typing(_) => panic!("no typing was sent"),
         }
     }

@@ -103,10 +103,11 @@ impl Session {
             for ev in events {
                 let seq = ev.seq;
                 let published = spacecast_engine::event::Published::new(ev);
-                out.text(published.native_frame()).await?;
+                out.feed(published.native_frame()).await?;
                 last = seq;
-                self.delivered.insert(space_id, seq);
             }
+            out.flush().await?;
+            self.delivered.insert(space_id, last);
             if n < REPLAY_BATCH {
                 return Ok(());
             }

@@ -5,7 +5,8 @@
 //! group commit; its answer comes back through the session's result queue. A session has at most
 //! `MAX_INFLIGHT_SENDS` sends waiting; beyond that, `overloaded`.
 
-use spacecast_engine::SendMessage;
+use spacecast_engine::model::Visibility;
+use spacecast_engine::{EngineError, SendMessage};
 
 use super::frames::{self, FrameError};
 use super::session::{Out, Reply, Session};
@@ -56,9 +57,20 @@ impl Session {
             media_type: None,
         };
         let raw_id = raw_id.to_owned();
+        let store = self.app.engine.store().clone();
         tokio::spawn(async move {
             let frame = match space.send(cmd).await {
                 Ok(message) => frames::ack(&local_id, &message),
+                // A private space is invisible to non-members, as over REST (404 `not_found`).
+                Err(EngineError::NotAMember)
+                    if matches!(
+                        store.get_space(space_id).await,
+                        Ok(Some(v)) if v.space.visibility == Visibility::Private
+                    ) =>
+                {
+                    let e = FrameError::new("not_found", "Space not found");
+                    frames::error(local_id.as_ref(), Some(&raw_id), &e)
+                }
                 Err(e) => frames::error(local_id.as_ref(), Some(&raw_id), &FrameError::from(e)),
             };
             // The session may have ended meanwhile; the message is durable either way.

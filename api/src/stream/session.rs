@@ -31,6 +31,8 @@ use crate::auth::{AuthError, User};
 const MAX_INFLIGHT_SENDS: usize = 64;
 /// Interval of keep-alive pings.
 const PING_EVERY: Duration = Duration::from_secs(25);
+/// Longest a write may stay blocked on a client that does not read.
+const WRITE_STALL: Duration = Duration::from_secs(15);
 
 /// Why a session ended, for the close metric.
 #[derive(Clone, Copy)]
@@ -63,13 +65,29 @@ impl Out {
     /// # Errors
     /// The connection is gone.
     pub(super) async fn text(&mut self, bytes: &Bytes) -> Result<(), End> {
+        self.feed(bytes).await?;
+        self.flush().await
+    }
+
+    /// Queues one text frame without flushing, so a batch of events costs one write.
+    pub(super) async fn feed(&mut self, bytes: &Bytes) -> Result<(), End> {
         // warp's text frames own a String: this copies the shared bytes once per subscriber,
         // but serialization happened once, in the hub.
         let text = std::str::from_utf8(bytes).map_err(|_| End::Error)?;
         self.sink
-            .send(Message::text(text))
+            .feed(Message::text(text))
             .await
             .map_err(|_| End::Error)
+    }
+
+    /// Writes what is queued. A client that has not read anything for [`WRITE_STALL`] is closed
+    /// as slow, even if its queue has not overflowed (quiet spaces, or shutdown).
+    pub(super) async fn flush(&mut self) -> Result<(), End> {
+        match tokio::time::timeout(WRITE_STALL, self.sink.flush()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(End::Error),
+            Err(_) => Err(End::SlowConsumer),
+        }
     }
 
     async fn close(&mut self, code: u16, reason: &'static str) {
@@ -267,25 +285,32 @@ impl Session {
         item: Result<HubItem, BroadcastStreamRecvError>,
     ) -> Result<(), End> {
         match item {
-            Ok(HubItem::Event(p)) => {
-                let last = self.delivered.get(&space_id).copied().unwrap_or(0);
-                if p.event.seq <= last {
+            Ok(HubItem::Events(batch)) => {
+                let Some(first) = batch.first() else {
                     return Ok(());
-                }
-                if p.event.seq > last + 1 {
+                };
+                let last = self.delivered.get(&space_id).copied().unwrap_or(0);
+                if first.event.seq > last + 1 {
                     // Published events are durable: repair any gap from the store first.
                     self.replay(out, space_id, last).await?;
-                    if p.event.seq <= self.delivered.get(&space_id).copied().unwrap_or(0) {
-                        return Ok(());
-                    }
                 }
-                out.text(p.native_frame()).await?;
-                self.delivered.insert(space_id, p.event.seq);
-                self.app
-                    .metrics
-                    .fanout_deliveries
-                    .with_label_values(&["native"])
-                    .inc();
+                let delivered = self.delivered.get(&space_id).copied().unwrap_or(0);
+                let mut last = delivered;
+                let mut written = 0;
+                for p in batch.iter().filter(|p| p.event.seq > delivered) {
+                    out.feed(p.native_frame()).await?;
+                    last = p.event.seq;
+                    written += 1;
+                }
+                if written > 0 {
+                    out.flush().await?;
+                    self.delivered.insert(space_id, last);
+                    self.app
+                        .metrics
+                        .fanout_deliveries
+                        .with_label_values(&["native"])
+                        .inc_by(written);
+                }
                 Ok(())
             }
             Ok(HubItem::Typing(t)) => {

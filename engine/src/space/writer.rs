@@ -137,13 +137,16 @@ async fn commit(ctx: &WriterCtx, batch: CommitBatch, replies: Vec<Reply>) -> Res
             for r in replies {
                 r.ok();
             }
-            for ev in batch.events {
+            for ev in &batch.events {
                 ctx.metrics
                     .events_committed
                     .with_label_values(&[ev.kind.name()])
                     .inc();
-                ctx.hub
-                    .publish(ctx.space_id, HubItem::Event(Arc::new(Published::new(ev))));
+            }
+            if !batch.events.is_empty() {
+                let events: Arc<[Published]> =
+                    batch.events.into_iter().map(Published::new).collect();
+                ctx.hub.publish(ctx.space_id, HubItem::Events(events));
             }
             Ok(())
         }
