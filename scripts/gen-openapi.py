@@ -144,8 +144,10 @@ Frames that are not valid JSON of one of these shapes, and binary frames, get an
 The server pings every 25 s.
 
 **Close codes**: **1001** going away (the server is shutting down); **4001** authentication failed; **4008** slow
-consumer (the session's event queue overflowed: reconnect and `join` with `since_seq` = the last `seq` received to
-resume without a gap).
+consumer (the session fell more than `--subscriber-queue` group commits behind, or its socket accepted nothing for
+15 s: reconnect and `join` with `since_seq` = the last `seq` received to resume without a gap).
+
+On the sending session itself, the `event` of a message may arrive before its `ack`: match them by `message_id`.
 """
 
 def uuid_str(desc=None):
