@@ -13,22 +13,6 @@ use common::{Server, eventually, token};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-/// Every message of a space, newest first, through the paginated Space7 list.
-async fn all_messages(s: &Server, t: &str, space: &str) -> Vec<Value> {
-    let mut out = Vec::new();
-    for page in 1.. {
-        let p = s
-            .list(t, space, &format!("sort=recent&limit=100&page={page}"))
-            .await;
-        let batch = p["messages"].as_array().unwrap().clone();
-        if batch.is_empty() {
-            break;
-        }
-        out.extend(batch);
-    }
-    out
-}
-
 /// Every event seq of a space, replayed from the store over the stream.
 async fn event_seqs(s: &Server, t: &str, space: &str, head: u64) -> Vec<u64> {
     let mut ws = s.stream(t).await;
@@ -129,7 +113,7 @@ async fn kill_9_under_concurrent_sends_loses_nothing_acknowledged() {
         }
 
         server = Server::start_on(dir.path(), &[]).await;
-        let listed = all_messages(&server, &ada, &space).await;
+        let listed = server.list_all(&ada, &space).await;
         let mut seen: HashMap<String, (u64, String)> = HashMap::new();
         for m in &listed {
             let id = m["message_id"].as_str().unwrap().to_owned();
@@ -156,16 +140,7 @@ async fn kill_9_under_concurrent_sends_loses_nothing_acknowledged() {
             "listed in strict seq order"
         );
         // The event log is gapless 1..=head, and head covers every listed message.
-        let info: Value = server
-            .http
-            .get(server.url(&format!("/api/spaces/{space}")))
-            .bearer_auth(&ada)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let info = server.get_json(&ada, &format!("/api/spaces/{space}")).await;
         let head = info["head_seq"].as_u64().unwrap();
         assert_eq!(info["message_count"].as_u64().unwrap(), listed.len() as u64);
         assert_eq!(

@@ -169,16 +169,7 @@ async fn sigterm_drains_in_flight_sends_closes_sessions_with_1001_and_loses_noth
             "acknowledged message {id} listed exactly once"
         );
     }
-    let view: Value = s
-        .http
-        .get(s.url(&format!("/api/spaces/{space}")))
-        .bearer_auth(&t1)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view = s.get_json(&t1, &format!("/api/spaces/{space}")).await;
     let head = view["head_seq"].as_u64().expect("head_seq");
     let mut seqs: Vec<u64> = listed.iter().map(|m| m["seq"].as_u64().unwrap()).collect();
     seqs.sort_unstable();

@@ -118,16 +118,7 @@ async fn spaces_create_get_join_and_list_mine() {
     let r = s.join(&ada, &id).await;
     assert_eq!(r.status(), 409, "the creator is already a member");
 
-    let got: Value = s
-        .http
-        .get(s.url(&format!("/api/spaces/{id}")))
-        .bearer_auth(&bob)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let got = s.get_json(&bob, &format!("/api/spaces/{id}")).await;
     assert_eq!(got["participant_count"], 2);
     let members = got["members"].as_array().unwrap();
     assert_eq!(members.len(), 2);
@@ -616,7 +607,8 @@ async fn bad_sends_get_clear_errors_and_store_nothing() {
         .as_str()
         .unwrap()
         .to_owned();
-    let url = s.url(&format!("/api/messages/{id}"));
+    let path = format!("/api/messages/{id}");
+    let url = s.url(&path);
     for body in [
         json!({"content": ""}),
         json!({"content": "   \n\t "}),
@@ -655,34 +647,14 @@ async fn bad_sends_get_clear_errors_and_store_nothing() {
         .unwrap();
     assert_error(r, 400, "content_too_long").await;
     let r = s
-        .http
-        .post(&url)
-        .bearer_auth(&ada)
-        .header("content-type", "application/json")
-        .body("{\"content\":")
-        .send()
-        .await
-        .unwrap();
+        .post_body(&ada, &path, "application/json", "{\"content\":")
+        .await;
     assert_error(r, 400, "invalid_json").await;
     let r = s
-        .http
-        .post(&url)
-        .bearer_auth(&ada)
-        .header("content-type", "application/json")
-        .body(vec![b' '; 4096])
-        .send()
-        .await
-        .unwrap();
+        .post_body(&ada, &path, "application/json", vec![b' '; 4096])
+        .await;
     assert_error(r, 413, "payload_too_large").await;
-    let r = s
-        .http
-        .post(&url)
-        .bearer_auth(&ada)
-        .header("content-type", "text/plain")
-        .body("hi")
-        .send()
-        .await
-        .unwrap();
+    let r = s.post_body(&ada, &path, "text/plain", "hi").await;
     assert_error(r, 415, "unsupported_media_type").await;
     let r = s
         .http

@@ -420,6 +420,37 @@ impl Server {
         }
     }
 
+    /// `GET path` with a token; the JSON body of a 200 response.
+    pub async fn get_json(&self, token: &str, path: &str) -> Value {
+        let r = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "GET {path}");
+        r.json().await.unwrap()
+    }
+
+    /// `POST path` with a token, a content type and a raw body.
+    pub async fn post_body(
+        &self,
+        token: &str,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .bearer_auth(token)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn join(&self, token: &str, space_id: &str) -> reqwest::Response {
         self.http
             .post(self.url(&format!("/api/spaces/{space_id}/join")))
