@@ -393,6 +393,20 @@ fn parse_message_id(raw: &str) -> Result<MessageId, ApiError> {
         .map_err(|_| ApiError::not_found("Message not found"))
 }
 
+/// Authenticates the caller and resolves `/{space_id}/{message_id}` in a space they can read.
+async fn message_target(
+    app: &AppRef,
+    auth: Option<String>,
+    space: &str,
+    message: &str,
+) -> Result<(User, SpaceId, MessageId), ApiError> {
+    let user = user(app, auth)?;
+    let space_id = parse_space_id(space)?;
+    let message_id = parse_message_id(message)?;
+    readable_space(app, &user, space_id).await?;
+    Ok((user, space_id, message_id))
+}
+
 /// `POST /api/messages/{space_id}/{message_id}/appreciate` → `{appreciated, appreciation_count}`:
 /// toggles the caller's appreciation. Anyone who can read the space may appreciate.
 async fn appreciate(
@@ -401,10 +415,7 @@ async fn appreciate(
     space: String,
     message: String,
 ) -> Result<Response, ApiError> {
-    let user = user(&app, auth)?;
-    let space_id = parse_space_id(&space)?;
-    let message_id = parse_message_id(&message)?;
-    readable_space(&app, &user, space_id).await?;
+    let (user, space_id, message_id) = message_target(&app, auth, &space, &message).await?;
     let a = app
         .engine
         .space(space_id)
@@ -429,10 +440,7 @@ async fn delete_message(
     space: String,
     message: String,
 ) -> Result<Response, ApiError> {
-    let user = user(&app, auth)?;
-    let space_id = parse_space_id(&space)?;
-    let message_id = parse_message_id(&message)?;
-    readable_space(&app, &user, space_id).await?;
+    let (user, space_id, message_id) = message_target(&app, auth, &space, &message).await?;
     app.engine
         .space(space_id)
         .delete(message_id, user.0)
