@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use bytes::{Buf, Bytes};
 use futures::{Stream, TryStreamExt};
 use serde::{Deserialize, Serialize};
-use spacecast_engine::SendMessage;
 use spacecast_engine::model::{MediaType, Message, MessageId, SpaceId};
 use spacecast_engine::store::MessageOrder;
+use spacecast_engine::{EngineError, SendMessage};
 use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
@@ -216,6 +216,26 @@ where
     Ok(draft)
 }
 
+/// Trims message text; empty or whitespace-only text is no text.
+///
+/// # Errors
+/// 400 `content_too_long` beyond `max_chars` characters.
+pub fn normalize_content(
+    raw: Option<String>,
+    max_chars: usize,
+) -> Result<Option<String>, ApiError> {
+    let content = raw.map(|c| c.trim().to_owned()).filter(|c| !c.is_empty());
+    if let Some(c) = &content
+        && c.chars().count() > max_chars
+    {
+        return Err(ApiError::bad_request(
+            "content_too_long",
+            format!("content must be at most {max_chars} characters"),
+        ));
+    }
+    Ok(content)
+}
+
 /// `POST /api/messages/{space_id}` → 201 Message, once durable.
 ///
 /// `content` is trimmed; no content and no media → 400 `empty_message`; media without a valid
@@ -227,21 +247,7 @@ async fn send_message(
     space_id: SpaceId,
     draft: Draft,
 ) -> Result<Response, ApiError> {
-    let content = draft
-        .content
-        .map(|c| c.trim().to_owned())
-        .filter(|c| !c.is_empty());
-    if let Some(c) = &content
-        && c.chars().count() > app.config.max_content_chars
-    {
-        return Err(ApiError::bad_request(
-            "content_too_long",
-            format!(
-                "content must be at most {} characters",
-                app.config.max_content_chars
-            ),
-        ));
-    }
+    let content = normalize_content(draft.content, app.config.max_content_chars)?;
     let media = draft.media.filter(|m| !m.is_empty());
     let media_type = match (&media, draft.media_type.as_deref()) {
         (Some(_), Some(t)) => Some(MediaType::parse(t).ok_or_else(|| {
@@ -264,16 +270,14 @@ async fn send_message(
             "Message must have text or media",
         ));
     }
-    // Refuse early, before writing any media, when the caller cannot post here.
-    let (_, me) = readable_space(&app, &user, space_id).await?;
-    if me.is_none() {
-        return Err(ApiError::forbidden(
-            "not_a_member",
-            "You must be a member to send messages",
-        ));
-    }
+    // The space actor checks membership; with media, check it before writing the file so a
+    // refused send leaves no orphan behind.
     let media_url = match (media, media_type) {
         (Some(bytes), Some(kind)) => {
+            let (_, me) = readable_space(&app, &user, space_id).await?;
+            if me.is_none() {
+                return Err(EngineError::NotAMember.into());
+            }
             let stored = app.media.save(kind, bytes).await?;
             Some(media_url(&app, draft.host.as_deref(), stored.media_id))
         }

@@ -5,11 +5,11 @@
 //! group commit; its answer comes back through the session's result queue. A session has at most
 //! `MAX_INFLIGHT_SENDS` sends waiting; beyond that, `overloaded`.
 
-use spacecast_engine::model::Visibility;
-use spacecast_engine::{EngineError, SendMessage};
+use spacecast_engine::SendMessage;
 
 use super::frames::{self, FrameError};
 use super::session::{Out, Reply, Session};
+use crate::routes::messages::normalize_content;
 use crate::routes::spaces::parse_space_id;
 
 impl Session {
@@ -23,25 +23,14 @@ impl Session {
     ) -> Result<(), Reply> {
         let refuse = |e: FrameError, id: &Option<serde_json::Value>| Reply::Refused(e, id.clone());
         let space_id = parse_space_id(raw_id).map_err(|e| refuse(e.into(), &local_id))?;
-        let content = content
-            .map(|c| c.trim().to_owned())
-            .filter(|c| !c.is_empty());
+        let content = normalize_content(content, self.app.config.max_content_chars)
+            .map_err(|e| refuse(e.into(), &local_id))?;
         let Some(content) = content else {
             return Err(refuse(
                 FrameError::new("empty_message", "Message must have text"),
                 &local_id,
             ));
         };
-        let max = self.app.config.max_content_chars;
-        if content.chars().count() > max {
-            return Err(refuse(
-                FrameError::new(
-                    "content_too_long",
-                    format!("content must be at most {max} characters"),
-                ),
-                &local_id,
-            ));
-        }
         let Ok(permit) = self.send_permits.clone().try_acquire_owned() else {
             return Err(refuse(
                 FrameError::new("overloaded", "Too many sends awaiting acknowledgement"),
@@ -57,20 +46,9 @@ impl Session {
             media_type: None,
         };
         let raw_id = raw_id.to_owned();
-        let store = self.app.engine.store().clone();
         tokio::spawn(async move {
             let frame = match space.send(cmd).await {
                 Ok(message) => frames::ack(&local_id, &message),
-                // A private space is invisible to non-members, as over REST (404 `not_found`).
-                Err(EngineError::NotAMember)
-                    if matches!(
-                        store.get_space(space_id).await,
-                        Ok(Some(v)) if v.space.visibility == Visibility::Private
-                    ) =>
-                {
-                    let e = FrameError::new("not_found", "Space not found");
-                    frames::error(local_id.as_ref(), Some(&raw_id), &e)
-                }
                 Err(e) => frames::error(local_id.as_ref(), Some(&raw_id), &FrameError::from(e)),
             };
             // The session may have ended meanwhile; the message is durable either way.

@@ -262,14 +262,22 @@ impl SpaceState {
         }
     }
 
+    /// The power level of a member. A non-member gets `NotAMember`, or `SpaceNotFound` for a
+    /// private space, which stays invisible to non-members.
+    fn member_power(&self, user_id: &str) -> Result<i32> {
+        match self.power_of(user_id) {
+            Some(p) => Ok(p),
+            None if self.space.visibility == Visibility::Private => Err(EngineError::SpaceNotFound),
+            None => Err(EngineError::NotAMember),
+        }
+    }
+
     fn power_of(&self, user_id: &str) -> Option<i32> {
         self.members.get(user_id).map(|m| m.power_level)
     }
 
     fn send(&mut self, cmd: SendMessage) -> Result<(CommitBatch, Message)> {
-        let power = self
-            .power_of(&cmd.sender.user_id)
-            .ok_or(EngineError::NotAMember)?;
+        let power = self.member_power(&cmd.sender.user_id)?;
         if self.space.posting_permission == PostingPermission::Admins && power < POWER_MODERATOR {
             return Err(EngineError::Forbidden(
                 "Only admins and moderators may post in this space",
@@ -377,8 +385,8 @@ impl SpaceState {
         message_id: MessageId,
         by: &UserRef,
     ) -> Result<(CommitBatch, Appreciation)> {
-        if self.space.visibility == Visibility::Private && !self.members.contains_key(&by.user_id) {
-            return Err(EngineError::NotAMember);
+        if self.space.visibility == Visibility::Private {
+            self.member_power(&by.user_id)?;
         }
         let mut m = self.message(message_id).await?;
         let previous = m.appreciation_count;
