@@ -36,6 +36,9 @@ pub struct ConfigArgs {
     /// CQL keyspace.
     #[arg(long, env = "SPACECAST_CQL_KEYSPACE")]
     pub cql_keyspace: Option<String>,
+    /// The keyspace's replication map, used by `migrate` when it creates the keyspace.
+    #[arg(long, env = "SPACECAST_CQL_REPLICATION")]
+    pub cql_replication: Option<String>,
     /// NATS URL; set means cluster mode.
     #[arg(long, env = "SPACECAST_NATS_URL")]
     pub nats_url: Option<String>,
@@ -93,6 +96,7 @@ pub struct Config {
     pub store: StoreKind,
     pub cql_nodes: Vec<String>,
     pub cql_keyspace: String,
+    pub cql_replication: String,
     pub nats_url: Option<String>,
     pub node_id: String,
     pub public_url: Option<String>,
@@ -141,6 +145,7 @@ impl ConfigArgs {
             store,
             cql_nodes,
             cql_keyspace,
+            cql_replication,
             nats_url,
             node_id,
             public_url,
@@ -217,6 +222,9 @@ impl ConfigArgs {
                 .filter(|s| !s.is_empty())
                 .collect(),
             cql_keyspace: self.cql_keyspace.unwrap_or_else(|| "spacecast".into()),
+            cql_replication: self
+                .cql_replication
+                .unwrap_or_else(|| "{'class': 'SimpleStrategy', 'replication_factor': 1}".into()),
             nats_url: self.nats_url.filter(|s| !s.trim().is_empty()),
             node_id: self.node_id.unwrap_or_else(|| {
                 format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
@@ -245,9 +253,15 @@ impl ConfigArgs {
             )?,
         };
         if config.store == StoreKind::Cql {
-            return Err(ConfigError(
-                "store = \"cql\" is not available in this build yet; use the embedded store".into(),
-            ));
+            if config.cql_nodes.is_empty() {
+                return Err(ConfigError("cql_nodes: give at least one host:port".into()));
+            }
+            if !spacecast_engine::store::cql::schema::valid_keyspace(&config.cql_keyspace) {
+                return Err(ConfigError(format!(
+                    "cql_keyspace = {:?}: use lowercase letters, digits and _ (at most 48), starting with a letter",
+                    config.cql_keyspace
+                )));
+            }
         }
         if config.nats_url.is_some() {
             return Err(ConfigError(

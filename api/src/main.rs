@@ -19,20 +19,54 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Some(Command::Migrate(args)) => match cli::resolve(args, cli.config.as_deref()) {
-            Ok(_) => {
-                eprintln!(
-                    "spacecast migrate: the embedded store needs no migration; the CQL store is not in this build yet"
-                );
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("spacecast migrate: {e}");
-                ExitCode::from(2)
-            }
-        },
+        Some(Command::Migrate(args)) => migrate(args, cli.config.as_deref()),
         Some(Command::Serve(args)) => serve(args, cli.config.as_deref()),
         None => serve(cli.serve, cli.config.as_deref()),
+    }
+}
+
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => Some(r),
+        Err(e) => {
+            eprintln!("spacecast: cannot start the runtime: {e}");
+            None
+        }
+    }
+}
+
+fn migrate(args: spacecast_api::config::ConfigArgs, file: Option<&std::path::Path>) -> ExitCode {
+    let config = match cli::resolve(args, file) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("spacecast migrate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(
+        "info,warp=warn",
+        if config.json_logs {
+            LogFormat::Json
+        } else {
+            LogFormat::Text
+        },
+    );
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
+    };
+    let keyspace = config.cql_keyspace.clone();
+    match runtime.block_on(spacecast_api::server::migrate(config)) {
+        Ok(version) => {
+            println!("spacecast migrate: keyspace {keyspace} is at schema version {version}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("spacecast migrate: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

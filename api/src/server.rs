@@ -8,9 +8,12 @@
 //! 5. exit 0.
 
 use std::io::Write;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use anyhow::Context;
+use spacecast_engine::store::Store;
+use spacecast_engine::store::cql::{CqlConfig, CqlStore};
 use spacecast_engine::store::embedded::EmbeddedStore;
 use spacecast_engine::{Engine, EngineConfig};
 use spacecast_observability::Metrics;
@@ -19,7 +22,7 @@ use warp::Filter;
 
 use crate::app::App;
 use crate::auth::{Authenticator, load_or_create_secret};
-use crate::config::Config;
+use crate::config::{Config, StoreKind};
 use crate::media::MediaStore;
 use crate::routes::{recover, routes};
 
@@ -47,14 +50,7 @@ pub async fn serve(config: Config, metrics: Metrics) -> anyhow::Result<()> {
         None => None,
     };
     let auth = Authenticator::new(secret.as_deref(), public_pem.as_deref())?;
-    let store = EmbeddedStore::open(&config.data_dir.join("store"), metrics.clone()).with_context(
-        || {
-            format!(
-                "cannot open the embedded store in {} (is another spacecast using it?)",
-                config.data_dir.display()
-            )
-        },
-    )?;
+    let store = open_store(&config, &metrics).await?;
     let engine_config = EngineConfig {
         max_inflight_per_space: config.max_inflight_per_space,
         idle_timeout: config.space_idle_timeout,
@@ -71,12 +67,10 @@ pub async fn serve(config: Config, metrics: Metrics) -> anyhow::Result<()> {
     config.listen = addr;
     let shutdown_timeout = config.shutdown_timeout;
     let (stop_tx, stop_rx) = watch::channel(false);
+    let mut stopped = stop_rx.clone();
     let app = App::new(engine.clone(), auth, config, media, metrics, stop_rx);
 
-    let routes = routes(app.clone())
-        .recover(recover)
-        .unify()
-        .with(warp::trace::request());
+    let routes = routes(app.clone()).recover(recover).unify();
     let stopping = {
         let app = app.clone();
         async move {
@@ -94,11 +88,15 @@ pub async fn serve(config: Config, metrics: Metrics) -> anyhow::Result<()> {
         .incoming(listener)
         .graceful(stopping)
         .run();
-    if tokio::time::timeout(shutdown_timeout * 2, server)
-        .await
-        .is_err()
-    {
-        tracing::warn!("in-flight HTTP requests did not finish in time");
+    // Serve until the signal; then give in-flight requests `shutdown_timeout` to finish.
+    let drain_deadline = async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+        tokio::time::sleep(shutdown_timeout).await;
+    };
+    tokio::select! {
+        biased;
+        () = server => {}
+        () = drain_deadline => tracing::warn!("in-flight HTTP requests did not finish in time"),
     }
     app.sessions.close();
     if tokio::time::timeout(shutdown_timeout, app.sessions.wait())
@@ -110,6 +108,53 @@ pub async fn serve(config: Config, metrics: Metrics) -> anyhow::Result<()> {
     engine.shutdown(shutdown_timeout).await;
     tracing::info!("spacecast stopped");
     Ok(())
+}
+
+/// Opens the configured store backend.
+///
+/// # Errors
+/// The embedded store's directory is unusable or locked; the CQL cluster is unreachable or its
+/// schema is older than this build (run `spacecast migrate`).
+async fn open_store(config: &Config, metrics: &Metrics) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match config.store {
+        StoreKind::Embedded => EmbeddedStore::open(&config.data_dir.join("store"), metrics.clone())
+            .with_context(|| {
+                format!(
+                    "cannot open the embedded store in {} (is another spacecast using it?)",
+                    config.data_dir.display()
+                )
+            })?,
+        StoreKind::Cql => CqlStore::connect(&cql_config(config))
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot use the CQL store (keyspace {:?})",
+                    config.cql_keyspace
+                )
+            })?,
+    })
+}
+
+/// The CQL settings of `config`.
+pub fn cql_config(config: &Config) -> CqlConfig {
+    CqlConfig {
+        nodes: config.cql_nodes.clone(),
+        keyspace: config.cql_keyspace.clone(),
+        replication: config.cql_replication.clone(),
+        ..CqlConfig::default()
+    }
+}
+
+/// Runs `spacecast migrate`: creates or updates the CQL schema. Idempotent.
+///
+/// # Errors
+/// The cluster is unreachable or refuses a statement.
+pub async fn migrate(config: Config) -> anyhow::Result<i32> {
+    anyhow::ensure!(
+        config.store == StoreKind::Cql,
+        "the embedded store needs no migration; pass --store cql to migrate a CQL keyspace"
+    );
+    Ok(spacecast_engine::store::cql::migrate(&cql_config(&config)).await?)
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -346,9 +346,10 @@ async fn invalid_configuration_exits_with_status_2_naming_the_option() {
 }
 
 #[tokio::test]
-async fn a_second_server_on_the_same_data_dir_refuses_to_start() {
+async fn a_second_server_on_the_same_embedded_store_refuses_to_start() {
+    // A property of the embedded store (its directory lock), whatever store the suite runs on.
     let dir = tempfile::tempdir().expect("tempdir");
-    let first = Server::start_on(dir.path(), &[]).await;
+    let first = Server::start_on(dir.path(), &["--store", "embedded"]).await;
     let t1 = token("u1");
     let space = first.create_space(&t1, "locked store").await["space_id"]
         .as_str()
@@ -393,4 +394,23 @@ async fn second_server(data_dir: &Path) -> Output {
     )
     .await
     .expect("BUG: a second server is still running after 30 s on a data dir in use")
+}
+
+#[tokio::test]
+async fn the_shutdown_timeout_only_bounds_a_shutdown() {
+    // Regression: the drain timeout once bounded the whole run, stopping idle servers after
+    // twice the shutdown timeout.
+    let s = Server::start(&["--shutdown-timeout", "1s"]).await;
+    let until = std::time::Instant::now() + Duration::from_secs(4);
+    let mut polls = 0;
+    while std::time::Instant::now() < until {
+        let r = s.http.get(s.url("/healthz")).send().await;
+        assert!(
+            r.is_ok_and(|r| r.status() == 200),
+            "the server kept serving past its shutdown timeout (poll {polls})"
+        );
+        polls += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(polls > 10);
 }

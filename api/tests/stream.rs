@@ -651,11 +651,11 @@ async fn leave_stops_the_space_events() {
     assert_eq!(seqs(&evs), vec![4]);
 }
 
-/// The subscriber queue of the slow-consumer test. Larger than any group commit here (at most
-/// `SEND_CONCURRENCY` events are published at once), so a client that keeps reading never
-/// lags; a client that stops reading lags once its socket is full and this many more events
-/// are queued.
-const SLOW_TEST_QUEUE: &str = "256";
+/// The subscriber queue of the slow-consumer test, in group commits (one hub item each). A
+/// client that keeps reading drains it continuously and never lags; one that stops reading lags
+/// once its socket is full and this many more commits are queued (or, if commits come slowly,
+/// when its socket has taken nothing for the server's write-stall limit).
+const SLOW_TEST_QUEUE: &str = "64";
 const SEND_CONCURRENCY: usize = 16;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -683,19 +683,48 @@ async fn a_slow_consumer_is_closed_with_4008_and_resumes_without_gap() {
     };
 
     // ~8 MB of events while the slow one does not read.
-    let filler = "x".repeat(4000);
-    let results: Vec<(u16, Value)> = futures::stream::iter(1..=N)
-        .map(|i| {
-            let (http, base, tok, space, filler) = (&s.http, &s.base, &t1, &space, &filler);
-            async move {
-                try_send_text(http, base, tok, space, &format!("{i} {filler}"))
-                    .await
-                    .expect("send")
-            }
+    let sends = {
+        let (http, base, tok, space) = (s.http.clone(), s.base.clone(), t1.clone(), space.clone());
+        tokio::spawn(async move {
+            let filler = "x".repeat(4000);
+            futures::stream::iter(1..=N)
+                .map(|i| {
+                    let (http, base, tok, space, filler) = (&http, &base, &tok, &space, &filler);
+                    async move {
+                        try_send_text(http, base, tok, space, &format!("{i} {filler}"))
+                            .await
+                            .expect("send")
+                    }
+                })
+                .buffer_unordered(SEND_CONCURRENCY)
+                .collect::<Vec<(u16, Value)>>()
+                .await
         })
-        .buffer_unordered(SEND_CONCURRENCY)
-        .collect()
-        .await;
+    };
+    // The server gives up on the slow client (its queue overflowed, or its socket took nothing
+    // for a while, depending on how fast the store commits); then the client starts reading.
+    let metrics = s.url("/metrics");
+    eventually(
+        "the server closes the slow consumer",
+        Duration::from_secs(90),
+        || {
+            let (http, metrics) = (s.http.clone(), metrics.clone());
+            async move {
+                let text = http.get(&metrics).send().await.ok()?.text().await.ok()?;
+                text.lines()
+                    .any(|l| {
+                        l.starts_with("spacecast_ws_closed_total{reason=\"slow_consumer\"}")
+                            && !l.ends_with(" 0")
+                    })
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+
+    // Now read: what was queued, then the 4008 close.
+    let (frames, code) = slow.drain_until_close().await;
+    let results = sends.await.expect("sends");
     assert!(
         results.iter().all(|(st, _)| *st == 201),
         "every send acknowledged"
@@ -705,9 +734,6 @@ async fn a_slow_consumer_is_closed_with_4008_and_resumes_without_gap() {
         (1..=N).collect::<Vec<_>>(),
         "the reading client got every event"
     );
-
-    // Now read: what was queued, then the 4008 close.
-    let (frames, code) = slow.drain_until_close().await;
     assert_eq!(code, Some(4008), "slow consumer close code");
     let got = seqs(&events_of(&frames, &space));
     let k = got.last().copied().unwrap_or(0);

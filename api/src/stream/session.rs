@@ -74,10 +74,21 @@ impl Out {
         // warp's text frames own a String: this copies the shared bytes once per subscriber,
         // but serialization happened once, in the hub.
         let text = std::str::from_utf8(bytes).map_err(|_| End::Error)?;
-        self.sink
-            .feed(Message::text(text))
-            .await
-            .map_err(|_| End::Error)
+        self.feed_message(Message::text(text)).await
+    }
+
+    async fn feed_message(&mut self, msg: Message) -> Result<(), End> {
+        match tokio::time::timeout(WRITE_STALL, self.sink.feed(msg)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(End::Error),
+            Err(_) => Err(End::SlowConsumer),
+        }
+    }
+
+    /// A keep-alive ping, under the same stall rule as every write.
+    async fn ping(&mut self) -> Result<(), End> {
+        self.feed_message(Message::ping(Bytes::new())).await?;
+        self.flush().await
     }
 
     /// Writes what is queued. A client that has not read anything for [`WRITE_STALL`] is closed
@@ -90,9 +101,14 @@ impl Out {
         }
     }
 
+    /// Sends a close frame and closes; gives up (dropping the connection) if the client does not
+    /// take it within [`WRITE_STALL`].
     async fn close(&mut self, code: u16, reason: &'static str) {
-        let _ = self.sink.send(Message::close_with(code, reason)).await;
-        let _ = self.sink.close().await;
+        let close = async {
+            let _ = self.sink.send(Message::close_with(code, reason)).await;
+            let _ = self.sink.close().await;
+        };
+        let _ = tokio::time::timeout(WRITE_STALL, close).await;
     }
 }
 
@@ -187,13 +203,28 @@ pub async fn run(app: AppRef, user: Result<User, AuthError>, socket: WebSocket) 
                     }
                 }
                 _ = ping.tick() => {
-                    if out.sink.send(Message::ping(Bytes::new())).await.is_err() {
-                        break End::Error;
+                    if let Err(e) = out.ping().await {
+                        break e;
                     }
                 }
             }
         };
     }
+    // Stop receiving before the (possibly slow) close, and count the end when it is decided.
+    let spaces: Vec<SpaceId> = s.subs.keys().copied().collect();
+    drop(s.subs);
+    for space in spaces {
+        app.engine.hub().release(space);
+    }
+    tracing::debug!(
+        session = s.id,
+        reason = end.label(),
+        "realtime session ending"
+    );
+    app.metrics
+        .ws_closed
+        .with_label_values(&[end.label()])
+        .inc();
     match end {
         End::Shutdown => out.close(close::GOING_AWAY, "server shutting down").await,
         End::SlowConsumer => out.close(close::SLOW_CONSUMER, "slow consumer").await,
@@ -201,15 +232,6 @@ pub async fn run(app: AppRef, user: Result<User, AuthError>, socket: WebSocket) 
             let _ = out.sink.close().await;
         }
     }
-    let spaces: Vec<SpaceId> = s.subs.keys().copied().collect();
-    drop(s.subs);
-    for space in spaces {
-        app.engine.hub().release(space);
-    }
-    app.metrics
-        .ws_closed
-        .with_label_values(&[end.label()])
-        .inc();
     gauge.dec();
     app.open_sessions.fetch_sub(1, Ordering::AcqRel);
 }

@@ -47,6 +47,73 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_spacecast")
 }
 
+/// The store the suite runs against: `SPACECAST_TEST_STORE=cql` runs every black-box test on the
+/// CQL store (the README's test command runs the suite once per store).
+pub fn cql_mode() -> bool {
+    std::env::var("SPACECAST_TEST_STORE").is_ok_and(|s| s == "cql")
+}
+
+/// The CQL contact points of the test server (`SPACECAST_TEST_CQL_NODES`).
+pub fn cql_nodes() -> String {
+    std::env::var("SPACECAST_TEST_CQL_NODES").unwrap_or_else(|_| "127.0.0.1:9042".into())
+}
+
+/// The keyspace of a data dir: stable, so a restart on the same dir finds the same data.
+pub fn keyspace_of(data_dir: &Path) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in data_dir.to_string_lossy().bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("bb_{h:016x}")
+}
+
+/// Store flags for a server on `data_dir`: in CQL mode, the CQL flags (see [`cql_args`]); a test
+/// that names `--store` itself keeps its own choice.
+async fn store_args(data_dir: &Path, extra: &[&str]) -> Vec<String> {
+    if !cql_mode() || extra.contains(&"--store") {
+        return Vec::new();
+    }
+    cql_args(data_dir).await
+}
+
+/// `--store cql` flags with the data dir's own keyspace, migrated first (idempotent).
+pub async fn cql_args(data_dir: &Path) -> Vec<String> {
+    let args = vec![
+        "--store".to_owned(),
+        "cql".to_owned(),
+        "--cql-nodes".to_owned(),
+        cql_nodes(),
+        "--cql-keyspace".to_owned(),
+        keyspace_of(data_dir),
+    ];
+    let out = Command::new(bin())
+        .arg("migrate")
+        .args(&args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .expect("run spacecast migrate");
+    assert!(
+        out.status.success(),
+        "spacecast migrate failed (is Cassandra up? scripts/cassandra.sh up): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    args
+}
+
+/// Runs `scripts/cassandra.sh ARG` (the project's own Cassandra), asserting it succeeds.
+pub async fn cassandra(arg: &str) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/cassandra.sh");
+    let status = Command::new("bash")
+        .arg(script)
+        .arg(arg)
+        .status()
+        .await
+        .expect("run scripts/cassandra.sh");
+    assert!(status.success(), "scripts/cassandra.sh {arg} failed");
+}
+
 impl Server {
     /// Starts a server on a fresh data dir.
     pub async fn start(extra: &[&str]) -> Server {
@@ -62,6 +129,14 @@ impl Server {
         Server::launch(data_dir, extra, Some(SECRET)).await
     }
 
+    /// Starts a server on the CQL store, whatever store the suite runs on.
+    pub async fn start_cql(data_dir: &Path, extra: &[&str]) -> Server {
+        let mut args = cql_args(data_dir).await;
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Server::launch(data_dir, &args, Some(SECRET)).await
+    }
+
     /// Starts a server on `data_dir` without `SPACECAST_JWT_SECRET` in its environment: it then
     /// uses the secret kept in the data dir, unless `extra` passes `--jwt-secret`.
     pub async fn start_on_without_secret(data_dir: &Path, extra: &[&str]) -> Server {
@@ -69,12 +144,14 @@ impl Server {
     }
 
     async fn launch(data_dir: &Path, extra: &[&str], secret: Option<&str>) -> Server {
+        let store_args = store_args(data_dir, extra).await;
         let mut cmd = Command::new(bin());
         cmd.arg("serve")
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--data-dir")
             .arg(data_dir)
+            .args(&store_args)
             .args(extra)
             .env_remove("SPACECAST_JWT_SECRET")
             .env("RUST_LOG", "warn,spacecast_api=info");

@@ -151,7 +151,11 @@ async fn commit(ctx: &WriterCtx, batch: CommitBatch, replies: Vec<Reply>) -> Res
             Ok(())
         }
         Err(e) => {
-            let reason = e.to_string();
+            // The bare cause: callers' errors add their own "Storage is unavailable" prefix.
+            let reason = match e {
+                EngineError::StoreUnavailable(cause) => cause,
+                other => other.to_string(),
+            };
             tracing::error!(space_id = %ctx.space_id, error = %reason, "group commit failed; failing the space actor so it reloads from the store");
             for r in replies {
                 r.fail(&reason);

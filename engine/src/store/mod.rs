@@ -16,6 +16,7 @@
 //! - One space has one writer at a time (its actor); the store does not arbitrate concurrent
 //!   writers of the same space.
 
+pub mod cql;
 pub mod embedded;
 pub mod instrumented;
 

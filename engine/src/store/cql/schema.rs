@@ -1,0 +1,164 @@
+//! The CQL schema: table names, DDL, and versioned, idempotent migrations.
+//!
+//! Tables are named by their key, in the style of Discord's message store: messages and events
+//! are partitioned by `(space_id, bucket)` with `bucket = seq / BUCKET_SEQS`, so no partition
+//! grows without bound (at most `BUCKET_SEQS` rows), and clustered by `seq`.
+//!
+//! | table | key | holds |
+//! | --- | --- | --- |
+//! | `schema_migrations` | version | applied migrations |
+//! | `spaces_by_id` | space_id | the space record |
+//! | `space_counters_by_id` | space_id | head_seq, message_count, member_count (written by the space actor, last in each commit) |
+//! | `members_by_space` | (space_id), user_id | members and power levels |
+//! | `spaces_by_user` | (user_id), space_id desc | a user's spaces, newest first |
+//! | `events_by_space` | (space_id, bucket), seq asc | the event log, for resume |
+//! | `messages_by_space` | (space_id, bucket), seq desc | messages, newest first; likes as a map |
+//! | `message_by_id` | message_id | where a message lives |
+//! | `appreciated_messages_by_space` | (space_id), appreciation_count desc, seq desc | messages with ≥ 1 appreciation, for `most_appreciated` without scanning the space |
+//! | `idempotency_keys_by_sender` | (space_id, sender_id, key) | reserved for idempotent sends (5-minute TTL) |
+//!
+//! Only portable CQL is used (no LWT, no counters, no Scylla- or Cassandra-only syntax), so the
+//! same DDL runs on Apache Cassandra 5 and ScyllaDB. The keyspace's options are the one place they
+//! differ: on ScyllaDB `tablets` are disabled (see [`keyspace_ddl`]).
+//!
+//! Replication: the default is `SimpleStrategy` with one replica, for development. In production
+//! give `--cql-replication "{'class': 'NetworkTopologyStrategy', '<dc>': 3}"` (three replicas per
+//! datacenter, so `LOCAL_QUORUM` reads and writes survive one node down).
+
+/// Seqs per partition of the message and event tables.
+pub const BUCKET_SEQS: u64 = 10_000;
+
+/// The bucket of a seq.
+pub fn bucket(seq: u64) -> i64 {
+    (seq / BUCKET_SEQS) as i64
+}
+
+/// The schema version this build reads and writes.
+pub const CURRENT_VERSION: i32 = 1;
+
+pub mod tables {
+    pub const SCHEMA_MIGRATIONS: &str = "schema_migrations";
+    pub const SPACES_BY_ID: &str = "spaces_by_id";
+    pub const SPACE_COUNTERS_BY_ID: &str = "space_counters_by_id";
+    pub const MEMBERS_BY_SPACE: &str = "members_by_space";
+    pub const SPACES_BY_USER: &str = "spaces_by_user";
+    pub const EVENTS_BY_SPACE: &str = "events_by_space";
+    pub const MESSAGES_BY_SPACE: &str = "messages_by_space";
+    pub const MESSAGE_BY_ID: &str = "message_by_id";
+    pub const APPRECIATED_MESSAGES_BY_SPACE: &str = "appreciated_messages_by_space";
+    pub const IDEMPOTENCY_KEYS_BY_SENDER: &str = "idempotency_keys_by_sender";
+}
+
+/// One migration: its version, a description, and its statements (each idempotent).
+pub struct Migration {
+    pub version: i32,
+    pub description: &'static str,
+    pub statements: &'static [&'static str],
+}
+
+/// Every migration, in order. Statements use `{ks}` for the keyspace name.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    description: "spaces, members, event log, messages, appreciation index, idempotency keys",
+    statements: &[
+        "CREATE TABLE IF NOT EXISTS {ks}.spaces_by_id (
+            space_id uuid PRIMARY KEY,
+            title text, description text, visibility text, posting_permission text,
+            creator_id text, creator_username text, creator_picture text,
+            tags list<text>, created_at timestamp)",
+        "CREATE TABLE IF NOT EXISTS {ks}.space_counters_by_id (
+            space_id uuid PRIMARY KEY,
+            head_seq bigint, message_count bigint, member_count bigint)",
+        "CREATE TABLE IF NOT EXISTS {ks}.members_by_space (
+            space_id uuid, user_id text,
+            username text, profile_picture text, power_level int, joined_at timestamp,
+            PRIMARY KEY (space_id, user_id))",
+        "CREATE TABLE IF NOT EXISTS {ks}.spaces_by_user (
+            user_id text, space_id uuid,
+            PRIMARY KEY (user_id, space_id)) WITH CLUSTERING ORDER BY (space_id DESC)",
+        "CREATE TABLE IF NOT EXISTS {ks}.events_by_space (
+            space_id uuid, bucket bigint, seq bigint,
+            event text,
+            PRIMARY KEY ((space_id, bucket), seq)) WITH CLUSTERING ORDER BY (seq ASC)",
+        "CREATE TABLE IF NOT EXISTS {ks}.messages_by_space (
+            space_id uuid, bucket bigint, seq bigint,
+            message_id uuid, sender_id text, sender_username text, sender_picture text,
+            content text, media_url text, media_type text, word_count int,
+            appreciation_count int, likes map<text, bigint>, created_at timestamp,
+            PRIMARY KEY ((space_id, bucket), seq)) WITH CLUSTERING ORDER BY (seq DESC)",
+        "CREATE TABLE IF NOT EXISTS {ks}.message_by_id (
+            message_id uuid PRIMARY KEY, space_id uuid, seq bigint)",
+        "CREATE TABLE IF NOT EXISTS {ks}.appreciated_messages_by_space (
+            space_id uuid, appreciation_count int, seq bigint, message_id uuid,
+            PRIMARY KEY (space_id, appreciation_count, seq))
+            WITH CLUSTERING ORDER BY (appreciation_count DESC, seq DESC)",
+        "CREATE TABLE IF NOT EXISTS {ks}.idempotency_keys_by_sender (
+            space_id uuid, sender_id text, idempotency_key text, message_id uuid,
+            PRIMARY KEY ((space_id, sender_id, idempotency_key)))
+            WITH default_time_to_live = 300",
+        "CREATE TABLE IF NOT EXISTS {ks}.schema_migrations (
+            version int PRIMARY KEY, description text, applied_at timestamp)",
+    ],
+}];
+
+/// `CREATE KEYSPACE IF NOT EXISTS`, with the replication given and, on ScyllaDB, tablets off
+/// (tablet keyspaces lacked features this schema may need, such as LWT for fencing).
+pub fn keyspace_ddl(keyspace: &str, replication: &str, scylla: bool) -> String {
+    let mut ddl =
+        format!("CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = {replication}");
+    if scylla {
+        ddl.push_str(" AND tablets = {'enabled': false}");
+    }
+    ddl
+}
+
+/// Whether `name` is a safe CQL identifier for a keyspace (it is interpolated into DDL).
+pub fn valid_keyspace(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 48
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_bound_partitions() {
+        assert_eq!(bucket(0), 0);
+        assert_eq!(bucket(BUCKET_SEQS - 1), 0);
+        assert_eq!(bucket(BUCKET_SEQS), 1);
+    }
+
+    #[test]
+    fn keyspace_names_are_checked_before_use_in_ddl() {
+        assert!(valid_keyspace("spacecast"));
+        assert!(valid_keyspace("t_0a1b"));
+        assert!(!valid_keyspace("Spacecast"));
+        assert!(!valid_keyspace("x; DROP KEYSPACE y"));
+        assert!(!valid_keyspace(""));
+        assert!(
+            keyspace_ddl(
+                "k",
+                "{'class': 'SimpleStrategy', 'replication_factor': 1}",
+                true
+            )
+            .ends_with("AND tablets = {'enabled': false}")
+        );
+    }
+
+    #[test]
+    fn migrations_are_ordered_and_end_at_the_current_version() {
+        assert!(MIGRATIONS.windows(2).all(|w| w[0].version < w[1].version));
+        assert_eq!(MIGRATIONS.last().map(|m| m.version), Some(CURRENT_VERSION));
+        assert!(
+            MIGRATIONS
+                .iter()
+                .flat_map(|m| m.statements)
+                .all(|s| s.contains("IF NOT EXISTS"))
+        );
+    }
+}
