@@ -2,15 +2,34 @@
 # Benchmark runner: starts a throwaway Spacecast server on loopback and drives
 # it with the `loadtest` binary.
 #
-#   scripts/bench.sh [sends|fanout|all]        (default: all)
+#   scripts/bench.sh [sends|fanout|cql-raw|all]        (default: all)
 #
 # Each scenario gets a fresh server (own temp data dir, random JWT secret) so
-# results do not depend on what ran before. Defaults can be overridden through
-# the environment:
+# results do not depend on what ran before.
+#
+# Store: BENCH_STORE=embedded (default) or BENCH_STORE=cql. With cql the server
+# uses the Cassandra of `scripts/cassandra.sh` (it must be up: run
+# `scripts/cassandra.sh up`), each scenario in a fresh keyspace
+# bench_<scenario>_<random> that `spacecast migrate` creates and that is
+# dropped afterwards.
+#
+# cql-raw: no server; `loadtest cql-raw` writes what the engine's group commit
+# writes straight to that Cassandra (own keyspace, dropped afterwards), once
+# per mode in CQL_RAW_MODES (`batch`: one unlogged batch per partition, as the
+# engine; `concurrent`: one execute per row): the database's capacity to
+# compare the cql sends figure with. Needs Cassandra up whatever BENCH_STORE
+# is. `all` runs sends and fanout, and cql-raw too when BENCH_STORE=cql.
+#
+# Defaults can be overridden through the environment:
 #   SENDS_SPACES=8 SENDS_CONCURRENCY=64 SENDS_DURATION=20 SENDS_WARMUP=2
 #   FANOUT_SUBSCRIBERS=1000 FANOUT_RATE=100 FANOUT_DURATION=20
+#   CQL_RAW_SPACES, CQL_RAW_CONCURRENCY, CQL_RAW_DURATION, CQL_RAW_WARMUP
+#                        (default: the SENDS_* values)   CQL_RAW_BATCH=16
+#   CQL_RAW_MODES="batch concurrent"
+#   SPACECAST_CASSANDRA_PORT=9042   CQL port (as scripts/cassandra.sh)
 #   SPACECAST_BIN=path   use this server binary instead of building spacecast-api
 #   BENCH_OUT=file       also append each scenario's JSON result line to file
+#                        (with "store" added)
 set -euo pipefail
 
 usage() {
@@ -19,7 +38,7 @@ usage() {
 
 mode=${1:-all}
 case "$mode" in
-sends | fanout | all) ;;
+sends | fanout | cql-raw | all) ;;
 -h | --help)
     usage
     exit 0
@@ -37,6 +56,20 @@ SENDS_WARMUP=${SENDS_WARMUP:-2}
 FANOUT_SUBSCRIBERS=${FANOUT_SUBSCRIBERS:-1000}
 FANOUT_RATE=${FANOUT_RATE:-100}
 FANOUT_DURATION=${FANOUT_DURATION:-20}
+CQL_RAW_SPACES=${CQL_RAW_SPACES:-$SENDS_SPACES}
+CQL_RAW_CONCURRENCY=${CQL_RAW_CONCURRENCY:-$SENDS_CONCURRENCY}
+CQL_RAW_BATCH=${CQL_RAW_BATCH:-16}
+CQL_RAW_DURATION=${CQL_RAW_DURATION:-$SENDS_DURATION}
+CQL_RAW_WARMUP=${CQL_RAW_WARMUP:-$SENDS_WARMUP}
+CQL_RAW_MODES=${CQL_RAW_MODES:-batch concurrent}
+BENCH_STORE=${BENCH_STORE:-embedded}
+case "$BENCH_STORE" in
+embedded | cql) ;;
+*)
+    echo "bench: BENCH_STORE=$BENCH_STORE: use embedded or cql" >&2
+    exit 2
+    ;;
+esac
 READY_TIMEOUT_S=30
 STOP_TIMEOUT_S=10
 
@@ -49,8 +82,46 @@ command -v curl >/dev/null || {
     exit 1
 }
 
+run_cql_raw=false
+if [[ $mode == cql-raw || ($mode == all && $BENCH_STORE == cql) ]]; then
+    run_cql_raw=true
+fi
+run_server=true
+[[ $mode == cql-raw ]] && run_server=false
+
+# ---------------------------------------------------------------- cassandra
+cassandra=$root/scripts/cassandra.sh
+cql_nodes=127.0.0.1:${SPACECAST_CASSANDRA_PORT:-9042}
+if [[ $BENCH_STORE == cql ]] || $run_cql_raw; then
+    cassandra_status=$("$cassandra" status 2>/dev/null || true)
+    if [[ $cassandra_status != up ]]; then
+        echo "bench: Cassandra on $cql_nodes is not up (scripts/cassandra.sh status: ${cassandra_status:-no answer});" \
+            "start it with: scripts/cassandra.sh up" >&2
+        exit 1
+    fi
+fi
+
+# A keyspace name not used before: bench_<scenario>_<8 random hex digits>.
+new_keyspace() {
+    echo "bench_${1//[^a-z0-9]/_}_$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')"
+}
+
+cql_keyspace=
+drop_keyspace() {
+    [[ -n $cql_keyspace ]] || return 0
+    local ks=$cql_keyspace
+    cql_keyspace=
+    echo "\$ scripts/cassandra.sh cql --timeout 120 -e \"DROP KEYSPACE IF EXISTS $ks\""
+    # A failed drop is reported, not fatal: the results are already printed.
+    "$cassandra" cql --quiet --timeout 120 -e "DROP KEYSPACE IF EXISTS $ks" ||
+        echo "bench: could not drop keyspace $ks; drop it by hand" >&2
+}
+
 # ---------------------------------------------------------------- build
-if [[ -n ${SPACECAST_BIN:-} ]]; then
+if ! $run_server; then
+    build_cmd=(cargo build --release -p spacecast-loadtest)
+    server_bin=
+elif [[ -n ${SPACECAST_BIN:-} ]]; then
     build_cmd=(cargo build --release -p spacecast-loadtest)
     server_bin=$SPACECAST_BIN
 else
@@ -60,10 +131,10 @@ fi
 loadtest_bin=$target_dir/release/loadtest
 echo "\$ ${build_cmd[*]}"
 "${build_cmd[@]}"
-[[ -x $server_bin ]] || {
+if $run_server && [[ ! -x $server_bin ]]; then
     echo "bench: server binary $server_bin not found" >&2
     exit 1
-}
+fi
 
 # Both the server and the loadtest inherit this limit (1000+ sockets each).
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -100,6 +171,7 @@ cleanup() {
         tail -n 40 "$server_log" >&2 || true
     fi
     stop_server || true
+    drop_keyspace || true
     rm -rf "$workdir"
     exit "$rc"
 }
@@ -122,16 +194,22 @@ free_port() {
 }
 
 # start_server NAME: starts a fresh server, sets $url once /readyz is 200.
+# With BENCH_STORE=cql, first creates the fresh keyspace $cql_keyspace.
 start_server() {
-    local name=$1 port data_dir
+    local name=$1 port data_dir store_args=()
     port=$(free_port)
     data_dir="$workdir/$name-data"
     mkdir -p "$data_dir"
     server_log="$workdir/$name-server.log"
     url="http://127.0.0.1:$port"
-    echo "\$ $server_bin serve --listen 127.0.0.1:$port --data-dir $data_dir --jwt-secret \"\$SPACECAST_JWT_SECRET\""
+    if [[ $BENCH_STORE == cql ]]; then
+        store_args=(--store cql --cql-nodes "$cql_nodes" --cql-keyspace "$cql_keyspace")
+        echo "\$ $server_bin migrate ${store_args[*]}"
+        "$server_bin" migrate "${store_args[@]}"
+    fi
+    echo "\$ $server_bin serve --listen 127.0.0.1:$port --data-dir $data_dir --jwt-secret \"\$SPACECAST_JWT_SECRET\" ${store_args[*]}"
     "$server_bin" serve --listen "127.0.0.1:$port" --data-dir "$data_dir" \
-        --jwt-secret "$SPACECAST_JWT_SECRET" >"$server_log" 2>&1 &
+        --jwt-secret "$SPACECAST_JWT_SECRET" "${store_args[@]}" >"$server_log" 2>&1 &
     server_pid=$!
 
     local deadline=$((SECONDS + READY_TIMEOUT_S)) code
@@ -153,23 +231,49 @@ start_server() {
     echo "server ready: ${banner:-"(no 'spacecast listening on' line in its output)"}"
 }
 
-# run_scenario NAME ARGS...: fresh server, then the loadtest with ARGS.
+# record OUT STORE: appends OUT's last line (the JSON result) to $BENCH_OUT,
+# with "store" added.
+record() {
+    [[ -n ${BENCH_OUT:-} ]] || return 0
+    tail -n 1 "$1" | sed "s/^{/{\"store\":\"$2\",/" >>"$BENCH_OUT"
+}
+
+# run_scenario NAME ARGS...: fresh server (and keyspace), then the loadtest with ARGS.
 run_scenario() {
-    local name=$1
+    local name=$1 store=$BENCH_STORE
     shift
     SPACECAST_JWT_SECRET=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
     export SPACECAST_JWT_SECRET
+    if [[ $BENCH_STORE == cql ]]; then
+        cql_keyspace=$(new_keyspace "$name")
+        store="cql, keyspace $cql_keyspace on $cql_nodes"
+    fi
     echo
-    echo "================ $name ================"
+    echo "================ $name (store: $store) ================"
     start_server "$name"
     local cmd=("$loadtest_bin" "$name" --url "$url" "$@" --json)
     echo "\$ SPACECAST_JWT_SECRET=<per-run random> ${cmd[*]}"
     local out="$workdir/$name.out"
     "${cmd[@]}" | tee "$out"
-    if [[ -n ${BENCH_OUT:-} ]]; then
-        tail -n 1 "$out" >>"$BENCH_OUT"
-    fi
+    record "$out" "$BENCH_STORE"
     stop_server
+    drop_keyspace
+}
+
+# run_cql_raw MODE: `loadtest cql-raw` against Cassandra in a fresh keyspace.
+run_cql_raw() {
+    local mode=$1
+    cql_keyspace=$(new_keyspace "cql_raw_$mode")
+    echo
+    echo "================ cql-raw $mode (store: cql, keyspace $cql_keyspace on $cql_nodes, no server) ================"
+    local cmd=("$loadtest_bin" cql-raw --nodes "$cql_nodes" --keyspace "$cql_keyspace"
+        --mode "$mode" --spaces "$CQL_RAW_SPACES" --concurrency "$CQL_RAW_CONCURRENCY"
+        --batch "$CQL_RAW_BATCH" --duration "$CQL_RAW_DURATION" --warmup "$CQL_RAW_WARMUP" --json)
+    echo "\$ ${cmd[*]}"
+    local out="$workdir/cql-raw-$mode.out"
+    "${cmd[@]}" | tee "$out"
+    record "$out" cql
+    drop_keyspace
 }
 
 # ---------------------------------------------------------------- report
@@ -198,7 +302,20 @@ echo "kernel:    $(uname -r)"
 echo "rustc:     $(rustc -V 2>/dev/null || echo unknown)"
 echo "commit:    $commit"
 echo "ulimit -n: $(ulimit -n)"
-echo "note:      server and loadtest share this machine"
+if $run_server; then
+    echo "store:     $BENCH_STORE"
+fi
+if [[ $BENCH_STORE == cql ]] || $run_cql_raw; then
+    cassandra_version=$("$cassandra" cql 2>/dev/null | head -n 1 || true)
+    echo "cassandra: ${cassandra_version:-unknown version} on $cql_nodes (scripts/cassandra.sh, single node)"
+    if $run_server; then
+        echo "note:      server, loadtest and Cassandra share this machine"
+    else
+        echo "note:      loadtest and Cassandra share this machine"
+    fi
+else
+    echo "note:      server and loadtest share this machine"
+fi
 
 if [[ $mode == sends || $mode == all ]]; then
     run_scenario sends --spaces "$SENDS_SPACES" --concurrency "$SENDS_CONCURRENCY" \
@@ -207,4 +324,9 @@ fi
 if [[ $mode == fanout || $mode == all ]]; then
     run_scenario fanout --subscribers "$FANOUT_SUBSCRIBERS" --rate "$FANOUT_RATE" \
         --duration "$FANOUT_DURATION"
+fi
+if $run_cql_raw; then
+    for raw_mode in $CQL_RAW_MODES; do
+        run_cql_raw "$raw_mode"
+    done
 fi

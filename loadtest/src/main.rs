@@ -29,10 +29,22 @@
 //!   latency percentiles, seq gaps, and subscribers closed by the server
 //!   with their close codes (4008 = too slow).
 //!
+//! * `cql-raw`: no Spacecast server at all. Connects to a Cassandra / ScyllaDB
+//!   cluster (`--nodes`), creates `--keyspace` and the four tables a message
+//!   commit writes (DDL copied from the engine), then `--concurrency`
+//!   closed-loop workers each repeat what `CqlStore::commit` writes for
+//!   `--batch` new messages: events and messages rows (one unlogged batch per
+//!   partition with `--mode batch`, one execute per row with `--mode
+//!   concurrent`) and the message_by_id rows, concurrently, then the space's
+//!   counters row. Reports commits/s, messages/s (commits × batch), commit
+//!   latency percentiles and errors: the capacity the engine's sends/s on
+//!   `--store cql` can be compared with.
+//!
 //! `--threads` limits the loadtest's own runtime, which matters when it
 //! shares the machine with the server.
 
 mod api;
+mod cql_raw;
 mod fanout;
 mod sends;
 mod stats;
@@ -56,6 +68,8 @@ enum Scenario {
     Sends(sends::SendsArgs),
     /// One paced publisher, many WebSocket subscribers on one space.
     Fanout(fanout::FanoutArgs),
+    /// Raw CQL writes shaped like the engine's group commits (no server).
+    CqlRaw(cql_raw::CqlRawArgs),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +77,7 @@ fn main() -> ExitCode {
     let threads = match &cli.scenario {
         Scenario::Sends(args) => args.common.threads,
         Scenario::Fanout(args) => args.common.threads,
+        Scenario::CqlRaw(args) => args.threads,
     };
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all();
@@ -96,6 +111,12 @@ async fn run(cli: Cli) -> Result<()> {
         Scenario::Fanout(args) => {
             let json = args.common.json;
             let report = fanout::run(args).await?;
+            report.print_human();
+            print_json(json, &report)
+        }
+        Scenario::CqlRaw(args) => {
+            let json = args.json;
+            let report = cql_raw::run(args).await?;
             report.print_human();
             print_json(json, &report)
         }
@@ -146,6 +167,35 @@ mod tests {
         };
         assert_eq!((args.subscribers, args.rate, args.duration), (10, 5, 20));
         assert!(args.common.json);
+
+        // No server, so no --jwt-secret.
+        let cli = Cli::try_parse_from(["loadtest", "cql-raw"]).unwrap();
+        let Scenario::CqlRaw(args) = cli.scenario else {
+            panic!("expected cql-raw")
+        };
+        assert_eq!(
+            (args.spaces, args.concurrency, args.batch, args.duration),
+            (8, 64, 16, 20)
+        );
+        assert_eq!(
+            (args.nodes.as_str(), args.keyspace.as_str()),
+            ("127.0.0.1:9042", "bench_raw")
+        );
+        assert_eq!(args.mode, cql_raw::Mode::Batch);
+
+        let cli = Cli::try_parse_from([
+            "loadtest",
+            "cql-raw",
+            "--mode",
+            "concurrent",
+            "--batch",
+            "1",
+        ])
+        .unwrap();
+        let Scenario::CqlRaw(args) = cli.scenario else {
+            panic!("expected cql-raw")
+        };
+        assert_eq!((args.mode, args.batch), (cql_raw::Mode::Concurrent, 1));
     }
 
     #[test]
@@ -158,5 +208,7 @@ mod tests {
             Cli::try_parse_from(["loadtest", "fanout", "--jwt-secret", "s", "--rate", "0"])
                 .is_err()
         );
+        assert!(Cli::try_parse_from(["loadtest", "cql-raw", "--batch", "0"]).is_err());
+        assert!(Cli::try_parse_from(["loadtest", "cql-raw", "--mode", "logged"]).is_err());
     }
 }
