@@ -33,5 +33,5 @@ trap 'scripts/cassandra.sh down || true' EXIT
 step "cargo test (embedded store; CQL store conformance and outage tests)"
 cargo test --workspace --all-targets --locked
 
-step "cargo test: black-box suite again on the CQL store"
-SPACECAST_TEST_STORE=cql cargo test -p spacecast-api --tests --locked
+step "cargo test again with the black-box suite on the CQL store (same build)"
+SPACECAST_TEST_STORE=cql cargo test --workspace --tests --locked

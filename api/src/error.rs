@@ -194,5 +194,12 @@ mod tests {
         }
         let a = ApiError::from(EngineError::AlreadyMember);
         assert_eq!(a.message, "Already a member");
+        // Invalid carries a code and a human text; the body shows each in its place.
+        let a = ApiError::from(EngineError::Invalid(
+            "invalid_invite",
+            "A valid invite code is required".into(),
+        ));
+        assert_eq!((a.status.as_u16(), a.code), (400, "invalid_invite"));
+        assert_eq!(a.message, "A valid invite code is required");
     }
 }

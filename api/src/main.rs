@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use spacecast_api::cli::{self, Cli, Command};
+use spacecast_api::config::{Config, ConfigArgs};
 use spacecast_observability::{LogFormat, Metrics, init_tracing};
 
 fn main() -> ExitCode {
@@ -25,37 +26,37 @@ fn main() -> ExitCode {
     }
 }
 
-fn runtime() -> Option<tokio::runtime::Runtime> {
-    match tokio::runtime::Builder::new_multi_thread()
+/// What `serve` and `migrate` share: the resolved configuration (exit 2 when invalid), logging,
+/// and the runtime.
+fn prepare(
+    command: &str,
+    args: ConfigArgs,
+    file: Option<&std::path::Path>,
+) -> Result<(Config, tokio::runtime::Runtime), ExitCode> {
+    let config = cli::resolve(args, file).map_err(|e| {
+        eprintln!("{command}: {e}");
+        ExitCode::from(2)
+    })?;
+    let format = if config.json_logs {
+        LogFormat::Json
+    } else {
+        LogFormat::Text
+    };
+    init_tracing("info,warp=warn", format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(r) => Some(r),
-        Err(e) => {
-            eprintln!("spacecast: cannot start the runtime: {e}");
-            None
-        }
-    }
+        .map_err(|e| {
+            eprintln!("{command}: cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        })?;
+    Ok((config, runtime))
 }
 
-fn migrate(args: spacecast_api::config::ConfigArgs, file: Option<&std::path::Path>) -> ExitCode {
-    let config = match cli::resolve(args, file) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("spacecast migrate: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    init_tracing(
-        "info,warp=warn",
-        if config.json_logs {
-            LogFormat::Json
-        } else {
-            LogFormat::Text
-        },
-    );
-    let Some(runtime) = runtime() else {
-        return ExitCode::FAILURE;
+fn migrate(args: ConfigArgs, file: Option<&std::path::Path>) -> ExitCode {
+    let (config, runtime) = match prepare("spacecast migrate", args, file) {
+        Ok(p) => p,
+        Err(code) => return code,
     };
     let keyspace = config.cql_keyspace.clone();
     match runtime.block_on(spacecast_api::server::migrate(config)) {
@@ -70,31 +71,10 @@ fn migrate(args: spacecast_api::config::ConfigArgs, file: Option<&std::path::Pat
     }
 }
 
-fn serve(args: spacecast_api::config::ConfigArgs, file: Option<&std::path::Path>) -> ExitCode {
-    let config = match cli::resolve(args, file) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("spacecast: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    init_tracing(
-        "info,warp=warn",
-        if config.json_logs {
-            LogFormat::Json
-        } else {
-            LogFormat::Text
-        },
-    );
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("spacecast: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+fn serve(args: ConfigArgs, file: Option<&std::path::Path>) -> ExitCode {
+    let (config, runtime) = match prepare("spacecast", args, file) {
+        Ok(p) => p,
+        Err(code) => return code,
     };
     match runtime.block_on(spacecast_api::server::serve(config, Metrics::new())) {
         Ok(()) => ExitCode::SUCCESS,

@@ -414,3 +414,55 @@ async fn the_shutdown_timeout_only_bounds_a_shutdown() {
     }
     assert!(polls > 10);
 }
+
+#[tokio::test]
+async fn serve_on_cql_refuses_a_keyspace_without_the_schema_and_migrate_fixes_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keyspace = format!(
+        "unmigrated_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    let nodes = common::cql_nodes();
+    let store = [
+        "--store",
+        "cql",
+        "--cql-nodes",
+        nodes.as_str(),
+        "--cql-keyspace",
+        keyspace.as_str(),
+    ];
+    let mut serve = vec![
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ];
+    serve.extend_from_slice(&store);
+    let out = try_run(
+        &serve,
+        &[("SPACECAST_JWT_SECRET", SECRET), ("RUST_LOG", "warn")],
+    )
+    .await
+    .expect("serve exits on an unmigrated keyspace");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "serve must refuse: {stderr}");
+    assert!(
+        stderr.contains("spacecast migrate") && stderr.contains(&keyspace),
+        "the error names the keyspace and the fix: {stderr}"
+    );
+    let mut migrate = vec!["migrate"];
+    migrate.extend_from_slice(&store);
+    for _ in 0..2 {
+        let out = run(&migrate, &[]).await;
+        assert!(
+            out.status.success(),
+            "migrate (idempotent): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("schema version 1"));
+    }
+    let s = Server::start_on(dir.path(), &store).await;
+    let space = s.create_space(&token("u1"), "migrated").await;
+    assert!(space["space_id"].is_string());
+}

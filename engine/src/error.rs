@@ -16,7 +16,8 @@ pub enum EngineError {
     AlreadyMember,
     #[error("{0}")]
     Forbidden(&'static str),
-    #[error("{0}")]
+    /// A request the engine refuses: a stable code and a human explanation.
+    #[error("{1}")]
     Invalid(&'static str, String),
     /// The space's queue is full; retry after the given delay.
     #[error("Too many pending commands for this space; retry shortly")]

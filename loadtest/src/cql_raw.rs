@@ -2,9 +2,9 @@
 //! loop doing what the engine's group commit does, so the engine's sends/s on `--store cql` can
 //! be read as a fraction of the database's capacity.
 //!
-//! It depends on nothing from the engine: the DDL and the INSERTs below are copied from
-//! `engine/src/store/cql/schema.rs` (migration 1) and `engine/src/store/cql/mod.rs`
-//! (`Statements::prepare`, `CqlStore::commit`); keep them in step when those change.
+//! The keyspace and tables are the engine's own (`spacecast_engine::store::cql::migrate`), so the
+//! loop always writes the real schema; the INSERTs mirror `Statements::prepare` and the commit
+//! shape mirrors `CqlStore::commit` in `engine/src/store/cql/mod.rs`: keep them in step.
 //!
 //! Each closed-loop worker repeats one commit: pick a space (round-robin), take `--batch`
 //! consecutive seqs from that space's counter, and write, for each of those B new messages, one
@@ -59,13 +59,12 @@ use scylla::{
     value::CqlTimestamp,
 };
 use serde::Serialize;
+use spacecast_engine::store::cql::schema::{BUCKET_SEQS, bucket, valid_keyspace};
 use tokio::time::sleep_until;
 use uuid::Uuid;
 
 use crate::stats::{self, LatencySummary};
 
-/// Seqs per `(space_id, bucket)` partition (engine: `schema::BUCKET_SEQS`).
-const BUCKET_SEQS: u64 = 10_000;
 /// Per-request timeout (engine: `CqlConfig::default().request_timeout`).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -73,25 +72,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const ERROR_BACKOFF: Duration = Duration::from_millis(10);
 /// `member_count` written to the counters row (the sends scenario's 64 users).
 const MEMBER_COUNT: i64 = 64;
-
-/// The tables a commit writes, from engine migration 1. `{ks}` is the keyspace.
-const TABLES_DDL: [&str; 4] = [
-    "CREATE TABLE IF NOT EXISTS {ks}.space_counters_by_id (
-        space_id uuid PRIMARY KEY,
-        head_seq bigint, message_count bigint, member_count bigint)",
-    "CREATE TABLE IF NOT EXISTS {ks}.events_by_space (
-        space_id uuid, bucket bigint, seq bigint,
-        event text,
-        PRIMARY KEY ((space_id, bucket), seq)) WITH CLUSTERING ORDER BY (seq ASC)",
-    "CREATE TABLE IF NOT EXISTS {ks}.messages_by_space (
-        space_id uuid, bucket bigint, seq bigint,
-        message_id uuid, sender_id text, sender_username text, sender_picture text,
-        content text, media_url text, media_type text, word_count int,
-        appreciation_count int, likes map<text, bigint>, created_at timestamp,
-        PRIMARY KEY ((space_id, bucket), seq)) WITH CLUSTERING ORDER BY (seq DESC)",
-    "CREATE TABLE IF NOT EXISTS {ks}.message_by_id (
-        message_id uuid PRIMARY KEY, space_id uuid, seq bigint)",
-];
 
 /// How phase 1 of a commit is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -268,7 +248,7 @@ pub async fn run(args: CqlRawArgs) -> Result<CqlRawReport> {
     eprintln!("loadtest: connecting to {}", nodes.join(","));
     let session = connect(&nodes).await?;
     eprintln!("loadtest: creating keyspace {} and tables", args.keyspace);
-    create_schema(&session, &args.keyspace).await?;
+    create_schema(&nodes, &args.keyspace).await?;
     let st = prepare(&session, &args.keyspace).await?;
 
     let concurrency = args.concurrency as usize;
@@ -369,46 +349,17 @@ async fn connect(nodes: &[String]) -> Result<Session> {
         .with_context(|| format!("connecting to CQL nodes {nodes:?}"))
 }
 
-/// `CREATE KEYSPACE` (SimpleStrategy, RF 1; tablets off on ScyllaDB, as the engine's
-/// `keyspace_ddl`) and the four tables, all `IF NOT EXISTS`.
-async fn create_schema(session: &Session, ks: &str) -> Result<()> {
-    let scylla = session
-        .query_unpaged(
-            "SELECT table_name FROM system_schema.tables WHERE keyspace_name = 'system' AND table_name = 'scylla_local'",
-            (),
-        )
+/// The engine's schema in `keyspace` (SimpleStrategy, RF 1), created by the engine's migrate.
+async fn create_schema(nodes: &[String], keyspace: &str) -> Result<()> {
+    let cfg = spacecast_engine::store::cql::CqlConfig {
+        nodes: nodes.to_vec(),
+        keyspace: keyspace.to_owned(),
+        ..Default::default()
+    };
+    spacecast_engine::store::cql::migrate(&cfg)
         .await
-        .context("probing for ScyllaDB")?
-        .into_rows_result()
-        .context("probing for ScyllaDB")?
-        .rows_num()
-        > 0;
-    session
-        .query_unpaged(keyspace_ddl(ks, scylla), ())
-        .await
-        .with_context(|| format!("creating keyspace {ks}"))?;
-    for ddl in TABLES_DDL {
-        let ddl = ddl.replace("{ks}", ks);
-        session
-            .query_unpaged(ddl.as_str(), ())
-            .await
-            .with_context(|| format!("running {ddl}"))?;
-    }
-    session
-        .await_schema_agreement()
-        .await
-        .context("waiting for schema agreement")?;
+        .with_context(|| format!("creating the schema in keyspace {keyspace}"))?;
     Ok(())
-}
-
-fn keyspace_ddl(ks: &str, scylla: bool) -> String {
-    let mut ddl = format!(
-        "CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}"
-    );
-    if scylla {
-        ddl.push_str(" AND tablets = {'enabled': false}");
-    }
-    ddl
 }
 
 async fn prepare(session: &Session, ks: &str) -> Result<Statements> {
@@ -426,20 +377,6 @@ async fn prepare(session: &Session, ks: &str) -> Result<Statements> {
         insert_message_by_id: p(format!("INSERT INTO {ks}.message_by_id (message_id, space_id, seq) VALUES (?, ?, ?)")).await?,
         upsert_counters: p(format!("INSERT INTO {ks}.space_counters_by_id (space_id, head_seq, message_count, member_count) VALUES (?, ?, ?, ?)")).await?,
     })
-}
-
-/// Same rule as the engine's `schema::valid_keyspace` (the name is interpolated into CQL).
-fn valid_keyspace(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 48
-        && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-}
-
-fn bucket(seq: u64) -> i64 {
-    (seq / BUCKET_SEQS) as i64
 }
 
 /// Requests one commit of `batch` messages sends when its seqs share one bucket.
@@ -815,18 +752,6 @@ mod tests {
         assert!(v["data"]["media_url"].is_null());
         // 100 B of content makes an event of about half a kilobyte.
         assert!((450..700).contains(&json.len()), "{} bytes", json.len());
-    }
-
-    #[test]
-    fn keyspace_names_are_checked() {
-        assert!(valid_keyspace("bench_raw"));
-        assert!(valid_keyspace("bench_sends_1a2b"));
-        assert!(!valid_keyspace("Bench"));
-        assert!(!valid_keyspace("x; DROP KEYSPACE y"));
-        assert!(!valid_keyspace("1abc"));
-        assert!(!valid_keyspace(""));
-        assert!(keyspace_ddl("k", true).ends_with("AND tablets = {'enabled': false}"));
-        assert!(keyspace_ddl("k", false).ends_with("'replication_factor': 1}"));
     }
 
     #[test]
