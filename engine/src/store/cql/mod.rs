@@ -107,31 +107,38 @@ async fn is_scylla(session: &Session) -> Result<bool> {
     Ok(rows.rows_num() > 0)
 }
 
-/// The schema version applied in `keyspace` (0 if none).
+/// The schema version applied in `keyspace` (0 if the keyspace or its migrations table does not
+/// exist yet).
 async fn applied_version(session: &Session, keyspace: &str) -> Result<i32> {
+    let exists = session
+        .query_unpaged(
+            "SELECT table_name FROM system_schema.tables WHERE keyspace_name = ? AND table_name = ?",
+            (keyspace, schema::tables::SCHEMA_MIGRATIONS),
+        )
+        .await
+        .map_err(unavailable)?
+        .into_rows_result()
+        .map_err(unavailable)?
+        .rows_num()
+        > 0;
+    if !exists {
+        return Ok(0);
+    }
     let q = format!(
-        "SELECT version FROM {keyspace}.{} ",
+        "SELECT version FROM {keyspace}.{}",
         schema::tables::SCHEMA_MIGRATIONS
     );
-    match session.query_unpaged(q, ()).await {
-        Ok(res) => {
-            let rows = res.into_rows_result().map_err(unavailable)?;
-            let mut max = 0;
-            for row in rows.rows::<(i32,)>().map_err(corrupt)? {
-                max = max.max(row.map_err(corrupt)?.0);
-            }
-            Ok(max)
-        }
-        // No keyspace or no table yet.
-        Err(e)
-            if e.to_string().contains("unconfigured table")
-                || e.to_string().contains("does not exist")
-                || e.to_string().contains("Keyspace") =>
-        {
-            Ok(0)
-        }
-        Err(e) => Err(unavailable(e)),
+    let rows = session
+        .query_unpaged(q, ())
+        .await
+        .map_err(unavailable)?
+        .into_rows_result()
+        .map_err(unavailable)?;
+    let mut max = 0;
+    for row in rows.rows::<(i32,)>().map_err(corrupt)? {
+        max = max.max(row.map_err(corrupt)?.0);
     }
+    Ok(max)
 }
 
 /// Creates the keyspace if needed and applies every missing migration. Idempotent: safe to run
