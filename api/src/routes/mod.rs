@@ -78,7 +78,8 @@ pub async fn respond(
     start: Instant,
     fut: impl Future<Output = Result<Response, ApiError>>,
 ) -> Response {
-    let span = tracing::info_span!("request", route);
+    // Debug level: free when disabled (the default filter is info), a full trace when enabled.
+    let span = tracing::debug_span!("request", route);
     let res = match tracing::Instrument::instrument(fut, span).await {
         Ok(r) => r,
         Err(e) => e.into_response(),

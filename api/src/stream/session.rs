@@ -78,11 +78,7 @@ impl Out {
     }
 
     async fn feed_message(&mut self, msg: Message) -> Result<(), End> {
-        match tokio::time::timeout(WRITE_STALL, self.sink.feed(msg)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(End::Error),
-            Err(_) => Err(End::SlowConsumer),
-        }
+        unless_stalled(self.sink.feed(msg)).await
     }
 
     /// A keep-alive ping, under the same stall rule as every write.
@@ -94,11 +90,7 @@ impl Out {
     /// Writes what is queued. A client that has not read anything for [`WRITE_STALL`] is closed
     /// as slow, even if its queue has not overflowed (quiet spaces, or shutdown).
     pub(super) async fn flush(&mut self) -> Result<(), End> {
-        match tokio::time::timeout(WRITE_STALL, self.sink.flush()).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(End::Error),
-            Err(_) => Err(End::SlowConsumer),
-        }
+        unless_stalled(self.sink.flush()).await
     }
 
     /// Sends a close frame and closes; gives up (dropping the connection) if the client does not
@@ -234,6 +226,22 @@ pub async fn run(app: AppRef, user: Result<User, AuthError>, socket: WebSocket) 
     }
     gauge.dec();
     app.open_sessions.fetch_sub(1, Ordering::AcqRel);
+}
+
+/// Runs a socket write; one that cannot complete within [`WRITE_STALL`] ends the session as a
+/// slow consumer. The timer is armed only when the write does not complete at once, which is
+/// the rare case: the hot path pays one poll, not a timer per frame.
+async fn unless_stalled<E>(
+    write: impl std::future::Future<Output = Result<(), E>>,
+) -> Result<(), End> {
+    let mut write = std::pin::pin!(write);
+    let done = match futures::poll!(write.as_mut()) {
+        std::task::Poll::Ready(done) => done,
+        std::task::Poll::Pending => tokio::time::timeout(WRITE_STALL, write)
+            .await
+            .map_err(|_| End::SlowConsumer)?,
+    };
+    done.map_err(|_| End::Error)
 }
 
 /// Resolves once shutdown has started.
