@@ -11,8 +11,9 @@
 //! 5. `space/writer.rs` — group commit: one store call per batch of commands, then the callers
 //!    are answered and the events published.
 //! 6. [`store`] — the [`Store`](store::Store) trait; `store/embedded.rs` (fjall, the default)
-//!    makes each batch durable with one fsync shared across spaces.
-//! 7. [`hub`] — fan-out to this node's subscribers: one `Arc` per event, shared by all.
+//!    makes each batch durable with one fsync shared across spaces; `store/cql/` (ScyllaDB /
+//!    Cassandra, `--store cql`) writes it as one unlogged batch per partition.
+//! 7. [`hub`] — fan-out to this node's subscribers: one `Arc` per commit, shared by all.
 //!
 //! Also: [`model`] (spaces, members, messages), [`event`] (the sequenced events and their
 //! once-serialized frames), [`error`] (the one error enum with stable codes).

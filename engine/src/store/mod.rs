@@ -1,17 +1,19 @@
 //! Storage: the [`Store`] trait every backend implements, and the batch it commits.
 //!
 //! - [`embedded`]: the default, an fjall database under the data dir (no external service).
+//! - [`cql`]: ScyllaDB or Apache Cassandra through the `scylla` driver (`--store cql`).
 //! - [`instrumented`]: a wrapper that times every call and counts failures, for any backend.
 //!
-//! The CQL (ScyllaDB) backend implements the same trait; one conformance suite
-//! (`testkit::store_conformance`, feature `testkit`) runs against each, e.g. in
-//! `tests/store_conformance.rs` for the embedded store.
+//! One conformance suite (`testkit::store_conformance`, feature `testkit`) runs against each:
+//! `tests/store_conformance.rs` (embedded) and `tests/cql_store.rs` (a real Cassandra).
 //!
 //! # Guarantees every backend gives
-//! - [`Store::commit`] is atomic and durable: when it returns `Ok`, every event, message write,
-//!   member and counter in the batch survives a crash of the process or machine; when it returns
-//!   `Err`, the caller must assume nothing or everything was written, so a retried batch must be
-//!   idempotent. It is: every key is derived from the space id and the events' seqs.
+//! - [`Store::commit`] is atomic as observed and durable: when it returns `Ok`, every event,
+//!   message write, member and counter in the batch survives a crash of the process or machine;
+//!   when it returns `Err`, the caller must assume nothing or everything was written, so a retried
+//!   batch must be idempotent. It is: every key is derived from the space id and the events' seqs.
+//!   (The embedded store writes one atomic batch; the CQL store writes the rows first and the
+//!   counters row last, and reads ignore seqs above the stored head.)
 //! - Reads see only committed batches.
 //! - One space has one writer at a time (its actor); the store does not arbitrate concurrent
 //!   writers of the same space.
