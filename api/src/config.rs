@@ -1,6 +1,6 @@
 //! Typed configuration. Every option has one name, used three ways: the flag `--data-dir`, the
 //! env var `SPACECAST_DATA_DIR`, and the key `data_dir` in the optional TOML file (`--config`).
-//! Precedence: flag, then env var, then file, then default. [`Config::validate`] checks the
+//! Precedence: flag, then env var, then file, then default. [`ConfigArgs::validate`] checks the
 //! whole, so a bad value stops the process at start with a message naming the option.
 
 use std::net::SocketAddr;

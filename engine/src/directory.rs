@@ -1,13 +1,13 @@
 //! The directory: the one place that resolves a space id to the actor that owns it.
 //!
-//! Every command reaches its space through [`Directory::call`]. Today the answer is always a
+//! Every command reaches its space through `Directory::call`. Today the answer is always a
 //! local actor; in cluster mode the directory resolves the space's owner node and forwards, and
 //! callers do not change.
 //!
 //! Parts:
 //! - a read-mostly map `space id → live actor` for the fast path (a std `RwLock`, never held
 //!   across an await);
-//! - [`SpaceSupervisor`], a ractor actor that spawns space actors as its linked children, removes
+//! - `SpaceSupervisor`, a ractor actor that spawns space actors as its linked children, removes
 //!   them from the map when they stop or fail, and runs passivation. A failed space is rebuilt
 //!   from the store lazily, by the next command that reaches it;
 //! - per-space admission control: at most `max_inflight_per_space` commands admitted and not yet

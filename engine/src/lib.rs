@@ -10,7 +10,7 @@
 //!    likes and counts in memory.
 //! 5. `space/writer.rs` — group commit: one store call per batch of commands, then the callers
 //!    are answered and the events published.
-//! 6. [`store`] — the [`Store`](store::Store) trait; `store/embedded.rs` (fjall, the default)
+//! 6. [`store`] — the [`store::Store`] trait; `store/embedded.rs` (fjall, the default)
 //!    makes each batch durable with one fsync shared across spaces; `store/cql/` (ScyllaDB /
 //!    Cassandra, `--store cql`) writes it as one unlogged batch per partition.
 //! 7. [`hub`] — fan-out to this node's subscribers: one `Arc` per commit, shared by all.
@@ -19,7 +19,7 @@
 //! once-serialized frames), [`error`] (the one error enum with stable codes).
 //!
 //! With the `testkit` feature: `testkit`, the storage conformance suite every
-//! [`Store`](store::Store) backend must pass.
+//! [`store::Store`] backend must pass.
 
 pub mod directory;
 pub mod error;

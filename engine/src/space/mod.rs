@@ -1,9 +1,9 @@
-//! One space = one actor. This module is its public face: the commands ([`SpaceMsg`]), their
+//! One space = one actor. This module is its public face: the commands (`SpaceMsg`), their
 //! results, and the typed [`SpaceHandle`] callers use without building messages themselves.
 //!
-//! - [`actor`]: `SpaceActor` validates commands, assigns the gapless `seq`, and owns members,
+//! - `actor`: `SpaceActor` validates commands, assigns the gapless `seq`, and owns members,
 //!   appreciation counts and likes.
-//! - [`writer`]: the actor's group-commit task: batches what the actor sequenced, makes it
+//! - `writer`: the actor's group-commit task: batches what the actor sequenced, makes it
 //!   durable, then answers callers and publishes to the hub, in seq order.
 
 pub(crate) mod actor;
