@@ -539,16 +539,9 @@ impl Server {
 
     /// Sends `{content}` as JSON; returns the status and body.
     pub async fn send_text(&self, token: &str, space_id: &str, content: &str) -> (u16, Value) {
-        let r = self
-            .http
-            .post(self.url(&format!("/api/messages/{space_id}")))
-            .bearer_auth(token)
-            .json(&serde_json::json!({"content": content}))
-            .send()
+        try_send_text(&self.http, &self.base, token, space_id, content)
             .await
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
+            .expect("send")
     }
 
     pub async fn list(&self, token: &str, space_id: &str, query: &str) -> Value {
