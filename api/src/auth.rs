@@ -34,16 +34,23 @@ pub enum AuthError {
 
 /// The authenticated caller.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct User(pub UserRef);
+pub struct User {
+    /// Who the token says the caller is.
+    pub profile: UserRef,
+    /// The token's `exp` (seconds since the Unix epoch): realtime sessions end there unless
+    /// refreshed.
+    pub exp: u64,
+}
 
 impl User {
     pub fn id(&self) -> &str {
-        &self.0.user_id
+        &self.profile.user_id
     }
 }
 
 #[derive(Deserialize)]
 struct Claims {
+    exp: u64,
     sub: Option<serde_json::Value>,
     user_id: Option<serde_json::Value>,
     username: Option<String>,
@@ -121,11 +128,14 @@ impl Authenticator {
             .filter(|u| !u.trim().is_empty())
             .unwrap_or_else(|| user_id.clone());
         let profile_picture = c.picture.or(c.profile_picture).unwrap_or_default();
-        Ok(User(UserRef {
-            user_id,
-            username,
-            profile_picture,
-        }))
+        Ok(User {
+            profile: UserRef {
+                user_id,
+                username,
+                profile_picture,
+            },
+            exp: c.exp,
+        })
     }
 }
 
@@ -231,7 +241,7 @@ mod tests {
         .unwrap();
         let u = auth.verify(&t).unwrap();
         assert_eq!(
-            u.0,
+            u.profile,
             UserRef {
                 user_id: "u1".into(),
                 username: "Ada".into(),
@@ -287,8 +297,8 @@ mod tests {
         .unwrap();
         let u = auth.verify(&t).unwrap();
         assert_eq!(u.id(), "42");
-        assert_eq!(u.0.username, "42");
-        assert_eq!(u.0.profile_picture, "p");
+        assert_eq!(u.profile.username, "42");
+        assert_eq!(u.profile.profile_picture, "p");
     }
 
     /// Test key pairs made from random bytes at run time (no key material in the repository).

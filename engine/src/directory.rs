@@ -60,15 +60,43 @@ pub(crate) enum SupervisorMsg {
 }
 
 /// Decrements a space's in-flight count when a call ends, however it ends.
-struct Admitted<'a> {
-    inflight: &'a AtomicUsize,
-    metrics: &'a Metrics,
+struct Admitted {
+    inflight: Arc<AtomicUsize>,
+    metrics: Metrics,
 }
 
-impl Drop for Admitted<'_> {
+impl Drop for Admitted {
     fn drop(&mut self) {
         self.inflight.fetch_sub(1, Ordering::AcqRel);
         self.metrics.space_commands_inflight.dec();
+    }
+}
+
+/// A command delivered to its space actor's mailbox, whose answer has not arrived yet. It keeps
+/// its admission slot until it is awaited or dropped.
+///
+/// Commands delivered one after another from one task are handled by the actor in that order
+/// (a ractor mailbox is FIFO), so their effects are sequenced in submission order however their
+/// answers are awaited: one connection can pipeline sends and still see them in order.
+#[must_use = "a submitted command's outcome is only known by awaiting it"]
+pub struct Pending<T> {
+    rx: tokio::sync::oneshot::Receiver<Result<T>>,
+    timeout: Duration,
+    _admitted: Admitted,
+}
+
+impl<T> Pending<T> {
+    /// Waits for the actor's answer.
+    ///
+    /// # Errors
+    /// Whatever the actor answers; `SpaceUnavailable` if it died with the command in flight or did
+    /// not answer within the call timeout.
+    pub async fn wait(self) -> Result<T> {
+        match tokio::time::timeout(self.timeout, self.rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_dropped)) => Err(EngineError::SpaceUnavailable),
+            Err(_elapsed) => Err(EngineError::SpaceUnavailable),
+        }
     }
 }
 
@@ -103,24 +131,39 @@ impl Directory {
 
     /// Sends a command built by `make` to the space's actor and waits for its answer.
     ///
-    /// A command that could not be delivered because the actor was stopping is retried on a
-    /// fresh actor; one that was delivered is never retried (it may have been written).
-    ///
     /// # Errors
-    /// `SpaceNotFound`, `Overloaded`, `SpaceUnavailable` (the actor died with the command in
-    /// flight, or did not answer within the call timeout), and whatever the actor answers.
+    /// Those of [`Directory::submit`] and [`Pending::wait`].
     pub(crate) async fn call<T: Send + 'static>(
         &self,
         space_id: crate::model::SpaceId,
         make: impl Fn(RpcReplyPort<Result<T>>) -> SpaceMsg,
     ) -> Result<T> {
+        self.submit(space_id, make).await?.wait().await
+    }
+
+    /// Delivers a command built by `make` to the space's actor mailbox and returns without waiting
+    /// for its answer. When this returns `Ok`, the command is in the mailbox, behind every command
+    /// this task submitted before (see [`Pending`]).
+    ///
+    /// A command that could not be delivered because the actor was stopping is retried on a
+    /// fresh actor (which starts only after the old one's writer settled everything, so order is
+    /// kept); one that was delivered is never retried (it may have been written).
+    ///
+    /// # Errors
+    /// `SpaceNotFound`, `Overloaded` (the space's admission limit), `SpaceUnavailable` (no live
+    /// actor after retries), `ShuttingDown`, `StoreUnavailable` (resolving a cold space).
+    pub(crate) async fn submit<T: Send + 'static>(
+        &self,
+        space_id: crate::model::SpaceId,
+        make: impl Fn(RpcReplyPort<Result<T>>) -> SpaceMsg,
+    ) -> Result<Pending<T>> {
         for _attempt in 0..3 {
             let entry = self.resolve(space_id).await?;
             let admitted = entry.inflight.fetch_add(1, Ordering::AcqRel) + 1;
             self.metrics.space_commands_inflight.inc();
-            let _guard = Admitted {
-                inflight: &entry.inflight,
-                metrics: &self.metrics,
+            let guard = Admitted {
+                inflight: entry.inflight.clone(),
+                metrics: self.metrics.clone(),
             };
             if admitted > self.config.max_inflight_per_space {
                 self.metrics.space_admission_rejected.inc();
@@ -134,11 +177,11 @@ impl Directory {
                 self.forget(space_id, entry.actor.get_id());
                 continue;
             }
-            return match tokio::time::timeout(self.config.call_timeout, rx).await {
-                Ok(Ok(result)) => result,
-                Ok(Err(_dropped)) => Err(EngineError::SpaceUnavailable),
-                Err(_elapsed) => Err(EngineError::SpaceUnavailable),
-            };
+            return Ok(Pending {
+                rx,
+                timeout: self.config.call_timeout,
+                _admitted: guard,
+            });
         }
         Err(EngineError::SpaceUnavailable)
     }

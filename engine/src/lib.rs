@@ -36,6 +36,7 @@ use std::time::Duration;
 
 use spacecast_observability::Metrics;
 
+pub use directory::Pending;
 pub use error::{EngineError, Result};
 pub use space::{Appreciation, SendMessage, SpaceHandle};
 

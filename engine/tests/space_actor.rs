@@ -260,6 +260,7 @@ fn new_space() -> NewSpace {
 
 fn text(sender: &UserRef, content: &str) -> SendMessage {
     SendMessage {
+        message_id: None,
         sender: sender.clone(),
         content: Some(content.to_owned()),
         media_url: None,
@@ -393,6 +394,7 @@ async fn creator_is_admin_members_join_once_and_only_members_send() {
         (1, bob.user_id.as_str(), 2)
     );
     let empty = SendMessage {
+        message_id: None,
         sender: bob.clone(),
         content: None,
         media_url: None,

@@ -284,7 +284,8 @@ async fn send_message(
         _ => None,
     };
     let cmd = SendMessage {
-        sender: user.0,
+        message_id: None,
+        sender: user.profile,
         content,
         media_url,
         media_type,
@@ -423,7 +424,7 @@ async fn appreciate(
     let a = app
         .engine
         .space(space_id)
-        .toggle_appreciation(message_id, user.0)
+        .toggle_appreciation(message_id, user.profile)
         .await?;
     Ok(json_response(
         StatusCode::OK,
@@ -447,7 +448,7 @@ async fn delete_message(
     let (user, space_id, message_id) = message_target(&app, auth, &space, &message).await?;
     app.engine
         .space(space_id)
-        .delete(message_id, user.0)
+        .delete(message_id, user.profile)
         .await?;
     Ok(json_response(
         StatusCode::OK,

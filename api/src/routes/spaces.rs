@@ -271,9 +271,9 @@ fn validate_create(req: CreateSpace) -> Result<NewSpace, ApiError> {
 /// The creator becomes its admin (power level 100).
 async fn create_space(app: AppRef, user: User, req: CreateSpace) -> Result<Response, ApiError> {
     let new = validate_create(req)?;
-    let view = app.engine.create_space(new, user.0.clone()).await?;
+    let view = app.engine.create_space(new, user.profile.clone()).await?;
     let me = Member {
-        user: user.0,
+        user: user.profile,
         power_level: POWER_ADMIN,
         joined_at: view.space.created_at,
     };
@@ -339,7 +339,7 @@ async fn join_space(
     let member = app
         .engine
         .space(space_id)
-        .join(user.0, req.invite_code)
+        .join(user.profile, req.invite_code)
         .await?;
     Ok(json_response(
         StatusCode::OK,

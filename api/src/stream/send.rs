@@ -1,9 +1,13 @@
 //! `send`: post a message over the stream; answered by `ack` (once durable) or `error`, each
 //! carrying the client's `local_id`.
 //!
-//! The send runs in its own task so the session keeps delivering events while it waits for the
-//! group commit; its answer comes back through the session's result queue. A session has at most
-//! `MAX_INFLIGHT_SENDS` sends waiting; beyond that, `overloaded`.
+//! Order: the session task itself puts each send in the space actor's mailbox
+//! (`SpaceHandle::submit_send`) before it reads the next client frame, so the sends of one
+//! connection to one space are sequenced in the order they were sent (CONTRACT §7). Only the wait
+//! for the durable outcome runs in its own task, so sends stay pipelined and the session keeps
+//! delivering events while a group commit is in flight; the answer comes back through the
+//! session's result queue. A session has at most `MAX_INFLIGHT_SENDS` sends waiting; beyond that,
+//! `overloaded`.
 
 use spacecast_engine::SendMessage;
 
@@ -40,14 +44,21 @@ impl Session {
         let space = self.app.engine.space(space_id);
         let results = self.results_tx.clone();
         let cmd = SendMessage {
-            sender: self.user.0.clone(),
+            message_id: None,
+            sender: self.user.profile.clone(),
             content: Some(content),
             media_url: None,
             media_type: None,
         };
+        // Delivered to the actor's mailbox here, in the session's own order; only the wait is
+        // spawned.
+        let pending = space
+            .submit_send(cmd)
+            .await
+            .map_err(|e| refuse(e.into(), &local_id))?;
         let raw_id = raw_id.to_owned();
         tokio::spawn(async move {
-            let frame = match space.send(cmd).await {
+            let frame = match pending.wait().await {
                 Ok(message) => frames::ack(&local_id, &message),
                 Err(e) => frames::error(local_id.as_ref(), Some(&raw_id), &FrameError::from(e)),
             };

@@ -33,7 +33,7 @@ impl Session {
         let t = Typing::new(
             space_id,
             self.user.id().to_owned(),
-            &self.user.0.username,
+            &self.user.profile.username,
             self.id,
         );
         self.app

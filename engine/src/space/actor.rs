@@ -292,7 +292,7 @@ impl SpaceState {
         let seq = self.next_seq();
         self.counters.message_count += 1;
         let message = Message {
-            message_id: new_id(),
+            message_id: cmd.message_id.unwrap_or_else(new_id),
             space_id: self.space.space_id,
             seq,
             sender_id: cmd.sender.user_id.clone(),

@@ -11,13 +11,17 @@ pub(crate) mod writer;
 
 use ractor::RpcReplyPort;
 
-use crate::directory::Directory;
+use crate::directory::{Directory, Pending};
 use crate::error::Result;
 use crate::model::{MediaType, Member, Message, MessageId, SpaceId, UserRef};
 
 /// A request to post a message. Content is already trimmed and validated by the edge.
 #[derive(Clone, Debug)]
 pub struct SendMessage {
+    /// The id to give the message; `None` lets the actor pick one. The edge picks it when it
+    /// must name the message before it exists (media files record the message that owns them,
+    /// so orphans can be found after a crash). Always a fresh UUIDv7, never a client's value.
+    pub message_id: Option<MessageId>,
     pub sender: UserRef,
     pub content: Option<String>,
     pub media_url: Option<String>,
@@ -76,8 +80,20 @@ impl SpaceHandle {
     /// `SpaceNotFound`, `NotAMember`, `Forbidden` (admins-only space), `Overloaded`,
     /// `StoreUnavailable`, `SpaceUnavailable`.
     pub async fn send(&self, cmd: SendMessage) -> Result<Message> {
+        self.submit_send(cmd).await?.wait().await
+    }
+
+    /// Puts a send in the space actor's mailbox and returns at once with its pending outcome.
+    /// Sends submitted one after another by one task are sequenced in that order, even when the
+    /// caller awaits their outcomes concurrently: the way one connection pipelines its sends and
+    /// still gets them in the order it sent them (CONTRACT §7).
+    ///
+    /// # Errors
+    /// The admission errors of [`SpaceHandle::send`] (`SpaceNotFound`, `Overloaded`,
+    /// `SpaceUnavailable`, …); the rest come from [`Pending::wait`].
+    pub async fn submit_send(&self, cmd: SendMessage) -> Result<Pending<Message>> {
         self.directory
-            .call(self.space_id, move |reply| {
+            .submit(self.space_id, move |reply| {
                 SpaceMsg::Send(cmd.clone(), reply)
             })
             .await
