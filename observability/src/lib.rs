@@ -33,6 +33,8 @@ pub mod names {
     pub const STORE_ERRORS: &str = "spacecast_store_errors_total";
     pub const STORE_WRITE_QUEUE: &str = "spacecast_store_write_queue_depth";
     pub const STORE_FSYNC_BATCH: &str = "spacecast_store_fsync_batch_size";
+    pub const STORE_HEALTHY: &str = "spacecast_store_healthy";
+    pub const STORE_RECOVERIES: &str = "spacecast_store_recoveries_total";
     pub const FANOUT_EVENTS: &str = "spacecast_fanout_events_total";
     pub const FANOUT_DELIVERIES: &str = "spacecast_fanout_deliveries_total";
     pub const FANOUT_TOPICS: &str = "spacecast_fanout_topics";
@@ -78,6 +80,10 @@ pub struct Inner {
     pub store_write_queue: IntGauge,
     /// Space batches made durable by one fsync of the embedded store.
     pub store_fsync_batch: Histogram,
+    /// 1 while the embedded store accepts writes, 0 after a failed commit until it is reopened.
+    pub store_healthy: IntGauge,
+    /// Times the embedded store was reopened after a failed commit.
+    pub store_recoveries: IntCounter,
     /// Events published to the fan-out hub.
     pub fanout_events: IntCounter,
     /// Frames written to subscribers, by protocol.
@@ -198,6 +204,14 @@ impl Metrics {
                 "Space batches made durable by one fsync",
                 BATCH_BUCKETS
             ))),
+            store_healthy: reg!(IntGauge::new(
+                names::STORE_HEALTHY,
+                "1 while the embedded store accepts writes; 0 from a failed commit until it is reopened"
+            )),
+            store_recoveries: reg!(IntCounter::new(
+                names::STORE_RECOVERIES,
+                "Times the embedded store was reopened after a failed commit"
+            )),
             fanout_events: reg!(IntCounter::new(
                 names::FANOUT_EVENTS,
                 "Events published to the fan-out hub"
@@ -310,6 +324,8 @@ mod tests {
             names::STORE_ERRORS,
             names::STORE_WRITE_QUEUE,
             names::STORE_FSYNC_BATCH,
+            names::STORE_HEALTHY,
+            names::STORE_RECOVERIES,
             names::FANOUT_EVENTS,
             names::FANOUT_DELIVERIES,
             names::FANOUT_TOPICS,

@@ -23,10 +23,17 @@
 //! | `messages_by_space` | space_id · seq u64 | `Message` JSON |
 //! | `message_by_id` | message_id | space_id · seq u64 |
 //! | `messages_by_appreciation` | space_id · count u32 · seq u64 | message_id |
+//! | `meta` | `health_probe` | time of the last readiness probe write |
+//!
+//! # Failures
+//! A commit that fails (full disk, descriptor exhaustion, I/O error) poisons fjall; the writer
+//! thread then reopens the database in the process (see `Writer`), so the store never stays in a
+//! state it cannot leave while the process lives.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
@@ -51,6 +58,7 @@ mod tables {
     pub const MESSAGES_BY_SPACE: &str = "messages_by_space";
     pub const MESSAGE_BY_ID: &str = "message_by_id";
     pub const MESSAGES_BY_APPRECIATION: &str = "messages_by_appreciation";
+    pub const META: &str = "meta";
 }
 
 /// Handles to every keyspace.
@@ -64,12 +72,119 @@ struct Tables {
     messages_by_space: Keyspace,
     message_by_id: Keyspace,
     messages_by_appreciation: Keyspace,
+    meta: Keyspace,
+}
+
+/// A keyspace, named in write jobs instead of by handle, so a job outlives the database it was
+/// built against (the writer resolves it against whichever database is open when it commits).
+#[derive(Clone, Copy, Debug)]
+enum Table {
+    Spaces,
+    SpaceCounters,
+    MembersBySpace,
+    SpacesByUser,
+    EventsBySpace,
+    MessagesBySpace,
+    MessageById,
+    MessagesByAppreciation,
+    Meta,
+}
+
+impl Tables {
+    fn get(&self, table: Table) -> &Keyspace {
+        match table {
+            Table::Spaces => &self.spaces,
+            Table::SpaceCounters => &self.space_counters,
+            Table::MembersBySpace => &self.members_by_space,
+            Table::SpacesByUser => &self.spaces_by_user,
+            Table::EventsBySpace => &self.events_by_space,
+            Table::MessagesBySpace => &self.messages_by_space,
+            Table::MessageById => &self.message_by_id,
+            Table::MessagesByAppreciation => &self.messages_by_appreciation,
+            Table::Meta => &self.meta,
+        }
+    }
+}
+
+/// An open database and its keyspaces. The database's directory lock is released when the last
+/// `Arc<Open>` (and so the last keyspace handle) is dropped.
+struct Open {
+    db: Database,
+    t: Tables,
+}
+
+impl Open {
+    fn at(path: &Path) -> Result<Self> {
+        let db = Database::builder(path).open().map_err(io_err)?;
+        let ks = |name: &str| {
+            db.keyspace(name, KeyspaceCreateOptions::default)
+                .map_err(io_err)
+        };
+        let t = Tables {
+            spaces: ks(tables::SPACES)?,
+            space_counters: ks(tables::SPACE_COUNTERS)?,
+            members_by_space: ks(tables::MEMBERS_BY_SPACE)?,
+            spaces_by_user: ks(tables::SPACES_BY_USER)?,
+            events_by_space: ks(tables::EVENTS_BY_SPACE)?,
+            messages_by_space: ks(tables::MESSAGES_BY_SPACE)?,
+            message_by_id: ks(tables::MESSAGE_BY_ID)?,
+            messages_by_appreciation: ks(tables::MESSAGES_BY_APPRECIATION)?,
+            meta: ks(tables::META)?,
+        };
+        Ok(Open { db, t })
+    }
+}
+
+/// What readers and the writer thread share.
+struct Shared {
+    path: PathBuf,
+    /// The open database; `None` while the writer reopens it after a failure.
+    open: RwLock<Option<Arc<Open>>>,
+    /// Why the store cannot take writes right now; `None` when healthy.
+    fault: Mutex<Option<String>>,
+    /// The last failed commit: the store reports itself unready for [`UNREADY_AFTER_FAILURE`]
+    /// after one, even once reopened, because a reopened database can still fail the next
+    /// commit the same way (a disk that is still full takes a tiny probe but not a message).
+    last_failure: Mutex<Option<(Instant, String)>>,
+}
+
+impl Shared {
+    /// The open database, or `StoreUnavailable` while it is being recovered.
+    fn current(&self) -> Result<Arc<Open>> {
+        self.open
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| EngineError::StoreUnavailable(self.fault_reason()))
+    }
+
+    fn fault_reason(&self) -> String {
+        self.fault
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or_else(|| "the embedded store is recovering".into())
+    }
+
+    fn set_fault(&self, reason: Option<String>) {
+        *self.fault.lock().unwrap_or_else(|p| p.into_inner()) = reason;
+    }
+
+    /// The reason of a commit failure within [`UNREADY_AFTER_FAILURE`], if any.
+    fn recent_failure(&self) -> Option<String> {
+        self.last_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < UNREADY_AFTER_FAILURE)
+            .map(|(_, reason)| reason.clone())
+    }
 }
 
 /// One key/value operation, encoded by the caller so the writer thread only writes.
 enum Op {
-    Put(Keyspace, Vec<u8>, Vec<u8>),
-    Del(Keyspace, Vec<u8>),
+    Put(Table, Vec<u8>, Vec<u8>),
+    Del(Table, Vec<u8>),
 }
 
 /// A unit of work for the writer thread: all of it lands in one atomic batch.
@@ -80,13 +195,19 @@ struct WriteJob {
 
 /// The fjall-backed [`Store`].
 pub struct EmbeddedStore {
-    db: Database,
-    t: Tables,
+    shared: Arc<Shared>,
     /// `None` only while dropping.
     writer: Option<std_mpsc::Sender<WriteJob>>,
     writer_thread: Option<std::thread::JoinHandle<()>>,
     metrics: Metrics,
+    /// When the last health probe ran and how it ended (see [`Store::ping`]).
+    last_probe: Mutex<Option<(Instant, std::result::Result<(), String>)>>,
 }
+
+/// Health probes closer together than this share one probe write.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// How long a failed commit keeps the store reported unready (see `Shared::last_failure`).
+const UNREADY_AFTER_FAILURE: Duration = Duration::from_secs(5);
 
 fn io_err(e: impl std::fmt::Display) -> EngineError {
     EngineError::StoreUnavailable(e.to_string())
@@ -144,34 +265,33 @@ impl EmbeddedStore {
     /// holds it).
     pub fn open(path: &Path, metrics: Metrics) -> Result<Arc<Self>> {
         std::fs::create_dir_all(path).map_err(io_err)?;
-        let db = Database::builder(path).open().map_err(io_err)?;
-        let ks = |name: &str| {
-            db.keyspace(name, KeyspaceCreateOptions::default)
-                .map_err(io_err)
-        };
-        let t = Tables {
-            spaces: ks(tables::SPACES)?,
-            space_counters: ks(tables::SPACE_COUNTERS)?,
-            members_by_space: ks(tables::MEMBERS_BY_SPACE)?,
-            spaces_by_user: ks(tables::SPACES_BY_USER)?,
-            events_by_space: ks(tables::EVENTS_BY_SPACE)?,
-            messages_by_space: ks(tables::MESSAGES_BY_SPACE)?,
-            message_by_id: ks(tables::MESSAGE_BY_ID)?,
-            messages_by_appreciation: ks(tables::MESSAGES_BY_APPRECIATION)?,
-        };
+        let open = Arc::new(Open::at(path)?);
+        let shared = Arc::new(Shared {
+            path: path.to_path_buf(),
+            open: RwLock::new(Some(open.clone())),
+            fault: Mutex::new(None),
+            last_failure: Mutex::new(None),
+        });
+        metrics.store_healthy.set(1);
         let (tx, rx) = std_mpsc::channel::<WriteJob>();
-        let wdb = db.clone();
-        let wmetrics = metrics.clone();
+        let writer = Writer {
+            shared: shared.clone(),
+            open: Some(open),
+            metrics: metrics.clone(),
+            retry_after: RECOVERY_FIRST_RETRY,
+            last_logged: None,
+            recovery_logged: true,
+        };
         let writer_thread = std::thread::Builder::new()
             .name("spacecast-store-writer".into())
-            .spawn(move || writer_loop(wdb, rx, wmetrics))
+            .spawn(move || writer.run(rx))
             .map_err(io_err)?;
         Ok(Arc::new(EmbeddedStore {
-            db,
-            t,
+            shared,
             writer: Some(tx),
             writer_thread: Some(writer_thread),
             metrics,
+            last_probe: Mutex::new(None),
         }))
     }
 
@@ -189,8 +309,14 @@ impl EmbeddedStore {
                 "store writer has stopped".into(),
             ));
         }
-        rx.await
-            .map_err(|_| EngineError::StoreUnavailable("store writer has stopped".into()))?
+        let result = rx
+            .await
+            .map_err(|_| EngineError::StoreUnavailable("store writer has stopped".into()))?;
+        if result.is_err() {
+            // The next readiness probe must look again, not repeat an older success.
+            *self.last_probe.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+        result
     }
 
     /// Runs a read on the blocking pool: fjall reads may touch disk.
@@ -198,47 +324,190 @@ impl EmbeddedStore {
         &self,
         f: impl FnOnce(&Tables) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let t = self.t.clone();
-        tokio::task::spawn_blocking(move || f(&t))
+        let open = self.shared.current()?;
+        tokio::task::spawn_blocking(move || f(&open.t))
             .await
             .map_err(|e| EngineError::Internal(format!("read task failed: {e}")))?
     }
 }
 
-/// The single writer: takes every job waiting, commits them as one batch, fsyncs once, answers.
-fn writer_loop(db: Database, rx: std_mpsc::Receiver<WriteJob>, metrics: Metrics) {
-    const MAX_JOBS: usize = 4096;
-    let mut jobs: Vec<WriteJob> = Vec::with_capacity(64);
-    while let Ok(first) = rx.recv() {
-        jobs.push(first);
-        while jobs.len() < MAX_JOBS {
-            match rx.try_recv() {
-                Ok(j) => jobs.push(j),
-                Err(_) => break,
-            }
-        }
-        metrics.store_write_queue.sub(jobs.len() as i64);
-        metrics.store_fsync_batch.observe(jobs.len() as f64);
-        let mut batch = db.batch().durability(Some(PersistMode::SyncAll));
-        for job in &mut jobs {
-            for op in job.ops.drain(..) {
-                match op {
-                    Op::Put(ks, k, v) => batch.insert(&ks, k, v),
-                    Op::Del(ks, k) => batch.remove(&ks, k),
+/// First wait before reopening a failed database; doubles up to [`RECOVERY_MAX_RETRY`].
+const RECOVERY_FIRST_RETRY: Duration = Duration::from_millis(50);
+const RECOVERY_MAX_RETRY: Duration = Duration::from_secs(2);
+/// Longest the writer waits for in-flight reads to let go of a failed database before it
+/// retries later (reads are short; this only bounds a pathological one).
+const RELEASE_WAIT: Duration = Duration::from_secs(5);
+
+/// The single writer thread: takes every job waiting, commits them as one batch, fsyncs once,
+/// answers.
+///
+/// # Recovery
+/// A failed commit (a full disk, descriptor exhaustion, an I/O error) leaves fjall poisoned: it
+/// refuses every later write until the database is reopened. So the writer fails that batch's
+/// callers (nothing of it was acknowledged), marks the store faulty (reads and writes answer
+/// `StoreUnavailable`, `/readyz` reports it), and reopens the database, retrying with backoff until
+/// it succeeds. Reopening recovers from the journal exactly what a restart would: everything
+/// acknowledged, and the failed batch either whole or not at all (callers were told its outcome is
+/// unknown; space actors rebuild from what the store then holds). We reopen in the process rather
+/// than exit because the failures that poison a database here are usually transient (the
+/// descriptors or disk space come back), and exiting would also drop every realtime session of
+/// every space, not just the writes that failed.
+struct Writer {
+    shared: Arc<Shared>,
+    /// The writer's own handle; `None` while recovering.
+    open: Option<Arc<Open>>,
+    metrics: Metrics,
+    retry_after: Duration,
+    /// When a failure was last logged at `error`: a disk that stays full fails every batch, and
+    /// the log gets one line per [`LOG_EVERY`], not one per batch.
+    last_logged: Option<Instant>,
+    /// Whether the first recovery after the last logged failure was logged.
+    recovery_logged: bool,
+}
+
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+impl Writer {
+    fn run(mut self, rx: std_mpsc::Receiver<WriteJob>) {
+        const MAX_JOBS: usize = 4096;
+        let mut jobs: Vec<WriteJob> = Vec::with_capacity(64);
+        loop {
+            let first = if self.open.is_some() {
+                match rx.recv() {
+                    Ok(j) => j,
+                    Err(_) => break,
+                }
+            } else {
+                // Faulty: retry the reopen on a timer even when no write comes.
+                match rx.recv_timeout(self.retry_after) {
+                    Ok(j) => j,
+                    Err(std_mpsc::RecvTimeoutError::Timeout) => {
+                        self.recover();
+                        continue;
+                    }
+                    Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            };
+            jobs.push(first);
+            while jobs.len() < MAX_JOBS {
+                match rx.try_recv() {
+                    Ok(j) => jobs.push(j),
+                    Err(_) => break,
                 }
             }
+            self.metrics.store_write_queue.sub(jobs.len() as i64);
+            if self.open.is_none() {
+                self.recover();
+            }
+            let result = match &self.open {
+                Some(open) => commit(open, &mut jobs, &self.metrics),
+                None => Err(self.shared.fault_reason()),
+            };
+            if let Err(e) = &result
+                && self.open.is_some()
+            {
+                self.fail(e.clone());
+            }
+            for job in jobs.drain(..) {
+                let _ = job
+                    .reply
+                    .send(result.clone().map_err(EngineError::StoreUnavailable));
+            }
         }
-        let result = batch.commit().map_err(|e| e.to_string());
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "embedded store commit failed; writes are refused until restart");
-        }
-        for job in jobs.drain(..) {
-            let _ = job
-                .reply
-                .send(result.clone().map_err(EngineError::StoreUnavailable));
+        if let Some(open) = &self.open {
+            let _ = open.db.persist(PersistMode::SyncAll);
         }
     }
-    let _ = db.persist(PersistMode::SyncAll);
+
+    /// Marks the store faulty and lets go of the database, so it can be reopened.
+    fn fail(&mut self, reason: String) {
+        if self.last_logged.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
+            self.last_logged = Some(Instant::now());
+            self.recovery_logged = false;
+            tracing::error!(error = %reason, "embedded store commit failed; refusing writes and reopening the database (check free disk space and open descriptors)");
+        } else {
+            tracing::debug!(error = %reason, "embedded store commit failed again");
+        }
+        self.metrics.store_healthy.set(0);
+        *self
+            .shared
+            .last_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), reason.clone()));
+        self.shared.set_fault(Some(reason));
+        self.open = None;
+        self.retry_after = RECOVERY_FIRST_RETRY;
+        self.recover();
+    }
+
+    /// One attempt to reopen the database. On success the store is healthy again.
+    fn recover(&mut self) {
+        let taken = self
+            .shared
+            .open
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(old) = taken {
+            // Readers hold clones for the length of one read; wait for them to finish so the
+            // old database (and its directory lock) is really gone before reopening.
+            let until = Instant::now() + RELEASE_WAIT;
+            while Arc::strong_count(&old) > 1 && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if Arc::strong_count(&old) > 1 {
+                // Put it back for the readers and try again later.
+                *self.shared.open.write().unwrap_or_else(|p| p.into_inner()) = Some(old);
+                self.backoff();
+                return;
+            }
+            drop(old);
+        }
+        match Open::at(&self.shared.path) {
+            Ok(open) => {
+                let open = Arc::new(open);
+                *self.shared.open.write().unwrap_or_else(|p| p.into_inner()) = Some(open.clone());
+                self.open = Some(open);
+                self.shared.set_fault(None);
+                self.metrics.store_healthy.set(1);
+                self.metrics.store_recoveries.inc();
+                self.retry_after = RECOVERY_FIRST_RETRY;
+                if self.recovery_logged {
+                    tracing::debug!(path = %self.shared.path.display(), "embedded store reopened");
+                } else {
+                    self.recovery_logged = true;
+                    tracing::info!(path = %self.shared.path.display(), "embedded store reopened; accepting writes again");
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "embedded store reopen failed; retrying");
+                self.backoff();
+            }
+        }
+    }
+
+    fn backoff(&mut self) {
+        self.retry_after = (self.retry_after * 2).min(RECOVERY_MAX_RETRY);
+    }
+}
+
+/// Writes every job's ops as one atomic batch and fsyncs it.
+fn commit(
+    open: &Open,
+    jobs: &mut [WriteJob],
+    metrics: &Metrics,
+) -> std::result::Result<(), String> {
+    metrics.store_fsync_batch.observe(jobs.len() as f64);
+    let mut batch = open.db.batch().durability(Some(PersistMode::SyncAll));
+    for job in jobs.iter_mut() {
+        for op in job.ops.drain(..) {
+            match op {
+                Op::Put(table, k, v) => batch.insert(open.t.get(table), k, v),
+                Op::Del(table, k) => batch.remove(open.t.get(table), k),
+            }
+        }
+    }
+    batch.commit().map_err(|e| e.to_string())
 }
 
 impl Drop for EmbeddedStore {
@@ -282,19 +551,15 @@ impl Store for EmbeddedStore {
         };
         let id = space.space_id;
         let ops = vec![
-            Op::Put(self.t.spaces.clone(), id.as_bytes().to_vec(), enc(space)),
+            Op::Put(Table::Spaces, id.as_bytes().to_vec(), enc(space)),
+            Op::Put(Table::SpaceCounters, id.as_bytes().to_vec(), enc(&counters)),
             Op::Put(
-                self.t.space_counters.clone(),
-                id.as_bytes().to_vec(),
-                enc(&counters),
-            ),
-            Op::Put(
-                self.t.members_by_space.clone(),
+                Table::MembersBySpace,
                 key_member(id, &creator.user.user_id),
                 enc(creator),
             ),
             Op::Put(
-                self.t.spaces_by_user.clone(),
+                Table::SpacesByUser,
                 key_user_space(&creator.user.user_id, id),
                 vec![],
             ),
@@ -356,15 +621,10 @@ impl Store for EmbeddedStore {
     }
 
     async fn commit(&self, b: &CommitBatch) -> Result<()> {
-        let t = &self.t;
         let sid = b.space_id;
         let mut ops = Vec::with_capacity(b.events.len() * 4 + b.members.len() * 2 + 1);
         for ev in &b.events {
-            ops.push(Op::Put(
-                t.events_by_space.clone(),
-                key_seq(sid, ev.seq),
-                enc(ev),
-            ));
+            ops.push(Op::Put(Table::EventsBySpace, key_seq(sid, ev.seq), enc(ev)));
         }
         for w in &b.messages {
             match w {
@@ -373,24 +633,20 @@ impl Store for EmbeddedStore {
                     previous_appreciation,
                 } => {
                     let m = message;
-                    ops.push(Op::Put(
-                        t.messages_by_space.clone(),
-                        key_seq(sid, m.seq),
-                        enc(m),
-                    ));
+                    ops.push(Op::Put(Table::MessagesBySpace, key_seq(sid, m.seq), enc(m)));
                     match previous_appreciation {
                         None => ops.push(Op::Put(
-                            t.message_by_id.clone(),
+                            Table::MessageById,
                             m.message_id.as_bytes().to_vec(),
                             key_seq(sid, m.seq),
                         )),
                         Some(prev) => ops.push(Op::Del(
-                            t.messages_by_appreciation.clone(),
+                            Table::MessagesByAppreciation,
                             key_appreciation(sid, *prev, m.seq),
                         )),
                     }
                     ops.push(Op::Put(
-                        t.messages_by_appreciation.clone(),
+                        Table::MessagesByAppreciation,
                         key_appreciation(sid, m.appreciation_count, m.seq),
                         m.message_id.as_bytes().to_vec(),
                     ));
@@ -400,13 +656,10 @@ impl Store for EmbeddedStore {
                     seq,
                     appreciation_count,
                 } => {
-                    ops.push(Op::Del(t.messages_by_space.clone(), key_seq(sid, *seq)));
+                    ops.push(Op::Del(Table::MessagesBySpace, key_seq(sid, *seq)));
+                    ops.push(Op::Del(Table::MessageById, message_id.as_bytes().to_vec()));
                     ops.push(Op::Del(
-                        t.message_by_id.clone(),
-                        message_id.as_bytes().to_vec(),
-                    ));
-                    ops.push(Op::Del(
-                        t.messages_by_appreciation.clone(),
+                        Table::MessagesByAppreciation,
                         key_appreciation(sid, *appreciation_count, *seq),
                     ));
                 }
@@ -414,18 +667,18 @@ impl Store for EmbeddedStore {
         }
         for m in &b.members {
             ops.push(Op::Put(
-                t.members_by_space.clone(),
+                Table::MembersBySpace,
                 key_member(sid, &m.user.user_id),
                 enc(m),
             ));
             ops.push(Op::Put(
-                t.spaces_by_user.clone(),
+                Table::SpacesByUser,
                 key_user_space(&m.user.user_id, sid),
                 vec![],
             ));
         }
         ops.push(Op::Put(
-            t.space_counters.clone(),
+            Table::SpaceCounters,
             sid.as_bytes().to_vec(),
             enc(&b.counters),
         ));
@@ -516,14 +769,34 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    /// Unready for a few seconds after any failed commit; otherwise a real, tiny durable write (at
+    /// most one per [`PROBE_EVERY`], then answered from the last result): it proves the writer
+    /// thread, the journal and the disk, so `/readyz` reports a store that cannot write (full
+    /// disk, no descriptors, a database being reopened), not just a live thread.
     async fn ping(&self) -> Result<()> {
-        // The writer thread is the only part that can die independently.
-        self.write(Vec::new()).await
+        if let Some(reason) = self.shared.recent_failure() {
+            return Err(EngineError::StoreUnavailable(reason));
+        }
+        if let Some((at, result)) = &*self.last_probe.lock().unwrap_or_else(|p| p.into_inner())
+            && at.elapsed() < PROBE_EVERY
+        {
+            return result.clone().map_err(EngineError::StoreUnavailable);
+        }
+        let now = crate::model::Timestamp::now().0.to_be_bytes().to_vec();
+        let result = self
+            .write(vec![Op::Put(Table::Meta, b"health_probe".to_vec(), now)])
+            .await;
+        let cached = result.as_ref().map(|_| ()).map_err(|e| match e {
+            EngineError::StoreUnavailable(cause) => cause.clone(),
+            other => other.to_string(),
+        });
+        *self.last_probe.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), cached));
+        result
     }
 
     async fn close(&self) -> Result<()> {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || db.persist(PersistMode::SyncAll))
+        let open = self.shared.current()?;
+        tokio::task::spawn_blocking(move || open.db.persist(PersistMode::SyncAll))
             .await
             .map_err(|e| EngineError::Internal(e.to_string()))?
             .map_err(io_err)
