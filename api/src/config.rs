@@ -74,6 +74,9 @@ pub struct ConfigArgs {
     /// Open realtime connections allowed; beyond it, upgrades get 503.
     #[arg(long, env = "SPACECAST_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Bytes all space actors' message caches may hold together.
+    #[arg(long, env = "SPACECAST_MESSAGE_CACHE_BYTES")]
+    pub message_cache_bytes: Option<usize>,
     /// Longest a graceful shutdown waits for in-flight work (e.g. `20s`).
     #[arg(long, env = "SPACECAST_SHUTDOWN_TIMEOUT")]
     pub shutdown_timeout: Option<String>,
@@ -108,6 +111,7 @@ pub struct Config {
     pub space_idle_timeout: Duration,
     pub subscriber_queue: usize,
     pub max_connections: usize,
+    pub message_cache_bytes: usize,
     pub shutdown_timeout: Duration,
 }
 
@@ -157,6 +161,7 @@ impl ConfigArgs {
             space_idle_timeout,
             subscriber_queue,
             max_connections,
+            message_cache_bytes,
             shutdown_timeout
         );
         Ok(self)
@@ -246,6 +251,11 @@ impl ConfigArgs {
             )?,
             subscriber_queue: positive("subscriber_queue", self.subscriber_queue, 1024)?,
             max_connections: positive("max_connections", self.max_connections, 100_000)?,
+            message_cache_bytes: positive(
+                "message_cache_bytes",
+                self.message_cache_bytes,
+                64 * 1024 * 1024,
+            )?,
             shutdown_timeout: duration(
                 "shutdown_timeout",
                 self.shutdown_timeout,

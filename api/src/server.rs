@@ -55,6 +55,7 @@ pub async fn serve(config: Config, metrics: Metrics) -> anyhow::Result<()> {
         max_inflight_per_space: config.max_inflight_per_space,
         idle_timeout: config.space_idle_timeout,
         subscriber_queue: config.subscriber_queue,
+        message_cache_bytes: config.message_cache_bytes,
         ..EngineConfig::default()
     };
     let engine = Engine::start(engine_config, store, metrics.clone()).await?;

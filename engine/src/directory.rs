@@ -28,6 +28,7 @@ use crate::error::{EngineError, Result};
 use crate::hub::Hub;
 use crate::space::SpaceMsg;
 use crate::space::actor::{SpaceActor, SpaceArgs};
+use crate::space::cache::CacheBudget;
 use crate::store::Store;
 
 /// A live space actor and its admission counter.
@@ -114,6 +115,7 @@ impl Directory {
             map: map.clone(),
             store: store.clone(),
             hub,
+            cache_budget: CacheBudget::new(config.message_cache_bytes, metrics.clone()),
             metrics: metrics.clone(),
             config: config.clone(),
         };
@@ -233,6 +235,7 @@ pub(crate) struct SupervisorArgs {
     map: Map,
     store: Arc<dyn Store>,
     hub: Hub,
+    cache_budget: CacheBudget,
     metrics: Metrics,
     config: Arc<EngineConfig>,
 }
@@ -339,6 +342,7 @@ impl SupervisorState {
             space_id,
             store: self.args.store.clone(),
             hub: self.args.hub.clone(),
+            cache_budget: self.args.cache_budget.clone(),
             metrics: self.args.metrics.clone(),
             config: self.args.config.clone(),
             lease,

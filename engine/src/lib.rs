@@ -63,6 +63,9 @@ pub struct EngineConfig {
     pub subscriber_queue: usize,
     /// Messages a space actor keeps cached once their changes are durable.
     pub message_cache: usize,
+    /// Bytes all space actors' message caches may hold together before they drop what is
+    /// durable (see `space/cache.rs`).
+    pub message_cache_bytes: usize,
 }
 
 impl Default for EngineConfig {
@@ -74,6 +77,7 @@ impl Default for EngineConfig {
             call_timeout: Duration::from_secs(30),
             subscriber_queue: 1024,
             message_cache: 4096,
+            message_cache_bytes: 64 * 1024 * 1024,
         }
     }
 }

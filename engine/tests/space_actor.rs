@@ -975,6 +975,52 @@ async fn messages_evicted_from_the_actor_cache_are_read_back_from_the_store() {
     );
 }
 
+/// One byte budget bounds every space's message cache together: a per-space bound alone
+/// multiplies with the number of busy spaces. 20 spaces × 100 messages of 4 KB (≈ 8 MB) against a
+/// 256 KiB budget: the caches stay near the budget while sending (each actor drops its durable
+/// entries on its next command once the node is over), and the quiet spaces give theirs back at
+/// their idle check. Entries not yet durable are never dropped, so every space still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn all_space_caches_share_one_byte_budget() {
+    const BUDGET: usize = 256 * 1024;
+    const SPACES: usize = 20;
+    let config = EngineConfig {
+        message_cache_bytes: BUDGET,
+        idle_timeout: Duration::from_secs(2),
+        ..EngineConfig::default()
+    };
+    let h = start(config).await;
+    let alice = user("alice");
+    let big = "x".repeat(4000);
+    let mut spaces = Vec::new();
+    let mut peak = 0;
+    for _ in 0..SPACES {
+        let id = h.space_with(&alice, &[]).await;
+        for _ in 0..100 {
+            h.engine.space(id).send(text(&alice, &big)).await.unwrap();
+            peak = peak.max(h.metrics.message_cache_bytes.get() as usize);
+        }
+        spaces.push(id);
+    }
+    // One space alone may fill the budget (its own entries are evicted on its next command once
+    // over), plus one pending message per space.
+    assert!(
+        peak <= BUDGET + 2 * 4500 * SPACES,
+        "caches held {peak} bytes against a budget of {BUDGET}"
+    );
+    eventually("idle spaces give back their cache", || {
+        (h.metrics.message_cache_bytes.get() as usize) <= BUDGET
+    })
+    .await;
+    // Evicted messages are read back from the store when needed.
+    let first = h.page(spaces[0], MessageOrder::Recent).await;
+    h.engine
+        .space(spaces[0])
+        .toggle_appreciation(first[first.len() - 1], alice.clone())
+        .await
+        .expect("appreciate an evicted message");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn admission_control_rejects_commands_beyond_the_inflight_limit() {
     const LIMIT: usize = 4;

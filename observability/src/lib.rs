@@ -34,6 +34,7 @@ pub mod names {
     pub const STORE_WRITE_QUEUE: &str = "spacecast_store_write_queue_depth";
     pub const STORE_FSYNC_BATCH: &str = "spacecast_store_fsync_batch_size";
     pub const STORE_HEALTHY: &str = "spacecast_store_healthy";
+    pub const MESSAGE_CACHE_BYTES: &str = "spacecast_message_cache_bytes";
     pub const STORE_RECOVERIES: &str = "spacecast_store_recoveries_total";
     pub const FANOUT_EVENTS: &str = "spacecast_fanout_events_total";
     pub const FANOUT_DELIVERIES: &str = "spacecast_fanout_deliveries_total";
@@ -84,6 +85,8 @@ pub struct Inner {
     pub store_healthy: IntGauge,
     /// Times the embedded store was reopened after a failed commit.
     pub store_recoveries: IntCounter,
+    /// Bytes held by all space actors' message caches (bounded by one node-wide budget).
+    pub message_cache_bytes: IntGauge,
     /// Events published to the fan-out hub.
     pub fanout_events: IntCounter,
     /// Frames written to subscribers, by protocol.
@@ -212,6 +215,10 @@ impl Metrics {
                 names::STORE_RECOVERIES,
                 "Times the embedded store was reopened after a failed commit"
             )),
+            message_cache_bytes: reg!(IntGauge::new(
+                names::MESSAGE_CACHE_BYTES,
+                "Bytes held by all space actors' message caches"
+            )),
             fanout_events: reg!(IntCounter::new(
                 names::FANOUT_EVENTS,
                 "Events published to the fan-out hub"
@@ -326,6 +333,7 @@ mod tests {
             names::STORE_FSYNC_BATCH,
             names::STORE_HEALTHY,
             names::STORE_RECOVERIES,
+            names::MESSAGE_CACHE_BYTES,
             names::FANOUT_EVENTS,
             names::FANOUT_DELIVERIES,
             names::FANOUT_TOPICS,

@@ -20,6 +20,7 @@ use spacecast_observability::Metrics;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::cache::{CacheBudget, Cached, MessageCache};
 use super::writer::{self, Reply, Sequenced, WriterCtx};
 use super::{Appreciation, SendMessage, SpaceMsg};
 use crate::EngineConfig;
@@ -43,16 +44,11 @@ pub(crate) struct SpaceArgs {
     pub hub: Hub,
     pub metrics: Metrics,
     pub config: Arc<EngineConfig>,
+    /// The node-wide byte budget of message caches.
+    pub cache_budget: CacheBudget,
     /// Held by the writer for its lifetime: at most one live writer per space on this node.
     pub lease: Arc<tokio::sync::Mutex<()>>,
     pub supervisor: ActorRef<SupervisorMsg>,
-}
-
-/// A cached message: `None` is a delete not yet known durable. `last_write` is the seq of the
-/// event that last changed it; entries are evictable once that seq is durable.
-struct Cached {
-    message: Option<Message>,
-    last_write: Seq,
 }
 
 /// The actor's state.
@@ -60,7 +56,7 @@ pub(crate) struct SpaceState {
     space: Space,
     counters: SpaceCounters,
     members: HashMap<String, Member>,
-    cache: HashMap<MessageId, Cached>,
+    cache: MessageCache,
     writer_tx: Option<mpsc::UnboundedSender<Sequenced>>,
     writer_task: Option<JoinHandle<()>>,
     idle_timer: Option<JoinHandle<()>>,
@@ -118,7 +114,7 @@ impl Actor for SpaceActor {
                 .into_iter()
                 .map(|m| (m.user.user_id.clone(), m))
                 .collect(),
-            cache: HashMap::new(),
+            cache: MessageCache::new(args.config.message_cache, args.cache_budget),
             writer_tx: Some(tx),
             writer_task: Some(writer_task),
             idle_timer: Some(idle_timer),
@@ -182,6 +178,8 @@ impl Actor for SpaceActor {
                 state.dispatch(r, reply, |m| Reply::Member(m.0, m.1));
             }
             SpaceMsg::IdleCheck => {
+                // A quiet space still gives back its share of the cache budget.
+                state.evict_durable();
                 let idle = state.last_activity.elapsed() >= state.config.idle_timeout
                     && state.queued.load(Ordering::Acquire) == 0;
                 if idle && !state.passivating {
@@ -462,13 +460,11 @@ impl SpaceState {
         Ok((batch, member))
     }
 
-    /// Drops cached messages whose latest change is durable, once the cache is over capacity.
+    /// Drops cached messages whose latest change is durable, once this cache or the node's
+    /// caches as a whole are over their bounds (see `space/cache.rs`).
     fn evict_durable(&mut self) {
-        if self.cache.len() <= self.config.message_cache {
-            return;
-        }
         let durable = self.durable_seq.load(Ordering::Acquire);
-        self.cache.retain(|_, c| c.last_write > durable);
+        self.cache.evict_durable(durable);
     }
 
     /// Closes the writer's queue and waits until it has settled everything it accepted.

@@ -7,6 +7,7 @@
 //!   durable, then answers callers and publishes to the hub, in seq order.
 
 pub(crate) mod actor;
+pub(crate) mod cache;
 pub(crate) mod writer;
 
 use ractor::RpcReplyPort;
