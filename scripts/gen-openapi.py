@@ -7,7 +7,7 @@ import os
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CODES = re.findall(r'"([a-z_]+)"', open(ROOT + '/api/src/error.rs').read().split('pub const CODES: &[&str] = &[')[1].split('];')[0])
-STREAM_ONLY = ["invalid_frame", "not_joined"]
+STREAM_ONLY = ["invalid_frame", "not_joined", "too_many_spaces", "refresh_refused"]
 
 MSG = {
     "unauthenticated": "Authentication required",
@@ -35,6 +35,7 @@ MSG = {
     "unavailable": "The space is restarting; retry shortly",
     "shutting_down": "Server is shutting down",
     "internal": "Internal error",
+    "too_many_connections": "At most 32 realtime connections per user; close one first",
 }
 
 def ref(name): return {"$ref": f"#/components/schemas/{name}"}
@@ -86,7 +87,7 @@ is refused. `spacecast token --user-id ID --username NAME` mints a development t
 ## Errors
 Every response is JSON except `/metrics` (Prometheus text) and the bytes of `/api/media/{mediaId}`. An error is
 `{"error": "<human text>", "code": "<stable_code>"}`; the `code` values are listed in the `Error` schema
-(`invalid_frame` and `not_joined` occur only in stream `error` frames). A path no route serves gives 404
+(`invalid_frame`, `not_joined`, `too_many_spaces` and `refresh_refused` occur only in stream `error` frames). A path no route serves gives 404
 `not_found`; a wrong method on a served path gives 405 `method_not_allowed`; an unexpected failure gives
 500 `internal`.
 
@@ -94,20 +95,26 @@ Every response is JSON except `/metrics` (Prometheus text) and the bytes of `/ap
 Transient refusals are 503 with a `Retry-After` header (whole seconds): `overloaded` (a space's command queue is
 full, or the stream's connection limit is reached), `unavailable` (the space is restarting), `store_unavailable`,
 `shutting_down`. The contract reserves 429 `rate_limited` with `Retry-After` for per-user rate limits; this version
-has no rate limiter and never returns 429.
+has no rate limiter. `GET /v1/stream` answers 429 `too_many_connections` with `Retry-After` when the user already
+holds `--max-connections-per-user` realtime connections.
 
 ## 401 and the Space7 client
 The Space7 client logs the user out on any HTTP 401, so 401 is returned **only** for token problems:
 `unauthenticated` (no bearer token) and `invalid_token` (malformed, expired, wrongly signed, or an algorithm with
-no configured key). Every other failure uses 400, 403, 404, 409, 413, 415 or 503.
+no configured key). Every other failure uses 400, 403, 404, 409, 413, 415, 429 or 503.
 """
 
 stream_desc = """Upgrades to a WebSocket carrying JSON text frames (CONTRACT.md §6). Authenticate with
 `Authorization: Bearer <JWT>` or, where headers cannot be set (browsers), the `token` query parameter
 (`/v1/stream?token=<JWT>`); the header wins when both are present. An authentication failure still completes the
 upgrade (101) and then closes the socket with code **4001** (reason `authentication required` or
-`invalid or expired token`). When the node is at its connection limit or shutting down the upgrade is refused with
-503 `overloaded` and `Retry-After`.
+`invalid or expired token`). When the node is at its connection limit (`--max-connections`) or shutting down the
+upgrade is refused with 503 `overloaded` (or `shutting_down`) and `Retry-After`; when the user already holds
+`--max-connections-per-user` realtime connections (default 32), with 429 `too_many_connections` and `Retry-After`.
+
+**Session lifetime**: a session ends at its token's `exp`: the server closes it with **4001**, reason
+`token_expired`, unless the client first sends `refresh` with a newer token of the same user (answered by
+`refreshed`; the session then ends at the new `exp`). Reconnecting with a fresh token works too.
 
 **Server frames** (each has a `type`; schemas `ServerFrame` and the ones it lists):
 - [`Hello`](#/components/schemas/Hello) `{"type":"hello","session_id","node_id"}`: first frame of every session.
@@ -122,12 +129,16 @@ upgrade (101) and then closes the socket with code **4001** (reason `authenticat
   refused frame; the session stays open.
 - [`Typing`](#/components/schemas/Typing) `{"type":"typing","space_id","user_id","username"}`: another session is
   typing in a joined space.
+- [`Refreshed`](#/components/schemas/Refreshed) `{"type":"refreshed","exp"}`: answer to `refresh`; the session now
+  ends at `exp`.
 
 **Client frames** (schema `ClientFrame`):
 - [`ClientJoin`](#/components/schemas/ClientJoin) `{"type":"join","space_id","since_seq"?}` → `joined` with the
   space's current `head_seq`; with `since_seq`, then every durable event after it (replayed from the store), then
   live events, with no gap and no duplicate. A private space the caller is not a member of, or an unknown one, gives
-  an `error` frame with `not_found`.
+  an `error` frame with `not_found`. A session may have joined at most `--max-spaces-per-session` spaces at once
+  (default 100); a join beyond it gets `too_many_spaces` (leave one first). The replay is read from the store in
+  pages of about 512 KiB and written under the same backpressure as live events.
 - [`ClientLeave`](#/components/schemas/ClientLeave) `{"type":"leave","space_id"}` → `left`.
 - [`ClientSend`](#/components/schemas/ClientSend) `{"type":"send","space_id","content","local_id"?}` → `ack` (once
   durable) or `error`, both carrying `local_id`. Text only; `content` is trimmed and must be non-empty
@@ -138,12 +149,21 @@ upgrade (101) and then closes the socket with code **4001** (reason `authenticat
 - [`ClientTyping`](#/components/schemas/ClientTyping) `{"type":"typing","space_id"}`: relayed to the other sessions
   watching that space on this node, never stored or sequenced; only for a joined space (else `not_joined`);
   at most one relay per second per session and space.
+- [`ClientRefresh`](#/components/schemas/ClientRefresh) `{"type":"refresh","token"}` → `refreshed {exp}`. The token
+  must verify like a connection's token, be for the session's user and expire later than the session's current
+  token; the session then ends at its `exp` and later sends carry its `username` / `picture`. Otherwise an `error`
+  frame: `invalid_token` (does not verify, or expired), `refresh_refused` (another user's, or not later); the
+  session keeps its previous end.
 
 Frames that are not valid JSON of one of these shapes, and binary frames, get an `error` frame with
-`invalid_frame` (with the frame's `local_id` when it can be read). Client frames are limited to 64 KiB.
-The server pings every 25 s.
+`invalid_frame` (with the frame's `local_id` when it can be read). Client frames are limited to 64 KiB: a larger one
+closes the session with **1009**. The server pings every `--ws-ping-interval` (default 25 s); a client whose pong does
+not come back before the next ping is closed with **4002** (browsers and WebSocket libraries answer pings by
+themselves while they read).
 
-**Close codes**: **1001** going away (the server is shutting down); **4001** authentication failed; **4008** slow
+**Close codes**: **1001** going away (the server is shutting down); **1009** a client frame over 64 KiB; **4001**
+authentication failed, or the token expired (reason `token_expired`: reconnect or refresh with a new token);
+**4002** no pong within one ping interval (may reconnect); **4008** slow
 consumer (the session fell more than `--subscriber-queue` group commits behind, or its socket accepted nothing for
 15 s: reconnect and `join` with `since_seq` = the last `seq` received to resume without a gap).
 
@@ -165,7 +185,7 @@ schemas = {
         "properties": {
             "error": {"type": "string", "description": "Human-readable explanation."},
             "code": {"type": "string", "enum": CODES + STREAM_ONLY,
-                     "description": "Stable snake_case code. `invalid_frame` and `not_joined` occur only in stream `error` frames."},
+                     "description": "Stable snake_case code. `invalid_frame`, `not_joined`, `too_many_spaces` and `refresh_refused` occur only in stream `error` frames."},
         },
         "example": {"error": "Space not found", "code": "not_found"},
     },
@@ -441,14 +461,22 @@ schemas = {
             "username": {"type": "string"},
         },
     },
+    "Refreshed": {
+        "type": "object", "description": "Answer to `refresh`: the session now ends at `exp`.",
+        "required": ["type", "exp"],
+        "properties": {
+            "type": {"type": "string", "const": "refreshed"},
+            "exp": {"type": "integer", "minimum": 0, "description": "The new token's `exp` (seconds since the Unix epoch)."},
+        },
+    },
     "ServerFrame": {
         "description": "Any frame the server sends on `/v1/stream`.",
-        "oneOf": [ref(n) for n in ["Hello", "Joined", "Left", "Event", "Ack", "StreamError", "Typing"]],
+        "oneOf": [ref(n) for n in ["Hello", "Joined", "Left", "Event", "Ack", "StreamError", "Typing", "Refreshed"]],
         "discriminator": {"propertyName": "type", "mapping": {
             "hello": "#/components/schemas/Hello", "joined": "#/components/schemas/Joined",
             "left": "#/components/schemas/Left", "event": "#/components/schemas/Event",
             "ack": "#/components/schemas/Ack", "error": "#/components/schemas/StreamError",
-            "typing": "#/components/schemas/Typing"}},
+            "typing": "#/components/schemas/Typing", "refreshed": "#/components/schemas/Refreshed"}},
     },
     "ClientJoin": {
         "type": "object", "required": ["type", "space_id"],
@@ -475,12 +503,20 @@ schemas = {
         "type": "object", "required": ["type", "space_id"],
         "properties": {"type": {"type": "string", "const": "typing"}, "space_id": {"type": "string"}},
     },
+    "ClientRefresh": {
+        "type": "object", "required": ["type", "token"],
+        "properties": {
+            "type": {"type": "string", "const": "refresh"},
+            "token": {"type": "string", "description": "A newer JWT of the same user; the session then ends at its `exp`."},
+        },
+    },
     "ClientFrame": {
         "description": "Any frame a client may send on `/v1/stream`.",
-        "oneOf": [ref(n) for n in ["ClientJoin", "ClientLeave", "ClientSend", "ClientTyping"]],
+        "oneOf": [ref(n) for n in ["ClientJoin", "ClientLeave", "ClientSend", "ClientTyping", "ClientRefresh"]],
         "discriminator": {"propertyName": "type", "mapping": {
             "join": "#/components/schemas/ClientJoin", "leave": "#/components/schemas/ClientLeave",
-            "send": "#/components/schemas/ClientSend", "typing": "#/components/schemas/ClientTyping"}},
+            "send": "#/components/schemas/ClientSend", "typing": "#/components/schemas/ClientTyping",
+            "refresh": "#/components/schemas/ClientRefresh"}},
     },
 }
 
@@ -705,7 +741,9 @@ paths = {
         "responses": {
             "101": {"description": "Switching to the WebSocket protocol. The first frame is `hello` (or, when authentication failed, a close with code 4001)."},
             "400": err("Not a WebSocket upgrade request.", ["invalid_request"]),
-            "503": r503(["overloaded"], "The node is at its connection limit or shutting down."),
+            "429": err("The user already holds `--max-connections-per-user` realtime connections (default 32); retry after `Retry-After` seconds or close one.",
+                       ["too_many_connections"], retry=True),
+            "503": r503(["overloaded", "shutting_down"], "The node is at its connection limit or shutting down."),
         },
     }},
 }

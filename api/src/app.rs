@@ -2,7 +2,7 @@
 //! explicitly (no globals).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use spacecast_engine::Engine;
 use spacecast_observability::Metrics;
@@ -11,6 +11,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::{AuthError, Authenticator, User, bearer};
 use crate::config::Config;
+use crate::connections::ConnectionLimits;
 use crate::media::MediaStore;
 
 /// Shared state of one server.
@@ -24,8 +25,8 @@ pub struct App {
     pub shutdown: watch::Receiver<bool>,
     /// Realtime sessions, awaited on shutdown.
     pub sessions: TaskTracker,
-    /// Open realtime sessions, for the connection limit.
-    pub open_sessions: AtomicUsize,
+    /// Realtime connection caps (node-wide and per user), taken before each upgrade.
+    pub connections: ConnectionLimits,
     next_session: AtomicU64,
     /// False once shutdown starts (readiness).
     pub accepting: AtomicBool,
@@ -42,6 +43,8 @@ impl App {
         metrics: Metrics,
         shutdown: watch::Receiver<bool>,
     ) -> AppRef {
+        let connections =
+            ConnectionLimits::new(config.max_connections, config.max_connections_per_user);
         Arc::new(App {
             engine,
             auth,
@@ -50,7 +53,7 @@ impl App {
             metrics,
             shutdown,
             sessions: TaskTracker::new(),
-            open_sessions: AtomicUsize::new(0),
+            connections,
             next_session: AtomicU64::new(1),
             accepting: AtomicBool::new(true),
         })

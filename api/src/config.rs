@@ -77,6 +77,16 @@ pub struct ConfigArgs {
     /// Bytes all space actors' message caches may hold together.
     #[arg(long, env = "SPACECAST_MESSAGE_CACHE_BYTES")]
     pub message_cache_bytes: Option<usize>,
+    /// Open realtime connections allowed per user; beyond it, upgrades get 429.
+    #[arg(long, env = "SPACECAST_MAX_CONNECTIONS_PER_USER")]
+    pub max_connections_per_user: Option<usize>,
+    /// Spaces one realtime session may have joined at once; beyond it, `join` gets an error.
+    #[arg(long, env = "SPACECAST_MAX_SPACES_PER_SESSION")]
+    pub max_spaces_per_session: Option<usize>,
+    /// Interval of the stream's keep-alive pings; a pong must come back within one interval
+    /// (e.g. `25s`).
+    #[arg(long, env = "SPACECAST_WS_PING_INTERVAL")]
+    pub ws_ping_interval: Option<String>,
     /// Longest a graceful shutdown waits for in-flight work (e.g. `20s`).
     #[arg(long, env = "SPACECAST_SHUTDOWN_TIMEOUT")]
     pub shutdown_timeout: Option<String>,
@@ -113,6 +123,9 @@ pub struct Config {
     pub max_connections: usize,
     pub message_cache_bytes: usize,
     pub shutdown_timeout: Duration,
+    pub max_connections_per_user: usize,
+    pub max_spaces_per_session: usize,
+    pub ws_ping_interval: Duration,
 }
 
 /// A configuration problem, naming the option.
@@ -162,7 +175,10 @@ impl ConfigArgs {
             subscriber_queue,
             max_connections,
             message_cache_bytes,
-            shutdown_timeout
+            shutdown_timeout,
+            max_connections_per_user,
+            max_spaces_per_session,
+            ws_ping_interval
         );
         Ok(self)
     }
@@ -261,7 +277,28 @@ impl ConfigArgs {
                 self.shutdown_timeout,
                 Duration::from_secs(20),
             )?,
+            max_connections_per_user: positive(
+                "max_connections_per_user",
+                self.max_connections_per_user,
+                32,
+            )?,
+            max_spaces_per_session: positive(
+                "max_spaces_per_session",
+                self.max_spaces_per_session,
+                100,
+            )?,
+            ws_ping_interval: duration(
+                "ws_ping_interval",
+                self.ws_ping_interval,
+                Duration::from_secs(25),
+            )?,
         };
+        if config.ws_ping_interval < Duration::from_millis(100) {
+            return Err(ConfigError(format!(
+                "ws_ping_interval = {:?}: must be at least 100ms",
+                config.ws_ping_interval
+            )));
+        }
         if config.store == StoreKind::Cql {
             if config.cql_nodes.is_empty() {
                 return Err(ConfigError("cql_nodes: give at least one host:port".into()));
@@ -342,5 +379,36 @@ mod tests {
         let path = dir.path().join("c.toml");
         std::fs::write(&path, "no_such_option = 1\n").unwrap();
         assert!(ConfigArgs::default().merge_file(&path).is_err());
+    }
+
+    #[test]
+    fn stream_limits_have_defaults_and_refuse_zero() {
+        let c = ConfigArgs::default().validate().unwrap();
+        assert_eq!(c.max_connections_per_user, 32);
+        assert_eq!(c.max_spaces_per_session, 100);
+        assert_eq!(c.ws_ping_interval, Duration::from_secs(25));
+        for args in [
+            ConfigArgs {
+                max_connections_per_user: Some(0),
+                ..Default::default()
+            },
+            ConfigArgs {
+                max_spaces_per_session: Some(0),
+                ..Default::default()
+            },
+            ConfigArgs {
+                ws_ping_interval: Some("0s".into()),
+                ..Default::default()
+            },
+        ] {
+            assert!(args.validate().is_err());
+        }
+        let e = ConfigArgs {
+            ws_ping_interval: Some("often".into()),
+            ..Default::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(e.to_string().contains("ws_ping_interval"), "{e}");
     }
 }

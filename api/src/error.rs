@@ -156,6 +156,7 @@ pub const CODES: &[&str] = &[
     "unavailable",
     "shutting_down",
     "internal",
+    "too_many_connections",
 ];
 
 #[cfg(test)]

@@ -42,6 +42,7 @@ pub mod names {
     pub const WS_SESSIONS: &str = "spacecast_ws_sessions";
     pub const WS_CLOSED: &str = "spacecast_ws_closed_total";
     pub const WS_FRAMES_IN: &str = "spacecast_ws_frames_received_total";
+    pub const WS_REFUSED: &str = "spacecast_ws_refused_total";
 }
 
 /// All metrics of one process. Cheap to clone (an `Arc`).
@@ -99,6 +100,9 @@ pub struct Inner {
     pub ws_closed: IntCounterVec,
     /// Client frames received, by type (unknown types are counted as `invalid`).
     pub ws_frames_in: IntCounterVec,
+    /// Realtime upgrades refused before the upgrade, by reason (`overloaded`,
+    /// `too_many_connections`, `shutting_down`).
+    pub ws_refused: IntCounterVec,
 }
 
 impl std::ops::Deref for Metrics {
@@ -246,6 +250,13 @@ impl Metrics {
                 Opts::new(names::WS_FRAMES_IN, "Client frames received, by type"),
                 &["type"]
             )),
+            ws_refused: reg!(IntCounterVec::new(
+                Opts::new(
+                    names::WS_REFUSED,
+                    "Realtime upgrades refused before the upgrade, by reason"
+                ),
+                &["reason"]
+            )),
             registry,
         };
         #[cfg(target_os = "linux")]
@@ -314,6 +325,7 @@ mod tests {
         m.ws_sessions.with_label_values(&["native"]).inc();
         m.ws_closed.with_label_values(&["normal"]).inc();
         m.ws_frames_in.with_label_values(&["join"]).inc();
+        m.ws_refused.with_label_values(&["overloaded"]).inc();
         let text = m.render();
         for name in [
             names::HTTP_REQUESTS,
@@ -340,6 +352,7 @@ mod tests {
             names::WS_SESSIONS,
             names::WS_CLOSED,
             names::WS_FRAMES_IN,
+            names::WS_REFUSED,
         ] {
             assert!(text.contains(name), "{name} missing from /metrics output");
         }

@@ -29,6 +29,9 @@ pub enum ClientFrame {
     },
     /// Tell the space's other watchers this user is typing.
     Typing { space_id: String },
+    /// Replace the session's token with a newer one of the same user, moving the session's end
+    /// (the token's `exp`) later.
+    Refresh { token: String },
 }
 
 /// Why a client frame was refused; sent back as an `error` frame, the session stays open.
@@ -108,6 +111,11 @@ pub fn left(space_id: &str) -> Bytes {
     to_bytes(&serde_json::json!({"type": "left", "space_id": space_id}))
 }
 
+/// `{"type":"refreshed","exp"}`: the session now ends at `exp` (unix seconds).
+pub fn refreshed(exp: u64) -> Bytes {
+    to_bytes(&serde_json::json!({"type": "refreshed", "exp": exp}))
+}
+
 /// `{"type":"ack","local_id","message"}`
 pub fn ack(local_id: &Option<serde_json::Value>, message: &Message) -> Bytes {
     #[derive(Serialize)]
@@ -163,6 +171,10 @@ mod tests {
         assert_eq!(e.code, "invalid_frame");
         assert_eq!(id, None);
         assert!(parse(r#"{"type":"dance"}"#).is_err());
+        assert!(matches!(
+            parse(r#"{"type":"refresh","token":"t"}"#),
+            Ok(ClientFrame::Refresh { token }) if token == "t"
+        ));
         let long = "x".repeat(300);
         assert!(
             parse(&format!(

@@ -4,6 +4,12 @@
 //! then read the durable head and replay from the store. Every event is durable before it is
 //! published, so an event published before the subscription is in the store, and one published
 //! after it reaches the subscription; the per-space `delivered` seq drops the overlap.
+//!
+//! Replay memory: the store reads events by count, so pages are sized from the bytes of the
+//! previous page to hold about `REPLAY_PAGE_BYTES` each; every frame goes through the same
+//! socket backpressure as live events (`Out`). A session replaying a long space to a client that
+//! does not read holds one page and the socket's buffer, never the space, and is closed as slow
+//! after the stall limit.
 
 use spacecast_engine::model::{Seq, SpaceId};
 use tokio_stream::wrappers::BroadcastStream;
@@ -12,8 +18,18 @@ use super::frames::{self, FrameError};
 use super::session::{End, Out, Reply, Session};
 use crate::routes::spaces::{parse_space_id, readable_space};
 
-/// Events read from the store per replay batch.
-const REPLAY_BATCH: usize = 500;
+/// The bytes of events one replay page aims at (per session).
+const REPLAY_PAGE_BYTES: usize = 512 * 1024;
+/// Events in the first replay page, before the space's event size is known.
+const REPLAY_FIRST_PAGE: usize = 16;
+/// Most events in one replay page (small events).
+const REPLAY_MAX_PAGE: usize = 500;
+
+/// The next page's event count, from the largest frame of the last page: about
+/// [`REPLAY_PAGE_BYTES`] if the next events are like those, never fewer than one.
+fn next_page_len(largest_frame: usize) -> usize {
+    (REPLAY_PAGE_BYTES / largest_frame.max(1)).clamp(1, REPLAY_MAX_PAGE)
+}
 
 impl Session {
     /// `{"type":"join","space_id","since_seq"?}` → `joined {space_id, head_seq}`, then the replay
@@ -25,6 +41,14 @@ impl Session {
         since_seq: Option<Seq>,
     ) -> Result<(), Reply> {
         let space_id = parse_space_id(raw_id).map_err(FrameError::from)?;
+        let max = self.app.config.max_spaces_per_session;
+        if !self.subs.contains_key(&space_id) && self.subs.len() >= max {
+            return Err(FrameError::new(
+                "too_many_spaces",
+                format!("At most {max} spaces may be joined at once; leave one first"),
+            )
+            .into());
+        }
         readable_space(&self.app, &self.user, space_id)
             .await
             .map_err(FrameError::from)?;
@@ -63,11 +87,14 @@ impl Session {
         Ok(())
     }
 
+    /// Forgets everything the session keeps for `space_id`, so per-space state never outlives
+    /// the subscription.
     fn unsubscribe(&mut self, space_id: SpaceId) {
         if self.subs.remove(&space_id).is_some() {
             self.app.engine.hub().release(space_id);
         }
         self.delivered.remove(&space_id);
+        self.last_typing.remove(&space_id);
     }
 
     /// Writes every durable event after `after` from the store, in order, and records them as
@@ -83,12 +110,13 @@ impl Session {
         after: Seq,
     ) -> Result<(), End> {
         let mut last = after;
+        let mut page = REPLAY_FIRST_PAGE;
         loop {
             let events = match self
                 .app
                 .engine
                 .store()
-                .read_events(space_id, last, REPLAY_BATCH)
+                .read_events(space_id, last, page)
                 .await
             {
                 Ok(evs) => evs,
@@ -100,17 +128,39 @@ impl Session {
                 }
             };
             let n = events.len();
+            let mut largest = 0;
             for ev in events {
                 let seq = ev.seq;
                 let published = spacecast_engine::event::Published::new(ev);
-                out.feed(published.native_frame()).await?;
+                let frame = published.native_frame();
+                largest = largest.max(frame.len());
+                out.feed(frame).await?;
                 last = seq;
             }
             out.flush().await?;
             self.delivered.insert(space_id, last);
-            if n < REPLAY_BATCH {
+            if n < page {
                 return Ok(());
             }
+            page = next_page_len(largest);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replay_pages_hold_about_the_byte_budget() {
+        assert_eq!(
+            next_page_len(100),
+            REPLAY_MAX_PAGE,
+            "small events: a full page"
+        );
+        assert_eq!(next_page_len(4096), REPLAY_PAGE_BYTES / 4096);
+        assert_eq!(next_page_len(100 * 1024), 5);
+        assert_eq!(next_page_len(10 << 20), 1, "huge events: one at a time");
+        assert_eq!(next_page_len(0), REPLAY_MAX_PAGE);
     }
 }

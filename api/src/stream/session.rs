@@ -1,14 +1,20 @@
 //! One realtime connection: a single task that owns the socket and every subscription.
 //!
-//! It waits on, in order of priority: shutdown (close 1001), the client's frames, answers of the
-//! sends it started, the hub's events for the spaces it joined, and a keep-alive ping timer.
-//! Event bytes come from the hub already serialized and are written as they are. A subscription
-//! that falls behind its queue (`Lagged`) closes the connection with 4008: a slow client never
-//! slows the space or other subscribers.
+//! It waits on, in order of priority: shutdown (close 1001), the token's expiry (close 4001
+//! `token_expired`), the client's frames, answers of the sends it started, the hub's events for
+//! the spaces it joined, and a keep-alive ping timer. Event bytes come from the hub already
+//! serialized and are written as they are. A subscription that falls behind its queue (`Lagged`)
+//! closes the connection with 4008: a slow client never slows the space or other subscribers.
+//!
+//! Bounds, so that nothing a client does grows a session without limit: at most
+//! `max_spaces_per_session` subscriptions, and `delivered` / `last_typing` only for those (cleaned
+//! on leave); at most `MAX_INFLIGHT_SENDS` sends awaiting their ack; client frames of at most
+//! `MAX_FRAME_BYTES` (close 1009 beyond); written bytes wait for the socket (see `Out`); a peer
+//! whose pong does not come back within one ping interval is closed (4002).
 
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -26,13 +32,14 @@ use super::close;
 use super::frames::{self, ClientFrame, FrameError};
 use crate::app::AppRef;
 use crate::auth::{AuthError, User};
+use crate::connections::ConnectionPermit;
 
 /// Sends a session may have waiting for their ack at once.
 const MAX_INFLIGHT_SENDS: usize = 64;
-/// Interval of keep-alive pings.
-const PING_EVERY: Duration = Duration::from_secs(25);
 /// Longest a write may stay blocked on a client that does not read.
 const WRITE_STALL: Duration = Duration::from_secs(15);
+/// Longest the close frame to a peer that stopped answering pings may take.
+const UNRESPONSIVE_CLOSE: Duration = Duration::from_secs(1);
 
 /// Why a session ended, for the close metric.
 #[derive(Clone, Copy)]
@@ -41,6 +48,12 @@ pub(super) enum End {
     SlowConsumer,
     Shutdown,
     Error,
+    /// The token's `exp` passed without a refresh.
+    TokenExpired,
+    /// A ping went unanswered for a whole interval.
+    PongTimeout,
+    /// A client frame exceeded `MAX_FRAME_BYTES`.
+    TooBig,
 }
 
 impl End {
@@ -50,11 +63,20 @@ impl End {
             End::SlowConsumer => "slow_consumer",
             End::Shutdown => "shutdown",
             End::Error => "error",
+            End::TokenExpired => "token_expired",
+            End::PongTimeout => "pong_timeout",
+            End::TooBig => "message_too_big",
         }
     }
 }
 
-/// The socket's write half, with delivery accounting.
+/// The socket's write half.
+///
+/// Bytes in memory are bounded per session: tungstenite's sink buffers frames until
+/// `write_buffer_size` (128 KiB), then writes to the socket; when the socket would block, the
+/// frame is kept and the *next* `feed` waits (`poll_ready` flushes first) until the socket drains,
+/// under [`WRITE_STALL`]. So a session holds at most that buffer plus one frame, whatever it is
+/// writing (live events, replay pages, acks); a client that reads nothing is closed after 15 s.
 pub(super) struct Out {
     sink: SplitSink<WebSocket, Message>,
 }
@@ -94,13 +116,13 @@ impl Out {
     }
 
     /// Sends a close frame and closes; gives up (dropping the connection) if the client does not
-    /// take it within [`WRITE_STALL`].
-    async fn close(&mut self, code: u16, reason: &'static str) {
+    /// take it within `within`.
+    async fn close(&mut self, code: u16, reason: &'static str, within: Duration) {
         let close = async {
             let _ = self.sink.send(Message::close_with(code, reason)).await;
             let _ = self.sink.close().await;
         };
-        let _ = tokio::time::timeout(WRITE_STALL, close).await;
+        let _ = tokio::time::timeout(within, close).await;
     }
 }
 
@@ -114,11 +136,22 @@ pub(super) struct Session {
     pub delivered: HashMap<SpaceId, Seq>,
     pub results_tx: mpsc::Sender<Bytes>,
     pub send_permits: Arc<Semaphore>,
+    /// Last typing relay, per joined space.
     pub last_typing: HashMap<SpaceId, Instant>,
+    /// Fires at the token's `exp`; `refresh` moves it.
+    pub expires: Pin<Box<tokio::time::Sleep>>,
 }
 
 /// Runs a connection to its end. Authentication already happened; a failure closes with 4001.
-pub async fn run(app: AppRef, user: Result<User, AuthError>, socket: WebSocket) {
+/// `permit` is the connection's place under the node's and the user's caps, given back when this
+/// returns.
+pub async fn run(
+    app: AppRef,
+    user: Result<User, AuthError>,
+    socket: WebSocket,
+    permit: ConnectionPermit,
+) {
+    let _permit = permit;
     let (sink, mut stream) = socket.split();
     let mut out = Out { sink };
     let user = match user {
@@ -133,27 +166,33 @@ pub async fn run(app: AppRef, user: Result<User, AuthError>, socket: WebSocket) 
             } else {
                 "invalid or expired token"
             };
-            out.close(close::AUTH_FAILED, reason).await;
+            out.close(close::AUTH_FAILED, reason, WRITE_STALL).await;
             return;
         }
     };
-    app.open_sessions.fetch_add(1, Ordering::AcqRel);
     let gauge = app.metrics.ws_sessions.with_label_values(&["native"]);
     gauge.inc();
     let (results_tx, mut results_rx) = mpsc::channel(MAX_INFLIGHT_SENDS);
     let mut s = Session {
         id: app.next_session_id(),
         app: app.clone(),
-        user,
         subs: StreamMap::new(),
         delivered: HashMap::new(),
         results_tx,
         send_permits: Arc::new(Semaphore::new(MAX_INFLIGHT_SENDS)),
         last_typing: HashMap::new(),
+        expires: Box::pin(tokio::time::sleep_until(super::refresh::deadline(user.exp))),
+        user,
     };
     let session_id = format!("{}-{}", app.config.node_id, s.id);
     let mut shutdown = app.shutdown.clone();
-    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
+    let every = app.config.ws_ping_interval;
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    // After a long blocked write, one late tick, not a burst (a burst would see its own ping
+    // unanswered).
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A ping is out and no pong came back since.
+    let mut awaiting_pong = false;
 
     let mut end = match out
         .text(&frames::hello(&session_id, &app.config.node_id))
@@ -167,9 +206,13 @@ pub async fn run(app: AppRef, user: Result<User, AuthError>, socket: WebSocket) 
             tokio::select! {
                 biased;
                 () = stopped(&mut shutdown) => break End::Shutdown,
+                () = &mut s.expires => break End::TokenExpired,
                 incoming = stream.next() => match incoming {
-                    None | Some(Err(_)) => break End::ClientClosed,
+                    None => break End::ClientClosed,
+                    Some(Err(e)) if too_big(&e) => break End::TooBig,
+                    Some(Err(_)) => break End::ClientClosed,
                     Some(Ok(msg)) if msg.is_close() => break End::ClientClosed,
+                    Some(Ok(msg)) if msg.is_pong() => awaiting_pong = false,
                     Some(Ok(msg)) if msg.is_text() => {
                         let text = msg.to_str().unwrap_or_default();
                         if let Err(e) = s.on_frame(&mut out, text).await {
@@ -195,9 +238,13 @@ pub async fn run(app: AppRef, user: Result<User, AuthError>, socket: WebSocket) 
                     }
                 }
                 _ = ping.tick() => {
+                    if awaiting_pong {
+                        break End::PongTimeout;
+                    }
                     if let Err(e) = out.ping().await {
                         break e;
                     }
+                    awaiting_pong = true;
                 }
             }
         };
@@ -218,14 +265,45 @@ pub async fn run(app: AppRef, user: Result<User, AuthError>, socket: WebSocket) 
         .with_label_values(&[end.label()])
         .inc();
     match end {
-        End::Shutdown => out.close(close::GOING_AWAY, "server shutting down").await,
-        End::SlowConsumer => out.close(close::SLOW_CONSUMER, "slow consumer").await,
+        End::Shutdown => {
+            out.close(close::GOING_AWAY, "server shutting down", WRITE_STALL)
+                .await;
+        }
+        End::SlowConsumer => {
+            out.close(close::SLOW_CONSUMER, "slow consumer", WRITE_STALL)
+                .await;
+        }
+        End::TokenExpired => {
+            out.close(close::AUTH_FAILED, "token_expired", WRITE_STALL)
+                .await;
+        }
+        End::PongTimeout => {
+            out.close(close::PONG_TIMEOUT, "pong timeout", UNRESPONSIVE_CLOSE)
+                .await;
+        }
+        End::TooBig => {
+            out.close(close::TOO_BIG, "message too big", WRITE_STALL)
+                .await;
+        }
         End::ClientClosed | End::Error => {
             let _ = out.sink.close().await;
         }
     }
     gauge.dec();
-    app.open_sessions.fetch_sub(1, Ordering::AcqRel);
+}
+
+/// Whether a read failed because the client's message exceeded `MAX_FRAME_BYTES` (tungstenite
+/// refuses it before buffering it whole).
+fn too_big(e: &warp::Error) -> bool {
+    use tungstenite::error::{CapacityError, Error as WsError};
+    std::error::Error::source(e)
+        .and_then(|inner| inner.downcast_ref::<WsError>())
+        .is_some_and(|inner| {
+            matches!(
+                inner,
+                WsError::Capacity(CapacityError::MessageTooLong { .. })
+            )
+        })
 }
 
 /// Runs a socket write; one that cannot complete within [`WRITE_STALL`] ends the session as a
@@ -264,6 +342,7 @@ impl Session {
                 return out.text(&frames::error(local_id.as_ref(), None, &e)).await;
             }
         };
+        // Each command's outcome, with the `space_id` (as sent) its error frame names.
         let (kind, result) = match frame {
             ClientFrame::Join {
                 space_id,
@@ -272,11 +351,13 @@ impl Session {
                 "join",
                 self.join(out, &space_id, since_seq)
                     .await
-                    .map_err(|e| (e, space_id)),
+                    .map_err(|e| (e, Some(space_id))),
             ),
             ClientFrame::Leave { space_id } => (
                 "leave",
-                self.leave(out, &space_id).await.map_err(|e| (e, space_id)),
+                self.leave(out, &space_id)
+                    .await
+                    .map_err(|e| (e, Some(space_id))),
             ),
             ClientFrame::Send {
                 space_id,
@@ -286,11 +367,16 @@ impl Session {
                 "send",
                 self.send(out, &space_id, content, local_id)
                     .await
-                    .map_err(|e| (e, space_id)),
+                    .map_err(|e| (e, Some(space_id))),
             ),
-            ClientFrame::Typing { space_id } => {
-                ("typing", self.typing(&space_id).map_err(|e| (e, space_id)))
-            }
+            ClientFrame::Typing { space_id } => (
+                "typing",
+                self.typing(&space_id).map_err(|e| (e, Some(space_id))),
+            ),
+            ClientFrame::Refresh { token } => (
+                "refresh",
+                self.refresh(out, &token).await.map_err(|e| (e, None)),
+            ),
         };
         self.app
             .metrics
@@ -301,7 +387,7 @@ impl Session {
             Ok(()) => Ok(()),
             Err((Reply::Closed(end), _)) => Err(end),
             Err((Reply::Refused(e, local_id), space_id)) => {
-                out.text(&frames::error(local_id.as_ref(), Some(&space_id), &e))
+                out.text(&frames::error(local_id.as_ref(), space_id.as_deref(), &e))
                     .await
             }
         }
@@ -350,7 +436,8 @@ impl Session {
                 out.text(&t.frame).await
             }
             Err(BroadcastStreamRecvError::Lagged(n)) => {
-                tracing::info!(session = self.id, user = %self.user.id(), %space_id, skipped = n, "closing slow consumer");
+                // Counted by `ws_closed{reason="slow_consumer"}`; a client can cause it at will.
+                tracing::debug!(session = self.id, user = %self.user.id(), %space_id, skipped = n, "closing slow consumer");
                 Err(End::SlowConsumer)
             }
         }
