@@ -12,10 +12,12 @@ STREAM_ONLY = ["invalid_frame", "not_joined", "too_many_spaces", "refresh_refuse
 MSG = {
     "unauthenticated": "Authentication required",
     "invalid_token": "Invalid or expired token",
+    "invalid_claims": "Invalid token claim `username`: must be at most 64 characters",
     "invalid_json": "Invalid JSON body: expected value at line 1 column 1",
     "invalid_request": "Invalid request",
     "empty_message": "Message must have text or media",
     "content_too_long": "content must be at most 5000 characters",
+    "invalid_content": "content must not contain control characters other than tab, newline and carriage return",
     "invalid_media_type": "media_type must be \"image\", \"video\" or \"audio\"",
     "invalid_sort": "sort must be \"recent\" or \"most_appreciated\"",
     "invalid_pagination": "limit must be between 1 and 100",
@@ -100,8 +102,9 @@ holds `--max-connections-per-user` realtime connections.
 
 ## 401 and the Space7 client
 The Space7 client logs the user out on any HTTP 401, so 401 is returned **only** for token problems:
-`unauthenticated` (no bearer token) and `invalid_token` (malformed, expired, wrongly signed, or an algorithm with
-no configured key). Every other failure uses 400, 403, 404, 409, 413, 415, 429 or 503.
+`unauthenticated` (no bearer token), `invalid_token` (malformed, expired, not yet valid — `nbf` or `iat` in the
+future beyond the 30 s leeway —, wrongly signed, or an algorithm with no configured key) and `invalid_claims` (a
+correctly signed token whose claims break their bounds; the message names the claim). Every other failure uses 400, 403, 404, 409, 413, 415, 429 or 503.
 """
 
 stream_desc = """Upgrades to a WebSocket carrying JSON text frames (CONTRACT.md §6). Authenticate with
@@ -142,7 +145,8 @@ upgrade is refused with 503 `overloaded` (or `shutting_down`) and `Retry-After`;
 - [`ClientLeave`](#/components/schemas/ClientLeave) `{"type":"leave","space_id"}` → `left`.
 - [`ClientSend`](#/components/schemas/ClientSend) `{"type":"send","space_id","content","local_id"?}` → `ack` (once
   durable) or `error`, both carrying `local_id`. Text only; `content` is trimmed and must be non-empty
-  (`empty_message`) and within the content limit (`content_too_long`); the sender must be a member
+  (`empty_message`), free of control characters other than tab, newline and carriage return (`invalid_content`)
+  and within the content limit (`content_too_long`); the sender must be a member
   (`not_a_member`) allowed to post (`forbidden` in an `admins` space); an unknown space gives `not_found`. Other
   fields are ignored (no media over the stream). At most 64 sends per session may await their ack (`overloaded` beyond). `local_id` is any JSON
   value of at most 256 bytes, echoed back.
@@ -257,8 +261,8 @@ schemas = {
     "CreateSpaceRequest": {
         "type": "object",
         "properties": {
-            "title": {"type": "string", "description": "Trimmed; 3–200 characters (else `invalid_title`)."},
-            "description": {"type": "string", "description": "Trimmed; at most 5000 characters (else `invalid_description`). Defaults to `\"\"`."},
+            "title": {"type": "string", "description": "Trimmed; 3–200 characters, one line without control characters (else `invalid_title`)."},
+            "description": {"type": "string", "description": "Trimmed; at most 5000 characters, no control characters other than tab, newline and carriage return (else `invalid_description`). Defaults to `\"\"`."},
             "visibility": {"type": "string", "enum": ["public", "private"], "default": "public",
                            "description": "Anything else gives `invalid_visibility`."},
             "hashtags": {"type": "array", "items": {"type": "string"}, "maxItems": 10,
@@ -270,7 +274,7 @@ schemas = {
     "JoinRequest": {
         "type": "object",
         "properties": {"invite_code": {"type": "string",
-                                       "description": "Accepted but not yet usable: joining a private space always gives 400 `invalid_invite`."}},
+                                       "description": "Accepted but not yet usable: joining a private space the caller is not a member of gives 404 `not_found`, exactly as an unknown space does."}},
     },
     "JoinResult": {
         "type": "object",
@@ -300,8 +304,8 @@ schemas = {
             "seq": {"type": "integer", "minimum": 1, "description": "The `seq` of the event that created it; also its position in recency order."},
             "sender_id": {"type": "string"},
             "content": {"type": ["string", "null"], "description": "Trimmed text; `null` for a media-only message."},
-            "media_url": {"type": ["string", "null"], "format": "uri",
-                          "description": "Absolute URL of the attached file (`<public_url>/api/media/<mediaId>`), or `null`."},
+            "media_url": {"type": ["string", "null"], "format": "uri-reference",
+                          "description": "URL of the attached file, or `null`: absolute (`<public_url>/api/media/<mediaId>`) when the server has `--public-url`, else relative (`/api/media/<mediaId>`). Never built from request headers. The Space7 app's image view needs an absolute URL, so set `--public-url` for it."},
             "media_type": {"type": ["string", "null"], "enum": ["image", "video", "audio", None]},
             "word_count": {"type": "integer", "minimum": 0, "description": "Whitespace-separated words of `content`; 0 without content."},
             "sender": ref("UserRef"),
@@ -325,7 +329,7 @@ schemas = {
         "type": "object",
         "description": "The Space7 client's multipart body. Other field names give 400 `invalid_request`.",
         "properties": {
-            "content": {"type": "string", "description": "Trimmed; optional when `media` is given. At most `max_content_chars` (default 5000) characters (`content_too_long`); a field over 64 KiB gives 413."},
+            "content": {"type": "string", "description": "Trimmed; optional when `media` is given. No control characters other than tab, newline and carriage return (`invalid_content`). At most `max_content_chars` (default 5000) characters (`content_too_long`); a field over 64 KiB gives 413."},
             "media": {"type": "string", "format": "binary", "contentMediaType": "application/octet-stream",
                       "description": "One file, at most `max_media_bytes` (default 10 MiB, else 413). Its bytes must be a recognised format of `media_type`'s kind (checked by signature, not by the part's Content-Type), else `invalid_media_type`. An empty part counts as no media."},
             "media_type": {"type": "string", "enum": ["image", "video", "audio"],
@@ -336,7 +340,7 @@ schemas = {
         "type": "object",
         "description": "Text only: a JSON body cannot carry media (a `media_type` field is ignored, as are unknown fields).",
         "properties": {
-            "content": {"type": "string", "description": "Trimmed; required non-empty (`empty_message`); at most `max_content_chars` characters (`content_too_long`)."},
+            "content": {"type": "string", "description": "Trimmed; required non-empty (`empty_message`); no control characters other than tab, newline and carriage return (`invalid_content`); at most `max_content_chars` characters (`content_too_long`)."},
         },
     },
     "Appreciation": {
@@ -521,8 +525,8 @@ schemas = {
 }
 
 responses = {
-    "Unauthorized": err("Missing, malformed, expired or wrongly signed token (the only 401s).",
-                        ["unauthenticated", "invalid_token"]),
+    "Unauthorized": err("Missing, malformed, expired, not yet valid or wrongly signed token, or claims outside their bounds (the only 401s).",
+                        ["unauthenticated", "invalid_token", "invalid_claims"]),
     "InternalError": err("Unexpected failure; details are only logged.", ["internal"]),
 }
 
@@ -619,14 +623,14 @@ paths = {
     "/api/spaces/{spaceId}/join": {"post": {
         "operationId": "joinSpace", "summary": "Join a space", "tags": ["spaces"],
         "parameters": [space_param],
-        "description": "Joins a public space as an ordinary member (power level 0). The Space7 client calls this before every send and ignores exactly the 409 `Already a member` error. A private space cannot be joined in this version (400 `invalid_invite`).",
+        "description": "Joins a public space as an ordinary member (power level 0). The Space7 client calls this before every send and ignores exactly the 409 `Already a member` error. A private space cannot be joined in this version: to a non-member it answers 404 `not_found` with the same body as an unknown space, so join reveals nothing about which private spaces exist.",
         "requestBody": {"required": False, "content": {"application/json": {"schema": ref("JoinRequest")}},
                         "description": "Optional JSON; an empty body is `{}`."},
         "responses": {
             "200": json_ok("Joined.", ref("JoinResult")),
-            "400": err("Invalid body, or a private space.", ["invalid_json", "invalid_request", "invalid_invite"]),
+            "400": err("Invalid body.", ["invalid_json", "invalid_request"]),
             "401": R401,
-            "404": err("Unknown space.", ["not_found"]),
+            "404": err("Unknown space, or a private space the caller is not a member of (the same answer).", ["not_found"]),
             "409": err("The caller already is a member (`{\"error\":\"Already a member\",\"code\":\"already_member\"}`).", ["already_member"]),
             "413": r413(),
             "500": R500,
@@ -669,7 +673,7 @@ paths = {
             }},
             "responses": {
                 "201": json_ok("The message as stored (`likes` empty, `appreciation_count` 0).", ref("Message")),
-                "400": err("Invalid message.", ["empty_message", "invalid_media_type", "content_too_long", "invalid_json", "invalid_request"]),
+                "400": err("Invalid message.", ["empty_message", "invalid_media_type", "content_too_long", "invalid_content", "invalid_json", "invalid_request"]),
                 "401": R401,
                 "403": err("The caller is not a member, or may not post in this space.", ["not_a_member", "forbidden"],
                            {"forbidden": "Only admins and moderators may post in this space"}),
@@ -699,7 +703,7 @@ paths = {
     "/api/messages/{spaceId}/{messageId}": {"delete": {
         "operationId": "deleteMessage", "summary": "Delete a message", "tags": ["messages"],
         "parameters": [space_param, message_param],
-        "description": "Hard-deletes a message. Allowed for its author and for members with power level ≥ 50 (moderators, admins).",
+        "description": "Hard-deletes a message, and its media file (its `media_url` then answers 404). Allowed for its author and for members with power level ≥ 50 (moderators, admins).",
         "responses": {
             "200": json_ok("Deleted.", ref("DeleteResult")),
             "401": R401,
@@ -713,7 +717,7 @@ paths = {
     "/api/media/{mediaId}": {"get": {
         "operationId": "getMedia", "summary": "Download a message's media file", "tags": ["media"],
         "security": no_sec,
-        "description": "No authentication: the unguessable id in a message's `media_url` is the capability. The Content-Type is the one the file's bytes identify.",
+        "description": "No authentication: the unguessable id in a message's `media_url` is the capability. The Content-Type is the one the file's bytes identify. A file lives as long as its message: deleting the message deletes it, and files whose send failed are swept.",
         "parameters": [{"name": "mediaId", "in": "path", "required": True,
                         "description": "The id from `media_url` (a UUID, written without hyphens in `media_url`; the hyphenated form is accepted too).",
                         "schema": {"type": "string"}}],
@@ -770,7 +774,7 @@ doc = {
         "securitySchemes": {
             "bearerAuth": {
                 "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
-                "description": "`Authorization: Bearer <JWT>`. Claims: the user id in `sub` or `user_id` (string or number, 1–128 characters, no control characters), `username` (defaults to the user id), `picture` or `profile_picture` (defaults to `\"\"`), `exp` (required, 30 s leeway). Signed with HS256 (the server's shared secret) or RS256 / ES256 / EdDSA (the configured public key). Anything else is 401.",
+                "description": "`Authorization: Bearer <JWT>`. Claims: the user id in `sub` or `user_id` (string or number, 1–128 bytes, no whitespace, no control, format or bidi characters), `username` (trimmed, at most 64 characters, no control or bidi/format characters except ZWJ/ZWNJ; defaults to the user id), `picture` or `profile_picture` (an absolute `https:`/`http:` URL of at most 2,048 bytes; defaults to `\"\"`), `exp` (required), `nbf` and `iat` (optional; neither may be in the future), all with a 30 s leeway. Claims outside these bounds give 401 `invalid_claims` naming the claim. Signed with HS256 (the server's shared secret) or RS256 / ES256 / EdDSA (the configured public key). Anything else is 401.",
             },
             "tokenQuery": {
                 "type": "apiKey", "in": "query", "name": "token",

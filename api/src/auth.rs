@@ -3,15 +3,21 @@
 //! Accepted algorithms are exactly those a key is configured for: HS256 with the shared secret
 //! (given, or generated once into `<data-dir>/jwt-secret`), and RS256 / ES256 / EdDSA with the
 //! public key PEM. Anything else — `alg: none`, an algorithm with no configured key, a bad
-//! signature, a missing or past `exp` — is a 401.
+//! signature, a missing or past `exp`, an `nbf` or `iat` in the future (beyond the 30 s leeway)
+//! — is a 401 `invalid_token`.
 //!
 //! Claims: the user id in `sub` or `user_id` (string or number), `username`, `picture` or
-//! `profile_picture`, and `exp`.
+//! `profile_picture`, and `exp`. Their bounds are checked here, once, because the profile is
+//! copied into every message the user sends: a token whose claims break them is malformed (401
+//! `invalid_claims`, naming the claim). See [`check_user_id`], [`normalize_username`] and
+//! [`normalize_picture`] for the rules (also in README "Security model").
 
 use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use icu_properties::CodePointMapData;
+use icu_properties::props::GeneralCategory;
 use jsonwebtoken::{
     Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header, encode,
 };
@@ -20,8 +26,14 @@ use spacecast_engine::model::UserRef;
 
 /// File name of the generated development secret inside the data dir.
 const SECRET_FILE: &str = "jwt-secret";
-/// Longest user id accepted.
-const MAX_USER_ID: usize = 128;
+/// Longest user id accepted, in bytes.
+pub const MAX_USER_ID: usize = 128;
+/// Longest `username` accepted, in characters after trimming.
+pub const MAX_USERNAME_CHARS: usize = 64;
+/// Longest `picture` URL accepted, in bytes.
+pub const MAX_PICTURE_BYTES: usize = 2048;
+/// Clock skew tolerated for `exp`, `nbf` and `iat`, in seconds.
+const LEEWAY_SECS: u64 = 30;
 
 /// Why a token was refused. Always a 401 at the edge.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -30,6 +42,13 @@ pub enum AuthError {
     Missing,
     #[error("Invalid or expired token")]
     Invalid,
+    /// Correctly signed, but a claim breaks its documented bounds: the issuer is at fault, so
+    /// the token is malformed (401 `invalid_claims`), and the message names the claim.
+    #[error("Invalid token claim `{claim}`: {reason}")]
+    InvalidClaims {
+        claim: &'static str,
+        reason: &'static str,
+    },
 }
 
 /// The authenticated caller.
@@ -51,6 +70,8 @@ impl User {
 #[derive(Deserialize)]
 struct Claims {
     exp: u64,
+    /// Issued-at: refused when in the future beyond the leeway (a clock or issuer fault).
+    iat: Option<f64>,
     sub: Option<serde_json::Value>,
     user_id: Option<serde_json::Value>,
     username: Option<String>,
@@ -110,24 +131,45 @@ impl Authenticator {
         }
         .ok_or(AuthError::Invalid)?;
         let mut validation = Validation::new(header.alg);
-        validation.leeway = 30;
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp"]);
         let data = decode::<Claims>(token, key, &validation).map_err(|_| AuthError::Invalid)?;
         let c = data.claims;
-        let user_id = id_of(c.sub)
-            .or_else(|| id_of(c.user_id))
-            .ok_or(AuthError::Invalid)?;
-        if user_id.is_empty()
-            || user_id.len() > MAX_USER_ID
-            || user_id.chars().any(char::is_control)
-        {
-            return Err(AuthError::Invalid);
+        if let Some(iat) = c.iat {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_err(|_| AuthError::Invalid)?
+                .as_secs();
+            if iat > (now + LEEWAY_SECS) as f64 {
+                return Err(AuthError::Invalid);
+            }
         }
-        let username = c
-            .username
-            .filter(|u| !u.trim().is_empty())
+        let (id_claim, user_id) = match (id_of(c.sub), id_of(c.user_id)) {
+            (Some(id), _) => ("sub", id),
+            (None, Some(id)) => ("user_id", id),
+            (None, None) => return Err(AuthError::Invalid),
+        };
+        check_user_id(&user_id).map_err(|reason| AuthError::InvalidClaims {
+            claim: id_claim,
+            reason,
+        })?;
+        let username = normalize_username(c.username.as_deref())
+            .map_err(|reason| AuthError::InvalidClaims {
+                claim: "username",
+                reason,
+            })?
             .unwrap_or_else(|| user_id.clone());
-        let profile_picture = c.picture.or(c.profile_picture).unwrap_or_default();
+        let (picture_claim, picture) = match (c.picture, c.profile_picture) {
+            (Some(p), _) => ("picture", p),
+            (None, Some(p)) => ("profile_picture", p),
+            (None, None) => ("picture", String::new()),
+        };
+        let profile_picture =
+            normalize_picture(&picture).map_err(|reason| AuthError::InvalidClaims {
+                claim: picture_claim,
+                reason,
+            })?;
         Ok(User {
             profile: UserRef {
                 user_id,
@@ -137,6 +179,96 @@ impl Authenticator {
             exp: c.exp,
         })
     }
+}
+
+/// The Unicode general category of `c`.
+fn category(c: char) -> GeneralCategory {
+    CodePointMapData::<GeneralCategory>::new().get(c)
+}
+
+/// Control (Cc: C0, DEL, C1 — NUL included), format (Cf: the bidi embeddings, overrides and
+/// isolates U+202A–U+202E / U+2066–U+2069, LRM/RLM/ALM, zero-width characters, BOM, tags) and
+/// line/paragraph separators: invisible or reordering characters that let one name pass for
+/// another.
+fn is_invisible_or_control(c: char) -> bool {
+    matches!(
+        category(c),
+        GeneralCategory::Control
+            | GeneralCategory::Format
+            | GeneralCategory::LineSeparator
+            | GeneralCategory::ParagraphSeparator
+    )
+}
+
+/// The rules for a user id (`sub` / `user_id`): 1–128 bytes, no whitespace anywhere (so `" "`
+/// and `"ada "` are refused rather than silently merged with `"ada"`), no control, format or
+/// bidi characters. Ids are compared byte for byte, so they are refused, never normalised.
+///
+/// # Errors
+/// The broken rule, for the 401 message.
+pub fn check_user_id(id: &str) -> Result<(), &'static str> {
+    if id.is_empty() {
+        return Err("must not be empty");
+    }
+    if id.len() > MAX_USER_ID {
+        return Err("must be at most 128 bytes");
+    }
+    if id.chars().any(char::is_whitespace) {
+        return Err("must not contain whitespace");
+    }
+    if id.chars().any(is_invisible_or_control) {
+        return Err("must not contain control, format or bidirectional characters");
+    }
+    Ok(())
+}
+
+/// The rules for `username`: trimmed; empty means absent (the user id is shown instead); at most
+/// 64 characters; no control or bidi/format characters, except ZWNJ (U+200C) and ZWJ (U+200D),
+/// which some scripts and emoji sequences need. Refused, not stripped: a name that needs
+/// stripping was not meant for display, and stripping would hide the issuer's bug.
+///
+/// # Errors
+/// The broken rule, for the 401 message.
+pub fn normalize_username(raw: Option<&str>) -> Result<Option<String>, &'static str> {
+    let Some(name) = raw.map(str::trim).filter(|n| !n.is_empty()) else {
+        return Ok(None);
+    };
+    if name.chars().count() > MAX_USERNAME_CHARS {
+        return Err("must be at most 64 characters");
+    }
+    if name
+        .chars()
+        .any(|c| c != '\u{200C}' && c != '\u{200D}' && is_invisible_or_control(c))
+    {
+        return Err("must not contain control, format or bidirectional characters");
+    }
+    Ok(Some(name.to_owned()))
+}
+
+/// The rules for `picture` / `profile_picture`: empty (or absent) means no picture; otherwise an
+/// absolute `https:` or `http:` URL of at most 2,048 bytes, stored in its normalised
+/// (serialised) form so what clients render is exactly what was checked.
+///
+/// # Errors
+/// The broken rule, for the 401 message.
+pub fn normalize_picture(raw: &str) -> Result<String, &'static str> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Ok(String::new());
+    }
+    const TOO_LONG: &str = "must be a URL of at most 2048 bytes";
+    if raw.len() > MAX_PICTURE_BYTES {
+        return Err(TOO_LONG);
+    }
+    let url = url::Url::parse(raw).map_err(|_| "must be an absolute https: or http: URL")?;
+    if !matches!(url.scheme(), "https" | "http") {
+        return Err("must be an absolute https: or http: URL");
+    }
+    let url = String::from(url);
+    if url.len() > MAX_PICTURE_BYTES {
+        return Err(TOO_LONG);
+    }
+    Ok(url)
 }
 
 /// Extracts the token from an `Authorization: Bearer …` header value.
@@ -291,14 +423,162 @@ mod tests {
         let auth = Authenticator::new(Some(SECRET), None).unwrap();
         let t = encode(
             &Header::new(Algorithm::HS256),
-            &serde_json::json!({"user_id": 42, "profile_picture": "p", "exp": 9_999_999_999u64}),
+            &serde_json::json!({"user_id": 42, "profile_picture": "https://p.example/p", "exp": 9_999_999_999u64}),
             &EncodingKey::from_secret(SECRET),
         )
         .unwrap();
         let u = auth.verify(&t).unwrap();
         assert_eq!(u.id(), "42");
         assert_eq!(u.profile.username, "42");
-        assert_eq!(u.profile.profile_picture, "p");
+        assert_eq!(u.profile.profile_picture, "https://p.example/p");
+    }
+
+    fn hs(claims: serde_json::Value) -> String {
+        encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(SECRET),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn claims_outside_their_bounds_are_invalid_claims_naming_the_claim() {
+        let auth = Authenticator::new(Some(SECRET), None).unwrap();
+        let exp = 9_999_999_999u64;
+        let claim_of = |claims| match auth.verify(&hs(claims)) {
+            Err(AuthError::InvalidClaims { claim, .. }) => claim,
+            other => panic!("expected InvalidClaims, got {other:?}"),
+        };
+        use serde_json::json;
+        assert_eq!(
+            claim_of(json!({"sub": "u", "username": "x".repeat(65), "exp": exp})),
+            "username"
+        );
+        assert_eq!(
+            claim_of(json!({"sub": "u", "username": "a\u{202E}b", "exp": exp})),
+            "username"
+        );
+        assert_eq!(
+            claim_of(json!({"sub": "u", "picture": "ftp://x/y", "exp": exp})),
+            "picture"
+        );
+        assert_eq!(
+            claim_of(
+                json!({"sub": "u", "profile_picture": format!("https://x/{}", "a".repeat(2048)), "exp": exp})
+            ),
+            "profile_picture"
+        );
+        assert_eq!(claim_of(json!({"sub": "", "exp": exp})), "sub");
+        assert_eq!(claim_of(json!({"sub": "u\u{0}", "exp": exp})), "sub");
+        assert_eq!(
+            claim_of(json!({"user_id": "\u{2067}u", "exp": exp})),
+            "user_id"
+        );
+        assert_eq!(
+            claim_of(json!({"user_id": "x".repeat(129), "exp": exp})),
+            "user_id"
+        );
+        let e = ApiErrorLike::from(AuthError::InvalidClaims {
+            claim: "username",
+            reason: "must be at most 64 characters",
+        });
+        assert_eq!(
+            e.0,
+            "Invalid token claim `username`: must be at most 64 characters"
+        );
+        // At the bounds: accepted, trimmed, normalised.
+        let u = auth
+            .verify(&hs(json!({"sub": "u", "username": format!(" {} ", "é".repeat(64)), "picture": "HTTPS://P.example", "exp": exp})))
+            .unwrap();
+        assert_eq!(u.profile.username, "é".repeat(64));
+        assert_eq!(u.profile.profile_picture, "https://p.example/");
+        // Blank names fall back to the id; ZWJ sequences are names, not tricks.
+        let u = auth
+            .verify(&hs(json!({"sub": "u", "username": "  ", "exp": exp})))
+            .unwrap();
+        assert_eq!(u.profile.username, "u");
+        assert!(normalize_username(Some("👩\u{200D}💻")).is_ok());
+    }
+
+    /// The error's display text, as clients see it in `error`.
+    struct ApiErrorLike(String);
+    impl From<AuthError> for ApiErrorLike {
+        fn from(e: AuthError) -> Self {
+            ApiErrorLike(crate::error::ApiError::from(e).message)
+        }
+    }
+
+    #[test]
+    fn nbf_is_honoured_and_a_future_iat_refused_with_the_leeway() {
+        let auth = Authenticator::new(Some(SECRET), None).unwrap();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let exp = now + 3600;
+        for claims in [
+            serde_json::json!({"sub": "u", "nbf": now + 120, "exp": exp}),
+            serde_json::json!({"sub": "u", "iat": now + 120, "exp": exp}),
+            serde_json::json!({"sub": "u", "iat": "yesterday", "exp": exp}),
+        ] {
+            assert_eq!(auth.verify(&hs(claims)), Err(AuthError::Invalid));
+        }
+        for claims in [
+            serde_json::json!({"sub": "u", "nbf": now + 10, "iat": now + 10, "exp": exp}),
+            serde_json::json!({"sub": "u", "nbf": now - 10, "iat": now - 10, "exp": exp}),
+        ] {
+            assert!(auth.verify(&hs(claims)).is_ok());
+        }
+    }
+
+    /// Issue 6 item 4's measurement: what the sender profile costs in each stored message, with
+    /// typical and with maximal claims. The embedded store keeps each message twice (the
+    /// message row and its `message_created` event), both as JSON. Run with `--nocapture` to see
+    /// the numbers; the assertion keeps the worst case bounded.
+    #[test]
+    fn sender_profile_cost_per_stored_message() {
+        use spacecast_engine::model::{Message, Timestamp};
+        let message = |sender: UserRef| Message {
+            message_id: uuid::Uuid::now_v7(),
+            space_id: uuid::Uuid::now_v7(),
+            seq: 12_345,
+            sender_id: sender.user_id.clone(),
+            content: Some("hello there, how are you today?".into()),
+            media_url: None,
+            media_type: None,
+            word_count: 6,
+            sender,
+            likes: Vec::new(),
+            appreciation_count: 0,
+            created_at: Timestamp::now(),
+        };
+        let typical = UserRef {
+            user_id: "0d9f2c1e-5b7a-4c3e-9f10-2a6b8c4d1e77".into(),
+            username: "Ada Lovelace".into(),
+            profile_picture:
+                "https://res.cloudinary.com/demo/image/upload/v1712345678/avatars/ada.jpg".into(),
+        };
+        let max = UserRef {
+            user_id: "u".repeat(MAX_USER_ID),
+            // 64 characters of 4-byte UTF-8: the byte worst case.
+            username: "😀".repeat(MAX_USERNAME_CHARS),
+            profile_picture: format!("https://p.example/{}", "a".repeat(MAX_PICTURE_BYTES - 18)),
+        };
+        let anonymous = UserRef {
+            user_id: typical.user_id.clone(),
+            username: String::new(),
+            profile_picture: String::new(),
+        };
+        let size = |u: &UserRef| serde_json::to_vec(&message(u.clone())).unwrap().len();
+        let (t, m, a) = (size(&typical), size(&max), size(&anonymous));
+        eprintln!(
+            "message JSON bytes: typical {t}, max claims {m}, without profile {a}; \
+             profile share: typical {}, max {} bytes per copy (x2 copies per message)",
+            t - a,
+            m - a
+        );
+        assert!(m - a <= MAX_USER_ID * 2 + 64 * 4 + MAX_PICTURE_BYTES + 64);
     }
 
     /// Test key pairs made from random bytes at run time (no key material in the repository).

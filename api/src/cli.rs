@@ -68,18 +68,44 @@ pub fn resolve(
 
 /// Runs `spacecast token`: prints the token on stdout.
 ///
+/// `data_dir` and `jwt_secret` resolve exactly as `serve` resolves them (flag, env var, the
+/// `--config` file, default; `env` holds the other options' env vars, e.g.
+/// `SPACECAST_JWT_PUBLIC_KEY`), so the token is signed with the secret the server verifies with.
+/// The claims must pass the server's own bounds, so a token it would refuse is never minted.
+///
 /// # Errors
-/// A bad TTL or an unreadable data dir.
-pub fn token(args: TokenArgs) -> anyhow::Result<String> {
+/// A bad TTL, an invalid config file or claim, a server that accepts only public-key tokens,
+/// or an unreadable data dir.
+pub fn token(
+    args: TokenArgs,
+    env: ConfigArgs,
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<String> {
     let ttl: Duration = humantime::parse_duration(&args.ttl)
         .map_err(|e| anyhow::anyhow!("--ttl {:?}: {e}", args.ttl))?;
-    let data_dir = args.data_dir.unwrap_or_else(|| PathBuf::from("./data"));
-    let secret = auth::load_or_create_secret(args.jwt_secret.as_deref(), &data_dir)?;
-    auth::mint(
-        &secret,
-        &args.user_id,
-        &args.username,
-        args.picture.as_deref(),
-        ttl,
-    )
+    auth::check_user_id(&args.user_id).map_err(|e| anyhow::anyhow!("--user-id: {e}"))?;
+    let username = auth::normalize_username(Some(&args.username))
+        .map_err(|e| anyhow::anyhow!("--username: {e}"))?
+        .unwrap_or_else(|| args.user_id.clone());
+    let picture = match args.picture.as_deref() {
+        Some(p) => Some(auth::normalize_picture(p).map_err(|e| anyhow::anyhow!("--picture: {e}"))?),
+        None => None,
+    }
+    .filter(|p| !p.is_empty());
+    let config = resolve(
+        ConfigArgs {
+            data_dir: args.data_dir.or(env.data_dir),
+            jwt_secret: args.jwt_secret.or(env.jwt_secret),
+            ..env
+        },
+        file,
+    )?;
+    if config.jwt_secret.is_none() && config.jwt_public_key.is_some() {
+        anyhow::bail!(
+            "the configuration sets jwt_public_key and no jwt_secret: that server accepts only \
+             tokens signed by the key's owner, so a development token would be refused"
+        );
+    }
+    let secret = auth::load_or_create_secret(config.jwt_secret.as_deref(), &config.data_dir)?;
+    auth::mint(&secret, &args.user_id, &username, picture.as_deref(), ttl)
 }

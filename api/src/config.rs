@@ -45,8 +45,8 @@ pub struct ConfigArgs {
     /// This node's id (default: generated).
     #[arg(long, env = "SPACECAST_NODE_ID")]
     pub node_id: Option<String>,
-    /// Absolute base URL clients reach this server at, used to build `media_url`
-    /// (default: `http://` + the request's Host header).
+    /// Absolute base URL clients reach this server at, used to build `media_url` (default:
+    /// none, and `media_url` is the relative `/api/media/<id>`; never taken from request headers).
     #[arg(long, env = "SPACECAST_PUBLIC_URL")]
     pub public_url: Option<String>,
     /// Log format: `text` or `json`.

@@ -113,6 +113,7 @@ impl From<AuthError> for ApiError {
         let code = match e {
             AuthError::Missing => "unauthenticated",
             AuthError::Invalid => "invalid_token",
+            AuthError::InvalidClaims { .. } => "invalid_claims",
         };
         ApiError::new(StatusCode::UNAUTHORIZED, code, e.to_string())
     }
@@ -132,10 +133,12 @@ pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Res
 pub const CODES: &[&str] = &[
     "unauthenticated",
     "invalid_token",
+    "invalid_claims",
     "invalid_json",
     "invalid_request",
     "empty_message",
     "content_too_long",
+    "invalid_content",
     "invalid_media_type",
     "invalid_sort",
     "invalid_pagination",

@@ -10,7 +10,7 @@ use spacecast_observability::{LogFormat, Metrics, init_tracing};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Token(args)) => match cli::token(args) {
+        Some(Command::Token(args)) => match cli::token(args, cli.serve, cli.config.as_deref()) {
             Ok(t) => {
                 println!("{t}");
                 ExitCode::SUCCESS

@@ -12,7 +12,11 @@ use super::{respond, started, with_app};
 use crate::app::AppRef;
 use crate::error::ApiError;
 
+/// The media routes. Building them also starts the media sweeper
+/// ([`crate::media::spawn_sweeper`]): the media routes own the files' lifetime, and the server
+/// builds its routes exactly once, inside its runtime.
 pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
+    crate::media::spawn_sweeper(app.clone());
     warp::path!("api" / "media" / String)
         .and(warp::get())
         .and(with_app(app))

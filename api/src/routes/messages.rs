@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use bytes::{Buf, Bytes};
 use futures::{Stream, TryStreamExt};
 use serde::{Deserialize, Serialize};
-use spacecast_engine::model::{MediaType, Message, MessageId, SpaceId};
+use spacecast_engine::model::{
+    MediaType, Message, MessageId, POWER_MODERATOR, PostingPermission, SpaceId,
+};
 use spacecast_engine::store::MessageOrder;
 use spacecast_engine::{EngineError, SendMessage};
 use warp::Filter;
@@ -19,6 +21,7 @@ use super::{authorization, parse_json, read_body, respond, started, user, with_a
 use crate::app::AppRef;
 use crate::auth::User;
 use crate::error::{ApiError, json_response};
+use crate::media::{self, MediaOwner};
 
 pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
     let base = || with_app(app.clone()).and(started()).and(authorization());
@@ -26,22 +29,14 @@ pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
         .and(warp::post())
         .and(base())
         .and(warp::header::optional::<String>("content-type"))
-        .and(warp::header::optional::<String>("host"))
         .and(warp::body::stream())
         .then(
-            |space: String,
-             app: AppRef,
-             t,
-             auth,
-             ct: Option<String>,
-             host: Option<String>,
-             body| async move {
+            |space: String, app: AppRef, t, auth, ct: Option<String>, body| async move {
                 respond(app.clone(), "POST /api/messages/:space", t, async move {
                     let user = user(&app, auth)?;
                     let space_id = parse_space_id(&space)?;
                     let body = bytes_stream(body);
-                    let mut draft = parse_send(&app, ct.as_deref(), body).await?;
-                    draft.host = host;
+                    let draft = parse_send(&app, ct.as_deref(), body).await?;
                     send_message(app, user, space_id, draft).await
                 })
                 .await
@@ -111,8 +106,6 @@ struct Draft {
     content: Option<String>,
     media: Option<Bytes>,
     media_type: Option<String>,
-    /// The request's Host header, for absolute `media_url`s when no public URL is configured.
-    host: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -216,22 +209,37 @@ where
     Ok(draft)
 }
 
-/// Trims message text; empty or whitespace-only text is no text.
+/// Whether `text` holds a control character (Unicode Cc: NUL and the rest of C0, DEL, C1),
+/// other than tab, newline and carriage return when `allow_line_breaks`. Such characters have no
+/// place in text people read, and some (NUL, ESC) break or drive the tools that display it.
+pub fn has_control_chars(text: &str, allow_line_breaks: bool) -> bool {
+    text.chars()
+        .any(|c| c.is_control() && !(allow_line_breaks && matches!(c, '\t' | '\n' | '\r')))
+}
+
+/// Trims message text; empty or whitespace-only text is no text. Shared by REST and the stream.
 ///
 /// # Errors
-/// 400 `content_too_long` beyond `max_chars` characters.
+/// 400 `invalid_content` for control characters other than `\t \n \r`; 400
+/// `content_too_long` beyond `max_chars` characters.
 pub fn normalize_content(
     raw: Option<String>,
     max_chars: usize,
 ) -> Result<Option<String>, ApiError> {
     let content = raw.map(|c| c.trim().to_owned()).filter(|c| !c.is_empty());
-    if let Some(c) = &content
-        && c.chars().count() > max_chars
-    {
-        return Err(ApiError::bad_request(
-            "content_too_long",
-            format!("content must be at most {max_chars} characters"),
-        ));
+    if let Some(c) = &content {
+        if has_control_chars(c, true) {
+            return Err(ApiError::bad_request(
+                "invalid_content",
+                "content must not contain control characters other than tab, newline and carriage return",
+            ));
+        }
+        if c.chars().count() > max_chars {
+            return Err(ApiError::bad_request(
+                "content_too_long",
+                format!("content must be at most {max_chars} characters"),
+            ));
+        }
     }
     Ok(content)
 }
@@ -240,7 +248,8 @@ pub fn normalize_content(
 ///
 /// `content` is trimmed; no content and no media → 400 `empty_message`; media without a valid
 /// `media_type`, or whose bytes are not that kind of file → 400 `invalid_media_type`; content
-/// over the limit → 400 `content_too_long`; not a member → 403 `not_a_member`.
+/// over the limit → 400 `content_too_long`; control characters → 400 `invalid_content`; not a
+/// member → 403 `not_a_member`; not allowed to post → 403 `forbidden`.
 async fn send_message(
     app: AppRef,
     user: User,
@@ -270,42 +279,78 @@ async fn send_message(
             "Message must have text or media",
         ));
     }
-    // The space actor checks membership; with media, check it before writing the file so a
-    // refused send leaves no orphan behind.
-    let media_url = match (media, media_type) {
-        (Some(bytes), Some(kind)) => {
-            let (_, me) = readable_space(&app, &user, space_id).await?;
-            if me.is_none() {
-                return Err(EngineError::NotAMember.into());
-            }
-            let stored = app.media.save(kind, bytes).await?;
-            Some(media_url(&app, draft.host.as_deref(), stored.media_id))
+    // The space actor checks membership and permission; with media, check everything that
+    // can be checked before the file is written (type, membership, posting permission), so
+    // almost every refused send writes nothing. The edge names the message, and the file's
+    // record names it too, so a file whose send never landed is found by the sweep.
+    let mut media_id = None;
+    let mut message_id = None;
+    if let (Some(bytes), Some(kind)) = (media, media_type) {
+        let content_type = media::sniff_as(kind, &bytes)?;
+        let (view, me) = readable_space(&app, &user, space_id).await?;
+        let Some(me) = me else {
+            return Err(EngineError::NotAMember.into());
+        };
+        if view.space.posting_permission == PostingPermission::Admins
+            && me.power_level < POWER_MODERATOR
+        {
+            return Err(EngineError::Forbidden(
+                "Only admins and moderators may post in this space",
+            )
+            .into());
         }
-        _ => None,
-    };
+        let id = uuid::Uuid::now_v7();
+        let owner = MediaOwner {
+            space_id,
+            message_id: id,
+        };
+        media_id = Some(app.media.save(bytes, content_type, owner).await?.media_id);
+        message_id = Some(id);
+    }
     let cmd = SendMessage {
-        message_id: None,
+        message_id,
         sender: user.profile,
         content,
-        media_url,
+        media_url: media_id.map(|id| media_url(&app, id)),
         media_type,
     };
-    let message = app.engine.space(space_id).send(cmd).await?;
-    Ok(json_response(StatusCode::CREATED, &message))
+    match app.engine.space(space_id).send(cmd).await {
+        Ok(message) => Ok(json_response(StatusCode::CREATED, &message)),
+        Err(e) => {
+            if let Some(id) = media_id
+                && refused_before_write(&e)
+            {
+                // Nothing references the file: remove it now rather than at the next sweep.
+                if let Err(io) = app.media.delete(id).await {
+                    tracing::debug!(error = %io, "could not remove the media of a refused send");
+                }
+            }
+            Err(e.into())
+        }
+    }
 }
 
-/// The absolute URL of stored media: under `public_url` if configured, else under the host the
-/// client used (a valid authority only; anything else falls back to the listen address).
-fn media_url(app: &AppRef, host: Option<&str>, media_id: uuid::Uuid) -> String {
-    let host = host
-        .filter(|h| h.parse::<warp::http::uri::Authority>().is_ok())
-        .map(str::to_owned);
-    let base = app.config.public_url.clone().unwrap_or_else(|| {
-        format!(
-            "http://{}",
-            host.unwrap_or_else(|| app.config.listen.to_string())
-        )
-    });
+/// Whether the engine refused a send before writing anything, so the message will never
+/// exist. Other failures (a timeout, a store error, a restarting actor) leave the outcome
+/// unknown: the message may still land, so its file stays and the sweep decides later.
+fn refused_before_write(e: &EngineError) -> bool {
+    matches!(
+        e,
+        EngineError::SpaceNotFound
+            | EngineError::MessageNotFound
+            | EngineError::NotAMember
+            | EngineError::AlreadyMember
+            | EngineError::Forbidden(_)
+            | EngineError::Invalid(..)
+            | EngineError::Overloaded { .. }
+    )
+}
+
+/// The URL of stored media: absolute under `--public-url` when it is configured, else the
+/// relative `/api/media/<id>`. Never built from request headers: a forged `Host` would be
+/// stored and shown to every reader.
+fn media_url(app: &AppRef, media_id: uuid::Uuid) -> String {
+    let base = app.config.public_url.as_deref().unwrap_or("");
     format!("{base}/api/media/{}", media_id.simple())
 }
 
@@ -438,7 +483,8 @@ async fn appreciate(
 }
 
 /// `DELETE /api/messages/{space_id}/{message_id}` → `{"message": "Message deleted"}`. The author,
-/// or a moderator/admin of the space (power ≥ 50); anyone else gets 403.
+/// or a moderator/admin of the space (power ≥ 50); anyone else gets 403. The message's media
+/// file is deleted with it.
 async fn delete_message(
     app: AppRef,
     auth: Option<String>,
@@ -446,12 +492,66 @@ async fn delete_message(
     message: String,
 ) -> Result<Response, ApiError> {
     let (user, space_id, message_id) = message_target(&app, auth, &space, &message).await?;
+    // Learn the message's media before it is gone; the file is removed only once the delete
+    // is durable. A file left by a failure here is the sweep's (its message no longer exists).
+    let media_id = app
+        .engine
+        .store()
+        .get_message(space_id, message_id)
+        .await?
+        .and_then(|m| m.media_url.as_deref().and_then(media::media_id_of_url));
     app.engine
         .space(space_id)
         .delete(message_id, user.profile)
         .await?;
+    if let Some(id) = media_id
+        && let Err(e) = app.media.delete(id).await
+    {
+        tracing::warn!(error = %e, media_id = %id, "could not remove a deleted message's media");
+    }
     Ok(json_response(
         StatusCode::OK,
         &serde_json::json!({"message": "Message deleted", "message_id": message_id}),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_definite_refusals_delete_the_media_of_a_failed_send() {
+        for e in [
+            EngineError::NotAMember,
+            EngineError::SpaceNotFound,
+            EngineError::Forbidden("x"),
+            EngineError::Invalid("empty_message", String::new()),
+            EngineError::Overloaded {
+                retry_after: std::time::Duration::from_secs(1),
+            },
+        ] {
+            assert!(refused_before_write(&e), "{e:?}");
+        }
+        // The message may still land: its file must stay (the sweep decides later).
+        for e in [
+            EngineError::SpaceUnavailable,
+            EngineError::StoreUnavailable("disk".into()),
+            EngineError::ShuttingDown,
+            EngineError::Internal("x".into()),
+        ] {
+            assert!(!refused_before_write(&e), "{e:?}");
+        }
+    }
+
+    #[test]
+    fn content_with_control_characters_is_refused() {
+        let ok = normalize_content(Some(" a\tb\r\nc ".into()), 100).unwrap();
+        assert_eq!(ok.as_deref(), Some("a\tb\r\nc"));
+        for bad in ["\u{0}", "a\u{1b}b", "\u{7f}", "x\u{85}y"] {
+            let e = normalize_content(Some(bad.into()), 100).unwrap_err();
+            assert_eq!(e.code, "invalid_content", "{bad:?}");
+        }
+        assert!(has_control_chars("a\nb", false));
+        assert!(!has_control_chars("a\nb", true));
+    }
 }

@@ -211,7 +211,19 @@ fn validate_create(req: CreateSpace) -> Result<NewSpace, ApiError> {
             "title must be 3 to 200 characters",
         ));
     }
+    if super::messages::has_control_chars(&title, false) {
+        return Err(ApiError::bad_request(
+            "invalid_title",
+            "title must be one line without control characters",
+        ));
+    }
     let description = req.description.unwrap_or_default().trim().to_owned();
+    if super::messages::has_control_chars(&description, true) {
+        return Err(ApiError::bad_request(
+            "invalid_description",
+            "description must not contain control characters other than tab, newline and carriage return",
+        ));
+    }
     if description.chars().count() > 5000 {
         return Err(ApiError::bad_request(
             "invalid_description",
@@ -328,7 +340,8 @@ struct JoinRequest {
 
 /// `POST /api/spaces/{space_id}/join` `{invite_code?}` → 200 `{message, space_id, power_level}`;
 /// 409 `{"error":"Already a member"}` when the caller already is one (the Space7 client calls join
-/// before every send and ignores exactly that error); 400 `invalid_invite` for a private space.
+/// before every send and ignores exactly that error); 404 `not_found` for a private space the
+/// caller is not a member of, exactly as for an unknown space (no existence oracle).
 async fn join_space(
     app: AppRef,
     user: User,

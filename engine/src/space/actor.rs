@@ -440,12 +440,10 @@ impl SpaceState {
         }
         if self.space.visibility == Visibility::Private {
             // Invites arrive with their own issue; until then a private space is joined only by
-            // being added, so any code is invalid.
+            // being added, so any code is invalid. A non-member gets exactly what an unknown
+            // space gives (404), so join cannot be used to learn which private spaces exist.
             let _ = invite_code;
-            return Err(EngineError::Invalid(
-                "invalid_invite",
-                "A valid invite code is required to join this private space".into(),
-            ));
+            return Err(EngineError::SpaceNotFound);
         }
         let member = Member {
             user,
