@@ -159,7 +159,9 @@ impl Authenticator {
                 claim: "username",
                 reason,
             })?
-            .unwrap_or_else(|| user_id.clone());
+            // Without a username the user id is shown, cut to the username bound (an id may be
+            // 128 bytes; found by fuzzing, `api/fuzz/fuzz_targets/jwt_claims.rs`).
+            .unwrap_or_else(|| user_id.chars().take(MAX_USERNAME_CHARS).collect());
         let (picture_claim, picture) = match (c.picture, c.profile_picture) {
             (Some(p), _) => ("picture", p),
             (None, Some(p)) => ("profile_picture", p),
@@ -440,6 +442,23 @@ mod tests {
             &EncodingKey::from_secret(SECRET),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn a_missing_username_shows_the_user_id_within_the_username_bound() {
+        let auth = Authenticator::new(Some(SECRET), None).unwrap();
+        let id = "u".repeat(100);
+        let u = auth
+            .verify(&hs(serde_json::json!({"sub": id, "exp": 9_999_999_999u64})))
+            .unwrap();
+        assert_eq!(u.id(), id);
+        assert_eq!(u.profile.username, "u".repeat(MAX_USERNAME_CHARS));
+        let short = auth
+            .verify(&hs(
+                serde_json::json!({"sub": "ada", "exp": 9_999_999_999u64}),
+            ))
+            .unwrap();
+        assert_eq!(short.profile.username, "ada");
     }
 
     #[test]

@@ -101,11 +101,11 @@ where
 }
 
 /// A send request as parsed from either body format, before validation.
-#[derive(Default)]
-struct Draft {
-    content: Option<String>,
-    media: Option<Bytes>,
-    media_type: Option<String>,
+#[derive(Default, Debug)]
+pub struct Draft {
+    pub content: Option<String>,
+    pub media: Option<Bytes>,
+    pub media_type: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -126,7 +126,7 @@ where
         .to_ascii_lowercase()
         .starts_with("multipart/form-data")
     {
-        return parse_multipart(app, ct, body).await;
+        return parse_multipart(ct, body, app.config.max_media_bytes).await;
     }
     let is_json = ct.to_ascii_lowercase().contains("json");
     if !is_json {
@@ -145,9 +145,20 @@ where
     })
 }
 
-async fn parse_multipart<S>(app: &AppRef, ct: &str, body: S) -> Result<Draft, ApiError>
+/// Reads a `multipart/form-data` send body (`content`, `media`, `media_type`) with content type
+/// `ct`, holding at most `max_media_bytes` of media (plus 64 KiB for the rest) in memory.
+///
+/// # Errors
+/// 413 `payload_too_large` over the limits; 400 `invalid_request` for a malformed body, an
+/// unknown field or text that is not UTF-8.
+pub async fn parse_multipart<S, E>(
+    ct: &str,
+    body: S,
+    max_media_bytes: usize,
+) -> Result<Draft, ApiError>
 where
-    S: Stream<Item = Result<Bytes, warp::Error>> + Send + 'static,
+    S: Stream<Item = Result<Bytes, E>> + Send + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
 {
     let boundary = multer::parse_boundary(ct).map_err(|_| {
         ApiError::bad_request(
@@ -155,7 +166,7 @@ where
             "multipart/form-data without a valid boundary",
         )
     })?;
-    let media_limit = app.config.max_media_bytes as u64;
+    let media_limit = max_media_bytes as u64;
     let constraints = multer::Constraints::new()
         .allowed_fields(vec!["content", "media", "media_type"])
         .size_limit(
