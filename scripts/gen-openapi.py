@@ -725,7 +725,7 @@ paths = {
             "200": {
                 "description": "The file's bytes.",
                 "headers": {
-                    "Cache-Control": {"description": "`public, max-age=31536000, immutable` (media never changes).", "schema": {"type": "string"}},
+                    "Cache-Control": {"description": "`public, max-age=3600`: the bytes never change, but the file is deleted with its message, so caches keep it at most an hour after that.", "schema": {"type": "string"}},
                     "X-Content-Type-Options": {"description": "`nosniff`.", "schema": {"type": "string"}},
                 },
                 "content": {

@@ -43,7 +43,9 @@ async fn get_media(app: AppRef, id: String) -> Result<Response, ApiError> {
     h.insert("content-type", HeaderValue::from_static(content_type));
     h.insert(
         "cache-control",
-        HeaderValue::from_static("public, max-age=31536000, immutable"),
+        // The bytes never change, but the file is deleted with its message: caches may keep it
+        // at most an hour after that, not a year.
+        HeaderValue::from_static("public, max-age=3600"),
     );
     h.insert(
         "x-content-type-options",

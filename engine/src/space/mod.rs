@@ -135,7 +135,8 @@ impl SpaceHandle {
     /// Joins the space as an ordinary member.
     ///
     /// # Errors
-    /// `AlreadyMember`, `Invalid("invalid_invite")` for a private space, and the transient errors.
+    /// `AlreadyMember`; `SpaceNotFound` for a private space the user is not in (the same answer
+    /// as for an unknown space, so join is no existence oracle); and the transient errors.
     pub async fn join(&self, user: UserRef, invite_code: Option<String>) -> Result<Member> {
         self.directory
             .call(self.space_id, move |reply| SpaceMsg::Join {
