@@ -134,6 +134,8 @@ pub const CODES: &[&str] = &[
     "invalid_token",
     "invalid_json",
     "invalid_request",
+    "uri_too_long",
+    "headers_too_large",
     "empty_message",
     "content_too_long",
     "invalid_media_type",
