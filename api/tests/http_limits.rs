@@ -1,6 +1,7 @@
 //! Black-box tests of the HTTP edge's limits (issue 6: items 1 and 2, and the HTTP parts of 9):
 //! header and idle timeouts (slowloris), the HTTP connection cap, a descriptor limit far below
-//! the connection attempts, and hyper's own 400/414/431 answers as JSON.
+//! the connection attempts, hyper's own 400/414/431 answers as JSON, and 413 before
+//! `100 Continue`.
 
 mod common;
 
@@ -430,4 +431,71 @@ async fn hypers_own_400_414_431_answers_are_json_with_a_code() {
     // The server still serves normally afterwards, JSON bodies included.
     let r = s.http.get(s.url("/healthz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
+}
+
+/// Sends a head with `Expect: 100-continue` and an oversized `Content-Length`, and no body;
+/// returns the first response read.
+async fn expect_continue(s: &Server, path: &str, content_type: &str, length: u64) -> String {
+    let mut c = connect(&s.addr).await;
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {}\r\nContent-Type: {content_type}\r\nContent-Length: {length}\r\nExpect: 100-continue\r\n\r\n",
+        token("big-sender")
+    );
+    c.write_all(head.as_bytes()).await.unwrap();
+    let (status, head, body) = read_response(&mut c).await;
+    assert_ne!(
+        status, 100,
+        "no 100 Continue for an oversized body on {path}"
+    );
+    assert_eq!(status, 413, "{path}: {head}");
+    let body: Value = serde_json::from_slice(&body).expect("JSON body");
+    assert_eq!(body["code"], "payload_too_large", "{path}: {body}");
+    head
+}
+
+#[tokio::test]
+async fn an_oversized_content_length_with_expect_continue_gets_413_before_any_100_continue() {
+    let s = Server::start(&["--max-body-bytes", "1000", "--max-media-bytes", "100000"]).await;
+    let owner = token("owner");
+    let space = s.create_space(&owner, "expect").await;
+    let id = space["space_id"].as_str().unwrap();
+    expect_continue(&s, "/api/spaces", "application/json", 1_001).await;
+    expect_continue(
+        &s,
+        &format!("/api/spaces/{id}/join"),
+        "application/json",
+        1_001,
+    )
+    .await;
+    expect_continue(
+        &s,
+        &format!("/api/messages/{id}"),
+        "application/json",
+        1_001,
+    )
+    .await;
+    // Multipart may carry media: its limit is max_media_bytes + 64 KiB.
+    expect_continue(
+        &s,
+        &format!("/api/messages/{id}"),
+        "multipart/form-data; boundary=x",
+        100_000 + 64 * 1024 + 1,
+    )
+    .await;
+    // Within the limits, the same request is invited to send its body.
+    let mut c = connect(&s.addr).await;
+    let head = format!(
+        "POST /api/messages/{id} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {owner}\r\nContent-Type: multipart/form-data; boundary=x\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n"
+    );
+    c.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(10), c.read(&mut buf))
+        .await
+        .expect("an interim answer within 10 s")
+        .unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 100 Continue"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
 }
