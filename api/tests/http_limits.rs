@@ -499,3 +499,48 @@ async fn an_oversized_content_length_with_expect_continue_gets_413_before_any_10
         String::from_utf8_lossy(&buf[..n])
     );
 }
+
+#[tokio::test]
+async fn a_slow_upload_and_a_websocket_outlive_the_header_and_idle_timeouts() {
+    let s = Server::start(&["--http-header-timeout", "1s", "--http-idle-timeout", "1s"]).await;
+    let tok = token("slow-uploader");
+    // A body sent over ~3 s, in pieces: the request is in flight, so neither timeout applies.
+    let body =
+        serde_json::json!({"title": "slow upload", "description": "x".repeat(200), "hashtags": []})
+            .to_string();
+    let mut c = connect(&s.addr).await;
+    let head = format!(
+        "POST /api/spaces HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {tok}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    c.write_all(head.as_bytes()).await.unwrap();
+    for chunk in body.as_bytes().chunks(body.len() / 6 + 1) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        c.write_all(chunk).await.expect("the upload is not cut");
+    }
+    let (status, _, resp) = read_response(&mut c).await;
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&resp));
+    let space: Value = serde_json::from_slice(&resp).unwrap();
+    let space_id = space["space_id"].as_str().unwrap();
+
+    // An upgraded connection is a realtime session: silent for 3 s, it still works.
+    let mut ws = s.stream(&tok).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    ws.send_json(serde_json::json!({"type": "join", "space_id": space_id}))
+        .await;
+    let joined = ws.next_matching(|v| v["type"] == "joined").await;
+    assert_eq!(joined["space_id"], space_id);
+    let metrics = s
+        .http
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("spacecast_http_connections_closed_total{reason=\"upgraded\"} 1"),
+        "the upgraded connection left the HTTP count"
+    );
+}
