@@ -38,6 +38,8 @@ MSG = {
     "shutting_down": "Server is shutting down",
     "internal": "Internal error",
     "too_many_connections": "At most 32 realtime connections per user; close one first",
+    "uri_too_long": "The request URI is too long",
+    "headers_too_large": "The request headers are too large",
 }
 
 def ref(name): return {"$ref": f"#/components/schemas/{name}"}
@@ -92,6 +94,15 @@ Every response is JSON except `/metrics` (Prometheus text) and the bytes of `/ap
 (`invalid_frame`, `not_joined`, `too_many_spaces` and `refresh_refused` occur only in stream `error` frames). A path no route serves gives 404
 `not_found`; a wrong method on a served path gives 405 `method_not_allowed`; an unexpected failure gives
 500 `internal`.
+
+## HTTP limits
+Connection-level answers, possible on every path: a request line or header that cannot be parsed gives 400
+`invalid_request`, a URI over 64 KiB 414 `uri_too_long`, more than 100 headers (or a head over ~400 KiB) 431
+`headers_too_large`; each closes the connection. Beyond `max_http_connections` open connections a new connection
+gets 503 `overloaded` with `Retry-After` and is closed. A request head must be complete within
+`http_header_timeout` (default 10 s) and a kept-alive connection with no request in flight is closed after
+`http_idle_timeout` (default 60 s). A body whose `Content-Length` exceeds the route's limit is refused with 413
+`payload_too_large` before it is read (an `Expect: 100-continue` client gets no `100 Continue`).
 
 ## Retry-After
 Transient refusals are 503 with a `Retry-After` header (whole seconds): `overloaded` (a space's command queue is
@@ -528,6 +539,10 @@ responses = {
     "Unauthorized": err("Missing, malformed, expired, not yet valid or wrongly signed token, or claims outside their bounds (the only 401s).",
                         ["unauthenticated", "invalid_token", "invalid_claims"]),
     "InternalError": err("Unexpected failure; details are only logged.", ["internal"]),
+    "UriTooLong": err("The request URI is too long (the connection is closed).", ["uri_too_long"]),
+    "HeadersTooLarge": err("Too many or too large request headers (the connection is closed).", ["headers_too_large"]),
+    "ConnectionCap": err("The node is at its HTTP connection limit (`max_http_connections`); the connection is closed.",
+                         ["overloaded"], {"overloaded": "Too many HTTP connections; retry shortly"}, retry=True),
 }
 
 parameters = {
@@ -751,6 +766,20 @@ paths = {
         },
     }},
 }
+
+# Connection-level answers (see "HTTP limits" above) are possible on every operation.
+for _path, _ops in paths.items():
+    for _op in _ops.values():
+        _r = _op["responses"]
+        _r.setdefault("414", rr("UriTooLong"))
+        _r.setdefault("431", rr("HeadersTooLarge"))
+        if "503" not in _r:
+            _r["503"] = rr("ConnectionCap")
+        elif "$ref" not in _r["503"]:
+            _ex = _r["503"]["content"]["application/json"]["examples"]
+            if "overloaded" not in _ex:
+                _ex["overloaded"] = {"value": {"error": "Too many HTTP connections; retry shortly", "code": "overloaded"}}
+                _r["503"]["description"] += " Also `overloaded` at the HTTP connection limit."
 
 doc = {
     "openapi": "3.1.0",

@@ -90,6 +90,17 @@ pub struct ConfigArgs {
     /// Longest a graceful shutdown waits for in-flight work (e.g. `20s`).
     #[arg(long, env = "SPACECAST_SHUTDOWN_TIMEOUT")]
     pub shutdown_timeout: Option<String>,
+    /// Longest a client may take to send a complete request head, counted from the connection's
+    /// accept or from the first byte of a later request (e.g. `10s`).
+    #[arg(long, env = "SPACECAST_HTTP_HEADER_TIMEOUT")]
+    pub http_header_timeout: Option<String>,
+    /// Longest a kept-alive HTTP connection may stay open with no request in flight (e.g. `60s`).
+    #[arg(long, env = "SPACECAST_HTTP_IDLE_TIMEOUT")]
+    pub http_idle_timeout: Option<String>,
+    /// Open HTTP connections allowed (WebSockets count in `max_connections` instead); beyond it,
+    /// new connections get a 503 `overloaded` and are closed.
+    #[arg(long, env = "SPACECAST_MAX_HTTP_CONNECTIONS")]
+    pub max_http_connections: Option<usize>,
 }
 
 /// Which store backend.
@@ -126,6 +137,9 @@ pub struct Config {
     pub max_connections_per_user: usize,
     pub max_spaces_per_session: usize,
     pub ws_ping_interval: Duration,
+    pub http_header_timeout: Duration,
+    pub http_idle_timeout: Duration,
+    pub max_http_connections: usize,
 }
 
 /// A configuration problem, naming the option.
@@ -139,6 +153,11 @@ fn duration(name: &str, v: Option<String>, default: Duration) -> Result<Duration
         Some(s) => humantime::parse_duration(s.trim())
             .map_err(|e| ConfigError(format!("{name} = {s:?}: {e} (use e.g. 30s, 5m)"))),
     }
+}
+
+/// `Some(d)` unless `d` is zero (a zero timeout would close every connection at once).
+fn nonzero(d: Duration) -> Option<Duration> {
+    (!d.is_zero()).then_some(d)
 }
 
 impl ConfigArgs {
@@ -178,7 +197,10 @@ impl ConfigArgs {
             shutdown_timeout,
             max_connections_per_user,
             max_spaces_per_session,
-            ws_ping_interval
+            ws_ping_interval,
+            http_header_timeout,
+            http_idle_timeout,
+            max_http_connections
         );
         Ok(self)
     }
@@ -292,6 +314,26 @@ impl ConfigArgs {
                 self.ws_ping_interval,
                 Duration::from_secs(25),
             )?,
+            http_header_timeout: nonzero(duration(
+                "http_header_timeout",
+                self.http_header_timeout,
+                Duration::from_secs(10),
+            )?)
+            .ok_or_else(|| ConfigError("http_header_timeout must be greater than 0".into()))?,
+            http_idle_timeout: nonzero(duration(
+                "http_idle_timeout",
+                self.http_idle_timeout,
+                Duration::from_secs(60),
+            )?)
+            .ok_or_else(|| ConfigError("http_idle_timeout must be greater than 0".into()))?,
+            // 10,000: far above what one node's REST clients need at once (Space7 requests are
+            // short, and a proxy in front pools connections), yet its worst case (each holding
+            // hyper's read buffer) stays within a few hundred MB.
+            max_http_connections: positive(
+                "max_http_connections",
+                self.max_http_connections,
+                10_000,
+            )?,
         };
         if config.ws_ping_interval < Duration::from_millis(100) {
             return Err(ConfigError(format!(
@@ -331,6 +373,30 @@ mod tests {
         assert_eq!(c.store, StoreKind::Embedded);
         assert!(c.jwt_secret.is_none());
         assert!(c.node_id.starts_with("node-"));
+        assert_eq!(c.http_header_timeout, Duration::from_secs(10));
+        assert_eq!(c.http_idle_timeout, Duration::from_secs(60));
+        assert_eq!(c.max_http_connections, 10_000);
+    }
+
+    #[test]
+    fn http_limits_must_be_positive() {
+        for args in [
+            ConfigArgs {
+                http_header_timeout: Some("0s".into()),
+                ..Default::default()
+            },
+            ConfigArgs {
+                http_idle_timeout: Some("0s".into()),
+                ..Default::default()
+            },
+            ConfigArgs {
+                max_http_connections: Some(0),
+                ..Default::default()
+            },
+        ] {
+            let e = args.validate().unwrap_err().to_string();
+            assert!(e.contains("http"), "{e}");
+        }
     }
 
     #[test]

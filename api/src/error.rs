@@ -136,6 +136,8 @@ pub const CODES: &[&str] = &[
     "invalid_claims",
     "invalid_json",
     "invalid_request",
+    "uri_too_long",
+    "headers_too_large",
     "empty_message",
     "content_too_long",
     "invalid_content",

@@ -3,6 +3,7 @@
 //! The path of one request, by file:
 //! 1. `main.rs` → [`cli`]: parse the command line, build the [`config::Config`];
 //! 2. [`server`]: open the store, start the engine, serve, shut down in order;
+//!    [`listener`]: the accept loop and its limits (connection cap, header and idle timeouts);
 //! 3. [`routes`]: one file per REST resource (`routes/spaces.rs`, `routes/messages.rs`, …);
 //!    [`stream`]: the `/v1/stream` WebSocket, one file per command;
 //! 4. [`auth`]: bearer JWT verification; [`error`]: the one place errors become HTTP;
@@ -16,6 +17,7 @@ pub mod cli;
 pub mod config;
 pub mod connections;
 pub mod error;
+pub mod listener;
 pub mod media;
 pub mod routes;
 pub mod server;

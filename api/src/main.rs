@@ -43,6 +43,7 @@ fn prepare(
         LogFormat::Text
     };
     init_tracing("info,warp=warn", format);
+    raise_descriptor_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -51,6 +52,23 @@ fn prepare(
             ExitCode::FAILURE
         })?;
     Ok((config, runtime))
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit: every connection holds a descriptor, and the
+/// usual soft default (1024) would cap the server far below its configured limits. The server
+/// then fits its connection caps to the result (`listener::fit_descriptors`).
+fn raise_descriptor_limit() {
+    match (
+        rlimit::getrlimit(rlimit::Resource::NOFILE),
+        rlimit::increase_nofile_limit(u64::MAX),
+    ) {
+        (Ok((before, hard)), Ok(now)) => {
+            tracing::info!(before, now, hard, "descriptor limit (RLIMIT_NOFILE)");
+        }
+        (_, Err(e)) | (Err(e), _) => {
+            tracing::warn!(error = %e, "cannot raise the descriptor limit (RLIMIT_NOFILE)");
+        }
+    }
 }
 
 fn migrate(args: ConfigArgs, file: Option<&std::path::Path>) -> ExitCode {

@@ -23,6 +23,7 @@ use warp::Filter;
 use crate::app::App;
 use crate::auth::{Authenticator, load_or_create_secret};
 use crate::config::{Config, StoreKind};
+use crate::listener::{self, Limits, fit_descriptors};
 use crate::media::MediaStore;
 use crate::routes::{recover, routes};
 
@@ -60,11 +61,12 @@ pub async fn serve(config: Config, metrics: Metrics) -> anyhow::Result<()> {
     };
     let engine = Engine::start(engine_config, store, metrics.clone()).await?;
     let media = MediaStore::open(&config.data_dir).context("cannot create the media directory")?;
+    let mut config = config;
+    let limits = connection_limits(&mut config, &metrics);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let mut config = config;
     config.listen = addr;
     let shutdown_timeout = config.shutdown_timeout;
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -85,10 +87,8 @@ pub async fn serve(config: Config, metrics: Metrics) -> anyhow::Result<()> {
     println!("spacecast listening on http://{addr}");
     let _ = std::io::stdout().flush();
 
-    let server = warp::serve(routes)
-        .incoming(listener)
-        .graceful(stopping)
-        .run();
+    let service = hyper_util::service::TowerToHyperService::new(warp::service(routes));
+    let server = listener::serve(listener, service, limits, app.metrics.clone(), stopping);
     // Serve until the signal; then give in-flight requests `shutdown_timeout` to finish.
     let drain_deadline = async move {
         let _ = stopped.wait_for(|stop| *stop).await;
@@ -109,6 +109,56 @@ pub async fn serve(config: Config, metrics: Metrics) -> anyhow::Result<()> {
     engine.shutdown(shutdown_timeout).await;
     tracing::info!("spacecast stopped");
     Ok(())
+}
+
+/// The HTTP limits, with `max_http_connections` and `max_connections` lowered (in `config` too)
+/// when together with the descriptor reserve they exceed the process's descriptor limit: past
+/// it, accepts fail and the store cannot open files. Logs the effective caps and sets their gauge.
+fn connection_limits(config: &mut Config, metrics: &Metrics) -> Limits {
+    let nofile = match rlimit::getrlimit(rlimit::Resource::NOFILE) {
+        Ok((soft, _hard)) => soft,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the descriptor limit; assuming 1024");
+            1024
+        }
+    };
+    let fit = fit_descriptors(nofile, config.max_http_connections, config.max_connections);
+    if fit.lowered {
+        tracing::warn!(
+            descriptor_limit = nofile,
+            reserve = listener::DESCRIPTOR_RESERVE,
+            max_http_connections = config.max_http_connections,
+            max_connections = config.max_connections,
+            effective_max_http_connections = fit.http,
+            effective_max_connections = fit.realtime,
+            "max_http_connections + max_connections + reserve exceed the descriptor limit; \
+             lowering the caps to fit (raise the hard limit, e.g. LimitNOFILE, to keep them)"
+        );
+    }
+    config.max_http_connections = fit.http;
+    config.max_connections = fit.realtime;
+    metrics
+        .connection_limit
+        .with_label_values(&["http"])
+        .set(i64::try_from(fit.http).unwrap_or(i64::MAX));
+    metrics
+        .connection_limit
+        .with_label_values(&["realtime"])
+        .set(i64::try_from(fit.realtime).unwrap_or(i64::MAX));
+    tracing::info!(
+        descriptor_limit = nofile,
+        max_http_connections = fit.http,
+        max_connections = fit.realtime,
+        http_header_timeout = ?config.http_header_timeout,
+        http_idle_timeout = ?config.http_idle_timeout,
+        "connection limits"
+    );
+    Limits {
+        max_connections: fit.http,
+        max_refusals: fit.refusals,
+        header_timeout: config.http_header_timeout,
+        idle_timeout: config.http_idle_timeout,
+    }
 }
 
 /// Opens the configured store backend.

@@ -20,6 +20,11 @@ use prometheus::{
 pub mod names {
     pub const HTTP_REQUESTS: &str = "spacecast_http_requests_total";
     pub const HTTP_DURATION: &str = "spacecast_http_request_duration_seconds";
+    pub const HTTP_CONNECTIONS: &str = "spacecast_http_connections";
+    pub const HTTP_CONNECTIONS_CLOSED: &str = "spacecast_http_connections_closed_total";
+    pub const HTTP_CONNECTIONS_REFUSED: &str = "spacecast_http_connections_refused_total";
+    pub const HTTP_ACCEPT_ERRORS: &str = "spacecast_http_accept_errors_total";
+    pub const CONNECTION_LIMIT: &str = "spacecast_connection_limit";
     pub const SPACE_ACTORS: &str = "spacecast_space_actors";
     pub const SPACE_COMMANDS_INFLIGHT: &str = "spacecast_space_commands_inflight";
     pub const SPACE_ADMISSION_REJECTED: &str = "spacecast_space_admission_rejected_total";
@@ -56,6 +61,18 @@ pub struct Inner {
     pub http_requests: IntCounterVec,
     /// Request latency by route template.
     pub http_duration: HistogramVec,
+    /// Open HTTP connections (not yet upgraded to a WebSocket).
+    pub http_connections: IntGauge,
+    /// HTTP connections closed, by reason (`normal`, `upgraded`, `header_timeout`,
+    /// `idle_timeout`, `shutdown`, `parse_error`, `io_error`).
+    pub http_connections_closed: IntCounterVec,
+    /// Connections refused at the HTTP cap, by action (`answered` with 503, or `dropped`).
+    pub http_connections_refused: IntCounterVec,
+    /// Failed accepts, by kind (`aborted` by the peer, or `resources`: out of descriptors/memory).
+    pub http_accept_errors: IntCounterVec,
+    /// The effective connection caps after fitting the descriptor limit, by kind (`http`,
+    /// `realtime`).
+    pub connection_limit: IntGaugeVec,
     /// Space actors alive on this node.
     pub space_actors: IntGauge,
     /// Commands admitted to space actors and not yet answered (all spaces).
@@ -151,6 +168,35 @@ impl Metrics {
                     LATENCY_BUCKETS
                 ),
                 &["route"]
+            )),
+            http_connections: reg!(IntGauge::new(
+                names::HTTP_CONNECTIONS,
+                "Open HTTP connections (not yet upgraded to a WebSocket)"
+            )),
+            http_connections_closed: reg!(IntCounterVec::new(
+                Opts::new(
+                    names::HTTP_CONNECTIONS_CLOSED,
+                    "HTTP connections closed, by reason"
+                ),
+                &["reason"]
+            )),
+            http_connections_refused: reg!(IntCounterVec::new(
+                Opts::new(
+                    names::HTTP_CONNECTIONS_REFUSED,
+                    "HTTP connections refused at the connection cap, by action"
+                ),
+                &["action"]
+            )),
+            http_accept_errors: reg!(IntCounterVec::new(
+                Opts::new(names::HTTP_ACCEPT_ERRORS, "Failed accepts, by kind"),
+                &["kind"]
+            )),
+            connection_limit: reg!(IntGaugeVec::new(
+                Opts::new(
+                    names::CONNECTION_LIMIT,
+                    "Effective connection caps after fitting the descriptor limit"
+                ),
+                &["kind"]
             )),
             space_actors: reg!(IntGauge::new(
                 names::SPACE_ACTORS,
@@ -326,10 +372,23 @@ mod tests {
         m.ws_closed.with_label_values(&["normal"]).inc();
         m.ws_frames_in.with_label_values(&["join"]).inc();
         m.ws_refused.with_label_values(&["overloaded"]).inc();
+        m.http_connections_closed
+            .with_label_values(&["normal"])
+            .inc();
+        m.http_connections_refused
+            .with_label_values(&["answered"])
+            .inc();
+        m.http_accept_errors.with_label_values(&["aborted"]).inc();
+        m.connection_limit.with_label_values(&["http"]).set(1);
         let text = m.render();
         for name in [
             names::HTTP_REQUESTS,
             names::HTTP_DURATION,
+            names::HTTP_CONNECTIONS,
+            names::HTTP_CONNECTIONS_CLOSED,
+            names::HTTP_CONNECTIONS_REFUSED,
+            names::HTTP_ACCEPT_ERRORS,
+            names::CONNECTION_LIMIT,
             names::SPACE_ACTORS,
             names::SPACE_COMMANDS_INFLIGHT,
             names::SPACE_ADMISSION_REJECTED,

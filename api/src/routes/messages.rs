@@ -17,7 +17,7 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 
 use super::spaces::{parse_space_id, readable_space};
-use super::{authorization, parse_json, read_body, respond, started, user, with_app};
+use super::{authorization, body_within, parse_json, read_body, respond, started, user, with_app};
 use crate::app::AppRef;
 use crate::auth::User;
 use crate::error::{ApiError, json_response};
@@ -27,6 +27,7 @@ pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
     let base = || with_app(app.clone()).and(started()).and(authorization());
     let send = warp::path!("api" / "messages" / String)
         .and(warp::post())
+        .and(body_within(app.clone(), send_body_limit))
         .and(base())
         .and(warp::header::optional::<String>("content-type"))
         .and(warp::body::stream())
@@ -89,6 +90,24 @@ pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
         .or(delete)
         .unify()
         .boxed()
+}
+
+/// The body limit of a send: multipart carries media (`max_media_bytes` plus 64 KiB for the
+/// other fields and the framing, as [`parse_multipart`] enforces), JSON only text.
+fn send_body_limit(app: &AppRef, content_type: Option<&str>) -> usize {
+    if content_type.is_some_and(is_multipart) {
+        app.config.max_media_bytes.saturating_add(64 * 1024)
+    } else {
+        app.config.max_body_bytes
+    }
+}
+
+/// Whether a `Content-Type` is `multipart/form-data`.
+fn is_multipart(content_type: &str) -> bool {
+    content_type
+        .trim_start()
+        .to_ascii_lowercase()
+        .starts_with("multipart/form-data")
 }
 
 /// The request body as a stream of `Bytes` (zero-copy for hyper's chunks).

@@ -11,7 +11,10 @@ use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
-use super::{authorization, parse_json, read_body, respond, started, user, with_app};
+use super::{
+    authorization, body_within, json_body_limit, parse_json, read_body, respond, started, user,
+    with_app,
+};
 use crate::app::AppRef;
 use crate::auth::User;
 use crate::error::{ApiError, json_response};
@@ -23,6 +26,7 @@ pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
     let base = || with_app(app.clone()).and(started()).and(authorization());
     let create = warp::path!("api" / "spaces")
         .and(warp::post())
+        .and(body_within(app.clone(), json_body_limit))
         .and(base())
         .and(warp::body::stream())
         .then(|app: AppRef, t, auth, body| async move {
@@ -53,6 +57,7 @@ pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
         });
     let join = warp::path!("api" / "spaces" / String / "join")
         .and(warp::post())
+        .and(body_within(app.clone(), json_body_limit))
         .and(base())
         .and(warp::body::stream())
         .then(|id: String, app: AppRef, t, auth, body| async move {

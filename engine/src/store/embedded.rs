@@ -115,7 +115,10 @@ struct Open {
 
 impl Open {
     fn at(path: &Path) -> Result<Self> {
-        let db = Database::builder(path).open().map_err(io_err)?;
+        let db = Database::builder(path)
+            .max_cached_files(Some(MAX_CACHED_FILES))
+            .open()
+            .map_err(io_err)?;
         let ks = |name: &str| {
             db.keyspace(name, KeyspaceCreateOptions::default)
                 .map_err(io_err)
@@ -134,6 +137,11 @@ impl Open {
         Ok(Open { db, t })
     }
 }
+
+/// Table files fjall keeps open at most (its default is 900). The edge keeps a reserve of 256
+/// descriptors for the store and the process (`api/src/listener.rs`, `DESCRIPTOR_RESERVE`); this
+/// stays well inside it, leaving room for journal files and media.
+const MAX_CACHED_FILES: usize = 128;
 
 /// What readers and the writer thread share.
 struct Shared {
