@@ -28,6 +28,9 @@
 #   CQL_RAW_MODES="batch concurrent"
 #   SPACECAST_CASSANDRA_PORT=9042   CQL port (as scripts/cassandra.sh)
 #   SPACECAST_BIN=path   use this server binary instead of building spacecast-api
+#   SERVER_CPUS=0 LOADGEN_CPUS=1   pin the server and the load generator to these CPUs
+#                        (taskset -c), so a figure says what one core of the server does;
+#                        set both empty to run unpinned (rows before 2026-12-02 were unpinned)
 #   BENCH_OUT=file       also append each scenario's JSON result line to file
 #                        (with "store" added)
 set -euo pipefail
@@ -70,6 +73,12 @@ embedded | cql) ;;
     exit 2
     ;;
 esac
+SERVER_CPUS=${SERVER_CPUS-0}
+LOADGEN_CPUS=${LOADGEN_CPUS-1}
+server_pin=()
+loadgen_pin=()
+if [[ -n $SERVER_CPUS ]]; then server_pin=(taskset -c "$SERVER_CPUS"); fi
+if [[ -n $LOADGEN_CPUS ]]; then loadgen_pin=(taskset -c "$LOADGEN_CPUS"); fi
 READY_TIMEOUT_S=30
 STOP_TIMEOUT_S=10
 
@@ -208,7 +217,7 @@ start_server() {
         "$server_bin" migrate "${store_args[@]}"
     fi
     echo "\$ $server_bin serve --listen 127.0.0.1:$port --data-dir $data_dir --jwt-secret \"\$SPACECAST_JWT_SECRET\" ${store_args[*]}"
-    "$server_bin" serve --listen "127.0.0.1:$port" --data-dir "$data_dir" \
+    "${server_pin[@]}" "$server_bin" serve --listen "127.0.0.1:$port" --data-dir "$data_dir" \
         --jwt-secret "$SPACECAST_JWT_SECRET" "${store_args[@]}" >"$server_log" 2>&1 &
     server_pid=$!
 
@@ -251,7 +260,7 @@ run_scenario() {
     echo
     echo "================ $name (store: $store) ================"
     start_server "$name"
-    local cmd=("$loadtest_bin" "$name" --url "$url" "$@" --json)
+    local cmd=("${loadgen_pin[@]}" "$loadtest_bin" "$name" --url "$url" "$@" --json)
     echo "\$ SPACECAST_JWT_SECRET=<per-run random> ${cmd[*]}"
     local out="$workdir/$name.out"
     "${cmd[@]}" | tee "$out"
@@ -315,6 +324,10 @@ if [[ $BENCH_STORE == cql ]] || $run_cql_raw; then
     fi
 else
     echo "note:      server and loadtest share this machine"
+fi
+echo "pinning:   server on CPUs ${SERVER_CPUS:-any}, loadtest on CPUs ${LOADGEN_CPUS:-any} (taskset)"
+if [[ -n ${SPACECAST_BIN:-} ]]; then
+    echo "server:    $SPACECAST_BIN"
 fi
 
 if [[ $mode == sends || $mode == all ]]; then
