@@ -265,6 +265,12 @@ run_scenario() {
     local out="$workdir/$name.out"
     "${cmd[@]}" | tee "$out"
     record "$out" "$BENCH_STORE"
+    # The server's memory after the run and at its peak (bounded memory is part of the result).
+    if [[ -r /proc/$server_pid/status ]]; then
+        awk '/^VmRSS:/ {rss = $2} /^VmHWM:/ {hwm = $2}
+             END {printf "server rss: %.0f MiB at the end, %.0f MiB at the peak\n", rss / 1024, hwm / 1024}' \
+            "/proc/$server_pid/status"
+    fi
     stop_server
     drop_keyspace
 }
