@@ -393,24 +393,29 @@ async fn token_reads_data_dir_and_secret_from_the_config_file() {
 
 #[tokio::test]
 async fn media_url_never_comes_from_the_host_header() {
+    /// Sends a picture with a forged `Host` header; returns the stored `media_url`.
+    async fn send_with_host(s: &Server, tok: &str, host: &str) -> String {
+        let id = s.create_space(tok, "Hosts").await["space_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let r = s
+            .http
+            .post(s.url(&format!("/api/messages/{id}")))
+            .bearer_auth(tok)
+            .header("host", host)
+            .multipart(png_form(None))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let m: Value = r.json().await.unwrap();
+        m["media_url"].as_str().unwrap().to_owned()
+    }
     let s = Server::start(&[]).await;
     let ada = token("ada");
-    let id = s.create_space(&ada, "Hosts").await["space_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let r = s
-        .http
-        .post(s.url(&format!("/api/messages/{id}")))
-        .bearer_auth(&ada)
-        .header("host", "evil.example.com:443@x")
-        .multipart(png_form(None))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let m: Value = r.json().await.unwrap();
-    let url = m["media_url"].as_str().unwrap();
+    let url = send_with_host(&s, &ada, "evil.example.com:443@x").await;
+    let url = url.as_str();
     assert!(!url.contains("evil"), "{url}");
     assert_eq!(
         url,
@@ -420,21 +425,7 @@ async fn media_url_never_comes_from_the_host_header() {
     assert_eq!(s.http.get(s.url(url)).send().await.unwrap().status(), 200);
 
     let s = Server::start(&["--public-url", "https://chat.example.org/"]).await;
-    let id = s.create_space(&ada, "Hosts").await["space_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let r = s
-        .http
-        .post(s.url(&format!("/api/messages/{id}")))
-        .bearer_auth(&ada)
-        .header("host", "evil.example.com")
-        .multipart(png_form(None))
-        .send()
-        .await
-        .unwrap();
-    let m: Value = r.json().await.unwrap();
-    let url = m["media_url"].as_str().unwrap();
+    let url = send_with_host(&s, &ada, "evil.example.com").await;
     assert!(
         url.starts_with("https://chat.example.org/api/media/"),
         "absolute under --public-url: {url}"

@@ -133,15 +133,7 @@ async fn a_slowloris_head_and_a_silent_connection_are_closed_by_the_header_timeo
             .is_some(),
         "a silent connection is closed within 10 s of a 1 s header timeout"
     );
-    let metrics = s
-        .http
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics_text().await;
     assert!(
         metrics.contains("spacecast_http_connections_closed_total{reason=\"header_timeout\"}"),
         "header timeouts are counted"
@@ -530,15 +522,7 @@ async fn a_slow_upload_and_a_websocket_outlive_the_header_and_idle_timeouts() {
         .await;
     let joined = ws.next_matching(|v| v["type"] == "joined").await;
     assert_eq!(joined["space_id"], space_id);
-    let metrics = s
-        .http
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics_text().await;
     assert!(
         metrics.contains("spacecast_http_connections_closed_total{reason=\"upgraded\"} 1"),
         "the upgraded connection left the HTTP count"

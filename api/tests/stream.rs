@@ -31,20 +31,9 @@ fn id_of(v: &Value) -> String {
     v["message_id"].as_str().expect("message_id").to_owned()
 }
 
-/// Sends `join` and returns the answer for that space (`joined` or `error`).
-async fn join(ws: &mut Ws, space: &str, since: Option<u64>) -> Value {
-    let mut frame = json!({"type": "join", "space_id": space});
-    if let Some(since) = since {
-        frame["since_seq"] = json!(since);
-    }
-    ws.send_json(frame).await;
-    ws.next_matching(|v| (v["type"] == "joined" || v["type"] == "error") && v["space_id"] == space)
-        .await
-}
-
 /// Joins and asserts success; returns `head_seq`.
 async fn join_ok(ws: &mut Ws, space: &str, since: Option<u64>) -> u64 {
-    let j = join(ws, space, since).await;
+    let j = ws.join(space, since).await;
     assert_eq!(j["type"], "joined", "join {space}: {j}");
     j["head_seq"].as_u64().expect("head_seq")
 }
@@ -116,7 +105,7 @@ async fn join_reports_head_seq_and_rest_changes_arrive_as_ordered_events() {
 
     // u3 is not a member: it may still watch a public space.
     let mut ws = s.stream(&t3).await;
-    let joined = join(&mut ws, &space, None).await;
+    let joined = ws.join(&space, None).await;
     assert_eq!(joined["type"], "joined");
     assert_eq!(joined["space_id"], space.as_str());
     assert_eq!(joined["head_seq"], 5, "head_seq counts the prior changes");
@@ -188,7 +177,7 @@ async fn join_refuses_unknown_and_invisible_spaces() {
     let mut outsider = s.stream(&t3).await;
     let unknown = uuid_like();
     for space in [unknown.as_str(), "not-a-space-id", private.as_str()] {
-        let e = join(&mut outsider, space, None).await;
+        let e = outsider.join(space, None).await;
         assert_eq!(e["type"], "error", "join {space}: {e}");
         assert_eq!(e["code"], "not_found", "join {space}: {e}");
     }

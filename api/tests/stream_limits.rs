@@ -18,17 +18,6 @@ async fn new_space(s: &Server, owner: &str) -> String {
     space["space_id"].as_str().expect("space_id").to_owned()
 }
 
-/// Sends `join` and returns the answer for that space (`joined` or `error`).
-async fn join(ws: &mut Ws, space: &str, since: Option<u64>) -> Value {
-    let mut frame = json!({"type": "join", "space_id": space});
-    if let Some(since) = since {
-        frame["since_seq"] = json!(since);
-    }
-    ws.send_json(frame).await;
-    ws.next_matching(|v| (v["type"] == "joined" || v["type"] == "error") && v["space_id"] == space)
-        .await
-}
-
 /// Reads until the server closes; returns the close code and reason (`None` without a close
 /// frame). Panics after `within`.
 async fn close_of(ws: &mut Ws, within: Duration) -> Option<(u16, String)> {
@@ -117,7 +106,7 @@ async fn a_session_is_closed_4001_token_expired_at_exp() {
     let started = Instant::now();
     let mut ws = s.stream(&short).await;
     // The session works until then.
-    assert_eq!(join(&mut ws, &space, None).await["type"], "joined");
+    assert_eq!(ws.join(&space, None).await["type"], "joined");
     let close = close_of(&mut ws, Duration::from_secs(20)).await;
     assert_eq!(
         close,
@@ -142,7 +131,7 @@ async fn a_refreshed_session_stays_open_past_the_first_exp_and_still_gets_events
     let space = new_space(&s, &owner).await;
     let first_exp = unix_now() + 3;
     let mut ws = s.stream(&token_with(common::SECRET, "u1", 3)).await;
-    assert_eq!(join(&mut ws, &space, None).await["type"], "joined");
+    assert_eq!(ws.join(&space, None).await["type"], "joined");
 
     let fresh = token_with(common::SECRET, "u1", 3600);
     ws.send_json(json!({"type": "refresh", "token": fresh}))
@@ -353,11 +342,11 @@ async fn joins_beyond_the_per_session_space_cap_are_refused() {
     }
     let mut ws = s.stream(&t1).await;
     for space in &spaces[..3] {
-        assert_eq!(join(&mut ws, space, None).await["type"], "joined");
+        assert_eq!(ws.join(space, None).await["type"], "joined");
     }
     // Joining one already joined again does not count twice.
-    assert_eq!(join(&mut ws, &spaces[0], None).await["type"], "joined");
-    let e = join(&mut ws, &spaces[3], None).await;
+    assert_eq!(ws.join(&spaces[0], None).await["type"], "joined");
+    let e = ws.join(&spaces[3], None).await;
     assert_eq!(
         (&e["type"], &e["code"]),
         (&json!("error"), &json!("too_many_spaces")),
@@ -372,7 +361,7 @@ async fn joins_beyond_the_per_session_space_cap_are_refused() {
     ws.send_json(json!({"type": "leave", "space_id": spaces[1]}))
         .await;
     assert_eq!(ws.next_json().await.expect("left")["type"], "left");
-    assert_eq!(join(&mut ws, &spaces[3], None).await["type"], "joined");
+    assert_eq!(ws.join(&spaces[3], None).await["type"], "joined");
 }
 
 // ---- 5. Replay memory is bounded per session ----
@@ -552,7 +541,7 @@ async fn a_peer_that_answers_pings_stays_open() {
         }
     }
     assert!(pings >= 2, "pings arrive every second ({pings})");
-    assert_eq!(join(&mut ws, &space, None).await["type"], "joined");
+    assert_eq!(ws.join(&space, None).await["type"], "joined");
 }
 
 // ---- 7. Oversized client frames ----

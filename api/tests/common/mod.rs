@@ -380,6 +380,20 @@ impl Ws {
         }
     }
 
+    /// Sends `join` (with `since_seq` when given) and returns the answer for that space (`joined`
+    /// or `error`).
+    pub async fn join(&mut self, space: &str, since: Option<u64>) -> Value {
+        let mut frame = serde_json::json!({"type": "join", "space_id": space});
+        if let Some(since) = since {
+            frame["since_seq"] = serde_json::json!(since);
+        }
+        self.send_json(frame).await;
+        self.next_matching(|v| {
+            (v["type"] == "joined" || v["type"] == "error") && v["space_id"] == space
+        })
+        .await
+    }
+
     /// Reads until the server closes; returns the close code.
     pub async fn close_code(&mut self) -> Option<u16> {
         let until = Instant::now() + Duration::from_secs(30);
@@ -495,6 +509,13 @@ impl Server {
             }
             page += 1;
         }
+    }
+
+    /// The `/metrics` text.
+    pub async fn metrics_text(&self) -> String {
+        let r = self.http.get(self.url("/metrics")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "GET /metrics");
+        r.text().await.unwrap()
     }
 
     /// `GET path` with a token; the JSON body of a 200 response.
