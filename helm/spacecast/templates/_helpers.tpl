@@ -128,6 +128,10 @@ The container environment: every Spacecast option as SPACECAST_<NAME>.
     fieldRef:
       fieldPath: metadata.name
 {{- end }}
+{{- with .Values.config.publicUrl }}
+- name: SPACECAST_PUBLIC_URL
+  value: {{ . | quote }}
+{{- end }}
 - name: SPACECAST_LOG_FORMAT
   value: {{ .Values.config.logFormat | quote }}
 {{- with .Values.config.rustLog }}
