@@ -89,7 +89,10 @@ impl From<EngineError> for ApiError {
             EngineError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status.is_server_error() {
-            tracing::warn!(code = e.code(), error = %e, "request failed");
+            // Debug only: a client can provoke these (503 overloaded) at will, and the causes are
+            // logged where they happen (the store's failures, rate-limited) and counted by the
+            // request metrics.
+            tracing::debug!(code = e.code(), error = %e, "request failed");
         }
         // Internal details stay in the log.
         let message = match &e {

@@ -57,6 +57,9 @@ pub struct Metrics(Arc<Inner>);
 /// The metric handles; public so each part records its own without string lookups.
 pub struct Inner {
     registry: Registry,
+    /// Store failures (every call fails while a store is down) are logged at `warn`/`error` at
+    /// most once a second through this; the rest go to `debug`. Each is counted regardless.
+    pub store_failure_log: LogLimiter,
     /// Requests by route template and status class.
     pub http_requests: IntCounterVec,
     /// Request latency by route template.
@@ -304,6 +307,7 @@ impl Metrics {
                 &["reason"]
             )),
             registry,
+            store_failure_log: LogLimiter::new(std::time::Duration::from_secs(1)),
         };
         #[cfg(target_os = "linux")]
         {
@@ -340,6 +344,37 @@ pub enum LogFormat {
 
 /// Installs the process-wide log subscriber writing to stderr. `RUST_LOG` overrides `default_filter`.
 /// Called once, by the binary only.
+/// Lets one log line through per period, so a failure that repeats on every call (a store that is
+/// down, a flood of bad input) costs one line per period, not one per event. Lock-free.
+pub struct LogLimiter {
+    epoch: std::time::Instant,
+    period_ms: u64,
+    /// Milliseconds since `epoch` of the last line let through, plus one (0: none yet).
+    last: std::sync::atomic::AtomicU64,
+}
+
+impl LogLimiter {
+    pub fn new(period: std::time::Duration) -> Self {
+        LogLimiter {
+            epoch: std::time::Instant::now(),
+            period_ms: period.as_millis() as u64,
+            last: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Whether this line may be logged at its full level.
+    pub fn allow(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = self.epoch.elapsed().as_millis() as u64 + 1;
+        let last = self.last.load(Relaxed);
+        (last == 0 || now.saturating_sub(last) >= self.period_ms)
+            && self
+                .last
+                .compare_exchange(last, now, Relaxed, Relaxed)
+                .is_ok()
+    }
+}
+
 pub fn init_tracing(default_filter: &str, format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter =
@@ -356,6 +391,15 @@ pub fn init_tracing(default_filter: &str, format: LogFormat) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_log_limiter_lets_one_line_through_per_period() {
+        let l = LogLimiter::new(std::time::Duration::from_secs(3600));
+        assert!(l.allow(), "the first line");
+        assert!(!l.allow() && !l.allow(), "the rest of the period");
+        let every = LogLimiter::new(std::time::Duration::ZERO);
+        assert!(every.allow() && every.allow());
+    }
 
     #[test]
     fn every_named_metric_is_exported() {

@@ -72,7 +72,9 @@ async fn readyz(app: AppRef) -> Result<Response, ApiError> {
             &json!({"status": "ready", "store": "ok", "bus": "in-process", "node_id": app.config.node_id}),
         )),
         Err(e) => {
-            tracing::warn!(error = %e, "readiness check: store unreachable");
+            // `/readyz` needs no token: anyone can call it, so its failures are not logged above
+            // debug (the store's own failures are logged, rate-limited, where they happen).
+            tracing::debug!(error = %e, "readiness check: store unreachable");
             Err(ApiError::unavailable(
                 "store_unavailable",
                 "Storage is unreachable",

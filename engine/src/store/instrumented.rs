@@ -35,7 +35,13 @@ impl Instrumented {
             .observe(start.elapsed().as_secs_f64());
         if let Err(e) = &out {
             self.metrics.store_errors.with_label_values(&[op]).inc();
-            tracing::warn!(op, error = %e, "store call failed");
+            // A failing store fails every call: one `warn` line per second, the rest at debug
+            // (every failure is counted above).
+            if self.metrics.store_failure_log.allow() {
+                tracing::warn!(op, error = %e, "store call failed");
+            } else {
+                tracing::debug!(op, error = %e, "store call failed");
+            }
         }
         out
     }
