@@ -39,7 +39,7 @@ use async_trait::async_trait;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use spacecast_observability::Metrics;
+use spacecast_observability::{LogLimiter, Metrics};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
@@ -158,11 +158,10 @@ struct Shared {
     path: PathBuf,
     /// The open database; `None` while the writer reopens it after a failure.
     open: RwLock<Option<Arc<Open>>>,
-    /// Why the store cannot take writes right now; `None` when healthy.
-    fault: Mutex<Option<String>>,
-    /// The last failed commit: the store reports itself unready for [`UNREADY_AFTER_FAILURE`]
-    /// after one, even once reopened, because a reopened database can still fail the next
-    /// commit the same way (a disk that is still full takes a tiny probe but not a message).
+    /// The last failed commit, and why (the reason `open` is `None` while it is). The store
+    /// reports itself unready for [`UNREADY_AFTER_FAILURE`] after one, even once reopened, because
+    /// a reopened database can still fail the next commit the same way (a disk that is still
+    /// full takes a tiny probe but not a message).
     last_failure: Mutex<Option<(Instant, String)>>,
 }
 
@@ -176,16 +175,14 @@ impl Shared {
             .ok_or_else(|| EngineError::StoreUnavailable(self.fault_reason()))
     }
 
+    /// Why the database is not open: the last commit failure.
     fn fault_reason(&self) -> String {
-        self.fault
+        self.last_failure
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .as_ref()
+            .map(|(_, reason)| reason.clone())
             .unwrap_or_else(|| "the embedded store is recovering".into())
-    }
-
-    fn set_fault(&self, reason: Option<String>) {
-        *self.fault.lock().unwrap_or_else(|p| p.into_inner()) = reason;
     }
 
     /// The reason of a commit failure within [`UNREADY_AFTER_FAILURE`], if any.
@@ -287,7 +284,6 @@ impl EmbeddedStore {
         let shared = Arc::new(Shared {
             path: path.to_path_buf(),
             open: RwLock::new(Some(open.clone())),
-            fault: Mutex::new(None),
             last_failure: Mutex::new(None),
         });
         metrics.store_healthy.set(1);
@@ -297,7 +293,7 @@ impl EmbeddedStore {
             open: Some(open),
             metrics: metrics.clone(),
             retry_after: RECOVERY_FIRST_RETRY,
-            last_logged: None,
+            failure_log: LogLimiter::new(LOG_EVERY),
             recovery_logged: true,
         };
         let writer_thread = std::thread::Builder::new()
@@ -376,9 +372,9 @@ struct Writer {
     open: Option<Arc<Open>>,
     metrics: Metrics,
     retry_after: Duration,
-    /// When a failure was last logged at `error`: a disk that stays full fails every batch, and
-    /// the log gets one line per [`LOG_EVERY`], not one per batch.
-    last_logged: Option<Instant>,
+    /// Failures logged at `error`: a disk that stays full fails every batch, and the log gets one
+    /// line per [`LOG_EVERY`], not one per batch.
+    failure_log: LogLimiter,
     /// Whether the first recovery after the last logged failure was logged.
     recovery_logged: bool,
 }
@@ -439,8 +435,7 @@ impl Writer {
 
     /// Marks the store faulty and lets go of the database, so it can be reopened.
     fn fail(&mut self, reason: String) {
-        if self.last_logged.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
-            self.last_logged = Some(Instant::now());
+        if self.failure_log.allow() {
             self.recovery_logged = false;
             tracing::error!(error = %reason, "embedded store commit failed; refusing writes and reopening the database (check free disk space and open descriptors)");
         } else {
@@ -451,8 +446,7 @@ impl Writer {
             .shared
             .last_failure
             .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), reason.clone()));
-        self.shared.set_fault(Some(reason));
+            .unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), reason));
         self.open = None;
         self.retry_after = RECOVERY_FIRST_RETRY;
         self.recover();
@@ -486,7 +480,6 @@ impl Writer {
                 let open = Arc::new(open);
                 *self.shared.open.write().unwrap_or_else(|p| p.into_inner()) = Some(open.clone());
                 self.open = Some(open);
-                self.shared.set_fault(None);
                 self.metrics.store_healthy.set(1);
                 self.metrics.store_recoveries.inc();
                 self.retry_after = RECOVERY_FIRST_RETRY;
