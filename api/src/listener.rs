@@ -44,7 +44,7 @@ use hyper::server::conn::http1;
 use hyper::service::Service;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use spacecast_observability::Metrics;
+use spacecast_observability::{LogLimiter, Metrics};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore};
@@ -763,11 +763,18 @@ async fn refuse(mut stream: TcpStream) {
 
 /// Accept-error pacing: per-connection errors are skipped at once; resource errors (out of
 /// descriptors or memory) pause the loop, 10 ms doubling to 1 s, until an accept succeeds.
-#[derive(Default)]
 struct Backoff {
     next: Option<Duration>,
-    last_log: Option<Instant>,
-    unlogged: u64,
+    log: LogLimiter,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            next: None,
+            log: LogLimiter::new(ACCEPT_LOG_EVERY),
+        }
+    }
 }
 
 impl Backoff {
@@ -798,18 +805,13 @@ impl Backoff {
             (d * 2).min(Duration::from_secs(1))
         });
         self.next = Some(pause);
-        let now = Instant::now();
-        if self.last_log.is_none_or(|t| now >= t + ACCEPT_LOG_EVERY) {
+        if let Some(suppressed) = self.log.allow() {
             tracing::warn!(
                 error = %e,
-                suppressed = self.unlogged,
+                suppressed,
                 pause_ms = pause.as_millis() as u64,
                 "cannot accept connections; pausing accepts"
             );
-            self.last_log = Some(now);
-            self.unlogged = 0;
-        } else {
-            self.unlogged += 1;
         }
         Some(pause)
     }

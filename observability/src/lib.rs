@@ -345,12 +345,15 @@ pub enum LogFormat {
 /// Installs the process-wide log subscriber writing to stderr. `RUST_LOG` overrides `default_filter`.
 /// Called once, by the binary only.
 /// Lets one log line through per period, so a failure that repeats on every call (a store that is
-/// down, a flood of bad input) costs one line per period, not one per event. Lock-free.
+/// down, a flood of bad input, accept errors) costs one line per period, not one per event, and
+/// that line says how many were held back. Lock-free.
 pub struct LogLimiter {
     epoch: std::time::Instant,
     period_ms: u64,
     /// Milliseconds since `epoch` of the last line let through, plus one (0: none yet).
     last: std::sync::atomic::AtomicU64,
+    /// Lines held back since the last one let through.
+    suppressed: std::sync::atomic::AtomicU64,
 }
 
 impl LogLimiter {
@@ -359,19 +362,27 @@ impl LogLimiter {
             epoch: std::time::Instant::now(),
             period_ms: period.as_millis() as u64,
             last: std::sync::atomic::AtomicU64::new(0),
+            suppressed: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
-    /// Whether this line may be logged at its full level.
-    pub fn allow(&self) -> bool {
+    /// `Some(lines held back since the last one let through)` when this line may be logged at
+    /// its full level; `None` when it should go to `debug`.
+    pub fn allow(&self) -> Option<u64> {
         use std::sync::atomic::Ordering::Relaxed;
         let now = self.epoch.elapsed().as_millis() as u64 + 1;
         let last = self.last.load(Relaxed);
-        (last == 0 || now.saturating_sub(last) >= self.period_ms)
+        if (last == 0 || now.saturating_sub(last) >= self.period_ms)
             && self
                 .last
                 .compare_exchange(last, now, Relaxed, Relaxed)
                 .is_ok()
+        {
+            Some(self.suppressed.swap(0, Relaxed))
+        } else {
+            self.suppressed.fetch_add(1, Relaxed);
+            None
+        }
     }
 }
 
@@ -395,10 +406,14 @@ mod tests {
     #[test]
     fn the_log_limiter_lets_one_line_through_per_period() {
         let l = LogLimiter::new(std::time::Duration::from_secs(3600));
-        assert!(l.allow(), "the first line");
-        assert!(!l.allow() && !l.allow(), "the rest of the period");
+        assert_eq!(l.allow(), Some(0), "the first line");
+        assert!(
+            l.allow().is_none() && l.allow().is_none(),
+            "the rest of the period"
+        );
         let every = LogLimiter::new(std::time::Duration::ZERO);
-        assert!(every.allow() && every.allow());
+        assert_eq!(every.allow(), Some(0));
+        assert_eq!(every.allow(), Some(0));
     }
 
     #[test]

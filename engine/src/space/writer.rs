@@ -156,7 +156,7 @@ async fn commit(ctx: &WriterCtx, batch: CommitBatch, replies: Vec<Reply>) -> Res
                 EngineError::StoreUnavailable(cause) => cause,
                 other => other.to_string(),
             };
-            if ctx.metrics.store_failure_log.allow() {
+            if ctx.metrics.store_failure_log.allow().is_some() {
                 tracing::error!(space_id = %ctx.space_id, error = %reason, "group commit failed; failing the space actor so it reloads from the store");
             } else {
                 tracing::debug!(space_id = %ctx.space_id, error = %reason, "group commit failed");

@@ -435,7 +435,7 @@ impl Writer {
 
     /// Marks the store faulty and lets go of the database, so it can be reopened.
     fn fail(&mut self, reason: String) {
-        if self.failure_log.allow() {
+        if self.failure_log.allow().is_some() {
             self.recovery_logged = false;
             tracing::error!(error = %reason, "embedded store commit failed; refusing writes and reopening the database (check free disk space and open descriptors)");
         } else {

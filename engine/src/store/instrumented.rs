@@ -37,7 +37,7 @@ impl Instrumented {
             self.metrics.store_errors.with_label_values(&[op]).inc();
             // A failing store fails every call: one `warn` line per second, the rest at debug
             // (every failure is counted above).
-            if self.metrics.store_failure_log.allow() {
+            if self.metrics.store_failure_log.allow().is_some() {
                 tracing::warn!(op, error = %e, "store call failed");
             } else {
                 tracing::debug!(op, error = %e, "store call failed");
