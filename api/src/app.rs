@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use spacecast_engine::Engine;
 use spacecast_observability::Metrics;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::{AuthError, Authenticator, User, bearer};
@@ -23,8 +24,13 @@ pub struct App {
     pub metrics: Metrics,
     /// Flips to `true` once shutdown starts; sessions close with 1001.
     pub shutdown: watch::Receiver<bool>,
+    /// Cancelled once shutdown starts: realtime sessions close with 1001.
+    pub stop: CancellationToken,
     /// Realtime sessions, awaited on shutdown.
     pub sessions: TaskTracker,
+    /// The runtime realtime sessions run on, when apart from the request runtime
+    /// (`--realtime-threads`).
+    pub realtime: Option<tokio::runtime::Handle>,
     /// Realtime connection caps (node-wide and per user), taken before each upgrade.
     pub connections: ConnectionLimits,
     next_session: AtomicU64,
@@ -42,6 +48,7 @@ impl App {
         media: MediaStore,
         metrics: Metrics,
         shutdown: watch::Receiver<bool>,
+        realtime: Option<tokio::runtime::Handle>,
     ) -> AppRef {
         let connections =
             ConnectionLimits::new(config.max_connections, config.max_connections_per_user);
@@ -52,7 +59,9 @@ impl App {
             media,
             metrics,
             shutdown,
+            stop: CancellationToken::new(),
             sessions: TaskTracker::new(),
+            realtime,
             connections,
             next_session: AtomicU64::new(1),
             accepting: AtomicBool::new(true),

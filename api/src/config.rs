@@ -87,6 +87,15 @@ pub struct ConfigArgs {
     /// (e.g. `25s`).
     #[arg(long, env = "SPACECAST_WS_PING_INTERVAL")]
     pub ws_ping_interval: Option<String>,
+    /// How long a realtime session holds its first ready event before writing, to send more
+    /// events in the same socket write (e.g. `2ms`; `0s`, the default, writes at once).
+    #[arg(long, env = "SPACECAST_WS_WRITE_DELAY")]
+    pub ws_write_delay: Option<String>,
+    /// Threads of the runtime that runs realtime sessions (fan-out), apart from the one serving
+    /// HTTP requests, so fan-out to many subscribers cannot delay requests; 0 runs sessions on
+    /// the request runtime.
+    #[arg(long, env = "SPACECAST_REALTIME_THREADS")]
+    pub realtime_threads: Option<usize>,
     /// Longest a graceful shutdown waits for in-flight work (e.g. `20s`).
     #[arg(long, env = "SPACECAST_SHUTDOWN_TIMEOUT")]
     pub shutdown_timeout: Option<String>,
@@ -137,6 +146,8 @@ pub struct Config {
     pub max_connections_per_user: usize,
     pub max_spaces_per_session: usize,
     pub ws_ping_interval: Duration,
+    pub ws_write_delay: Duration,
+    pub realtime_threads: usize,
     pub http_header_timeout: Duration,
     pub http_idle_timeout: Duration,
     pub max_http_connections: usize,
@@ -146,6 +157,11 @@ pub struct Config {
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {0}")]
 pub struct ConfigError(pub String);
+
+/// The largest `ws_write_delay` accepted.
+pub const MAX_WS_WRITE_DELAY: Duration = Duration::from_millis(100);
+/// Realtime runtime threads by default (see `ConfigArgs::realtime_threads`).
+pub const DEFAULT_REALTIME_THREADS: usize = 1;
 
 fn duration(name: &str, v: Option<String>, default: Duration) -> Result<Duration, ConfigError> {
     match v {
@@ -198,6 +214,8 @@ impl ConfigArgs {
             max_connections_per_user,
             max_spaces_per_session,
             ws_ping_interval,
+            ws_write_delay,
+            realtime_threads,
             http_header_timeout,
             http_idle_timeout,
             max_http_connections
@@ -314,6 +332,8 @@ impl ConfigArgs {
                 self.ws_ping_interval,
                 Duration::from_secs(25),
             )?,
+            ws_write_delay: duration("ws_write_delay", self.ws_write_delay, Duration::ZERO)?,
+            realtime_threads: self.realtime_threads.unwrap_or(DEFAULT_REALTIME_THREADS),
             http_header_timeout: nonzero(duration(
                 "http_header_timeout",
                 self.http_header_timeout,
@@ -339,6 +359,18 @@ impl ConfigArgs {
             return Err(ConfigError(format!(
                 "ws_ping_interval = {:?}: must be at least 100ms",
                 config.ws_ping_interval
+            )));
+        }
+        if config.ws_write_delay > MAX_WS_WRITE_DELAY {
+            return Err(ConfigError(format!(
+                "ws_write_delay = {:?}: at most {MAX_WS_WRITE_DELAY:?} (it adds to every delivery's latency)",
+                config.ws_write_delay
+            )));
+        }
+        if config.realtime_threads > 1024 {
+            return Err(ConfigError(format!(
+                "realtime_threads = {}: at most 1024",
+                config.realtime_threads
             )));
         }
         if config.store == StoreKind::Cql {

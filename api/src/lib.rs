@@ -5,7 +5,8 @@
 //! 2. [`server`]: open the store, start the engine, serve, shut down in order;
 //!    [`listener`]: the accept loop and its limits (connection cap, header and idle timeouts);
 //! 3. [`routes`]: one file per REST resource (`routes/spaces.rs`, `routes/messages.rs`, …);
-//!    [`stream`]: the `/v1/stream` WebSocket, one file per command;
+//!    [`edge`]: realtime upgrades below warp; [`stream`]: the `/v1/stream` WebSocket adapter
+//!    of the protocol-neutral session core [`realtime`] (one file per command);
 //! 4. [`auth`]: bearer JWT verification; [`error`]: the one place errors become HTTP;
 //! 5. then `spacecast_engine::SpaceHandle` → space actor → store → hub (see the engine's map).
 //!
@@ -16,9 +17,11 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod connections;
+pub mod edge;
 pub mod error;
 pub mod listener;
 pub mod media;
+pub mod realtime;
 pub mod routes;
 pub mod server;
 pub mod stream;

@@ -205,6 +205,18 @@ pub async fn serve<S, B>(
     tracker.wait().await;
 }
 
+/// The TCP stream under a connection upgraded from [`serve`], and the bytes hyper had already
+/// read past the upgrade request; the upgrade back if it is not one of ours.
+///
+/// # Errors
+/// `upgraded` did not come from this listener.
+pub fn into_tcp(
+    upgraded: hyper::upgrade::Upgraded,
+) -> Result<(TcpStream, Bytes), hyper::upgrade::Upgraded> {
+    let parts = upgraded.downcast::<TokioIo<TrackedIo>>()?;
+    Ok((parts.io.into_inner().inner, parts.read_buf))
+}
+
 /// Why a connection ended (the `reason` label of `spacecast_http_connections_closed_total`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Closed {

@@ -23,6 +23,7 @@ use warp::Filter;
 use crate::app::App;
 use crate::auth::{Authenticator, load_or_create_secret};
 use crate::config::{Config, StoreKind};
+use crate::edge::Edge;
 use crate::listener::{self, Limits, fit_descriptors};
 use crate::media::MediaStore;
 use crate::routes::{recover, routes};
@@ -71,7 +72,16 @@ pub async fn serve(config: Config, metrics: Metrics) -> anyhow::Result<()> {
     let shutdown_timeout = config.shutdown_timeout;
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut stopped = stop_rx.clone();
-    let app = App::new(engine.clone(), auth, config, media, metrics, stop_rx);
+    let realtime = realtime_runtime(config.realtime_threads)?;
+    let app = App::new(
+        engine.clone(),
+        auth,
+        config,
+        media,
+        metrics,
+        stop_rx,
+        realtime.as_ref().map(|rt| rt.handle().clone()),
+    );
 
     let routes = routes(app.clone()).recover(recover).unify();
     let stopping = {
@@ -80,6 +90,7 @@ pub async fn serve(config: Config, metrics: Metrics) -> anyhow::Result<()> {
             wait_for_signal().await;
             tracing::info!("shutdown requested: refusing new connections, draining in-flight work");
             app.accepting.store(false, Ordering::Release);
+            app.stop.cancel();
             let _ = stop_tx.send(true);
         }
     };
@@ -87,7 +98,8 @@ pub async fn serve(config: Config, metrics: Metrics) -> anyhow::Result<()> {
     println!("spacecast listening on http://{addr}");
     let _ = std::io::stdout().flush();
 
-    let service = hyper_util::service::TowerToHyperService::new(warp::service(routes));
+    let rest = hyper_util::service::TowerToHyperService::new(warp::service(routes));
+    let service = Edge::new(app.clone(), rest);
     let server = listener::serve(listener, service, limits, app.metrics.clone(), stopping);
     // Serve until the signal; then give in-flight requests `shutdown_timeout` to finish.
     let drain_deadline = async move {
@@ -106,9 +118,32 @@ pub async fn serve(config: Config, metrics: Metrics) -> anyhow::Result<()> {
     {
         tracing::warn!("some realtime sessions did not close in time");
     }
+    if let Some(rt) = realtime {
+        // Sessions are gone (or abandoned after the timeout); nothing there holds durable work.
+        rt.shutdown_background();
+    }
     engine.shutdown(shutdown_timeout).await;
     tracing::info!("spacecast stopped");
     Ok(())
+}
+
+/// The runtime realtime sessions run on, apart from the request runtime, when `threads > 0`:
+/// delivering to thousands of subscribers is then scheduled by the OS beside request handling
+/// instead of queueing in front of it.
+///
+/// # Errors
+/// The threads cannot be started.
+fn realtime_runtime(threads: usize) -> anyhow::Result<Option<tokio::runtime::Runtime>> {
+    if threads == 0 {
+        return Ok(None);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name("spacecast-rt")
+        .enable_all()
+        .build()
+        .context("cannot start the realtime runtime")?;
+    Ok(Some(rt))
 }
 
 /// The HTTP limits, with `max_http_connections` and `max_connections` lowered (in `config` too)

@@ -1,13 +1,15 @@
 //! Space events: every state change of a space, numbered by the space's `seq`.
 //!
 //! An event is built by the space actor, made durable by the store, and only then published to
-//! the fan-out hub as a [`Published`] value shared (`Arc`) by every subscriber. Each wire format
-//! is serialized at most once per event, lazily, by the first session that needs it
-//! ([`Published::native_frame`]); every other subscriber writes the same bytes.
+//! the fan-out hub as a [`Published`] value shared (`Arc`) by every subscriber. The engine knows
+//! no wire format: each protocol adapter of the edge renders an event at most once, lazily, by the
+//! first session of that protocol that needs it ([`Renderings`]); every other subscriber of that
+//! protocol writes the same bytes.
 
+use std::any::Any;
+use std::marker::PhantomData;
 use std::sync::OnceLock;
 
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Message, MessageId, Seq, SpaceId, Timestamp};
@@ -70,44 +72,84 @@ pub struct SpaceEvent {
     pub kind: EventKind,
 }
 
-/// A durable event as handed to subscribers, with its wire encodings cached.
+/// How many wire formats an event can be rendered in at once (one slot per protocol adapter).
+pub const WIRE_SLOTS: usize = 2;
+
+/// One protocol's rendering of hub values: the slot it is cached in and its type (for the native
+/// stream, a text frame; for Socket.IO, an encoded packet). Defined by the protocol adapter, one
+/// constant per protocol, each with its own slot `< WIRE_SLOTS`.
+pub struct Wire<T> {
+    slot: usize,
+    _rendered: PhantomData<fn() -> T>,
+}
+
+impl<T> Wire<T> {
+    pub const fn new(slot: usize) -> Self {
+        Wire {
+            slot,
+            _rendered: PhantomData,
+        }
+    }
+}
+
+/// A value's renderings, one per protocol, each made once and shared by every subscriber of that
+/// protocol.
+#[derive(Default)]
+pub struct Renderings {
+    slots: [OnceLock<Box<dyn Any + Send + Sync>>; WIRE_SLOTS],
+}
+
+impl std::fmt::Debug for Renderings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let cached = self.slots.iter().filter(|s| s.get().is_some()).count();
+        f.debug_struct("Renderings")
+            .field("cached", &cached)
+            .finish()
+    }
+}
+
+impl Renderings {
+    /// The rendering for `wire`, made by `render` the first time and cloned (a reference count:
+    /// renderings are shared buffers) afterwards.
+    ///
+    /// A wire with a slot out of range, or two wires of different types on one slot (a bug of the
+    /// edge), still get a correct rendering, just not a cached one.
+    pub fn get<T>(&self, wire: &Wire<T>, render: impl FnOnce() -> T) -> T
+    where
+        T: Any + Clone + Send + Sync,
+    {
+        let Some(slot) = self.slots.get(wire.slot) else {
+            debug_assert!(false, "wire slot {} out of range", wire.slot);
+            return render();
+        };
+        if let Some(cached) = slot.get() {
+            if let Some(r) = cached.downcast_ref::<T>() {
+                return r.clone();
+            }
+            debug_assert!(false, "wire slot {} used with two types", wire.slot);
+            return render();
+        }
+        let r = render();
+        // Two sessions rendering the same value at once both produce the same bytes; the first
+        // one cached is kept.
+        let _ = slot.set(Box::new(r.clone()));
+        r
+    }
+}
+
+/// A durable event as handed to subscribers, with its wire renderings cached.
 #[derive(Debug)]
 pub struct Published {
     pub event: SpaceEvent,
-    native: OnceLock<Bytes>,
+    pub rendered: Renderings,
 }
 
 impl Published {
     pub fn new(event: SpaceEvent) -> Self {
         Published {
             event,
-            native: OnceLock::new(),
+            rendered: Renderings::default(),
         }
-    }
-
-    /// The native stream frame (`{"type":"event","space_id",…,"seq","event","data"}`), serialized
-    /// once and shared by every native subscriber.
-    pub fn native_frame(&self) -> &Bytes {
-        self.native.get_or_init(|| {
-            #[derive(Serialize)]
-            struct Frame<'a> {
-                r#type: &'static str,
-                space_id: SpaceId,
-                seq: Seq,
-                at: Timestamp,
-                #[serde(flatten)]
-                kind: &'a EventKind,
-            }
-            let frame = Frame {
-                r#type: "event",
-                space_id: self.event.space_id,
-                seq: self.event.seq,
-                at: self.event.at,
-                kind: &self.event.kind,
-            };
-            // Serializing plain data with string keys cannot fail.
-            Bytes::from(serde_json::to_vec(&frame).unwrap_or_default())
-        })
     }
 }
 
@@ -117,7 +159,10 @@ mod tests {
     use crate::model::new_id;
 
     #[test]
-    fn native_frame_has_the_contract_fields_and_is_cached() {
+    fn renderings_are_made_once_per_wire_and_shared() {
+        const A: Wire<bytes::Bytes> = Wire::new(0);
+        const B: Wire<String> = Wire::new(1);
+        const OUT_OF_RANGE: Wire<String> = Wire::new(WIRE_SLOTS);
         let ev = SpaceEvent {
             space_id: new_id(),
             seq: 7,
@@ -128,16 +173,25 @@ mod tests {
             }),
         };
         let p = Published::new(ev.clone());
-        let v: serde_json::Value = serde_json::from_slice(p.native_frame()).unwrap();
-        assert_eq!(v["type"], "event");
-        assert_eq!(v["seq"], 7);
-        assert_eq!(v["event"], "message_deleted");
-        assert_eq!(v["space_id"], ev.space_id.to_string());
-        assert_eq!(v["data"]["deleted_by"], "u1");
-        // The same allocation is handed out again.
-        assert_eq!(p.native_frame().as_ptr(), p.native_frame().as_ptr());
+        let mut renders = 0;
+        let a1 = p.rendered.get(&A, || {
+            renders += 1;
+            bytes::Bytes::from_static(b"a")
+        });
+        let a2 = p.rendered.get(&A, || {
+            renders += 1;
+            bytes::Bytes::from_static(b"other")
+        });
+        assert_eq!(renders, 1, "rendered once");
+        assert_eq!(a1.as_ptr(), a2.as_ptr(), "one shared buffer");
+        assert_eq!(p.rendered.get(&B, || "b".to_owned()), "b");
+        assert_eq!(p.rendered.get(&B, || "not again".to_owned()), "b");
         // The log encoding round-trips.
         let stored = serde_json::to_vec(&ev).unwrap();
         assert_eq!(serde_json::from_slice::<SpaceEvent>(&stored).unwrap(), ev);
+        // Release builds still answer correctly for a slot that does not exist.
+        if !cfg!(debug_assertions) {
+            assert_eq!(p.rendered.get(&OUT_OF_RANGE, || "x".to_owned()), "x");
+        }
     }
 }

@@ -16,12 +16,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use bytes::Bytes;
-use serde::Serialize;
 use spacecast_observability::Metrics;
 use tokio::sync::broadcast;
 
-use crate::event::Published;
+use crate::event::{Published, Renderings};
 use crate::model::SpaceId;
 
 /// An ephemeral "user is typing" signal; not stored, not sequenced.
@@ -29,33 +27,21 @@ use crate::model::SpaceId;
 pub struct Typing {
     pub space_id: SpaceId,
     pub user_id: String,
+    pub username: String,
     /// The session that sent it, so it is not echoed back.
     pub origin_session: u64,
-    /// The native frame, serialized once.
-    pub frame: Bytes,
+    /// Its renderings, one per protocol, shared by every subscriber of that protocol.
+    pub rendered: Renderings,
 }
 
 impl Typing {
-    pub fn new(space_id: SpaceId, user_id: String, username: &str, origin_session: u64) -> Self {
-        #[derive(Serialize)]
-        struct Frame<'a> {
-            r#type: &'static str,
-            space_id: SpaceId,
-            user_id: &'a str,
-            username: &'a str,
-        }
-        let frame = Frame {
-            r#type: "typing",
-            space_id,
-            user_id: &user_id,
-            username,
-        };
-        let frame = Bytes::from(serde_json::to_vec(&frame).unwrap_or_default());
+    pub fn new(space_id: SpaceId, user_id: String, username: String, origin_session: u64) -> Self {
         Typing {
             space_id,
             user_id,
+            username,
             origin_session,
-            frame,
+            rendered: Renderings::default(),
         }
     }
 }

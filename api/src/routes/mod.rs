@@ -4,7 +4,6 @@
 //! - [`spaces`] serves Space7 `/api/spaces…`
 //! - [`messages`] serves Space7 `/api/messages…`
 //! - [`media`] serves `/api/media/{id}` (capability links, no auth)
-//! - `crate::stream`: the native realtime WebSocket `/v1/stream`
 //!
 //! Handlers return `Result<Response, ApiError>`; [`respond`] renders errors (the only place)
 //! and records the request metrics under the route's template name. Requests no route matches
@@ -38,9 +37,7 @@ pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
         .unify()
         .or(messages::routes(app.clone()))
         .unify()
-        .or(media::routes(app.clone()))
-        .unify()
-        .or(crate::stream::route(app))
+        .or(media::routes(app))
         .unify()
         .boxed()
 }

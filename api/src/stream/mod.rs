@@ -1,48 +1,43 @@
 //! The native realtime stream, `GET /v1/stream` (CONTRACT.md §6): JSON text frames over a
-//! WebSocket.
+//! WebSocket. This is the native protocol's adapter around the session core
+//! ([`crate::realtime`]):
 //!
-//! - `mod.rs`: the route: connection limit, authentication (header or `token` query), upgrade;
-//! - [`session`]: one connection's loop: reads client frames, writes hub events, acks, typing;
-//! - [`join`], [`send`], [`typing`], [`refresh`]: one file per client command;
-//! - [`frames`]: the frame types.
+//! - `mod.rs`: the upgrade: connection limit, authentication (header or `token` query), the
+//!   WebSocket handshake, and the hand-over of the socket to a session task;
+//! - [`conn`]: one connection's loop (reads client frames, writes session outputs, coalesces);
+//! - [`frames`]: the wire format (client frames → commands, outputs → text frames).
 //!
-//! Close codes: 1001 going away (shutdown), 1009 a client frame over [`MAX_FRAME_BYTES`], 4001
-//! authentication failed or the token expired (reason `token_expired`), 4002 a ping went
-//! unanswered, 4008 slow consumer (its queue overflowed; it may reconnect and resume with
-//! `since_seq`).
+//! The edge upgrades the connection itself rather than through warp's `ws()` filter: warp fixes
+//! tungstenite's buffers at their defaults (a zero-filled 128 KiB read buffer per connection,
+//! and text frames that own a `String`, copied per subscriber). Here the socket goes straight
+//! from hyper to tokio-tungstenite with small buffers ([`conn::ws_config`]) and frames that share
+//! one rendering.
+//!
+//! Close codes: see [`crate::realtime::Disconnect`] (1001 going away, 1009 frame too big, 4001
+//! authentication failed / `token_expired`, 4002 pong timeout, 4008 slow consumer).
 
+pub mod conn;
 pub mod frames;
-pub mod join;
-pub mod refresh;
-pub mod send;
-pub mod session;
-pub mod typing;
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use warp::Filter;
-use warp::filters::BoxedFilter;
-use warp::http::StatusCode;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, StatusCode};
+use tokio_tungstenite::WebSocketStream;
+use tungstenite::protocol::Role;
 use warp::reply::{Reply, Response};
 
 use crate::app::AppRef;
-use crate::connections::Refusal;
+use crate::connections::{ConnectionPermit, Refusal};
 use crate::error::ApiError;
-use crate::routes::{authorization, with_app};
+
+/// The stream's path.
+pub const PATH: &str = "/v1/stream";
 
 /// Largest client frame accepted.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
-
-/// Close codes of the stream.
-pub mod close {
-    pub const GOING_AWAY: u16 = 1001;
-    pub const TOO_BIG: u16 = 1009;
-    pub const AUTH_FAILED: u16 = 4001;
-    pub const PONG_TIMEOUT: u16 = 4002;
-    pub const SLOW_CONSUMER: u16 = 4008;
-}
 
 /// `Retry-After` of a per-user refusal: a connection of the same user must close first.
 const USER_FULL_RETRY: Duration = Duration::from_secs(5);
@@ -53,76 +48,158 @@ fn refuse(app: &AppRef, reason: &str, e: ApiError) -> Response {
     e.into_response()
 }
 
-/// `GET /v1/stream`: checks the caps, authenticates, and upgrades to a session.
-pub fn route(app: AppRef) -> BoxedFilter<(Response,)> {
-    warp::path!("v1" / "stream")
-        .and(warp::ws())
-        .and(with_app(app))
-        .and(authorization())
-        .and(
-            warp::query::<HashMap<String, String>>()
-                .or(warp::any().map(HashMap::new))
-                .unify(),
+/// `GET /v1/stream`: checks the caps, authenticates, answers the WebSocket handshake and starts
+/// the session once hyper hands the socket over.
+pub fn upgrade(app: &AppRef, mut req: Request<Incoming>) -> Response {
+    if req.method() != Method::GET {
+        return ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "HTTP method not allowed",
         )
-        .map(
-            |ws: warp::ws::Ws,
-             app: AppRef,
-             auth: Option<String>,
-             query: HashMap<String, String>| {
-                if !app.accepting.load(Ordering::Acquire) {
-                    return refuse(
-                        &app,
-                        "shutting_down",
-                        ApiError::unavailable("shutting_down", "Server is shutting down"),
-                    );
-                }
-                // Header first, then the `token` query parameter (browsers cannot set headers on WebSockets).
-                let user = match (auth.as_deref(), query.get("token")) {
-                    (Some(h), _) => app.authenticate(Some(h)),
-                    (None, Some(t)) => app.auth.verify(t),
-                    (None, None) => Err(crate::auth::AuthError::Missing),
-                };
-                // The connection's place is taken before the upgrade is answered, so a burst
-                // cannot exceed the caps; the session holds it to its end.
-                let permit = match app
-                    .connections
-                    .try_admit(user.as_ref().ok().map(crate::auth::User::id))
-                {
-                    Ok(p) => p,
-                    Err(Refusal::NodeFull) => {
-                        return refuse(
-                            &app,
-                            "overloaded",
-                            ApiError::unavailable(
-                                "overloaded",
-                                "Too many realtime connections; retry shortly",
-                            ),
-                        );
-                    }
-                    Err(Refusal::UserFull) => {
-                        let e = ApiError {
-                            retry_after: Some(USER_FULL_RETRY),
-                            ..ApiError::new(
-                                StatusCode::TOO_MANY_REQUESTS,
-                                "too_many_connections",
-                                format!(
-                                    "At most {} realtime connections per user; close one first",
-                                    app.config.max_connections_per_user
-                                ),
-                            )
-                        };
-                        return refuse(&app, "too_many_connections", e);
-                    }
-                };
-                let ws = ws
-                    .max_message_size(MAX_FRAME_BYTES)
-                    .max_frame_size(MAX_FRAME_BYTES);
-                let tracker = app.sessions.clone();
-                ws.on_upgrade(move |socket| {
-                    tracker.track_future(session::run(app, user, socket, permit))
-                })
-                .into_response()
-            },
-        )
-        .boxed()
+        .into_response();
+    }
+    let key = match handshake_key(&req) {
+        Ok(key) => key,
+        Err(e) => return e.into_response(),
+    };
+    if !app.accepting.load(Ordering::Acquire) {
+        return refuse(
+            app,
+            "shutting_down",
+            ApiError::unavailable("shutting_down", "Server is shutting down"),
+        );
+    }
+    // Header first, then the `token` query parameter (browsers cannot set headers on WebSockets).
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let user = match (header, query_token(&req)) {
+        (Some(h), _) => app.authenticate(Some(h)),
+        (None, Some(t)) => app.auth.verify(&t),
+        (None, None) => Err(crate::auth::AuthError::Missing),
+    };
+    // The connection's place is taken before the upgrade is answered, so a burst cannot exceed
+    // the caps; the session holds it to its end.
+    let permit = match app
+        .connections
+        .try_admit(user.as_ref().ok().map(crate::auth::User::id))
+    {
+        Ok(p) => p,
+        Err(Refusal::NodeFull) => {
+            return refuse(
+                app,
+                "overloaded",
+                ApiError::unavailable("overloaded", "Too many realtime connections; retry shortly"),
+            );
+        }
+        Err(Refusal::UserFull) => {
+            let e = ApiError {
+                retry_after: Some(USER_FULL_RETRY),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_connections",
+                    format!(
+                        "At most {} realtime connections per user; close one first",
+                        app.config.max_connections_per_user
+                    ),
+                )
+            };
+            return refuse(app, "too_many_connections", e);
+        }
+    };
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let session = {
+        let app = app.clone();
+        async move {
+            match on_upgrade.await {
+                Ok(upgraded) => start(app, user, upgraded, permit).await,
+                // The client went away between the answer and the hand-over.
+                Err(e) => tracing::debug!(error = %e, "WebSocket upgrade did not complete"),
+            }
+        }
+    };
+    let session = app.sessions.track_future(session);
+    match &app.realtime {
+        Some(rt) => drop(rt.spawn(session)),
+        None => drop(tokio::spawn(session)),
+    }
+    let mut res =
+        warp::reply::with_status(warp::reply(), StatusCode::SWITCHING_PROTOCOLS).into_response();
+    let headers = res.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(accept) =
+        HeaderValue::from_str(&tungstenite::handshake::derive_accept_key(key.as_bytes()))
+    {
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    res
+}
+
+/// Runs the session on the upgraded socket: the raw TCP stream when it is one of ours (no
+/// wrapper on the hot path), else hyper's upgraded IO.
+async fn start(
+    app: AppRef,
+    user: Result<crate::auth::User, crate::auth::AuthError>,
+    upgraded: hyper::upgrade::Upgraded,
+    permit: ConnectionPermit,
+) {
+    let config = Some(conn::ws_config());
+    match crate::listener::into_tcp(upgraded) {
+        Ok((tcp, read)) => {
+            let ws = WebSocketStream::from_partially_read(tcp, read.to_vec(), Role::Server, config)
+                .await;
+            conn::run(app, user, ws, permit).await;
+        }
+        Err(upgraded) => {
+            let io = hyper_util::rt::TokioIo::new(upgraded);
+            let ws = WebSocketStream::from_raw_socket(io, Role::Server, config).await;
+            conn::run(app, user, ws, permit).await;
+        }
+    }
+}
+
+/// The `Sec-WebSocket-Key` of a valid WebSocket upgrade request (RFC 6455 §4.2.1).
+///
+/// # Errors
+/// 400 `invalid_request` naming what is missing.
+fn handshake_key(req: &Request<Incoming>) -> Result<String, ApiError> {
+    let headers = req.headers();
+    let has_token = |name: header::HeaderName, token: &str| {
+        headers.get_all(name).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    if !has_token(header::CONNECTION, "upgrade") || !has_token(header::UPGRADE, "websocket") {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "Expected a WebSocket upgrade (Connection: upgrade, Upgrade: websocket)",
+        ));
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_none_or(|v| v.as_bytes() != b"13")
+    {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "Missing header sec-websocket-version (must be 13)",
+        ));
+    }
+    headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .and_then(|v| v.to_str().ok())
+        .filter(|k| !k.is_empty() && k.len() <= 64)
+        .map(str::to_owned)
+        .ok_or_else(|| ApiError::bad_request("invalid_request", "Missing header sec-websocket-key"))
+}
+
+/// The `token` query parameter, decoded.
+fn query_token(req: &Request<Incoming>) -> Option<String> {
+    let query = req.uri().query()?;
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned())
 }

@@ -6,20 +6,21 @@ use std::time::{Duration, Instant};
 
 use spacecast_engine::hub::{HubItem, Typing};
 
-use super::frames::FrameError;
-use super::session::{Reply, Session};
+use super::output::CommandError;
+use super::session::Session;
 use crate::routes::spaces::parse_space_id;
 
 const MIN_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Session {
-    /// `{"type":"typing","space_id"}`: only for a space this session has joined.
-    pub(super) fn typing(&mut self, raw_id: &str) -> Result<(), Reply> {
-        let space_id = parse_space_id(raw_id).map_err(FrameError::from)?;
-        if !self.subs.contains_key(&space_id) {
-            return Err(
-                FrameError::new("not_joined", "Join the space before sending typing").into(),
-            );
+    /// Typing: only for a space this session has joined.
+    pub(super) fn typing(&mut self, raw_id: &str) -> Result<(), CommandError> {
+        let space_id = parse_space_id(raw_id).map_err(CommandError::from)?;
+        if !self.inbox.subs.contains_key(&space_id) {
+            return Err(CommandError::new(
+                "not_joined",
+                "Join the space before sending typing",
+            ));
         }
         let now = Instant::now();
         if self
@@ -33,7 +34,7 @@ impl Session {
         let t = Typing::new(
             space_id,
             self.user.id().to_owned(),
-            &self.user.profile.username,
+            self.user.profile.username.clone(),
             self.id,
         );
         self.app

@@ -6,40 +6,44 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::frames::{self, FrameError};
-use super::session::{Out, Reply, Session};
+use super::output::{CommandError, Outbox, Output};
+use super::session::{Refused, Session};
 use crate::error::ApiError;
 
 /// Longest a deadline is set into the future; a later `exp` is as good as never on this clock.
 const FAR: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 impl Session {
-    /// `{"type":"refresh","token"}` → `{"type":"refreshed","exp"}`; the session now ends at the
-    /// new token's `exp`, and later sends carry its profile.
-    pub(super) async fn refresh(&mut self, out: &mut Out, token: &str) -> Result<(), Reply> {
+    /// Refresh → `Refreshed {exp}`; the session now ends at the new token's `exp`, and later
+    /// sends carry its profile.
+    pub(super) async fn refresh<O: Outbox>(
+        &mut self,
+        out: &mut O,
+        token: &str,
+    ) -> Result<(), Refused> {
         let user = self
             .app
             .auth
             .verify(token)
-            .map_err(|e| FrameError::from(ApiError::from(e)))?;
+            .map_err(|e| CommandError::from(ApiError::from(e)))?;
         if user.id() != self.user.id() {
-            return Err(FrameError::new(
+            return Err(CommandError::new(
                 "refresh_refused",
                 "The token is for another user than the session's",
             )
             .into());
         }
         if user.exp <= self.user.exp {
-            return Err(FrameError::new(
+            return Err(CommandError::new(
                 "refresh_refused",
                 "The token does not expire later than the session's current one",
             )
             .into());
         }
-        self.expires.as_mut().reset(deadline(user.exp));
+        self.ending.expires.as_mut().reset(deadline(user.exp));
         let exp = user.exp;
         self.user = user;
-        out.text(&frames::refreshed(exp)).await?;
+        out.put(Output::Refreshed { exp }).await?;
         Ok(())
     }
 }

@@ -6,16 +6,18 @@
 //! after it reaches the subscription; the per-space `delivered` seq drops the overlap.
 //!
 //! Replay memory: the store reads events by count, so pages are sized from the bytes of the
-//! previous page to hold about `REPLAY_PAGE_BYTES` each; every frame goes through the same
-//! socket backpressure as live events (`Out`). A session replaying a long space to a client that
+//! previous page to hold about `REPLAY_PAGE_BYTES` each; every event goes through the same
+//! transport backpressure as live events (the adapter's `Outbox`). A session replaying a long space to a client that
 //! does not read holds one page and the socket's buffer, never the space, and is closed as slow
 //! after the stall limit.
 
+use spacecast_engine::event::Published;
 use spacecast_engine::model::{Seq, SpaceId};
 use tokio_stream::wrappers::BroadcastStream;
 
-use super::frames::{self, FrameError};
-use super::session::{End, Out, Reply, Session};
+use super::Disconnect;
+use super::output::{CommandError, Outbox, Output};
+use super::session::{Refused, Session};
 use crate::routes::spaces::{parse_space_id, readable_space};
 
 /// The bytes of events one replay page aims at (per session).
@@ -32,18 +34,18 @@ fn next_page_len(largest_frame: usize) -> usize {
 }
 
 impl Session {
-    /// `{"type":"join","space_id","since_seq"?}` → `joined {space_id, head_seq}`, then the replay
-    /// of every event after `since_seq` (if given), then live events.
-    pub(super) async fn join(
+    /// Join → `Joined {space_id, head_seq}`, then the replay of every event after `since_seq`
+    /// (if given), then live events.
+    pub(super) async fn join<O: Outbox>(
         &mut self,
-        out: &mut Out,
+        out: &mut O,
         raw_id: &str,
         since_seq: Option<Seq>,
-    ) -> Result<(), Reply> {
-        let space_id = parse_space_id(raw_id).map_err(FrameError::from)?;
+    ) -> Result<(), Refused> {
+        let space_id = parse_space_id(raw_id).map_err(CommandError::from)?;
         let max = self.app.config.max_spaces_per_session;
-        if !self.subs.contains_key(&space_id) && self.subs.len() >= max {
-            return Err(FrameError::new(
+        if !self.inbox.subs.contains_key(&space_id) && self.inbox.subs.len() >= max {
+            return Err(CommandError::new(
                 "too_many_spaces",
                 format!("At most {max} spaces may be joined at once; leave one first"),
             )
@@ -51,10 +53,11 @@ impl Session {
         }
         readable_space(&self.app, &self.user, space_id)
             .await
-            .map_err(FrameError::from)?;
+            .map_err(CommandError::from)?;
         let hub = self.app.engine.hub();
-        if !self.subs.contains_key(&space_id) {
-            self.subs
+        if !self.inbox.subs.contains_key(&space_id) {
+            self.inbox
+                .subs
                 .insert(space_id, BroadcastStream::new(hub.subscribe(space_id)));
         }
         let head = match self.app.engine.store().get_space(space_id).await {
@@ -62,11 +65,14 @@ impl Session {
             Ok(None) => 0,
             Err(e) => {
                 self.unsubscribe(space_id);
-                return Err(FrameError::from(e).into());
+                return Err(CommandError::from(e).into());
             }
         };
-        out.text(&frames::joined(&space_id.to_string(), head))
-            .await?;
+        out.put(Output::Joined {
+            space_id,
+            head_seq: head,
+        })
+        .await?;
         match since_seq {
             Some(since) => {
                 self.delivered.insert(space_id, since.min(head));
@@ -79,18 +85,22 @@ impl Session {
         Ok(())
     }
 
-    /// `{"type":"leave","space_id"}` → `left {space_id}`.
-    pub(super) async fn leave(&mut self, out: &mut Out, raw_id: &str) -> Result<(), Reply> {
-        let space_id = parse_space_id(raw_id).map_err(FrameError::from)?;
+    /// Leave → `Left {space_id}`.
+    pub(super) async fn leave<O: Outbox>(
+        &mut self,
+        out: &mut O,
+        raw_id: &str,
+    ) -> Result<(), Refused> {
+        let space_id = parse_space_id(raw_id).map_err(CommandError::from)?;
         self.unsubscribe(space_id);
-        out.text(&frames::left(&space_id.to_string())).await?;
+        out.put(Output::Left { space_id }).await?;
         Ok(())
     }
 
     /// Forgets everything the session keeps for `space_id`, so per-space state never outlives
     /// the subscription.
     fn unsubscribe(&mut self, space_id: SpaceId) {
-        if self.subs.remove(&space_id).is_some() {
+        if self.inbox.subs.remove(&space_id).is_some() {
             self.app.engine.hub().release(space_id);
         }
         self.delivered.remove(&space_id);
@@ -101,14 +111,14 @@ impl Session {
     /// delivered.
     ///
     /// # Errors
-    /// The socket failed. A store failure ends the replay with an `error` frame; live delivery
+    /// The transport failed. A store failure ends the replay with an error output; live delivery
     /// will retry the repair on the next event.
-    pub(super) async fn replay(
+    pub(super) async fn replay<O: Outbox>(
         &mut self,
-        out: &mut Out,
+        out: &mut O,
         space_id: SpaceId,
         after: Seq,
-    ) -> Result<(), End> {
+    ) -> Result<(), Disconnect> {
         let mut last = after;
         let mut page = REPLAY_FIRST_PAGE;
         loop {
@@ -121,9 +131,13 @@ impl Session {
             {
                 Ok(evs) => evs,
                 Err(e) => {
-                    let e = FrameError::from(e);
+                    let error = CommandError::from(e);
                     return out
-                        .text(&frames::error(None, Some(&space_id.to_string()), &e))
+                        .put(Output::Error {
+                            correlation: None,
+                            space_id: Some(&space_id.to_string()),
+                            error: &error,
+                        })
                         .await;
                 }
             };
@@ -131,10 +145,9 @@ impl Session {
             let mut largest = 0;
             for ev in events {
                 let seq = ev.seq;
-                let published = spacecast_engine::event::Published::new(ev);
-                let frame = published.native_frame();
-                largest = largest.max(frame.len());
-                out.feed(frame).await?;
+                // The stored form's size stands for the rendered one (within a few bytes).
+                largest = largest.max(ev_size(&ev));
+                out.put(Output::Event(&Published::new(ev))).await?;
                 last = seq;
             }
             out.flush().await?;
@@ -145,6 +158,19 @@ impl Session {
             page = next_page_len(largest);
         }
     }
+}
+
+/// About the bytes one event takes on the wire (its content and ids; exactness is not needed to
+/// size a page).
+fn ev_size(ev: &spacecast_engine::event::SpaceEvent) -> usize {
+    use spacecast_engine::event::EventKind;
+    let body = match &ev.kind {
+        EventKind::MessageCreated(m) => {
+            m.content.as_ref().map_or(0, String::len) + m.media_url.as_ref().map_or(0, String::len)
+        }
+        EventKind::MessageDeleted(_) | EventKind::ReactionChanged(_) => 0,
+    };
+    body + 256
 }
 
 #[cfg(test)]

@@ -1,0 +1,94 @@
+//! What a session says to its client, independent of the wire: [`Output`] values handed to the
+//! protocol adapter's [`Outbox`], which renders and writes them.
+
+use std::future::Future;
+
+use spacecast_engine::event::Published;
+use spacecast_engine::hub::Typing;
+use spacecast_engine::model::{Message, Seq, SpaceId};
+
+use super::Disconnect;
+
+/// Why a client command was refused; the session stays open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandError {
+    /// A stable code (the REST error codes, plus the stream's own).
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl CommandError {
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        CommandError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<crate::error::ApiError> for CommandError {
+    fn from(e: crate::error::ApiError) -> Self {
+        CommandError {
+            code: e.code,
+            message: e.message,
+        }
+    }
+}
+
+impl From<spacecast_engine::EngineError> for CommandError {
+    fn from(e: spacecast_engine::EngineError) -> Self {
+        crate::error::ApiError::from(e).into()
+    }
+}
+
+/// A client's correlation value for a command (the native stream's `local_id`, a Socket.IO ack
+/// id): echoed with the command's answer, never interpreted.
+pub type Correlation = serde_json::Value;
+
+/// One thing to tell the client.
+#[derive(Debug)]
+pub enum Output<'a> {
+    /// The session started.
+    Hello {
+        session_id: &'a str,
+        node_id: &'a str,
+    },
+    /// A join succeeded; events after `head_seq` follow (after the replay, if one was asked).
+    Joined {
+        space_id: SpaceId,
+        head_seq: Seq,
+    },
+    Left {
+        space_id: SpaceId,
+    },
+    /// One durable event of a joined space, in seq order, never twice.
+    Event(&'a Published),
+    /// Another user of a joined space is typing.
+    Typing(&'a Typing),
+    /// A send is durable.
+    Ack {
+        correlation: Option<&'a Correlation>,
+        message: &'a Message,
+    },
+    /// A command was refused. `space_id` is the space the command named, as the client wrote it.
+    Error {
+        correlation: Option<&'a Correlation>,
+        space_id: Option<&'a str>,
+        error: &'a CommandError,
+    },
+    /// The session now ends at `exp` (unix seconds).
+    Refreshed {
+        exp: u64,
+    },
+}
+
+/// A protocol adapter's write side for one connection.
+///
+/// `put` renders and queues; it may wait while the transport's buffer is full (backpressure), and
+/// fails with the [`Disconnect`] that ends the session (a dead socket, a client that accepts
+/// nothing for the stall limit). `flush` writes what is queued: the session core calls it once
+/// after a batch of outputs, so a wake-up that finds many events ready costs one socket write.
+pub trait Outbox: Send {
+    fn put(&mut self, out: Output<'_>) -> impl Future<Output = Result<(), Disconnect>> + Send;
+    fn flush(&mut self) -> impl Future<Output = Result<(), Disconnect>> + Send;
+}

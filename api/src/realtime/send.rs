@@ -1,0 +1,82 @@
+//! `send`: post a message; answered by an ack (once durable) or an error, each carrying the
+//! client's correlation value.
+//!
+//! Order: the session itself puts each send in the space actor's mailbox
+//! (`SpaceHandle::submit_send`) before the adapter reads the next client frame, so the sends of
+//! one connection to one space are sequenced in the order they were sent (CONTRACT §7). Only the
+//! wait for the durable outcome runs in its own task, so sends stay pipelined and the session
+//! keeps delivering events while a group commit is in flight; the answer comes back through the
+//! session's [`Inbox`](super::session::Inbox). A session has at most `MAX_INFLIGHT_SENDS` sends
+//! waiting; beyond that, `overloaded`.
+
+use spacecast_engine::SendMessage;
+use tokio::sync::mpsc;
+
+use super::output::{CommandError, Correlation};
+use super::session::{MAX_INFLIGHT_SENDS, SendOutcome, Session};
+use crate::routes::messages::normalize_content;
+use crate::routes::spaces::parse_space_id;
+
+impl Session {
+    /// Submits a send. A refusal comes back with the correlation, for the error output.
+    pub(super) async fn send(
+        &mut self,
+        raw_id: &str,
+        content: Option<String>,
+        correlation: Option<Correlation>,
+    ) -> Result<(), (CommandError, Option<Correlation>)> {
+        let space_id = match parse_space_id(raw_id) {
+            Ok(id) => id,
+            Err(e) => return Err((e.into(), correlation)),
+        };
+        let content = match normalize_content(content, self.app.config.max_content_chars) {
+            Ok(Some(c)) => c,
+            Ok(None) => {
+                return Err((
+                    CommandError::new("empty_message", "Message must have text"),
+                    correlation,
+                ));
+            }
+            Err(e) => return Err((e.into(), correlation)),
+        };
+        let Ok(permit) = self.send_permits.clone().try_acquire_owned() else {
+            return Err((
+                CommandError::new("overloaded", "Too many sends awaiting acknowledgement"),
+                correlation,
+            ));
+        };
+        let cmd = SendMessage {
+            message_id: None,
+            sender: self.user.profile.clone(),
+            content: Some(content),
+            media_url: None,
+            media_type: None,
+        };
+        // Delivered to the actor's mailbox here, in the session's own order; only the wait is
+        // spawned.
+        let pending = match self.app.engine.space(space_id).submit_send(cmd).await {
+            Ok(p) => p,
+            Err(e) => return Err((e.into(), correlation)),
+        };
+        let results = self
+            .inbox
+            .results
+            .get_or_insert_with(|| mpsc::channel(MAX_INFLIGHT_SENDS))
+            .0
+            .clone();
+        let raw_space = raw_id.to_owned();
+        tokio::spawn(async move {
+            let result = pending.wait().await.map_err(CommandError::from);
+            // The session may have ended meanwhile; the message is durable either way.
+            let _ = results
+                .send(Box::new(SendOutcome {
+                    correlation,
+                    raw_space,
+                    result,
+                }))
+                .await;
+            drop(permit);
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,365 @@
+//! The session core: what a realtime client may do, whatever its protocol.
+//!
+//! A [`Session`] holds one client's subscriptions and rules; it never touches a socket. Its
+//! protocol adapter owns the connection, turns client frames into [`Command`]s, and renders the
+//! session's [`Output`]s through its [`Outbox`]. The adapter's loop waits on, in order of
+//! priority: [`Ending::wait`] (shutdown, the token's expiry), its own client frames,
+//! [`Inbox::next`] (answers of sends, hub items of joined spaces), its own timers; it hands what
+//! it got to [`Session::command`] / [`Session::wake`], then calls [`Session::drain_ready`] so
+//! everything already waiting goes out in the same socket write.
+//!
+//! Rules kept here, so every protocol has them:
+//! - events of a space reach the client in seq order, never twice, without gaps: a gap (the hub
+//!   delivers only what was published after subscribing) is repaired from the store first;
+//! - a subscription that falls behind its queue (`Lagged`) ends the session as a slow consumer
+//!   (4008): a slow client never slows the space or other subscribers;
+//! - at most `max_spaces_per_session` subscriptions, and per-space state only for those;
+//! - at most [`MAX_INFLIGHT_SENDS`] sends awaiting their ack;
+//! - the session ends at its token's `exp` unless refreshed.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::{FutureExt, StreamExt};
+use prometheus::IntCounter;
+use spacecast_engine::hub::HubItem;
+use spacecast_engine::model::{Message, Seq, SpaceId};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_stream::StreamMap;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_util::sync::WaitForCancellationFutureOwned;
+
+use super::output::{CommandError, Correlation, Outbox, Output};
+use super::{Command, Disconnect};
+use crate::app::AppRef;
+use crate::auth::User;
+
+/// Sends a session may have waiting for their ack at once.
+pub const MAX_INFLIGHT_SENDS: usize = 64;
+
+/// The outcome of a send, back from the task that waited for it.
+#[derive(Debug)]
+pub(super) struct SendOutcome {
+    pub correlation: Option<Correlation>,
+    /// The space as the client named it (for the error's `space_id`).
+    pub raw_space: String,
+    pub result: Result<Message, CommandError>,
+}
+
+/// What ends a session from the inside: shutdown and the token's expiry.
+pub struct Ending {
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// Fires at the token's `exp`; `refresh` moves it.
+    pub(super) expires: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Ending {
+    /// Resolves with the reason once the session must end. Cancel-safe.
+    pub async fn wait(&mut self) -> Disconnect {
+        tokio::select! {
+            biased;
+            () = self.shutdown.as_mut() => Disconnect::SHUTDOWN,
+            () = self.expires.as_mut() => Disconnect::TOKEN_EXPIRED,
+        }
+    }
+}
+
+/// The channel send answers come back on.
+pub(super) type Results = (
+    mpsc::Sender<Box<SendOutcome>>,
+    mpsc::Receiver<Box<SendOutcome>>,
+);
+
+/// What the session waits on besides the client: the hub and the answers of its sends.
+pub struct Inbox {
+    pub(super) subs: StreamMap<SpaceId, BroadcastStream<HubItem>>,
+    /// Created by the first send (an idle session holds no channel).
+    pub(super) results: Option<Results>,
+}
+
+/// Something for [`Session::wake`] to handle.
+#[derive(Debug)]
+pub struct Wake(WakeKind);
+
+#[derive(Debug)]
+enum WakeKind {
+    Sent(Box<SendOutcome>),
+    Hub(SpaceId, Result<HubItem, BroadcastStreamRecvError>),
+}
+
+impl Inbox {
+    /// Waits for the next send answer or hub item. Cancel-safe; never resolves for a session
+    /// with no subscription and no send in flight.
+    pub async fn next(&mut self) -> Wake {
+        let results = async {
+            match &mut self.results {
+                Some((_, rx)) => rx.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            Some(outcome) = results => Wake(WakeKind::Sent(outcome)),
+            Some((space, item)) = self.subs.next(), if !self.subs.is_empty() => {
+                Wake(WakeKind::Hub(space, item))
+            }
+        }
+    }
+
+    /// The next wake that is ready now, if any.
+    fn ready(&mut self) -> Option<Wake> {
+        self.next().now_or_never()
+    }
+}
+
+/// One realtime client's state.
+pub struct Session {
+    pub app: AppRef,
+    pub user: User,
+    /// Process-unique; typing is not echoed to the session that sent it.
+    pub id: u64,
+    pub ending: Ending,
+    pub inbox: Inbox,
+    /// Highest seq given to the client, per joined space.
+    pub(super) delivered: HashMap<SpaceId, Seq>,
+    pub(super) send_permits: Arc<Semaphore>,
+    /// Last typing relay, per joined space.
+    pub(super) last_typing: HashMap<SpaceId, Instant>,
+    /// `spacecast_fanout_deliveries_total{protocol}`, resolved once.
+    deliveries: IntCounter,
+    protocol: &'static str,
+}
+
+impl Session {
+    /// A session of an authenticated `user` over `protocol` (the metrics label).
+    pub fn new(app: AppRef, user: User, protocol: &'static str) -> Self {
+        Session {
+            id: app.next_session_id(),
+            ending: Ending {
+                shutdown: Box::pin(app.stop.clone().cancelled_owned()),
+                expires: Box::pin(tokio::time::sleep_until(super::refresh::deadline(user.exp))),
+            },
+            inbox: Inbox {
+                subs: StreamMap::new(),
+                results: None,
+            },
+            delivered: HashMap::new(),
+            send_permits: Arc::new(Semaphore::new(MAX_INFLIGHT_SENDS)),
+            last_typing: HashMap::new(),
+            deliveries: app.metrics.fanout_deliveries.with_label_values(&[protocol]),
+            protocol,
+            user,
+            app,
+        }
+    }
+
+    /// `{node_id}-{id}`: the session's name for clients and logs.
+    pub fn session_id(&self) -> String {
+        format!("{}-{}", self.app.config.node_id, self.id)
+    }
+
+    /// Handles one client command. A refused command is answered with an error output; only a
+    /// failed transport ends the session.
+    pub async fn command<O: Outbox>(
+        &mut self,
+        cmd: Command,
+        out: &mut O,
+    ) -> Result<(), Disconnect> {
+        let kind = cmd.kind();
+        let result = match cmd {
+            Command::Join {
+                space_id,
+                since_seq,
+            } => self
+                .join(out, &space_id, since_seq)
+                .await
+                .map_err(|e| (e, None, Some(space_id))),
+            Command::Leave { space_id } => self
+                .leave(out, &space_id)
+                .await
+                .map_err(|e| (e, None, Some(space_id))),
+            Command::Send {
+                space_id,
+                content,
+                correlation,
+            } => match self.send(&space_id, content, correlation).await {
+                Ok(()) => Ok(()),
+                Err((e, correlation)) => Err((Refused::Command(e), correlation, Some(space_id))),
+            },
+            Command::Typing { space_id } => self
+                .typing(&space_id)
+                .map_err(|e| (Refused::Command(e), None, Some(space_id))),
+            Command::Refresh { token } => {
+                self.refresh(out, &token).await.map_err(|e| (e, None, None))
+            }
+        };
+        self.app
+            .metrics
+            .ws_frames_in
+            .with_label_values(&[kind])
+            .inc();
+        match result {
+            Ok(()) => Ok(()),
+            Err((Refused::Closed(d), _, _)) => Err(d),
+            Err((Refused::Command(error), correlation, space_id)) => {
+                out.put(Output::Error {
+                    correlation: correlation.as_ref(),
+                    space_id: space_id.as_deref(),
+                    error: &error,
+                })
+                .await
+            }
+        }
+    }
+
+    /// Tells the client a frame could not be understood (the session stays open).
+    pub async fn invalid<O: Outbox>(
+        &mut self,
+        error: CommandError,
+        correlation: Option<Correlation>,
+        out: &mut O,
+    ) -> Result<(), Disconnect> {
+        self.app
+            .metrics
+            .ws_frames_in
+            .with_label_values(&["invalid"])
+            .inc();
+        out.put(Output::Error {
+            correlation: correlation.as_ref(),
+            space_id: None,
+            error: &error,
+        })
+        .await
+    }
+
+    /// Handles what [`Inbox::next`] returned.
+    pub async fn wake<O: Outbox>(&mut self, wake: Wake, out: &mut O) -> Result<(), Disconnect> {
+        match wake.0 {
+            WakeKind::Sent(outcome) => {
+                let SendOutcome {
+                    correlation,
+                    raw_space,
+                    result,
+                } = *outcome;
+                match result {
+                    Ok(message) => {
+                        out.put(Output::Ack {
+                            correlation: correlation.as_ref(),
+                            message: &message,
+                        })
+                        .await
+                    }
+                    Err(error) => {
+                        out.put(Output::Error {
+                            correlation: correlation.as_ref(),
+                            space_id: Some(&raw_space),
+                            error: &error,
+                        })
+                        .await
+                    }
+                }
+            }
+            WakeKind::Hub(space_id, item) => self.on_hub_item(out, space_id, item).await,
+        }
+    }
+
+    /// Handles every wake already waiting, at most `budget` of them, without waiting for more:
+    /// called after a wake so one socket write carries everything that was ready. Returns how
+    /// many it handled.
+    pub async fn drain_ready<O: Outbox>(
+        &mut self,
+        out: &mut O,
+        budget: usize,
+    ) -> Result<usize, Disconnect> {
+        let mut n = 0;
+        while n < budget {
+            let Some(wake) = self.inbox.ready() else {
+                break;
+            };
+            self.wake(wake, out).await?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Writes one hub item, skipping events the client already has.
+    async fn on_hub_item<O: Outbox>(
+        &mut self,
+        out: &mut O,
+        space_id: SpaceId,
+        item: Result<HubItem, BroadcastStreamRecvError>,
+    ) -> Result<(), Disconnect> {
+        match item {
+            Ok(HubItem::Events(batch)) => {
+                let Some(first) = batch.first() else {
+                    return Ok(());
+                };
+                let last = self.delivered.get(&space_id).copied().unwrap_or(0);
+                if first.event.seq > last + 1 {
+                    // Published events are durable: repair any gap from the store first.
+                    self.replay(out, space_id, last).await?;
+                }
+                let delivered = self.delivered.get(&space_id).copied().unwrap_or(0);
+                let mut last = delivered;
+                let mut written = 0;
+                for p in batch.iter().filter(|p| p.event.seq > delivered) {
+                    out.put(Output::Event(p)).await?;
+                    last = p.event.seq;
+                    written += 1;
+                }
+                if written > 0 {
+                    self.delivered.insert(space_id, last);
+                    self.deliveries.inc_by(written);
+                }
+                Ok(())
+            }
+            Ok(HubItem::Typing(t)) => {
+                if t.origin_session == self.id {
+                    return Ok(());
+                }
+                out.put(Output::Typing(&t)).await
+            }
+            Err(BroadcastStreamRecvError::Lagged(n)) => {
+                // Counted by `ws_closed{reason="slow_consumer"}`; a client can cause it at will.
+                tracing::debug!(session = self.id, protocol = self.protocol, user = %self.user.id(), %space_id, skipped = n, "closing slow consumer");
+                Err(Disconnect::SLOW_CONSUMER)
+            }
+        }
+    }
+
+    /// Stops every subscription (the hub forgets spaces nobody on this node watches).
+    pub fn close(&mut self) {
+        let spaces: Vec<SpaceId> = self.inbox.subs.keys().copied().collect();
+        for space in spaces {
+            self.inbox.subs.remove(&space);
+            self.app.engine.hub().release(space);
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// A refused command: answered with an error, or the transport failed while answering.
+pub(super) enum Refused {
+    Command(CommandError),
+    Closed(Disconnect),
+}
+
+impl From<CommandError> for Refused {
+    fn from(e: CommandError) -> Self {
+        Refused::Command(e)
+    }
+}
+
+impl From<Disconnect> for Refused {
+    fn from(d: Disconnect) -> Self {
+        Refused::Closed(d)
+    }
+}
