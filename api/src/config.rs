@@ -93,7 +93,7 @@ pub struct ConfigArgs {
     pub ws_write_delay: Option<String>,
     /// Threads of the runtime that runs realtime sessions (fan-out), apart from the one serving
     /// HTTP requests, so fan-out to many subscribers cannot delay requests; 0 runs sessions on
-    /// the request runtime.
+    /// the request runtime. Default: one per CPU this process may run on.
     #[arg(long, env = "SPACECAST_REALTIME_THREADS")]
     pub realtime_threads: Option<usize>,
     /// Longest a graceful shutdown waits for in-flight work (e.g. `20s`).
@@ -160,8 +160,11 @@ pub struct ConfigError(pub String);
 
 /// The largest `ws_write_delay` accepted.
 pub const MAX_WS_WRITE_DELAY: Duration = Duration::from_millis(100);
-/// Realtime runtime threads by default (see `ConfigArgs::realtime_threads`).
-pub const DEFAULT_REALTIME_THREADS: usize = 1;
+/// Realtime runtime threads by default: one per CPU this process may run on (its affinity, so
+/// `taskset -c 0` gives one), like the request runtime.
+fn default_realtime_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+}
 
 fn duration(name: &str, v: Option<String>, default: Duration) -> Result<Duration, ConfigError> {
     match v {
@@ -333,7 +336,9 @@ impl ConfigArgs {
                 Duration::from_secs(25),
             )?,
             ws_write_delay: duration("ws_write_delay", self.ws_write_delay, Duration::ZERO)?,
-            realtime_threads: self.realtime_threads.unwrap_or(DEFAULT_REALTIME_THREADS),
+            realtime_threads: self
+                .realtime_threads
+                .unwrap_or_else(default_realtime_threads),
             http_header_timeout: nonzero(duration(
                 "http_header_timeout",
                 self.http_header_timeout,
@@ -477,6 +482,54 @@ mod tests {
         let path = dir.path().join("c.toml");
         std::fs::write(&path, "no_such_option = 1\n").unwrap();
         assert!(ConfigArgs::default().merge_file(&path).is_err());
+    }
+
+    #[test]
+    fn delivery_options_have_defaults_and_bounds() {
+        let c = ConfigArgs::default().validate().unwrap();
+        assert_eq!(
+            c.ws_write_delay,
+            Duration::ZERO,
+            "no write delay by default"
+        );
+        assert!(c.realtime_threads >= 1, "a realtime runtime by default");
+        let c = ConfigArgs {
+            ws_write_delay: Some("2ms".into()),
+            realtime_threads: Some(0),
+            ..Default::default()
+        }
+        .validate()
+        .unwrap();
+        assert_eq!(
+            (c.ws_write_delay, c.realtime_threads),
+            (Duration::from_millis(2), 0)
+        );
+        for (args, name) in [
+            (
+                ConfigArgs {
+                    ws_write_delay: Some("1s".into()),
+                    ..Default::default()
+                },
+                "ws_write_delay",
+            ),
+            (
+                ConfigArgs {
+                    ws_write_delay: Some("soon".into()),
+                    ..Default::default()
+                },
+                "ws_write_delay",
+            ),
+            (
+                ConfigArgs {
+                    realtime_threads: Some(5000),
+                    ..Default::default()
+                },
+                "realtime_threads",
+            ),
+        ] {
+            let e = args.validate().unwrap_err();
+            assert!(e.to_string().contains(name), "{e}");
+        }
     }
 
     #[test]

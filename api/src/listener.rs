@@ -206,10 +206,10 @@ pub async fn serve<S, B>(
 }
 
 /// The TCP stream under a connection upgraded from [`serve`], and the bytes hyper had already
-/// read past the upgrade request; the upgrade back if it is not one of ours.
+/// read past the upgrade request (empty unless the client sent before the 101).
 ///
 /// # Errors
-/// `upgraded` did not come from this listener.
+/// The upgrade back when `upgraded` did not come from this listener.
 pub fn into_tcp(
     upgraded: hyper::upgrade::Upgraded,
 ) -> Result<(TcpStream, Bytes), hyper::upgrade::Upgraded> {

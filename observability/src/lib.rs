@@ -44,6 +44,7 @@ pub mod names {
     pub const FANOUT_EVENTS: &str = "spacecast_fanout_events_total";
     pub const FANOUT_DELIVERIES: &str = "spacecast_fanout_deliveries_total";
     pub const FANOUT_TOPICS: &str = "spacecast_fanout_topics";
+    pub const FANOUT_WRITES: &str = "spacecast_fanout_writes_total";
     pub const WS_SESSIONS: &str = "spacecast_ws_sessions";
     pub const WS_CLOSED: &str = "spacecast_ws_closed_total";
     pub const WS_FRAMES_IN: &str = "spacecast_ws_frames_received_total";
@@ -112,6 +113,9 @@ pub struct Inner {
     pub fanout_events: IntCounter,
     /// Frames written to subscribers, by protocol.
     pub fanout_deliveries: IntCounterVec,
+    /// Socket writes that carried events to a subscriber, by protocol: deliveries / writes is
+    /// how many events one write carries (write coalescing).
+    pub fanout_writes: IntCounterVec,
     /// Spaces with at least one local subscriber.
     pub fanout_topics: IntGauge,
     /// Open realtime sessions by protocol.
@@ -283,6 +287,13 @@ impl Metrics {
                 ),
                 &["protocol"]
             )),
+            fanout_writes: reg!(IntCounterVec::new(
+                Opts::new(
+                    names::FANOUT_WRITES,
+                    "Socket writes that carried events to subscribers, by protocol"
+                ),
+                &["protocol"]
+            )),
             fanout_topics: reg!(IntGauge::new(
                 names::FANOUT_TOPICS,
                 "Spaces with at least one local subscriber"
@@ -427,6 +438,7 @@ mod tests {
         m.store_duration.with_label_values(&["append"]).observe(0.1);
         m.store_errors.with_label_values(&["append"]).inc();
         m.fanout_deliveries.with_label_values(&["native"]).inc();
+        m.fanout_writes.with_label_values(&["native"]).inc();
         m.ws_sessions.with_label_values(&["native"]).inc();
         m.ws_closed.with_label_values(&["normal"]).inc();
         m.ws_frames_in.with_label_values(&["join"]).inc();

@@ -299,8 +299,9 @@ impl Session {
                 };
                 let last = self.delivered.get(&space_id).copied().unwrap_or(0);
                 if first.event.seq > last + 1 {
-                    // Published events are durable: repair any gap from the store first.
-                    self.replay(out, space_id, last).await?;
+                    // Published events are durable: repair any gap from the store first (boxed:
+                    // rare, and it keeps the delivery path's future small).
+                    Box::pin(self.replay(out, space_id, last)).await?;
                 }
                 let delivered = self.delivered.get(&space_id).copied().unwrap_or(0);
                 let mut last = delivered;

@@ -12,16 +12,17 @@
 //! moderate rates (off by default; it adds its length to every delivery's latency).
 //!
 //! **Zero copy.** An event's frame is rendered once for every native subscriber
-//! ([`super::frames::NATIVE`]); each connection's message points at those shared bytes
-//! (`Utf8Bytes` is a `Bytes`), and the only per-connection copy is into that connection's own
-//! write buffer, the one that gathers frames for a single write.
+//! ([`super::frames::NATIVE`]); each connection's message points at those shared bytes, and the
+//! WebSocket layer (tokio-websockets) queues a small header beside each payload and writes the
+//! queue with one vectored write: no payload is copied per connection, and no write buffer stays
+//! allocated after a burst.
 //!
-//! **Bounded.** Bytes in memory are bounded per connection: frames gather in the WebSocket's
-//! write buffer up to [`WRITE_BUFFER`], then go to the socket; when the socket would block, the
-//! next write waits until it drains, under [`WRITE_STALL`] (then 4008). A session therefore holds
-//! at most that buffer plus one frame, whatever it writes (live events, replay pages, acks). A
-//! peer whose pong does not come back within one ping interval is closed (4002); a client frame
-//! over `MAX_FRAME_BYTES` closes with 1009.
+//! **Bounded.** Bytes in memory are bounded per connection: queued frames go to the socket once
+//! they pass [`WRITE_BUFFER`] bytes; when the socket would block, the next write waits until it
+//! drains, under [`WRITE_STALL`] (then 4008). A session therefore holds at most that much plus
+//! one frame, whatever it writes (live events, replay pages, acks). A peer whose pong does not
+//! come back within one ping interval is closed (4002); a client frame over `MAX_FRAME_BYTES`
+//! closes with 1009.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -31,10 +32,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_tungstenite::WebSocketStream;
-use tungstenite::Message;
-use tungstenite::protocol::CloseFrame;
-use tungstenite::protocol::frame::coding::CloseCode;
+use tokio_websockets::{CloseCode, Message, WebSocketStream};
 
 use super::frames;
 use crate::app::AppRef;
@@ -44,36 +42,42 @@ use crate::realtime::{CommandError, Disconnect, Outbox, Output, Session};
 
 /// Longest a write may stay blocked on a client that does not read.
 pub const WRITE_STALL: Duration = Duration::from_secs(15);
-/// Bytes of frames gathered before they go to the socket without waiting for the flush.
+/// Bytes of queued frames that go to the socket without waiting for the flush.
 pub const WRITE_BUFFER: usize = 64 * 1024;
-/// The WebSocket read buffer: allocated per connection, so small; a client frame larger than it
-/// is read in several steps.
-pub const READ_BUFFER: usize = 4 * 1024;
 /// Hub items handled per wake-up before the socket is flushed and other connections get a turn.
 const DRAIN_BUDGET: usize = 256;
 
-/// The WebSocket settings of a native stream connection.
-pub fn ws_config() -> tungstenite::protocol::WebSocketConfig {
-    tungstenite::protocol::WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
-        .max_write_buffer_size(WRITE_BUFFER + super::MAX_FRAME_BYTES + 64 * 1024)
-        .max_message_size(Some(super::MAX_FRAME_BYTES))
-        .max_frame_size(Some(super::MAX_FRAME_BYTES))
+/// A native stream connection's WebSocket over `io` (after the handshake).
+pub fn websocket<S: AsyncRead + AsyncWrite + Unpin>(io: S) -> WebSocketStream<S> {
+    tokio_websockets::ServerBuilder::new()
+        .config(tokio_websockets::Config::default().flush_threshold(WRITE_BUFFER))
+        .limits(tokio_websockets::Limits::default().max_payload_len(Some(super::MAX_FRAME_BYTES)))
+        .serve(io)
 }
 
 /// The connection's write side: the session's [`Outbox`] for the native wire format.
 struct NativeOut<S> {
     ws: WebSocketStream<S>,
+    /// Hub frames queued since the last flush.
+    unflushed: u32,
+    /// `spacecast_fanout_writes_total{protocol="native"}`.
+    writes: prometheus::IntCounter,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Outbox for NativeOut<S> {
     async fn put(&mut self, out: Output<'_>) -> Result<(), Disconnect> {
+        if matches!(out, Output::Event(_) | Output::Typing(_)) {
+            self.unflushed += 1;
+        }
         let text = frames::render(&out);
-        unless_stalled(self.ws.feed(Message::Text(text))).await
+        unless_stalled(self.ws.feed(Message::text(text))).await
     }
 
     async fn flush(&mut self) -> Result<(), Disconnect> {
+        if self.unflushed > 0 {
+            self.unflushed = 0;
+            self.writes.inc();
+        }
         unless_stalled(self.ws.flush()).await
     }
 }
@@ -82,11 +86,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> NativeOut<S> {
     /// Sends `end`'s close frame (if it has one) and closes; gives up, dropping the connection,
     /// if the client does not take it in time.
     async fn close(&mut self, end: Disconnect) {
-        let frame = end.code.map(|code| CloseFrame {
-            code: CloseCode::from(code),
-            reason: end.reason.into(),
-        });
-        let _ = tokio::time::timeout(end.close_within(), self.ws.close(frame)).await;
+        let close = async {
+            // Our codes are registered or private (4000–4999) and our reasons short, so the
+            // close frame is valid; one that is not is skipped rather than sent.
+            if let Some(code) = end.code.and_then(|c| CloseCode::try_from(c).ok())
+                && !code.is_reserved()
+                && end.reason.len() <= 123
+            {
+                let _ = self.ws.send(Message::close(Some(code), end.reason)).await;
+            }
+            let _ = self.ws.close().await;
+        };
+        let _ = tokio::time::timeout(end.close_within(), close).await;
     }
 }
 
@@ -102,7 +113,11 @@ pub async fn run<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let _permit = permit;
-    let mut out = NativeOut { ws };
+    let mut out = NativeOut {
+        ws,
+        unflushed: 0,
+        writes: app.metrics.fanout_writes.with_label_values(&["native"]),
+    };
     let user = match user {
         Ok(u) => u,
         Err(e) => {
@@ -191,34 +206,43 @@ where
 async fn on_incoming<S>(
     s: &mut Session,
     out: &mut NativeOut<S>,
-    incoming: Option<Result<Message, tungstenite::Error>>,
+    incoming: Option<Result<Message, tokio_websockets::Error>>,
     awaiting_pong: &mut bool,
 ) -> Result<(), Disconnect>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    match incoming {
-        None => Err(Disconnect::CLIENT_CLOSED),
-        Some(Err(e)) if too_big(&e) => Err(Disconnect::MESSAGE_TOO_BIG),
-        Some(Err(_)) | Some(Ok(Message::Close(_))) => Err(Disconnect::CLIENT_CLOSED),
-        Some(Ok(Message::Pong(_))) => {
-            *awaiting_pong = false;
-            Ok(())
+    let msg = match incoming {
+        None => return Err(Disconnect::CLIENT_CLOSED),
+        // The WebSocket layer has already queued its own 1009 close frame.
+        Some(Err(tokio_websockets::Error::PayloadTooLong { .. })) => {
+            return Err(Disconnect::MESSAGE_TOO_BIG);
         }
-        Some(Ok(Message::Text(text))) => {
-            match frames::parse(text.as_str()) {
-                Ok(cmd) => s.command(cmd, out).await?,
+        Some(Err(_)) => return Err(Disconnect::CLIENT_CLOSED),
+        Some(Ok(msg)) => msg,
+    };
+    if msg.is_close() {
+        Err(Disconnect::CLIENT_CLOSED)
+    } else if msg.is_pong() {
+        *awaiting_pong = false;
+        Ok(())
+    } else if let Some(text) = msg.as_text() {
+        {
+            match frames::parse(text) {
+                // Boxed: commands are rare next to deliveries, and their futures (store reads,
+                // replay) would otherwise make every idle connection's task that much larger.
+                Ok(cmd) => Box::pin(s.command(cmd, out)).await?,
                 Err((e, correlation)) => s.invalid(e, correlation, out).await?,
             }
             out.flush().await
         }
-        Some(Ok(Message::Binary(_))) => {
-            let e = CommandError::new("invalid_frame", "Frames must be JSON text");
-            s.invalid(e, None, out).await?;
-            out.flush().await
-        }
-        // The WebSocket layer queues the pong of a ping; it goes out with this flush.
-        Some(Ok(Message::Ping(_) | Message::Frame(_))) => out.flush().await,
+    } else if msg.is_binary() {
+        let e = CommandError::new("invalid_frame", "Frames must be JSON text");
+        s.invalid(e, None, out).await?;
+        out.flush().await
+    } else {
+        // A ping: the WebSocket layer queued its pong; it goes out with this flush.
+        out.flush().await
     }
 }
 
@@ -279,15 +303,8 @@ async fn ping_now<S>(out: &mut NativeOut<S>) -> Result<(), Disconnect>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    unless_stalled(out.ws.feed(Message::Ping(Bytes::new()))).await?;
+    unless_stalled(out.ws.feed(Message::ping(Bytes::new()))).await?;
     out.flush().await
-}
-
-/// Whether a read failed because the client's message exceeded `MAX_FRAME_BYTES` (tungstenite
-/// refuses it before buffering it whole).
-fn too_big(e: &tungstenite::Error) -> bool {
-    use tungstenite::error::{CapacityError, Error as WsError};
-    matches!(e, WsError::Capacity(CapacityError::MessageTooLong { .. }))
 }
 
 /// Runs a socket write; one that cannot complete within [`WRITE_STALL`] ends the session as a

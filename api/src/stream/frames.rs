@@ -4,16 +4,16 @@
 //! Events and typing signals are rendered once for every native subscriber ([`NATIVE`]): the
 //! first session that writes one serializes it, the others write the same bytes.
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use spacecast_engine::event::{EventKind, SpaceEvent, Wire};
 use spacecast_engine::hub::Typing;
 use spacecast_engine::model::{Message, Seq, SpaceId, Timestamp};
-use tungstenite::Utf8Bytes;
 
 use crate::realtime::{Command, CommandError, Correlation, Output};
 
 /// The native rendering of hub values: a text frame's payload, shared by every subscriber.
-pub const NATIVE: Wire<Utf8Bytes> = Wire::new(0);
+pub const NATIVE: Wire<Bytes> = Wire::new(0);
 
 /// Longest accepted `local_id`, in bytes of its JSON form.
 const MAX_LOCAL_ID: usize = 256;
@@ -91,7 +91,7 @@ pub fn parse(text: &str) -> Result<Command, (CommandError, Option<Correlation>)>
 }
 
 /// The text frame for `out`.
-pub fn render(out: &Output<'_>) -> Utf8Bytes {
+pub fn render(out: &Output<'_>) -> Bytes {
     match out {
         Output::Event(p) => p.rendered.get(&NATIVE, || event(&p.event)),
         Output::Typing(t) => t.rendered.get(&NATIVE, || typing(t)),
@@ -130,13 +130,14 @@ pub fn render(out: &Output<'_>) -> Utf8Bytes {
     }
 }
 
-fn json<T: Serialize>(v: &T) -> Utf8Bytes {
-    // Serializing plain data with string keys cannot fail; serde_json writes UTF-8.
-    serde_json::to_string(v).unwrap_or_default().into()
+fn json<T: Serialize>(v: &T) -> Bytes {
+    // Serializing plain data with string keys cannot fail; serde_json writes UTF-8, so the
+    // bytes are a valid text frame.
+    Bytes::from(serde_json::to_vec(v).unwrap_or_default())
 }
 
 /// `{"type":"event","space_id",…,"seq","at","event","data"}`
-fn event(ev: &SpaceEvent) -> Utf8Bytes {
+fn event(ev: &SpaceEvent) -> Bytes {
     #[derive(Serialize)]
     struct Frame<'a> {
         r#type: &'static str,
@@ -156,7 +157,7 @@ fn event(ev: &SpaceEvent) -> Utf8Bytes {
 }
 
 /// `{"type":"typing","space_id","user_id","username"}`
-fn typing(t: &Typing) -> Utf8Bytes {
+fn typing(t: &Typing) -> Bytes {
     json(&serde_json::json!({
         "type": "typing",
         "space_id": t.space_id,
@@ -166,7 +167,7 @@ fn typing(t: &Typing) -> Utf8Bytes {
 }
 
 /// `{"type":"ack","local_id","message"}`
-fn ack(local_id: Option<&Correlation>, message: &Message) -> Utf8Bytes {
+fn ack(local_id: Option<&Correlation>, message: &Message) -> Bytes {
     #[derive(Serialize)]
     struct Ack<'a> {
         r#type: &'static str,
@@ -233,7 +234,7 @@ mod tests {
         };
         let p = Published::new(ev.clone());
         let a = render(&Output::Event(&p));
-        let v: serde_json::Value = serde_json::from_str(a.as_str()).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&a).unwrap();
         assert_eq!(v["type"], "event");
         assert_eq!(v["seq"], 7);
         assert_eq!(v["event"], "message_deleted");
@@ -241,11 +242,10 @@ mod tests {
         assert_eq!(v["data"]["deleted_by"], "u1");
         // Every subscriber gets the same buffer.
         let b = render(&Output::Event(&p));
-        assert_eq!(a.as_str().as_ptr(), b.as_str().as_ptr());
+        assert_eq!(a.as_ptr(), b.as_ptr());
 
         let t = Typing::new(ev.space_id, "u2".into(), "bob".into(), 1);
-        let v: serde_json::Value =
-            serde_json::from_str(render(&Output::Typing(&t)).as_str()).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&render(&Output::Typing(&t))).unwrap();
         assert_eq!(
             (
                 v["type"].as_str(),
@@ -256,14 +256,11 @@ mod tests {
         );
         let err = CommandError::new("not_joined", "Join first");
         let id = serde_json::json!(3);
-        let v: serde_json::Value = serde_json::from_str(
-            render(&Output::Error {
-                correlation: Some(&id),
-                space_id: Some("s1"),
-                error: &err,
-            })
-            .as_str(),
-        )
+        let v: serde_json::Value = serde_json::from_slice(&render(&Output::Error {
+            correlation: Some(&id),
+            space_id: Some("s1"),
+            error: &err,
+        }))
         .unwrap();
         assert_eq!(v["code"], "not_joined");
         assert_eq!(v["local_id"], 3);

@@ -8,10 +8,11 @@
 //! - [`frames`]: the wire format (client frames → commands, outputs → text frames).
 //!
 //! The edge upgrades the connection itself rather than through warp's `ws()` filter: warp fixes
-//! tungstenite's buffers at their defaults (a zero-filled 128 KiB read buffer per connection,
-//! and text frames that own a `String`, copied per subscriber). Here the socket goes straight
-//! from hyper to tokio-tungstenite with small buffers ([`conn::ws_config`]) and frames that share
-//! one rendering.
+//! tungstenite's buffers at their defaults (a 128 KiB read buffer per connection, zero-filled
+//! again before every read, and text frames that own a `String`, copied per subscriber). Here
+//! the socket goes straight from hyper to tokio-websockets ([`conn::websocket`]), which reads
+//! into a small growable buffer and writes shared payloads with vectored writes; BENCHMARKS.md
+//! has the measurements behind the choice.
 //!
 //! Close codes: see [`crate::realtime::Disconnect`] (1001 going away, 1009 frame too big, 4001
 //! authentication failed / `token_expired`, 4002 pong timeout, 4008 slow consumer).
@@ -25,8 +26,7 @@ use std::time::Duration;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, StatusCode};
-use tokio_tungstenite::WebSocketStream;
-use tungstenite::protocol::Role;
+use tokio::io::AsyncReadExt;
 use warp::reply::{Reply, Response};
 
 use crate::app::AppRef;
@@ -146,17 +146,19 @@ async fn start(
     upgraded: hyper::upgrade::Upgraded,
     permit: ConnectionPermit,
 ) {
-    let config = Some(conn::ws_config());
     match crate::listener::into_tcp(upgraded) {
+        Ok((tcp, read)) if read.is_empty() => {
+            conn::run(app, user, conn::websocket(tcp), permit).await;
+        }
         Ok((tcp, read)) => {
-            let ws = WebSocketStream::from_partially_read(tcp, read.to_vec(), Role::Server, config)
-                .await;
-            conn::run(app, user, ws, permit).await;
+            // The client sent before the 101: those bytes are read first.
+            let (rd, wr) = tcp.into_split();
+            let io = tokio::io::join(std::io::Cursor::new(read).chain(rd), wr);
+            conn::run(app, user, conn::websocket(io), permit).await;
         }
         Err(upgraded) => {
             let io = hyper_util::rt::TokioIo::new(upgraded);
-            let ws = WebSocketStream::from_raw_socket(io, Role::Server, config).await;
-            conn::run(app, user, ws, permit).await;
+            conn::run(app, user, conn::websocket(io), permit).await;
         }
     }
 }
