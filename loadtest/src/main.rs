@@ -44,19 +44,30 @@
 //! shares the machine with the server.
 
 mod api;
+mod chart;
 mod cql_raw;
-mod fanout;
+mod load;
+mod procstat;
+mod report;
+mod schedule;
 mod sends;
 mod stats;
+mod target;
 
-use std::process::ExitCode;
+use std::{path::PathBuf, process::ExitCode};
 
-use anyhow::Result;
-use clap::{Parser, Subcommand};
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
+use crate::load::{Kind, LoadArgs};
+
 #[derive(Debug, Parser)]
-#[command(name = "loadtest", version, about = "Load generator for Spacecast")]
+#[command(
+    name = "loadtest",
+    version,
+    about = "Load generator for Spacecast (and Centrifugo, to compare)"
+)]
 struct Cli {
     #[command(subcommand)]
     scenario: Scenario,
@@ -66,19 +77,73 @@ struct Cli {
 enum Scenario {
     /// Acknowledged REST sends from concurrent closed-loop workers.
     Sends(sends::SendsArgs),
-    /// One paced publisher, many WebSocket subscribers on one space.
-    Fanout(fanout::FanoutArgs),
+    /// S spaces × C subscribers, open-loop publishing at R msg/s: delivery latency at every
+    /// subscriber.
+    Fanout(LoadArgs),
+    /// Open-loop publishing at R msg/s over S spaces, nobody subscribed: ack latency.
+    Ingest(LoadArgs),
+    /// Fan-out plus connection churn (`--churn` connects/s) during the run.
+    Mixed(LoadArgs),
+    /// Opens C connections as fast as allowed: connect latency, connects/s, failures.
+    ConnectStorm(LoadArgs),
+    /// Holds C subscribed connections for --duration s: the server's memory per connection.
+    Idle(LoadArgs),
+    /// A long fan-out (default 600 s) with the server's RSS over time.
+    Soak(LoadArgs),
     /// Raw CQL writes shaped like the engine's group commits (no server).
     CqlRaw(cql_raw::CqlRawArgs),
+    /// Reads report JSON lines and prints the Spacecast / Centrifugo markdown table.
+    Compare(CompareArgs),
+}
+
+#[derive(Debug, Args)]
+struct CompareArgs {
+    /// Files of JSON lines (`--json` output); other lines are ignored.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+}
+
+enum Split {
+    Load(Kind, LoadArgs),
+    Other(Scenario),
+}
+
+impl Scenario {
+    /// The load scenarios (one engine, several shapes); any other is handed back.
+    fn into_load(self) -> Split {
+        match self {
+            Scenario::Fanout(a) => Split::Load(Kind::Fanout, a),
+            Scenario::Ingest(a) => Split::Load(Kind::Ingest, a),
+            Scenario::Mixed(a) => Split::Load(Kind::Mixed, a),
+            Scenario::ConnectStorm(a) => Split::Load(Kind::ConnectStorm, a),
+            Scenario::Idle(a) => Split::Load(Kind::Idle, a),
+            Scenario::Soak(a) => Split::Load(Kind::Soak, a),
+            other => Split::Other(other),
+        }
+    }
+
+    fn threads(&self) -> Option<u32> {
+        match self {
+            Scenario::Sends(a) => a.common.threads,
+            Scenario::CqlRaw(a) => a.threads,
+            Scenario::Compare(_) => Some(1),
+            Scenario::Fanout(a)
+            | Scenario::Ingest(a)
+            | Scenario::Mixed(a)
+            | Scenario::ConnectStorm(a)
+            | Scenario::Idle(a)
+            | Scenario::Soak(a) => a.common.threads,
+        }
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let threads = match &cli.scenario {
-        Scenario::Sends(args) => args.common.threads,
-        Scenario::Fanout(args) => args.common.threads,
-        Scenario::CqlRaw(args) => args.threads,
-    };
+    // Thousands of sockets: the soft descriptor limit goes up to the hard one.
+    if let Err(err) = rlimit::increase_nofile_limit(u64::MAX) {
+        eprintln!("loadtest: warning: could not raise RLIMIT_NOFILE: {err}");
+    }
+    let threads = cli.scenario.threads();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all();
     if let Some(threads) = threads {
@@ -101,16 +166,22 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<()> {
-    match cli.scenario {
+    let scenario = match cli.scenario.into_load() {
+        Split::Load(kind, args) => {
+            let json = args.common.json;
+            // A --processes child prints its measurements itself.
+            if let Some(report) = load::run(kind, args).await? {
+                print!("{}", report.summary());
+                print_json(json, &report)?;
+            }
+            return Ok(());
+        }
+        Split::Other(other) => other,
+    };
+    match scenario {
         Scenario::Sends(args) => {
             let json = args.common.json;
             let report = sends::run(args).await?;
-            report.print_human();
-            print_json(json, &report)
-        }
-        Scenario::Fanout(args) => {
-            let json = args.common.json;
-            let report = fanout::run(args).await?;
             report.print_human();
             print_json(json, &report)
         }
@@ -120,6 +191,25 @@ async fn run(cli: Cli) -> Result<()> {
             report.print_human();
             print_json(json, &report)
         }
+        Scenario::Compare(args) => {
+            let mut text = String::new();
+            for file in &args.files {
+                text.push_str(
+                    &std::fs::read_to_string(file)
+                        .with_context(|| format!("reading {}", file.display()))?,
+                );
+                text.push('\n');
+            }
+            let reports = report::parse_reports(&text)?;
+            print!("{}", report::compare_table(&reports));
+            Ok(())
+        }
+        Scenario::Fanout(_)
+        | Scenario::Ingest(_)
+        | Scenario::Mixed(_)
+        | Scenario::ConnectStorm(_)
+        | Scenario::Idle(_)
+        | Scenario::Soak(_) => Ok(()),
     }
 }
 
@@ -165,8 +255,39 @@ mod tests {
         let Scenario::Fanout(args) = cli.scenario else {
             panic!("expected fanout")
         };
-        assert_eq!((args.subscribers, args.rate, args.duration), (10, 5, 20));
+        assert_eq!(
+            (args.subscribers, args.rate, args.duration),
+            (Some(10), Some(5), None)
+        );
         assert!(args.common.json);
+        assert_eq!(args.target, load::TargetKind::Spacecast);
+
+        let cli = Cli::try_parse_from([
+            "loadtest",
+            "idle",
+            "--target",
+            "centrifugo",
+            "--api-key",
+            "k",
+            "--jwt-secret",
+            "s",
+            "--processes",
+            "2",
+            "--source-addrs",
+            "8",
+            "--server-pid",
+            "1",
+        ])
+        .unwrap();
+        let Split::Load(load::Kind::Idle, args) = cli.scenario.into_load() else {
+            panic!("expected idle")
+        };
+        assert_eq!(args.target, load::TargetKind::Centrifugo);
+        assert_eq!((args.processes, args.source_addrs), (2, 8));
+        assert_eq!((args.server_pid, args.api_key.as_str()), (Some(1), "k"));
+
+        let cli = Cli::try_parse_from(["loadtest", "compare", "a.jsonl", "b.jsonl"]).unwrap();
+        assert!(matches!(cli.scenario, Scenario::Compare(ref c) if c.files.len() == 2));
 
         // No server, so no --jwt-secret.
         let cli = Cli::try_parse_from(["loadtest", "cql-raw"]).unwrap();
@@ -208,6 +329,18 @@ mod tests {
             Cli::try_parse_from(["loadtest", "fanout", "--jwt-secret", "s", "--rate", "0"])
                 .is_err()
         );
+        assert!(
+            Cli::try_parse_from([
+                "loadtest",
+                "idle",
+                "--jwt-secret",
+                "s",
+                "--source-addrs",
+                "255"
+            ])
+            .is_err()
+        );
+        assert!(Cli::try_parse_from(["loadtest", "compare"]).is_err());
         assert!(Cli::try_parse_from(["loadtest", "cql-raw", "--batch", "0"]).is_err());
         assert!(Cli::try_parse_from(["loadtest", "cql-raw", "--mode", "logged"]).is_err());
     }
