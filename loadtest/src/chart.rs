@@ -95,7 +95,10 @@ mod tests {
             .filter(|l| l.starts_with("<polyline") && l.contains(r#"stroke-width="2""#))
             .collect();
         assert_eq!(series.len(), 4, "{svg}");
-        assert!(series.iter().all(|l| l.matches(',').count() == 2), "{series:?}");
+        assert!(
+            series.iter().all(|l| l.matches(',').count() == 2),
+            "{series:?}"
+        );
         for label in ["p50", "p90", "p99", "max", "fanout on spacecast"] {
             assert!(svg.contains(label), "no {label}");
         }
