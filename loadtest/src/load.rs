@@ -516,21 +516,15 @@ async fn publish(
     let in_flight = Arc::new(Semaphore::new(MAX_PUBLISH_IN_FLIGHT));
     let mut tasks = JoinSet::new();
     let mut pacer = Pacer::new(schedule);
-    let origin_micros = schedule.start_micros();
-    let origin = tokio::time::Instant::now()
-        .checked_sub(Duration::from_micros(
-            stats::now_micros().saturating_sub(origin_micros),
-        ))
-        .unwrap_or_else(tokio::time::Instant::now);
     loop {
         while tasks.try_join_next().is_some() {}
         match pacer.step(stats::now_micros()) {
             Step::Done => break,
             Step::Wait { until_micros } => {
-                tokio::time::sleep_until(
-                    origin + Duration::from_micros(until_micros.saturating_sub(origin_micros)),
-                )
-                .await;
+                // Measured on the schedule's own clock each time: no drift, and the due time
+                // may be in the future when publishing starts.
+                let wait = until_micros.saturating_sub(stats::now_micros());
+                sleep(Duration::from_micros(wait)).await;
             }
             Step::Send { index, due_micros } => {
                 // Wait for a slot rather than skip: the wait shows in the latency.
@@ -811,6 +805,26 @@ async fn run_shard(kind: Kind, args: LoadArgs, shard: Shard) -> Result<()> {
     Ok(())
 }
 
+/// Descriptors kept beside the connections (HTTP pool, stdio, children's pipes).
+const FD_RESERVE: u64 = 600;
+
+/// Refuses a run whose connections cannot fit in one process's descriptor limit (main raised
+/// the soft limit to the hard one) instead of failing half-way with EMFILE.
+fn check_descriptors(plan: &Plan, args: &LoadArgs) -> Result<()> {
+    let Ok((soft, _)) = rlimit::getrlimit(rlimit::Resource::NOFILE) else {
+        return Ok(());
+    };
+    let per_process = plan.total_subscribers().div_ceil(u64::from(args.processes));
+    if per_process + FD_RESERVE > soft {
+        let needed = (plan.total_subscribers()).div_ceil(soft.saturating_sub(FD_RESERVE).max(1));
+        bail!(
+            "{per_process} connections per process do not fit in RLIMIT_NOFILE {soft} (with a \
+             reserve of {FD_RESERVE}): use --processes {needed} or more"
+        );
+    }
+    Ok(())
+}
+
 /// Runs scenario `kind`; returns the report (already printed unless `--json` is handled by
 /// the caller).
 pub async fn run(kind: Kind, args: LoadArgs) -> Result<Option<Report>> {
@@ -825,6 +839,7 @@ pub async fn run(kind: Kind, args: LoadArgs) -> Result<Option<Report>> {
     if kind.publishes() && plan.duration.is_zero() {
         bail!("{} needs --duration ≥ 1", kind.name());
     }
+    check_descriptors(&plan, &args)?;
     let quiet = args.quiet;
     let bar = progress_bar(quiet);
 

@@ -34,10 +34,6 @@ impl Schedule {
         self.count
     }
 
-    pub fn start_micros(&self) -> u64 {
-        self.start_micros
-    }
-
     /// When send `i` is due; exact integer arithmetic, so there is no drift over long runs.
     pub fn due_micros(&self, i: u64) -> u64 {
         if self.rate == 0 {
