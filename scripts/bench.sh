@@ -348,6 +348,8 @@ run_scenario() {
     echo "================ $name (store: $store) ================"
     start_server "$name"
     local cmd=("${loadgen_pin[@]}" "$loadtest_bin" "$name" --url "$url" "$@" --json)
+    # The load scenarios also read the server's CPU and RSS from /proc.
+    [[ $name == fanout ]] && cmd+=(--server-pid "$server_pid")
     echo "\$ SPACECAST_JWT_SECRET=<per-run random> ${cmd[*]}"
     local out="$workdir/$name.out"
     "${cmd[@]}" | tee "$out"

@@ -238,9 +238,10 @@ impl Plan {
     }
 }
 
-fn say(quiet: bool, msg: impl AsRef<str>) {
+/// A progress message on stderr, above the progress line (which may be hidden).
+fn say(bar: &ProgressBar, quiet: bool, msg: impl AsRef<str>) {
     if !quiet {
-        eprintln!("loadtest: {}", msg.as_ref());
+        bar.suspend(|| eprintln!("loadtest: {}", msg.as_ref()));
     }
 }
 
@@ -392,9 +393,12 @@ async fn subscriber(
     progress: Arc<SubProgress>,
 ) {
     let space = &ctx.spaces[progress.space];
-    let started = Instant::now();
+    // Connect latency is the handshake's own time, from when this subscriber's turn came (time
+    // spent queueing behind --connect-concurrency shows in connects/s instead).
+    let mut started = Instant::now();
     let opened = match gate.acquire().await {
         Ok(_permit) => {
+            started = Instant::now();
             ctx.target
                 .subscribe(k + 1, space, target::source_addr(k, ctx.source_addrs))
                 .await
@@ -850,6 +854,7 @@ pub async fn run(kind: Kind, args: LoadArgs) -> Result<Option<Report>> {
         let cpus = procstat::parse_cpu_list(cpus)?;
         let mine = procstat::pin(pid, &cpus)?;
         say(
+            &bar,
             quiet,
             format!("server pid {pid} pinned to CPUs {cpus:?}, loadtest to {mine:?}"),
         );
@@ -866,6 +871,7 @@ pub async fn run(kind: Kind, args: LoadArgs) -> Result<Option<Report>> {
     let total = plan.total_subscribers();
     if !args.no_rest_join && total > 0 {
         say(
+            &bar,
             quiet,
             format!("making {total} users members of {} spaces", spaces.len()),
         );
@@ -892,6 +898,7 @@ pub async fn run(kind: Kind, args: LoadArgs) -> Result<Option<Report>> {
 
     // Connect: here, or in the children.
     say(
+        &bar,
         quiet,
         format!(
             "connecting {total} subscribers to {} ({} at a time per process, {} process(es), {} source address(es))",
@@ -923,7 +930,11 @@ pub async fn run(kind: Kind, args: LoadArgs) -> Result<Option<Report>> {
     };
     let connect_s = connect_start.elapsed().as_secs_f64();
     let connected_sample = sample_server(args.server_pid);
-    say(quiet, format!("subscribers connected in {connect_s:.2} s"));
+    say(
+        &bar,
+        quiet,
+        format!("subscribers connected in {connect_s:.2} s"),
+    );
 
     // The measured window.
     let t0 = stats::now_micros() + 20_000;
@@ -1001,6 +1012,7 @@ pub async fn run(kind: Kind, args: LoadArgs) -> Result<Option<Report>> {
 
     if plan.rate > 0 {
         say(
+            &bar,
             quiet,
             format!(
                 "publishing {} msg/s over {} spaces for {} s",
@@ -1020,6 +1032,7 @@ pub async fn run(kind: Kind, args: LoadArgs) -> Result<Option<Report>> {
         .await;
     } else {
         say(
+            &bar,
             quiet,
             format!("holding the connections for {} s", plan.duration.as_secs()),
         );
