@@ -2,7 +2,7 @@
 # Benchmark runner: starts a throwaway Spacecast server on loopback and drives
 # it with the `loadtest` binary.
 #
-#   scripts/bench.sh [sends|fanout|cql-raw|all]        (default: all)
+#   scripts/bench.sh [sends|fanout|cql-raw|all|compare]        (default: all)
 #
 # Each scenario gets a fresh server (own temp data dir, random JWT secret) so
 # results do not depend on what ran before.
@@ -19,6 +19,21 @@
 # engine; `concurrent`: one execute per row): the database's capacity to
 # compare the cql sends figure with. Needs Cassandra up whatever BENCH_STORE
 # is. `all` runs sends and fanout, and cql-raw too when BENCH_STORE=cql.
+#
+# compare: Spacecast against Centrifugo v6.9.1 (memory engine; installed and configured by
+# scripts/centrifugo.sh), the same `loadtest fanout` against each, interleaved step by step
+# (Spacecast, Centrifugo, Spacecast, …), each run on a fresh server (fresh data dir / config)
+# pinned like the other modes. Then an `idle` step: COMPARE_IDLE connections to each (RSS per
+# connection), and COMPARE_IDLE_MAX to Spacecast alone. Prints the side-by-side markdown table
+# (absolutes and Spacecast / Centrifugo ratios) of `loadtest compare`, and appends it to
+# BENCHMARKS.md under a dated heading when BENCH_WRITE=1. Not a like-for-like durability
+# comparison: Spacecast acknowledges a publish only after its fsync'd group commit, Centrifugo's
+# memory engine keeps nothing durable. Spacecast runs with --max-connections 19000
+# --max-http-connections 512 here so the idle steps fit in the 20,000 descriptors per process.
+#   COMPARE_STEPS="1000:100 1000:300 1000:1000 5000:50 5000:200"  (subscribers:msg/s, one space)
+#   COMPARE_DURATION=15  COMPARE_IDLE=10000  COMPARE_IDLE_MAX=18000 (0 = skip)  COMPARE_IDLE_HOLD=5
+#   COMPARE_PROCESSES=2  COMPARE_SOURCE_ADDRS=4   loadtest processes and loopback source addresses
+#   BENCH_WRITE=1        append the table to BENCHMARKS.md
 #
 # Defaults can be overridden through the environment:
 #   SENDS_SPACES=8 SENDS_CONCURRENCY=64 SENDS_DURATION=20 SENDS_WARMUP=2
@@ -41,7 +56,7 @@ usage() {
 
 mode=${1:-all}
 case "$mode" in
-sends | fanout | cql-raw | all) ;;
+sends | fanout | cql-raw | all | compare) ;;
 -h | --help)
     usage
     exit 0
@@ -65,7 +80,18 @@ CQL_RAW_BATCH=${CQL_RAW_BATCH:-16}
 CQL_RAW_DURATION=${CQL_RAW_DURATION:-$SENDS_DURATION}
 CQL_RAW_WARMUP=${CQL_RAW_WARMUP:-$SENDS_WARMUP}
 CQL_RAW_MODES=${CQL_RAW_MODES:-batch concurrent}
+COMPARE_STEPS=${COMPARE_STEPS:-1000:100 1000:300 1000:1000 5000:50 5000:200}
+COMPARE_DURATION=${COMPARE_DURATION:-15}
+COMPARE_IDLE=${COMPARE_IDLE:-10000}
+COMPARE_IDLE_MAX=${COMPARE_IDLE_MAX:-18000}
+COMPARE_IDLE_HOLD=${COMPARE_IDLE_HOLD:-5}
+COMPARE_PROCESSES=${COMPARE_PROCESSES:-2}
+COMPARE_SOURCE_ADDRS=${COMPARE_SOURCE_ADDRS:-4}
 BENCH_STORE=${BENCH_STORE:-embedded}
+if [[ $mode == compare && $BENCH_STORE != embedded ]]; then
+    echo "bench: compare runs on the embedded store only" >&2
+    exit 2
+fi
 case "$BENCH_STORE" in
 embedded | cql) ;;
 *)
@@ -140,6 +166,11 @@ fi
 loadtest_bin=$target_dir/release/loadtest
 echo "\$ ${build_cmd[*]}"
 "${build_cmd[@]}"
+centrifugo_bin=
+if [[ $mode == compare ]]; then
+    "$root/scripts/centrifugo.sh" install
+    centrifugo_bin=$("$root/scripts/centrifugo.sh" bin)
+fi
 if $run_server && [[ ! -x $server_bin ]]; then
     echo "bench: server binary $server_bin not found" >&2
     exit 1
@@ -206,6 +237,8 @@ free_port() {
 # With BENCH_STORE=cql, first creates the fresh keyspace $cql_keyspace.
 start_server() {
     local name=$1 port data_dir store_args=()
+    shift
+    local extra=("$@")
     port=$(free_port)
     data_dir="$workdir/$name-data"
     mkdir -p "$data_dir"
@@ -216,9 +249,9 @@ start_server() {
         echo "\$ $server_bin migrate ${store_args[*]}"
         "$server_bin" migrate "${store_args[@]}"
     fi
-    echo "\$ $server_bin serve --listen 127.0.0.1:$port --data-dir $data_dir --jwt-secret \"\$SPACECAST_JWT_SECRET\" ${store_args[*]}"
+    echo "\$ $server_bin serve --listen 127.0.0.1:$port --data-dir $data_dir --jwt-secret \"\$SPACECAST_JWT_SECRET\" ${store_args[*]} ${extra[*]}"
     "${server_pin[@]}" "$server_bin" serve --listen "127.0.0.1:$port" --data-dir "$data_dir" \
-        --jwt-secret "$SPACECAST_JWT_SECRET" "${store_args[@]}" >"$server_log" 2>&1 &
+        --jwt-secret "$SPACECAST_JWT_SECRET" "${store_args[@]}" "${extra[@]}" >"$server_log" 2>&1 &
     server_pid=$!
 
     local deadline=$((SECONDS + READY_TIMEOUT_S)) code
@@ -238,6 +271,60 @@ start_server() {
     local banner
     banner=$(grep -m1 'spacecast listening on' "$server_log" || true)
     echo "server ready: ${banner:-"(no 'spacecast listening on' line in its output)"}"
+}
+
+# start_centrifugo NAME: a fresh Centrifugo (config from scripts/centrifugo.sh, memory engine),
+# pinned like the server; sets $url and $server_pid once /health answers.
+start_centrifugo() {
+    local name=$1 port dir
+    port=$(free_port)
+    dir="$workdir/$name-centrifugo"
+    server_log="$dir/centrifugo.log"
+    url="http://127.0.0.1:$port"
+    "$root/scripts/centrifugo.sh" config "$dir" "$port" "$SPACECAST_JWT_SECRET" "$CENTRIFUGO_API_KEY"
+    echo "\$ $centrifugo_bin --config $dir/config.json"
+    "${server_pin[@]}" "$centrifugo_bin" --config "$dir/config.json" >"$server_log" 2>&1 &
+    server_pid=$!
+    local deadline=$((SECONDS + READY_TIMEOUT_S))
+    until curl --noproxy '*' -sf -o /dev/null --max-time 2 "$url/health"; do
+        if ! kill -0 "$server_pid" 2>/dev/null; then
+            echo "bench: centrifugo exited before becoming ready" >&2
+            exit 1
+        fi
+        if ((SECONDS >= deadline)); then
+            echo "bench: $url/health not 200 within ${READY_TIMEOUT_S} s" >&2
+            exit 1
+        fi
+        sleep 0.2
+    done
+    echo "centrifugo ready on $url (pid $server_pid)"
+}
+
+# compare_run TARGET LABEL SCENARIO ARGS...: fresh server of TARGET, `loadtest SCENARIO` against
+# it; the JSON line goes to $compare_out.
+compare_run() {
+    local target=$1 label=$2 scenario=$3
+    shift 3
+    SPACECAST_JWT_SECRET=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
+    CENTRIFUGO_API_KEY=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+    export SPACECAST_JWT_SECRET CENTRIFUGO_API_KEY
+    echo
+    echo "================ compare: $label on $target ================"
+    if [[ $target == spacecast ]]; then
+        start_server "compare-$target" --max-connections 19000 --max-http-connections 512
+    else
+        start_centrifugo "compare-$target"
+    fi
+    local cmd=("${loadgen_pin[@]}" "$loadtest_bin" "$scenario" --target "$target" --url "$url"
+        --server-pid "$server_pid" --label "$label" "$@" --json)
+    echo "\$ SPACECAST_JWT_SECRET=<random> CENTRIFUGO_API_KEY=<random> ${cmd[*]@Q}"
+    local out="$workdir/compare.out"
+    "${cmd[@]}" | tee "$out"
+    tail -n 1 "$out" >>"$compare_out"
+    if [[ -n ${BENCH_OUT:-} ]]; then
+        tail -n 1 "$out" | sed "s/^{/{\"store\":\"$target\",/" >>"$BENCH_OUT"
+    fi
+    stop_server
 }
 
 # record OUT STORE: appends OUT's last line (the JSON result) to $BENCH_OUT,
@@ -261,6 +348,8 @@ run_scenario() {
     echo "================ $name (store: $store) ================"
     start_server "$name"
     local cmd=("${loadgen_pin[@]}" "$loadtest_bin" "$name" --url "$url" "$@" --json)
+    # The load scenarios also read the server's CPU and RSS from /proc.
+    [[ $name == fanout ]] && cmd+=(--server-pid "$server_pid")
     echo "\$ SPACECAST_JWT_SECRET=<per-run random> ${cmd[*]}"
     local out="$workdir/$name.out"
     "${cmd[@]}" | tee "$out"
@@ -348,4 +437,43 @@ if $run_cql_raw; then
     for raw_mode in $CQL_RAW_MODES; do
         run_cql_raw "$raw_mode"
     done
+fi
+if [[ $mode == compare ]]; then
+    compare_out="$workdir/compare.jsonl"
+    : >"$compare_out"
+    echo "centrifugo: $("$centrifugo_bin" version 2>/dev/null | head -n 1) built from github.com/centrifugal/centrifugo/v6@v6.9.1 (memory engine)"
+    for step in $COMPARE_STEPS; do
+        subs=${step%%:*}
+        rate=${step##*:}
+        for target in spacecast centrifugo; do
+            compare_run "$target" "$subs subs @ $rate msg/s" fanout --subscribers "$subs" \
+                --rate "$rate" --duration "$COMPARE_DURATION" --processes "$COMPARE_PROCESSES" \
+                --source-addrs "$COMPARE_SOURCE_ADDRS" --quiet
+        done
+    done
+    idle_args=(--duration "$COMPARE_IDLE_HOLD" --processes "$COMPARE_PROCESSES"
+        --source-addrs "$COMPARE_SOURCE_ADDRS" --no-rest-join --quiet)
+    if ((COMPARE_IDLE > 0)); then
+        for target in spacecast centrifugo; do
+            compare_run "$target" "idle $COMPARE_IDLE" idle --subscribers "$COMPARE_IDLE" "${idle_args[@]}"
+        done
+    fi
+    if ((COMPARE_IDLE_MAX > 0)); then
+        compare_run spacecast "idle $COMPARE_IDLE_MAX" idle --subscribers "$COMPARE_IDLE_MAX" "${idle_args[@]}"
+    fi
+    table=$("$loadtest_bin" compare "$compare_out")
+    echo
+    echo "================ Spacecast / Centrifugo ================"
+    echo "$table"
+    if [[ ${BENCH_WRITE:-0} == 1 ]]; then
+        {
+            echo
+            echo "### $(date -u +%Y-%m-%d) — commit $commit, \`scripts/bench.sh compare\`"
+            echo
+            echo "$(nproc) vCPU ${cpu_model:-unknown CPU}; server on CPUs ${SERVER_CPUS:-any}, loadtest on CPUs ${LOADGEN_CPUS:-any}; ${COMPARE_DURATION} s per step, one space; Centrifugo v6.9.1, memory engine. Spacecast acknowledges after an fsync'd group commit, Centrifugo's memory engine keeps nothing durable."
+            echo
+            echo "$table"
+        } >>"$root/BENCHMARKS.md"
+        echo "bench: table appended to BENCHMARKS.md"
+    fi
 fi

@@ -2,7 +2,9 @@
 # Runs the whole test suite: formatting, lints, unit tests, and the black-box tests that start the
 # real `spacecast` binary — once on the embedded store and once on the CQL store, against a real
 # Apache Cassandra 5 that this script installs (from Maven Central) and starts itself
-# (scripts/cassandra.sh). If Cassandra cannot start, the run fails; nothing is skipped.
+# (scripts/cassandra.sh). If Cassandra cannot start, the run fails; nothing is skipped. The loadtest
+# harness tests also run one scenario against Centrifugo v6.9.1, which scripts/centrifugo.sh
+# installs with `go install` (cached under ~/.cache/spacecast); a missing Centrifugo fails them.
 #
 # Build output goes to $CARGO_TARGET_DIR (default: ~/.cache/spacecast/target, outside the repo) so
 # repeated runs and CI on the same machine reuse it. Cassandra's jars, data and logs live under
@@ -24,6 +26,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "build the tests"
 cargo test --workspace --all-targets --locked --no-run
+
+step "install Centrifugo v6.9.1 (cached; the loadtest harness compares against it)"
+scripts/centrifugo.sh install
 
 step "start Cassandra (fresh data)"
 scripts/cassandra.sh wipe

@@ -1,62 +1,92 @@
-//! `loadtest`: load generator for a running Spacecast server.
+//! `loadtest`: load generator to size a Spacecast deployment and to compare it with Centrifugo.
 //!
-//! It talks only to `--url` (plain http on a loopback address) and mints its
-//! own HS256 tokens with `--jwt-secret` for synthetic users `lt-user-<n>`.
-//! Every scenario is bounded in size and time and stops by itself. Each
-//! prints a human-readable summary and, with `--json`, one JSON object line.
+//! It talks only to `--url` (plain http on a loopback address) and mints its own HS256 tokens
+//! with `--jwt-secret` for synthetic users `lt-user-<n>`. Every scenario is bounded in size and
+//! time and stops by itself, prints a human summary on stdout and, with `--json`, the report as
+//! one JSON object on the last stdout line. At start it raises its soft `RLIMIT_NOFILE` to the
+//! hard limit.
 //!
 //! Scenarios:
 //!
-//! * `sends`: creates `--spaces` spaces (every sending user joins every
-//!   space), then `--concurrency` closed-loop workers send ~100-byte JSON
-//!   messages round-robin over the spaces through one pooled HTTP client.
-//!   After `--warmup` seconds, `--duration` seconds are measured: the
-//!   request → 201 latency of each acknowledged send goes into an HDR
-//!   histogram (µs). Reports acknowledged sends/s, p50/p90/p99/p99.9/max ack
-//!   latency, rejections (429/503, not errors and not in the histogram; the
-//!   worker honours Retry-After up to 1 s) and errors.
+//! * `sends`: creates `--spaces` spaces (every sending user joins every space), then
+//!   `--concurrency` closed-loop workers send ~100-byte JSON messages round-robin over the spaces
+//!   through one pooled HTTP client. After `--warmup` seconds, `--duration` seconds are measured:
+//!   the request → 201 latency of each acknowledged send goes into an HDR histogram (µs).
+//!   Reports acknowledged sends/s, ack latency percentiles, rejections (429/503, not errors and
+//!   not in the histogram; the worker honours Retry-After up to 1 s) and errors. This is the
+//!   server's capacity; the scenarios below measure latency at a fixed offered load.
 //!
-//! * `fanout`: creates one space, joins the `--subscribers` users to it over
-//!   REST (`--no-rest-join` skips that), opens one WebSocket per subscriber
-//!   (`--connect-concurrency` handshakes at a time), waits until all have `joined`, then one publisher sends `--rate`
-//!   messages per second via REST for `--duration` seconds. Each content
-//!   embeds the send time (`lt:<µs on a process-wide monotonic clock>`);
-//!   subscribers record receive − send into their own histogram (merged at
-//!   the end) and check that event `seq`s grow by exactly one. After
-//!   publishing it waits up to `--drain-timeout` seconds for every
-//!   subscriber to receive every acknowledged message. Reports sent/acked
-//!   messages, expected and actual deliveries, deliveries/s, delivery
-//!   latency percentiles, seq gaps, and subscribers closed by the server
-//!   with their close codes (4008 = too slow).
+//! * The load scenarios, one engine on the [`target::Target`] trait (`--target spacecast`, the
+//!   default: REST sends + `/v1/stream`; `--target centrifugo`: HTTP API publishes with
+//!   `--api-key` + the JSON client protocol, `--jwt-secret` being its token HMAC key):
+//!   - `fanout`: `--spaces` S × `--subscribers` C connections (each its own user, subscriber k in
+//!     space k mod S), then publishing at `--rate` R msg/s over all spaces (round-robin) for
+//!     `--duration` s, then up to `--drain-timeout` s for outstanding deliveries.
+//!   - `ingest`: publishing only, nobody subscribed: acknowledgement latency at rate R.
+//!   - `mixed`: fan-out plus `--churn` connections per second opened, subscribed and closed.
+//!   - `connect-storm`: C connections as fast as `--connect-concurrency` allows; connect
+//!     latency, connects/s and failures by code.
+//!   - `idle`: C subscribed connections held `--duration` s: the server's RSS per connection.
+//!   - `soak`: a long fan-out (default 600 s) with the server's RSS sampled over time.
 //!
-//! * `cql-raw`: no Spacecast server at all. Connects to a Cassandra / ScyllaDB
-//!   cluster (`--nodes`), creates `--keyspace` and the four tables a message
-//!   commit writes (DDL copied from the engine), then `--concurrency`
-//!   closed-loop workers each repeat what `CqlStore::commit` writes for
-//!   `--batch` new messages: events and messages rows (one unlogged batch per
-//!   partition with `--mode batch`, one execute per row with `--mode
-//!   concurrent`) and the message_by_id rows, concurrently, then the space's
-//!   counters row. Reports commits/s, messages/s (commits × batch), commit
-//!   latency percentiles and errors: the capacity the engine's sends/s on
-//!   `--store cql` can be compared with.
+//!   Publishing is open loop ([`schedule`]): message i is due at start + i/R whatever the
+//!   server did with the previous ones, a late publisher sends every overdue message rather than
+//!   skipping any, and every latency counts from the due time, which is also the timestamp in
+//!   the content (`lt:<µs>` on `CLOCK_REALTIME`, shared by every loadtest process on the
+//!   machine), so a stall cannot hide behind fewer samples (coordinated omission). Measured
+//!   with HDR histograms: publish → delivery latency at every subscriber, publish → ack
+//!   latency, connect latency, deliveries/s, errors by stable code (publish failures, close
+//!   codes, malformed frames: a bad frame is counted, never a crash), sequence gaps and
+//!   duplicates (Spacecast `seq`, Centrifugo channel `offset`). With `--server-pid`, the
+//!   server's CPU seconds (µs per delivery) and RSS from `/proc`; always the load generator's own
+//!   CPU, flagged `saturated` when a process used ≥ 90 % of a core. `--server-cpus` pins the
+//!   server's threads and the loadtest to disjoint CPUs. `--source-addrs N` binds connections
+//!   to 127.0.0.1..=127.0.0.N (more than one address's ports); `--processes N` spreads the
+//!   subscribers over N child processes (each under its own descriptor limit) whose histograms
+//!   the parent merges. A progress line (indicatif) goes to stderr when it is a terminal
+//!   (`--quiet`: none); `--report-dir` writes `report.json` and `latency.svg` (p50/p90/p99/max
+//!   of delivery latency per second).
 //!
-//! `--threads` limits the loadtest's own runtime, which matters when it
-//! shares the machine with the server.
+//! * `compare FILE…`: reads report JSON lines and prints the side-by-side markdown table of
+//!   `scripts/bench.sh compare` (per step: Spacecast, Centrifugo, ratio S / C).
+//!
+//! * `cql-raw`: no Spacecast server at all. Connects to a Cassandra / ScyllaDB cluster
+//!   (`--nodes`), creates `--keyspace` and the four tables a message commit writes (DDL copied
+//!   from the engine), then `--concurrency` closed-loop workers each repeat what
+//!   `CqlStore::commit` writes for `--batch` new messages: events and messages rows (one
+//!   unlogged batch per partition with `--mode batch`, one execute per row with `--mode
+//!   concurrent`) and the message_by_id rows, concurrently, then the space's counters row.
+//!   Reports commits/s, messages/s (commits × batch), commit latency percentiles and errors: the
+//!   capacity the engine's sends/s on `--store cql` can be compared with.
+//!
+//! `--threads` limits the loadtest's own runtime, which matters when it shares the machine with
+//! the server.
 
 mod api;
+mod chart;
 mod cql_raw;
-mod fanout;
+mod load;
+mod procstat;
+mod report;
+mod schedule;
 mod sends;
 mod stats;
+mod target;
 
-use std::process::ExitCode;
+use std::{path::PathBuf, process::ExitCode};
 
-use anyhow::Result;
-use clap::{Parser, Subcommand};
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
+use crate::load::{Kind, LoadArgs};
+
 #[derive(Debug, Parser)]
-#[command(name = "loadtest", version, about = "Load generator for Spacecast")]
+#[command(
+    name = "loadtest",
+    version,
+    about = "Load generator for Spacecast (and Centrifugo, to compare)"
+)]
 struct Cli {
     #[command(subcommand)]
     scenario: Scenario,
@@ -66,19 +96,73 @@ struct Cli {
 enum Scenario {
     /// Acknowledged REST sends from concurrent closed-loop workers.
     Sends(sends::SendsArgs),
-    /// One paced publisher, many WebSocket subscribers on one space.
-    Fanout(fanout::FanoutArgs),
+    /// S spaces × C subscribers, open-loop publishing at R msg/s: delivery latency at every
+    /// subscriber.
+    Fanout(LoadArgs),
+    /// Open-loop publishing at R msg/s over S spaces, nobody subscribed: ack latency.
+    Ingest(LoadArgs),
+    /// Fan-out plus connection churn (`--churn` connects/s) during the run.
+    Mixed(LoadArgs),
+    /// Opens C connections as fast as allowed: connect latency, connects/s, failures.
+    ConnectStorm(LoadArgs),
+    /// Holds C subscribed connections for --duration s: the server's memory per connection.
+    Idle(LoadArgs),
+    /// A long fan-out (default 600 s) with the server's RSS over time.
+    Soak(LoadArgs),
     /// Raw CQL writes shaped like the engine's group commits (no server).
     CqlRaw(cql_raw::CqlRawArgs),
+    /// Reads report JSON lines and prints the Spacecast / Centrifugo markdown table.
+    Compare(CompareArgs),
+}
+
+#[derive(Debug, Args)]
+struct CompareArgs {
+    /// Files of JSON lines (`--json` output); other lines are ignored.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+}
+
+enum Split {
+    Load(Kind, LoadArgs),
+    Other(Scenario),
+}
+
+impl Scenario {
+    /// The load scenarios (one engine, several shapes); any other is handed back.
+    fn into_load(self) -> Split {
+        match self {
+            Scenario::Fanout(a) => Split::Load(Kind::Fanout, a),
+            Scenario::Ingest(a) => Split::Load(Kind::Ingest, a),
+            Scenario::Mixed(a) => Split::Load(Kind::Mixed, a),
+            Scenario::ConnectStorm(a) => Split::Load(Kind::ConnectStorm, a),
+            Scenario::Idle(a) => Split::Load(Kind::Idle, a),
+            Scenario::Soak(a) => Split::Load(Kind::Soak, a),
+            other => Split::Other(other),
+        }
+    }
+
+    fn threads(&self) -> Option<u32> {
+        match self {
+            Scenario::Sends(a) => a.common.threads,
+            Scenario::CqlRaw(a) => a.threads,
+            Scenario::Compare(_) => Some(1),
+            Scenario::Fanout(a)
+            | Scenario::Ingest(a)
+            | Scenario::Mixed(a)
+            | Scenario::ConnectStorm(a)
+            | Scenario::Idle(a)
+            | Scenario::Soak(a) => a.common.threads,
+        }
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let threads = match &cli.scenario {
-        Scenario::Sends(args) => args.common.threads,
-        Scenario::Fanout(args) => args.common.threads,
-        Scenario::CqlRaw(args) => args.threads,
-    };
+    // Thousands of sockets: the soft descriptor limit goes up to the hard one.
+    if let Err(err) = rlimit::increase_nofile_limit(u64::MAX) {
+        eprintln!("loadtest: warning: could not raise RLIMIT_NOFILE: {err}");
+    }
+    let threads = cli.scenario.threads();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all();
     if let Some(threads) = threads {
@@ -101,16 +185,22 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<()> {
-    match cli.scenario {
+    let scenario = match cli.scenario.into_load() {
+        Split::Load(kind, args) => {
+            let json = args.common.json;
+            // A --processes child prints its measurements itself.
+            if let Some(report) = load::run(kind, args).await? {
+                print!("{}", report.summary());
+                print_json(json, &report)?;
+            }
+            return Ok(());
+        }
+        Split::Other(other) => other,
+    };
+    match scenario {
         Scenario::Sends(args) => {
             let json = args.common.json;
             let report = sends::run(args).await?;
-            report.print_human();
-            print_json(json, &report)
-        }
-        Scenario::Fanout(args) => {
-            let json = args.common.json;
-            let report = fanout::run(args).await?;
             report.print_human();
             print_json(json, &report)
         }
@@ -120,6 +210,25 @@ async fn run(cli: Cli) -> Result<()> {
             report.print_human();
             print_json(json, &report)
         }
+        Scenario::Compare(args) => {
+            let mut text = String::new();
+            for file in &args.files {
+                text.push_str(
+                    &std::fs::read_to_string(file)
+                        .with_context(|| format!("reading {}", file.display()))?,
+                );
+                text.push('\n');
+            }
+            let reports = report::parse_reports(&text)?;
+            print!("{}", report::compare_table(&reports));
+            Ok(())
+        }
+        Scenario::Fanout(_)
+        | Scenario::Ingest(_)
+        | Scenario::Mixed(_)
+        | Scenario::ConnectStorm(_)
+        | Scenario::Idle(_)
+        | Scenario::Soak(_) => Ok(()),
     }
 }
 
@@ -165,8 +274,39 @@ mod tests {
         let Scenario::Fanout(args) = cli.scenario else {
             panic!("expected fanout")
         };
-        assert_eq!((args.subscribers, args.rate, args.duration), (10, 5, 20));
+        assert_eq!(
+            (args.subscribers, args.rate, args.duration),
+            (Some(10), Some(5), None)
+        );
         assert!(args.common.json);
+        assert_eq!(args.target, load::TargetKind::Spacecast);
+
+        let cli = Cli::try_parse_from([
+            "loadtest",
+            "idle",
+            "--target",
+            "centrifugo",
+            "--api-key",
+            "k",
+            "--jwt-secret",
+            "s",
+            "--processes",
+            "2",
+            "--source-addrs",
+            "8",
+            "--server-pid",
+            "1",
+        ])
+        .unwrap();
+        let Split::Load(load::Kind::Idle, args) = cli.scenario.into_load() else {
+            panic!("expected idle")
+        };
+        assert_eq!(args.target, load::TargetKind::Centrifugo);
+        assert_eq!((args.processes, args.source_addrs), (2, 8));
+        assert_eq!((args.server_pid, args.api_key.as_str()), (Some(1), "k"));
+
+        let cli = Cli::try_parse_from(["loadtest", "compare", "a.jsonl", "b.jsonl"]).unwrap();
+        assert!(matches!(cli.scenario, Scenario::Compare(ref c) if c.files.len() == 2));
 
         // No server, so no --jwt-secret.
         let cli = Cli::try_parse_from(["loadtest", "cql-raw"]).unwrap();
@@ -208,6 +348,18 @@ mod tests {
             Cli::try_parse_from(["loadtest", "fanout", "--jwt-secret", "s", "--rate", "0"])
                 .is_err()
         );
+        assert!(
+            Cli::try_parse_from([
+                "loadtest",
+                "idle",
+                "--jwt-secret",
+                "s",
+                "--source-addrs",
+                "255"
+            ])
+            .is_err()
+        );
+        assert!(Cli::try_parse_from(["loadtest", "compare"]).is_err());
         assert!(Cli::try_parse_from(["loadtest", "cql-raw", "--batch", "0"]).is_err());
         assert!(Cli::try_parse_from(["loadtest", "cql-raw", "--mode", "logged"]).is_err());
     }
