@@ -43,6 +43,7 @@
 #   CQL_RAW_MODES="batch concurrent"
 #   SPACECAST_CASSANDRA_PORT=9042   CQL port (as scripts/cassandra.sh)
 #   SPACECAST_BIN=path   use this server binary instead of building spacecast-api
+#   SPACECAST_ARGS="..." extra `spacecast serve` flags (e.g. "--ws-write-delay 2ms"), every mode
 #   SERVER_CPUS=0 LOADGEN_CPUS=1   pin the server and the load generator to these CPUs
 #                        (taskset -c), so a figure says what one core of the server does;
 #                        set both empty to run unpinned (rows before 2026-12-02 were unpinned)
@@ -99,6 +100,7 @@ embedded | cql) ;;
     exit 2
     ;;
 esac
+read -ra spacecast_args <<<"${SPACECAST_ARGS:-}"
 SERVER_CPUS=${SERVER_CPUS-0}
 LOADGEN_CPUS=${LOADGEN_CPUS-1}
 server_pin=()
@@ -311,7 +313,8 @@ compare_run() {
     echo
     echo "================ compare: $label on $target ================"
     if [[ $target == spacecast ]]; then
-        start_server "compare-$target" --max-connections 19000 --max-http-connections 512
+        start_server "compare-$target" --max-connections 19000 --max-http-connections 512 \
+            "${spacecast_args[@]}"
     else
         start_centrifugo "compare-$target"
     fi
@@ -346,7 +349,7 @@ run_scenario() {
     fi
     echo
     echo "================ $name (store: $store) ================"
-    start_server "$name"
+    start_server "$name" "${spacecast_args[@]}"
     local cmd=("${loadgen_pin[@]}" "$loadtest_bin" "$name" --url "$url" "$@" --json)
     # The load scenarios also read the server's CPU and RSS from /proc.
     [[ $name == fanout ]] && cmd+=(--server-pid "$server_pid")

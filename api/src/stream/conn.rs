@@ -2,8 +2,8 @@
 //! [`Session`].
 //!
 //! It waits on, in order of priority: the session's end (shutdown → 1001, the token's expiry →
-//! 4001 `token_expired`), the client's frames, the session's inbox (send answers, hub events),
-//! the write-delay timer, and a keep-alive ping timer.
+//! 4001 `token_expired`), the client's frames, the write-delay timer, the session's inbox (send
+//! answers, hub events), and a keep-alive ping timer.
 //!
 //! **Coalescing.** A wake-up that finds events ready renders them all (up to
 //! [`DRAIN_BUDGET`] hub items) into the WebSocket's write buffer and flushes once: under load, one
@@ -180,12 +180,13 @@ where
             biased;
             d = s.ending.wait() => Err(d),
             incoming = out.ws.next() => on_incoming(s, out, incoming, &mut awaiting_pong).await,
-            wake = s.inbox.next() => {
-                deliver(s, out, wake, delay, &mut flush_timer, &mut armed).await
-            }
+            // Before the inbox: a busy inbox must not hold back what is already due.
             () = wait_armed(&mut flush_timer), if armed => {
                 armed = false;
                 flush_ready(s, out).await
+            }
+            wake = s.inbox.next() => {
+                deliver(s, out, wake, delay, &mut flush_timer, &mut armed).await
             }
             _ = ping.tick() => {
                 if awaiting_pong {
@@ -263,6 +264,9 @@ where
     if delay.is_zero() {
         return flush_ready(s, out).await;
     }
+    // Everything ready joins the pending write now, so the loop turns once per wake-up, not
+    // once per item.
+    s.drain_ready(out, DRAIN_BUDGET).await?;
     if !*armed {
         let at = tokio::time::Instant::now() + delay;
         match flush_timer {

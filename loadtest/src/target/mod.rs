@@ -128,6 +128,13 @@ pub fn source_addr(i: usize, n: u32) -> Option<IpAddr> {
     Some(IpAddr::from([127, 0, 0, host]))
 }
 
+/// The subscribers' WebSocket settings. tungstenite zero-fills its whole read buffer before
+/// every read attempt, so its 128 KiB default would make each received frame cost the load
+/// generator a 128 KiB memset; 8 KiB keeps the generator from saturating first.
+fn client_config() -> tungstenite::protocol::WebSocketConfig {
+    tungstenite::protocol::WebSocketConfig::default().read_buffer_size(8 * 1024)
+}
+
 /// Opens a WebSocket to `url` (ws://, loopback) from `source`, with the given extra headers.
 pub async fn connect_ws(
     url: &str,
@@ -169,7 +176,7 @@ pub async fn connect_ws(
             .await
             .map_err(|e| ConnectError::new(io_code("connect", &e), e.to_string()))?;
         let _ = stream.set_nodelay(true);
-        let (ws, _) = client_async_with_config(request, stream, None)
+        let (ws, _) = client_async_with_config(request, stream, Some(client_config()))
             .await
             .map_err(|e| match &e {
                 tungstenite::Error::Http(resp) => ConnectError::new(
