@@ -71,8 +71,8 @@ SETUP_TIMEOUT_S=300
 
 if [[ $mode == fanout ]]; then
     duration=$FANOUT_DURATION
-    # fanout: "loadtest: N subscribers joined in X s; publishing R msg/s for D s"
-    marker='subscribers joined in'
+    # fanout: "loadtest: subscribers connected in X s" (then the measured window starts)
+    marker='subscribers connected in'
     delay=1
     loadtest_args=(fanout --subscribers "$FANOUT_SUBSCRIBERS" --rate "$FANOUT_RATE"
         --duration "$FANOUT_DURATION")
