@@ -146,10 +146,8 @@ fn realtime_runtime(threads: usize) -> anyhow::Result<Option<tokio::runtime::Run
         .thread_name("spacecast-rt")
         .on_thread_start(|| {
             // Best effort: without the right to renice, the threads keep the default priority.
-            let _ = rustix::process::setpriority_process(
-                Some(rustix::thread::gettid()),
-                REALTIME_NICE,
-            );
+            let _ =
+                rustix::process::setpriority_process(Some(rustix::thread::gettid()), REALTIME_NICE);
         })
         .enable_all()
         .build()
