@@ -80,7 +80,7 @@ pub async fn serve(config: Config, metrics: Metrics) -> anyhow::Result<()> {
         media,
         metrics,
         stop_rx,
-        realtime.as_ref().map(|rt| rt.handle().clone()),
+        realtime.handle(),
     );
 
     let routes = routes(app.clone()).recover(recover).unify();
@@ -118,10 +118,8 @@ pub async fn serve(config: Config, metrics: Metrics) -> anyhow::Result<()> {
     {
         tracing::warn!("some realtime sessions did not close in time");
     }
-    if let Some(rt) = realtime {
-        // Sessions are gone (or abandoned after the timeout); nothing there holds durable work.
-        rt.shutdown_background();
-    }
+    // Sessions are gone (or abandoned after the timeout); nothing there holds durable work.
+    drop(realtime);
     engine.shutdown(shutdown_timeout).await;
     tracing::info!("spacecast stopped");
     Ok(())
@@ -137,9 +135,9 @@ const REALTIME_NICE: i32 = 5;
 ///
 /// # Errors
 /// The threads cannot be started.
-fn realtime_runtime(threads: usize) -> anyhow::Result<Option<tokio::runtime::Runtime>> {
+fn realtime_runtime(threads: usize) -> anyhow::Result<RealtimeRuntime> {
     if threads == 0 {
-        return Ok(None);
+        return Ok(RealtimeRuntime(None));
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
@@ -152,7 +150,25 @@ fn realtime_runtime(threads: usize) -> anyhow::Result<Option<tokio::runtime::Run
         .enable_all()
         .build()
         .context("cannot start the realtime runtime")?;
-    Ok(Some(rt))
+    Ok(RealtimeRuntime(Some(rt)))
+}
+
+/// The realtime runtime, stopped without waiting when dropped (dropping a tokio runtime inside
+/// another one's task would panic; on any early return of `serve` too).
+struct RealtimeRuntime(Option<tokio::runtime::Runtime>);
+
+impl RealtimeRuntime {
+    fn handle(&self) -> Option<tokio::runtime::Handle> {
+        self.0.as_ref().map(|rt| rt.handle().clone())
+    }
+}
+
+impl Drop for RealtimeRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 /// The HTTP limits, with `max_http_connections` and `max_connections` lowered (in `config` too)
