@@ -3,15 +3,17 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use spacecast_api::stream::frames::{ClientFrame, parse};
+use spacecast_api::realtime::Command;
+use spacecast_api::stream::frames::parse;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
     match parse(text) {
-        Ok(ClientFrame::Send {
-            local_id: Some(id), ..
+        Ok(Command::Send {
+            correlation: Some(id),
+            ..
         }) => assert!(id.to_string().len() <= 256, "local_id bound"),
         Ok(_) => {}
         Err((e, local_id)) => {
