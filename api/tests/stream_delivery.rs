@@ -214,3 +214,44 @@ async fn a_frame_sent_before_the_101_is_not_lost() {
     assert_eq!(answer["type"], "error", "{answer}");
     assert_eq!(answer["space_id"], "not-a-uuid", "{answer}");
 }
+
+/// The threads of a process named `name` (`/proc/<pid>/task/*/comm`), with their nice values
+/// (field 19 of `/proc/<pid>/task/<tid>/stat`).
+fn thread_nice(pid: u32, name: &str) -> Vec<i64> {
+    let mut nice = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("/proc task dir") {
+        let dir = task.expect("task entry").path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if comm.trim() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
+        // After the parenthesised command name: state is field 3, nice field 19.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        if let Some(n) = rest.split_whitespace().nth(16).and_then(|v| v.parse().ok()) {
+            nice.push(n);
+        }
+    }
+    nice
+}
+
+/// Sessions run on their own runtime (`--realtime-threads`), a little below request threads in
+/// priority, so fan-out cannot queue in front of requests; with 0 there is no such runtime.
+#[tokio::test]
+async fn realtime_sessions_run_on_their_own_lower_priority_threads() {
+    let s = Server::start(&["--realtime-threads", "2"]).await;
+    let pid = s.child.id().expect("server pid");
+    let nice = thread_nice(pid, "spacecast-rt");
+    assert_eq!(nice, vec![5, 5], "two realtime threads at nice 5");
+    let main_nice = thread_nice(pid, "spacecast");
+    assert!(main_nice.iter().all(|n| *n == 0), "{main_nice:?}");
+    // And they serve sessions.
+    let mut ws = s.stream(&token("rt")).await;
+    let space = new_space(&s, &token("rt")).await;
+    let j = ws.join(&space, None).await;
+    assert_eq!(j["type"], "joined", "{j}");
+
+    let s = Server::start(&["--realtime-threads", "0"]).await;
+    let pid = s.child.id().expect("server pid");
+    assert!(thread_nice(pid, "spacecast-rt").is_empty());
+}
