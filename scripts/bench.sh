@@ -185,25 +185,10 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 workdir=$(mktemp -d "${TMPDIR:-/tmp}/spacecast-bench.XXXXXX")
 server_pid=
 server_log=
+script=bench
+# shellcheck source=scripts/lib/server.sh
+. "$root/scripts/lib/server.sh"
 
-stop_server() {
-    [[ -n $server_pid ]] || return 0
-    local pid=$server_pid status=0
-    server_pid=
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid" 2>/dev/null || true
-        local deadline=$((SECONDS + STOP_TIMEOUT_S))
-        while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do
-            sleep 0.1
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            echo "bench: server ignored SIGTERM for ${STOP_TIMEOUT_S} s; sending SIGKILL" >&2
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-    fi
-    wait "$pid" 2>/dev/null || status=$?
-    echo "server stopped (exit status $status)"
-}
 
 cleanup() {
     local rc=$?
@@ -220,20 +205,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-# A loopback port nothing listens on, below the usual ephemeral range.
-free_port() {
-    local port _
-    for _ in $(seq 1 200); do
-        port=$((20000 + RANDOM % 12000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            echo "$port"
-            return 0
-        fi
-    done
-    echo "bench: no free port found" >&2
-    return 1
-}
 
 # start_server NAME: starts a fresh server, sets $url once /readyz is 200.
 # With BENCH_STORE=cql, first creates the fresh keyspace $cql_keyspace.
@@ -256,20 +227,7 @@ start_server() {
         --jwt-secret "$SPACECAST_JWT_SECRET" "${store_args[@]}" "${extra[@]}" >"$server_log" 2>&1 &
     server_pid=$!
 
-    local deadline=$((SECONDS + READY_TIMEOUT_S)) code
-    while :; do
-        code=$(curl --noproxy '*' -s -o /dev/null -w '%{http_code}' --max-time 2 "$url/readyz" || true)
-        [[ $code == 200 ]] && break
-        if ! kill -0 "$server_pid" 2>/dev/null; then
-            echo "bench: server exited before becoming ready" >&2
-            exit 1
-        fi
-        if ((SECONDS >= deadline)); then
-            echo "bench: $url/readyz not 200 within ${READY_TIMEOUT_S} s (last: $code)" >&2
-            exit 1
-        fi
-        sleep 0.2
-    done
+    wait_ready "$url/readyz" server
     local banner
     banner=$(grep -m1 'spacecast listening on' "$server_log" || true)
     echo "server ready: ${banner:-"(no 'spacecast listening on' line in its output)"}"
@@ -287,18 +245,7 @@ start_centrifugo() {
     echo "\$ $centrifugo_bin --config $dir/config.json"
     "${server_pin[@]}" "$centrifugo_bin" --config "$dir/config.json" >"$server_log" 2>&1 &
     server_pid=$!
-    local deadline=$((SECONDS + READY_TIMEOUT_S))
-    until curl --noproxy '*' -sf -o /dev/null --max-time 2 "$url/health"; do
-        if ! kill -0 "$server_pid" 2>/dev/null; then
-            echo "bench: centrifugo exited before becoming ready" >&2
-            exit 1
-        fi
-        if ((SECONDS >= deadline)); then
-            echo "bench: $url/health not 200 within ${READY_TIMEOUT_S} s" >&2
-            exit 1
-        fi
-        sleep 0.2
-    done
+    wait_ready "$url/health" centrifugo
     echo "centrifugo ready on $url (pid $server_pid)"
 }
 

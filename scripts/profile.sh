@@ -156,25 +156,10 @@ workdir=$(mktemp -d "${TMPDIR:-/tmp}/spacecast-profile-run.XXXXXX")
 server_pid=
 loadtest_pid=
 server_log=$out/server.log
+script=profile
+# shellcheck source=scripts/lib/server.sh
+. "$root/scripts/lib/server.sh"
 
-stop_server() {
-    [[ -n $server_pid ]] || return 0
-    local pid=$server_pid status=0
-    server_pid=
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid" 2>/dev/null || true
-        local deadline=$((SECONDS + STOP_TIMEOUT_S))
-        while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do
-            sleep 0.1
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            echo "profile: server ignored SIGTERM for ${STOP_TIMEOUT_S} s; sending SIGKILL" >&2
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-    fi
-    wait "$pid" 2>/dev/null || status=$?
-    echo "server stopped (exit status $status)"
-}
 
 cleanup() {
     local rc=$?
@@ -194,20 +179,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-# A loopback port nothing listens on, below the usual ephemeral range.
-free_port() {
-    local port _
-    for _ in $(seq 1 200); do
-        port=$((20000 + RANDOM % 12000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            echo "$port"
-            return 0
-        fi
-    done
-    echo "profile: no free port found" >&2
-    return 1
-}
 
 # Server CPU time (utime + stime, clock ticks) from /proc/PID/stat.
 cpu_ticks() {
@@ -231,20 +202,7 @@ echo "\$ ${server_pin[*]} $server_bin serve --listen 127.0.0.1:$port --data-dir 
     --jwt-secret "$SPACECAST_JWT_SECRET" >"$server_log" 2>&1 &
 server_pid=$!
 
-deadline=$((SECONDS + READY_TIMEOUT_S))
-while :; do
-    code=$(curl --noproxy '*' -s -o /dev/null -w '%{http_code}' --max-time 2 "$url/readyz" || true)
-    [[ $code == 200 ]] && break
-    if ! kill -0 "$server_pid" 2>/dev/null; then
-        echo "profile: server exited before becoming ready" >&2
-        exit 1
-    fi
-    if ((SECONDS >= deadline)); then
-        echo "profile: $url/readyz not 200 within ${READY_TIMEOUT_S} s (last: $code)" >&2
-        exit 1
-    fi
-    sleep 0.2
-done
+wait_ready "$url/readyz" server
 echo "server ready (pid $server_pid) on $url"
 
 # ---------------------------------------------------------------- load + perf
