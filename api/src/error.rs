@@ -85,6 +85,7 @@ impl From<EngineError> for ApiError {
             EngineError::Overloaded { .. }
             | EngineError::StoreUnavailable(_)
             | EngineError::SpaceUnavailable
+            | EngineError::BusUnavailable(_)
             | EngineError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             EngineError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -163,6 +164,7 @@ pub const CODES: &[&str] = &[
     "store_unavailable",
     "unavailable",
     "shutting_down",
+    "bus_unavailable",
     "internal",
     "too_many_connections",
 ];
@@ -189,6 +191,11 @@ mod tests {
                 EngineError::StoreUnavailable("disk".into()),
                 503,
                 "store_unavailable",
+            ),
+            (
+                EngineError::BusUnavailable("nats down".into()),
+                503,
+                "bus_unavailable",
             ),
         ];
         for (e, status, code) in cases {

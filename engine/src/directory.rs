@@ -1,8 +1,10 @@
 //! The directory: the one place that resolves a space id to the actor that owns it.
 //!
-//! Every command reaches its space through `Directory::call`. Today the answer is always a
-//! local actor; in cluster mode the directory resolves the space's owner node and forwards, and
-//! callers do not change.
+//! Every command reaches its space through [`Directory::submit`] (pipelined) or
+//! [`Directory::execute`] (one at a time, retried across an ownership change). On one node the
+//! answer is always a local actor. In a cluster ([`crate::bus`]) a space runs here only while this
+//! node holds its lease; otherwise the command is forwarded to the owner, and a space nobody owns
+//! is taken over by the first node that needs it. Callers do not change.
 //!
 //! Parts:
 //! - a read-mostly map `space id → live actor` for the fast path (a std `RwLock`, never held
@@ -15,18 +17,22 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use ractor::{
     Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
 };
 use spacecast_observability::Metrics;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::EngineConfig;
+use crate::bus::{Answer, Bus, CommandSink, Fanout, Forwarded, Lease};
 use crate::error::{EngineError, Result};
-use crate::hub::Hub;
+use crate::model::SpaceId;
 use crate::space::SpaceMsg;
+use crate::space::command::{Command, Outcome};
 use crate::space::actor::{SpaceActor, SpaceArgs};
 use crate::space::cache::CacheBudget;
 use crate::store::Store;
@@ -38,7 +44,13 @@ pub(crate) struct Entry {
     inflight: Arc<AtomicUsize>,
 }
 
-type Map = Arc<RwLock<HashMap<crate::model::SpaceId, Entry>>>;
+type Map = Arc<RwLock<HashMap<SpaceId, Entry>>>;
+
+/// How long a space answered by another node is assumed to stay there before this node tries to
+/// take it again (a forward that finds no owner forgets it at once).
+const REMOTE_TTL: Duration = Duration::from_secs(2);
+/// Pause between attempts while a space changes owner.
+const ROUTE_RETRY: Duration = Duration::from_millis(50);
 
 /// Resolves spaces to their actors. Cheap to clone.
 #[derive(Clone)]
@@ -46,18 +58,31 @@ pub struct Directory {
     map: Map,
     supervisor: ActorRef<SupervisorMsg>,
     store: Arc<dyn Store>,
+    bus: Arc<dyn Bus>,
+    /// Spaces recently answered by another node, and when.
+    remote: Arc<Mutex<HashMap<SpaceId, Instant>>>,
     metrics: Metrics,
     config: Arc<EngineConfig>,
 }
 
+/// Where a command goes.
+enum Route {
+    Local(Entry),
+    Remote,
+}
+
 /// Messages of [`SpaceSupervisor`].
 pub(crate) enum SupervisorMsg {
-    /// Ensure a live actor for the space and return it.
-    Resolve(crate::model::SpaceId, RpcReplyPort<Result<Entry>>),
+    /// Ensure a live actor for the space, owning it under the lease, and return it.
+    Resolve(SpaceId, Arc<Lease>, RpcReplyPort<Result<Entry>>),
+    /// This node lost the space's lease: stop its actor.
+    LeaseLost(SpaceId),
     /// A space actor found itself idle.
-    Passivate(crate::model::SpaceId, ActorId),
+    Passivate(SpaceId, ActorId),
     /// A space actor's `pre_start` failed (e.g. the store was unreachable).
-    StartFailed(crate::model::SpaceId, ActorId, String),
+    StartFailed(SpaceId, ActorId, String),
+    /// The directory itself, once built.
+    SetSink(Arc<dyn CommandSink>),
 }
 
 /// Decrements a space's in-flight count when a call ends, however it ends.
@@ -73,140 +98,287 @@ impl Drop for Admitted {
     }
 }
 
-/// A command delivered to its space actor's mailbox, whose answer has not arrived yet. It keeps
-/// its admission slot until it is awaited or dropped.
+/// Where a pending command's answer comes from.
+enum Source {
+    Local(oneshot::Receiver<Result<Outcome>>),
+    Remote(Answer, Directory, SpaceId),
+}
+
+/// A command delivered to its space actor's mailbox (or sent to the owner node), whose answer has
+/// not arrived yet. It keeps its admission slot until it is awaited or dropped.
 ///
 /// Commands delivered one after another from one task are handled by the actor in that order
-/// (a ractor mailbox is FIFO), so their effects are sequenced in submission order however their
-/// answers are awaited: one connection can pipeline sends and still see them in order.
+/// (a ractor mailbox is FIFO, and so is one NATS connection's stream to one subscriber), so their
+/// effects are sequenced in submission order however their answers are awaited: one connection
+/// can pipeline sends and still see them in order.
 #[must_use = "a submitted command's outcome is only known by awaiting it"]
 pub struct Pending<T> {
-    rx: tokio::sync::oneshot::Receiver<Result<T>>,
+    source: Source,
+    map: fn(Outcome) -> Result<T>,
     timeout: Duration,
-    _admitted: Admitted,
+    _admitted: Option<Admitted>,
+}
+
+/// What a pending command came to.
+enum Settled {
+    Ran(Result<Outcome>),
+    /// Nothing ran: the space had no owner, or the node asked no longer owns it.
+    Unrouted,
+}
+
+impl Pending<Outcome> {
+    /// The same pending command, its outcome converted by `f`.
+    pub(crate) fn map<U>(self, f: fn(Outcome) -> Result<U>) -> Pending<U> {
+        Pending {
+            source: self.source,
+            map: f,
+            timeout: self.timeout,
+            _admitted: self._admitted,
+        }
+    }
 }
 
 impl<T> Pending<T> {
-    /// Waits for the actor's answer.
+    /// Waits for the answer.
     ///
     /// # Errors
-    /// Whatever the actor answers; `SpaceUnavailable` if it died with the command in flight or did
-    /// not answer within the call timeout.
+    /// Whatever the space answers; `SpaceUnavailable` if its actor died with the command in
+    /// flight, did not answer within the call timeout, or (in a cluster) the space was changing
+    /// owner and the command did not run.
     pub async fn wait(self) -> Result<T> {
-        match tokio::time::timeout(self.timeout, self.rx).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_dropped)) => Err(EngineError::SpaceUnavailable),
-            Err(_elapsed) => Err(EngineError::SpaceUnavailable),
+        let map = self.map;
+        match self.settle().await {
+            Settled::Ran(r) => r.and_then(map),
+            Settled::Unrouted => Err(EngineError::SpaceUnavailable),
+        }
+    }
+
+    async fn settle(self) -> Settled {
+        match self.source {
+            Source::Local(rx) => match tokio::time::timeout(self.timeout, rx).await {
+                Ok(Ok(result)) => Settled::Ran(result),
+                Ok(Err(_)) | Err(_) => Settled::Ran(Err(EngineError::SpaceUnavailable)),
+            },
+            Source::Remote(rx, dir, space_id) => {
+                match tokio::time::timeout(self.timeout, rx).await {
+                    Ok(Ok(Forwarded::Ran(r))) => {
+                        dir.remember_remote(space_id);
+                        Settled::Ran(r)
+                    }
+                    Ok(Ok(Forwarded::NoOwner | Forwarded::NotOwner)) => {
+                        dir.forget_remote(space_id);
+                        Settled::Unrouted
+                    }
+                    Ok(Err(_dropped)) => Settled::Ran(Err(EngineError::BusUnavailable(
+                        "the bus connection closed".into(),
+                    ))),
+                    Err(_) => Settled::Ran(Err(EngineError::SpaceUnavailable)),
+                }
+            }
         }
     }
 }
 
 impl Directory {
-    /// Starts the supervisor. Space actors are spawned on demand.
+    /// Starts the supervisor. Space actors are spawned on demand. `lost` reports spaces whose
+    /// lease this node lost (cluster only).
     pub(crate) async fn start(
         store: Arc<dyn Store>,
-        hub: Hub,
+        fanout: Fanout,
         metrics: Metrics,
         config: Arc<EngineConfig>,
+        lost: Option<mpsc::UnboundedReceiver<SpaceId>>,
     ) -> Result<Self> {
         let map: Map = Arc::default();
+        let bus = fanout.bus().clone();
         let sup = SpaceSupervisor;
         let args = SupervisorArgs {
             map: map.clone(),
             store: store.clone(),
-            hub,
+            fanout,
             cache_budget: CacheBudget::new(config.message_cache_bytes, metrics.clone()),
             metrics: metrics.clone(),
             config: config.clone(),
+            sink: None,
         };
         let (supervisor, _join) = SpaceSupervisor::spawn(None, sup, args)
             .await
             .map_err(|e| EngineError::Internal(format!("space supervisor failed to start: {e}")))?;
-        Ok(Directory {
+        let dir = Directory {
             map,
             supervisor,
             store,
+            bus,
+            remote: Arc::default(),
             metrics,
             config,
-        })
+        };
+        // The supervisor hands the directory to each space actor, which serves forwarded
+        // commands through it.
+        let _ = dir
+            .supervisor
+            .send_message(SupervisorMsg::SetSink(Arc::new(dir.clone())));
+        if let Some(mut lost) = lost {
+            let sup = dir.supervisor.clone();
+            tokio::spawn(async move {
+                while let Some(space_id) = lost.recv().await {
+                    if sup.send_message(SupervisorMsg::LeaseLost(space_id)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        Ok(dir)
     }
 
-    /// Sends a command built by `make` to the space's actor and waits for its answer.
+    /// Runs a command and waits for its outcome. While the space changes owner (in a cluster),
+    /// a command that did not run is sent again, to the new owner, until the call timeout:
+    /// safe because nothing ran, and because this caller has nothing else in flight.
     ///
     /// # Errors
-    /// Those of [`Directory::submit`] and [`Pending::wait`].
-    pub(crate) async fn call<T: Send + 'static>(
-        &self,
-        space_id: crate::model::SpaceId,
-        make: impl Fn(RpcReplyPort<Result<T>>) -> SpaceMsg,
-    ) -> Result<T> {
-        self.submit(space_id, make).await?.wait().await
+    /// Those of the command, [`Directory::submit`] and [`Pending::wait`].
+    pub(crate) async fn execute(&self, space_id: SpaceId, cmd: Command) -> Result<Outcome> {
+        let deadline = Instant::now() + self.config.call_timeout;
+        loop {
+            let pending = self.submit(space_id, cmd.clone()).await?;
+            match pending.settle().await {
+                Settled::Ran(r) => return r,
+                Settled::Unrouted if Instant::now() < deadline => {
+                    self.metrics.space_reroutes.inc();
+                    tokio::time::sleep(ROUTE_RETRY).await;
+                }
+                Settled::Unrouted => return Err(EngineError::SpaceUnavailable),
+            }
+        }
     }
 
-    /// Delivers a command built by `make` to the space's actor mailbox and returns without waiting
-    /// for its answer. When this returns `Ok`, the command is in the mailbox, behind every command
-    /// this task submitted before (see [`Pending`]).
+    /// Delivers a command to the space's actor mailbox (here, or on its owner node) and returns
+    /// without waiting for its answer. When this returns `Ok`, the command is on its way, behind
+    /// every command this task submitted before (see [`Pending`]).
     ///
-    /// A command that could not be delivered because the actor was stopping is retried on a
+    /// A command that could not be delivered because the local actor was stopping is retried on a
     /// fresh actor (which starts only after the old one's writer settled everything, so order is
     /// kept); one that was delivered is never retried (it may have been written).
     ///
     /// # Errors
     /// `SpaceNotFound`, `Overloaded` (the space's admission limit), `SpaceUnavailable` (no live
-    /// actor after retries), `ShuttingDown`, `StoreUnavailable` (resolving a cold space).
-    pub(crate) async fn submit<T: Send + 'static>(
-        &self,
-        space_id: crate::model::SpaceId,
-        make: impl Fn(RpcReplyPort<Result<T>>) -> SpaceMsg,
-    ) -> Result<Pending<T>> {
+    /// actor after retries), `ShuttingDown`, `StoreUnavailable` (resolving a cold space),
+    /// `BusUnavailable` (cluster work while NATS is unreachable).
+    pub(crate) async fn submit(&self, space_id: SpaceId, cmd: Command) -> Result<Pending<Outcome>> {
         for _attempt in 0..3 {
-            let entry = self.resolve(space_id).await?;
-            let admitted = entry.inflight.fetch_add(1, Ordering::AcqRel) + 1;
-            self.metrics.space_commands_inflight.inc();
-            let guard = Admitted {
-                inflight: entry.inflight.clone(),
-                metrics: self.metrics.clone(),
-            };
-            if admitted > self.config.max_inflight_per_space {
-                self.metrics.space_admission_rejected.inc();
-                return Err(EngineError::Overloaded {
-                    retry_after: Duration::from_secs(1),
-                });
+            match self.route(space_id).await? {
+                Route::Remote => {
+                    let rx = self.bus.forward(space_id, &cmd).await?;
+                    self.metrics.commands_forwarded.inc();
+                    return Ok(Pending {
+                        source: Source::Remote(rx, self.clone(), space_id),
+                        map: Ok,
+                        timeout: self.config.call_timeout,
+                        _admitted: None,
+                    });
+                }
+                Route::Local(entry) => match self.submit_to(&entry, space_id, cmd.clone()) {
+                    Some(r) => return r,
+                    // Not delivered: the actor is draining or gone. Forget it, try a fresh one.
+                    None => self.forget(space_id, entry.actor.get_id()),
+                },
             }
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            if entry.actor.send_message(make(tx.into())).is_err() {
-                // Not delivered: the actor is draining or gone. Forget it and try a fresh one.
-                self.forget(space_id, entry.actor.get_id());
-                continue;
-            }
-            return Ok(Pending {
-                rx,
-                timeout: self.config.call_timeout,
-                _admitted: guard,
-            });
         }
         Err(EngineError::SpaceUnavailable)
     }
 
-    async fn resolve(&self, space_id: crate::model::SpaceId) -> Result<Entry> {
-        if let Some(e) = self
-            .map
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&space_id)
+    /// Admission control and delivery to a live local actor; `None` if it no longer takes
+    /// messages.
+    fn submit_to(
+        &self,
+        entry: &Entry,
+        _space_id: SpaceId,
+        cmd: Command,
+    ) -> Option<Result<Pending<Outcome>>> {
+        let admitted = entry.inflight.fetch_add(1, Ordering::AcqRel) + 1;
+        self.metrics.space_commands_inflight.inc();
+        let guard = Admitted {
+            inflight: entry.inflight.clone(),
+            metrics: self.metrics.clone(),
+        };
+        if admitted > self.config.max_inflight_per_space {
+            self.metrics.space_admission_rejected.inc();
+            return Some(Err(EngineError::Overloaded {
+                retry_after: Duration::from_secs(1),
+            }));
+        }
+        let (tx, rx) = oneshot::channel();
+        if entry
+            .actor
+            .send_message(SpaceMsg::Command(cmd, tx.into()))
+            .is_err()
         {
-            return Ok(e.clone());
+            return None;
+        }
+        Some(Ok(Pending {
+            source: Source::Local(rx),
+            map: Ok,
+            timeout: self.config.call_timeout,
+            _admitted: Some(guard),
+        }))
+    }
+
+    /// Where the space's commands go now: its live local actor; a new local actor (single node,
+    /// or a cluster node that just took the lease); or the owner node.
+    async fn route(&self, space_id: SpaceId) -> Result<Route> {
+        if let Some(e) = self.local(space_id) {
+            return Ok(Route::Local(e));
+        }
+        if self.bus.clustered() && self.known_remote(space_id) {
+            return Ok(Route::Remote);
         }
         // Cold path: check existence here, off the supervisor, so a burst of unknown ids does not
-        // queue behind store reads.
+        // queue behind store reads (nor take leases).
         if self.store.get_space(space_id).await?.is_none() {
             return Err(EngineError::SpaceNotFound);
         }
-        ractor::call!(self.supervisor, SupervisorMsg::Resolve, space_id)
-            .map_err(|_| EngineError::ShuttingDown)?
+        let Some(lease) = self.bus.acquire(space_id).await? else {
+            self.remember_remote(space_id);
+            return Ok(Route::Remote);
+        };
+        self.forget_remote(space_id);
+        let entry = ractor::call!(self.supervisor, SupervisorMsg::Resolve, space_id, lease)
+            .map_err(|_| EngineError::ShuttingDown)??;
+        Ok(Route::Local(entry))
     }
 
-    fn forget(&self, space_id: crate::model::SpaceId, actor: ActorId) {
+    fn local(&self, space_id: SpaceId) -> Option<Entry> {
+        self.map
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&space_id)
+            .cloned()
+    }
+
+    fn known_remote(&self, space_id: SpaceId) -> bool {
+        self.remote
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&space_id)
+            .is_some_and(|at| at.elapsed() < REMOTE_TTL)
+    }
+
+    fn remember_remote(&self, space_id: SpaceId) {
+        let mut r = self.remote.lock().unwrap_or_else(|p| p.into_inner());
+        if r.len() > 100_000 {
+            r.retain(|_, at| at.elapsed() < REMOTE_TTL);
+        }
+        r.insert(space_id, Instant::now());
+    }
+
+    fn forget_remote(&self, space_id: SpaceId) {
+        self.remote
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&space_id);
+    }
+
+    fn forget(&self, space_id: SpaceId, actor: ActorId) {
         let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
         if map
             .get(&space_id)
@@ -228,24 +400,40 @@ impl Directory {
     }
 }
 
+#[async_trait]
+impl CommandSink for Directory {
+    async fn submit_owned(
+        &self,
+        space_id: SpaceId,
+        cmd: Command,
+    ) -> Option<Result<Pending<Outcome>>> {
+        // Only a live local actor: it exists only while this node holds the space's lease.
+        let entry = self.local(space_id)?;
+        self.submit_to(&entry, space_id, cmd)
+    }
+}
+
 /// The parent of every space actor on this node. See the module doc.
 pub(crate) struct SpaceSupervisor;
 
 pub(crate) struct SupervisorArgs {
     map: Map,
     store: Arc<dyn Store>,
-    hub: Hub,
+    fanout: Fanout,
     cache_budget: CacheBudget,
     metrics: Metrics,
     config: Arc<EngineConfig>,
+    /// The directory, set right after it is built: space actors serve forwarded commands
+    /// through it.
+    sink: Option<Arc<dyn CommandSink>>,
 }
 
 pub(crate) struct SupervisorState {
     args: SupervisorArgs,
-    /// Live children by actor id.
-    children: HashMap<ActorId, (crate::model::SpaceId, ActorCell)>,
+    /// Live children by actor id, with the ownership lease each runs under.
+    children: HashMap<ActorId, (SpaceId, ActorCell, Arc<Lease>)>,
     /// One local lease per space that has (or recently had) an actor.
-    leases: HashMap<crate::model::SpaceId, Arc<tokio::sync::Mutex<()>>>,
+    leases: HashMap<SpaceId, Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl Actor for SpaceSupervisor {
@@ -272,12 +460,25 @@ impl Actor for SpaceSupervisor {
         state: &mut SupervisorState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            SupervisorMsg::Resolve(space_id, reply) => {
-                let _ = reply.send(state.resolve(&me, space_id));
+            SupervisorMsg::SetSink(sink) => state.args.sink = Some(sink),
+            SupervisorMsg::Resolve(space_id, ownership, reply) => {
+                let _ = reply.send(state.resolve(&me, space_id, ownership));
+            }
+            SupervisorMsg::LeaseLost(space_id) => {
+                let live = state.args.map.read().unwrap_or_else(|p| p.into_inner()).get(&space_id).map(|e| e.actor.get_id());
+                if let Some(actor_id) = live {
+                    state.remove(space_id, actor_id);
+                    if let Some((_, cell, _)) = state.children.get(&actor_id) {
+                        // Its writer refuses to commit without a valid lease; stop now so the
+                        // space's commands go to the new owner.
+                        cell.stop(Some("lease lost".into()));
+                    }
+                    state.args.metrics.space_leases_lost.inc();
+                }
             }
             SupervisorMsg::Passivate(space_id, actor_id) => {
                 if state.remove(space_id, actor_id) {
-                    if let Some((_, cell)) = state.children.get(&actor_id) {
+                    if let Some((_, cell, _)) = state.children.get(&actor_id) {
                         // Finish what is queued, then stop; later sends fail and are retried.
                         let _ = cell.drain();
                     }
@@ -287,7 +488,10 @@ impl Actor for SpaceSupervisor {
             }
             SupervisorMsg::StartFailed(space_id, actor_id, reason) => {
                 state.remove(space_id, actor_id);
-                state.children.remove(&actor_id);
+                if let Some((_, _, ownership)) = state.children.remove(&actor_id) {
+                    let bus = state.args.fanout.bus().clone();
+                    tokio::spawn(async move { bus.release(ownership).await });
+                }
                 state.release_lease(space_id);
                 tracing::warn!(%space_id, %reason, "space actor failed to start; the next command retries");
             }
@@ -303,13 +507,13 @@ impl Actor for SpaceSupervisor {
     ) -> Result<(), ActorProcessingErr> {
         match evt {
             SupervisionEvent::ActorTerminated(cell, _, _) => {
-                if let Some((space_id, _)) = state.children.remove(&cell.get_id()) {
+                if let Some((space_id, _, _)) = state.children.remove(&cell.get_id()) {
                     state.remove(space_id, cell.get_id());
                     state.release_lease(space_id);
                 }
             }
             SupervisionEvent::ActorFailed(cell, err) => {
-                if let Some((space_id, _)) = state.children.remove(&cell.get_id()) {
+                if let Some((space_id, _, _)) = state.children.remove(&cell.get_id()) {
                     state.remove(space_id, cell.get_id());
                     state.release_lease(space_id);
                     state.args.metrics.space_restarts.inc();
@@ -326,7 +530,8 @@ impl SupervisorState {
     fn resolve(
         &mut self,
         me: &ActorRef<SupervisorMsg>,
-        space_id: crate::model::SpaceId,
+        space_id: SpaceId,
+        ownership: Arc<Lease>,
     ) -> Result<Entry> {
         if let Some(e) = self
             .args
@@ -337,11 +542,16 @@ impl SupervisorState {
         {
             return Ok(e.clone());
         }
+        let Some(sink) = self.args.sink.clone() else {
+            return Err(EngineError::Internal("directory not started".into()));
+        };
         let lease = self.leases.entry(space_id).or_default().clone();
         let args = SpaceArgs {
             space_id,
             store: self.args.store.clone(),
-            hub: self.args.hub.clone(),
+            fanout: self.args.fanout.clone(),
+            ownership: ownership.clone(),
+            sink,
             cache_budget: self.args.cache_budget.clone(),
             metrics: self.args.metrics.clone(),
             config: self.args.config.clone(),
@@ -370,7 +580,7 @@ impl SupervisorState {
             inflight: Arc::default(),
         };
         self.children
-            .insert(actor_id, (space_id, entry.actor.get_cell()));
+            .insert(actor_id, (space_id, entry.actor.get_cell(), ownership));
         self.args
             .map
             .write()
@@ -380,7 +590,7 @@ impl SupervisorState {
     }
 
     /// Removes the space from the map if `actor_id` is still the one registered for it.
-    fn remove(&mut self, space_id: crate::model::SpaceId, actor_id: ActorId) -> bool {
+    fn remove(&mut self, space_id: SpaceId, actor_id: ActorId) -> bool {
         let mut map = self.args.map.write().unwrap_or_else(|p| p.into_inner());
         if map
             .get(&space_id)
@@ -393,7 +603,7 @@ impl SupervisorState {
     }
 
     /// Forgets a lease nobody holds or waits for.
-    fn release_lease(&mut self, space_id: crate::model::SpaceId) {
+    fn release_lease(&mut self, space_id: SpaceId) {
         if self
             .leases
             .get(&space_id)

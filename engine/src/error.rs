@@ -4,7 +4,7 @@ use std::time::Duration;
 
 /// Why an engine call failed. Each variant maps to one stable client-visible code
 /// ([`EngineError::code`]).
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("Space not found")]
     SpaceNotFound,
@@ -29,6 +29,10 @@ pub enum EngineError {
     /// the next command). The command's outcome is unknown only if it was being written.
     #[error("The space is restarting; retry shortly")]
     SpaceUnavailable,
+    /// The cluster bus (NATS) is unreachable, or this node's hold on the space is in doubt:
+    /// nothing was done; retry shortly (any node).
+    #[error("The cluster bus is unavailable; retry shortly")]
+    BusUnavailable(String),
     /// The node is shutting down.
     #[error("Server is shutting down")]
     ShuttingDown,
@@ -49,6 +53,7 @@ impl EngineError {
             EngineError::StoreUnavailable(_) => "store_unavailable",
             EngineError::SpaceUnavailable => "unavailable",
             EngineError::ShuttingDown => "shutting_down",
+            EngineError::BusUnavailable(_) => "bus_unavailable",
             EngineError::Internal(_) => "internal",
         }
     }
@@ -59,6 +64,7 @@ impl EngineError {
             EngineError::Overloaded { retry_after } => Some(*retry_after),
             EngineError::StoreUnavailable(_)
             | EngineError::SpaceUnavailable
+            | EngineError::BusUnavailable(_)
             | EngineError::ShuttingDown => Some(Duration::from_secs(1)),
             _ => None,
         }

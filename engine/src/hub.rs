@@ -120,6 +120,10 @@ impl Hub {
         }
     }
 
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// Subscribers of `space_id` on this node.
     pub fn subscriber_count(&self, space_id: SpaceId) -> usize {
         self.topics

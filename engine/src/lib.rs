@@ -13,7 +13,10 @@
 //! 6. [`store`] — the [`store::Store`] trait; `store/embedded.rs` (fjall, the default)
 //!    makes each batch durable with one fsync shared across spaces; `store/cql/` (ScyllaDB /
 //!    Cassandra, `--store cql`) writes it as one unlogged batch per partition.
-//! 7. [`hub`] — fan-out to this node's subscribers: one `Arc` per commit, shared by all.
+//! 7. [`bus`] — the cluster seam: ownership leases, forwarding to the owner node, and commits
+//!    published to other nodes ([`bus::LocalBus`] on a single node, [`bus::nats::NatsBus`] over
+//!    NATS); [`bus::Fanout`] hands each commit to this node's hub once, in seq order.
+//! 8. [`hub`] — fan-out to this node's subscribers: one `Arc` per commit, shared by all.
 //!
 //! Also: [`model`] (spaces, members, messages), [`event`] (the sequenced events and their
 //! once-serialized frames), [`error`] (the one error enum with stable codes).
@@ -21,6 +24,7 @@
 //! With the `testkit` feature: `testkit`, the storage conformance suite every
 //! [`store::Store`] backend must pass.
 
+pub mod bus;
 pub mod directory;
 pub mod error;
 pub mod event;
@@ -38,10 +42,11 @@ use spacecast_observability::Metrics;
 
 pub use directory::Pending;
 pub use error::{EngineError, Result};
-pub use space::{Appreciation, SendMessage, SpaceHandle};
+pub use space::{Appreciation, Command, Outcome, SendMessage, SpaceHandle};
 
+use crate::bus::{Bus, Fanout, LocalBus};
 use crate::directory::Directory;
-use crate::hub::Hub;
+use crate::hub::{Hub, HubItem};
 use crate::model::{
     Member, POWER_ADMIN, PostingPermission, Space, SpaceId, SpaceView, Timestamp, UserRef,
     Visibility, new_id,
@@ -103,13 +108,14 @@ pub struct NewSpace {
 pub struct Engine {
     store: Arc<dyn Store>,
     hub: Hub,
+    fanout: Fanout,
     directory: Directory,
     metrics: Metrics,
 }
 
 impl Engine {
-    /// Starts the engine over `store` (already opened). The store is wrapped so every call is
-    /// timed and counted.
+    /// Starts a single-node engine over `store` (already opened). The store is wrapped so every
+    /// call is timed and counted.
     ///
     /// # Errors
     /// `Internal` if the supervisor cannot start.
@@ -118,17 +124,74 @@ impl Engine {
         store: Arc<dyn Store>,
         metrics: Metrics,
     ) -> Result<Self> {
+        let bus = Arc::new(LocalBus::new(new_id().to_string()));
+        Self::start_with_bus(config, store, bus, None, metrics).await
+    }
+
+    /// Starts the engine over `store` as one node on `bus`. `lost` reports spaces whose
+    /// ownership lease the bus lost (their actors are stopped).
+    ///
+    /// # Errors
+    /// `Internal` if the supervisor cannot start.
+    pub async fn start_with_bus(
+        config: EngineConfig,
+        store: Arc<dyn Store>,
+        bus: Arc<dyn Bus>,
+        lost: Option<tokio::sync::mpsc::UnboundedReceiver<SpaceId>>,
+        metrics: Metrics,
+    ) -> Result<Self> {
         let store: Arc<dyn Store> = store::instrumented::Instrumented::new(store, metrics.clone());
         let config = Arc::new(config);
         let hub = Hub::new(config.subscriber_queue, metrics.clone());
+        if !bus.clustered() {
+            metrics.bus_connected.set(1);
+        }
+        let fanout = Fanout::new(hub.clone(), store.clone(), bus);
         let directory =
-            Directory::start(store.clone(), hub.clone(), metrics.clone(), config).await?;
+            Directory::start(store.clone(), fanout.clone(), metrics.clone(), config, lost).await?;
         Ok(Engine {
             store,
             hub,
+            fanout,
             directory,
             metrics,
         })
+    }
+
+    /// Subscribes to a space's events on this node. Once this returns, every event of the space
+    /// made durable afterwards (on any node) reaches the receiver, in seq order; read the head
+    /// and replay from the store *after* subscribing, and nothing is missed. Pair with
+    /// [`Engine::unsubscribe`] once the receiver is dropped.
+    ///
+    /// # Errors
+    /// `BusUnavailable` (cluster mode, NATS unreachable).
+    pub async fn subscribe(
+        &self,
+        space_id: SpaceId,
+    ) -> Result<tokio::sync::broadcast::Receiver<HubItem>> {
+        self.fanout.watch(space_id).await?;
+        Ok(self.hub.subscribe(space_id))
+    }
+
+    /// Ends a subscription made with [`Engine::subscribe`] (call after dropping its receiver).
+    pub fn unsubscribe(&self, space_id: SpaceId) {
+        self.hub.release(space_id);
+        self.fanout.unwatch(space_id);
+    }
+
+    /// This node's id in the cluster.
+    pub fn node_id(&self) -> &str {
+        self.fanout.bus().node_id()
+    }
+
+    /// The bus this node is on.
+    pub fn bus(&self) -> &Arc<dyn Bus> {
+        self.fanout.bus()
+    }
+
+    /// Delivery to this node's subscribers (for a bus that must catch up after reconnecting).
+    pub fn fanout(&self) -> &Fanout {
+        &self.fanout
     }
 
     /// The typed handle of a space (which may not exist: its calls then fail with

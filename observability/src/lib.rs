@@ -30,6 +30,14 @@ pub mod names {
     pub const SPACE_ADMISSION_REJECTED: &str = "spacecast_space_admission_rejected_total";
     pub const SPACE_RESTARTS: &str = "spacecast_space_restarts_total";
     pub const SPACE_PASSIVATIONS: &str = "spacecast_space_passivations_total";
+    pub const COMMANDS_FORWARDED: &str = "spacecast_commands_forwarded_total";
+    pub const SPACE_REROUTES: &str = "spacecast_space_reroutes_total";
+    pub const LEASES_HELD: &str = "spacecast_leases_held";
+    pub const LEASES_LOST: &str = "spacecast_leases_lost_total";
+    pub const BUS_CONNECTED: &str = "spacecast_bus_connected";
+    pub const BUS_PUBLISH_QUEUE: &str = "spacecast_bus_publish_queue_depth";
+    pub const BUS_EVENTS_RECEIVED: &str = "spacecast_bus_events_received_total";
+    pub const FANOUT_GAP_REPAIRS: &str = "spacecast_fanout_gap_repairs_total";
     pub const COMMIT_BATCH_SIZE: &str = "spacecast_commit_batch_size";
     pub const COMMIT_DURATION: &str = "spacecast_commit_duration_seconds";
     pub const COMMIT_QUEUE: &str = "spacecast_commit_queue_depth";
@@ -87,6 +95,22 @@ pub struct Inner {
     pub space_restarts: IntCounter,
     /// Idle space actors stopped.
     pub space_passivations: IntCounter,
+    /// Commands sent to another node, the space's owner.
+    pub commands_forwarded: IntCounter,
+    /// Commands sent again because the space was changing owner (nothing had run).
+    pub space_reroutes: IntCounter,
+    /// Space ownership leases this node holds.
+    pub leases_held: IntGauge,
+    /// Leases this node lost (not renewed in time, or taken by another node).
+    pub space_leases_lost: IntCounter,
+    /// 1 while the cluster bus (NATS) is connected; always 1 on a single node.
+    pub bus_connected: IntGauge,
+    /// Commits waiting to be published on the bus.
+    pub bus_publish_queue: IntGauge,
+    /// Events received from other nodes.
+    pub bus_events_received: IntCounter,
+    /// Gaps in a space's events filled from the store before delivery.
+    pub fanout_gap_repairs: IntCounter,
     /// Events per group-commit batch.
     pub commit_batch_size: Histogram,
     /// Time from batch start to durable, per batch.
@@ -224,6 +248,38 @@ impl Metrics {
             space_passivations: reg!(IntCounter::new(
                 names::SPACE_PASSIVATIONS,
                 "Idle space actors stopped"
+            )),
+            commands_forwarded: reg!(IntCounter::new(
+                names::COMMANDS_FORWARDED,
+                "Commands sent to the node that owns their space"
+            )),
+            space_reroutes: reg!(IntCounter::new(
+                names::SPACE_REROUTES,
+                "Commands sent again because their space was changing owner (nothing had run)"
+            )),
+            leases_held: reg!(IntGauge::new(
+                names::LEASES_HELD,
+                "Space ownership leases this node holds"
+            )),
+            space_leases_lost: reg!(IntCounter::new(
+                names::LEASES_LOST,
+                "Space leases this node lost (not renewed in time, or taken by another node)"
+            )),
+            bus_connected: reg!(IntGauge::new(
+                names::BUS_CONNECTED,
+                "1 while the cluster bus (NATS) is connected; 1 on a single node"
+            )),
+            bus_publish_queue: reg!(IntGauge::new(
+                names::BUS_PUBLISH_QUEUE,
+                "Commits waiting to be published on the cluster bus"
+            )),
+            bus_events_received: reg!(IntCounter::new(
+                names::BUS_EVENTS_RECEIVED,
+                "Events received from other nodes"
+            )),
+            fanout_gap_repairs: reg!(IntCounter::new(
+                names::FANOUT_GAP_REPAIRS,
+                "Gaps in a space's events filled from the store before delivery"
             )),
             commit_batch_size: reg!(Histogram::with_opts(h(
                 names::COMMIT_BATCH_SIZE,

@@ -54,11 +54,15 @@ impl Session {
         readable_space(&self.app, &self.user, space_id)
             .await
             .map_err(CommandError::from)?;
-        let hub = self.app.engine.hub();
         if !self.inbox.subs.contains_key(&space_id) {
-            self.inbox
-                .subs
-                .insert(space_id, BroadcastStream::new(hub.subscribe(space_id)));
+            // On every node of a cluster: once subscribed, nothing committed later is missed.
+            let rx = self
+                .app
+                .engine
+                .subscribe(space_id)
+                .await
+                .map_err(CommandError::from)?;
+            self.inbox.subs.insert(space_id, BroadcastStream::new(rx));
         }
         let head = match self.app.engine.store().get_space(space_id).await {
             Ok(Some(view)) => view.counters.head_seq,
@@ -101,7 +105,7 @@ impl Session {
     /// the subscription.
     fn unsubscribe(&mut self, space_id: SpaceId) {
         if self.inbox.subs.remove(&space_id).is_some() {
-            self.app.engine.hub().release(space_id);
+            self.app.engine.unsubscribe(space_id);
         }
         self.delivered.remove(&space_id);
         self.last_typing.remove(&space_id);

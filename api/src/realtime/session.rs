@@ -336,7 +336,7 @@ impl Session {
         let spaces: Vec<SpaceId> = self.inbox.subs.keys().copied().collect();
         for space in spaces {
             self.inbox.subs.remove(&space);
-            self.app.engine.hub().release(space);
+            self.app.engine.unsubscribe(space);
         }
     }
 }

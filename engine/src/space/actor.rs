@@ -22,12 +22,12 @@ use tokio::task::JoinHandle;
 
 use super::cache::{CacheBudget, Cached, MessageCache};
 use super::writer::{self, Reply, Sequenced, WriterCtx};
-use super::{Appreciation, SendMessage, SpaceMsg};
+use super::{Appreciation, Command, Outcome, SendMessage, SpaceMsg};
 use crate::EngineConfig;
 use crate::directory::SupervisorMsg;
 use crate::error::{EngineError, Result};
 use crate::event::{APPRECIATE, EventKind, MessageDeleted, ReactionChanged, SpaceEvent};
-use crate::hub::Hub;
+use crate::bus::{CommandSink, Fanout, Lease, Serving};
 use crate::model::{
     Like, Member, Message, MessageId, POWER_MEMBER, POWER_MODERATOR, PostingPermission, Seq, Space,
     SpaceCounters, SpaceId, Timestamp, UserRef, Visibility, new_id, word_count,
@@ -41,7 +41,12 @@ pub(crate) struct SpaceActor;
 pub(crate) struct SpaceArgs {
     pub space_id: SpaceId,
     pub store: Arc<dyn Store>,
-    pub hub: Hub,
+    /// Where durable commits go: this node's subscribers and the other nodes.
+    pub fanout: Fanout,
+    /// This node's hold on the space (always valid on a single node).
+    pub ownership: Arc<Lease>,
+    /// Serves commands other nodes forward here, while this actor runs.
+    pub sink: Arc<dyn CommandSink>,
     pub metrics: Metrics,
     pub config: Arc<EngineConfig>,
     /// The node-wide byte budget of message caches.
@@ -60,6 +65,8 @@ pub(crate) struct SpaceState {
     writer_tx: Option<mpsc::UnboundedSender<Sequenced>>,
     writer_task: Option<JoinHandle<()>>,
     idle_timer: Option<JoinHandle<()>>,
+    /// Forwarded commands reach this actor while this is held.
+    _serving: Serving,
     durable_seq: Arc<AtomicU64>,
     queued: Arc<AtomicUsize>,
     last_activity: Instant,
@@ -90,10 +97,16 @@ impl Actor for SpaceActor {
         let durable_seq = Arc::new(AtomicU64::new(snapshot.view.counters.head_seq));
         let queued = Arc::new(AtomicUsize::new(0));
         let (tx, rx) = mpsc::unbounded_channel();
+        let serving = args
+            .fanout
+            .bus()
+            .serve(args.space_id, args.sink.clone())
+            .await?;
         let ctx = WriterCtx {
             space_id: args.space_id,
             store: args.store.clone(),
-            hub: args.hub.clone(),
+            fanout: args.fanout.clone(),
+            ownership: args.ownership.clone(),
             metrics: args.metrics.clone(),
             actor: myself.clone(),
             durable_seq: durable_seq.clone(),
@@ -118,6 +131,7 @@ impl Actor for SpaceActor {
             writer_tx: Some(tx),
             writer_task: Some(writer_task),
             idle_timer: Some(idle_timer),
+            _serving: serving,
             durable_seq,
             queued,
             last_activity: Instant::now(),
@@ -145,37 +159,23 @@ impl Actor for SpaceActor {
         state: &mut SpaceState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            SpaceMsg::Send(cmd, reply) => {
+            SpaceMsg::Command(cmd, reply) => {
                 state.touch();
-                let r = state.send(cmd);
-                state.dispatch(r, reply, |m| Reply::Message(m.0, m.1));
-            }
-            SpaceMsg::Delete {
-                message_id,
-                by,
-                reply,
-            } => {
-                state.touch();
-                let r = state.delete(message_id, &by).await;
-                state.dispatch(r.map(|b| (b, ())), reply, |(p, ())| Reply::Unit(p));
-            }
-            SpaceMsg::ToggleAppreciation {
-                message_id,
-                by,
-                reply,
-            } => {
-                state.touch();
-                let r = state.toggle_appreciation(message_id, &by).await;
-                state.dispatch(r, reply, |a| Reply::Appreciation(a.0, a.1));
-            }
-            SpaceMsg::Join {
-                user,
-                invite_code,
-                reply,
-            } => {
-                state.touch();
-                let r = state.join(user, invite_code);
-                state.dispatch(r, reply, |m| Reply::Member(m.0, m.1));
+                let r = match cmd {
+                    Command::Send(cmd) => state.send(cmd).map(|(b, m)| (b, Outcome::Message(m))),
+                    Command::Delete { message_id, by } => state
+                        .delete(message_id, &by)
+                        .await
+                        .map(|b| (b, Outcome::Done)),
+                    Command::ToggleAppreciation { message_id, by } => state
+                        .toggle_appreciation(message_id, &by)
+                        .await
+                        .map(|(b, a)| (b, Outcome::Appreciation(a))),
+                    Command::Join { user, invite_code } => state
+                        .join(user, invite_code)
+                        .map(|(b, m)| (b, Outcome::Member(m))),
+                };
+                state.dispatch(r, reply);
             }
             SpaceMsg::IdleCheck => {
                 // A quiet space still gives back its share of the cache budget.
@@ -207,20 +207,19 @@ impl SpaceState {
     }
 
     /// Sends a validated command's batch to the writer, or answers the caller with its error.
-    fn dispatch<T, V>(
+    fn dispatch(
         &mut self,
-        result: Result<(CommitBatch, V)>,
-        reply: RpcReplyPort<Result<T>>,
-        make: impl FnOnce((RpcReplyPort<Result<T>>, V)) -> Reply,
+        result: Result<(CommitBatch, Outcome)>,
+        port: RpcReplyPort<Result<Outcome>>,
     ) {
         match result {
             Err(e) => {
-                let _ = reply.send(Err(e));
+                let _ = port.send(Err(e));
             }
-            Ok((batch, value)) => {
+            Ok((batch, outcome)) => {
                 let item = Sequenced {
                     batch,
-                    reply: make((reply, value)),
+                    reply: Reply { port, outcome },
                 };
                 self.queued.fetch_add(1, Ordering::AcqRel);
                 self.metrics.commit_queue.inc();
@@ -480,7 +479,7 @@ impl SpaceState {
 
 impl Sequenced {
     fn reply_unavailable(self) {
-        self.reply.fail("space writer has stopped");
+        self.reply.fail(&EngineError::SpaceUnavailable);
     }
 }
 

@@ -1,5 +1,6 @@
-//! One space = one actor. This module is its public face: the commands (`SpaceMsg`), their
-//! results, and the typed [`SpaceHandle`] callers use without building messages themselves.
+//! One space = one actor. This module is its public face: the commands ([`Command`], plain values
+//! that run on the local actor or travel to the space's owner node), their outcomes, and the typed
+//! [`SpaceHandle`] callers use without building commands themselves.
 //!
 //! - `actor`: `SpaceActor` validates commands, assigns the gapless `seq`, and owns members,
 //!   appreciation counts and likes.
@@ -8,16 +9,19 @@
 
 pub(crate) mod actor;
 pub(crate) mod cache;
+pub mod command;
 pub(crate) mod writer;
 
 use ractor::RpcReplyPort;
+use serde::{Deserialize, Serialize};
 
+pub use self::command::{Command, Outcome};
 use crate::directory::{Directory, Pending};
 use crate::error::Result;
 use crate::model::{MediaType, Member, Message, MessageId, SpaceId, UserRef};
 
 /// A request to post a message. Content is already trimmed and validated by the edge.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SendMessage {
     /// The id to give the message; `None` lets the actor pick one. The edge picks it when it
     /// must name the message before it exists (media files record the message that owns them,
@@ -30,7 +34,7 @@ pub struct SendMessage {
 }
 
 /// The result of an appreciation toggle.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Appreciation {
     /// The caller's state after the toggle.
     pub appreciated: bool,
@@ -39,22 +43,8 @@ pub struct Appreciation {
 
 /// Everything a space actor handles.
 pub(crate) enum SpaceMsg {
-    Send(SendMessage, RpcReplyPort<Result<Message>>),
-    Delete {
-        message_id: MessageId,
-        by: UserRef,
-        reply: RpcReplyPort<Result<()>>,
-    },
-    ToggleAppreciation {
-        message_id: MessageId,
-        by: UserRef,
-        reply: RpcReplyPort<Result<Appreciation>>,
-    },
-    Join {
-        user: UserRef,
-        invite_code: Option<String>,
-        reply: RpcReplyPort<Result<Member>>,
-    },
+    /// A command from a caller on this node or forwarded from another one.
+    Command(Command, RpcReplyPort<Result<Outcome>>),
     /// Periodic: passivate when idle.
     IdleCheck,
     /// The writer could not make a batch durable; the actor's in-memory state is ahead of the
@@ -75,29 +65,40 @@ impl SpaceHandle {
         self.space_id
     }
 
+    /// Runs any command against the space (on this node or its owner's) and waits for its
+    /// outcome. A command that did not run because the space was changing owner is sent again
+    /// to the new owner, within the call timeout.
+    ///
+    /// # Errors
+    /// Those of the command, and the transient errors of [`SpaceHandle::send`].
+    pub async fn execute(&self, cmd: Command) -> Result<Outcome> {
+        self.directory.execute(self.space_id, cmd).await
+    }
+
     /// Posts a message; returns it once durable.
     ///
     /// # Errors
     /// `SpaceNotFound`, `NotAMember`, `Forbidden` (admins-only space), `Overloaded`,
-    /// `StoreUnavailable`, `SpaceUnavailable`.
+    /// `StoreUnavailable`, `SpaceUnavailable`, `BusUnavailable`.
     pub async fn send(&self, cmd: SendMessage) -> Result<Message> {
-        self.submit_send(cmd).await?.wait().await
+        self.execute(Command::Send(cmd)).await?.into_message()
     }
 
-    /// Puts a send in the space actor's mailbox and returns at once with its pending outcome.
-    /// Sends submitted one after another by one task are sequenced in that order, even when the
-    /// caller awaits their outcomes concurrently: the way one connection pipelines its sends and
-    /// still gets them in the order it sent them (CONTRACT §7).
+    /// Puts a send in the space actor's mailbox (or on its way to the owner node) and returns at
+    /// once with its pending outcome. Sends submitted one after another by one task are
+    /// sequenced in that order, even when the caller awaits their outcomes concurrently: the
+    /// way one connection pipelines its sends and still gets them in the order it sent them
+    /// (CONTRACT §7).
     ///
     /// # Errors
     /// The admission errors of [`SpaceHandle::send`] (`SpaceNotFound`, `Overloaded`,
     /// `SpaceUnavailable`, …); the rest come from [`Pending::wait`].
     pub async fn submit_send(&self, cmd: SendMessage) -> Result<Pending<Message>> {
-        self.directory
-            .submit(self.space_id, move |reply| {
-                SpaceMsg::Send(cmd.clone(), reply)
-            })
-            .await
+        Ok(self
+            .directory
+            .submit(self.space_id, Command::Send(cmd))
+            .await?
+            .map(Outcome::into_message))
     }
 
     /// Deletes a message: its author, or a member with power ≥ 50.
@@ -105,13 +106,9 @@ impl SpaceHandle {
     /// # Errors
     /// `MessageNotFound`, `Forbidden`, and the transient errors of [`SpaceHandle::send`].
     pub async fn delete(&self, message_id: MessageId, by: UserRef) -> Result<()> {
-        self.directory
-            .call(self.space_id, move |reply| SpaceMsg::Delete {
-                message_id,
-                by: by.clone(),
-                reply,
-            })
-            .await
+        self.execute(Command::Delete { message_id, by })
+            .await?
+            .into_done()
     }
 
     /// Toggles `by`'s appreciation of a message.
@@ -123,13 +120,9 @@ impl SpaceHandle {
         message_id: MessageId,
         by: UserRef,
     ) -> Result<Appreciation> {
-        self.directory
-            .call(self.space_id, move |reply| SpaceMsg::ToggleAppreciation {
-                message_id,
-                by: by.clone(),
-                reply,
-            })
-            .await
+        self.execute(Command::ToggleAppreciation { message_id, by })
+            .await?
+            .into_appreciation()
     }
 
     /// Joins the space as an ordinary member.
@@ -138,12 +131,8 @@ impl SpaceHandle {
     /// `AlreadyMember`; `SpaceNotFound` for a private space the user is not in (the same answer
     /// as for an unknown space, so join is no existence oracle); and the transient errors.
     pub async fn join(&self, user: UserRef, invite_code: Option<String>) -> Result<Member> {
-        self.directory
-            .call(self.space_id, move |reply| SpaceMsg::Join {
-                user: user.clone(),
-                invite_code: invite_code.clone(),
-                reply,
-            })
-            .await
+        self.execute(Command::Join { user, invite_code })
+            .await?
+            .into_member()
     }
 }

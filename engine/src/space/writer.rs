@@ -23,40 +23,26 @@ use spacecast_observability::Metrics;
 use tokio::sync::{OwnedMutexGuard, mpsc};
 use tracing::Instrument;
 
-use super::{Appreciation, SpaceMsg};
+use super::{Outcome, SpaceMsg};
 use crate::error::{EngineError, Result};
-use crate::event::Published;
-use crate::hub::{Hub, HubItem};
-use crate::model::{Member, Message, SpaceId};
+use crate::bus::{Fanout, Lease};
+use crate::model::SpaceId;
 use crate::store::{CommitBatch, Store};
 
 /// Who waits for a sequenced command, and what they get once it is durable.
-pub(crate) enum Reply {
-    Message(RpcReplyPort<Result<Message>>, Message),
-    Unit(RpcReplyPort<Result<()>>),
-    Appreciation(RpcReplyPort<Result<Appreciation>>, Appreciation),
-    Member(RpcReplyPort<Result<Member>>, Member),
+pub(crate) struct Reply {
+    pub port: RpcReplyPort<Result<Outcome>>,
+    pub outcome: Outcome,
 }
 
 impl Reply {
     fn ok(self) {
         // A caller that gave up (timeout, disconnect) dropped its port; nothing to do.
-        let _ = match self {
-            Reply::Message(p, m) => p.send(Ok(m)).is_ok(),
-            Reply::Unit(p) => p.send(Ok(())).is_ok(),
-            Reply::Appreciation(p, a) => p.send(Ok(a)).is_ok(),
-            Reply::Member(p, m) => p.send(Ok(m)).is_ok(),
-        };
+        let _ = self.port.send(Ok(self.outcome));
     }
 
-    pub(crate) fn fail(self, reason: &str) {
-        let e = || EngineError::StoreUnavailable(reason.to_owned());
-        let _ = match self {
-            Reply::Message(p, _) => p.send(Err(e())).is_ok(),
-            Reply::Unit(p) => p.send(Err(e())).is_ok(),
-            Reply::Appreciation(p, _) => p.send(Err(e())).is_ok(),
-            Reply::Member(p, _) => p.send(Err(e())).is_ok(),
-        };
+    pub(crate) fn fail(self, e: &EngineError) {
+        let _ = self.port.send(Err(e.clone()));
     }
 }
 
@@ -70,7 +56,10 @@ pub(crate) struct Sequenced {
 pub(crate) struct WriterCtx {
     pub space_id: SpaceId,
     pub store: Arc<dyn Store>,
-    pub hub: Hub,
+    pub fanout: Fanout,
+    /// This node's hold on the space: checked before every commit, given up when the writer
+    /// ends.
+    pub ownership: Arc<Lease>,
     pub metrics: Metrics,
     pub actor: ActorRef<SpaceMsg>,
     /// The last seq known durable; the actor reads it to know what it may evict from its cache.
@@ -83,7 +72,7 @@ pub(crate) struct WriterCtx {
 
 /// Runs until the actor drops its sender and everything queued is settled.
 pub(crate) async fn run(ctx: WriterCtx, mut rx: mpsc::UnboundedReceiver<Sequenced>) {
-    let mut poisoned: Option<String> = None;
+    let mut poisoned: Option<EngineError> = None;
     let mut items: Vec<Sequenced> = Vec::with_capacity(64);
     while let Some(first) = rx.recv().await {
         items.push(first);
@@ -94,9 +83,9 @@ pub(crate) async fn run(ctx: WriterCtx, mut rx: mpsc::UnboundedReceiver<Sequence
             }
         }
         let n = items.len();
-        if let Some(reason) = &poisoned {
+        if let Some(e) = &poisoned {
             for it in items.drain(..) {
-                it.reply.fail(reason);
+                it.reply.fail(e);
             }
         } else {
             let mut replies = Vec::with_capacity(n);
@@ -108,24 +97,34 @@ pub(crate) async fn run(ctx: WriterCtx, mut rx: mpsc::UnboundedReceiver<Sequence
                 batch.absorb(it.batch);
                 replies.push(it.reply);
             }
-            if let Err(reason) = commit(&ctx, batch, replies).await {
-                poisoned = Some(reason.clone());
+            if let Err(e) = commit(&ctx, batch, replies).await {
                 // The actor may already be gone (shutdown); then there is nothing to rebuild.
-                let _ = ctx.actor.send_message(SpaceMsg::WriterFailed(reason));
+                let _ = ctx.actor.send_message(SpaceMsg::WriterFailed(e.to_string()));
+                poisoned = Some(e);
             }
         }
         ctx.queued.fetch_sub(n, Ordering::AcqRel);
         ctx.metrics.commit_queue.sub(n as i64);
     }
     drop(ctx.lease);
+    // Everything accepted is settled: another node may take the space now.
+    ctx.fanout.bus().release(ctx.ownership).await;
 }
 
-/// Commits one merged batch, then answers and publishes. Returns the failure reason on error.
-async fn commit(ctx: &WriterCtx, batch: CommitBatch, replies: Vec<Reply>) -> Result<(), String> {
+/// Commits one merged batch, then answers and publishes. Returns the failure on error.
+async fn commit(ctx: &WriterCtx, batch: CommitBatch, replies: Vec<Reply>) -> Result<()> {
     let start = Instant::now();
     let events = batch.events.len();
     let span = tracing::debug_span!("space.commit", space_id = %ctx.space_id, events, commands = replies.len());
-    let result = ctx.store.commit(&batch).instrument(span).await;
+    // A node that may have lost the space (its lease ran out unrenewed) writes nothing; the
+    // store's fencing epoch covers a pause between this check and the write.
+    let result = if ctx.ownership.is_valid() {
+        ctx.store.commit(&batch).instrument(span).await
+    } else {
+        Err(EngineError::BusUnavailable(
+            "this node's lease on the space ran out".into(),
+        ))
+    };
     ctx.metrics
         .commit_duration
         .observe(start.elapsed().as_secs_f64());
@@ -143,28 +142,19 @@ async fn commit(ctx: &WriterCtx, batch: CommitBatch, replies: Vec<Reply>) -> Res
                     .with_label_values(&[ev.kind.name()])
                     .inc();
             }
-            if !batch.events.is_empty() {
-                let events: Arc<[Published]> =
-                    batch.events.into_iter().map(Published::new).collect();
-                ctx.hub.publish(ctx.space_id, HubItem::Events(events));
-            }
+            ctx.fanout.committed(ctx.space_id, batch.events);
             Ok(())
         }
         Err(e) => {
-            // The bare cause: callers' errors add their own "Storage is unavailable" prefix.
-            let reason = match e {
-                EngineError::StoreUnavailable(cause) => cause,
-                other => other.to_string(),
-            };
             if ctx.metrics.store_failure_log.allow().is_some() {
-                tracing::error!(space_id = %ctx.space_id, error = %reason, "group commit failed; failing the space actor so it reloads from the store");
+                tracing::error!(space_id = %ctx.space_id, error = %e, "group commit failed; failing the space actor so it reloads from the store");
             } else {
-                tracing::debug!(space_id = %ctx.space_id, error = %reason, "group commit failed");
+                tracing::debug!(space_id = %ctx.space_id, error = %e, "group commit failed");
             }
-            for r in replies {
-                r.fail(&reason);
+            for r in replies.into_iter() {
+                r.fail(&e);
             }
-            Err(reason)
+            Err(e)
         }
     }
 }

@@ -1,0 +1,387 @@
+//! The bus: how one node's engine meets the others.
+//!
+//! [`Bus`] is the seam between the engine and the cluster, beside [`crate::store::Store`]:
+//! - **ownership**: a space's commands run on exactly one node at a time, the holder of the
+//!   space's [`Lease`] (see [`lease`]); the store's fencing epoch neutralises a holder that lost
+//!   its lease without knowing it (`docs/cluster.md`);
+//! - **forwarding**: a node that does not own a space sends the command to the owner and awaits
+//!   its answer;
+//! - **events**: the owner publishes each durable commit for the other nodes, and a node receives
+//!   a space's events only while it has local subscribers of it ([`Bus::watch`]).
+//!
+//! Two implementations: [`LocalBus`] (single node, no network: every space is owned here and
+//! nothing is published) and [`nats::NatsBus`] (core NATS for commands and events, JetStream KV
+//! for leases). The edge never knows which one runs.
+//!
+//! [`Fanout`] sits between the writer, the bus and the hub: it delivers every commit to this
+//! node's subscribers exactly once and in `seq` order, whether it was committed here or arrived
+//! from another node, repairing a gap from the store before delivering past it.
+
+pub mod lease;
+pub mod nats;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use tokio::sync::oneshot;
+
+pub use self::lease::Lease;
+use crate::directory::Pending;
+use crate::error::{EngineError, Result};
+use crate::event::{Published, SpaceEvent};
+use crate::hub::{Hub, HubItem};
+use crate::model::{Seq, SpaceId};
+use crate::space::command::{Command, Outcome};
+use crate::store::Store;
+
+/// The answer to a forwarded command, once it arrives.
+pub type Answer = oneshot::Receiver<Forwarded>;
+
+/// What a forwarded command came back with.
+#[derive(Debug)]
+pub enum Forwarded {
+    /// The owner ran it: its outcome.
+    Ran(Result<Outcome>),
+    /// Nobody serves the space (no owner, or it just died): nothing ran.
+    NoOwner,
+    /// The node that received it does not own the space (any more): nothing ran.
+    NotOwner,
+}
+
+/// What serves commands forwarded to this node: the directory.
+#[async_trait]
+pub trait CommandSink: Send + Sync + 'static {
+    /// Puts a command in the mailbox of a space this node owns (commands submitted one after
+    /// another keep their order). `None`: not owned here, nothing ran.
+    async fn submit_owned(&self, space_id: SpaceId, cmd: Command)
+    -> Option<Result<Pending<Outcome>>>;
+}
+
+/// Stops serving a space's forwarded commands when dropped.
+pub struct Serving(Option<Box<dyn FnOnce() + Send + Sync>>);
+
+impl Serving {
+    pub fn none() -> Self {
+        Serving(None)
+    }
+
+    pub fn on_drop(f: impl FnOnce() + Send + Sync + 'static) -> Self {
+        Serving(Some(Box::new(f)))
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
+}
+
+/// See the module doc.
+#[async_trait]
+pub trait Bus: Send + Sync + 'static {
+    /// This node's id (unique in the cluster).
+    fn node_id(&self) -> &str;
+
+    /// Whether other nodes exist: if not, every space is owned here without a lease.
+    fn clustered(&self) -> bool;
+
+    /// Whether the bus is reachable now (readiness; cluster work is refused while it is not).
+    fn healthy(&self) -> bool;
+
+    /// Tries to become the space's owner. `Ok(None)`: another node owns it.
+    ///
+    /// # Errors
+    /// `BusUnavailable`.
+    async fn acquire(&self, space_id: SpaceId) -> Result<Option<Arc<Lease>>>;
+
+    /// Gives a lease up (the space's actor stopped).
+    async fn release(&self, lease: Arc<Lease>);
+
+    /// Starts serving the space's forwarded commands with `sink`, until the guard is dropped.
+    ///
+    /// # Errors
+    /// `BusUnavailable`.
+    async fn serve(&self, space_id: SpaceId, sink: Arc<dyn CommandSink>) -> Result<Serving>;
+
+    /// Sends a command to the space's owner; returns once it is on its way (commands forwarded
+    /// one after another by one task arrive in that order).
+    ///
+    /// # Errors
+    /// `BusUnavailable`.
+    async fn forward(&self, space_id: SpaceId, cmd: &Command) -> Result<Answer>;
+
+    /// Hands a durable commit's events to the other nodes.
+    fn publish(&self, space_id: SpaceId, events: &[Published]);
+
+    /// Starts receiving the space's events from other nodes into `fanout`, until the guard is
+    /// dropped; returns once they will be received (so an event published after this returns
+    /// is not missed).
+    ///
+    /// # Errors
+    /// `BusUnavailable`.
+    async fn watch(&self, space_id: SpaceId, fanout: Fanout) -> Result<Serving>;
+}
+
+/// Single node: every space is owned here, nothing crosses a network.
+pub struct LocalBus {
+    node_id: String,
+}
+
+impl LocalBus {
+    pub fn new(node_id: impl Into<String>) -> Self {
+        LocalBus {
+            node_id: node_id.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl Bus for LocalBus {
+    fn node_id(&self) -> &str {
+        &self.node_id
+    }
+    fn clustered(&self) -> bool {
+        false
+    }
+    fn healthy(&self) -> bool {
+        true
+    }
+    async fn acquire(&self, space_id: SpaceId) -> Result<Option<Arc<Lease>>> {
+        Ok(Some(Lease::local(space_id)))
+    }
+    async fn release(&self, lease: Arc<Lease>) {
+        lease.lose();
+    }
+    async fn serve(&self, _: SpaceId, _: Arc<dyn CommandSink>) -> Result<Serving> {
+        Ok(Serving::none())
+    }
+    async fn forward(&self, _: SpaceId, _: &Command) -> Result<Answer> {
+        let (tx, rx) = oneshot::channel();
+        let _ = tx.send(Forwarded::NoOwner);
+        Ok(rx)
+    }
+    fn publish(&self, _: SpaceId, _: &[Published]) {}
+    async fn watch(&self, _: SpaceId, _: Fanout) -> Result<Serving> {
+        Ok(Serving::none())
+    }
+}
+
+/// A watched space: one with local subscribers.
+struct Watch {
+    /// Local subscriptions (sessions) of the space.
+    count: usize,
+    /// The last seq handed to this node's hub, once one was.
+    delivered: Option<Seq>,
+    /// The bus subscription, made once by the first watcher; dropped with the last.
+    receiving: Arc<tokio::sync::OnceCell<Serving>>,
+}
+
+#[derive(Default)]
+struct FeedState {
+    watched: HashMap<SpaceId, Watch>,
+}
+
+/// Delivers commits to this node's hub once each, in seq order (see the module doc). Cheap to
+/// clone.
+#[derive(Clone)]
+pub struct Fanout {
+    hub: Hub,
+    store: Arc<dyn Store>,
+    bus: Arc<dyn Bus>,
+    state: Arc<Mutex<FeedState>>,
+    /// One at a time per node: repairs read the store, and must not interleave with deliveries of
+    /// the same space.
+    repair: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Fanout {
+    pub fn new(hub: Hub, store: Arc<dyn Store>, bus: Arc<dyn Bus>) -> Self {
+        Fanout {
+            hub,
+            store,
+            bus,
+            state: Arc::default(),
+            repair: Arc::default(),
+        }
+    }
+
+    pub fn bus(&self) -> &Arc<dyn Bus> {
+        &self.bus
+    }
+
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// A commit made durable by this node's writer: to local subscribers, then to other nodes.
+    pub fn committed(&self, space_id: SpaceId, events: Vec<SpaceEvent>) {
+        if events.is_empty() {
+            return;
+        }
+        let events: Arc<[Published]> = events.into_iter().map(Published::new).collect();
+        self.bus.publish(space_id, &events);
+        let last = events[events.len() - 1].event.seq;
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(slot) = st.watched.get_mut(&space_id).map(|w| &mut w.delivered) {
+            if slot.is_some_and(|d| last <= d) {
+                return;
+            }
+            // Ours is the authoritative order; a gap before it (a previous owner's last commits
+            // not received yet) is repaired by each session from the store.
+            *slot = Some(last);
+        }
+        // Published under the lock, so two deliveries of one space never cross.
+        self.hub.publish(space_id, HubItem::Events(events));
+        drop(st);
+    }
+
+    /// A commit received from another node: delivered after everything before it (read from the
+    /// store if the bus lost it), duplicates dropped.
+    pub async fn received(&self, space_id: SpaceId, events: Vec<SpaceEvent>) {
+        let Some(last) = events.last().map(|e| e.seq) else {
+            return;
+        };
+        let first = events[0].seq;
+        let d = match self.delivered(space_id) {
+            // Not watched (any more).
+            None => return,
+            // The first commit seen since watching: sessions replayed their own past on join.
+            Some(None) => return self.deliver(space_id, events),
+            Some(Some(d)) => d,
+        };
+        if last <= d {
+            return;
+        }
+        if first > d + 1 {
+            // A gap (d, first): fill it from the store before delivering further.
+            self.hub.metrics().fanout_gap_repairs.inc();
+            let _one = self.repair.lock().await;
+            self.catch_up(space_id, first - 1).await;
+        }
+        self.deliver(space_id, events);
+    }
+
+    /// Delivers, for every watched space, the durable events after what was delivered: after the
+    /// bus reconnected (what was published meanwhile is lost to us).
+    pub async fn catch_up_all(&self) {
+        let spaces: Vec<SpaceId> = {
+            let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            st.watched.keys().copied().collect()
+        };
+        let _one = self.repair.lock().await;
+        for space_id in spaces {
+            self.catch_up(space_id, Seq::MAX).await;
+        }
+    }
+
+    /// Reads from the store and delivers a watched space's events after the last delivered one,
+    /// up to `upto`.
+    async fn catch_up(&self, space_id: SpaceId, upto: Seq) {
+        const PAGE: usize = 500;
+        loop {
+            let Some(Some(d)) = self.delivered(space_id) else {
+                return;
+            };
+            if d >= upto {
+                return;
+            }
+            match self.store.read_events(space_id, d, PAGE).await {
+                Ok(evs) if evs.is_empty() => return,
+                Ok(evs) => {
+                    let n = evs.len();
+                    let evs: Vec<SpaceEvent> = evs.into_iter().filter(|e| e.seq <= upto).collect();
+                    let stop = n < PAGE || evs.len() < n;
+                    self.deliver(space_id, evs);
+                    if stop {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    // Sessions see the gap on their next event and repair it themselves.
+                    tracing::warn!(%space_id, error = %e, "could not repair a gap in a space's events from the store");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn delivered(&self, space_id: SpaceId) -> Option<Option<Seq>> {
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.watched.get(&space_id).map(|w| w.delivered)
+    }
+
+    /// Hands the events after the last delivered one to the hub (if the space is still watched).
+    fn deliver(&self, space_id: SpaceId, events: Vec<SpaceEvent>) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(slot) = st.watched.get_mut(&space_id).map(|w| &mut w.delivered) else {
+            return;
+        };
+        let d = *slot;
+        let events: Arc<[Published]> = events
+            .into_iter()
+            .filter(|e| d.is_none_or(|d| e.seq > d))
+            .map(Published::new)
+            .collect();
+        let Some(last) = events.last().map(|e| e.event.seq) else {
+            return;
+        };
+        *slot = Some(last);
+        self.hub.publish(space_id, HubItem::Events(events));
+        drop(st);
+    }
+
+    /// Starts following a space for one more local subscriber; once this returns, every commit
+    /// of the space made durable from now on reaches this node's hub.
+    ///
+    /// # Errors
+    /// `BusUnavailable` (the watch is not counted then).
+    pub async fn watch(&self, space_id: SpaceId) -> Result<()> {
+        let receiving = {
+            let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            let w = st.watched.entry(space_id).or_insert_with(|| Watch {
+                count: 0,
+                delivered: None,
+                receiving: Arc::default(),
+            });
+            w.count += 1;
+            w.receiving.clone()
+        };
+        let made = receiving
+            .get_or_try_init(|| self.bus.watch(space_id, self.clone()))
+            .await;
+        if let Err(e) = made {
+            self.unwatch(space_id);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// One local subscriber of the space left; the last one stops following it.
+    pub fn unwatch(&self, space_id: SpaceId) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(w) = st.watched.get_mut(&space_id) {
+            w.count = w.count.saturating_sub(1);
+            if w.count == 0 {
+                // Dropping the bus subscription (once no watcher still awaits it) ends it.
+                st.watched.remove(&space_id);
+            }
+        }
+    }
+
+    /// Spaces followed on this node.
+    pub fn watched(&self) -> usize {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .watched
+            .len()
+    }
+}
+
+/// The error for cluster work while the bus is unreachable.
+pub fn unavailable(e: impl std::fmt::Display) -> EngineError {
+    EngineError::BusUnavailable(e.to_string())
+}

@@ -1,0 +1,544 @@
+//! The NATS bus: core NATS for forwarded commands and events, JetStream KV for leases.
+//!
+//! Subjects (one token per space id, so a node hears only what it needs):
+//! - `spacecast.cmd.<space>`: commands for the space's owner, which alone subscribes (in a queue
+//!   group, so a command is handled once even while an old and a new owner overlap); the answer
+//!   goes to the requester's reply subject `spacecast.reply.<node>.<n>`. A command published
+//!   while nobody subscribes comes back at once as NATS "no responders": nothing ran.
+//! - `spacecast.ev.<space>`: each durable commit's events, published by the owner; a node
+//!   subscribes only while it has local subscribers of the space.
+//! - KV bucket `spacecast_leases`, key `space.<space>`, value the owner's node id, expiring one
+//!   lease TTL after its last write (see [`super::lease`]).
+//!
+//! While the connection is down, nothing is queued for later: commands and leases fail at once
+//! with `BusUnavailable`, and leases run out by their own deadline. When it comes back, every
+//! watched space catches up from the store ([`super::Fanout::catch_up_all`]).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::kv;
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use spacecast_observability::Metrics;
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use super::lease::{Clock, KvError, Lease, LeaseKv, LeaseTiming, Leases, Renewal, SystemClock};
+use super::{Answer, Bus, CommandSink, Fanout, Forwarded, Serving, unavailable};
+use crate::error::{EngineError, Result};
+use crate::event::{Published, SpaceEvent};
+use crate::model::SpaceId;
+use crate::space::command::{Command, WireResult};
+
+/// The KV bucket of ownership leases.
+pub const LEASE_BUCKET: &str = "spacecast_leases";
+
+/// How to join the cluster.
+#[derive(Clone, Debug)]
+pub struct NatsConfig {
+    pub url: String,
+    /// Unique in the cluster; letters, digits, `-` and `_` (it is a subject token).
+    pub node_id: String,
+    pub lease: LeaseTiming,
+}
+
+/// Whether `id` can name a node (it becomes a NATS subject token and a KV value).
+pub fn valid_node_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Answers in flight, by reply id.
+type Waiting = Arc<Mutex<HashMap<u64, oneshot::Sender<Forwarded>>>>;
+
+/// What an event subject carries.
+#[derive(Serialize, Deserialize)]
+struct Envelope<N, E> {
+    /// The publishing node (which delivered the events to its own subscribers already).
+    node: N,
+    events: E,
+}
+
+/// The JetStream KV store under [`LeaseKv`].
+struct NatsKv(kv::Store);
+
+fn kv_unavailable(e: impl std::fmt::Display) -> KvError {
+    KvError::Unavailable(e.to_string())
+}
+
+#[async_trait]
+impl LeaseKv for NatsKv {
+    async fn create(&self, key: &str, value: &[u8]) -> Result<u64, KvError> {
+        match self.0.create(key, Bytes::copy_from_slice(value)).await {
+            Ok(rev) => Ok(rev),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Err(KvError::Conflict),
+            Err(e) => Err(kv_unavailable(e)),
+        }
+    }
+
+    async fn update(&self, key: &str, value: &[u8], revision: u64) -> Result<u64, KvError> {
+        match self
+            .0
+            .update(key, Bytes::copy_from_slice(value), revision)
+            .await
+        {
+            Ok(rev) => Ok(rev),
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                Err(KvError::Conflict)
+            }
+            Err(e) => Err(kv_unavailable(e)),
+        }
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u64)>, KvError> {
+        match self.0.entry(key).await.map_err(kv_unavailable)? {
+            Some(e) if e.operation == kv::Operation::Put => Ok(Some((e.value.to_vec(), e.revision))),
+            _ => Ok(None),
+        }
+    }
+
+    async fn delete(&self, key: &str, revision: u64) -> Result<(), KvError> {
+        self.0
+            .delete_expect_revision(key, Some(revision))
+            .await
+            .map_err(kv_unavailable)
+    }
+}
+
+/// See the module doc.
+pub struct NatsBus {
+    client: async_nats::Client,
+    node_id: String,
+    leases: Leases<NatsKv>,
+    /// Leases held by this node.
+    held: Mutex<HashMap<SpaceId, Arc<Lease>>>,
+    /// One acquisition at a time: two local callers of a cold space must not race for its key.
+    acquiring: tokio::sync::Mutex<()>,
+    connected: Arc<AtomicBool>,
+    waiting: Waiting,
+    next_reply: AtomicU64,
+    /// Commits to publish, in order, by one task.
+    outgoing: mpsc::UnboundedSender<(SpaceId, Bytes)>,
+    /// Spaces whose lease was lost, for the directory to stop their actors.
+    lost: mpsc::UnboundedSender<SpaceId>,
+    /// Signalled when the connection comes back.
+    reconnected: Arc<Notify>,
+    metrics: Metrics,
+}
+
+impl NatsBus {
+    /// Connects, opens the lease bucket, and starts the reply, publish and renewal tasks.
+    /// Returns the bus and the stream of spaces whose lease this node lost.
+    ///
+    /// # Errors
+    /// `BusUnavailable` if NATS cannot be reached or JetStream is not enabled there.
+    pub async fn connect(
+        cfg: NatsConfig,
+        metrics: Metrics,
+    ) -> Result<(Arc<NatsBus>, mpsc::UnboundedReceiver<SpaceId>)> {
+        if !valid_node_id(&cfg.node_id) {
+            return Err(EngineError::Invalid(
+                "invalid_node_id",
+                format!("node id {:?}: use 1-64 letters, digits, - and _", cfg.node_id),
+            ));
+        }
+        let connected = Arc::new(AtomicBool::new(false));
+        let reconnected = Arc::new(Notify::new());
+        let (c, r, m) = (connected.clone(), reconnected.clone(), metrics.clone());
+        let node = cfg.node_id.clone();
+        let client = async_nats::ConnectOptions::new()
+            .name(format!("spacecast-{}", cfg.node_id))
+            .connection_timeout(Duration::from_secs(3))
+            .max_reconnects(None)
+            .reconnect_delay_callback(|attempts| {
+                Duration::from_millis((attempts as u64 * 100).min(1000))
+            })
+            .event_callback(move |ev| {
+                let (c, r, m, node) = (c.clone(), r.clone(), m.clone(), node.clone());
+                async move {
+                    match ev {
+                        async_nats::Event::Connected => {
+                            m.bus_connected.set(1);
+                            if !c.swap(true, Ordering::AcqRel) {
+                                tracing::info!(node = %node, "NATS connection is back");
+                            }
+                            r.notify_waiters();
+                        }
+                        async_nats::Event::Disconnected | async_nats::Event::Closed => {
+                            m.bus_connected.set(0);
+                            if c.swap(false, Ordering::AcqRel) {
+                                tracing::error!(node = %node, "lost the NATS connection: cluster work is refused (503 bus_unavailable) and owned spaces stop writing when their leases run out");
+                            }
+                        }
+                        other => tracing::warn!(node = %node, event = %other, "NATS event"),
+                    }
+                }
+            })
+            .connect(&cfg.url)
+            .await
+            .map_err(|e| unavailable(format!("cannot connect to NATS at {}: {e}", cfg.url)))?;
+        connected.store(true, Ordering::Release);
+        metrics.bus_connected.set(1);
+        let mut js = async_nats::jetstream::new(client.clone());
+        js.set_timeout(Duration::from_secs(1));
+        let store = js
+            .create_or_update_key_value(kv::Config {
+                bucket: LEASE_BUCKET.into(),
+                description: "Spacecast space ownership leases".into(),
+                history: 1,
+                max_age: cfg.lease.ttl,
+                storage: async_nats::jetstream::stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| {
+                unavailable(format!(
+                    "cannot open the JetStream KV bucket {LEASE_BUCKET} (is JetStream enabled, `nats-server -js`?): {e}"
+                ))
+            })?;
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
+        let leases = Leases::new(
+            Arc::new(NatsKv(store)),
+            cfg.node_id.clone(),
+            cfg.lease,
+            clock,
+        );
+        let waiting: Waiting = Arc::default();
+        let replies = client
+            .subscribe(format!("spacecast.reply.{}.>", cfg.node_id))
+            .await
+            .map_err(unavailable)?;
+        tokio::spawn(route_replies(replies, waiting.clone()));
+        let (outgoing, out_rx) = mpsc::unbounded_channel();
+        tokio::spawn(publish_in_order(client.clone(), out_rx, metrics.clone()));
+        let (lost, lost_rx) = mpsc::unbounded_channel();
+        let bus = Arc::new(NatsBus {
+            client,
+            node_id: cfg.node_id,
+            leases,
+            held: Mutex::default(),
+            acquiring: tokio::sync::Mutex::new(()),
+            connected,
+            waiting,
+            next_reply: AtomicU64::new(1),
+            outgoing,
+            lost,
+            reconnected,
+            metrics,
+        });
+        tokio::spawn(renew_forever(Arc::downgrade(&bus)));
+        Ok((bus, lost_rx))
+    }
+
+    /// Calls `f` (with a clone of `fanout`) every time the connection comes back.
+    pub fn on_reconnect(self: &Arc<Self>, fanout: Fanout) {
+        let notify = self.reconnected.clone();
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                notify.notified().await;
+                if weak.upgrade().is_none() {
+                    return;
+                }
+                fanout.catch_up_all().await;
+            }
+        });
+    }
+
+    fn check_connected(&self) -> Result<()> {
+        if self.connected.load(Ordering::Acquire) {
+            Ok(())
+        } else {
+            Err(unavailable("NATS is unreachable"))
+        }
+    }
+
+    /// Spaces whose lease this node holds.
+    pub fn held_leases(&self) -> usize {
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+/// Hands each answer to its waiting caller; NATS "no responders" means nobody owns the space.
+async fn route_replies(mut sub: async_nats::Subscriber, waiting: Waiting) {
+    let mut swept = tokio::time::Instant::now();
+    while let Some(msg) = sub.next().await {
+        let id = msg
+            .subject
+            .rsplit('.')
+            .next()
+            .and_then(|t| t.parse::<u64>().ok());
+        let tx = id.and_then(|id| {
+            waiting
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id)
+        });
+        if let Some(tx) = tx {
+            let answer = if msg.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
+                Forwarded::NoOwner
+            } else {
+                match serde_json::from_slice::<WireResult>(&msg.payload) {
+                    Ok(WireResult::NotOwner) => Forwarded::NotOwner,
+                    Ok(r) => Forwarded::Ran(r.into()),
+                    Err(e) => Forwarded::Ran(Err(EngineError::Internal(format!(
+                        "unreadable answer from the owner node: {e}"
+                    )))),
+                }
+            };
+            let _ = tx.send(answer);
+        }
+        // Callers that gave up (timeout) leave their slot behind; drop those now and then.
+        if swept.elapsed() > Duration::from_secs(5) {
+            swept = tokio::time::Instant::now();
+            waiting
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|_, tx| !tx.is_closed());
+        }
+    }
+}
+
+/// Publishes commits one after another, so a space's commits leave in seq order.
+async fn publish_in_order(
+    client: async_nats::Client,
+    mut rx: mpsc::UnboundedReceiver<(SpaceId, Bytes)>,
+    metrics: Metrics,
+) {
+    while let Some((space_id, payload)) = rx.recv().await {
+        metrics.bus_publish_queue.dec();
+        if let Err(e) = client.publish(format!("spacecast.ev.{space_id}"), payload).await {
+            // Subscribers on other nodes repair the gap from the store on the next commit, or
+            // when the connection comes back.
+            tracing::debug!(%space_id, error = %e, "could not publish a commit's events");
+        }
+    }
+}
+
+/// Renews every held lease each `ttl / 3`; a lease found lost is reported to the directory.
+async fn renew_forever(bus: std::sync::Weak<NatsBus>) {
+    let every = match bus.upgrade() {
+        Some(b) => b.leases.timing().renew_every(),
+        None => return,
+    };
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(bus) = bus.upgrade() else { return };
+        let held: Vec<Arc<Lease>> = bus
+            .held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let outcomes = futures::future::join_all(held.iter().map(|l| bus.leases.renew(l))).await;
+        for (lease, outcome) in held.iter().zip(outcomes) {
+            if outcome == Renewal::Lost {
+                let mut h = bus.held.lock().unwrap_or_else(|p| p.into_inner());
+                if h.get(&lease.space_id).is_some_and(|l| Arc::ptr_eq(l, lease)) {
+                    h.remove(&lease.space_id);
+                }
+                bus.metrics.leases_held.set(h.len() as i64);
+                drop(h);
+                tracing::warn!(space_id = %lease.space_id, "lost the lease of a space; its actor stops and another node takes it over");
+                let _ = bus.lost.send(lease.space_id);
+            }
+        }
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[async_trait]
+impl Bus for NatsBus {
+    fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    fn clustered(&self) -> bool {
+        true
+    }
+
+    fn healthy(&self) -> bool {
+        self.connected.load(Ordering::Acquire)
+    }
+
+    async fn acquire(&self, space_id: SpaceId) -> Result<Option<Arc<Lease>>> {
+        self.check_connected()?;
+        let _one = self.acquiring.lock().await;
+        if let Some(l) = self
+            .held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&space_id)
+            .filter(|l| l.is_valid())
+        {
+            return Ok(Some(l.clone()));
+        }
+        match self.leases.acquire(space_id).await {
+            Ok(Some(lease)) => {
+                let mut h = self.held.lock().unwrap_or_else(|p| p.into_inner());
+                h.insert(space_id, lease.clone());
+                self.metrics.leases_held.set(h.len() as i64);
+                Ok(Some(lease))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => Err(unavailable(format!("{e:?}"))),
+        }
+    }
+
+    async fn release(&self, lease: Arc<Lease>) {
+        {
+            let mut h = self.held.lock().unwrap_or_else(|p| p.into_inner());
+            if h.get(&lease.space_id).is_some_and(|l| Arc::ptr_eq(l, &lease)) {
+                h.remove(&lease.space_id);
+            }
+            self.metrics.leases_held.set(h.len() as i64);
+        }
+        if self.connected.load(Ordering::Acquire) {
+            self.leases.release(&lease).await;
+        } else {
+            lease.lose();
+        }
+    }
+
+    async fn serve(&self, space_id: SpaceId, sink: Arc<dyn CommandSink>) -> Result<Serving> {
+        self.check_connected()?;
+        let mut sub = self
+            .client
+            .queue_subscribe(format!("spacecast.cmd.{space_id}"), "owner".into())
+            .await
+            .map_err(unavailable)?;
+        self.client.flush().await.map_err(unavailable)?;
+        let client = self.client.clone();
+        let task = tokio::spawn(async move {
+            while let Some(msg) = sub.next().await {
+                let Some(reply) = msg.reply else { continue };
+                let outcome = match serde_json::from_slice::<Command>(&msg.payload) {
+                    Err(e) => Some(Err(EngineError::Internal(format!(
+                        "unreadable forwarded command: {e}"
+                    )))),
+                    // Submitted in arrival order (one requester's commands keep their order);
+                    // answered when each is done.
+                    Ok(cmd) => match sink.submit_owned(space_id, cmd).await {
+                        None => None,
+                        Some(Err(e)) => Some(Err(e)),
+                        Some(Ok(pending)) => {
+                            let client = client.clone();
+                            tokio::spawn(async move {
+                                let r = WireResult::from(pending.wait().await);
+                                answer(&client, reply, &r).await;
+                            });
+                            continue;
+                        }
+                    },
+                };
+                let r = match outcome {
+                    None => WireResult::NotOwner,
+                    Some(r) => WireResult::from(r),
+                };
+                answer(&client, reply, &r).await;
+            }
+        });
+        let abort = AbortOnDrop(task.abort_handle());
+        Ok(Serving::on_drop(move || drop(abort)))
+    }
+
+    async fn forward(&self, space_id: SpaceId, cmd: &Command) -> Result<Answer> {
+        self.check_connected()?;
+        let payload = serde_json::to_vec(cmd).map_err(|e| EngineError::Internal(e.to_string()))?;
+        let id = self.next_reply.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, tx);
+        let sent = self
+            .client
+            .publish_with_reply(
+                format!("spacecast.cmd.{space_id}"),
+                format!("spacecast.reply.{}.{id}", self.node_id),
+                payload.into(),
+            )
+            .await;
+        if let Err(e) = sent {
+            self.waiting
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+            return Err(unavailable(e));
+        }
+        Ok(rx)
+    }
+
+    fn publish(&self, space_id: SpaceId, events: &[Published]) {
+        let evs: Vec<&SpaceEvent> = events.iter().map(|p| &p.event).collect();
+        match serde_json::to_vec(&Envelope {
+            node: &self.node_id,
+            events: evs,
+        }) {
+            Ok(payload) => {
+                if self.outgoing.send((space_id, payload.into())).is_ok() {
+                    self.metrics.bus_publish_queue.inc();
+                }
+            }
+            Err(e) => tracing::error!(%space_id, error = %e, "could not encode a commit for the bus"),
+        }
+    }
+
+    async fn watch(&self, space_id: SpaceId, fanout: Fanout) -> Result<Serving> {
+        self.check_connected()?;
+        let mut sub = self
+            .client
+            .subscribe(format!("spacecast.ev.{space_id}"))
+            .await
+            .map_err(unavailable)?;
+        // The server has registered the subscription once the flush's round trip is done.
+        self.client.flush().await.map_err(unavailable)?;
+        let me = self.node_id.clone();
+        let metrics = self.metrics.clone();
+        let task = tokio::spawn(async move {
+            while let Some(msg) = sub.next().await {
+                match serde_json::from_slice::<Envelope<String, Vec<SpaceEvent>>>(&msg.payload) {
+                    Ok(env) if env.node == me => {}
+                    Ok(env) => {
+                        metrics.bus_events_received.inc_by(env.events.len() as u64);
+                        fanout.received(space_id, env.events).await
+                    }
+                    Err(e) => {
+                        tracing::warn!(%space_id, error = %e, "unreadable commit on the bus; the gap is repaired from the store")
+                    }
+                }
+            }
+        });
+        let abort = AbortOnDrop(task.abort_handle());
+        Ok(Serving::on_drop(move || drop(abort)))
+    }
+}
+
+async fn answer(client: &async_nats::Client, reply: async_nats::Subject, r: &WireResult) {
+    match serde_json::to_vec(r) {
+        Ok(payload) => {
+            if let Err(e) = client.publish(reply, payload.into()).await {
+                tracing::debug!(error = %e, "could not answer a forwarded command");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "could not encode an answer"),
+    }
+}
