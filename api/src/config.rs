@@ -42,9 +42,13 @@ pub struct ConfigArgs {
     /// NATS URL; set means cluster mode.
     #[arg(long, env = "SPACECAST_NATS_URL")]
     pub nats_url: Option<String>,
-    /// This node's id (default: generated).
+    /// This node's id, unique in the cluster: 1-64 letters, digits, `-`, `_` (default: generated).
     #[arg(long, env = "SPACECAST_NODE_ID")]
     pub node_id: Option<String>,
+    /// Cluster mode: how long a space's ownership lease outlives its owner's last renewal, so
+    /// about the failover time after a node dies (e.g. `1500ms`). Every node must use the same.
+    #[arg(long, env = "SPACECAST_LEASE_TTL")]
+    pub lease_ttl: Option<String>,
     /// Absolute base URL clients reach this server at, used to build `media_url` (default:
     /// none, and `media_url` is the relative `/api/media/<id>`; never taken from request headers).
     #[arg(long, env = "SPACECAST_PUBLIC_URL")]
@@ -132,6 +136,7 @@ pub struct Config {
     pub cql_replication: String,
     pub nats_url: Option<String>,
     pub node_id: String,
+    pub lease_ttl: Duration,
     pub public_url: Option<String>,
     pub json_logs: bool,
     pub max_media_bytes: usize,
@@ -203,6 +208,7 @@ impl ConfigArgs {
             cql_replication,
             nats_url,
             node_id,
+            lease_ttl,
             public_url,
             log_format,
             max_media_bytes,
@@ -293,6 +299,7 @@ impl ConfigArgs {
             node_id: self.node_id.unwrap_or_else(|| {
                 format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
             }),
+            lease_ttl: duration("lease_ttl", self.lease_ttl, Duration::from_millis(1500))?,
             public_url: self.public_url.map(|u| u.trim_end_matches('/').to_owned()),
             json_logs,
             max_media_bytes: positive("max_media_bytes", self.max_media_bytes, 10 * 1024 * 1024)?,
@@ -360,6 +367,23 @@ impl ConfigArgs {
                 10_000,
             )?,
         };
+        if config.nats_url.is_some() && config.store == StoreKind::Embedded {
+            return Err(ConfigError(
+                "nats_url (cluster mode) needs store = cql: the embedded store lives on one node's disk, so a cluster cannot share it; run a single node without nats_url, or use --store cql".into(),
+            ));
+        }
+        if !spacecast_engine::bus::nats::valid_node_id(&config.node_id) {
+            return Err(ConfigError(format!(
+                "node_id = {:?}: use 1-64 letters, digits, - and _",
+                config.node_id
+            )));
+        }
+        if !(Duration::from_millis(300)..=Duration::from_secs(60)).contains(&config.lease_ttl) {
+            return Err(ConfigError(format!(
+                "lease_ttl = {:?}: use 300ms to 60s",
+                config.lease_ttl
+            )));
+        }
         if config.ws_ping_interval < Duration::from_millis(100) {
             return Err(ConfigError(format!(
                 "ws_ping_interval = {:?}: must be at least 100ms",
@@ -389,11 +413,6 @@ impl ConfigArgs {
                 )));
             }
         }
-        if config.nats_url.is_some() {
-            return Err(ConfigError(
-                "nats_url: cluster mode is not available in this build yet; unset it to run a single node".into(),
-            ));
-        }
         Ok(config)
     }
 }
@@ -413,6 +432,30 @@ mod tests {
         assert_eq!(c.http_header_timeout, Duration::from_secs(10));
         assert_eq!(c.http_idle_timeout, Duration::from_secs(60));
         assert_eq!(c.max_http_connections, 10_000);
+    }
+
+    #[test]
+    fn cluster_mode_needs_the_cql_store_a_valid_node_id_and_a_sane_lease() {
+        let cluster = |store: &str, node: &str, ttl: Option<&str>| ConfigArgs {
+            store: Some(store.into()),
+            nats_url: Some("nats://127.0.0.1:4222".into()),
+            node_id: Some(node.into()),
+            lease_ttl: ttl.map(Into::into),
+            ..Default::default()
+        };
+        let e = cluster("embedded", "n1", None).validate().unwrap_err().to_string();
+        assert!(e.contains("needs store = cql"), "{e}");
+        let c = cluster("cql", "n1", None).validate().unwrap();
+        assert_eq!(c.lease_ttl, Duration::from_millis(1500));
+        assert_eq!(c.nats_url.as_deref(), Some("nats://127.0.0.1:4222"));
+        for bad in ["a.b", "", "x y", "n*"] {
+            let e = cluster("cql", bad, None).validate().unwrap_err().to_string();
+            assert!(e.contains("node_id"), "{bad}: {e}");
+        }
+        for bad in ["10ms", "5m"] {
+            let e = cluster("cql", "n1", Some(bad)).validate().unwrap_err().to_string();
+            assert!(e.contains("lease_ttl"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -15,6 +15,9 @@ use anyhow::Context;
 use spacecast_engine::store::Store;
 use spacecast_engine::store::cql::{CqlConfig, CqlStore};
 use spacecast_engine::store::embedded::EmbeddedStore;
+use spacecast_engine::bus::LocalBus;
+use spacecast_engine::bus::lease::LeaseTiming;
+use spacecast_engine::bus::nats::{NatsBus, NatsConfig};
 use spacecast_engine::{Engine, EngineConfig};
 use spacecast_observability::Metrics;
 use tokio::sync::watch;
@@ -60,7 +63,26 @@ pub async fn serve(config: Config, metrics: Metrics) -> anyhow::Result<()> {
         message_cache_bytes: config.message_cache_bytes,
         ..EngineConfig::default()
     };
-    let engine = Engine::start(engine_config, store, metrics.clone()).await?;
+    let engine = match &config.nats_url {
+        None => {
+            let bus = Arc::new(LocalBus::new(config.node_id.clone()));
+            Engine::start_with_bus(engine_config, store, bus, None, metrics.clone()).await?
+        }
+        Some(url) => {
+            let nats = NatsConfig {
+                url: url.clone(),
+                node_id: config.node_id.clone(),
+                lease: LeaseTiming::with_ttl(config.lease_ttl),
+            };
+            let (bus, lost) = NatsBus::connect(nats, metrics.clone()).await?;
+            let engine =
+                Engine::start_with_bus(engine_config, store, bus.clone(), Some(lost), metrics.clone())
+                    .await?;
+            bus.on_reconnect(engine.fanout().clone());
+            tracing::info!(nats = %url, node_id = %config.node_id, "joined the cluster");
+            engine
+        }
+    };
     let media = MediaStore::open(&config.data_dir).context("cannot create the media directory")?;
     let mut config = config;
     let limits = connection_limits(&mut config, &metrics);

@@ -58,7 +58,7 @@ pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
         .boxed()
 }
 
-/// `GET /readyz`: 200 when the store answers and the node accepts work, else 503.
+/// `GET /readyz`: 200 when the store and the bus answer and the node accepts work, else 503.
 async fn readyz(app: AppRef) -> Result<Response, ApiError> {
     if !app.accepting.load(Ordering::Acquire) {
         return Err(ApiError::unavailable(
@@ -66,10 +66,18 @@ async fn readyz(app: AppRef) -> Result<Response, ApiError> {
             "Server is shutting down",
         ));
     }
+    let bus = app.engine.bus();
+    if !bus.healthy() {
+        return Err(ApiError::unavailable(
+            "bus_unavailable",
+            "The cluster bus (NATS) is unreachable",
+        ));
+    }
+    let bus = if bus.clustered() { "nats" } else { "in-process" };
     match app.engine.store().ping().await {
         Ok(()) => Ok(json_response(
             StatusCode::OK,
-            &json!({"status": "ready", "store": "ok", "bus": "in-process", "node_id": app.config.node_id}),
+            &json!({"status": "ready", "store": "ok", "bus": bus, "node_id": app.config.node_id}),
         )),
         Err(e) => {
             // `/readyz` needs no token: anyone can call it, so its failures are not logged above
