@@ -15,6 +15,10 @@
 //!    Cassandra, `--store cql`) writes it as one unlogged batch per partition.
 //! 7. [`hub`] — fan-out to this node's subscribers: one `Arc` per commit, shared by all.
 //!
+//! Reads take the other way: [`reads`] — [`SpaceReader`] (from [`Engine::reader`]) reads the
+//! store directly, never the actor, and applies the visibility and membership rules, so the
+//! edge never holds the store.
+//!
 //! Also: [`model`] (spaces, members, messages), [`event`] (the sequenced events and their
 //! once-serialized frames), [`error`] (the one error enum with stable codes).
 //!
@@ -26,6 +30,7 @@ pub mod error;
 pub mod event;
 pub mod hub;
 pub mod model;
+pub mod reads;
 pub mod space;
 pub mod store;
 #[cfg(feature = "testkit")]
@@ -38,7 +43,9 @@ use spacecast_observability::Metrics;
 
 pub use directory::Pending;
 pub use error::{EngineError, Result};
+pub use reads::{EventLog, MessagePage, SpaceMembers, SpaceReader};
 pub use space::{Appreciation, SendMessage, SpaceHandle};
+pub use store::MessageOrder;
 
 use crate::directory::Directory;
 use crate::hub::Hub;
