@@ -8,6 +8,7 @@
 //!    [`edge`]: realtime upgrades below warp; [`stream`]: the `/v1/stream` WebSocket adapter
 //!    of the protocol-neutral session core [`realtime`] (one file per command);
 //! 4. [`auth`]: bearer JWT verification; [`error`]: the one place errors become HTTP;
+//!    [`input`]: client ids and message text, shared by routes and sessions;
 //! 5. then `spacecast_engine::SpaceHandle` → space actor → store → hub (see the engine's map).
 //!
 //! [`app::App`] holds the shared handles, passed explicitly to every route.
@@ -19,6 +20,7 @@ pub mod config;
 pub mod connections;
 pub mod edge;
 pub mod error;
+pub mod input;
 pub mod listener;
 pub mod media;
 pub mod realtime;

@@ -18,7 +18,8 @@ use tokio_stream::wrappers::BroadcastStream;
 use super::Disconnect;
 use super::output::{CommandError, Outbox, Output};
 use super::session::{Refused, Session};
-use crate::routes::spaces::{parse_space_id, readable_space};
+use crate::input::parse_space_id;
+use crate::routes::spaces::readable_space;
 
 /// The bytes of events one replay page aims at (per session).
 const REPLAY_PAGE_BYTES: usize = 512 * 1024;

@@ -16,11 +16,12 @@ use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
-use super::spaces::{parse_space_id, readable_space};
+use super::spaces::readable_space;
 use super::{authorization, body_within, parse_json, read_body, respond, started, user, with_app};
 use crate::app::AppRef;
 use crate::auth::User;
 use crate::error::{ApiError, json_response};
+use crate::input::{normalize_content, parse_message_id, parse_space_id};
 use crate::media::{self, MediaOwner};
 
 pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
@@ -239,41 +240,6 @@ where
     Ok(draft)
 }
 
-/// Whether `text` holds a control character (Unicode Cc: NUL and the rest of C0, DEL, C1),
-/// other than tab, newline and carriage return when `allow_line_breaks`. Such characters have no
-/// place in text people read, and some (NUL, ESC) break or drive the tools that display it.
-pub fn has_control_chars(text: &str, allow_line_breaks: bool) -> bool {
-    text.chars()
-        .any(|c| c.is_control() && !(allow_line_breaks && matches!(c, '\t' | '\n' | '\r')))
-}
-
-/// Trims message text; empty or whitespace-only text is no text. Shared by REST and the stream.
-///
-/// # Errors
-/// 400 `invalid_content` for control characters other than `\t \n \r`; 400
-/// `content_too_long` beyond `max_chars` characters.
-pub fn normalize_content(
-    raw: Option<String>,
-    max_chars: usize,
-) -> Result<Option<String>, ApiError> {
-    let content = raw.map(|c| c.trim().to_owned()).filter(|c| !c.is_empty());
-    if let Some(c) = &content {
-        if has_control_chars(c, true) {
-            return Err(ApiError::bad_request(
-                "invalid_content",
-                "content must not contain control characters other than tab, newline and carriage return",
-            ));
-        }
-        if c.chars().count() > max_chars {
-            return Err(ApiError::bad_request(
-                "content_too_long",
-                format!("content must be at most {max_chars} characters"),
-            ));
-        }
-    }
-    Ok(content)
-}
-
 /// `POST /api/messages/{space_id}` → 201 Message, once durable.
 ///
 /// `content` is trimmed; no content and no media → 400 `empty_message`; media without a valid
@@ -468,11 +434,6 @@ async fn list_messages(
     Ok(json_response(StatusCode::OK, &body))
 }
 
-fn parse_message_id(raw: &str) -> Result<MessageId, ApiError> {
-    raw.parse()
-        .map_err(|_| ApiError::not_found("Message not found"))
-}
-
 /// Authenticates the caller and resolves `/{space_id}/{message_id}` in a space they can read.
 async fn message_target(
     app: &AppRef,
@@ -571,17 +532,5 @@ mod tests {
         ] {
             assert!(!refused_before_write(&e), "{e:?}");
         }
-    }
-
-    #[test]
-    fn content_with_control_characters_is_refused() {
-        let ok = normalize_content(Some(" a\tb\r\nc ".into()), 100).unwrap();
-        assert_eq!(ok.as_deref(), Some("a\tb\r\nc"));
-        for bad in ["\u{0}", "a\u{1b}b", "\u{7f}", "x\u{85}y"] {
-            let e = normalize_content(Some(bad.into()), 100).unwrap_err();
-            assert_eq!(e.code, "invalid_content", "{bad:?}");
-        }
-        assert!(has_control_chars("a\nb", false));
-        assert!(!has_control_chars("a\nb", true));
     }
 }

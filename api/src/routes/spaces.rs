@@ -18,6 +18,7 @@ use super::{
 use crate::app::AppRef;
 use crate::auth::User;
 use crate::error::{ApiError, json_response};
+use crate::input::{has_control_chars, parse_space_id};
 
 /// Most members listed inline by `GET /api/spaces/{id}`.
 const INLINE_MEMBERS: usize = 100;
@@ -175,12 +176,6 @@ fn space_json<'a>(view: &'a SpaceView, me: Option<&Member>) -> SpaceJson<'a> {
     }
 }
 
-/// Parses a space id from a path; anything that is not one is an unknown space.
-pub fn parse_space_id(raw: &str) -> Result<SpaceId, ApiError> {
-    raw.parse()
-        .map_err(|_| ApiError::not_found("Space not found"))
-}
-
 /// Loads a space `user` may read (public, or private with `user` a member), with `user`'s
 /// membership. Private spaces are invisible (404) to non-members.
 pub async fn readable_space(
@@ -216,14 +211,14 @@ fn validate_create(req: CreateSpace) -> Result<NewSpace, ApiError> {
             "title must be 3 to 200 characters",
         ));
     }
-    if super::messages::has_control_chars(&title, false) {
+    if has_control_chars(&title, false) {
         return Err(ApiError::bad_request(
             "invalid_title",
             "title must be one line without control characters",
         ));
     }
     let description = req.description.unwrap_or_default().trim().to_owned();
-    if super::messages::has_control_chars(&description, true) {
+    if has_control_chars(&description, true) {
         return Err(ApiError::bad_request(
             "invalid_description",
             "description must not contain control characters other than tab, newline and carriage return",
