@@ -9,7 +9,9 @@
 //!    of the protocol-neutral session core [`realtime`] (one file per command);
 //! 4. [`auth`]: bearer JWT verification; [`error`]: the one place errors become HTTP;
 //!    [`input`]: client ids and message text, shared by routes and sessions;
-//! 5. then `spacecast_engine::SpaceHandle` → space actor → store → hub (see the engine's map).
+//! 5. then `spacecast_engine::SpaceHandle` → space actor → store → hub for writes, and
+//!    `spacecast_engine::SpaceReader` → store for reads, which applies the access rules: the edge
+//!    never holds the store (see the engine's map).
 //!
 //! [`app::App`] holds the shared handles, passed explicitly to every route.
 

@@ -58,7 +58,7 @@ pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
         .boxed()
 }
 
-/// `GET /readyz`: 200 when the store answers and the node accepts work, else 503.
+/// `GET /readyz`: 200 when the engine's store answers and the node accepts work, else 503.
 async fn readyz(app: AppRef) -> Result<Response, ApiError> {
     if !app.accepting.load(Ordering::Acquire) {
         return Err(ApiError::unavailable(
@@ -66,7 +66,7 @@ async fn readyz(app: AppRef) -> Result<Response, ApiError> {
             "Server is shutting down",
         ));
     }
-    match app.engine.store().ping().await {
+    match app.engine.ping().await {
         Ok(()) => Ok(json_response(
             StatusCode::OK,
             &json!({"status": "ready", "store": "ok", "bus": "in-process", "node_id": app.config.node_id}),

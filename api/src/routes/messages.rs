@@ -6,17 +6,13 @@ use std::collections::HashMap;
 use bytes::{Buf, Bytes};
 use futures::{Stream, TryStreamExt};
 use serde::{Deserialize, Serialize};
-use spacecast_engine::model::{
-    MediaType, Message, MessageId, POWER_MODERATOR, PostingPermission, SpaceId,
-};
-use spacecast_engine::store::MessageOrder;
-use spacecast_engine::{EngineError, SendMessage};
+use spacecast_engine::model::{MediaType, Message, MessageId, SpaceId};
+use spacecast_engine::{EngineError, MessageOrder, SendMessage};
 use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
-use super::spaces::readable_space;
 use super::{authorization, body_within, parse_json, read_body, respond, started, user, with_app};
 use crate::app::AppRef;
 use crate::auth::User;
@@ -283,18 +279,10 @@ async fn send_message(
     let mut message_id = None;
     if let (Some(bytes), Some(kind)) = (media, media_type) {
         let content_type = media::sniff_as(kind, &bytes)?;
-        let (view, me) = readable_space(&app, &user, space_id).await?;
-        let Some(me) = me else {
-            return Err(EngineError::NotAMember.into());
-        };
-        if view.space.posting_permission == PostingPermission::Admins
-            && me.power_level < POWER_MODERATOR
-        {
-            return Err(EngineError::Forbidden(
-                "Only admins and moderators may post in this space",
-            )
-            .into());
-        }
+        app.engine
+            .reader(space_id)
+            .ensure_can_post(user.id())
+            .await?;
         let id = uuid::Uuid::now_v7();
         let owner = MediaOwner {
             space_id,
@@ -416,16 +404,15 @@ async fn list_messages(
             _ => {}
         }
     }
-    let (view, _) = readable_space(&app, &user, space_id).await?;
     let offset = ((page - 1) * limit) as usize;
-    let messages = app
+    let found = app
         .engine
-        .store()
-        .page_messages(space_id, sort, offset, limit as usize)
+        .reader(space_id)
+        .page_messages(user.id(), sort, offset, limit as usize)
         .await?;
-    let total = view.counters.message_count;
+    let total = found.total;
     let body = Page {
-        messages: &messages,
+        messages: &found.messages,
         total,
         page,
         limit,
@@ -434,8 +421,9 @@ async fn list_messages(
     Ok(json_response(StatusCode::OK, &body))
 }
 
-/// Authenticates the caller and resolves `/{space_id}/{message_id}` in a space they can read.
-async fn message_target(
+/// Authenticates the caller and parses `/{space_id}/{message_id}`; whether the caller may read
+/// that space is for the handler to ask the engine.
+fn message_target(
     app: &AppRef,
     auth: Option<String>,
     space: &str,
@@ -444,7 +432,6 @@ async fn message_target(
     let user = user(app, auth)?;
     let space_id = parse_space_id(space)?;
     let message_id = parse_message_id(message)?;
-    readable_space(app, &user, space_id).await?;
     Ok((user, space_id, message_id))
 }
 
@@ -456,7 +443,8 @@ async fn appreciate(
     space: String,
     message: String,
 ) -> Result<Response, ApiError> {
-    let (user, space_id, message_id) = message_target(&app, auth, &space, &message).await?;
+    let (user, space_id, message_id) = message_target(&app, auth, &space, &message)?;
+    app.engine.reader(space_id).view(user.id()).await?;
     let a = app
         .engine
         .space(space_id)
@@ -482,15 +470,20 @@ async fn delete_message(
     space: String,
     message: String,
 ) -> Result<Response, ApiError> {
-    let (user, space_id, message_id) = message_target(&app, auth, &space, &message).await?;
+    let (user, space_id, message_id) = message_target(&app, auth, &space, &message)?;
     // Learn the message's media before it is gone; the file is removed only once the delete
     // is durable. A file left by a failure here is the sweep's (its message no longer exists).
-    let media_id = app
+    // A message not found here is left to the space actor, which answers the delete.
+    let media_id = match app
         .engine
-        .store()
-        .get_message(space_id, message_id)
-        .await?
-        .and_then(|m| m.media_url.as_deref().and_then(media::media_id_of_url));
+        .reader(space_id)
+        .message(user.id(), message_id)
+        .await
+    {
+        Ok(m) => m.media_url.as_deref().and_then(media::media_id_of_url),
+        Err(EngineError::MessageNotFound) => None,
+        Err(e) => return Err(e.into()),
+    };
     app.engine
         .space(space_id)
         .delete(message_id, user.profile)
