@@ -177,11 +177,6 @@ impl Engine {
         Ok(SpaceView { space, counters })
     }
 
-    /// Reads go straight to the store: it holds exactly what is durable.
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
-    }
-
     /// This node's fan-out hub.
     pub fn hub(&self) -> &Hub {
         &self.hub
