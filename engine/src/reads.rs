@@ -173,9 +173,9 @@ impl SpaceReader {
     }
 
     /// Whether the viewer may post now, by the space actor's rule: a member, and in an
-    /// admins-only space one with power ≥ [`POWER_MODERATOR`]. A pre-check only: the actor
-    /// decides again when the message is sent (membership cannot be lost today, so a pass here
-    /// is refused there only if the space's state changes in between).
+    /// admins-only space one with power ≥ [`POWER_MODERATOR`]. A pre-check, for a caller that
+    /// must refuse before doing work (the edge, before it stores a media file); the actor
+    /// applies the rule again when the message is sent, and its answer is the one that counts.
     ///
     /// # Errors
     /// Those of [`SpaceReader::view`]; `NotAMember`; `Forbidden` in an admins-only space.
