@@ -8,7 +8,10 @@
 //!    [`edge`]: realtime upgrades below warp; [`stream`]: the `/v1/stream` WebSocket adapter
 //!    of the protocol-neutral session core [`realtime`] (one file per command);
 //! 4. [`auth`]: bearer JWT verification; [`error`]: the one place errors become HTTP;
-//! 5. then `spacecast_engine::SpaceHandle` → space actor → store → hub (see the engine's map).
+//!    [`input`]: client ids and message text, shared by routes and sessions;
+//! 5. then `spacecast_engine::SpaceHandle` → space actor → store → hub for writes, and
+//!    `spacecast_engine::SpaceReader` → store for reads, which applies the access rules: the edge
+//!    never holds the store (see the engine's map).
 //!
 //! [`app::App`] holds the shared handles, passed explicitly to every route.
 
@@ -19,6 +22,7 @@ pub mod config;
 pub mod connections;
 pub mod edge;
 pub mod error;
+pub mod input;
 pub mod listener;
 pub mod media;
 pub mod realtime;

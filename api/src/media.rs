@@ -260,21 +260,20 @@ fn list(dir: &Path, grace: Duration) -> std::io::Result<Listing> {
 }
 
 /// Sweeps the media directory at start and every [`SWEEP_EVERY`] until shutdown, off the
-/// request path. A file is an orphan when the store says its message does not exist; a store
+/// request path. A file is an orphan when the engine says its message does not exist; a store
 /// error keeps it for the next sweep.
 pub fn spawn_sweeper(app: AppRef) {
     let mut shutdown = app.shutdown.clone();
     tokio::spawn(async move {
         loop {
-            let store = app.engine.store().clone();
+            let engine = app.engine.clone();
             let exists = |owner: MediaOwner| {
-                let store = store.clone();
+                let engine = engine.clone();
                 async move {
-                    store
-                        .get_message(owner.space_id, owner.message_id)
+                    engine
+                        .message_exists(owner.space_id, owner.message_id)
                         .await
                         .ok()
-                        .map(|m| m.is_some())
                 }
             };
             match app.media.sweep(SWEEP_GRACE, exists).await {

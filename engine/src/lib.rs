@@ -18,6 +18,10 @@
 //!    NATS); [`bus::Fanout`] hands each commit to this node's hub once, in seq order.
 //! 8. [`hub`] — fan-out to this node's subscribers: one `Arc` per commit, shared by all.
 //!
+//! Reads take the other way: [`reads`] — [`SpaceReader`] (from [`Engine::reader`]) reads the
+//! store directly, never the actor, and applies the visibility and membership rules, so the
+//! edge never holds the store.
+//!
 //! Also: [`model`] (spaces, members, messages), [`event`] (the sequenced events and their
 //! once-serialized frames), [`error`] (the one error enum with stable codes).
 //!
@@ -30,6 +34,7 @@ pub mod error;
 pub mod event;
 pub mod hub;
 pub mod model;
+pub mod reads;
 pub mod space;
 pub mod store;
 #[cfg(feature = "testkit")]
@@ -42,7 +47,9 @@ use spacecast_observability::Metrics;
 
 pub use directory::Pending;
 pub use error::{EngineError, Result};
+pub use reads::{EventLog, MessagePage, SpaceMembers, SpaceReader};
 pub use space::{Appreciation, Command, Outcome, SendMessage, SpaceHandle};
+pub use store::MessageOrder;
 
 use crate::bus::{Bus, Fanout, LocalBus};
 use crate::directory::Directory;
@@ -231,11 +238,6 @@ impl Engine {
             member_count: 1,
         };
         Ok(SpaceView { space, counters })
-    }
-
-    /// Reads go straight to the store: it holds exactly what is durable.
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
     }
 
     /// This node's fan-out hub.

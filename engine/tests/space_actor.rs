@@ -212,8 +212,7 @@ impl Harness {
     }
 
     async fn counters(&self, id: SpaceId) -> SpaceCounters {
-        self.engine
-            .store()
+        self.store
             .get_space(id)
             .await
             .unwrap()
@@ -222,20 +221,11 @@ impl Harness {
     }
 
     async fn events(&self, id: SpaceId) -> Vec<SpaceEvent> {
-        self.engine
-            .store()
-            .read_events(id, 0, 10_000)
-            .await
-            .unwrap()
+        self.store.read_events(id, 0, 10_000).await.unwrap()
     }
 
     async fn page(&self, id: SpaceId, order: MessageOrder) -> Vec<MessageId> {
-        let page = self
-            .engine
-            .store()
-            .page_messages(id, order, 0, 1000)
-            .await
-            .unwrap();
+        let page = self.store.page_messages(id, order, 0, 1000).await.unwrap();
         page.iter().map(|m| m.message_id).collect()
     }
 }
@@ -338,8 +328,7 @@ async fn creator_is_admin_members_join_once_and_only_members_send() {
         }
     );
     let creator = h
-        .engine
-        .store()
+        .store
         .get_member(id, &alice.user_id)
         .await
         .unwrap()
@@ -376,11 +365,11 @@ async fn creator_is_admin_members_join_once_and_only_members_send() {
 
     // The join is durable.
     assert_eq!(
-        h.engine.store().get_member(id, &bob.user_id).await.unwrap(),
+        h.store.get_member(id, &bob.user_id).await.unwrap(),
         Some(bob_m.clone())
     );
     assert_eq!(h.counters(id).await.member_count, 2);
-    let bobs = h.engine.store().spaces_of_user(&bob.user_id).await.unwrap();
+    let bobs = h.store.spaces_of_user(&bob.user_id).await.unwrap();
     assert_eq!(bobs.len(), 1);
     assert_eq!((bobs[0].0.space.space_id, &bobs[0].1), (id, &bob_m));
 
@@ -419,11 +408,7 @@ async fn creator_is_admin_members_join_once_and_only_members_send() {
         }
     );
     assert_eq!(
-        h.engine
-            .store()
-            .get_message(id, m1.message_id)
-            .await
-            .unwrap(),
+        h.store.get_message(id, m1.message_id).await.unwrap(),
         Some(m1)
     );
 }
@@ -477,10 +462,7 @@ async fn admins_only_and_private_spaces_enforce_their_rules() {
         .expect_err("no invites yet");
     // The same answer as an unknown space: join is no existence oracle for private spaces.
     assert!(matches!(err, EngineError::SpaceNotFound), "{err:?}");
-    assert_eq!(
-        h.engine.store().get_member(id, &bob.user_id).await.unwrap(),
-        None
-    );
+    assert_eq!(h.store.get_member(id, &bob.user_id).await.unwrap(), None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -496,7 +478,7 @@ async fn concurrent_sends_get_gapless_seqs_and_subscribers_see_each_durable_even
 
     // Subscribed before the sends; on every event it checks the store already holds it.
     let mut sub = h.engine.hub().subscribe(id);
-    let store = h.engine.store().clone();
+    let store = h.store.clone();
     let subscriber = tokio::spawn(async move {
         let mut received = Vec::new();
         while received.len() < TOTAL as usize {
@@ -672,8 +654,7 @@ async fn appreciation_toggles_and_reorders_the_most_appreciated_page() {
         }
     );
     let stored = h
-        .engine
-        .store()
+        .store
         .get_message(id, m1.message_id)
         .await
         .unwrap()
@@ -709,8 +690,7 @@ async fn appreciation_toggles_and_reorders_the_most_appreciated_page() {
         }
     );
     let stored = h
-        .engine
-        .store()
+        .store
         .get_message(id, m1.message_id)
         .await
         .unwrap()
@@ -739,8 +719,7 @@ async fn appreciation_toggles_and_reorders_the_most_appreciated_page() {
         }
     );
     let stored = h
-        .engine
-        .store()
+        .store
         .get_message(id, m2.message_id)
         .await
         .unwrap()
@@ -795,14 +774,7 @@ async fn deletes_are_allowed_to_the_author_and_moderators_only() {
         .delete(mb.message_id, bob.clone())
         .await
         .expect("the author deletes");
-    assert_eq!(
-        h.engine
-            .store()
-            .get_message(id, mb.message_id)
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(h.store.get_message(id, mb.message_id).await.unwrap(), None);
     assert_eq!(h.page(id, MessageOrder::Recent).await, vec![mc.message_id]);
     assert_eq!(
         h.page(id, MessageOrder::MostAppreciated).await,
@@ -821,14 +793,7 @@ async fn deletes_are_allowed_to_the_author_and_moderators_only() {
         .delete(mc.message_id, alice.clone())
         .await
         .expect("the creator (power 100) deletes anyone's");
-    assert_eq!(
-        h.engine
-            .store()
-            .get_message(id, mc.message_id)
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(h.store.get_message(id, mc.message_id).await.unwrap(), None);
     assert!(h.page(id, MessageOrder::Recent).await.is_empty());
 
     let events = h.events(id).await;
@@ -940,8 +905,7 @@ async fn messages_evicted_from_the_actor_cache_are_read_back_from_the_store() {
         }
     );
     let stored = h
-        .engine
-        .store()
+        .store
         .get_message(id, oldest.message_id)
         .await
         .unwrap()
@@ -956,11 +920,7 @@ async fn messages_evicted_from_the_actor_cache_are_read_back_from_the_store() {
         .await
         .expect("delete an evicted message");
     assert_eq!(
-        h.engine
-            .store()
-            .get_message(id, sent[1].message_id)
-            .await
-            .unwrap(),
+        h.store.get_message(id, sent[1].message_id).await.unwrap(),
         None
     );
     assert_eq!(

@@ -5,12 +5,16 @@
 //! published, so an event published before the subscription is in the store, and one published
 //! after it reaches the subscription; the per-space `delivered` seq drops the overlap.
 //!
+//! Access: the join asks the engine for the space's [`EventLog`], which applies the space's read
+//! rule (a private space is unknown to non-members); the head and the replay are read through it.
+//!
 //! Replay memory: the store reads events by count, so pages are sized from the bytes of the
 //! previous page to hold about `REPLAY_PAGE_BYTES` each; every event goes through the same
 //! transport backpressure as live events (the adapter's `Outbox`). A session replaying a long space to a client that
 //! does not read holds one page and the socket's buffer, never the space, and is closed as slow
 //! after the stall limit.
 
+use spacecast_engine::EventLog;
 use spacecast_engine::event::Published;
 use spacecast_engine::model::{Seq, SpaceId};
 use tokio_stream::wrappers::BroadcastStream;
@@ -18,7 +22,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use super::Disconnect;
 use super::output::{CommandError, Outbox, Output};
 use super::session::{Refused, Session};
-use crate::routes::spaces::{parse_space_id, readable_space};
+use crate::input::parse_space_id;
 
 /// The bytes of events one replay page aims at (per session).
 const REPLAY_PAGE_BYTES: usize = 512 * 1024;
@@ -51,7 +55,11 @@ impl Session {
             )
             .into());
         }
-        readable_space(&self.app, &self.user, space_id)
+        let log = self
+            .app
+            .engine
+            .reader(space_id)
+            .event_log(self.user.id())
             .await
             .map_err(CommandError::from)?;
         if !self.inbox.subs.contains_key(&space_id) {
@@ -64,9 +72,8 @@ impl Session {
                 .map_err(CommandError::from)?;
             self.inbox.subs.insert(space_id, BroadcastStream::new(rx));
         }
-        let head = match self.app.engine.store().get_space(space_id).await {
-            Ok(Some(view)) => view.counters.head_seq,
-            Ok(None) => 0,
+        let head = match log.head_seq().await {
+            Ok(head) => head,
             Err(e) => {
                 self.unsubscribe(space_id);
                 return Err(CommandError::from(e).into());
@@ -80,7 +87,7 @@ impl Session {
         match since_seq {
             Some(since) => {
                 self.delivered.insert(space_id, since.min(head));
-                self.replay(out, space_id, since.min(head)).await?;
+                self.replay(out, &log, since.min(head)).await?;
             }
             None => {
                 self.delivered.insert(space_id, head);
@@ -111,8 +118,32 @@ impl Session {
         self.last_typing.remove(&space_id);
     }
 
-    /// Writes every durable event after `after` from the store, in order, and records them as
-    /// delivered.
+    /// Repairs a gap in live delivery: replays every durable event after `after`. The space's
+    /// read rule is asked again for its log (gaps are rare, so the two reads it costs are too).
+    ///
+    /// # Errors
+    /// The transport failed. A failed read ends the repair with an error output, as in
+    /// [`Session::replay`].
+    pub(super) async fn repair<O: Outbox>(
+        &mut self,
+        out: &mut O,
+        space_id: SpaceId,
+        after: Seq,
+    ) -> Result<(), Disconnect> {
+        match self
+            .app
+            .engine
+            .reader(space_id)
+            .event_log(self.user.id())
+            .await
+        {
+            Ok(log) => self.replay(out, &log, after).await,
+            Err(e) => replay_failed(out, space_id, e).await,
+        }
+    }
+
+    /// Writes every durable event after `after` from the space's log, in order, and records
+    /// them as delivered.
     ///
     /// # Errors
     /// The transport failed. A store failure ends the replay with an error output; live delivery
@@ -120,30 +151,16 @@ impl Session {
     pub(super) async fn replay<O: Outbox>(
         &mut self,
         out: &mut O,
-        space_id: SpaceId,
+        log: &EventLog,
         after: Seq,
     ) -> Result<(), Disconnect> {
+        let space_id = log.space_id();
         let mut last = after;
         let mut page = REPLAY_FIRST_PAGE;
         loop {
-            let events = match self
-                .app
-                .engine
-                .store()
-                .read_events(space_id, last, page)
-                .await
-            {
+            let events = match log.events_after(last, page).await {
                 Ok(evs) => evs,
-                Err(e) => {
-                    let error = CommandError::from(e);
-                    return out
-                        .put(Output::Error {
-                            correlation: None,
-                            space_id: Some(&space_id.to_string()),
-                            error: &error,
-                        })
-                        .await;
-                }
+                Err(e) => return replay_failed(out, space_id, e).await,
             };
             let n = events.len();
             let mut largest = 0;
@@ -162,6 +179,21 @@ impl Session {
             page = next_page_len(largest);
         }
     }
+}
+
+/// Tells the client a replay of `space_id` could not be read.
+async fn replay_failed<O: Outbox>(
+    out: &mut O,
+    space_id: SpaceId,
+    e: spacecast_engine::EngineError,
+) -> Result<(), Disconnect> {
+    let error = CommandError::from(e);
+    out.put(Output::Error {
+        correlation: None,
+        space_id: Some(&space_id.to_string()),
+        error: &error,
+    })
+    .await
 }
 
 /// About the bytes one event takes on the wire (its content and ids; exactness is not needed to

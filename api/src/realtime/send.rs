@@ -14,8 +14,7 @@ use tokio::sync::mpsc;
 
 use super::output::{CommandError, Correlation};
 use super::session::{MAX_INFLIGHT_SENDS, SendOutcome, Session};
-use crate::routes::messages::normalize_content;
-use crate::routes::spaces::parse_space_id;
+use crate::input::{normalize_content, parse_space_id};
 
 impl Session {
     /// Submits a send. A refusal comes back with the correlation, for the error output.

@@ -301,7 +301,7 @@ impl Session {
                 if first.event.seq > last + 1 {
                     // Published events are durable: repair any gap from the store first (boxed:
                     // rare, and it keeps the delivery path's future small).
-                    Box::pin(self.replay(out, space_id, last)).await?;
+                    Box::pin(self.repair(out, space_id, last)).await?;
                 }
                 let delivered = self.delivered.get(&space_id).copied().unwrap_or(0);
                 let mut last = delivered;

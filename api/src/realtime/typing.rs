@@ -8,7 +8,7 @@ use spacecast_engine::hub::{HubItem, Typing};
 
 use super::output::CommandError;
 use super::session::Session;
-use crate::routes::spaces::parse_space_id;
+use crate::input::parse_space_id;
 
 const MIN_INTERVAL: Duration = Duration::from_secs(1);
 

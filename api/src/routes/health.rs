@@ -74,7 +74,7 @@ async fn readyz(app: AppRef) -> Result<Response, ApiError> {
         ));
     }
     let bus = if bus.clustered() { "nats" } else { "in-process" };
-    match app.engine.store().ping().await {
+    match app.engine.ping().await {
         Ok(()) => Ok(json_response(
             StatusCode::OK,
             &json!({"status": "ready", "store": "ok", "bus": bus, "node_id": app.config.node_id}),

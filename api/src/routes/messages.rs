@@ -6,21 +6,18 @@ use std::collections::HashMap;
 use bytes::{Buf, Bytes};
 use futures::{Stream, TryStreamExt};
 use serde::{Deserialize, Serialize};
-use spacecast_engine::model::{
-    MediaType, Message, MessageId, POWER_MODERATOR, PostingPermission, SpaceId,
-};
-use spacecast_engine::store::MessageOrder;
-use spacecast_engine::{EngineError, SendMessage};
+use spacecast_engine::model::{MediaType, Message, MessageId, SpaceId};
+use spacecast_engine::{EngineError, MessageOrder, SendMessage};
 use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
-use super::spaces::{parse_space_id, readable_space};
 use super::{authorization, body_within, parse_json, read_body, respond, started, user, with_app};
 use crate::app::AppRef;
 use crate::auth::User;
 use crate::error::{ApiError, json_response};
+use crate::input::{normalize_content, parse_message_id, parse_space_id};
 use crate::media::{self, MediaOwner};
 
 pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
@@ -239,41 +236,6 @@ where
     Ok(draft)
 }
 
-/// Whether `text` holds a control character (Unicode Cc: NUL and the rest of C0, DEL, C1),
-/// other than tab, newline and carriage return when `allow_line_breaks`. Such characters have no
-/// place in text people read, and some (NUL, ESC) break or drive the tools that display it.
-pub fn has_control_chars(text: &str, allow_line_breaks: bool) -> bool {
-    text.chars()
-        .any(|c| c.is_control() && !(allow_line_breaks && matches!(c, '\t' | '\n' | '\r')))
-}
-
-/// Trims message text; empty or whitespace-only text is no text. Shared by REST and the stream.
-///
-/// # Errors
-/// 400 `invalid_content` for control characters other than `\t \n \r`; 400
-/// `content_too_long` beyond `max_chars` characters.
-pub fn normalize_content(
-    raw: Option<String>,
-    max_chars: usize,
-) -> Result<Option<String>, ApiError> {
-    let content = raw.map(|c| c.trim().to_owned()).filter(|c| !c.is_empty());
-    if let Some(c) = &content {
-        if has_control_chars(c, true) {
-            return Err(ApiError::bad_request(
-                "invalid_content",
-                "content must not contain control characters other than tab, newline and carriage return",
-            ));
-        }
-        if c.chars().count() > max_chars {
-            return Err(ApiError::bad_request(
-                "content_too_long",
-                format!("content must be at most {max_chars} characters"),
-            ));
-        }
-    }
-    Ok(content)
-}
-
 /// `POST /api/messages/{space_id}` → 201 Message, once durable.
 ///
 /// `content` is trimmed; no content and no media → 400 `empty_message`; media without a valid
@@ -317,18 +279,10 @@ async fn send_message(
     let mut message_id = None;
     if let (Some(bytes), Some(kind)) = (media, media_type) {
         let content_type = media::sniff_as(kind, &bytes)?;
-        let (view, me) = readable_space(&app, &user, space_id).await?;
-        let Some(me) = me else {
-            return Err(EngineError::NotAMember.into());
-        };
-        if view.space.posting_permission == PostingPermission::Admins
-            && me.power_level < POWER_MODERATOR
-        {
-            return Err(EngineError::Forbidden(
-                "Only admins and moderators may post in this space",
-            )
-            .into());
-        }
+        app.engine
+            .reader(space_id)
+            .ensure_can_post(user.id())
+            .await?;
         let id = uuid::Uuid::now_v7();
         let owner = MediaOwner {
             space_id,
@@ -450,16 +404,15 @@ async fn list_messages(
             _ => {}
         }
     }
-    let (view, _) = readable_space(&app, &user, space_id).await?;
     let offset = ((page - 1) * limit) as usize;
-    let messages = app
+    let found = app
         .engine
-        .store()
-        .page_messages(space_id, sort, offset, limit as usize)
+        .reader(space_id)
+        .page_messages(user.id(), sort, offset, limit as usize)
         .await?;
-    let total = view.counters.message_count;
+    let total = found.total;
     let body = Page {
-        messages: &messages,
+        messages: &found.messages,
         total,
         page,
         limit,
@@ -468,13 +421,9 @@ async fn list_messages(
     Ok(json_response(StatusCode::OK, &body))
 }
 
-fn parse_message_id(raw: &str) -> Result<MessageId, ApiError> {
-    raw.parse()
-        .map_err(|_| ApiError::not_found("Message not found"))
-}
-
-/// Authenticates the caller and resolves `/{space_id}/{message_id}` in a space they can read.
-async fn message_target(
+/// Authenticates the caller and parses `/{space_id}/{message_id}`; whether the caller may read
+/// that space is for the handler to ask the engine.
+fn message_target(
     app: &AppRef,
     auth: Option<String>,
     space: &str,
@@ -483,7 +432,6 @@ async fn message_target(
     let user = user(app, auth)?;
     let space_id = parse_space_id(space)?;
     let message_id = parse_message_id(message)?;
-    readable_space(app, &user, space_id).await?;
     Ok((user, space_id, message_id))
 }
 
@@ -495,7 +443,8 @@ async fn appreciate(
     space: String,
     message: String,
 ) -> Result<Response, ApiError> {
-    let (user, space_id, message_id) = message_target(&app, auth, &space, &message).await?;
+    let (user, space_id, message_id) = message_target(&app, auth, &space, &message)?;
+    app.engine.reader(space_id).view(user.id()).await?;
     let a = app
         .engine
         .space(space_id)
@@ -521,15 +470,20 @@ async fn delete_message(
     space: String,
     message: String,
 ) -> Result<Response, ApiError> {
-    let (user, space_id, message_id) = message_target(&app, auth, &space, &message).await?;
+    let (user, space_id, message_id) = message_target(&app, auth, &space, &message)?;
     // Learn the message's media before it is gone; the file is removed only once the delete
     // is durable. A file left by a failure here is the sweep's (its message no longer exists).
-    let media_id = app
+    // A message not found here is left to the space actor, which answers the delete.
+    let media_id = match app
         .engine
-        .store()
-        .get_message(space_id, message_id)
-        .await?
-        .and_then(|m| m.media_url.as_deref().and_then(media::media_id_of_url));
+        .reader(space_id)
+        .message(user.id(), message_id)
+        .await
+    {
+        Ok(m) => m.media_url.as_deref().and_then(media::media_id_of_url),
+        Err(EngineError::MessageNotFound) => None,
+        Err(e) => return Err(e.into()),
+    };
     app.engine
         .space(space_id)
         .delete(message_id, user.profile)
@@ -571,17 +525,5 @@ mod tests {
         ] {
             assert!(!refused_before_write(&e), "{e:?}");
         }
-    }
-
-    #[test]
-    fn content_with_control_characters_is_refused() {
-        let ok = normalize_content(Some(" a\tb\r\nc ".into()), 100).unwrap();
-        assert_eq!(ok.as_deref(), Some("a\tb\r\nc"));
-        for bad in ["\u{0}", "a\u{1b}b", "\u{7f}", "x\u{85}y"] {
-            let e = normalize_content(Some(bad.into()), 100).unwrap_err();
-            assert_eq!(e.code, "invalid_content", "{bad:?}");
-        }
-        assert!(has_control_chars("a\nb", false));
-        assert!(!has_control_chars("a\nb", true));
     }
 }

@@ -18,6 +18,7 @@ use super::{
 use crate::app::AppRef;
 use crate::auth::User;
 use crate::error::{ApiError, json_response};
+use crate::input::{has_control_chars, parse_space_id};
 
 /// Most members listed inline by `GET /api/spaces/{id}`.
 const INLINE_MEMBERS: usize = 100;
@@ -175,30 +176,6 @@ fn space_json<'a>(view: &'a SpaceView, me: Option<&Member>) -> SpaceJson<'a> {
     }
 }
 
-/// Parses a space id from a path; anything that is not one is an unknown space.
-pub fn parse_space_id(raw: &str) -> Result<SpaceId, ApiError> {
-    raw.parse()
-        .map_err(|_| ApiError::not_found("Space not found"))
-}
-
-/// Loads a space `user` may read (public, or private with `user` a member), with `user`'s
-/// membership. Private spaces are invisible (404) to non-members.
-pub async fn readable_space(
-    app: &AppRef,
-    user: &User,
-    space_id: SpaceId,
-) -> Result<(SpaceView, Option<Member>), ApiError> {
-    let store = app.engine.store();
-    let Some(view) = store.get_space(space_id).await? else {
-        return Err(ApiError::not_found("Space not found"));
-    };
-    let member = store.get_member(space_id, user.id()).await?;
-    if view.space.visibility == Visibility::Private && member.is_none() {
-        return Err(ApiError::not_found("Space not found"));
-    }
-    Ok((view, member))
-}
-
 #[derive(Deserialize)]
 struct CreateSpace {
     title: Option<String>,
@@ -216,14 +193,14 @@ fn validate_create(req: CreateSpace) -> Result<NewSpace, ApiError> {
             "title must be 3 to 200 characters",
         ));
     }
-    if super::messages::has_control_chars(&title, false) {
+    if has_control_chars(&title, false) {
         return Err(ApiError::bad_request(
             "invalid_title",
             "title must be one line without control characters",
         ));
     }
     let description = req.description.unwrap_or_default().trim().to_owned();
-    if super::messages::has_control_chars(&description, true) {
+    if has_control_chars(&description, true) {
         return Err(ApiError::bad_request(
             "invalid_description",
             "description must not contain control characters other than tab, newline and carriage return",
@@ -304,7 +281,7 @@ async fn create_space(app: AppRef, user: User, req: CreateSpace) -> Result<Respo
 /// each with the caller's `role` and `power_level`.
 async fn my_spaces(app: AppRef, auth: Option<String>) -> Result<Response, ApiError> {
     let user = user(&app, auth)?;
-    let spaces = app.engine.store().spaces_of_user(user.id()).await?;
+    let spaces = app.engine.spaces_of(user.id()).await?;
     let out: Vec<SpaceJson> = spaces.iter().map(|(v, m)| space_json(v, Some(m))).collect();
     Ok(json_response(StatusCode::OK, &out))
 }
@@ -314,13 +291,14 @@ async fn my_spaces(app: AppRef, auth: Option<String>) -> Result<Response, ApiErr
 async fn get_space(app: AppRef, auth: Option<String>, id: String) -> Result<Response, ApiError> {
     let user = user(&app, auth)?;
     let space_id = parse_space_id(&id)?;
-    let (_, me) = readable_space(&app, &user, space_id).await?;
-    let Some(snapshot) = app.engine.store().load_space(space_id).await? else {
-        return Err(ApiError::not_found("Space not found"));
-    };
-    let mut members: Vec<&Member> = snapshot.members.iter().collect();
+    let found = app
+        .engine
+        .reader(space_id)
+        .view_with_members(user.id())
+        .await?;
+    let mut members: Vec<&Member> = found.members.iter().collect();
     members.sort_by_key(|m| (std::cmp::Reverse(m.power_level), m.joined_at));
-    let mut json = space_json(&snapshot.view, me.as_ref());
+    let mut json = space_json(&found.view, found.viewer.as_ref());
     json.members = Some(
         members
             .into_iter()
@@ -330,7 +308,7 @@ async fn get_space(app: AppRef, auth: Option<String>, id: String) -> Result<Resp
                 username: &m.user.username,
                 profile_picture: &m.user.profile_picture,
                 power_level: m.power_level,
-                role: role_of(&snapshot.view, m),
+                role: role_of(&found.view, m),
                 joined_at: m.joined_at,
             })
             .collect(),
