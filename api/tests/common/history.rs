@@ -847,8 +847,8 @@ impl Default for Workload {
     fn default() -> Self {
         Workload {
             spaces: 3,
-            rest_senders: 4,
-            ws_senders: 2,
+            rest_senders: 3,
+            ws_senders: 3,
             ws_window: 4,
             subscribers_per_node: 2,
             timeout: Duration::from_secs(4),
@@ -938,8 +938,9 @@ pub struct Run {
 }
 
 impl Run {
-    /// Starts subscribers on every node of `urls`, then the senders (sender `i`'s home node is
-    /// `i % urls.len()`).
+    /// Starts subscribers on every node of `urls`, then the senders: REST sender `i` and
+    /// WebSocket sender `j` start at nodes `i % n` and `j % n`, so with as many of each as nodes,
+    /// every node gets one of each.
     pub fn start(urls: &[String], spaces: &[String], w: &Workload) -> Run {
         let ctx = Arc::new(Ctx {
             urls: urls.to_vec(),
@@ -970,7 +971,7 @@ impl Run {
             senders.push(tokio::spawn(rest_sender(ctx.clone(), i)));
         }
         for j in 0..w.ws_senders {
-            senders.push(tokio::spawn(ws_sender(ctx.clone(), w.rest_senders + j)));
+            senders.push(tokio::spawn(ws_sender(ctx.clone(), w.rest_senders + j, j)));
         }
         Run {
             ctx,
@@ -1389,10 +1390,11 @@ struct Pending {
     start: Duration,
 }
 
-async fn ws_sender(ctx: Arc<Ctx>, idx: usize) {
+/// WebSocket sender `idx` (its user), starting at node `home % n`.
+async fn ws_sender(ctx: Arc<Ctx>, idx: usize, home: usize) {
     let tok = token(&sender_user(idx));
     let n = ctx.urls.len();
-    let mut node = idx % n;
+    let mut node = home % n;
     let mut k: u64 = 0;
     let mut conn_no = 0;
     'connections: while !ctx.stop_senders.load(Ordering::Relaxed) {
