@@ -5,6 +5,8 @@
 # (scripts/cassandra.sh). If Cassandra cannot start, the run fails; nothing is skipped. The loadtest
 # harness tests also run one scenario against Centrifugo v6.9.1, which scripts/centrifugo.sh
 # installs with `go install` (cached under ~/.cache/spacecast); a missing Centrifugo fails them.
+# nats-server v2.15.2 with JetStream (scripts/nats.sh, same `go install` caching) runs beside
+# Cassandra with fresh data for the cluster tests (SPACECAST_TEST_NATS_URL); it is stopped at exit.
 #
 # Build output goes to $CARGO_TARGET_DIR (default: ~/.cache/spacecast/target, outside the repo) so
 # repeated runs and CI on the same machine reuse it. Cassandra's jars, data and logs live under
@@ -23,20 +25,39 @@ cargo fmt --all -- --check
 
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# api/tests/cluster.rs is `test = false` (see the TODO at the end), so --all-targets leaves it out.
+cargo clippy -p spacecast-api --test cluster --locked -- -D warnings
 
 step "build the tests"
 cargo test --workspace --all-targets --locked --no-run
+cargo test -p spacecast-api --test cluster --locked --no-run
 
 step "install Centrifugo v6.9.1 (cached; the loadtest harness compares against it)"
 scripts/centrifugo.sh install
 
+step "install NATS (nats-server v2.15.2, cached; the cluster tests run against it)"
+scripts/nats.sh install
+
 step "start Cassandra (fresh data)"
 scripts/cassandra.sh wipe
 scripts/cassandra.sh up
-trap 'scripts/cassandra.sh down || true' EXIT
+trap 'scripts/nats.sh down || true; scripts/cassandra.sh down || true' EXIT
+
+step "start NATS with JetStream (fresh data)"
+scripts/nats.sh down
+scripts/nats.sh wipe
+scripts/nats.sh up
+SPACECAST_TEST_NATS_URL="$(scripts/nats.sh url)"
+export SPACECAST_TEST_NATS_URL
 
 step "cargo test (embedded store; CQL store conformance and outage tests)"
 cargo test --workspace --all-targets --locked
 
 step "cargo test again with the black-box suite on the CQL store (same build)"
 SPACECAST_TEST_STORE=cql cargo test --workspace --tests --locked
+
+# TODO(issue 8): enable once `spacecast serve` has --nats-url / --node-id (the cluster branch).
+# api/tests/cluster.rs runs three nodes on the CQL store sharing one keyspace and the NATS above;
+# until then every test in it fails with a message saying the flags are missing, so it is not run.
+# step "cluster tests: three nodes over NATS + CQL (api/tests/cluster.rs)"
+# cargo test -p spacecast-api --test cluster --locked -- --test-threads 1

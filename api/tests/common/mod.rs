@@ -1,10 +1,16 @@
 //! Test harness: starts the real `spacecast` binary on port 0 with its own data dir, and gives
 //! tests real HTTP and WebSocket clients. Every wait is a bounded poll, never a bare sleep.
+//!
+//! Beside it, included only by the tests that use them (`#[path = "common/cluster.rs"]`), so the
+//! other test binaries do not compile them: `cluster.rs` (N nodes with fixed ports to kill,
+//! freeze and restart, and the project's NATS) and `history.rs` (the history checker).
 #![allow(dead_code)]
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
@@ -16,6 +22,9 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub const SECRET: &str = "test-secret-0123456789abcdef";
+
+/// The last lines a node wrote to stderr.
+type StderrTail = Arc<StdMutex<VecDeque<String>>>;
 
 /// A running server process.
 pub struct Server {
@@ -161,14 +170,75 @@ impl Server {
         cmd.stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true);
+        let child = cmd.spawn().expect("spawn spacecast");
+        Server::started(child, data_dir, None).await
+    }
+
+    /// Starts `spacecast serve --listen LISTEN --data-dir DIR ARGS…` with nothing else: no store
+    /// flags of the suite's mode, no secret from the environment (pass `--jwt-secret` in `args`).
+    /// Its stderr lines are copied to the test's stderr prefixed with `[name]`, and the last
+    /// ones are kept: a node that exits before listening fails the test with its own words.
+    pub async fn launch_node(data_dir: &Path, listen: &str, args: &[String], name: &str) -> Server {
+        let mut cmd = Command::new(bin());
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg(listen)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(args)
+            .env_remove("SPACECAST_JWT_SECRET")
+            .env_remove("SPACECAST_NATS_URL")
+            .env_remove("SPACECAST_NODE_ID")
+            .env("RUST_LOG", "warn,spacecast_api=info,spacecast_engine=info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
         let mut child = cmd.spawn().expect("spawn spacecast");
+        let stderr = child.stderr.take().expect("stderr");
+        let tail = Arc::new(StdMutex::new(VecDeque::new()));
+        let (keep, prefix) = (tail.clone(), name.to_owned());
+        let copier = tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                eprintln!("[{prefix}] {line}");
+                let mut keep = keep.lock().unwrap();
+                if keep.len() == 40 {
+                    keep.pop_front();
+                }
+                keep.push_back(line);
+            }
+        });
+        Server::started(child, data_dir, Some((name, tail, copier))).await
+    }
+
+    /// Waits for the address line and for `/readyz`. With a kept stderr tail, a process that
+    /// exits first fails with that tail.
+    async fn started(
+        mut child: Child,
+        data_dir: &Path,
+        stderr: Option<(&str, StderrTail, tokio::task::JoinHandle<()>)>,
+    ) -> Server {
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
         let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
             .await
             .expect("server printed its address within 30 s")
-            .expect("read stdout")
-            .expect("server exited before listening");
+            .expect("read stdout");
+        let Some(line) = line else {
+            let status = child.wait().await.expect("wait");
+            match stderr {
+                Some((name, tail, copier)) => {
+                    // The copier ends at the pipe's end of file; bounded anyway.
+                    let _ = tokio::time::timeout(Duration::from_secs(5), copier).await;
+                    let tail: Vec<String> = tail.lock().unwrap().iter().cloned().collect();
+                    panic!(
+                        "node {name} exited before listening ({status}); its last log lines:\n{}",
+                        tail.join("\n")
+                    );
+                }
+                None => panic!("server exited before listening ({status})"),
+            }
+        };
         let url = line
             .strip_prefix("spacecast listening on ")
             .expect("address line")
@@ -203,6 +273,17 @@ impl Server {
         })
         .await;
         s
+    }
+
+    /// The process id (`None` once it was waited for).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// Sends `kill -SIG` (e.g. `STOP`, `CONT`) to the process; panics if that fails.
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.id().expect("running") as i32;
+        assert!(unsafe_free_kill(pid, sig), "kill -{sig} {pid}");
     }
 
     pub fn url(&self, path: &str) -> String {
