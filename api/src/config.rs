@@ -443,17 +443,26 @@ mod tests {
             lease_ttl: ttl.map(Into::into),
             ..Default::default()
         };
-        let e = cluster("embedded", "n1", None).validate().unwrap_err().to_string();
+        let e = cluster("embedded", "n1", None)
+            .validate()
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("needs store = cql"), "{e}");
         let c = cluster("cql", "n1", None).validate().unwrap();
         assert_eq!(c.lease_ttl, Duration::from_millis(1500));
         assert_eq!(c.nats_url.as_deref(), Some("nats://127.0.0.1:4222"));
         for bad in ["a.b", "", "x y", "n*"] {
-            let e = cluster("cql", bad, None).validate().unwrap_err().to_string();
+            let e = cluster("cql", bad, None)
+                .validate()
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("node_id"), "{bad}: {e}");
         }
         for bad in ["10ms", "5m"] {
-            let e = cluster("cql", "n1", Some(bad)).validate().unwrap_err().to_string();
+            let e = cluster("cql", "n1", Some(bad))
+                .validate()
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("lease_ttl"), "{bad}: {e}");
         }
     }

@@ -12,12 +12,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use anyhow::Context;
-use spacecast_engine::store::Store;
-use spacecast_engine::store::cql::{CqlConfig, CqlStore};
-use spacecast_engine::store::embedded::EmbeddedStore;
 use spacecast_engine::bus::LocalBus;
 use spacecast_engine::bus::lease::LeaseTiming;
 use spacecast_engine::bus::nats::{NatsBus, NatsConfig};
+use spacecast_engine::store::Store;
+use spacecast_engine::store::cql::{CqlConfig, CqlStore};
+use spacecast_engine::store::embedded::EmbeddedStore;
 use spacecast_engine::{Engine, EngineConfig};
 use spacecast_observability::Metrics;
 use tokio::sync::watch;
@@ -75,9 +75,14 @@ pub async fn serve(config: Config, metrics: Metrics) -> anyhow::Result<()> {
                 lease: LeaseTiming::with_ttl(config.lease_ttl),
             };
             let (bus, lost) = NatsBus::connect(nats, metrics.clone()).await?;
-            let engine =
-                Engine::start_with_bus(engine_config, store, bus.clone(), Some(lost), metrics.clone())
-                    .await?;
+            let engine = Engine::start_with_bus(
+                engine_config,
+                store,
+                bus.clone(),
+                Some(lost),
+                metrics.clone(),
+            )
+            .await?;
             bus.on_reconnect(engine.fanout().clone());
             tracing::info!(nats = %url, node_id = %config.node_id, "joined the cluster");
             engine

@@ -32,9 +32,9 @@ use crate::bus::{Answer, Bus, CommandSink, Fanout, Forwarded, Lease};
 use crate::error::{EngineError, Result};
 use crate::model::SpaceId;
 use crate::space::SpaceMsg;
-use crate::space::command::{Command, Outcome};
 use crate::space::actor::{SpaceActor, SpaceArgs};
 use crate::space::cache::CacheBudget;
+use crate::space::command::{Command, Outcome};
 use crate::store::Store;
 
 /// A live space actor and its admission counter.
@@ -222,7 +222,10 @@ impl Directory {
             let sup = dir.supervisor.clone();
             tokio::spawn(async move {
                 while let Some(space_id) = lost.recv().await {
-                    if sup.send_message(SupervisorMsg::LeaseLost(space_id)).is_err() {
+                    if sup
+                        .send_message(SupervisorMsg::LeaseLost(space_id))
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -465,7 +468,13 @@ impl Actor for SpaceSupervisor {
                 let _ = reply.send(state.resolve(&me, space_id, ownership));
             }
             SupervisorMsg::LeaseLost(space_id) => {
-                let live = state.args.map.read().unwrap_or_else(|p| p.into_inner()).get(&space_id).map(|e| e.actor.get_id());
+                let live = state
+                    .args
+                    .map
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&space_id)
+                    .map(|e| e.actor.get_id());
                 if let Some(actor_id) = live {
                     state.remove(space_id, actor_id);
                     if let Some((_, cell, _)) = state.children.get(&actor_id) {

@@ -42,6 +42,9 @@ impl Disconnect {
     /// The client fell a whole queue behind, or accepted no bytes for the stall limit; it may
     /// reconnect and resume with `since_seq`.
     pub const SLOW_CONSUMER: Self = Self::close(4008, "slow consumer", "slow_consumer");
+    /// Events the client is owed could not be read from the store to fill a gap: rather than
+    /// deliver past the gap, close; the client reconnects and resumes with `since_seq`.
+    pub const RESYNC: Self = Self::close(1013, "try again: resume with since_seq", "resync");
 
     const fn close(code: u16, reason: &'static str, label: &'static str) -> Self {
         Disconnect {
@@ -83,6 +86,7 @@ mod tests {
             (Disconnect::TOKEN_EXPIRED, Some(4001), "token_expired"),
             (Disconnect::PONG_TIMEOUT, Some(4002), "pong_timeout"),
             (Disconnect::SLOW_CONSUMER, Some(4008), "slow_consumer"),
+            (Disconnect::RESYNC, Some(1013), "resync"),
             (Disconnect::CLIENT_CLOSED, None, "client"),
             (Disconnect::TRANSPORT_ERROR, None, "error"),
         ];

@@ -304,6 +304,10 @@ impl Session {
                     Box::pin(self.repair(out, space_id, last)).await?;
                 }
                 let delivered = self.delivered.get(&space_id).copied().unwrap_or(0);
+                if first.event.seq > delivered + 1 {
+                    // The repair could not read the missing events: never deliver past a gap.
+                    return Err(Disconnect::RESYNC);
+                }
                 let mut last = delivered;
                 let mut written = 0;
                 for p in batch.iter().filter(|p| p.event.seq > delivered) {

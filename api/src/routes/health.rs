@@ -73,7 +73,11 @@ async fn readyz(app: AppRef) -> Result<Response, ApiError> {
             "The cluster bus (NATS) is unreachable",
         ));
     }
-    let bus = if bus.clustered() { "nats" } else { "in-process" };
+    let bus = if bus.clustered() {
+        "nats"
+    } else {
+        "in-process"
+    };
     match app.engine.ping().await {
         Ok(()) => Ok(json_response(
             StatusCode::OK,

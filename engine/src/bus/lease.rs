@@ -139,7 +139,13 @@ impl Lease {
         })
     }
 
-    fn new(space_id: SpaceId, revision: u64, sent: Duration, timing: LeaseTiming, clock: Arc<dyn Clock>) -> Self {
+    fn new(
+        space_id: SpaceId,
+        revision: u64,
+        sent: Duration,
+        timing: LeaseTiming,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Lease {
             space_id,
             revision: AtomicU64::new(revision),
@@ -237,7 +243,13 @@ impl<K: LeaseKv + ?Sized> Leases<K> {
     }
 
     fn granted(&self, space_id: SpaceId, rev: u64, sent: Duration) -> Arc<Lease> {
-        Arc::new(Lease::new(space_id, rev, sent, self.timing, self.clock.clone()))
+        Arc::new(Lease::new(
+            space_id,
+            rev,
+            sent,
+            self.timing,
+            self.clock.clone(),
+        ))
     }
 
     /// Extends a held lease by one TTL from now.
@@ -444,7 +456,10 @@ mod tests {
         for _ in 0..40 {
             clock.advance(Duration::from_millis(50));
             if let Some(lb) = b.acquire(s).await.unwrap() {
-                assert!(!la.is_valid(), "a must have stopped trusting its lease first");
+                assert!(
+                    !la.is_valid(),
+                    "a must have stopped trusting its lease first"
+                );
                 taken = Some(lb);
                 break;
             }
@@ -477,10 +492,20 @@ mod tests {
         let la = a.acquire(s).await.unwrap().unwrap();
         a.release(&la).await;
         assert!(!la.is_valid());
-        let lb = b.acquire(s).await.unwrap().expect("released key is free at once");
+        let lb = b
+            .acquire(s)
+            .await
+            .unwrap()
+            .expect("released key is free at once");
         assert_eq!(a.renew(&la).await, Renewal::Lost);
         // A key written by someone else while a still thinks it owns: renewal conflicts.
-        let la2 = Arc::new(Lease::new(s, lb.revision() - 1, clock.now(), T, clock.clone()));
+        let la2 = Arc::new(Lease::new(
+            s,
+            lb.revision() - 1,
+            clock.now(),
+            T,
+            clock.clone(),
+        ));
         assert_eq!(a.renew(&la2).await, Renewal::Lost);
         assert!(la2.is_lost());
     }
@@ -491,7 +516,11 @@ mod tests {
         let s = new_id();
         let old = node(&kv, &clock, "a").acquire(s).await.unwrap().unwrap();
         let restarted = node(&kv, &clock, "a");
-        let l = restarted.acquire(s).await.unwrap().expect("own key is taken over");
+        let l = restarted
+            .acquire(s)
+            .await
+            .unwrap()
+            .expect("own key is taken over");
         assert!(l.revision() > old.revision());
         assert!(node(&kv, &clock, "b").acquire(s).await.unwrap().is_none());
     }

@@ -54,8 +54,11 @@ pub enum Forwarded {
 pub trait CommandSink: Send + Sync + 'static {
     /// Puts a command in the mailbox of a space this node owns (commands submitted one after
     /// another keep their order). `None`: not owned here, nothing ran.
-    async fn submit_owned(&self, space_id: SpaceId, cmd: Command)
-    -> Option<Result<Pending<Outcome>>>;
+    async fn submit_owned(
+        &self,
+        space_id: SpaceId,
+        cmd: Command,
+    ) -> Option<Result<Pending<Outcome>>>;
 }
 
 /// Stops serving a space's forwarded commands when dropped.

@@ -90,16 +90,16 @@ impl LeaseKv for NatsKv {
             .await
         {
             Ok(rev) => Ok(rev),
-            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
-                Err(KvError::Conflict)
-            }
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Err(KvError::Conflict),
             Err(e) => Err(kv_unavailable(e)),
         }
     }
 
     async fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u64)>, KvError> {
         match self.0.entry(key).await.map_err(kv_unavailable)? {
-            Some(e) if e.operation == kv::Operation::Put => Ok(Some((e.value.to_vec(), e.revision))),
+            Some(e) if e.operation == kv::Operation::Put => {
+                Ok(Some((e.value.to_vec(), e.revision)))
+            }
             _ => Ok(None),
         }
     }
@@ -146,7 +146,10 @@ impl NatsBus {
         if !valid_node_id(&cfg.node_id) {
             return Err(EngineError::Invalid(
                 "invalid_node_id",
-                format!("node id {:?}: use 1-64 letters, digits, - and _", cfg.node_id),
+                format!(
+                    "node id {:?}: use 1-64 letters, digits, - and _",
+                    cfg.node_id
+                ),
             ));
         }
         let connected = Arc::new(AtomicBool::new(false));
@@ -314,7 +317,10 @@ async fn publish_in_order(
 ) {
     while let Some((space_id, payload)) = rx.recv().await {
         metrics.bus_publish_queue.dec();
-        if let Err(e) = client.publish(format!("spacecast.ev.{space_id}"), payload).await {
+        if let Err(e) = client
+            .publish(format!("spacecast.ev.{space_id}"), payload)
+            .await
+        {
             // Subscribers on other nodes repair the gap from the store on the next commit, or
             // when the connection comes back.
             tracing::debug!(%space_id, error = %e, "could not publish a commit's events");
@@ -344,7 +350,9 @@ async fn renew_forever(bus: std::sync::Weak<NatsBus>) {
         for (lease, outcome) in held.iter().zip(outcomes) {
             if outcome == Renewal::Lost {
                 let mut h = bus.held.lock().unwrap_or_else(|p| p.into_inner());
-                if h.get(&lease.space_id).is_some_and(|l| Arc::ptr_eq(l, lease)) {
+                if h.get(&lease.space_id)
+                    .is_some_and(|l| Arc::ptr_eq(l, lease))
+                {
                     h.remove(&lease.space_id);
                 }
                 bus.metrics.leases_held.set(h.len() as i64);
@@ -406,7 +414,9 @@ impl Bus for NatsBus {
     async fn release(&self, lease: Arc<Lease>) {
         {
             let mut h = self.held.lock().unwrap_or_else(|p| p.into_inner());
-            if h.get(&lease.space_id).is_some_and(|l| Arc::ptr_eq(l, &lease)) {
+            if h.get(&lease.space_id)
+                .is_some_and(|l| Arc::ptr_eq(l, &lease))
+            {
                 h.remove(&lease.space_id);
             }
             self.metrics.leases_held.set(h.len() as i64);
@@ -498,7 +508,9 @@ impl Bus for NatsBus {
                     self.metrics.bus_publish_queue.inc();
                 }
             }
-            Err(e) => tracing::error!(%space_id, error = %e, "could not encode a commit for the bus"),
+            Err(e) => {
+                tracing::error!(%space_id, error = %e, "could not encode a commit for the bus")
+            }
         }
     }
 

@@ -24,10 +24,10 @@ use super::cache::{CacheBudget, Cached, MessageCache};
 use super::writer::{self, Reply, Sequenced, WriterCtx};
 use super::{Appreciation, Command, Outcome, SendMessage, SpaceMsg};
 use crate::EngineConfig;
+use crate::bus::{CommandSink, Fanout, Lease, Serving};
 use crate::directory::SupervisorMsg;
 use crate::error::{EngineError, Result};
 use crate::event::{APPRECIATE, EventKind, MessageDeleted, ReactionChanged, SpaceEvent};
-use crate::bus::{CommandSink, Fanout, Lease, Serving};
 use crate::model::{
     Like, Member, Message, MessageId, POWER_MEMBER, POWER_MODERATOR, PostingPermission, Seq, Space,
     SpaceCounters, SpaceId, Timestamp, UserRef, Visibility, new_id, word_count,

@@ -162,11 +162,7 @@ fn intern(s: &str, fallback: &'static str) -> &'static str {
 const MAX_INTERNED: usize = 512;
 const MAX_INTERNED_LEN: usize = 256;
 
-fn intern_in(
-    seen: &Mutex<HashSet<&'static str>>,
-    s: &str,
-    fallback: &'static str,
-) -> &'static str {
+fn intern_in(seen: &Mutex<HashSet<&'static str>>, s: &str, fallback: &'static str) -> &'static str {
     if s.is_empty() || s.len() > MAX_INTERNED_LEN {
         return fallback;
     }
@@ -291,13 +287,19 @@ mod tests {
     #[test]
     fn a_peer_cannot_grow_the_interned_strings_without_bound() {
         let seen = Mutex::default();
-        assert_eq!(intern_in(&seen, "forbidden_text", "fallback"), "forbidden_text");
+        assert_eq!(
+            intern_in(&seen, "forbidden_text", "fallback"),
+            "forbidden_text"
+        );
         for i in 0..2000 {
             let _ = intern_in(&seen, &format!("code_{i}"), "fallback");
         }
         assert_eq!(seen.lock().unwrap().len(), MAX_INTERNED);
         assert_eq!(intern_in(&seen, "code_1999", "fallback"), "fallback");
-        assert_eq!(intern_in(&seen, "forbidden_text", "fallback"), "forbidden_text");
+        assert_eq!(
+            intern_in(&seen, "forbidden_text", "fallback"),
+            "forbidden_text"
+        );
         assert_eq!(intern_in(&seen, &"x".repeat(1000), "fallback"), "fallback");
     }
 }

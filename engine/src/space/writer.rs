@@ -24,8 +24,8 @@ use tokio::sync::{OwnedMutexGuard, mpsc};
 use tracing::Instrument;
 
 use super::{Outcome, SpaceMsg};
-use crate::error::{EngineError, Result};
 use crate::bus::{Fanout, Lease};
+use crate::error::{EngineError, Result};
 use crate::model::SpaceId;
 use crate::store::{CommitBatch, Store};
 
@@ -99,7 +99,9 @@ pub(crate) async fn run(ctx: WriterCtx, mut rx: mpsc::UnboundedReceiver<Sequence
             }
             if let Err(e) = commit(&ctx, batch, replies).await {
                 // The actor may already be gone (shutdown); then there is nothing to rebuild.
-                let _ = ctx.actor.send_message(SpaceMsg::WriterFailed(e.to_string()));
+                let _ = ctx
+                    .actor
+                    .send_message(SpaceMsg::WriterFailed(e.to_string()));
                 poisoned = Some(e);
             }
         }
