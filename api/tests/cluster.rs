@@ -213,3 +213,28 @@ async fn a_nats_restart_under_load_refuses_cleanly_and_loses_nothing() {
         }
     }
 }
+
+/// Typing signals are not stored, but a subscriber on another node still sees them: the node
+/// where they were sent relays them over NATS to the nodes watching the space.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typing_reaches_subscribers_on_other_nodes() {
+    let w = Workload::default();
+    let (c, spaces) = cluster_with_spaces(&w).await;
+    let space = spaces[0].as_str();
+    let token = common::token("hist-owner");
+    let (mut watcher, _) = c.server(1).stream_hello(&token).await;
+    assert_eq!(watcher.join(space, None).await["type"], "joined");
+    let (mut typist, _) = c.server(2).stream_hello(&token).await;
+    assert_eq!(typist.join(space, None).await["type"], "joined");
+    typist
+        .send_json(serde_json::json!({"type": "typing", "space_id": space}))
+        .await;
+    let seen = tokio::time::timeout(
+        Duration::from_secs(10),
+        watcher.next_matching(|v| v["type"] == "typing"),
+    )
+    .await
+    .expect("the typing signal from n2 reaches a subscriber on n1");
+    assert_eq!(seen["space_id"], space);
+    assert_eq!(seen["user_id"], "hist-owner");
+}

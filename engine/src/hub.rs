@@ -35,6 +35,9 @@ pub struct Typing {
 }
 
 impl Typing {
+    /// The `origin_session` of a signal from another node: no local session has it.
+    pub const REMOTE: u64 = u64::MAX;
+
     pub fn new(space_id: SpaceId, user_id: String, username: String, origin_session: u64) -> Self {
         Typing {
             space_id,

@@ -1,10 +1,9 @@
 //! `typing`: relayed to the space's other watchers on this node, never stored or sequenced.
 //! Throttled to one relay per second per session and space.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use spacecast_engine::hub::{HubItem, Typing};
+use spacecast_engine::hub::Typing;
 
 use super::output::CommandError;
 use super::session::Session;
@@ -37,10 +36,7 @@ impl Session {
             self.user.profile.username.clone(),
             self.id,
         );
-        self.app
-            .engine
-            .hub()
-            .publish(space_id, HubItem::Typing(Arc::new(t)));
+        self.app.engine.fanout().typing(t);
         Ok(())
     }
 }

@@ -30,7 +30,7 @@ pub use self::lease::Lease;
 use crate::directory::Pending;
 use crate::error::{EngineError, Result};
 use crate::event::{Published, SpaceEvent};
-use crate::hub::{Hub, HubItem};
+use crate::hub::{Hub, HubItem, Typing};
 use crate::model::{Seq, SpaceId};
 use crate::space::command::{Command, Outcome};
 use crate::store::Store;
@@ -119,6 +119,9 @@ pub trait Bus: Send + Sync + 'static {
     /// Hands a durable commit's events to the other nodes.
     fn publish(&self, space_id: SpaceId, events: &[Published]);
 
+    /// Hands a typing signal to the other nodes (not stored, best effort).
+    fn publish_typing(&self, typing: &Typing);
+
     /// Starts receiving the space's events from other nodes into `fanout`, until the guard is
     /// dropped; returns once they will be received (so an event published after this returns
     /// is not missed).
@@ -167,6 +170,7 @@ impl Bus for LocalBus {
         Ok(rx)
     }
     fn publish(&self, _: SpaceId, _: &[Published]) {}
+    fn publish_typing(&self, _: &Typing) {}
     async fn watch(&self, _: SpaceId, _: Fanout) -> Result<Serving> {
         Ok(Serving::none())
     }
@@ -265,6 +269,27 @@ impl Fanout {
             self.catch_up(space_id, first - 1).await;
         }
         self.deliver(space_id, events);
+    }
+
+    /// A typing signal from this node's session: to local subscribers and to other nodes.
+    pub fn typing(&self, typing: Typing) {
+        self.bus.publish_typing(&typing);
+        self.hub
+            .publish(typing.space_id, HubItem::Typing(Arc::new(typing)));
+    }
+
+    /// A typing signal from another node: to local subscribers, if any.
+    pub fn typing_received(&self, typing: Typing) {
+        let watched = self
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .watched
+            .contains_key(&typing.space_id);
+        if watched {
+            self.hub
+                .publish(typing.space_id, HubItem::Typing(Arc::new(typing)));
+        }
     }
 
     /// Delivers, for every watched space, the durable events after what was delivered: after the

@@ -31,6 +31,7 @@ use super::lease::{Clock, KvError, Lease, LeaseKv, LeaseTiming, Leases, Renewal,
 use super::{Answer, Bus, CommandSink, Fanout, Forwarded, Serving, unavailable};
 use crate::error::{EngineError, Result};
 use crate::event::{Published, SpaceEvent};
+use crate::hub::Typing;
 use crate::model::SpaceId;
 use crate::space::command::{Command, WireResult};
 
@@ -58,12 +59,15 @@ pub fn valid_node_id(id: &str) -> bool {
 /// Answers in flight, by reply id.
 type Waiting = Arc<Mutex<HashMap<u64, oneshot::Sender<Forwarded>>>>;
 
-/// What an event subject carries.
+/// What an event subject carries. `node` is the publishing node, which delivered it to its own
+/// subscribers already.
 #[derive(Serialize, Deserialize)]
-struct Envelope<N, E> {
-    /// The publishing node (which delivered the events to its own subscribers already).
-    node: N,
-    events: E,
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Envelope<N, E> {
+    /// A durable commit's events, in seq order.
+    Events { node: N, events: E },
+    /// Somebody is typing.
+    Typing { node: N, user_id: N, username: N },
 }
 
 /// The JetStream KV store under [`LeaseKv`].
@@ -499,7 +503,7 @@ impl Bus for NatsBus {
 
     fn publish(&self, space_id: SpaceId, events: &[Published]) {
         let evs: Vec<&SpaceEvent> = events.iter().map(|p| &p.event).collect();
-        match serde_json::to_vec(&Envelope {
+        match serde_json::to_vec(&Envelope::Events {
             node: &self.node_id,
             events: evs,
         }) {
@@ -511,6 +515,19 @@ impl Bus for NatsBus {
             Err(e) => {
                 tracing::error!(%space_id, error = %e, "could not encode a commit for the bus")
             }
+        }
+    }
+
+    fn publish_typing(&self, t: &Typing) {
+        let env: Envelope<&str, ()> = Envelope::Typing {
+            node: &self.node_id,
+            user_id: &t.user_id,
+            username: &t.username,
+        };
+        if let Ok(payload) = serde_json::to_vec(&env)
+            && self.outgoing.send((t.space_id, payload.into())).is_ok()
+        {
+            self.metrics.bus_publish_queue.inc();
         }
     }
 
@@ -528,11 +545,20 @@ impl Bus for NatsBus {
         let task = tokio::spawn(async move {
             while let Some(msg) = sub.next().await {
                 match serde_json::from_slice::<Envelope<String, Vec<SpaceEvent>>>(&msg.payload) {
-                    Ok(env) if env.node == me => {}
-                    Ok(env) => {
-                        metrics.bus_events_received.inc_by(env.events.len() as u64);
-                        fanout.received(space_id, env.events).await
+                    Ok(Envelope::Events { node, .. } | Envelope::Typing { node, .. })
+                        if node == me => {}
+                    Ok(Envelope::Events { events, .. }) => {
+                        metrics.bus_events_received.inc_by(events.len() as u64);
+                        fanout.received(space_id, events).await
                     }
+                    Ok(Envelope::Typing {
+                        user_id, username, ..
+                    }) => fanout.typing_received(Typing::new(
+                        space_id,
+                        user_id,
+                        username,
+                        Typing::REMOTE,
+                    )),
                     Err(e) => {
                         tracing::warn!(%space_id, error = %e, "unreadable commit on the bus; the gap is repaired from the store")
                     }
