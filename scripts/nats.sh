@@ -17,7 +17,8 @@
 # ~/.cache/spacecast/bin (GOBIN; module and build caches under ~/.cache/spacecast too), skipped when
 # that binary is there and was built from v2.15.2 (checked with `go version -m`).
 #
-# The server: `nats-server -js -sd <home>/data -a 127.0.0.1 -p 14222 -m 18222`, in its own
+# The server: `nats-server -c <home>/nats.conf -js -sd <home>/data -a 127.0.0.1 -p 14222 -m 18222`
+# (the config file sets a 1 s client ping interval, so a frozen client is dropped quickly), in its own
 # session (Ctrl-C on a test run does not take it down), pid in <home>/nats.pid, output appended to
 # <home>/nats.log. Nothing is written inside the repo:
 #   $SPACECAST_NATS_HOME (default ~/.cache/spacecast/nats)
@@ -151,6 +152,9 @@ cmd_up() {
         cmd_install
         mkdir -p "$DATA"
         rm -f "$PIDFILE"
+        # Ping every client each second and drop one that misses two: a frozen (SIGSTOPped) node
+        # loses its subscriptions within ~3 s, so commands stop going to it (docs/cluster.md).
+        printf 'ping_interval: "1s"\nping_max: 2\n' >"$HOME_DIR/nats.conf"
         printf '\n==== %s starting nats-server %s on %s:%s ====\n' "$(date -u +%FT%TZ)" "$VERSION" "$HOST" "$PORT" >>"$LOG"
         # New session; the inner shell records its own pid and then becomes the server (exec), so
         # the pid file is exact.
@@ -158,7 +162,7 @@ cmd_up() {
             cd "$HOME_DIR"
             # shellcheck disable=SC2016
             exec setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' nats "$PIDFILE" \
-                "$bin" -js -sd "$DATA" -a "$HOST" -p "$PORT" -m "$MONITOR_PORT" \
+                "$bin" -c "$HOME_DIR/nats.conf" -js -sd "$DATA" -a "$HOST" -p "$PORT" -m "$MONITOR_PORT" \
                 </dev/null >>"$LOG" 2>&1
         ) &
         local t=0
