@@ -329,6 +329,11 @@ impl Directory {
     /// Where the space's commands go now: its live local actor; a new local actor (single node,
     /// or a cluster node that just took the lease); or the owner node.
     async fn route(&self, space_id: SpaceId) -> Result<Route> {
+        if self.bus.clustered() && !self.bus.healthy() {
+            // Even a space owned here: its events could not reach the other nodes, and its
+            // lease cannot be renewed (it is given up when the connection drops).
+            return Err(EngineError::BusUnavailable("NATS is unreachable".into()));
+        }
         if let Some(e) = self.local(space_id) {
             return Ok(Route::Local(e));
         }

@@ -56,6 +56,22 @@ pub fn valid_node_id(id: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
+/// Leases held by this node, by space.
+type Held = Arc<Mutex<HashMap<SpaceId, Arc<Lease>>>>;
+
+/// Gives up every held lease at once (the connection is gone) and reports each space lost.
+fn drop_all(held: &Held, lost: &mpsc::UnboundedSender<SpaceId>, metrics: &Metrics) {
+    let dropped: Vec<Arc<Lease>> = {
+        let mut h = held.lock().unwrap_or_else(|p| p.into_inner());
+        metrics.leases_held.set(0);
+        h.drain().map(|(_, l)| l).collect()
+    };
+    for lease in dropped {
+        lease.lose();
+        let _ = lost.send(lease.space_id);
+    }
+}
+
 /// Answers in flight, by reply id.
 type Waiting = Arc<Mutex<HashMap<u64, oneshot::Sender<Forwarded>>>>;
 
@@ -122,7 +138,7 @@ pub struct NatsBus {
     node_id: String,
     leases: Leases<NatsKv>,
     /// Leases held by this node.
-    held: Mutex<HashMap<SpaceId, Arc<Lease>>>,
+    held: Held,
     /// One acquisition at a time: two local callers of a cold space must not race for its key.
     acquiring: tokio::sync::Mutex<()>,
     connected: Arc<AtomicBool>,
@@ -158,7 +174,10 @@ impl NatsBus {
         }
         let connected = Arc::new(AtomicBool::new(false));
         let reconnected = Arc::new(Notify::new());
+        let held: Held = Arc::default();
+        let (lost, lost_rx) = mpsc::unbounded_channel();
         let (c, r, m) = (connected.clone(), reconnected.clone(), metrics.clone());
+        let (h, l) = (held.clone(), lost.clone());
         let node = cfg.node_id.clone();
         let client = async_nats::ConnectOptions::new()
             .name(format!("spacecast-{}", cfg.node_id))
@@ -169,6 +188,7 @@ impl NatsBus {
             })
             .event_callback(move |ev| {
                 let (c, r, m, node) = (c.clone(), r.clone(), m.clone(), node.clone());
+                let (h, l) = (h.clone(), l.clone());
                 async move {
                     match ev {
                         async_nats::Event::Connected => {
@@ -181,8 +201,11 @@ impl NatsBus {
                         async_nats::Event::Disconnected | async_nats::Event::Closed => {
                             m.bus_connected.set(0);
                             if c.swap(false, Ordering::AcqRel) {
-                                tracing::error!(node = %node, "lost the NATS connection: cluster work is refused (503 bus_unavailable) and owned spaces stop writing when their leases run out");
+                                tracing::error!(node = %node, "lost the NATS connection: cluster work is refused (503 bus_unavailable) and this node gives up every space it owned");
                             }
+                            // Without the bus, leases cannot be renewed and other nodes cannot
+                            // reach this one: stop writing now rather than at each deadline.
+                            drop_all(&h, &l, &m);
                         }
                         other => tracing::warn!(node = %node, event = %other, "NATS event"),
                     }
@@ -225,12 +248,11 @@ impl NatsBus {
         tokio::spawn(route_replies(replies, waiting.clone()));
         let (outgoing, out_rx) = mpsc::unbounded_channel();
         tokio::spawn(publish_in_order(client.clone(), out_rx, metrics.clone()));
-        let (lost, lost_rx) = mpsc::unbounded_channel();
         let bus = Arc::new(NatsBus {
             client,
             node_id: cfg.node_id,
             leases,
-            held: Mutex::default(),
+            held,
             acquiring: tokio::sync::Mutex::new(()),
             connected,
             waiting,
