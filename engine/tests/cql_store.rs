@@ -49,7 +49,7 @@ async fn cql_store_passes_the_conformance_suite() {
         .await
         .expect("Cassandra must be up: run scripts/cassandra.sh up");
     assert_eq!(version, schema::CURRENT_VERSION);
-    let store: Arc<dyn Store> = CqlStore::connect(&cfg).await.expect("connect");
+    let store = CqlStore::connect(&cfg).await.expect("connect");
     store_conformance(store.clone()).await;
     // Cases must not assume an empty store: a second run on the same keyspace passes too.
     store_conformance(store).await;

@@ -19,7 +19,7 @@ use spacecast_engine::model::{
     SpaceCounters, SpaceId, SpaceView, UserRef, Visibility, new_id,
 };
 use spacecast_engine::store::embedded::EmbeddedStore;
-use spacecast_engine::store::{CommitBatch, MessageOrder, SpaceSnapshot, Store};
+use spacecast_engine::store::{Claimed, CommitBatch, MessageOrder, SpaceSnapshot, Store};
 use spacecast_engine::{
     Appreciation, Engine, EngineConfig, EngineError, NewSpace, Result, SendMessage,
 };
@@ -89,6 +89,9 @@ impl FaultyStore {
 impl Store for FaultyStore {
     async fn create_space(&self, space: &Space, creator: &Member) -> Result<()> {
         self.inner.create_space(space, creator).await
+    }
+    async fn claim(&self, space_id: SpaceId) -> Result<Option<Claimed>> {
+        self.inner.claim(space_id).await
     }
     async fn load_space(&self, space_id: SpaceId) -> Result<Option<SpaceSnapshot>> {
         self.inner.load_space(space_id).await

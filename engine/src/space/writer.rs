@@ -9,7 +9,10 @@
 //!
 //! If a commit fails, the actor's in-memory state is ahead of the store. The writer answers that
 //! batch's callers with the error, answers every later command with an error too (their seqs
-//! follow the lost ones), and tells the actor, which fails and is rebuilt from the store.
+//! follow the lost ones), and tells the actor, which fails and is rebuilt from the store. A commit
+//! the store reports `Unsettled` is durable: the writer acknowledges and publishes it, then fails
+//! the same way, so the rebuilt actor's `claim` finishes it. A `Fenced` commit means another
+//! writer claimed the space: its callers and every later command hear `Fenced`.
 //!
 //! The writer holds the space's local lease until it exits, so a replacement actor cannot load
 //! the space before everything this writer accepted is settled.
@@ -49,8 +52,8 @@ impl Reply {
         };
     }
 
-    pub(crate) fn fail(self, reason: &str) {
-        let e = || EngineError::StoreUnavailable(reason.to_owned());
+    pub(crate) fn fail(self, e: &EngineError) {
+        let e = || e.clone();
         let _ = match self {
             Reply::Message(p, _) => p.send(Err(e())).is_ok(),
             Reply::Unit(p) => p.send(Err(e())).is_ok(),
@@ -83,7 +86,7 @@ pub(crate) struct WriterCtx {
 
 /// Runs until the actor drops its sender and everything queued is settled.
 pub(crate) async fn run(ctx: WriterCtx, mut rx: mpsc::UnboundedReceiver<Sequenced>) {
-    let mut poisoned: Option<String> = None;
+    let mut poisoned: Option<EngineError> = None;
     let mut items: Vec<Sequenced> = Vec::with_capacity(64);
     while let Some(first) = rx.recv().await {
         items.push(first);
@@ -108,8 +111,13 @@ pub(crate) async fn run(ctx: WriterCtx, mut rx: mpsc::UnboundedReceiver<Sequence
                 batch.absorb(it.batch);
                 replies.push(it.reply);
             }
-            if let Err(reason) = commit(&ctx, batch, replies).await {
-                poisoned = Some(reason.clone());
+            if let Err(e) = commit(&ctx, batch, replies).await {
+                // The bare cause: callers' errors add their own "Storage is unavailable" prefix.
+                let reason = match &e {
+                    EngineError::StoreUnavailable(cause) => cause.clone(),
+                    other => other.to_string(),
+                };
+                poisoned = Some(e);
                 // The actor may already be gone (shutdown); then there is nothing to rebuild.
                 let _ = ctx.actor.send_message(SpaceMsg::WriterFailed(reason));
             }
@@ -120,8 +128,9 @@ pub(crate) async fn run(ctx: WriterCtx, mut rx: mpsc::UnboundedReceiver<Sequence
     drop(ctx.lease);
 }
 
-/// Commits one merged batch, then answers and publishes. Returns the failure reason on error.
-async fn commit(ctx: &WriterCtx, batch: CommitBatch, replies: Vec<Reply>) -> Result<(), String> {
+/// Commits one merged batch, then answers and publishes. Returns what later commands must hear
+/// when the space must be rebuilt.
+async fn commit(ctx: &WriterCtx, batch: CommitBatch, replies: Vec<Reply>) -> Result<()> {
     let start = Instant::now();
     let events = batch.events.len();
     let span = tracing::debug_span!("space.commit", space_id = %ctx.space_id, events, commands = replies.len());
@@ -131,7 +140,7 @@ async fn commit(ctx: &WriterCtx, batch: CommitBatch, replies: Vec<Reply>) -> Res
         .observe(start.elapsed().as_secs_f64());
     ctx.metrics.commit_batch_size.observe(replies.len() as f64);
     match result {
-        Ok(()) => {
+        Ok(()) | Err(EngineError::Unsettled(_)) => {
             ctx.durable_seq
                 .store(batch.counters.head_seq, Ordering::Release);
             for r in replies {
@@ -148,23 +157,26 @@ async fn commit(ctx: &WriterCtx, batch: CommitBatch, replies: Vec<Reply>) -> Res
                     batch.events.into_iter().map(Published::new).collect();
                 ctx.hub.publish(ctx.space_id, HubItem::Events(events));
             }
-            Ok(())
+            match result {
+                // Durable, but some rows it changes are not updated yet: rebuild (claim) first.
+                Err(EngineError::Unsettled(reason)) => {
+                    tracing::warn!(space_id = %ctx.space_id, error = %reason, "commit durable but not fully applied; reloading the space to finish it");
+                    Err(EngineError::StoreUnavailable(reason))
+                }
+                _ => Ok(()),
+            }
         }
         Err(e) => {
-            // The bare cause: callers' errors add their own "Storage is unavailable" prefix.
-            let reason = match e {
-                EngineError::StoreUnavailable(cause) => cause,
-                other => other.to_string(),
-            };
+            let reason = e.to_string();
             if ctx.metrics.store_failure_log.allow().is_some() {
                 tracing::error!(space_id = %ctx.space_id, error = %reason, "group commit failed; failing the space actor so it reloads from the store");
             } else {
                 tracing::debug!(space_id = %ctx.space_id, error = %reason, "group commit failed");
             }
             for r in replies {
-                r.fail(&reason);
+                r.fail(&e);
             }
-            Err(reason)
+            Err(e)
         }
     }
 }
