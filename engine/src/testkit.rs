@@ -746,7 +746,7 @@ async fn a_commit_with_a_stale_epoch_is_fenced_and_leaves_no_trace(s: &dyn Store
     let (sp, alice_m) = create(s, &alice).await;
     let id = sp.space_id;
     let old = s.claim(id).await.unwrap().expect("claimed").epoch;
-    let mut model = Model::new(&sp, &alice_m, old);
+    let mut model = SpaceModel::new(&sp, &alice_m, old);
     model.seed(s, &alice, &bob).await;
     model.assert_reads(s, "before the stale commit").await;
 
@@ -814,7 +814,7 @@ async fn a_commit_that_fails_before_it_is_durable_changes_nothing(
     let (sp, alice_m) = create(s, &alice).await;
     let id = sp.space_id;
     let epoch = s.claim(id).await.unwrap().expect("claimed").epoch;
-    let mut model = Model::new(&sp, &alice_m, epoch);
+    let mut model = SpaceModel::new(&sp, &alice_m, epoch);
     model.seed(s, &alice, &bob).await;
     let before = model.clone();
 
@@ -856,7 +856,7 @@ async fn a_commit_that_fails_after_it_is_durable_is_finished_by_the_next_claim(
     let (sp, alice_m) = create(s, &alice).await;
     let id = sp.space_id;
     let epoch = s.claim(id).await.unwrap().expect("claimed").epoch;
-    let mut model = Model::new(&sp, &alice_m, epoch);
+    let mut model = SpaceModel::new(&sp, &alice_m, epoch);
     model.seed(s, &alice, &bob).await;
 
     let batch = model.mixed_batch(&alice, &bob, "durable");
@@ -881,23 +881,26 @@ async fn a_commit_that_fails_after_it_is_durable_is_finished_by_the_next_claim(
 // A model of one space: what every read must return
 // ---------------------------------------------------------------------------------------------
 
-/// One space as its writer sees it, to build batches from and to compare every read with.
-#[derive(Clone)]
-struct Model {
-    space: Space,
-    epoch: u64,
-    members: Vec<Member>,
+/// One space as its writer sees it, to build batches from and to compare every read with. Public
+/// for backend-specific tests (e.g. the CQL store's late writes).
+#[derive(Clone, Debug)]
+pub struct SpaceModel {
+    pub space: Space,
+    /// The epoch stamped on the batches it builds.
+    pub epoch: u64,
+    pub members: Vec<Member>,
     /// Existing messages by seq.
-    messages: BTreeMap<Seq, Message>,
+    pub messages: BTreeMap<Seq, Message>,
     /// Every message ever created, with its latest state (deleted ones too).
-    ever: Vec<Message>,
-    log: Vec<SpaceEvent>,
-    counters: SpaceCounters,
+    pub ever: Vec<Message>,
+    pub log: Vec<SpaceEvent>,
+    pub counters: SpaceCounters,
 }
 
-impl Model {
-    fn new(space: &Space, creator: &Member, epoch: u64) -> Model {
-        Model {
+impl SpaceModel {
+    /// A space just created by `creator`.
+    pub fn new(space: &Space, creator: &Member, epoch: u64) -> SpaceModel {
+        SpaceModel {
             space: space.clone(),
             epoch,
             members: vec![creator.clone()],
@@ -908,11 +911,14 @@ impl Model {
         }
     }
 
-    fn seq(&self) -> Seq {
+    /// The head: the last seq given.
+    pub fn seq(&self) -> Seq {
         self.counters.head_seq
     }
 
-    fn batch(&self) -> CommitBatch {
+    /// An empty batch of this space at the model's epoch; fill it with the methods below, then
+    /// [`SpaceModel::finish`] it.
+    pub fn batch(&self) -> CommitBatch {
         CommitBatch {
             space_id: self.space.space_id,
             epoch: self.epoch,
@@ -933,7 +939,8 @@ impl Model {
         }
     }
 
-    fn send(&mut self, b: &mut CommitBatch, by: &UserRef, text: &str) -> Message {
+    /// Sends a new message (the next seq).
+    pub fn send(&mut self, b: &mut CommitBatch, by: &UserRef, text: &str) -> Message {
         let m = message(&self.space, self.seq() + 1, by, text);
         self.push_event(b, created(&m));
         self.counters.message_count += 1;
@@ -944,7 +951,7 @@ impl Model {
     }
 
     /// Toggles `by`'s like of the message at `at`.
-    fn toggle(&mut self, b: &mut CommitBatch, at: Seq, by: &UserRef) {
+    pub fn toggle(&mut self, b: &mut CommitBatch, at: Seq, by: &UserRef) {
         let mut m = self.messages[&at].clone();
         let prev = m.appreciation_count;
         let seq = self.seq() + 1;
@@ -962,7 +969,8 @@ impl Model {
         self.remember(&m);
     }
 
-    fn delete(&mut self, b: &mut CommitBatch, at: Seq, by: &UserRef) {
+    /// Deletes the message at `at`.
+    pub fn delete(&mut self, b: &mut CommitBatch, at: Seq, by: &UserRef) {
         let m = self.messages.remove(&at).expect("an existing message");
         let ev = deleted(&m, self.seq() + 1, by);
         self.push_event(b, ev);
@@ -974,20 +982,22 @@ impl Model {
         });
     }
 
-    fn join(&mut self, b: &mut CommitBatch, who: &UserRef) {
+    /// Adds a member.
+    pub fn join(&mut self, b: &mut CommitBatch, who: &UserRef) {
         let m = member(who, POWER_MEMBER);
         self.members.push(m.clone());
         self.counters.member_count = self.members.len() as u64;
         b.push_member(m);
     }
 
-    fn finish(&self, mut b: CommitBatch) -> CommitBatch {
+    /// Stamps the batch with the model's counters.
+    pub fn finish(&self, mut b: CommitBatch) -> CommitBatch {
         b.counters = self.counters;
         b
     }
 
     /// Commits a first history: four messages, appreciated 1, 0, 2 and 1 times.
-    async fn seed(&mut self, s: &dyn Store, alice: &UserRef, bob: &UserRef) {
+    pub async fn seed(&mut self, s: &dyn Store, alice: &UserRef, bob: &UserRef) {
         let mut b = self.batch();
         for text in ["one", "two", "three", "four"] {
             self.send(&mut b, if text == "two" { bob } else { alice }, text);
@@ -1009,7 +1019,7 @@ impl Model {
     /// enters the index), removes a like from another (it leaves the index), sends two messages
     /// (one liked in the same batch), and has a new member join. `a` and `b` are the two users
     /// who like things in this space.
-    fn mixed_batch(&mut self, a: &UserRef, b: &UserRef, tag: &str) -> CommitBatch {
+    pub fn mixed_batch(&mut self, a: &UserRef, b: &UserRef, tag: &str) -> CommitBatch {
         let mut batch = self.batch();
         let top = self
             .messages
@@ -1041,12 +1051,15 @@ impl Model {
         self.finish(batch)
     }
 
-    fn members(&self) -> Vec<Member> {
+    /// The members, sorted by user id.
+    pub fn members(&self) -> Vec<Member> {
         sorted(self.members.clone())
     }
 
-    /// Every read of the space against the model.
-    async fn assert_reads(&self, s: &dyn Store, when: &str) {
+    /// Checks every read of the space against the model: the space and its counters, members and
+    /// memberships, both message orders (and a page at an offset), every message ever created by
+    /// id, and the event log. Panics with `when` on the first difference.
+    pub async fn assert_reads(&self, s: &dyn Store, when: &str) {
         let id = self.space.space_id;
         let view = s.get_space(id).await.unwrap().expect("the space");
         assert_eq!(view, view_of(&self.space, self.counters), "{when}: get_space");
@@ -1118,7 +1131,7 @@ fn tick() -> Timestamp {
 }
 
 /// A user with a unique id.
-fn user(name: &str) -> UserRef {
+pub fn user(name: &str) -> UserRef {
     UserRef {
         user_id: format!("{name}-{}", new_id()),
         username: name.to_owned(),
@@ -1126,7 +1139,7 @@ fn user(name: &str) -> UserRef {
     }
 }
 
-fn member(user: &UserRef, power_level: i32) -> Member {
+pub fn member(user: &UserRef, power_level: i32) -> Member {
     Member {
         user: user.clone(),
         power_level,
@@ -1134,7 +1147,7 @@ fn member(user: &UserRef, power_level: i32) -> Member {
     }
 }
 
-fn counters(head_seq: Seq, message_count: u64, member_count: u64) -> SpaceCounters {
+pub fn counters(head_seq: Seq, message_count: u64, member_count: u64) -> SpaceCounters {
     SpaceCounters {
         head_seq,
         message_count,
@@ -1150,7 +1163,7 @@ fn view_of(space: &Space, counters: SpaceCounters) -> SpaceView {
 }
 
 /// Creates a space (fresh id) with `creator` as admin.
-async fn create(s: &dyn Store, creator: &UserRef) -> (Space, Member) {
+pub async fn create(s: &dyn Store, creator: &UserRef) -> (Space, Member) {
     let space = Space {
         space_id: new_id(),
         title: "Conformance".into(),
@@ -1166,7 +1179,7 @@ async fn create(s: &dyn Store, creator: &UserRef) -> (Space, Member) {
     (space, admin)
 }
 
-fn message(space: &Space, seq: Seq, sender: &UserRef, text: &str) -> Message {
+pub fn message(space: &Space, seq: Seq, sender: &UserRef, text: &str) -> Message {
     let content = format!("{text} #{seq}");
     Message {
         message_id: new_id(),
@@ -1191,7 +1204,7 @@ fn put_new(m: &Message) -> MessageWrite {
     }
 }
 
-fn created(m: &Message) -> SpaceEvent {
+pub fn created(m: &Message) -> SpaceEvent {
     SpaceEvent {
         space_id: m.space_id,
         seq: m.seq,
@@ -1213,7 +1226,7 @@ fn deleted(m: &Message, seq: Seq, by: &UserRef) -> SpaceEvent {
 }
 
 /// Adds `by`'s like to `m` as event `seq`; returns the event.
-fn like(m: &mut Message, seq: Seq, by: &UserRef) -> SpaceEvent {
+pub fn like(m: &mut Message, seq: Seq, by: &UserRef) -> SpaceEvent {
     m.likes.push(Like {
         id: seq,
         user_id: by.user_id.clone(),

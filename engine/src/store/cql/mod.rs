@@ -618,7 +618,8 @@ pub enum Phase {
 struct Hooks {
     fail_next: Mutex<Option<super::FailPoint>>,
     park_next: Mutex<Option<Phase>>,
-    parked: Mutex<Vec<(Vec<Vec<Write>>, i64)>>,
+    /// Held-back writes and the number of the commit they belong to.
+    parked: Mutex<Vec<(Vec<Vec<Write>>, u64)>>,
 }
 
 /// The ScyllaDB / Cassandra [`Store`]. See the module doc.
@@ -1145,7 +1146,7 @@ impl CqlStore {
 
     /// Whether a test holds back this phase of the current commit (always false without the
     /// `testkit` feature).
-    fn parks(&self, _phase: u8, _groups: &mut Vec<Vec<Write>>, _ts: i64) -> bool {
+    fn parks(&self, _phase: u8, _groups: &mut Vec<Vec<Write>>, _commit_no: u64) -> bool {
         #[cfg(feature = "testkit")]
         {
             let phase = if _phase == 1 {
@@ -1160,7 +1161,7 @@ impl CqlStore {
                     .parked
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .push((std::mem::take(_groups), _ts));
+                    .push((std::mem::take(_groups), _commit_no));
                 return true;
             }
         }
@@ -1197,14 +1198,16 @@ impl CqlStore {
             .unwrap_or_else(|p| p.into_inner()) = Some(phase);
     }
 
-    /// Writes everything held back so far, with the timestamps its commits gave it: the late
-    /// writes of a paused writer. Returns how many statements were written.
+    /// Writes everything held back so far, now, as the writer that paused would when it wakes
+    /// up: with the timestamp of the commit it belongs to ([`write_ts`] of its number). Returns
+    /// how many statements were written.
     pub async fn release_parked(&self) -> Result<usize> {
-        let parked = std::mem::take(&mut *self.hooks.parked.lock().unwrap_or_else(|p| p.into_inner()));
+        let parked =
+            std::mem::take(&mut *self.hooks.parked.lock().unwrap_or_else(|p| p.into_inner()));
         let mut n = 0;
-        for (groups, ts) in parked {
+        for (groups, commit_no) in parked {
             n += groups.iter().map(Vec::len).sum::<usize>();
-            self.run_groups(groups, ts).await?;
+            self.run_groups(groups, write_ts(commit_no)).await?;
         }
         Ok(n)
     }
@@ -1397,7 +1400,7 @@ impl Store for CqlStore {
 
         // Phase 1: new rows, above the head.
         let mut groups = phase1.into_groups();
-        if !self.parks(1, &mut groups, ts) {
+        if !self.parks(1, &mut groups, number) {
             if let Err(e) = self.run_groups(groups, ts).await {
                 self.forget(sid);
                 return Err(e);
@@ -1455,7 +1458,7 @@ impl Store for CqlStore {
             return Ok(());
         }
         let mut groups = self.settle_writes(sid, &settle).into_groups();
-        let unsettled = if self.parks(3, &mut groups, ts) {
+        let unsettled = if self.parks(3, &mut groups, number) {
             Some("phase 3 held back by a test".to_owned())
         } else if self.injected(3) {
             let half = groups.len().div_ceil(2);
