@@ -183,8 +183,8 @@ pub trait Store: Send + Sync + 'static {
     async fn close(&self) -> Result<()>;
 }
 
-/// Where a test makes the next commit fail (feature `testkit`; used by the conformance suite).
-#[cfg(feature = "testkit")]
+/// Where a test makes the next commit fail ([`FaultInjection`], feature `testkit`; used by the
+/// conformance suite).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FailPoint {
     /// Before the commit is durable: whatever it wrote must stay invisible.

@@ -81,7 +81,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use self::schema::{BUCKET_SEQS, CURRENT_VERSION, MIGRATIONS, bucket, keyspace_ddl, valid_keyspace};
-use super::{Claimed, CommitBatch, MessageOrder, MessageWrite, SpaceSnapshot, Store};
+use super::{Claimed, CommitBatch, FailPoint, MessageOrder, MessageWrite, SpaceSnapshot, Store};
 use crate::error::{EngineError, Result};
 use crate::event::{EventKind, SpaceEvent};
 use crate::model::{
@@ -601,9 +601,8 @@ fn lwt_outcome(result: QueryResult) -> Result<LwtOutcome> {
     })
 }
 
-/// Which writes of a commit a test holds back (feature `testkit`), to deliver them later with
-/// [`CqlStore::release_parked`]: a writer paused with writes in flight.
-#[cfg(feature = "testkit")]
+/// Which writes of a commit a test holds back (`CqlStore::park_next_commit`, feature `testkit`),
+/// to deliver them later with `CqlStore::release_parked`: a writer paused with writes in flight.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
     /// Phase 1, the new rows: the commit then goes on to its head update.
@@ -616,7 +615,7 @@ pub enum Phase {
 #[cfg(feature = "testkit")]
 #[derive(Default)]
 struct Hooks {
-    fail_next: Mutex<Option<super::FailPoint>>,
+    fail_next: Mutex<Option<FailPoint>>,
     park_next: Mutex<Option<Phase>>,
     /// Held-back writes and the number of the commit they belong to.
     parked: Mutex<Vec<(Vec<Vec<Write>>, u64)>>,
@@ -1144,16 +1143,12 @@ impl CqlStore {
         parts
     }
 
-    /// Whether a test holds back this phase of the current commit (always false without the
-    /// `testkit` feature).
-    fn parks(&self, _phase: u8, _groups: &mut Vec<Vec<Write>>, _commit_no: u64) -> bool {
+    /// Whether a test holds back `phase` of the current commit, taking its writes (always false
+    /// without the `testkit` feature).
+    #[cfg_attr(not(feature = "testkit"), allow(unused_variables))]
+    fn parks(&self, phase: Phase, groups: &mut Vec<Vec<Write>>, commit_no: u64) -> bool {
         #[cfg(feature = "testkit")]
         {
-            let phase = if _phase == 1 {
-                Phase::NewRows
-            } else {
-                Phase::ExistingRows
-            };
             let mut next = self.hooks.park_next.lock().unwrap_or_else(|p| p.into_inner());
             if *next == Some(phase) {
                 *next = None;
@@ -1161,22 +1156,18 @@ impl CqlStore {
                     .parked
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .push((std::mem::take(_groups), _commit_no));
+                    .push((std::mem::take(groups), commit_no));
                 return true;
             }
         }
         false
     }
 
-    /// The failure a test injected into this commit at `at`, if any (never without `testkit`).
-    fn injected(&self, _at: u8) -> bool {
+    /// Whether a test made the current commit fail at `at` (always false without `testkit`).
+    #[cfg_attr(not(feature = "testkit"), allow(unused_variables))]
+    fn injected(&self, at: FailPoint) -> bool {
         #[cfg(feature = "testkit")]
         {
-            let at = if _at == 1 {
-                super::FailPoint::BeforeHead
-            } else {
-                super::FailPoint::AfterHead
-            };
             let mut next = self.hooks.fail_next.lock().unwrap_or_else(|p| p.into_inner());
             if *next == Some(at) {
                 *next = None;
@@ -1400,13 +1391,13 @@ impl Store for CqlStore {
 
         // Phase 1: new rows, above the head.
         let mut groups = phase1.into_groups();
-        if !self.parks(1, &mut groups, number) {
+        if !self.parks(Phase::NewRows, &mut groups, number) {
             if let Err(e) = self.run_groups(groups, ts).await {
                 self.forget(sid);
                 return Err(e);
             }
         }
-        if self.injected(1) {
+        if self.injected(FailPoint::BeforeHead) {
             self.forget(sid);
             return Err(EngineError::StoreUnavailable(
                 "injected failure after phase 1".into(),
@@ -1454,17 +1445,16 @@ impl Store for CqlStore {
         self.remember(sid, b.epoch, number);
 
         // Phase 3: existing rows. The commit is durable whatever happens now.
-        if settle.is_empty() {
-            return Ok(());
-        }
         let mut groups = self.settle_writes(sid, &settle).into_groups();
-        let unsettled = if self.parks(3, &mut groups, number) {
+        let unsettled = if self.parks(Phase::ExistingRows, &mut groups, number) {
             Some("phase 3 held back by a test".to_owned())
-        } else if self.injected(3) {
+        } else if self.injected(FailPoint::AfterHead) {
             let half = groups.len().div_ceil(2);
             groups.truncate(half);
-            self.run_groups(groups, ts).await.err();
+            let _ = self.run_groups(groups, ts).await;
             Some("injected failure during phase 3".to_owned())
+        } else if groups.is_empty() {
+            None
         } else {
             self.run_groups(groups, ts).await.err().map(|e| e.to_string())
         };
