@@ -84,8 +84,10 @@ impl From<EngineError> for ApiError {
             EngineError::Invalid(..) => StatusCode::BAD_REQUEST,
             EngineError::Overloaded { .. }
             | EngineError::StoreUnavailable(_)
+            | EngineError::Unsettled(_)
             | EngineError::SpaceUnavailable
             | EngineError::BusUnavailable(_)
+            | EngineError::Fenced
             | EngineError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             EngineError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -97,7 +99,7 @@ impl From<EngineError> for ApiError {
         }
         // Internal details stay in the log.
         let message = match &e {
-            EngineError::StoreUnavailable(_) => {
+            EngineError::StoreUnavailable(_) | EngineError::Unsettled(_) => {
                 "Storage is temporarily unavailable; retry shortly".to_owned()
             }
             EngineError::Internal(_) => "Internal error".to_owned(),
@@ -197,6 +199,13 @@ mod tests {
                 503,
                 "bus_unavailable",
             ),
+            // A stale owner's commit: retryable, like a restarting space.
+            (EngineError::Fenced, 503, "unavailable"),
+            (
+                EngineError::Unsettled("phase 3".into()),
+                503,
+                "store_unavailable",
+            ),
         ];
         for (e, status, code) in cases {
             let a = ApiError::from(e);
@@ -210,6 +219,8 @@ mod tests {
         }
         let a = ApiError::from(EngineError::AlreadyMember);
         assert_eq!(a.message, "Already a member");
+        let a = ApiError::from(EngineError::Fenced);
+        assert_eq!(a.message, "This space moved to another node; retry");
         // Invalid carries a code and a human text; the body shows each in its place.
         let a = ApiError::from(EngineError::Invalid(
             "invalid_invite",

@@ -33,6 +33,16 @@ pub enum EngineError {
     /// nothing was done; retry shortly (any node).
     #[error("The cluster bus is unavailable; retry shortly")]
     BusUnavailable(String),
+    /// The store refused a commit because its fencing epoch is not the space's current one:
+    /// another writer has claimed the space since (`Store::claim`). Nothing of the commit is
+    /// visible. The caller is no longer the space's writer and must stop writing it.
+    #[error("This space moved to another node; retry")]
+    Fenced,
+    /// The commit is durable (its events are in the log and will be acknowledged), but some of the
+    /// rows it changes were not updated yet. The writer must acknowledge it and then have the space
+    /// reloaded: `Store::claim` finishes the update. Never a client-visible outcome of a send.
+    #[error("Storage is unavailable: {0}")]
+    Unsettled(String),
     /// The node is shutting down.
     #[error("Server is shutting down")]
     ShuttingDown,
@@ -51,7 +61,8 @@ impl EngineError {
             EngineError::Invalid(code, _) => code,
             EngineError::Overloaded { .. } => "overloaded",
             EngineError::StoreUnavailable(_) => "store_unavailable",
-            EngineError::SpaceUnavailable => "unavailable",
+            EngineError::SpaceUnavailable | EngineError::Fenced => "unavailable",
+            EngineError::Unsettled(_) => "store_unavailable",
             EngineError::ShuttingDown => "shutting_down",
             EngineError::BusUnavailable(_) => "bus_unavailable",
             EngineError::Internal(_) => "internal",
@@ -63,8 +74,10 @@ impl EngineError {
         match self {
             EngineError::Overloaded { retry_after } => Some(*retry_after),
             EngineError::StoreUnavailable(_)
+            | EngineError::Unsettled(_)
             | EngineError::SpaceUnavailable
             | EngineError::BusUnavailable(_)
+            | EngineError::Fenced
             | EngineError::ShuttingDown => Some(Duration::from_secs(1)),
             _ => None,
         }

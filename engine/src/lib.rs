@@ -12,7 +12,10 @@
 //!    are answered and the events published.
 //! 6. [`store`] — the [`store::Store`] trait; `store/embedded.rs` (fjall, the default)
 //!    makes each batch durable with one fsync shared across spaces; `store/cql/` (ScyllaDB /
-//!    Cassandra, `--store cql`) writes it as one unlogged batch per partition.
+//!    Cassandra, `--store cql`) writes its new rows as one unlogged batch per partition, then
+//!    moves the space's head row with a lightweight transaction, then changes existing rows.
+//!    Either way the actor first `claim`s the space, and the store refuses commits of any earlier
+//!    claimer (fencing).
 //! 7. [`bus`] — the cluster seam: ownership leases, forwarding to the owner node, and commits
 //!    published to other nodes ([`bus::LocalBus`] on a single node, [`bus::nats::NatsBus`] over
 //!    NATS); [`bus::Fanout`] hands each commit to this node's hub once, in seq order.

@@ -9,24 +9,30 @@
 //! users whose ids are unique, so the suite also runs against a shared cluster or a store that
 //! already holds data (e.g. one just reopened). A failing case panics; the case's name is printed
 //! to stderr before it runs, so the test output shows which one failed.
+//!
+//! Fencing and half-failed commits are cases too: a backend offers [`FaultInjection`], which
+//! makes its next commit fail before or after the point where it becomes durable.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
+use crate::EngineError;
 use crate::event::{APPRECIATE, EventKind, MessageDeleted, ReactionChanged, SpaceEvent};
 use crate::model::{
     Like, Member, Message, POWER_ADMIN, POWER_MEMBER, POWER_MODERATOR, PostingPermission, Seq,
     Space, SpaceCounters, SpaceView, Timestamp, UserRef, Visibility, new_id, word_count,
 };
-use crate::store::{CommitBatch, MessageOrder, MessageWrite, Store};
+use crate::store::{CommitBatch, FailPoint, FaultInjection, MessageOrder, MessageWrite, Store};
 
 /// Runs every conformance case against `store`. Panics on the first violation.
-pub async fn store_conformance(store: Arc<dyn Store>) {
+pub async fn store_conformance<S: Store + FaultInjection>(store: Arc<S>) {
     let s: &dyn Store = &*store;
+    let faults: &dyn FaultInjection = &*store;
     macro_rules! cases {
-        ($($case:ident),* $(,)?) => {$(
+        ($($case:ident $(($arg:expr))?),* $(,)?) => {$(
             eprintln!("store conformance: {}", stringify!($case));
-            $case(s).await;
+            $case(s $(, $arg)?).await;
         )*};
     }
     cases!(
@@ -36,6 +42,10 @@ pub async fn store_conformance(store: Arc<dyn Store>) {
         delete_removes_a_message_from_every_order,
         counters_are_read_back_as_last_committed,
         a_retried_batch_leaves_exactly_one_copy,
+        claims_raise_the_epoch_and_return_the_durable_state,
+        a_commit_with_a_stale_epoch_is_fenced_and_leaves_no_trace,
+        a_commit_that_fails_before_it_is_durable_changes_nothing(faults),
+        a_commit_that_fails_after_it_is_durable_is_finished_by_the_next_claim(faults),
     );
 }
 
@@ -598,6 +608,7 @@ async fn a_retried_batch_leaves_exactly_one_copy(s: &dyn Store) {
         messages: m.iter().map(put_new).collect(),
         members: vec![bob_m.clone()],
         counters: counters(3, 3, 2),
+        ..Default::default()
     };
     s.commit(&first).await.unwrap();
     s.commit(&first).await.unwrap();
@@ -641,6 +652,7 @@ async fn a_retried_batch_leaves_exactly_one_copy(s: &dyn Store) {
         }],
         members: vec![],
         counters: counters(4, 3, 2),
+        ..Default::default()
     };
     s.commit(&second).await.unwrap();
     s.commit(&second).await.unwrap();
@@ -662,6 +674,7 @@ async fn a_retried_batch_leaves_exactly_one_copy(s: &dyn Store) {
         }],
         members: vec![],
         counters: counters(5, 2, 2),
+        ..Default::default()
     };
     s.commit(&third).await.unwrap();
     s.commit(&third).await.unwrap();
@@ -678,6 +691,439 @@ async fn a_retried_batch_leaves_exactly_one_copy(s: &dyn Store) {
         s.get_space(id).await.unwrap().expect("space").counters,
         counters(5, 2, 2)
     );
+}
+
+/// `claim` raises the epoch strictly, every time, and returns what `load_space` reads; an unknown
+/// space is not claimed.
+async fn claims_raise_the_epoch_and_return_the_durable_state(s: &dyn Store) {
+    let alice = user("alice");
+    let (sp, _) = create(s, &alice).await;
+    let id = sp.space_id;
+    assert!(s.claim(new_id()).await.unwrap().is_none(), "unknown space");
+    let first = s.claim(id).await.unwrap().expect("claimed");
+    assert!(first.epoch >= 1, "a claim fences epoch 0 (never claimed)");
+    assert_eq!(
+        Some(first.snapshot.clone()),
+        s.load_space(id).await.unwrap(),
+        "the claimed snapshot is the durable state"
+    );
+    let mut epoch = first.epoch;
+    for round in 0..3 {
+        let again = s.claim(id).await.unwrap().expect("claimed again");
+        assert!(
+            again.epoch > epoch,
+            "round {round}: epochs rise ({} then {})",
+            epoch,
+            again.epoch
+        );
+        epoch = again.epoch;
+    }
+    // The current epoch commits; the next claim returns what it committed.
+    let m1 = message(&sp, 1, &alice, "after claims");
+    s.commit(&CommitBatch {
+        space_id: id,
+        epoch,
+        events: vec![created(&m1)],
+        messages: vec![put_new(&m1)],
+        counters: counters(1, 1, 1),
+        ..Default::default()
+    })
+    .await
+    .expect("the current epoch commits");
+    let next = s.claim(id).await.unwrap().expect("claimed");
+    assert!(next.epoch > epoch);
+    assert_eq!(next.snapshot.view.counters, counters(1, 1, 1));
+    assert_eq!(page(s, id, MessageOrder::Recent, 0, 10).await, vec![m1]);
+}
+
+/// Claim twice; a commit with the first epoch is refused with `Fenced` and leaves nothing visible
+/// (its new messages, its delete, its like, its member); a commit with the current epoch at the
+/// same seqs then succeeds and reads back exactly.
+async fn a_commit_with_a_stale_epoch_is_fenced_and_leaves_no_trace(s: &dyn Store) {
+    let alice = user("alice");
+    let bob = user("bob");
+    let (sp, alice_m) = create(s, &alice).await;
+    let id = sp.space_id;
+    let old = s.claim(id).await.unwrap().expect("claimed").epoch;
+    let mut model = SpaceModel::new(&sp, &alice_m, old);
+    model.seed(s, &alice, &bob).await;
+    model.assert_reads(s, "before the stale commit").await;
+
+    let new = s.claim(id).await.unwrap().expect("claimed").epoch;
+    assert!(new > old);
+    // The old writer's commit: what it would have done, computed from the state it knew.
+    let mut stale = model.clone();
+    let stale_batch = stale.mixed_batch(&alice, &bob, "stale");
+    for epoch in [old, 0] {
+        let batch = CommitBatch {
+            epoch,
+            ..stale_batch.clone()
+        };
+        match s.commit(&batch).await {
+            Err(EngineError::Fenced) => {}
+            other => panic!("a commit at epoch {epoch} after a claim at {new}: {other:?}"),
+        }
+        model
+            .assert_reads(s, &format!("after the fenced commit at epoch {epoch}"))
+            .await;
+    }
+    for m in stale.messages.values() {
+        if !model.messages.contains_key(&m.seq) || model.messages[&m.seq].message_id != m.message_id
+        {
+            assert_eq!(
+                s.get_message(id, m.message_id).await.unwrap(),
+                None,
+                "a fenced commit's message is not found"
+            );
+        }
+    }
+
+    // The new writer commits at the same seqs, something else.
+    model.epoch = new;
+    let batch = model.mixed_batch(&bob, &alice, "current");
+    s.commit(&batch).await.expect("the current epoch commits");
+    model
+        .assert_reads(s, "after the current epoch's commit")
+        .await;
+    let claimed = s.claim(id).await.unwrap().expect("claimed");
+    assert_eq!(claimed.snapshot.view.counters, model.counters);
+    assert_eq!(sorted(claimed.snapshot.members), model.members());
+    // The stale writer stays fenced.
+    assert!(matches!(
+        s.commit(&CommitBatch {
+            epoch: new,
+            ..stale_batch
+        })
+        .await,
+        Err(EngineError::Fenced)
+    ));
+    model.assert_reads(s, "after a second claim").await;
+}
+
+/// A commit that fails before it is durable (for the CQL store: after writing its new rows,
+/// before its head moves) leaves exactly the state before it. The batch deletes an appreciated
+/// message, toggles likes and moves index entries of existing messages, adds a message and a
+/// member, so a store that changed existing rows before the commit was durable fails here.
+async fn a_commit_that_fails_before_it_is_durable_changes_nothing(
+    s: &dyn Store,
+    faults: &dyn FaultInjection,
+) {
+    let alice = user("alice");
+    let bob = user("bob");
+    let (sp, alice_m) = create(s, &alice).await;
+    let id = sp.space_id;
+    let epoch = s.claim(id).await.unwrap().expect("claimed").epoch;
+    let mut model = SpaceModel::new(&sp, &alice_m, epoch);
+    model.seed(s, &alice, &bob).await;
+    let before = model.clone();
+
+    let batch = model.mixed_batch(&alice, &bob, "half");
+    faults.fail_next_commit(FailPoint::BeforeHead);
+    let err = s.commit(&batch).await.expect_err("the injected failure");
+    assert!(
+        !matches!(err, EngineError::Fenced),
+        "not a fencing failure: {err:?}"
+    );
+    before
+        .assert_reads(s, "after a commit that failed before it was durable")
+        .await;
+    // The writer reloads the space: nothing to finish, the state is the one before.
+    let claimed = s.claim(id).await.unwrap().expect("claimed");
+    assert_eq!(claimed.snapshot.view.counters, before.counters);
+    assert_eq!(sorted(claimed.snapshot.members), before.members());
+    before.assert_reads(s, "after the claim").await;
+    // The batch, retried by the new incarnation at the same seqs, commits.
+    s.commit(&CommitBatch {
+        epoch: claimed.epoch,
+        ..batch
+    })
+    .await
+    .expect("the retried batch commits");
+    model.epoch = claimed.epoch;
+    model.assert_reads(s, "after the retried batch").await;
+}
+
+/// A commit that fails after it is durable (for the CQL store: its head moved, then part of its
+/// changes to existing rows failed) reads back exactly as committed after the next `claim`, and
+/// the space goes on from there.
+async fn a_commit_that_fails_after_it_is_durable_is_finished_by_the_next_claim(
+    s: &dyn Store,
+    faults: &dyn FaultInjection,
+) {
+    let alice = user("alice");
+    let bob = user("bob");
+    let (sp, alice_m) = create(s, &alice).await;
+    let id = sp.space_id;
+    let epoch = s.claim(id).await.unwrap().expect("claimed").epoch;
+    let mut model = SpaceModel::new(&sp, &alice_m, epoch);
+    model.seed(s, &alice, &bob).await;
+
+    let batch = model.mixed_batch(&alice, &bob, "durable");
+    faults.fail_next_commit(FailPoint::AfterHead);
+    let err = s.commit(&batch).await.expect_err("the injected failure");
+    assert!(
+        !matches!(err, EngineError::Fenced),
+        "not a fencing failure: {err:?}"
+    );
+    let claimed = s.claim(id).await.unwrap().expect("claimed");
+    assert_eq!(claimed.snapshot.view.counters, model.counters);
+    assert_eq!(sorted(claimed.snapshot.members), model.members());
+    model.assert_reads(s, "after the claim that followed").await;
+    // The next incarnation goes on.
+    model.epoch = claimed.epoch;
+    let next = model.mixed_batch(&bob, &alice, "next");
+    s.commit(&next).await.expect("the next commit");
+    model.assert_reads(s, "after the next commit").await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// A model of one space: what every read must return
+// ---------------------------------------------------------------------------------------------
+
+/// One space as its writer sees it, to build batches from and to compare every read with. Public
+/// for backend-specific tests (e.g. the CQL store's late writes).
+#[derive(Clone, Debug)]
+pub struct SpaceModel {
+    pub space: Space,
+    /// The epoch stamped on the batches it builds.
+    pub epoch: u64,
+    pub members: Vec<Member>,
+    /// Existing messages by seq.
+    pub messages: BTreeMap<Seq, Message>,
+    /// Every message ever created, with its latest state (deleted ones too).
+    pub ever: Vec<Message>,
+    pub log: Vec<SpaceEvent>,
+    pub counters: SpaceCounters,
+}
+
+impl SpaceModel {
+    /// A space just created by `creator`.
+    pub fn new(space: &Space, creator: &Member, epoch: u64) -> SpaceModel {
+        SpaceModel {
+            space: space.clone(),
+            epoch,
+            members: vec![creator.clone()],
+            messages: BTreeMap::new(),
+            ever: Vec::new(),
+            log: Vec::new(),
+            counters: counters(0, 0, 1),
+        }
+    }
+
+    /// The head: the last seq given.
+    pub fn seq(&self) -> Seq {
+        self.counters.head_seq
+    }
+
+    /// An empty batch of this space at the model's epoch; fill it with the methods below, then
+    /// [`SpaceModel::finish`] it.
+    pub fn batch(&self) -> CommitBatch {
+        CommitBatch {
+            space_id: self.space.space_id,
+            epoch: self.epoch,
+            ..Default::default()
+        }
+    }
+
+    fn push_event(&mut self, b: &mut CommitBatch, ev: SpaceEvent) {
+        self.counters.head_seq = ev.seq;
+        self.log.push(ev.clone());
+        b.events.push(ev);
+    }
+
+    fn remember(&mut self, m: &Message) {
+        match self.ever.iter_mut().find(|e| e.message_id == m.message_id) {
+            Some(e) => *e = m.clone(),
+            None => self.ever.push(m.clone()),
+        }
+    }
+
+    /// Sends a new message (the next seq).
+    pub fn send(&mut self, b: &mut CommitBatch, by: &UserRef, text: &str) -> Message {
+        let m = message(&self.space, self.seq() + 1, by, text);
+        self.push_event(b, created(&m));
+        self.counters.message_count += 1;
+        b.push_message_write(put_new(&m));
+        self.messages.insert(m.seq, m.clone());
+        self.remember(&m);
+        m
+    }
+
+    /// Toggles `by`'s like of the message at `at`.
+    pub fn toggle(&mut self, b: &mut CommitBatch, at: Seq, by: &UserRef) {
+        let mut m = self.messages[&at].clone();
+        let prev = m.appreciation_count;
+        let seq = self.seq() + 1;
+        let ev = if m.liked_by(&by.user_id) {
+            unlike(&mut m, seq, by)
+        } else {
+            like(&mut m, seq, by)
+        };
+        self.push_event(b, ev);
+        b.push_message_write(MessageWrite::Put {
+            message: m.clone(),
+            previous_appreciation: Some(prev),
+        });
+        self.messages.insert(at, m.clone());
+        self.remember(&m);
+    }
+
+    /// Deletes the message at `at`.
+    pub fn delete(&mut self, b: &mut CommitBatch, at: Seq, by: &UserRef) {
+        let m = self.messages.remove(&at).expect("an existing message");
+        let ev = deleted(&m, self.seq() + 1, by);
+        self.push_event(b, ev);
+        self.counters.message_count -= 1;
+        b.push_message_write(MessageWrite::Delete {
+            message_id: m.message_id,
+            seq: m.seq,
+            appreciation_count: m.appreciation_count,
+        });
+    }
+
+    /// Adds a member.
+    pub fn join(&mut self, b: &mut CommitBatch, who: &UserRef) {
+        let m = member(who, POWER_MEMBER);
+        self.members.push(m.clone());
+        self.counters.member_count = self.members.len() as u64;
+        b.push_member(m);
+    }
+
+    /// Stamps the batch with the model's counters.
+    pub fn finish(&self, mut b: CommitBatch) -> CommitBatch {
+        b.counters = self.counters;
+        b
+    }
+
+    /// Commits a first history: four messages, appreciated 1, 0, 2 and 1 times.
+    pub async fn seed(&mut self, s: &dyn Store, alice: &UserRef, bob: &UserRef) {
+        let mut b = self.batch();
+        for text in ["one", "two", "three", "four"] {
+            self.send(&mut b, if text == "two" { bob } else { alice }, text);
+        }
+        let b = self.finish(b);
+        s.commit(&b).await.expect("seed: messages");
+        let mut b = self.batch();
+        self.toggle(&mut b, 1, bob);
+        self.toggle(&mut b, 3, alice);
+        self.toggle(&mut b, 3, bob);
+        self.toggle(&mut b, 4, alice);
+        let b = self.finish(b);
+        s.commit(&b).await.expect("seed: likes");
+        self.assert_reads(s, "after the seed").await;
+    }
+
+    /// A batch touching existing rows in every way: deletes the most appreciated message, adds a
+    /// like to a message liked once (its index entry moves) and to an unappreciated one (it
+    /// enters the index), removes a like from another (it leaves the index), sends two messages
+    /// (one liked in the same batch), and has a new member join. `a` and `b` are the two users
+    /// who like things in this space.
+    pub fn mixed_batch(&mut self, a: &UserRef, b: &UserRef, tag: &str) -> CommitBatch {
+        let mut batch = self.batch();
+        let top = self
+            .messages
+            .values()
+            .max_by_key(|m| (m.appreciation_count, m.seq))
+            .expect("messages")
+            .seq;
+        self.delete(&mut batch, top, a);
+        let rest: Vec<Message> = self.messages.values().cloned().collect();
+        let up = rest.iter().find(|m| m.appreciation_count == 1).cloned();
+        let plain = rest.iter().find(|m| m.appreciation_count == 0).cloned();
+        let down = rest
+            .iter()
+            .find(|m| m.appreciation_count >= 1 && Some(m.seq) != up.as_ref().map(|u| u.seq))
+            .cloned();
+        let who = |m: &Message, liked: bool| {
+            if m.liked_by(&a.user_id) == liked {
+                a
+            } else {
+                b
+            }
+        };
+        for (m, liked) in [(up, false), (plain, false), (down, true)] {
+            if let Some(m) = m {
+                let by = who(&m, liked);
+                self.toggle(&mut batch, m.seq, by);
+            }
+        }
+        let fresh = self.send(&mut batch, b, &format!("{tag} fresh"));
+        self.toggle(&mut batch, fresh.seq, a);
+        self.send(&mut batch, a, &format!("{tag} plain"));
+        self.join(&mut batch, &user(&format!("{tag}-joiner")));
+        self.finish(batch)
+    }
+
+    /// The members, sorted by user id.
+    pub fn members(&self) -> Vec<Member> {
+        sorted(self.members.clone())
+    }
+
+    /// Checks every read of the space against the model: the space and its counters, members and
+    /// memberships, both message orders (and a page at an offset), every message ever created by
+    /// id, and the event log. Panics with `when` on the first difference.
+    pub async fn assert_reads(&self, s: &dyn Store, when: &str) {
+        let id = self.space.space_id;
+        let view = s.get_space(id).await.unwrap().expect("the space");
+        assert_eq!(
+            view,
+            view_of(&self.space, self.counters),
+            "{when}: get_space"
+        );
+        let snap = s.load_space(id).await.unwrap().expect("the space loads");
+        assert_eq!(snap.view, view, "{when}: load_space");
+        assert_eq!(sorted(snap.members), self.members(), "{when}: members");
+        for m in &self.members {
+            assert_eq!(
+                s.get_member(id, &m.user.user_id).await.unwrap().as_ref(),
+                Some(m),
+                "{when}: get_member"
+            );
+            let theirs = s.spaces_of_user(&m.user.user_id).await.unwrap();
+            assert!(
+                theirs
+                    .iter()
+                    .any(|(v, mm)| v.space.space_id == id && mm == m),
+                "{when}: {} lists the space: {theirs:?}",
+                m.user.user_id
+            );
+        }
+        let recent: Vec<Message> = self.messages.values().rev().cloned().collect();
+        assert_eq!(
+            page(s, id, MessageOrder::Recent, 0, 100).await,
+            recent,
+            "{when}: recent"
+        );
+        let mut liked = recent.clone();
+        liked.sort_by_key(|m| std::cmp::Reverse((m.appreciation_count, m.seq)));
+        assert_eq!(
+            page(s, id, MessageOrder::MostAppreciated, 0, 100).await,
+            liked,
+            "{when}: most appreciated"
+        );
+        assert_eq!(
+            page(s, id, MessageOrder::MostAppreciated, 1, 2).await,
+            liked.iter().skip(1).take(2).cloned().collect::<Vec<_>>(),
+            "{when}: most appreciated, offset 1, limit 2"
+        );
+        for m in &self.ever {
+            let expected = self
+                .messages
+                .get(&m.seq)
+                .filter(|e| e.message_id == m.message_id);
+            assert_eq!(
+                s.get_message(id, m.message_id).await.unwrap().as_ref(),
+                expected,
+                "{when}: get_message of #{}",
+                m.seq
+            );
+        }
+        assert_eq!(
+            s.read_events(id, 0, 1000).await.unwrap(),
+            self.log,
+            "{when}: the event log"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -697,7 +1143,7 @@ fn tick() -> Timestamp {
 }
 
 /// A user with a unique id.
-fn user(name: &str) -> UserRef {
+pub fn user(name: &str) -> UserRef {
     UserRef {
         user_id: format!("{name}-{}", new_id()),
         username: name.to_owned(),
@@ -705,7 +1151,7 @@ fn user(name: &str) -> UserRef {
     }
 }
 
-fn member(user: &UserRef, power_level: i32) -> Member {
+pub fn member(user: &UserRef, power_level: i32) -> Member {
     Member {
         user: user.clone(),
         power_level,
@@ -713,7 +1159,7 @@ fn member(user: &UserRef, power_level: i32) -> Member {
     }
 }
 
-fn counters(head_seq: Seq, message_count: u64, member_count: u64) -> SpaceCounters {
+pub fn counters(head_seq: Seq, message_count: u64, member_count: u64) -> SpaceCounters {
     SpaceCounters {
         head_seq,
         message_count,
@@ -729,7 +1175,7 @@ fn view_of(space: &Space, counters: SpaceCounters) -> SpaceView {
 }
 
 /// Creates a space (fresh id) with `creator` as admin.
-async fn create(s: &dyn Store, creator: &UserRef) -> (Space, Member) {
+pub async fn create(s: &dyn Store, creator: &UserRef) -> (Space, Member) {
     let space = Space {
         space_id: new_id(),
         title: "Conformance".into(),
@@ -745,7 +1191,7 @@ async fn create(s: &dyn Store, creator: &UserRef) -> (Space, Member) {
     (space, admin)
 }
 
-fn message(space: &Space, seq: Seq, sender: &UserRef, text: &str) -> Message {
+pub fn message(space: &Space, seq: Seq, sender: &UserRef, text: &str) -> Message {
     let content = format!("{text} #{seq}");
     Message {
         message_id: new_id(),
@@ -770,7 +1216,7 @@ fn put_new(m: &Message) -> MessageWrite {
     }
 }
 
-fn created(m: &Message) -> SpaceEvent {
+pub fn created(m: &Message) -> SpaceEvent {
     SpaceEvent {
         space_id: m.space_id,
         seq: m.seq,
@@ -792,7 +1238,7 @@ fn deleted(m: &Message, seq: Seq, by: &UserRef) -> SpaceEvent {
 }
 
 /// Adds `by`'s like to `m` as event `seq`; returns the event.
-fn like(m: &mut Message, seq: Seq, by: &UserRef) -> SpaceEvent {
+pub fn like(m: &mut Message, seq: Seq, by: &UserRef) -> SpaceEvent {
     m.likes.push(Like {
         id: seq,
         user_id: by.user_id.clone(),

@@ -16,7 +16,7 @@ use spacecast_engine::model::{
     SpaceView, UserRef, Visibility, new_id,
 };
 use spacecast_engine::store::embedded::EmbeddedStore;
-use spacecast_engine::store::{CommitBatch, SpaceSnapshot, Store};
+use spacecast_engine::store::{Claimed, CommitBatch, SpaceSnapshot, Store};
 use spacecast_engine::{
     Engine, EngineConfig, EngineError, MessageOrder, NewSpace, Result, SendMessage, SpaceReader,
 };
@@ -62,6 +62,9 @@ impl Store for FlakyStore {
     async fn load_space(&self, space_id: SpaceId) -> Result<Option<SpaceSnapshot>> {
         self.check("load_space")?;
         self.inner.load_space(space_id).await
+    }
+    async fn claim(&self, space_id: SpaceId) -> Result<Option<Claimed>> {
+        self.inner.claim(space_id).await
     }
     async fn get_space(&self, space_id: SpaceId) -> Result<Option<SpaceView>> {
         self.check("get_space")?;

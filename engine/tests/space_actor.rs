@@ -19,7 +19,7 @@ use spacecast_engine::model::{
     SpaceCounters, SpaceId, SpaceView, UserRef, Visibility, new_id,
 };
 use spacecast_engine::store::embedded::EmbeddedStore;
-use spacecast_engine::store::{CommitBatch, MessageOrder, SpaceSnapshot, Store};
+use spacecast_engine::store::{Claimed, CommitBatch, MessageOrder, SpaceSnapshot, Store};
 use spacecast_engine::{
     Appreciation, Engine, EngineConfig, EngineError, NewSpace, Result, SendMessage,
 };
@@ -34,16 +34,18 @@ const WAIT: Duration = Duration::from_secs(30);
 // A fault-injecting wrapper around the real store
 // ---------------------------------------------------------------------------------------------
 
-/// The embedded store, plus: commits counted per space, a gate that holds commits while closed,
-/// and switches that fail the next commit, either before it reaches the store (nothing written)
-/// or after (everything written, but the caller is told it failed: the ambiguous outcome the
-/// `Store` contract allows).
+/// The embedded store, plus: commits and claims counted per space, a gate that holds commits
+/// while closed, and switches that fail the next commit, either before it reaches the store
+/// (nothing written) or after (everything written, but the caller is told it failed: the
+/// ambiguous outcome the `Store` contract allows, or `Unsettled`: durable, not fully applied).
 struct FaultyStore {
     inner: Arc<dyn Store>,
     commits: Mutex<HashMap<SpaceId, usize>>,
+    claims: Mutex<HashMap<SpaceId, usize>>,
     gate: watch::Sender<bool>,
     fail_next: AtomicBool,
     fail_next_after_write: AtomicBool,
+    unsettle_next: AtomicBool,
 }
 
 impl FaultyStore {
@@ -51,10 +53,27 @@ impl FaultyStore {
         Arc::new(FaultyStore {
             inner,
             commits: Mutex::default(),
+            claims: Mutex::default(),
             gate: watch::Sender::new(true),
             fail_next: AtomicBool::new(false),
             fail_next_after_write: AtomicBool::new(false),
+            unsettle_next: AtomicBool::new(false),
         })
+    }
+
+    /// Claims of `space_id` (one per actor start).
+    fn claims_of(&self, space_id: SpaceId) -> usize {
+        self.claims
+            .lock()
+            .unwrap()
+            .get(&space_id)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The next commit is written, then reported `Unsettled`.
+    fn unsettle_next_commit(&self) {
+        self.unsettle_next.store(true, Ordering::SeqCst);
     }
 
     /// Commits of `space_id` that reached this store (including held and failed ones).
@@ -90,6 +109,10 @@ impl Store for FaultyStore {
     async fn create_space(&self, space: &Space, creator: &Member) -> Result<()> {
         self.inner.create_space(space, creator).await
     }
+    async fn claim(&self, space_id: SpaceId) -> Result<Option<Claimed>> {
+        *self.claims.lock().unwrap().entry(space_id).or_default() += 1;
+        self.inner.claim(space_id).await
+    }
     async fn load_space(&self, space_id: SpaceId) -> Result<Option<SpaceSnapshot>> {
         self.inner.load_space(space_id).await
     }
@@ -123,6 +146,9 @@ impl Store for FaultyStore {
             return Err(EngineError::StoreUnavailable(
                 "injected failure after the write".into(),
             ));
+        }
+        if self.unsettle_next.swap(false, Ordering::SeqCst) {
+            return Err(EngineError::Unsettled("injected: not fully applied".into()));
         }
         Ok(())
     }
@@ -1117,6 +1143,100 @@ async fn a_failed_commit_fails_its_commands_and_the_space_resumes_from_the_store
         sub.try_recv(),
         Err(broadcast::error::TryRecvError::Empty)
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_space_claimed_elsewhere_refuses_its_old_writers_commits_and_reloads() {
+    // Another node claims the space under the running actor: the actor's next commit is fenced
+    // (its callers hear `Fenced`, nothing of it is written), and the rebuilt actor claims the
+    // space back and continues from the durable head.
+    let h = start(EngineConfig::default()).await;
+    let alice = user("alice");
+    let id = h.space_with(&alice, &[]).await;
+    let space = h.engine.space(id);
+    space.send(text(&alice, "one")).await.unwrap();
+    let claims = h.store.claims_of(id);
+    assert!(claims >= 1, "the actor claimed the space when it started");
+    let other = h.store.inner.claim(id).await.unwrap().expect("claimed");
+    let err = within("the fenced send", space.send(text(&alice, "two")))
+        .await
+        .expect_err("fenced");
+    assert!(matches!(err, EngineError::Fenced), "{err:?}");
+    assert_eq!(err.code(), "unavailable");
+    eventually("the space actor to be rebuilt", || {
+        h.metrics.space_restarts.get() == 1
+    })
+    .await;
+    assert_eq!(
+        seqs(&h.events(id).await),
+        vec![1],
+        "nothing of the fenced commit"
+    );
+    let three = within("a send after the reload", space.send(text(&alice, "three")))
+        .await
+        .expect("the rebuilt actor writes");
+    assert_eq!(three.seq, 2, "continues from the durable head");
+    assert_eq!(
+        h.store.claims_of(id),
+        claims + 1,
+        "the rebuilt actor claimed again"
+    );
+    // The other claimer is fenced in turn.
+    let stale = CommitBatch {
+        space_id: id,
+        epoch: other.epoch,
+        counters: other.snapshot.view.counters,
+        ..Default::default()
+    };
+    assert!(matches!(
+        h.store.inner.commit(&stale).await,
+        Err(EngineError::Fenced)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unsettled_commit_is_acknowledged_and_the_space_reloads_to_finish_it() {
+    // The store made the batch durable but did not finish it (`Unsettled`): its callers get their
+    // acknowledgement and subscribers its events, then the actor is rebuilt, and the rebuild's
+    // claim finishes the commit before any further one.
+    let h = start(EngineConfig::default()).await;
+    let alice = user("alice");
+    let id = h.space_with(&alice, &[]).await;
+    let mut sub = h.engine.hub().subscribe(id);
+    let space = h.engine.space(id);
+    space.send(text(&alice, "one")).await.unwrap();
+    let claims = h.store.claims_of(id);
+    h.store.unsettle_next_commit();
+    let two = within("the unsettled send", space.send(text(&alice, "two")))
+        .await
+        .expect("a durable commit is acknowledged");
+    assert_eq!(two.seq, 2);
+    eventually("the space actor to be rebuilt", || {
+        h.metrics.space_restarts.get() == 1
+    })
+    .await;
+    let three = within("a send after the reload", space.send(text(&alice, "three")))
+        .await
+        .unwrap();
+    assert_eq!(three.seq, 3);
+    assert_eq!(
+        h.store.claims_of(id),
+        claims + 1,
+        "the rebuild claimed the space"
+    );
+    let events = h.events(id).await;
+    assert_eq!(seqs(&events), vec![1, 2, 3]);
+    let mut published = Vec::new();
+    while published.len() < 3 {
+        match within("an event", sub.recv()).await.expect("subscribed") {
+            HubItem::Events(batch) => published.extend(batch.iter().map(|p| p.event.clone())),
+            HubItem::Typing(_) => panic!("no typing was sent"),
+        }
+    }
+    assert_eq!(
+        published, events,
+        "subscribers saw the unsettled commit, in order"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -119,6 +119,7 @@ async fn write_some(store: &dyn Store) -> Written {
                 .collect(),
             members: vec![joiner.clone()],
             counters,
+            ..Default::default()
         })
         .await
         .unwrap();

@@ -32,7 +32,7 @@ use crate::model::{
     Like, Member, Message, MessageId, POWER_MEMBER, POWER_MODERATOR, PostingPermission, Seq, Space,
     SpaceCounters, SpaceId, Timestamp, UserRef, Visibility, new_id, word_count,
 };
-use crate::store::{CommitBatch, MessageWrite, Store};
+use crate::store::{Claimed, CommitBatch, MessageWrite, Store};
 
 /// The actor; stateless, as ractor wants. See the module doc.
 pub(crate) struct SpaceActor;
@@ -59,6 +59,8 @@ pub(crate) struct SpaceArgs {
 /// The actor's state.
 pub(crate) struct SpaceState {
     space: Space,
+    /// The fencing epoch of this incarnation, stamped on every batch.
+    epoch: u64,
     counters: SpaceCounters,
     members: HashMap<String, Member>,
     cache: MessageCache,
@@ -89,9 +91,11 @@ impl Actor for SpaceActor {
     ) -> Result<SpaceState, ActorProcessingErr> {
         // Wait until a previous incarnation's writer has settled everything it accepted.
         let lease = args.lease.lock_owned().await;
-        let snapshot = args
+        // Claiming fences every earlier writer of the space (here or on another node) and
+        // finishes what a half-applied commit of theirs left undone.
+        let Claimed { snapshot, epoch } = args
             .store
-            .load_space(args.space_id)
+            .claim(args.space_id)
             .await?
             .ok_or(EngineError::SpaceNotFound)?;
         let durable_seq = Arc::new(AtomicU64::new(snapshot.view.counters.head_seq));
@@ -121,6 +125,7 @@ impl Actor for SpaceActor {
         tracing::debug!(space_id = %args.space_id, head_seq = snapshot.view.counters.head_seq, "space actor started");
         Ok(SpaceState {
             space: snapshot.view.space,
+            epoch,
             counters: snapshot.view.counters,
             members: snapshot
                 .members
@@ -254,6 +259,7 @@ impl SpaceState {
     fn batch(&self) -> CommitBatch {
         CommitBatch {
             space_id: self.space.space_id,
+            epoch: self.epoch,
             counters: self.counters,
             ..Default::default()
         }

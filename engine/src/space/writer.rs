@@ -9,7 +9,10 @@
 //!
 //! If a commit fails, the actor's in-memory state is ahead of the store. The writer answers that
 //! batch's callers with the error, answers every later command with an error too (their seqs
-//! follow the lost ones), and tells the actor, which fails and is rebuilt from the store.
+//! follow the lost ones), and tells the actor, which fails and is rebuilt from the store. A commit
+//! the store reports `Unsettled` is durable: the writer acknowledges and publishes it, then fails
+//! the same way, so the rebuilt actor's `claim` finishes it. A `Fenced` commit means another
+//! writer claimed the space: its callers and every later command hear `Fenced`.
 //!
 //! The writer holds the space's local lease until it exits, so a replacement actor cannot load
 //! the space before everything this writer accepted is settled.
@@ -113,7 +116,8 @@ pub(crate) async fn run(ctx: WriterCtx, mut rx: mpsc::UnboundedReceiver<Sequence
     ctx.fanout.bus().release(ctx.ownership).await;
 }
 
-/// Commits one merged batch, then answers and publishes. Returns the failure on error.
+/// Commits one merged batch, then answers and publishes. Returns what later commands must hear
+/// when the space must be rebuilt.
 async fn commit(ctx: &WriterCtx, batch: CommitBatch, replies: Vec<Reply>) -> Result<()> {
     let start = Instant::now();
     let events = batch.events.len();
@@ -132,7 +136,7 @@ async fn commit(ctx: &WriterCtx, batch: CommitBatch, replies: Vec<Reply>) -> Res
         .observe(start.elapsed().as_secs_f64());
     ctx.metrics.commit_batch_size.observe(replies.len() as f64);
     match result {
-        Ok(()) => {
+        Ok(()) | Err(EngineError::Unsettled(_)) => {
             ctx.durable_seq
                 .store(batch.counters.head_seq, Ordering::Release);
             for r in replies {
@@ -145,7 +149,14 @@ async fn commit(ctx: &WriterCtx, batch: CommitBatch, replies: Vec<Reply>) -> Res
                     .inc();
             }
             ctx.fanout.committed(ctx.space_id, batch.events);
-            Ok(())
+            match result {
+                // Durable, but some rows it changes are not updated yet: rebuild (claim) first.
+                Err(EngineError::Unsettled(reason)) => {
+                    tracing::warn!(space_id = %ctx.space_id, error = %reason, "commit durable but not fully applied; reloading the space to finish it");
+                    Err(EngineError::StoreUnavailable(reason))
+                }
+                _ => Ok(()),
+            }
         }
         Err(e) => {
             if ctx.metrics.store_failure_log.allow().is_some() {
@@ -153,7 +164,7 @@ async fn commit(ctx: &WriterCtx, batch: CommitBatch, replies: Vec<Reply>) -> Res
             } else {
                 tracing::debug!(space_id = %ctx.space_id, error = %e, "group commit failed");
             }
-            for r in replies.into_iter() {
+            for r in replies {
                 r.fail(&e);
             }
             Err(e)

@@ -16,7 +16,7 @@
 //! | keyspace | key | value |
 //! | --- | --- | --- |
 //! | `spaces` | space_id | `Space` JSON |
-//! | `space_counters` | space_id | `SpaceCounters` JSON |
+//! | `space_counters` | space_id | `SpaceCounters` JSON, plus the fencing `epoch` |
 //! | `members_by_space` | space_id · user_id | `Member` JSON |
 //! | `spaces_by_user` | len(user_id) u16 · user_id · space_id | empty |
 //! | `events_by_space` | space_id · seq u64 | `SpaceEvent` JSON |
@@ -24,6 +24,15 @@
 //! | `message_by_id` | message_id | space_id · seq u64 |
 //! | `messages_by_appreciation` | space_id · count u32 · seq u64 | message_id |
 //! | `meta` | `health_probe` | time of the last readiness probe write |
+//!
+//! # Fencing
+//! The space's fencing epoch is kept in its `space_counters` record, beside the counters. The
+//! writer thread is the only writer of the database, so it is what serialises claims and commits:
+//! for each job it takes, in order, it checks the job's guard against the record as the batch
+//! being built will leave it — a commit applies only if its epoch is the space's current one (else
+//! it is answered `Fenced` and none of its writes enter the batch), a claim raises the epoch by one
+//! — and then writes every accepted job in one atomic, fsynced batch. A commit is one atomic
+//! write, so there is never anything half-applied for a claim to finish.
 //!
 //! # Failures
 //! A commit that fails (full disk, descriptor exhaustion, I/O error) poisons fjall; the writer
@@ -43,7 +52,7 @@ use spacecast_observability::{LogLimiter, Metrics};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use super::{CommitBatch, MessageOrder, MessageWrite, SpaceSnapshot, Store};
+use super::{Claimed, CommitBatch, MessageOrder, MessageWrite, SpaceSnapshot, Store};
 use crate::error::{EngineError, Result};
 use crate::event::SpaceEvent;
 use crate::model::{Member, Message, MessageId, Seq, Space, SpaceCounters, SpaceId, SpaceView};
@@ -202,15 +211,48 @@ enum Op {
     Del(Table, Vec<u8>),
 }
 
-/// A unit of work for the writer thread: all of it lands in one atomic batch.
+/// A unit of work for the writer thread: all of it lands in one atomic batch, if its guard lets
+/// it.
 struct WriteJob {
     ops: Vec<Op>,
-    reply: oneshot::Sender<Result<()>>,
+    guard: Option<Guard>,
+    /// `Ok` with the claimed epoch for a claim, `Ok(0)` for other jobs.
+    reply: oneshot::Sender<Result<u64>>,
+}
+
+/// A condition on a space's head record, checked by the writer thread in order with every other
+/// job, so check and write are one critical section.
+struct Guard {
+    space: SpaceId,
+    kind: GuardKind,
+}
+
+enum GuardKind {
+    /// A new space: its head record is `HeadRecord` (epoch 0).
+    Create(HeadRecord),
+    /// A commit: applies only if the space's epoch is `head.epoch`; then the head is `head`.
+    Commit(HeadRecord),
+    /// Raises the space's epoch by one, keeping its counters; answers the new epoch, or
+    /// `SpaceNotFound`.
+    Claim,
+}
+
+/// What the `space_counters` keyspace holds for a space: its counters and its fencing epoch.
+/// Records written before fencing existed have no `epoch` (0); `SpaceCounters` readers ignore it.
+#[derive(Clone, Copy, Debug, Default, Serialize, serde::Deserialize)]
+struct HeadRecord {
+    #[serde(flatten)]
+    counters: SpaceCounters,
+    #[serde(default)]
+    epoch: u64,
 }
 
 /// The fjall-backed [`Store`].
 pub struct EmbeddedStore {
     shared: Arc<Shared>,
+    /// The next commit's injected failure (tests only).
+    #[cfg(feature = "testkit")]
+    fail_next: Mutex<Option<super::FailPoint>>,
     /// `None` only while dropping.
     writer: Option<std_mpsc::Sender<WriteJob>>,
     writer_thread: Option<std::thread::JoinHandle<()>>,
@@ -302,6 +344,8 @@ impl EmbeddedStore {
             .map_err(io_err)?;
         Ok(Arc::new(EmbeddedStore {
             shared,
+            #[cfg(feature = "testkit")]
+            fail_next: Mutex::new(None),
             writer: Some(tx),
             writer_thread: Some(writer_thread),
             metrics,
@@ -311,12 +355,18 @@ impl EmbeddedStore {
 
     /// Sends `ops` to the writer thread and waits until they are durable.
     async fn write(&self, ops: Vec<Op>) -> Result<()> {
+        self.write_guarded(ops, None).await.map(|_| ())
+    }
+
+    /// Sends `ops` to the writer thread, to be written if `guard` lets them, and waits until they
+    /// are durable. Returns the claimed epoch for a claim, else 0.
+    async fn write_guarded(&self, ops: Vec<Op>, guard: Option<Guard>) -> Result<u64> {
         let (reply, rx) = oneshot::channel();
         self.metrics.store_write_queue.inc();
         let sent = self
             .writer
             .as_ref()
-            .is_some_and(|w| w.send(WriteJob { ops, reply }).is_ok());
+            .is_some_and(|w| w.send(WriteJob { ops, guard, reply }).is_ok());
         if !sent {
             self.metrics.store_write_queue.dec();
             return Err(EngineError::StoreUnavailable(
@@ -413,19 +463,33 @@ impl Writer {
             if self.open.is_none() {
                 self.recover();
             }
-            let result = match &self.open {
-                Some(open) => commit(open, &mut jobs, &self.metrics),
-                None => Err(self.shared.fault_reason()),
+            let (result, decisions) = match &self.open {
+                Some(open) => {
+                    let decisions = resolve_guards(open, &mut jobs);
+                    (commit(open, &mut jobs, &self.metrics), decisions)
+                }
+                None => (Err(self.shared.fault_reason()), Vec::new()),
             };
             if let Err(e) = &result
                 && self.open.is_some()
             {
                 self.fail(e.clone());
             }
+            // Refused jobs wrote nothing, so the batch's outcome is not theirs.
+            let mut decisions = decisions.into_iter();
             for job in jobs.drain(..) {
-                let _ = job
-                    .reply
-                    .send(result.clone().map_err(EngineError::StoreUnavailable));
+                let answer = match decisions.next() {
+                    Some(Decision::Refuse(e)) => Err(e),
+                    Some(Decision::Write(value)) => result
+                        .clone()
+                        .map(|()| value)
+                        .map_err(EngineError::StoreUnavailable),
+                    None => result
+                        .clone()
+                        .map(|()| 0)
+                        .map_err(EngineError::StoreUnavailable),
+                };
+                let _ = job.reply.send(answer);
             }
         }
         if let Some(open) = &self.open {
@@ -502,6 +566,84 @@ impl Writer {
     }
 }
 
+/// What a job's guard decided, before the batch is written.
+enum Decision {
+    /// The job's ops are in the batch; on success it is answered with this value.
+    Write(u64),
+    /// The job's ops were dropped; it is answered with this error whatever the batch does.
+    Refuse(EngineError),
+}
+
+/// Checks each job's guard, in order, against the head records as the jobs before it in this
+/// batch leave them (read from the database the first time a space is seen). Drops the ops of
+/// refused jobs and adds a claim's record write. Only the writer thread writes, so nothing can
+/// change a record between this check and the batch's commit.
+fn resolve_guards(open: &Open, jobs: &mut [WriteJob]) -> Vec<Decision> {
+    let mut heads: std::collections::HashMap<SpaceId, Option<HeadRecord>> =
+        std::collections::HashMap::new();
+    let mut decisions = Vec::with_capacity(jobs.len());
+    for job in jobs.iter_mut() {
+        let Some(guard) = &job.guard else {
+            decisions.push(Decision::Write(0));
+            continue;
+        };
+        let space = guard.space;
+        let current = match heads.get(&space) {
+            Some(h) => Ok(*h),
+            None => get_json::<HeadRecord>(&open.t.space_counters, space.as_bytes()),
+        };
+        let current = match current {
+            Ok(h) => h,
+            Err(e) => {
+                job.ops.clear();
+                decisions.push(Decision::Refuse(e));
+                continue;
+            }
+        };
+        let decision = match guard.kind {
+            GuardKind::Create(head) => {
+                heads.insert(space, Some(head));
+                Decision::Write(0)
+            }
+            GuardKind::Commit(head) => {
+                // A space without a record (never created) is at epoch 0, like a new one.
+                let epoch = current.map_or(0, |h| h.epoch);
+                if epoch == head.epoch {
+                    heads.insert(space, Some(head));
+                    Decision::Write(0)
+                } else {
+                    heads.insert(space, current);
+                    Decision::Refuse(EngineError::Fenced)
+                }
+            }
+            GuardKind::Claim => match current {
+                None => {
+                    heads.insert(space, None);
+                    Decision::Refuse(EngineError::SpaceNotFound)
+                }
+                Some(h) => {
+                    let claimed = HeadRecord {
+                        epoch: h.epoch + 1,
+                        ..h
+                    };
+                    job.ops.push(Op::Put(
+                        Table::SpaceCounters,
+                        space.as_bytes().to_vec(),
+                        enc(&claimed),
+                    ));
+                    heads.insert(space, Some(claimed));
+                    Decision::Write(claimed.epoch)
+                }
+            },
+        };
+        if matches!(decision, Decision::Refuse(_)) {
+            job.ops.clear();
+        }
+        decisions.push(decision);
+    }
+    decisions
+}
+
 /// Writes every job's ops as one atomic batch and fsyncs it.
 fn commit(
     open: &Open,
@@ -519,6 +661,16 @@ fn commit(
         }
     }
     batch.commit().map_err(|e| e.to_string())
+}
+
+#[cfg(feature = "testkit")]
+impl super::FaultInjection for EmbeddedStore {
+    /// `BeforeHead`: the commit fails before anything is written. `AfterHead`: it is written
+    /// whole, then reported failed. The embedded commit is one atomic batch, so no failure can
+    /// leave it half-written.
+    fn fail_next_commit(&self, at: super::FailPoint) {
+        *self.fail_next.lock().unwrap_or_else(|p| p.into_inner()) = Some(at);
+    }
 }
 
 impl Drop for EmbeddedStore {
@@ -561,9 +713,10 @@ impl Store for EmbeddedStore {
             member_count: 1,
         };
         let id = space.space_id;
+        let head = HeadRecord { counters, epoch: 0 };
         let ops = vec![
             Op::Put(Table::Spaces, id.as_bytes().to_vec(), enc(space)),
-            Op::Put(Table::SpaceCounters, id.as_bytes().to_vec(), enc(&counters)),
+            Op::Put(Table::SpaceCounters, id.as_bytes().to_vec(), enc(&head)),
             Op::Put(
                 Table::MembersBySpace,
                 key_member(id, &creator.user.user_id),
@@ -575,7 +728,28 @@ impl Store for EmbeddedStore {
                 vec![],
             ),
         ];
-        self.write(ops).await
+        let guard = Guard {
+            space: id,
+            kind: GuardKind::Create(head),
+        };
+        self.write_guarded(ops, Some(guard)).await.map(|_| ())
+    }
+
+    async fn claim(&self, space_id: SpaceId) -> Result<Option<Claimed>> {
+        let guard = Guard {
+            space: space_id,
+            kind: GuardKind::Claim,
+        };
+        let epoch = match self.write_guarded(Vec::new(), Some(guard)).await {
+            Ok(epoch) => epoch,
+            Err(EngineError::SpaceNotFound) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        // Every commit of an earlier epoch is refused from now on, so this read is final.
+        Ok(self
+            .load_space(space_id)
+            .await?
+            .map(|snapshot| Claimed { snapshot, epoch }))
     }
 
     async fn load_space(&self, space_id: SpaceId) -> Result<Option<SpaceSnapshot>> {
@@ -688,12 +862,40 @@ impl Store for EmbeddedStore {
                 vec![],
             ));
         }
+        let head = HeadRecord {
+            counters: b.counters,
+            epoch: b.epoch,
+        };
         ops.push(Op::Put(
             Table::SpaceCounters,
             sid.as_bytes().to_vec(),
-            enc(&b.counters),
+            enc(&head),
         ));
-        self.write(ops).await
+        #[cfg(feature = "testkit")]
+        let injected = self
+            .fail_next
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        #[cfg(feature = "testkit")]
+        if injected == Some(super::FailPoint::BeforeHead) {
+            return Err(EngineError::StoreUnavailable(
+                "injected failure before the commit".into(),
+            ));
+        }
+        let guard = Guard {
+            space: sid,
+            kind: GuardKind::Commit(head),
+        };
+        self.write_guarded(ops, Some(guard)).await?;
+        #[cfg(feature = "testkit")]
+        if injected == Some(super::FailPoint::AfterHead) {
+            // The batch is written, the caller hears a failure: the ambiguous outcome.
+            return Err(EngineError::StoreUnavailable(
+                "injected failure after the commit".into(),
+            ));
+        }
+        Ok(())
     }
 
     async fn read_events(

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use spacecast_observability::Metrics;
 use tracing::Instrument;
 
-use super::{CommitBatch, MessageOrder, SpaceSnapshot, Store};
+use super::{Claimed, CommitBatch, MessageOrder, SpaceSnapshot, Store};
 use crate::error::Result;
 use crate::event::SpaceEvent;
 use crate::model::{Member, Message, MessageId, Seq, Space, SpaceId, SpaceView};
@@ -52,6 +52,9 @@ impl Store for Instrumented {
     async fn create_space(&self, space: &Space, creator: &Member) -> Result<()> {
         self.timed("create_space", self.inner.create_space(space, creator))
             .await
+    }
+    async fn claim(&self, space_id: SpaceId) -> Result<Option<Claimed>> {
+        self.timed("claim", self.inner.claim(space_id)).await
     }
     async fn load_space(&self, space_id: SpaceId) -> Result<Option<SpaceSnapshot>> {
         self.timed("load_space", self.inner.load_space(space_id))

@@ -8,15 +8,34 @@
 //! `tests/store_conformance.rs` (embedded) and `tests/cql_store.rs` (a real Cassandra).
 //!
 //! # Guarantees every backend gives
+//! - **One writer per space, fenced.** [`Store::claim`] makes its caller the space's only writer:
+//!   it raises the space's fencing epoch above every earlier claim, atomically and durably, and
+//!   returns the new epoch with the durable state. A [`Store::commit`] whose
+//!   [`CommitBatch::epoch`] is not the space's current epoch fails with
+//!   [`EngineError::Fenced`](crate::EngineError::Fenced) and leaves no visible trace, now or
+//!   later: a writer paused past a claim (SIGSTOP, a GC pause, a partition) with commits in
+//!   flight cannot overwrite, duplicate or reorder anything a later claimer committed, even when
+//!   its in-flight writes reach the database after the claimer's. Epoch 0 means "never claimed":
+//!   a space that was never claimed accepts commits at epoch 0 (tests and tools that write a
+//!   space directly), and none once it is claimed.
 //! - [`Store::commit`] is atomic as observed and durable: when it returns `Ok`, every event,
-//!   message write, member and counter in the batch survives a crash of the process or machine;
-//!   when it returns `Err`, the caller must assume nothing or everything was written, so a retried
-//!   batch must be idempotent. It is: every key is derived from the space id and the events' seqs.
-//!   (The embedded store writes one atomic batch; the CQL store writes the rows first and the
-//!   counters row last, and reads ignore seqs above the stored head.)
-//! - Reads see only committed batches.
-//! - One space has one writer at a time (its actor); the store does not arbitrate concurrent
-//!   writers of the same space.
+//!   message write, member and counter in the batch survives a crash of the process or machine,
+//!   and every read sees all of it. When it returns an error, the caller must assume nothing or
+//!   everything was written (a retried batch must be idempotent; it is, every key derives from
+//!   the space id and the events' seqs), except:
+//!   - `Fenced`: nothing was, or ever will be, visible;
+//!   - `Unsettled`: the batch is durable and its events are in the log, but rows it changes may
+//!     still show their old state; the caller acknowledges the batch and must `claim` the space
+//!     again before its next commit (the claim finishes the update).
+//! - A commit that fails half-way is never half-visible: reads show the state before it, until
+//!   the commit is known durable; then, at the latest after the next `claim`, exactly the state
+//!   after it. No visible change is ever described by no event.
+//! - Reads see only committed batches. They may lag a commit that is still in flight by the
+//!   rows it changes (never by its events), and never show a fenced commit.
+//!
+//! How each backend does it is in its module doc: the embedded store checks the epoch and writes
+//! in one atomic batch under its single writer thread; the CQL store moves a head row with a
+//! lightweight transaction and orders every other write by a timestamp derived from the commit.
 
 pub mod cql;
 pub mod embedded;
@@ -44,6 +63,9 @@ pub enum MessageOrder {
 pub enum MessageWrite {
     /// Insert or replace a message. `previous_appreciation` is the count the store last saw for
     /// it (`None` for a new message), so order-by-appreciation indexes can move the entry.
+    /// For an existing message only its likes and appreciation count may differ from the stored
+    /// row (nothing else of a message changes after it is created), and a backend may write
+    /// only those.
     Put {
         message: Message,
         previous_appreciation: Option<u32>,
@@ -60,6 +82,9 @@ pub enum MessageWrite {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CommitBatch {
     pub space_id: SpaceId,
+    /// The fencing epoch of the writer, as returned by its [`Store::claim`] (0: never claimed).
+    /// A batch whose epoch is not the space's current one is refused with `Fenced`.
+    pub epoch: u64,
     /// Events with consecutive seqs, continuing the space's log.
     pub events: Vec<SpaceEvent>,
     pub messages: Vec<MessageWrite>,
@@ -76,6 +101,13 @@ pub struct SpaceSnapshot {
     pub members: Vec<Member>,
 }
 
+/// What `claim` returns: the space as durable, and the caller's fencing epoch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Claimed {
+    pub snapshot: SpaceSnapshot,
+    pub epoch: u64,
+}
+
 /// A durable home for spaces, members, messages and event logs. See the module doc for the
 /// guarantees.
 #[async_trait]
@@ -86,7 +118,21 @@ pub trait Store: Send + Sync + 'static {
     /// `StoreUnavailable` when the backend fails.
     async fn create_space(&self, space: &Space, creator: &Member) -> Result<()>;
 
-    /// The space, its counters and all its members; `None` if it does not exist.
+    /// Makes the caller the space's only writer: atomically raises the space's fencing epoch
+    /// above every earlier claim (so any later commit carrying an older epoch is refused),
+    /// finishes whatever a half-applied earlier commit left undone, and returns the durable state
+    /// with the new epoch. `None` if the space does not exist.
+    ///
+    /// The snapshot is final for the new epoch: no commit of an earlier epoch can change it any
+    /// more. Claiming again (a restart of the space on this or another node) fences this claim.
+    ///
+    /// # Errors
+    /// `StoreUnavailable` when the backend fails (the epoch may or may not have been raised; a
+    /// raised epoch that nobody uses only fences its predecessors, so the caller claims again).
+    async fn claim(&self, space_id: SpaceId) -> Result<Option<Claimed>>;
+
+    /// The space, its counters and all its members; `None` if it does not exist. A read: it
+    /// neither fences nor repairs (see [`Store::claim`]).
     async fn load_space(&self, space_id: SpaceId) -> Result<Option<SpaceSnapshot>>;
 
     /// The space and its counters; `None` if it does not exist.
@@ -99,6 +145,11 @@ pub trait Store: Send + Sync + 'static {
     async fn spaces_of_user(&self, user_id: &str) -> Result<Vec<(SpaceView, Member)>>;
 
     /// Commits one batch: atomic and durable when it returns `Ok`.
+    ///
+    /// # Errors
+    /// `Fenced` when `batch.epoch` is not the space's current epoch (nothing of the batch is
+    /// visible, ever); `Unsettled` when the batch is durable but not fully applied (acknowledge
+    /// it, then claim the space again); `StoreUnavailable` when the outcome is unknown.
     async fn commit(&self, batch: &CommitBatch) -> Result<()>;
 
     /// Events with `seq > after`, oldest first, at most `limit`.
@@ -130,6 +181,24 @@ pub trait Store: Send + Sync + 'static {
 
     /// Makes everything durable and releases the backend. Called once at shutdown.
     async fn close(&self) -> Result<()>;
+}
+
+/// Where a test makes the next commit fail ([`FaultInjection`], feature `testkit`; used by the
+/// conformance suite).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailPoint {
+    /// Before the commit is durable: whatever it wrote must stay invisible.
+    BeforeHead,
+    /// After the commit is durable, before every row it changes is updated (where a backend has
+    /// such a moment; otherwise: after the whole commit, reporting a failure).
+    AfterHead,
+}
+
+/// Test-only fault injection a backend offers to the conformance suite (feature `testkit`).
+#[cfg(feature = "testkit")]
+pub trait FaultInjection {
+    /// Makes the next `commit` fail at `at`, with an error.
+    fn fail_next_commit(&self, at: FailPoint);
 }
 
 impl CommitBatch {
@@ -196,8 +265,10 @@ impl CommitBatch {
         }
     }
 
-    /// Appends everything of `other` (a later batch of the same space) to this one.
+    /// Appends everything of `other` (a later batch of the same space, from the same writer) to
+    /// this one; the result carries `other`'s counters and epoch.
     pub fn absorb(&mut self, other: CommitBatch) {
+        self.epoch = other.epoch;
         self.events.extend(other.events);
         for w in other.messages {
             self.push_message_write(w);

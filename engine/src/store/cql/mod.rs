@@ -2,26 +2,66 @@
 //!
 //! Schema and migrations are in [`schema`]. This module maps the [`Store`] trait onto it.
 //!
+//! # The head row
+//! Each space has one row in `space_heads_by_id`: its fencing `epoch`, its `head_seq` and
+//! counters, `commit_no` (the number of the last commit or claim), and `pending` — the
+//! existing-row changes of the last commit (`pending_no`), compactly encoded. It is written only
+//! by lightweight transactions (Paxos), so it is linearizable: `IF NOT EXISTS` when a space is
+//! created, `IF epoch = ? AND commit_no = ?` after. Reads return only what is at or below its
+//! `head_seq`.
+//!
 //! # Writes
-//! A commit is two phases:
-//! 1. every row of the batch, grouped by partition: one unlogged batch per partition (a single
-//!    mutation per partition on the server), all partitions written concurrently — one round
-//!    trip of latency whatever the number of partitions;
-//! 2. then the space's counters row, whose `head_seq` makes the batch visible.
+//! A commit numbered `n` (the head's `commit_no` + 1) writes every row with the write timestamp
+//! [`write_ts`]`(n)` = 2^62 + `n`, far above any wall-clock microsecond timestamp, and is three
+//! phases:
+//! 1. **New rows only**: the events (seqs above the head), the messages created by the batch with
+//!    their likes, and their `message_by_id` entries; one unlogged batch per partition, all
+//!    partitions concurrently. Nothing of it is visible: it is above the head.
+//! 2. **The head**: `UPDATE … SET head_seq, counters, commit_no = n, pending = <phase 3> IF epoch =
+//!    <batch epoch> AND commit_no = n - 1`. Applied: the commit is durable and its events are
+//!    visible. Not applied because the epoch moved: `Fenced`.
+//! 3. **Existing rows**: message deletes, like and count changes of older messages, every
+//!    appreciation-index write, member upserts — exactly what `pending` describes. If this phase
+//!    fails the commit is durable but `Unsettled`: the writer acknowledges it and reloads the
+//!    space; the reload's `claim` applies `pending` again (so does the next commit of the same
+//!    writer through this store, before its own phase 2).
 //!
-//! Reads only return what is at or below `head_seq`, so a commit that failed half-way (some
-//! partitions written, counters not) is invisible: nobody can observe an event that history does
-//! not have. Every key derives from the space id and the seqs, so a retried batch writes the same
-//! rows again; and because every statement carries a client-side, monotonic timestamp, a replaced
-//! batch (the actor reuses the seqs of a batch that never became durable) always wins over a late
-//! write of the failed one.
+//! So a commit that fails before its head moves changes nothing visible, and one that fails after
+//! it is finished by the next claim: no visible change is ever described by no event.
 //!
-//! Consistency is `LOCAL_QUORUM` for reads and writes.
+//! # Fencing
+//! [`Store::claim`] reads the head (`LOCAL_SERIAL`), then `SET epoch = e + 1, commit_no = c + 2
+//! IF epoch = e AND commit_no = c` (re-reading and retrying on contention), then applies
+//! `pending`, then deletes the message rows above the head (a range tombstone in the head's bucket
+//! and a partition tombstone on the next bucket) at [`write_ts`]`(c + 2)`. A writer that claimed
+//! before it (epoch ≤ e) can still have a commit in flight, numbered at most `c + 1`: its head
+//! update cannot apply any more (the epoch moved), and each of its phase-1 writes, whenever it
+//! reaches the database, loses to a write with a larger timestamp:
+//! - the events and messages the new writer commits at the same seqs carry `write_ts(≥ c + 3)`;
+//! - a message row it wrote at a seq where the new writer puts no message (a like, a delete) is
+//!   shadowed by the claim's tombstone at `write_ts(c + 2)`; the tombstone covers every seq such a
+//!   commit can use, as a commit holds at most [`schema::BUCKET_SEQS`] events and starts right
+//!   above the head the claim read;
+//! - its `message_by_id` entries may survive, so `get_message` checks that the row at the seq
+//!   really is that message.
+//!
+//! A stale writer applying the phase 3 of a commit that *was* accepted (it paused after the head
+//! moved) writes what `pending` says with that commit's timestamp: the claimer applied the same
+//! writes already, and anything changed since carries a larger timestamp and wins. Rows written
+//! by schema v1 (wall-clock timestamps) lose to every write of this scheme.
+//!
+//! Timing assumptions: none for safety (no clocks, no leases: the epoch and the timestamps decide).
+//! What it costs is one Paxos round per commit on the head row (BENCHMARKS.md, "Fencing the CQL
+//! commit"). Operators must not enable Cassandra's `maximum_timestamp` guardrail, and a row fixed by
+//! hand must be written `USING TIMESTAMP` above the space's.
+//!
+//! Consistency is `LOCAL_QUORUM` for reads and writes, `LOCAL_SERIAL` for the head row's Paxos and
+//! for the head reads of `claim` and of a commit that does not know the head yet.
 
 pub mod schema;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -31,15 +71,19 @@ use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 use scylla::policies::timestamp_generator::MonotonicTimestampGenerator;
+use scylla::response::query_result::QueryResult;
 use scylla::serialize::row::SerializeRow;
-use scylla::statement::Consistency;
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
-use scylla::value::CqlTimestamp;
+use scylla::statement::{Consistency, SerialConsistency};
+use scylla::value::{CqlTimestamp, CqlValue, Row};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use self::schema::{CURRENT_VERSION, MIGRATIONS, bucket, keyspace_ddl, valid_keyspace};
-use super::{CommitBatch, MessageOrder, MessageWrite, SpaceSnapshot, Store};
+use self::schema::{
+    BUCKET_SEQS, CURRENT_VERSION, MIGRATIONS, bucket, keyspace_ddl, valid_keyspace,
+};
+use super::{Claimed, CommitBatch, FailPoint, MessageOrder, MessageWrite, SpaceSnapshot, Store};
 use crate::error::{EngineError, Result};
 use crate::event::{EventKind, SpaceEvent};
 use crate::model::{
@@ -192,12 +236,31 @@ pub async fn migrate(cfg: &CqlConfig) -> Result<i32> {
     Ok(CURRENT_VERSION.max(current))
 }
 
+/// The write timestamp of every row write of commit (or claim) number `commit_no`: above any
+/// wall-clock microsecond timestamp (2^62 µs is ≈ 146,000 years after 1970), and ordered by
+/// commit number. See the module doc.
+pub fn write_ts(commit_no: u64) -> i64 {
+    const BASE: i64 = 1 << 62;
+    BASE + commit_no.min((1 << 62) - 1) as i64
+}
+
+/// How often `claim` re-reads and retries when its conditional write loses a race.
+const CLAIM_ATTEMPTS: usize = 5;
+
+/// Spaces whose head this store remembers (see `CqlStore::known`); beyond this it forgets all of
+/// them, and the next commit of each reads its head once.
+const KNOWN_HEADS: usize = 100_000;
+
 /// Prepared statements, one per operation.
 struct Statements {
     insert_space: PreparedStatement,
     select_space: PreparedStatement,
-    upsert_counters: PreparedStatement,
-    select_counters: PreparedStatement,
+    select_v1_counters: PreparedStatement,
+    select_head: PreparedStatement,
+    select_head_serial: PreparedStatement,
+    insert_head: PreparedStatement,
+    claim_head: PreparedStatement,
+    commit_head: PreparedStatement,
     upsert_member: PreparedStatement,
     select_member: PreparedStatement,
     select_members: PreparedStatement,
@@ -206,9 +269,12 @@ struct Statements {
     insert_event: PreparedStatement,
     select_events: PreparedStatement,
     upsert_message: PreparedStatement,
+    set_appreciation: PreparedStatement,
     set_like: PreparedStatement,
     delete_like: PreparedStatement,
     delete_message: PreparedStatement,
+    delete_messages_above: PreparedStatement,
+    delete_message_bucket: PreparedStatement,
     select_message: PreparedStatement,
     select_messages: PreparedStatement,
     insert_message_by_id: PreparedStatement,
@@ -223,15 +289,34 @@ impl Statements {
     async fn prepare(s: &Session, ks: &str) -> Result<Self> {
         let p = |cql: String| async move {
             let mut st = s.prepare(cql).await.map_err(unavailable)?;
-            // Every write is keyed by ids and seqs: retrying it is safe.
+            // Every plain write is keyed by ids and seqs and carries its commit's timestamp:
+            // retrying it is safe.
             st.set_is_idempotent(true);
             Ok::<_, EngineError>(st)
         };
+        // A conditional write is not idempotent: a retry of one that applied does not apply.
+        let lwt = |cql: String| async move {
+            let mut st = s.prepare(cql).await.map_err(unavailable)?;
+            st.set_is_idempotent(false);
+            st.set_serial_consistency(Some(SerialConsistency::LocalSerial));
+            Ok::<_, EngineError>(st)
+        };
+        let head_cols =
+            "epoch, head_seq, message_count, member_count, commit_no, pending_no, pending";
+        let mut select_head_serial = p(format!(
+            "SELECT {head_cols} FROM {ks}.space_heads_by_id WHERE space_id = ?"
+        ))
+        .await?;
+        select_head_serial.set_consistency(Consistency::LocalSerial);
         Ok(Statements {
             insert_space: p(format!("INSERT INTO {ks}.spaces_by_id (space_id, title, description, visibility, posting_permission, creator_id, creator_username, creator_picture, tags, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")).await?,
             select_space: p(format!("SELECT space_id, title, description, visibility, posting_permission, creator_id, creator_username, creator_picture, tags, created_at FROM {ks}.spaces_by_id WHERE space_id = ?")).await?,
-            upsert_counters: p(format!("INSERT INTO {ks}.space_counters_by_id (space_id, head_seq, message_count, member_count) VALUES (?, ?, ?, ?)")).await?,
-            select_counters: p(format!("SELECT head_seq, message_count, member_count FROM {ks}.space_counters_by_id WHERE space_id = ?")).await?,
+            select_v1_counters: p(format!("SELECT head_seq, message_count, member_count FROM {ks}.space_counters_by_id WHERE space_id = ?")).await?,
+            select_head: p(format!("SELECT {head_cols} FROM {ks}.space_heads_by_id WHERE space_id = ?")).await?,
+            select_head_serial,
+            insert_head: lwt(format!("INSERT INTO {ks}.space_heads_by_id (space_id, epoch, head_seq, message_count, member_count, commit_no, pending_no) VALUES (?, 0, ?, ?, ?, 0, 0) IF NOT EXISTS")).await?,
+            claim_head: lwt(format!("UPDATE {ks}.space_heads_by_id SET epoch = ?, commit_no = ? WHERE space_id = ? IF epoch = ? AND commit_no = ?")).await?,
+            commit_head: lwt(format!("UPDATE {ks}.space_heads_by_id SET head_seq = ?, message_count = ?, member_count = ?, commit_no = ?, pending_no = ?, pending = ? WHERE space_id = ? IF epoch = ? AND commit_no = ?")).await?,
             upsert_member: p(format!("INSERT INTO {ks}.members_by_space (space_id, user_id, username, profile_picture, power_level, joined_at) VALUES (?, ?, ?, ?, ?, ?)")).await?,
             select_member: p(format!("SELECT user_id, username, profile_picture, power_level, joined_at FROM {ks}.members_by_space WHERE space_id = ? AND user_id = ?")).await?,
             select_members: p(format!("SELECT user_id, username, profile_picture, power_level, joined_at FROM {ks}.members_by_space WHERE space_id = ?")).await?,
@@ -240,9 +325,12 @@ impl Statements {
             insert_event: p(format!("INSERT INTO {ks}.events_by_space (space_id, bucket, seq, event) VALUES (?, ?, ?, ?)")).await?,
             select_events: p(format!("SELECT event FROM {ks}.events_by_space WHERE space_id = ? AND bucket = ? AND seq > ? AND seq <= ? LIMIT ?")).await?,
             upsert_message: p(format!("INSERT INTO {ks}.messages_by_space (space_id, bucket, seq, message_id, sender_id, sender_username, sender_picture, content, media_url, media_type, word_count, appreciation_count, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")).await?,
+            set_appreciation: p(format!("UPDATE {ks}.messages_by_space SET appreciation_count = ? WHERE space_id = ? AND bucket = ? AND seq = ?")).await?,
             set_like: p(format!("UPDATE {ks}.messages_by_space SET likes[?] = ? WHERE space_id = ? AND bucket = ? AND seq = ?")).await?,
             delete_like: p(format!("DELETE likes[?] FROM {ks}.messages_by_space WHERE space_id = ? AND bucket = ? AND seq = ?")).await?,
             delete_message: p(format!("DELETE FROM {ks}.messages_by_space WHERE space_id = ? AND bucket = ? AND seq = ?")).await?,
+            delete_messages_above: p(format!("DELETE FROM {ks}.messages_by_space WHERE space_id = ? AND bucket = ? AND seq > ?")).await?,
+            delete_message_bucket: p(format!("DELETE FROM {ks}.messages_by_space WHERE space_id = ? AND bucket = ?")).await?,
             select_message: p(format!("SELECT {MESSAGE_COLUMNS} FROM {ks}.messages_by_space WHERE space_id = ? AND bucket = ? AND seq = ?")).await?,
             select_messages: p(format!("SELECT {MESSAGE_COLUMNS} FROM {ks}.messages_by_space WHERE space_id = ? AND bucket = ? AND seq <= ?")).await?,
             insert_message_by_id: p(format!("INSERT INTO {ks}.message_by_id (message_id, space_id, seq) VALUES (?, ?, ?)")).await?,
@@ -250,7 +338,7 @@ impl Statements {
             select_message_by_id: p(format!("SELECT space_id, seq FROM {ks}.message_by_id WHERE message_id = ?")).await?,
             insert_appreciated: p(format!("INSERT INTO {ks}.appreciated_messages_by_space (space_id, appreciation_count, seq, message_id) VALUES (?, ?, ?, ?)")).await?,
             delete_appreciated: p(format!("DELETE FROM {ks}.appreciated_messages_by_space WHERE space_id = ? AND appreciation_count = ? AND seq = ?")).await?,
-            select_appreciated: p(format!("SELECT appreciation_count, seq FROM {ks}.appreciated_messages_by_space WHERE space_id = ?")).await?,
+            select_appreciated: p(format!("SELECT appreciation_count, seq, message_id FROM {ks}.appreciated_messages_by_space WHERE space_id = ?")).await?,
         })
     }
 }
@@ -414,6 +502,10 @@ impl Partitions {
             .or_default()
             .push((st.clone(), Box::new(values)));
     }
+
+    fn into_groups(self) -> Vec<Vec<Write>> {
+        self.groups.into_values().collect()
+    }
 }
 
 fn space_bucket_key(space: SpaceId, seq: Seq) -> Vec<u8> {
@@ -422,10 +514,129 @@ fn space_bucket_key(space: SpaceId, seq: Seq) -> Vec<u8> {
     k
 }
 
+/// A change to an existing row (or an index entry), written in phase 3 of a commit and kept,
+/// encoded, in the head row's `pending` until the next commit, so a claim can apply it again.
+/// Tags and names are short: the encoding travels through Paxos with every commit that has any.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+enum Settle {
+    /// A message deleted: its row, its id entry, and its index entry at `count` (if > 0).
+    #[serde(rename = "d")]
+    Delete { id: Uuid, seq: Seq, count: u32 },
+    /// An existing message's likes (set, or removed when `None`) and count; its index entry moves
+    /// from `prev` to `count` (0: no entry).
+    #[serde(rename = "a")]
+    Appreciation {
+        id: Uuid,
+        seq: Seq,
+        count: u32,
+        prev: u32,
+        likes: Vec<(String, Option<u64>)>,
+    },
+    /// A message created by this commit that is already appreciated: its index entry.
+    #[serde(rename = "i")]
+    Index { id: Uuid, seq: Seq, count: u32 },
+    /// A member added or changed, and the user's membership entry.
+    #[serde(rename = "m")]
+    Member(Member),
+}
+
+/// A space's head row.
+#[derive(Clone, Debug, Default)]
+struct Head {
+    epoch: u64,
+    counters: SpaceCounters,
+    /// The number of the last commit or claim.
+    commit_no: u64,
+    /// The commit whose phase 3 `pending` describes.
+    pending_no: u64,
+    /// Encoded `Vec<Settle>`; `None` when that commit changed no existing row.
+    pending: Option<Vec<u8>>,
+}
+
+#[derive(DeserializeRow)]
+struct HeadRow {
+    epoch: Option<i64>,
+    head_seq: Option<i64>,
+    message_count: Option<i64>,
+    member_count: Option<i64>,
+    commit_no: Option<i64>,
+    pending_no: Option<i64>,
+    pending: Option<Vec<u8>>,
+}
+
+impl HeadRow {
+    fn into_head(self) -> Head {
+        let n = |v: Option<i64>| v.unwrap_or_default().max(0) as u64;
+        Head {
+            epoch: n(self.epoch),
+            counters: SpaceCounters {
+                head_seq: n(self.head_seq),
+                message_count: n(self.message_count),
+                member_count: n(self.member_count),
+            },
+            commit_no: n(self.commit_no),
+            pending_no: n(self.pending_no),
+            pending: self.pending.filter(|p| !p.is_empty()),
+        }
+    }
+}
+
+/// What a conditional write answered: whether it applied, and if not, the row's current epoch
+/// and commit number (when the row exists).
+struct LwtOutcome {
+    applied: bool,
+    epoch: Option<u64>,
+    commit_no: Option<u64>,
+}
+
+fn lwt_outcome(result: QueryResult) -> Result<LwtOutcome> {
+    let rows = result.into_rows_result().map_err(unavailable)?;
+    let specs = rows.column_specs();
+    let index = |name: &str| specs.get_by_name(name).map(|(i, _)| i);
+    let (applied, epoch, commit_no) = (index("[applied]"), index("epoch"), index("commit_no"));
+    let row = rows.first_row::<Row>().map_err(corrupt)?;
+    let column = |i: Option<usize>| i.and_then(|i| row.columns.get(i).cloned().flatten());
+    let bigint = |v: Option<CqlValue>| match v {
+        Some(CqlValue::BigInt(x)) => Some(x.max(0) as u64),
+        _ => None,
+    };
+    Ok(LwtOutcome {
+        applied: matches!(column(applied), Some(CqlValue::Boolean(true))),
+        epoch: bigint(column(epoch)),
+        commit_no: bigint(column(commit_no)),
+    })
+}
+
+/// Which writes of a commit a test holds back (`CqlStore::park_next_commit`, feature `testkit`),
+/// to deliver them later with `CqlStore::release_parked`: a writer paused with writes in flight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Phase 1, the new rows: the commit then goes on to its head update.
+    NewRows,
+    /// Phase 3, the existing rows: the commit then reports `Unsettled`.
+    ExistingRows,
+}
+
+/// Test hooks (feature `testkit`).
+#[cfg(feature = "testkit")]
+#[derive(Default)]
+struct Hooks {
+    fail_next: Mutex<Option<FailPoint>>,
+    park_next: Mutex<Option<Phase>>,
+    /// Held-back writes and the number of the commit they belong to.
+    parked: Mutex<Vec<(Vec<Vec<Write>>, u64)>>,
+}
+
 /// The ScyllaDB / Cassandra [`Store`]. See the module doc.
 pub struct CqlStore {
     session: Session,
     st: Statements,
+    /// `space → (epoch, commit_no)` of the spaces whose last commit or claim went through this
+    /// store, so the next commit at that epoch knows its number without reading the head. An
+    /// entry is only a guess: the head update's condition checks it. Dropped on any failure.
+    known: Mutex<HashMap<SpaceId, (u64, u64)>>,
+    #[cfg(feature = "testkit")]
+    hooks: Hooks,
 }
 
 impl CqlStore {
@@ -453,23 +664,39 @@ impl CqlStore {
             ));
         }
         let st = Statements::prepare(&session, &cfg.keyspace).await?;
-        Ok(Arc::new(CqlStore { session, st }))
+        Ok(Arc::new(CqlStore {
+            session,
+            st,
+            known: Mutex::new(HashMap::new()),
+            #[cfg(feature = "testkit")]
+            hooks: Hooks::default(),
+        }))
     }
 
-    async fn exec(
-        &self,
-        st: &PreparedStatement,
-        values: impl SerializeRow,
-    ) -> Result<scylla::response::query_result::QueryResult> {
+    async fn exec(&self, st: &PreparedStatement, values: impl SerializeRow) -> Result<QueryResult> {
         self.session
             .execute_unpaged(st, values)
             .await
             .map_err(unavailable)
     }
 
-    async fn counters(&self, space_id: SpaceId) -> Result<Option<SpaceCounters>> {
+    /// The head row through `st` (`select_head` or `select_head_serial`).
+    async fn read_head(&self, st: &PreparedStatement, space_id: SpaceId) -> Result<Option<Head>> {
         let rows = self
-            .exec(&self.st.select_counters, (space_id,))
+            .exec(st, (space_id,))
+            .await?
+            .into_rows_result()
+            .map_err(unavailable)?;
+        Ok(rows
+            .maybe_first_row::<HeadRow>()
+            .map_err(corrupt)?
+            .map(HeadRow::into_head))
+    }
+
+    /// The counters row of schema v1, for a space nobody claimed or committed since.
+    async fn v1_counters(&self, space_id: SpaceId) -> Result<Option<SpaceCounters>> {
+        let rows = self
+            .exec(&self.st.select_v1_counters, (space_id,))
             .await?
             .into_rows_result()
             .map_err(unavailable)?;
@@ -486,44 +713,88 @@ impl CqlStore {
         }))
     }
 
-    async fn space_view(&self, space_id: SpaceId) -> Result<Option<SpaceView>> {
-        let (space, counters) = future::try_join(
-            async {
-                let rows = self
-                    .exec(&self.st.select_space, (space_id,))
-                    .await?
-                    .into_rows_result()
-                    .map_err(unavailable)?;
-                rows.maybe_first_row::<SpaceRow>().map_err(corrupt)
-            },
-            self.counters(space_id),
+    /// The counters readers go by: the head row's, or for a space of schema v1 not written since,
+    /// its v1 counters row.
+    async fn counters(&self, space_id: SpaceId) -> Result<Option<SpaceCounters>> {
+        if let Some(h) = self.read_head(&self.st.select_head, space_id).await? {
+            return Ok(Some(h.counters));
+        }
+        self.v1_counters(space_id).await
+    }
+
+    /// The head row at `LOCAL_SERIAL` (every head update that applied, even one whose Paxos round
+    /// is still finishing). A space of schema v1 gets its head row here, from its v1 counters
+    /// (`IF NOT EXISTS`, so concurrent first writers agree). `None` if the space does not exist.
+    async fn head_for_write(&self, space_id: SpaceId) -> Result<Option<Head>> {
+        if let Some(h) = self
+            .read_head(&self.st.select_head_serial, space_id)
+            .await?
+        {
+            return Ok(Some(h));
+        }
+        let c = match self.v1_counters(space_id).await? {
+            Some(c) => c,
+            None if self.space_record(space_id).await?.is_some() => SpaceCounters::default(),
+            None => return Ok(None),
+        };
+        // Applied or beaten by a concurrent insert: either way the row exists now.
+        self.exec(
+            &self.st.insert_head,
+            (
+                space_id,
+                c.head_seq as i64,
+                c.message_count as i64,
+                c.member_count as i64,
+            ),
         )
         .await?;
-        Ok(space.map(|s| SpaceView {
-            space: s.into_space(),
+        self.read_head(&self.st.select_head_serial, space_id).await
+    }
+
+    async fn space_record(&self, space_id: SpaceId) -> Result<Option<Space>> {
+        let rows = self
+            .exec(&self.st.select_space, (space_id,))
+            .await?
+            .into_rows_result()
+            .map_err(unavailable)?;
+        Ok(rows
+            .maybe_first_row::<SpaceRow>()
+            .map_err(corrupt)?
+            .map(SpaceRow::into_space))
+    }
+
+    async fn space_view(&self, space_id: SpaceId) -> Result<Option<SpaceView>> {
+        let (space, counters) =
+            future::try_join(self.space_record(space_id), self.counters(space_id)).await?;
+        Ok(space.map(|space| SpaceView {
+            space,
             counters: counters.unwrap_or_default(),
         }))
     }
 
-    /// Loads message rows at `seq`s, in the given order, dropping missing ones.
-    async fn messages_at(&self, space_id: SpaceId, seqs: &[Seq]) -> Result<Vec<Message>> {
-        let loads = seqs.iter().map(|&seq| async move {
-            let rows = self
-                .exec(&self.st.select_message, (space_id, bucket(seq), seq as i64))
-                .await?
-                .into_rows_result()
-                .map_err(unavailable)?;
-            Ok::<_, EngineError>(
-                rows.maybe_first_row::<MessageRow>()
-                    .map_err(corrupt)?
-                    .map(MessageRow::into_message),
-            )
-        });
-        Ok(future::try_join_all(loads)
+    async fn members(&self, space_id: SpaceId) -> Result<Vec<Member>> {
+        let pager = self
+            .session
+            .execute_iter(self.st.select_members.clone(), (space_id,))
+            .await
+            .map_err(unavailable)?;
+        pager
+            .rows_stream::<MemberRow>()
+            .map_err(corrupt)?
+            .map_ok(MemberRow::into_member)
+            .try_collect()
+            .await
+            .map_err(unavailable)
+    }
+
+    /// The message row at `seq`, if any (whatever the head).
+    async fn message_row(&self, space_id: SpaceId, seq: Seq) -> Result<Option<MessageRow>> {
+        let rows = self
+            .exec(&self.st.select_message, (space_id, bucket(seq), seq as i64))
             .await?
-            .into_iter()
-            .flatten()
-            .collect())
+            .into_rows_result()
+            .map_err(unavailable)?;
+        rows.maybe_first_row::<MessageRow>().map_err(corrupt)
     }
 
     /// Visits messages newest first (seq ≤ `head`), bucket by bucket, until `visit` returns false.
@@ -542,7 +813,12 @@ impl CqlStore {
                 .map_err(unavailable)?;
             let mut rows = pager.rows_stream::<MessageRow>().map_err(corrupt)?;
             while let Some(row) = rows.next().await {
-                if !visit(row.map_err(unavailable)?) {
+                let row = row.map_err(unavailable)?;
+                // Only a whole message counts (a row is created with its id).
+                if row.message_id.is_none() {
+                    continue;
+                }
+                if !visit(row) {
                     return Ok(());
                 }
             }
@@ -551,9 +827,13 @@ impl CqlStore {
         Ok(())
     }
 
-    async fn run_writes(&self, writes: Vec<Write>) -> Result<()> {
+    /// Writes one partition's statements, all with timestamp `ts`: one request, or one unlogged
+    /// batch (a single mutation on the server).
+    async fn run_writes(&self, writes: Vec<Write>, ts: i64) -> Result<()> {
         if writes.len() == 1 {
             let (st, values) = writes.into_iter().next().expect("one write");
+            let mut st = st;
+            st.set_timestamp(Some(ts));
             self.session
                 .execute_unpaged(&st, values)
                 .await
@@ -562,6 +842,7 @@ impl CqlStore {
         }
         let mut batch = Batch::new(BatchType::Unlogged);
         batch.set_is_idempotent(true);
+        batch.set_timestamp(Some(ts));
         let mut values = Vec::with_capacity(writes.len());
         for (st, v) in writes {
             batch.append_statement(st);
@@ -572,6 +853,387 @@ impl CqlStore {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    /// Writes every partition's group concurrently, all with timestamp `ts`.
+    async fn run_groups(&self, groups: Vec<Vec<Write>>, ts: i64) -> Result<()> {
+        future::try_join_all(groups.into_iter().map(|w| self.run_writes(w, ts))).await?;
+        Ok(())
+    }
+
+    /// The commit number of the space's head, for a commit at `epoch`: remembered when this store
+    /// made the space's last commit or claim at that epoch; else read from the head row (after
+    /// applying its `pending` again: it may be the phase 3 of an `Unsettled` commit).
+    ///
+    /// # Errors
+    /// `Fenced` when the head's epoch is not `epoch` (nothing was written); `SpaceNotFound`.
+    async fn commit_base(&self, space_id: SpaceId, epoch: u64) -> Result<u64> {
+        let known = self
+            .known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&space_id)
+            .filter(|(e, _)| *e == epoch)
+            .map(|(_, c)| *c);
+        if let Some(c) = known {
+            return Ok(c);
+        }
+        let head = self
+            .head_for_write(space_id)
+            .await?
+            .ok_or(EngineError::SpaceNotFound)?;
+        if head.epoch != epoch {
+            return Err(EngineError::Fenced);
+        }
+        self.settle_pending(space_id, &head).await?;
+        self.remember(space_id, epoch, head.commit_no);
+        Ok(head.commit_no)
+    }
+
+    fn remember(&self, space_id: SpaceId, epoch: u64, commit_no: u64) {
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        if known.len() >= KNOWN_HEADS && !known.contains_key(&space_id) {
+            known.clear();
+        }
+        known.insert(space_id, (epoch, commit_no));
+    }
+
+    fn forget(&self, space_id: SpaceId) {
+        self.known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&space_id);
+    }
+
+    /// Applies the head's `pending` again, with the timestamp of the commit it belongs to.
+    async fn settle_pending(&self, space_id: SpaceId, head: &Head) -> Result<()> {
+        let Some(pending) = &head.pending else {
+            return Ok(());
+        };
+        let ops: Vec<Settle> = serde_json::from_slice(pending).map_err(corrupt)?;
+        let groups = self.settle_writes(space_id, &ops).into_groups();
+        self.run_groups(groups, write_ts(head.pending_no)).await
+    }
+
+    /// Deletes every message row above `head` that a commit not yet durable may have written: the
+    /// rest of the head's bucket and all of the next one (a commit holds at most `BUCKET_SEQS`
+    /// events). At `ts`, above every such commit's timestamp, so their late writes stay deleted.
+    async fn fence_above(&self, space_id: SpaceId, head: Seq, ts: i64) -> Result<()> {
+        let mut above = self.st.delete_messages_above.clone();
+        above.set_timestamp(Some(ts));
+        let mut next = self.st.delete_message_bucket.clone();
+        next.set_timestamp(Some(ts));
+        future::try_join(
+            self.exec(&above, (space_id, bucket(head), head as i64)),
+            self.exec(&next, (space_id, bucket(head) + 1)),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Phase 1 of a commit (the new rows), and its phase 3 (the changes to existing rows).
+    fn plan(&self, b: &CommitBatch) -> Result<(Partitions, Vec<Settle>)> {
+        let s = &self.st;
+        let sid = b.space_id;
+        let mut parts = Partitions::default();
+        let mut settle = Vec::new();
+        for ev in &b.events {
+            let json = serde_json::to_string(ev).map_err(corrupt)?;
+            parts.add(
+                part::EVENTS,
+                &space_bucket_key(sid, ev.seq),
+                &s.insert_event,
+                (sid, bucket(ev.seq), ev.seq as i64, json),
+            );
+        }
+        for w in &b.messages {
+            match w {
+                MessageWrite::Put {
+                    message: m,
+                    previous_appreciation: None,
+                } => {
+                    let key = space_bucket_key(sid, m.seq);
+                    let seq = m.seq as i64;
+                    parts.add(
+                        part::MESSAGES,
+                        &key,
+                        &s.upsert_message,
+                        (
+                            sid,
+                            bucket(m.seq),
+                            seq,
+                            m.message_id,
+                            m.sender_id.clone(),
+                            m.sender.username.clone(),
+                            m.sender.profile_picture.clone(),
+                            m.content.clone(),
+                            m.media_url.clone(),
+                            media_type_str(m.media_type),
+                            m.word_count as i32,
+                            m.appreciation_count as i32,
+                            CqlTimestamp(m.created_at.0),
+                        ),
+                    );
+                    // A new message's likes are all new (given in this batch).
+                    for like in &m.likes {
+                        parts.add(
+                            part::MESSAGES,
+                            &key,
+                            &s.set_like,
+                            (
+                                like.user_id.clone(),
+                                like.id as i64,
+                                sid,
+                                bucket(m.seq),
+                                seq,
+                            ),
+                        );
+                    }
+                    parts.add(
+                        part::MESSAGE_BY_ID,
+                        m.message_id.as_bytes(),
+                        &s.insert_message_by_id,
+                        (m.message_id, sid, seq),
+                    );
+                    if m.appreciation_count > 0 {
+                        settle.push(Settle::Index {
+                            id: m.message_id,
+                            seq: m.seq,
+                            count: m.appreciation_count,
+                        });
+                    }
+                }
+                MessageWrite::Put {
+                    message: m,
+                    previous_appreciation: Some(prev),
+                } => {
+                    // Likes change element by element (never rewriting the whole map), to the
+                    // final state of each user this batch touched.
+                    let mut likes: Vec<(String, Option<u64>)> = Vec::new();
+                    for e in &b.events {
+                        let EventKind::ReactionChanged(r) = &e.kind else {
+                            continue;
+                        };
+                        if r.message_id != m.message_id || likes.iter().any(|l| l.0 == r.user_id) {
+                            continue;
+                        }
+                        let like = m.likes.iter().find(|l| l.user_id == r.user_id);
+                        likes.push((r.user_id.clone(), like.map(|l| l.id)));
+                    }
+                    settle.push(Settle::Appreciation {
+                        id: m.message_id,
+                        seq: m.seq,
+                        count: m.appreciation_count,
+                        prev: *prev,
+                        likes,
+                    });
+                }
+                MessageWrite::Delete {
+                    message_id,
+                    seq,
+                    appreciation_count,
+                } => settle.push(Settle::Delete {
+                    id: *message_id,
+                    seq: *seq,
+                    count: *appreciation_count,
+                }),
+            }
+        }
+        settle.extend(b.members.iter().cloned().map(Settle::Member));
+        Ok((parts, settle))
+    }
+
+    /// The writes of phase 3.
+    fn settle_writes(&self, sid: SpaceId, ops: &[Settle]) -> Partitions {
+        let s = &self.st;
+        let mut parts = Partitions::default();
+        for op in ops {
+            match op {
+                Settle::Delete { id, seq, count } => {
+                    parts.add(
+                        part::MESSAGES,
+                        &space_bucket_key(sid, *seq),
+                        &s.delete_message,
+                        (sid, bucket(*seq), *seq as i64),
+                    );
+                    parts.add(
+                        part::MESSAGE_BY_ID,
+                        id.as_bytes(),
+                        &s.delete_message_by_id,
+                        (*id,),
+                    );
+                    if *count > 0 {
+                        parts.add(
+                            part::APPRECIATED,
+                            sid.as_bytes(),
+                            &s.delete_appreciated,
+                            (sid, *count as i32, *seq as i64),
+                        );
+                    }
+                }
+                Settle::Appreciation {
+                    id,
+                    seq,
+                    count,
+                    prev,
+                    likes,
+                } => {
+                    let key = space_bucket_key(sid, *seq);
+                    let (b, q) = (bucket(*seq), *seq as i64);
+                    parts.add(
+                        part::MESSAGES,
+                        &key,
+                        &s.set_appreciation,
+                        (*count as i32, sid, b, q),
+                    );
+                    for (user, like) in likes {
+                        match like {
+                            Some(like_id) => parts.add(
+                                part::MESSAGES,
+                                &key,
+                                &s.set_like,
+                                (user.clone(), *like_id as i64, sid, b, q),
+                            ),
+                            None => parts.add(
+                                part::MESSAGES,
+                                &key,
+                                &s.delete_like,
+                                (user.clone(), sid, b, q),
+                            ),
+                        }
+                    }
+                    if prev != count {
+                        if *prev > 0 {
+                            parts.add(
+                                part::APPRECIATED,
+                                sid.as_bytes(),
+                                &s.delete_appreciated,
+                                (sid, *prev as i32, q),
+                            );
+                        }
+                        if *count > 0 {
+                            parts.add(
+                                part::APPRECIATED,
+                                sid.as_bytes(),
+                                &s.insert_appreciated,
+                                (sid, *count as i32, q, *id),
+                            );
+                        }
+                    }
+                }
+                Settle::Index { id, seq, count } => parts.add(
+                    part::APPRECIATED,
+                    sid.as_bytes(),
+                    &s.insert_appreciated,
+                    (sid, *count as i32, *seq as i64, *id),
+                ),
+                Settle::Member(m) => {
+                    let u = &m.user;
+                    parts.add(
+                        part::MEMBERS,
+                        sid.as_bytes(),
+                        &s.upsert_member,
+                        (
+                            sid,
+                            u.user_id.clone(),
+                            u.username.clone(),
+                            u.profile_picture.clone(),
+                            m.power_level,
+                            CqlTimestamp(m.joined_at.0),
+                        ),
+                    );
+                    parts.add(
+                        part::SPACES_OF_USER,
+                        u.user_id.as_bytes(),
+                        &s.insert_space_of_user,
+                        (u.user_id.clone(), sid),
+                    );
+                }
+            }
+        }
+        parts
+    }
+
+    /// Whether a test holds back `phase` of the current commit, taking its writes (always false
+    /// without the `testkit` feature).
+    #[cfg_attr(not(feature = "testkit"), allow(unused_variables))]
+    fn parks(&self, phase: Phase, groups: &mut Vec<Vec<Write>>, commit_no: u64) -> bool {
+        #[cfg(feature = "testkit")]
+        {
+            let mut next = self
+                .hooks
+                .park_next
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if *next == Some(phase) {
+                *next = None;
+                self.hooks
+                    .parked
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((std::mem::take(groups), commit_no));
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Whether a test made the current commit fail at `at` (always false without `testkit`).
+    #[cfg_attr(not(feature = "testkit"), allow(unused_variables))]
+    fn injected(&self, at: FailPoint) -> bool {
+        #[cfg(feature = "testkit")]
+        {
+            let mut next = self
+                .hooks
+                .fail_next
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if *next == Some(at) {
+                *next = None;
+                return true;
+            }
+        }
+        false
+    }
+}
+
+#[cfg(feature = "testkit")]
+impl CqlStore {
+    /// Holds back the given phase of the next commit (see [`Phase`]) instead of writing it.
+    pub fn park_next_commit(&self, phase: Phase) {
+        *self
+            .hooks
+            .park_next
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(phase);
+    }
+
+    /// Writes everything held back so far, now, as the writer that paused would when it wakes
+    /// up: with the timestamp of the commit it belongs to ([`write_ts`] of its number). Returns
+    /// how many statements were written.
+    pub async fn release_parked(&self) -> Result<usize> {
+        let parked =
+            std::mem::take(&mut *self.hooks.parked.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut n = 0;
+        for (groups, commit_no) in parked {
+            n += groups.iter().map(Vec::len).sum::<usize>();
+            self.run_groups(groups, write_ts(commit_no)).await?;
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(feature = "testkit")]
+impl super::FaultInjection for CqlStore {
+    /// `BeforeHead`: the commit's new rows are written, then it fails before its head update.
+    /// `AfterHead`: its head moves, then half of its phase-3 partitions are written and it reports
+    /// `Unsettled`.
+    fn fail_next_commit(&self, at: super::FailPoint) {
+        *self
+            .hooks
+            .fail_next
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(at);
     }
 }
 
@@ -591,6 +1253,7 @@ impl Store for CqlStore {
         let s = &self.st;
         let id = space.space_id;
         let tags = (!space.tags.is_empty()).then(|| space.tags.clone());
+        // Wall-clock timestamps: below every commit's, so commits always win.
         future::try_join4(
             self.exec(
                 &s.insert_space,
@@ -607,7 +1270,8 @@ impl Store for CqlStore {
                     CqlTimestamp(space.created_at.0),
                 ),
             ),
-            self.exec(&s.upsert_counters, (id, 0_i64, 0_i64, 1_i64)),
+            // Not applied only when retried: the row is there either way.
+            self.exec(&s.insert_head, (id, 0_i64, 0_i64, 1_i64)),
             self.exec(
                 &s.upsert_member,
                 (
@@ -625,22 +1289,62 @@ impl Store for CqlStore {
         Ok(())
     }
 
+    async fn claim(&self, space_id: SpaceId) -> Result<Option<Claimed>> {
+        for _ in 0..CLAIM_ATTEMPTS {
+            let Some(head) = self.head_for_write(space_id).await? else {
+                return Ok(None);
+            };
+            let epoch = head.epoch + 1;
+            // `commit_no + 1` is the number a commit in flight from an earlier writer may carry;
+            // the claim takes the next one, so its tombstones are above every such write.
+            let number = head.commit_no + 2;
+            let outcome = lwt_outcome(
+                self.exec(
+                    &self.st.claim_head,
+                    (
+                        epoch as i64,
+                        number as i64,
+                        space_id,
+                        head.epoch as i64,
+                        head.commit_no as i64,
+                    ),
+                )
+                .await?,
+            )?;
+            if !outcome.applied {
+                // Another claim or a commit came first: read the head again.
+                continue;
+            }
+            // From here on no earlier writer's commit can apply. Finish the last commit's phase 3
+            // and delete whatever earlier writers left above the head.
+            self.settle_pending(space_id, &head).await?;
+            self.fence_above(space_id, head.counters.head_seq, write_ts(number))
+                .await?;
+            let (space, members) =
+                future::try_join(self.space_record(space_id), self.members(space_id)).await?;
+            let Some(space) = space else {
+                return Ok(None);
+            };
+            self.remember(space_id, epoch, number);
+            let view = SpaceView {
+                space,
+                counters: head.counters,
+            };
+            return Ok(Some(Claimed {
+                snapshot: SpaceSnapshot { view, members },
+                epoch,
+            }));
+        }
+        Err(EngineError::StoreUnavailable(format!(
+            "space {space_id}: claim lost {CLAIM_ATTEMPTS} races for the head row"
+        )))
+    }
+
     async fn load_space(&self, space_id: SpaceId) -> Result<Option<SpaceSnapshot>> {
         let Some(view) = self.space_view(space_id).await? else {
             return Ok(None);
         };
-        let pager = self
-            .session
-            .execute_iter(self.st.select_members.clone(), (space_id,))
-            .await
-            .map_err(unavailable)?;
-        let members: Vec<Member> = pager
-            .rows_stream::<MemberRow>()
-            .map_err(corrupt)?
-            .map_ok(MemberRow::into_member)
-            .try_collect()
-            .await
-            .map_err(unavailable)?;
+        let members = self.members(space_id).await?;
         Ok(Some(SpaceSnapshot { view, members }))
     }
 
@@ -688,168 +1392,105 @@ impl Store for CqlStore {
     }
 
     async fn commit(&self, b: &CommitBatch) -> Result<()> {
-        let s = &self.st;
-        let sid = b.space_id;
-        let mut parts = Partitions::default();
-        for ev in &b.events {
-            let json = serde_json::to_string(ev).map_err(corrupt)?;
-            parts.add(
-                part::EVENTS,
-                &space_bucket_key(sid, ev.seq),
-                &s.insert_event,
-                (sid, bucket(ev.seq), ev.seq as i64, json),
-            );
+        if b.events.len() as u64 > BUCKET_SEQS {
+            return Err(EngineError::Invalid(
+                "batch_too_large",
+                format!(
+                    "a commit holds at most {BUCKET_SEQS} events, this one {}",
+                    b.events.len()
+                ),
+            ));
         }
-        for w in &b.messages {
-            match w {
-                MessageWrite::Put {
-                    message: m,
-                    previous_appreciation,
-                } => {
-                    let key = space_bucket_key(sid, m.seq);
-                    let seq = m.seq as i64;
-                    parts.add(
-                        part::MESSAGES,
-                        &key,
-                        &s.upsert_message,
-                        (
-                            sid,
-                            bucket(m.seq),
-                            seq,
-                            m.message_id,
-                            m.sender_id.clone(),
-                            m.sender.username.clone(),
-                            m.sender.profile_picture.clone(),
-                            m.content.clone(),
-                            m.media_url.clone(),
-                            media_type_str(m.media_type),
-                            m.word_count as i32,
-                            m.appreciation_count as i32,
-                            CqlTimestamp(m.created_at.0),
-                        ),
-                    );
-                    // Likes change element by element (never rewriting the whole map), to the
-                    // final state of each user this batch touched.
-                    let touched = b.events.iter().filter_map(|e| match &e.kind {
-                        EventKind::ReactionChanged(r) if r.message_id == m.message_id => {
-                            Some(r.user_id.clone())
-                        }
-                        _ => None,
-                    });
-                    let mut seen: Vec<String> = Vec::new();
-                    for user in touched {
-                        if seen.contains(&user) {
-                            continue;
-                        }
-                        match m.likes.iter().find(|l| l.user_id == user) {
-                            Some(like) => parts.add(
-                                part::MESSAGES,
-                                &key,
-                                &s.set_like,
-                                (user.clone(), like.id as i64, sid, bucket(m.seq), seq),
-                            ),
-                            None => parts.add(
-                                part::MESSAGES,
-                                &key,
-                                &s.delete_like,
-                                (user.clone(), sid, bucket(m.seq), seq),
-                            ),
-                        }
-                        seen.push(user);
-                    }
-                    if previous_appreciation.is_none() {
-                        parts.add(
-                            part::MESSAGE_BY_ID,
-                            m.message_id.as_bytes(),
-                            &s.insert_message_by_id,
-                            (m.message_id, sid, seq),
-                        );
-                    }
-                    let prev = previous_appreciation.unwrap_or(0);
-                    if prev != m.appreciation_count {
-                        if prev > 0 {
-                            parts.add(
-                                part::APPRECIATED,
-                                sid.as_bytes(),
-                                &s.delete_appreciated,
-                                (sid, prev as i32, seq),
-                            );
-                        }
-                        if m.appreciation_count > 0 {
-                            parts.add(
-                                part::APPRECIATED,
-                                sid.as_bytes(),
-                                &s.insert_appreciated,
-                                (sid, m.appreciation_count as i32, seq, m.message_id),
-                            );
-                        }
-                    }
-                }
-                MessageWrite::Delete {
-                    message_id,
-                    seq,
-                    appreciation_count,
-                } => {
-                    parts.add(
-                        part::MESSAGES,
-                        &space_bucket_key(sid, *seq),
-                        &s.delete_message,
-                        (sid, bucket(*seq), *seq as i64),
-                    );
-                    parts.add(
-                        part::MESSAGE_BY_ID,
-                        message_id.as_bytes(),
-                        &s.delete_message_by_id,
-                        (*message_id,),
-                    );
-                    if *appreciation_count > 0 {
-                        parts.add(
-                            part::APPRECIATED,
-                            sid.as_bytes(),
-                            &s.delete_appreciated,
-                            (sid, *appreciation_count as i32, *seq as i64),
-                        );
-                    }
-                }
+        let sid = b.space_id;
+        let base = self.commit_base(sid, b.epoch).await?;
+        let number = base + 1;
+        let ts = write_ts(number);
+        let (phase1, settle) = self.plan(b)?;
+        let pending = if settle.is_empty() {
+            None
+        } else {
+            Some(serde_json::to_vec(&settle).map_err(corrupt)?)
+        };
+
+        // Phase 1: new rows, above the head.
+        let mut groups = phase1.into_groups();
+        if !self.parks(Phase::NewRows, &mut groups, number) {
+            if let Err(e) = self.run_groups(groups, ts).await {
+                self.forget(sid);
+                return Err(e);
             }
         }
-        for m in &b.members {
-            let u = &m.user;
-            parts.add(
-                part::MEMBERS,
-                sid.as_bytes(),
-                &s.upsert_member,
-                (
-                    sid,
-                    u.user_id.clone(),
-                    u.username.clone(),
-                    u.profile_picture.clone(),
-                    m.power_level,
-                    CqlTimestamp(m.joined_at.0),
-                ),
-            );
-            parts.add(
-                part::SPACES_OF_USER,
-                u.user_id.as_bytes(),
-                &s.insert_space_of_user,
-                (u.user_id.clone(), sid),
-            );
+        if self.injected(FailPoint::BeforeHead) {
+            self.forget(sid);
+            return Err(EngineError::StoreUnavailable(
+                "injected failure after phase 1".into(),
+            ));
         }
-        // Phase 1: every partition, concurrently.
-        future::try_join_all(parts.groups.into_values().map(|w| self.run_writes(w))).await?;
-        // Phase 2: the counters make the batch visible.
+
+        // Phase 2: the head, if this writer still holds the space.
         let c = b.counters;
-        self.exec(
-            &s.upsert_counters,
-            (
-                sid,
-                c.head_seq as i64,
-                c.message_count as i64,
-                c.member_count as i64,
-            ),
-        )
-        .await?;
-        Ok(())
+        let outcome = self
+            .exec(
+                &self.st.commit_head,
+                (
+                    c.head_seq as i64,
+                    c.message_count as i64,
+                    c.member_count as i64,
+                    number as i64,
+                    number as i64,
+                    pending,
+                    sid,
+                    b.epoch as i64,
+                    base as i64,
+                ),
+            )
+            .await
+            .and_then(lwt_outcome);
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) => {
+                // Unknown whether it applied: the next commit or claim reads the head.
+                self.forget(sid);
+                return Err(e);
+            }
+        };
+        if !outcome.applied {
+            self.forget(sid);
+            return Err(if outcome.epoch != Some(b.epoch) {
+                EngineError::Fenced
+            } else {
+                EngineError::StoreUnavailable(format!(
+                    "the head of space {sid} is at commit {:?}, expected {base}",
+                    outcome.commit_no
+                ))
+            });
+        }
+        self.remember(sid, b.epoch, number);
+
+        // Phase 3: existing rows. The commit is durable whatever happens now.
+        let mut groups = self.settle_writes(sid, &settle).into_groups();
+        let unsettled = if self.parks(Phase::ExistingRows, &mut groups, number) {
+            Some("phase 3 held back by a test".to_owned())
+        } else if self.injected(FailPoint::AfterHead) {
+            let half = groups.len().div_ceil(2);
+            groups.truncate(half);
+            let _ = self.run_groups(groups, ts).await;
+            Some("injected failure during phase 3".to_owned())
+        } else if groups.is_empty() {
+            None
+        } else {
+            self.run_groups(groups, ts)
+                .await
+                .err()
+                .map(|e| e.to_string())
+        };
+        match unsettled {
+            None => Ok(()),
+            Some(reason) => {
+                self.forget(sid);
+                Err(EngineError::Unsettled(reason))
+            }
+        }
     }
 
     async fn read_events(
@@ -916,23 +1557,46 @@ impl Store for CqlStore {
                     .execute_iter(self.st.select_appreciated.clone(), (space_id,))
                     .await
                     .map_err(unavailable)?;
-                let mut rows = pager.rows_stream::<(i32, i64)>().map_err(corrupt)?;
+                let mut rows = pager
+                    .rows_stream::<(i32, i64, Option<Uuid>)>()
+                    .map_err(corrupt)?;
                 let mut appreciated = 0usize;
-                let mut picked: Vec<Seq> = Vec::new();
-                while let Some(row) = rows.next().await {
-                    let (_, seq) = row.map_err(unavailable)?;
-                    if seq as u64 > head {
-                        continue;
+                let mut out: Vec<Message> = Vec::with_capacity(limit);
+                let mut picked: Vec<(i32, i64, Option<Uuid>)> = Vec::new();
+                loop {
+                    let entry = rows.next().await.transpose().map_err(unavailable)?;
+                    if let Some((count, seq, id)) = entry {
+                        if seq < 0 || seq as u64 > head {
+                            continue;
+                        }
+                        if appreciated < offset {
+                            appreciated += 1;
+                            continue;
+                        }
+                        picked.push((count, seq, id));
+                        if out.len() + picked.len() < limit {
+                            continue;
+                        }
                     }
-                    if appreciated >= offset && picked.len() < limit {
-                        picked.push(seq as u64);
+                    // Load the picked rows, keeping only entries that match their row exactly
+                    // (the index is exact once every commit is settled; this keeps a read during
+                    // an unsettled commit from showing a stale entry).
+                    let loads = picked.drain(..).map(|(count, seq, id)| async move {
+                        let row = self.message_row(space_id, seq as u64).await?;
+                        Ok::<_, EngineError>(row.filter(|r| {
+                            r.message_id.is_some()
+                                && r.message_id == id
+                                && r.appreciation_count == Some(count)
+                        }))
+                    });
+                    for row in future::try_join_all(loads).await?.into_iter().flatten() {
+                        appreciated += 1;
+                        out.push(row.into_message());
                     }
-                    appreciated += 1;
-                    if picked.len() == limit {
+                    if entry.is_none() || out.len() >= limit {
                         break;
                     }
                 }
-                let mut out = self.messages_at(space_id, &picked).await?;
                 // …then the others, newest first.
                 if out.len() < limit {
                     let mut skip = offset.saturating_sub(appreciated);
@@ -973,18 +1637,19 @@ impl Store for CqlStore {
         let (Some(sid), Some(seq)) = (sid, seq) else {
             return Ok(None);
         };
-        if sid != space_id {
+        if sid != space_id || seq < 0 {
             return Ok(None);
         }
         let head = self.counters(space_id).await?.map_or(0, |c| c.head_seq);
         if seq as u64 > head {
             return Ok(None);
         }
+        // The entry may be a fenced commit's, pointing at a seq another message now holds.
         Ok(self
-            .messages_at(space_id, &[seq as u64])
+            .message_row(space_id, seq as u64)
             .await?
-            .into_iter()
-            .next())
+            .filter(|row| row.message_id == Some(message_id))
+            .map(MessageRow::into_message))
     }
 
     async fn ping(&self) -> Result<()> {

@@ -8,7 +8,8 @@
 //! | --- | --- | --- |
 //! | `schema_migrations` | version | applied migrations |
 //! | `spaces_by_id` | space_id | the space record |
-//! | `space_counters_by_id` | space_id | head_seq, message_count, member_count (written by the space actor, last in each commit) |
+//! | `space_heads_by_id` | space_id | the head row: fencing epoch, head_seq, message_count, member_count, commit_no, and the last commit's pending existing-row changes; written only by lightweight transactions (see the module doc of [`super`]) |
+//! | `space_counters_by_id` | space_id | schema v1's head_seq and counters; read only for a space not written since v2 (its head row is created from it, lazily) |
 //! | `members_by_space` | (space_id), user_id | members and power levels |
 //! | `spaces_by_user` | (user_id), space_id desc | a user's spaces, newest first |
 //! | `events_by_space` | (space_id, bucket), seq asc | the event log, for resume |
@@ -17,9 +18,14 @@
 //! | `appreciated_messages_by_space` | (space_id), appreciation_count desc, seq desc | messages with ≥ 1 appreciation, for `most_appreciated` without scanning the space |
 //! | `idempotency_keys_by_sender` | (space_id, sender_id, key) | reserved for idempotent sends (5-minute TTL) |
 //!
-//! Only portable CQL is used (no LWT, no counters, no Scylla- or Cassandra-only syntax), so the
-//! same DDL runs on Apache Cassandra 5 and ScyllaDB. The keyspace's options are the one place they
-//! differ: on ScyllaDB `tablets` are disabled (see [`keyspace_ddl`]).
+//! Only portable CQL is used (no counters, no Scylla- or Cassandra-only syntax; lightweight
+//! transactions on the head row only, which both support), so the same DDL runs on Apache
+//! Cassandra 5 and ScyllaDB. The keyspace's options are the one place they differ: on ScyllaDB
+//! `tablets` are disabled (see [`keyspace_ddl`]).
+//!
+//! Every row a commit writes carries an explicit write timestamp far above wall-clock time
+//! ([`super::write_ts`]); a row fixed by hand must be written `USING TIMESTAMP` above it, or it
+//! loses to the existing one.
 //!
 //! Replication: the default is `SimpleStrategy` with one replica, for development. In production
 //! give `--cql-replication "{'class': 'NetworkTopologyStrategy', '<dc>': 3}"` (three replicas per
@@ -34,11 +40,12 @@ pub fn bucket(seq: u64) -> i64 {
 }
 
 /// The schema version this build reads and writes.
-pub const CURRENT_VERSION: i32 = 1;
+pub const CURRENT_VERSION: i32 = 2;
 
 pub mod tables {
     pub const SCHEMA_MIGRATIONS: &str = "schema_migrations";
     pub const SPACES_BY_ID: &str = "spaces_by_id";
+    pub const SPACE_HEADS_BY_ID: &str = "space_heads_by_id";
     pub const SPACE_COUNTERS_BY_ID: &str = "space_counters_by_id";
     pub const MEMBERS_BY_SPACE: &str = "members_by_space";
     pub const SPACES_BY_USER: &str = "spaces_by_user";
@@ -57,49 +64,62 @@ pub struct Migration {
 }
 
 /// Every migration, in order. Statements use `{ks}` for the keyspace name.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "spaces, members, event log, messages, appreciation index, idempotency keys",
-    statements: &[
-        "CREATE TABLE IF NOT EXISTS {ks}.spaces_by_id (
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "spaces, members, event log, messages, appreciation index, idempotency keys",
+        statements: &[
+            "CREATE TABLE IF NOT EXISTS {ks}.spaces_by_id (
             space_id uuid PRIMARY KEY,
             title text, description text, visibility text, posting_permission text,
             creator_id text, creator_username text, creator_picture text,
             tags list<text>, created_at timestamp)",
-        "CREATE TABLE IF NOT EXISTS {ks}.space_counters_by_id (
+            "CREATE TABLE IF NOT EXISTS {ks}.space_counters_by_id (
             space_id uuid PRIMARY KEY,
             head_seq bigint, message_count bigint, member_count bigint)",
-        "CREATE TABLE IF NOT EXISTS {ks}.members_by_space (
+            "CREATE TABLE IF NOT EXISTS {ks}.members_by_space (
             space_id uuid, user_id text,
             username text, profile_picture text, power_level int, joined_at timestamp,
             PRIMARY KEY (space_id, user_id))",
-        "CREATE TABLE IF NOT EXISTS {ks}.spaces_by_user (
+            "CREATE TABLE IF NOT EXISTS {ks}.spaces_by_user (
             user_id text, space_id uuid,
             PRIMARY KEY (user_id, space_id)) WITH CLUSTERING ORDER BY (space_id DESC)",
-        "CREATE TABLE IF NOT EXISTS {ks}.events_by_space (
+            "CREATE TABLE IF NOT EXISTS {ks}.events_by_space (
             space_id uuid, bucket bigint, seq bigint,
             event text,
             PRIMARY KEY ((space_id, bucket), seq)) WITH CLUSTERING ORDER BY (seq ASC)",
-        "CREATE TABLE IF NOT EXISTS {ks}.messages_by_space (
+            "CREATE TABLE IF NOT EXISTS {ks}.messages_by_space (
             space_id uuid, bucket bigint, seq bigint,
             message_id uuid, sender_id text, sender_username text, sender_picture text,
             content text, media_url text, media_type text, word_count int,
             appreciation_count int, likes map<text, bigint>, created_at timestamp,
             PRIMARY KEY ((space_id, bucket), seq)) WITH CLUSTERING ORDER BY (seq DESC)",
-        "CREATE TABLE IF NOT EXISTS {ks}.message_by_id (
+            "CREATE TABLE IF NOT EXISTS {ks}.message_by_id (
             message_id uuid PRIMARY KEY, space_id uuid, seq bigint)",
-        "CREATE TABLE IF NOT EXISTS {ks}.appreciated_messages_by_space (
+            "CREATE TABLE IF NOT EXISTS {ks}.appreciated_messages_by_space (
             space_id uuid, appreciation_count int, seq bigint, message_id uuid,
             PRIMARY KEY (space_id, appreciation_count, seq))
             WITH CLUSTERING ORDER BY (appreciation_count DESC, seq DESC)",
-        "CREATE TABLE IF NOT EXISTS {ks}.idempotency_keys_by_sender (
+            "CREATE TABLE IF NOT EXISTS {ks}.idempotency_keys_by_sender (
             space_id uuid, sender_id text, idempotency_key text, message_id uuid,
             PRIMARY KEY ((space_id, sender_id, idempotency_key)))
             WITH default_time_to_live = 300",
-        "CREATE TABLE IF NOT EXISTS {ks}.schema_migrations (
+            "CREATE TABLE IF NOT EXISTS {ks}.schema_migrations (
             version int PRIMARY KEY, description text, applied_at timestamp)",
-    ],
-}];
+        ],
+    },
+    // Spaces of v1 keep their `space_counters_by_id` row; each gets its head row from it the
+    // first time it is claimed or committed (`IF NOT EXISTS`), so this migration copies nothing
+    // and runs in constant time whatever the data.
+    Migration {
+        version: 2,
+        description: "fenced head row per space: epoch, head, counters, commit number, pending changes",
+        statements: &["CREATE TABLE IF NOT EXISTS {ks}.space_heads_by_id (
+            space_id uuid PRIMARY KEY,
+            epoch bigint, head_seq bigint, message_count bigint, member_count bigint,
+            commit_no bigint, pending_no bigint, pending blob)"],
+    },
+];
 
 /// `CREATE KEYSPACE IF NOT EXISTS`, with the replication given and, on ScyllaDB, tablets off
 /// (tablet keyspaces lacked features this schema may need, such as LWT for fencing).
