@@ -36,6 +36,7 @@ MSG = {
     "store_unavailable": "Storage is temporarily unavailable; retry shortly",
     "unavailable": "The space is restarting; retry shortly",
     "shutting_down": "Server is shutting down",
+    "bus_unavailable": "The cluster bus is unavailable; retry shortly",
     "internal": "Internal error",
     "too_many_connections": "At most 32 realtime connections per user; close one first",
     "uri_too_long": "The request URI is too long",
@@ -59,7 +60,7 @@ def err(desc, codes, messages=None, retry=False):
 
 def rr(name): return {"$ref": f"#/components/responses/{name}"}
 
-ENGINE_503 = ["overloaded", "unavailable", "store_unavailable", "shutting_down"]
+ENGINE_503 = ["overloaded", "unavailable", "store_unavailable", "bus_unavailable", "shutting_down"]
 
 def json_ok(desc, schema):
     return {"description": desc, "content": {"application/json": {"schema": schema}}}
@@ -106,7 +107,8 @@ gets 503 `overloaded` with `Retry-After` and is closed. A request head must be c
 
 ## Retry-After
 Transient refusals are 503 with a `Retry-After` header (whole seconds): `overloaded` (a space's command queue is
-full, or the stream's connection limit is reached), `unavailable` (the space is restarting), `store_unavailable`,
+full, or the stream's connection limit is reached), `unavailable` (the space is restarting or moving to another
+node), `store_unavailable`, `bus_unavailable` (cluster mode: this node cannot reach NATS; retry, on any node),
 `shutting_down`. The contract reserves 429 `rate_limited` with `Retry-After` for per-user rate limits; this version
 has no rate limiter. `GET /v1/stream` answers 429 `too_many_connections` with `Retry-After` when the user already
 holds `--max-connections-per-user` realtime connections.
@@ -582,7 +584,7 @@ paths = {
         "description": "200 when the store answers a ping and the node is not shutting down. `bus` is reported as `in-process`.",
         "responses": {
             "200": json_ok("Ready.", ref("Ready")),
-            "503": r503(["shutting_down", "store_unavailable"], "Not ready: shutting down, or the store is unreachable."),
+            "503": r503(["shutting_down", "store_unavailable", "bus_unavailable"], "Not ready: shutting down, or the store or (cluster mode) NATS is unreachable."),
         },
     }},
     "/metrics": {"get": {
