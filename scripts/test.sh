@@ -5,10 +5,13 @@
 # (scripts/cassandra.sh). If Cassandra cannot start, the run fails; nothing is skipped. The loadtest
 # harness tests also run one scenario against Centrifugo v6.9.1, which scripts/centrifugo.sh
 # installs with `go install` (cached under ~/.cache/spacecast); a missing Centrifugo fails them.
+# The S3 media store's tests run against a real SeaweedFS, which scripts/seaweedfs.sh builds from its
+# Go module source (about 3.5 min the first time, cached after) and starts with test credentials.
 #
 # Build output goes to $CARGO_TARGET_DIR (default: ~/.cache/spacecast/target, outside the repo) so
 # repeated runs and CI on the same machine reuse it. Cassandra's jars, data and logs live under
-# ~/.cache/spacecast/cassandra; each run starts it with empty data and stops it at the end.
+# ~/.cache/spacecast/cassandra; each run starts it with empty data and stops it at the end, and so
+# SeaweedFS (~/.cache/spacecast/seaweedfs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,10 +33,18 @@ cargo test --workspace --all-targets --locked --no-run
 step "install Centrifugo v6.9.1 (cached; the loadtest harness compares against it)"
 scripts/centrifugo.sh install
 
+step "install SeaweedFS (cached; the S3 media store's tests run against it)"
+scripts/seaweedfs.sh install
+
 step "start Cassandra (fresh data)"
 scripts/cassandra.sh wipe
 scripts/cassandra.sh up
-trap 'scripts/cassandra.sh down || true' EXIT
+trap 'scripts/seaweedfs.sh down || true; scripts/cassandra.sh down || true' EXIT
+
+step "start SeaweedFS S3 (fresh data and credentials)"
+scripts/seaweedfs.sh wipe
+scripts/seaweedfs.sh up
+eval "$(scripts/seaweedfs.sh env)" # exports SPACECAST_TEST_S3_{ENDPOINT,REGION,BUCKET,...}
 
 step "cargo test (embedded store; CQL store conformance and outage tests)"
 cargo test --workspace --all-targets --locked

@@ -20,7 +20,8 @@ pub struct App {
     pub engine: Engine,
     pub auth: Authenticator,
     pub config: Config,
-    pub media: MediaStore,
+    /// Media storage (local directory or S3), chosen once from config.
+    pub media: Arc<dyn MediaStore>,
     pub metrics: Metrics,
     /// Flips to `true` once shutdown starts; sessions close with 1001.
     pub shutdown: watch::Receiver<bool>,
@@ -45,7 +46,7 @@ impl App {
         engine: Engine,
         auth: Authenticator,
         config: Config,
-        media: MediaStore,
+        media: Arc<dyn MediaStore>,
         metrics: Metrics,
         shutdown: watch::Receiver<bool>,
         realtime: Option<tokio::runtime::Handle>,
