@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use spacecast_engine::Engine;
-use spacecast_observability::Metrics;
+use spacecast_observability::{LogLimiter, Metrics};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -22,6 +22,8 @@ pub struct App {
     pub config: Config,
     /// Media storage (local directory or S3), chosen once from config.
     pub media: Arc<dyn MediaStore>,
+    /// Rate limit of media failure lines (an outage fails every upload and download).
+    pub media_log: LogLimiter,
     pub metrics: Metrics,
     /// Flips to `true` once shutdown starts; sessions close with 1001.
     pub shutdown: watch::Receiver<bool>,
@@ -58,6 +60,7 @@ impl App {
             auth,
             config,
             media,
+            media_log: LogLimiter::new(crate::media::FAILURE_LOG_EVERY),
             metrics,
             shutdown,
             stop: CancellationToken::new(),

@@ -446,3 +446,120 @@ async fn serve_refuses_an_incomplete_or_unusable_s3_configuration() {
     assert!(stderr.contains("s3_secret_access_key"), "{stderr}");
     assert!(!stderr.contains(&env.secret_access_key), "{stderr}");
 }
+
+/// A TCP relay to the S3 server that the test can cut: while down, it closes every open relayed
+/// connection and every new one at once, as an unreachable object store would.
+struct Relay {
+    endpoint: String,
+    up: tokio::sync::watch::Sender<bool>,
+}
+
+impl Relay {
+    async fn start(upstream: &str) -> Relay {
+        let target = upstream
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let (up, watch) = tokio::sync::watch::channel(true);
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let mut watch = watch.clone();
+                if !*watch.borrow() {
+                    continue; // dropped: closed at once
+                }
+                let target = target.clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = watch.wait_for(|up| !*up) => {}
+                    }
+                });
+            }
+        });
+        Relay { endpoint, up }
+    }
+
+    fn set_up(&self, up: bool) {
+        self.up.send_replace(up);
+    }
+}
+
+#[tokio::test]
+async fn while_the_object_store_is_unreachable_media_sends_fail_cleanly_and_nothing_is_acknowledged()
+ {
+    let env = s3_env();
+    let relay = Relay::start(&env.endpoint).await;
+    let prefix = prefix("outage");
+    let mut args = S3Env {
+        endpoint: relay.endpoint.clone(),
+        ..env.clone()
+    }
+    .serve_args(&prefix);
+    args.extend(["--public-url".to_owned(), "http://media.test".to_owned()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let s = Server::start(&args).await;
+    let ada = token("ada");
+    let space = s.create_space(&ada, "Outage").await["space_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let before = send_png(&s, &ada, &space).await;
+    let kept = spacecast_api::media::media_id_of_url(before["media_url"].as_str().unwrap())
+        .expect("a media URL");
+
+    relay.set_up(false);
+    // The upload cannot be made durable: the send is refused, and no message refers to a
+    // missing file.
+    let form = Form::new()
+        .text("content", "lost picture")
+        .part("media", Part::bytes(PNG.to_vec()).file_name("p.png"))
+        .text("media_type", "image");
+    let r = s
+        .http
+        .post(s.url(&format!("/api/messages/{space}")))
+        .bearer_auth(&ada)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "store_unavailable", "{body}");
+    let listed = s.list_all(&ada, &space).await;
+    assert_eq!(listed.len(), 1, "only the message sent before the outage");
+    // Reading media fails as unavailable, not as "no such media".
+    let r = s
+        .http
+        .get(s.url(&format!("/api/media/{}", kept.simple())))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    // Text still flows, and the node stays ready (the media store is reported).
+    let (status, _) = s.send_text(&ada, &space, "text still works").await;
+    assert_eq!(status, 201);
+    let ready = s.http.get(s.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let ready: Value = ready.json().await.unwrap();
+    assert_eq!(ready["media"], "unavailable", "{ready}");
+
+    relay.set_up(true);
+    let after = send_png(&s, &ada, &space).await;
+    let url = after["media_url"].as_str().unwrap();
+    assert!(url.starts_with("http://media.test/api/media/"), "{url}");
+    let id = spacecast_api::media::media_id_of_url(url).unwrap();
+    let got = s
+        .http
+        .get(s.url(&format!("/api/media/{}", id.simple())))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(&got.bytes().await.unwrap()[..], PNG);
+}

@@ -43,6 +43,8 @@ pub use s3::S3MediaStore;
 pub const SWEEP_GRACE: Duration = Duration::from_secs(10 * 60);
 /// Interval between sweeps after the one at start.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(60 * 60);
+/// At most one media failure line per interval at `error`; the rest go to `debug`, counted.
+pub const FAILURE_LOG_EVERY: Duration = Duration::from_secs(5);
 
 /// Where media bytes live. Every method is safe to call from several nodes at once on the same
 /// storage (deletes are idempotent; ids are random).
@@ -159,6 +161,17 @@ pub enum MediaError {
     /// The configured bucket does not exist.
     #[error("{0}")]
     NoBucket(String),
+}
+
+/// A failed media operation of a request, as its client error (503 `store_unavailable`); the
+/// cause is logged, at most once per [`FAILURE_LOG_EVERY`] at `error`.
+pub fn failed(app: &crate::app::App, action: &'static str, e: MediaError) -> ApiError {
+    if let Some(held_back) = app.media_log.allow() {
+        tracing::error!(error = %e, action, held_back, "media store failed");
+    } else {
+        tracing::debug!(error = %e, action, "media store failed");
+    }
+    ApiError::from(e)
 }
 
 impl From<MediaError> for ApiError {

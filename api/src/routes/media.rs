@@ -38,10 +38,7 @@ async fn get_media(app: AppRef, id: String) -> Result<Response, ApiError> {
         .media
         .load(media_id)
         .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, %media_id, "media read failed");
-            ApiError::from(e)
-        })?
+        .map_err(|e| crate::media::failed(&app, "read", e))?
         .ok_or_else(|| ApiError::not_found("Media not found"))?;
     let mut res = Response::new(bytes.into());
     let h = res.headers_mut();

@@ -338,10 +338,7 @@ async fn send_message(
             .media
             .save(bytes, content_type, owner)
             .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "media write failed");
-                ApiError::from(e)
-            })?;
+            .map_err(|e| media::failed(&app, "write", e))?;
         media_id = Some(saved.media_id);
         message_id = Some(id);
     }
