@@ -46,6 +46,15 @@ fn settings(env: &S3Env, prefix: &str) -> S3Settings {
     }
 }
 
+/// The S3 media store of `prefix` in the test bucket, checked like a node's start does.
+async fn connect(env: &S3Env, prefix: &str) -> S3MediaStore {
+    S3MediaStore::connect(&settings(env, prefix))
+        .await
+        .unwrap_or_else(|e| {
+            panic!("the test bucket is not usable (is `scripts/seaweedfs.sh up` running?): {e}")
+        })
+}
+
 /// A plain `object_store` client on the test bucket, to look behind the media store's back.
 fn raw(env: &S3Env) -> AmazonS3 {
     install_tls_provider();
@@ -81,12 +90,8 @@ fn closed_port() -> u16 {
 async fn saved_media_is_read_by_another_client_and_deleted_with_its_record() {
     let env = s3_env();
     let prefix = prefix("roundtrip");
-    let node_a = S3MediaStore::connect(&settings(&env, &prefix))
-        .await
-        .expect("the test bucket is usable");
-    let node_b = S3MediaStore::connect(&settings(&env, &prefix))
-        .await
-        .unwrap();
+    let node_a = connect(&env, &prefix).await;
+    let node_b = connect(&env, &prefix).await;
     node_a.check().await.expect("check answers");
 
     let o = owner();
@@ -142,9 +147,7 @@ async fn saved_media_is_read_by_another_client_and_deleted_with_its_record() {
 async fn the_sweep_deletes_only_old_objects_whose_message_is_gone() {
     let env = s3_env();
     let prefix = prefix("sweep");
-    let store = S3MediaStore::connect(&settings(&env, &prefix))
-        .await
-        .unwrap();
+    let store = connect(&env, &prefix).await;
     let raw = raw(&env);
     let png = || Bytes::from_static(PNG);
     let (live, dead) = (owner(), owner());
