@@ -15,7 +15,8 @@
 //! the object store's clock: the 10-minute grace dwarfs any sane clock skew between nodes and
 //! store. Every node sweeps the bucket; a delete that races another node's is harmless (S3
 //! deletes are idempotent). Objects under the prefix that are not named by a UUID, or that carry
-//! no record, are left alone.
+//! no record, are left alone; so is a start-up probe (`probe-<uuid>`, see
+//! [`S3MediaStore::connect`]) that a crash left behind.
 
 use std::time::{Duration, SystemTime};
 
