@@ -211,6 +211,7 @@ cmd_up() {
         # shell records its own pid and then becomes weed (exec), so the pid file is exact.
         (
             cd "$HOME_DIR"
+            # shellcheck disable=SC2016 # expanded by the inner shell
             exec setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' weed "$PIDFILE" "$bin" "${args[@]}" \
                 </dev/null >>"$LOGS/weed.log" 2>&1
         ) &
