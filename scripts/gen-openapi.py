@@ -381,10 +381,12 @@ schemas = {
     },
     "Ready": {
         "type": "object",
-        "required": ["status", "store", "bus", "node_id"],
+        "required": ["status", "store", "media", "bus", "node_id"],
         "properties": {
             "status": {"type": "string", "const": "ready"},
             "store": {"type": "string", "const": "ok"},
+            "media": {"type": "string", "enum": ["ok", "unavailable"],
+                      "description": "The media store's answer to a cheap check (S3: one HEAD, at most 0.8 s). Reported only: every node shares the media store, so its outage does not make a node unready."},
             "bus": {"type": "string", "const": "in-process"},
             "node_id": {"type": "string"},
         },
@@ -581,7 +583,7 @@ paths = {
     "/readyz": {"get": {
         "operationId": "readyz", "summary": "Readiness: the store answers and the node accepts work", "tags": ["operations"],
         "security": no_sec,
-        "description": "200 when the store answers a ping and the node is not shutting down. `bus` is reported as `in-process`.",
+        "description": "200 when the store answers a ping and the node is not shutting down. `bus` is reported as `in-process`; `media` reports the media store without affecting the status.",
         "responses": {
             "200": json_ok("Ready.", ref("Ready")),
             "503": r503(["shutting_down", "store_unavailable", "bus_unavailable"], "Not ready: shutting down, or the store or (cluster mode) NATS is unreachable."),
@@ -734,7 +736,7 @@ paths = {
     "/api/media/{mediaId}": {"get": {
         "operationId": "getMedia", "summary": "Download a message's media file", "tags": ["media"],
         "security": no_sec,
-        "description": "No authentication: the unguessable id in a message's `media_url` is the capability. The Content-Type is the one the file's bytes identify. A file lives as long as its message: deleting the message deletes it, and files whose send failed are swept.",
+        "description": "No authentication: the unguessable id in a message's `media_url` is the capability. The Content-Type is the one the file's bytes identify. A file lives as long as its message: deleting the message deletes it, and files whose send failed are swept. Any node sharing the media store (`--media-store s3`) serves any upload.",
         "parameters": [{"name": "mediaId", "in": "path", "required": True,
                         "description": "The id from `media_url` (a UUID, written without hyphens in `media_url`; the hyphenated form is accepted too).",
                         "schema": {"type": "string"}}],
@@ -753,6 +755,7 @@ paths = {
                 },
             },
             "404": err("No such media.", ["not_found"], {"not_found": "Media not found"}),
+            "503": r503(["store_unavailable"], "The media store failed or could not be reached."),
         },
     }},
     "/v1/stream": {"get": {

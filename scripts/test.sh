@@ -7,10 +7,13 @@
 # installs with `go install` (cached under ~/.cache/spacecast); a missing Centrifugo fails them.
 # nats-server v2.15.2 with JetStream (scripts/nats.sh, same `go install` caching) runs beside
 # Cassandra with fresh data for the cluster tests (SPACECAST_TEST_NATS_URL); it is stopped at exit.
+# The S3 media store's tests run against a real SeaweedFS, which scripts/seaweedfs.sh builds from its
+# Go module source (about 3.5 min the first time, cached after) and starts with test credentials.
 #
 # Build output goes to $CARGO_TARGET_DIR (default: ~/.cache/spacecast/target, outside the repo) so
 # repeated runs and CI on the same machine reuse it. Cassandra's jars, data and logs live under
-# ~/.cache/spacecast/cassandra; each run starts it with empty data and stops it at the end.
+# ~/.cache/spacecast/cassandra; each run starts it with empty data and stops it at the end, and so
+# SeaweedFS (~/.cache/spacecast/seaweedfs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,10 +42,13 @@ scripts/centrifugo.sh install
 step "install NATS (nats-server v2.15.2, cached; the cluster tests run against it)"
 scripts/nats.sh install
 
+step "install SeaweedFS (cached; the S3 media store's tests run against it)"
+scripts/seaweedfs.sh install
+
 step "start Cassandra (fresh data)"
 scripts/cassandra.sh wipe
 scripts/cassandra.sh up
-trap 'scripts/nats.sh down || true; scripts/cassandra.sh down || true' EXIT
+trap 'scripts/seaweedfs.sh down || true; scripts/nats.sh down || true; scripts/cassandra.sh down || true' EXIT
 
 step "start NATS with JetStream (fresh data)"
 scripts/nats.sh down
@@ -50,6 +56,11 @@ scripts/nats.sh wipe
 scripts/nats.sh up
 SPACECAST_TEST_NATS_URL="$(scripts/nats.sh url)"
 export SPACECAST_TEST_NATS_URL
+
+step "start SeaweedFS S3 (fresh data and credentials)"
+scripts/seaweedfs.sh wipe
+scripts/seaweedfs.sh up
+eval "$(scripts/seaweedfs.sh env)" # exports SPACECAST_TEST_S3_{ENDPOINT,REGION,BUCKET,...}
 
 step "cargo test (embedded store; CQL store conformance and outage tests)"
 cargo test --workspace --all-targets --locked

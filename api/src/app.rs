@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use spacecast_engine::Engine;
-use spacecast_observability::Metrics;
+use spacecast_observability::{LogLimiter, Metrics};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -20,7 +20,10 @@ pub struct App {
     pub engine: Engine,
     pub auth: Authenticator,
     pub config: Config,
-    pub media: MediaStore,
+    /// Media storage (local directory or S3), chosen once from config.
+    pub media: Arc<dyn MediaStore>,
+    /// Rate limit of media failure lines (an outage fails every upload and download).
+    pub media_log: LogLimiter,
     pub metrics: Metrics,
     /// Flips to `true` once shutdown starts; sessions close with 1001.
     pub shutdown: watch::Receiver<bool>,
@@ -45,7 +48,7 @@ impl App {
         engine: Engine,
         auth: Authenticator,
         config: Config,
-        media: MediaStore,
+        media: Arc<dyn MediaStore>,
         metrics: Metrics,
         shutdown: watch::Receiver<bool>,
         realtime: Option<tokio::runtime::Handle>,
@@ -57,6 +60,7 @@ impl App {
             auth,
             config,
             media,
+            media_log: LogLimiter::new(crate::media::FAILURE_LOG_EVERY),
             metrics,
             shutdown,
             stop: CancellationToken::new(),

@@ -92,14 +92,28 @@ pub fn token(
         None => None,
     }
     .filter(|p| !p.is_empty());
-    let config = resolve(
-        ConfigArgs {
-            data_dir: args.data_dir.or(env.data_dir),
-            jwt_secret: args.jwt_secret.or(env.jwt_secret),
-            ..env
-        },
-        file,
-    )?;
+    let opts = ConfigArgs {
+        data_dir: args.data_dir.or(env.data_dir),
+        jwt_secret: args.jwt_secret.or(env.jwt_secret),
+        ..env
+    };
+    let opts = match file {
+        Some(f) => opts.merge_file(f)?,
+        None => opts,
+    };
+    // Media options do not concern tokens: a shell with only some of the server's media env
+    // vars (say, the S3 credentials without SPACECAST_MEDIA_STORE) must still mint one.
+    let config = ConfigArgs {
+        media_store: None,
+        s3_bucket: None,
+        s3_endpoint: None,
+        s3_region: None,
+        s3_access_key_id: None,
+        s3_secret_access_key: None,
+        s3_prefix: None,
+        ..opts
+    }
+    .validate()?;
     if config.jwt_secret.is_none() && config.jwt_public_key.is_some() {
         anyhow::bail!(
             "the configuration sets jwt_public_key and no jwt_secret: that server accepts only \
@@ -108,4 +122,30 @@ pub fn token(
     }
     let secret = auth::load_or_create_secret(config.jwt_secret.as_deref(), &config.data_dir)?;
     auth::mint(&secret, &args.user_id, &username, picture.as_deref(), ttl)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_ignores_the_media_options() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = TokenArgs {
+            user_id: "u1".into(),
+            username: "ada".into(),
+            picture: None,
+            ttl: "1h".into(),
+            data_dir: Some(dir.path().to_path_buf()),
+            jwt_secret: Some("a-secret-of-enough-bytes".into()),
+        };
+        // The S3 credentials without the rest, as a shell sharing part of the server's env.
+        let env = ConfigArgs {
+            s3_access_key_id: Some("AKID".into()),
+            ..Default::default()
+        };
+        assert!(env.clone().validate().is_err(), "serve refuses this");
+        let t = token(args, env, None).unwrap();
+        assert_eq!(t.split('.').count(), 3, "a JWT");
+    }
 }

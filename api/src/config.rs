@@ -114,6 +114,54 @@ pub struct ConfigArgs {
     /// new connections get a 503 `overloaded` and are closed.
     #[arg(long, env = "SPACECAST_MAX_HTTP_CONNECTIONS")]
     pub max_http_connections: Option<usize>,
+    /// Where media files live: `local` (under the data dir; one node) or `s3` (an S3-compatible
+    /// bucket every node shares; needs `s3_bucket`, `s3_endpoint` and credentials).
+    #[arg(long, env = "SPACECAST_MEDIA_STORE")]
+    pub media_store: Option<String>,
+    /// S3 bucket for media (`media_store = s3`); it must exist.
+    #[arg(long, env = "SPACECAST_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+    /// S3 endpoint URL, e.g. `https://s3.eu-west-1.amazonaws.com` or `http://127.0.0.1:18333`
+    /// (requests are path-style: `<endpoint>/<bucket>/<key>`).
+    #[arg(long, env = "SPACECAST_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region, used in request signatures (default `us-east-1`).
+    #[arg(long, env = "SPACECAST_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// S3 access key id.
+    #[arg(long, env = "SPACECAST_S3_ACCESS_KEY_ID")]
+    pub s3_access_key_id: Option<String>,
+    /// S3 secret access key. Prefer the env var or the config file: a flag shows in `ps`.
+    #[arg(long, env = "SPACECAST_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub s3_secret_access_key: Option<Secret>,
+    /// Key prefix of every media object (`<prefix>/media/<id>`), e.g. to share a bucket.
+    #[arg(long, env = "SPACECAST_S3_PREFIX")]
+    pub s3_prefix: Option<String>,
+}
+
+/// A credential: shown as `"***"` by `Debug`, so it never reaches a log line or a panic message;
+/// [`Secret::expose`] hands it to the one client that needs it.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the client that authenticates with it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Secret(s)
+    }
 }
 
 /// Which store backend.
@@ -121,6 +169,28 @@ pub struct ConfigArgs {
 pub enum StoreKind {
     Embedded,
     Cql,
+}
+
+/// Which media backend (see `crate::media`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MediaStoreKind {
+    /// `<data_dir>/media`, served by this node only.
+    Local,
+    /// An S3-compatible bucket shared by every node.
+    S3,
+}
+
+/// The S3 media settings, complete and checked (present iff `media_store = s3`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct S3Settings {
+    pub bucket: String,
+    /// `http://` or `https://` URL, without a path.
+    pub endpoint: String,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+    /// Key prefix without leading or trailing `/`; `None` for none.
+    pub prefix: Option<String>,
 }
 
 /// The validated configuration.
@@ -156,6 +226,9 @@ pub struct Config {
     pub http_header_timeout: Duration,
     pub http_idle_timeout: Duration,
     pub max_http_connections: usize,
+    pub media_store: MediaStoreKind,
+    /// Set iff `media_store` is [`MediaStoreKind::S3`].
+    pub s3: Option<S3Settings>,
 }
 
 /// A configuration problem, naming the option.
@@ -227,7 +300,14 @@ impl ConfigArgs {
             realtime_threads,
             http_header_timeout,
             http_idle_timeout,
-            max_http_connections
+            max_http_connections,
+            media_store,
+            s3_bucket,
+            s3_endpoint,
+            s3_region,
+            s3_access_key_id,
+            s3_secret_access_key,
+            s3_prefix
         );
         Ok(self)
     }
@@ -267,6 +347,7 @@ impl ConfigArgs {
                 "public_url = {url:?}: must start with http:// or https://"
             )));
         }
+        let (media_store, s3) = self.media_settings()?;
         let positive =
             |name: &str, v: Option<usize>, default: usize| -> Result<usize, ConfigError> {
                 match v {
@@ -366,6 +447,8 @@ impl ConfigArgs {
                 self.max_http_connections,
                 10_000,
             )?,
+            media_store,
+            s3,
         };
         if config.nats_url.is_some() && config.store == StoreKind::Embedded {
             return Err(ConfigError(
@@ -415,6 +498,141 @@ impl ConfigArgs {
         }
         Ok(config)
     }
+}
+
+impl ConfigArgs {
+    /// The media backend and, for `s3`, its complete settings.
+    ///
+    /// # Errors
+    /// An unknown `media_store`; `s3` without a bucket, an endpoint or credentials; a bad bucket
+    /// name, endpoint or prefix; `s3_*` options with the local media store (they would be
+    /// ignored, and media would silently stay on one node).
+    fn media_settings(&self) -> Result<(MediaStoreKind, Option<S3Settings>), ConfigError> {
+        let trimmed = |v: &Option<String>| {
+            v.as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        };
+        let kind = match self.media_store.as_deref().map(str::trim) {
+            None | Some("local") => MediaStoreKind::Local,
+            Some("s3") => MediaStoreKind::S3,
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "media_store = {other:?}: use `local` or `s3`"
+                )));
+            }
+        };
+        let (bucket, endpoint) = (trimmed(&self.s3_bucket), trimmed(&self.s3_endpoint));
+        if kind == MediaStoreKind::Local {
+            if let Some(name) = [
+                ("s3_bucket", bucket.is_some()),
+                ("s3_endpoint", endpoint.is_some()),
+                ("s3_prefix", self.s3_prefix.is_some()),
+                ("s3_access_key_id", self.s3_access_key_id.is_some()),
+                ("s3_secret_access_key", self.s3_secret_access_key.is_some()),
+            ]
+            .iter()
+            .find_map(|(name, set)| set.then_some(*name))
+            {
+                return Err(ConfigError(format!(
+                    "{name} is set but media_store is `local`: add --media-store s3 \
+                     (SPACECAST_MEDIA_STORE=s3) to keep media in S3, or unset the s3_* options"
+                )));
+            }
+            return Ok((kind, None));
+        }
+        let bucket = bucket.ok_or_else(|| {
+            ConfigError(
+                "media_store = s3 needs s3_bucket (--s3-bucket / SPACECAST_S3_BUCKET)".into(),
+            )
+        })?;
+        if !valid_bucket(&bucket) {
+            return Err(ConfigError(format!(
+                "s3_bucket = {bucket:?}: 3-63 lowercase letters, digits, '.' and '-', starting \
+                 and ending with a letter or digit"
+            )));
+        }
+        let endpoint = endpoint.ok_or_else(|| {
+            ConfigError(
+                "media_store = s3 needs s3_endpoint (--s3-endpoint / SPACECAST_S3_ENDPOINT), \
+                 e.g. https://s3.us-east-1.amazonaws.com"
+                    .into(),
+            )
+        })?;
+        let url = url::Url::parse(&endpoint)
+            .map_err(|e| ConfigError(format!("s3_endpoint = {endpoint:?}: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https")
+            || url.host_str().is_none()
+            || !url.path().trim_matches('/').is_empty()
+            || url.query().is_some()
+        {
+            return Err(ConfigError(format!(
+                "s3_endpoint = {endpoint:?}: use http(s)://host[:port] with no path \
+                 (the bucket goes in s3_bucket)"
+            )));
+        }
+        let region = trimmed(&self.s3_region).unwrap_or_else(|| "us-east-1".to_owned());
+        let access_key_id = trimmed(&self.s3_access_key_id);
+        let secret = self
+            .s3_secret_access_key
+            .clone()
+            .filter(|s| !s.expose().is_empty());
+        let (Some(access_key_id), Some(secret_access_key)) = (access_key_id, secret) else {
+            return Err(ConfigError(
+                "media_store = s3 needs s3_access_key_id and s3_secret_access_key \
+                 (SPACECAST_S3_ACCESS_KEY_ID / SPACECAST_S3_SECRET_ACCESS_KEY)"
+                    .into(),
+            ));
+        };
+        let prefix = match self
+            .s3_prefix
+            .as_deref()
+            .map(|p| p.trim().trim_matches('/'))
+        {
+            None | Some("") => None,
+            Some(p) => {
+                let ok = p.split('/').all(|seg| {
+                    !seg.is_empty()
+                        && seg != "."
+                        && seg != ".."
+                        && seg.chars().all(|c| {
+                            c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '=')
+                        })
+                });
+                if !ok {
+                    return Err(ConfigError(format!(
+                        "s3_prefix = {p:?}: '/'-separated segments of letters, digits, \
+                         '-', '_', '.', '='"
+                    )));
+                }
+                Some(p.to_owned())
+            }
+        };
+        Ok((
+            kind,
+            Some(S3Settings {
+                bucket,
+                endpoint: endpoint.trim_end_matches('/').to_owned(),
+                region,
+                access_key_id,
+                secret_access_key,
+                prefix,
+            }),
+        ))
+    }
+}
+
+/// S3 bucket naming rules (the subset every S3-compatible store accepts).
+fn valid_bucket(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    (3..=63).contains(&bytes.len())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-'))
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
+        && !name.contains("..")
 }
 
 #[cfg(test)]
@@ -613,5 +831,147 @@ mod tests {
         .validate()
         .unwrap_err();
         assert!(e.to_string().contains("ws_ping_interval"), "{e}");
+    }
+
+    fn s3_args() -> ConfigArgs {
+        ConfigArgs {
+            media_store: Some("s3".into()),
+            s3_bucket: Some("media-bucket".into()),
+            s3_endpoint: Some("http://127.0.0.1:18333/".into()),
+            s3_access_key_id: Some("AKID".into()),
+            s3_secret_access_key: Some(Secret::from("s3cr3t-value".to_owned())),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn media_store_defaults_to_local_and_s3_needs_its_settings() {
+        let c = ConfigArgs::default().validate().unwrap();
+        assert_eq!((c.media_store, c.s3), (MediaStoreKind::Local, None));
+        let c = s3_args().validate().unwrap();
+        assert_eq!(c.media_store, MediaStoreKind::S3);
+        let s3 = c.s3.clone().unwrap();
+        assert_eq!(s3.endpoint, "http://127.0.0.1:18333");
+        assert_eq!(s3.region, "us-east-1");
+        assert_eq!(s3.prefix, None);
+        for (args, name) in [
+            (
+                ConfigArgs {
+                    s3_bucket: None,
+                    ..s3_args()
+                },
+                "s3_bucket",
+            ),
+            (
+                ConfigArgs {
+                    s3_endpoint: Some("  ".into()),
+                    ..s3_args()
+                },
+                "s3_endpoint",
+            ),
+            (
+                ConfigArgs {
+                    s3_endpoint: Some("ftp://x".into()),
+                    ..s3_args()
+                },
+                "s3_endpoint",
+            ),
+            (
+                ConfigArgs {
+                    s3_endpoint: Some("http://h:1/bucket".into()),
+                    ..s3_args()
+                },
+                "s3_endpoint",
+            ),
+            (
+                ConfigArgs {
+                    s3_bucket: Some("Bad_Bucket".into()),
+                    ..s3_args()
+                },
+                "s3_bucket",
+            ),
+            (
+                ConfigArgs {
+                    s3_secret_access_key: None,
+                    ..s3_args()
+                },
+                "s3_secret_access_key",
+            ),
+            (
+                ConfigArgs {
+                    s3_prefix: Some("a/../b".into()),
+                    ..s3_args()
+                },
+                "s3_prefix",
+            ),
+            (
+                ConfigArgs {
+                    media_store: Some("disk".into()),
+                    ..Default::default()
+                },
+                "media_store",
+            ),
+            (
+                ConfigArgs {
+                    s3_bucket: Some("media-bucket".into()),
+                    ..Default::default()
+                },
+                "s3_bucket",
+            ),
+        ] {
+            let e = args.validate().unwrap_err().to_string();
+            assert!(e.contains(name), "{name}: {e}");
+        }
+        let c = ConfigArgs {
+            s3_prefix: Some("/tenant-1/eu/".into()),
+            s3_region: Some("eu-west-1".into()),
+            ..s3_args()
+        }
+        .validate()
+        .unwrap();
+        let s3 = c.s3.unwrap();
+        assert_eq!(s3.prefix.as_deref(), Some("tenant-1/eu"));
+        assert_eq!(s3.region, "eu-west-1");
+    }
+
+    #[test]
+    fn the_s3_secret_never_shows_in_debug_output() {
+        let args = s3_args();
+        let config = args.clone().validate().unwrap();
+        for shown in [format!("{args:?}"), format!("{config:?}")] {
+            assert!(!shown.contains("s3cr3t-value"), "{shown}");
+            assert!(shown.contains("***"), "{shown}");
+        }
+        assert_eq!(
+            config.s3.unwrap().secret_access_key.expose(),
+            "s3cr3t-value"
+        );
+    }
+
+    #[test]
+    fn s3_options_come_from_the_file_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "media_store = \"s3\"\ns3_bucket = \"b-1\"\ns3_endpoint = \"https://s3.example\"\n\
+             s3_access_key_id = \"k\"\ns3_secret_access_key = \"s\"\ns3_prefix = \"p\"\n",
+        )
+        .unwrap();
+        let c = ConfigArgs::default()
+            .merge_file(&path)
+            .unwrap()
+            .validate()
+            .unwrap();
+        let s3 = c.s3.unwrap();
+        assert_eq!(
+            (
+                s3.bucket.as_str(),
+                s3.endpoint.as_str(),
+                s3.prefix.as_deref()
+            ),
+            ("b-1", "https://s3.example", Some("p"))
+        );
+        assert_eq!(s3.secret_access_key.expose(), "s");
     }
 }

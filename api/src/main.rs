@@ -8,6 +8,8 @@ use spacecast_api::config::{Config, ConfigArgs};
 use spacecast_observability::{LogFormat, Metrics, init_tracing};
 
 fn main() -> ExitCode {
+    // One TLS crypto provider for the whole process (ring), before any client connects.
+    spacecast_api::install_tls_provider();
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Token(args)) => match cli::token(args, cli.serve, cli.config.as_deref()) {

@@ -28,7 +28,6 @@ use crate::auth::{Authenticator, load_or_create_secret};
 use crate::config::{Config, StoreKind};
 use crate::edge::Edge;
 use crate::listener::{self, Limits, fit_descriptors};
-use crate::media::MediaStore;
 use crate::routes::{recover, routes};
 
 /// Runs `spacecast serve` until a termination signal, then shuts down gracefully.
@@ -88,7 +87,8 @@ pub async fn serve(config: Config, metrics: Metrics) -> anyhow::Result<()> {
             engine
         }
     };
-    let media = MediaStore::open(&config.data_dir).context("cannot create the media directory")?;
+    let media = crate::media::open(&config).await?;
+    tracing::info!(media = %media.describe(), "media store");
     let mut config = config;
     let limits = connection_limits(&mut config, &metrics);
     let listener = tokio::net::TcpListener::bind(config.listen)

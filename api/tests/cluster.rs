@@ -157,7 +157,7 @@ async fn a_nats_restart_under_load_refuses_cleanly_and_loses_nothing() {
         Some(nats_script_url().await.as_str()),
         "this test stops and starts the NATS of scripts/nats.sh: SPACECAST_TEST_NATS_URL must name it"
     );
-    let http = reqwest::Client::new();
+    let http = common::http_client();
     let mut run = Run::start(&c.urls(), &spaces, &w);
     run.more_acks(300, Duration::from_secs(60)).await;
 

@@ -44,7 +44,7 @@ async fn a_database_outage_refuses_sends_cleanly_and_service_resumes_without_los
         let (base, t, space) = (s.base.clone(), token(w), space.clone());
         let (acked, refused, stop) = (acked.clone(), refused.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
-            let http = reqwest::Client::new();
+            let http = common::http_client();
             let mut i = 0;
             while !stop.load(Ordering::Relaxed) {
                 i += 1;

@@ -58,7 +58,7 @@ async fn kill_9_under_concurrent_sends_loses_nothing_acknowledged() {
             );
             let w = w.clone();
             tasks.push(tokio::spawn(async move {
-                let http = reqwest::Client::new();
+                let http = common::http_client();
                 for i in 0.. {
                     if stop.load(Ordering::Relaxed) {
                         break;

@@ -187,7 +187,7 @@ async fn beyond_max_http_connections_a_new_connection_gets_503_json_then_service
             .unwrap();
         held.push(c);
     }
-    let fresh = reqwest::Client::new();
+    let fresh = common::http_client();
     let r = eventually(
         "a 503 at the connection cap",
         Duration::from_secs(10),
@@ -220,13 +220,13 @@ async fn beyond_max_http_connections_a_new_connection_gets_503_json_then_service
         || {
             let url = s.url("/healthz");
             async move {
-                let r = reqwest::Client::new().get(url).send().await.ok()?;
+                let r = common::http_client().get(url).send().await.ok()?;
                 (r.status() == 200).then_some(())
             }
         },
     )
     .await;
-    let metrics = reqwest::Client::new()
+    let metrics = common::http_client()
         .get(s.url("/metrics"))
         .send()
         .await
@@ -292,7 +292,7 @@ async fn under_a_low_descriptor_limit_a_connection_flood_does_not_stop_the_serve
     const ATTEMPTS: usize = 1_000;
     // Default caps (10,000 HTTP + 100,000 realtime) do not fit 300 descriptors: they are lowered.
     let mut s = start_limited(LIMIT, &["--http-header-timeout", "60s"]).await;
-    let client = reqwest::Client::new();
+    let client = common::http_client();
     let tok = token("fd-user");
     // An established client: its kept-alive connection stays usable through the flood.
     let r = client
@@ -345,7 +345,7 @@ async fn under_a_low_descriptor_limit_a_connection_flood_does_not_stop_the_serve
             async move {
                 let r = tokio::time::timeout(
                     Duration::from_secs(3),
-                    reqwest::Client::new().get(url).send(),
+                    common::http_client().get(url).send(),
                 )
                 .await
                 .ok()?
@@ -371,14 +371,14 @@ async fn under_a_low_descriptor_limit_a_connection_flood_does_not_stop_the_serve
         || {
             let url = format!("{}/healthz", s.base);
             async move {
-                let r = reqwest::Client::new().get(url).send().await.ok()?;
+                let r = common::http_client().get(url).send().await.ok()?;
                 (r.status() == 200).then_some(())
             }
         },
     )
     .await;
     let (status, body) = try_send_text(
-        &reqwest::Client::new(),
+        &common::http_client(),
         &s.base,
         &tok,
         &space_id,

@@ -134,6 +134,7 @@ impl Api {
         if common.jwt_secret.is_empty() {
             bail!("--jwt-secret (or SPACECAST_JWT_SECRET) must not be empty");
         }
+        crate::install_tls_provider();
         let client = reqwest::Client::builder()
             .no_proxy()
             .http1_only()

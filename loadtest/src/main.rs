@@ -157,6 +157,7 @@ impl Scenario {
 }
 
 fn main() -> ExitCode {
+    install_tls_provider();
     let cli = Cli::parse();
     // Thousands of sockets: the soft descriptor limit goes up to the hard one.
     if let Err(err) = rlimit::increase_nofile_limit(u64::MAX) {
@@ -230,6 +231,14 @@ async fn run(cli: Cli) -> Result<()> {
         | Scenario::Idle(_)
         | Scenario::Soak(_) => Ok(()),
     }
+}
+
+/// Installs `ring` as rustls' crypto provider (idempotent). In a workspace build `reqwest` has
+/// rustls without a bundled provider (for the server's S3 client), and building a client without
+/// one panics; loadtest itself speaks only plain HTTP.
+#[allow(deprecated)] // rustls 0.23.48: ring has no post-quantum key exchange; it is the project's one provider
+fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 fn print_json(enabled: bool, report: &impl Serialize) -> Result<()> {

@@ -1,7 +1,7 @@
 //! Operational endpoints; no authentication.
 
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use warp::Filter;
@@ -58,7 +58,15 @@ pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
         .boxed()
 }
 
+/// How long `/readyz` waits for the media store's answer (probes time out after about a second).
+const MEDIA_CHECK_TIMEOUT: Duration = Duration::from_millis(800);
+
 /// `GET /readyz`: 200 when the store and the bus answer and the node accepts work, else 503.
+///
+/// The body also reports the media store (`"media": "ok" | "unavailable"`), without making the
+/// node unready: every node shares the media store, so a media outage would take every node
+/// out of its load balancer, text messages included, while media requests already fail alone
+/// with 503 `store_unavailable`.
 async fn readyz(app: AppRef) -> Result<Response, ApiError> {
     if !app.accepting.load(Ordering::Acquire) {
         return Err(ApiError::unavailable(
@@ -78,10 +86,22 @@ async fn readyz(app: AppRef) -> Result<Response, ApiError> {
     } else {
         "in-process"
     };
-    match app.engine.ping().await {
+    let (store, media) = tokio::join!(
+        app.engine.ping(),
+        tokio::time::timeout(MEDIA_CHECK_TIMEOUT, app.media.check())
+    );
+    let media = match media {
+        Ok(Ok(())) => "ok",
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "readiness check: media store unreachable");
+            "unavailable"
+        }
+        Err(_) => "unavailable",
+    };
+    match store {
         Ok(()) => Ok(json_response(
             StatusCode::OK,
-            &json!({"status": "ready", "store": "ok", "bus": bus, "node_id": app.config.node_id}),
+            &json!({"status": "ready", "store": "ok", "media": media, "bus": bus, "node_id": app.config.node_id}),
         )),
         Err(e) => {
             // `/readyz` needs no token: anyone can call it, so its failures are not logged above

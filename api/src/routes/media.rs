@@ -28,7 +28,8 @@ pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
 }
 
 /// `GET /api/media/{media_id}` → the file, with the content type its bytes identify and a
-/// long-lived cache header (media never changes).
+/// long-lived cache header (media never changes). Needs no space lookup, so any node sharing the
+/// media store serves any upload; 503 `store_unavailable` when the store fails.
 async fn get_media(app: AppRef, id: String) -> Result<Response, ApiError> {
     let media_id: uuid::Uuid = id
         .parse()
@@ -37,6 +38,7 @@ async fn get_media(app: AppRef, id: String) -> Result<Response, ApiError> {
         .media
         .load(media_id)
         .await
+        .map_err(|e| crate::media::failed(&app, "read", e))?
         .ok_or_else(|| ApiError::not_found("Media not found"))?;
     let mut res = Response::new(bytes.into());
     let h = res.headers_mut();

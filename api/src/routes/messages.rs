@@ -288,7 +288,12 @@ async fn send_message(
             space_id,
             message_id: id,
         };
-        media_id = Some(app.media.save(bytes, content_type, owner).await?.media_id);
+        let saved = app
+            .media
+            .save(bytes, content_type, owner)
+            .await
+            .map_err(|e| media::failed(&app, "write", e))?;
+        media_id = Some(saved.media_id);
         message_id = Some(id);
     }
     let cmd = SendMessage {
@@ -305,8 +310,8 @@ async fn send_message(
                 && refused_before_write(&e)
             {
                 // Nothing references the file: remove it now rather than at the next sweep.
-                if let Err(io) = app.media.delete(id).await {
-                    tracing::debug!(error = %io, "could not remove the media of a refused send");
+                if let Err(err) = app.media.delete(id).await {
+                    tracing::debug!(error = %err, "could not remove the media of a refused send");
                 }
             }
             Err(e.into())

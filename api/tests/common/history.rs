@@ -863,7 +863,7 @@ fn sender_user(i: usize) -> String {
 
 /// Creates the run's public spaces through `base` and makes every sender a member.
 pub async fn setup_spaces(base: &str, w: &Workload) -> Vec<String> {
-    let http = reqwest::Client::new();
+    let http = crate::common::http_client();
     let owner = token("hist-owner");
     let mut spaces = Vec::new();
     for i in 0..w.spaces {
@@ -1129,7 +1129,7 @@ fn rand_u32() -> u32 {
 
 /// `head_seq` of `GET /api/spaces/:space` (polled: the node may still be recovering).
 async fn head_of(base: &str, space: &str) -> u64 {
-    let http = reqwest::Client::new();
+    let http = crate::common::http_client();
     let t = token("hist-owner");
     let url = format!("{base}/api/spaces/{space}");
     eventually(&format!("GET {url}"), Duration::from_secs(30), || {
@@ -1206,7 +1206,7 @@ async fn read_stored(base: &str, node: usize, space: &str) -> Stored {
 
 /// Every page of `GET /api/messages/:space`.
 async fn list_all(base: &str, space: &str) -> Vec<Listed> {
-    let http = reqwest::Client::new();
+    let http = crate::common::http_client();
     let t = token("hist-reader");
     let mut out = Vec::new();
     for page in 1.. {
@@ -1284,6 +1284,7 @@ async fn loop_connect(base: &str, token: &str) -> WsStream {
 const BACKOFF: Duration = Duration::from_millis(50);
 
 async fn rest_sender(ctx: Arc<Ctx>, idx: usize) {
+    spacecast_api::install_tls_provider();
     let http = reqwest::Client::builder()
         .timeout(ctx.w.timeout)
         .build()

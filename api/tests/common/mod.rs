@@ -36,6 +36,14 @@ pub struct Server {
     pub http: reqwest::Client,
 }
 
+/// A fresh HTTP client. The workspace's `reqwest` has rustls without a bundled crypto provider
+/// (the binary's S3 client needs TLS), so the process installs `ring` first: every test builds
+/// its clients here or through [`Server`].
+pub fn http_client() -> reqwest::Client {
+    spacecast_api::install_tls_provider();
+    reqwest::Client::new()
+}
+
 /// Polls `f` until it returns `Some`, or panics after `deadline` naming `what`.
 pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut f: F) -> T
 where
@@ -247,7 +255,7 @@ impl Server {
         let addr = url.trim_start_matches("http://").to_owned();
         // Keep draining stdout so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let http = reqwest::Client::new();
+        let http = http_client();
         let s = Server {
             child,
             base: url,
@@ -676,4 +684,83 @@ pub async fn try_send_text(
         .await?;
     let status = r.status().as_u16();
     Ok((status, r.json().await.unwrap_or(Value::Null)))
+}
+
+/// The test S3 server (SeaweedFS, started by `scripts/seaweedfs.sh up`): endpoint, bucket and
+/// credentials.
+#[derive(Clone, Debug)]
+pub struct S3Env {
+    pub endpoint: String,
+    pub region: String,
+    pub bucket: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+/// The test S3 server's settings: from the `SPACECAST_TEST_S3_*` env vars (`scripts/test.sh`
+/// exports them), else from `scripts/seaweedfs.sh env`. Panics, naming the fix, when neither
+/// gives them: an S3 test never skips.
+pub fn s3_env() -> S3Env {
+    let from_env = |k: &str| std::env::var(format!("SPACECAST_TEST_S3_{k}")).ok();
+    let mut vars: std::collections::HashMap<String, String> = [
+        "ENDPOINT",
+        "REGION",
+        "BUCKET",
+        "ACCESS_KEY_ID",
+        "SECRET_ACCESS_KEY",
+    ]
+    .iter()
+    .filter_map(|k| from_env(k).map(|v| ((*k).to_owned(), v)))
+    .collect();
+    if vars.len() < 5 {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/seaweedfs.sh");
+        let out = std::process::Command::new("bash")
+            .arg(script)
+            .arg("env")
+            .output()
+            .expect("run scripts/seaweedfs.sh env");
+        assert!(
+            out.status.success(),
+            "no S3 test server: run `scripts/seaweedfs.sh up` (or export SPACECAST_TEST_S3_*): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if let Some((k, v)) = line
+                .strip_prefix("export SPACECAST_TEST_S3_")
+                .and_then(|kv| kv.split_once('='))
+            {
+                vars.entry(k.to_owned()).or_insert_with(|| v.to_owned());
+            }
+        }
+    }
+    let get = |k: &str| {
+        vars.get(k)
+            .cloned()
+            .unwrap_or_else(|| panic!("SPACECAST_TEST_S3_{k} is not set"))
+    };
+    S3Env {
+        endpoint: get("ENDPOINT"),
+        region: get("REGION"),
+        bucket: get("BUCKET"),
+        access_key_id: get("ACCESS_KEY_ID"),
+        secret_access_key: get("SECRET_ACCESS_KEY"),
+    }
+}
+
+impl S3Env {
+    /// `serve` flags that keep media in this bucket under `prefix`.
+    pub fn serve_args(&self, prefix: &str) -> Vec<String> {
+        [
+            ("--media-store", "s3"),
+            ("--s3-bucket", &self.bucket),
+            ("--s3-endpoint", &self.endpoint),
+            ("--s3-region", &self.region),
+            ("--s3-access-key-id", &self.access_key_id),
+            ("--s3-secret-access-key", &self.secret_access_key),
+            ("--s3-prefix", prefix),
+        ]
+        .iter()
+        .flat_map(|(k, v)| [(*k).to_owned(), (*v).to_owned()])
+        .collect()
+    }
 }

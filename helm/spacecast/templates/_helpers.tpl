@@ -73,7 +73,8 @@ Image reference.
 
 {{/*
 Refuses configurations that would lose or split data: several replicas need a shared store (cql), a
-shared bus (NATS) and a shared JWT key; each replica otherwise has its own store and its own secret.
+shared bus (NATS), shared media (s3) and a shared JWT key; each replica otherwise has its own store,
+its own media and its own secret.
 */}}
 {{- define "spacecast.validate" -}}
 {{- if not (has .Values.config.store (list "embedded" "cql")) }}
@@ -81,6 +82,20 @@ shared bus (NATS) and a shared JWT key; each replica otherwise has its own store
 {{- end }}
 {{- if and (eq .Values.config.store "cql") (not .Values.config.cqlNodes) }}
 {{- fail "config.store is \"cql\": set config.cqlNodes" }}
+{{- end }}
+{{- if not (has .Values.config.mediaStore (list "local" "s3")) }}
+{{- fail (printf "config.mediaStore must be \"local\" or \"s3\", got %q" .Values.config.mediaStore) }}
+{{- end }}
+{{- if eq .Values.config.mediaStore "s3" }}
+{{- if not .Values.config.s3.bucket }}
+{{- fail "config.mediaStore is \"s3\": set config.s3.bucket" }}
+{{- end }}
+{{- if not .Values.config.s3.endpoint }}
+{{- fail "config.mediaStore is \"s3\": set config.s3.endpoint (http(s)://host[:port])" }}
+{{- end }}
+{{- if not .Values.config.s3.credentials.existingSecret }}
+{{- fail "config.mediaStore is \"s3\": set config.s3.credentials.existingSecret (a Secret with the access key id and secret access key)" }}
+{{- end }}
 {{- end }}
 {{- if not (has .Values.config.logFormat (list "json" "text")) }}
 {{- fail (printf "config.logFormat must be \"json\" or \"text\", got %q" .Values.config.logFormat) }}
@@ -91,6 +106,9 @@ shared bus (NATS) and a shared JWT key; each replica otherwise has its own store
 {{- end }}
 {{- if not .Values.config.natsUrl }}
 {{- fail "replicaCount > 1 needs cluster mode: set config.natsUrl so that every replica sees every event" }}
+{{- end }}
+{{- if ne .Values.config.mediaStore "s3" }}
+{{- fail "replicaCount > 1 needs cluster mode: set config.mediaStore=s3 (with config.s3.*) so that every replica serves every upload; local media is per pod" }}
 {{- end }}
 {{- if not (or .Values.jwt.existingSecret .Values.jwt.publicKey.existingSecret) }}
 {{- fail "replicaCount > 1 needs a shared JWT key: set jwt.existingSecret or jwt.publicKey.existingSecret" }}
@@ -119,6 +137,30 @@ The container environment: every Spacecast option as SPACECAST_<NAME>.
 {{- with .Values.config.natsUrl }}
 - name: SPACECAST_NATS_URL
   value: {{ . | quote }}
+{{- end }}
+- name: SPACECAST_MEDIA_STORE
+  value: {{ .Values.config.mediaStore | quote }}
+{{- if eq .Values.config.mediaStore "s3" }}
+- name: SPACECAST_S3_BUCKET
+  value: {{ .Values.config.s3.bucket | quote }}
+- name: SPACECAST_S3_ENDPOINT
+  value: {{ .Values.config.s3.endpoint | quote }}
+- name: SPACECAST_S3_REGION
+  value: {{ .Values.config.s3.region | default "us-east-1" | quote }}
+{{- with .Values.config.s3.prefix }}
+- name: SPACECAST_S3_PREFIX
+  value: {{ . | quote }}
+{{- end }}
+- name: SPACECAST_S3_ACCESS_KEY_ID
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.config.s3.credentials.existingSecret }}
+      key: {{ .Values.config.s3.credentials.accessKeyIdKey }}
+- name: SPACECAST_S3_SECRET_ACCESS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.config.s3.credentials.existingSecret }}
+      key: {{ .Values.config.s3.credentials.secretAccessKeyKey }}
 {{- end }}
 - name: SPACECAST_NODE_ID
 {{- if .Values.config.nodeId }}

@@ -51,6 +51,7 @@ impl Centrifugo {
         ws.set_path("/connection/websocket");
         ws.set_scheme("ws")
             .map_err(|()| anyhow::anyhow!("cannot make a ws:// URL of {base}"))?;
+        crate::install_tls_provider();
         let http = reqwest::Client::builder()
             .no_proxy()
             .http1_only()

@@ -1,98 +1,38 @@
-//! Media files: stored under `<data-dir>/media/`, one file per upload named by a random UUID
-//! (unguessable, so a `media_url` works as a capability link the way CDN URLs do for the Space7
-//! client, whose image views cannot send an `Authorization` header).
+//! The local backend: media under `<data-dir>/media/`, one file per upload named by its id
+//! (`<id>`), and beside it its owner record `<id>.json`. Only the node that wrote a file can
+//! serve it: for several nodes, use [`super::s3`].
 //!
-//! Lifetime: a file belongs to exactly one message. Beside each file `<id>` is its record
-//! `<id>.json`, `{space_id, message_id}`, naming the message the edge is about to send with it
-//! (the edge picks the message id). The record is made durable before the file, the file before
-//! the send, so an acknowledged message never points at a missing file, and every file written
-//! since records exist can be traced to its message. The file goes when its message is deleted,
-//! when its send is refused, and otherwise by the sweep ([`spawn_sweeper`]): at start and then
-//! hourly, a file older than [`SWEEP_GRACE`] whose message does not exist is deleted, and so are
-//! stray temporary files and records without a file. Files without a record (written before
-//! records existed) are kept: nothing says whether a message uses them.
+//! Each file and record is written through a temporary file (write, fsync, rename, fsync the
+//! directory), the record first: a crash leaves at most a stray temporary file or a record
+//! without a file, which the sweep removes once older than its grace.
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use serde::{Deserialize, Serialize};
-use spacecast_engine::model::{MediaType, MessageId, SpaceId};
+use async_trait::async_trait;
+use bytes::Bytes;
 use uuid::Uuid;
 
-use crate::app::AppRef;
-use crate::error::ApiError;
-
-/// How old an unreferenced file must be before the sweep deletes it: far longer than the
-/// engine's 30 s call timeout, so a send still in flight never loses its file.
-pub const SWEEP_GRACE: Duration = Duration::from_secs(10 * 60);
-/// Interval between sweeps after the one at start.
-pub const SWEEP_EVERY: Duration = Duration::from_secs(60 * 60);
+use super::{
+    MediaError, MediaOwner, MediaStore, MessageExists, StoredMedia, SweepReport, data_name,
+    served_content_type,
+};
 
 /// Media on local disk.
-pub struct MediaStore {
+#[derive(Debug)]
+pub struct LocalMediaStore {
     dir: PathBuf,
-}
-
-/// The message a file belongs to, kept beside it as `<id>.json`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MediaOwner {
-    pub space_id: SpaceId,
-    pub message_id: MessageId,
-}
-
-/// A stored upload.
-#[derive(Clone, Debug)]
-pub struct StoredMedia {
-    pub media_id: Uuid,
-    pub content_type: &'static str,
-}
-
-/// What one sweep did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SweepReport {
-    /// Files (with their records) whose message does not exist.
-    pub orphans: usize,
-    /// Temporary files and records without a file.
-    pub strays: usize,
-    /// Old files without a record, kept.
-    pub unrecorded: usize,
-}
-
-/// Checks that `bytes` really are `media_type` (by their magic numbers, not the client's claim);
-/// returns the content type they identify. Pure: callers check before writing anything.
-///
-/// # Errors
-/// 400 `invalid_media_type` when the bytes are not a recognised format of that kind.
-pub fn sniff_as(media_type: MediaType, bytes: &[u8]) -> Result<&'static str, ApiError> {
-    sniff(bytes)
-        .filter(|mime| mime.split('/').next() == Some(media_type.mime_top_level()))
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_media_type",
-                format!(
-                    "The file is not a recognised {} format",
-                    media_type.mime_top_level()
-                ),
-            )
-        })
-}
-
-/// The media id a `media_url` built by this server ends with (absolute or relative).
-pub fn media_id_of_url(url: &str) -> Option<Uuid> {
-    let (_, id) = url.rsplit_once("/api/media/")?;
-    id.parse().ok()
-}
-
-fn data_name(id: Uuid) -> String {
-    id.simple().to_string()
 }
 
 fn record_name(id: Uuid) -> String {
     format!("{}.json", id.simple())
 }
 
-impl MediaStore {
+fn io_failed(what: &str, e: &std::io::Error) -> MediaError {
+    MediaError::Unavailable(format!("media {what} failed: {e}"))
+}
+
+impl LocalMediaStore {
     /// Creates the media directory under `data_dir`.
     ///
     /// # Errors
@@ -100,81 +40,77 @@ impl MediaStore {
     pub fn open(data_dir: &Path) -> std::io::Result<Self> {
         let dir = data_dir.join("media");
         std::fs::create_dir_all(&dir)?;
-        Ok(MediaStore { dir })
+        Ok(LocalMediaStore { dir })
+    }
+}
+
+#[async_trait]
+impl MediaStore for LocalMediaStore {
+    fn describe(&self) -> String {
+        format!("local directory {}", self.dir.display())
     }
 
-    /// Stores `bytes` (already checked with [`sniff_as`]) durably, with the record naming
-    /// `owner`.
-    ///
-    /// # Errors
-    /// 503 `store_unavailable` when the disk fails.
-    pub async fn save(
+    /// Writes the record `<id>.json`, then the file `<id>`, each durably.
+    async fn save(
         &self,
-        bytes: bytes::Bytes,
+        bytes: Bytes,
         content_type: &'static str,
         owner: MediaOwner,
-    ) -> Result<StoredMedia, ApiError> {
+    ) -> Result<StoredMedia, MediaError> {
         let media_id = Uuid::new_v4();
         let dir = self.dir.clone();
-        let record = serde_json::to_vec(&owner).map_err(|e| ApiError::internal(e.to_string()))?;
+        let record = serde_json::to_vec(&owner)
+            .map_err(|e| MediaError::Unavailable(format!("media record: {e}")))?;
         tokio::task::spawn_blocking(move || {
             write_durably(&dir, &record_name(media_id), &record)?;
             write_durably(&dir, &data_name(media_id), &bytes)
         })
         .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(|e| {
-            tracing::error!(error = %e, "media write failed");
-            ApiError::unavailable(
-                "store_unavailable",
-                "Media storage is temporarily unavailable",
-            )
-        })?;
+        .map_err(|e| MediaError::Unavailable(format!("media write task: {e}")))?
+        .map_err(|e| io_failed("write", &e))?;
         Ok(StoredMedia {
             media_id,
             content_type,
         })
     }
 
+    async fn load(&self, media_id: Uuid) -> Result<Option<(Bytes, &'static str)>, MediaError> {
+        match tokio::fs::read(self.dir.join(data_name(media_id))).await {
+            Ok(bytes) => {
+                let ct = served_content_type(&bytes);
+                Ok(Some((bytes.into(), ct)))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_failed("read", &e)),
+        }
+    }
+
     /// Deletes a file and its record (either may already be gone). The file goes first: a
     /// record left behind by a crash is swept, a file without a record would be kept.
-    ///
-    /// # Errors
-    /// The disk refused a removal.
-    pub async fn delete(&self, media_id: Uuid) -> std::io::Result<()> {
+    async fn delete(&self, media_id: Uuid) -> Result<(), MediaError> {
         let dir = self.dir.clone();
         tokio::task::spawn_blocking(move || {
             remove_if_present(&dir.join(data_name(media_id)))?;
             remove_if_present(&dir.join(record_name(media_id)))
         })
         .await
-        .map_err(std::io::Error::other)?
+        .map_err(|e| MediaError::Unavailable(format!("media delete task: {e}")))?
+        .map_err(|e| io_failed("delete", &e))
     }
 
-    /// Reads a stored file and its content type; `None` if there is no such media.
-    pub async fn load(&self, media_id: Uuid) -> Option<(bytes::Bytes, &'static str)> {
-        let bytes = tokio::fs::read(self.dir.join(data_name(media_id)))
-            .await
-            .ok()?;
-        let ct = sniff(&bytes).unwrap_or("application/octet-stream");
-        Some((bytes.into(), ct))
-    }
-
-    /// One sweep: deletes files older than `grace` whose message `exists` says is gone
-    /// (`Some(false)`; `None`, e.g. the store is unreachable, keeps the file), temporary files
-    /// older than `grace`, and records older than `grace` without a file.
-    ///
-    /// # Errors
-    /// The directory cannot be listed.
-    pub async fn sweep<F, Fut>(&self, grace: Duration, exists: F) -> std::io::Result<SweepReport>
-    where
-        F: Fn(MediaOwner) -> Fut,
-        Fut: Future<Output = Option<bool>>,
-    {
+    /// Deletes files older than `grace` whose message `exists` says is gone (`Some(false)`;
+    /// `None`, e.g. the store is unreachable, keeps the file), temporary files older than
+    /// `grace`, and records older than `grace` without a file.
+    async fn sweep(
+        &self,
+        grace: Duration,
+        exists: &dyn MessageExists,
+    ) -> Result<SweepReport, MediaError> {
         let dir = self.dir.clone();
         let listing = tokio::task::spawn_blocking(move || list(&dir, grace))
             .await
-            .map_err(std::io::Error::other)??;
+            .map_err(|e| MediaError::Unavailable(format!("media listing task: {e}")))?
+            .map_err(|e| io_failed("listing", &e))?;
         let mut report = SweepReport::default();
         for path in listing.stale_temps {
             if remove_if_present(&path).is_ok() {
@@ -191,7 +127,7 @@ impl MediaStore {
                 report.unrecorded += 1;
                 continue;
             };
-            if exists(owner).await == Some(false) && self.delete(id).await.is_ok() {
+            if exists.exists(owner).await == Some(false) && self.delete(id).await.is_ok() {
                 report.orphans += 1;
             }
         }
@@ -205,6 +141,17 @@ impl MediaStore {
             }
         }
         Ok(report)
+    }
+
+    async fn check(&self) -> Result<(), MediaError> {
+        match tokio::fs::metadata(&self.dir).await {
+            Ok(m) if m.is_dir() => Ok(()),
+            Ok(_) => Err(MediaError::Unavailable(format!(
+                "{} is not a directory",
+                self.dir.display()
+            ))),
+            Err(e) => Err(io_failed("directory check", &e)),
+        }
     }
 }
 
@@ -259,46 +206,6 @@ fn list(dir: &Path, grace: Duration) -> std::io::Result<Listing> {
     Ok(out)
 }
 
-/// Sweeps the media directory at start and every [`SWEEP_EVERY`] until shutdown, off the
-/// request path. A file is an orphan when the engine says its message does not exist; a store
-/// error keeps it for the next sweep.
-pub fn spawn_sweeper(app: AppRef) {
-    let mut shutdown = app.shutdown.clone();
-    tokio::spawn(async move {
-        loop {
-            let engine = app.engine.clone();
-            let exists = |owner: MediaOwner| {
-                let engine = engine.clone();
-                async move {
-                    engine
-                        .message_exists(owner.space_id, owner.message_id)
-                        .await
-                        .ok()
-                }
-            };
-            match app.media.sweep(SWEEP_GRACE, exists).await {
-                Ok(r) if r.orphans + r.strays > 0 => tracing::info!(
-                    orphans = r.orphans,
-                    strays = r.strays,
-                    unrecorded = r.unrecorded,
-                    "media sweep removed unreferenced files"
-                ),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "media sweep could not list the directory"),
-            }
-            tokio::select! {
-                () = tokio::time::sleep(SWEEP_EVERY) => {}
-                _ = shutdown.wait_for(|stop| *stop) => return,
-            }
-        }
-    });
-}
-
-/// The MIME type the bytes' signature identifies.
-fn sniff(bytes: &[u8]) -> Option<&'static str> {
-    infer::get(bytes).map(|t| t.mime_type())
-}
-
 fn remove_if_present(path: &Path) -> std::io::Result<()> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
@@ -320,6 +227,8 @@ fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::sniff_as;
+    use spacecast_engine::model::MediaType;
 
     pub const PNG_1X1: &[u8] = &[
         0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 0x0D, 0x49, 0x48, 0x44, 0x52, 0,
@@ -338,27 +247,27 @@ mod tests {
     #[tokio::test]
     async fn stores_images_and_refuses_mislabelled_bytes() {
         let dir = tempfile::tempdir().unwrap();
-        let store = MediaStore::open(dir.path()).unwrap();
+        let store = LocalMediaStore::open(dir.path()).unwrap();
         let ct = sniff_as(MediaType::Image, PNG_1X1).unwrap();
         assert_eq!(ct, "image/png");
         let saved = store
             .save(bytes::Bytes::from_static(PNG_1X1), ct, owner())
             .await
             .unwrap();
-        let (bytes, ct) = store.load(saved.media_id).await.unwrap();
+        let (bytes, ct) = store.load(saved.media_id).await.unwrap().unwrap();
         assert_eq!(&bytes[..], PNG_1X1);
         assert_eq!(ct, "image/png");
         let err = sniff_as(MediaType::Audio, PNG_1X1).unwrap_err();
         assert_eq!(err.code, "invalid_media_type");
         let err = sniff_as(MediaType::Image, b"plain text").unwrap_err();
         assert_eq!(err.code, "invalid_media_type");
-        assert!(store.load(Uuid::new_v4()).await.is_none());
+        assert!(store.load(Uuid::new_v4()).await.unwrap().is_none());
     }
 
     #[tokio::test]
     async fn a_file_has_a_record_and_delete_removes_both() {
         let dir = tempfile::tempdir().unwrap();
-        let store = MediaStore::open(dir.path()).unwrap();
+        let store = LocalMediaStore::open(dir.path()).unwrap();
         let o = owner();
         let saved = store
             .save(bytes::Bytes::from_static(PNG_1X1), "image/png", o)
@@ -369,7 +278,7 @@ mod tests {
         assert_eq!(serde_json::from_slice::<MediaOwner>(&record).unwrap(), o);
         store.delete(saved.media_id).await.unwrap();
         store.delete(saved.media_id).await.unwrap();
-        assert!(store.load(saved.media_id).await.is_none());
+        assert!(store.load(saved.media_id).await.unwrap().is_none());
         assert_eq!(
             std::fs::read_dir(dir.path().join("media")).unwrap().count(),
             0
@@ -379,7 +288,7 @@ mod tests {
     #[tokio::test]
     async fn the_sweep_removes_only_old_unreferenced_files() {
         let dir = tempfile::tempdir().unwrap();
-        let store = MediaStore::open(dir.path()).unwrap();
+        let store = LocalMediaStore::open(dir.path()).unwrap();
         let media = dir.path().join("media");
         let (live, dead) = (owner(), owner());
         let png = || bytes::Bytes::from_static(PNG_1X1);
@@ -392,11 +301,14 @@ mod tests {
         std::fs::write(media.join(".x.tmp"), b"partial").unwrap();
         let exists = |o: MediaOwner| async move { Some(o == live) };
         // Nothing is old enough yet.
-        let r = store.sweep(Duration::from_secs(600), exists).await.unwrap();
+        let r = store
+            .sweep(Duration::from_secs(600), &exists)
+            .await
+            .unwrap();
         assert_eq!(r, SweepReport::default());
         assert_eq!(std::fs::read_dir(&media).unwrap().count(), 7);
         // With no grace, everything unreferenced goes; the legacy file stays.
-        let r = store.sweep(Duration::ZERO, exists).await.unwrap();
+        let r = store.sweep(Duration::ZERO, &exists).await.unwrap();
         assert_eq!(
             r,
             SweepReport {
@@ -405,29 +317,17 @@ mod tests {
                 unrecorded: 1
             }
         );
-        assert!(store.load(kept).await.is_some());
-        assert!(store.load(legacy).await.is_some());
-        assert!(store.load(orphan).await.is_none());
+        assert!(store.load(kept).await.unwrap().is_some());
+        assert!(store.load(legacy).await.unwrap().is_some());
+        assert!(store.load(orphan).await.unwrap().is_none());
         assert!(!media.join(record_name(orphan)).exists());
         // An unknown answer (store unreachable) keeps the file.
         let again = store.save(png(), "image/png", dead).await.unwrap().media_id;
         let r = store
-            .sweep(Duration::ZERO, |_| async { None })
+            .sweep(Duration::ZERO, &|_| async { None })
             .await
             .unwrap();
         assert_eq!(r.orphans, 0);
-        assert!(store.load(again).await.is_some());
-    }
-
-    #[test]
-    fn media_ids_are_read_back_from_urls() {
-        let id = Uuid::new_v4();
-        let simple = id.simple();
-        assert_eq!(media_id_of_url(&format!("/api/media/{simple}")), Some(id));
-        assert_eq!(
-            media_id_of_url(&format!("https://x.example/base/api/media/{simple}")),
-            Some(id)
-        );
-        assert_eq!(media_id_of_url("https://x.example/other.png"), None);
+        assert!(store.load(again).await.unwrap().is_some());
     }
 }
