@@ -238,3 +238,34 @@ async fn typing_reaches_subscribers_on_other_nodes() {
     assert_eq!(seen["space_id"], space);
     assert_eq!(seen["user_id"], "hist-owner");
 }
+
+/// Media saved through one node is served by every other (the S3 media store, one bucket), and
+/// goes with its message whichever node deletes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_uploaded_through_one_node_is_served_by_another() {
+    let s3 = common::s3_env();
+    let prefix = format!("tests/cluster-{}", uuid::Uuid::new_v4().simple());
+    let mut opts = ClusterOpts::cluster(NODES);
+    opts.extra = s3.serve_args(&prefix);
+    let c = Cluster::start(opts).await;
+    let owner = common::token("media-owner");
+    let space = c.server(0).create_space(&owner, "pictures").await["space_id"]
+        .as_str()
+        .expect("space_id")
+        .to_owned();
+    // Sent through n1 (the space runs on n0: forwarded), fetched from n2.
+    let m = common::send_png(c.server(1), &owner, &space).await;
+    let url = m["media_url"].as_str().expect("media_url").to_owned();
+    let n2 = c.server(2);
+    let got = n2.http.get(n2.url(&url)).send().await.expect("GET media");
+    assert_eq!(got.status(), 200, "n2 serves media uploaded through n1");
+    assert_eq!(&got.bytes().await.expect("body")[..], common::PNG);
+    // Deleted through n2: gone for every node.
+    let (status, _) = n2
+        .delete_message(&owner, &space, m["message_id"].as_str().expect("id"))
+        .await;
+    assert_eq!(status, 200);
+    let n0 = c.server(0);
+    let gone = n0.http.get(n0.url(&url)).send().await.expect("GET media");
+    assert_eq!(gone.status(), 404, "the media went with its message");
+}

@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{S3Env, Server, s3_env, token};
+use common::{PNG, S3Env, Server, s3_env, send_png, token};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path;
 use object_store::{
@@ -23,12 +23,6 @@ use spacecast_api::media::{MediaError, MediaOwner, MediaStore, S3MediaStore, Swe
 use uuid::Uuid;
 
 /// A valid 1×1 PNG.
-const PNG: &[u8] = &[
-    0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 0x0D, 0x49, 0x48, 0x44, 0x52, 0, 0, 0,
-    1, 0, 0, 0, 1, 8, 6, 0, 0, 0, 0x1F, 0x15, 0xC4, 0x89, 0, 0, 0, 0x0A, 0x49, 0x44, 0x41, 0x54,
-    0x78, 0x9C, 0x63, 0, 1, 0, 0, 5, 0, 1, 0x0D, 0x0A, 0x2D, 0xB4, 0, 0, 0, 0, 0x49, 0x45, 0x4E,
-    0x44, 0xAE, 0x42, 0x60, 0x82,
-];
 
 /// A fresh key prefix for one test.
 fn prefix(test: &str) -> String {
@@ -296,30 +290,6 @@ async fn an_unreachable_endpoint_fails_start_and_every_operation() {
     assert!(store.check().await.is_err());
     let exists = |_: MediaOwner| async { Some(false) };
     assert!(store.sweep(Duration::ZERO, &exists).await.is_err());
-}
-
-/// `POST /api/messages/{space}` multipart with the PNG.
-async fn send_png(s: &Server, token: &str, space: &str) -> Value {
-    let form = Form::new()
-        .text("content", "a picture")
-        .part(
-            "media",
-            Part::bytes(PNG.to_vec())
-                .file_name("p.png")
-                .mime_str("image/png")
-                .unwrap(),
-        )
-        .text("media_type", "image");
-    let r = s
-        .http
-        .post(s.url(&format!("/api/messages/{space}")))
-        .bearer_auth(token)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201, "send with media");
-    r.json().await.unwrap()
 }
 
 #[tokio::test]

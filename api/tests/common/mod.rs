@@ -764,3 +764,35 @@ impl S3Env {
         .collect()
     }
 }
+
+/// A 1×1 PNG.
+pub const PNG: &[u8] = &[
+    0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 0x0D, 0x49, 0x48, 0x44, 0x52, 0, 0, 0,
+    1, 0, 0, 0, 1, 8, 6, 0, 0, 0, 0x1F, 0x15, 0xC4, 0x89, 0, 0, 0, 0x0A, 0x49, 0x44, 0x41, 0x54,
+    0x78, 0x9C, 0x63, 0, 1, 0, 0, 5, 0, 1, 0x0D, 0x0A, 0x2D, 0xB4, 0, 0, 0, 0, 0x49, 0x45, 0x4E,
+    0x44, 0xAE, 0x42, 0x60, 0x82,
+];
+
+/// `POST /api/messages/{space}` multipart with the PNG.
+pub async fn send_png(s: &Server, token: &str, space: &str) -> Value {
+    let form = reqwest::multipart::Form::new()
+        .text("content", "a picture")
+        .part(
+            "media",
+            reqwest::multipart::Part::bytes(PNG.to_vec())
+                .file_name("p.png")
+                .mime_str("image/png")
+                .unwrap(),
+        )
+        .text("media_type", "image");
+    let r = s
+        .http
+        .post(s.url(&format!("/api/messages/{space}")))
+        .bearer_auth(token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "send with media");
+    r.json().await.unwrap()
+}
