@@ -30,6 +30,8 @@
 #   SPACECAST_NATS_START_TIMEOUT  seconds to wait for readiness (default 30)
 #   SPACECAST_NATS_STOP_TIMEOUT   seconds to wait after SIGTERM before SIGKILL (default 15)
 set -euo pipefail
+# shellcheck source=scripts/lib/daemon.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/daemon.sh"
 
 VERSION=v2.15.2
 MODULE=github.com/nats-io/nats-server/v2
@@ -60,7 +62,7 @@ usage() {
 # Installation
 
 installed() {
-    [[ -x $bin ]] && go version -m "$bin" 2>/dev/null | grep -qE "^[[:space:]]*mod[[:space:]]+$MODULE[[:space:]]+$VERSION([[:space:]]|$)"
+    [[ -x $bin ]] && go version -m "$bin" 2>/dev/null | grep -qE "^[[:space:]]*mod[[:space:]]+${MODULE}[[:space:]]+${VERSION}([[:space:]]|$)"
 }
 
 cmd_install() {
@@ -190,25 +192,7 @@ cmd_up() {
 }
 
 cmd_down() {
-    local pid
-    if ! pid="$(running_pid)"; then
-        rm -f "$PIDFILE"
-        log "not running"
-        return 0
-    fi
-    log "stopping pid $pid"
-    kill -TERM "$pid" 2>/dev/null || true
-    local deadline=$((SECONDS + STOP_TIMEOUT))
-    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        log "still running after ${STOP_TIMEOUT}s; sending SIGKILL"
-        kill -KILL "$pid" 2>/dev/null || true
-        while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-    fi
-    rm -f "$PIDFILE"
-    log "stopped"
+    daemon_down
 }
 
 cmd_status() {

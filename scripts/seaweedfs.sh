@@ -29,6 +29,8 @@
 #                                      SPACECAST_SEAWEEDFS_{MASTER,VOLUME,FILER}_PORT)
 #   SPACECAST_SEAWEEDFS_START_TIMEOUT  seconds to wait for S3 (default 90)
 set -euo pipefail
+# shellcheck source=scripts/lib/daemon.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/daemon.sh"
 
 VERSION=v0.0.0-20261109003541-7506e5f91cd6
 MODULE=github.com/seaweedfs/seaweedfs
@@ -242,25 +244,7 @@ cmd_up() {
 }
 
 cmd_down() {
-    local pid
-    if ! pid=$(running_pid); then
-        rm -f "$PIDFILE"
-        log "not running"
-        return 0
-    fi
-    log "stopping pid $pid"
-    kill -TERM "$pid" 2>/dev/null || true
-    local deadline=$((SECONDS + STOP_TIMEOUT))
-    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do
-        sleep 0.2
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        log "still running after ${STOP_TIMEOUT}s; sending SIGKILL"
-        kill -KILL "$pid" 2>/dev/null || true
-        while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-    fi
-    rm -f "$PIDFILE"
-    log "stopped"
+    daemon_down
 }
 
 cmd_status() {
