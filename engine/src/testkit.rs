@@ -17,12 +17,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
+use crate::EngineError;
 use crate::event::{APPRECIATE, EventKind, MessageDeleted, ReactionChanged, SpaceEvent};
 use crate::model::{
     Like, Member, Message, POWER_ADMIN, POWER_MEMBER, POWER_MODERATOR, PostingPermission, Seq,
     Space, SpaceCounters, SpaceView, Timestamp, UserRef, Visibility, new_id, word_count,
 };
-use crate::EngineError;
 use crate::store::{CommitBatch, FailPoint, FaultInjection, MessageOrder, MessageWrite, Store};
 
 /// Runs every conformance case against `store`. Panics on the first violation.
@@ -693,7 +693,6 @@ async fn a_retried_batch_leaves_exactly_one_copy(s: &dyn Store) {
     );
 }
 
-
 /// `claim` raises the epoch strictly, every time, and returns what `load_space` reads; an unknown
 /// space is not claimed.
 async fn claims_raise_the_epoch_and_return_the_durable_state(s: &dyn Store) {
@@ -1036,7 +1035,11 @@ impl SpaceModel {
             .find(|m| m.appreciation_count >= 1 && Some(m.seq) != up.as_ref().map(|u| u.seq))
             .cloned();
         let who = |m: &Message, liked: bool| {
-            if m.liked_by(&a.user_id) == liked { a } else { b }
+            if m.liked_by(&a.user_id) == liked {
+                a
+            } else {
+                b
+            }
         };
         for (m, liked) in [(up, false), (plain, false), (down, true)] {
             if let Some(m) = m {
@@ -1062,7 +1065,11 @@ impl SpaceModel {
     pub async fn assert_reads(&self, s: &dyn Store, when: &str) {
         let id = self.space.space_id;
         let view = s.get_space(id).await.unwrap().expect("the space");
-        assert_eq!(view, view_of(&self.space, self.counters), "{when}: get_space");
+        assert_eq!(
+            view,
+            view_of(&self.space, self.counters),
+            "{when}: get_space"
+        );
         let snap = s.load_space(id).await.unwrap().expect("the space loads");
         assert_eq!(snap.view, view, "{when}: load_space");
         assert_eq!(sorted(snap.members), self.members(), "{when}: members");
@@ -1074,7 +1081,9 @@ impl SpaceModel {
             );
             let theirs = s.spaces_of_user(&m.user.user_id).await.unwrap();
             assert!(
-                theirs.iter().any(|(v, mm)| v.space.space_id == id && mm == m),
+                theirs
+                    .iter()
+                    .any(|(v, mm)| v.space.space_id == id && mm == m),
                 "{when}: {} lists the space: {theirs:?}",
                 m.user.user_id
             );
@@ -1098,7 +1107,10 @@ impl SpaceModel {
             "{when}: most appreciated, offset 1, limit 2"
         );
         for m in &self.ever {
-            let expected = self.messages.get(&m.seq).filter(|e| e.message_id == m.message_id);
+            let expected = self
+                .messages
+                .get(&m.seq)
+                .filter(|e| e.message_id == m.message_id);
             assert_eq!(
                 s.get_message(id, m.message_id).await.unwrap().as_ref(),
                 expected,

@@ -119,10 +119,20 @@ async fn stale_commit_in_flight(
     bob: &UserRef,
 ) -> (SpaceModel, SpaceModel, u64) {
     let (space, creator) = create(a, alice).await;
-    let epoch_a = a.claim(space.space_id).await.unwrap().expect("a claims").epoch;
+    let epoch_a = a
+        .claim(space.space_id)
+        .await
+        .unwrap()
+        .expect("a claims")
+        .epoch;
     let mut model = SpaceModel::new(&space, &creator, epoch_a);
     model.seed(a, alice, bob).await;
-    let epoch_b = b.claim(space.space_id).await.unwrap().expect("b claims").epoch;
+    let epoch_b = b
+        .claim(space.space_id)
+        .await
+        .unwrap()
+        .expect("b claims")
+        .epoch;
     assert!(epoch_b > epoch_a);
     // a does not know: its commit goes ahead with the head it remembers.
     let mut stale = model.clone();
@@ -168,7 +178,9 @@ async fn late_new_rows_of_a_fenced_commit_lose_to_the_new_owners() {
     let batch = model.mixed_batch(&bob, &alice, "current");
     b.commit(&batch).await.expect("b commits");
     assert!(a.release_parked().await.expect("late writes") > 0);
-    model.assert_reads(&*b, "same shapes, late rows landed").await;
+    model
+        .assert_reads(&*b, "same shapes, late rows landed")
+        .await;
     model.assert_reads(&*a, "same shapes, read through a").await;
     assert_absent(&*b, &stale, &model, "same shapes").await;
 
@@ -183,7 +195,9 @@ async fn late_new_rows_of_a_fenced_commit_lose_to_the_new_owners() {
     let batch = model.finish(batch);
     b.commit(&batch).await.expect("b commits likes");
     assert!(a.release_parked().await.expect("late writes") > 0);
-    model.assert_reads(&*b, "likes only, late rows landed").await;
+    model
+        .assert_reads(&*b, "likes only, late rows landed")
+        .await;
     assert_absent(&*b, &stale, &model, "likes only").await;
     let mut batch = model.batch();
     model.send(&mut batch, &bob, "after the late rows");
@@ -212,7 +226,11 @@ async fn late_new_rows_of_a_fenced_commit_lose_to_the_new_owners() {
         ..stale_batch
     };
     assert!(matches!(a.commit(&batch).await, Err(EngineError::Fenced)));
-    let claimed = a.claim(model.space.space_id).await.unwrap().expect("a claims");
+    let claimed = a
+        .claim(model.space.space_id)
+        .await
+        .unwrap()
+        .expect("a claims");
     model.epoch = claimed.epoch;
     let batch = model.mixed_batch(&alice, &bob, "a again");
     a.commit(&batch).await.expect("a commits as the owner");
@@ -241,7 +259,9 @@ async fn a_late_phase_three_never_undoes_a_newer_change() {
         other => panic!("a commit whose existing-row writes are held back: {other:?}"),
     }
     let claimed = b.claim(id).await.unwrap().expect("b claims");
-    model.assert_reads(&*b, "b's claim finished a's commit").await;
+    model
+        .assert_reads(&*b, "b's claim finished a's commit")
+        .await;
 
     // b undoes every like a's commit changed, and deletes a message a's commit liked.
     model.epoch = claimed.epoch;
@@ -258,7 +278,11 @@ async fn a_late_phase_three_never_undoes_a_newer_change() {
         else {
             continue;
         };
-        let who = if r.user_id == alice.user_id { &alice } else { &bob };
+        let who = if r.user_id == alice.user_id {
+            &alice
+        } else {
+            &bob
+        };
         model.toggle(&mut undo, seq, who);
     }
     let liked = batch
@@ -319,7 +343,9 @@ async fn a_space_written_by_schema_v1_is_read_claimed_and_written() {
     model.join(&mut batch, &bob);
     write_like_schema_v1(&cfg, &model).await;
 
-    model.assert_reads(&*store, "a v1 space, never claimed").await;
+    model
+        .assert_reads(&*store, "a v1 space, never claimed")
+        .await;
     let claimed = store.claim(space.space_id).await.unwrap().expect("claimed");
     assert_eq!(claimed.epoch, 1, "the first claim of a v1 space");
     assert_eq!(claimed.snapshot.view.counters, model.counters);
@@ -335,7 +361,10 @@ async fn a_space_written_by_schema_v1_is_read_claimed_and_written() {
         epoch: 0,
         ..model.clone().mixed_batch(&alice, &bob, "stale")
     };
-    assert!(matches!(other.commit(&stale).await, Err(EngineError::Fenced)));
+    assert!(matches!(
+        other.commit(&stale).await,
+        Err(EngineError::Fenced)
+    ));
     model.assert_reads(&*store, "after a fenced commit").await;
     drop_keyspace(&cfg).await;
 }

@@ -1207,12 +1207,20 @@ async fn a_space_claimed_elsewhere_refuses_its_old_writers_commits_and_reloads()
         h.metrics.space_restarts.get() == 1
     })
     .await;
-    assert_eq!(seqs(&h.events(id).await), vec![1], "nothing of the fenced commit");
+    assert_eq!(
+        seqs(&h.events(id).await),
+        vec![1],
+        "nothing of the fenced commit"
+    );
     let three = within("a send after the reload", space.send(text(&alice, "three")))
         .await
         .expect("the rebuilt actor writes");
     assert_eq!(three.seq, 2, "continues from the durable head");
-    assert_eq!(h.store.claims_of(id), claims + 1, "the rebuilt actor claimed again");
+    assert_eq!(
+        h.store.claims_of(id),
+        claims + 1,
+        "the rebuilt actor claimed again"
+    );
     // The other claimer is fenced in turn.
     let stale = CommitBatch {
         space_id: id,
@@ -1251,7 +1259,11 @@ async fn an_unsettled_commit_is_acknowledged_and_the_space_reloads_to_finish_it(
         .await
         .unwrap();
     assert_eq!(three.seq, 3);
-    assert_eq!(h.store.claims_of(id), claims + 1, "the rebuild claimed the space");
+    assert_eq!(
+        h.store.claims_of(id),
+        claims + 1,
+        "the rebuild claimed the space"
+    );
     let events = h.events(id).await;
     assert_eq!(seqs(&events), vec![1, 2, 3]);
     let mut published = Vec::new();
@@ -1261,7 +1273,10 @@ async fn an_unsettled_commit_is_acknowledged_and_the_space_reloads_to_finish_it(
             HubItem::Typing(_) => panic!("no typing was sent"),
         }
     }
-    assert_eq!(published, events, "subscribers saw the unsettled commit, in order");
+    assert_eq!(
+        published, events,
+        "subscribers saw the unsettled commit, in order"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

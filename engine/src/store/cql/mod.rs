@@ -80,7 +80,9 @@ use scylla::value::{CqlTimestamp, CqlValue, Row};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use self::schema::{BUCKET_SEQS, CURRENT_VERSION, MIGRATIONS, bucket, keyspace_ddl, valid_keyspace};
+use self::schema::{
+    BUCKET_SEQS, CURRENT_VERSION, MIGRATIONS, bucket, keyspace_ddl, valid_keyspace,
+};
 use super::{Claimed, CommitBatch, FailPoint, MessageOrder, MessageWrite, SpaceSnapshot, Store};
 use crate::error::{EngineError, Result};
 use crate::event::{EventKind, SpaceEvent};
@@ -299,8 +301,12 @@ impl Statements {
             st.set_serial_consistency(Some(SerialConsistency::LocalSerial));
             Ok::<_, EngineError>(st)
         };
-        let head_cols = "epoch, head_seq, message_count, member_count, commit_no, pending_no, pending";
-        let mut select_head_serial = p(format!("SELECT {head_cols} FROM {ks}.space_heads_by_id WHERE space_id = ?")).await?;
+        let head_cols =
+            "epoch, head_seq, message_count, member_count, commit_no, pending_no, pending";
+        let mut select_head_serial = p(format!(
+            "SELECT {head_cols} FROM {ks}.space_heads_by_id WHERE space_id = ?"
+        ))
+        .await?;
         select_head_serial.set_consistency(Consistency::LocalSerial);
         Ok(Statements {
             insert_space: p(format!("INSERT INTO {ks}.spaces_by_id (space_id, title, description, visibility, posting_permission, creator_id, creator_username, creator_picture, tags, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")).await?,
@@ -974,7 +980,13 @@ impl CqlStore {
                             part::MESSAGES,
                             &key,
                             &s.set_like,
-                            (like.user_id.clone(), like.id as i64, sid, bucket(m.seq), seq),
+                            (
+                                like.user_id.clone(),
+                                like.id as i64,
+                                sid,
+                                bucket(m.seq),
+                                seq,
+                            ),
                         );
                     }
                     parts.add(
@@ -1002,8 +1014,7 @@ impl CqlStore {
                         let EventKind::ReactionChanged(r) = &e.kind else {
                             continue;
                         };
-                        if r.message_id != m.message_id || likes.iter().any(|l| l.0 == r.user_id)
-                        {
+                        if r.message_id != m.message_id || likes.iter().any(|l| l.0 == r.user_id) {
                             continue;
                         }
                         let like = m.likes.iter().find(|l| l.user_id == r.user_id);
@@ -1149,7 +1160,11 @@ impl CqlStore {
     fn parks(&self, phase: Phase, groups: &mut Vec<Vec<Write>>, commit_no: u64) -> bool {
         #[cfg(feature = "testkit")]
         {
-            let mut next = self.hooks.park_next.lock().unwrap_or_else(|p| p.into_inner());
+            let mut next = self
+                .hooks
+                .park_next
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             if *next == Some(phase) {
                 *next = None;
                 self.hooks
@@ -1168,7 +1183,11 @@ impl CqlStore {
     fn injected(&self, at: FailPoint) -> bool {
         #[cfg(feature = "testkit")]
         {
-            let mut next = self.hooks.fail_next.lock().unwrap_or_else(|p| p.into_inner());
+            let mut next = self
+                .hooks
+                .fail_next
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             if *next == Some(at) {
                 *next = None;
                 return true;
@@ -1210,7 +1229,11 @@ impl super::FaultInjection for CqlStore {
     /// `AfterHead`: its head moves, then half of its phase-3 partitions are written and it reports
     /// `Unsettled`.
     fn fail_next_commit(&self, at: super::FailPoint) {
-        *self.hooks.fail_next.lock().unwrap_or_else(|p| p.into_inner()) = Some(at);
+        *self
+            .hooks
+            .fail_next
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(at);
     }
 }
 
@@ -1391,11 +1414,11 @@ impl Store for CqlStore {
 
         // Phase 1: new rows, above the head.
         let mut groups = phase1.into_groups();
-        if !self.parks(Phase::NewRows, &mut groups, number) {
-            if let Err(e) = self.run_groups(groups, ts).await {
-                self.forget(sid);
-                return Err(e);
-            }
+        if !self.parks(Phase::NewRows, &mut groups, number)
+            && let Err(e) = self.run_groups(groups, ts).await
+        {
+            self.forget(sid);
+            return Err(e);
         }
         if self.injected(FailPoint::BeforeHead) {
             self.forget(sid);
@@ -1456,7 +1479,10 @@ impl Store for CqlStore {
         } else if groups.is_empty() {
             None
         } else {
-            self.run_groups(groups, ts).await.err().map(|e| e.to_string())
+            self.run_groups(groups, ts)
+                .await
+                .err()
+                .map(|e| e.to_string())
         };
         match unsettled {
             None => Ok(()),

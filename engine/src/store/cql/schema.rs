@@ -66,47 +66,47 @@ pub struct Migration {
 /// Every migration, in order. Statements use `{ks}` for the keyspace name.
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
-    version: 1,
-    description: "spaces, members, event log, messages, appreciation index, idempotency keys",
-    statements: &[
-        "CREATE TABLE IF NOT EXISTS {ks}.spaces_by_id (
+        version: 1,
+        description: "spaces, members, event log, messages, appreciation index, idempotency keys",
+        statements: &[
+            "CREATE TABLE IF NOT EXISTS {ks}.spaces_by_id (
             space_id uuid PRIMARY KEY,
             title text, description text, visibility text, posting_permission text,
             creator_id text, creator_username text, creator_picture text,
             tags list<text>, created_at timestamp)",
-        "CREATE TABLE IF NOT EXISTS {ks}.space_counters_by_id (
+            "CREATE TABLE IF NOT EXISTS {ks}.space_counters_by_id (
             space_id uuid PRIMARY KEY,
             head_seq bigint, message_count bigint, member_count bigint)",
-        "CREATE TABLE IF NOT EXISTS {ks}.members_by_space (
+            "CREATE TABLE IF NOT EXISTS {ks}.members_by_space (
             space_id uuid, user_id text,
             username text, profile_picture text, power_level int, joined_at timestamp,
             PRIMARY KEY (space_id, user_id))",
-        "CREATE TABLE IF NOT EXISTS {ks}.spaces_by_user (
+            "CREATE TABLE IF NOT EXISTS {ks}.spaces_by_user (
             user_id text, space_id uuid,
             PRIMARY KEY (user_id, space_id)) WITH CLUSTERING ORDER BY (space_id DESC)",
-        "CREATE TABLE IF NOT EXISTS {ks}.events_by_space (
+            "CREATE TABLE IF NOT EXISTS {ks}.events_by_space (
             space_id uuid, bucket bigint, seq bigint,
             event text,
             PRIMARY KEY ((space_id, bucket), seq)) WITH CLUSTERING ORDER BY (seq ASC)",
-        "CREATE TABLE IF NOT EXISTS {ks}.messages_by_space (
+            "CREATE TABLE IF NOT EXISTS {ks}.messages_by_space (
             space_id uuid, bucket bigint, seq bigint,
             message_id uuid, sender_id text, sender_username text, sender_picture text,
             content text, media_url text, media_type text, word_count int,
             appreciation_count int, likes map<text, bigint>, created_at timestamp,
             PRIMARY KEY ((space_id, bucket), seq)) WITH CLUSTERING ORDER BY (seq DESC)",
-        "CREATE TABLE IF NOT EXISTS {ks}.message_by_id (
+            "CREATE TABLE IF NOT EXISTS {ks}.message_by_id (
             message_id uuid PRIMARY KEY, space_id uuid, seq bigint)",
-        "CREATE TABLE IF NOT EXISTS {ks}.appreciated_messages_by_space (
+            "CREATE TABLE IF NOT EXISTS {ks}.appreciated_messages_by_space (
             space_id uuid, appreciation_count int, seq bigint, message_id uuid,
             PRIMARY KEY (space_id, appreciation_count, seq))
             WITH CLUSTERING ORDER BY (appreciation_count DESC, seq DESC)",
-        "CREATE TABLE IF NOT EXISTS {ks}.idempotency_keys_by_sender (
+            "CREATE TABLE IF NOT EXISTS {ks}.idempotency_keys_by_sender (
             space_id uuid, sender_id text, idempotency_key text, message_id uuid,
             PRIMARY KEY ((space_id, sender_id, idempotency_key)))
             WITH default_time_to_live = 300",
-        "CREATE TABLE IF NOT EXISTS {ks}.schema_migrations (
+            "CREATE TABLE IF NOT EXISTS {ks}.schema_migrations (
             version int PRIMARY KEY, description text, applied_at timestamp)",
-    ],
+        ],
     },
     // Spaces of v1 keep their `space_counters_by_id` row; each gets its head row from it the
     // first time it is claimed or committed (`IF NOT EXISTS`), so this migration copies nothing
