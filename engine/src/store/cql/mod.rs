@@ -52,8 +52,9 @@
 //!
 //! Timing assumptions: none for safety (no clocks, no leases: the epoch and the timestamps decide).
 //! What it costs is one Paxos round per commit on the head row (BENCHMARKS.md, "Fencing the CQL
-//! commit"). Operators must not enable Cassandra's `maximum_timestamp` guardrail, and a row fixed by
-//! hand must be written `USING TIMESTAMP` above the space's.
+//! commit"). Operators must keep Cassandra's `user_timestamps_enabled` guardrail on (the default)
+//! and its `maximum_timestamp_*_threshold` guardrails off (the default), and a row fixed by hand
+//! must be written `USING TIMESTAMP` above the space's.
 //!
 //! Consistency is `LOCAL_QUORUM` for reads and writes, `LOCAL_SERIAL` for the head row's Paxos and
 //! for the head reads of `claim` and of a commit that does not know the head yet.
@@ -1154,10 +1155,15 @@ impl CqlStore {
         parts
     }
 
-    /// Whether a test holds back `phase` of the current commit, taking its writes (always false
+    /// The writes of `phase` of the current commit, unless a test holds them back (`None`; never
     /// without the `testkit` feature).
     #[cfg_attr(not(feature = "testkit"), allow(unused_variables))]
-    fn parks(&self, phase: Phase, groups: &mut Vec<Vec<Write>>, commit_no: u64) -> bool {
+    fn unless_parked(
+        &self,
+        phase: Phase,
+        groups: Vec<Vec<Write>>,
+        commit_no: u64,
+    ) -> Option<Vec<Vec<Write>>> {
         #[cfg(feature = "testkit")]
         {
             let mut next = self
@@ -1171,11 +1177,11 @@ impl CqlStore {
                     .parked
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .push((std::mem::take(groups), commit_no));
-                return true;
+                    .push((groups, commit_no));
+                return None;
             }
         }
-        false
+        Some(groups)
     }
 
     /// Whether a test made the current commit fail at `at` (always false without `testkit`).
@@ -1413,12 +1419,12 @@ impl Store for CqlStore {
         };
 
         // Phase 1: new rows, above the head.
-        let mut groups = phase1.into_groups();
-        if !self.parks(Phase::NewRows, &mut groups, number) {
-            if let Err(e) = self.run_groups(groups, ts).await {
-                self.forget(sid);
-                return Err(e);
-            }
+        let groups = phase1.into_groups();
+        if let Some(groups) = self.unless_parked(Phase::NewRows, groups, number)
+            && let Err(e) = self.run_groups(groups, ts).await
+        {
+            self.forget(sid);
+            return Err(e);
         }
         if self.injected(FailPoint::BeforeHead) {
             self.forget(sid);
@@ -1468,22 +1474,25 @@ impl Store for CqlStore {
         self.remember(sid, b.epoch, number);
 
         // Phase 3: existing rows. The commit is durable whatever happens now.
-        let mut groups = self.settle_writes(sid, &settle).into_groups();
-        let unsettled = if self.parks(Phase::ExistingRows, &mut groups, number) {
-            Some("phase 3 held back by a test".to_owned())
-        } else if self.injected(FailPoint::AfterHead) {
-            let half = groups.len().div_ceil(2);
-            groups.truncate(half);
-            let _ = self.run_groups(groups, ts).await;
-            Some("injected failure during phase 3".to_owned())
-        } else if groups.is_empty() {
-            None
-        } else {
-            self.run_groups(groups, ts)
-                .await
-                .err()
-                .map(|e| e.to_string())
-        };
+        let groups = self.settle_writes(sid, &settle).into_groups();
+        let unsettled =
+            if let Some(mut groups) = self.unless_parked(Phase::ExistingRows, groups, number) {
+                if self.injected(FailPoint::AfterHead) {
+                    let half = groups.len().div_ceil(2);
+                    groups.truncate(half);
+                    let _ = self.run_groups(groups, ts).await;
+                    Some("injected failure during phase 3".to_owned())
+                } else if groups.is_empty() {
+                    None
+                } else {
+                    self.run_groups(groups, ts)
+                        .await
+                        .err()
+                        .map(|e| e.to_string())
+                }
+            } else {
+                Some("phase 3 held back by a test".to_owned())
+            };
         match unsettled {
             None => Ok(()),
             Some(reason) => {
