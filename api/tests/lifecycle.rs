@@ -460,7 +460,10 @@ async fn serve_on_cql_refuses_a_keyspace_without_the_schema_and_migrate_fixes_it
             "migrate (idempotent): {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(String::from_utf8_lossy(&out.stdout).contains("schema version 1"));
+        let version = spacecast_engine::store::cql::schema::CURRENT_VERSION;
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(&format!("schema version {version}"))
+        );
     }
     let s = Server::start_on(dir.path(), &store).await;
     let space = s.create_space(&token("u1"), "migrated").await;
