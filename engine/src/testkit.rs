@@ -44,6 +44,7 @@ pub async fn store_conformance<S: Store + FaultInjection>(store: Arc<S>) {
         a_retried_batch_leaves_exactly_one_copy,
         claims_raise_the_epoch_and_return_the_durable_state,
         a_commit_with_a_stale_epoch_is_fenced_and_leaves_no_trace,
+        a_claim_racing_a_commit_either_includes_it_or_fences_it,
         a_commit_that_fails_before_it_is_durable_changes_nothing(faults),
         a_commit_that_fails_after_it_is_durable_is_finished_by_the_next_claim(faults),
     );
@@ -798,6 +799,52 @@ async fn a_commit_with_a_stale_epoch_is_fenced_and_leaves_no_trace(s: &dyn Store
         Err(EngineError::Fenced)
     ));
     model.assert_reads(s, "after a second claim").await;
+}
+
+/// A claim racing a commit of the epoch it replaces: either the commit is acknowledged and the
+/// claim's snapshot includes it, or the commit is fenced and nothing of it is visible, ever.
+async fn a_claim_racing_a_commit_either_includes_it_or_fences_it(s: &dyn Store) {
+    let alice = user("alice");
+    let bob = user("bob");
+    let mut outcomes = [0usize; 2];
+    for round in 0..12 {
+        let (sp, alice_m) = create(s, &alice).await;
+        let id = sp.space_id;
+        let epoch = s.claim(id).await.unwrap().expect("claimed").epoch;
+        let before = SpaceModel::new(&sp, &alice_m, epoch);
+        let mut after = before.clone();
+        let mut b = after.batch();
+        after.send(&mut b, &alice, "racing");
+        after.join(&mut b, &bob);
+        let b = after.finish(b);
+        // Either call may reach the store first (the order they are polled in alternates).
+        let (claimed, committed) = if round % 2 == 0 {
+            futures::join!(s.claim(id), s.commit(&b))
+        } else {
+            let (committed, claimed) = futures::join!(s.commit(&b), s.claim(id));
+            (claimed, committed)
+        };
+        let claimed = claimed.unwrap().expect("claimed");
+        assert!(claimed.epoch > epoch);
+        let (expected, when) = match committed {
+            Ok(()) => {
+                outcomes[0] += 1;
+                (&after, format!("round {round}: the commit won"))
+            }
+            Err(EngineError::Fenced) => {
+                outcomes[1] += 1;
+                (&before, format!("round {round}: the claim won"))
+            }
+            Err(e) => panic!("round {round}: a commit racing a claim: {e:?}"),
+        };
+        assert_eq!(
+            claimed.snapshot.view.counters, expected.counters,
+            "{when}: the claimed snapshot"
+        );
+        assert_eq!(sorted(claimed.snapshot.members), expected.members());
+        expected.assert_reads(s, &when).await;
+    }
+    eprintln!("  commits acknowledged / fenced: {outcomes:?}");
 }
 
 /// A commit that fails before it is durable (for the CQL store: after writing its new rows,

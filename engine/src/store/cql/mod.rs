@@ -1296,6 +1296,8 @@ impl Store for CqlStore {
     }
 
     async fn claim(&self, space_id: SpaceId) -> Result<Option<Claimed>> {
+        // Whatever this store remembered of the space belongs to an earlier epoch.
+        self.forget(space_id);
         for _ in 0..CLAIM_ATTEMPTS {
             let Some(head) = self.head_for_write(space_id).await? else {
                 return Ok(None);
