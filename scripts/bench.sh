@@ -575,7 +575,7 @@ cluster_failover() {
     all=$(IFS=,; echo "${node_urls[*]}")
     local cmd=("${loadgen_pin[@]}" "$loadtest_bin" failover --url "$all" --nats-monitor "$CLUSTER_NATS_MONITOR"
         --spaces "$FAILOVER_SPACES" --rate "$FAILOVER_RATE" --kills "$FAILOVER_KILLS"
-        --settle "$FAILOVER_SETTLE" --json)
+        --settle "$FAILOVER_SETTLE" --nats-url "$nats_url" --json)
     echo "\$ SPACECAST_JWT_SECRET=<per-run random> ${cmd[*]}"
     local out="$workdir/failover.out" line node space i t rc=0
     : >"$out"
@@ -648,10 +648,11 @@ cluster_tables() {
         ] | join("\n")),
         ([ $failover[] |
           "\n#### failover: \(.kills | length) kills of a space owner (\(.spaces) spaces, \(.rate_per_space_per_node) sends/s per space per node)\n",
-          "| kill | killed | space | new owner | failover ms | other spaces of the node (slowest ms) | sends in flight at the kill (longest ms) | errors meanwhile |",
-          "| --- | --- | --- | --- | --- | --- | --- | --- |",
-          (.kills[] | "| \(.round) | \(.killed) | …\(.space[-8:]) | \(.new_owner // "?") | \(r(.failover_ms)) | \(.other_spaces) (\(r(.other_spaces_max_ms))) | \(.in_flight_at_kill | to_entries | map("\(.key) \(.value)") | join(", ")) (\(r(.in_flight_longest_ms))) | \(.errors_during | to_entries | map("\(.key) \(.value)") | join(", ")) |"),
+          "| kill | killed | space | new owner | failover ms | lease expired after the kill, ms | takeover after expiry, ms | other spaces of the node (slowest ms) | sends in flight at the kill (longest ms) | errors meanwhile |",
+          "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+          (.kills[] | "| \(.round) | \(.killed) | …\(.space[-8:]) | \(.new_owner // "?") | \(r(.failover_ms)) | \(r(.lease_expired_after_kill_ms)) | \(r(.takeover_after_expiry_ms)) | \(.other_spaces) (\(r(.other_spaces_max_ms))) | \(.in_flight_at_kill | to_entries | map("\(.key) \(.value)") | join(", ")) (\(r(.in_flight_longest_ms))) | \(.errors_during | to_entries | map("\(.key) \(.value)") | join(", ")) |"),
           "",
+          "lease expiry after the kill: min \(r(.lease_expired_after_kill.min_ms)), median \(r(.lease_expired_after_kill.median_ms)), max \(r(.lease_expired_after_kill.max_ms)) ms; takeover after the expiry: min \(r(.takeover_after_expiry.min_ms)), median \(r(.takeover_after_expiry.median_ms)), max \(r(.takeover_after_expiry.max_ms)) ms",
           "failover: min \(r(.failover.min_ms)) ms, median \(r(.failover.median_ms)) ms, mean \(r(.failover.mean_ms)) ms, max \(r(.failover.max_ms)) ms over \(.failover.count) kills (\(.failed_kills) without failover); \(.acked) of \(.sends) sends acknowledged, duplicate acknowledged seqs \(.duplicate_acked_seqs)"
         ] | join("\n"))
     ' "$cluster_out"

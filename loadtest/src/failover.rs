@@ -17,6 +17,11 @@
 //! driver answers `RESTARTED` once the node is ready again. Every other stdout line is the
 //! human report (and, with `--json`, the JSON report last).
 //!
+//! With `--nats-url`, each kill's failover is split in two: the wait for the dead owner's lease
+//! to expire (its last write to the KV bucket, read from JetStream right after the kill, plus
+//! the bucket's TTL) and the takeover after that (another node creates the key, claims the space
+//! in the store, loads it and commits the send).
+//!
 //! A send that started before the kill and ends after it cannot count (its commit may predate
 //! the kill); such sends are reported per outcome (`in_flight_at_kill`). Every acknowledged
 //! seq is checked to be unique per space: two acknowledgements with the same seq would mean two
@@ -77,6 +82,10 @@ pub struct FailoverArgs {
     /// Give up on one failover after this many seconds (the kill is then reported as failed).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub failover_timeout: u64,
+    /// NATS client URL (e.g. nats://127.0.0.1:14222): split each failover into the wait for the
+    /// lease to expire and the takeover after it (read from the lease bucket).
+    #[arg(long)]
+    pub nats_url: Option<String>,
     /// How long the driver may take to answer `KILLED` or `RESTARTED`, seconds.
     #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=3_600))]
     pub driver_timeout: u64,
@@ -209,6 +218,11 @@ pub struct KillRecord {
     /// The other spaces the killed node owned, and the slowest of their failovers.
     pub other_spaces: usize,
     pub other_spaces_max_ms: Option<f64>,
+    /// `--nats-url`: the dead owner's last lease write before the kill, when its lease expired
+    /// after the kill (that write + the bucket's TTL), and the rest of the failover after that.
+    pub lease_written_before_kill_ms: Option<f64>,
+    pub lease_expired_after_kill_ms: Option<f64>,
+    pub takeover_after_expiry_ms: Option<f64>,
     /// Sends to the killed node's spaces in flight at the kill, by how they ended, and the
     /// longest of them (start to end).
     pub in_flight_at_kill: BTreeMap<String, u64>,
@@ -229,6 +243,9 @@ pub struct FailoverReport {
     pub kills: Vec<KillRecord>,
     /// Over the kills that failed over (of the killed space).
     pub failover: Option<Spread>,
+    /// `--nats-url`: the two parts of the failover (see [`KillRecord`]).
+    pub lease_expired_after_kill: Option<Spread>,
+    pub takeover_after_expiry: Option<Spread>,
     pub failed_kills: usize,
     pub sends: u64,
     pub acked: u64,
@@ -266,6 +283,12 @@ impl FailoverReport {
                 stats::format_counts(&k.in_flight_at_kill),
                 ms(k.in_flight_longest_ms),
                 stats::format_counts(&k.errors_during),
+            );
+        }
+        if let (Some(e), Some(t)) = (&self.lease_expired_after_kill, &self.takeover_after_expiry) {
+            println!(
+                "lease expiry   min {:.1}  median {:.1}  max {:.1} ms after the kill; takeover after it: min {:.1}  median {:.1}  max {:.1} ms",
+                e.min_ms, e.median_ms, e.max_ms, t.min_ms, t.median_ms, t.max_ms
             );
         }
         match &self.failover {
@@ -403,6 +426,32 @@ impl Driver {
     }
 }
 
+/// The JetStream stream behind the lease bucket (`spacecast_leases`).
+const LEASE_STREAM: &str = "KV_spacecast_leases";
+
+/// The last write of `space`'s lease key (µs on `CLOCK_REALTIME` of the NATS server, the same
+/// machine here) and the bucket's TTL; `None` if the key is gone.
+async fn last_lease_write(
+    js: &async_nats::jetstream::Context,
+    space: &str,
+) -> Result<Option<(u64, Duration)>> {
+    let stream = js
+        .get_stream(LEASE_STREAM)
+        .await
+        .context("reading the lease bucket's stream")?;
+    let ttl = stream.cached_info().config.max_age;
+    match stream
+        .get_last_raw_message_by_subject(&format!("$KV.spacecast_leases.space.{space}"))
+        .await
+    {
+        Ok(msg) => {
+            let micros = u64::try_from(msg.time.unix_timestamp_nanos() / 1_000).unwrap_or(0);
+            Ok(Some((micros, ttl)))
+        }
+        Err(_) => Ok(None),
+    }
+}
+
 /// Polls NATS until `space` has an owner (other than `not`); `None` after [`OWNER_TIMEOUT`].
 async fn wait_owner(
     http: &reqwest::Client,
@@ -493,6 +542,14 @@ pub async fn run(args: FailoverArgs) -> Result<FailoverReport> {
         }
     }
 
+    let js = match &args.nats_url {
+        Some(url) => Some(async_nats::jetstream::new(
+            async_nats::connect(url)
+                .await
+                .with_context(|| format!("connecting to NATS at {url}"))?,
+        )),
+        None => None,
+    };
     let mut driver = Driver {
         lines: BufReader::new(tokio::io::stdin()).lines(),
         timeout: Duration::from_secs(args.driver_timeout),
@@ -516,6 +573,11 @@ pub async fn run(args: FailoverArgs) -> Result<FailoverReport> {
             .collect();
         eprintln!("loadtest: round {round}: killing {owner}, the owner of {space}");
         let kill = parse_killed(&driver.ask(&format!("KILL {owner} {space}")).await?)?;
+        // Read at once: the key is gone once it expires.
+        let lease = match &js {
+            Some(js) => last_lease_write(js, space).await?,
+            None => None,
+        };
 
         // Wait for the killed space (and the dead node's other spaces) to answer again.
         let deadline = kill + args.failover_timeout * 1_000_000;
@@ -546,6 +608,14 @@ pub async fn run(args: FailoverArgs) -> Result<FailoverReport> {
             killed: owner.clone(),
             new_owner,
             failover_ms: failover.map(|f| f as f64 / 1000.0),
+            lease_written_before_kill_ms: lease
+                .map(|(written, _)| (kill as f64 - written as f64) / 1000.0),
+            lease_expired_after_kill_ms: lease.map(|(written, ttl)| {
+                (written as f64 + ttl.as_micros() as f64 - kill as f64) / 1000.0
+            }),
+            takeover_after_expiry_ms: lease.zip(failover).map(|((written, ttl), f)| {
+                (kill as f64 + f as f64 - written as f64 - ttl.as_micros() as f64) / 1000.0
+            }),
             other_spaces: others.len(),
             other_spaces_max_ms: if others.is_empty() {
                 None
@@ -557,9 +627,10 @@ pub async fn run(args: FailoverArgs) -> Result<FailoverReport> {
             errors_during: errors_between(&log, kill, until),
         };
         eprintln!(
-            "loadtest: round {round}: {space} answered again after {} (new owner {})",
+            "loadtest: round {round}: {space} answered again after {} (new owner {}; lease expired {} after the kill)",
             ms(record.failover_ms),
-            record.new_owner.as_deref().unwrap_or("?")
+            record.new_owner.as_deref().unwrap_or("?"),
+            ms(record.lease_expired_after_kill_ms)
         );
         kills.push((record, affected, kill));
         let answer = driver.ask(&format!("RESTART {owner}")).await?;
@@ -582,6 +653,14 @@ pub async fn run(args: FailoverArgs) -> Result<FailoverReport> {
         })
         .collect();
     let measured: Vec<f64> = kills.iter().filter_map(|k| k.failover_ms).collect();
+    let expiry: Vec<f64> = kills
+        .iter()
+        .filter_map(|k| k.lease_expired_after_kill_ms)
+        .collect();
+    let takeover: Vec<f64> = kills
+        .iter()
+        .filter_map(|k| k.takeover_after_expiry_ms)
+        .collect();
     let mut errors = BTreeMap::new();
     for c in &log {
         if let Err(code) = &c.outcome {
@@ -597,6 +676,8 @@ pub async fn run(args: FailoverArgs) -> Result<FailoverReport> {
         settle_s: args.settle,
         failed_kills: kills.len() - measured.len(),
         failover: Spread::of(&measured),
+        lease_expired_after_kill: Spread::of(&expiry),
+        takeover_after_expiry: Spread::of(&takeover),
         kills,
         sends: shared.sent.load(std::sync::atomic::Ordering::Relaxed),
         acked: log.iter().filter(|c| c.outcome.is_ok()).count() as u64,
