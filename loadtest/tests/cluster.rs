@@ -137,6 +137,7 @@ struct Node {
 /// Three nodes on one keyspace; every process is killed when the test ends, however it ends.
 struct Cluster {
     nodes: Vec<Node>,
+    nats: String,
     args: Vec<String>,
     keyspace: String,
     _tmp: tempfile::TempDir,
@@ -171,9 +172,10 @@ impl Cluster {
             String::from_utf8_lossy(&out.stderr)
         );
         let mut all = args;
-        all.extend(["--nats-url".to_owned(), nats]);
+        all.extend(["--nats-url".to_owned(), nats.clone()]);
         let mut cluster = Cluster {
             nodes: Vec::new(),
+            nats,
             args: all,
             keyspace,
             _tmp: tmp,
@@ -383,6 +385,8 @@ fn scenarios_against_a_three_node_cluster() {
             "2",
             "--settle",
             "1",
+            "--nats-url",
+            &cluster.nats.clone(),
             "--json",
         ])
         .env("SPACECAST_JWT_SECRET", SECRET)
@@ -431,6 +435,9 @@ fn scenarios_against_a_three_node_cluster() {
         );
         assert!(k["new_owner"].is_string(), "{r}");
         assert_ne!(k["new_owner"], k["killed"], "{r}");
+        // The dead owner's last lease write was read from the bucket (--nats-url).
+        assert!(k["lease_expired_after_kill_ms"].as_f64().is_some(), "{r}");
+        assert!(k["takeover_after_expiry_ms"].as_f64().is_some(), "{r}");
     }
     assert_eq!(u(&r, "failed_kills"), 0, "{r}");
     assert_eq!(r["failover"]["count"], 2, "{r}");
