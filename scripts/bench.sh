@@ -2,7 +2,7 @@
 # Benchmark runner: starts a throwaway Spacecast server on loopback and drives
 # it with the `loadtest` binary.
 #
-#   scripts/bench.sh [sends|fanout|cql-raw|all|compare]        (default: all)
+#   scripts/bench.sh [sends|fanout|cql-raw|all|compare|cluster|failover]   (default: all)
 #
 # Each scenario gets a fresh server (own temp data dir, random JWT secret) so
 # results do not depend on what ran before.
@@ -35,6 +35,32 @@
 #   COMPARE_PROCESSES=2  COMPARE_SOURCE_ADDRS=4   loadtest processes and loopback source addresses
 #   BENCH_WRITE=1        append the table to BENCHMARKS.md
 #
+# cluster: the cluster of issue 8 (docs/cluster.md) on this machine: `spacecast serve --store cql
+# --nats-url … --node-id benchN` nodes sharing one fresh keyspace of the Cassandra of
+# scripts/cassandra.sh and the NATS of scripts/nats.sh (both must be up; neither is pinned).
+# Every node is pinned to SERVER_CPUS, so three nodes share the cores one node had: the figures
+# measure what clustering costs, not how it scales. Each step starts fresh nodes in a fresh
+# keyspace. The spaces are created and joined through node 0, which so takes their leases and
+# owns them (the reports name each space's owner at the start and end of the window, read from
+# NATS monitoring, CLUSTER_NATS_MONITOR). Steps (CLUSTER_PARTS="sends fanout failover"):
+#   sends   at SENDS_CONCURRENCY and at concurrency 1: 1 node without NATS (the baseline), 1 node
+#           in cluster mode, 3 nodes with the senders on the owner, on a non-owner, and (at
+#           SENDS_CONCURRENCY) spread over all three;
+#   fanout  FANOUT_SUBSCRIBERS subscribers of one space, FANOUT_RATE msg/s published through the
+#           owner: 1 node without NATS, 1 node in cluster mode, 3 nodes with every subscriber on
+#           the owner, spread over the three, all on a non-owner;
+#   failover  3 nodes, `loadtest failover`: steady sends into FAILOVER_SPACES spaces through
+#           every node at FAILOVER_RATE per (space, node) per second; FAILOVER_KILLS times the
+#           owner of a space is killed with SIGKILL (this script is the driver: it kills and
+#           restarts nodes when the loadtest asks) and the time from the kill to the first
+#           acknowledged send in that space is measured.
+# Prints a markdown table per part (absolutes and ratios to the first row of each group) and the
+# CPU seconds the nodes, NATS and Cassandra used during each step (setup included). Needs jq.
+#   CLUSTER_PARTS="sends fanout failover"   CLUSTER_NODES=3   CLUSTER_NATS_MONITOR=http://127.0.0.1:18222
+#   FAILOVER_KILLS=10 FAILOVER_SPACES=4 FAILOVER_RATE=20 FAILOVER_SETTLE=3
+#   SPACECAST_NATS_URL=nats://127.0.0.1:14222 (scripts/nats.sh url)
+# failover: the failover part alone.
+#
 # Defaults can be overridden through the environment:
 #   SENDS_SPACES=8 SENDS_CONCURRENCY=64 SENDS_DURATION=20 SENDS_WARMUP=2
 #   FANOUT_SUBSCRIBERS=1000 FANOUT_RATE=100 FANOUT_DURATION=20
@@ -57,7 +83,7 @@ usage() {
 
 mode=${1:-all}
 case "$mode" in
-sends | fanout | cql-raw | all | compare) ;;
+sends | fanout | cql-raw | all | compare | cluster | failover) ;;
 -h | --help)
     usage
     exit 0
@@ -88,6 +114,19 @@ COMPARE_IDLE_MAX=${COMPARE_IDLE_MAX:-18000}
 COMPARE_IDLE_HOLD=${COMPARE_IDLE_HOLD:-5}
 COMPARE_PROCESSES=${COMPARE_PROCESSES:-2}
 COMPARE_SOURCE_ADDRS=${COMPARE_SOURCE_ADDRS:-4}
+CLUSTER_PARTS=${CLUSTER_PARTS:-sends fanout failover}
+[[ $mode == failover ]] && CLUSTER_PARTS=failover
+CLUSTER_NODES=${CLUSTER_NODES:-3}
+CLUSTER_NATS_MONITOR=${CLUSTER_NATS_MONITOR:-http://127.0.0.1:${SPACECAST_NATS_MONITOR_PORT:-18222}}
+FAILOVER_KILLS=${FAILOVER_KILLS:-10}
+FAILOVER_SPACES=${FAILOVER_SPACES:-4}
+FAILOVER_RATE=${FAILOVER_RATE:-20}
+FAILOVER_SETTLE=${FAILOVER_SETTLE:-3}
+cluster_mode=false
+[[ $mode == cluster || $mode == failover ]] && cluster_mode=true
+if $cluster_mode; then
+    BENCH_STORE=cql
+fi
 BENCH_STORE=${BENCH_STORE:-embedded}
 if [[ $mode == compare && $BENCH_STORE != embedded ]]; then
     echo "bench: compare runs on the embedded store only" >&2
@@ -118,6 +157,17 @@ command -v curl >/dev/null || {
     echo "bench: curl is required" >&2
     exit 1
 }
+if $cluster_mode; then
+    command -v jq >/dev/null || {
+        echo "bench: $mode needs jq" >&2
+        exit 1
+    }
+    if [[ $("$root/scripts/nats.sh" status 2>/dev/null || true) != up ]]; then
+        echo "bench: NATS is not up; start it with: scripts/nats.sh up" >&2
+        exit 1
+    fi
+    nats_url=${SPACECAST_NATS_URL:-$("$root/scripts/nats.sh" url)}
+fi
 
 run_cql_raw=false
 if [[ $mode == cql-raw || ($mode == all && $BENCH_STORE == cql) ]]; then
@@ -198,6 +248,7 @@ cleanup() {
         tail -n 40 "$server_log" >&2 || true
     fi
     stop_server || true
+    cluster_down || true
     drop_keyspace || true
     rm -rf "$workdir"
     exit "$rc"
@@ -330,6 +381,283 @@ run_cql_raw() {
     drop_keyspace
 }
 
+# ---------------------------------------------------------------- cluster (issue 8)
+# Nodes of the current step: index i → pid, id, listen address, URL, data dir, log.
+node_pids=()
+node_ids=()
+node_listen=()
+node_urls=()
+node_dirs=()
+node_logs=()
+node_args=()
+cluster_nats=false
+
+# cluster_up NAME N nats|plain: a fresh keyspace, then N nodes (node i: --node-id bench<i>), each
+# pinned to SERVER_CPUS and ready (/readyz 200) before the next starts.
+cluster_up() {
+    local name=$1 n=$2 kind=$3 i port
+    SPACECAST_JWT_SECRET=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
+    export SPACECAST_JWT_SECRET
+    cql_keyspace=$(new_keyspace "$name")
+    local store_args=(--store cql --cql-nodes "$cql_nodes" --cql-keyspace "$cql_keyspace")
+    echo "\$ $server_bin migrate ${store_args[*]}"
+    "$server_bin" migrate "${store_args[@]}"
+    # The secret comes from the environment (SPACECAST_JWT_SECRET), not the command line.
+    node_args=("${store_args[@]}")
+    cluster_nats=false
+    if [[ $kind == nats ]]; then
+        cluster_nats=true
+        node_args+=(--nats-url "$nats_url")
+    fi
+    node_args+=("${spacecast_args[@]}")
+    node_pids=() node_ids=() node_listen=() node_urls=() node_dirs=() node_logs=()
+    for ((i = 0; i < n; i++)); do
+        port=$(free_port)
+        node_ids[i]=bench$i
+        node_listen[i]=127.0.0.1:$port
+        node_urls[i]=http://127.0.0.1:$port
+        node_dirs[i]=$workdir/$name-node$i
+        node_logs[i]=$workdir/$name-node$i.log
+        mkdir -p "${node_dirs[i]}"
+        node_start "$i"
+    done
+}
+
+# node_start I: starts node I (again, on its address and data dir) and waits until it is ready.
+node_start() {
+    local i=$1 id_args=()
+    $cluster_nats && id_args=(--node-id "${node_ids[i]}")
+    echo "\$ SPACECAST_JWT_SECRET=<per-run random> ${server_pin[*]} $server_bin serve --listen ${node_listen[i]} --data-dir ${node_dirs[i]} ${node_args[*]} ${id_args[*]}"
+    "${server_pin[@]}" "$server_bin" serve --listen "${node_listen[i]}" --data-dir "${node_dirs[i]}" \
+        "${node_args[@]}" "${id_args[@]}" >>"${node_logs[i]}" 2>&1 &
+    node_pids[i]=$!
+    server_log=${node_logs[i]}
+    server_pid=${node_pids[i]}
+    wait_ready "${node_urls[i]}/readyz" "node ${node_ids[i]}"
+    server_pid=
+}
+
+# node_index ID: the index of the node with that id.
+node_index() {
+    local i
+    for i in "${!node_ids[@]}"; do
+        [[ ${node_ids[i]} == "$1" ]] && echo "$i" && return 0
+    done
+    echo "bench: no node $1 in this step" >&2
+    return 1
+}
+
+# Stops every node of the step (SIGTERM, then SIGKILL after STOP_TIMEOUT_S) and drops the keyspace.
+cluster_down() {
+    local i
+    for i in "${!node_pids[@]}"; do
+        [[ -n ${node_pids[i]} ]] || continue
+        server_pid=${node_pids[i]}
+        node_pids[i]=
+        stop_server
+    done
+    drop_keyspace
+}
+
+# The pid listening on loopback TCP port PORT (empty if none is visible).
+listener_pid() {
+    ss -ltnpH "sport = :$1" 2>/dev/null | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -n 1
+}
+
+# CPU seconds (utime + stime) of the given pids, summed; a missing pid counts 0.
+cpu_seconds() {
+    local pid total=0 ticks
+    for pid in "$@"; do
+        [[ -r /proc/$pid/stat ]] || continue
+        ticks=$(sed 's/.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}')
+        total=$((total + ticks))
+    done
+    awk -v t="$total" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.3f", t / hz}'
+}
+
+cluster_out=$workdir/cluster.jsonl
+
+# cluster_step GROUP LABEL N nats|plain SCENARIO ARGS…: fresh nodes, `loadtest SCENARIO` with
+# --url every node and ARGS (which may use the placeholders @0 @1 @2 for node URLs and @ALL for
+# all of them, comma-separated), then the JSON report with the step's facts added to
+# $cluster_out.
+cluster_step() {
+    local group=$1 label=$2 n=$3 kind=$4 scenario=$5
+    shift 5
+    echo
+    echo "================ cluster: $label ($n node(s), $kind, $scenario) ================"
+    cluster_up "cl_${scenario}" "$n" "$kind"
+    local all arg args=() pids
+    all=$(IFS=,; echo "${node_urls[*]}")
+    pids=$(IFS=,; echo "${node_pids[*]}")
+    for arg in "$@"; do
+        arg=${arg//@ALL/$all}
+        for i in "${!node_urls[@]}"; do arg=${arg//@$i/${node_urls[i]}}; done
+        args+=("$arg")
+    done
+    local cmd=("${loadgen_pin[@]}" "$loadtest_bin" "$scenario" --url "$all" "${args[@]}" --json)
+    $cluster_nats && cmd+=(--nats-monitor "$CLUSTER_NATS_MONITOR")
+    [[ $scenario == fanout ]] && cmd+=(--server-pid "$pids" --quiet)
+    local nats_pid cass_pid cpu0_nodes cpu0_nats cpu0_cass
+    nats_pid=$(listener_pid "${nats_url##*:}")
+    cass_pid=$(listener_pid "${cql_nodes##*:}")
+    cpu0_nodes=$(cpu_seconds "${node_pids[@]}")
+    cpu0_nats=$(cpu_seconds "$nats_pid")
+    cpu0_cass=$(cpu_seconds "$cass_pid")
+    local load0 t0=$SECONDS
+    load0=$(cut -d' ' -f1 /proc/loadavg)
+    echo "\$ SPACECAST_JWT_SECRET=<per-run random> ${cmd[*]}"
+    local out="$workdir/cluster-step.out"
+    "${cmd[@]}" | tee "$out"
+    local nodes_cpu nats_cpu cass_cpu nats_now
+    nodes_cpu=$(awk -v a="$(cpu_seconds "${node_pids[@]}")" -v b="$cpu0_nodes" 'BEGIN {printf "%.3f", a - b}')
+    nats_cpu=$(awk -v a="$(cpu_seconds "$nats_pid")" -v b="$cpu0_nats" 'BEGIN {printf "%.3f", a - b}')
+    cass_cpu=$(awk -v a="$(cpu_seconds "$cass_pid")" -v b="$cpu0_cass" 'BEGIN {printf "%.3f", a - b}')
+    nats_now=$(listener_pid "${nats_url##*:}")
+    local warning=""
+    if [[ $nats_now != "$nats_pid" ]]; then
+        warning="NATS was restarted during the step (pid $nats_pid → $nats_now): discard it"
+        echo "bench: WARNING: $warning" >&2
+    fi
+    echo "cpu during the step ($((SECONDS - t0)) s, setup included): nodes ${nodes_cpu} s (pids $pids), nats ${nats_cpu} s (pid ${nats_pid:-?}), cassandra ${cass_cpu} s (pid ${cass_pid:-?}); load average $load0 → $(cut -d' ' -f1 /proc/loadavg)"
+    tail -n 1 "$out" | jq -c --arg group "$group" --arg step "$label" --argjson nodes "$n" \
+        --arg kind "$kind" --argjson cpu_nodes "$nodes_cpu" --argjson cpu_nats "$nats_cpu" \
+        --argjson cpu_cass "$cass_cpu" --arg load "$load0" --arg warning "$warning" \
+        '. + {group: $group, step: $step, nodes: $nodes, kind: $kind, cpu_nodes_s: $cpu_nodes,
+              cpu_nats_s: $cpu_nats, cpu_cassandra_s: $cpu_cass, loadavg_before: $load,
+              warning: $warning}' >>"$cluster_out"
+    record "$out" "cql-cluster"
+    cluster_down
+}
+
+# The sends part: acknowledged sends/s and ack latency, 1 node vs 3 nodes, senders on the owner
+# vs elsewhere.
+cluster_sends() {
+    local c group args
+    for c in "$SENDS_CONCURRENCY" 1; do
+        group="sends, $c concurrent"
+        args=(--spaces "$SENDS_SPACES" --concurrency "$c" --duration "$SENDS_DURATION" --warmup "$SENDS_WARMUP")
+        cluster_step "$group" "1 node, no NATS" 1 plain sends "${args[@]}"
+        cluster_step "$group" "1 node, cluster mode" 1 nats sends "${args[@]}"
+        cluster_step "$group" "$CLUSTER_NODES nodes, senders on the owner" "$CLUSTER_NODES" nats sends \
+            --send-url @0 "${args[@]}"
+        cluster_step "$group" "$CLUSTER_NODES nodes, senders on a non-owner" "$CLUSTER_NODES" nats sends \
+            --send-url @1 "${args[@]}"
+        if ((c > 1)); then
+            cluster_step "$group" "$CLUSTER_NODES nodes, senders spread over all" "$CLUSTER_NODES" nats \
+                sends --send-url @ALL "${args[@]}"
+        fi
+    done
+}
+
+# The fan-out part: one space, subscribers on the owner vs spread vs elsewhere; publishing
+# through the owner (node 0).
+cluster_fanout() {
+    local group="fanout, $FANOUT_SUBSCRIBERS subscribers @ $FANOUT_RATE msg/s"
+    local args=(--subscribers "$FANOUT_SUBSCRIBERS" --rate "$FANOUT_RATE" --duration "$FANOUT_DURATION"
+        --send-url @0)
+    cluster_step "$group" "1 node, no NATS" 1 plain fanout "${args[@]}"
+    cluster_step "$group" "1 node, cluster mode" 1 nats fanout "${args[@]}"
+    cluster_step "$group" "$CLUSTER_NODES nodes, subscribers on the owner" "$CLUSTER_NODES" nats fanout \
+        "${args[@]}" --subscribe-url @0
+    cluster_step "$group" "$CLUSTER_NODES nodes, subscribers spread over all" "$CLUSTER_NODES" nats fanout \
+        "${args[@]}" --subscribe-url @ALL
+    cluster_step "$group" "$CLUSTER_NODES nodes, subscribers on a non-owner" "$CLUSTER_NODES" nats fanout \
+        "${args[@]}" --subscribe-url @1
+}
+
+# The failover part: this script is the loadtest's driver (see `loadtest failover`).
+cluster_failover() {
+    echo
+    echo "================ cluster: failover ($CLUSTER_NODES nodes, $FAILOVER_KILLS kills) ================"
+    cluster_up cl_failover "$CLUSTER_NODES" nats
+    local all
+    all=$(IFS=,; echo "${node_urls[*]}")
+    local cmd=("${loadgen_pin[@]}" "$loadtest_bin" failover --url "$all" --nats-monitor "$CLUSTER_NATS_MONITOR"
+        --spaces "$FAILOVER_SPACES" --rate "$FAILOVER_RATE" --kills "$FAILOVER_KILLS"
+        --settle "$FAILOVER_SETTLE" --nats-url "$nats_url" --json)
+    echo "\$ SPACECAST_JWT_SECRET=<per-run random> ${cmd[*]}"
+    local out="$workdir/failover.out" line node space i t rc=0
+    : >"$out"
+    coproc LOADTEST { "${cmd[@]}"; }
+    local lt_out=${LOADTEST[0]} lt_in=${LOADTEST[1]} lt_pid=$LOADTEST_PID
+    while IFS= read -r line <&"$lt_out"; do
+        case $line in
+        "KILL "*)
+            read -r _ node space <<<"$line"
+            i=$(node_index "$node")
+            # The kill time, µs on CLOCK_REALTIME (the loadtest's clock), read just before the signal.
+            t=${EPOCHREALTIME/[.,]/}
+            kill -KILL "${node_pids[i]}"
+            echo "KILLED $t" >&"$lt_in"
+            wait "${node_pids[i]}" 2>/dev/null || true
+            node_pids[i]=
+            echo "bench: killed $node (owner of $space) at $t"
+            ;;
+        "RESTART "*)
+            read -r _ node <<<"$line"
+            i=$(node_index "$node")
+            node_start "$i" >/dev/null
+            echo "RESTARTED" >&"$lt_in"
+            echo "bench: restarted $node"
+            ;;
+        *)
+            echo "$line"
+            echo "$line" >>"$out"
+            ;;
+        esac
+    done
+    wait "$lt_pid" || rc=$?
+    if ((rc != 0)); then
+        echo "bench: loadtest failover failed (exit status $rc)" >&2
+        return "$rc"
+    fi
+    tail -n 1 "$out" | jq -c '. + {group: "failover", step: "failover"}' >>"$cluster_out"
+    record "$out" "cql-cluster"
+    cluster_down
+}
+
+# Markdown tables of $cluster_out: per group, each row with its ratios to the group's first row.
+cluster_tables() {
+    jq -rs '
+      def r(x): if x == null then "—" else ((x * 100 | round) / 100 | tostring) end;
+      def ratio(a; b): if b == null or b == 0 or a == null then "—" else (((a / b) * 100 | round) / 100 | tostring) + "×" end;
+      def owners(o): if o == null or (o | length) == 0 then "—"
+        else ([o[] | (. // "none")] | group_by(.) | map("\(.[0]) (\(length))") | join(", ")) end;
+      # Groups in the order they ran (group_by would sort them).
+      def groups: reduce .[] as $x ([];
+        if any(.[]; .[0].group == $x.group)
+        then map(if .[0].group == $x.group then . + [$x] else . end)
+        else . + [[$x]] end);
+      (map(select(.scenario == "sends")) | groups) as $sends
+      | (map(select(.scenario == "fanout")) | groups) as $fanout
+      | (map(select(.scenario == "failover"))) as $failover
+      | ([ $sends[] |
+          (.[0]) as $base |
+          "\n#### \(.[0].group)\n",
+          "| step | owner (start → end) | sends/s | × | p50 ms | × | p99 ms | × | errors | node CPU µs/send | NATS CPU µs/send | Cassandra CPU µs/send |",
+          "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+          (.[] | "| \(.step)\(if .warning != "" then " (" + .warning + ")" else "" end) | \(owners(.owners_start)) → \(owners(.owners_end)) | \(.acked_per_sec | round) | \(ratio(.acked_per_sec; $base.acked_per_sec)) | \(r(.ack_latency_ms.p50_ms)) | \(ratio(.ack_latency_ms.p50_ms; $base.ack_latency_ms.p50_ms)) | \(r(.ack_latency_ms.p99_ms)) | \(ratio(.ack_latency_ms.p99_ms; $base.ack_latency_ms.p99_ms)) | \(.errors + .rejected) | \(r(.cpu_nodes_s * 1e6 / ((.acked + .warmup_acked) | if . == 0 then 1 else . end))) | \(r(.cpu_nats_s * 1e6 / ((.acked + .warmup_acked) | if . == 0 then 1 else . end))) | \(r(.cpu_cassandra_s * 1e6 / ((.acked + .warmup_acked) | if . == 0 then 1 else . end))) |")
+        ] | join("\n")),
+        ([ $fanout[] |
+          (.[0]) as $base |
+          "\n#### \(.[0].group)\n",
+          "| step | owner | deliveries/s | × | delivery p50 ms | × | p99 ms | × | publish ack p99 ms | × | node CPU µs/delivery | × | NATS CPU s | lost / gaps / dup |",
+          "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+          (.[] | "| \(.step)\(if .warning != "" then " (" + .warning + ")" else "" end) | \(owners(.owners_end)) | \(.deliveries_per_sec | round) | \(ratio(.deliveries_per_sec; $base.deliveries_per_sec)) | \(r(.delivery_latency_ms.p50_ms)) | \(ratio(.delivery_latency_ms.p50_ms; $base.delivery_latency_ms.p50_ms)) | \(r(.delivery_latency_ms.p99_ms)) | \(ratio(.delivery_latency_ms.p99_ms; $base.delivery_latency_ms.p99_ms)) | \(r(.publish_ack_ms.p99_ms)) | \(ratio(.publish_ack_ms.p99_ms; $base.publish_ack_ms.p99_ms)) | \(r(.server.cpu_us_per_delivery)) | \(ratio(.server.cpu_us_per_delivery; $base.server.cpu_us_per_delivery)) | \(r(.cpu_nats_s)) | \(.lost) / \(.gaps) / \(.duplicates) |")
+        ] | join("\n")),
+        ([ $failover[] |
+          "\n#### failover: \(.kills | length) kills of a space owner (\(.spaces) spaces, \(.rate_per_space_per_node) sends/s per space per node)\n",
+          "| kill | killed | space | new owner | failover ms | lease expired after the kill, ms | takeover after expiry, ms | other spaces of the node (slowest ms) | sends in flight at the kill (longest ms) | errors meanwhile |",
+          "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+          (.kills[] | "| \(.round) | \(.killed) | …\(.space[-8:]) | \(.new_owner // "?") | \(r(.failover_ms)) | \(r(.lease_expired_after_kill_ms)) | \(r(.takeover_after_expiry_ms)) | \(.other_spaces) (\(r(.other_spaces_max_ms))) | \(.in_flight_at_kill | to_entries | map("\(.key) \(.value)") | join(", ")) (\(r(.in_flight_longest_ms))) | \(.errors_during | to_entries | map("\(.key) \(.value)") | join(", ")) |"),
+          "",
+          "lease expiry after the kill: min \(r(.lease_expired_after_kill.min_ms)), median \(r(.lease_expired_after_kill.median_ms)), max \(r(.lease_expired_after_kill.max_ms)) ms; takeover after the expiry: min \(r(.takeover_after_expiry.min_ms)), median \(r(.takeover_after_expiry.median_ms)), max \(r(.takeover_after_expiry.max_ms)) ms",
+          "failover: min \(r(.failover.min_ms)) ms, median \(r(.failover.median_ms)) ms, mean \(r(.failover.mean_ms)) ms, max \(r(.failover.max_ms)) ms over \(.failover.count) kills (\(.failed_kills) without failover); \(.acked) of \(.sends) sends acknowledged, duplicate acknowledged seqs \(.duplicate_acked_seqs)"
+        ] | join("\n"))
+    ' "$cluster_out"
+}
+
 # ---------------------------------------------------------------- report
 cpu_model=$(grep -m1 -E '^(model name|Hardware|cpu model|Model)[[:space:]]*:' /proc/cpuinfo 2>/dev/null |
     cut -d: -f2- | sed 's/^[[:space:]]*//' || true)
@@ -387,6 +715,26 @@ if $run_cql_raw; then
     for raw_mode in $CQL_RAW_MODES; do
         run_cql_raw "$raw_mode"
     done
+fi
+if $cluster_mode; then
+    : >"$cluster_out"
+    echo "nats:      $nats_url (scripts/nats.sh, unpinned); monitoring $CLUSTER_NATS_MONITOR"
+    echo "cluster:   every node pinned to CPUs ${SERVER_CPUS:-any}: $CLUSTER_NODES nodes share them"
+    echo "load:      $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min averages at the start)"
+    for part in $CLUSTER_PARTS; do
+        case $part in
+        sends) cluster_sends ;;
+        fanout) cluster_fanout ;;
+        failover) cluster_failover ;;
+        *)
+            echo "bench: CLUSTER_PARTS: unknown part $part (sends, fanout, failover)" >&2
+            exit 2
+            ;;
+        esac
+    done
+    echo
+    echo "================ the cluster: tables ================"
+    cluster_tables
 fi
 if [[ $mode == compare ]]; then
     compare_out="$workdir/compare.jsonl"

@@ -22,9 +22,25 @@ const TOKEN_SLACK: Duration = Duration::from_secs(3600);
 /// Options shared by every scenario.
 #[derive(Debug, Clone, Args)]
 pub struct CommonArgs {
-    /// Base URL of the server (plain http, loopback only).
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    pub url: String,
+    /// Base URL of the server (plain http, loopback only). Several (repeated or
+    /// comma-separated): the nodes of one cluster; setup (spaces, memberships) goes through the
+    /// first, senders and subscribers spread over all of them unless `--send-url` /
+    /// `--subscribe-url` say otherwise.
+    #[arg(
+        long = "url",
+        value_name = "URL",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub urls: Vec<String>,
+    /// The servers senders (`sends`) and the publisher (load scenarios) send to, round-robin
+    /// (repeated or comma-separated). Default: every `--url`.
+    #[arg(long = "send-url", value_name = "URL", value_delimiter = ',')]
+    pub send_urls: Vec<String>,
+    /// NATS monitoring origin (e.g. http://127.0.0.1:18222): the report names the node that
+    /// owns each space (from `/connz`), at the start and at the end of the measured window.
+    #[arg(long, value_name = "URL")]
+    pub nats_monitor: Option<String>,
     /// HS256 secret the server verifies tokens with; used to mint tokens for
     /// the synthetic users `lt-user-<n>`.
     #[arg(long, env = "SPACECAST_JWT_SECRET", hide_env_values = true)]
@@ -129,8 +145,24 @@ impl Api {
     /// `max_connections` sizes the idle pool so that many concurrent requests
     /// keep their keep-alive connections (reqwest opens as many connections
     /// per host as there are concurrent requests; HTTP/1 only here).
+    ///
+    /// Requests go to the first `--url`; [`Api::at`] makes a handle for another server.
     pub fn new(common: &CommonArgs, max_connections: usize, run_for: Duration) -> Result<Self> {
-        let base = parse_base_url(&common.url)?;
+        Self::with_timeout(common, max_connections, run_for, REQUEST_TIMEOUT)
+    }
+
+    /// [`Api::new`] with another total deadline per request.
+    pub fn with_timeout(
+        common: &CommonArgs,
+        max_connections: usize,
+        run_for: Duration,
+        request_timeout: Duration,
+    ) -> Result<Self> {
+        let first = common
+            .urls
+            .first()
+            .context("--url: at least one server URL is needed")?;
+        let base = parse_base_url(first)?;
         if common.jwt_secret.is_empty() {
             bail!("--jwt-secret (or SPACECAST_JWT_SECRET) must not be empty");
         }
@@ -142,7 +174,7 @@ impl Api {
             .pool_max_idle_per_host(max_connections)
             .pool_idle_timeout(Duration::from_secs(90))
             .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
+            .timeout(request_timeout)
             .build()
             .context("building the HTTP client")?;
         let now = SystemTime::now()
@@ -154,6 +186,21 @@ impl Api {
             key: Arc::new(EncodingKey::from_secret(common.jwt_secret.as_bytes())),
             token_exp: (now + run_for + TOKEN_SLACK).as_secs(),
         })
+    }
+
+    /// The same client and key, for the server at `base` (another node of the cluster).
+    pub fn at(&self, base: &Url) -> Api {
+        Api {
+            client: self.client.clone(),
+            base: base.clone(),
+            key: Arc::clone(&self.key),
+            token_exp: self.token_exp,
+        }
+    }
+
+    /// The plain HTTP client (no proxy, the request timeout), for other endpoints.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.client
     }
 
     /// HS256 token for synthetic user `n` (`sub` and `username` are `lt-user-<n>`).
@@ -308,7 +355,9 @@ mod tests {
 
     fn common(url: &str) -> CommonArgs {
         CommonArgs {
-            url: url.to_owned(),
+            urls: vec![url.to_owned()],
+            send_urls: Vec::new(),
+            nats_monitor: None,
             jwt_secret: "secret".to_owned(),
             content_bytes: 100,
             json: false,
@@ -344,6 +393,12 @@ mod tests {
             api.stream_url("a.b-c_d"),
             "ws://127.0.0.1:9000/v1/stream?token=a.b-c_d"
         );
+        let other = api.at(&Url::parse("http://127.0.0.1:9001").unwrap());
+        assert_eq!(
+            other.messages_url("x").as_str(),
+            "http://127.0.0.1:9001/api/messages/x"
+        );
+        assert_eq!(other.token(3).unwrap(), api.token(3).unwrap());
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! prints its raw [`Measurements`] as one JSON line and exits; the parent merges them.
 
 use std::{
+    collections::BTreeMap,
     path::PathBuf,
     process::Stdio,
     str::FromStr,
@@ -37,8 +38,9 @@ use tokio::{
 };
 
 use crate::{
-    api::{Api, CommonArgs, parse_base_url},
+    api::{Api, CommonArgs},
     chart,
+    nodes::Nodes,
     procstat::{self, ProcSample},
     report::{self, Measurements, Report, RunInfo, ServerSamples},
     schedule::{Pacer, Schedule, Step, latency_from_due},
@@ -189,9 +191,14 @@ pub struct LoadArgs {
     /// Internal: the spaces the parent created (comma-separated).
     #[arg(long, hide = true, value_delimiter = ',')]
     pub space_ids: Vec<String>,
-    /// PID of the server: its CPU seconds and RSS (from /proc) over the measured window.
-    #[arg(long)]
-    pub server_pid: Option<u32>,
+    /// The servers subscribers connect to, spread round-robin (each space's subscribers over
+    /// all of them; repeated or comma-separated). Default: every `--url`.
+    #[arg(long = "subscribe-url", value_name = "URL", value_delimiter = ',')]
+    pub subscribe_urls: Vec<String>,
+    /// PID of the server: its CPU seconds and RSS (from /proc) over the measured window. Several
+    /// (repeated or comma-separated; the nodes of a cluster): their sums.
+    #[arg(long, value_delimiter = ',')]
+    pub server_pid: Vec<u32>,
     /// Pin the server's threads (needs --server-pid) to these CPUs (e.g. `0`, `0-1`) and the
     /// load generator to the others.
     #[arg(long)]
@@ -245,15 +252,43 @@ fn say(bar: &ProgressBar, quiet: bool, msg: impl AsRef<str>) {
     }
 }
 
+fn nodes_of(args: &LoadArgs) -> Result<Nodes> {
+    Nodes::parse(
+        &args.common.urls,
+        &args.common.send_urls,
+        &args.subscribe_urls,
+    )
+}
+
 fn build_target(args: &LoadArgs, run_for: Duration) -> Result<Arc<dyn Target>> {
+    let nodes = nodes_of(args)?;
     let api = Api::new(&args.common, MAX_PUBLISH_IN_FLIGHT, run_for)?;
     Ok(match args.target {
-        TargetKind::Spacecast => Arc::new(Spacecast::new(api)?),
+        TargetKind::Spacecast => Arc::new(Spacecast::new(api, &nodes)?),
         TargetKind::Centrifugo => {
-            let base = parse_base_url(&args.common.url)?;
-            Arc::new(Centrifugo::new(api, &base, &args.api_key)?)
+            if nodes.several() {
+                bail!(
+                    "--target centrifugo takes one server: one --url, no other --send-url or --subscribe-url"
+                );
+            }
+            Arc::new(Centrifugo::new(api, &nodes.setup, &args.api_key)?)
         }
     })
+}
+
+/// The summed `/proc` sample of `pids` (`None` if there are none or one cannot be read).
+fn sample_servers(pids: &[u32]) -> Option<ProcSample> {
+    if pids.is_empty() {
+        return None;
+    }
+    let mut total = ProcSample::default();
+    for &pid in pids {
+        let s = procstat::sample(Some(pid)).ok()?;
+        total.cpu_s += s.cpu_s;
+        total.rss_kib += s.rss_kib;
+        total.hwm_kib += s.hwm_kib;
+    }
+    Some(total)
 }
 
 /// Shared by the subscriber tasks of one process.
@@ -400,7 +435,12 @@ async fn subscriber(
         Ok(_permit) => {
             started = Instant::now();
             ctx.target
-                .subscribe(k + 1, space, target::source_addr(k, ctx.source_addrs))
+                .subscribe(
+                    k + 1,
+                    space,
+                    target::source_addr(k, ctx.source_addrs),
+                    k / ctx.spaces.len(),
+                )
                 .await
         }
         Err(_) => Err(target::ConnectError::new("gate_closed", "")),
@@ -547,7 +587,9 @@ async fn publish(
                 );
                 tasks.spawn(async move {
                     let content = stats::make_content(due_micros, content_bytes);
-                    let outcome = target.publish(&spaces[space_idx], &content).await;
+                    // Message i: space i mod S, send node (i / S) mod n.
+                    let via = (index / spaces.len() as u64) as usize;
+                    let outcome = target.publish(&spaces[space_idx], &content, via).await;
                     let done = stats::now_micros();
                     drop(permit);
                     let idx = index as usize;
@@ -601,7 +643,12 @@ async fn churn(ctx: Arc<SubCtx>, first_user: usize, rate: u32, mut stop: watch::
             let started = Instant::now();
             match ctx
                 .target
-                .subscribe(k + 1, space, target::source_addr(k, ctx.source_addrs))
+                .subscribe(
+                    k + 1,
+                    space,
+                    target::source_addr(k, ctx.source_addrs),
+                    k / ctx.spaces.len(),
+                )
                 .await
             {
                 Ok(mut sub) => {
@@ -681,7 +728,7 @@ fn child_args(
     let mut v: Vec<String> = vec![
         kind.name().into(),
         "--url".into(),
-        args.common.url.clone(),
+        args.common.urls.join(","),
         "--content-bytes".into(),
         args.common.content_bytes.to_string(),
         "--target".into(),
@@ -704,6 +751,14 @@ fn child_args(
         spaces.join(","),
         "--quiet".into(),
     ];
+    if !args.common.send_urls.is_empty() {
+        v.push("--send-url".into());
+        v.push(args.common.send_urls.join(","));
+    }
+    if !args.subscribe_urls.is_empty() {
+        v.push("--subscribe-url".into());
+        v.push(args.subscribe_urls.join(","));
+    }
     if plan.rate > 0 {
         v.push("--rate".into());
         v.push(plan.rate.to_string());
@@ -848,21 +903,34 @@ pub async fn run(kind: Kind, args: LoadArgs) -> Result<Option<Report>> {
     let bar = progress_bar(quiet);
 
     if let Some(cpus) = &args.server_cpus {
-        let pid = args
-            .server_pid
-            .context("--server-cpus needs --server-pid")?;
+        if args.server_pid.is_empty() {
+            bail!("--server-cpus needs --server-pid");
+        }
         let cpus = procstat::parse_cpu_list(cpus)?;
-        let mine = procstat::pin(pid, &cpus)?;
-        say(
-            &bar,
-            quiet,
-            format!("server pid {pid} pinned to CPUs {cpus:?}, loadtest to {mine:?}"),
-        );
+        for &pid in &args.server_pid {
+            let mine = procstat::pin(pid, &cpus)?;
+            say(
+                &bar,
+                quiet,
+                format!("server pid {pid} pinned to CPUs {cpus:?}, loadtest to {mine:?}"),
+            );
+        }
     }
-    let sample_server = |pid: Option<u32>| pid.and_then(|p| procstat::sample(Some(p)).ok());
+    let nodes = nodes_of(&args)?;
+    let monitor = args
+        .common
+        .nats_monitor
+        .as_deref()
+        .map(crate::nodes::parse_monitor)
+        .transpose()?;
+    let sample_server = |pids: &[u32]| sample_servers(pids);
 
     let run_for = plan.duration + Duration::from_secs(args.drain_timeout + 3600);
     let target = build_target(&args, run_for)?;
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .context("building the HTTP client")?;
     let spaces = if args.space_ids.is_empty() {
         target.create_spaces(plan.spaces as usize).await?
     } else {
@@ -883,7 +951,7 @@ pub async fn run(kind: Kind, args: LoadArgs) -> Result<Option<Report>> {
             target.add_members(space, &users).await?;
         }
     }
-    let before_connect = sample_server(args.server_pid);
+    let before_connect = sample_server(&args.server_pid);
 
     let bucket =
         report::bucket_micros_for(u64::try_from(plan.duration.as_micros()).unwrap_or(u64::MAX));
@@ -929,12 +997,25 @@ pub async fn run(kind: Kind, args: LoadArgs) -> Result<Option<Report>> {
         Some(connect_subscribers(&ctx, &plan, Shard { index: 0, count: 1 }, &bar).await)
     };
     let connect_s = connect_start.elapsed().as_secs_f64();
-    let connected_sample = sample_server(args.server_pid);
+    let connected_sample = sample_server(&args.server_pid);
     say(
         &bar,
         quiet,
         format!("subscribers connected in {connect_s:.2} s"),
     );
+
+    let owners_of = |spaces: Arc<Vec<String>>| {
+        let (monitor, http) = (monitor.clone(), http.clone());
+        async move {
+            match monitor {
+                Some(m) => crate::nodes::owners(&http, &m, &spaces)
+                    .await
+                    .context("asking NATS who owns the spaces"),
+                None => Ok(BTreeMap::new()),
+            }
+        }
+    };
+    let owners_start = owners_of(Arc::clone(&spaces)).await?;
 
     // The measured window.
     let t0 = stats::now_micros() + 20_000;
@@ -943,7 +1024,7 @@ pub async fn run(kind: Kind, args: LoadArgs) -> Result<Option<Report>> {
         child.send(&format!("GO {t0}")).await?;
     }
     let window_start = Instant::now();
-    let server_start = sample_server(args.server_pid);
+    let server_start = sample_server(&args.server_pid);
     let cpu_start = procstat::sample(None).unwrap_or_default();
 
     let state = Arc::new(PublishState {
@@ -966,7 +1047,8 @@ pub async fn run(kind: Kind, args: LoadArgs) -> Result<Option<Report>> {
         ))
     });
     // RSS of the server at the end of each bucket (growth over a soak).
-    let rss_task = args.server_pid.map(|pid| {
+    let rss_pids = args.server_pid.clone();
+    let rss_task = (!rss_pids.is_empty()).then(|| {
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
             let mut samples = Vec::new();
@@ -976,7 +1058,7 @@ pub async fn run(kind: Kind, args: LoadArgs) -> Result<Option<Report>> {
                 tokio::select! {
                     _ = stop.changed() => break,
                     _ = ticker.tick() => {
-                        if let Ok(s) = procstat::sample(Some(pid)) {
+                        if let Some(s) = sample_servers(&rss_pids) {
                             samples.push(s.rss_kib);
                         }
                     }
@@ -1039,6 +1121,7 @@ pub async fn run(kind: Kind, args: LoadArgs) -> Result<Option<Report>> {
         sleep(plan.duration).await;
     }
     let publish_end = stats::now_micros();
+    let owners_end = owners_of(Arc::clone(&spaces)).await?;
     let _ = stop_tx.send(true);
     if let Some(task) = churn_task {
         let _ = task.await;
@@ -1065,7 +1148,7 @@ pub async fn run(kind: Kind, args: LoadArgs) -> Result<Option<Report>> {
         }
         None => 0.0,
     };
-    let server_end = sample_server(args.server_pid);
+    let server_end = sample_server(&args.server_pid);
     let rss_timeline = match rss_task {
         Some(task) => task.await.unwrap_or_default(),
         None => Vec::new(),
@@ -1104,15 +1187,9 @@ pub async fn run(kind: Kind, args: LoadArgs) -> Result<Option<Report>> {
             a * subs
         })
         .sum();
-    let server = match (
-        args.server_pid,
-        before_connect,
-        connected_sample,
-        server_start,
-        server_end,
-    ) {
-        (Some(pid), Some(b), Some(c), Some(s), Some(e)) => Some(ServerSamples {
-            pid,
+    let server = match (before_connect, connected_sample, server_start, server_end) {
+        (Some(b), Some(c), Some(s), Some(e)) => Some(ServerSamples {
+            pids: args.server_pid.clone(),
             before_connect: b,
             connected: c,
             window_start: s,
@@ -1139,6 +1216,10 @@ pub async fn run(kind: Kind, args: LoadArgs) -> Result<Option<Report>> {
         publish_start_micros: t0,
         publish_end_micros: publish_end,
         drain_s,
+        send_urls: nodes.send.iter().map(crate::sends::origin).collect(),
+        subscribe_urls: nodes.subscribe.iter().map(crate::sends::origin).collect(),
+        owners_start,
+        owners_end,
     };
     let report = Report::build(info, &m, server);
     if let Some(dir) = &args.report_dir {

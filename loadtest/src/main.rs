@@ -1,7 +1,10 @@
 //! `loadtest`: load generator to size a Spacecast deployment and to compare it with Centrifugo.
 //!
 //! It talks only to `--url` (plain http on a loopback address) and mints its own HS256 tokens
-//! with `--jwt-secret` for synthetic users `lt-user-<n>`. Every scenario is bounded in size and
+//! with `--jwt-secret` for synthetic users `lt-user-<n>`. `--url` may name several servers, the
+//! nodes of one cluster ([`nodes`]): setup goes through the first, and `--send-url` /
+//! `--subscribe-url` choose which nodes the senders and the subscribers use (round-robin;
+//! default: every `--url`); `--nats-monitor` makes the reports name each space's owner node. Every scenario is bounded in size and
 //! time and stops by itself, prints a human summary on stdout and, with `--json`, the report as
 //! one JSON object on the last stdout line. At start it raises its soft `RLIMIT_NOFILE` to the
 //! hard limit.
@@ -47,6 +50,12 @@
 //!   (`--quiet`: none); `--report-dir` writes `report.json` and `latency.svg` (p50/p90/p99/max
 //!   of delivery latency per second).
 //!
+//! * `failover`: a cluster under a steady open-loop send load into `--spaces` spaces through
+//!   every node; `--kills` times, the owner of one space (from NATS monitoring) is killed and
+//!   restarted by a driver speaking a line protocol on stdin/stdout (`scripts/bench.sh
+//!   failover`), and the time from each kill to the first acknowledged send started after it
+//!   is reported (min / median / max), with how the sends in flight at the kill ended.
+//!
 //! * `compare FILE…`: reads report JSON lines and prints the side-by-side markdown table of
 //!   `scripts/bench.sh compare` (per step: Spacecast, Centrifugo, ratio S / C).
 //!
@@ -65,7 +74,9 @@
 mod api;
 mod chart;
 mod cql_raw;
+mod failover;
 mod load;
+mod nodes;
 mod procstat;
 mod report;
 mod schedule;
@@ -111,6 +122,9 @@ enum Scenario {
     Soak(LoadArgs),
     /// Raw CQL writes shaped like the engine's group commits (no server).
     CqlRaw(cql_raw::CqlRawArgs),
+    /// A cluster under steady sends; kills a space's owner node N times (through a driver on
+    /// stdin/stdout) and measures each failover: kill → first acknowledged send after it.
+    Failover(failover::FailoverArgs),
     /// Reads report JSON lines and prints the Spacecast / Centrifugo markdown table.
     Compare(CompareArgs),
 }
@@ -145,6 +159,7 @@ impl Scenario {
         match self {
             Scenario::Sends(a) => a.common.threads,
             Scenario::CqlRaw(a) => a.threads,
+            Scenario::Failover(a) => a.common.threads,
             Scenario::Compare(_) => Some(1),
             Scenario::Fanout(a)
             | Scenario::Ingest(a)
@@ -211,6 +226,12 @@ async fn run(cli: Cli) -> Result<()> {
             report.print_human();
             print_json(json, &report)
         }
+        Scenario::Failover(args) => {
+            let json = args.common.json;
+            let report = failover::run(args).await?;
+            report.print_human();
+            print_json(json, &report)
+        }
         Scenario::Compare(args) => {
             let mut text = String::new();
             for file in &args.files {
@@ -266,7 +287,8 @@ mod tests {
             panic!("expected sends")
         };
         assert_eq!((args.spaces, args.concurrency, args.duration), (8, 64, 20));
-        assert_eq!(args.common.url, "http://127.0.0.1:8080");
+        assert_eq!(args.common.urls, ["http://127.0.0.1:8080"]);
+        assert!(args.common.send_urls.is_empty());
 
         let cli = Cli::try_parse_from([
             "loadtest",
@@ -312,7 +334,7 @@ mod tests {
         };
         assert_eq!(args.target, load::TargetKind::Centrifugo);
         assert_eq!((args.processes, args.source_addrs), (2, 8));
-        assert_eq!((args.server_pid, args.api_key.as_str()), (Some(1), "k"));
+        assert_eq!((args.server_pid, args.api_key.as_str()), (vec![1], "k"));
 
         let cli = Cli::try_parse_from(["loadtest", "compare", "a.jsonl", "b.jsonl"]).unwrap();
         assert!(matches!(cli.scenario, Scenario::Compare(ref c) if c.files.len() == 2));
@@ -348,6 +370,79 @@ mod tests {
     }
 
     #[test]
+    fn parses_several_servers() {
+        let cli = Cli::try_parse_from([
+            "loadtest",
+            "sends",
+            "--jwt-secret",
+            "s",
+            "--url",
+            "http://127.0.0.1:1,http://127.0.0.1:2",
+            "--url",
+            "http://127.0.0.1:3",
+            "--send-url",
+            "http://127.0.0.1:2",
+            "--nats-monitor",
+            "http://127.0.0.1:18222",
+        ])
+        .unwrap();
+        let Scenario::Sends(args) = cli.scenario else {
+            panic!("expected sends")
+        };
+        assert_eq!(
+            args.common.urls,
+            [
+                "http://127.0.0.1:1",
+                "http://127.0.0.1:2",
+                "http://127.0.0.1:3"
+            ]
+        );
+        assert_eq!(args.common.send_urls, ["http://127.0.0.1:2"]);
+        assert_eq!(
+            args.common.nats_monitor.as_deref(),
+            Some("http://127.0.0.1:18222")
+        );
+
+        let cli = Cli::try_parse_from([
+            "loadtest",
+            "fanout",
+            "--jwt-secret",
+            "s",
+            "--url",
+            "http://127.0.0.1:1",
+            "--subscribe-url",
+            "http://127.0.0.1:1,http://127.0.0.1:2,http://127.0.0.1:3",
+            "--server-pid",
+            "10,11",
+            "--server-pid",
+            "12",
+        ])
+        .unwrap();
+        let Scenario::Fanout(args) = cli.scenario else {
+            panic!("expected fanout")
+        };
+        assert_eq!(args.subscribe_urls.len(), 3);
+        assert_eq!(args.server_pid, [10, 11, 12]);
+
+        let cli = Cli::try_parse_from([
+            "loadtest",
+            "failover",
+            "--jwt-secret",
+            "s",
+            "--url",
+            "http://127.0.0.1:1,http://127.0.0.1:2",
+            "--nats-monitor",
+            "http://127.0.0.1:18222",
+        ])
+        .unwrap();
+        let Scenario::Failover(args) = cli.scenario else {
+            panic!("expected failover")
+        };
+        assert_eq!((args.spaces, args.rate, args.kills), (4, 20, 10));
+        assert_eq!(args.common.urls.len(), 2);
+    }
+
+    #[test]
     fn rejects_out_of_range_values() {
         assert!(
             Cli::try_parse_from(["loadtest", "sends", "--jwt-secret", "s", "--spaces", "0"])
@@ -371,5 +466,9 @@ mod tests {
         assert!(Cli::try_parse_from(["loadtest", "compare"]).is_err());
         assert!(Cli::try_parse_from(["loadtest", "cql-raw", "--batch", "0"]).is_err());
         assert!(Cli::try_parse_from(["loadtest", "cql-raw", "--mode", "logged"]).is_err());
+        assert!(
+            Cli::try_parse_from(["loadtest", "failover", "--jwt-secret", "s", "--kills", "0"])
+                .is_err()
+        );
     }
 }

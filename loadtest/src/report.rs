@@ -234,7 +234,11 @@ pub struct TimelinePoint {
 /// The server process over the measured window (`--server-pid`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServerStats {
+    /// The first server pid (of `pids`).
     pub pid: u32,
+    /// Every server process measured (a cluster's nodes); the figures below are their sums.
+    #[serde(default)]
+    pub pids: Vec<u32>,
     pub cpu_s: f64,
     /// CPU time over wall time, % of one core.
     pub cpu_pct: f64,
@@ -308,6 +312,16 @@ pub struct Report {
     pub foreign: u64,
     pub errors: BTreeMap<String, u64>,
     pub drain_s: f64,
+    /// Servers the publisher sent to and the subscribers connected to (round-robin).
+    #[serde(default)]
+    pub send_urls: Vec<String>,
+    #[serde(default)]
+    pub subscribe_urls: Vec<String>,
+    /// Space id → owner node id at the start and at the end of publishing (`--nats-monitor`).
+    #[serde(default)]
+    pub owners_start: BTreeMap<String, Option<String>>,
+    #[serde(default)]
+    pub owners_end: BTreeMap<String, Option<String>>,
     pub server: Option<ServerStats>,
     pub loadgen: LoadgenStats,
     pub timeline: Vec<TimelinePoint>,
@@ -334,6 +348,12 @@ pub struct RunInfo {
     /// Publishing end, µs (for acknowledgements per second).
     pub publish_end_micros: u64,
     pub drain_s: f64,
+    /// Servers the publisher and the subscribers used (several: a cluster's nodes).
+    pub send_urls: Vec<String>,
+    pub subscribe_urls: Vec<String>,
+    /// Space → owner node at the start and the end of publishing (`--nats-monitor`).
+    pub owners_start: BTreeMap<String, Option<String>>,
+    pub owners_end: BTreeMap<String, Option<String>>,
 }
 
 pub fn round3(value: f64) -> f64 {
@@ -346,7 +366,8 @@ fn mib(kib: u64) -> f64 {
 
 /// Server stats from the samples around the window.
 pub struct ServerSamples {
-    pub pid: u32,
+    /// The server processes; the samples are their sums.
+    pub pids: Vec<u32>,
     pub before_connect: ProcSample,
     pub connected: ProcSample,
     pub window_start: ProcSample,
@@ -379,7 +400,8 @@ impl Report {
             };
             let grown = s.connected.rss_kib.saturating_sub(s.before_connect.rss_kib);
             ServerStats {
-                pid: s.pid,
+                pid: s.pids.first().copied().unwrap_or(0),
+                pids: s.pids.clone(),
                 cpu_s: round3(cpu_s),
                 cpu_pct: if s.window_s > 0.0 {
                     round3(cpu_s / s.window_s * 100.0)
@@ -479,6 +501,10 @@ impl Report {
             foreign: m.foreign,
             errors: m.errors.clone(),
             drain_s: round3(info.drain_s),
+            send_urls: info.send_urls,
+            subscribe_urls: info.subscribe_urls,
+            owners_start: info.owners_start,
+            owners_end: info.owners_end,
             server,
             loadgen,
             timeline,
@@ -554,11 +580,37 @@ impl Report {
             );
         }
         let _ = writeln!(out, "errors         {}", stats::format_counts(&self.errors));
+        if self.send_urls.len() > 1 || self.subscribe_urls.len() > 1 {
+            let _ = writeln!(
+                out,
+                "servers        publishing through {}; subscribers on {}",
+                self.send_urls.join(", "),
+                self.subscribe_urls.join(", ")
+            );
+        }
+        if !self.owners_end.is_empty() {
+            let list = |o: &BTreeMap<String, Option<String>>| {
+                o.iter()
+                    .map(|(space, node)| format!("{space}: {}", node.as_deref().unwrap_or("none")))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let _ = writeln!(
+                out,
+                "owners         at start {}; at end {}",
+                list(&self.owners_start),
+                list(&self.owners_end)
+            );
+        }
         if let Some(s) = &self.server {
             let _ = writeln!(
                 out,
                 "server         pid {}: {:.2} CPU s ({:.1}% of a core), {:.2} µs per delivery; RSS {:.1} MiB (peak {:.1}), {:.1} → {:.1} MiB for the connections = {:.2} KiB each",
-                s.pid,
+                if s.pids.len() > 1 {
+                    format!("{:?} (summed)", s.pids)
+                } else {
+                    s.pid.to_string()
+                },
                 s.cpu_s,
                 s.cpu_pct,
                 s.cpu_us_per_delivery,
@@ -784,6 +836,7 @@ mod tests {
             publish_start_micros: 10_000_000,
             publish_end_micros: 11_000_000,
             drain_s: 0.1,
+            ..RunInfo::default()
         }
     }
 
@@ -850,7 +903,7 @@ mod tests {
     fn report_json_shape() {
         let m = measurements(&[1_000, 3_000], 2);
         let samples = ServerSamples {
-            pid: 42,
+            pids: vec![42],
             before_connect: ProcSample {
                 cpu_s: 1.0,
                 rss_kib: 10_240,

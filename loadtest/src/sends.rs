@@ -1,4 +1,10 @@
 //! Scenario `sends`: closed-loop acknowledged sends over a few spaces.
+//!
+//! Against a cluster: spaces are created and joined through the first `--url` (so, on a cold
+//! cluster, that node takes their leases and owns them), and worker `w` sends through
+//! `--send-url` number `w mod n`. With `--nats-monitor` the report names each space's owner at
+//! the start and at the end of the measured window, so "senders on the owner" and "senders on
+//! another node" are checked facts, not assumptions.
 
 use std::{
     collections::BTreeMap,
@@ -15,6 +21,7 @@ use tokio::time::sleep_until;
 
 use crate::{
     api::{Api, CommonArgs, SendOutcome},
+    nodes::{self, Nodes},
     stats::{self, LatencySummary, SendStats},
 };
 
@@ -56,6 +63,14 @@ pub struct SendsReport {
     pub concurrency: u32,
     pub users: u32,
     pub content_bytes: u32,
+    /// The servers the workers sent to (worker w → `send_urls[w mod n]`).
+    pub send_urls: Vec<String>,
+    /// Where spaces were created and joined.
+    pub setup_url: String,
+    /// Space id → owner node id (`null`: none) at the start and at the end of the measured
+    /// window (`--nats-monitor`; empty without it).
+    pub owners_start: BTreeMap<String, Option<String>>,
+    pub owners_end: BTreeMap<String, Option<String>>,
     pub warmup_s: u64,
     pub duration_s: u64,
     /// From the end of the warm-up to the completion of the last measured request.
@@ -97,13 +112,41 @@ impl SendsReport {
             self.errors,
             stats::format_counts(&self.error_kinds)
         );
+        if self.send_urls.len() > 1 || self.send_urls.first() != Some(&self.setup_url) {
+            println!(
+                "servers        setup through {}, sends through {}",
+                self.setup_url,
+                self.send_urls.join(", ")
+            );
+        }
+        if !self.owners_end.is_empty() {
+            println!(
+                "owners         at start: {}; at end: {}",
+                owner_list(&self.owners_start),
+                owner_list(&self.owners_end)
+            );
+        }
     }
+}
+
+/// `node (n spaces), …` from space → owner.
+fn owner_list(owners: &BTreeMap<String, Option<String>>) -> String {
+    let mut count = BTreeMap::<&str, usize>::new();
+    for owner in owners.values() {
+        *count.entry(owner.as_deref().unwrap_or("none")).or_default() += 1;
+    }
+    count
+        .iter()
+        .map(|(node, n)| format!("{node} ({n} spaces)"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 struct Plan {
     api: Api,
     tokens: Vec<String>,
-    urls: Vec<Url>,
+    /// Messages URL of each space, by send node: `urls[node][space]`.
+    urls: Vec<Vec<Url>>,
     content_bytes: usize,
     measure_start: Instant,
     end: Instant,
@@ -121,6 +164,13 @@ pub async fn run(args: SendsArgs) -> Result<SendsReport> {
     let users = args.users.unwrap_or(args.concurrency.min(64));
     let warmup = Duration::from_secs(args.warmup);
     let duration = Duration::from_secs(args.duration);
+    let nodes = Nodes::parse(&args.common.urls, &args.common.send_urls, &[])?;
+    let monitor = args
+        .common
+        .nats_monitor
+        .as_deref()
+        .map(nodes::parse_monitor)
+        .transpose()?;
     let api = Api::new(
         &args.common,
         concurrency.max(SETUP_CONCURRENCY),
@@ -157,7 +207,14 @@ pub async fn run(args: SendsArgs) -> Result<SendsReport> {
         .await
         .context("joining spaces")?;
 
-    let urls = space_ids.iter().map(|id| api.messages_url(id)).collect();
+    let urls = nodes
+        .send
+        .iter()
+        .map(|base| {
+            let node = api.at(base);
+            space_ids.iter().map(|id| node.messages_url(id)).collect()
+        })
+        .collect();
     let start = Instant::now();
     let plan = Arc::new(Plan {
         api,
@@ -174,6 +231,19 @@ pub async fn run(args: SendsArgs) -> Result<SendsReport> {
     let workers: Vec<_> = (0..concurrency)
         .map(|w| tokio::spawn(worker(w, Arc::clone(&plan))))
         .collect();
+    // Owners once the warm-up sends have settled who serves each space, and at the end.
+    let owners_at = |at: Instant| {
+        let (monitor, http, spaces) = (monitor.clone(), plan.api.http().clone(), space_ids.clone());
+        async move {
+            let Some(monitor) = monitor else {
+                return Ok(BTreeMap::new());
+            };
+            sleep_until(at.into()).await;
+            nodes::owners(&http, &monitor, &spaces).await
+        }
+    };
+    let owners_start = tokio::spawn(owners_at(plan.measure_start));
+    let owners_end = tokio::spawn(owners_at(plan.end));
 
     let mut total = SendStats::default();
     let mut warmup_acked = 0;
@@ -187,6 +257,14 @@ pub async fn run(args: SendsArgs) -> Result<SendsReport> {
     let elapsed = last_completion
         .map(|t| t.saturating_duration_since(plan.measure_start))
         .unwrap_or(duration);
+    let owners_start = owners_start
+        .await
+        .context("owner lookup panicked")?
+        .context("asking NATS who owns the spaces (start)")?;
+    let owners_end = owners_end
+        .await
+        .context("owner lookup panicked")?
+        .context("asking NATS who owns the spaces (end)")?;
 
     Ok(SendsReport {
         scenario: "sends",
@@ -194,6 +272,10 @@ pub async fn run(args: SendsArgs) -> Result<SendsReport> {
         concurrency: args.concurrency,
         users,
         content_bytes: args.common.content_bytes,
+        send_urls: nodes.send.iter().map(origin).collect(),
+        setup_url: origin(&nodes.setup),
+        owners_start,
+        owners_end,
         warmup_s: args.warmup,
         duration_s: args.duration,
         elapsed_s: (elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
@@ -209,17 +291,24 @@ pub async fn run(args: SendsArgs) -> Result<SendsReport> {
     })
 }
 
+/// `http://host:port` of a base URL (without the trailing slash `Url` adds).
+pub fn origin(url: &Url) -> String {
+    url.as_str().trim_end_matches('/').to_owned()
+}
+
 /// One closed loop: send, wait for the response, repeat until the end.
-/// Requests started during the warm-up are not counted.
+/// Requests started during the warm-up are not counted. Worker `id` sends through send node
+/// `id mod nodes`.
 async fn worker(id: usize, plan: Arc<Plan>) -> WorkerResult {
     let token = &plan.tokens[id % plan.tokens.len()];
+    let urls = &plan.urls[nodes::spread(id, 1, plan.urls.len())];
     let mut result = WorkerResult::default();
     for k in 0.. {
         let started = Instant::now();
         if started >= plan.end {
             break;
         }
-        let url = &plan.urls[(id + k) % plan.urls.len()];
+        let url = &urls[(id + k) % urls.len()];
         let content = stats::make_content(stats::now_micros(), plan.content_bytes);
         let outcome = plan.api.send_message(token, url, &content).await;
         let done = Instant::now();

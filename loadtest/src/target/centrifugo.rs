@@ -165,6 +165,7 @@ impl Target for Centrifugo {
         user: usize,
         space: &str,
         source: Option<IpAddr>,
+        _via: usize,
     ) -> Result<Box<dyn Subscription>, ConnectError> {
         let token = self
             .api
@@ -184,7 +185,7 @@ impl Target for Centrifugo {
         Ok(Box::new(sub))
     }
 
-    async fn publish(&self, space: &str, content: &str) -> PublishOutcome {
+    async fn publish(&self, space: &str, content: &str, _via: usize) -> PublishOutcome {
         let body = serde_json::json!({ "channel": space, "data": { "content": content } });
         let result = self
             .http

@@ -97,16 +97,19 @@ pub trait Target: Send + Sync {
 
     /// Opens one connection as `user` from `source` (a loopback address to bind, so more than
     /// one address's worth of ports is usable) and subscribes it to `space`; returns once the
-    /// server confirmed the subscription.
+    /// server confirmed the subscription. A target with several servers connects to server
+    /// `via mod n` of its subscribe list.
     async fn subscribe(
         &self,
         user: usize,
         space: &str,
         source: Option<IpAddr>,
+        via: usize,
     ) -> Result<Box<dyn Subscription>, ConnectError>;
 
-    /// Publishes `content` to `space`; returns once acknowledged (or refused).
-    async fn publish(&self, space: &str, content: &str) -> PublishOutcome;
+    /// Publishes `content` to `space` (through server `via mod n` of the send list, when the
+    /// target has several); returns once acknowledged (or refused).
+    async fn publish(&self, space: &str, content: &str, via: usize) -> PublishOutcome;
 }
 
 /// One subscribed connection.

@@ -16,6 +16,7 @@ use super::{
 };
 use crate::{
     api::{Api, SendOutcome},
+    nodes::Nodes,
     stats,
 };
 
@@ -23,18 +24,33 @@ use crate::{
 const SETUP_CONCURRENCY: usize = 50;
 
 /// User 0 creates the spaces and publishes; subscribers are users 1 and up.
+///
+/// Against a cluster: setup (spaces, memberships) goes through the first `--url`, publishes
+/// through the send nodes and subscriptions through the subscribe nodes (see [`crate::nodes`]).
 pub struct Spacecast {
     api: Api,
+    send: Vec<Api>,
+    subscribe: Vec<Api>,
     publisher_token: String,
 }
 
 impl Spacecast {
-    pub fn new(api: Api) -> Result<Self> {
+    pub fn new(api: Api, nodes: &Nodes) -> Result<Self> {
         let publisher_token = api.token(0)?;
         Ok(Self {
+            send: nodes.send.iter().map(|u| api.at(u)).collect(),
+            subscribe: nodes.subscribe.iter().map(|u| api.at(u)).collect(),
             api,
             publisher_token,
         })
+    }
+
+    fn via<'a>(list: &'a [Api], fallback: &'a Api, via: usize) -> &'a Api {
+        if list.is_empty() {
+            fallback
+        } else {
+            &list[via % list.len()]
+        }
     }
 }
 
@@ -83,12 +99,14 @@ impl Target for Spacecast {
         user: usize,
         space: &str,
         source: Option<IpAddr>,
+        via: usize,
     ) -> Result<Box<dyn Subscription>, ConnectError> {
         let token = self
             .api
             .token(user)
             .map_err(|e| ConnectError::new("token", e.to_string()))?;
-        let mut ws = connect_ws(&self.api.stream_url(&token), source, &[]).await?;
+        let node = Self::via(&self.subscribe, &self.api, via);
+        let mut ws = connect_ws(&node.stream_url(&token), source, &[]).await?;
         await_frame(&mut ws, "hello", None).await?;
         let join = serde_json::json!({ "type": "join", "space_id": space }).to_string();
         ws.send(Message::text(join))
@@ -101,10 +119,10 @@ impl Target for Spacecast {
         }))
     }
 
-    async fn publish(&self, space: &str, content: &str) -> PublishOutcome {
-        let url = self.api.messages_url(space);
-        match self
-            .api
+    async fn publish(&self, space: &str, content: &str, via: usize) -> PublishOutcome {
+        let node = Self::via(&self.send, &self.api, via);
+        let url = node.messages_url(space);
+        match node
             .send_message(&self.publisher_token, &url, content)
             .await
         {
