@@ -27,11 +27,13 @@
 //!   - `Unsettled`: the batch is durable and its events are in the log, but rows it changes may
 //!     still show their old state; the caller acknowledges the batch and must `claim` the space
 //!     again before its next commit (the claim finishes the update).
-//! - A commit that fails half-way is never half-visible: reads show the state before it, until
-//!   the commit is known durable; then, at the latest after the next `claim`, exactly the state
-//!   after it. No visible change is ever described by no event.
-//! - Reads see only committed batches. They may lag a commit that is still in flight by the
-//!   rows it changes (never by its events), and never show a fenced commit.
+//! - No visible change is ever described by no event. Until a commit is durable, nothing of it is
+//!   visible (a commit that fails before that point leaves exactly the state before it). Once it
+//!   is durable its events and new messages are visible; its changes to rows that already existed
+//!   (deletes, likes of older messages, index moves, members) may follow a moment later, and
+//!   after a commit that failed half-way (`Unsettled`) they are complete at the latest when the
+//!   next `claim` returns.
+//! - Reads see only committed batches, and never anything of a fenced one.
 //!
 //! How each backend does it is in its module doc: the embedded store checks the epoch and writes
 //! in one atomic batch under its single writer thread; the CQL store moves a head row with a
@@ -342,6 +344,22 @@ mod tests {
                 appreciation_count: 2
             }]
         );
+    }
+
+    #[test]
+    fn a_merged_batch_carries_its_writers_epoch_and_last_counters() {
+        let mut merged = CommitBatch::default();
+        let counters = SpaceCounters {
+            head_seq: 7,
+            message_count: 3,
+            member_count: 2,
+        };
+        merged.absorb(CommitBatch {
+            epoch: 4,
+            counters,
+            ..Default::default()
+        });
+        assert_eq!((merged.epoch, merged.counters), (4, counters));
     }
 
     #[test]

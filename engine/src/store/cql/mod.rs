@@ -1676,3 +1676,57 @@ impl Store for CqlStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_timestamps_order_commits_above_any_wall_clock_time() {
+        let now_us = Timestamp::now().0 * 1000;
+        assert!(
+            write_ts(0) > now_us * 1000,
+            "far above today, even in nanoseconds"
+        );
+        assert!(write_ts(0) < write_ts(1) && write_ts(1) < write_ts(1 << 40));
+        assert_eq!(
+            write_ts(u64::MAX),
+            i64::MAX,
+            "saturates instead of wrapping"
+        );
+    }
+
+    #[test]
+    fn pending_changes_round_trip_through_their_encoding() {
+        let ops = vec![
+            Settle::Delete {
+                id: Uuid::nil(),
+                seq: 3,
+                count: 2,
+            },
+            Settle::Appreciation {
+                id: Uuid::nil(),
+                seq: 4,
+                count: 1,
+                prev: 2,
+                likes: vec![("a".into(), None), ("b".into(), Some(9))],
+            },
+            Settle::Index {
+                id: Uuid::nil(),
+                seq: 5,
+                count: 1,
+            },
+            Settle::Member(Member {
+                user: UserRef {
+                    user_id: "u".into(),
+                    username: "U".into(),
+                    profile_picture: String::new(),
+                },
+                power_level: 50,
+                joined_at: Timestamp(1_700_000_000_123),
+            }),
+        ];
+        let bytes = serde_json::to_vec(&ops).unwrap();
+        assert_eq!(serde_json::from_slice::<Vec<Settle>>(&bytes).unwrap(), ops);
+    }
+}
