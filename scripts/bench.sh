@@ -54,9 +54,15 @@
 #           owner of a space is killed with SIGKILL (this script is the driver: it kills and
 #           restarts nodes when the loadtest asks) and the time from the kill to the first
 #           acknowledged send in that space is measured.
-# Prints a markdown table per part (absolutes and ratios to the first row of each group) and the
-# CPU seconds the nodes, NATS and Cassandra used during each step (setup included). Needs jq.
+# The sends and fanout steps run CLUSTER_ROUNDS times, interleaved (every step of a round, then
+# the next round), after a CLUSTER_WARMUP-second throwaway sends run that warms Cassandra's JIT;
+# the tables show per step the median over the rounds, with its ratio to the group's first row.
+# Around each loadtest run the script reads the CPU seconds of the nodes, NATS, Cassandra, the
+# loadtest and the whole machine: "other load" is the rest, work from outside the benchmark
+# (other users of the machine, of the shared Cassandra or NATS), in % of all CPUs. Needs jq.
 #   CLUSTER_PARTS="sends fanout failover"   CLUSTER_NODES=3   CLUSTER_NATS_MONITOR=http://127.0.0.1:18222
+#   CLUSTER_ROUNDS=3  CLUSTER_WARMUP=20  CLUSTER_SENDS_DURATION=10  CLUSTER_FANOUT_DURATION=15
+#   (SENDS_SPACES, SENDS_CONCURRENCY, SENDS_WARMUP, FANOUT_SUBSCRIBERS, FANOUT_RATE apply too)
 #   FAILOVER_KILLS=10 FAILOVER_SPACES=4 FAILOVER_RATE=20 FAILOVER_SETTLE=3
 #   SPACECAST_NATS_URL=nats://127.0.0.1:14222 (scripts/nats.sh url)
 # failover: the failover part alone.
@@ -118,6 +124,10 @@ CLUSTER_PARTS=${CLUSTER_PARTS:-sends fanout failover}
 [[ $mode == failover ]] && CLUSTER_PARTS=failover
 CLUSTER_NODES=${CLUSTER_NODES:-3}
 CLUSTER_NATS_MONITOR=${CLUSTER_NATS_MONITOR:-http://127.0.0.1:${SPACECAST_NATS_MONITOR_PORT:-18222}}
+CLUSTER_ROUNDS=${CLUSTER_ROUNDS:-3}
+CLUSTER_WARMUP=${CLUSTER_WARMUP:-20}
+CLUSTER_SENDS_DURATION=${CLUSTER_SENDS_DURATION:-10}
+CLUSTER_FANOUT_DURATION=${CLUSTER_FANOUT_DURATION:-15}
 FAILOVER_KILLS=${FAILOVER_KILLS:-10}
 FAILOVER_SPACES=${FAILOVER_SPACES:-4}
 FAILOVER_RATE=${FAILOVER_RATE:-20}
@@ -472,20 +482,35 @@ cpu_seconds() {
         ticks=$(sed 's/.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}')
         total=$((total + ticks))
     done
-    awk -v t="$total" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.3f", t / hz}'
+    awk -v t="$total" -v hz="$clk_tck" 'BEGIN {printf "%.3f", t / hz}'
 }
 
+# CPU seconds of this script's reaped children (cutime + cstime): grows by the loadtest's CPU
+# once it has exited.
+children_cpu() {
+    sed 's/.*) //' "/proc/$$/stat" | awk -v hz="$clk_tck" '{printf "%.3f", ($14 + $15) / hz}'
+}
+
+# Busy CPU seconds of the whole machine (every CPU, all but idle and iowait) since boot.
+machine_busy() {
+    awk -v hz="$clk_tck" '/^cpu / {printf "%.3f", ($2 + $3 + $4 + $7 + $8 + $9) / hz}' /proc/stat
+}
+
+sub() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a - b}'; }
+
+clk_tck=$(getconf CLK_TCK)
 cluster_out=$workdir/cluster.jsonl
 
-# cluster_step GROUP LABEL N nats|plain SCENARIO ARGS…: fresh nodes, `loadtest SCENARIO` with
-# --url every node and ARGS (which may use the placeholders @0 @1 @2 for node URLs and @ALL for
-# all of them, comma-separated), then the JSON report with the step's facts added to
-# $cluster_out.
+# cluster_step GROUP ROUND LABEL N nats|plain SCENARIO ARGS…: fresh nodes, `loadtest SCENARIO`
+# with --url every node and ARGS (which may use the placeholders @0 @1 @2 for node URLs and @ALL
+# for all of them, comma-separated), then the JSON report with the step's facts added to
+# $cluster_out. Around the loadtest run it reads the CPU seconds of the nodes, NATS, Cassandra,
+# the loadtest and the whole machine: what is left ("other") is load from outside the benchmark.
 cluster_step() {
-    local group=$1 label=$2 n=$3 kind=$4 scenario=$5
-    shift 5
+    local group=$1 round=$2 label=$3 n=$4 kind=$5 scenario=$6 i
+    shift 6
     echo
-    echo "================ cluster: $label ($n node(s), $kind, $scenario) ================"
+    echo "================ cluster, round $round: $label ($n node(s), $kind, $scenario) ================"
     cluster_up "cl_${scenario}" "$n" "$kind"
     local all arg args=() pids
     all=$(IFS=,; echo "${node_urls[*]}")
@@ -498,72 +523,97 @@ cluster_step() {
     local cmd=("${loadgen_pin[@]}" "$loadtest_bin" "$scenario" --url "$all" "${args[@]}" --json)
     $cluster_nats && cmd+=(--nats-monitor "$CLUSTER_NATS_MONITOR")
     [[ $scenario == fanout ]] && cmd+=(--server-pid "$pids" --quiet)
-    local nats_pid cass_pid cpu0_nodes cpu0_nats cpu0_cass
+    local nats_pid cass_pid c0_nodes c0_nats c0_cass c0_lt c0_all w0 load0
     nats_pid=$(listener_pid "${nats_url##*:}")
     cass_pid=$(listener_pid "${cql_nodes##*:}")
-    cpu0_nodes=$(cpu_seconds "${node_pids[@]}")
-    cpu0_nats=$(cpu_seconds "$nats_pid")
-    cpu0_cass=$(cpu_seconds "$cass_pid")
-    local load0 t0=$SECONDS
     load0=$(cut -d' ' -f1 /proc/loadavg)
     echo "\$ SPACECAST_JWT_SECRET=<per-run random> ${cmd[*]}"
     local out="$workdir/cluster-step.out"
+    c0_nodes=$(cpu_seconds "${node_pids[@]}")
+    c0_nats=$(cpu_seconds "$nats_pid")
+    c0_cass=$(cpu_seconds "$cass_pid")
+    c0_lt=$(children_cpu)
+    c0_all=$(machine_busy)
+    w0=$EPOCHREALTIME
     "${cmd[@]}" | tee "$out"
-    local nodes_cpu nats_cpu cass_cpu nats_now
-    nodes_cpu=$(awk -v a="$(cpu_seconds "${node_pids[@]}")" -v b="$cpu0_nodes" 'BEGIN {printf "%.3f", a - b}')
-    nats_cpu=$(awk -v a="$(cpu_seconds "$nats_pid")" -v b="$cpu0_nats" 'BEGIN {printf "%.3f", a - b}')
-    cass_cpu=$(awk -v a="$(cpu_seconds "$cass_pid")" -v b="$cpu0_cass" 'BEGIN {printf "%.3f", a - b}')
+    local wall nodes_cpu nats_cpu cass_cpu lt_cpu all_cpu other_cpu nats_now
+    wall=$(sub "${EPOCHREALTIME/,/.}" "${w0/,/.}")
+    all_cpu=$(sub "$(machine_busy)" "$c0_all")
+    nodes_cpu=$(sub "$(cpu_seconds "${node_pids[@]}")" "$c0_nodes")
+    nats_cpu=$(sub "$(cpu_seconds "$nats_pid")" "$c0_nats")
+    cass_cpu=$(sub "$(cpu_seconds "$cass_pid")" "$c0_cass")
+    lt_cpu=$(sub "$(children_cpu)" "$c0_lt")
+    other_cpu=$(awk -v a="$all_cpu" -v b="$nodes_cpu" -v c="$nats_cpu" -v d="$cass_cpu" -v e="$lt_cpu" \
+        'BEGIN {o = a - b - c - d - e; printf "%.3f", (o < 0 ? 0 : o)}')
     nats_now=$(listener_pid "${nats_url##*:}")
     local warning=""
     if [[ $nats_now != "$nats_pid" ]]; then
         warning="NATS was restarted during the step (pid $nats_pid → $nats_now): discard it"
         echo "bench: WARNING: $warning" >&2
     fi
-    echo "cpu during the step ($((SECONDS - t0)) s, setup included): nodes ${nodes_cpu} s (pids $pids), nats ${nats_cpu} s (pid ${nats_pid:-?}), cassandra ${cass_cpu} s (pid ${cass_pid:-?}); load average $load0 → $(cut -d' ' -f1 /proc/loadavg)"
-    tail -n 1 "$out" | jq -c --arg group "$group" --arg step "$label" --argjson nodes "$n" \
-        --arg kind "$kind" --argjson cpu_nodes "$nodes_cpu" --argjson cpu_nats "$nats_cpu" \
-        --argjson cpu_cass "$cass_cpu" --arg load "$load0" --arg warning "$warning" \
-        '. + {group: $group, step: $step, nodes: $nodes, kind: $kind, cpu_nodes_s: $cpu_nodes,
-              cpu_nats_s: $cpu_nats, cpu_cassandra_s: $cpu_cass, loadavg_before: $load,
+    echo "cpu s over the loadtest's ${wall} s: nodes ${nodes_cpu} (pids $pids), nats ${nats_cpu} (pid ${nats_pid:-?}), cassandra ${cass_cpu} (pid ${cass_pid:-?}), loadtest ${lt_cpu}, anything else ${other_cpu} (of ${all_cpu} busy on $(nproc) CPUs); load average $load0 → $(cut -d' ' -f1 /proc/loadavg)"
+    tail -n 1 "$out" | jq -c --arg group "$group" --argjson round "$round" --arg step "$label" \
+        --argjson nodes "$n" --arg kind "$kind" --argjson wall "$wall" \
+        --argjson cpu_nodes "$nodes_cpu" --argjson cpu_nats "$nats_cpu" --argjson cpu_cass "$cass_cpu" \
+        --argjson cpu_lt "$lt_cpu" --argjson cpu_other "$other_cpu" --argjson cpus "$(nproc)" \
+        --arg load "$load0" --arg warning "$warning" \
+        '. + {group: $group, round: $round, step: $step, nodes: $nodes, kind: $kind, wall_s: $wall,
+              cpu_nodes_s: $cpu_nodes, cpu_nats_s: $cpu_nats, cpu_cassandra_s: $cpu_cass,
+              cpu_loadtest_s: $cpu_lt, cpu_other_s: $cpu_other,
+              other_pct: ($cpu_other / ($wall * $cpus) * 100), loadavg_before: $load,
               warning: $warning}' >>"$cluster_out"
     record "$out" "cql-cluster"
     cluster_down
 }
 
-# The sends part: acknowledged sends/s and ack latency, 1 node vs 3 nodes, senders on the owner
-# vs elsewhere.
+# Warms Cassandra (a fresh JVM compiles its hot paths during the first minute of load) with a
+# throwaway sends run on one node; nothing is recorded.
+cluster_warmup() {
+    ((CLUSTER_WARMUP > 0)) || return 0
+    echo
+    echo "================ cluster: warm-up (${CLUSTER_WARMUP} s of sends on one node, not recorded) ================"
+    cluster_up cl_warmup 1 plain
+    "${loadgen_pin[@]}" "$loadtest_bin" sends --url "${node_urls[0]}" --spaces "$SENDS_SPACES" \
+        --concurrency "$SENDS_CONCURRENCY" --duration "$CLUSTER_WARMUP" >/dev/null
+    cluster_down
+}
+
+# The sends part, one round: acknowledged sends/s and ack latency, 1 node vs 3 nodes, senders on
+# the owner vs elsewhere, at SENDS_CONCURRENCY and at concurrency 1.
 cluster_sends() {
-    local c group args
+    local round=$1 c group args
     for c in "$SENDS_CONCURRENCY" 1; do
         group="sends, $c concurrent"
-        args=(--spaces "$SENDS_SPACES" --concurrency "$c" --duration "$SENDS_DURATION" --warmup "$SENDS_WARMUP")
-        cluster_step "$group" "1 node, no NATS" 1 plain sends "${args[@]}"
-        cluster_step "$group" "1 node, cluster mode" 1 nats sends "${args[@]}"
-        cluster_step "$group" "$CLUSTER_NODES nodes, senders on the owner" "$CLUSTER_NODES" nats sends \
-            --send-url @0 "${args[@]}"
-        cluster_step "$group" "$CLUSTER_NODES nodes, senders on a non-owner" "$CLUSTER_NODES" nats sends \
-            --send-url @1 "${args[@]}"
+        args=(--spaces "$SENDS_SPACES" --concurrency "$c" --duration "$CLUSTER_SENDS_DURATION"
+            --warmup "$SENDS_WARMUP")
+        cluster_step "$group" "$round" "1 node, no NATS" 1 plain sends "${args[@]}"
+        cluster_step "$group" "$round" "1 node, cluster mode" 1 nats sends "${args[@]}"
+        cluster_step "$group" "$round" "$CLUSTER_NODES nodes, senders on the owner" "$CLUSTER_NODES" nats \
+            sends --send-url @0 "${args[@]}"
+        cluster_step "$group" "$round" "$CLUSTER_NODES nodes, senders on a non-owner" "$CLUSTER_NODES" nats \
+            sends --send-url @1 "${args[@]}"
         if ((c > 1)); then
-            cluster_step "$group" "$CLUSTER_NODES nodes, senders spread over all" "$CLUSTER_NODES" nats \
-                sends --send-url @ALL "${args[@]}"
+            cluster_step "$group" "$round" "$CLUSTER_NODES nodes, senders spread over all" "$CLUSTER_NODES" \
+                nats sends --send-url @ALL "${args[@]}"
         fi
     done
 }
 
-# The fan-out part: one space, subscribers on the owner vs spread vs elsewhere; publishing
-# through the owner (node 0).
+# The fan-out part, one round: one space, publishing through the owner (node 0), subscribers on
+# the owner vs spread vs elsewhere.
 cluster_fanout() {
+    local round=$1
     local group="fanout, $FANOUT_SUBSCRIBERS subscribers @ $FANOUT_RATE msg/s"
-    local args=(--subscribers "$FANOUT_SUBSCRIBERS" --rate "$FANOUT_RATE" --duration "$FANOUT_DURATION"
+    local args=(--subscribers "$FANOUT_SUBSCRIBERS" --rate "$FANOUT_RATE" --duration "$CLUSTER_FANOUT_DURATION"
         --send-url @0)
-    cluster_step "$group" "1 node, no NATS" 1 plain fanout "${args[@]}"
-    cluster_step "$group" "1 node, cluster mode" 1 nats fanout "${args[@]}"
-    cluster_step "$group" "$CLUSTER_NODES nodes, subscribers on the owner" "$CLUSTER_NODES" nats fanout \
-        "${args[@]}" --subscribe-url @0
-    cluster_step "$group" "$CLUSTER_NODES nodes, subscribers spread over all" "$CLUSTER_NODES" nats fanout \
-        "${args[@]}" --subscribe-url @ALL
-    cluster_step "$group" "$CLUSTER_NODES nodes, subscribers on a non-owner" "$CLUSTER_NODES" nats fanout \
-        "${args[@]}" --subscribe-url @1
+    cluster_step "$group" "$round" "1 node, no NATS" 1 plain fanout "${args[@]}"
+    cluster_step "$group" "$round" "1 node, cluster mode" 1 nats fanout "${args[@]}"
+    cluster_step "$group" "$round" "$CLUSTER_NODES nodes, subscribers on the owner" "$CLUSTER_NODES" nats \
+        fanout "${args[@]}" --subscribe-url @0
+    cluster_step "$group" "$round" "$CLUSTER_NODES nodes, subscribers spread over all" "$CLUSTER_NODES" nats \
+        fanout "${args[@]}" --subscribe-url @ALL
+    cluster_step "$group" "$round" "$CLUSTER_NODES nodes, subscribers on a non-owner" "$CLUSTER_NODES" nats \
+        fanout "${args[@]}" --subscribe-url @1
 }
 
 # The failover part: this script is the loadtest's driver (see `loadtest failover`).
@@ -617,34 +667,64 @@ cluster_failover() {
     cluster_down
 }
 
-# Markdown tables of $cluster_out: per group, each row with its ratios to the group's first row.
+# Markdown tables of $cluster_out: per group, one row per step with the median over the rounds
+# (and the range of the throughput), each with its ratio to the group's first row.
 cluster_tables() {
     jq -rs '
       def r(x): if x == null then "—" else ((x * 100 | round) / 100 | tostring) end;
+      def r0(x): if x == null then "—" else (x | round | tostring) end;
       def ratio(a; b): if b == null or b == 0 or a == null then "—" else (((a / b) * 100 | round) / 100 | tostring) + "×" end;
+      def median: map(select(. != null)) | sort
+        | if length == 0 then null elif length % 2 == 1 then .[length / 2 | floor]
+          else (.[length / 2 - 1] + .[length / 2]) / 2 end;
       def owners(o): if o == null or (o | length) == 0 then "—"
         else ([o[] | (. // "none")] | group_by(.) | map("\(.[0]) (\(length))") | join(", ")) end;
-      # Groups in the order they ran (group_by would sort them).
-      def groups: reduce .[] as $x ([];
-        if any(.[]; .[0].group == $x.group)
-        then map(if .[0].group == $x.group then . + [$x] else . end)
-        else . + [[$x]] end);
-      (map(select(.scenario == "sends")) | groups) as $sends
-      | (map(select(.scenario == "fanout")) | groups) as $fanout
+      # Items grouped by key f, groups in order of first appearance (group_by would sort them).
+      def groups(f): reduce .[] as $x ([];
+        ($x | f) as $k
+        | if any(.[]; (.[0] | f) == $k)
+          then map(if (.[0] | f) == $k then . + [$x] else . end)
+          else . + [[$x]] end);
+      def per_send(cpu): (.acked + .warmup_acked) as $n | if $n == 0 then null else cpu * 1e6 / $n end;
+      def sends_row: {
+          step: .[0].step, rounds: length,
+          rate: (map(.acked_per_sec) | median),
+          lo: (map(.acked_per_sec) | min), hi: (map(.acked_per_sec) | max),
+          p50: (map(.ack_latency_ms.p50_ms) | median), p99: (map(.ack_latency_ms.p99_ms) | median),
+          errors: (map(.errors + .rejected) | add),
+          owners: (map(owners(.owners_start) + " → " + owners(.owners_end)) | unique | join("; ")),
+          node_us: (map(per_send(.cpu_nodes_s)) | median), nats_us: (map(per_send(.cpu_nats_s)) | median),
+          cass_us: (map(per_send(.cpu_cassandra_s)) | median), other: (map(.other_pct) | median),
+          warnings: (map(select(.warning != "") | .warning) | unique | join("; "))
+        };
+      def fanout_row: {
+          step: .[0].step, rounds: length,
+          rate: (map(.deliveries_per_sec) | median),
+          p50: (map(.delivery_latency_ms.p50_ms) | median), p99: (map(.delivery_latency_ms.p99_ms) | median),
+          ack99: (map(.publish_ack_ms.p99_ms) | median),
+          node_us: (map(.server.cpu_us_per_delivery) | median),
+          nats_s: (map(.cpu_nats_s) | median), other: (map(.other_pct) | median),
+          bad: "\(map(.lost) | add) / \(map(.gaps) | add) / \(map(.duplicates) | add)",
+          owners: (map(owners(.owners_end)) | unique | join("; ")),
+          warnings: (map(select(.warning != "") | .warning) | unique | join("; "))
+        };
+      def note(w): if w == "" then "" else " (" + w + ")" end;
+      (map(select(.scenario == "sends")) | groups(.group)) as $sends
+      | (map(select(.scenario == "fanout")) | groups(.group)) as $fanout
       | (map(select(.scenario == "failover"))) as $failover
       | ([ $sends[] |
-          (.[0]) as $base |
-          "\n#### \(.[0].group)\n",
-          "| step | owner (start → end) | sends/s | × | p50 ms | × | p99 ms | × | errors | node CPU µs/send | NATS CPU µs/send | Cassandra CPU µs/send |",
-          "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-          (.[] | "| \(.step)\(if .warning != "" then " (" + .warning + ")" else "" end) | \(owners(.owners_start)) → \(owners(.owners_end)) | \(.acked_per_sec | round) | \(ratio(.acked_per_sec; $base.acked_per_sec)) | \(r(.ack_latency_ms.p50_ms)) | \(ratio(.ack_latency_ms.p50_ms; $base.ack_latency_ms.p50_ms)) | \(r(.ack_latency_ms.p99_ms)) | \(ratio(.ack_latency_ms.p99_ms; $base.ack_latency_ms.p99_ms)) | \(.errors + .rejected) | \(r(.cpu_nodes_s * 1e6 / ((.acked + .warmup_acked) | if . == 0 then 1 else . end))) | \(r(.cpu_nats_s * 1e6 / ((.acked + .warmup_acked) | if . == 0 then 1 else . end))) | \(r(.cpu_cassandra_s * 1e6 / ((.acked + .warmup_acked) | if . == 0 then 1 else . end))) |")
+          (.[0].group) as $g | (groups(.step) | map(sends_row)) as $rows | $rows[0] as $b |
+          "\n#### \($g) (median of \($b.rounds) rounds)\n",
+          "| step | owner (start → end) | sends/s (range) | × | p50 ms | × | p99 ms | × | errors | node CPU µs/send | × | NATS CPU µs/send | Cassandra CPU µs/send | other load % |",
+          "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+          ($rows[] | "| \(.step)\(note(.warnings)) | \(.owners) | \(r0(.rate)) (\(r0(.lo))–\(r0(.hi))) | \(ratio(.rate; $b.rate)) | \(r(.p50)) | \(ratio(.p50; $b.p50)) | \(r(.p99)) | \(ratio(.p99; $b.p99)) | \(.errors) | \(r0(.node_us)) | \(ratio(.node_us; $b.node_us)) | \(r0(.nats_us)) | \(r0(.cass_us)) | \(r0(.other)) |")
         ] | join("\n")),
         ([ $fanout[] |
-          (.[0]) as $base |
-          "\n#### \(.[0].group)\n",
-          "| step | owner | deliveries/s | × | delivery p50 ms | × | p99 ms | × | publish ack p99 ms | × | node CPU µs/delivery | × | NATS CPU s | lost / gaps / dup |",
-          "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-          (.[] | "| \(.step)\(if .warning != "" then " (" + .warning + ")" else "" end) | \(owners(.owners_end)) | \(.deliveries_per_sec | round) | \(ratio(.deliveries_per_sec; $base.deliveries_per_sec)) | \(r(.delivery_latency_ms.p50_ms)) | \(ratio(.delivery_latency_ms.p50_ms; $base.delivery_latency_ms.p50_ms)) | \(r(.delivery_latency_ms.p99_ms)) | \(ratio(.delivery_latency_ms.p99_ms; $base.delivery_latency_ms.p99_ms)) | \(r(.publish_ack_ms.p99_ms)) | \(ratio(.publish_ack_ms.p99_ms; $base.publish_ack_ms.p99_ms)) | \(r(.server.cpu_us_per_delivery)) | \(ratio(.server.cpu_us_per_delivery; $base.server.cpu_us_per_delivery)) | \(r(.cpu_nats_s)) | \(.lost) / \(.gaps) / \(.duplicates) |")
+          (.[0].group) as $g | (groups(.step) | map(fanout_row)) as $rows | $rows[0] as $b |
+          "\n#### \($g) (median of \($b.rounds) rounds)\n",
+          "| step | owner | deliveries/s | × | delivery p50 ms | × | p99 ms | × | publish ack p99 ms | × | node CPU µs/delivery | × | NATS CPU s | other load % | lost / gaps / dup |",
+          "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+          ($rows[] | "| \(.step)\(note(.warnings)) | \(.owners) | \(r0(.rate)) | \(ratio(.rate; $b.rate)) | \(r(.p50)) | \(ratio(.p50; $b.p50)) | \(r(.p99)) | \(ratio(.p99; $b.p99)) | \(r(.ack99)) | \(ratio(.ack99; $b.ack99)) | \(r(.node_us)) | \(ratio(.node_us; $b.node_us)) | \(r(.nats_s)) | \(r0(.other)) | \(.bad) |")
         ] | join("\n")),
         ([ $failover[] |
           "\n#### failover: \(.kills | length) kills of a space owner (\(.spaces) spaces, \(.rate_per_space_per_node) sends/s per space per node)\n",
@@ -721,17 +801,25 @@ if $cluster_mode; then
     echo "nats:      $nats_url (scripts/nats.sh, unpinned); monitoring $CLUSTER_NATS_MONITOR"
     echo "cluster:   every node pinned to CPUs ${SERVER_CPUS:-any}: $CLUSTER_NODES nodes share them"
     echo "load:      $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min averages at the start)"
+    echo "rounds:    $CLUSTER_ROUNDS (the steps of each part run in turn, round after round)"
     for part in $CLUSTER_PARTS; do
         case $part in
-        sends) cluster_sends ;;
-        fanout) cluster_fanout ;;
-        failover) cluster_failover ;;
+        sends | fanout | failover) ;;
         *)
             echo "bench: CLUSTER_PARTS: unknown part $part (sends, fanout, failover)" >&2
             exit 2
             ;;
         esac
     done
+    has_part() { [[ " $CLUSTER_PARTS " == *" $1 "* ]]; }
+    if has_part sends || has_part fanout; then
+        cluster_warmup
+        for ((round = 1; round <= CLUSTER_ROUNDS; round++)); do
+            if has_part sends; then cluster_sends "$round"; fi
+            if has_part fanout; then cluster_fanout "$round"; fi
+        done
+    fi
+    if has_part failover; then cluster_failover; fi
     echo
     echo "================ the cluster: tables ================"
     cluster_tables
