@@ -22,8 +22,6 @@ use spacecast_api::install_tls_provider;
 use spacecast_api::media::{MediaError, MediaOwner, MediaStore, S3MediaStore, SweepReport};
 use uuid::Uuid;
 
-/// A valid 1×1 PNG.
-
 /// A fresh key prefix for one test.
 fn prefix(test: &str) -> String {
     format!("tests/{test}-{}", Uuid::new_v4().simple())

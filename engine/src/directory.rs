@@ -120,6 +120,8 @@ pub struct Pending<T> {
 }
 
 /// What a pending command came to.
+// One per command, returned once: boxing the outcome would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 enum Settled {
     Ran(Result<Outcome>),
     /// Nothing ran: the space had no owner, or the node asked no longer owns it.

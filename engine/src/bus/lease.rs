@@ -326,12 +326,15 @@ pub(crate) mod fake {
         }
     }
 
+    type Entry = (Vec<u8>, u64, Duration);
+
     /// Keys expire `ttl` after their last write, by the store's clock (the same fake clock).
     pub struct FakeKv {
         pub clock: Arc<FakeClock>,
         pub ttl: Duration,
         pub down: AtomicBool,
-        state: Mutex<(u64, HashMap<String, (Vec<u8>, u64, Duration)>)>,
+        /// The last revision given out, and per key: value, revision, when written.
+        state: Mutex<(u64, HashMap<String, Entry>)>,
     }
 
     impl FakeKv {

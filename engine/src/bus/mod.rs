@@ -39,6 +39,8 @@ use crate::store::Store;
 pub type Answer = oneshot::Receiver<Forwarded>;
 
 /// What a forwarded command came back with.
+// One per command, moved once through a oneshot: boxing the outcome would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Forwarded {
     /// The owner ran it: its outcome.
