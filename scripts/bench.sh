@@ -65,6 +65,8 @@
 #   (SENDS_SPACES, SENDS_CONCURRENCY, SENDS_WARMUP, FANOUT_SUBSCRIBERS, FANOUT_RATE apply too)
 #   FAILOVER_KILLS=10 FAILOVER_SPACES=4 FAILOVER_RATE=20 FAILOVER_SETTLE=3
 #   SPACECAST_NATS_URL=nats://127.0.0.1:14222 (scripts/nats.sh url)
+#   CLUSTER_OUT=file   keep the steps' JSON lines there (appended: runs accumulate, and the tables
+#                      printed at the end cover the whole file)
 # failover: the failover part alone.
 #
 # Defaults can be overridden through the environment:
@@ -507,7 +509,7 @@ all_cpu() {
 sub() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a - b}'; }
 
 clk_tck=$(getconf CLK_TCK)
-cluster_out=$workdir/cluster.jsonl
+cluster_out=${CLUSTER_OUT:-$workdir/cluster.jsonl}
 
 # cluster_step GROUP ROUND LABEL N nats|plain SCENARIO ARGS…: fresh nodes, `loadtest SCENARIO`
 # with --url every node and ARGS (which may use the placeholders @0 @1 @2 for node URLs and @ALL
@@ -639,7 +641,10 @@ cluster_failover() {
     local out="$workdir/failover.out" line node space i t rc=0
     : >"$out"
     coproc LOADTEST { "${cmd[@]}"; }
-    local lt_out=${LOADTEST[0]} lt_in=${LOADTEST[1]} lt_pid=$LOADTEST_PID
+    # Our own copies of the pipes: bash closes the coproc's descriptors as soon as it exits,
+    # which would lose its last lines (the report).
+    local lt_out lt_in lt_pid=$LOADTEST_PID
+    exec {lt_out}<&"${LOADTEST[0]}" {lt_in}>&"${LOADTEST[1]}"
     while IFS= read -r line <&"$lt_out"; do
         case $line in
         "KILL "*)
@@ -667,6 +672,7 @@ cluster_failover() {
         esac
     done
     wait "$lt_pid" || rc=$?
+    exec {lt_out}<&- {lt_in}>&-
     if ((rc != 0)); then
         echo "bench: loadtest failover failed (exit status $rc)" >&2
         return "$rc"
@@ -806,7 +812,7 @@ if $run_cql_raw; then
     done
 fi
 if $cluster_mode; then
-    : >"$cluster_out"
+    [[ -n ${CLUSTER_OUT:-} ]] || : >"$cluster_out"
     echo "nats:      $nats_url (scripts/nats.sh, unpinned); monitoring $CLUSTER_NATS_MONITOR"
     echo "cluster:   every node pinned to CPUs ${SERVER_CPUS:-any}: $CLUSTER_NODES nodes share them"
     echo "load:      $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min averages at the start)"
