@@ -65,6 +65,8 @@
 #   (SENDS_SPACES, SENDS_CONCURRENCY, SENDS_WARMUP, FANOUT_SUBSCRIBERS, FANOUT_RATE apply too)
 #   FAILOVER_KILLS=10 FAILOVER_SPACES=4 FAILOVER_RATE=20 FAILOVER_SETTLE=3
 #   SPACECAST_NATS_URL=nats://127.0.0.1:14222 (scripts/nats.sh url)
+#   CLUSTER_OUT=file   keep the steps' JSON lines there (appended: runs accumulate, and the tables
+#                      printed at the end cover the whole file)
 # failover: the failover part alone.
 #
 # Defaults can be overridden through the environment:
@@ -485,27 +487,36 @@ cpu_seconds() {
     awk -v t="$total" -v hz="$clk_tck" 'BEGIN {printf "%.3f", t / hz}'
 }
 
-# CPU seconds of this script's reaped children (cutime + cstime): grows by the loadtest's CPU
-# once it has exited.
-children_cpu() {
-    sed 's/.*) //' "/proc/$$/stat" | awk -v hz="$clk_tck" '{printf "%.3f", ($14 + $15) / hz}'
+# CPU seconds of this script and of its reaped children (the loadtest, once it has exited).
+script_cpu() {
+    sed 's/.*) //' "/proc/$$/stat" | awk -v hz="$clk_tck" '{printf "%.3f", ($12 + $13 + $14 + $15) / hz}'
 }
 
-# Busy CPU seconds of the whole machine (every CPU, all but idle and iowait) since boot.
-machine_busy() {
-    awk -v hz="$clk_tck" '/^cpu / {printf "%.3f", ($2 + $3 + $4 + $7 + $8 + $9) / hz}' /proc/stat
+# CPU seconds of every live process and of the children each has reaped (utime + stime +
+# cutime + cstime), summed: between two readings, the growth is what the whole machine ran,
+# short-lived processes included once their parent reaped them.
+all_cpu() {
+    awk -v hz="$clk_tck" '
+        FNR == 1 {
+            i = index($0, ") ")
+            if (i == 0) next
+            split(substr($0, i + 2), f, " ")
+            t += f[12] + f[13] + f[14] + f[15]
+        }
+        END { printf "%.3f", t / hz }' /proc/[0-9]*/stat 2>/dev/null
 }
 
 sub() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a - b}'; }
 
 clk_tck=$(getconf CLK_TCK)
-cluster_out=$workdir/cluster.jsonl
+cluster_out=${CLUSTER_OUT:-$workdir/cluster.jsonl}
 
 # cluster_step GROUP ROUND LABEL N nats|plain SCENARIO ARGS…: fresh nodes, `loadtest SCENARIO`
 # with --url every node and ARGS (which may use the placeholders @0 @1 @2 for node URLs and @ALL
 # for all of them, comma-separated), then the JSON report with the step's facts added to
 # $cluster_out. Around the loadtest run it reads the CPU seconds of the nodes, NATS, Cassandra,
-# the loadtest and the whole machine: what is left ("other") is load from outside the benchmark.
+# this script with the loadtest, and every process: what is left ("other") is load from outside
+# the benchmark.
 cluster_step() {
     local group=$1 round=$2 label=$3 n=$4 kind=$5 scenario=$6 i
     shift 6
@@ -532,18 +543,18 @@ cluster_step() {
     c0_nodes=$(cpu_seconds "${node_pids[@]}")
     c0_nats=$(cpu_seconds "$nats_pid")
     c0_cass=$(cpu_seconds "$cass_pid")
-    c0_lt=$(children_cpu)
-    c0_all=$(machine_busy)
+    c0_lt=$(script_cpu)
+    c0_all=$(all_cpu)
     w0=$EPOCHREALTIME
     "${cmd[@]}" | tee "$out"
-    local wall nodes_cpu nats_cpu cass_cpu lt_cpu all_cpu other_cpu nats_now
+    local wall nodes_cpu nats_cpu cass_cpu lt_cpu total_cpu other_cpu nats_now
     wall=$(sub "${EPOCHREALTIME/,/.}" "${w0/,/.}")
-    all_cpu=$(sub "$(machine_busy)" "$c0_all")
+    total_cpu=$(sub "$(all_cpu)" "$c0_all")
     nodes_cpu=$(sub "$(cpu_seconds "${node_pids[@]}")" "$c0_nodes")
     nats_cpu=$(sub "$(cpu_seconds "$nats_pid")" "$c0_nats")
     cass_cpu=$(sub "$(cpu_seconds "$cass_pid")" "$c0_cass")
-    lt_cpu=$(sub "$(children_cpu)" "$c0_lt")
-    other_cpu=$(awk -v a="$all_cpu" -v b="$nodes_cpu" -v c="$nats_cpu" -v d="$cass_cpu" -v e="$lt_cpu" \
+    lt_cpu=$(sub "$(script_cpu)" "$c0_lt")
+    other_cpu=$(awk -v a="$total_cpu" -v b="$nodes_cpu" -v c="$nats_cpu" -v d="$cass_cpu" -v e="$lt_cpu" \
         'BEGIN {o = a - b - c - d - e; printf "%.3f", (o < 0 ? 0 : o)}')
     nats_now=$(listener_pid "${nats_url##*:}")
     local warning=""
@@ -551,7 +562,7 @@ cluster_step() {
         warning="NATS was restarted during the step (pid $nats_pid → $nats_now): discard it"
         echo "bench: WARNING: $warning" >&2
     fi
-    echo "cpu s over the loadtest's ${wall} s: nodes ${nodes_cpu} (pids $pids), nats ${nats_cpu} (pid ${nats_pid:-?}), cassandra ${cass_cpu} (pid ${cass_pid:-?}), loadtest ${lt_cpu}, anything else ${other_cpu} (of ${all_cpu} busy on $(nproc) CPUs); load average $load0 → $(cut -d' ' -f1 /proc/loadavg)"
+    echo "cpu s over the loadtest's ${wall} s: nodes ${nodes_cpu} (pids $pids), nats ${nats_cpu} (pid ${nats_pid:-?}), cassandra ${cass_cpu} (pid ${cass_pid:-?}), loadtest ${lt_cpu}, anything else ${other_cpu} (of ${total_cpu} on $(nproc) CPUs); load average $load0 → $(cut -d' ' -f1 /proc/loadavg)"
     tail -n 1 "$out" | jq -c --arg group "$group" --argjson round "$round" --arg step "$label" \
         --argjson nodes "$n" --arg kind "$kind" --argjson wall "$wall" \
         --argjson cpu_nodes "$nodes_cpu" --argjson cpu_nats "$nats_cpu" --argjson cpu_cass "$cass_cpu" \
@@ -630,7 +641,10 @@ cluster_failover() {
     local out="$workdir/failover.out" line node space i t rc=0
     : >"$out"
     coproc LOADTEST { "${cmd[@]}"; }
-    local lt_out=${LOADTEST[0]} lt_in=${LOADTEST[1]} lt_pid=$LOADTEST_PID
+    # Our own copies of the pipes: bash closes the coproc's descriptors as soon as it exits,
+    # which would lose its last lines (the report).
+    local lt_out lt_in lt_pid=$LOADTEST_PID
+    exec {lt_out}<&"${LOADTEST[0]}" {lt_in}>&"${LOADTEST[1]}"
     while IFS= read -r line <&"$lt_out"; do
         case $line in
         "KILL "*)
@@ -658,6 +672,7 @@ cluster_failover() {
         esac
     done
     wait "$lt_pid" || rc=$?
+    exec {lt_out}<&- {lt_in}>&-
     if ((rc != 0)); then
         echo "bench: loadtest failover failed (exit status $rc)" >&2
         return "$rc"
@@ -797,7 +812,7 @@ if $run_cql_raw; then
     done
 fi
 if $cluster_mode; then
-    : >"$cluster_out"
+    [[ -n ${CLUSTER_OUT:-} ]] || : >"$cluster_out"
     echo "nats:      $nats_url (scripts/nats.sh, unpinned); monitoring $CLUSTER_NATS_MONITOR"
     echo "cluster:   every node pinned to CPUs ${SERVER_CPUS:-any}: $CLUSTER_NODES nodes share them"
     echo "load:      $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min averages at the start)"
