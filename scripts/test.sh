@@ -9,6 +9,8 @@
 # Cassandra with fresh data for the cluster tests (SPACECAST_TEST_NATS_URL); it is stopped at exit.
 # The S3 media store's tests run against a real SeaweedFS, which scripts/seaweedfs.sh builds from its
 # Go module source (about 3.5 min the first time, cached after) and starts with test credentials.
+# The Socket.IO and web console tests drive the real `socket.io-client` and a headless Debian
+# Chromium (through playwright-core), which scripts/js.sh installs from npm and apt.
 #
 # Build output goes to $CARGO_TARGET_DIR (default: ~/.cache/spacecast/target, outside the repo) so
 # repeated runs and CI on the same machine reuse it. Cassandra's jars, data and logs live under
@@ -44,6 +46,10 @@ scripts/nats.sh install
 
 step "install SeaweedFS (cached; the S3 media store's tests run against it)"
 scripts/seaweedfs.sh install
+
+step "install the JavaScript peers (socket.io-client, playwright-core) and Debian's Chromium"
+scripts/js.sh install
+eval "$(scripts/js.sh env)" # exports SPACECAST_TEST_{NODE,JS_DIR,CHROMIUM}
 
 step "start Cassandra (fresh data)"
 scripts/cassandra.sh wipe
