@@ -5,6 +5,9 @@
 //! session, which holds it until it ends, however it ends (or dropped with the upgrade if that
 //! never completes). Checking a counter at the route and incrementing it later in the session
 //! would let a burst of upgrades through between the two; a permit cannot be over-issued.
+//! Socket.IO learns who connects only in its handshake, after the upgrade: its connection takes
+//! a permit without a user at the upgrade ([`ConnectionLimits::try_admit`] with `None`) and is
+//! counted as its user's at the handshake ([`ConnectionLimits::try_assign`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -48,18 +51,7 @@ impl ConnectionLimits {
     pub fn try_admit(&self, user: Option<&str>) -> Result<ConnectionPermit, Refusal> {
         let user = match user {
             None => None,
-            Some(id) => {
-                let mut counts = self.per_user.lock().unwrap_or_else(PoisonError::into_inner);
-                let n = counts.entry(id.to_owned()).or_insert(0);
-                if *n >= self.max_per_user {
-                    return Err(Refusal::UserFull);
-                }
-                *n += 1;
-                Some(UserSlot {
-                    counts: self.per_user.clone(),
-                    id: id.to_owned(),
-                })
-            }
+            Some(id) => Some(self.user_slot(id)?),
         };
         // On refusal `user` drops here and gives its slot back.
         let total = self
@@ -70,6 +62,38 @@ impl ConnectionLimits {
         Ok(ConnectionPermit {
             _user: user,
             _total: total,
+        })
+    }
+
+    /// Counts `permit`'s connection, admitted without a user (a protocol that authenticates after
+    /// the upgrade, as Socket.IO does in its handshake), as one of `user`'s from now on.
+    ///
+    /// # Errors
+    /// `UserFull` when `user` holds `max_connections_per_user` connections; `permit` is unchanged
+    /// then. A permit that already counts for a user is not counted twice: it is refused with
+    /// `UserFull` too (one connection, one user).
+    pub fn try_assign(&self, permit: &mut ConnectionPermit, user: &str) -> Result<(), Refusal> {
+        if permit._user.is_some() {
+            return Err(Refusal::UserFull);
+        }
+        permit._user = Some(self.user_slot(user)?);
+        Ok(())
+    }
+
+    /// Takes one of `id`'s places, if it has one left.
+    fn user_slot(&self, id: &str) -> Result<UserSlot, Refusal> {
+        let mut counts = self.per_user.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = counts.entry(id.to_owned()).or_insert(0);
+        if *n >= self.max_per_user {
+            if *n == 0 {
+                counts.remove(id);
+            }
+            return Err(Refusal::UserFull);
+        }
+        *n += 1;
+        Ok(UserSlot {
+            counts: self.per_user.clone(),
+            id: id.to_owned(),
         })
     }
 
@@ -134,5 +158,33 @@ mod tests {
             limits.per_user.lock().unwrap().get("b").is_none(),
             "no empty entries kept"
         );
+    }
+
+    #[test]
+    fn a_permit_admitted_without_a_user_can_be_assigned_one_once() {
+        let limits = ConnectionLimits::new(3, 1);
+        let mut anonymous = limits.try_admit(None).unwrap();
+        assert_eq!(limits.open_for("a"), 0);
+        limits.try_assign(&mut anonymous, "a").unwrap();
+        assert_eq!((limits.open(), limits.open_for("a")), (1, 1));
+        // Already a's: not counted again, for a or anyone.
+        assert_eq!(
+            limits.try_assign(&mut anonymous, "b").err(),
+            Some(Refusal::UserFull)
+        );
+        assert_eq!(limits.open_for("b"), 0);
+        // a is at its cap of one: a second anonymous connection cannot become a's.
+        let mut other = limits.try_admit(None).unwrap();
+        assert_eq!(
+            limits.try_assign(&mut other, "a").err(),
+            Some(Refusal::UserFull)
+        );
+        assert_eq!((limits.open(), limits.open_for("a")), (2, 1));
+        drop(anonymous);
+        assert_eq!((limits.open(), limits.open_for("a")), (1, 0));
+        limits.try_assign(&mut other, "a").unwrap();
+        drop(other);
+        assert_eq!((limits.open(), limits.open_for("a")), (0, 0));
+        assert!(limits.per_user.lock().unwrap().is_empty());
     }
 }

@@ -27,7 +27,9 @@
 //!
 //! A connection upgraded to a WebSocket leaves this module's count when hyper hands the socket
 //! over (the connection future completes, dropping its permit); the realtime session limit
-//! (`max_connections`) counts it from its upgrade on.
+//! (`max_connections`) counts it from its upgrade on, and the header and idle timeouts stop
+//! applying to it. Every upgrade request carries a [`ConnControl`] in its extensions, the one way
+//! to end an upgraded connection that is still read and written through hyper (Socket.IO's).
 
 use std::error::Error as StdError;
 use std::future::Future;
@@ -39,6 +41,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::task::AtomicWaker;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::server::conn::http1;
 use hyper::service::Service;
@@ -354,6 +357,12 @@ struct ConnState {
     wake: Notify,
     /// Set once the connection is upgraded: the IO wrapper then only passes bytes through.
     passthrough: AtomicBool,
+    /// Set by [`ConnControl::abort`]: every read and write of the upgraded connection fails.
+    aborted: AtomicBool,
+    /// The reader and the writer of the upgraded connection while they wait on the socket, so
+    /// an abort wakes them to see it.
+    read_waker: AtomicWaker,
+    write_waker: AtomicWaker,
 }
 
 struct Phase {
@@ -402,6 +411,9 @@ impl ConnState {
             }),
             wake: Notify::new(),
             passthrough: AtomicBool::new(false),
+            aborted: AtomicBool::new(false),
+            read_waker: AtomicWaker::new(),
+            write_waker: AtomicWaker::new(),
         }
     }
 
@@ -442,6 +454,41 @@ impl ConnState {
 enum HeadFrom {
     Service,
     Hyper,
+}
+
+/// One connection, as seen by the protocol that takes it over after an upgrade: in the
+/// extensions of every request with an `Upgrade` header.
+#[derive(Clone)]
+pub struct ConnControl(Arc<ConnState>);
+
+impl ConnControl {
+    /// Ends the upgraded connection from outside the tasks that own it: from now on every read
+    /// and write of it fails (`ConnectionAborted`) at once, and a task waiting on one is woken
+    /// to see it, so its owner drops the socket, which closes it.
+    ///
+    /// For a socket library that cannot close its transport on demand: engineioxide's writer
+    /// waits for as long as the peer keeps a full socket open (a client that reads nothing), and
+    /// offers no way to stop it. Only upgrades still read and written through hyper's IO are
+    /// reached (Socket.IO's); the native stream takes the raw socket and closes it itself.
+    /// Before the upgrade, it only marks the connection.
+    pub fn abort(&self) {
+        self.0.aborted.store(true, Ordering::Release);
+        self.0.read_waker.wake();
+        self.0.write_waker.wake();
+    }
+
+    /// Whether [`ConnControl::abort`] was called.
+    pub fn is_aborted(&self) -> bool {
+        self.0.aborted.load(Ordering::Acquire)
+    }
+}
+
+impl std::fmt::Debug for ConnControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnControl")
+            .field("aborted", &self.is_aborted())
+            .finish()
+    }
 }
 
 /// Counts one request from its hand-over to the service until its response body is finished or
@@ -501,7 +548,10 @@ where
     type Error = S::Error;
     type Future = BoxFuture<Result<Self::Response, S::Error>>;
 
-    fn call(&self, req: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+        if req.headers().contains_key(hyper::header::UPGRADE) {
+            req.extensions_mut().insert(ConnControl(self.state.clone()));
+        }
         let guard = InFlight::start(self.state.clone());
         let fut = self.inner.call(req);
         Box::pin(async move {
@@ -598,14 +648,47 @@ impl TrackedIo {
     }
 }
 
+/// The error of every read and write after [`ConnControl::abort`].
+fn aborted() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "connection aborted by the server",
+    )
+}
+
+impl TrackedIo {
+    /// Whether the connection is upgraded and aborted: then every IO call fails.
+    fn is_aborted(&self) -> bool {
+        self.state.passthrough.load(Ordering::Acquire) && self.state.aborted.load(Ordering::Acquire)
+    }
+
+    /// After an IO call of an upgraded connection returned `Pending`: registers the task with
+    /// `waker` so an abort reaches it (checked again after registering, so none is missed).
+    fn pending<T>(&self, waker: &AtomicWaker, cx: &Context<'_>) -> Poll<io::Result<T>> {
+        if self.state.passthrough.load(Ordering::Acquire) {
+            waker.register(cx.waker());
+            if self.is_aborted() {
+                return Poll::Ready(Err(aborted()));
+            }
+        }
+        Poll::Pending
+    }
+}
+
 impl AsyncRead for TrackedIo {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if self.is_aborted() {
+            return Poll::Ready(Err(aborted()));
+        }
         let before = buf.filled().len();
-        ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
+        let Poll::Ready(read) = Pin::new(&mut self.inner).poll_read(cx, buf) else {
+            return self.pending(&self.state.read_waker, cx);
+        };
+        read?;
         if buf.filled().len() > before && !self.state.passthrough.load(Ordering::Acquire) {
             self.state.on_read();
         }
@@ -631,7 +714,12 @@ impl AsyncWrite for TrackedIo {
         if self.rewrite.is_some() {
             return self.poll_rewrite(cx);
         }
-        let r = ready!(Pin::new(&mut self.inner).poll_write(cx, buf));
+        if self.is_aborted() {
+            return Poll::Ready(Err(aborted()));
+        }
+        let Poll::Ready(r) = Pin::new(&mut self.inner).poll_write(cx, buf) else {
+            return self.pending(&self.state.write_waker, cx);
+        };
         self.classified = false;
         Poll::Ready(r)
     }
@@ -668,7 +756,12 @@ impl AsyncWrite for TrackedIo {
         if self.rewrite.is_some() {
             return self.poll_rewrite(cx);
         }
-        let r = ready!(Pin::new(&mut self.inner).poll_write_vectored(cx, bufs));
+        if self.is_aborted() {
+            return Poll::Ready(Err(aborted()));
+        }
+        let Poll::Ready(r) = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs) else {
+            return self.pending(&self.state.write_waker, cx);
+        };
         self.classified = false;
         Poll::Ready(r)
     }
@@ -678,6 +771,9 @@ impl AsyncWrite for TrackedIo {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.is_aborted() {
+            return Poll::Ready(Err(aborted()));
+        }
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
