@@ -737,7 +737,7 @@ async fn a_slow_consumer_is_closed_with_4008_and_resumes_without_gap() {
                 let text = http.get(&metrics).send().await.ok()?.text().await.ok()?;
                 text.lines()
                     .any(|l| {
-                        l.starts_with("spacecast_ws_closed_total{reason=\"slow_consumer\"}")
+                        l.starts_with("spacecast_ws_closed_total{protocol=\"native\",reason=\"slow_consumer\"}")
                             && !l.ends_with(" 0")
                     })
                     .then_some(())

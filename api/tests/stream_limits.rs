@@ -119,7 +119,7 @@ async fn a_session_is_closed_4001_token_expired_at_exp() {
         started.elapsed()
     );
     assert!(
-        metric(&s, "spacecast_ws_closed_total{reason=\"token_expired\"}").await >= 1,
+        metric(&s, "spacecast_ws_closed_total{protocol=\"native\",reason=\"token_expired\"}").await >= 1,
         "the close is counted"
     );
 }
@@ -263,7 +263,7 @@ async fn a_user_beyond_the_per_user_cap_gets_429_until_one_closes() {
     assert!(
         metric(
             &s,
-            "spacecast_ws_refused_total{reason=\"too_many_connections\"}"
+            "spacecast_ws_refused_total{protocol=\"native\",reason=\"too_many_connections\"}"
         )
         .await
             >= 2
@@ -420,7 +420,7 @@ async fn replay_to_clients_that_never_read_keeps_server_memory_bounded() {
         clients.push(ws);
     }
     let mut peak = before;
-    let closed = "spacecast_ws_closed_total{reason=\"slow_consumer\"}";
+    let closed = "spacecast_ws_closed_total{protocol=\"native\",reason=\"slow_consumer\"}";
     eventually(
         "every stalled reader is closed as slow",
         Duration::from_secs(90),
@@ -521,7 +521,7 @@ async fn a_peer_that_never_answers_pings_is_closed() {
         got.extend_from_slice(&buf[..n]);
     }
     assert_eq!(close_code_in(&got), Some(4002), "closed with 4002");
-    assert!(metric(&s, "spacecast_ws_closed_total{reason=\"pong_timeout\"}").await >= 1);
+    assert!(metric(&s, "spacecast_ws_closed_total{protocol=\"native\",reason=\"pong_timeout\"}").await >= 1);
 }
 
 #[tokio::test]

@@ -144,12 +144,14 @@ pub struct Inner {
     pub fanout_topics: IntGauge,
     /// Open realtime sessions by protocol.
     pub ws_sessions: IntGaugeVec,
-    /// Realtime sessions closed, by reason.
+    /// Realtime sessions closed, by protocol (`native`, `socketio`) and reason.
     pub ws_closed: IntCounterVec,
-    /// Client frames received, by type (unknown types are counted as `invalid`).
+    /// Client frames received, by protocol and type (native: unknown types are counted as
+    /// `invalid`; Socket.IO: events, with `relay_ignored` and `unknown` for those not acted on).
     pub ws_frames_in: IntCounterVec,
-    /// Realtime upgrades refused before the upgrade, by reason (`overloaded`,
-    /// `too_many_connections`, `shutting_down`).
+    /// Realtime connections refused before a session started, by protocol and reason
+    /// (`overloaded`, `too_many_connections`, `shutting_down`; Socket.IO also `auth_failed`,
+    /// `transport_unsupported`, `invalid_request`).
     pub ws_refused: IntCounterVec,
 }
 
@@ -359,19 +361,25 @@ impl Metrics {
                 &["protocol"]
             )),
             ws_closed: reg!(IntCounterVec::new(
-                Opts::new(names::WS_CLOSED, "Realtime sessions closed, by reason"),
-                &["reason"]
+                Opts::new(
+                    names::WS_CLOSED,
+                    "Realtime sessions closed, by protocol and reason"
+                ),
+                &["protocol", "reason"]
             )),
             ws_frames_in: reg!(IntCounterVec::new(
-                Opts::new(names::WS_FRAMES_IN, "Client frames received, by type"),
-                &["type"]
+                Opts::new(
+                    names::WS_FRAMES_IN,
+                    "Client frames (Socket.IO: events) received, by protocol and type"
+                ),
+                &["protocol", "type"]
             )),
             ws_refused: reg!(IntCounterVec::new(
                 Opts::new(
                     names::WS_REFUSED,
-                    "Realtime upgrades refused before the upgrade, by reason"
+                    "Realtime connections refused before a session started, by protocol and reason"
                 ),
-                &["reason"]
+                &["protocol", "reason"]
             )),
             registry,
             store_failure_log: LogLimiter::new(std::time::Duration::from_secs(1)),
@@ -496,9 +504,11 @@ mod tests {
         m.fanout_deliveries.with_label_values(&["native"]).inc();
         m.fanout_writes.with_label_values(&["native"]).inc();
         m.ws_sessions.with_label_values(&["native"]).inc();
-        m.ws_closed.with_label_values(&["normal"]).inc();
-        m.ws_frames_in.with_label_values(&["join"]).inc();
-        m.ws_refused.with_label_values(&["overloaded"]).inc();
+        m.ws_closed.with_label_values(&["native", "normal"]).inc();
+        m.ws_frames_in.with_label_values(&["native", "join"]).inc();
+        m.ws_refused
+            .with_label_values(&["socketio", "overloaded"])
+            .inc();
         m.http_connections_closed
             .with_label_values(&["normal"])
             .inc();

@@ -168,7 +168,10 @@ impl Session {
                 let seq = ev.seq;
                 // The stored form's size stands for the rendered one (within a few bytes).
                 largest = largest.max(ev_size(&ev));
-                out.put(Output::Event(&Published::new(ev))).await?;
+                let p = Published::new(ev);
+                if out.carries(&p) {
+                    out.put(Output::Event(&p)).await?;
+                }
                 last = seq;
             }
             out.flush().await?;

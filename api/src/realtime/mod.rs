@@ -6,10 +6,10 @@
 //! - [`disconnect`]: why a session ends, with stable close codes ([`Disconnect`]);
 //! - `join`, `send`, `typing`, `refresh`: one file per command.
 //!
-//! Protocol adapters (the native `/v1/stream` in [`crate::stream`]; Socket.IO later) parse their
-//! frames into [`Command`]s, render [`Output`]s, and own their connection's loop and timers. Each
-//! event is rendered once per protocol and the bytes are shared by every subscriber of that
-//! protocol (`spacecast_engine::event::Renderings`).
+//! Protocol adapters (the native `/v1/stream` in [`crate::stream`], Socket.IO in
+//! [`crate::socketio`]) parse their frames into [`Command`]s, render [`Output`]s, and own their
+//! connection's loop and timers. Each event is rendered once per protocol and the bytes are
+//! shared by every subscriber of that protocol (`spacecast_engine::event::Renderings`).
 
 pub mod disconnect;
 mod join;

@@ -91,4 +91,12 @@ pub enum Output<'a> {
 pub trait Outbox: Send {
     fn put(&mut self, out: Output<'_>) -> impl Future<Output = Result<(), Disconnect>> + Send;
     fn flush(&mut self) -> impl Future<Output = Result<(), Disconnect>> + Send;
+
+    /// Whether this protocol tells its client about `event` at all (by default, every event).
+    /// An event not carried still counts as given to the client (the session's order and resume
+    /// bookkeeping moves past it); it is only not written. Socket.IO carries only the events the
+    /// Space7 app has a name for, and never to the user who caused them.
+    fn carries(&self, _event: &Published) -> bool {
+        true
+    }
 }

@@ -199,7 +199,7 @@ impl Session {
         self.app
             .metrics
             .ws_frames_in
-            .with_label_values(&[kind])
+            .with_label_values(&[self.protocol, kind])
             .inc();
         match result {
             Ok(()) => Ok(()),
@@ -225,7 +225,7 @@ impl Session {
         self.app
             .metrics
             .ws_frames_in
-            .with_label_values(&["invalid"])
+            .with_label_values(&[self.protocol, "invalid"])
             .inc();
         out.put(Output::Error {
             correlation: correlation.as_ref(),
@@ -311,12 +311,16 @@ impl Session {
                 let mut last = delivered;
                 let mut written = 0;
                 for p in batch.iter().filter(|p| p.event.seq > delivered) {
-                    out.put(Output::Event(p)).await?;
+                    if out.carries(p) {
+                        out.put(Output::Event(p)).await?;
+                        written += 1;
+                    }
                     last = p.event.seq;
-                    written += 1;
+                }
+                if last > delivered {
+                    self.delivered.insert(space_id, last);
                 }
                 if written > 0 {
-                    self.delivered.insert(space_id, last);
                     self.deliveries.inc_by(written);
                 }
                 Ok(())

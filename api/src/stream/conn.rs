@@ -123,7 +123,7 @@ pub async fn run<S>(
         Err(e) => {
             app.metrics
                 .ws_closed
-                .with_label_values(&["auth_failed"])
+                .with_label_values(&["native", "auth_failed"])
                 .inc();
             out.close(if e == AuthError::Missing {
                 Disconnect::AUTH_MISSING
@@ -145,7 +145,10 @@ pub async fn run<S>(
         reason = end.label,
         "realtime session ending"
     );
-    app.metrics.ws_closed.with_label_values(&[end.label]).inc();
+    app.metrics
+        .ws_closed
+        .with_label_values(&["native", end.label])
+        .inc();
     drop(session);
     out.close(end).await;
     gauge.dec();

@@ -44,7 +44,10 @@ const USER_FULL_RETRY: Duration = Duration::from_secs(5);
 
 /// A refused upgrade: counted (an attacker can cause it at will, so it is not logged).
 fn refuse(app: &AppRef, reason: &str, e: ApiError) -> Response {
-    app.metrics.ws_refused.with_label_values(&[reason]).inc();
+    app.metrics
+        .ws_refused
+        .with_label_values(&["native", reason])
+        .inc();
     e.into_response()
 }
 
@@ -167,7 +170,7 @@ async fn start(
 ///
 /// # Errors
 /// 400 `invalid_request` naming what is missing.
-fn handshake_key(req: &Request<Incoming>) -> Result<String, ApiError> {
+pub(crate) fn handshake_key(req: &Request<Incoming>) -> Result<String, ApiError> {
     let headers = req.headers();
     let has_token = |name: header::HeaderName, token: &str| {
         headers.get_all(name).iter().any(|v| {
