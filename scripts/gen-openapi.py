@@ -7,7 +7,7 @@ import os
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CODES = re.findall(r'"([a-z_]+)"', open(ROOT + '/api/src/error.rs').read().split('pub const CODES: &[&str] = &[')[1].split('];')[0])
-STREAM_ONLY = ["invalid_frame", "not_joined", "too_many_spaces", "refresh_refused"]
+STREAM_ONLY = ["invalid_frame", "not_joined", "too_many_spaces", "refresh_refused", "invalid_event"]
 
 MSG = {
     "unauthenticated": "Authentication required",
@@ -39,6 +39,9 @@ MSG = {
     "bus_unavailable": "The cluster bus is unavailable; retry shortly",
     "internal": "Internal error",
     "too_many_connections": "At most 32 realtime connections per user; close one first",
+    "method_not_allowed": "HTTP method not allowed",
+    "transport_unsupported": "Only the websocket transport is served: connect with transports: [\"websocket\"]",
+    "unsupported_protocol": "Only Engine.IO protocol 4 (Socket.IO v3 and later clients) is served",
     "uri_too_long": "The request URI is too long",
     "headers_too_large": "The request headers are too large",
 }
@@ -74,6 +77,7 @@ members and power levels) and post **messages** (text and/or one image, video or
 - the REST API of the Space7 mobile client (`/api/spaces…`, `/api/messages…`, `/api/media…`), wire-compatible
   with that unmodified client;
 - a native realtime WebSocket stream, `GET /v1/stream` (JSON text frames, resumable with `since_seq`);
+- Socket.IO (Engine.IO v4 / Socket.IO v5, websocket transport only) at `/socket.io/`, the Space7 client's realtime;
 - operational endpoints: `/healthz`, `/readyz`, `/metrics` (Prometheus), `/openapi.json` (this document).
 
 Every state change of a space (message created, message deleted, appreciation toggled) gets the next `seq` of that
@@ -92,7 +96,8 @@ is refused. `spacecast token --user-id ID --username NAME` mints a development t
 ## Errors
 Every response is JSON except `/metrics` (Prometheus text) and the bytes of `/api/media/{mediaId}`. An error is
 `{"error": "<human text>", "code": "<stable_code>"}`; the `code` values are listed in the `Error` schema
-(`invalid_frame`, `not_joined`, `too_many_spaces` and `refresh_refused` occur only in stream `error` frames). A path no route serves gives 404
+(`invalid_frame`, `not_joined`, `too_many_spaces` and `refresh_refused` occur only in stream `error` frames,
+`invalid_event` only in Socket.IO `spacecast_error` events). A path no route serves gives 404
 `not_found`; a wrong method on a served path gives 405 `method_not_allowed`; an unexpected failure gives
 500 `internal`.
 
@@ -118,6 +123,22 @@ The Space7 client logs the user out on any HTTP 401, so 401 is returned **only**
 `unauthenticated` (no bearer token), `invalid_token` (malformed, expired, not yet valid — `nbf` or `iat` in the
 future beyond the 30 s leeway —, wrongly signed, or an algorithm with no configured key) and `invalid_claims` (a
 correctly signed token whose claims break their bounds; the message names the claim). Every other failure uses 400, 403, 404, 409, 413, 415, 429 or 503.
+"""
+
+socketio_desc = """Socket.IO v5 over Engine.IO v4, websocket transport only, default namespace (CONTRACT.md §4; README
+"Socket.IO (Space7)"). The token goes in the Socket.IO handshake: `auth.token`, else the `token` query parameter,
+else `Authorization: Bearer`. A refused handshake is a Socket.IO connect error whose message is exactly
+`Authentication required` (no token), `Invalid token` or `Too many connections` (`--max-connections-per-user`).
+
+**Client events**: `join_space` (`"<spaceId>"`, or `{space_id, since_seq}` to resume), `leave_space`
+(`"<spaceId>"` or `{space_id}`), `typing` (`"<spaceId>"` or `{space_id}`). `send_message` and
+`message_appreciated` (the app's relays of its own REST calls) and unknown events are ignored.
+
+**Server events**, from the server's durable writes only, never to the sockets of the user who acted:
+`receive_message` `{space_id, message}` (`message` as `POST /api/messages/{spaceId}` returns it),
+`message_appreciated` `{spaceId, messageId, appreciated, userId, appreciation_count, seq}`. Deletes send nothing.
+Extensions: `joined_space {space_id, head_seq}`, `left_space {space_id}`, `typing {space_id, user_id, username}`,
+`spacecast_error {code, error, space_id?}`, `spacecast_disconnect {code, reason}`.
 """
 
 stream_desc = """Upgrades to a WebSocket carrying JSON text frames (CONTRACT.md §6). Authenticate with
@@ -770,6 +791,22 @@ paths = {
             "503": r503(["overloaded", "shutting_down"], "The node is at its connection limit or shutting down."),
         },
     }},
+    "/socket.io/": {"get": {
+        "operationId": "openSocketIo", "summary": "Socket.IO for the Space7 client (WebSocket)", "tags": ["realtime"],
+        "description": socketio_desc,
+        "security": no_sec,
+        "parameters": [
+            {"name": "EIO", "in": "query", "required": True, "description": "Engine.IO protocol version: `4`.", "schema": {"type": "string", "enum": ["4"]}},
+            {"name": "transport", "in": "query", "required": True, "description": "`websocket` (long-polling is not served).", "schema": {"type": "string", "enum": ["websocket"]}},
+        ],
+        "responses": {
+            "101": {"description": "Switching to the WebSocket protocol; Engine.IO and Socket.IO follow (the token is checked in the Socket.IO handshake)."},
+            "400": err("Not an Engine.IO 4 websocket upgrade: `transport_unsupported` for HTTP long-polling or any other transport, `unsupported_protocol` for another `EIO`, `invalid_request` for a request that is not a WebSocket upgrade.",
+                       ["transport_unsupported", "unsupported_protocol", "invalid_request"]),
+            "405": err("Only `GET`.", ["method_not_allowed"]),
+            "503": r503(["overloaded", "shutting_down"], "The node is at its connection limit (`--max-connections`) or shutting down."),
+        },
+    }},
 }
 
 # Connection-level answers (see "HTTP limits" above) are possible on every operation.
@@ -799,7 +836,7 @@ doc = {
         {"name": "spaces", "description": "Space7 spaces."},
         {"name": "messages", "description": "Space7 messages."},
         {"name": "media", "description": "Media files of messages."},
-        {"name": "realtime", "description": "The native WebSocket stream."},
+        {"name": "realtime", "description": "The native WebSocket stream and Socket.IO."},
         {"name": "operations", "description": "Health, readiness, metrics and this document; no authentication."},
     ],
     "security": [{"bearerAuth": []}],

@@ -1,9 +1,11 @@
 //! The edge's one HTTP service: what reaches the listener goes to a realtime protocol's upgrade
-//! (`/v1/stream`; Socket.IO later) or to the warp REST routes. Realtime upgrades are answered
-//! here, below warp, because they hand the raw socket to a session task (see [`crate::stream`]).
+//! (`/v1/stream`, the native stream; `/socket.io/`, Socket.IO) or to the warp REST routes.
+//! Realtime upgrades are answered here, below warp, because they hand the socket to a session
+//! task (see [`crate::stream`] and [`crate::socketio`]).
 
 use std::convert::Infallible;
-use std::future::{Ready, ready};
+use std::future::{Future, Ready, ready};
+use std::pin::Pin;
 
 use futures::future::Either;
 use hyper::Request;
@@ -12,17 +14,26 @@ use hyper::service::Service;
 use warp::reply::Response;
 
 use crate::app::AppRef;
+use crate::socketio::SocketIoEdge;
+
+/// The future of a Socket.IO upgrade (one per connection, so boxed).
+type Boxed = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
 /// The REST service (warp's) plus the realtime upgrades.
 #[derive(Clone)]
 pub struct Edge<S> {
     app: AppRef,
     rest: S,
+    socketio: SocketIoEdge,
 }
 
 impl<S> Edge<S> {
-    pub fn new(app: AppRef, rest: S) -> Self {
-        Edge { app, rest }
+    pub fn new(app: AppRef, rest: S, socketio: SocketIoEdge) -> Self {
+        Edge {
+            app,
+            rest,
+            socketio,
+        }
     }
 }
 
@@ -32,11 +43,16 @@ where
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = Either<S::Future, Ready<Result<Response, Infallible>>>;
+    type Future = Either<S::Future, Either<Ready<Result<Response, Infallible>>, Boxed>>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
-        if req.uri().path() == crate::stream::PATH {
-            Either::Right(ready(Ok(crate::stream::upgrade(&self.app, req))))
+        let path = req.uri().path();
+        if path == crate::stream::PATH {
+            Either::Right(Either::Left(ready(Ok(crate::stream::upgrade(
+                &self.app, req,
+            )))))
+        } else if SocketIoEdge::handles(path) {
+            Either::Right(Either::Right(self.socketio.upgrade(&self.app, req)))
         } else {
             Either::Left(self.rest.call(req))
         }

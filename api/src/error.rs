@@ -169,6 +169,8 @@ pub const CODES: &[&str] = &[
     "bus_unavailable",
     "internal",
     "too_many_connections",
+    "transport_unsupported",
+    "unsupported_protocol",
 ];
 
 #[cfg(test)]

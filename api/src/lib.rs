@@ -6,7 +6,8 @@
 //!    [`listener`]: the accept loop and its limits (connection cap, header and idle timeouts);
 //! 3. [`routes`]: one file per REST resource (`routes/spaces.rs`, `routes/messages.rs`, …);
 //!    [`edge`]: realtime upgrades below warp; [`stream`]: the `/v1/stream` WebSocket adapter
-//!    of the protocol-neutral session core [`realtime`] (one file per command);
+//!    and [`socketio`]: the Socket.IO adapter (`/socket.io/`, the Space7 app's realtime) of the
+//!    protocol-neutral session core [`realtime`] (one file per command);
 //! 4. [`auth`]: bearer JWT verification; [`error`]: the one place errors become HTTP;
 //!    [`media`]: uploads behind the `MediaStore` trait (local directory or S3 bucket);
 //!    [`input`]: client ids and message text, shared by routes and sessions;
@@ -43,4 +44,5 @@ pub mod media;
 pub mod realtime;
 pub mod routes;
 pub mod server;
+pub mod socketio;
 pub mod stream;

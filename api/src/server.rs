@@ -2,7 +2,8 @@
 //! until SIGTERM/SIGINT, then shuts down in order:
 //!
 //! 1. stop accepting connections and report not-ready;
-//! 2. tell realtime sessions to close with 1001 (going away);
+//! 2. tell realtime sessions to close with 1001 (going away); close every Socket.IO connection
+//!    (its clients reconnect, to another node);
 //! 3. let in-flight HTTP requests finish (sends are answered once durable);
 //! 4. drain every space actor (each settles what it accepted) and make the store durable;
 //! 5. exit 0.
@@ -111,6 +112,16 @@ pub async fn serve(config: Config, metrics: Metrics) -> anyhow::Result<()> {
     );
 
     let routes = routes(app.clone()).recover(recover).unify();
+    let socketio = crate::socketio::build(&app);
+    // Socket.IO connections are closed as soon as shutdown starts, beside the HTTP drain.
+    let socketio_closed = {
+        let stop = app.stop.clone();
+        let socketio = socketio.clone();
+        tokio::spawn(async move {
+            stop.cancelled().await;
+            socketio.close(shutdown_timeout).await;
+        })
+    };
     let stopping = {
         let app = app.clone();
         async move {
@@ -126,7 +137,7 @@ pub async fn serve(config: Config, metrics: Metrics) -> anyhow::Result<()> {
     let _ = std::io::stdout().flush();
 
     let rest = hyper_util::service::TowerToHyperService::new(warp::service(routes));
-    let service = Edge::new(app.clone(), rest);
+    let service = Edge::new(app.clone(), rest, socketio);
     let server = listener::serve(listener, service, limits, app.metrics.clone(), stopping);
     // Serve until the signal; then give in-flight requests `shutdown_timeout` to finish.
     let drain_deadline = async move {
@@ -145,6 +156,8 @@ pub async fn serve(config: Config, metrics: Metrics) -> anyhow::Result<()> {
     {
         tracing::warn!("some realtime sessions did not close in time");
     }
+    // Bounded by its own timeout.
+    let _ = socketio_closed.await;
     // Sessions are gone (or abandoned after the timeout); nothing there holds durable work.
     drop(realtime);
     engine.shutdown(shutdown_timeout).await;
