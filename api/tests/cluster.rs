@@ -21,9 +21,13 @@ mod cluster;
 mod common;
 #[path = "common/history.rs"]
 mod history;
+#[path = "common/sio.rs"]
+mod sio;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
+
+use serde_json::Value;
 
 use cluster::{Cluster, ClusterOpts, nats, nats_script_url, wait_readyz};
 use history::{History, Outcome, Run, Via, Workload, check, print_report, report, setup_spaces};
@@ -237,6 +241,47 @@ async fn typing_reaches_subscribers_on_other_nodes() {
     .expect("the typing signal from n2 reaches a subscriber on n1");
     assert_eq!(seen["space_id"], space);
     assert_eq!(seen["user_id"], "hist-owner");
+}
+
+/// A Socket.IO client (the real socket.io-client, as the Space7 app) on one node receives a
+/// message sent through REST on another exactly once: Socket.IO sessions subscribe through the
+/// same session core as the native stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socketio_clients_receive_writes_made_through_another_node() {
+    let c = Cluster::start(ClusterOpts::cluster(NODES)).await;
+    let owner = common::token("sio-owner");
+    let space = c.server(0).create_space(&owner, "socket.io").await["space_id"]
+        .as_str()
+        .expect("space_id")
+        .to_owned();
+    let mut reader = sio::SioPeer::space7(
+        c.server(1),
+        Some(&common::token("sio-reader")),
+        Some(&space),
+    )
+    .await;
+    reader.connected().await;
+    reader.joined(&space).await;
+    let (status, m) = c.server(0).send_text(&owner, &space, "across nodes").await;
+    assert_eq!(status, 201, "{m}");
+    assert_eq!(
+        reader.received("across nodes").await,
+        serde_json::json!({"space_id": space, "message": m})
+    );
+    // A later message, through the third node: once it is there, the first would have come
+    // twice if it were going to.
+    let (status, _) = c.server(2).send_text(&owner, &space, "marker").await;
+    assert_eq!(status, 201);
+    reader.received("marker").await;
+    let contents: Vec<Value> = reader
+        .payloads("receive_message")
+        .iter()
+        .map(|p| p["message"]["content"].clone())
+        .collect();
+    assert_eq!(
+        contents,
+        [Value::from("across nodes"), Value::from("marker")]
+    );
 }
 
 /// Media saved through one node is served by every other (the S3 media store, one bucket), and
