@@ -2,7 +2,7 @@
 # Benchmark runner: starts a throwaway Spacecast server on loopback and drives
 # it with the `loadtest` binary.
 #
-#   scripts/bench.sh [sends|fanout|cql-raw|all|compare|cluster|failover]   (default: all)
+#   scripts/bench.sh [sends|fanout|cql-raw|all|compare|socketio|cluster|failover]   (default: all)
 #
 # Each scenario gets a fresh server (own temp data dir, random JWT secret) so
 # results do not depend on what ran before.
@@ -34,6 +34,16 @@
 #   COMPARE_DURATION=15  COMPARE_IDLE=10000  COMPARE_IDLE_MAX=18000 (0 = skip)  COMPARE_IDLE_HOLD=5
 #   COMPARE_PROCESSES=2  COMPARE_SOURCE_ADDRS=4   loadtest processes and loopback source addresses
 #   BENCH_WRITE=1        append the table to BENCHMARKS.md
+#
+# socketio: the cost of the second protocol (issue 9): the same `loadtest fanout` (the same
+# publisher: REST sends into one space, open loop at the same rate) to Spacecast's native stream
+# and to its Socket.IO (`--target socketio`, the Space7 app's /socket.io/), interleaved step by
+# step (native, Socket.IO, native, …; SOCKETIO_ROUNDS rounds), each on a fresh server pinned like
+# the other modes. Prints the side-by-side table of `loadtest compare` (absolutes and the ratio
+# Socket.IO / native; with several rounds the last run of each step counts, the others are in
+# the log above it) and appends it to BENCHMARKS.md under a dated heading when BENCH_WRITE=1.
+#   SOCKETIO_STEPS="1000:100 1000:1000"  (subscribers:msg/s, one space)  SOCKETIO_DURATION=15
+#   SOCKETIO_ROUNDS=1    (COMPARE_PROCESSES and COMPARE_SOURCE_ADDRS apply)
 #
 # cluster: the cluster of issue 8 (docs/cluster.md) on this machine: `spacecast serve --store cql
 # --nats-url … --node-id benchN` nodes sharing one fresh keyspace of the Cassandra of
@@ -91,7 +101,7 @@ usage() {
 
 mode=${1:-all}
 case "$mode" in
-sends | fanout | cql-raw | all | compare | cluster | failover) ;;
+sends | fanout | cql-raw | all | compare | socketio | cluster | failover) ;;
 -h | --help)
     usage
     exit 0
@@ -122,6 +132,9 @@ COMPARE_IDLE_MAX=${COMPARE_IDLE_MAX:-18000}
 COMPARE_IDLE_HOLD=${COMPARE_IDLE_HOLD:-5}
 COMPARE_PROCESSES=${COMPARE_PROCESSES:-2}
 COMPARE_SOURCE_ADDRS=${COMPARE_SOURCE_ADDRS:-4}
+SOCKETIO_STEPS=${SOCKETIO_STEPS:-1000:100 1000:1000}
+SOCKETIO_DURATION=${SOCKETIO_DURATION:-15}
+SOCKETIO_ROUNDS=${SOCKETIO_ROUNDS:-1}
 CLUSTER_PARTS=${CLUSTER_PARTS:-sends fanout failover}
 [[ $mode == failover ]] && CLUSTER_PARTS=failover
 CLUSTER_NODES=${CLUSTER_NODES:-3}
@@ -140,8 +153,8 @@ if $cluster_mode; then
     BENCH_STORE=cql
 fi
 BENCH_STORE=${BENCH_STORE:-embedded}
-if [[ $mode == compare && $BENCH_STORE != embedded ]]; then
-    echo "bench: compare runs on the embedded store only" >&2
+if [[ ($mode == compare || $mode == socketio) && $BENCH_STORE != embedded ]]; then
+    echo "bench: $mode runs on the embedded store only" >&2
     exit 2
 fi
 case "$BENCH_STORE" in
@@ -322,7 +335,7 @@ compare_run() {
     export SPACECAST_JWT_SECRET CENTRIFUGO_API_KEY
     echo
     echo "================ compare: $label on $target ================"
-    if [[ $target == spacecast ]]; then
+    if [[ $target == spacecast || $target == socketio ]]; then
         start_server "compare-$target" --max-connections 19000 --max-http-connections 512 \
             "${spacecast_args[@]}"
     else
@@ -838,6 +851,36 @@ if $cluster_mode; then
     echo
     echo "================ the cluster: tables ================"
     cluster_tables
+fi
+if [[ $mode == socketio ]]; then
+    compare_out="$workdir/compare.jsonl"
+    : >"$compare_out"
+    for ((round = 1; round <= SOCKETIO_ROUNDS; round++)); do
+        for step in $SOCKETIO_STEPS; do
+            subs=${step%%:*}
+            rate=${step##*:}
+            for target in spacecast socketio; do
+                compare_run "$target" "$subs subs @ $rate msg/s" fanout --subscribers "$subs" \
+                    --rate "$rate" --duration "$SOCKETIO_DURATION" --processes "$COMPARE_PROCESSES" \
+                    --source-addrs "$COMPARE_SOURCE_ADDRS" --quiet
+            done
+        done
+    done
+    table=$("$loadtest_bin" compare "$compare_out")
+    echo
+    echo "================ Socket.IO / native ================"
+    echo "$table"
+    if [[ ${BENCH_WRITE:-0} == 1 ]]; then
+        {
+            echo
+            echo "### $(date -u +%Y-%m-%d) — commit $commit, \`scripts/bench.sh socketio\`"
+            echo
+            echo "$(nproc) vCPU ${cpu_model:-unknown CPU}; server on CPUs ${SERVER_CPUS:-any}, loadtest on CPUs ${LOADGEN_CPUS:-any}; ${SOCKETIO_DURATION} s per step, one space, the same REST publisher; \`spacecast\` = the native stream, \`socketio\` = Socket.IO."
+            echo
+            echo "$table"
+        } >>"$root/BENCHMARKS.md"
+        echo "bench: table appended to BENCHMARKS.md"
+    fi
 fi
 if [[ $mode == compare ]]; then
     compare_out="$workdir/compare.jsonl"

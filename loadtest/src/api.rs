@@ -318,6 +318,17 @@ impl Api {
     }
 
     /// `ws://…/v1/stream?token=<JWT>`.
+    /// `ws://…/socket.io/?EIO=4&transport=websocket` (Socket.IO authenticates in its handshake).
+    pub fn socketio_url(&self) -> String {
+        let mut url = self.endpoint(&["socket.io", ""]);
+        url.set_scheme("ws")
+            .expect("http → ws is a valid scheme change");
+        url.query_pairs_mut()
+            .append_pair("EIO", "4")
+            .append_pair("transport", "websocket");
+        url.into()
+    }
+
     pub fn stream_url(&self, token: &str) -> String {
         let mut url = self.endpoint(&["v1", "stream"]);
         url.set_scheme("ws")

@@ -47,7 +47,7 @@ use crate::{
     stats::{self, SeqTracker},
     target::{
         self, Incoming, PublishOutcome, Subscription, Target, centrifugo::Centrifugo,
-        spacecast::Spacecast,
+        socketio::SocketIo, spacecast::Spacecast,
     },
 };
 
@@ -63,6 +63,8 @@ const RECORDER_SHARDS: usize = 16;
 pub enum TargetKind {
     /// Spacecast: REST sends, `/v1/stream` subscribers.
     Spacecast,
+    /// Spacecast: REST sends, Socket.IO subscribers (`/socket.io/`, as the Space7 app).
+    Socketio,
     /// Centrifugo v6: HTTP API publishes, JSON client protocol subscribers.
     Centrifugo,
 }
@@ -71,6 +73,7 @@ impl TargetKind {
     fn name(self) -> &'static str {
         match self {
             TargetKind::Spacecast => "spacecast",
+            TargetKind::Socketio => "socketio",
             TargetKind::Centrifugo => "centrifugo",
         }
     }
@@ -265,6 +268,7 @@ fn build_target(args: &LoadArgs, run_for: Duration) -> Result<Arc<dyn Target>> {
     let api = Api::new(&args.common, MAX_PUBLISH_IN_FLIGHT, run_for)?;
     Ok(match args.target {
         TargetKind::Spacecast => Arc::new(Spacecast::new(api, &nodes)?),
+        TargetKind::Socketio => Arc::new(SocketIo::new(api, &nodes)?),
         TargetKind::Centrifugo => {
             if nodes.several() {
                 bail!(

@@ -679,10 +679,42 @@ fn grouped(value: f64) -> String {
     if n < 0 { format!("-{out}") } else { out }
 }
 
+/// What a side-by-side table compares: its two targets in row order, and its ratio row (the
+/// numerator's figures over the denominator's).
+struct Pair {
+    rows: [&'static str; 2],
+    numerator: &'static str,
+    denominator: &'static str,
+    ratio_label: &'static str,
+}
+
+/// Spacecast against Centrifugo (`scripts/bench.sh compare`), or, when the reports include
+/// Socket.IO runs, Spacecast's native stream against its Socket.IO (`scripts/bench.sh
+/// socketio`: the cost of the second protocol, Socket.IO / native).
+fn pair_of(reports: &[Report]) -> Pair {
+    if reports.iter().any(|r| r.target == "socketio") {
+        Pair {
+            rows: ["spacecast", "socketio"],
+            numerator: "socketio",
+            denominator: "spacecast",
+            ratio_label: "**SIO / native**",
+        }
+    } else {
+        Pair {
+            rows: ["spacecast", "centrifugo"],
+            numerator: "spacecast",
+            denominator: "centrifugo",
+            ratio_label: "**S / C**",
+        }
+    }
+}
+
 /// The markdown side-by-side table of `scripts/bench.sh compare`: per label, the Spacecast row,
 /// the Centrifugo row and the ratio Spacecast / Centrifugo (the last report of each target per
-/// label counts). Load steps and idle steps get their own tables.
+/// label counts); or, for `scripts/bench.sh socketio`, the native row, the Socket.IO row and
+/// the ratio Socket.IO / native. Load steps and idle steps get their own tables.
 pub fn compare_table(reports: &[Report]) -> String {
+    let pair = pair_of(reports);
     let mut labels: Vec<&str> = Vec::new();
     for r in reports {
         if !labels.contains(&r.label.as_str()) {
@@ -705,10 +737,7 @@ pub fn compare_table(reports: &[Report]) -> String {
     );
     let (mut any_load, mut any_idle) = (false, false);
     for label in labels {
-        let rows: Vec<&Report> = ["spacecast", "centrifugo"]
-            .iter()
-            .filter_map(|t| last(label, t))
-            .collect();
+        let rows: Vec<&Report> = pair.rows.iter().filter_map(|t| last(label, t)).collect();
         let Some(first) = rows.first() else { continue };
         let is_idle = first.scenario == "idle";
         for r in &rows {
@@ -753,7 +782,7 @@ pub fn compare_table(reports: &[Report]) -> String {
                 );
             }
         }
-        if let (Some(s), Some(c)) = (last(label, "spacecast"), last(label, "centrifugo")) {
+        if let (Some(s), Some(c)) = (last(label, pair.numerator), last(label, pair.denominator)) {
             let (ss, cs) = (s.server.as_ref(), c.server.as_ref());
             let both = |f: fn(&ServerStats) -> f64| match (ss, cs) {
                 (Some(a), Some(b)) => ratio_cell(f(a), f(b)),
@@ -762,7 +791,8 @@ pub fn compare_table(reports: &[Report]) -> String {
             if is_idle {
                 let _ = writeln!(
                     idle,
-                    "| {label} | **S / C** | {} | {} | {} | {} | |",
+                    "| {label} | {} | {} | {} | {} | {} | |",
+                    pair.ratio_label,
                     ratio_cell(s.connected as f64, c.connected as f64),
                     both(|x| x.rss_connected_mib),
                     both(|x| x.rss_per_connection_kib),
@@ -771,7 +801,8 @@ pub fn compare_table(reports: &[Report]) -> String {
             } else {
                 let _ = writeln!(
                     load,
-                    "| {label} | **S / C** | {} | {} | {} | {} | {} | {} | | |",
+                    "| {label} | {} | {} | {} | {} | {} | {} | {} | | |",
+                    pair.ratio_label,
                     ratio_cell(s.deliveries_per_sec, c.deliveries_per_sec),
                     ratio_cell(s.delivery_latency_ms.p50_ms, c.delivery_latency_ms.p50_ms),
                     ratio_cell(s.delivery_latency_ms.p99_ms, c.delivery_latency_ms.p99_ms),
@@ -1028,6 +1059,35 @@ mod tests {
         // No Centrifugo row for the idle step: no ratio row either.
         assert!(!table.contains("| idle 10k | **S / C**"), "{table}");
         assert!(parse_reports("no json here").is_err());
+    }
+
+    #[test]
+    fn socketio_runs_are_compared_with_native_ones() {
+        let mut n = Report::build(
+            info("spacecast", "1k@100"),
+            &measurements(&[1_000, 3_000], 2),
+            None,
+        );
+        let mut sio = Report::build(
+            info("socketio", "1k@100"),
+            &measurements(&[2_000, 6_000], 2),
+            None,
+        );
+        n.deliveries_per_sec = 100_000.0;
+        sio.deliveries_per_sec = 50_000.0;
+        let table = compare_table(&[n, sio]);
+        assert!(
+            table.contains("| 1k@100 | socketio | 50,000 | 2.00 | 6.00 |"),
+            "{table}"
+        );
+        // Socket.IO over native: half the deliveries, twice the latency.
+        assert!(
+            table.contains(
+                "| 1k@100 | **SIO / native** | 0.50× | 2.00× | 2.00× | 1.00× | — | — | | |"
+            ),
+            "{table}"
+        );
+        assert!(!table.contains("S / C"), "{table}");
     }
 
     #[test]

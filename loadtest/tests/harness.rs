@@ -278,6 +278,41 @@ fn fanout_against_spacecast() {
     assert!(svg.starts_with("<svg") && svg.contains("p99"));
 }
 
+/// The same fan-out with Socket.IO subscribers (`/socket.io/`): every delivery counted, with
+/// its `seq` checked for gaps and duplicates, as over the native stream.
+#[test]
+fn fanout_against_spacecast_socketio() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, url) = start_spacecast(tmp.path());
+    let pid = server.pid().to_string();
+    let r = loadtest(&[
+        "fanout",
+        "--target",
+        "socketio",
+        "--url",
+        &url,
+        "--spaces",
+        "2",
+        "--subscribers",
+        "10",
+        "--rate",
+        "20",
+        "--duration",
+        "2",
+        "--processes",
+        "2",
+        "--server-pid",
+        &pid,
+    ]);
+    assert_eq!(
+        (r["scenario"].as_str(), r["target"].as_str()),
+        (Some("fanout"), Some("socketio"))
+    );
+    assert_complete_fanout(&r, 20);
+    assert_eq!(u(&r, "expected_deliveries"), 400);
+    assert_server_measured(&r, server.pid());
+}
+
 #[test]
 fn fanout_over_processes_and_source_addresses() {
     let tmp = tempfile::tempdir().unwrap();

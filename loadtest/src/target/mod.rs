@@ -1,11 +1,12 @@
 //! The systems a load run drives, behind one trait: Spacecast's native stream (REST sends,
-//! `/v1/stream` joins) and Centrifugo v6 (HTTP server API publishes, JSON client protocol over
-//! `/connection/websocket`). A Socket.IO target would be a third implementation.
+//! `/v1/stream` joins), Spacecast's Socket.IO (REST sends, `/socket.io/` joins) and Centrifugo
+//! v6 (HTTP server API publishes, JSON client protocol over `/connection/websocket`).
 //!
 //! Everything a server sends is untrusted input: a frame the protocol does not allow is reported
 //! as [`Incoming::Malformed`] (counted by code), never a panic.
 
 pub mod centrifugo;
+pub mod socketio;
 pub mod spacecast;
 
 use std::{
