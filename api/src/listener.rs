@@ -985,6 +985,93 @@ mod tests {
         assert_eq!(head_status(b"\x81\x05hello"), None);
     }
 
+    /// A server side of a loopback connection as hyper would hand it over after a 101, and the
+    /// client side (kept open, never read).
+    async fn upgraded_pair() -> (TrackedIo, ConnControl, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let state = Arc::new(ConnState::new());
+        state.passthrough.store(true, Ordering::Release);
+        let io = TrackedIo {
+            inner: server,
+            state: state.clone(),
+            rewrite: None,
+            classified: false,
+        };
+        (io, ConnControl(state), client)
+    }
+
+    #[tokio::test]
+    async fn an_abort_ends_an_upgraded_connections_blocked_write_and_waiting_read() {
+        // The writer: a client that reads nothing, so writes block once the buffers are full.
+        let (mut io, control, _client) = upgraded_pair().await;
+        let (blocked_tx, blocked) = tokio::sync::oneshot::channel();
+        let writer = tokio::spawn(async move {
+            let chunk = vec![0u8; 64 * 1024];
+            let mut blocked_tx = Some(blocked_tx);
+            std::future::poll_fn(|cx| {
+                loop {
+                    match Pin::new(&mut io).poll_write(cx, &chunk) {
+                        Poll::Ready(Ok(_)) => continue,
+                        Poll::Ready(Err(e)) => return Poll::Ready(e),
+                        Poll::Pending => {
+                            if let Some(tx) = blocked_tx.take() {
+                                let _ = tx.send(());
+                            }
+                            return Poll::Pending;
+                        }
+                    }
+                }
+            })
+            .await
+        });
+        tokio::time::timeout(Duration::from_secs(10), blocked)
+            .await
+            .expect("the write blocks")
+            .unwrap();
+        assert!(!control.is_aborted());
+        control.abort();
+        let err = tokio::time::timeout(Duration::from_secs(10), writer)
+            .await
+            .expect("the blocked write is woken by the abort")
+            .unwrap();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionAborted);
+
+        // The reader: nothing ever comes.
+        let (mut io, control, _client) = upgraded_pair().await;
+        let (waiting_tx, waiting) = tokio::sync::oneshot::channel();
+        let reader = tokio::spawn(async move {
+            let mut waiting_tx = Some(waiting_tx);
+            std::future::poll_fn(|cx| {
+                let mut bytes = [0u8; 16];
+                let mut buf = ReadBuf::new(&mut bytes);
+                match Pin::new(&mut io).poll_read(cx, &mut buf) {
+                    Poll::Pending => {
+                        if let Some(tx) = waiting_tx.take() {
+                            let _ = tx.send(());
+                        }
+                        Poll::Pending
+                    }
+                    Poll::Ready(r) => Poll::Ready(r),
+                }
+            })
+            .await
+        });
+        tokio::time::timeout(Duration::from_secs(10), waiting)
+            .await
+            .expect("the read waits")
+            .unwrap();
+        control.abort();
+        let read = tokio::time::timeout(Duration::from_secs(10), reader)
+            .await
+            .expect("the waiting read is woken by the abort")
+            .unwrap();
+        assert_eq!(read.unwrap_err().kind(), io::ErrorKind::ConnectionAborted);
+    }
+
     #[test]
     fn accept_errors_back_off_to_one_second() {
         let m = Metrics::new();
