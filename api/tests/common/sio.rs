@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use super::Server;
+use crate::common::Server;
 
 /// How long a peer is given for anything the test waits on.
 pub const WAIT: Duration = Duration::from_secs(15);
