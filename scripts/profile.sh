@@ -28,6 +28,7 @@
 #   PROFILE_CALLGRAPH=dwarf  dwarf (default; --call-graph dwarf,16384) or fp (-g, needs
 #                          frame pointers: RUSTFLAGS="-C force-frame-pointers=yes")
 #   FANOUT_SUBSCRIBERS=1000 FANOUT_RATE=300 FANOUT_DURATION=15
+#   FANOUT_TARGET=spacecast  the subscribers' protocol: spacecast (the native stream) or socketio
 #   SENDS_SPACES=8 SENDS_CONCURRENCY=64 SENDS_DURATION=15 SENDS_WARMUP=2
 #   SERVER_CPUS=0 LOADGEN_CPUS=1   taskset CPUs of the server and of the loadtest
 #   PERF_CPUS=$LOADGEN_CPUS        taskset CPUs of perf's own writer (empty: unpinned)
@@ -56,6 +57,7 @@ esac
 FANOUT_SUBSCRIBERS=${FANOUT_SUBSCRIBERS:-1000}
 FANOUT_RATE=${FANOUT_RATE:-300}
 FANOUT_DURATION=${FANOUT_DURATION:-15}
+FANOUT_TARGET=${FANOUT_TARGET:-spacecast}
 SENDS_SPACES=${SENDS_SPACES:-8}
 SENDS_CONCURRENCY=${SENDS_CONCURRENCY:-64}
 SENDS_DURATION=${SENDS_DURATION:-15}
@@ -74,8 +76,8 @@ if [[ $mode == fanout ]]; then
     # fanout: "loadtest: subscribers connected in X s" (then the measured window starts)
     marker='subscribers connected in'
     delay=1
-    loadtest_args=(fanout --subscribers "$FANOUT_SUBSCRIBERS" --rate "$FANOUT_RATE"
-        --duration "$FANOUT_DURATION")
+    loadtest_args=(fanout --target "$FANOUT_TARGET" --subscribers "$FANOUT_SUBSCRIBERS"
+        --rate "$FANOUT_RATE" --duration "$FANOUT_DURATION")
 else
     duration=$SENDS_DURATION
     # sends: "loadtest: W workers sending for D s (+U s warm-up)"
@@ -292,6 +294,7 @@ awk '
         if (leaf ~ /malloc|free|realloc|calloc|_int_|tcache|arena|sdallocx|mallocx|__rdl_|__rust_(alloc|dealloc|realloc)/) return "malloc/free"
         if (any("serde_json|serde::")) return "serde_json"
         if (any("tungstenite")) return "tungstenite framing"
+        if (any("socketioxide|engineioxide")) return "socketioxide/engineioxide"
         if (any("tokio::sync::broadcast|broadcast::")) return "broadcast"
         if (any("fjall|lsm_tree|value_log")) return "store (fjall)"
         if (any("jsonwebtoken|sha2|hmac|ring::")) return "jwt/crypto"

@@ -484,6 +484,31 @@ async fn resume_leave_typing_and_errors() {
     );
 }
 
+/// A session ends at its token's `exp`: `spacecast_disconnect {4001, token_expired}`, then a
+/// Socket.IO disconnect from the server (socket.io-client does not reconnect after one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_ends_at_its_tokens_expiry() {
+    let s = Server::start(&[]).await;
+    let ada = token("ada");
+    let space = new_space(&s, &ada, &[]).await;
+    let short = token_with(common::SECRET, "bob", 3);
+    let mut p = SioPeer::space7(&s, Some(&short), Some(&space)).await;
+    p.connected().await;
+    p.joined(&space).await;
+    let d = p.event("spacecast_disconnect").await;
+    assert_eq!(d, json!({"code": 4001, "reason": "token_expired"}));
+    let d = p.next("disconnect", |v| v["kind"] == "disconnect").await;
+    assert_eq!(d["reason"], "io server disconnect", "{d}");
+    assert_eq!(
+        metric(
+            &s,
+            "spacecast_ws_closed_total{protocol=\"socketio\",reason=\"token_expired\"}"
+        )
+        .await,
+        1
+    );
+}
+
 /// Shutdown closes every Socket.IO connection at the transport, so clients reconnect (to
 /// another node); the session ends as `shutdown`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

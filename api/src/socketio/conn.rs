@@ -11,6 +11,7 @@
 //! for at most [`WRITE_STALL`]; then it ends as a slow consumer and the connection is cut at
 //! the transport. See the module doc of [`super`] for the per-socket memory this bounds.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::IntCounter;
@@ -28,7 +29,6 @@ use crate::app::AppRef;
 use crate::auth::User;
 use crate::realtime::{Command, CommandError, Disconnect, Outbox, Output, Session, Wake};
 use crate::stream::conn::WRITE_STALL;
-use std::sync::Arc;
 
 /// Hub items handled per wake-up before the socket gets what was rendered and other sessions
 /// get a turn.

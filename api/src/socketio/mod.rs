@@ -166,7 +166,7 @@ impl SocketIoEdge {
         mut req: Request<Incoming>,
     ) -> Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>> {
         let refused = |reason: &str, e: ApiError| -> Pin<Box<_>> {
-            refuse(app, reason, &e);
+            refuse(app, reason);
             Box::pin(std::future::ready(Ok(e.into_response())))
         };
         if req.method() != Method::GET {
@@ -250,7 +250,7 @@ impl SocketIoEdge {
                     head.status.canonical_reason().unwrap_or("error")
                 ),
             );
-            refuse(&app, "invalid_request", &e);
+            refuse(&app, "invalid_request");
             Ok(e.into_response())
         })
     }
@@ -265,7 +265,7 @@ impl SocketIoEdge {
 }
 
 /// Counts a refused connection (a client can cause it at will, so it is not logged).
-fn refuse(app: &AppRef, reason: &str, _e: &ApiError) {
+fn refuse(app: &AppRef, reason: &str) {
     app.metrics
         .ws_refused
         .with_label_values(&["socketio", reason])
