@@ -119,7 +119,12 @@ async fn a_session_is_closed_4001_token_expired_at_exp() {
         started.elapsed()
     );
     assert!(
-        metric(&s, "spacecast_ws_closed_total{protocol=\"native\",reason=\"token_expired\"}").await >= 1,
+        metric(
+            &s,
+            "spacecast_ws_closed_total{protocol=\"native\",reason=\"token_expired\"}"
+        )
+        .await
+            >= 1,
         "the close is counted"
     );
 }
@@ -521,7 +526,14 @@ async fn a_peer_that_never_answers_pings_is_closed() {
         got.extend_from_slice(&buf[..n]);
     }
     assert_eq!(close_code_in(&got), Some(4002), "closed with 4002");
-    assert!(metric(&s, "spacecast_ws_closed_total{protocol=\"native\",reason=\"pong_timeout\"}").await >= 1);
+    assert!(
+        metric(
+            &s,
+            "spacecast_ws_closed_total{protocol=\"native\",reason=\"pong_timeout\"}"
+        )
+        .await
+            >= 1
+    );
 }
 
 #[tokio::test]

@@ -142,7 +142,12 @@ mod tests {
             );
         }
         let paths = doc["paths"].as_object().expect("a paths object");
-        for path in ["/api/spaces", "/api/messages/{spaceId}", "/v1/stream", "/socket.io/"] {
+        for path in [
+            "/api/spaces",
+            "/api/messages/{spaceId}",
+            "/v1/stream",
+            "/socket.io/",
+        ] {
             assert!(paths.contains_key(path), "path {path} missing");
         }
     }
