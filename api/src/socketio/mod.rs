@@ -46,8 +46,8 @@
 //! pre-encoded packet, so every socket's `emit` still copies those bytes three times: into the
 //! `["event", payload]` array (socketioxide's serializer, a growing `Vec`), into the Socket.IO
 //! packet (`2…`, a sized buffer), and into the Engine.IO packet (`4…`), a `String` that
-//! engineioxide builds for tungstenite. The native stream writes the shared bytes themselves.
-//! BENCHMARKS.md measures what that costs.
+//! engineioxide builds for tungstenite, which copies it once more into its write buffer. The
+//! native stream writes the shared bytes themselves. BENCHMARKS.md measures what that costs.
 //!
 //! A socket's outgoing packets wait in engineioxide's channel of [`MAX_QUEUED_PACKETS`]
 //! packets (each the socket's own copy, so at most that many events: ≈ 64 × 1 KiB for ordinary
