@@ -526,3 +526,27 @@ async fn shutdown_closes_the_transport_so_clients_reconnect() {
     })
     .await;
 }
+
+/// A client message over 64 KiB (the native stream's frame limit) closes the connection; the
+/// server goes on serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_client_message_closes_the_connection() {
+    let s = Server::start(&[]).await;
+    let ada = token("ada");
+    let space = new_space(&s, &ada, &[]).await;
+    let (mut raw, answer) = RawSio::connect(&s, &token("bob"), None).await;
+    assert!(answer.starts_with("40{"), "{answer}");
+    raw.emit("typing", json!("x".repeat(100 * 1024))).await;
+    raw.drain_until_closed(Duration::from_secs(10)).await;
+    // Just under the limit is fine.
+    let (mut raw, _) = RawSio::connect(&s, &token("bob"), None).await;
+    raw.emit(
+        "join_space",
+        json!({"space_id": space, "pad": "x".repeat(60 * 1024)}),
+    )
+    .await;
+    let joined = raw
+        .next_matching(|t| event_of(t).is_some_and(|(e, _)| e == "joined_space"))
+        .await;
+    assert_eq!(event_of(&joined).unwrap().1["space_id"], space);
+}

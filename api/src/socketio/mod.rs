@@ -51,8 +51,9 @@
 //!
 //! A socket's outgoing packets wait in engineioxide's channel of [`MAX_QUEUED_PACKETS`]
 //! packets (each the socket's own copy, so at most that many events: ≈ 64 × 1 KiB for ordinary
-//! messages, ≈ 64 × 26 KiB = 1.6 MiB for 5,000-character messages from senders with the longest
-//! profiles), then in tungstenite's write buffer (≈ 128 KiB before it writes to the socket).
+//! messages, ≈ 64 × 23 KiB = 1.4 MiB for 5,000-character messages of four-byte characters from
+//! senders with the longest profiles), then in tungstenite's write buffer (≈ 128 KiB before it
+//! writes to the socket).
 //! engineioxide's writer drains the whole channel and flushes once per wake, so a busy socket
 //! gets many events per write. When the channel is full the session waits for room, at most
 //! [`crate::stream::conn::WRITE_STALL`]; then it ends as a slow consumer (`slow_consumer`), and
