@@ -446,6 +446,7 @@ export class Chat {
     button.disabled = true;
     try {
       const msg = await this.api.send(spaceId, content, this.file);
+      this.stream.typingDone(spaceId);
       input.value = '';
       this.fitComposer();
       this.attach(null);

@@ -80,6 +80,11 @@ export class Stream {
     this.send({ type: 'typing', space_id: spaceId });
   }
 
+  /** Ends a typing burst (a message was sent): the next keystroke signals again at once. */
+  typingDone(spaceId) {
+    this.lastTyping.delete(spaceId);
+  }
+
   url() {
     const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
     return `${scheme}//${location.host}/v1/stream?token=${encodeURIComponent(this.token)}`;

@@ -230,16 +230,50 @@ async function run() {
     if (!/^[0-9a-f-]{36}$/.test(spaceId)) throw new Error(`space id shown: ${spaceId}`);
     ok(step, { space_id: spaceId });
 
-    step = 'B joins it by id';
+    step = 'B joins it by id; a message sent while B reads the history is kept, once';
+    // B's history read is answered by the server at once but handed to the page only after a
+    // message sent meanwhile has reached B's stream: the page must queue that event and apply
+    // it after the (older) history, not lose it under the history nor show it twice.
+    const isHistory = (url) => url.pathname === `/api/messages/${spaceId}` && url.searchParams.get('sort') === 'recent';
+    const held = deferred();
+    const handed = deferred();
+    let historyRead = false;
+    await b.route(isHistory, async (route) => {
+      try {
+        const response = await route.fetch();
+        historyRead = true;
+        await held.promise;
+        await route.fulfill({ response });
+        handed.resolve(null);
+      } catch (e) {
+        handed.resolve(e);
+      }
+    });
     await b.fill('#join-id', spaceId);
     await b.click('#join-button');
+    await waitUntil("B's history read", () => historyRead);
+    const during = 'sent while B loads';
+    await send(a, during);
+    await waitUntil('the event on B\'s stream', () => bConns.at(-1).received.some(
+      (f) => f.type === 'event' && f.event === 'message_created' && f.data.content === during,
+    ));
+    held.resolve();
+    const handError = await handed.promise;
+    if (handError) throw handError;
+    await b.unroute(isHistory);
     await roomLoaded(b, title);
     await b.locator(`.space-item[data-space-id="${spaceId}"]`).waitFor({ timeout: DEADLINE_MS });
+    await idOf(b, during);
+    if ((await countText(b, during)) !== 1) throw new Error('the message sent during the history read is shown twice');
     ok(step);
 
     step = "A types and B sees A's typing indicator";
-    await a.locator('#message-input').pressSequentially('hel');
-    await inPage(b, 'typing indicator', () => document.getElementById('typing').textContent === 'ada is typing…');
+    // A keeps typing until B shows it (typing signals are throttled: one per 2 s by the page,
+    // one per second by the server).
+    await waitUntil("A's typing shown to B", async () => {
+      await a.locator('#message-input').press('x');
+      return b.evaluate(() => document.getElementById('typing').textContent === 'ada is typing…');
+    });
     ok(step);
 
     step = 'A sends text, B sees it live, as text';
