@@ -408,6 +408,16 @@ async function run() {
     }
     ok(step, { screenshots: shots });
 
+    step = 'sign out forgets the token';
+    await b.click('#sign-out');
+    await b.locator('body[data-view="signin"]').waitFor({ timeout: DEADLINE_MS });
+    if ((await b.evaluate(() => localStorage.getItem('spacecast.console.token'))) !== null) {
+      throw new Error('the token is still stored after sign out');
+    }
+    await b.reload();
+    await b.locator('body[data-ready="true"][data-view="signin"]').waitFor({ timeout: DEADLINE_MS });
+    ok(step);
+
     if (problems.length) {
       step = 'page errors';
       throw new Error(problems.join('; '));
