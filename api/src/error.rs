@@ -169,6 +169,8 @@ pub const CODES: &[&str] = &[
     "bus_unavailable",
     "internal",
     "too_many_connections",
+    "invalid_username",
+    "rate_limited",
 ];
 
 #[cfg(test)]
