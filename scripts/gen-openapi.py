@@ -78,15 +78,17 @@ members and power levels) and post **messages** (text and/or one image, video or
   with that unmodified client;
 - a native realtime WebSocket stream, `GET /v1/stream` (JSON text frames, resumable with `since_seq`);
 - Socket.IO (Engine.IO v4 / Socket.IO v5, websocket transport only) at `/socket.io/`, the Space7 client's realtime;
-- operational endpoints: `/healthz`, `/readyz`, `/metrics` (Prometheus), `/openapi.json` (this document).
+- operational endpoints: `/healthz`, `/readyz`, `/metrics` (Prometheus), `/openapi.json` (this document), and
+  `GET /v1/node` (this node's status and rates, any valid token);
+- a web console at `/console` (static files embedded in the binary; see the `console` tag).
 
 Every state change of a space (message created, message deleted, appreciation toggled) gets the next `seq` of that
 space: a gapless, strictly increasing per-space sequence. A send is acknowledged (HTTP 201, or a stream `ack`) only
 once the message is durable in the store; fan-out happens after the write.
 
 ## Authentication
-`Authorization: Bearer <JWT>` on every call except `/healthz`, `/readyz`, `/metrics`, `/openapi.json` and
-`GET /api/media/{mediaId}` (the random media id in a `media_url` is the capability). The stream also accepts the
+`Authorization: Bearer <JWT>` on every call except `/healthz`, `/readyz`, `/metrics`, `/openapi.json`, the console's
+files and development login (`/console…`) and `GET /api/media/{mediaId}` (the random media id in a `media_url` is the capability). The stream also accepts the
 token as a `token` query parameter. Claims: the user id in `sub` or `user_id` (string or number), `username`
 (defaults to the user id), `picture` or `profile_picture` (defaults to `""`), and `exp` (required; 30 s leeway).
 Accepted signatures: HS256 with the server's shared secret (`--jwt-secret`, or the one generated into the data dir),
@@ -94,7 +96,8 @@ and RS256 / ES256 / EdDSA with the configured public key (`--jwt-public-key`); a
 is refused. `spacecast token --user-id ID --username NAME` mints a development token.
 
 ## Errors
-Every response is JSON except `/metrics` (Prometheus text) and the bytes of `/api/media/{mediaId}`. An error is
+Every response is JSON except `/metrics` (Prometheus text), the bytes of `/api/media/{mediaId}` and the
+console's files (`/console…`). An error is
 `{"error": "<human text>", "code": "<stable_code>"}`; the `code` values are listed in the `Error` schema
 (`invalid_frame`, `not_joined`, `too_many_spaces` and `refresh_refused` occur only in stream `error` frames,
 `invalid_event` only in Socket.IO `spacecast_error` events). A path no route serves gives 404
@@ -115,7 +118,8 @@ Transient refusals are 503 with a `Retry-After` header (whole seconds): `overloa
 full, or the stream's connection limit is reached), `unavailable` (the space is restarting or moving to another
 node), `store_unavailable`, `bus_unavailable` (cluster mode: this node cannot reach NATS; retry, on any node),
 `shutting_down`. The contract reserves 429 `rate_limited` with `Retry-After` for per-user rate limits; this version
-has no rate limiter. `GET /v1/stream` answers 429 `too_many_connections` with `Retry-After` when the user already
+has no per-user send limiter (the console's development login, `POST /console/dev-login`, is the one route that
+answers `rate_limited`). `GET /v1/stream` answers 429 `too_many_connections` with `Retry-After` when the user already
 holds `--max-connections-per-user` realtime connections.
 
 ## 401 and the Space7 client
@@ -809,6 +813,140 @@ paths = {
     }},
 }
 
+# ---- The web console and the operator endpoint (api/src/routes/console.rs, api/src/routes/node.rs) ----
+MSG.update({
+    "invalid_username": "username may contain only letters, digits, '_', '-' and '.'",
+    "rate_limited": "Too many dev logins on this node; retry shortly",
+})
+
+console_headers = {
+    "Content-Security-Policy": {"description": "`default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; media-src 'self' blob:; connect-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'` (with `--public-url`, its origin is added to `img-src` and `media-src`).", "schema": {"type": "string"}},
+    "ETag": {"description": "Strong validator: the FNV-1a hash of the file's bytes (computed at build time).", "schema": {"type": "string"}},
+    "Cache-Control": {"description": "`no-cache`: revalidate with `If-None-Match` on every load (a match is a 304).", "schema": {"type": "string"}},
+}
+
+schemas.update({
+    "NodeStatus": {
+        "type": "object",
+        "description": "What this node is doing. Gauges are read at request time; rates are averaged over a sliding window of samples of the node's counters, taken once a second (at most 11 kept).",
+        "required": ["node_id", "version", "started_at", "uptime_seconds", "clustered", "bus_connected", "accepting", "store",
+                     "connections", "realtime_connection_limit", "active_spaces", "watched_spaces",
+                     "sends_per_second", "deliveries_per_second", "rate_window_seconds"],
+        "properties": {
+            "node_id": {"type": "string", "description": "`--node-id` (or the generated one); the same as in `hello` frames."},
+            "version": {"type": "string", "description": "The server's version."},
+            "started_at": ts,
+            "uptime_seconds": {"type": "integer", "minimum": 0},
+            "clustered": {"type": "boolean", "description": "True in cluster mode (`--nats-url`)."},
+            "bus_connected": {"type": "boolean", "description": "The cluster bus (NATS) is connected; always true on a single node."},
+            "accepting": {"type": "boolean", "description": "False once shutdown started."},
+            "store": {"type": "string", "enum": ["embedded", "cql"]},
+            "connections": {
+                "type": "object", "required": ["native", "socketio", "http"],
+                "description": "Open connections by protocol: realtime sessions (`spacecast_ws_sessions{protocol}`) and HTTP connections not upgraded (`spacecast_http_connections`).",
+                "properties": {
+                    "native": {"type": "integer", "description": "`/v1/stream` sessions."},
+                    "socketio": {"type": "integer", "description": "Socket.IO sessions."},
+                    "http": {"type": "integer", "description": "HTTP connections (this request's included)."},
+                },
+            },
+            "realtime_connection_limit": {"type": "integer", "description": "The effective `--max-connections` (after fitting the descriptor limit)."},
+            "active_spaces": {"type": "integer", "description": "Space actors running on this node (spaces it owns with recent activity)."},
+            "watched_spaces": {"type": "integer", "description": "Spaces with at least one realtime subscriber on this node."},
+            "sends_per_second": {"type": "number", "description": "Messages made durable per second by the spaces this node owns (`message_created` events committed; in a cluster, counted on the owner)."},
+            "deliveries_per_second": {"type": "number", "description": "Event frames written per second to this node's subscribers, every protocol."},
+            "rate_window_seconds": {"type": "number", "description": "The span the rates are averaged over: about 10 s, less just after start."},
+        },
+    },
+    "DevLoginStatus": {
+        "type": "object", "required": ["dev_login"],
+        "properties": {
+            "dev_login": {"type": "boolean", "const": True},
+            "user_id_prefix": {"type": "string", "const": "dev-"},
+            "username_max_chars": {"type": "integer", "const": 32},
+            "username_pattern": {"type": "string"},
+        },
+    },
+    "DevLoginRequest": {
+        "type": "object", "required": ["username"],
+        "properties": {"username": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,32}$",
+                                    "description": "Trimmed; 1–32 ASCII letters, digits, `_`, `-`, `.`."}},
+    },
+    "DevLoginResult": {
+        "type": "object", "required": ["token", "user_id", "username", "expires_at"],
+        "properties": {
+            "token": {"type": "string", "description": "An HS256 JWT signed with the generated secret, valid 24 h."},
+            "user_id": {"type": "string", "description": "`dev-<username>`: the same name always gives the same user."},
+            "username": {"type": "string"},
+            "expires_at": {"type": "integer", "description": "The token's `exp` (seconds since the Unix epoch)."},
+        },
+    },
+})
+
+dev_desc = ("Exists only when the server runs with `--console-dev-login` (`SPACECAST_CONSOLE_DEV_LOGIN`, TOML `console_dev_login`), "
+            "which is off by default and refused at start together with `--jwt-secret`, `--jwt-public-key` or `--nats-url` "
+            "(it needs the secret the server generated into its data dir); otherwise 404 `not_found`. Development only: anyone "
+            "who reaches it can sign in as any `dev-*` user.")
+
+paths.update({
+    "/v1/node": {"get": {
+        "operationId": "nodeStatus", "summary": "This node's status, connections and rates (the console's operator tab)", "tags": ["operations"],
+        "description": "Any valid token may read it (it names no user and no space). Cheap: a few atomic reads and a short window of kept samples; it does not scrape `/metrics`. The console polls it every 2 s while its operator tab is open.",
+        "responses": {
+            "200": json_ok("The node's status.", ref("NodeStatus")),
+            "401": R401,
+        },
+    }},
+    "/console": {"get": {
+        "operationId": "console", "summary": "The web console (HTML page)", "tags": ["console"],
+        "security": no_sec,
+        "description": "The console's page, also at `/console/`. Its files are embedded in the binary (no external CDN: it works offline); the page signs in with a pasted token (kept in `localStorage`) or, in development, the dev-login button. Answers 304 to a matching `If-None-Match`.",
+        "responses": {
+            "200": {"description": "The page.", "headers": console_headers, "content": {"text/html": {"schema": {"type": "string"}}}},
+            "304": {"description": "Not modified (the `If-None-Match` names the current `ETag`).", "headers": console_headers},
+        },
+    }},
+    "/console/{asset}": {"get": {
+        "operationId": "consoleAsset", "summary": "A file of the web console", "tags": ["console"],
+        "security": no_sec,
+        "parameters": [{"name": "asset", "in": "path", "required": True,
+                        "description": "A file name: `app.js`, `api.js`, `stream.js`, `chat.js`, `operator.js`, `dom.js`, `style.css`, `icon.svg`, `index.html`.",
+                        "schema": {"type": "string"}}],
+        "description": "The console's ES modules, stylesheet and icon, with their content types (`text/javascript`, `text/css`, `image/svg+xml`). Any other name gives the JSON 404.",
+        "responses": {
+            "200": {"description": "The file.", "headers": console_headers,
+                    "content": {"text/javascript": {"schema": {"type": "string"}}, "text/css": {"schema": {"type": "string"}},
+                                "image/svg+xml": {"schema": {"type": "string"}}}},
+            "304": {"description": "Not modified.", "headers": console_headers},
+            "404": err("No such file.", ["not_found"], {"not_found": "Console asset not found"}),
+        },
+    }},
+    "/console/dev-login": {
+        "get": {
+            "operationId": "devLoginStatus", "summary": "Whether development login is on", "tags": ["console"],
+            "security": no_sec,
+            "description": "200 when development login is on (the console then shows its dev-login button), else 404. " + dev_desc,
+            "responses": {
+                "200": json_ok("Development login is on.", ref("DevLoginStatus")),
+                "404": err("Development login is off.", ["not_found"], {"not_found": "Route not found"}),
+            },
+        },
+        "post": {
+            "operationId": "devLogin", "summary": "Mint a development token (development only)", "tags": ["console"],
+            "security": no_sec,
+            "description": dev_desc + " At most 10 tokens at once per node, then one every 6 s (429 beyond).",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": ref("DevLoginRequest")}}},
+            "responses": {
+                "200": json_ok("A token for `dev-<username>`.", ref("DevLoginResult")),
+                "400": err("Invalid body or username.", ["invalid_username", "invalid_json"]),
+                "404": err("Development login is off.", ["not_found"], {"not_found": "Route not found"}),
+                "413": err("The body exceeds 1 KiB.", ["payload_too_large"], {"payload_too_large": "The request body exceeds 1024 bytes"}),
+                "429": err("The node's mint budget is spent; retry after `Retry-After` seconds.", ["rate_limited"], retry=True),
+            },
+        },
+    },
+})
+
 # Connection-level answers (see "HTTP limits" above) are possible on every operation.
 for _path, _ops in paths.items():
     for _op in _ops.values():
@@ -837,6 +975,7 @@ doc = {
         {"name": "messages", "description": "Space7 messages."},
         {"name": "media", "description": "Media files of messages."},
         {"name": "realtime", "description": "The native WebSocket stream and Socket.IO."},
+        {"name": "console", "description": "The web console served by the binary, and its development login."},
         {"name": "operations", "description": "Health, readiness, metrics and this document; no authentication."},
     ],
     "security": [{"bearerAuth": []}],

@@ -102,8 +102,10 @@ pub fn token(
         None => opts,
     };
     // Media options do not concern tokens: a shell with only some of the server's media env
-    // vars (say, the S3 credentials without SPACECAST_MEDIA_STORE) must still mint one.
+    // vars (say, the S3 credentials without SPACECAST_MEDIA_STORE) must still mint one. Nor
+    // does the console's dev login (a shell may export it beside a secret for another server).
     let config = ConfigArgs {
+        console_dev_login: None,
         media_store: None,
         s3_bucket: None,
         s3_endpoint: None,

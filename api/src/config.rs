@@ -137,6 +137,19 @@ pub struct ConfigArgs {
     /// Key prefix of every media object (`<prefix>/media/<id>`), e.g. to share a bucket.
     #[arg(long, env = "SPACECAST_S3_PREFIX")]
     pub s3_prefix: Option<String>,
+    /// Development only: the web console at `/console` offers a button that mints a token for
+    /// any username (`POST /console/dev-login`). Needs the generated development secret: the
+    /// server refuses to start with it and `jwt_secret`, `jwt_public_key` or `nats_url`.
+    /// `--console-dev-login` or `--console-dev-login=false`; env `true`/`false` (or 1/0).
+    #[arg(
+        long,
+        env = "SPACECAST_CONSOLE_DEV_LOGIN",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub console_dev_login: Option<bool>,
 }
 
 /// A credential: shown as `"***"` by `Debug`, so it never reaches a log line or a panic message;
@@ -229,6 +242,9 @@ pub struct Config {
     pub media_store: MediaStoreKind,
     /// Set iff `media_store` is [`MediaStoreKind::S3`].
     pub s3: Option<S3Settings>,
+    /// `POST /console/dev-login` mints tokens (development only; see [`ConfigArgs`]). True only
+    /// with the generated development secret: [`ConfigArgs::validate`] refuses the rest.
+    pub console_dev_login: bool,
 }
 
 /// A configuration problem, naming the option.
@@ -307,7 +323,8 @@ impl ConfigArgs {
             s3_region,
             s3_access_key_id,
             s3_secret_access_key,
-            s3_prefix
+            s3_prefix,
+            console_dev_login
         );
         Ok(self)
     }
@@ -449,7 +466,11 @@ impl ConfigArgs {
             )?,
             media_store,
             s3,
+            console_dev_login: self.console_dev_login.unwrap_or(false),
         };
+        if config.console_dev_login {
+            check_dev_login(&config)?;
+        }
         if config.nats_url.is_some() && config.store == StoreKind::Embedded {
             return Err(ConfigError(
                 "nats_url (cluster mode) needs store = cql: the embedded store lives on one node's disk, so a cluster cannot share it; run a single node without nats_url, or use --store cql".into(),
@@ -620,6 +641,29 @@ impl ConfigArgs {
                 prefix,
             }),
         ))
+    }
+}
+
+/// `console_dev_login` mints tokens with the secret the server generated into its data dir, so it
+/// is refused wherever that secret is not the one in use: with a configured `jwt_secret` (tokens
+/// would be signed with a production secret by anyone who reaches the page), with a
+/// `jwt_public_key` (the issuer's tokens are the real ones), and in a cluster (each node would
+/// mint with its own generated secret, and the others would refuse those tokens).
+fn check_dev_login(config: &Config) -> Result<(), ConfigError> {
+    let conflict = [
+        ("jwt_secret", config.jwt_secret.is_some()),
+        ("jwt_public_key", config.jwt_public_key.is_some()),
+        ("nats_url", config.nats_url.is_some()),
+    ]
+    .into_iter()
+    .find_map(|(name, set)| set.then_some(name));
+    match conflict {
+        Some(name) => Err(ConfigError(format!(
+            "console_dev_login is for development with the generated secret of the data dir, \
+             but {name} is set: unset {name}, or turn console_dev_login off (it would let anyone \
+             who reaches /console mint tokens)"
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -946,6 +990,76 @@ mod tests {
             config.s3.unwrap().secret_access_key.expose(),
             "s3cr3t-value"
         );
+    }
+
+    #[test]
+    fn console_dev_login_is_off_by_default_and_needs_the_generated_secret() {
+        assert!(!ConfigArgs::default().validate().unwrap().console_dev_login);
+        let on = ConfigArgs {
+            console_dev_login: Some(true),
+            ..Default::default()
+        };
+        assert!(on.clone().validate().unwrap().console_dev_login);
+        for (args, name) in [
+            (
+                ConfigArgs {
+                    jwt_secret: Some("a-configured-secret-0123".into()),
+                    ..on.clone()
+                },
+                "jwt_secret",
+            ),
+            (
+                ConfigArgs {
+                    jwt_public_key: Some("/etc/spacecast/issuer.pem".into()),
+                    ..on.clone()
+                },
+                "jwt_public_key",
+            ),
+            (
+                ConfigArgs {
+                    store: Some("cql".into()),
+                    nats_url: Some("nats://127.0.0.1:4222".into()),
+                    node_id: Some("n1".into()),
+                    ..on.clone()
+                },
+                "nats_url",
+            ),
+        ] {
+            let e = args.validate().unwrap_err().to_string();
+            assert!(
+                e.contains("console_dev_login") && e.contains(name),
+                "{name}: {e}"
+            );
+        }
+        // Off, the same settings are fine.
+        let off = ConfigArgs {
+            console_dev_login: Some(false),
+            jwt_secret: Some("a-configured-secret-0123".into()),
+            ..Default::default()
+        };
+        assert!(!off.validate().unwrap().console_dev_login);
+    }
+
+    #[test]
+    fn console_dev_login_is_a_flag_an_env_var_and_a_file_key() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cmd {
+            #[command(flatten)]
+            args: ConfigArgs,
+        }
+        let parse = |argv: &[&str]| Cmd::try_parse_from(argv).map(|c| c.args.console_dev_login);
+        assert_eq!(parse(&["x", "--console-dev-login"]).unwrap(), Some(true));
+        assert_eq!(
+            parse(&["x", "--console-dev-login=false"]).unwrap(),
+            Some(false)
+        );
+        assert!(parse(&["x", "--console-dev-login=maybe"]).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "console_dev_login = true\n").unwrap();
+        let c = ConfigArgs::default().merge_file(&path).unwrap();
+        assert_eq!(c.console_dev_login, Some(true));
     }
 
     #[test]

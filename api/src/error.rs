@@ -171,6 +171,8 @@ pub const CODES: &[&str] = &[
     "too_many_connections",
     "transport_unsupported",
     "unsupported_protocol",
+    "invalid_username",
+    "rate_limited",
 ];
 
 #[cfg(test)]

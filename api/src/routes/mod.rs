@@ -4,14 +4,18 @@
 //! - [`spaces`] serves Space7 `/api/spaces…`
 //! - [`messages`] serves Space7 `/api/messages…`
 //! - [`media`] serves `/api/media/{id}` (capability links, no auth)
+//! - [`console`] serves the web console, `/console…` (static files; dev login when enabled)
+//! - [`node`] serves `/v1/node` (this node's status and rates, for operators)
 //!
 //! Handlers return `Result<Response, ApiError>`; [`respond`] renders errors (the only place)
 //! and records the request metrics under the route's template name. Requests no route matches
 //! are rendered by [`recover`], also as JSON.
 
+pub mod console;
 pub mod health;
 pub mod media;
 pub mod messages;
+pub mod node;
 pub mod spaces;
 
 use std::convert::Infallible;
@@ -37,7 +41,11 @@ pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
         .unify()
         .or(messages::routes(app.clone()))
         .unify()
-        .or(media::routes(app))
+        .or(media::routes(app.clone()))
+        .unify()
+        .or(console::routes(app.clone()))
+        .unify()
+        .or(node::routes(app))
         .unify()
         .boxed()
 }
