@@ -20,7 +20,10 @@
 #   SPACECAST_CASSANDRA_STORAGE_PORT  internode port (default 17000; never used by a single node
 #                                     but must be free)
 #   SPACECAST_CASSANDRA_VERSION       cassandra-all version (default 5.0.9)
-#   SPACECAST_CASSANDRA_HEAP          -Xms/-Xmx (default 1G)
+#   SPACECAST_CASSANDRA_HEAP          -Xms/-Xmx (default 3G: every table costs Cassandra about 1 MiB
+#                                     of heap, and the test suite creates a keyspace of ~11 tables
+#                                     per black-box test on the CQL store, ~150 in one run; 1G ran
+#                                     out at ~1,070 tables)
 #   SPACECAST_CASSANDRA_START_TIMEOUT seconds to wait for CQL (default 180)
 #   SPACECAST_CASSANDRA_STOP_TIMEOUT  seconds to wait after SIGTERM before SIGKILL (default 60)
 #   SPACECAST_CASSANDRA_JAVA          java binary (default: $JAVA_HOME/bin/java, a JDK 17 under
@@ -37,7 +40,7 @@ HOME_DIR="${SPACECAST_CASSANDRA_HOME:-$HOME/.cache/spacecast/cassandra}"
 VERSION="${SPACECAST_CASSANDRA_VERSION:-5.0.9}"
 PORT="${SPACECAST_CASSANDRA_PORT:-9042}"
 STORAGE_PORT="${SPACECAST_CASSANDRA_STORAGE_PORT:-17000}"
-HEAP="${SPACECAST_CASSANDRA_HEAP:-1G}"
+HEAP="${SPACECAST_CASSANDRA_HEAP:-3G}"
 START_TIMEOUT="${SPACECAST_CASSANDRA_START_TIMEOUT:-180}"
 STOP_TIMEOUT="${SPACECAST_CASSANDRA_STOP_TIMEOUT:-60}"
 HOST=127.0.0.1
