@@ -67,11 +67,7 @@ impl Target for SocketIo {
             .api
             .token(user)
             .map_err(|e| ConnectError::new("token", e.to_string()))?;
-        let node = if self.subscribe.is_empty() {
-            &self.api
-        } else {
-            &self.subscribe[via % self.subscribe.len()]
-        };
+        let node = Spacecast::via(&self.subscribe, &self.api, via);
         let mut ws = connect_ws(&node.socketio_url(), source, &[]).await?;
         let open = next_text(&mut ws, "open").await?;
         if !open.starts_with("0{") {

@@ -45,7 +45,8 @@ impl Spacecast {
         })
     }
 
-    fn via<'a>(list: &'a [Api], fallback: &'a Api, via: usize) -> &'a Api {
+    /// Server `via mod n` of `list`, or `fallback` when the list is empty (one server).
+    pub(super) fn via<'a>(list: &'a [Api], fallback: &'a Api, via: usize) -> &'a Api {
         if list.is_empty() {
             fallback
         } else {
