@@ -35,35 +35,13 @@ async fn get(s: &Server, path: &str, headers: &[(&str, &str)]) -> reqwest::Respo
     req.send().await.unwrap()
 }
 
-/// Asserts a JSON error with `status` and `code`.
+/// Asserts a JSON error with `status` and `code`; returns the headers.
 async fn assert_error(
     res: reqwest::Response,
     status: u16,
     code: &str,
 ) -> reqwest::header::HeaderMap {
-    let url = res.url().clone();
-    if res.status().as_u16() != status {
-        let got = res.status();
-        panic!(
-            "{url}: expected {status}, got {got}: {}",
-            res.text().await.unwrap_or_default()
-        );
-    }
-    let headers = res.headers().clone();
-    assert!(
-        headers["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("application/json"),
-        "JSON error"
-    );
-    let body: Value = res.json().await.unwrap();
-    assert_eq!(body["code"], code, "{body}");
-    assert!(
-        body["error"].as_str().is_some_and(|e| !e.is_empty()),
-        "{body}"
-    );
-    headers
+    common::assert_json_error(res, status, code).await.0
 }
 
 #[tokio::test]

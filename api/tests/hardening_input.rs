@@ -38,12 +38,9 @@ fn signed(claims: Value) -> String {
     .expect("sign")
 }
 
-/// Asserts an error response's status and code; returns the body.
+/// Asserts an error response: status, JSON content type, `{error, code}`; returns the body.
 async fn assert_error(r: reqwest::Response, status: u16, code: &str) -> Value {
-    assert_eq!(r.status().as_u16(), status, "status for expected {code}");
-    let body: Value = r.json().await.expect("a JSON error body");
-    assert_eq!(body["code"], code, "body: {body}");
-    body
+    common::assert_json_error(r, status, code).await.1
 }
 
 /// `GET /api/spaces/my` with `tok`.

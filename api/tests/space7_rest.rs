@@ -14,29 +14,9 @@ const PNG: &[u8] = &[
     0x44, 0xAE, 0x42, 0x60, 0x82,
 ];
 
-/// Asserts an error response: status, JSON content type, `{error, code}`.
+/// Asserts an error response: status, JSON content type, `{error, code}`; returns the body.
 async fn assert_error(r: reqwest::Response, status: u16, code: &str) -> Value {
-    assert_eq!(
-        r.status().as_u16(),
-        status,
-        "status for expected code {code}"
-    );
-    let ct = r
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    assert!(
-        ct.starts_with("application/json"),
-        "error responses are JSON, got {ct:?}"
-    );
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(body["code"], code, "body: {body}");
-    assert!(
-        body["error"].as_str().is_some_and(|e| !e.is_empty()),
-        "human-readable error: {body}"
-    );
-    body
+    common::assert_json_error(r, status, code).await.1
 }
 
 #[tokio::test]

@@ -44,6 +44,40 @@ pub fn http_client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
+/// Asserts an error answer as CONTRACT §3 fixes it: `status` (the body is shown when it differs),
+/// a JSON content type, and `{"error": <non-empty text>, "code": code}`. Returns the headers (for
+/// `Retry-After`, say) and the body.
+pub async fn assert_json_error(
+    res: reqwest::Response,
+    status: u16,
+    code: &str,
+) -> (reqwest::header::HeaderMap, Value) {
+    let url = res.url().clone();
+    if res.status().as_u16() != status {
+        let got = res.status();
+        panic!(
+            "{url}: expected {status} {code}, got {got}: {}",
+            res.text().await.unwrap_or_default()
+        );
+    }
+    let headers = res.headers().clone();
+    let ct = headers
+        .get("content-type")
+        .map(|v| v.to_str().unwrap_or_default().to_owned())
+        .unwrap_or_default();
+    assert!(
+        ct.starts_with("application/json"),
+        "{url}: error responses are JSON, got {ct:?}"
+    );
+    let body: Value = res.json().await.expect("a JSON error body");
+    assert_eq!(body["code"], code, "{url}: body: {body}");
+    assert!(
+        body["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{url}: a human-readable error: {body}"
+    );
+    (headers, body)
+}
+
 /// Polls `f` until it returns `Some`, or panics after `deadline` naming `what`.
 pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut f: F) -> T
 where
@@ -349,6 +383,19 @@ impl Server {
             req.headers_mut()
                 .insert("authorization", format!("Bearer {t}").parse().unwrap());
         }
+        Ws {
+            inner: self.ws_upgrade(req, recv_buffer).await,
+        }
+    }
+
+    /// Connects to this server and performs the WebSocket upgrade `req` describes (any path);
+    /// `recv_buffer` sets the client socket's receive buffer (bytes), so a test can make a client
+    /// that holds little. Panics unless the server answers 101 within 10 s.
+    pub async fn ws_upgrade(
+        &self,
+        req: tokio_tungstenite::tungstenite::handshake::client::Request,
+        recv_buffer: Option<u32>,
+    ) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
         let addr: std::net::SocketAddr = self.addr.parse().expect("socket address");
         let socket = if addr.is_ipv4() {
             tokio::net::TcpSocket::new_v4()
@@ -371,7 +418,7 @@ impl Server {
         .expect("ws upgrade within 10 s")
         .expect("ws upgrade");
         assert_eq!(resp.status().as_u16(), 101, "the upgrade succeeds");
-        Ws { inner: ws }
+        ws
     }
 }
 

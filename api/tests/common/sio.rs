@@ -279,28 +279,7 @@ impl RawSio {
         let req =
             tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url)
                 .expect("request");
-        let addr: std::net::SocketAddr = server.addr.parse().expect("socket address");
-        let socket = if addr.is_ipv4() {
-            tokio::net::TcpSocket::new_v4()
-        } else {
-            tokio::net::TcpSocket::new_v6()
-        }
-        .expect("socket");
-        if let Some(size) = recv_buffer {
-            socket.set_recv_buffer_size(size).expect("SO_RCVBUF");
-        }
-        let tcp = tokio::time::timeout(WAIT, socket.connect(addr))
-            .await
-            .expect("tcp connect in time")
-            .expect("tcp connect");
-        let (ws, resp) = tokio::time::timeout(
-            WAIT,
-            tokio_tungstenite::client_async(req, MaybeTlsStream::Plain(tcp)),
-        )
-        .await
-        .expect("upgrade in time")
-        .expect("upgrade");
-        assert_eq!(resp.status().as_u16(), 101);
+        let ws = server.ws_upgrade(req, recv_buffer).await;
         let mut raw = RawSio { ws };
         let open = raw.next_text().await.expect("the Engine.IO open packet");
         assert!(open.starts_with("0{"), "Engine.IO open packet: {open}");
