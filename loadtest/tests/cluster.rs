@@ -15,30 +15,15 @@ use std::{
     net::TcpListener,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    thread,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
+use common::{eventually, loadtest_bin, spacecast_bin, u};
 use serde_json::Value;
 
+mod common;
+
 const SECRET: &str = "loadtest-cluster-secret-0123456789";
-
-fn loadtest_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_loadtest")
-}
-
-fn spacecast_bin() -> PathBuf {
-    if let Some(bin) = std::env::var_os("SPACECAST_BIN") {
-        return bin.into();
-    }
-    let bin = Path::new(loadtest_bin()).with_file_name("spacecast");
-    assert!(
-        bin.exists(),
-        "{} not found: build the server first (cargo build -p spacecast-api) or set SPACECAST_BIN",
-        bin.display()
-    );
-    bin
-}
 
 fn script(name: &str, args: &[&str]) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -94,18 +79,6 @@ fn micros_now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .expect("clock after 1970")
         .as_micros() as u64
-}
-
-/// Polls `f` every 50 ms until it returns `Some`, or panics after `deadline`.
-fn eventually<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let until = Instant::now() + deadline;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < until, "timed out waiting for: {what}");
-        thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// `GET url` answers 200 (a raw HTTP/1.0 request, no client library).
@@ -288,12 +261,6 @@ fn loadtest(args: &[&str]) -> Value {
     assert!(out.status.success(), "loadtest {args:?} failed:\n{stdout}");
     let last = stdout.lines().last().expect("some output");
     serde_json::from_str(last).unwrap_or_else(|e| panic!("last line is not JSON ({e}): {last}"))
-}
-
-fn u(v: &Value, key: &str) -> u64 {
-    v[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{key} is not a count in {v}"))
 }
 
 /// Every space of `owners` (space → node id) is owned by `node`.

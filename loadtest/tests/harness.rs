@@ -15,30 +15,16 @@ use std::{
     process::{Child, Command, Stdio},
     sync::mpsc,
     thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
+use common::{eventually, loadtest_bin, spacecast_bin, u};
 use serde_json::Value;
+
+mod common;
 
 const SECRET: &str = "loadtest-harness-secret-0123456789";
 const API_KEY: &str = "loadtest-harness-api-key";
-
-fn loadtest_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_loadtest")
-}
-
-fn spacecast_bin() -> PathBuf {
-    if let Some(bin) = std::env::var_os("SPACECAST_BIN") {
-        return bin.into();
-    }
-    let bin = Path::new(loadtest_bin()).with_file_name("spacecast");
-    assert!(
-        bin.exists(),
-        "{} not found: build the server first (cargo build -p spacecast-api) or set SPACECAST_BIN",
-        bin.display()
-    );
-    bin
-}
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -60,18 +46,6 @@ impl Drop for Proc {
 impl Proc {
     fn pid(&self) -> u32 {
         self.0.id()
-    }
-}
-
-/// Polls `f` every 50 ms until it returns `Some`, or panics after `deadline`.
-fn eventually<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let until = Instant::now() + deadline;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < until, "timed out waiting for: {what}");
-        thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -185,12 +159,6 @@ fn loadtest(args: &[&str]) -> Value {
     assert!(out.status.success(), "loadtest {args:?} failed:\n{stdout}");
     let last = stdout.lines().last().expect("some output");
     serde_json::from_str(last).unwrap_or_else(|e| panic!("last line is not JSON ({e}): {last}"))
-}
-
-fn u(v: &Value, key: &str) -> u64 {
-    v[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{key} is not a count in {v}"))
 }
 
 /// The invariants of any run where publishing and subscribing went right.
