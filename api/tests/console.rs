@@ -395,30 +395,10 @@ fn artifacts_dir() -> PathBuf {
 /// Node, the JS packages' directory and Chromium, as `scripts/js.sh env` exports them (with the
 /// same defaults); panics with the fix when one is missing.
 fn js_tools() -> (PathBuf, PathBuf, PathBuf) {
-    let node = std::env::var_os("SPACECAST_TEST_NODE")
-        .map_or_else(|| PathBuf::from("node"), PathBuf::from);
-    let js_dir = std::env::var_os("SPACECAST_TEST_JS_DIR").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js"),
-        PathBuf::from,
-    );
+    let node = common::node();
+    let js_dir = common::js_dir("playwright-core");
     let chromium = std::env::var_os("SPACECAST_TEST_CHROMIUM")
         .map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
-    let node_ok = std::process::Command::new(&node)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        node_ok,
-        "node ({}) does not run: install Node.js 20+, then scripts/js.sh install",
-        node.display()
-    );
-    assert!(
-        js_dir
-            .join("node_modules/playwright-core/package.json")
-            .is_file(),
-        "playwright-core is not installed in {}: run scripts/js.sh install",
-        js_dir.display()
-    );
     assert!(
         chromium.is_file(),
         "no Chromium at {}: run scripts/js.sh install (Debian's chromium)",

@@ -44,6 +44,43 @@ pub fn http_client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
+/// The `node` the JS peers run with (`SPACECAST_TEST_NODE`, else `node` on the PATH), checked to
+/// run; panics with the fix when it does not.
+pub fn node() -> PathBuf {
+    let node = std::env::var_os("SPACECAST_TEST_NODE")
+        .map_or_else(|| PathBuf::from("node"), PathBuf::from);
+    let works = std::process::Command::new(&node)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        works,
+        "no working node ({}): install Node.js 20+ and set SPACECAST_TEST_NODE \
+         (`eval \"$(scripts/js.sh env)\"`)",
+        node.display()
+    );
+    node
+}
+
+/// The directory of the JS peers (`SPACECAST_TEST_JS_DIR`, else `api/tests/js`), checked to have
+/// the npm `package` installed; panics with the fix when it does not.
+pub fn js_dir(package: &str) -> PathBuf {
+    let dir = std::env::var_os("SPACECAST_TEST_JS_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js"),
+        PathBuf::from,
+    );
+    assert!(
+        dir.join("node_modules")
+            .join(package)
+            .join("package.json")
+            .is_file(),
+        "{package} is not installed in {}: run `scripts/js.sh install` \
+         (and `eval \"$(scripts/js.sh env)\"`)",
+        dir.display()
+    );
+    dir
+}
+
 /// Asserts an error answer as CONTRACT §3 fixes it: `status` (the body is shown when it differs),
 /// a JSON content type, and `{"error": <non-empty text>, "code": code}`. Returns the headers (for
 /// `Retry-After`, say) and the body.

@@ -7,7 +7,6 @@
 //! after `scripts/js.sh install`. A missing one fails the test, naming the fix: never a skip.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -19,43 +18,10 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::common::Server;
+use crate::common::{Server, js_dir, node};
 
 /// How long a peer is given for anything the test waits on.
 pub const WAIT: Duration = Duration::from_secs(15);
-
-/// The directory of the JS peers, with its packages installed (checked).
-fn js_dir() -> PathBuf {
-    let dir = std::env::var_os("SPACECAST_TEST_JS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/js")));
-    assert!(
-        dir.join("node_modules/socket.io-client/package.json")
-            .is_file(),
-        "socket.io-client is not installed in {}: run `scripts/js.sh install` \
-         (and `eval \"$(scripts/js.sh env)\"`)",
-        dir.display()
-    );
-    dir
-}
-
-/// The `node` to run the peers with.
-fn node() -> PathBuf {
-    let node = std::env::var_os("SPACECAST_TEST_NODE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("node"));
-    let works = std::process::Command::new(&node)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        works,
-        "no working node ({}): install Node.js 20+ and set SPACECAST_TEST_NODE \
-         (`eval \"$(scripts/js.sh env)\"`)",
-        node.display()
-    );
-    node
-}
 
 /// One `sio_peer.mjs` process: every line it printed, and its stdin for commands.
 pub struct SioPeer {
@@ -84,7 +50,7 @@ impl SioPeer {
 
     /// A peer with the given config (see `sio_peer.mjs`).
     pub async fn start(config: Value) -> SioPeer {
-        let dir = js_dir();
+        let dir = js_dir("socket.io-client");
         let mut child = Command::new(node())
             .arg(dir.join("sio_peer.mjs"))
             .arg(config.to_string())
