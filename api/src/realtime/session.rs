@@ -339,6 +339,24 @@ impl Session {
         }
     }
 
+    /// The session ended with `end`: stops every subscription (before the adapter's possibly slow
+    /// close of its transport) and counts the end (`spacecast_ws_closed_total{protocol,
+    /// reason}`) when it is decided.
+    pub fn ended(&mut self, end: Disconnect) {
+        self.close();
+        tracing::debug!(
+            session = self.id,
+            protocol = self.protocol,
+            reason = end.label,
+            "realtime session ending"
+        );
+        self.app
+            .metrics
+            .ws_closed
+            .with_label_values(&[self.protocol, end.label])
+            .inc();
+    }
+
     /// Stops every subscription (the hub forgets spaces nobody on this node watches).
     pub fn close(&mut self) {
         let spaces: Vec<SpaceId> = self.inbox.subs.keys().copied().collect();

@@ -136,17 +136,7 @@ pub async fn run(app: AppRef, socket: SocketRef, pending: Pending) {
     };
     let mut session = Session::new(app.clone(), user, "socketio");
     let end = drive(&mut session, &mut out, &mut commands, &mut closed).await;
-    // Stop receiving before ending the socket, and count the end when it is decided.
-    session.close();
-    tracing::debug!(
-        session = session.id,
-        reason = end.label,
-        "Socket.IO session ending"
-    );
-    app.metrics
-        .ws_closed
-        .with_label_values(&["socketio", end.label])
-        .inc();
+    session.ended(end);
     drop(session);
     drop(out);
     finish(&socket, &conn, end);

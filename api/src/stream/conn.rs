@@ -138,17 +138,7 @@ pub async fn run<S>(
     gauge.inc();
     let mut session = Session::new(app.clone(), user, "native");
     let end = drive(&mut session, &mut out, &app).await;
-    // Stop receiving before the (possibly slow) close, and count the end when it is decided.
-    session.close();
-    tracing::debug!(
-        session = session.id,
-        reason = end.label,
-        "realtime session ending"
-    );
-    app.metrics
-        .ws_closed
-        .with_label_values(&["native", end.label])
-        .inc();
+    session.ended(end);
     drop(session);
     out.close(end).await;
     gauge.dec();
