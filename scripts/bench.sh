@@ -88,6 +88,9 @@
 #   SPACECAST_CASSANDRA_PORT=9042   CQL port (as scripts/cassandra.sh)
 #   SPACECAST_BIN=path   use this server binary instead of building spacecast-api
 #   SPACECAST_ARGS="..." extra `spacecast serve` flags (e.g. "--ws-write-delay 2ms"), every mode
+#   SPACECAST_SEND_RATE_LIMIT=0   the servers' per-user send limit (default here: 0, unlimited:
+#                        a benchmark measures the engine, and its few publishers would otherwise
+#                        be held to 60 messages a minute each)
 #   SERVER_CPUS=0 LOADGEN_CPUS=1   pin the server and the load generator to these CPUs
 #                        (taskset -c), so a figure says what one core of the server does;
 #                        set both empty to run unpinned (rows before 2026-12-02 were unpinned)
@@ -165,6 +168,7 @@ embedded | cql) ;;
     ;;
 esac
 read -ra spacecast_args <<<"${SPACECAST_ARGS:-}"
+export SPACECAST_SEND_RATE_LIMIT=${SPACECAST_SEND_RATE_LIMIT:-0}
 SERVER_CPUS=${SERVER_CPUS-0}
 LOADGEN_CPUS=${LOADGEN_CPUS-1}
 server_pin=()

@@ -54,7 +54,7 @@ def err(desc, codes, messages=None, retry=False):
         "description": desc + " Codes: " + ", ".join(f"`{c}`" for c in codes) + ".",
         "content": {"application/json": {
             "schema": ref("Error"),
-            "examples": {c: {"value": {"error": messages.get(c, MSG[c]), "code": c}} for c in codes},
+            "examples": {c: {"value": {"error": messages[c] if c in messages else MSG[c], "code": c}} for c in codes},
         }},
     }
     if retry:
@@ -117,9 +117,9 @@ gets 503 `overloaded` with `Retry-After` and is closed. A request head must be c
 Transient refusals are 503 with a `Retry-After` header (whole seconds): `overloaded` (a space's command queue is
 full, or the stream's connection limit is reached), `unavailable` (the space is restarting or moving to another
 node), `store_unavailable`, `bus_unavailable` (cluster mode: this node cannot reach NATS; retry, on any node),
-`shutting_down`. The contract reserves 429 `rate_limited` with `Retry-After` for per-user rate limits; this version
-has no per-user send limiter (the console's development login, `POST /console/dev-login`, is the one route that
-answers `rate_limited`). `GET /v1/stream` answers 429 `too_many_connections` with `Retry-After` when the user already
+`shutting_down`. 429 `rate_limited` with `Retry-After` refuses a send over the sender's `--send-rate-limit`
+(default 60 messages a minute per user, counted per node; on the stream an `error` frame with `retry_after`), and
+the console's development login beyond its node-wide budget. `GET /v1/stream` answers 429 `too_many_connections` with `Retry-After` when the user already
 holds `--max-connections-per-user` realtime connections.
 
 ## 401 and the Space7 client
@@ -186,7 +186,8 @@ upgrade is refused with 503 `overloaded` (or `shutting_down`) and `Retry-After`;
   (`empty_message`), free of control characters other than tab, newline and carriage return (`invalid_content`)
   and within the content limit (`content_too_long`); the sender must be a member
   (`not_a_member`) allowed to post (`forbidden` in an `admins` space); an unknown space gives `not_found`. Other
-  fields are ignored (no media over the stream). At most 64 sends per session may await their ack (`overloaded` beyond). `local_id` is any JSON
+  fields are ignored (no media over the stream). At most 64 sends per session may await their ack (`overloaded` beyond).
+  Over the user's `--send-rate-limit` (shared with REST sends): `rate_limited` with `retry_after` (seconds). `local_id` is any JSON
   value of at most 256 bytes, echoed back.
 - [`ClientTyping`](#/components/schemas/ClientTyping) `{"type":"typing","space_id"}`: relayed to the other sessions
   watching that space on this node, never stored or sequenced; only for a joined space (else `not_joined`);
@@ -725,6 +726,8 @@ paths = {
                 "413": err("The media part exceeds `max_media_bytes` (default 10 MiB), another part or the JSON body is too large.",
                            ["payload_too_large"], {"payload_too_large": "media exceeds 10485760 bytes"}),
                 "415": err("The body is neither multipart/form-data nor JSON.", ["unsupported_media_type"]),
+                "429": err("The sender is over `--send-rate-limit` (default 60 messages a minute: a burst of 60, then one a second), checked before the body is read; retry after `Retry-After` seconds.",
+                           ["rate_limited"], {"rate_limited": "Too many messages; retry in 1 s"}, retry=True),
                 "500": R500,
                 "503": r503(ENGINE_503),
             },

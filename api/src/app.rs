@@ -14,6 +14,7 @@ use crate::auth::{AuthError, Authenticator, User, bearer};
 use crate::config::Config;
 use crate::connections::ConnectionLimits;
 use crate::media::MediaStore;
+use crate::ratelimit::SendLimiter;
 
 /// Shared state of one server.
 pub struct App {
@@ -36,6 +37,8 @@ pub struct App {
     pub realtime: Option<tokio::runtime::Handle>,
     /// Realtime connection caps (node-wide and per user), taken before each upgrade.
     pub connections: ConnectionLimits,
+    /// The per-user send rate limit (`--send-rate-limit`), checked by every send surface.
+    pub send_limit: Arc<SendLimiter>,
     next_session: AtomicU64,
     /// False once shutdown starts (readiness).
     pub accepting: AtomicBool,
@@ -55,6 +58,9 @@ impl App {
     ) -> AppRef {
         let connections =
             ConnectionLimits::new(config.max_connections, config.max_connections_per_user);
+        let stop = CancellationToken::new();
+        let send_limit = Arc::new(SendLimiter::new(config.send_rate_limit, metrics.clone()));
+        send_limit.spawn_housekeeping(stop.clone());
         Arc::new(App {
             engine,
             auth,
@@ -63,10 +69,11 @@ impl App {
             media_log: LogLimiter::new(crate::media::FAILURE_LOG_EVERY),
             metrics,
             shutdown,
-            stop: CancellationToken::new(),
+            stop,
             sessions: TaskTracker::new(),
             realtime,
             connections,
+            send_limit,
             next_session: AtomicU64::new(1),
             accepting: AtomicBool::new(true),
         })

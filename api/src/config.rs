@@ -81,6 +81,14 @@ pub struct ConfigArgs {
     /// Bytes all space actors' message caches may hold together.
     #[arg(long, env = "SPACECAST_MESSAGE_CACHE_BYTES")]
     pub message_cache_bytes: Option<usize>,
+    /// Messages one user may send per minute, on every surface (a burst of this many, then one
+    /// every `60 s / limit`); beyond it, 429 `rate_limited` + `Retry-After`. `0` = unlimited.
+    /// Counted per node (see the README's "Rate limits").
+    #[arg(long, env = "SPACECAST_SEND_RATE_LIMIT")]
+    pub send_rate_limit: Option<u32>,
+    /// How long after sending a message its author may edit it (e.g. `24h`, `15m`).
+    #[arg(long, env = "SPACECAST_EDIT_WINDOW")]
+    pub edit_window: Option<String>,
     /// Open realtime connections allowed per user; beyond it, upgrades get 429.
     #[arg(long, env = "SPACECAST_MAX_CONNECTIONS_PER_USER")]
     pub max_connections_per_user: Option<usize>,
@@ -232,6 +240,10 @@ pub struct Config {
     pub message_cache_bytes: usize,
     pub shutdown_timeout: Duration,
     pub max_connections_per_user: usize,
+    /// Sends per user per minute; 0 = unlimited.
+    pub send_rate_limit: u32,
+    /// How long after `created_at` a message may be edited.
+    pub edit_window: Duration,
     pub max_spaces_per_session: usize,
     pub ws_ping_interval: Duration,
     pub ws_write_delay: Duration,
@@ -310,6 +322,8 @@ impl ConfigArgs {
             message_cache_bytes,
             shutdown_timeout,
             max_connections_per_user,
+            send_rate_limit,
+            edit_window,
             max_spaces_per_session,
             ws_ping_interval,
             ws_write_delay,
@@ -429,6 +443,12 @@ impl ConfigArgs {
                 "max_connections_per_user",
                 self.max_connections_per_user,
                 32,
+            )?,
+            send_rate_limit: self.send_rate_limit.unwrap_or(60),
+            edit_window: duration(
+                "edit_window",
+                self.edit_window,
+                Duration::from_secs(24 * 60 * 60),
             )?,
             max_spaces_per_session: positive(
                 "max_spaces_per_session",
@@ -1087,5 +1107,29 @@ mod tests {
             ("b-1", "https://s3.example", Some("p"))
         );
         assert_eq!(s3.secret_access_key.expose(), "s");
+    }
+
+    #[test]
+    fn send_rate_limit_and_edit_window_have_defaults_and_come_from_the_file() {
+        let c = ConfigArgs::default().validate().unwrap();
+        assert_eq!(c.send_rate_limit, 60);
+        assert_eq!(c.edit_window, Duration::from_secs(24 * 60 * 60));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "send_rate_limit = 0\nedit_window = \"15m\"\n").unwrap();
+        let c = ConfigArgs::default()
+            .merge_file(&path)
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(c.send_rate_limit, 0, "0 = unlimited");
+        assert_eq!(c.edit_window, Duration::from_secs(15 * 60));
+        let e = ConfigArgs {
+            edit_window: Some("a day".into()),
+            ..Default::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(e.to_string().contains("edit_window"), "{e}");
     }
 }

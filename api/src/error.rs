@@ -66,13 +66,19 @@ impl ApiError {
             },
         );
         if let Some(after) = self.retry_after {
-            let secs = after.as_secs().max(1);
+            let secs = retry_after_secs(after);
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                 res.headers_mut().insert("retry-after", v);
             }
         }
         res
     }
+}
+
+/// A wait as `Retry-After` says it: whole seconds, rounded up (a client that waits that long is
+/// not refused again for the same reason), at least 1.
+pub fn retry_after_secs(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 
 impl From<EngineError> for ApiError {

@@ -11,6 +11,7 @@
 //! 4. [`auth`]: bearer JWT verification; [`error`]: the one place errors become HTTP;
 //!    [`media`]: uploads behind the `MediaStore` trait (local directory or S3 bucket);
 //!    [`input`]: client ids and message text, shared by routes and sessions;
+//!    [`ratelimit`]: the per-user send rate limit every send surface checks;
 //! 5. then `spacecast_engine::SpaceHandle` → space actor → store → hub for writes, and
 //!    `spacecast_engine::SpaceReader` → store for reads, which applies the access rules: the edge
 //!    never holds the store (see the engine's map).
@@ -41,6 +42,7 @@ pub mod error;
 pub mod input;
 pub mod listener;
 pub mod media;
+pub mod ratelimit;
 pub mod realtime;
 pub mod routes;
 pub mod server;

@@ -259,6 +259,7 @@ async fn start_limited(limit: u32, extra: &[&str]) -> Limited {
         .arg(dir.path())
         .args(extra)
         .env("SPACECAST_JWT_SECRET", SECRET)
+        .env(common::SEND_RATE_LIMIT_ENV, "0")
         .env("RUST_LOG", "warn,spacecast_api=info")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -527,4 +528,135 @@ async fn a_slow_upload_and_a_websocket_outlive_the_header_and_idle_timeouts() {
         metrics.contains("spacecast_http_connections_closed_total{reason=\"upgraded\"} 1"),
         "the upgraded connection left the HTTP count"
     );
+}
+
+// ---- The per-user send rate limit (issue 10: `--send-rate-limit`) ----
+
+/// The `Retry-After` of a 429 `rate_limited`, checked to be whole seconds within `1..=max`.
+fn retry_after(headers: &reqwest::header::HeaderMap, max: u64) -> u64 {
+    let secs: u64 = headers
+        .get("retry-after")
+        .expect("a 429 carries Retry-After")
+        .to_str()
+        .unwrap()
+        .parse()
+        .expect("Retry-After in whole seconds");
+    assert!(
+        (1..=max).contains(&secs),
+        "Retry-After {secs} not in 1..={max}"
+    );
+    secs
+}
+
+#[tokio::test]
+async fn a_user_over_the_send_rate_limit_gets_429_with_retry_after_on_every_surface() {
+    // 3 a minute: a burst of 3, then one every 20 s.
+    let s = Server::start(&["--send-rate-limit", "3"]).await;
+    let (ada, bob) = (token("rl-ada"), token("rl-bob"));
+    let space = s.create_space(&ada, "limited").await["space_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(s.join(&bob, &space).await.status(), 200);
+    for i in 0..3 {
+        let (status, body) = s.send_text(&ada, &space, &format!("m{i}")).await;
+        assert_eq!(status, 201, "send {i} of the burst: {body}");
+    }
+    // REST (Space7): refused before the body is read, as JSON with Retry-After.
+    let url = s.url(&format!("/api/messages/{space}"));
+    let res = s
+        .http
+        .post(&url)
+        .bearer_auth(&ada)
+        .json(&serde_json::json!({"content": "one too many"}))
+        .send()
+        .await
+        .unwrap();
+    let (headers, _) = common::assert_json_error(res, 429, "rate_limited").await;
+    retry_after(&headers, 20);
+    // The native stream shares the user's allowance: an error frame with retry_after and the
+    // client's local_id, and the session stays open.
+    let (mut ws, _) = s.stream_hello(&ada).await;
+    ws.send_json(serde_json::json!({
+        "type": "send", "space_id": space, "content": "via the stream", "local_id": "l-1"
+    }))
+    .await;
+    let err = ws.next_matching(|v| v["type"] == "error").await;
+    assert_eq!(err["code"], "rate_limited", "{err}");
+    assert_eq!(err["local_id"], "l-1", "{err}");
+    let secs = err["retry_after"].as_u64().expect("retry_after in seconds");
+    assert!((1..=20).contains(&secs), "{err}");
+    ws.send_json(serde_json::json!({"type": "join", "space_id": space}))
+        .await;
+    assert_eq!(
+        ws.next_matching(|v| v["type"] != "error").await["type"],
+        "joined"
+    );
+    // Another user is not held back.
+    let (status, body) = s.send_text(&bob, &space, "bob's turn").await;
+    assert_eq!(status, 201, "{body}");
+    // Nothing refused was stored: ada's 3 and bob's 1.
+    let all = s.list_all(&ada, &space).await;
+    assert_eq!(all.len(), 4, "{all:?}");
+    let metrics = s.metrics_text().await;
+    for surface in ["space7", "stream"] {
+        let line = format!("spacecast_sends_rate_limited_total{{surface=\"{surface}\"}} 1");
+        assert!(metrics.contains(&line), "{line} missing");
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_waits_retry_after_is_admitted_again() {
+    // 60 a minute: a burst of 60, then one a second.
+    let s = Server::start(&["--send-rate-limit", "60"]).await;
+    let ada = token("rl-wait");
+    let space = s.create_space(&ada, "wait").await["space_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let url = s.url(&format!("/api/messages/{space}"));
+    let send = || {
+        s.http
+            .post(&url)
+            .bearer_auth(&ada)
+            .json(&serde_json::json!({"content": "hi"}))
+            .send()
+    };
+    let (mut admitted, started) = (0u64, Instant::now());
+    let wait = loop {
+        let res = send().await.unwrap();
+        if res.status() == 429 {
+            break retry_after(res.headers(), 1);
+        }
+        assert_eq!(res.status(), 201);
+        admitted += 1;
+        // The burst, plus the one a second that came back while it was sent.
+        let refilled = started.elapsed().as_secs() + 1;
+        assert!(
+            admitted <= 60 + refilled,
+            "{admitted} admitted: more than the limit"
+        );
+    };
+    assert!(admitted >= 60, "the whole burst is admitted: {admitted}");
+    // Retry-After is the promise under test: waiting exactly that long must be enough.
+    tokio::time::sleep(Duration::from_secs(wait)).await;
+    assert_eq!(
+        send().await.unwrap().status(),
+        201,
+        "admitted after Retry-After"
+    );
+}
+
+#[tokio::test]
+async fn zero_means_no_send_rate_limit() {
+    let s = Server::start(&["--send-rate-limit", "0"]).await;
+    let ada = token("rl-none");
+    let space = s.create_space(&ada, "free").await["space_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for i in 0..150 {
+        let (status, body) = s.send_text(&ada, &space, &format!("m{i}")).await;
+        assert_eq!(status, 201, "send {i}: {body}");
+    }
 }

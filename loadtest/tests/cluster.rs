@@ -178,6 +178,8 @@ impl Cluster {
             .args(&self.args)
             .args(["--node-id", &node.id])
             .env("SPACECAST_JWT_SECRET", SECRET)
+            // A load test measures the engine, not the per-user send limit.
+            .env("SPACECAST_SEND_RATE_LIMIT", "0")
             .env("RUST_LOG", "error")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

@@ -57,6 +57,8 @@ pub mod names {
     pub const WS_CLOSED: &str = "spacecast_ws_closed_total";
     pub const WS_FRAMES_IN: &str = "spacecast_ws_frames_received_total";
     pub const WS_REFUSED: &str = "spacecast_ws_refused_total";
+    pub const SENDS_RATE_LIMITED: &str = "spacecast_sends_rate_limited_total";
+    pub const RATE_LIMIT_USERS: &str = "spacecast_rate_limit_users";
 }
 
 /// All metrics of one process. Cheap to clone (an `Arc`).
@@ -153,6 +155,11 @@ pub struct Inner {
     /// (`overloaded`, `too_many_connections`, `shutting_down`; Socket.IO also `auth_failed`,
     /// `transport_unsupported`, `invalid_request`).
     pub ws_refused: IntCounterVec,
+    /// Sends refused by the per-user rate limit (`--send-rate-limit`), by surface (`space7`,
+    /// `v1`, `stream`).
+    pub sends_rate_limited: IntCounterVec,
+    /// Users the send rate limiter tracks (those who sent within about the last minute).
+    pub rate_limit_users: IntGauge,
 }
 
 impl std::ops::Deref for Metrics {
@@ -381,6 +388,17 @@ impl Metrics {
                 ),
                 &["protocol", "reason"]
             )),
+            sends_rate_limited: reg!(IntCounterVec::new(
+                Opts::new(
+                    names::SENDS_RATE_LIMITED,
+                    "Sends refused by the per-user rate limit, by surface"
+                ),
+                &["surface"]
+            )),
+            rate_limit_users: reg!(IntGauge::new(
+                names::RATE_LIMIT_USERS,
+                "Users the send rate limiter tracks (sent within about the last minute)"
+            )),
             registry,
             store_failure_log: LogLimiter::new(std::time::Duration::from_secs(1)),
         };
@@ -509,6 +527,7 @@ mod tests {
         m.ws_refused
             .with_label_values(&["socketio", "overloaded"])
             .inc();
+        m.sends_rate_limited.with_label_values(&["v1"]).inc();
         m.http_connections_closed
             .with_label_values(&["normal"])
             .inc();
@@ -549,6 +568,8 @@ mod tests {
             names::WS_CLOSED,
             names::WS_FRAMES_IN,
             names::WS_REFUSED,
+            names::SENDS_RATE_LIMITED,
+            names::RATE_LIMIT_USERS,
         ] {
             assert!(text.contains(name), "{name} missing from /metrics output");
         }

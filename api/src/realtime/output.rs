@@ -15,6 +15,9 @@ pub struct CommandError {
     /// A stable code (the REST error codes, plus the stream's own).
     pub code: &'static str,
     pub message: String,
+    /// When retrying makes sense, after how long (`rate_limited`, `overloaded`, …): the
+    /// `Retry-After` of the same refusal on REST.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl CommandError {
@@ -22,7 +25,13 @@ impl CommandError {
         CommandError {
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// `retry_after` in whole seconds, rounded up and at least 1, as `Retry-After` is.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        self.retry_after.map(crate::error::retry_after_secs)
     }
 }
 
@@ -31,6 +40,7 @@ impl From<crate::error::ApiError> for CommandError {
         CommandError {
             code: e.code,
             message: e.message,
+            retry_after: e.retry_after,
         }
     }
 }

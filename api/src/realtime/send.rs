@@ -7,7 +7,8 @@
 //! wait for the durable outcome runs in its own task, so sends stay pipelined and the session
 //! keeps delivering events while a group commit is in flight; the answer comes back through the
 //! session's [`Inbox`](super::session::Inbox). A session has at most `MAX_INFLIGHT_SENDS` sends
-//! waiting; beyond that, `overloaded`.
+//! waiting; beyond that, `overloaded`. Over the user's send rate limit, `rate_limited` with
+//! `retry_after` (seconds).
 
 use spacecast_engine::SendMessage;
 use tokio::sync::mpsc;
@@ -15,6 +16,7 @@ use tokio::sync::mpsc;
 use super::output::{CommandError, Correlation};
 use super::session::{MAX_INFLIGHT_SENDS, SendOutcome, Session};
 use crate::input::{normalize_content, parse_space_id};
+use crate::ratelimit::Surface;
 
 impl Session {
     /// Submits a send. A refusal comes back with the correlation, for the error output.
@@ -28,6 +30,13 @@ impl Session {
             Ok(id) => id,
             Err(e) => return Err((e.into(), correlation)),
         };
+        if let Err(e) = self
+            .app
+            .send_limit
+            .check(&self.user.profile.user_id, Surface::Stream)
+        {
+            return Err((e.into(), correlation));
+        }
         let content = match normalize_content(content, self.app.config.max_content_chars) {
             Ok(Some(c)) => c,
             Ok(None) => {

@@ -21,7 +21,7 @@
 //! | `joined_space` | `{"space_id", "head_seq"}` after a join (extension) |
 //! | `left_space` | `{"space_id"}` after a leave (extension) |
 //! | `typing` | `{"space_id", "user_id", "username"}` (extension) |
-//! | `spacecast_error` | `{"code", "error", "space_id"?}`: a command was refused (extension) |
+//! | `spacecast_error` | `{"code", "error", "space_id"?, "retry_after"?}`: a command was refused (extension) |
 //! | `spacecast_disconnect` | `{"code", "reason"}` just before the server disconnects the socket (extension; the native stream's close code and reason) |
 //!
 //! `receive_message` is `{space_id, message}`, not the flat superset `{...message, space_id,
@@ -143,6 +143,9 @@ pub fn render(out: &Output<'_>) -> Option<Rendered> {
             let mut v = serde_json::json!({"code": error.code, "error": error.message});
             if let Some(s) = space_id {
                 v["space_id"] = serde_json::Value::String((*s).to_owned());
+            }
+            if let Some(secs) = error.retry_after_secs() {
+                v["retry_after"] = secs.into();
             }
             Some(rendered("spacecast_error", &v))
         }

@@ -125,6 +125,9 @@ pub fn render(out: &Output<'_>) -> Bytes {
             if let Some(s) = space_id {
                 v["space_id"] = serde_json::Value::String((*s).to_owned());
             }
+            if let Some(secs) = error.retry_after_secs() {
+                v["retry_after"] = secs.into();
+            }
             json(&v)
         }
     }

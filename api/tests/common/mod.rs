@@ -135,6 +135,11 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_spacecast")
 }
 
+/// The env var of `--send-rate-limit`. The suite's servers get `0` (unlimited): most tests send
+/// far more than 60 messages a minute as one user. A test of the limit passes the flag, which
+/// wins over the environment.
+pub const SEND_RATE_LIMIT_ENV: &str = "SPACECAST_SEND_RATE_LIMIT";
+
 /// The store the suite runs against: `SPACECAST_TEST_STORE=cql` runs every black-box test on the
 /// CQL store (the README's test command runs the suite once per store).
 pub fn cql_mode() -> bool {
@@ -242,6 +247,7 @@ impl Server {
             .args(&store_args)
             .args(extra)
             .env_remove("SPACECAST_JWT_SECRET")
+            .env(SEND_RATE_LIMIT_ENV, "0")
             .env("RUST_LOG", "warn,spacecast_api=info");
         if let Some(secret) = secret {
             cmd.env("SPACECAST_JWT_SECRET", secret);
@@ -254,7 +260,8 @@ impl Server {
     }
 
     /// Starts `spacecast serve --listen LISTEN --data-dir DIR ARGS…` with nothing else: no store
-    /// flags of the suite's mode, no secret from the environment (pass `--jwt-secret` in `args`).
+    /// flags of the suite's mode, no secret from the environment (pass `--jwt-secret` in `args`),
+    /// no send rate limit (see [`SEND_RATE_LIMIT_ENV`]).
     /// Its stderr lines are copied to the test's stderr prefixed with `[name]`, and the last
     /// ones are kept: a node that exits before listening fails the test with its own words.
     pub async fn launch_node(data_dir: &Path, listen: &str, args: &[String], name: &str) -> Server {
@@ -268,6 +275,7 @@ impl Server {
             .env_remove("SPACECAST_JWT_SECRET")
             .env_remove("SPACECAST_NATS_URL")
             .env_remove("SPACECAST_NODE_ID")
+            .env(SEND_RATE_LIMIT_ENV, "0")
             .env("RUST_LOG", "warn,spacecast_api=info,spacecast_engine=info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
