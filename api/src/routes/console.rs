@@ -9,8 +9,9 @@
 //! of their bytes computed at compile time, so an unchanged asset costs a 304 and a new binary's
 //! assets are never served stale. A name that is not an asset is the JSON 404 of every route.
 
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 use warp::Filter;
@@ -23,6 +24,7 @@ use super::{BodyLimit, body_within, parse_json, read_body, respond, started, wit
 use crate::app::AppRef;
 use crate::auth;
 use crate::error::{ApiError, json_response};
+use crate::ratelimit::Budget;
 
 /// One embedded file of `api/console/`.
 pub struct Asset {
@@ -105,9 +107,13 @@ pub const DEV_USER_PREFIX: &str = "dev-";
 /// Lifetime of a dev-login token.
 const DEV_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 /// Dev-login mints allowed in a burst, node-wide...
-const DEV_BURST: f64 = 10.0;
+const DEV_BURST: NonZeroU32 = NonZeroU32::new(10).expect("non-zero");
 /// ...and the time it takes to earn one more (10 a minute, sustained).
 const DEV_REFILL: Duration = Duration::from_secs(6);
+
+fn dev_budget() -> Budget {
+    Budget::new(DEV_BURST, DEV_REFILL)
+}
 
 /// A dev-login username: trimmed, 1–32 ASCII letters, digits, `_`, `-` or `.`, so the user id
 /// derived from it (`dev-<username>`) is readable and passes the token rules.
@@ -134,41 +140,12 @@ pub fn dev_username(raw: Option<&str>) -> Result<String, ApiError> {
     Ok(name.to_owned())
 }
 
-/// A token bucket: [`DEV_BURST`] mints at once, then one per [`DEV_REFILL`]. One per node, so
-/// a loop hammering the endpoint costs a few HMACs a minute, whoever sends it.
-#[derive(Debug)]
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
-
-impl Bucket {
-    fn full(now: Instant) -> Self {
-        Bucket {
-            tokens: DEV_BURST,
-            at: now,
-        }
-    }
-
-    /// Takes one token at `now`, or says how long until one is available.
-    fn take(&mut self, now: Instant) -> Result<(), Duration> {
-        let earned =
-            now.saturating_duration_since(self.at).as_secs_f64() / DEV_REFILL.as_secs_f64();
-        self.tokens = (self.tokens + earned).min(DEV_BURST);
-        self.at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(DEV_REFILL.mul_f64(1.0 - self.tokens))
-        }
-    }
-}
-
 /// Development login: the generated secret and the node's mint budget.
 struct DevLogin {
     secret: Vec<u8>,
-    bucket: Mutex<Bucket>,
+    /// The node's mint budget: [`DEV_BURST`] at once, then one per [`DEV_REFILL`], so a loop
+    /// hammering the endpoint costs a few HMACs a minute, whoever sends it.
+    budget: Budget,
 }
 
 /// What the console routes share.
@@ -193,7 +170,7 @@ impl Console {
                     );
                     Some(DevLogin {
                         secret,
-                        bucket: Mutex::new(Bucket::full(Instant::now())),
+                        budget: dev_budget(),
                     })
                 }
                 Err(e) => {
@@ -362,14 +339,10 @@ fn dev_login(dev: &DevLogin, req: DevLoginRequest) -> Result<Response, ApiError>
 /// The body of a successful dev login.
 fn mint_dev_token(dev: &DevLogin, req: DevLoginRequest) -> Result<serde_json::Value, ApiError> {
     let username = dev_username(req.username.as_deref())?;
-    let wait = dev
-        .bucket
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .take(Instant::now());
+    let wait = dev.budget.take();
     if let Err(wait) = wait {
         return Err(ApiError {
-            retry_after: Some(wait.max(Duration::from_secs(1))),
+            retry_after: Some(wait),
             ..ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
@@ -553,31 +526,11 @@ mod tests {
     }
 
     #[test]
-    fn the_mint_budget_refills_over_time_and_says_when() {
-        let t0 = Instant::now();
-        let mut b = Bucket::full(t0);
-        for _ in 0..DEV_BURST as usize {
-            b.take(t0).unwrap();
-        }
-        let wait = b.take(t0).unwrap_err();
-        assert!(wait > Duration::ZERO && wait <= DEV_REFILL, "{wait:?}");
-        // A refused attempt costs nothing: one refill later, one more mint.
-        b.take(t0 + DEV_REFILL).unwrap();
-        assert!(b.take(t0 + DEV_REFILL).is_err());
-        // Idle for long: back to the burst, never above it.
-        let later = t0 + DEV_REFILL * 1000;
-        for _ in 0..DEV_BURST as usize {
-            b.take(later).unwrap();
-        }
-        assert!(b.take(later).is_err());
-    }
-
-    #[test]
     fn a_dev_login_token_verifies_as_the_derived_user() {
         let secret = b"0123456789abcdef0123456789abcdef".to_vec();
         let dev = DevLogin {
             secret: secret.clone(),
-            bucket: Mutex::new(Bucket::full(Instant::now())),
+            budget: dev_budget(),
         };
         let v = mint_dev_token(
             &dev,
