@@ -52,7 +52,7 @@ pub use directory::Pending;
 pub use error::{EngineError, Result};
 pub use reads::{EventLog, MessagePage, SpaceMembers, SpaceReader};
 pub use space::{Appreciation, Command, Outcome, SendMessage, SpaceHandle};
-pub use store::MessageOrder;
+pub use store::{Direction, MessageOrder};
 
 use crate::bus::{Bus, Fanout, LocalBus};
 use crate::directory::Directory;

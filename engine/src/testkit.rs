@@ -39,6 +39,7 @@ pub async fn store_conformance<S: Store + FaultInjection>(store: Arc<S>) {
         ping_answers,
         spaces_members_and_memberships_read_back,
         messages_page_in_both_orders_and_events_read_in_order,
+        messages_scan_by_seq_between_bounds_in_both_directions(faults),
         delete_removes_a_message_from_every_order,
         counters_are_read_back_as_last_committed,
         a_retried_batch_leaves_exactly_one_copy,
@@ -437,6 +438,121 @@ async fn messages_page_in_both_orders_and_events_read_in_order(s: &dyn Store) {
 }
 
 /// A Delete removes the message from both orders and from get_message; its events stay.
+/// `scan_messages`: exclusive bounds, both directions, the limit, across a partition boundary
+/// of the CQL store (seq 10,000), without deleted messages, other spaces' messages, or rows of
+/// a commit that never became durable.
+async fn messages_scan_by_seq_between_bounds_in_both_directions(
+    s: &dyn Store,
+    faults: &dyn FaultInjection,
+) {
+    let alice = user("alice");
+    let (sp, _) = create(s, &alice).await;
+    let (neighbour, _) = create(s, &alice).await;
+    let id = sp.space_id;
+    let n = message(&neighbour, 10_000, &alice, "next door");
+    s.commit(&CommitBatch {
+        space_id: neighbour.space_id,
+        events: vec![created(&n)],
+        messages: vec![put_new(&n)],
+        counters: counters(10_000, 1, 1),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    // Messages straddling the first partition boundary; the seqs between them are other
+    // events (the store does not look at them).
+    let m: Vec<Message> = [9_998, 10_000, 10_001, 10_003]
+        .into_iter()
+        .map(|seq| message(&sp, seq, &alice, "scan"))
+        .collect();
+    s.commit(&CommitBatch {
+        space_id: id,
+        events: m.iter().map(created).collect(),
+        messages: m.iter().map(put_new).collect(),
+        counters: counters(10_003, 4, 1),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let scan = |after, before, direction, limit| async move {
+        s.scan_messages(id, after, before, direction, limit)
+            .await
+            .expect("scan_messages")
+    };
+    use crate::store::Direction::{Backward, Forward};
+    assert_eq!(
+        scan(0, u64::MAX, Forward, 100).await,
+        m,
+        "forward: oldest first"
+    );
+    assert_eq!(
+        scan(0, u64::MAX, Backward, 100).await,
+        rev(&m),
+        "backward: newest first"
+    );
+    assert_eq!(
+        scan(9_998, 10_003, Forward, 10).await,
+        pick(&m, &[1, 2]),
+        "both bounds exclusive"
+    );
+    assert_eq!(
+        scan(0, 10_001, Backward, 2).await,
+        pick(&m, &[1, 0]),
+        "backward from a position, across the partition boundary"
+    );
+    assert_eq!(
+        scan(0, u64::MAX, Forward, 2).await,
+        pick(&m, &[0, 1]),
+        "limit"
+    );
+    assert_eq!(scan(10_000, u64::MAX, Forward, 1).await, pick(&m, &[2]));
+    assert_eq!(
+        scan(10_003, u64::MAX, Forward, 10).await,
+        vec![],
+        "past the head"
+    );
+    assert_eq!(
+        scan(10_000, 10_001, Forward, 10).await,
+        vec![],
+        "empty range"
+    );
+    assert_eq!(
+        scan(10_001, 10_000, Backward, 10).await,
+        vec![],
+        "inverted range"
+    );
+    assert_eq!(scan(0, u64::MAX, Forward, 0).await, vec![], "limit 0");
+    // A deleted message is gone from the scan.
+    s.commit(&CommitBatch {
+        space_id: id,
+        events: vec![deleted(&m[1], 10_004, &alice)],
+        messages: vec![MessageWrite::Delete {
+            message_id: m[1].message_id,
+            seq: m[1].seq,
+            appreciation_count: 0,
+        }],
+        counters: counters(10_004, 3, 1),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(scan(0, u64::MAX, Forward, 100).await, pick(&m, &[0, 2, 3]));
+    // A commit that never became durable shows nothing, in either direction.
+    let lost = message(&sp, 10_005, &alice, "lost");
+    faults.fail_next_commit(FailPoint::BeforeHead);
+    s.commit(&CommitBatch {
+        space_id: id,
+        events: vec![created(&lost)],
+        messages: vec![put_new(&lost)],
+        counters: counters(10_005, 4, 1),
+        ..Default::default()
+    })
+    .await
+    .expect_err("the injected failure");
+    assert_eq!(scan(0, u64::MAX, Backward, 100).await, pick(&m, &[3, 2, 0]));
+    assert_eq!(scan(10_003, u64::MAX, Forward, 100).await, vec![]);
+}
+
 async fn delete_removes_a_message_from_every_order(s: &dyn Store) {
     let alice = user("alice");
     let bob = user("bob");

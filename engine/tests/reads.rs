@@ -16,7 +16,7 @@ use spacecast_engine::model::{
     SpaceView, UserRef, Visibility, new_id,
 };
 use spacecast_engine::store::embedded::EmbeddedStore;
-use spacecast_engine::store::{Claimed, CommitBatch, SpaceSnapshot, Store};
+use spacecast_engine::store::{Claimed, CommitBatch, Direction, SpaceSnapshot, Store};
 use spacecast_engine::{
     Engine, EngineConfig, EngineError, MessageOrder, NewSpace, Result, SendMessage, SpaceReader,
 };
@@ -100,6 +100,19 @@ impl Store for FlakyStore {
         self.check("page_messages")?;
         self.inner
             .page_messages(space_id, order, offset, limit)
+            .await
+    }
+    async fn scan_messages(
+        &self,
+        space_id: SpaceId,
+        after: Seq,
+        before: Seq,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<Message>> {
+        self.check("scan_messages")?;
+        self.inner
+            .scan_messages(space_id, after, before, direction, limit)
             .await
     }
     async fn get_message(

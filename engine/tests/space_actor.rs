@@ -19,7 +19,9 @@ use spacecast_engine::model::{
     SpaceCounters, SpaceId, SpaceView, UserRef, Visibility, new_id,
 };
 use spacecast_engine::store::embedded::EmbeddedStore;
-use spacecast_engine::store::{Claimed, CommitBatch, MessageOrder, SpaceSnapshot, Store};
+use spacecast_engine::store::{
+    Claimed, CommitBatch, Direction, MessageOrder, SpaceSnapshot, Store,
+};
 use spacecast_engine::{
     Appreciation, Engine, EngineConfig, EngineError, NewSpace, Result, SendMessage,
 };
@@ -169,6 +171,18 @@ impl Store for FaultyStore {
     ) -> Result<Vec<Message>> {
         self.inner
             .page_messages(space_id, order, offset, limit)
+            .await
+    }
+    async fn scan_messages(
+        &self,
+        space_id: SpaceId,
+        after: Seq,
+        before: Seq,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<Message>> {
+        self.inner
+            .scan_messages(space_id, after, before, direction, limit)
             .await
     }
     async fn get_message(

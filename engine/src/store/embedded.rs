@@ -52,7 +52,7 @@ use spacecast_observability::{LogLimiter, Metrics};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use super::{Claimed, CommitBatch, MessageOrder, MessageWrite, SpaceSnapshot, Store};
+use super::{Claimed, CommitBatch, Direction, MessageOrder, MessageWrite, SpaceSnapshot, Store};
 use crate::error::{EngineError, Result};
 use crate::event::SpaceEvent;
 use crate::model::{Member, Message, MessageId, Seq, Space, SpaceCounters, SpaceId, SpaceView};
@@ -959,6 +959,34 @@ impl Store for EmbeddedStore {
                         }
                     }
                 }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn scan_messages(
+        &self,
+        space_id: SpaceId,
+        after: Seq,
+        before: Seq,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<Message>> {
+        if before <= after.saturating_add(1) || limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.read(move |t| {
+            let range = key_seq(space_id, after + 1)..key_seq(space_id, before);
+            let rows = t.messages_by_space.range(range);
+            let rows: Box<dyn Iterator<Item = _>> = match direction {
+                Direction::Forward => Box::new(rows),
+                Direction::Backward => Box::new(rows.rev()),
+            };
+            let mut out = Vec::with_capacity(limit.min(128));
+            for kv in rows.take(limit) {
+                let (_, v) = kv.into_inner().map_err(io_err)?;
+                out.push(dec::<Message>(&v)?);
             }
             Ok(out)
         })

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use spacecast_observability::Metrics;
 use tracing::Instrument;
 
-use super::{Claimed, CommitBatch, MessageOrder, SpaceSnapshot, Store};
+use super::{Claimed, CommitBatch, Direction, MessageOrder, SpaceSnapshot, Store};
 use crate::error::Result;
 use crate::event::SpaceEvent;
 use crate::model::{Member, Message, MessageId, Seq, Space, SpaceId, SpaceView};
@@ -97,6 +97,21 @@ impl Store for Instrumented {
         self.timed(
             "page_messages",
             self.inner.page_messages(space_id, order, offset, limit),
+        )
+        .await
+    }
+    async fn scan_messages(
+        &self,
+        space_id: SpaceId,
+        after: Seq,
+        before: Seq,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<Message>> {
+        self.timed(
+            "scan_messages",
+            self.inner
+                .scan_messages(space_id, after, before, direction, limit),
         )
         .await
     }

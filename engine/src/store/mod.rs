@@ -58,6 +58,15 @@ pub enum MessageOrder {
     MostAppreciated,
 }
 
+/// Directions of a keyset read of messages ([`Store::scan_messages`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Oldest first (ascending seq).
+    Forward,
+    /// Newest first (descending seq).
+    Backward,
+}
+
 /// A change to a message row, computed by the space actor.
 // Built once per command and moved, never copied in bulk: boxing `Put` would only add an allocation.
 #[allow(clippy::large_enum_variant)]
@@ -168,6 +177,19 @@ pub trait Store: Send + Sync + 'static {
         space_id: SpaceId,
         order: MessageOrder,
         offset: usize,
+        limit: usize,
+    ) -> Result<Vec<Message>>;
+
+    /// Existing messages with `after < seq < before`, oldest first ([`Direction::Forward`],
+    /// from `after`) or newest first ([`Direction::Backward`], from `before`), at most `limit`.
+    /// A keyset read: it costs the rows it returns plus the deleted rows and empty partitions it
+    /// passes, never an offset's worth of skipped rows.
+    async fn scan_messages(
+        &self,
+        space_id: SpaceId,
+        after: Seq,
+        before: Seq,
+        direction: Direction,
         limit: usize,
     ) -> Result<Vec<Message>>;
 

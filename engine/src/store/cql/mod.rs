@@ -84,7 +84,9 @@ use uuid::Uuid;
 use self::schema::{
     BUCKET_SEQS, CURRENT_VERSION, MIGRATIONS, bucket, keyspace_ddl, valid_keyspace,
 };
-use super::{Claimed, CommitBatch, FailPoint, MessageOrder, MessageWrite, SpaceSnapshot, Store};
+use super::{
+    Claimed, CommitBatch, Direction, FailPoint, MessageOrder, MessageWrite, SpaceSnapshot, Store,
+};
 use crate::error::{EngineError, Result};
 use crate::event::{EventKind, SpaceEvent};
 use crate::model::{
@@ -278,6 +280,8 @@ struct Statements {
     delete_message_bucket: PreparedStatement,
     select_message: PreparedStatement,
     select_messages: PreparedStatement,
+    select_messages_between_desc: PreparedStatement,
+    select_messages_between_asc: PreparedStatement,
     insert_message_by_id: PreparedStatement,
     delete_message_by_id: PreparedStatement,
     select_message_by_id: PreparedStatement,
@@ -334,6 +338,8 @@ impl Statements {
             delete_message_bucket: p(format!("DELETE FROM {ks}.messages_by_space WHERE space_id = ? AND bucket = ?")).await?,
             select_message: p(format!("SELECT {MESSAGE_COLUMNS} FROM {ks}.messages_by_space WHERE space_id = ? AND bucket = ? AND seq = ?")).await?,
             select_messages: p(format!("SELECT {MESSAGE_COLUMNS} FROM {ks}.messages_by_space WHERE space_id = ? AND bucket = ? AND seq <= ?")).await?,
+            select_messages_between_desc: p(format!("SELECT {MESSAGE_COLUMNS} FROM {ks}.messages_by_space WHERE space_id = ? AND bucket = ? AND seq > ? AND seq < ?")).await?,
+            select_messages_between_asc: p(format!("SELECT {MESSAGE_COLUMNS} FROM {ks}.messages_by_space WHERE space_id = ? AND bucket = ? AND seq > ? AND seq < ? ORDER BY seq ASC")).await?,
             insert_message_by_id: p(format!("INSERT INTO {ks}.message_by_id (message_id, space_id, seq) VALUES (?, ?, ?)")).await?,
             delete_message_by_id: p(format!("DELETE FROM {ks}.message_by_id WHERE message_id = ?")).await?,
             select_message_by_id: p(format!("SELECT space_id, seq FROM {ks}.message_by_id WHERE message_id = ?")).await?,
@@ -826,6 +832,53 @@ impl CqlStore {
             b -= 1;
         }
         Ok(())
+    }
+
+    /// Existing messages with `after < seq < before` (and `seq ≤ head`: rows above the head
+    /// belong to no durable commit), in `direction`, at most `limit`: bucket by bucket from the
+    /// starting end, each bucket read in pages of about `limit` rows, stopping as soon as
+    /// `limit` are found.
+    async fn scan_between(
+        &self,
+        space_id: SpaceId,
+        after: Seq,
+        before: Seq,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<Message>> {
+        let head = self.counters(space_id).await?.map_or(0, |c| c.head_seq);
+        let before = before.min(head.saturating_add(1));
+        if before <= after.saturating_add(1) || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let (first, last) = (bucket(after + 1), bucket(before - 1));
+        let (mut b, step, mut st) = match direction {
+            Direction::Forward => (first, 1, self.st.select_messages_between_asc.clone()),
+            Direction::Backward => (last, -1, self.st.select_messages_between_desc.clone()),
+        };
+        // One page a little over what is wanted: deleted rows are skipped, rarely many.
+        st.set_page_size(i32::try_from(limit.min(1000) + 16).unwrap_or(1016));
+        let mut out = Vec::with_capacity(limit.min(1000));
+        while (first..=last).contains(&b) {
+            let pager = self
+                .session
+                .execute_iter(st.clone(), (space_id, b, after as i64, before as i64))
+                .await
+                .map_err(unavailable)?;
+            let mut rows = pager.rows_stream::<MessageRow>().map_err(corrupt)?;
+            while let Some(row) = rows.next().await {
+                let row = row.map_err(unavailable)?;
+                if row.message_id.is_none() {
+                    continue;
+                }
+                out.push(row.into_message());
+                if out.len() == limit {
+                    return Ok(out);
+                }
+            }
+            b += step;
+        }
+        Ok(out)
     }
 
     /// Writes one partition's statements, all with timestamp `ts`: one request, or one unlogged
@@ -1627,6 +1680,18 @@ impl Store for CqlStore {
                 Ok(out)
             }
         }
+    }
+
+    async fn scan_messages(
+        &self,
+        space_id: SpaceId,
+        after: Seq,
+        before: Seq,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<Message>> {
+        self.scan_between(space_id, after, before, direction, limit)
+            .await
     }
 
     async fn get_message(
