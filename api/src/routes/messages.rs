@@ -19,6 +19,7 @@ use crate::auth::User;
 use crate::error::{ApiError, json_response};
 use crate::input::{normalize_content, parse_message_id, parse_space_id};
 use crate::media::{self, MediaOwner};
+use crate::ratelimit::Surface;
 
 pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
     let base = || with_app(app.clone()).and(started()).and(authorization());
@@ -33,6 +34,7 @@ pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
                 respond(app.clone(), "POST /api/messages/:space", t, async move {
                     let user = user(&app, auth)?;
                     let space_id = parse_space_id(&space)?;
+                    app.send_limit.check(user.id(), Surface::Space7)?;
                     let body = bytes_stream(body);
                     let draft = parse_send(&app, ct.as_deref(), body).await?;
                     send_message(app, user, space_id, draft).await
@@ -241,7 +243,8 @@ where
 /// `content` is trimmed; no content and no media → 400 `empty_message`; media without a valid
 /// `media_type`, or whose bytes are not that kind of file → 400 `invalid_media_type`; content
 /// over the limit → 400 `content_too_long`; control characters → 400 `invalid_content`; not a
-/// member → 403 `not_a_member`; not allowed to post → 403 `forbidden`.
+/// member → 403 `not_a_member`; not allowed to post → 403 `forbidden`. Over the sender's rate
+/// limit → 429 `rate_limited` + `Retry-After`, checked before the body is read (see the route).
 async fn send_message(
     app: AppRef,
     user: User,
