@@ -175,8 +175,22 @@ where
         ),
     };
     let mut file = None;
-    while let Some(field) = mp.next_field().await.map_err(map_err)? {
+    loop {
+        let next = match mp.next_field().await {
+            // A body that ends before any part (RFC 2046 wants at least one).
+            Err(multer::Error::IncompleteStream) if file.is_none() => {
+                return Err(expected_one_file("no part"));
+            }
+            other => other.map_err(map_err)?,
+        };
+        let Some(mut field) = next else { break };
         if file.is_some() {
+            // Read the rest (within the stream limit, holding one chunk at a time), so the
+            // client, still sending, gets the answer rather than a reset connection.
+            while let Ok(Some(_)) = field.chunk().await {}
+            while let Ok(Some(mut more)) = mp.next_field().await {
+                while let Ok(Some(_)) = more.chunk().await {}
+            }
             return Err(expected_one_file("several parts"));
         }
         let declared = field.content_type().map(ToString::to_string);
