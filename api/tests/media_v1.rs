@@ -323,6 +323,16 @@ async fn other_types_download_as_attachments_and_aliases_are_accepted() {
         );
         assert_eq!(header(&got, "x-content-type-options"), "nosniff");
         assert_eq!(&got.bytes().await.unwrap()[..], PDF);
+        // The capability route (no token) serves it too, also as a download.
+        let cap =
+            n.s.http
+                .get(n.s.url(&format!("/api/media/{id}")))
+                .send()
+                .await
+                .unwrap();
+        assert_eq!(cap.status(), 200);
+        assert_eq!(header(&cap, "content-disposition"), "attachment");
+        assert_eq!(header(&cap, "x-content-type-options"), "nosniff");
         // No thumbnail for a PDF.
         let t = n.get(&ada, &format!("/v1/media/{id}/thumbnail")).await;
         assert_json_error(t, 404, "not_found").await;

@@ -74,7 +74,7 @@ impl Thumbnailer {
     /// 503 `overloaded` (with `Retry-After`) when the pool and its queue are full; 400
     /// `invalid_image` when the image cannot be decoded within the limits.
     pub async fn make(&self, bytes: Bytes, content_type: &str) -> Result<Thumbnail, ApiError> {
-        let _admitted = self
+        let admitted = self
             .admitted
             .clone()
             .try_acquire_owned()
@@ -86,16 +86,22 @@ impl Thumbnailer {
                     "Too many images are being processed; retry shortly",
                 )
             })?;
-        let _working = self
-            .working
-            .acquire()
-            .await
-            .map_err(|_| ApiError::internal("thumbnail pool closed"))?;
         let format = ImageFormat::from_mime_type(content_type)
             .ok_or_else(|| invalid_image(format!("no decoder for {content_type}")))?;
-        tokio::task::spawn_blocking(move || render(&bytes, format))
+        let working = self
+            .working
+            .clone()
+            .acquire_owned()
             .await
-            .map_err(|e| ApiError::internal(format!("thumbnail task failed: {e}")))?
+            .map_err(|_| ApiError::internal("thumbnail pool closed"))?;
+        // The permits move into the task: if the request goes away meanwhile, the decode
+        // still counts against the pool until it ends.
+        tokio::task::spawn_blocking(move || {
+            let _permits = (admitted, working);
+            render(&bytes, format)
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("thumbnail task failed: {e}")))?
     }
 }
 

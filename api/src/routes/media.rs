@@ -375,7 +375,9 @@ async fn download(
 }
 
 /// `GET /api/media/{media_id}` → the file, with the content type its bytes identify and a
-/// long-lived cache header (media never changes). Needs no space lookup, so any node sharing the
+/// long-lived cache header (media never changes); `Content-Disposition: attachment` unless it
+/// is an image, video or audio (only `/v1` uploads can be anything else). Serves `/v1` uploads
+/// too, by the same capability rule: a media URL given to the Space7 app works without a token. Needs no space lookup, so any node sharing the
 /// media store serves any upload; 503 `store_unavailable` when the store fails.
 async fn get_media(app: AppRef, id: String) -> Result<Response, ApiError> {
     let media_id: uuid::Uuid = id
@@ -400,6 +402,14 @@ async fn get_media(app: AppRef, id: String) -> Result<Response, ApiError> {
         "x-content-type-options",
         HeaderValue::from_static("nosniff"),
     );
+    // The Space7 path stores only images, video and audio, but `/v1` uploads (a PDF, text) are
+    // served here too by their id: anything else is a download, never rendered by our origin.
+    if !kinds::is_inline(content_type) {
+        h.insert(
+            "content-disposition",
+            HeaderValue::from_static("attachment"),
+        );
+    }
     Ok(res)
 }
 
