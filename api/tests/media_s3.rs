@@ -548,3 +548,61 @@ async fn while_the_object_store_is_unreachable_media_sends_fail_cleanly_and_noth
     assert_eq!(got.status(), 200);
     assert_eq!(&got.bytes().await.unwrap()[..], PNG);
 }
+
+#[tokio::test]
+async fn while_the_object_store_is_unreachable_v1_uploads_and_downloads_are_503() {
+    let env = s3_env();
+    let relay = Relay::start(&env.endpoint).await;
+    let args = S3Env {
+        endpoint: relay.endpoint.clone(),
+        ..env.clone()
+    }
+    .serve_args(&prefix("v1-outage"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let s = Server::start(&args).await;
+    let ada = token("ada");
+    let upload = || {
+        s.http
+            .post(s.url("/v1/media"))
+            .bearer_auth(&ada)
+            .header("content-type", "image/png")
+            .body(PNG.to_vec())
+            .send()
+    };
+    let r = upload().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let before: Value = r.json().await.unwrap();
+    let id = before["media_id"].as_str().unwrap().to_owned();
+
+    relay.set_up(false);
+    // Nothing can be made durable: no 201, no media id handed out.
+    let r = upload().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "store_unavailable", "{body}");
+    // A download fails as unavailable, not as "no such media".
+    let r = s
+        .http
+        .get(s.url(&format!("/v1/media/{id}")))
+        .bearer_auth(&ada)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "store_unavailable", "{body}");
+
+    relay.set_up(true);
+    let r = upload().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let r = s
+        .http
+        .get(s.url(&format!("/v1/media/{id}")))
+        .bearer_auth(&ada)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(&r.bytes().await.unwrap()[..], PNG);
+}

@@ -15,9 +15,9 @@ use bytes::Bytes;
 use common::{Server, assert_json_error, s3_env, token};
 use futures::StreamExt;
 use image::ImageFormat;
-use object_store::ObjectStore;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
 use reqwest::multipart::{Form, Part};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -80,6 +80,26 @@ impl Node {
                 out
             }
         }
+    }
+
+    /// The record stored beside upload `id`, read behind the server's back.
+    async fn record(&self, id: &str) -> Value {
+        let simple = Uuid::parse_str(id).unwrap().simple().to_string();
+        let bytes = match self.media {
+            Media::Local => {
+                std::fs::read(self.s.data_dir.join("media").join(format!("{simple}.json")))
+                    .expect("the record file")
+            }
+            Media::S3 => raw_s3()
+                .get(&Path::from(format!("{}/media/{simple}.json", self.prefix)))
+                .await
+                .expect("the record object")
+                .bytes()
+                .await
+                .unwrap()
+                .to_vec(),
+        };
+        serde_json::from_slice(&bytes).unwrap()
     }
 
     async fn upload_multipart(&self, token: &str, bytes: &[u8], ct: &str) -> reqwest::Response {
@@ -233,6 +253,15 @@ async fn images_upload_by_multipart_and_raw_get_thumbnails_and_download_intact()
                 let id = up["media_id"].as_str().unwrap().to_owned();
                 let thumb = up["thumbnail_id"].as_str().expect("images get a thumbnail");
                 assert_ne!(thumb, id);
+                // The record beside the bytes, durable before the 201.
+                let rec = n.record(&id).await;
+                assert_eq!(rec["uploader"], "ada");
+                assert_eq!(rec["content_type"], *ct);
+                assert_eq!(rec["size"], bytes.len() as u64);
+                assert_eq!(rec["sha256"], sha256_hex(bytes));
+                assert_eq!(rec["thumbnail_id"], thumb);
+                assert_eq!(rec["attached"], Value::Null);
+                assert!(rec["created_at_ms"].as_u64().unwrap() > 1_700_000_000_000);
 
                 // Any authenticated user with the id reads the identical bytes.
                 let got = n.get(&grace, &format!("/v1/media/{id}")).await;
@@ -466,7 +495,16 @@ async fn refused_uploads_store_nothing() {
                 .await
                 .unwrap();
         assert_json_error(r, 401, "unauthenticated").await;
+        // Media of the Space7 send path has no `/v1` record: not served here.
+        let space = n.s.create_space(&ada, "Pictures").await["space_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let m = common::send_png(&n.s, &ada, &space).await;
+        let space7_id =
+            spacecast_api::media::media_id_of_url(m["media_url"].as_str().unwrap()).unwrap();
         for path in [
+            format!("/v1/media/{space7_id}"),
             format!("/v1/media/{}", Uuid::new_v4()),
             format!("/v1/media/{}/thumbnail", Uuid::new_v4()),
             "/v1/media/not-a-uuid".to_owned(),
@@ -775,7 +813,7 @@ async fn the_sweep_deletes_old_unattached_uploads_and_those_of_missing_messages(
 /// names an old ETag: checked here on the test store (SeaweedFS), behind the media store's back.
 #[tokio::test]
 async fn the_s3_store_refuses_a_record_update_from_a_stale_read() {
-    use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
+    use object_store::{PutMode, PutOptions, PutPayload, UpdateVersion};
     let raw = raw_s3();
     let key = Path::from(format!(
         "tests/if-match-{}/media/x.json",

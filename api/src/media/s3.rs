@@ -421,7 +421,11 @@ impl MediaStore for S3MediaStore {
                     Verdict::Delete => true,
                     Verdict::AskOwner(owner) => exists.exists(owner).await == Some(false),
                 };
-                if gone && self.delete(id).await.is_ok() {
+                // Re-read just before deleting: an upload attached since it was read stays.
+                // (S3 has no conditional delete: an attach landing between this read and the
+                // delete, at the very end of the 24 h grace, is the remaining window.)
+                let unchanged = gone && matches!(self.record(id).await, Ok(Some(now)) if now == r);
+                if unchanged && self.delete(id).await.is_ok() {
                     if let Some(t) = r.thumbnail_id {
                         let _ = self.delete(t).await;
                     }
