@@ -25,7 +25,7 @@ use spacecast_api::config::{S3Settings, Secret};
 use spacecast_api::media::record::now_ms;
 use spacecast_api::media::{
     Attachment, LocalMediaStore, MediaOwner, MediaRecord, MediaStore, S3MediaStore, SweepGrace,
-    attach_for_send, delete_media,
+    attach_for_send, delete_media, detach,
 };
 use uuid::Uuid;
 
@@ -672,6 +672,31 @@ async fn attach_for_send_takes_only_the_senders_unused_uploads() {
             store.record(c.media_id).await.unwrap().unwrap().attached,
             None
         );
+
+        // A refused send releases its uploads for another message; detaching from a message
+        // an upload is not attached to changes nothing.
+        detach(store, &[b.media_id, c.media_id], space, m2).await;
+        assert!(
+            store
+                .record(b.media_id)
+                .await
+                .unwrap()
+                .unwrap()
+                .attached
+                .is_some()
+        );
+        let m3 = Uuid::now_v7();
+        attach_for_send(store, "ada", &[c.media_id], space, m3)
+            .await
+            .unwrap();
+        detach(store, &[c.media_id], space, m3).await;
+        assert_eq!(
+            store.record(c.media_id).await.unwrap().unwrap().attached,
+            None
+        );
+        attach_for_send(store, "ada", &[c.media_id], space, m2)
+            .await
+            .expect("free again after the detach");
 
         // Two sends racing for one upload: exactly one wins.
         let d = put(store, "ada", false).await;

@@ -1,6 +1,6 @@
 //! The send side of `/v1` media: [`attach_for_send`] names the message in the records of the
-//! uploads a send uses (durably, before the send), and [`delete_media`] removes a redacted
-//! message's files.
+//! uploads a send uses (durably, before the send), [`detach`] releases them when that send was
+//! refused, and [`delete_media`] removes a redacted message's files.
 //!
 //! The lifetime this gives, with the sweep ([`super::spawn_sweeper`]): an upload no send
 //! attached is deleted once older than [`super::UNATTACHED_GRACE`] (24 h); an attached one is
@@ -140,6 +140,26 @@ pub async fn attach_for_send(
         }
     }
     Ok(out)
+}
+
+/// Releases uploads that [`attach_for_send`] attached to `message_id` of `space_id` when the
+/// send was then refused for sure (the message will never exist: not a member, forbidden,
+/// invalid), so the sender can use them in another message; uploads attached to another
+/// message, or to none, are left as they are. Best effort: a failure is logged, and the sweep
+/// deletes an upload left attached to a message that does not exist, [`super::SWEEP_GRACE`]
+/// after the attach. Do not call it when the outcome of the send is unknown (a timeout, a store
+/// error): the message may still land, and its media must stay attached.
+pub async fn detach(
+    store: &dyn MediaStore,
+    media_ids: &[Uuid],
+    space_id: SpaceId,
+    message_id: MessageId,
+) {
+    let owner = MediaOwner {
+        space_id,
+        message_id,
+    };
+    undo(store, media_ids, owner).await;
 }
 
 /// Detaches `ids` from `owner` again (the undo of a partly failed attach).

@@ -46,7 +46,7 @@ use crate::app::AppRef;
 use crate::config::{Config, MediaStoreKind, StoreKind};
 use crate::error::ApiError;
 
-pub use attach::{MAX_MEDIA_PER_MESSAGE, Uploaded, attach_for_send, delete_media};
+pub use attach::{MAX_MEDIA_PER_MESSAGE, Uploaded, attach_for_send, delete_media, detach};
 pub use local::LocalMediaStore;
 pub use record::{Attachment, MediaRecord};
 pub use s3::S3MediaStore;
