@@ -237,6 +237,11 @@ async fn images_upload_by_multipart_and_raw_get_thumbnails_and_download_intact()
                 "image/gif",
                 ImageFormat::Gif,
             ),
+            (
+                picture(640, 640, ImageFormat::WebP),
+                "image/webp",
+                ImageFormat::WebP,
+            ),
         ];
         for (bytes, ct, format) in &cases {
             for raw in [false, true] {
