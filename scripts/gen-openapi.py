@@ -44,6 +44,12 @@ MSG = {
     "unsupported_protocol": "Only Engine.IO protocol 4 (Socket.IO v3 and later clients) is served",
     "uri_too_long": "The request URI is too long",
     "headers_too_large": "The request headers are too large",
+    "media_type_mismatch": "The file was declared image/jpeg but its bytes are image/png",
+    "empty_media": "The file is empty",
+    "invalid_image": "The image cannot be processed: The Image's dimensions are either too small or too large",
+    "expected_one_file": "Send exactly one multipart part named \"file\": several parts",
+    "too_many_media": "A message carries at most 10 media",
+    "invalid_media": "A media id is unknown, not yours, or already used by another message",
 }
 
 def ref(name): return {"$ref": f"#/components/schemas/{name}"}
@@ -815,6 +821,67 @@ paths = {
         },
     }},
 }
+
+# ---- Native media (api/src/routes/media.rs, api/src/media/) ----
+schemas["Uploaded"] = {
+    "type": "object",
+    "description": "A stored `/v1` upload, as `POST /v1/media` returns it and a message's `media` lists it.",
+    "required": ["media_id", "sha256", "size", "content_type", "thumbnail_id"],
+    "properties": {
+        "media_id": {"type": "string", "format": "uuid", "description": "Random (unguessable) id."},
+        "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$", "description": "Lower-case hex SHA-256 of the bytes; the download's strong ETag."},
+        "size": {"type": "integer", "minimum": 1, "description": "Bytes; at most `--max-media-bytes` (default 10 MiB)."},
+        "content_type": {"type": "string", "enum": ["image/png", "image/jpeg", "image/gif", "image/webp", "video/mp4", "video/webm", "video/quicktime", "audio/mpeg", "audio/ogg", "audio/wav", "audio/flac", "audio/aac", "audio/mp4", "application/pdf", "text/plain"],
+                         "description": "The canonical type the bytes are (detected from their signature, checked against the declared type)."},
+        "thumbnail_id": {"type": ["string", "null"], "format": "uuid", "description": "Images only: the media id of a JPEG thumbnail within 320×320 (aspect kept); `null` otherwise."},
+    },
+}
+v1_media_param = {"name": "mediaId", "in": "path", "required": True, "description": "A media id from `POST /v1/media` (hyphenated or not).", "schema": {"type": "string"}}
+v1_download_headers = {
+    "Content-Type": {"description": "The stored type (`text/plain; charset=utf-8` for text).", "schema": {"type": "string"}},
+    "Content-Disposition": {"description": "`inline` for image, video and audio; `attachment; filename=\"<id>.<ext>\"` for anything else.", "schema": {"type": "string"}},
+    "Content-Length": {"description": "The size.", "schema": {"type": "integer"}},
+    "ETag": {"description": "Strong: the quoted sha256. A matching `If-None-Match` gets 304.", "schema": {"type": "string"}},
+    "Cache-Control": {"description": "`private, max-age=3600, immutable`: the bytes of an id never change, but a redaction deletes them.", "schema": {"type": "string"}},
+    "X-Content-Type-Options": {"description": "`nosniff`.", "schema": {"type": "string"}},
+}
+def v1_download(op, summary, what):
+    return {"get": {
+        "operationId": op, "summary": summary, "tags": ["media"],
+        "description": what + " Any authenticated user who has the id may read it (ids are random UUIDs). No range requests: the whole file is sent.",
+        "parameters": [v1_media_param, {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"}}],
+        "responses": {
+            "200": {"description": "The bytes.", "headers": v1_download_headers,
+                    "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}},
+            "304": {"description": "`If-None-Match` matched the ETag.", "headers": v1_download_headers},
+            "401": R401,
+            "404": err("No such upload (or one of the Space7 send path, served at `/api/media/{mediaId}`), or no thumbnail.", ["not_found"], {"not_found": "Media not found"}),
+            "503": r503(["store_unavailable"], "The media store failed or could not be reached."),
+        },
+    }}
+paths["/v1/media"] = {"post": {
+    "operationId": "uploadMedia", "summary": "Upload a file for a later message", "tags": ["media"],
+    "description": "The body is `multipart/form-data` with exactly one part named `file` (its Content-Type is the declared type), or the raw bytes with the declared type as the request's Content-Type. "
+                   "The type is detected from the bytes; accepted: images png, jpeg, gif, webp; video mp4, webm, quicktime; audio mpeg, ogg, wav, flac, aac, mp4; `application/pdf`; `text/plain` for valid UTF-8 in which nothing else is detected. "
+                   "Declared types are compared without parameters and case, with aliases (`image/jpg` is `image/jpeg`, `audio/mp3` is `audio/mpeg`, …); no declared type or `application/octet-stream` means: use the detected one. "
+                   "Images get a JPEG thumbnail within 320×320, made off the request runtime with bounded decoding (at most 16384 px a side and 128 MiB of pixels). "
+                   "An upload no message uses within 24 h is deleted; a send attaches it (`media_ids`).",
+    "requestBody": {"required": True, "content": {
+        "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {"file": {"type": "string", "format": "binary"}}}},
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        "*/*": {"schema": {"type": "string", "format": "binary"}},
+    }},
+    "responses": {
+        "201": json_ok("Stored (bytes, record and thumbnail durable).", ref("Uploaded")),
+        "400": err("Refused upload.", ["expected_one_file", "empty_media", "media_type_mismatch", "invalid_image", "invalid_request"]),
+        "401": R401,
+        "413": err("The file is larger than `--max-media-bytes` (refused while it streams in; nothing is stored).", ["payload_too_large"], {"payload_too_large": "The file exceeds 10485760 bytes"}),
+        "415": err("The bytes are not an accepted type.", ["unsupported_media_type"], {"unsupported_media_type": "The file is not an accepted type"}),
+        "503": r503(["overloaded", "store_unavailable"], "The thumbnail pool is full (`overloaded`), or the media store failed."),
+    },
+}}
+paths["/v1/media/{mediaId}"] = v1_download("downloadMedia", "Download an upload", "The bytes of an upload.")
+paths["/v1/media/{mediaId}/thumbnail"] = v1_download("downloadThumbnail", "Download an upload's thumbnail", "The JPEG thumbnail of an image upload (404 for other uploads).")
 
 # ---- The web console and the operator endpoint (api/src/routes/console.rs, api/src/routes/node.rs) ----
 MSG.update({

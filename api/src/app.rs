@@ -14,6 +14,7 @@ use crate::auth::{AuthError, Authenticator, User, bearer};
 use crate::config::Config;
 use crate::connections::ConnectionLimits;
 use crate::media::MediaStore;
+use crate::media::thumbnail::Thumbnailer;
 use crate::ratelimit::SendLimiter;
 
 /// Shared state of one server.
@@ -23,6 +24,8 @@ pub struct App {
     pub config: Config,
     /// Media storage (local directory or S3), chosen once from config.
     pub media: Arc<dyn MediaStore>,
+    /// The bounded pool that makes image thumbnails off the async runtime.
+    pub thumbnails: Thumbnailer,
     /// Rate limit of media failure lines (an outage fails every upload and download).
     pub media_log: LogLimiter,
     pub metrics: Metrics,
@@ -66,6 +69,7 @@ impl App {
             auth,
             config,
             media,
+            thumbnails: Thumbnailer::for_this_machine(),
             media_log: LogLimiter::new(crate::media::FAILURE_LOG_EVERY),
             metrics,
             shutdown,

@@ -19,7 +19,9 @@ use reqwest::multipart::{Form, Part};
 use serde_json::Value;
 use spacecast_api::config::{S3Settings, Secret};
 use spacecast_api::install_tls_provider;
-use spacecast_api::media::{MediaError, MediaOwner, MediaStore, S3MediaStore, SweepReport};
+use spacecast_api::media::{
+    MediaError, MediaOwner, MediaStore, S3MediaStore, SweepGrace, SweepReport,
+};
 use uuid::Uuid;
 
 /// A fresh key prefix for one test.
@@ -181,20 +183,24 @@ async fn the_sweep_deletes_only_old_objects_whose_message_is_gone() {
 
     // Nothing is old enough yet.
     let r = store
-        .sweep(Duration::from_secs(600), &exists)
+        .sweep(SweepGrace::all(Duration::from_secs(600)), &exists)
         .await
         .unwrap();
     assert_eq!(r, SweepReport::default());
     assert!(store.load(orphan).await.unwrap().is_some());
 
     // With no grace, the orphan goes; the live, unrecorded and foreign objects stay.
-    let r = store.sweep(Duration::ZERO, &exists).await.unwrap();
+    let r = store
+        .sweep(SweepGrace::all(Duration::ZERO), &exists)
+        .await
+        .unwrap();
     assert_eq!(
         r,
         SweepReport {
             orphans: 1,
             strays: 0,
-            unrecorded: 1
+            unrecorded: 1,
+            unattached: 0,
         }
     );
     assert!(store.load(orphan).await.unwrap().is_none());
@@ -207,7 +213,10 @@ async fn the_sweep_deletes_only_old_objects_whose_message_is_gone() {
     // An unknown answer (message store unreachable) keeps the file.
     let again = store.save(png(), "image/png", dead).await.unwrap().media_id;
     let unknown = |_: MediaOwner| async { None };
-    let r = store.sweep(Duration::ZERO, &unknown).await.unwrap();
+    let r = store
+        .sweep(SweepGrace::all(Duration::ZERO), &unknown)
+        .await
+        .unwrap();
     assert_eq!(r.orphans, 0);
     assert!(store.load(again).await.unwrap().is_some());
 }
@@ -287,7 +296,12 @@ async fn an_unreachable_endpoint_fails_start_and_every_operation() {
     ));
     assert!(store.check().await.is_err());
     let exists = |_: MediaOwner| async { Some(false) };
-    assert!(store.sweep(Duration::ZERO, &exists).await.is_err());
+    assert!(
+        store
+            .sweep(SweepGrace::all(Duration::ZERO), &exists)
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
@@ -533,4 +547,62 @@ async fn while_the_object_store_is_unreachable_media_sends_fail_cleanly_and_noth
         .unwrap();
     assert_eq!(got.status(), 200);
     assert_eq!(&got.bytes().await.unwrap()[..], PNG);
+}
+
+#[tokio::test]
+async fn while_the_object_store_is_unreachable_v1_uploads_and_downloads_are_503() {
+    let env = s3_env();
+    let relay = Relay::start(&env.endpoint).await;
+    let args = S3Env {
+        endpoint: relay.endpoint.clone(),
+        ..env.clone()
+    }
+    .serve_args(&prefix("v1-outage"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let s = Server::start(&args).await;
+    let ada = token("ada");
+    let upload = || {
+        s.http
+            .post(s.url("/v1/media"))
+            .bearer_auth(&ada)
+            .header("content-type", "image/png")
+            .body(PNG.to_vec())
+            .send()
+    };
+    let r = upload().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let before: Value = r.json().await.unwrap();
+    let id = before["media_id"].as_str().unwrap().to_owned();
+
+    relay.set_up(false);
+    // Nothing can be made durable: no 201, no media id handed out.
+    let r = upload().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "store_unavailable", "{body}");
+    // A download fails as unavailable, not as "no such media".
+    let r = s
+        .http
+        .get(s.url(&format!("/v1/media/{id}")))
+        .bearer_auth(&ada)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "store_unavailable", "{body}");
+
+    relay.set_up(true);
+    let r = upload().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let r = s
+        .http
+        .get(s.url(&format!("/v1/media/{id}")))
+        .bearer_auth(&ada)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(&r.bytes().await.unwrap()[..], PNG);
 }

@@ -36,6 +36,7 @@ pub mod directory;
 pub mod error;
 pub mod event;
 pub mod hub;
+pub mod listing;
 pub mod model;
 pub mod reads;
 pub mod space;
@@ -50,6 +51,7 @@ use spacecast_observability::Metrics;
 
 pub use directory::Pending;
 pub use error::{EngineError, Result};
+pub use listing::{CursorPage, MessageFilter, MessageQuery};
 pub use reads::{EventLog, MessagePage, SpaceMembers, SpaceReader};
 pub use space::{Appreciation, Command, Outcome, SendMessage, SpaceHandle};
 pub use store::{Direction, MessageOrder};

@@ -76,8 +76,8 @@ impl Engine {
 /// Obtained from [`Engine::reader`]; cheap to clone.
 #[derive(Clone)]
 pub struct SpaceReader {
-    store: Arc<dyn Store>,
-    space_id: SpaceId,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) space_id: SpaceId,
 }
 
 /// A space with every member, as [`SpaceReader::view_with_members`] reads it.

@@ -4,7 +4,9 @@
 //!
 //! Each file and record is written through a temporary file (write, fsync, rename, fsync the
 //! directory), the record first: a crash leaves at most a stray temporary file or a record
-//! without a file, which the sweep removes once older than its grace.
+//! without a file, which the sweep removes once older than its grace. A `/v1` record is
+//! rewritten the same way (the rename makes it atomic for readers), under one mutex per store,
+//! which makes [`MediaStore::update_record`] atomic: this backend serves one node.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -13,15 +15,18 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use uuid::Uuid;
 
+use super::record::AnyRecord;
 use super::{
-    MediaError, MediaOwner, MediaStore, MessageExists, StoredMedia, SweepReport, data_name,
-    served_content_type,
+    MediaError, MediaOwner, MediaRecord, MediaStore, MessageExists, RecordChange, StoredMedia,
+    SweepGrace, SweepReport, Verdict, data_name, served_content_type, verdict,
 };
 
 /// Media on local disk.
 #[derive(Debug)]
 pub struct LocalMediaStore {
     dir: PathBuf,
+    /// Serialises `/v1` record updates.
+    records: tokio::sync::Mutex<()>,
 }
 
 fn record_name(id: Uuid) -> String {
@@ -40,7 +45,30 @@ impl LocalMediaStore {
     pub fn open(data_dir: &Path) -> std::io::Result<Self> {
         let dir = data_dir.join("media");
         std::fs::create_dir_all(&dir)?;
-        Ok(LocalMediaStore { dir })
+        Ok(LocalMediaStore {
+            dir,
+            records: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The record file of `id`, parsed; `None` when absent or unreadable.
+    async fn any_record(&self, id: Uuid) -> Result<Option<AnyRecord>, MediaError> {
+        match tokio::fs::read(self.dir.join(record_name(id))).await {
+            Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_failed("record read", &e)),
+        }
+    }
+
+    async fn write_record(&self, record: &MediaRecord) -> Result<(), MediaError> {
+        let json = serde_json::to_vec(record)
+            .map_err(|e| MediaError::Unavailable(format!("media record: {e}")))?;
+        let dir = self.dir.clone();
+        let name = record_name(record.media_id);
+        tokio::task::spawn_blocking(move || write_durably(&dir, &name, &json))
+            .await
+            .map_err(|e| MediaError::Unavailable(format!("media write task: {e}")))?
+            .map_err(|e| io_failed("record write", &e))
     }
 }
 
@@ -74,6 +102,44 @@ impl MediaStore for LocalMediaStore {
         })
     }
 
+    /// Writes the record `<id>.json`, then the file `<id>`, each durably.
+    async fn put_upload(&self, record: &MediaRecord, bytes: Bytes) -> Result<(), MediaError> {
+        let dir = self.dir.clone();
+        let id = record.media_id;
+        let json = serde_json::to_vec(record)
+            .map_err(|e| MediaError::Unavailable(format!("media record: {e}")))?;
+        tokio::task::spawn_blocking(move || {
+            write_durably(&dir, &record_name(id), &json)?;
+            write_durably(&dir, &data_name(id), &bytes)
+        })
+        .await
+        .map_err(|e| MediaError::Unavailable(format!("media write task: {e}")))?
+        .map_err(|e| io_failed("write", &e))
+    }
+
+    async fn record(&self, media_id: Uuid) -> Result<Option<MediaRecord>, MediaError> {
+        Ok(match self.any_record(media_id).await? {
+            Some(AnyRecord::Upload(r)) => Some(*r),
+            _ => None,
+        })
+    }
+
+    async fn update_record(
+        &self,
+        media_id: Uuid,
+        change: &RecordChange<'_>,
+    ) -> Result<Option<MediaRecord>, MediaError> {
+        let _one_at_a_time = self.records.lock().await;
+        let Some(current) = self.record(media_id).await? else {
+            return Ok(None);
+        };
+        let Some(new) = change(&current) else {
+            return Ok(None);
+        };
+        self.write_record(&new).await?;
+        Ok(Some(new))
+    }
+
     async fn load(&self, media_id: Uuid) -> Result<Option<(Bytes, &'static str)>, MediaError> {
         match tokio::fs::read(self.dir.join(data_name(media_id))).await {
             Ok(bytes) => {
@@ -98,12 +164,13 @@ impl MediaStore for LocalMediaStore {
         .map_err(|e| io_failed("delete", &e))
     }
 
-    /// Deletes files older than `grace` whose message `exists` says is gone (`Some(false)`;
-    /// `None`, e.g. the store is unreachable, keeps the file), temporary files older than
-    /// `grace`, and records older than `grace` without a file.
+    /// Deletes, among the files older than `grace.min()`: Space7 files older than `grace.sent`
+    /// whose message `exists` says is gone (`Some(false)`; `None`, e.g. the store is
+    /// unreachable, keeps the file); `/v1` uploads as [`verdict`] says; temporary files and
+    /// records without a file older than `grace.sent`.
     async fn sweep(
         &self,
-        grace: Duration,
+        grace: SweepGrace,
         exists: &dyn MessageExists,
     ) -> Result<SweepReport, MediaError> {
         let dir = self.dir.clone();
@@ -117,18 +184,50 @@ impl MediaStore for LocalMediaStore {
                 report.strays += 1;
             }
         }
-        for id in listing.old_files {
-            let record = self.dir.join(record_name(id));
-            let owner = match tokio::fs::read(&record).await {
-                Ok(bytes) => serde_json::from_slice::<MediaOwner>(&bytes).ok(),
-                Err(_) => None,
-            };
-            let Some(owner) = owner else {
-                report.unrecorded += 1;
-                continue;
-            };
-            if exists.exists(owner).await == Some(false) && self.delete(id).await.is_ok() {
-                report.orphans += 1;
+        for (id, age) in listing.old_files {
+            match self.any_record(id).await {
+                Ok(Some(AnyRecord::Owner(owner))) => {
+                    if age >= grace.sent
+                        && exists.exists(owner).await == Some(false)
+                        && self.delete(id).await.is_ok()
+                    {
+                        report.orphans += 1;
+                    }
+                }
+                Ok(Some(AnyRecord::Upload(r))) => {
+                    let upload_exists = r
+                        .thumbnail_of
+                        .is_some_and(|u| self.dir.join(data_name(u)).exists());
+                    let gone = match verdict(&r, grace, upload_exists) {
+                        Verdict::Keep => continue,
+                        Verdict::Delete => true,
+                        Verdict::AskOwner(owner) => exists.exists(owner).await == Some(false),
+                    };
+                    // Under the record lock, and only if no attach changed the record since it
+                    // was read: an upload attached meanwhile is never deleted.
+                    let _one_at_a_time = self.records.lock().await;
+                    let unchanged = matches!(
+                        self.any_record(id).await,
+                        Ok(Some(AnyRecord::Upload(now))) if *now == *r
+                    );
+                    if gone && unchanged && self.delete(id).await.is_ok() {
+                        if let Some(t) = r.thumbnail_id {
+                            let _ = self.delete(t).await;
+                        }
+                        match (r.attached, r.thumbnail_of) {
+                            (None, None) => report.unattached += 1,
+                            (_, Some(_)) => report.strays += 1,
+                            _ => report.orphans += 1,
+                        }
+                    }
+                }
+                // Deleted meanwhile (a thumbnail with its upload), or a file without a record.
+                Ok(None) => {
+                    if self.dir.join(data_name(id)).exists() {
+                        report.unrecorded += 1;
+                    }
+                }
+                Err(_) => {}
             }
         }
         for id in listing.old_lone_records {
@@ -155,22 +254,23 @@ impl MediaStore for LocalMediaStore {
     }
 }
 
-/// The sweep's view of the directory: only entries older than the grace period.
+/// The sweep's view of the directory: files older than `grace.min()` (with their age),
+/// temporary files and lone records older than `grace.sent`.
 #[derive(Default)]
 struct Listing {
     stale_temps: Vec<PathBuf>,
-    old_files: Vec<Uuid>,
+    old_files: Vec<(Uuid, Duration)>,
     old_lone_records: Vec<Uuid>,
 }
 
-fn list(dir: &Path, grace: Duration) -> std::io::Result<Listing> {
+fn list(dir: &Path, grace: SweepGrace) -> std::io::Result<Listing> {
     let now = SystemTime::now();
-    let old = |meta: &std::fs::Metadata| {
+    let age = |meta: &std::fs::Metadata| {
         meta.modified()
             .ok()
             .and_then(|m| now.duration_since(m).ok())
-            .is_some_and(|age| age >= grace)
     };
+    let old = |meta: &std::fs::Metadata| age(meta).is_some_and(|a| a >= grace.sent);
     let mut out = Listing::default();
     let mut files = std::collections::HashSet::new();
     let mut records = Vec::new();
@@ -194,8 +294,8 @@ fn list(dir: &Path, grace: Duration) -> std::io::Result<Listing> {
             }
         } else if let Ok(id) = name.parse::<Uuid>() {
             files.insert(id);
-            if old(&meta) {
-                out.old_files.push(id);
+            if let Some(a) = age(&meta).filter(|a| *a >= grace.min()) {
+                out.old_files.push((id, a));
             }
         }
     }
@@ -302,19 +402,23 @@ mod tests {
         let exists = |o: MediaOwner| async move { Some(o == live) };
         // Nothing is old enough yet.
         let r = store
-            .sweep(Duration::from_secs(600), &exists)
+            .sweep(SweepGrace::all(Duration::from_secs(600)), &exists)
             .await
             .unwrap();
         assert_eq!(r, SweepReport::default());
         assert_eq!(std::fs::read_dir(&media).unwrap().count(), 7);
         // With no grace, everything unreferenced goes; the legacy file stays.
-        let r = store.sweep(Duration::ZERO, &exists).await.unwrap();
+        let r = store
+            .sweep(SweepGrace::all(Duration::ZERO), &exists)
+            .await
+            .unwrap();
         assert_eq!(
             r,
             SweepReport {
                 orphans: 1,
                 strays: 2,
-                unrecorded: 1
+                unrecorded: 1,
+                unattached: 0,
             }
         );
         assert!(store.load(kept).await.unwrap().is_some());
@@ -324,7 +428,7 @@ mod tests {
         // An unknown answer (store unreachable) keeps the file.
         let again = store.save(png(), "image/png", dead).await.unwrap().media_id;
         let r = store
-            .sweep(Duration::ZERO, &|_| async { None })
+            .sweep(SweepGrace::all(Duration::ZERO), &|_| async { None })
             .await
             .unwrap();
         assert_eq!(r.orphans, 0);

@@ -16,9 +16,20 @@
 //! whose message does not exist is deleted. Files without a record (written before records
 //! existed, or put there by someone else) are kept: nothing says whether a message uses them.
 //! Where each backend keeps the record is said in its module.
+//!
+//! `/v1` uploads (`POST /v1/media`, [`kinds`] for the accepted types, [`thumbnail`] for images)
+//! are stored before any message uses them, with a richer record ([`MediaRecord`]: uploader,
+//! type, size, sha256, thumbnail, and the message once attached). A send attaches them
+//! ([`attach::attach_for_send`]: the record names the message durably before the send, as
+//! above); an upload that no send attached is swept once older than [`UNATTACHED_GRACE`]; an
+//! attached one as above, its grace counted from when it was attached.
 
+pub mod attach;
+pub mod kinds;
 pub mod local;
+pub mod record;
 pub mod s3;
+pub mod thumbnail;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -35,12 +46,17 @@ use crate::app::AppRef;
 use crate::config::{Config, MediaStoreKind, StoreKind};
 use crate::error::ApiError;
 
+pub use attach::{MAX_MEDIA_PER_MESSAGE, Uploaded, attach_for_send, delete_media, detach};
 pub use local::LocalMediaStore;
+pub use record::{Attachment, MediaRecord};
 pub use s3::S3MediaStore;
 
 /// How old an unreferenced file must be before the sweep deletes it: far longer than the
 /// engine's 30 s call timeout, so a send still in flight never loses its file.
 pub const SWEEP_GRACE: Duration = Duration::from_secs(10 * 60);
+/// How old a `/v1` upload that no message uses must be before the sweep deletes it: a client
+/// has a day between uploading and sending.
+pub const UNATTACHED_GRACE: Duration = Duration::from_secs(24 * 60 * 60);
 /// Interval between sweeps after the one at start.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(60 * 60);
 /// At most one media failure line per interval at `error`; the rest go to `debug`, counted.
@@ -56,7 +72,12 @@ pub const FAILURE_LOG_EVERY: Duration = Duration::from_secs(5);
 ///   sharing the storage, until `delete`;
 /// - [`delete`](MediaStore::delete) of absent media succeeds;
 /// - [`sweep`](MediaStore::sweep) deletes only files older than its grace whose record names a
-///   message that `exists` says is gone (`Some(false)`); an unknown answer keeps the file.
+///   message that `exists` says is gone (`Some(false)`); an unknown answer keeps the file;
+///   `/v1` uploads that no message uses once older than the unattached grace; thumbnails with
+///   their upload;
+/// - [`update_record`](MediaStore::update_record) is atomic per record, also between nodes
+///   sharing the storage: of two racing updates of one record, neither overwrites the other
+///   unseen.
 #[async_trait]
 pub trait MediaStore: Send + Sync + 'static {
     /// What and where, for logs (never credentials).
@@ -74,6 +95,33 @@ pub trait MediaStore: Send + Sync + 'static {
         owner: MediaOwner,
     ) -> Result<StoredMedia, MediaError>;
 
+    /// Stores a `/v1` upload under `record.media_id`: the record, then the bytes, each durable
+    /// before this returns (a crash in between leaves a record without bytes, which the sweep
+    /// removes).
+    ///
+    /// # Errors
+    /// The backend failed or refused the write.
+    async fn put_upload(&self, record: &MediaRecord, bytes: Bytes) -> Result<(), MediaError>;
+
+    /// The `/v1` record of `media_id`; `Ok(None)` if there is none (no such media, or media
+    /// of the Space7 send path).
+    ///
+    /// # Errors
+    /// The backend failed (not for absent media).
+    async fn record(&self, media_id: Uuid) -> Result<Option<MediaRecord>, MediaError>;
+
+    /// Replaces the `/v1` record of `media_id` with `change(current)`, atomically: if another
+    /// update lands in between, `change` is applied again to the newer record. Returns the
+    /// record written, or `Ok(None)` when there is no record or `change` declined (`None`).
+    ///
+    /// # Errors
+    /// The backend failed; the record is unchanged or fully changed.
+    async fn update_record(
+        &self,
+        media_id: Uuid,
+        change: &RecordChange<'_>,
+    ) -> Result<Option<MediaRecord>, MediaError>;
+
     /// Reads stored media and the content type its bytes identify; `Ok(None)` if there is no
     /// such media.
     ///
@@ -87,14 +135,17 @@ pub trait MediaStore: Send + Sync + 'static {
     /// The backend refused or failed the removal.
     async fn delete(&self, media_id: Uuid) -> Result<(), MediaError>;
 
-    /// One sweep: deletes files older than `grace` whose message `exists` says is gone, and
-    /// leftovers of interrupted writes older than `grace`.
+    /// One sweep: deletes files whose message `exists` says is gone once `grace.sent` has
+    /// passed (since the upload for Space7 media, since the attach for `/v1` uploads), `/v1`
+    /// uploads no message uses once older than `grace.unattached` (with their thumbnails),
+    /// thumbnails whose upload is gone, and leftovers of interrupted writes older than
+    /// `grace.sent`.
     ///
     /// # Errors
     /// The storage cannot be listed.
     async fn sweep(
         &self,
-        grace: Duration,
+        grace: SweepGrace,
         exists: &dyn MessageExists,
     ) -> Result<SweepReport, MediaError>;
 
@@ -137,6 +188,66 @@ pub struct StoredMedia {
     pub content_type: &'static str,
 }
 
+/// A change of a record for [`MediaStore::update_record`]: the new record, or `None` to leave
+/// it as it is. (An alias, so that `async_trait` leaves its lifetimes alone.)
+pub type RecordChange<'a> = dyn Fn(&MediaRecord) -> Option<MediaRecord> + Send + Sync + 'a;
+
+/// How long the sweep leaves files alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SweepGrace {
+    /// For a file attached to a message (from the upload or the attach): long enough for a
+    /// send in flight to land. [`SWEEP_GRACE`] in production.
+    pub sent: Duration,
+    /// For a `/v1` upload no message uses. [`UNATTACHED_GRACE`] in production.
+    pub unattached: Duration,
+}
+
+impl SweepGrace {
+    /// The production graces.
+    pub const PRODUCTION: SweepGrace = SweepGrace {
+        sent: SWEEP_GRACE,
+        unattached: UNATTACHED_GRACE,
+    };
+
+    /// The same grace for both (tests).
+    pub fn all(d: Duration) -> Self {
+        SweepGrace {
+            sent: d,
+            unattached: d,
+        }
+    }
+
+    /// The shortest of the two: files younger than this are not even looked at.
+    pub fn min(&self) -> Duration {
+        self.sent.min(self.unattached)
+    }
+}
+
+/// What the sweep decides for a `/v1` upload, from its record alone: `Delete`, `Keep`, or
+/// `AskOwner` (delete if its message is gone). `upload_exists` says whether the upload of a
+/// thumbnail is still there.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Keep,
+    Delete,
+    AskOwner(MediaOwner),
+}
+
+pub(crate) fn verdict(r: &MediaRecord, grace: SweepGrace, upload_exists: bool) -> Verdict {
+    if r.thumbnail_of.is_some() {
+        return if !upload_exists && MediaRecord::age(r.created_at_ms) >= grace.sent {
+            Verdict::Delete
+        } else {
+            Verdict::Keep
+        };
+    }
+    match r.attached {
+        None if MediaRecord::age(r.created_at_ms) >= grace.unattached => Verdict::Delete,
+        Some(a) if MediaRecord::age(a.attached_at_ms) >= grace.sent => Verdict::AskOwner(a.owner()),
+        _ => Verdict::Keep,
+    }
+}
+
 /// What one sweep did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SweepReport {
@@ -146,6 +257,8 @@ pub struct SweepReport {
     pub strays: usize,
     /// Old files without a record, kept.
     pub unrecorded: usize,
+    /// `/v1` uploads no message used within the unattached grace.
+    pub unattached: usize,
 }
 
 /// A media storage failure. Rendered to clients as 503 `store_unavailable` (details stay in the
@@ -274,9 +387,10 @@ pub fn spawn_sweeper(app: AppRef) {
                         .ok()
                 }
             };
-            match app.media.sweep(SWEEP_GRACE, &exists).await {
-                Ok(r) if r.orphans + r.strays > 0 => tracing::info!(
+            match app.media.sweep(SweepGrace::PRODUCTION, &exists).await {
+                Ok(r) if r.orphans + r.strays + r.unattached > 0 => tracing::info!(
                     orphans = r.orphans,
+                    unattached = r.unattached,
                     strays = r.strays,
                     unrecorded = r.unrecorded,
                     "media sweep removed unreferenced files"

@@ -10,8 +10,17 @@
 //! objects exist (PUT is all-or-nothing; multipart uploads are not used). A completed PUT is as
 //! durable as the object store makes it (on AWS S3: stored redundantly before the 200).
 //!
-//! The sweep lists `<prefix>/media/`, reads the metadata of objects older than the grace (one
-//! HEAD each) and deletes those whose message is gone. Age is the object's `Last-Modified`, set by
+//! A `/v1` upload is two objects: its record `<prefix>/media/<id>.json` (JSON, PUT first) and its
+//! bytes `<prefix>/media/<id>` (PUT second, after the record is stored). A crash between leaves a
+//! record without bytes, which the sweep removes. The record is rewritten (an attach) with a
+//! conditional PUT (`If-Match` the ETag read), retried on a precondition failure, so updates
+//! from several nodes never overwrite each other unseen; the store must honour `If-Match` on
+//! PUT (AWS S3, MinIO, R2 and SeaweedFS do).
+//!
+//! The sweep lists `<prefix>/media/` (the listing is held in memory: one entry per object),
+//! reads the `/v1` record or else the metadata of objects older than the grace (one GET or HEAD
+//! each) and deletes those whose message is gone or, for `/v1` uploads, that no message used
+//! within the unattached grace. Age is the object's `Last-Modified`, set by
 //! the object store's clock: the 10-minute grace dwarfs any sane clock skew between nodes and
 //! store. Every node sweeps the bucket; a delete that races another node's is harmless (S3
 //! deletes are idempotent). Objects under the prefix that are not named by a UUID, or that carry
@@ -27,14 +36,17 @@ use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path;
 use object_store::{
     Attribute, Attributes, BackoffConfig, ClientOptions, GetOptions, ObjectStore, ObjectStoreExt,
-    PutOptions, PutPayload, RetryConfig,
+    PutMode, PutOptions, PutPayload, RetryConfig, UpdateVersion,
 };
 use uuid::Uuid;
 
 use super::{
-    MediaError, MediaOwner, MediaStore, MessageExists, StoredMedia, SweepReport, data_name,
-    served_content_type,
+    MediaError, MediaOwner, MediaRecord, MediaStore, MessageExists, RecordChange, StoredMedia,
+    SweepGrace, SweepReport, Verdict, data_name, served_content_type, verdict,
 };
+
+/// How often a conditional record update is retried after losing a race.
+const UPDATE_ATTEMPTS: usize = 16;
 use crate::config::S3Settings;
 
 /// User metadata keys of the owner record (S3 lower-cases metadata names).
@@ -148,10 +160,71 @@ impl S3MediaStore {
         self.dir.clone().join(data_name(media_id))
     }
 
+    fn record_key(&self, media_id: Uuid) -> Path {
+        self.dir
+            .clone()
+            .join(format!("{}.json", data_name(media_id)))
+    }
+
     /// The media id of a listed object: a direct child of `dir` named by a UUID.
     fn id_of(&self, location: &Path) -> Option<Uuid> {
         let rest = location.as_ref().strip_prefix(self.dir.as_ref())?;
         rest.strip_prefix('/')?.parse().ok()
+    }
+
+    /// The media id of a listed `/v1` record: a direct child of `dir` named `<uuid>.json`.
+    fn record_id_of(&self, location: &Path) -> Option<Uuid> {
+        let rest = location.as_ref().strip_prefix(self.dir.as_ref())?;
+        rest.strip_prefix('/')?.strip_suffix(".json")?.parse().ok()
+    }
+
+    /// The `/v1` record of `media_id` and the version it was read at.
+    async fn versioned_record(
+        &self,
+        media_id: Uuid,
+    ) -> Result<Option<(MediaRecord, UpdateVersion)>, MediaError> {
+        let result = match self.store.get(&self.record_key(media_id)).await {
+            Ok(r) => r,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.explain("read", e)),
+        };
+        let version = UpdateVersion {
+            e_tag: result.meta.e_tag.clone(),
+            version: result.meta.version.clone(),
+        };
+        let bytes = match result.bytes().await {
+            Ok(b) => b,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.explain("read", e)),
+        };
+        // An unreadable record is no record: the upload is then neither served nor attached.
+        Ok(serde_json::from_slice(&bytes).ok().map(|r| (r, version)))
+    }
+
+    async fn put_record(
+        &self,
+        record: &MediaRecord,
+        mode: PutMode,
+    ) -> Result<(), object_store::Error> {
+        let json = serde_json::to_vec(record).map_err(|e| object_store::Error::Generic {
+            store: "S3",
+            source: Box::new(e),
+        })?;
+        let mut attributes = Attributes::new();
+        attributes.insert(Attribute::ContentType, "application/json".into());
+        let opts = PutOptions {
+            mode,
+            attributes,
+            ..PutOptions::default()
+        };
+        self.store
+            .put_opts(
+                &self.record_key(record.media_id),
+                PutPayload::from(json),
+                opts,
+            )
+            .await
+            .map(|_| ())
     }
 
     /// An `object_store` error as a [`MediaError`] whose text says what to check.
@@ -219,6 +292,60 @@ impl MediaStore for S3MediaStore {
         })
     }
 
+    /// Two PUTs: the record, then the bytes (with their content type).
+    async fn put_upload(&self, record: &MediaRecord, bytes: Bytes) -> Result<(), MediaError> {
+        self.put_record(record, PutMode::Overwrite)
+            .await
+            .map_err(|e| self.explain("write", e))?;
+        let mut attributes = Attributes::new();
+        attributes.insert(Attribute::ContentType, record.content_type.clone().into());
+        let opts = PutOptions {
+            attributes,
+            ..PutOptions::default()
+        };
+        self.store
+            .put_opts(
+                &self.key(record.media_id),
+                PutPayload::from_bytes(bytes),
+                opts,
+            )
+            .await
+            .map_err(|e| self.explain("write", e))?;
+        Ok(())
+    }
+
+    async fn record(&self, media_id: Uuid) -> Result<Option<MediaRecord>, MediaError> {
+        Ok(self.versioned_record(media_id).await?.map(|(r, _)| r))
+    }
+
+    /// Read, change, conditional PUT (`If-Match` the ETag read); on a precondition failure
+    /// (another node updated it meanwhile) read and change again, up to [`UPDATE_ATTEMPTS`]
+    /// times.
+    async fn update_record(
+        &self,
+        media_id: Uuid,
+        change: &RecordChange<'_>,
+    ) -> Result<Option<MediaRecord>, MediaError> {
+        for _ in 0..UPDATE_ATTEMPTS {
+            let Some((current, version)) = self.versioned_record(media_id).await? else {
+                return Ok(None);
+            };
+            let Some(new) = change(&current) else {
+                return Ok(None);
+            };
+            match self.put_record(&new, PutMode::Update(version)).await {
+                Ok(()) => return Ok(Some(new)),
+                Err(object_store::Error::Precondition { .. }) => {}
+                // The record was deleted meanwhile.
+                Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(self.explain("write", e)),
+            }
+        }
+        Err(MediaError::Unavailable(format!(
+            "media record {media_id}: {UPDATE_ATTEMPTS} conflicting updates in a row"
+        )))
+    }
+
     async fn load(&self, media_id: Uuid) -> Result<Option<(Bytes, &'static str)>, MediaError> {
         let result = match self
             .store
@@ -234,39 +361,90 @@ impl MediaStore for S3MediaStore {
         Ok(Some((bytes, ct)))
     }
 
+    /// Deletes the bytes, then the `/v1` record if any (a record left by a failure in between
+    /// is swept as a record without bytes).
     async fn delete(&self, media_id: Uuid) -> Result<(), MediaError> {
-        match self.store.delete(&self.key(media_id)).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(self.explain("delete", e)),
+        for key in [self.key(media_id), self.record_key(media_id)] {
+            match self.store.delete(&key).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(self.explain("delete", e)),
+            }
         }
+        Ok(())
     }
 
-    /// Lists `<prefix>/media/` page by page; for each media object older than `grace`, reads its
-    /// record (HEAD) and deletes it if `exists` says its message is gone. Objects without a
-    /// record are counted as `unrecorded` and kept. A failed HEAD or delete keeps the object
-    /// for the next sweep.
+    /// Lists `<prefix>/media/`; for each media object older than `grace.min()`, reads its `/v1`
+    /// record (GET) and applies [`verdict`], or else its Space7 record (HEAD) and deletes it,
+    /// once older than `grace.sent`, if `exists` says its message is gone. Objects without a
+    /// record are counted as `unrecorded` and kept; `/v1` records without bytes older than
+    /// `grace.sent` are removed. A failed read or delete keeps the object for the next sweep.
     async fn sweep(
         &self,
-        grace: Duration,
+        grace: SweepGrace,
         exists: &dyn MessageExists,
     ) -> Result<SweepReport, MediaError> {
         let now = SystemTime::now();
-        let mut report = SweepReport::default();
+        let age = |modified: SystemTime| now.duration_since(modified).unwrap_or_default();
+        let mut data = Vec::new();
+        let mut data_ids = std::collections::HashSet::new();
+        let mut records = Vec::new();
         let mut listing = self.store.list(Some(&self.dir));
         while let Some(meta) = listing.next().await {
             let meta = meta.map_err(|e| self.explain("list", e))?;
-            let Some(id) = self.id_of(&meta.location) else {
-                continue;
-            };
             let modified: SystemTime = meta.last_modified.into();
-            if now.duration_since(modified).unwrap_or_default() < grace {
+            if let Some(id) = self.id_of(&meta.location) {
+                data_ids.insert(id);
+                data.push((id, age(modified)));
+            } else if let Some(id) = self.record_id_of(&meta.location) {
+                records.push((id, age(modified)));
+            }
+        }
+        let record_ids: std::collections::HashSet<Uuid> =
+            records.iter().map(|(id, _)| *id).collect();
+        let mut report = SweepReport::default();
+        for (id, age) in data {
+            if age < grace.min() {
+                continue;
+            }
+            if record_ids.contains(&id) {
+                let r = match self.record(id).await {
+                    Ok(Some(r)) => r,
+                    Ok(None) => continue, // deleted meanwhile (e.g. with its upload)
+                    Err(e) => {
+                        tracing::debug!(error = %e, "media sweep: record read failed");
+                        continue;
+                    }
+                };
+                let upload_exists = r.thumbnail_of.is_some_and(|u| data_ids.contains(&u));
+                let gone = match verdict(&r, grace, upload_exists) {
+                    Verdict::Keep => continue,
+                    Verdict::Delete => true,
+                    Verdict::AskOwner(owner) => exists.exists(owner).await == Some(false),
+                };
+                // Re-read just before deleting: an upload attached since it was read stays.
+                // (S3 has no conditional delete: an attach landing between this read and the
+                // delete, at the very end of the 24 h grace, is the remaining window.)
+                let unchanged = gone && matches!(self.record(id).await, Ok(Some(now)) if now == r);
+                if unchanged && self.delete(id).await.is_ok() {
+                    if let Some(t) = r.thumbnail_id {
+                        let _ = self.delete(t).await;
+                    }
+                    match (r.attached, r.thumbnail_of) {
+                        (None, None) => report.unattached += 1,
+                        (_, Some(_)) => report.strays += 1,
+                        _ => report.orphans += 1,
+                    }
+                }
+                continue;
+            }
+            if age < grace.sent {
                 continue;
             }
             let head = GetOptions {
                 head: true,
                 ..GetOptions::default()
             };
-            let attributes = match self.store.get_opts(&meta.location, head).await {
+            let attributes = match self.store.get_opts(&self.key(id), head).await {
                 Ok(r) => r.attributes,
                 Err(object_store::Error::NotFound { .. }) => continue, // deleted meanwhile
                 Err(e) => {
@@ -280,6 +458,20 @@ impl MediaStore for S3MediaStore {
             };
             if exists.exists(owner).await == Some(false) && self.delete(id).await.is_ok() {
                 report.orphans += 1;
+            }
+        }
+        for (id, age) in records {
+            if age >= grace.sent && !data_ids.contains(&id) {
+                // Re-check: the bytes follow their record within one PUT's time.
+                let bytes_there = self.store.head(&self.key(id)).await.is_ok();
+                if !bytes_there
+                    && matches!(
+                        self.store.delete(&self.record_key(id)).await,
+                        Ok(()) | Err(object_store::Error::NotFound { .. })
+                    )
+                {
+                    report.strays += 1;
+                }
             }
         }
         Ok(report)

@@ -147,6 +147,9 @@ mod tests {
             "/api/messages/{spaceId}",
             "/v1/stream",
             "/socket.io/",
+            "/v1/media",
+            "/v1/media/{mediaId}",
+            "/v1/media/{mediaId}/thumbnail",
         ] {
             assert!(paths.contains_key(path), "path {path} missing");
         }

@@ -3,7 +3,8 @@
 //! - [`health`] serves `/healthz`, `/readyz`, `/metrics`, `/openapi.json` (no auth);
 //! - [`spaces`] serves Space7 `/api/spaces…`
 //! - [`messages`] serves Space7 `/api/messages…`
-//! - [`media`] serves `/api/media/{id}` (capability links, no auth)
+//! - [`media`] serves `/api/media/{id}` (capability links, no auth) and `/v1/media…` (uploads
+//!   and downloads of the native surface)
 //! - [`console`] serves the web console, `/console…` (static files; dev login when enabled)
 //! - [`node`] serves `/v1/node` (this node's status and rates, for operators)
 //!
