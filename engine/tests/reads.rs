@@ -11,14 +11,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use spacecast_engine::event::{EventKind, SpaceEvent};
+use spacecast_engine::listing::SCAN_BUDGET;
 use spacecast_engine::model::{
     Member, Message, MessageId, POWER_ADMIN, POWER_MEMBER, PostingPermission, Seq, Space, SpaceId,
-    SpaceView, UserRef, Visibility, new_id,
+    SpaceView, Timestamp, UserRef, Visibility, new_id,
 };
 use spacecast_engine::store::embedded::EmbeddedStore;
 use spacecast_engine::store::{Claimed, CommitBatch, Direction, SpaceSnapshot, Store};
 use spacecast_engine::{
-    Engine, EngineConfig, EngineError, MessageOrder, NewSpace, Result, SendMessage, SpaceReader,
+    Engine, EngineConfig, EngineError, MessageFilter, MessageOrder, MessageQuery, NewSpace, Result,
+    SendMessage, SpaceReader,
 };
 use spacecast_observability::Metrics;
 
@@ -585,6 +587,178 @@ async fn a_failed_store_read_is_unavailable_never_not_found_nor_access() {
         assert!(h.engine.ping().await.is_ok());
         assert_eq!(reader.message(viewer, m.message_id).await.unwrap(), m);
         assert_eq!(log.head_seq().await.unwrap(), 1);
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cursor pages (`SpaceReader::list_messages`)
+// ---------------------------------------------------------------------------------------------
+
+fn query(direction: Direction, from: Option<Seq>, limit: usize) -> MessageQuery {
+    MessageQuery {
+        direction,
+        from,
+        limit,
+        filter: MessageFilter::default(),
+    }
+}
+
+/// Every page of `q` from its start, following `next` until it is `None`.
+async fn all_pages(reader: &SpaceReader, viewer: &str, mut q: MessageQuery) -> Vec<Vec<Message>> {
+    let mut pages = Vec::new();
+    loop {
+        let page = reader.list_messages(viewer, &q).await.expect("a page");
+        pages.push(page.messages);
+        match page.next {
+            Some(next) => q.from = Some(next),
+            None => return pages,
+        }
+        assert!(pages.len() < 10_000, "paging does not end");
+    }
+}
+
+fn ids(messages: &[Message]) -> Vec<MessageId> {
+    messages.iter().map(|m| m.message_id).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cursor_pages_give_every_message_exactly_once_while_new_ones_arrive() {
+    bounded(async {
+        let h = start().await;
+        let ada = user("ada");
+        let space = h
+            .create(&ada, Visibility::Public, PostingPermission::Everyone)
+            .await;
+        let mut sent = Vec::new();
+        for i in 0..10 {
+            sent.push(h.send(space, &ada, &format!("m{i}")).await);
+        }
+        let reader = h.engine.reader(space);
+        // Backward (newest first) in pages of 3, with a message arriving between pages.
+        let mut q = query(Direction::Backward, None, 3);
+        let mut seen = Vec::new();
+        let mut late = Vec::new();
+        loop {
+            let page = reader.list_messages(&ada.user_id, &q).await.unwrap();
+            assert!(page.messages.len() <= 3);
+            seen.extend(page.messages);
+            late.push(h.send(space, &ada, "arrived while paging").await);
+            let Some(next) = page.next else { break };
+            q.from = Some(next);
+        }
+        let mut newest_first = sent.clone();
+        newest_first.reverse();
+        assert_eq!(ids(&seen), ids(&newest_first), "each once, newest first");
+        // Forward from the start: everything, the late ones included, oldest first.
+        let forward: Vec<Message> =
+            all_pages(&reader, "anyone", query(Direction::Forward, None, 4))
+                .await
+                .concat();
+        let mut everything = sent.clone();
+        everything.extend(late);
+        assert_eq!(ids(&forward), ids(&everything), "forward: oldest first");
+        // A page of a non-member of a public space reads too; limits are clamped to 1..=100.
+        let one = reader
+            .list_messages("anyone", &query(Direction::Backward, None, 0))
+            .await
+            .unwrap();
+        assert_eq!(one.messages.len(), 1);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_keep_only_matching_messages_and_a_sparse_filter_stays_within_the_scan_budget() {
+    bounded(async {
+        let h = start().await;
+        let (ada, bob) = (user("ada"), user("bob"));
+        let space = h
+            .create(&ada, Visibility::Public, PostingPermission::Everyone)
+            .await;
+        h.engine
+            .space(space)
+            .join(bob.clone(), None)
+            .await
+            .expect("bob joins");
+        // Bob's only message is the oldest; then more than one scan budget of Ada's, one of
+        // them with media.
+        let bobs = h.send(space, &bob, "the needle").await;
+        let with_media = h
+            .engine
+            .space(space)
+            .send(SendMessage {
+                message_id: None,
+                sender: ada.clone(),
+                content: None,
+                media_url: Some("/api/media/x".into()),
+                media_type: Some(spacecast_engine::model::MediaType::Image),
+            })
+            .await
+            .unwrap();
+        let total = SCAN_BUDGET + 100;
+        for i in 0..total {
+            h.send(space, &ada, &format!("hay {i}")).await;
+        }
+        let reader = h.engine.reader(space);
+        let mut q = query(Direction::Backward, None, 50);
+        q.filter.sender_id = Some(bob.user_id.clone());
+        let pages = all_pages(&reader, &ada.user_id, q).await;
+        assert_eq!(pages.len(), 2, "the budget ends the first page early");
+        assert!(pages[0].is_empty(), "no match within the first budget");
+        assert_eq!(ids(&pages[1]), vec![bobs.message_id]);
+        let mut q = query(Direction::Forward, None, 50);
+        q.filter.has_attachment = Some(true);
+        let found: Vec<Message> = all_pages(&reader, &ada.user_id, q).await.concat();
+        assert_eq!(ids(&found), vec![with_media.message_id]);
+        let mut q = query(Direction::Forward, None, 2);
+        q.filter.has_attachment = Some(false);
+        let page = reader.list_messages(&ada.user_id, &q).await.unwrap();
+        assert_eq!(ids(&page.messages)[0], bobs.message_id);
+        assert!(page.messages.iter().all(|m| m.media_url.is_none()));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_bounds_start_and_end_the_scan_in_both_directions() {
+    bounded(async {
+        let h = start().await;
+        let ada = user("ada");
+        let space = h
+            .create(&ada, Visibility::Public, PostingPermission::Everyone)
+            .await;
+        let mut sent: Vec<Message> = Vec::new();
+        for i in 0..40 {
+            if i == 10 || i == 30 {
+                // A later millisecond from here on (polls the clock; `bounded` is the deadline).
+                while Timestamp::now() <= sent[i - 1].created_at {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+            sent.push(h.send(space, &ada, &format!("m{i}")).await);
+        }
+        let reader = h.engine.reader(space);
+        // Bounds on distinct times: the first message of a later millisecond than its
+        // predecessor, and the last of an earlier millisecond than its successor.
+        let from = (10..40)
+            .find(|&i| sent[i].created_at > sent[i - 1].created_at)
+            .expect("the clock moved");
+        let to = (from..39)
+            .rev()
+            .find(|&i| sent[i].created_at < sent[i + 1].created_at)
+            .unwrap_or(39);
+        let expect = &sent[from..=to];
+        for direction in [Direction::Forward, Direction::Backward] {
+            let mut q = query(direction, None, 7);
+            q.filter.since = Some(sent[from].created_at);
+            q.filter.until = Some(sent[to].created_at);
+            let mut got: Vec<Message> = all_pages(&reader, &ada.user_id, q).await.concat();
+            if direction == Direction::Backward {
+                got.reverse();
+            }
+            assert_eq!(ids(&got), ids(expect), "{direction:?}");
+        }
     })
     .await;
 }
