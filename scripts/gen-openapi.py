@@ -883,6 +883,51 @@ paths["/v1/media"] = {"post": {
 paths["/v1/media/{mediaId}"] = v1_download("downloadMedia", "Download an upload", "The bytes of an upload.")
 paths["/v1/media/{mediaId}/thumbnail"] = v1_download("downloadThumbnail", "Download an upload's thumbnail", "The JPEG thumbnail of an image upload (404 for other uploads).")
 
+# ---- Native messages (api/src/routes/v1_messages.rs) ----
+MSG.update({
+    "invalid_cursor": "cursor is not one this server made",
+    "invalid_filter": "has_attachment must be true or false",
+})
+schemas["MessageCursorPage"] = {
+    "type": "object", "required": ["data", "next_cursor"],
+    "properties": {
+        "data": {"type": "array", "items": ref("Message"), "maxItems": 100},
+        "next_cursor": {"type": ["string", "null"], "description": "Continues this page (same direction); `null`: nothing more now."},
+    },
+}
+paths["/v1/spaces/{spaceId}/messages"] = {"get": {
+    "operationId": "listMessagesV1", "summary": "A cursor page of messages, with filters", "tags": ["v1"],
+    "parameters": [space_param,
+        {"name": "cursor", "in": "query", "required": False, "description": "`next_cursor` of the previous page (opaque).", "schema": {"type": "string", "maxLength": 64}},
+        {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 50}},
+        {"name": "direction", "in": "query", "required": False, "description": "`backward`: newest first; `forward`: oldest first. With a cursor, it must be the cursor's.", "schema": {"type": "string", "enum": ["backward", "forward"], "default": "backward"}},
+        {"name": "sender_id", "in": "query", "required": False, "schema": {"type": "string", "minLength": 1, "maxLength": 256}},
+        {"name": "has_attachment", "in": "query", "required": False, "schema": {"type": "boolean"}},
+        {"name": "since", "in": "query", "required": False, "description": "Created at or after (RFC 3339).", "schema": {"type": "string", "format": "date-time"}},
+        {"name": "until", "in": "query", "required": False, "description": "Created at or before (RFC 3339).", "schema": {"type": "string", "format": "date-time"}},
+    ],
+    "description": "Keyset pages: across pages every message appears exactly once, even while new ones arrive. Filters are applied while scanning the space in seq order, at most 1000 messages per request: a page may then hold fewer than `limit` matches (even none) with a `next_cursor` to continue. `since` (forward) and `until` (backward) start the scan by binary search.",
+    "responses": {
+        "200": json_ok("One page.", ref("MessageCursorPage")),
+        "400": err("Invalid query parameter.", ["invalid_pagination", "invalid_cursor", "invalid_filter"]),
+        "401": R401,
+        "404": r404(),
+        "500": R500,
+        "503": r503(["store_unavailable"]),
+    },
+}}
+paths["/v1/spaces/{spaceId}/messages/{messageId}"] = {"get": {
+    "operationId": "getMessageV1", "summary": "One message", "tags": ["v1"],
+    "parameters": [space_param, message_param],
+    "responses": {
+        "200": json_ok("The message.", ref("Message")),
+        "401": R401,
+        "404": r404("Unknown or malformed space or message id, or a private space the caller is not a member of."),
+        "500": R500,
+        "503": r503(["store_unavailable"]),
+    },
+}}
+
 # ---- The web console and the operator endpoint (api/src/routes/console.rs, api/src/routes/node.rs) ----
 MSG.update({
     "invalid_username": "username may contain only letters, digits, '_', '-' and '.'",

@@ -162,6 +162,8 @@ pub const CODES: &[&str] = &[
     "invalid_media",
     "invalid_sort",
     "invalid_pagination",
+    "invalid_cursor",
+    "invalid_filter",
     "invalid_title",
     "invalid_description",
     "invalid_hashtags",

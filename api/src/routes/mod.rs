@@ -7,6 +7,7 @@
 //!   and downloads of the native surface)
 //! - [`console`] serves the web console, `/console…` (static files; dev login when enabled)
 //! - [`node`] serves `/v1/node` (this node's status and rates, for operators)
+//! - [`v1_messages`] serves the native `/v1/spaces/{id}/messages…`
 //!
 //! Handlers return `Result<Response, ApiError>`; [`respond`] renders errors (the only place)
 //! and records the request metrics under the route's template name. Requests no route matches
@@ -18,6 +19,7 @@ pub mod media;
 pub mod messages;
 pub mod node;
 pub mod spaces;
+pub mod v1_messages;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -45,6 +47,8 @@ pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
         .or(media::routes(app.clone()))
         .unify()
         .or(console::routes(app.clone()))
+        .unify()
+        .or(v1_messages::routes(app.clone()))
         .unify()
         .or(node::routes(app))
         .unify()
