@@ -47,6 +47,7 @@ pub async fn store_conformance<S: Store + FaultInjection>(store: Arc<S>) {
         a_claim_racing_a_commit_either_includes_it_or_fences_it,
         a_commit_that_fails_before_it_is_durable_changes_nothing(faults),
         a_commit_that_fails_after_it_is_durable_is_finished_by_the_next_claim(faults),
+        rich_messages_and_thread_counts_round_trip,
     );
 }
 
@@ -996,6 +997,39 @@ impl SpaceModel {
         m
     }
 
+    /// Adds a message built by the caller (the next seq: `m.seq` must be it), counting it in its
+    /// thread root's `reply_count`.
+    pub fn push_created(&mut self, b: &mut CommitBatch, m: &Message) {
+        assert_eq!(m.seq, self.seq() + 1, "the next seq");
+        self.push_event(b, created(m));
+        self.counters.message_count += 1;
+        b.push_message_write(put_new(m));
+        self.messages.insert(m.seq, m.clone());
+        self.remember(m);
+        if let Some(root) = m.parent_id {
+            self.count_reply(b, root, 1);
+        }
+    }
+
+    /// Moves the reply count of the message `root` by `by`, as an existing-row change.
+    fn count_reply(&mut self, b: &mut CommitBatch, root: crate::model::MessageId, by: i64) {
+        let Some(mut p) = self
+            .messages
+            .values()
+            .find(|m| m.message_id == root)
+            .cloned()
+        else {
+            return;
+        };
+        p.reply_count = (p.reply_count as i64 + by).max(0) as u32;
+        b.push_message_write(MessageWrite::Put {
+            message: p.clone(),
+            previous_appreciation: Some(p.appreciation_count),
+        });
+        self.messages.insert(p.seq, p.clone());
+        self.remember(&p);
+    }
+
     /// Toggles `by`'s like of the message at `at`.
     pub fn toggle(&mut self, b: &mut CommitBatch, at: Seq, by: &UserRef) {
         let mut m = self.messages[&at].clone();
@@ -1026,6 +1060,9 @@ impl SpaceModel {
             seq: m.seq,
             appreciation_count: m.appreciation_count,
         });
+        if let Some(root) = m.parent_id {
+            self.count_reply(b, root, -1);
+        }
     }
 
     /// Adds a member.
@@ -1173,6 +1210,86 @@ impl SpaceModel {
     }
 }
 
+/// Every native field of a message survives a commit and reads back from every read path; a
+/// reply counts in its root's `reply_count` (also when the root exists already), and deleting the
+/// reply counts it down.
+async fn rich_messages_and_thread_counts_round_trip(s: &dyn Store) {
+    let alice = user("alice");
+    let bob = user("bob");
+    let (space, creator) = create(s, &alice).await;
+    let mut model = SpaceModel::new(&space, &creator, 0);
+    let mut b = model.batch();
+    let root = model.send(&mut b, &alice, "root");
+    let mut rich = message(&space, model.seq() + 1, &bob, "rich");
+    rich.actor_id = alice.user_id.clone();
+    rich.msgtype = "x.poll".into();
+    rich.body = Some(json_object(serde_json::json!({
+        "question": "lunch?",
+        "options": ["soup", "salad"],
+        "nested": {"n": 1.5, "ok": true, "none": null}
+    })));
+    rich.parent_id = Some(root.message_id);
+    rich.quoted_message_id = Some(root.message_id);
+    rich.mentions = vec![alice.user_id.clone(), "someone-else".into()];
+    rich.metadata = Some(json_object(serde_json::json!({"client": "conformance"})));
+    rich.gif = Some(crate::model::Gif {
+        url: "https://media.example/cat.gif".into(),
+        width: 320,
+        height: 240,
+        title: Some("cat".into()),
+    });
+    rich.media = vec![crate::model::MediaItem {
+        media_id: new_id(),
+        content_type: "image/png".into(),
+        size: 1234,
+        sha256: "ab".repeat(32),
+        thumbnail_id: Some(new_id()),
+    }];
+    model.push_created(&mut b, &rich);
+    let b = model.finish(b);
+    s.commit(&b).await.expect("commit the rich message");
+    model.assert_reads(s, "rich message").await;
+    let back = s
+        .get_message(space.space_id, rich.message_id)
+        .await
+        .unwrap()
+        .expect("the rich message");
+    assert_eq!(back, rich, "every field reads back");
+    assert_eq!(
+        s.get_message(space.space_id, root.message_id)
+            .await
+            .unwrap()
+            .map(|m| m.reply_count),
+        Some(1),
+        "a root created with its reply in one batch counts it"
+    );
+
+    // A second reply to the root, which exists already: an existing-row change.
+    let mut b = model.batch();
+    let mut reply = message(&space, model.seq() + 1, &alice, "reply");
+    reply.parent_id = Some(root.message_id);
+    model.push_created(&mut b, &reply);
+    let b = model.finish(b);
+    s.commit(&b).await.expect("commit the second reply");
+    model.assert_reads(s, "second reply").await;
+    assert_eq!(model.messages[&root.seq].reply_count, 2);
+
+    // Deleting a reply counts it down.
+    let mut b = model.batch();
+    model.delete(&mut b, reply.seq, &alice);
+    let b = model.finish(b);
+    s.commit(&b).await.expect("delete the reply");
+    model.assert_reads(s, "reply deleted").await;
+    assert_eq!(model.messages[&root.seq].reply_count, 1);
+}
+
+fn json_object(v: serde_json::Value) -> crate::model::JsonObject {
+    match v {
+        serde_json::Value::Object(o) => o,
+        other => panic!("not an object: {other}"),
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Fixtures
 // ---------------------------------------------------------------------------------------------
@@ -1245,6 +1362,7 @@ pub fn message(space: &Space, seq: Seq, sender: &UserRef, text: &str) -> Message
         space_id: space.space_id,
         seq,
         sender_id: sender.user_id.clone(),
+        actor_id: sender.user_id.clone(),
         word_count: word_count(&content),
         content: Some(content),
         media_url: None,
@@ -1253,6 +1371,7 @@ pub fn message(space: &Space, seq: Seq, sender: &UserRef, text: &str) -> Message
         likes: vec![],
         appreciation_count: 0,
         created_at: tick(),
+        ..Default::default()
     }
 }
 
@@ -1280,6 +1399,7 @@ fn deleted(m: &Message, seq: Seq, by: &UserRef) -> SpaceEvent {
         kind: EventKind::MessageDeleted(MessageDeleted {
             message_id: m.message_id,
             deleted_by: by.user_id.clone(),
+            parent_id: m.parent_id,
         }),
     }
 }
@@ -1301,6 +1421,7 @@ fn unlike(m: &mut Message, seq: Seq, by: &UserRef) -> SpaceEvent {
 
 fn reaction(m: &mut Message, seq: Seq, by: &UserRef, added: bool) -> SpaceEvent {
     m.appreciation_count = m.likes.len() as u32;
+    m.sync_reaction_counts();
     SpaceEvent {
         space_id: m.space_id,
         seq,

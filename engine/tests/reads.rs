@@ -174,6 +174,7 @@ impl Harness {
                 content: Some(text.to_owned()),
                 media_url: None,
                 media_type: None,
+                ..Default::default()
             })
             .await
             .expect("send")
@@ -409,6 +410,7 @@ async fn the_posting_precheck_answers_as_the_space_actor_does() {
                     content: Some("x".into()),
                     media_url: None,
                     media_type: None,
+                    ..Default::default()
                 })
                 .await;
             let sent = sent.err().map(|e| (e.code(), e.to_string()));

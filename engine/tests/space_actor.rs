@@ -281,6 +281,7 @@ fn text(sender: &UserRef, content: &str) -> SendMessage {
         content: Some(content.to_owned()),
         media_url: None,
         media_type: None,
+        ..Default::default()
     }
 }
 
@@ -414,6 +415,7 @@ async fn creator_is_admin_members_join_once_and_only_members_send() {
         content: None,
         media_url: None,
         media_type: None,
+        ..Default::default()
     };
     assert!(matches!(
         space.send(empty).await,

@@ -90,6 +90,8 @@ async fn write_some(store: &dyn Store) -> Written {
             likes: vec![],
             appreciation_count: 0,
             created_at: Timestamp::now(),
+            actor_id: bob.user_id.clone(),
+            ..Default::default()
         })
         .collect();
     let events: Vec<SpaceEvent> = messages

@@ -29,8 +29,9 @@ use crate::directory::SupervisorMsg;
 use crate::error::{EngineError, Result};
 use crate::event::{APPRECIATE, EventKind, MessageDeleted, ReactionChanged, SpaceEvent};
 use crate::model::{
-    Like, Member, Message, MessageId, POWER_MEMBER, POWER_MODERATOR, PostingPermission, Seq, Space,
-    SpaceCounters, SpaceId, Timestamp, UserRef, Visibility, new_id, word_count,
+    Like, MSGTYPE_TEXT, Member, Message, MessageId, POWER_ADMIN, POWER_MEMBER, POWER_MODERATOR,
+    PostingPermission, Seq, Space, SpaceCounters, SpaceId, Timestamp, UserRef, Visibility, new_id,
+    validate_rich_fields, word_count,
 };
 use crate::store::{Claimed, CommitBatch, MessageWrite, Store};
 
@@ -167,7 +168,9 @@ impl Actor for SpaceActor {
             SpaceMsg::Command(cmd, reply) => {
                 state.touch();
                 let r = match cmd {
-                    Command::Send(cmd) => state.send(cmd).map(|(b, m)| (b, Outcome::Message(m))),
+                    Command::Send(cmd) => {
+                        state.send(cmd).await.map(|(b, m)| (b, Outcome::Message(m)))
+                    }
                     Command::Delete { message_id, by } => state
                         .delete(message_id, &by)
                         .await
@@ -279,18 +282,86 @@ impl SpaceState {
         self.members.get(user_id).map(|m| m.power_level)
     }
 
-    fn send(&mut self, cmd: SendMessage) -> Result<(CommitBatch, Message)> {
-        let power = self.member_power(&cmd.sender.user_id)?;
+    /// Checks a send against what only the space knows (membership, power, the thread and quote
+    /// targets), sequences it, and counts it in its thread root's `reply_count`.
+    async fn send(&mut self, cmd: SendMessage) -> Result<(CommitBatch, Message)> {
+        let msgtype = cmd
+            .msgtype
+            .clone()
+            .unwrap_or_else(|| MSGTYPE_TEXT.to_owned());
+        validate_rich_fields(
+            &msgtype,
+            cmd.body.as_ref(),
+            cmd.metadata.as_ref(),
+            &cmd.mentions,
+            &cmd.media,
+            cmd.gif.as_ref(),
+        )?;
+        // On behalf: the caller must be an admin, and the sender a member (as stored).
+        let (actor_id, sender) = match &cmd.actor {
+            Some(actor) => {
+                if self.member_power(&actor.user_id)? < POWER_ADMIN {
+                    return Err(EngineError::Forbidden(
+                        "Only admins may send on behalf of another member",
+                    ));
+                }
+                let Some(m) = self.members.get(&cmd.sender.user_id) else {
+                    return Err(EngineError::Invalid(
+                        "invalid_as_user",
+                        "The user to send as is not a member of this space".into(),
+                    ));
+                };
+                (actor.user_id.clone(), m.user.clone())
+            }
+            None => (cmd.sender.user_id.clone(), cmd.sender.clone()),
+        };
+        let power = self.member_power(&sender.user_id)?;
         if self.space.posting_permission == PostingPermission::Admins && power < POWER_MODERATOR {
             return Err(EngineError::Forbidden(
                 "Only admins and moderators may post in this space",
             ));
         }
-        if cmd.content.is_none() && cmd.media_url.is_none() {
+        let has_content = cmd.content.is_some()
+            || cmd.media_url.is_some()
+            || cmd.body.is_some()
+            || cmd.gif.is_some()
+            || !cmd.media.is_empty();
+        if !has_content {
             return Err(EngineError::Invalid(
                 "empty_message",
-                "Message must have text or media".into(),
+                "Message must have text, a body, a GIF or media".into(),
             ));
+        }
+        let parent = match cmd.parent_id {
+            None => None,
+            Some(id) => match self.message(id).await {
+                Ok(p) if p.parent_id.is_none() => Some(p),
+                Ok(_) => {
+                    return Err(EngineError::Invalid(
+                        "invalid_parent",
+                        "parent_id is a reply: threads are one level deep".into(),
+                    ));
+                }
+                Err(EngineError::MessageNotFound) => {
+                    return Err(EngineError::Invalid(
+                        "invalid_parent",
+                        "parent_id is not a message of this space".into(),
+                    ));
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        if let Some(id) = cmd.quoted_message_id {
+            match self.message(id).await {
+                Ok(_) => {}
+                Err(EngineError::MessageNotFound) => {
+                    return Err(EngineError::Invalid(
+                        "invalid_quote",
+                        "quoted_message_id is not a message of this space".into(),
+                    ));
+                }
+                Err(e) => return Err(e),
+            }
         }
         let seq = self.next_seq();
         self.counters.message_count += 1;
@@ -298,15 +369,23 @@ impl SpaceState {
             message_id: cmd.message_id.unwrap_or_else(new_id),
             space_id: self.space.space_id,
             seq,
-            sender_id: cmd.sender.user_id.clone(),
+            sender_id: sender.user_id.clone(),
+            actor_id,
+            msgtype,
             word_count: cmd.content.as_deref().map_or(0, word_count),
             content: cmd.content,
+            body: cmd.body,
             media_url: cmd.media_url,
             media_type: cmd.media_type,
-            sender: cmd.sender,
-            likes: Vec::new(),
-            appreciation_count: 0,
+            sender,
+            parent_id: cmd.parent_id,
+            quoted_message_id: cmd.quoted_message_id,
+            mentions: cmd.mentions,
+            metadata: cmd.metadata,
+            gif: cmd.gif,
+            media: cmd.media,
             created_at: Timestamp::now(),
+            ..Default::default()
         };
         let mut batch = self.batch();
         batch
@@ -323,7 +402,27 @@ impl SpaceState {
                 last_write: seq,
             },
         );
+        if let Some(mut p) = parent {
+            p.reply_count += 1;
+            self.put_existing(&mut batch, p, seq);
+        }
         Ok((batch, message))
+    }
+
+    /// Writes an existing message's new state (not its content's creation) in `batch`, as changed
+    /// by the event `seq`, and caches it.
+    fn put_existing(&mut self, batch: &mut CommitBatch, m: Message, seq: Seq) {
+        batch.push_message_write(MessageWrite::Put {
+            previous_appreciation: Some(m.appreciation_count),
+            message: m.clone(),
+        });
+        self.cache.insert(
+            m.message_id,
+            Cached {
+                message: Some(m),
+                last_write: seq,
+            },
+        );
     }
 
     /// The current state of a message: from the cache (which holds every change not yet
@@ -358,6 +457,16 @@ impl SpaceState {
                 "Not authorised to delete this message",
             ));
         }
+        // Read before sequencing: a failed read must not leave a gap in the seqs.
+        let parent = match m.parent_id {
+            // The thread root may be gone already; then there is nothing to count down.
+            Some(parent_id) => match self.message(parent_id).await {
+                Ok(p) => Some(p),
+                Err(EngineError::MessageNotFound) => None,
+                Err(e) => return Err(e),
+            },
+            None => None,
+        };
         let seq = self.next_seq();
         self.counters.message_count = self.counters.message_count.saturating_sub(1);
         let mut batch = self.batch();
@@ -366,6 +475,7 @@ impl SpaceState {
             EventKind::MessageDeleted(MessageDeleted {
                 message_id,
                 deleted_by: by.user_id.clone(),
+                parent_id: m.parent_id,
             }),
         ));
         batch.push_message_write(MessageWrite::Delete {
@@ -380,6 +490,10 @@ impl SpaceState {
                 last_write: seq,
             },
         );
+        if let Some(mut p) = parent {
+            p.reply_count = p.reply_count.saturating_sub(1);
+            self.put_existing(&mut batch, p, seq);
+        }
         Ok(batch)
     }
 
@@ -405,6 +519,7 @@ impl SpaceState {
             true
         };
         m.appreciation_count = m.likes.len() as u32;
+        m.sync_reaction_counts();
         let outcome = Appreciation {
             appreciated,
             appreciation_count: m.appreciation_count,

@@ -16,6 +16,9 @@ use crate::error::{EngineError, Result};
 use crate::model::{Member, Message, MessageId, UserRef};
 
 /// A state-changing request to one space. The space id travels beside it.
+// One per request, moved (never copied in bulk) through a mailbox: boxing the send would only
+// add an allocation to the hottest command.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Command {
@@ -45,6 +48,8 @@ impl Command {
 }
 
 /// What a successful command answers.
+// One per request, moved once to its caller; most outcomes are messages anyway.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "value", rename_all = "snake_case")]
 pub enum Outcome {
@@ -111,6 +116,7 @@ impl From<&EngineError> for WireError {
             EngineError::AlreadyMember => ("already_member", None, String::new()),
             EngineError::Forbidden(t) => ("forbidden", None, (*t).to_owned()),
             EngineError::Invalid(c, t) => ("invalid", Some(c), t.clone()),
+            EngineError::Conflict(c, t) => ("conflict", Some(c), t.clone()),
             EngineError::Overloaded { .. } => ("overloaded", None, String::new()),
             EngineError::StoreUnavailable(t) => ("store_unavailable", None, t.clone()),
             EngineError::SpaceUnavailable => ("space_unavailable", None, String::new()),
@@ -140,6 +146,10 @@ impl From<WireError> for EngineError {
             "forbidden" => EngineError::Forbidden(intern(&w.text, "Forbidden")),
             "invalid" => EngineError::Invalid(
                 intern(w.code.as_deref().unwrap_or_default(), "invalid_request"),
+                w.text,
+            ),
+            "conflict" => EngineError::Conflict(
+                intern(w.code.as_deref().unwrap_or_default(), "conflict"),
                 w.text,
             ),
             "overloaded" => EngineError::Overloaded { retry_after },
@@ -183,6 +193,7 @@ fn intern_in(seen: &Mutex<HashSet<&'static str>>, s: &str, fallback: &'static st
 }
 
 /// A command's result as it crosses the bus.
+#[allow(clippy::large_enum_variant)] // as `Outcome`
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WireResult {
@@ -234,6 +245,7 @@ mod tests {
                 content: Some("hi".into()),
                 media_url: None,
                 media_type: None,
+                ..Default::default()
             }),
             Command::Delete {
                 message_id: new_id(),
@@ -270,6 +282,7 @@ mod tests {
             EngineError::AlreadyMember,
             EngineError::Forbidden("Only admins and moderators may post in this space"),
             EngineError::Invalid("empty_message", "Message must have text or media".into()),
+            EngineError::Conflict("edit_window_closed", "The edit window has closed".into()),
             EngineError::Overloaded {
                 retry_after: Duration::from_secs(2),
             },

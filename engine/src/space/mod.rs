@@ -18,19 +18,55 @@ use serde::{Deserialize, Serialize};
 pub use self::command::{Command, Outcome};
 use crate::directory::{Directory, Pending};
 use crate::error::Result;
-use crate::model::{MediaType, Member, Message, MessageId, SpaceId, UserRef};
+use crate::model::{
+    Gif, JsonObject, MediaItem, MediaType, Member, Message, MessageId, SpaceId, UserRef,
+};
 
-/// A request to post a message. Content is already trimmed and validated by the edge.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// A request to post a message. Content is already trimmed and validated by the edge (which
+/// also calls [`crate::model::validate_rich_fields`]; the actor checks again).
+///
+/// Every field after `media_type` has a serde default, so a command from a node of an older
+/// version still decodes. `SendMessage { sender, content, ..Default::default() }` is a plain text
+/// message.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SendMessage {
     /// The id to give the message; `None` lets the actor pick one. The edge picks it when it
     /// must name the message before it exists (media files record the message that owns them,
     /// so orphans can be found after a crash). Always a fresh UUIDv7, never a client's value.
     pub message_id: Option<MessageId>,
+    /// Who the message is from. When sent on behalf (`actor` set), the user named here must be a
+    /// member; the actor uses the member's stored profile.
     pub sender: UserRef,
     pub content: Option<String>,
     pub media_url: Option<String>,
     pub media_type: Option<MediaType>,
+    /// The caller, when it sends on `sender`'s behalf (needs power ≥ 100).
+    #[serde(default)]
+    pub actor: Option<UserRef>,
+    /// `None` means `text`.
+    #[serde(default)]
+    pub msgtype: Option<String>,
+    #[serde(default)]
+    pub body: Option<JsonObject>,
+    /// A message of this space that is not itself a reply.
+    #[serde(default)]
+    pub parent_id: Option<MessageId>,
+    /// A message of this space.
+    #[serde(default)]
+    pub quoted_message_id: Option<MessageId>,
+    #[serde(default)]
+    pub mentions: Vec<String>,
+    #[serde(default)]
+    pub metadata: Option<JsonObject>,
+    #[serde(default)]
+    pub gif: Option<Gif>,
+    /// Uploaded files, resolved by the edge from their `media_id`s.
+    #[serde(default)]
+    pub media: Vec<MediaItem>,
+    /// The same key from the same sender within [`crate::EngineConfig::idempotency_ttl`] returns
+    /// the original message and creates nothing (≤ 128 bytes; checked by the edge).
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
 }
 
 /// The result of an appreciation toggle.
@@ -42,6 +78,7 @@ pub struct Appreciation {
 }
 
 /// Everything a space actor handles.
+#[allow(clippy::large_enum_variant)] // as `Command`: one per request, moved once
 pub(crate) enum SpaceMsg {
     /// A command from a caller on this node or forwarded from another one.
     Command(Command, RpcReplyPort<Result<Outcome>>),

@@ -1015,3 +1015,95 @@ impl Store for EmbeddedStore {
             .map_err(io_err)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Timestamp, UserRef};
+
+    /// Records written before the native message fields existed: a message value and its
+    /// `message_created` event exactly as that code wrote them, read back through every path.
+    #[tokio::test]
+    async fn records_written_before_the_native_fields_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path(), Metrics::new()).unwrap();
+        let old: serde_json::Value =
+            serde_json::from_str(crate::model::tests::OLD_MESSAGE_JSON).unwrap();
+        let space_id: SpaceId = old["space_id"].as_str().unwrap().parse().unwrap();
+        let message_id: MessageId = old["message_id"].as_str().unwrap().parse().unwrap();
+        let space = Space {
+            space_id,
+            title: "old".into(),
+            description: String::new(),
+            visibility: crate::model::Visibility::Public,
+            creator: UserRef::default(),
+            tags: vec![],
+            posting_permission: crate::model::PostingPermission::Everyone,
+            created_at: Timestamp(0),
+        };
+        let creator = Member {
+            user: UserRef {
+                user_id: "u1".into(),
+                ..UserRef::default()
+            },
+            power_level: 100,
+            joined_at: Timestamp(0),
+        };
+        store.create_space(&space, &creator).await.unwrap();
+        let event = format!(
+            r#"{{"space_id":"{space_id}","seq":7,"at":"2026-11-22T02:04:18.123Z","event":"message_created","data":{}}}"#,
+            crate::model::tests::OLD_MESSAGE_JSON
+        );
+        let head = HeadRecord {
+            counters: SpaceCounters {
+                head_seq: 7,
+                message_count: 1,
+                member_count: 1,
+            },
+            epoch: 0,
+        };
+        store
+            .write(vec![
+                Op::Put(
+                    Table::MessagesBySpace,
+                    key_seq(space_id, 7),
+                    crate::model::tests::OLD_MESSAGE_JSON.as_bytes().to_vec(),
+                ),
+                Op::Put(
+                    Table::MessageById,
+                    message_id.as_bytes().to_vec(),
+                    key_seq(space_id, 7),
+                ),
+                Op::Put(
+                    Table::EventsBySpace,
+                    key_seq(space_id, 7),
+                    event.into_bytes(),
+                ),
+                Op::Put(
+                    Table::SpaceCounters,
+                    space_id.as_bytes().to_vec(),
+                    enc(&head),
+                ),
+            ])
+            .await
+            .unwrap();
+        let m = store
+            .get_message(space_id, message_id)
+            .await
+            .unwrap()
+            .expect("the old message");
+        assert_eq!(m.content.as_deref(), Some("hello old world"));
+        assert_eq!((m.actor_id.as_str(), m.msgtype.as_str()), ("u1", "text"));
+        assert_eq!(m.reaction_counts.get("appreciate"), Some(&1));
+        let page = store
+            .page_messages(space_id, MessageOrder::Recent, 0, 10)
+            .await
+            .unwrap();
+        assert_eq!(page, vec![m.clone()]);
+        let events = store.read_events(space_id, 0, 10).await.unwrap();
+        match &events[..] {
+            [ev] => assert_eq!(ev.kind, crate::event::EventKind::MessageCreated(m)),
+            other => panic!("one event expected, got {other:?}"),
+        }
+    }
+}

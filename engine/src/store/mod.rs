@@ -306,6 +306,7 @@ mod tests {
             likes: vec![],
             appreciation_count: count,
             created_at: Timestamp(0),
+            ..Default::default()
         }
     }
 

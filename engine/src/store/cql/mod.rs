@@ -88,8 +88,8 @@ use super::{Claimed, CommitBatch, FailPoint, MessageOrder, MessageWrite, SpaceSn
 use crate::error::{EngineError, Result};
 use crate::event::{EventKind, SpaceEvent};
 use crate::model::{
-    Like, MediaType, Member, Message, MessageId, PostingPermission, Seq, Space, SpaceCounters,
-    SpaceId, SpaceView, Timestamp, UserRef, Visibility,
+    Like, MSGTYPE_TEXT, MediaType, Member, Message, MessageId, PostingPermission, Seq, Space,
+    SpaceCounters, SpaceId, SpaceView, Timestamp, UserRef, Visibility,
 };
 
 /// How to reach the cluster.
@@ -212,10 +212,14 @@ pub async fn migrate(cfg: &CqlConfig) -> Result<i32> {
     let current = applied_version(&session, ks).await?;
     for m in MIGRATIONS.iter().filter(|m| m.version > current) {
         for stmt in m.statements {
-            session
-                .query_unpaged(stmt.replace("{ks}", ks), ())
-                .await
-                .map_err(|e| unavailable(format!("migration {}: {e}", m.version)))?;
+            match session.query_unpaged(stmt.replace("{ks}", ks), ()).await {
+                Ok(_) => {}
+                // Added by an earlier or concurrent run: done.
+                Err(e)
+                    if schema::is_add_column(stmt)
+                        && schema::column_exists_error(&e.to_string()) => {}
+                Err(e) => return Err(unavailable(format!("migration {}: {e}", m.version))),
+            }
         }
         let record = format!(
             "INSERT INTO {ks}.{} (version, description, applied_at) VALUES (?, ?, ?)",
@@ -270,6 +274,7 @@ struct Statements {
     insert_event: PreparedStatement,
     select_events: PreparedStatement,
     upsert_message: PreparedStatement,
+    set_reply_count: PreparedStatement,
     set_appreciation: PreparedStatement,
     set_like: PreparedStatement,
     delete_like: PreparedStatement,
@@ -325,7 +330,8 @@ impl Statements {
             select_spaces_of_user: p(format!("SELECT space_id FROM {ks}.spaces_by_user WHERE user_id = ?")).await?,
             insert_event: p(format!("INSERT INTO {ks}.events_by_space (space_id, bucket, seq, event) VALUES (?, ?, ?, ?)")).await?,
             select_events: p(format!("SELECT event FROM {ks}.events_by_space WHERE space_id = ? AND bucket = ? AND seq > ? AND seq <= ? LIMIT ?")).await?,
-            upsert_message: p(format!("INSERT INTO {ks}.messages_by_space (space_id, bucket, seq, message_id, sender_id, sender_username, sender_picture, content, media_url, media_type, word_count, appreciation_count, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")).await?,
+            upsert_message: p(format!("INSERT INTO {ks}.messages_by_space (space_id, bucket, seq, message_id, sender_id, sender_username, sender_picture, content, media_url, media_type, word_count, appreciation_count, created_at, actor_id, msgtype, body, parent_id, quoted_message_id, mentions, metadata, gif, media, reply_count, edited_at, redacted, redacted_by, redacted_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")).await?,
+            set_reply_count: p(format!("UPDATE {ks}.messages_by_space SET reply_count = ? WHERE space_id = ? AND bucket = ? AND seq = ?")).await?,
             set_appreciation: p(format!("UPDATE {ks}.messages_by_space SET appreciation_count = ? WHERE space_id = ? AND bucket = ? AND seq = ?")).await?,
             set_like: p(format!("UPDATE {ks}.messages_by_space SET likes[?] = ? WHERE space_id = ? AND bucket = ? AND seq = ?")).await?,
             delete_like: p(format!("DELETE likes[?] FROM {ks}.messages_by_space WHERE space_id = ? AND bucket = ? AND seq = ?")).await?,
@@ -344,7 +350,7 @@ impl Statements {
     }
 }
 
-const MESSAGE_COLUMNS: &str = "space_id, seq, message_id, sender_id, sender_username, sender_picture, content, media_url, media_type, word_count, appreciation_count, likes, created_at";
+const MESSAGE_COLUMNS: &str = "space_id, seq, message_id, sender_id, sender_username, sender_picture, content, media_url, media_type, word_count, appreciation_count, likes, created_at, actor_id, msgtype, body, parent_id, quoted_message_id, mentions, metadata, gif, media, reply_count, edited_at, redacted, redacted_by, redacted_reason";
 
 #[derive(DeserializeRow)]
 struct SpaceRow {
@@ -384,6 +390,21 @@ struct MessageRow {
     appreciation_count: Option<i32>,
     likes: Option<HashMap<String, i64>>,
     created_at: Option<CqlTimestamp>,
+    // Schema v3; null in rows written before it.
+    actor_id: Option<String>,
+    msgtype: Option<String>,
+    body: Option<String>,
+    parent_id: Option<Uuid>,
+    quoted_message_id: Option<Uuid>,
+    mentions: Option<Vec<String>>,
+    metadata: Option<String>,
+    gif: Option<String>,
+    media: Option<String>,
+    reply_count: Option<i32>,
+    edited_at: Option<CqlTimestamp>,
+    redacted: Option<bool>,
+    redacted_by: Option<String>,
+    redacted_reason: Option<String>,
 }
 
 impl SpaceRow {
@@ -441,7 +462,7 @@ impl MessageRow {
         // Likes in the order they were given.
         likes.sort_by_key(|l| l.id);
         let sender_id = self.sender_id.unwrap_or_default();
-        Message {
+        let mut m = Message {
             message_id: self.message_id.unwrap_or_default(),
             space_id: self.space_id,
             seq: self.seq as u64,
@@ -450,16 +471,112 @@ impl MessageRow {
                 username: self.sender_username.unwrap_or_default(),
                 profile_picture: self.sender_picture.unwrap_or_default(),
             },
+            actor_id: self.actor_id.unwrap_or_else(|| sender_id.clone()),
             sender_id,
+            msgtype: self.msgtype.unwrap_or_else(|| MSGTYPE_TEXT.to_owned()),
             content: self.content,
+            body: from_json_col(self.body),
             media_url: self.media_url,
             media_type: self.media_type.as_deref().and_then(MediaType::parse),
             word_count: self.word_count.unwrap_or_default() as u32,
+            parent_id: self.parent_id,
+            quoted_message_id: self.quoted_message_id,
+            mentions: self.mentions.unwrap_or_default(),
+            metadata: from_json_col(self.metadata),
+            gif: from_json_col(self.gif),
+            media: from_json_col(self.media).unwrap_or_default(),
             appreciation_count: self.appreciation_count.unwrap_or_default() as u32,
             likes,
+            reply_count: self.reply_count.unwrap_or_default().max(0) as u32,
+            edited_at: self.edited_at.map(|t| Timestamp(t.0)),
+            redacted: self.redacted.unwrap_or_default(),
+            redacted_by: self.redacted_by,
+            redacted_reason: self.redacted_reason,
             created_at: Timestamp(self.created_at.map_or(0, |t| t.0)),
+            ..Default::default()
+        };
+        m.sync_reaction_counts();
+        m
+    }
+}
+
+/// The values of `upsert_message`, by column name (more than a tuple can bind).
+#[derive(scylla::SerializeRow)]
+struct MessageInsert {
+    space_id: Uuid,
+    bucket: i64,
+    seq: i64,
+    message_id: Uuid,
+    sender_id: String,
+    sender_username: String,
+    sender_picture: String,
+    content: Option<String>,
+    media_url: Option<String>,
+    media_type: Option<&'static str>,
+    word_count: i32,
+    appreciation_count: i32,
+    created_at: CqlTimestamp,
+    actor_id: String,
+    msgtype: String,
+    body: Option<String>,
+    parent_id: Option<Uuid>,
+    quoted_message_id: Option<Uuid>,
+    mentions: Option<Vec<String>>,
+    metadata: Option<String>,
+    gif: Option<String>,
+    media: Option<String>,
+    reply_count: i32,
+    edited_at: Option<CqlTimestamp>,
+    redacted: bool,
+    redacted_by: Option<String>,
+    redacted_reason: Option<String>,
+}
+
+impl MessageInsert {
+    fn of(sid: SpaceId, m: &Message) -> Self {
+        MessageInsert {
+            space_id: sid,
+            bucket: bucket(m.seq),
+            seq: m.seq as i64,
+            message_id: m.message_id,
+            sender_id: m.sender_id.clone(),
+            sender_username: m.sender.username.clone(),
+            sender_picture: m.sender.profile_picture.clone(),
+            content: m.content.clone(),
+            media_url: m.media_url.clone(),
+            media_type: media_type_str(m.media_type),
+            word_count: m.word_count as i32,
+            appreciation_count: m.appreciation_count as i32,
+            created_at: CqlTimestamp(m.created_at.0),
+            actor_id: m.actor_id.clone(),
+            msgtype: m.msgtype.clone(),
+            body: json_col(m.body.as_ref()),
+            parent_id: m.parent_id,
+            quoted_message_id: m.quoted_message_id,
+            mentions: (!m.mentions.is_empty()).then(|| m.mentions.clone()),
+            metadata: json_col(m.metadata.as_ref()),
+            gif: json_col(m.gif.as_ref()),
+            media: (!m.media.is_empty())
+                .then(|| json_col(Some(&m.media)))
+                .flatten(),
+            reply_count: m.reply_count as i32,
+            edited_at: m.edited_at.map(|t| CqlTimestamp(t.0)),
+            redacted: m.redacted,
+            redacted_by: m.redacted_by.clone(),
+            redacted_reason: m.redacted_reason.clone(),
         }
     }
+}
+
+/// A JSON column's value (null when absent or unreadable: the columns hold only what this store
+/// wrote, so unreadable means a row fixed by hand).
+fn from_json_col<T: serde::de::DeserializeOwned>(col: Option<String>) -> Option<T> {
+    col.and_then(|s| serde_json::from_str(&s).ok())
+}
+
+/// The JSON column value of `v` (null for `None`).
+fn json_col<T: Serialize>(v: Option<&T>) -> Option<String> {
+    v.and_then(|v| serde_json::to_string(v).ok())
 }
 
 fn media_type_str(t: Option<MediaType>) -> Option<&'static str> {
@@ -539,6 +656,9 @@ enum Settle {
     /// A member added or changed, and the user's membership entry.
     #[serde(rename = "m")]
     Member(Member),
+    /// An existing message's reply count (a reply to it created or deleted).
+    #[serde(rename = "r")]
+    Replies { id: Uuid, seq: Seq, count: u32 },
 }
 
 /// A space's head row.
@@ -959,21 +1079,7 @@ impl CqlStore {
                         part::MESSAGES,
                         &key,
                         &s.upsert_message,
-                        (
-                            sid,
-                            bucket(m.seq),
-                            seq,
-                            m.message_id,
-                            m.sender_id.clone(),
-                            m.sender.username.clone(),
-                            m.sender.profile_picture.clone(),
-                            m.content.clone(),
-                            m.media_url.clone(),
-                            media_type_str(m.media_type),
-                            m.word_count as i32,
-                            m.appreciation_count as i32,
-                            CqlTimestamp(m.created_at.0),
-                        ),
+                        MessageInsert::of(sid, m),
                     );
                     // A new message's likes are all new (given in this batch).
                     for like in &m.likes {
@@ -1008,26 +1114,33 @@ impl CqlStore {
                     message: m,
                     previous_appreciation: Some(prev),
                 } => {
-                    // Likes change element by element (never rewriting the whole map), to the
-                    // final state of each user this batch touched.
-                    let mut likes: Vec<(String, Option<u64>)> = Vec::new();
+                    // What changed in an existing row is told by the batch's events about it;
+                    // each kind of change writes only its own columns.
+                    let id = m.message_id;
+                    let mut reacted = false;
+                    let mut replies = false;
                     for e in &b.events {
-                        let EventKind::ReactionChanged(r) = &e.kind else {
-                            continue;
-                        };
-                        if r.message_id != m.message_id || likes.iter().any(|l| l.0 == r.user_id) {
-                            continue;
+                        match &e.kind {
+                            EventKind::ReactionChanged(r) if r.message_id == id => reacted = true,
+                            EventKind::MessageCreated(c) if c.parent_id == Some(id) => {
+                                replies = true
+                            }
+                            EventKind::MessageDeleted(d) if d.parent_id == Some(id) => {
+                                replies = true
+                            }
+                            _ => {}
                         }
-                        let like = m.likes.iter().find(|l| l.user_id == r.user_id);
-                        likes.push((r.user_id.clone(), like.map(|l| l.id)));
                     }
-                    settle.push(Settle::Appreciation {
-                        id: m.message_id,
-                        seq: m.seq,
-                        count: m.appreciation_count,
-                        prev: *prev,
-                        likes,
-                    });
+                    if replies {
+                        settle.push(Settle::Replies {
+                            id,
+                            seq: m.seq,
+                            count: m.reply_count,
+                        });
+                    }
+                    if reacted || !replies {
+                        settle.push(appreciation_settle(b, m, *prev));
+                    }
                 }
                 MessageWrite::Delete {
                     message_id,
@@ -1122,6 +1235,12 @@ impl CqlStore {
                         }
                     }
                 }
+                Settle::Replies { id: _, seq, count } => parts.add(
+                    part::MESSAGES,
+                    &space_bucket_key(sid, *seq),
+                    &s.set_reply_count,
+                    (*count as i32, sid, bucket(*seq), *seq as i64),
+                ),
                 Settle::Index { id, seq, count } => parts.add(
                     part::APPRECIATED,
                     sid.as_bytes(),
@@ -1240,6 +1359,29 @@ impl super::FaultInjection for CqlStore {
             .fail_next
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some(at);
+    }
+}
+
+/// An existing message's like and count changes in `b`: each like changes element by element
+/// (never rewriting the whole map), to the final state of each user the batch touched.
+fn appreciation_settle(b: &CommitBatch, m: &Message, prev: u32) -> Settle {
+    let mut likes: Vec<(String, Option<u64>)> = Vec::new();
+    for e in &b.events {
+        let EventKind::ReactionChanged(r) = &e.kind else {
+            continue;
+        };
+        if r.message_id != m.message_id || likes.iter().any(|l| l.0 == r.user_id) {
+            continue;
+        }
+        let like = m.likes.iter().find(|l| l.user_id == r.user_id);
+        likes.push((r.user_id.clone(), like.map(|l| l.id)));
+    }
+    Settle::Appreciation {
+        id: m.message_id,
+        seq: m.seq,
+        count: m.appreciation_count,
+        prev,
+        likes,
     }
 }
 
@@ -1715,6 +1857,11 @@ mod tests {
                 id: Uuid::nil(),
                 seq: 5,
                 count: 1,
+            },
+            Settle::Replies {
+                id: Uuid::nil(),
+                seq: 6,
+                count: 2,
             },
             Settle::Member(Member {
                 user: UserRef {

@@ -1,0 +1,333 @@
+//! The native message model end to end (issue 10): `Engine` over the real embedded store, driven
+//! through `SpaceHandle`s: threads and quotes, sends on behalf, reply counts.
+//!
+//! No test sleeps to synchronise; every await that could hang is bounded ([`within`]).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use spacecast_engine::event::EventKind;
+use spacecast_engine::model::{
+    Gif, MediaItem, Message, MessageId, PostingPermission, SpaceId, UserRef, Visibility, new_id,
+};
+use spacecast_engine::store::Store;
+use spacecast_engine::store::embedded::EmbeddedStore;
+use spacecast_engine::{Engine, EngineConfig, EngineError, NewSpace, Result, SendMessage};
+use spacecast_observability::Metrics;
+
+/// The deadline of every wait; generous, as it only bounds a failing test.
+const WAIT: Duration = Duration::from_secs(30);
+
+struct Harness {
+    engine: Engine,
+    store: Arc<dyn Store>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start(config: EngineConfig) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> =
+        EmbeddedStore::open(&dir.path().join("store"), Metrics::new()).expect("open store");
+    let engine = Engine::start(config, store.clone(), Metrics::new())
+        .await
+        .expect("engine starts");
+    Harness {
+        engine,
+        store,
+        _dir: dir,
+    }
+}
+
+impl Harness {
+    /// A public space owned by `creator` (power 100), joined by `members`.
+    async fn space_with(&self, creator: &UserRef, members: &[&UserRef]) -> SpaceId {
+        let view = self
+            .engine
+            .create_space(
+                NewSpace {
+                    title: "Rich messages".into(),
+                    description: String::new(),
+                    visibility: Visibility::Public,
+                    tags: vec![],
+                    posting_permission: PostingPermission::Everyone,
+                },
+                creator.clone(),
+            )
+            .await
+            .expect("create space");
+        let id = view.space.space_id;
+        for m in members {
+            within("join", self.engine.space(id).join((*m).clone(), None))
+                .await
+                .expect("join");
+        }
+        id
+    }
+
+    async fn send(&self, id: SpaceId, cmd: SendMessage) -> Result<Message> {
+        within("send", self.engine.space(id).send(cmd)).await
+    }
+
+    async fn stored(&self, id: SpaceId, m: MessageId) -> Option<Message> {
+        self.store.get_message(id, m).await.unwrap()
+    }
+}
+
+fn user(name: &str) -> UserRef {
+    UserRef {
+        user_id: format!("{name}-{}", new_id()),
+        username: name.to_owned(),
+        profile_picture: format!("https://example.test/{name}.png"),
+    }
+}
+
+fn text(sender: &UserRef, content: &str) -> SendMessage {
+    SendMessage {
+        sender: sender.clone(),
+        content: Some(content.to_owned()),
+        ..Default::default()
+    }
+}
+
+fn reply(sender: &UserRef, content: &str, parent: MessageId) -> SendMessage {
+    SendMessage {
+        parent_id: Some(parent),
+        ..text(sender, content)
+    }
+}
+
+fn code(r: &Result<Message>) -> Option<&'static str> {
+    r.as_ref().err().map(EngineError::code)
+}
+
+/// Awaits `fut`, failing the test if it does not finish in time (instead of hanging).
+async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(WAIT, fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("{what} did not finish within {WAIT:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Step 1: the model, threads, quotes, on behalf
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rich_send_keeps_every_field_and_the_event_carries_it() {
+    let h = start(EngineConfig::default()).await;
+    let (alice, bob) = (user("alice"), user("bob"));
+    let id = h.space_with(&alice, &[&bob]).await;
+    let mut body = serde_json::Map::new();
+    body.insert("lang".into(), "rust".into());
+    let cmd = SendMessage {
+        sender: bob.clone(),
+        msgtype: Some("code".into()),
+        body: Some(body.clone()),
+        mentions: vec![alice.user_id.clone()],
+        gif: Some(Gif {
+            url: "https://media.example/x.gif".into(),
+            width: 10,
+            height: 20,
+            title: None,
+        }),
+        media: vec![MediaItem {
+            media_id: new_id(),
+            content_type: "image/png".into(),
+            size: 3,
+            sha256: "00".repeat(32),
+            thumbnail_id: None,
+        }],
+        ..Default::default()
+    };
+    let m = h
+        .send(id, cmd.clone())
+        .await
+        .expect("a body alone is content");
+    assert_eq!(
+        (
+            m.msgtype.as_str(),
+            m.actor_id.as_str(),
+            m.content.as_deref()
+        ),
+        ("code", bob.user_id.as_str(), None)
+    );
+    assert_eq!(m.body, Some(body));
+    assert_eq!(m.mentions, vec![alice.user_id.clone()]);
+    assert_eq!((m.media.len(), m.gif.is_some()), (1, true));
+    assert_eq!(h.stored(id, m.message_id).await, Some(m.clone()));
+    let events = h.store.read_events(id, 0, 100).await.unwrap();
+    assert_eq!(
+        events.last().map(|e| &e.kind),
+        Some(&EventKind::MessageCreated(m.clone())),
+        "message_created carries the full message"
+    );
+
+    // Nothing at all is refused; so is a field over its limit, and an invalid msgtype.
+    let empty = h.send(
+        id,
+        SendMessage {
+            sender: bob.clone(),
+            ..Default::default()
+        },
+    );
+    assert_eq!(code(&empty.await), Some("empty_message"));
+    let poll = h.send(
+        id,
+        SendMessage {
+            msgtype: Some("poll".into()),
+            ..text(&bob, "x")
+        },
+    );
+    assert_eq!(code(&poll.await), Some("invalid_msgtype"));
+    let mut huge = serde_json::Map::new();
+    huge.insert("k".into(), "x".repeat(70 * 1024).into());
+    let big = h.send(
+        id,
+        SendMessage {
+            body: Some(huge),
+            ..text(&bob, "x")
+        },
+    );
+    assert_eq!(code(&big.await), Some("payload_too_large"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replies_need_a_root_of_this_space_and_count_in_it() {
+    let h = start(EngineConfig::default()).await;
+    let (alice, bob) = (user("alice"), user("bob"));
+    let id = h.space_with(&alice, &[&bob]).await;
+    let other = h.space_with(&alice, &[]).await;
+    let root = h.send(id, text(&alice, "root")).await.unwrap();
+    let elsewhere = h.send(other, text(&alice, "elsewhere")).await.unwrap();
+
+    let r1 = h
+        .send(id, reply(&bob, "one", root.message_id))
+        .await
+        .unwrap();
+    let r2 = h
+        .send(id, reply(&alice, "two", root.message_id))
+        .await
+        .unwrap();
+    assert_eq!(r1.parent_id, Some(root.message_id));
+    assert_eq!(h.stored(id, root.message_id).await.unwrap().reply_count, 2);
+
+    // One level deep: a reply to a reply is refused, and so is a root of another space or none.
+    for parent in [r1.message_id, elsewhere.message_id, new_id()] {
+        let r = h.send(id, reply(&bob, "nested", parent)).await;
+        assert_eq!(code(&r), Some("invalid_parent"), "parent {parent}");
+    }
+    // Refusals leave no trace: no seq is used.
+    let next = h.send(id, text(&bob, "after")).await.unwrap();
+    assert_eq!(next.seq, r2.seq + 1, "refused sends take no seq");
+
+    // Deleting a reply counts it down, also once the root left the actor's cache (a restart).
+    within(
+        "delete",
+        h.engine.space(id).delete(r1.message_id, bob.clone()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(h.stored(id, root.message_id).await.unwrap().reply_count, 1);
+    let events = h.store.read_events(id, 0, 100).await.unwrap();
+    let deleted = events.iter().find_map(|e| match &e.kind {
+        EventKind::MessageDeleted(d) => Some(d.clone()),
+        _ => None,
+    });
+    assert_eq!(deleted.and_then(|d| d.parent_id), Some(root.message_id));
+    // Deleting the root leaves its replies; deleting them afterwards still works.
+    within(
+        "delete root",
+        h.engine.space(id).delete(root.message_id, alice.clone()),
+    )
+    .await
+    .unwrap();
+    within(
+        "delete orphan",
+        h.engine.space(id).delete(r2.message_id, alice.clone()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(h.stored(id, r2.message_id).await, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn quotes_must_name_a_message_of_this_space() {
+    let h = start(EngineConfig::default()).await;
+    let alice = user("alice");
+    let id = h.space_with(&alice, &[]).await;
+    let other = h.space_with(&alice, &[]).await;
+    let quoted = h.send(id, text(&alice, "quoted")).await.unwrap();
+    let elsewhere = h.send(other, text(&alice, "elsewhere")).await.unwrap();
+    let ok = h
+        .send(
+            id,
+            SendMessage {
+                quoted_message_id: Some(quoted.message_id),
+                ..text(&alice, "quoting")
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(ok.quoted_message_id, Some(quoted.message_id));
+    for q in [elsewhere.message_id, new_id()] {
+        let r = h
+            .send(
+                id,
+                SendMessage {
+                    quoted_message_id: Some(q),
+                    ..text(&alice, "bad quote")
+                },
+            )
+            .await;
+        assert_eq!(code(&r), Some("invalid_quote"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn only_admins_send_on_behalf_and_only_of_members() {
+    let h = start(EngineConfig::default()).await;
+    let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
+    let id = h.space_with(&alice, &[&bob]).await;
+    // Alice (the creator, power 100) sends as Bob: Bob is the sender, as stored; Alice the actor.
+    let as_bob = SendMessage {
+        actor: Some(alice.clone()),
+        sender: UserRef {
+            user_id: bob.user_id.clone(),
+            username: "whatever the caller says".into(),
+            profile_picture: String::new(),
+        },
+        ..text(&bob, "on behalf")
+    };
+    let m = h.send(id, as_bob).await.expect("an admin sends on behalf");
+    assert_eq!(
+        (m.sender_id.as_str(), m.actor_id.as_str()),
+        (bob.user_id.as_str(), alice.user_id.as_str())
+    );
+    assert_eq!(m.sender, bob, "the member's stored profile");
+    // Bob (power 0) may not send as Alice.
+    let r = h
+        .send(
+            id,
+            SendMessage {
+                actor: Some(bob.clone()),
+                ..text(&alice, "impostor")
+            },
+        )
+        .await;
+    assert!(matches!(r, Err(EngineError::Forbidden(_))), "{r:?}");
+    // Nobody sends as a non-member.
+    let r = h
+        .send(
+            id,
+            SendMessage {
+                actor: Some(alice.clone()),
+                ..text(&carol, "ghost")
+            },
+        )
+        .await;
+    assert_eq!(code(&r), Some("invalid_as_user"));
+    // An ordinary send has the sender as actor.
+    let own = h.send(id, text(&bob, "mine")).await.unwrap();
+    assert_eq!(own.actor_id, bob.user_id);
+}
