@@ -81,6 +81,9 @@ pub struct EngineConfig {
     /// Bytes all space actors' message caches may hold together before they drop what is
     /// durable (see `space/cache.rs`).
     pub message_cache_bytes: usize,
+    /// How long after `created_at` (by the space actor's clock) a message may be edited; the
+    /// edge sets it from `--edit-window`.
+    pub edit_window: Duration,
 }
 
 impl Default for EngineConfig {
@@ -93,6 +96,7 @@ impl Default for EngineConfig {
             subscriber_queue: 1024,
             message_cache: 4096,
             message_cache_bytes: 64 * 1024 * 1024,
+            edit_window: Duration::from_secs(24 * 60 * 60),
         }
     }
 }

@@ -20,10 +20,13 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use crate::EngineError;
 use crate::event::{APPRECIATE, EventKind, MessageDeleted, ReactionChanged, SpaceEvent};
 use crate::model::{
-    Like, Member, Message, POWER_ADMIN, POWER_MEMBER, POWER_MODERATOR, PostingPermission, Seq,
-    Space, SpaceCounters, SpaceView, Timestamp, UserRef, Visibility, new_id, word_count,
+    Like, Member, Message, MessageId, MessageVersion, POWER_ADMIN, POWER_MEMBER, POWER_MODERATOR,
+    PostingPermission, Seq, Space, SpaceCounters, SpaceView, Timestamp, UserRef, Visibility,
+    new_id, word_count,
 };
-use crate::store::{CommitBatch, FailPoint, FaultInjection, MessageOrder, MessageWrite, Store};
+use crate::store::{
+    CommitBatch, FailPoint, FaultInjection, HistoryWrite, MessageOrder, MessageWrite, Store,
+};
 
 /// Runs every conformance case against `store`. Panics on the first violation.
 pub async fn store_conformance<S: Store + FaultInjection>(store: Arc<S>) {
@@ -48,6 +51,9 @@ pub async fn store_conformance<S: Store + FaultInjection>(store: Arc<S>) {
         a_commit_that_fails_before_it_is_durable_changes_nothing(faults),
         a_commit_that_fails_after_it_is_durable_is_finished_by_the_next_claim(faults),
         rich_messages_and_thread_counts_round_trip,
+        edits_keep_every_earlier_version_newest_first,
+        an_edit_that_fails_before_it_is_durable_leaves_the_old_version(faults),
+        an_edit_that_fails_after_it_is_durable_is_finished_by_the_next_claim(faults),
     );
 }
 
@@ -942,6 +948,8 @@ pub struct SpaceModel {
     pub ever: Vec<Message>,
     pub log: Vec<SpaceEvent>,
     pub counters: SpaceCounters,
+    /// Earlier versions of edited messages, newest first.
+    pub history: BTreeMap<MessageId, Vec<MessageVersion>>,
 }
 
 impl SpaceModel {
@@ -955,6 +963,7 @@ impl SpaceModel {
             ever: Vec::new(),
             log: Vec::new(),
             counters: counters(0, 0, 1),
+            history: BTreeMap::new(),
         }
     }
 
@@ -1030,6 +1039,47 @@ impl SpaceModel {
         self.remember(&p);
     }
 
+    /// Edits the text of the message at `at` (as its author), keeping the old version.
+    pub fn edit(&mut self, b: &mut CommitBatch, at: Seq, text: &str) -> Message {
+        let mut m = self.messages[&at].clone();
+        let seq = self.seq() + 1;
+        let now = tick();
+        let version = MessageVersion {
+            seq,
+            content: m.content.clone(),
+            body: m.body.clone(),
+            valid_from: m.edited_at.unwrap_or(m.created_at),
+            replaced_at: now,
+        };
+        m.content = Some(text.to_owned());
+        m.word_count = word_count(text);
+        m.edited_at = Some(now);
+        self.push_event(
+            b,
+            SpaceEvent {
+                space_id: m.space_id,
+                seq,
+                at: now,
+                kind: EventKind::MessageEdited(m.clone()),
+            },
+        );
+        b.push_history(HistoryWrite::Add {
+            message_id: m.message_id,
+            version: version.clone(),
+        });
+        self.history
+            .entry(m.message_id)
+            .or_default()
+            .insert(0, version);
+        b.push_message_write(MessageWrite::Put {
+            message: m.clone(),
+            previous_appreciation: Some(m.appreciation_count),
+        });
+        self.messages.insert(at, m.clone());
+        self.remember(&m);
+        m
+    }
+
     /// Toggles `by`'s like of the message at `at`.
     pub fn toggle(&mut self, b: &mut CommitBatch, at: Seq, by: &UserRef) {
         let mut m = self.messages[&at].clone();
@@ -1060,6 +1110,12 @@ impl SpaceModel {
             seq: m.seq,
             appreciation_count: m.appreciation_count,
         });
+        if m.edited_at.is_some() {
+            b.push_history(HistoryWrite::Clear {
+                message_id: m.message_id,
+            });
+            self.history.remove(&m.message_id);
+        }
         if let Some(root) = m.parent_id {
             self.count_reply(b, root, -1);
         }
@@ -1202,6 +1258,14 @@ impl SpaceModel {
                 m.seq
             );
         }
+        for m in &self.ever {
+            assert_eq!(
+                s.message_history(id, m.message_id).await.unwrap(),
+                self.history.get(&m.message_id).cloned().unwrap_or_default(),
+                "{when}: history of #{}",
+                m.seq
+            );
+        }
         assert_eq!(
             s.read_events(id, 0, 1000).await.unwrap(),
             self.log,
@@ -1281,6 +1345,113 @@ async fn rich_messages_and_thread_counts_round_trip(s: &dyn Store) {
     s.commit(&b).await.expect("delete the reply");
     model.assert_reads(s, "reply deleted").await;
     assert_eq!(model.messages[&root.seq].reply_count, 1);
+}
+
+/// Edits keep the version they replace; the history reads newest first, also for a message
+/// created and edited in one batch; deleting an edited message removes its history.
+async fn edits_keep_every_earlier_version_newest_first(s: &dyn Store) {
+    let alice = user("alice");
+    let bob = user("bob");
+    let (space, creator) = create(s, &alice).await;
+    let mut model = SpaceModel::new(&space, &creator, 0);
+    model.seed(s, &alice, &bob).await;
+    let mut b = model.batch();
+    model.edit(&mut b, 1, "one, edited once");
+    let fresh = model.send(&mut b, &bob, "fresh");
+    model.edit(&mut b, fresh.seq, "fresh, edited in its own batch");
+    let b = model.finish(b);
+    s.commit(&b).await.expect("first edits");
+    model.assert_reads(s, "first edits").await;
+
+    let mut b = model.batch();
+    let twice = model.edit(&mut b, 1, "one, edited twice");
+    // A liked message edited: both changes land.
+    model.toggle(&mut b, 1, &alice);
+    let b = model.finish(b);
+    s.commit(&b).await.expect("second edit");
+    model.assert_reads(s, "second edit").await;
+    let history = s
+        .message_history(space.space_id, twice.message_id)
+        .await
+        .unwrap();
+    assert_eq!(
+        history
+            .iter()
+            .map(|v| v.content.clone())
+            .collect::<Vec<_>>(),
+        vec![
+            Some("one, edited once".to_owned()),
+            Some("one #1".to_owned())
+        ],
+        "newest first"
+    );
+    assert_eq!(
+        s.get_message(space.space_id, twice.message_id)
+            .await
+            .unwrap()
+            .map(|m| (m.content, m.appreciation_count)),
+        Some((twice.content, model.messages[&1].appreciation_count)),
+        "edited and liked in one batch"
+    );
+
+    let mut b = model.batch();
+    model.delete(&mut b, 1, &alice);
+    let b = model.finish(b);
+    s.commit(&b).await.expect("delete an edited message");
+    model.assert_reads(s, "edited message deleted").await;
+}
+
+/// An edit whose commit fails before it is durable leaves the message and its history as they
+/// were, also after the next claim.
+async fn an_edit_that_fails_before_it_is_durable_leaves_the_old_version(
+    s: &dyn Store,
+    faults: &dyn FaultInjection,
+) {
+    let (alice, bob) = (user("alice"), user("bob"));
+    let (sp, alice_m) = create(s, &alice).await;
+    let epoch = s.claim(sp.space_id).await.unwrap().expect("claimed").epoch;
+    let mut model = SpaceModel::new(&sp, &alice_m, epoch);
+    model.seed(s, &alice, &bob).await;
+    let before = model.clone();
+    let mut b = model.batch();
+    model.edit(&mut b, 2, "never durable");
+    let b = model.finish(b);
+    faults.fail_next_commit(FailPoint::BeforeHead);
+    s.commit(&b).await.expect_err("the injected failure");
+    before.assert_reads(s, "an edit that failed early").await;
+    s.claim(sp.space_id).await.unwrap().expect("claimed");
+    before
+        .assert_reads(s, "an edit that failed early, claimed")
+        .await;
+}
+
+/// An edit whose commit fails after it is durable reads back as edited, history included, once
+/// the space is claimed again.
+async fn an_edit_that_fails_after_it_is_durable_is_finished_by_the_next_claim(
+    s: &dyn Store,
+    faults: &dyn FaultInjection,
+) {
+    let (alice, bob) = (user("alice"), user("bob"));
+    let (sp, alice_m) = create(s, &alice).await;
+    let epoch = s.claim(sp.space_id).await.unwrap().expect("claimed").epoch;
+    let mut model = SpaceModel::new(&sp, &alice_m, epoch);
+    model.seed(s, &alice, &bob).await;
+    let mut b = model.batch();
+    model.edit(&mut b, 2, "durable edit");
+    model.edit(&mut b, 3, "another durable edit");
+    let b = model.finish(b);
+    faults.fail_next_commit(FailPoint::AfterHead);
+    s.commit(&b).await.expect_err("the injected failure");
+    let claimed = s.claim(sp.space_id).await.unwrap().expect("claimed");
+    model
+        .assert_reads(s, "an edit that failed late, claimed")
+        .await;
+    model.epoch = claimed.epoch;
+    let mut b = model.batch();
+    model.edit(&mut b, 2, "edited again");
+    let b = model.finish(b);
+    s.commit(&b).await.expect("the next edit");
+    model.assert_reads(s, "the next edit").await;
 }
 
 fn json_object(v: serde_json::Value) -> crate::model::JsonObject {

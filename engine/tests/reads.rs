@@ -110,6 +110,14 @@ impl Store for FlakyStore {
         self.check("get_message")?;
         self.inner.get_message(space_id, message_id).await
     }
+    async fn message_history(
+        &self,
+        space_id: SpaceId,
+        message_id: MessageId,
+    ) -> Result<Vec<spacecast_engine::model::MessageVersion>> {
+        self.check("message_history")?;
+        self.inner.message_history(space_id, message_id).await
+    }
     async fn ping(&self) -> Result<()> {
         self.check("ping")?;
         self.inner.ping().await

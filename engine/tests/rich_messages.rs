@@ -331,3 +331,157 @@ async fn only_admins_send_on_behalf_and_only_of_members() {
     let own = h.send(id, text(&bob, "mine")).await.unwrap();
     assert_eq!(own.actor_id, bob.user_id);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Step 2: edits
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_author_edits_within_the_window_and_history_keeps_each_version() {
+    let h = start(EngineConfig::default()).await;
+    let (alice, bob) = (user("alice"), user("bob"));
+    let id = h.space_with(&alice, &[&bob]).await;
+    let m = h.send(id, text(&bob, "first draft")).await.unwrap();
+    let space = h.engine.space(id);
+    let e1 = within(
+        "edit",
+        space.edit(
+            m.message_id,
+            bob.clone(),
+            Some("second draft here".into()),
+            None,
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(e1.content.as_deref(), Some("second draft here"));
+    assert_eq!(e1.word_count, 3, "word count recomputed");
+    assert!(e1.edited_at.is_some());
+    assert_eq!(
+        (e1.seq, e1.created_at),
+        (m.seq, m.created_at),
+        "id and position kept"
+    );
+    let mut body = serde_json::Map::new();
+    body.insert("v".into(), 3.into());
+    let e2 = within(
+        "edit body",
+        space.edit(m.message_id, bob.clone(), None, Some(body.clone())),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (e2.content.as_deref(), e2.body.as_ref()),
+        (Some("second draft here"), Some(&body))
+    );
+    assert_eq!(h.stored(id, m.message_id).await, Some(e2.clone()));
+
+    let history = h
+        .engine
+        .reader(id)
+        .message_history(&alice.user_id, m.message_id)
+        .await
+        .unwrap();
+    assert_eq!(
+        history
+            .iter()
+            .map(|v| v.content.as_deref())
+            .collect::<Vec<_>>(),
+        vec![Some("second draft here"), Some("first draft")],
+        "newest first"
+    );
+    assert_eq!(history[1].valid_from, m.created_at);
+    assert_eq!(Some(history[0].valid_from), e1.edited_at);
+    // The log says it as the live state: message_edited carries the message after each edit.
+    let edited: Vec<Message> = h
+        .store
+        .read_events(id, 0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EventKind::MessageEdited(m) => Some(m),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(edited, vec![e1, e2]);
+
+    // Someone else may not edit it, not even an admin; an empty edit is refused.
+    let r = within(
+        "edit by admin",
+        space.edit(m.message_id, alice.clone(), Some("x".into()), None),
+    )
+    .await;
+    assert!(matches!(r, Err(EngineError::Forbidden(_))), "{r:?}");
+    let r = within(
+        "empty edit",
+        space.edit(m.message_id, bob.clone(), None, None),
+    )
+    .await;
+    assert_eq!(code(&r), Some("empty_message"));
+    let r = within(
+        "edit unknown",
+        space.edit(new_id(), bob.clone(), Some("x".into()), None),
+    )
+    .await;
+    assert!(matches!(r, Err(EngineError::MessageNotFound)), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_edit_after_the_window_is_a_conflict() {
+    let h = start(EngineConfig {
+        edit_window: Duration::ZERO,
+        ..EngineConfig::default()
+    })
+    .await;
+    let bob = user("bob");
+    let id = h.space_with(&bob, &[]).await;
+    let m = h.send(id, text(&bob, "carved in stone")).await.unwrap();
+    // Measured in milliseconds: wait (polling, with a deadline) until the clock has moved on.
+    within("the clock to move", async {
+        while spacecast_engine::model::Timestamp::now().0 <= m.created_at.0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    let r = within(
+        "late edit",
+        h.engine
+            .space(id)
+            .edit(m.message_id, bob.clone(), Some("no".into()), None),
+    )
+    .await;
+    assert_eq!(code(&r), Some("edit_window_closed"));
+    assert!(matches!(r, Err(EngineError::Conflict(..))));
+    assert_eq!(h.stored(id, m.message_id).await, Some(m));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_admin_who_sent_on_behalf_may_edit_it() {
+    let h = start(EngineConfig::default()).await;
+    let (alice, bob) = (user("alice"), user("bob"));
+    let id = h.space_with(&alice, &[&bob]).await;
+    let m = h
+        .send(
+            id,
+            SendMessage {
+                actor: Some(alice.clone()),
+                ..text(&bob, "by alice for bob")
+            },
+        )
+        .await
+        .unwrap();
+    let space = h.engine.space(id);
+    within(
+        "actor edits",
+        space.edit(m.message_id, alice.clone(), Some("fixed".into()), None),
+    )
+    .await
+    .expect("the actor may edit");
+    within(
+        "sender edits",
+        space.edit(m.message_id, bob.clone(), Some("mine".into()), None),
+    )
+    .await
+    .expect("the sender may edit");
+}

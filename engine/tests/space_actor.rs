@@ -178,6 +178,13 @@ impl Store for FaultyStore {
     ) -> Result<Option<Message>> {
         self.inner.get_message(space_id, message_id).await
     }
+    async fn message_history(
+        &self,
+        space_id: SpaceId,
+        message_id: MessageId,
+    ) -> Result<Vec<spacecast_engine::model::MessageVersion>> {
+        self.inner.message_history(space_id, message_id).await
+    }
     async fn ping(&self) -> Result<()> {
         self.inner.ping().await
     }

@@ -29,11 +29,11 @@ use crate::directory::SupervisorMsg;
 use crate::error::{EngineError, Result};
 use crate::event::{APPRECIATE, EventKind, MessageDeleted, ReactionChanged, SpaceEvent};
 use crate::model::{
-    Like, MSGTYPE_TEXT, Member, Message, MessageId, POWER_ADMIN, POWER_MEMBER, POWER_MODERATOR,
-    PostingPermission, Seq, Space, SpaceCounters, SpaceId, Timestamp, UserRef, Visibility, new_id,
-    validate_rich_fields, word_count,
+    JsonObject, Like, MSGTYPE_TEXT, Member, Message, MessageId, MessageVersion, POWER_ADMIN,
+    POWER_MEMBER, POWER_MODERATOR, PostingPermission, Seq, Space, SpaceCounters, SpaceId,
+    Timestamp, UserRef, Visibility, new_id, validate_rich_fields, word_count,
 };
-use crate::store::{Claimed, CommitBatch, MessageWrite, Store};
+use crate::store::{Claimed, CommitBatch, HistoryWrite, MessageWrite, Store};
 
 /// The actor; stateless, as ractor wants. See the module doc.
 pub(crate) struct SpaceActor;
@@ -175,6 +175,15 @@ impl Actor for SpaceActor {
                         .delete(message_id, &by)
                         .await
                         .map(|b| (b, Outcome::Done)),
+                    Command::Edit {
+                        message_id,
+                        by,
+                        content,
+                        body,
+                    } => state
+                        .edit(message_id, &by, content, body)
+                        .await
+                        .map(|(b, m)| (b, Outcome::Message(m))),
                     Command::ToggleAppreciation { message_id, by } => state
                         .toggle_appreciation(message_id, &by)
                         .await
@@ -490,11 +499,75 @@ impl SpaceState {
                 last_write: seq,
             },
         );
+        if m.edited_at.is_some() {
+            batch.push_history(HistoryWrite::Clear { message_id });
+        }
         if let Some(mut p) = parent {
             p.reply_count = p.reply_count.saturating_sub(1);
             self.put_existing(&mut batch, p, seq);
         }
         Ok(batch)
+    }
+
+    /// Replaces a message's text and/or body, keeping the previous version in its history.
+    async fn edit(
+        &mut self,
+        message_id: MessageId,
+        by: &UserRef,
+        content: Option<String>,
+        body: Option<JsonObject>,
+    ) -> Result<(CommitBatch, Message)> {
+        if content.is_none() && body.is_none() {
+            return Err(EngineError::Invalid(
+                "empty_message",
+                "An edit needs content or a body".into(),
+            ));
+        }
+        let mut m = self.message(message_id).await?;
+        if by.user_id != m.sender_id && by.user_id != m.actor_id {
+            return Err(EngineError::Forbidden("Only the author may edit a message"));
+        }
+        if m.redacted {
+            return Err(EngineError::Conflict(
+                "message_redacted",
+                "A redacted message cannot be edited".into(),
+            ));
+        }
+        let now = Timestamp::now();
+        let window = i64::try_from(self.config.edit_window.as_millis()).unwrap_or(i64::MAX);
+        if now.0.saturating_sub(m.created_at.0) > window {
+            return Err(EngineError::Conflict(
+                "edit_window_closed",
+                "The edit window of this message has closed".into(),
+            ));
+        }
+        validate_rich_fields(&m.msgtype, body.as_ref(), None, &[], &[], None)?;
+        let seq = self.next_seq();
+        let previous = MessageVersion {
+            seq,
+            content: m.content.clone(),
+            body: m.body.clone(),
+            valid_from: m.edited_at.unwrap_or(m.created_at),
+            replaced_at: now,
+        };
+        if let Some(c) = content {
+            m.word_count = word_count(&c);
+            m.content = Some(c);
+        }
+        if let Some(b) = body {
+            m.body = Some(b);
+        }
+        m.edited_at = Some(now);
+        let mut batch = self.batch();
+        batch
+            .events
+            .push(self.event(seq, EventKind::MessageEdited(m.clone())));
+        batch.push_history(HistoryWrite::Add {
+            message_id,
+            version: previous,
+        });
+        self.put_existing(&mut batch, m.clone(), seq);
+        Ok((batch, m))
     }
 
     async fn toggle_appreciation(

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Appreciation, SendMessage};
 use crate::error::{EngineError, Result};
-use crate::model::{Member, Message, MessageId, UserRef};
+use crate::model::{JsonObject, Member, Message, MessageId, UserRef};
 
 /// A state-changing request to one space. The space id travels beside it.
 // One per request, moved (never copied in bulk) through a mailbox: boxing the send would only
@@ -26,6 +26,16 @@ pub enum Command {
     Send(SendMessage),
     /// Delete a message (its author, or power ≥ 50); answered with [`Outcome::Done`].
     Delete { message_id: MessageId, by: UserRef },
+    /// Edit a message's text and/or body (its sender, or who sent it on their behalf; within
+    /// the edit window); answered with [`Outcome::Message`], the message after the edit.
+    Edit {
+        message_id: MessageId,
+        by: UserRef,
+        #[serde(default)]
+        content: Option<String>,
+        #[serde(default)]
+        body: Option<JsonObject>,
+    },
     /// Toggle `by`'s appreciation; answered with [`Outcome::Appreciation`].
     ToggleAppreciation { message_id: MessageId, by: UserRef },
     /// Join as an ordinary member; answered with [`Outcome::Member`].
@@ -41,6 +51,7 @@ impl Command {
         match self {
             Command::Send(_) => "send",
             Command::Delete { .. } => "delete",
+            Command::Edit { .. } => "edit",
             Command::ToggleAppreciation { .. } => "toggle_appreciation",
             Command::Join { .. } => "join",
         }

@@ -148,6 +148,32 @@ impl SpaceHandle {
             .into_done()
     }
 
+    /// Edits a message: replaces its text (`content`, already trimmed by the edge) and/or its
+    /// `body`; what is not given is kept. The previous version is kept in the message's history
+    /// (`SpaceReader::message_history`). Returns the message after the edit, once durable.
+    ///
+    /// # Errors
+    /// `MessageNotFound`; `Forbidden` unless `by` sent it (or sent it on the sender's behalf);
+    /// `Conflict("edit_window_closed")` after [`crate::EngineConfig::edit_window`];
+    /// `Conflict("message_redacted")`; `Invalid("empty_message")` when neither is given,
+    /// `Invalid("payload_too_large")` for a body over its limit; and the transient errors.
+    pub async fn edit(
+        &self,
+        message_id: MessageId,
+        by: UserRef,
+        content: Option<String>,
+        body: Option<JsonObject>,
+    ) -> Result<Message> {
+        self.execute(Command::Edit {
+            message_id,
+            by,
+            content,
+            body,
+        })
+        .await?
+        .into_message()
+    }
+
     /// Toggles `by`'s appreciation of a message.
     ///
     /// # Errors

@@ -23,6 +23,7 @@
 //! | `messages_by_space` | space_id · seq u64 | `Message` JSON |
 //! | `message_by_id` | message_id | space_id · seq u64 |
 //! | `messages_by_appreciation` | space_id · count u32 · seq u64 | message_id |
+//! | `message_history` | space_id · message_id · seq u64 (of the edit) | `MessageVersion` JSON |
 //! | `meta` | `health_probe` | time of the last readiness probe write |
 //!
 //! # Fencing
@@ -52,10 +53,12 @@ use spacecast_observability::{LogLimiter, Metrics};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use super::{Claimed, CommitBatch, MessageOrder, MessageWrite, SpaceSnapshot, Store};
+use super::{Claimed, CommitBatch, HistoryWrite, MessageOrder, MessageWrite, SpaceSnapshot, Store};
 use crate::error::{EngineError, Result};
 use crate::event::SpaceEvent;
-use crate::model::{Member, Message, MessageId, Seq, Space, SpaceCounters, SpaceId, SpaceView};
+use crate::model::{
+    Member, Message, MessageId, MessageVersion, Seq, Space, SpaceCounters, SpaceId, SpaceView,
+};
 
 /// Keyspace names, in one place.
 mod tables {
@@ -67,6 +70,7 @@ mod tables {
     pub const MESSAGES_BY_SPACE: &str = "messages_by_space";
     pub const MESSAGE_BY_ID: &str = "message_by_id";
     pub const MESSAGES_BY_APPRECIATION: &str = "messages_by_appreciation";
+    pub const MESSAGE_HISTORY: &str = "message_history";
     pub const META: &str = "meta";
 }
 
@@ -81,6 +85,7 @@ struct Tables {
     messages_by_space: Keyspace,
     message_by_id: Keyspace,
     messages_by_appreciation: Keyspace,
+    message_history: Keyspace,
     meta: Keyspace,
 }
 
@@ -96,6 +101,7 @@ enum Table {
     MessagesBySpace,
     MessageById,
     MessagesByAppreciation,
+    MessageHistory,
     Meta,
 }
 
@@ -110,6 +116,7 @@ impl Tables {
             Table::MessagesBySpace => &self.messages_by_space,
             Table::MessageById => &self.message_by_id,
             Table::MessagesByAppreciation => &self.messages_by_appreciation,
+            Table::MessageHistory => &self.message_history,
             Table::Meta => &self.meta,
         }
     }
@@ -143,6 +150,7 @@ impl Open {
             messages_by_space: ks(tables::MESSAGES_BY_SPACE)?,
             message_by_id: ks(tables::MESSAGE_BY_ID)?,
             messages_by_appreciation: ks(tables::MESSAGES_BY_APPRECIATION)?,
+            message_history: ks(tables::MESSAGE_HISTORY)?,
             meta: ks(tables::META)?,
         };
         Ok(Open { db, t })
@@ -303,6 +311,19 @@ fn user_prefix(user_id: &str) -> Vec<u8> {
 fn key_user_space(user_id: &str, space: SpaceId) -> Vec<u8> {
     let mut k = user_prefix(user_id);
     k.extend_from_slice(space.as_bytes());
+    k
+}
+
+fn key_history_prefix(space: SpaceId, message_id: MessageId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(40);
+    k.extend_from_slice(space.as_bytes());
+    k.extend_from_slice(message_id.as_bytes());
+    k
+}
+
+fn key_history(space: SpaceId, message_id: MessageId, seq: Seq) -> Vec<u8> {
+    let mut k = key_history_prefix(space, message_id);
+    k.extend_from_slice(&seq.to_be_bytes());
     k
 }
 
@@ -850,6 +871,45 @@ impl Store for EmbeddedStore {
                 }
             }
         }
+        // Clearing a message's history deletes its rows one by one: they are read here, before
+        // the write. Only this space's writer (one at a time, fenced) writes them, so nothing can
+        // add a row between this read and the write. A batch's own adds of a cleared message
+        // were dropped when it was cleared (`CommitBatch::push_history`).
+        let cleared: Vec<MessageId> = b
+            .history
+            .iter()
+            .filter_map(|h| match h {
+                HistoryWrite::Clear { message_id } => Some(*message_id),
+                HistoryWrite::Add { .. } => None,
+            })
+            .collect();
+        if !cleared.is_empty() {
+            let keys = self
+                .read(move |t| {
+                    let mut keys = Vec::new();
+                    for id in cleared {
+                        for kv in t.message_history.prefix(key_history_prefix(sid, id)) {
+                            keys.push(kv.key().map_err(io_err)?.to_vec());
+                        }
+                    }
+                    Ok(keys)
+                })
+                .await?;
+            ops.extend(keys.into_iter().map(|k| Op::Del(Table::MessageHistory, k)));
+        }
+        for h in &b.history {
+            if let HistoryWrite::Add {
+                message_id,
+                version,
+            } = h
+            {
+                ops.push(Op::Put(
+                    Table::MessageHistory,
+                    key_history(sid, *message_id, version.seq),
+                    enc(version),
+                ));
+            }
+        }
         for m in &b.members {
             ops.push(Op::Put(
                 Table::MembersBySpace,
@@ -978,6 +1038,26 @@ impl Store for EmbeddedStore {
                 return Ok(None);
             }
             get_json(&t.messages_by_space, &loc)
+        })
+        .await
+    }
+
+    async fn message_history(
+        &self,
+        space_id: SpaceId,
+        message_id: MessageId,
+    ) -> Result<Vec<MessageVersion>> {
+        self.read(move |t| {
+            let mut out = Vec::new();
+            for kv in t
+                .message_history
+                .prefix(key_history_prefix(space_id, message_id))
+                .rev()
+            {
+                let (_, v) = kv.into_inner().map_err(io_err)?;
+                out.push(dec::<MessageVersion>(&v)?);
+            }
+            Ok(out)
         })
         .await
     }

@@ -47,7 +47,9 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 use crate::event::SpaceEvent;
-use crate::model::{Member, Message, MessageId, Seq, Space, SpaceCounters, SpaceId, SpaceView};
+use crate::model::{
+    Member, Message, MessageId, MessageVersion, Seq, Space, SpaceCounters, SpaceId, SpaceView,
+};
 
 /// Orders of [`Store::page_messages`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,9 +67,11 @@ pub enum MessageOrder {
 pub enum MessageWrite {
     /// Insert or replace a message. `previous_appreciation` is the count the store last saw for
     /// it (`None` for a new message), so order-by-appreciation indexes can move the entry.
-    /// For an existing message only its likes and appreciation count may differ from the stored
-    /// row (nothing else of a message changes after it is created), and a backend may write
-    /// only those.
+    /// For an existing message, what differs from the stored row is told by the batch's events
+    /// about it, and a backend may write only that: likes and the appreciation count
+    /// (`reaction_changed`), the content fields, `edited_at` and the redaction fields
+    /// (`message_edited`, `message_redacted`), the reply count (`message_created` or
+    /// `message_deleted` of a reply to it).
     Put {
         message: Message,
         previous_appreciation: Option<u32>,
@@ -78,6 +82,28 @@ pub enum MessageWrite {
         seq: Seq,
         appreciation_count: u32,
     },
+}
+
+/// A change to a message's edit history ([`Store::message_history`]), computed by the space actor.
+#[derive(Clone, Debug, PartialEq)]
+pub enum HistoryWrite {
+    /// An edit replaced `version` (keyed by the edit's seq, `version.seq`).
+    Add {
+        message_id: MessageId,
+        version: MessageVersion,
+    },
+    /// Every earlier version of the message is gone (a redaction wiped them, or a delete).
+    Clear { message_id: MessageId },
+}
+
+impl HistoryWrite {
+    fn message_id(&self) -> MessageId {
+        match self {
+            HistoryWrite::Add { message_id, .. } | HistoryWrite::Clear { message_id } => {
+                *message_id
+            }
+        }
+    }
 }
 
 /// Everything one group commit of one space writes, atomically.
@@ -92,6 +118,8 @@ pub struct CommitBatch {
     pub messages: Vec<MessageWrite>,
     /// Members added or changed.
     pub members: Vec<Member>,
+    /// Edit history added or cleared, in order (see [`CommitBatch::push_history`]).
+    pub history: Vec<HistoryWrite>,
     /// The space's counters after the batch.
     pub counters: SpaceCounters,
 }
@@ -177,6 +205,14 @@ pub trait Store: Send + Sync + 'static {
         space_id: SpaceId,
         message_id: MessageId,
     ) -> Result<Option<Message>>;
+
+    /// The earlier versions of an edited message, newest first (empty for a message never
+    /// edited, a redacted one, or an unknown one). Only what committed batches wrote.
+    async fn message_history(
+        &self,
+        space_id: SpaceId,
+        message_id: MessageId,
+    ) -> Result<Vec<MessageVersion>>;
 
     /// Cheap reachability check for `/readyz`.
     async fn ping(&self) -> Result<()>;
@@ -267,6 +303,17 @@ impl CommitBatch {
         }
     }
 
+    /// Adds a history write. A `Clear` drops the adds of the same message earlier in this batch
+    /// (and is kept, for what earlier batches wrote), so the batch's writes never depend on
+    /// their order within it.
+    pub fn push_history(&mut self, h: HistoryWrite) {
+        if let HistoryWrite::Clear { message_id } = &h {
+            let id = *message_id;
+            self.history.retain(|e| e.message_id() != id);
+        }
+        self.history.push(h);
+    }
+
     /// Appends everything of `other` (a later batch of the same space, from the same writer) to
     /// this one; the result carries `other`'s counters and epoch.
     pub fn absorb(&mut self, other: CommitBatch) {
@@ -277,6 +324,9 @@ impl CommitBatch {
         }
         for m in other.members {
             self.push_member(m);
+        }
+        for h in other.history {
+            self.push_history(h);
         }
         self.counters = other.counters;
     }

@@ -84,12 +84,14 @@ use uuid::Uuid;
 use self::schema::{
     BUCKET_SEQS, CURRENT_VERSION, MIGRATIONS, bucket, keyspace_ddl, valid_keyspace,
 };
-use super::{Claimed, CommitBatch, FailPoint, MessageOrder, MessageWrite, SpaceSnapshot, Store};
+use super::{
+    Claimed, CommitBatch, FailPoint, HistoryWrite, MessageOrder, MessageWrite, SpaceSnapshot, Store,
+};
 use crate::error::{EngineError, Result};
 use crate::event::{EventKind, SpaceEvent};
 use crate::model::{
-    Like, MSGTYPE_TEXT, MediaType, Member, Message, MessageId, PostingPermission, Seq, Space,
-    SpaceCounters, SpaceId, SpaceView, Timestamp, UserRef, Visibility,
+    Like, MSGTYPE_TEXT, MediaType, Member, Message, MessageId, MessageVersion, PostingPermission,
+    Seq, Space, SpaceCounters, SpaceId, SpaceView, Timestamp, UserRef, Visibility,
 };
 
 /// How to reach the cluster.
@@ -275,6 +277,10 @@ struct Statements {
     select_events: PreparedStatement,
     upsert_message: PreparedStatement,
     set_reply_count: PreparedStatement,
+    set_revision: PreparedStatement,
+    insert_history: PreparedStatement,
+    delete_history: PreparedStatement,
+    select_history: PreparedStatement,
     set_appreciation: PreparedStatement,
     set_like: PreparedStatement,
     delete_like: PreparedStatement,
@@ -331,6 +337,10 @@ impl Statements {
             insert_event: p(format!("INSERT INTO {ks}.events_by_space (space_id, bucket, seq, event) VALUES (?, ?, ?, ?)")).await?,
             select_events: p(format!("SELECT event FROM {ks}.events_by_space WHERE space_id = ? AND bucket = ? AND seq > ? AND seq <= ? LIMIT ?")).await?,
             upsert_message: p(format!("INSERT INTO {ks}.messages_by_space (space_id, bucket, seq, message_id, sender_id, sender_username, sender_picture, content, media_url, media_type, word_count, appreciation_count, created_at, actor_id, msgtype, body, parent_id, quoted_message_id, mentions, metadata, gif, media, reply_count, edited_at, redacted, redacted_by, redacted_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")).await?,
+            set_revision: p(format!("UPDATE {ks}.messages_by_space SET content = ?, body = ?, metadata = ?, gif = ?, media = ?, mentions = ?, word_count = ?, edited_at = ?, redacted = ?, redacted_by = ?, redacted_reason = ? WHERE space_id = ? AND bucket = ? AND seq = ?")).await?,
+            insert_history: p(format!("INSERT INTO {ks}.message_history_by_message (space_id, message_id, version, content, body, valid_from, replaced_at) VALUES (?, ?, ?, ?, ?, ?, ?)")).await?,
+            delete_history: p(format!("DELETE FROM {ks}.message_history_by_message WHERE space_id = ? AND message_id = ?")).await?,
+            select_history: p(format!("SELECT version, content, body, valid_from, replaced_at FROM {ks}.message_history_by_message WHERE space_id = ? AND message_id = ?")).await?,
             set_reply_count: p(format!("UPDATE {ks}.messages_by_space SET reply_count = ? WHERE space_id = ? AND bucket = ? AND seq = ?")).await?,
             set_appreciation: p(format!("UPDATE {ks}.messages_by_space SET appreciation_count = ? WHERE space_id = ? AND bucket = ? AND seq = ?")).await?,
             set_like: p(format!("UPDATE {ks}.messages_by_space SET likes[?] = ? WHERE space_id = ? AND bucket = ? AND seq = ?")).await?,
@@ -659,6 +669,53 @@ enum Settle {
     /// An existing message's reply count (a reply to it created or deleted).
     #[serde(rename = "r")]
     Replies { id: Uuid, seq: Seq, count: u32 },
+    /// An existing message's content after an edit or a redaction: every content column.
+    #[serde(rename = "v")]
+    Revise(Box<Revision>),
+    /// An earlier version of an edited message (its history row; `version.seq` is the key).
+    #[serde(rename = "h")]
+    History { id: Uuid, version: MessageVersion },
+    /// Every history row of a message gone (a partition delete).
+    #[serde(rename = "x")]
+    ClearHistory { id: Uuid },
+}
+
+/// The content columns of a message, as an edit or a redaction leaves them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Revision {
+    seq: Seq,
+    content: Option<String>,
+    body: Option<String>,
+    metadata: Option<String>,
+    gif: Option<String>,
+    media: Option<String>,
+    mentions: Vec<String>,
+    word_count: u32,
+    edited_at: Option<i64>,
+    redacted: bool,
+    redacted_by: Option<String>,
+    redacted_reason: Option<String>,
+}
+
+impl Revision {
+    fn of(m: &Message) -> Self {
+        Revision {
+            seq: m.seq,
+            content: m.content.clone(),
+            body: json_col(m.body.as_ref()),
+            metadata: json_col(m.metadata.as_ref()),
+            gif: json_col(m.gif.as_ref()),
+            media: (!m.media.is_empty())
+                .then(|| json_col(Some(&m.media)))
+                .flatten(),
+            mentions: m.mentions.clone(),
+            word_count: m.word_count,
+            edited_at: m.edited_at.map(|t| t.0),
+            redacted: m.redacted,
+            redacted_by: m.redacted_by.clone(),
+            redacted_reason: m.redacted_reason.clone(),
+        }
+    }
 }
 
 /// A space's head row.
@@ -1119,9 +1176,15 @@ impl CqlStore {
                     let id = m.message_id;
                     let mut reacted = false;
                     let mut replies = false;
+                    let mut revised = false;
                     for e in &b.events {
                         match &e.kind {
                             EventKind::ReactionChanged(r) if r.message_id == id => reacted = true,
+                            EventKind::MessageEdited(x) | EventKind::MessageRedacted(x)
+                                if x.message_id == id =>
+                            {
+                                revised = true
+                            }
                             EventKind::MessageCreated(c) if c.parent_id == Some(id) => {
                                 replies = true
                             }
@@ -1138,7 +1201,10 @@ impl CqlStore {
                             count: m.reply_count,
                         });
                     }
-                    if reacted || !replies {
+                    if revised {
+                        settle.push(Settle::Revise(Box::new(Revision::of(m))));
+                    }
+                    if reacted || !(replies || revised) {
                         settle.push(appreciation_settle(b, m, *prev));
                     }
                 }
@@ -1154,6 +1220,18 @@ impl CqlStore {
             }
         }
         settle.extend(b.members.iter().cloned().map(Settle::Member));
+        for h in &b.history {
+            settle.push(match h {
+                HistoryWrite::Add {
+                    message_id,
+                    version,
+                } => Settle::History {
+                    id: *message_id,
+                    version: version.clone(),
+                },
+                HistoryWrite::Clear { message_id } => Settle::ClearHistory { id: *message_id },
+            });
+        }
         Ok((parts, settle))
     }
 
@@ -1235,6 +1313,50 @@ impl CqlStore {
                         }
                     }
                 }
+                Settle::Revise(r) => {
+                    let seq = r.seq;
+                    parts.add(
+                        part::MESSAGES,
+                        &space_bucket_key(sid, seq),
+                        &s.set_revision,
+                        (
+                            r.content.clone(),
+                            r.body.clone(),
+                            r.metadata.clone(),
+                            r.gif.clone(),
+                            r.media.clone(),
+                            (!r.mentions.is_empty()).then(|| r.mentions.clone()),
+                            r.word_count as i32,
+                            r.edited_at.map(CqlTimestamp),
+                            r.redacted,
+                            r.redacted_by.clone(),
+                            r.redacted_reason.clone(),
+                            sid,
+                            bucket(seq),
+                            seq as i64,
+                        ),
+                    );
+                }
+                Settle::History { id, version: v } => parts.add(
+                    part::HISTORY,
+                    &history_key(sid, *id),
+                    &s.insert_history,
+                    (
+                        sid,
+                        *id,
+                        v.seq as i64,
+                        v.content.clone(),
+                        json_col(v.body.as_ref()),
+                        CqlTimestamp(v.valid_from.0),
+                        CqlTimestamp(v.replaced_at.0),
+                    ),
+                ),
+                Settle::ClearHistory { id } => parts.add(
+                    part::HISTORY,
+                    &history_key(sid, *id),
+                    &s.delete_history,
+                    (sid, *id),
+                ),
                 Settle::Replies { id: _, seq, count } => parts.add(
                     part::MESSAGES,
                     &space_bucket_key(sid, *seq),
@@ -1393,6 +1515,13 @@ mod part {
     pub const APPRECIATED: u8 = 4;
     pub const MEMBERS: u8 = 5;
     pub const SPACES_OF_USER: u8 = 6;
+    pub const HISTORY: u8 = 7;
+}
+
+fn history_key(space: SpaceId, message_id: MessageId) -> Vec<u8> {
+    let mut k = space.as_bytes().to_vec();
+    k.extend_from_slice(message_id.as_bytes());
+    k
 }
 
 #[async_trait]
@@ -1803,6 +1932,42 @@ impl Store for CqlStore {
             .await?
             .filter(|row| row.message_id == Some(message_id))
             .map(MessageRow::into_message))
+    }
+
+    async fn message_history(
+        &self,
+        space_id: SpaceId,
+        message_id: MessageId,
+    ) -> Result<Vec<MessageVersion>> {
+        let pager = self
+            .session
+            .execute_iter(self.st.select_history.clone(), (space_id, message_id))
+            .await
+            .map_err(unavailable)?;
+        type HistoryRow = (
+            i64,
+            Option<String>,
+            Option<String>,
+            Option<CqlTimestamp>,
+            Option<CqlTimestamp>,
+        );
+        let rows: Vec<HistoryRow> = pager
+            .rows_stream::<HistoryRow>()
+            .map_err(corrupt)?
+            .try_collect()
+            .await
+            .map_err(unavailable)?;
+        // Clustered by version, descending: newest first.
+        Ok(rows
+            .into_iter()
+            .map(|(version, content, body, from, replaced)| MessageVersion {
+                seq: version.max(0) as u64,
+                content,
+                body: from_json_col(body),
+                valid_from: Timestamp(from.map_or(0, |t| t.0)),
+                replaced_at: Timestamp(replaced.map_or(0, |t| t.0)),
+            })
+            .collect())
     }
 
     async fn ping(&self) -> Result<()> {
