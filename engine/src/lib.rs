@@ -51,7 +51,7 @@ use spacecast_observability::Metrics;
 pub use directory::Pending;
 pub use error::{EngineError, Result};
 pub use reads::{EventLog, MessagePage, SpaceMembers, SpaceReader};
-pub use space::{Appreciation, Command, Outcome, SendMessage, SpaceHandle};
+pub use space::{Appreciation, Command, Outcome, Redacted, SendMessage, SpaceHandle};
 pub use store::MessageOrder;
 
 use crate::bus::{Bus, Fanout, LocalBus};

@@ -54,6 +54,7 @@ pub async fn store_conformance<S: Store + FaultInjection>(store: Arc<S>) {
         edits_keep_every_earlier_version_newest_first,
         an_edit_that_fails_before_it_is_durable_leaves_the_old_version(faults),
         an_edit_that_fails_after_it_is_durable_is_finished_by_the_next_claim(faults),
+        a_redaction_wipes_the_content_and_the_history(faults),
     );
 }
 
@@ -1080,6 +1081,46 @@ impl SpaceModel {
         m
     }
 
+    /// Redacts the message at `at`: wipes its content, clears its history.
+    pub fn redact(&mut self, b: &mut CommitBatch, at: Seq, by: &UserRef, reason: &str) -> Message {
+        let mut m = self.messages[&at].clone();
+        let seq = self.seq() + 1;
+        m.content = None;
+        m.body = None;
+        m.metadata = None;
+        m.gif = None;
+        m.media.clear();
+        m.media_url = None;
+        m.media_type = None;
+        m.mentions.clear();
+        m.word_count = 0;
+        m.redacted = true;
+        m.redacted_by = Some(by.user_id.clone());
+        m.redacted_reason = Some(reason.to_owned());
+        self.push_event(
+            b,
+            SpaceEvent {
+                space_id: m.space_id,
+                seq,
+                at: tick(),
+                kind: EventKind::MessageRedacted(m.clone()),
+            },
+        );
+        if m.edited_at.is_some() {
+            b.push_history(HistoryWrite::Clear {
+                message_id: m.message_id,
+            });
+            self.history.remove(&m.message_id);
+        }
+        b.push_message_write(MessageWrite::Put {
+            message: m.clone(),
+            previous_appreciation: Some(m.appreciation_count),
+        });
+        self.messages.insert(at, m.clone());
+        self.remember(&m);
+        m
+    }
+
     /// Toggles `by`'s like of the message at `at`.
     pub fn toggle(&mut self, b: &mut CommitBatch, at: Seq, by: &UserRef) {
         let mut m = self.messages[&at].clone();
@@ -1452,6 +1493,83 @@ async fn an_edit_that_fails_after_it_is_durable_is_finished_by_the_next_claim(
     let b = model.finish(b);
     s.commit(&b).await.expect("the next edit");
     model.assert_reads(s, "the next edit").await;
+}
+
+/// A redaction wipes a message's content (also its native fields) and removes its history, and
+/// keeps its id, seq, thread links and reactions; a redaction whose commit fails after it is
+/// durable is finished by the next claim, history removal included.
+async fn a_redaction_wipes_the_content_and_the_history(s: &dyn Store, faults: &dyn FaultInjection) {
+    let (alice, bob) = (user("alice"), user("bob"));
+    let (space, alice_m) = create(s, &alice).await;
+    let epoch = s
+        .claim(space.space_id)
+        .await
+        .unwrap()
+        .expect("claimed")
+        .epoch;
+    let mut model = SpaceModel::new(&space, &alice_m, epoch);
+    model.seed(s, &alice, &bob).await;
+    let mut b = model.batch();
+    let mut rich = message(&space, model.seq() + 1, &bob, "secret");
+    rich.parent_id = Some(model.messages[&1].message_id);
+    rich.body = Some(json_object(serde_json::json!({"secret": true})));
+    rich.metadata = Some(json_object(serde_json::json!({"m": 1})));
+    rich.mentions = vec![alice.user_id.clone()];
+    rich.media = vec![crate::model::MediaItem {
+        media_id: new_id(),
+        content_type: "image/png".into(),
+        size: 1,
+        sha256: "00".repeat(32),
+        thumbnail_id: None,
+    }];
+    model.push_created(&mut b, &rich);
+    let b = model.finish(b);
+    s.commit(&b).await.expect("the rich message");
+    let mut b = model.batch();
+    model.edit(&mut b, rich.seq, "secret, edited");
+    model.edit(&mut b, 2, "two, edited");
+    model.toggle(&mut b, rich.seq, &alice);
+    let b = model.finish(b);
+    s.commit(&b).await.expect("edits");
+    model.assert_reads(s, "before the redactions").await;
+
+    let mut b = model.batch();
+    let wiped = model.redact(&mut b, rich.seq, &alice, "spoiler");
+    let b = model.finish(b);
+    s.commit(&b).await.expect("a redaction");
+    model.assert_reads(s, "redacted").await;
+    assert!(
+        s.message_history(space.space_id, wiped.message_id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let stored = s
+        .get_message(space.space_id, wiped.message_id)
+        .await
+        .unwrap()
+        .expect("a redacted message stays");
+    assert_eq!(
+        (
+            stored.content,
+            stored.body,
+            stored.media.len(),
+            stored.redacted,
+            stored.parent_id,
+            stored.appreciation_count
+        ),
+        (None, None, 0, true, rich.parent_id, 1)
+    );
+
+    let mut b = model.batch();
+    model.redact(&mut b, 2, &bob, "late");
+    let b = model.finish(b);
+    faults.fail_next_commit(FailPoint::AfterHead);
+    s.commit(&b).await.expect_err("the injected failure");
+    s.claim(space.space_id).await.unwrap().expect("claimed");
+    model
+        .assert_reads(s, "a redaction that failed late, claimed")
+        .await;
 }
 
 fn json_object(v: serde_json::Value) -> crate::model::JsonObject {

@@ -485,3 +485,145 @@ async fn the_admin_who_sent_on_behalf_may_edit_it() {
     .await
     .expect("the sender may edit");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Step 3: redactions
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redactions_wipe_content_keep_the_place_and_are_idempotent() {
+    let h = start(EngineConfig::default()).await;
+    let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
+    let id = h.space_with(&alice, &[&bob, &carol]).await;
+    let root = h.send(id, text(&alice, "root")).await.unwrap();
+    let file = MediaItem {
+        media_id: new_id(),
+        content_type: "image/png".into(),
+        size: 9,
+        sha256: "11".repeat(32),
+        thumbnail_id: Some(new_id()),
+    };
+    let m = h
+        .send(
+            id,
+            SendMessage {
+                media: vec![file.clone()],
+                mentions: vec![alice.user_id.clone()],
+                ..reply(&bob, "a reply with a file", root.message_id)
+            },
+        )
+        .await
+        .unwrap();
+    let space = h.engine.space(id);
+    within(
+        "edit",
+        space.edit(m.message_id, bob.clone(), Some("edited".into()), None),
+    )
+    .await
+    .unwrap();
+    within(
+        "like",
+        space.toggle_appreciation(m.message_id, carol.clone()),
+    )
+    .await
+    .unwrap();
+
+    // Carol (power 0) may not redact Bob's message.
+    let r = within(
+        "carol redacts",
+        space.redact(m.message_id, carol.clone(), None),
+    )
+    .await;
+    assert!(matches!(r, Err(EngineError::Forbidden(_))), "{r:?}");
+    let too_long = Some("x".repeat(spacecast_engine::model::MAX_REASON_BYTES + 1));
+    let r = within(
+        "long reason",
+        space.redact(m.message_id, bob.clone(), too_long),
+    )
+    .await;
+    assert_eq!(r.err().map(|e| e.code()), Some("invalid_reason"));
+
+    // Alice (power 100) may.
+    let red = within(
+        "alice redacts",
+        space.redact(m.message_id, alice.clone(), Some("spoiler".into())),
+    )
+    .await
+    .unwrap();
+    assert_eq!(red.wiped_media, vec![file]);
+    let w = &red.message;
+    assert_eq!(
+        (
+            w.content.clone(),
+            w.body.clone(),
+            w.media.len(),
+            w.mentions.len(),
+            w.word_count
+        ),
+        (None, None, 0, 0, 0)
+    );
+    assert!(w.redacted);
+    assert_eq!(w.redacted_by.as_deref(), Some(alice.user_id.as_str()));
+    assert_eq!(w.redacted_reason.as_deref(), Some("spoiler"));
+    assert_eq!(
+        (
+            w.message_id,
+            w.seq,
+            w.parent_id,
+            w.appreciation_count,
+            w.created_at
+        ),
+        (m.message_id, m.seq, Some(root.message_id), 1, m.created_at),
+        "id, position, thread link and reactions stay"
+    );
+    assert_eq!(h.stored(id, m.message_id).await.as_ref(), Some(w));
+    let history = h
+        .engine
+        .reader(id)
+        .message_history(&bob.user_id, m.message_id)
+        .await
+        .unwrap();
+    assert!(history.is_empty(), "the history held the wiped content");
+    assert_eq!(
+        h.stored(id, root.message_id).await.unwrap().reply_count,
+        1,
+        "a redacted reply still counts"
+    );
+
+    // Again: nothing changes, no event; the message as it is.
+    let head = h.store.read_events(id, 0, 1000).await.unwrap().len();
+    let again = within(
+        "redact again",
+        space.redact(m.message_id, bob.clone(), Some("other".into())),
+    )
+    .await
+    .unwrap();
+    assert_eq!(again.message, red.message);
+    assert!(again.wiped_media.is_empty());
+    assert_eq!(h.store.read_events(id, 0, 1000).await.unwrap().len(), head);
+    let redacted_events = h
+        .store
+        .read_events(id, 0, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| matches!(&e.kind, EventKind::MessageRedacted(x) if *x == red.message))
+        .count();
+    assert_eq!(
+        redacted_events, 1,
+        "message_redacted carries the message after it"
+    );
+
+    // A redacted message cannot be edited.
+    let r = within(
+        "edit redacted",
+        space.edit(m.message_id, bob.clone(), Some("back".into()), None),
+    )
+    .await;
+    assert_eq!(code(&r), Some("message_redacted"));
+    // The author may redact their own.
+    let own = h.send(id, text(&carol, "oops")).await.unwrap();
+    within("own", space.redact(own.message_id, carol.clone(), None))
+        .await
+        .expect("the author may redact");
+}

@@ -22,16 +22,16 @@ use tokio::task::JoinHandle;
 
 use super::cache::{CacheBudget, Cached, MessageCache};
 use super::writer::{self, Reply, Sequenced, WriterCtx};
-use super::{Appreciation, Command, Outcome, SendMessage, SpaceMsg};
+use super::{Appreciation, Command, Outcome, Redacted, SendMessage, SpaceMsg};
 use crate::EngineConfig;
 use crate::bus::{CommandSink, Fanout, Lease, Serving};
 use crate::directory::SupervisorMsg;
 use crate::error::{EngineError, Result};
 use crate::event::{APPRECIATE, EventKind, MessageDeleted, ReactionChanged, SpaceEvent};
 use crate::model::{
-    JsonObject, Like, MSGTYPE_TEXT, Member, Message, MessageId, MessageVersion, POWER_ADMIN,
-    POWER_MEMBER, POWER_MODERATOR, PostingPermission, Seq, Space, SpaceCounters, SpaceId,
-    Timestamp, UserRef, Visibility, new_id, validate_rich_fields, word_count,
+    JsonObject, Like, MAX_REASON_BYTES, MSGTYPE_TEXT, Member, Message, MessageId, MessageVersion,
+    POWER_ADMIN, POWER_MEMBER, POWER_MODERATOR, PostingPermission, Seq, Space, SpaceCounters,
+    SpaceId, Timestamp, UserRef, Visibility, new_id, validate_rich_fields, word_count,
 };
 use crate::store::{Claimed, CommitBatch, HistoryWrite, MessageWrite, Store};
 
@@ -184,6 +184,11 @@ impl Actor for SpaceActor {
                         .edit(message_id, &by, content, body)
                         .await
                         .map(|(b, m)| (b, Outcome::Message(m))),
+                    Command::Redact {
+                        message_id,
+                        by,
+                        reason,
+                    } => state.redact(message_id, &by, reason).await,
                     Command::ToggleAppreciation { message_id, by } => state
                         .toggle_appreciation(message_id, &by)
                         .await
@@ -568,6 +573,70 @@ impl SpaceState {
         });
         self.put_existing(&mut batch, m.clone(), seq);
         Ok((batch, m))
+    }
+
+    /// Wipes a message's content, keeping its place; see [`super::SpaceHandle::redact`].
+    async fn redact(
+        &mut self,
+        message_id: MessageId,
+        by: &UserRef,
+        reason: Option<String>,
+    ) -> Result<(CommitBatch, Outcome)> {
+        if reason.as_ref().is_some_and(|r| r.len() > MAX_REASON_BYTES) {
+            return Err(EngineError::Invalid(
+                "invalid_reason",
+                format!("a redaction reason has at most {MAX_REASON_BYTES} bytes"),
+            ));
+        }
+        let mut m = self.message(message_id).await?;
+        let is_moderator = self
+            .power_of(&by.user_id)
+            .is_some_and(|p| p >= POWER_MODERATOR);
+        if m.sender_id != by.user_id && !is_moderator {
+            return Err(EngineError::Forbidden(
+                "Not authorised to redact this message",
+            ));
+        }
+        if m.redacted {
+            // Nothing changes; answered once what the caller sees is durable.
+            return Ok((
+                self.batch(),
+                Outcome::Redacted(Redacted {
+                    message: m,
+                    wiped_media: Vec::new(),
+                    wiped_media_url: None,
+                }),
+            ));
+        }
+        let seq = self.next_seq();
+        let wiped_media = std::mem::take(&mut m.media);
+        let wiped_media_url = m.media_url.take();
+        m.media_type = None;
+        m.content = None;
+        m.body = None;
+        m.metadata = None;
+        m.gif = None;
+        m.mentions.clear();
+        m.word_count = 0;
+        m.redacted = true;
+        m.redacted_by = Some(by.user_id.clone());
+        m.redacted_reason = reason;
+        let mut batch = self.batch();
+        batch
+            .events
+            .push(self.event(seq, EventKind::MessageRedacted(m.clone())));
+        if m.edited_at.is_some() {
+            batch.push_history(HistoryWrite::Clear { message_id });
+        }
+        self.put_existing(&mut batch, m.clone(), seq);
+        Ok((
+            batch,
+            Outcome::Redacted(Redacted {
+                message: m,
+                wiped_media,
+                wiped_media_url,
+            }),
+        ))
     }
 
     async fn toggle_appreciation(

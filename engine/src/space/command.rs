@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Appreciation, SendMessage};
+use super::{Appreciation, Redacted, SendMessage};
 use crate::error::{EngineError, Result};
 use crate::model::{JsonObject, Member, Message, MessageId, UserRef};
 
@@ -36,6 +36,13 @@ pub enum Command {
         #[serde(default)]
         body: Option<JsonObject>,
     },
+    /// Redact a message (its sender, or power ≥ 50); answered with [`Outcome::Redacted`].
+    Redact {
+        message_id: MessageId,
+        by: UserRef,
+        #[serde(default)]
+        reason: Option<String>,
+    },
     /// Toggle `by`'s appreciation; answered with [`Outcome::Appreciation`].
     ToggleAppreciation { message_id: MessageId, by: UserRef },
     /// Join as an ordinary member; answered with [`Outcome::Member`].
@@ -52,6 +59,7 @@ impl Command {
             Command::Send(_) => "send",
             Command::Delete { .. } => "delete",
             Command::Edit { .. } => "edit",
+            Command::Redact { .. } => "redact",
             Command::ToggleAppreciation { .. } => "toggle_appreciation",
             Command::Join { .. } => "join",
         }
@@ -68,6 +76,7 @@ pub enum Outcome {
     Done,
     Appreciation(Appreciation),
     Member(Member),
+    Redacted(Redacted),
 }
 
 impl Outcome {
@@ -88,6 +97,13 @@ impl Outcome {
         match self {
             Outcome::Done => Ok(()),
             other => Err(other.mismatch("done")),
+        }
+    }
+
+    pub(crate) fn into_redacted(self) -> Result<Redacted> {
+        match self {
+            Outcome::Redacted(r) => Ok(r),
+            other => Err(other.mismatch("redacted")),
         }
     }
 
@@ -247,6 +263,58 @@ mod tests {
         }
     }
 
+    fn object() -> crate::model::JsonObject {
+        let mut o = crate::model::JsonObject::new();
+        o.insert("k".into(), serde_json::json!([1, "two", {"three": null}]));
+        o
+    }
+
+    /// A send with every native field set.
+    fn rich_send() -> SendMessage {
+        SendMessage {
+            message_id: Some(new_id()),
+            sender: user(),
+            content: Some("hi".into()),
+            actor: Some(UserRef {
+                user_id: "admin".into(),
+                ..user()
+            }),
+            msgtype: Some("x.card".into()),
+            body: Some(object()),
+            parent_id: Some(new_id()),
+            quoted_message_id: Some(new_id()),
+            mentions: vec!["u2".into()],
+            metadata: Some(object()),
+            gif: Some(crate::model::Gif {
+                url: "https://g.example/a.gif".into(),
+                width: 1,
+                height: 2,
+                title: Some("t".into()),
+            }),
+            media: vec![crate::model::MediaItem::default()],
+            idempotency_key: Some("key-1".into()),
+            ..Default::default()
+        }
+    }
+
+    /// A send command as a node of the version before the native fields encodes it still
+    /// decodes, with the defaults.
+    #[test]
+    fn an_old_nodes_send_decodes() {
+        let old = r#"{"op":"send","message_id":null,"sender":{"user_id":"u1","username":"Ada","profile_picture":""},"content":"hi","media_url":null,"media_type":null}"#;
+        let Command::Send(s) = serde_json::from_str::<Command>(old).unwrap() else {
+            panic!("a send");
+        };
+        assert_eq!(
+            s,
+            SendMessage {
+                sender: user(),
+                content: Some("hi".into()),
+                ..Default::default()
+            }
+        );
+    }
+
     #[test]
     fn commands_and_outcomes_round_trip_as_json() {
         let cmds = [
@@ -270,18 +338,53 @@ mod tests {
                 user: user(),
                 invite_code: Some("x".into()),
             },
+            Command::Send(rich_send()),
+            Command::Edit {
+                message_id: new_id(),
+                by: user(),
+                content: Some("edited".into()),
+                body: Some(object()),
+            },
+            Command::Redact {
+                message_id: new_id(),
+                by: user(),
+                reason: Some("spam".into()),
+            },
         ];
         for c in cmds {
             let json = serde_json::to_vec(&c).unwrap();
             assert_eq!(serde_json::from_slice::<Command>(&json).unwrap(), c);
         }
-        let r: WireResult = Ok(Outcome::Appreciation(Appreciation {
-            appreciated: true,
-            appreciation_count: 3,
-        }))
-        .into();
-        let json = serde_json::to_vec(&r).unwrap();
-        assert_eq!(serde_json::from_slice::<WireResult>(&json).unwrap(), r);
+        let rich = Message {
+            message_id: new_id(),
+            body: Some(object()),
+            redacted: true,
+            redacted_by: Some("u1".into()),
+            ..Default::default()
+        };
+        let outcomes = [
+            Outcome::Appreciation(Appreciation {
+                appreciated: true,
+                appreciation_count: 3,
+            }),
+            Outcome::Message(rich.clone()),
+            Outcome::Redacted(Redacted {
+                message: rich,
+                wiped_media: vec![crate::model::MediaItem {
+                    media_id: new_id(),
+                    content_type: "image/png".into(),
+                    size: 1,
+                    sha256: "ab".into(),
+                    thumbnail_id: None,
+                }],
+                wiped_media_url: Some("/api/media/x".into()),
+            }),
+        ];
+        for o in outcomes {
+            let r: WireResult = Ok(o).into();
+            let json = serde_json::to_vec(&r).unwrap();
+            assert_eq!(serde_json::from_slice::<WireResult>(&json).unwrap(), r);
+        }
     }
 
     #[test]

@@ -77,6 +77,20 @@ pub struct Appreciation {
     pub appreciation_count: u32,
 }
 
+/// The result of a redaction.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Redacted {
+    /// The message after the redaction (as it was, when it was redacted already).
+    pub message: Message,
+    /// The attachments the redaction removed from the message, whose files the edge deletes
+    /// (empty when it was redacted already).
+    #[serde(default)]
+    pub wiped_media: Vec<MediaItem>,
+    /// The Space7 attachment the redaction removed, if any (its file too is the edge's to delete).
+    #[serde(default)]
+    pub wiped_media_url: Option<String>,
+}
+
 /// Everything a space actor handles.
 #[allow(clippy::large_enum_variant)] // as `Command`: one per request, moved once
 pub(crate) enum SpaceMsg {
@@ -172,6 +186,29 @@ impl SpaceHandle {
         })
         .await?
         .into_message()
+    }
+
+    /// Redacts a message: wipes its content, body, media, metadata, GIF and mentions, keeps its
+    /// id, seq, sender, times, thread links and reactions, and removes its edit history. Only
+    /// its sender or a member with power ≥ 50. Redacting a redacted message changes nothing and
+    /// answers it as it is (no event). Returns once durable.
+    ///
+    /// # Errors
+    /// `MessageNotFound`, `Forbidden`, `Invalid("invalid_reason")` (a reason over
+    /// [`crate::model::MAX_REASON_BYTES`]), and the transient errors.
+    pub async fn redact(
+        &self,
+        message_id: MessageId,
+        by: UserRef,
+        reason: Option<String>,
+    ) -> Result<Redacted> {
+        self.execute(Command::Redact {
+            message_id,
+            by,
+            reason,
+        })
+        .await?
+        .into_redacted()
     }
 
     /// Toggles `by`'s appreciation of a message.

@@ -303,6 +303,16 @@ impl CommitBatch {
         }
     }
 
+    /// Whether the batch writes nothing (its counters aside: they only change with writes).
+    /// The writer answers a batch of only such items without calling the store: they are
+    /// commands that changed nothing and wait only for the commits before them.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+            && self.messages.is_empty()
+            && self.members.is_empty()
+            && self.history.is_empty()
+    }
+
     /// Adds a history write. A `Clear` drops the adds of the same message earlier in this batch
     /// (and is kept, for what earlier batches wrote), so the batch's writes never depend on
     /// their order within it.

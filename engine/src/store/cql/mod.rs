@@ -337,7 +337,7 @@ impl Statements {
             insert_event: p(format!("INSERT INTO {ks}.events_by_space (space_id, bucket, seq, event) VALUES (?, ?, ?, ?)")).await?,
             select_events: p(format!("SELECT event FROM {ks}.events_by_space WHERE space_id = ? AND bucket = ? AND seq > ? AND seq <= ? LIMIT ?")).await?,
             upsert_message: p(format!("INSERT INTO {ks}.messages_by_space (space_id, bucket, seq, message_id, sender_id, sender_username, sender_picture, content, media_url, media_type, word_count, appreciation_count, created_at, actor_id, msgtype, body, parent_id, quoted_message_id, mentions, metadata, gif, media, reply_count, edited_at, redacted, redacted_by, redacted_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")).await?,
-            set_revision: p(format!("UPDATE {ks}.messages_by_space SET content = ?, body = ?, metadata = ?, gif = ?, media = ?, mentions = ?, word_count = ?, edited_at = ?, redacted = ?, redacted_by = ?, redacted_reason = ? WHERE space_id = ? AND bucket = ? AND seq = ?")).await?,
+            set_revision: p(format!("UPDATE {ks}.messages_by_space SET content = ?, media_url = ?, media_type = ?, body = ?, metadata = ?, gif = ?, media = ?, mentions = ?, word_count = ?, edited_at = ?, redacted = ?, redacted_by = ?, redacted_reason = ? WHERE space_id = ? AND bucket = ? AND seq = ?")).await?,
             insert_history: p(format!("INSERT INTO {ks}.message_history_by_message (space_id, message_id, version, content, body, valid_from, replaced_at) VALUES (?, ?, ?, ?, ?, ?, ?)")).await?,
             delete_history: p(format!("DELETE FROM {ks}.message_history_by_message WHERE space_id = ? AND message_id = ?")).await?,
             select_history: p(format!("SELECT version, content, body, valid_from, replaced_at FROM {ks}.message_history_by_message WHERE space_id = ? AND message_id = ?")).await?,
@@ -508,6 +508,27 @@ impl MessageRow {
         m.sync_reaction_counts();
         m
     }
+}
+
+/// The values of `set_revision`, by column name (more than a tuple can bind).
+#[derive(scylla::SerializeRow)]
+struct RevisionValues {
+    content: Option<String>,
+    media_url: Option<String>,
+    media_type: Option<String>,
+    body: Option<String>,
+    metadata: Option<String>,
+    gif: Option<String>,
+    media: Option<String>,
+    mentions: Option<Vec<String>>,
+    word_count: i32,
+    edited_at: Option<CqlTimestamp>,
+    redacted: bool,
+    redacted_by: Option<String>,
+    redacted_reason: Option<String>,
+    space_id: Uuid,
+    bucket: i64,
+    seq: i64,
 }
 
 /// The values of `upsert_message`, by column name (more than a tuple can bind).
@@ -685,6 +706,8 @@ enum Settle {
 struct Revision {
     seq: Seq,
     content: Option<String>,
+    media_url: Option<String>,
+    media_type: Option<String>,
     body: Option<String>,
     metadata: Option<String>,
     gif: Option<String>,
@@ -702,6 +725,8 @@ impl Revision {
         Revision {
             seq: m.seq,
             content: m.content.clone(),
+            media_url: m.media_url.clone(),
+            media_type: media_type_str(m.media_type).map(str::to_owned),
             body: json_col(m.body.as_ref()),
             metadata: json_col(m.metadata.as_ref()),
             gif: json_col(m.gif.as_ref()),
@@ -1319,22 +1344,24 @@ impl CqlStore {
                         part::MESSAGES,
                         &space_bucket_key(sid, seq),
                         &s.set_revision,
-                        (
-                            r.content.clone(),
-                            r.body.clone(),
-                            r.metadata.clone(),
-                            r.gif.clone(),
-                            r.media.clone(),
-                            (!r.mentions.is_empty()).then(|| r.mentions.clone()),
-                            r.word_count as i32,
-                            r.edited_at.map(CqlTimestamp),
-                            r.redacted,
-                            r.redacted_by.clone(),
-                            r.redacted_reason.clone(),
-                            sid,
-                            bucket(seq),
-                            seq as i64,
-                        ),
+                        RevisionValues {
+                            content: r.content.clone(),
+                            media_url: r.media_url.clone(),
+                            media_type: r.media_type.clone(),
+                            body: r.body.clone(),
+                            metadata: r.metadata.clone(),
+                            gif: r.gif.clone(),
+                            media: r.media.clone(),
+                            mentions: (!r.mentions.is_empty()).then(|| r.mentions.clone()),
+                            word_count: r.word_count as i32,
+                            edited_at: r.edited_at.map(CqlTimestamp),
+                            redacted: r.redacted,
+                            redacted_by: r.redacted_by.clone(),
+                            redacted_reason: r.redacted_reason.clone(),
+                            space_id: sid,
+                            bucket: bucket(seq),
+                            seq: seq as i64,
+                        },
                     );
                 }
                 Settle::History { id, version: v } => parts.add(
