@@ -51,7 +51,7 @@ use spacecast_observability::Metrics;
 pub use directory::Pending;
 pub use error::{EngineError, Result};
 pub use reads::{EventLog, MessagePage, SpaceMembers, SpaceReader};
-pub use space::{Appreciation, Command, Outcome, Redacted, SendMessage, SpaceHandle};
+pub use space::{Appreciation, Command, Outcome, Redacted, SendMessage, Sent, SpaceHandle};
 pub use store::MessageOrder;
 
 use crate::bus::{Bus, Fanout, LocalBus};
@@ -84,6 +84,9 @@ pub struct EngineConfig {
     /// How long after `created_at` (by the space actor's clock) a message may be edited; the
     /// edge sets it from `--edit-window`.
     pub edit_window: Duration,
+    /// How long a send's idempotency key answers with the original message (CONTRACT §5: 5
+    /// minutes); tests shorten it.
+    pub idempotency_ttl: Duration,
 }
 
 impl Default for EngineConfig {
@@ -97,6 +100,7 @@ impl Default for EngineConfig {
             message_cache: 4096,
             message_cache_bytes: 64 * 1024 * 1024,
             edit_window: Duration::from_secs(24 * 60 * 60),
+            idempotency_ttl: Duration::from_secs(300),
         }
     }
 }

@@ -371,6 +371,8 @@ pub const MAX_MENTION_BYTES: usize = 128;
 pub const MAX_MSGTYPE_BYTES: usize = 64;
 /// Longest GIF URL, in bytes.
 pub const MAX_GIF_URL_BYTES: usize = 2048;
+/// Longest idempotency key, in bytes.
+pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 128;
 /// Longest redaction reason, in bytes.
 pub const MAX_REASON_BYTES: usize = 512;
 /// The `msgtype`s with a meaning of their own; any other must be namespaced (`x.poll`, `com.acme.card`).

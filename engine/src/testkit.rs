@@ -25,7 +25,8 @@ use crate::model::{
     new_id, word_count,
 };
 use crate::store::{
-    CommitBatch, FailPoint, FaultInjection, HistoryWrite, MessageOrder, MessageWrite, Store,
+    CommitBatch, FailPoint, FaultInjection, HistoryWrite, KeyWrite, MessageOrder, MessageWrite,
+    Store,
 };
 
 /// Runs every conformance case against `store`. Panics on the first violation.
@@ -55,6 +56,7 @@ pub async fn store_conformance<S: Store + FaultInjection>(store: Arc<S>) {
         an_edit_that_fails_before_it_is_durable_leaves_the_old_version(faults),
         an_edit_that_fails_after_it_is_durable_is_finished_by_the_next_claim(faults),
         a_redaction_wipes_the_content_and_the_history(faults),
+        idempotency_keys_commit_with_their_message_and_expire(faults),
     );
 }
 
@@ -1570,6 +1572,89 @@ async fn a_redaction_wipes_the_content_and_the_history(s: &dyn Store, faults: &d
     model
         .assert_reads(s, "a redaction that failed late, claimed")
         .await;
+}
+
+/// An idempotency key is visible exactly when the commit of its message is: not after a commit
+/// that failed before it was durable, and after the claim that finishes one that failed after.
+/// It is scoped by space, sender and key, and reads as absent once expired.
+async fn idempotency_keys_commit_with_their_message_and_expire(
+    s: &dyn Store,
+    faults: &dyn FaultInjection,
+) {
+    let (alice, bob) = (user("alice"), user("bob"));
+    let (space, alice_m) = create(s, &alice).await;
+    let (other, _) = create(s, &alice).await;
+    let id = space.space_id;
+    let epoch = s.claim(id).await.unwrap().expect("claimed").epoch;
+    let mut model = SpaceModel::new(&space, &alice_m, epoch);
+    let key = |m: &Message, k: &str, ttl_ms: i64| KeyWrite {
+        sender_id: m.sender_id.clone(),
+        key: k.to_owned(),
+        message_id: m.message_id,
+        expires_at: Timestamp(Timestamp::now().0 + ttl_ms),
+    };
+    const LONG: i64 = 300_000;
+
+    let mut b = model.batch();
+    let m1 = model.send(&mut b, &alice, "keyed");
+    b.keys.push(key(&m1, "k1", LONG));
+    let b = model.finish(b);
+    s.commit(&b).await.expect("a keyed send");
+    let lookup = |space_id, sender: &UserRef, k: &'static str| {
+        let sender = sender.user_id.clone();
+        async move { s.idempotent_send(space_id, &sender, k).await.unwrap() }
+    };
+    assert_eq!(lookup(id, &alice, "k1").await, Some(m1.message_id));
+    assert_eq!(lookup(id, &bob, "k1").await, None, "another sender's key");
+    assert_eq!(lookup(id, &alice, "k2").await, None, "another key");
+    assert_eq!(
+        lookup(other.space_id, &alice, "k1").await,
+        None,
+        "another space"
+    );
+
+    // A commit that fails before it is durable leaves no key.
+    let mut never = model.clone();
+    let mut b = never.batch();
+    let lost = never.send(&mut b, &alice, "never durable");
+    b.keys.push(key(&lost, "k-lost", LONG));
+    let b = never.finish(b);
+    faults.fail_next_commit(FailPoint::BeforeHead);
+    s.commit(&b).await.expect_err("the injected failure");
+    let epoch = s.claim(id).await.unwrap().expect("claimed").epoch;
+    model.epoch = epoch;
+    assert_eq!(lookup(id, &alice, "k-lost").await, None);
+
+    // One that fails after it is durable has its key once claimed.
+    let mut b = model.batch();
+    let m2 = model.send(&mut b, &bob, "durable");
+    b.keys.push(key(&m2, "k2", LONG));
+    let b = model.finish(b);
+    faults.fail_next_commit(FailPoint::AfterHead);
+    s.commit(&b).await.expect_err("the injected failure");
+    model.epoch = s.claim(id).await.unwrap().expect("claimed").epoch;
+    assert_eq!(lookup(id, &bob, "k2").await, Some(m2.message_id));
+    model.assert_reads(s, "keyed sends").await;
+
+    // A short-lived key expires (CQL: whole seconds); poll with a deadline.
+    let mut b = model.batch();
+    let m3 = model.send(&mut b, &bob, "short-lived");
+    b.keys.push(key(&m3, "k3", 1_000));
+    let b = model.finish(b);
+    s.commit(&b).await.expect("a short-lived key");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while lookup(id, &bob, "k3").await.is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the key did not expire"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        lookup(id, &bob, "k2").await,
+        Some(m2.message_id),
+        "others stay"
+    );
 }
 
 fn json_object(v: serde_json::Value) -> crate::model::JsonObject {

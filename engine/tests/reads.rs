@@ -118,6 +118,15 @@ impl Store for FlakyStore {
         self.check("message_history")?;
         self.inner.message_history(space_id, message_id).await
     }
+    async fn idempotent_send(
+        &self,
+        space_id: SpaceId,
+        sender_id: &str,
+        key: &str,
+    ) -> Result<Option<MessageId>> {
+        self.check("idempotent_send")?;
+        self.inner.idempotent_send(space_id, sender_id, key).await
+    }
     async fn ping(&self) -> Result<()> {
         self.check("ping")?;
         self.inner.ping().await

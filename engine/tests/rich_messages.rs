@@ -627,3 +627,151 @@ async fn redactions_wipe_content_keep_the_place_and_are_idempotent() {
         .await
         .expect("the author may redact");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Step 4: idempotency keys
+// ---------------------------------------------------------------------------------------------
+
+fn keyed(sender: &UserRef, content: &str, key: &str) -> SendMessage {
+    SendMessage {
+        idempotency_key: Some(key.to_owned()),
+        ..text(sender, content)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_repeated_key_answers_with_the_original_and_creates_nothing() {
+    let h = start(EngineConfig::default()).await;
+    let (alice, bob) = (user("alice"), user("bob"));
+    let id = h.space_with(&alice, &[&bob]).await;
+    let space = h.engine.space(id);
+    let first = within("first", space.post(keyed(&bob, "hello", "k")))
+        .await
+        .unwrap();
+    assert!(!first.replayed);
+    // The key decides: another body, even an invalid one, gets the original.
+    let again = within(
+        "again",
+        space.post(SendMessage {
+            msgtype: Some("not valid".into()),
+            ..keyed(&bob, "something else", "k")
+        }),
+    )
+    .await
+    .unwrap();
+    assert!(again.replayed);
+    assert_eq!(again.message, first.message);
+    // `send` answers the message either way (Space7 paths do not care).
+    let plain = within("send", space.send(keyed(&bob, "x", "k")))
+        .await
+        .unwrap();
+    assert_eq!(plain.message_id, first.message.message_id);
+    // Scoped by sender: Alice's "k" is hers.
+    let alices = within("alice", space.post(keyed(&alice, "mine", "k")))
+        .await
+        .unwrap();
+    assert!(!alices.replayed);
+    assert_ne!(alices.message.message_id, first.message.message_id);
+    let created = h
+        .store
+        .read_events(id, 0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::MessageCreated(_)))
+        .count();
+    assert_eq!(created, 2);
+
+    // Once the original is deleted, the key answers 409 and creates nothing.
+    within(
+        "delete",
+        space.delete(first.message.message_id, bob.clone()),
+    )
+    .await
+    .unwrap();
+    let r = within("reuse", space.post(keyed(&bob, "hello", "k"))).await;
+    assert_eq!(r.err().map(|e| e.code()), Some("idempotency_key_reused"));
+    // Bad keys are refused.
+    for bad in [String::new(), "x".repeat(129)] {
+        let r = within("bad key", space.post(keyed(&bob, "x", &bad))).await;
+        assert_eq!(r.err().map(|e| e.code()), Some("invalid_idempotency_key"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_key_is_forgotten_after_its_ttl() {
+    let h = start(EngineConfig {
+        idempotency_ttl: Duration::from_millis(20),
+        ..EngineConfig::default()
+    })
+    .await;
+    let bob = user("bob");
+    let id = h.space_with(&bob, &[]).await;
+    let space = h.engine.space(id);
+    let first = within("first", space.post(keyed(&bob, "one", "k")))
+        .await
+        .unwrap();
+    let expiry = first.message.created_at.0 + 20;
+    within("the key to expire", async {
+        while spacecast_engine::model::Timestamp::now().0 <= expiry {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    let second = within("second", space.post(keyed(&bob, "two", "k")))
+        .await
+        .unwrap();
+    assert!(!second.replayed, "an expired key creates a new message");
+    assert_ne!(second.message.message_id, first.message.message_id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_key_survives_a_restart_of_the_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let bob = user("bob");
+    let (id, first) = {
+        let store = EmbeddedStore::open(&path, Metrics::new()).expect("open store");
+        let engine = Engine::start(EngineConfig::default(), store, Metrics::new())
+            .await
+            .unwrap();
+        let id = engine
+            .create_space(
+                NewSpace {
+                    title: "restart".into(),
+                    description: String::new(),
+                    visibility: Visibility::Public,
+                    tags: vec![],
+                    posting_permission: PostingPermission::Everyone,
+                },
+                bob.clone(),
+            )
+            .await
+            .unwrap()
+            .space
+            .space_id;
+        let first = within("first", engine.space(id).post(keyed(&bob, "once", "k")))
+            .await
+            .unwrap();
+        within("shutdown", engine.shutdown(Duration::from_secs(10))).await;
+        (id, first)
+    };
+    let store = within("reopen", async {
+        loop {
+            // The old engine's last handles go as its tasks finish: retry until the lock is free.
+            match EmbeddedStore::open(&path, Metrics::new()) {
+                Ok(s) => break s,
+                Err(_) => tokio::task::yield_now().await,
+            }
+        }
+    })
+    .await;
+    let engine = Engine::start(EngineConfig::default(), store, Metrics::new())
+        .await
+        .unwrap();
+    let again = within("again", engine.space(id).post(keyed(&bob, "twice", "k")))
+        .await
+        .unwrap();
+    assert!(again.replayed, "the store remembers the key");
+    assert_eq!(again.message, first.message);
+}

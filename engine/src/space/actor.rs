@@ -29,11 +29,12 @@ use crate::directory::SupervisorMsg;
 use crate::error::{EngineError, Result};
 use crate::event::{APPRECIATE, EventKind, MessageDeleted, ReactionChanged, SpaceEvent};
 use crate::model::{
-    JsonObject, Like, MAX_REASON_BYTES, MSGTYPE_TEXT, Member, Message, MessageId, MessageVersion,
-    POWER_ADMIN, POWER_MEMBER, POWER_MODERATOR, PostingPermission, Seq, Space, SpaceCounters,
-    SpaceId, Timestamp, UserRef, Visibility, new_id, validate_rich_fields, word_count,
+    JsonObject, Like, MAX_IDEMPOTENCY_KEY_BYTES, MAX_REASON_BYTES, MSGTYPE_TEXT, Member, Message,
+    MessageId, MessageVersion, POWER_ADMIN, POWER_MEMBER, POWER_MODERATOR, PostingPermission, Seq,
+    Space, SpaceCounters, SpaceId, Timestamp, UserRef, Visibility, new_id, validate_rich_fields,
+    word_count,
 };
-use crate::store::{Claimed, CommitBatch, HistoryWrite, MessageWrite, Store};
+use crate::store::{Claimed, CommitBatch, HistoryWrite, KeyWrite, MessageWrite, Store};
 
 /// The actor; stateless, as ractor wants. See the module doc.
 pub(crate) struct SpaceActor;
@@ -65,6 +66,8 @@ pub(crate) struct SpaceState {
     counters: SpaceCounters,
     members: HashMap<String, Member>,
     cache: MessageCache,
+    /// Idempotency keys of recent sends (the store has them all, see `send`).
+    keys: RecentKeys,
     writer_tx: Option<mpsc::UnboundedSender<Sequenced>>,
     writer_task: Option<JoinHandle<()>>,
     idle_timer: Option<JoinHandle<()>>,
@@ -134,6 +137,7 @@ impl Actor for SpaceActor {
                 .map(|m| (m.user.user_id.clone(), m))
                 .collect(),
             cache: MessageCache::new(args.config.message_cache, args.cache_budget),
+            keys: RecentKeys::default(),
             writer_tx: Some(tx),
             writer_task: Some(writer_task),
             idle_timer: Some(idle_timer),
@@ -168,9 +172,7 @@ impl Actor for SpaceActor {
             SpaceMsg::Command(cmd, reply) => {
                 state.touch();
                 let r = match cmd {
-                    Command::Send(cmd) => {
-                        state.send(cmd).await.map(|(b, m)| (b, Outcome::Message(m)))
-                    }
+                    Command::Send(cmd) => state.send(cmd).await,
                     Command::Delete { message_id, by } => state
                         .delete(message_id, &by)
                         .await
@@ -296,21 +298,10 @@ impl SpaceState {
         self.members.get(user_id).map(|m| m.power_level)
     }
 
-    /// Checks a send against what only the space knows (membership, power, the thread and quote
-    /// targets), sequences it, and counts it in its thread root's `reply_count`.
-    async fn send(&mut self, cmd: SendMessage) -> Result<(CommitBatch, Message)> {
-        let msgtype = cmd
-            .msgtype
-            .clone()
-            .unwrap_or_else(|| MSGTYPE_TEXT.to_owned());
-        validate_rich_fields(
-            &msgtype,
-            cmd.body.as_ref(),
-            cmd.metadata.as_ref(),
-            &cmd.mentions,
-            &cmd.media,
-            cmd.gif.as_ref(),
-        )?;
+    /// Checks a send against what only the space knows (membership, power, its idempotency key,
+    /// the thread and quote targets), sequences it, and counts it in its thread root's
+    /// `reply_count`. A key already used by the sender answers with its message instead.
+    async fn send(&mut self, cmd: SendMessage) -> Result<(CommitBatch, Outcome)> {
         // On behalf: the caller must be an admin, and the sender a member (as stored).
         let (actor_id, sender) = match &cmd.actor {
             Some(actor) => {
@@ -335,6 +326,48 @@ impl SpaceState {
                 "Only admins and moderators may post in this space",
             ));
         }
+        // The key decides, whatever the rest of the command says.
+        if let Some(key) = &cmd.idempotency_key {
+            if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_BYTES {
+                return Err(EngineError::Invalid(
+                    "invalid_idempotency_key",
+                    format!("an idempotency key has 1 to {MAX_IDEMPOTENCY_KEY_BYTES} bytes"),
+                ));
+            }
+            let now = Timestamp::now();
+            let known = match self.keys.get(&sender.user_id, key, now) {
+                Some(id) => Some(id),
+                None => {
+                    self.store
+                        .idempotent_send(self.space.space_id, &sender.user_id, key)
+                        .await?
+                }
+            };
+            if let Some(original) = known {
+                return match self.message(original).await {
+                    // Through the writer with nothing to write: answered once the original
+                    // (maybe still in flight) is durable.
+                    Ok(m) => Ok((self.batch(), Outcome::Replayed(m))),
+                    Err(EngineError::MessageNotFound) => Err(EngineError::Conflict(
+                        "idempotency_key_reused",
+                        "This idempotency key was used for a message that has been deleted".into(),
+                    )),
+                    Err(e) => Err(e),
+                };
+            }
+        }
+        let msgtype = cmd
+            .msgtype
+            .clone()
+            .unwrap_or_else(|| MSGTYPE_TEXT.to_owned());
+        validate_rich_fields(
+            &msgtype,
+            cmd.body.as_ref(),
+            cmd.metadata.as_ref(),
+            &cmd.mentions,
+            &cmd.media,
+            cmd.gif.as_ref(),
+        )?;
         let has_content = cmd.content.is_some()
             || cmd.media_url.is_some()
             || cmd.body.is_some()
@@ -420,7 +453,28 @@ impl SpaceState {
             p.reply_count += 1;
             self.put_existing(&mut batch, p, seq);
         }
-        Ok((batch, message))
+        if let Some(key) = cmd.idempotency_key {
+            let ttl = i64::try_from(self.config.idempotency_ttl.as_millis()).unwrap_or(i64::MAX);
+            let expires_at = Timestamp(message.created_at.0.saturating_add(ttl));
+            batch.keys.push(KeyWrite {
+                sender_id: message.sender_id.clone(),
+                key: key.clone(),
+                message_id: message.message_id,
+                expires_at,
+            });
+            let durable = self.durable_seq.load(Ordering::Acquire);
+            self.keys.insert(
+                message.sender_id.clone(),
+                key,
+                KeyEntry {
+                    message_id: message.message_id,
+                    seq,
+                    expires_at,
+                },
+                durable,
+            );
+        }
+        Ok((batch, Outcome::Message(message)))
     }
 
     /// Writes an existing message's new state (not its content's creation) in `batch`, as changed
@@ -737,6 +791,66 @@ impl SpaceState {
             let _ = task.await;
         }
         self.metrics.space_actors.dec();
+    }
+}
+
+/// What the actor remembers of a recent send's idempotency key.
+#[derive(Clone, Copy)]
+struct KeyEntry {
+    message_id: MessageId,
+    /// The seq of the send.
+    seq: Seq,
+    expires_at: Timestamp,
+}
+
+/// Recent sends' idempotency keys, so a repeated key is answered without a store read. Bounded:
+/// past [`RecentKeys::CAP`] entries the oldest are dropped once their send is durable (the store
+/// then answers for them); entries not yet durable are bounded by the space's in-flight limit.
+#[derive(Default)]
+struct RecentKeys {
+    map: HashMap<(String, String), KeyEntry>,
+    /// Insertion order, with each insertion's seq (an entry replaced since leaves a stale one).
+    order: std::collections::VecDeque<(Seq, (String, String))>,
+}
+
+impl RecentKeys {
+    const CAP: usize = 4096;
+
+    /// The message of a key that has not expired at `now`.
+    fn get(&self, sender: &str, key: &str, now: Timestamp) -> Option<MessageId> {
+        self.map
+            .get(&(sender.to_owned(), key.to_owned()))
+            .filter(|e| e.expires_at > now)
+            .map(|e| e.message_id)
+    }
+
+    fn insert(&mut self, sender: String, key: String, e: KeyEntry, durable: Seq) {
+        let k = (sender, key);
+        self.order.push_back((e.seq, k.clone()));
+        self.map.insert(k, e);
+        while self.map.len() > Self::CAP {
+            let Some((seq, k)) = self.order.pop_front() else {
+                break;
+            };
+            match self.map.get(&k) {
+                Some(cur) if cur.seq == seq => {
+                    if seq > durable {
+                        // Not durable yet: the store could not answer for it. Keep it.
+                        self.order.push_front((seq, k));
+                        break;
+                    }
+                    self.map.remove(&k);
+                }
+                // Replaced by a later insertion: a stale position.
+                _ => {}
+            }
+        }
+        // Stale positions never outnumber live ones by much.
+        if self.order.len() > 2 * Self::CAP.max(self.map.len()) {
+            let map = &self.map;
+            self.order
+                .retain(|(seq, k)| map.get(k).is_some_and(|e| e.seq == *seq));
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Appreciation, Redacted, SendMessage};
+use super::{Appreciation, Redacted, SendMessage, Sent};
 use crate::error::{EngineError, Result};
 use crate::model::{JsonObject, Member, Message, MessageId, UserRef};
 
@@ -77,6 +77,9 @@ pub enum Outcome {
     Appreciation(Appreciation),
     Member(Member),
     Redacted(Redacted),
+    /// A send whose idempotency key named an earlier send: that message (as it is now);
+    /// nothing was created.
+    Replayed(Message),
 }
 
 impl Outcome {
@@ -88,7 +91,21 @@ impl Outcome {
 
     pub(crate) fn into_message(self) -> Result<Message> {
         match self {
-            Outcome::Message(m) => Ok(m),
+            Outcome::Message(m) | Outcome::Replayed(m) => Ok(m),
+            other => Err(other.mismatch("message")),
+        }
+    }
+
+    pub(crate) fn into_sent(self) -> Result<Sent> {
+        match self {
+            Outcome::Message(message) => Ok(Sent {
+                message,
+                replayed: false,
+            }),
+            Outcome::Replayed(message) => Ok(Sent {
+                message,
+                replayed: true,
+            }),
             other => Err(other.mismatch("message")),
         }
     }
@@ -368,6 +385,7 @@ mod tests {
                 appreciation_count: 3,
             }),
             Outcome::Message(rich.clone()),
+            Outcome::Replayed(rich.clone()),
             Outcome::Redacted(Redacted {
                 message: rich,
                 wiped_media: vec![crate::model::MediaItem {

@@ -77,6 +77,14 @@ pub struct Appreciation {
     pub appreciation_count: u32,
 }
 
+/// The result of a send: the message, and whether it is an earlier send's, answered again for a
+/// repeated idempotency key (nothing was created; the edge answers 200 instead of 201).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sent {
+    pub message: Message,
+    pub replayed: bool,
+}
+
 /// The result of a redaction.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Redacted {
@@ -133,6 +141,32 @@ impl SpaceHandle {
     /// `StoreUnavailable`, `SpaceUnavailable`, `BusUnavailable`.
     pub async fn send(&self, cmd: SendMessage) -> Result<Message> {
         self.execute(Command::Send(cmd)).await?.into_message()
+    }
+
+    /// Posts a message like [`SpaceHandle::send`], and says whether its idempotency key named an
+    /// earlier send (`replayed`: that message, as it is now, and nothing created). The same key
+    /// from the same sender within [`crate::EngineConfig::idempotency_ttl`] answers so whatever
+    /// the rest of the command says, on any node and after restarts; a duplicate that arrives
+    /// before the original is durable is answered once it is.
+    ///
+    /// # Errors
+    /// Those of [`SpaceHandle::send`]; `Conflict("idempotency_key_reused")` when the key's
+    /// message was deleted since (nothing is created); `Invalid("invalid_idempotency_key")` for
+    /// an empty key or one over [`crate::model::MAX_IDEMPOTENCY_KEY_BYTES`].
+    pub async fn post(&self, cmd: SendMessage) -> Result<Sent> {
+        self.execute(Command::Send(cmd)).await?.into_sent()
+    }
+
+    /// [`SpaceHandle::submit_send`], answering like [`SpaceHandle::post`].
+    ///
+    /// # Errors
+    /// Those of [`SpaceHandle::submit_send`].
+    pub async fn submit_post(&self, cmd: SendMessage) -> Result<Pending<Sent>> {
+        Ok(self
+            .directory
+            .submit(self.space_id, Command::Send(cmd))
+            .await?
+            .map(Outcome::into_sent))
     }
 
     /// Puts a send in the space actor's mailbox (or on its way to the owner node) and returns at

@@ -24,6 +24,13 @@
 //! | `message_by_id` | message_id | space_id · seq u64 |
 //! | `messages_by_appreciation` | space_id · count u32 · seq u64 | message_id |
 //! | `message_history` | space_id · message_id · seq u64 (of the edit) | `MessageVersion` JSON |
+//! | `idempotency_keys` | space_id · len(sender) u16 · sender · key | message_id · expires_at ms u64 |
+//! | `idempotency_expiry` | space_id · expires_at ms u64 · len(sender) u16 · sender · key | empty |
+//!
+//! An idempotency key past its expiry reads as absent. Expired keys are purged by the commits of
+//! their space that write keys: each removes at most `2k + 16` expired ones (k: the keys it
+//! writes), oldest first, through the expiry index, so purging costs O(1) per key written and
+//! no scan.
 //! | `meta` | `health_probe` | time of the last readiness probe write |
 //!
 //! # Fencing
@@ -71,6 +78,8 @@ mod tables {
     pub const MESSAGE_BY_ID: &str = "message_by_id";
     pub const MESSAGES_BY_APPRECIATION: &str = "messages_by_appreciation";
     pub const MESSAGE_HISTORY: &str = "message_history";
+    pub const IDEMPOTENCY_KEYS: &str = "idempotency_keys";
+    pub const IDEMPOTENCY_EXPIRY: &str = "idempotency_expiry";
     pub const META: &str = "meta";
 }
 
@@ -86,6 +95,8 @@ struct Tables {
     message_by_id: Keyspace,
     messages_by_appreciation: Keyspace,
     message_history: Keyspace,
+    idempotency_keys: Keyspace,
+    idempotency_expiry: Keyspace,
     meta: Keyspace,
 }
 
@@ -102,6 +113,8 @@ enum Table {
     MessageById,
     MessagesByAppreciation,
     MessageHistory,
+    IdempotencyKeys,
+    IdempotencyExpiry,
     Meta,
 }
 
@@ -117,6 +130,8 @@ impl Tables {
             Table::MessageById => &self.message_by_id,
             Table::MessagesByAppreciation => &self.messages_by_appreciation,
             Table::MessageHistory => &self.message_history,
+            Table::IdempotencyKeys => &self.idempotency_keys,
+            Table::IdempotencyExpiry => &self.idempotency_expiry,
             Table::Meta => &self.meta,
         }
     }
@@ -151,6 +166,8 @@ impl Open {
             message_by_id: ks(tables::MESSAGE_BY_ID)?,
             messages_by_appreciation: ks(tables::MESSAGES_BY_APPRECIATION)?,
             message_history: ks(tables::MESSAGE_HISTORY)?,
+            idempotency_keys: ks(tables::IDEMPOTENCY_KEYS)?,
+            idempotency_expiry: ks(tables::IDEMPOTENCY_EXPIRY)?,
             meta: ks(tables::META)?,
         };
         Ok(Open { db, t })
@@ -327,6 +344,43 @@ fn key_history(space: SpaceId, message_id: MessageId, seq: Seq) -> Vec<u8> {
     k
 }
 
+/// `len(sender) u16 · sender · key`: the part of an idempotency key's row key after the space.
+fn idem_suffix(sender_id: &str, key: &str) -> Vec<u8> {
+    let mut k = user_prefix(sender_id);
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+fn key_idem(space: SpaceId, suffix: &[u8]) -> Vec<u8> {
+    let mut k = space.as_bytes().to_vec();
+    k.extend_from_slice(suffix);
+    k
+}
+
+fn key_idem_expiry(space: SpaceId, expires_ms: u64, suffix: &[u8]) -> Vec<u8> {
+    let mut k = space.as_bytes().to_vec();
+    k.extend_from_slice(&expires_ms.to_be_bytes());
+    k.extend_from_slice(suffix);
+    k
+}
+
+/// An idempotency key row's value: the message id and the expiry (ms since the epoch).
+fn idem_value(message_id: MessageId, expires_ms: u64) -> Vec<u8> {
+    let mut v = message_id.as_bytes().to_vec();
+    v.extend_from_slice(&expires_ms.to_be_bytes());
+    v
+}
+
+fn parse_idem_value(v: &[u8]) -> Option<(MessageId, u64)> {
+    let id = Uuid::from_slice(v.get(..16)?).ok()?;
+    let exp = u64::from_be_bytes(v.get(16..24)?.try_into().ok()?);
+    Some((id, exp))
+}
+
+fn ms(t: crate::model::Timestamp) -> u64 {
+    t.0.max(0) as u64
+}
+
 fn key_appreciation(space: SpaceId, count: u32, seq: Seq) -> Vec<u8> {
     let mut k = Vec::with_capacity(28);
     k.extend_from_slice(space.as_bytes());
@@ -402,6 +456,55 @@ impl EmbeddedStore {
             *self.last_probe.lock().unwrap_or_else(|p| p.into_inner()) = None;
         }
         result
+    }
+
+    /// The deletes that purge up to `2k + 16` expired idempotency keys of the batch's space (k:
+    /// the keys the batch writes), oldest first. A key row is deleted only if it still holds the
+    /// expiry its index entry names (a key reused since has a new row and a new entry), and
+    /// never when the batch writes it again. Only this space's writer writes its keys, so
+    /// nothing changes them between this read and the write.
+    async fn purge_expired_keys(&self, b: &CommitBatch) -> Result<Vec<Op>> {
+        let sid = b.space_id;
+        let limit = 2 * b.keys.len() + 16;
+        let now = ms(crate::model::Timestamp::now());
+        let written: std::collections::HashSet<Vec<u8>> = b
+            .keys
+            .iter()
+            .map(|k| idem_suffix(&k.sender_id, &k.key))
+            .collect();
+        self.read(move |t| {
+            let mut ops = Vec::new();
+            for kv in t.idempotency_expiry.prefix(sid.as_bytes()).take(limit) {
+                let key = kv.key().map_err(io_err)?;
+                let Some(exp) = key
+                    .get(16..24)
+                    .and_then(|e| e.try_into().ok())
+                    .map(u64::from_be_bytes)
+                else {
+                    continue;
+                };
+                if exp > now {
+                    break;
+                }
+                let suffix = key.get(24..).unwrap_or_default().to_vec();
+                ops.push(Op::Del(Table::IdempotencyExpiry, key.to_vec()));
+                if written.contains(&suffix) {
+                    continue;
+                }
+                let row = key_idem(sid, &suffix);
+                let current = t.idempotency_keys.get(&row).map_err(io_err)?;
+                if current
+                    .as_deref()
+                    .and_then(parse_idem_value)
+                    .map(|(_, e)| e)
+                    == Some(exp)
+                {
+                    ops.push(Op::Del(Table::IdempotencyKeys, row));
+                }
+            }
+            Ok(ops)
+        })
+        .await
     }
 
     /// Runs a read on the blocking pool: fjall reads may touch disk.
@@ -910,6 +1013,23 @@ impl Store for EmbeddedStore {
                 ));
             }
         }
+        if !b.keys.is_empty() {
+            ops.extend(self.purge_expired_keys(b).await?);
+            for k in &b.keys {
+                let suffix = idem_suffix(&k.sender_id, &k.key);
+                let exp = ms(k.expires_at);
+                ops.push(Op::Put(
+                    Table::IdempotencyKeys,
+                    key_idem(sid, &suffix),
+                    idem_value(k.message_id, exp),
+                ));
+                ops.push(Op::Put(
+                    Table::IdempotencyExpiry,
+                    key_idem_expiry(sid, exp, &suffix),
+                    vec![],
+                ));
+            }
+        }
         for m in &b.members {
             ops.push(Op::Put(
                 Table::MembersBySpace,
@@ -1062,6 +1182,24 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn idempotent_send(
+        &self,
+        space_id: SpaceId,
+        sender_id: &str,
+        key: &str,
+    ) -> Result<Option<MessageId>> {
+        let row = key_idem(space_id, &idem_suffix(sender_id, key));
+        let now = ms(crate::model::Timestamp::now());
+        self.read(move |t| {
+            let v = t.idempotency_keys.get(&row).map_err(io_err)?;
+            Ok(v.as_deref()
+                .and_then(parse_idem_value)
+                .filter(|(_, exp)| *exp > now)
+                .map(|(id, _)| id))
+        })
+        .await
+    }
+
     /// Unready for a few seconds after any failed commit; otherwise a real, tiny durable write (at
     /// most one per [`PROBE_EVERY`], then answered from the last result): it proves the writer
     /// thread, the journal and the disk, so `/readyz` reports a store that cannot write (full
@@ -1185,5 +1323,85 @@ mod tests {
             [ev] => assert_eq!(ev.kind, crate::event::EventKind::MessageCreated(m)),
             other => panic!("one event expected, got {other:?}"),
         }
+    }
+    /// Expired idempotency keys read as absent at once and are purged by the space's next keyed
+    /// commits, through the expiry index (no scan); a key reused after it expired keeps its new
+    /// row when its old index entry is purged.
+    #[tokio::test]
+    async fn expired_idempotency_keys_read_absent_and_are_purged() {
+        use crate::store::KeyWrite;
+        use crate::testkit::{SpaceModel, create, user};
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path(), Metrics::new()).unwrap();
+        let alice = user("alice");
+        let (space, creator) = create(&*store, &alice).await;
+        let sid = space.space_id;
+        let mut model = SpaceModel::new(&space, &creator, 0);
+        let past = Timestamp(Timestamp::now().0 - 1);
+        let mut b = model.batch();
+        for i in 0..20 {
+            let m = model.send(&mut b, &alice, &format!("m{i}"));
+            b.keys.push(KeyWrite {
+                sender_id: alice.user_id.clone(),
+                key: format!("old-{i}"),
+                message_id: m.message_id,
+                expires_at: past,
+            });
+        }
+        let b = model.finish(b);
+        store.commit(&b).await.unwrap();
+        let count = |table: Table| {
+            let open = store.shared.current().unwrap();
+            open.t.get(table).prefix(sid.as_bytes()).count()
+        };
+        assert_eq!(count(Table::IdempotencyKeys), 20);
+        assert_eq!(
+            store
+                .idempotent_send(sid, &alice.user_id, "old-3")
+                .await
+                .unwrap(),
+            None,
+            "expired: absent"
+        );
+        // One keyed commit reusing an expired key purges up to 2k + 16 = 18 of them.
+        let mut b = model.batch();
+        let reused = model.send(&mut b, &alice, "reused");
+        let future = Timestamp(Timestamp::now().0 + 300_000);
+        b.keys.push(KeyWrite {
+            sender_id: alice.user_id.clone(),
+            key: "old-0".into(),
+            message_id: reused.message_id,
+            expires_at: future,
+        });
+        let b = model.finish(b);
+        store.commit(&b).await.unwrap();
+        assert_eq!(
+            store
+                .idempotent_send(sid, &alice.user_id, "old-0")
+                .await
+                .unwrap(),
+            Some(reused.message_id)
+        );
+        assert_eq!(count(Table::IdempotencyExpiry), 20 - 18 + 1);
+        // The next keyed commit purges the rest; the reused key keeps its new row.
+        let mut b = model.batch();
+        let m = model.send(&mut b, &alice, "another");
+        b.keys.push(KeyWrite {
+            sender_id: alice.user_id.clone(),
+            key: "fresh".into(),
+            message_id: m.message_id,
+            expires_at: future,
+        });
+        let b = model.finish(b);
+        store.commit(&b).await.unwrap();
+        assert_eq!(count(Table::IdempotencyKeys), 2, "old-0 (reused) and fresh");
+        assert_eq!(count(Table::IdempotencyExpiry), 2);
+        assert_eq!(
+            store
+                .idempotent_send(sid, &alice.user_id, "old-0")
+                .await
+                .unwrap(),
+            Some(reused.message_id)
+        );
     }
 }

@@ -119,6 +119,18 @@ impl Store for Instrumented {
         )
         .await
     }
+    async fn idempotent_send(
+        &self,
+        space_id: SpaceId,
+        sender_id: &str,
+        key: &str,
+    ) -> Result<Option<MessageId>> {
+        self.timed(
+            "idempotent_send",
+            self.inner.idempotent_send(space_id, sender_id, key),
+        )
+        .await
+    }
     async fn ping(&self) -> Result<()> {
         self.timed("ping", self.inner.ping()).await
     }

@@ -49,6 +49,7 @@ use crate::error::Result;
 use crate::event::SpaceEvent;
 use crate::model::{
     Member, Message, MessageId, MessageVersion, Seq, Space, SpaceCounters, SpaceId, SpaceView,
+    Timestamp,
 };
 
 /// Orders of [`Store::page_messages`].
@@ -106,6 +107,16 @@ impl HistoryWrite {
     }
 }
 
+/// An idempotency key of a send, written in the same commit as the message it names.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KeyWrite {
+    pub sender_id: String,
+    pub key: String,
+    pub message_id: MessageId,
+    /// After this the key is absent ([`Store::idempotent_send`] answers `None`).
+    pub expires_at: Timestamp,
+}
+
 /// Everything one group commit of one space writes, atomically.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CommitBatch {
@@ -120,6 +131,8 @@ pub struct CommitBatch {
     pub members: Vec<Member>,
     /// Edit history added or cleared, in order (see [`CommitBatch::push_history`]).
     pub history: Vec<HistoryWrite>,
+    /// Idempotency keys of the sends in the batch.
+    pub keys: Vec<KeyWrite>,
     /// The space's counters after the batch.
     pub counters: SpaceCounters,
 }
@@ -213,6 +226,17 @@ pub trait Store: Send + Sync + 'static {
         space_id: SpaceId,
         message_id: MessageId,
     ) -> Result<Vec<MessageVersion>>;
+
+    /// The message a send of `sender_id` with idempotency `key` created in this space, if that
+    /// key was committed and has not expired ([`KeyWrite::expires_at`]; a backend whose expiry
+    /// has whole-second precision, such as CQL's TTL, may answer with it for up to a second
+    /// more). Only what committed batches wrote.
+    async fn idempotent_send(
+        &self,
+        space_id: SpaceId,
+        sender_id: &str,
+        key: &str,
+    ) -> Result<Option<MessageId>>;
 
     /// Cheap reachability check for `/readyz`.
     async fn ping(&self) -> Result<()>;
@@ -311,6 +335,7 @@ impl CommitBatch {
             && self.messages.is_empty()
             && self.members.is_empty()
             && self.history.is_empty()
+            && self.keys.is_empty()
     }
 
     /// Adds a history write. A `Clear` drops the adds of the same message earlier in this batch
@@ -338,6 +363,7 @@ impl CommitBatch {
         for h in other.history {
             self.push_history(h);
         }
+        self.keys.extend(other.keys);
         self.counters = other.counters;
     }
 }
@@ -345,7 +371,7 @@ impl CommitBatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Timestamp, UserRef};
+    use crate::model::UserRef;
 
     fn msg(count: u32) -> Message {
         Message {

@@ -277,6 +277,8 @@ struct Statements {
     select_events: PreparedStatement,
     upsert_message: PreparedStatement,
     set_reply_count: PreparedStatement,
+    insert_key: PreparedStatement,
+    select_key: PreparedStatement,
     set_revision: PreparedStatement,
     insert_history: PreparedStatement,
     delete_history: PreparedStatement,
@@ -341,6 +343,8 @@ impl Statements {
             insert_history: p(format!("INSERT INTO {ks}.message_history_by_message (space_id, message_id, version, content, body, valid_from, replaced_at) VALUES (?, ?, ?, ?, ?, ?, ?)")).await?,
             delete_history: p(format!("DELETE FROM {ks}.message_history_by_message WHERE space_id = ? AND message_id = ?")).await?,
             select_history: p(format!("SELECT version, content, body, valid_from, replaced_at FROM {ks}.message_history_by_message WHERE space_id = ? AND message_id = ?")).await?,
+            insert_key: p(format!("INSERT INTO {ks}.idempotency_keys_by_sender (space_id, sender_id, idempotency_key, message_id) VALUES (?, ?, ?, ?) USING TTL ?")).await?,
+            select_key: p(format!("SELECT message_id FROM {ks}.idempotency_keys_by_sender WHERE space_id = ? AND sender_id = ? AND idempotency_key = ?")).await?,
             set_reply_count: p(format!("UPDATE {ks}.messages_by_space SET reply_count = ? WHERE space_id = ? AND bucket = ? AND seq = ?")).await?,
             set_appreciation: p(format!("UPDATE {ks}.messages_by_space SET appreciation_count = ? WHERE space_id = ? AND bucket = ? AND seq = ?")).await?,
             set_like: p(format!("UPDATE {ks}.messages_by_space SET likes[?] = ? WHERE space_id = ? AND bucket = ? AND seq = ?")).await?,
@@ -699,6 +703,16 @@ enum Settle {
     /// Every history row of a message gone (a partition delete).
     #[serde(rename = "x")]
     ClearHistory { id: Uuid },
+    /// A send's idempotency key, naming the message it created, until `exp` (ms since the
+    /// epoch): written with the TTL left then, so a claim that applies it again late does not
+    /// extend it.
+    #[serde(rename = "k")]
+    Key {
+        sender: String,
+        key: String,
+        id: Uuid,
+        exp: i64,
+    },
 }
 
 /// The content columns of a message, as an edit or a redaction leaves them.
@@ -1257,6 +1271,12 @@ impl CqlStore {
                 HistoryWrite::Clear { message_id } => Settle::ClearHistory { id: *message_id },
             });
         }
+        settle.extend(b.keys.iter().map(|k| Settle::Key {
+            sender: k.sender_id.clone(),
+            key: k.key.clone(),
+            id: k.message_id,
+            exp: k.expires_at.0,
+        }));
         Ok((parts, settle))
     }
 
@@ -1378,6 +1398,28 @@ impl CqlStore {
                         CqlTimestamp(v.replaced_at.0),
                     ),
                 ),
+                Settle::Key {
+                    sender,
+                    key,
+                    id,
+                    exp,
+                } => {
+                    // Whole seconds, rounded up; a key already expired is not written at all.
+                    let left_ms = exp.saturating_sub(Timestamp::now().0);
+                    if left_ms > 0 {
+                        let ttl = i32::try_from((left_ms + 999) / 1000).unwrap_or(i32::MAX);
+                        let mut pk = sid.as_bytes().to_vec();
+                        pk.extend_from_slice(&(sender.len() as u32).to_be_bytes());
+                        pk.extend_from_slice(sender.as_bytes());
+                        pk.extend_from_slice(key.as_bytes());
+                        parts.add(
+                            part::KEYS,
+                            &pk,
+                            &s.insert_key,
+                            (sid, sender.clone(), key.clone(), *id, ttl),
+                        );
+                    }
+                }
                 Settle::ClearHistory { id } => parts.add(
                     part::HISTORY,
                     &history_key(sid, *id),
@@ -1543,6 +1585,7 @@ mod part {
     pub const MEMBERS: u8 = 5;
     pub const SPACES_OF_USER: u8 = 6;
     pub const HISTORY: u8 = 7;
+    pub const KEYS: u8 = 8;
 }
 
 fn history_key(space: SpaceId, message_id: MessageId) -> Vec<u8> {
@@ -1959,6 +2002,24 @@ impl Store for CqlStore {
             .await?
             .filter(|row| row.message_id == Some(message_id))
             .map(MessageRow::into_message))
+    }
+
+    async fn idempotent_send(
+        &self,
+        space_id: SpaceId,
+        sender_id: &str,
+        key: &str,
+    ) -> Result<Option<MessageId>> {
+        let rows = self
+            .exec(&self.st.select_key, (space_id, sender_id, key))
+            .await?
+            .into_rows_result()
+            .map_err(unavailable)?;
+        // The row's TTL expires it (rounded up to whole seconds).
+        Ok(rows
+            .maybe_first_row::<(Option<Uuid>,)>()
+            .map_err(corrupt)?
+            .and_then(|(id,)| id))
     }
 
     async fn message_history(
