@@ -3,7 +3,8 @@
 //! The path of one message, by file:
 //!
 //! 1. [`engine`](Engine) — wiring: builds the store, hub and directory from config.
-//! 2. [`space`] — [`SpaceHandle`]: the typed call an edge route makes (`send`, `delete`, …).
+//! 2. [`space`] — [`SpaceHandle`]: the typed call an edge route makes (`send` / `post`, `edit`,
+//!    `redact`, `delete`, …).
 //! 3. [`directory`] — resolves the space to its actor (spawning it from the store if needed)
 //!    and applies admission control.
 //! 4. `space/actor.rs` — `SpaceActor` validates, assigns the next gapless `seq`, updates members,

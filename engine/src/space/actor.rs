@@ -1,7 +1,7 @@
 //! `SpaceActor`: the single owner of one space's order.
 //!
-//! It handles one command at a time: validates it against the members and message states it
-//! holds, assigns the next `seq` to every state change, applies the change to its in-memory state,
+//! It handles one command at a time: validates it against the members, message states and
+//! recent idempotency keys it holds, assigns the next `seq` to every state change, applies the change to its in-memory state,
 //! and hands the resulting writes to its [`writer`](super::writer). It never waits for the store
 //! on the command path (except to read a message it does not have cached), so commands keep
 //! arriving and batching while a commit is in flight.

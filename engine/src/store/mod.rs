@@ -19,7 +19,7 @@
 //!   a space that was never claimed accepts commits at epoch 0 (tests and tools that write a
 //!   space directly), and none once it is claimed.
 //! - [`Store::commit`] is atomic as observed and durable: when it returns `Ok`, every event,
-//!   message write, member and counter in the batch survives a crash of the process or machine,
+//!   message write, member, edit-history write, idempotency key and counter in the batch survives a crash of the process or machine,
 //!   and every read sees all of it. When it returns an error, the caller must assume nothing or
 //!   everything was written (a retried batch must be idempotent; it is, every key derives from
 //!   the space id and the events' seqs), except:

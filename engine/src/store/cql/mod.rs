@@ -21,7 +21,11 @@
 //!    <batch epoch> AND commit_no = n - 1`. Applied: the commit is durable and its events are
 //!    visible. Not applied because the epoch moved: `Fenced`.
 //! 3. **Existing rows**: message deletes, like and count changes of older messages, every
-//!    appreciation-index write, member upserts — exactly what `pending` describes. If this phase
+//!    appreciation-index write, member upserts, reply counts, the content columns an edit or a
+//!    redaction rewrites, edit-history rows (added, or a message's partition deleted), and the
+//!    batch's idempotency keys (`USING TTL`) — exactly what `pending` describes. Edit history and
+//!    keys are new rows, but they live outside the seq-addressed tables the claim's tombstones
+//!    cover, so they are written only once the head has moved. If this phase
 //!    fails the commit is durable but `Unsettled`: the writer acknowledges it and reloads the
 //!    space; the reload's `claim` applies `pending` again (so does the next commit of the same
 //!    writer through this store, before its own phase 2).
@@ -2115,6 +2119,32 @@ mod tests {
                 id: Uuid::nil(),
                 seq: 6,
                 count: 2,
+            },
+            Settle::Revise(Box::new(Revision::of(&Message {
+                content: Some("edited".into()),
+                body: Some(serde_json::Map::from_iter([("k".to_owned(), 1.into())])),
+                mentions: vec!["u".into()],
+                edited_at: Some(Timestamp(1_700_000_000_000)),
+                redacted: true,
+                redacted_by: Some("m".into()),
+                ..Default::default()
+            }))),
+            Settle::History {
+                id: Uuid::nil(),
+                version: MessageVersion {
+                    seq: 7,
+                    content: Some("before".into()),
+                    body: None,
+                    valid_from: Timestamp(1),
+                    replaced_at: Timestamp(2),
+                },
+            },
+            Settle::ClearHistory { id: Uuid::nil() },
+            Settle::Key {
+                sender: "u".into(),
+                key: "k".into(),
+                id: Uuid::nil(),
+                exp: 1_700_000_300_000,
             },
             Settle::Member(Member {
                 user: UserRef {
