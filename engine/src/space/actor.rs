@@ -137,7 +137,7 @@ impl Actor for SpaceActor {
                 .map(|m| (m.user.user_id.clone(), m))
                 .collect(),
             cache: MessageCache::new(args.config.message_cache, args.cache_budget),
-            keys: RecentKeys::default(),
+            keys: RecentKeys::new(Timestamp::now(), args.config.idempotency_ttl),
             writer_tx: Some(tx),
             writer_task: Some(writer_task),
             idle_timer: Some(idle_timer),
@@ -337,6 +337,8 @@ impl SpaceState {
             let now = Timestamp::now();
             let known = match self.keys.get(&sender.user_id, key, now) {
                 Some(id) => Some(id),
+                // Every key that can still be valid is in memory: no store read.
+                None if self.keys.complete(now) => None,
                 None => {
                     self.store
                         .idempotent_send(self.space.space_id, &sender.user_id, key)
@@ -806,15 +808,44 @@ struct KeyEntry {
 /// Recent sends' idempotency keys, so a repeated key is answered without a store read. Bounded:
 /// past [`RecentKeys::CAP`] entries the oldest are dropped once their send is durable (the store
 /// then answers for them); entries not yet durable are bounded by the space's in-flight limit.
-#[derive(Default)]
+///
+/// Only the space's actor writes its keys, so this holds every key written since the actor
+/// started, except those it dropped. A miss is therefore final, with no store read, once every
+/// key written before the start and every dropped one has expired ([`RecentKeys::complete`]);
+/// before that the store is asked. Keys written by another node carry that node's clock, so the
+/// start's horizon has a margin for clock skew ([`RecentKeys::SKEW_MARGIN`]).
 struct RecentKeys {
     map: HashMap<(String, String), KeyEntry>,
     /// Insertion order, with each insertion's seq (an entry replaced since leaves a stale one).
     order: std::collections::VecDeque<(Seq, (String, String))>,
+    /// Until when a key not in `map` may still be valid in the store.
+    store_horizon: Timestamp,
 }
 
 impl RecentKeys {
     const CAP: usize = 4096;
+    /// The clock skew between nodes this tolerates, in milliseconds.
+    const SKEW_MARGIN: i64 = 60_000;
+
+    /// Keys of an actor started at `start` with keys living `ttl`.
+    fn new(start: Timestamp, ttl: std::time::Duration) -> Self {
+        let ttl = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        RecentKeys {
+            map: HashMap::new(),
+            order: std::collections::VecDeque::new(),
+            store_horizon: Timestamp(
+                start
+                    .0
+                    .saturating_add(ttl)
+                    .saturating_add(Self::SKEW_MARGIN),
+            ),
+        }
+    }
+
+    /// Whether every key that can still be valid at `now` is in memory.
+    fn complete(&self, now: Timestamp) -> bool {
+        now > self.store_horizon
+    }
 
     /// The message of a key that has not expired at `now`.
     fn get(&self, sender: &str, key: &str, now: Timestamp) -> Option<MessageId> {
@@ -839,7 +870,10 @@ impl RecentKeys {
                         self.order.push_front((seq, k));
                         break;
                     }
-                    self.map.remove(&k);
+                    if let Some(e) = self.map.remove(&k) {
+                        // The store answers for it from now on, until it expires.
+                        self.store_horizon = self.store_horizon.max(e.expires_at);
+                    }
                 }
                 // Replaced by a later insertion: a stale position.
                 _ => {}
@@ -867,5 +901,75 @@ impl Drop for SpaceState {
             t.abort();
             self.metrics.space_actors.dec();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(seq: Seq, expires_at: i64) -> KeyEntry {
+        KeyEntry {
+            message_id: new_id(),
+            seq,
+            expires_at: Timestamp(expires_at),
+        }
+    }
+
+    #[test]
+    fn recent_keys_are_final_only_once_older_keys_cannot_be_valid() {
+        let ttl = std::time::Duration::from_millis(1_000);
+        let mut keys = RecentKeys::new(Timestamp(10_000), ttl);
+        let horizon = 10_000 + 1_000 + RecentKeys::SKEW_MARGIN;
+        assert!(
+            !keys.complete(Timestamp(horizon)),
+            "keys from before the start may be valid"
+        );
+        assert!(keys.complete(Timestamp(horizon + 1)));
+
+        let e = entry(1, horizon + 500);
+        keys.insert("u".into(), "k".into(), e, 0);
+        assert_eq!(
+            keys.get("u", "k", Timestamp(horizon + 1)),
+            Some(e.message_id)
+        );
+        assert_eq!(
+            keys.get("u", "k", Timestamp(horizon + 500)),
+            None,
+            "expired"
+        );
+        assert_eq!(
+            keys.get("v", "k", Timestamp(horizon + 1)),
+            None,
+            "per sender"
+        );
+
+        // Past the bound, durable entries are dropped, and the store is asked again until they
+        // expire; entries not yet durable stay.
+        for i in 0..RecentKeys::CAP as u64 {
+            keys.insert(
+                "u".into(),
+                format!("k{i}"),
+                entry(2 + i, horizon + 10_000),
+                1,
+            );
+        }
+        assert_eq!(
+            keys.map.len(),
+            RecentKeys::CAP,
+            "only the durable first entry dropped"
+        );
+        assert_eq!(keys.get("u", "k", Timestamp(horizon + 1)), None);
+        assert!(
+            !keys.complete(Timestamp(horizon + 1)),
+            "the dropped key may be in the store"
+        );
+        assert!(keys.complete(Timestamp(horizon + 501)));
+        keys.insert("u".into(), "last".into(), entry(9_999, horizon + 10_000), 1);
+        assert_eq!(
+            keys.map.len(),
+            RecentKeys::CAP + 1,
+            "entries not yet durable are never dropped"
+        );
     }
 }
