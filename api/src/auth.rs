@@ -571,6 +571,7 @@ mod tests {
             likes: Vec::new(),
             appreciation_count: 0,
             created_at: Timestamp::now(),
+            ..Default::default()
         };
         let typical = UserRef {
             user_id: "0d9f2c1e-5b7a-4c3e-9f10-2a6b8c4d1e77".into(),

@@ -86,7 +86,8 @@ impl From<EngineError> for ApiError {
         let status = match &e {
             EngineError::SpaceNotFound | EngineError::MessageNotFound => StatusCode::NOT_FOUND,
             EngineError::NotAMember | EngineError::Forbidden(_) => StatusCode::FORBIDDEN,
-            EngineError::AlreadyMember => StatusCode::CONFLICT,
+            EngineError::AlreadyMember | EngineError::Conflict(..) => StatusCode::CONFLICT,
+            EngineError::Invalid("payload_too_large", _) => StatusCode::PAYLOAD_TOO_LARGE,
             EngineError::Invalid(..) => StatusCode::BAD_REQUEST,
             EngineError::Overloaded { .. }
             | EngineError::StoreUnavailable(_)
@@ -246,5 +247,15 @@ mod tests {
         ));
         assert_eq!((a.status.as_u16(), a.code), (400, "invalid_invite"));
         assert_eq!(a.message, "A valid invite code is required");
+        // A conflict with the target's state is a 409 with its own code; a body over its limit,
+        // found by the engine's shared check, is a 413.
+        let a = ApiError::from(EngineError::Conflict(
+            "edit_window_closed",
+            "The edit window has closed".into(),
+        ));
+        assert_eq!((a.status.as_u16(), a.code), (409, "edit_window_closed"));
+        assert_eq!(a.message, "The edit window has closed");
+        let a = ApiError::from(EngineError::Invalid("payload_too_large", "body".into()));
+        assert_eq!((a.status.as_u16(), a.code), (413, "payload_too_large"));
     }
 }

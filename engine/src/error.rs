@@ -19,6 +19,11 @@ pub enum EngineError {
     /// A request the engine refuses: a stable code and a human explanation.
     #[error("{1}")]
     Invalid(&'static str, String),
+    /// A request that conflicts with the target's current state (an edit after the edit window,
+    /// of a redacted message, a reused idempotency key): a stable code and a human explanation.
+    /// The edge answers 409.
+    #[error("{1}")]
+    Conflict(&'static str, String),
     /// The space's queue is full; retry after the given delay.
     #[error("Too many pending commands for this space; retry shortly")]
     Overloaded { retry_after: Duration },
@@ -58,7 +63,7 @@ impl EngineError {
             EngineError::NotAMember => "not_a_member",
             EngineError::AlreadyMember => "already_member",
             EngineError::Forbidden(_) => "forbidden",
-            EngineError::Invalid(code, _) => code,
+            EngineError::Invalid(code, _) | EngineError::Conflict(code, _) => code,
             EngineError::Overloaded { .. } => "overloaded",
             EngineError::StoreUnavailable(_) => "store_unavailable",
             EngineError::SpaceUnavailable | EngineError::Fenced => "unavailable",

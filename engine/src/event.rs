@@ -23,6 +23,11 @@ pub const APPRECIATE: &str = "appreciate";
 pub enum EventKind {
     /// A message was created; the data is the message as created.
     MessageCreated(Message),
+    /// A message was edited; the data is the message after the edit (clients replace their copy
+    /// by `message_id`).
+    MessageEdited(Message),
+    /// A message was redacted; the data is the message after the redaction (wiped).
+    MessageRedacted(Message),
     /// A message was deleted (hard delete, as Space7 does).
     MessageDeleted(MessageDeleted),
     /// A user added or removed a reaction.
@@ -34,6 +39,8 @@ impl EventKind {
     pub fn name(&self) -> &'static str {
         match self {
             EventKind::MessageCreated(_) => "message_created",
+            EventKind::MessageEdited(_) => "message_edited",
+            EventKind::MessageRedacted(_) => "message_redacted",
             EventKind::MessageDeleted(_) => "message_deleted",
             EventKind::ReactionChanged(_) => "reaction_changed",
         }
@@ -46,6 +53,9 @@ pub struct MessageDeleted {
     pub message_id: MessageId,
     /// Who deleted it (the author or a moderator).
     pub deleted_by: String,
+    /// The thread root it replied to, if it was a reply (whose `reply_count` went down by one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<MessageId>,
 }
 
 /// Data of `reaction_changed`.
@@ -170,6 +180,7 @@ mod tests {
             kind: EventKind::MessageDeleted(MessageDeleted {
                 message_id: new_id(),
                 deleted_by: "u1".into(),
+                parent_id: None,
             }),
         };
         let p = Published::new(ev.clone());

@@ -151,6 +151,7 @@ mod tests {
             kind: EventKind::MessageDeleted(MessageDeleted {
                 message_id: new_id(),
                 deleted_by: "u".into(),
+                parent_id: None,
             }),
         });
         HubItem::Events(Arc::from(vec![event]))

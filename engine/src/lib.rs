@@ -3,7 +3,8 @@
 //! The path of one message, by file:
 //!
 //! 1. [`engine`](Engine) — wiring: builds the store, hub and directory from config.
-//! 2. [`space`] — [`SpaceHandle`]: the typed call an edge route makes (`send`, `delete`, …).
+//! 2. [`space`] — [`SpaceHandle`]: the typed call an edge route makes (`send` / `post`, `edit`,
+//!    `redact`, `delete`, …).
 //! 3. [`directory`] — resolves the space to its actor (spawning it from the store if needed)
 //!    and applies admission control.
 //! 4. `space/actor.rs` — `SpaceActor` validates, assigns the next gapless `seq`, updates members,
@@ -53,7 +54,7 @@ pub use directory::Pending;
 pub use error::{EngineError, Result};
 pub use listing::{CursorPage, MessageFilter, MessageQuery};
 pub use reads::{EventLog, MessagePage, SpaceMembers, SpaceReader};
-pub use space::{Appreciation, Command, Outcome, SendMessage, SpaceHandle};
+pub use space::{Appreciation, Command, Outcome, Redacted, SendMessage, Sent, SpaceHandle};
 pub use store::{Direction, MessageOrder};
 
 use crate::bus::{Bus, Fanout, LocalBus};
@@ -83,6 +84,12 @@ pub struct EngineConfig {
     /// Bytes all space actors' message caches may hold together before they drop what is
     /// durable (see `space/cache.rs`).
     pub message_cache_bytes: usize,
+    /// How long after `created_at` (by the space actor's clock) a message may be edited; the
+    /// edge sets it from `--edit-window`.
+    pub edit_window: Duration,
+    /// How long a send's idempotency key answers with the original message (CONTRACT §5: 5
+    /// minutes); tests shorten it.
+    pub idempotency_ttl: Duration,
 }
 
 impl Default for EngineConfig {
@@ -95,6 +102,8 @@ impl Default for EngineConfig {
             subscriber_queue: 1024,
             message_cache: 4096,
             message_cache_bytes: 64 * 1024 * 1024,
+            edit_window: Duration::from_secs(24 * 60 * 60),
+            idempotency_ttl: Duration::from_secs(300),
         }
     }
 }

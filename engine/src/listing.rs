@@ -20,7 +20,7 @@
 //! reads, and the opposite bound ends the scan as soon as it is passed.
 
 use crate::error::Result;
-use crate::model::{Message, Seq, Timestamp};
+use crate::model::{Message, MessageId, Seq, Timestamp};
 use crate::reads::SpaceReader;
 use crate::store::Direction;
 
@@ -35,8 +35,11 @@ pub const MAX_PAGE: usize = 100;
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct MessageFilter {
     pub sender_id: Option<String>,
-    /// With (`true`) or without (`false`) media.
+    /// With (`true`) or without (`false`) media (a `/v1` upload or a Space7 file).
     pub has_attachment: Option<bool>,
+    pub msgtype: Option<String>,
+    /// Replies to this message (its thread).
+    pub parent_id: Option<MessageId>,
     /// Created at or after.
     pub since: Option<Timestamp>,
     /// Created at or before.
@@ -48,7 +51,9 @@ impl MessageFilter {
         self.sender_id.as_ref().is_none_or(|s| *s == m.sender_id)
             && self
                 .has_attachment
-                .is_none_or(|want| want == m.media_url.is_some())
+                .is_none_or(|want| want == (m.media_url.is_some() || !m.media.is_empty()))
+            && self.msgtype.as_ref().is_none_or(|t| *t == m.msgtype)
+            && self.parent_id.is_none_or(|p| m.parent_id == Some(p))
             && self.since.is_none_or(|t| m.created_at >= t)
             && self.until.is_none_or(|t| m.created_at <= t)
     }

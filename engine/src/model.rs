@@ -4,8 +4,12 @@
 //! these types directly; Spacecast's own extensions (`seq`, `power_level`, …) are extra fields,
 //! which the Space7 client ignores.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+use crate::error::EngineError;
 
 /// A space's id. UUIDv7, so ids sort by creation time.
 pub type SpaceId = Uuid;
@@ -59,7 +63,7 @@ impl<'de> Deserialize<'de> for Timestamp {
 }
 
 /// Who a user is, as the token says. Embedded in spaces (`creator`) and messages (`sender`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserRef {
     pub user_id: String,
     pub username: String,
@@ -164,23 +168,153 @@ pub struct Like {
     pub user_id: String,
 }
 
-/// A message, in the Space7 shape plus `seq`.
+/// A JSON object (a message's `body` and `metadata`).
+pub type JsonObject = serde_json::Map<String, serde_json::Value>;
+
+/// The default `msgtype`.
+pub const MSGTYPE_TEXT: &str = "text";
+
+fn default_msgtype() -> String {
+    MSGTYPE_TEXT.to_owned()
+}
+
+/// An animated image picked from a GIF provider: counts as content.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gif {
+    pub url: String,
+    pub width: u32,
+    pub height: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+}
+
+/// An uploaded file attached to a message (resolved by the edge from the upload's `media_id`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaItem {
+    pub media_id: Uuid,
+    pub content_type: String,
+    pub size: u64,
+    /// Hex SHA-256 of the bytes.
+    pub sha256: String,
+    #[serde(default)]
+    pub thumbnail_id: Option<Uuid>,
+}
+
+/// A message: the Space7 shape plus `seq` and the native (CONTRACT §5) fields.
+///
+/// Every field added after Space7's has a serde default, so every record already stored (the
+/// embedded store's JSON values, both stores' event logs) still decodes; `actor_id` defaults to
+/// `sender_id` and `reaction_counts` to `{"appreciate": appreciation_count}` when those are absent.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Message {
     pub message_id: MessageId,
     pub space_id: SpaceId,
     /// The seq of the event that created it; also its position in recency order.
     pub seq: Seq,
     pub sender_id: String,
-    /// `null` for a media-only message, as the Space7 backend sends.
+    /// Who sent it: `sender_id`, or the admin who sent it on the sender's behalf.
+    #[serde(default)]
+    pub actor_id: String,
+    /// `text`, `code`, `media`, `system`, or a custom `x.*` / `*.*` name.
+    #[serde(default = "default_msgtype")]
+    pub msgtype: String,
+    /// `null` for a message without text, as the Space7 backend sends.
     pub content: Option<String>,
+    /// A free-form JSON object (≤ [`MAX_BODY_BYTES`]).
+    #[serde(default)]
+    pub body: Option<JsonObject>,
     pub media_url: Option<String>,
     pub media_type: Option<MediaType>,
     pub word_count: u32,
     pub sender: UserRef,
+    /// The thread root this message replies to (threads are one level deep).
+    #[serde(default)]
+    pub parent_id: Option<MessageId>,
+    #[serde(default)]
+    pub quoted_message_id: Option<MessageId>,
+    /// User ids mentioned.
+    #[serde(default)]
+    pub mentions: Vec<String>,
+    #[serde(default)]
+    pub metadata: Option<JsonObject>,
+    #[serde(default)]
+    pub gif: Option<Gif>,
+    #[serde(default)]
+    pub media: Vec<MediaItem>,
     pub likes: Vec<Like>,
     pub appreciation_count: u32,
+    /// Reaction key → count. For now only `appreciate` (= `appreciation_count`, when > 0).
+    #[serde(default)]
+    pub reaction_counts: BTreeMap<String, u32>,
+    /// Replies in this message's thread (existing ones).
+    #[serde(default)]
+    pub reply_count: u32,
+    #[serde(default)]
+    pub edited_at: Option<Timestamp>,
+    /// Wiped by a redaction: content, body, media, metadata, gif and mentions are gone; id, seq,
+    /// sender, times, thread links and reactions stay.
+    #[serde(default)]
+    pub redacted: bool,
+    #[serde(default)]
+    pub redacted_by: Option<String>,
+    #[serde(default)]
+    pub redacted_reason: Option<String>,
     pub created_at: Timestamp,
+}
+
+/// An empty `text` message (nil ids, seq 0): a base for struct literals.
+impl Default for Message {
+    fn default() -> Self {
+        Message {
+            message_id: Uuid::nil(),
+            space_id: Uuid::nil(),
+            seq: 0,
+            sender_id: String::new(),
+            actor_id: String::new(),
+            msgtype: default_msgtype(),
+            content: None,
+            body: None,
+            media_url: None,
+            media_type: None,
+            word_count: 0,
+            sender: UserRef::default(),
+            parent_id: None,
+            quoted_message_id: None,
+            mentions: Vec::new(),
+            metadata: None,
+            gif: None,
+            media: Vec::new(),
+            likes: Vec::new(),
+            appreciation_count: 0,
+            reaction_counts: BTreeMap::new(),
+            reply_count: 0,
+            edited_at: None,
+            redacted: false,
+            redacted_by: None,
+            redacted_reason: None,
+            created_at: Timestamp(0),
+        }
+    }
+}
+
+impl Serialize for Message {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        Message::serialize(self, s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Message {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut m = Message::deserialize(d)?;
+        if m.actor_id.is_empty() {
+            m.actor_id = m.sender_id.clone();
+        }
+        if m.reaction_counts.is_empty() {
+            m.sync_reaction_counts();
+        }
+        Ok(m)
+    }
 }
 
 impl Message {
@@ -188,6 +322,150 @@ impl Message {
     pub fn liked_by(&self, user_id: &str) -> bool {
         self.likes.iter().any(|l| l.user_id == user_id)
     }
+
+    /// Sets `reaction_counts["appreciate"]` from `appreciation_count` (absent at 0).
+    pub fn sync_reaction_counts(&mut self) {
+        if self.appreciation_count > 0 {
+            self.reaction_counts
+                .insert(crate::event::APPRECIATE.to_owned(), self.appreciation_count);
+        } else {
+            self.reaction_counts.remove(crate::event::APPRECIATE);
+        }
+    }
+
+    /// Whether it has any content: text, a body, a GIF, an attachment (Space7's or native).
+    pub fn has_content(&self) -> bool {
+        self.content.is_some()
+            || self.body.is_some()
+            || self.gif.is_some()
+            || !self.media.is_empty()
+            || self.media_url.is_some()
+    }
+}
+
+/// One earlier version of an edited message ([`crate::store::Store::message_history`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MessageVersion {
+    /// The seq of the edit that replaced this version (versions sort by it).
+    pub seq: Seq,
+    pub content: Option<String>,
+    #[serde(default)]
+    pub body: Option<JsonObject>,
+    /// When this version became current: the message's `created_at`, or the previous edit's.
+    pub valid_from: Timestamp,
+    /// When the edit replaced it.
+    pub replaced_at: Timestamp,
+}
+
+/// Largest `body` (serialized JSON), in bytes: above it, 413 `payload_too_large`.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Largest `metadata` (serialized JSON), in bytes: above it, 413 `payload_too_large`.
+pub const MAX_METADATA_BYTES: usize = 10 * 1024;
+/// Most attachments per message.
+pub const MAX_MEDIA: usize = 10;
+/// Most mentions per message.
+pub const MAX_MENTIONS: usize = 50;
+/// Longest user id in `mentions`, in bytes.
+pub const MAX_MENTION_BYTES: usize = 128;
+/// Longest `msgtype`, in bytes.
+pub const MAX_MSGTYPE_BYTES: usize = 64;
+/// Longest GIF URL, in bytes.
+pub const MAX_GIF_URL_BYTES: usize = 2048;
+/// Longest idempotency key, in bytes.
+pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 128;
+/// Longest redaction reason, in bytes.
+pub const MAX_REASON_BYTES: usize = 512;
+/// The `msgtype`s with a meaning of their own; any other must be namespaced (`x.poll`, `com.acme.card`).
+pub const BUILTIN_MSGTYPES: [&str; 4] = ["text", "code", "media", "system"];
+
+/// Whether `t` is a valid `msgtype`: a built-in one, or a namespaced custom one: dot-separated,
+/// non-empty segments of lowercase ASCII letters, digits, `_` and `-`, at most
+/// [`MAX_MSGTYPE_BYTES`].
+pub fn valid_msgtype(t: &str) -> bool {
+    if BUILTIN_MSGTYPES.contains(&t) {
+        return true;
+    }
+    t.len() <= MAX_MSGTYPE_BYTES
+        && t.contains('.')
+        && t.split('.').all(|seg| {
+            !seg.is_empty()
+                && seg
+                    .bytes()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'-')
+        })
+}
+
+/// Checks the size and shape limits of a message's native fields. Pure: the edge calls it on
+/// every send before it reaches a space, and the space actor calls it again on every command
+/// (one forwarded from another node included).
+///
+/// # Errors
+/// `Invalid` with code `payload_too_large` (the edge answers 413) for a body or metadata over its
+/// limit; `invalid_msgtype`, `too_many_media`, `invalid_mentions`, `invalid_gif` (400) otherwise.
+pub fn validate_rich_fields(
+    msgtype: &str,
+    body: Option<&JsonObject>,
+    metadata: Option<&JsonObject>,
+    mentions: &[String],
+    media: &[MediaItem],
+    gif: Option<&Gif>,
+) -> Result<(), EngineError> {
+    let invalid = |code: &'static str, text: String| Err(EngineError::Invalid(code, text));
+    if !valid_msgtype(msgtype) {
+        return invalid(
+            "invalid_msgtype",
+            format!(
+                "msgtype must be one of {BUILTIN_MSGTYPES:?} or a namespaced name such as x.poll (lowercase, at most {MAX_MSGTYPE_BYTES} bytes)"
+            ),
+        );
+    }
+    let json_len = |o: &JsonObject| serde_json::to_vec(o).map_or(usize::MAX, |v| v.len());
+    if let Some(b) = body
+        && json_len(b) > MAX_BODY_BYTES
+    {
+        return invalid(
+            "payload_too_large",
+            format!("body is larger than {MAX_BODY_BYTES} bytes"),
+        );
+    }
+    if let Some(m) = metadata
+        && json_len(m) > MAX_METADATA_BYTES
+    {
+        return invalid(
+            "payload_too_large",
+            format!("metadata is larger than {MAX_METADATA_BYTES} bytes"),
+        );
+    }
+    if media.len() > MAX_MEDIA {
+        return invalid(
+            "too_many_media",
+            format!("at most {MAX_MEDIA} attachments per message"),
+        );
+    }
+    if mentions.len() > MAX_MENTIONS
+        || mentions
+            .iter()
+            .any(|u| u.is_empty() || u.len() > MAX_MENTION_BYTES)
+    {
+        return invalid(
+            "invalid_mentions",
+            format!(
+                "at most {MAX_MENTIONS} mentions, each a user id of 1 to {MAX_MENTION_BYTES} bytes"
+            ),
+        );
+    }
+    if let Some(g) = gif {
+        let url_ok = (g.url.starts_with("https://") || g.url.starts_with("http://"))
+            && g.url.len() <= MAX_GIF_URL_BYTES;
+        let title_ok = g.title.as_ref().is_none_or(|t| t.len() <= 512);
+        if !url_ok || !title_ok || g.width == 0 || g.height == 0 {
+            return invalid(
+                "invalid_gif",
+                "gif needs an http(s) url, a width and a height".into(),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Words in `text` as Space7 counts them: `text.trim().split(/\s+/).filter(Boolean).length`.
@@ -201,7 +479,7 @@ pub fn new_id() -> Uuid {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -226,5 +504,201 @@ mod tests {
         assert_eq!(MediaType::parse("audio"), Some(MediaType::Audio));
         assert_eq!(MediaType::parse("gif"), None);
         assert_eq!(MediaType::parse(""), None);
+    }
+    /// A message JSON exactly as the code before the native fields wrote it (embedded store
+    /// values and both stores' event logs hold such records).
+    pub(crate) const OLD_MESSAGE_JSON: &str = r#"{"message_id":"019aeb3c-1c2a-7b4e-9d1f-0a1b2c3d4e5f","space_id":"019aeb3c-0000-7000-8000-000000000001","seq":7,"sender_id":"u1","content":"hello old world","media_url":null,"media_type":null,"word_count":3,"sender":{"user_id":"u1","username":"Ada","profile_picture":""},"likes":[{"id":9,"user_id":"u2"}],"appreciation_count":1,"created_at":"2026-11-22T02:04:18.123Z"}"#;
+
+    #[test]
+    fn an_old_message_record_decodes_with_defaults() {
+        let m: Message = serde_json::from_str(OLD_MESSAGE_JSON).unwrap();
+        assert_eq!(m.seq, 7);
+        assert_eq!(m.content.as_deref(), Some("hello old world"));
+        assert_eq!(m.actor_id, "u1", "actor defaults to the sender");
+        assert_eq!(m.msgtype, "text");
+        assert_eq!(m.body, None);
+        assert_eq!(m.parent_id, None);
+        assert!(m.mentions.is_empty() && m.media.is_empty());
+        assert_eq!(m.reaction_counts.get("appreciate"), Some(&1));
+        assert_eq!((m.reply_count, m.redacted, m.edited_at), (0, false, None));
+        // And it round-trips in the new shape.
+        let again: Message = serde_json::from_slice(&serde_json::to_vec(&m).unwrap()).unwrap();
+        assert_eq!(again, m);
+    }
+
+    #[test]
+    fn the_wire_always_carries_actor_id_and_the_native_fields() {
+        let m: Message = serde_json::from_str(OLD_MESSAGE_JSON).unwrap();
+        let v = serde_json::to_value(&m).unwrap();
+        for field in [
+            "actor_id",
+            "msgtype",
+            "body",
+            "parent_id",
+            "quoted_message_id",
+            "mentions",
+            "metadata",
+            "gif",
+            "media",
+            "reaction_counts",
+            "reply_count",
+            "edited_at",
+            "redacted",
+            "redacted_by",
+            "redacted_reason",
+        ] {
+            assert!(v.get(field).is_some(), "{field} is on the wire");
+        }
+    }
+
+    #[test]
+    fn msgtypes_are_builtin_or_namespaced() {
+        for ok in [
+            "text",
+            "code",
+            "media",
+            "system",
+            "x.poll",
+            "com.acme.card-v2",
+        ] {
+            assert!(valid_msgtype(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "poll",
+            "Text",
+            "x.",
+            ".x",
+            "x..y",
+            "x.po ll",
+            &"x.".repeat(40),
+        ] {
+            assert!(!valid_msgtype(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rich_fields_are_checked_against_their_limits() {
+        let code = |r: Result<(), EngineError>| r.err().map(|e| e.code());
+        let obj = |bytes: usize| {
+            let mut o = JsonObject::new();
+            o.insert("k".into(), serde_json::Value::String("x".repeat(bytes)));
+            o
+        };
+        assert_eq!(
+            code(validate_rich_fields("text", None, None, &[], &[], None)),
+            None
+        );
+        let ok_body = obj(MAX_BODY_BYTES - 100);
+        assert_eq!(
+            code(validate_rich_fields(
+                "text",
+                Some(&ok_body),
+                None,
+                &[],
+                &[],
+                None
+            )),
+            None
+        );
+        let big = obj(MAX_BODY_BYTES);
+        assert_eq!(
+            code(validate_rich_fields(
+                "text",
+                Some(&big),
+                None,
+                &[],
+                &[],
+                None
+            )),
+            Some("payload_too_large")
+        );
+        let meta = obj(MAX_METADATA_BYTES);
+        assert_eq!(
+            code(validate_rich_fields(
+                "text",
+                None,
+                Some(&meta),
+                &[],
+                &[],
+                None
+            )),
+            Some("payload_too_large")
+        );
+        assert_eq!(
+            code(validate_rich_fields("poll", None, None, &[], &[], None)),
+            Some("invalid_msgtype")
+        );
+        let media = vec![MediaItem::default(); MAX_MEDIA + 1];
+        assert_eq!(
+            code(validate_rich_fields("media", None, None, &[], &media, None)),
+            Some("too_many_media")
+        );
+        assert_eq!(
+            code(validate_rich_fields(
+                "text",
+                None,
+                None,
+                &[],
+                &media[..MAX_MEDIA],
+                None
+            )),
+            None
+        );
+        let mentions = vec!["u".to_owned(); MAX_MENTIONS + 1];
+        assert_eq!(
+            code(validate_rich_fields(
+                "text",
+                None,
+                None,
+                &mentions,
+                &[],
+                None
+            )),
+            Some("invalid_mentions")
+        );
+        assert_eq!(
+            code(validate_rich_fields(
+                "text",
+                None,
+                None,
+                &[String::new()],
+                &[],
+                None
+            )),
+            Some("invalid_mentions")
+        );
+        let gif = Gif {
+            url: "https://media.example/cat.gif".into(),
+            width: 200,
+            height: 100,
+            title: None,
+        };
+        assert_eq!(
+            code(validate_rich_fields(
+                "text",
+                None,
+                None,
+                &[],
+                &[],
+                Some(&gif)
+            )),
+            None
+        );
+        let bad_gif = Gif {
+            url: "javascript:alert(1)".into(),
+            ..gif
+        };
+        assert_eq!(
+            code(validate_rich_fields(
+                "text",
+                None,
+                None,
+                &[],
+                &[],
+                Some(&bad_gif)
+            )),
+            Some("invalid_gif")
+        );
     }
 }

@@ -24,8 +24,8 @@ use crate::Engine;
 use crate::error::{EngineError, Result};
 use crate::event::SpaceEvent;
 use crate::model::{
-    Member, Message, MessageId, POWER_MODERATOR, PostingPermission, Seq, SpaceId, SpaceView,
-    Visibility,
+    Member, Message, MessageId, MessageVersion, POWER_MODERATOR, PostingPermission, Seq, SpaceId,
+    SpaceView, Visibility,
 };
 use crate::store::{MessageOrder, Store};
 
@@ -170,6 +170,20 @@ impl SpaceReader {
             .get_message(self.space_id, message_id)
             .await?
             .ok_or(EngineError::MessageNotFound)
+    }
+
+    /// The earlier versions of an existing message of this space, newest first (empty when it
+    /// was never edited or was redacted).
+    ///
+    /// # Errors
+    /// Those of [`SpaceReader::message`].
+    pub async fn message_history(
+        &self,
+        viewer: &str,
+        message_id: MessageId,
+    ) -> Result<Vec<MessageVersion>> {
+        self.message(viewer, message_id).await?;
+        self.store.message_history(self.space_id, message_id).await
     }
 
     /// Whether the viewer may post now, by the space actor's rule: a member, and in an

@@ -20,10 +20,14 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use crate::EngineError;
 use crate::event::{APPRECIATE, EventKind, MessageDeleted, ReactionChanged, SpaceEvent};
 use crate::model::{
-    Like, Member, Message, POWER_ADMIN, POWER_MEMBER, POWER_MODERATOR, PostingPermission, Seq,
-    Space, SpaceCounters, SpaceView, Timestamp, UserRef, Visibility, new_id, word_count,
+    Like, Member, Message, MessageId, MessageVersion, POWER_ADMIN, POWER_MEMBER, POWER_MODERATOR,
+    PostingPermission, Seq, Space, SpaceCounters, SpaceView, Timestamp, UserRef, Visibility,
+    new_id, word_count,
 };
-use crate::store::{CommitBatch, FailPoint, FaultInjection, MessageOrder, MessageWrite, Store};
+use crate::store::{
+    CommitBatch, FailPoint, FaultInjection, HistoryWrite, KeyWrite, MessageOrder, MessageWrite,
+    Store,
+};
 
 /// Runs every conformance case against `store`. Panics on the first violation.
 pub async fn store_conformance<S: Store + FaultInjection>(store: Arc<S>) {
@@ -48,6 +52,12 @@ pub async fn store_conformance<S: Store + FaultInjection>(store: Arc<S>) {
         a_claim_racing_a_commit_either_includes_it_or_fences_it,
         a_commit_that_fails_before_it_is_durable_changes_nothing(faults),
         a_commit_that_fails_after_it_is_durable_is_finished_by_the_next_claim(faults),
+        rich_messages_and_thread_counts_round_trip,
+        edits_keep_every_earlier_version_newest_first,
+        an_edit_that_fails_before_it_is_durable_leaves_the_old_version(faults),
+        an_edit_that_fails_after_it_is_durable_is_finished_by_the_next_claim(faults),
+        a_redaction_wipes_the_content_and_the_history(faults),
+        idempotency_keys_commit_with_their_message_and_expire(faults),
     );
 }
 
@@ -1057,6 +1067,8 @@ pub struct SpaceModel {
     pub ever: Vec<Message>,
     pub log: Vec<SpaceEvent>,
     pub counters: SpaceCounters,
+    /// Earlier versions of edited messages, newest first.
+    pub history: BTreeMap<MessageId, Vec<MessageVersion>>,
 }
 
 impl SpaceModel {
@@ -1070,6 +1082,7 @@ impl SpaceModel {
             ever: Vec::new(),
             log: Vec::new(),
             counters: counters(0, 0, 1),
+            history: BTreeMap::new(),
         }
     }
 
@@ -1112,6 +1125,120 @@ impl SpaceModel {
         m
     }
 
+    /// Adds a message built by the caller (the next seq: `m.seq` must be it), counting it in its
+    /// thread root's `reply_count`.
+    pub fn push_created(&mut self, b: &mut CommitBatch, m: &Message) {
+        assert_eq!(m.seq, self.seq() + 1, "the next seq");
+        self.push_event(b, created(m));
+        self.counters.message_count += 1;
+        b.push_message_write(put_new(m));
+        self.messages.insert(m.seq, m.clone());
+        self.remember(m);
+        if let Some(root) = m.parent_id {
+            self.count_reply(b, root, 1);
+        }
+    }
+
+    /// Moves the reply count of the message `root` by `by`, as an existing-row change.
+    fn count_reply(&mut self, b: &mut CommitBatch, root: crate::model::MessageId, by: i64) {
+        let Some(mut p) = self
+            .messages
+            .values()
+            .find(|m| m.message_id == root)
+            .cloned()
+        else {
+            return;
+        };
+        p.reply_count = (p.reply_count as i64 + by).max(0) as u32;
+        b.push_message_write(MessageWrite::Put {
+            message: p.clone(),
+            previous_appreciation: Some(p.appreciation_count),
+        });
+        self.messages.insert(p.seq, p.clone());
+        self.remember(&p);
+    }
+
+    /// Edits the text of the message at `at` (as its author), keeping the old version.
+    pub fn edit(&mut self, b: &mut CommitBatch, at: Seq, text: &str) -> Message {
+        let mut m = self.messages[&at].clone();
+        let seq = self.seq() + 1;
+        let now = tick();
+        let version = MessageVersion {
+            seq,
+            content: m.content.clone(),
+            body: m.body.clone(),
+            valid_from: m.edited_at.unwrap_or(m.created_at),
+            replaced_at: now,
+        };
+        m.content = Some(text.to_owned());
+        m.word_count = word_count(text);
+        m.edited_at = Some(now);
+        self.push_event(
+            b,
+            SpaceEvent {
+                space_id: m.space_id,
+                seq,
+                at: now,
+                kind: EventKind::MessageEdited(m.clone()),
+            },
+        );
+        b.push_history(HistoryWrite::Add {
+            message_id: m.message_id,
+            version: version.clone(),
+        });
+        self.history
+            .entry(m.message_id)
+            .or_default()
+            .insert(0, version);
+        b.push_message_write(MessageWrite::Put {
+            message: m.clone(),
+            previous_appreciation: Some(m.appreciation_count),
+        });
+        self.messages.insert(at, m.clone());
+        self.remember(&m);
+        m
+    }
+
+    /// Redacts the message at `at`: wipes its content, clears its history.
+    pub fn redact(&mut self, b: &mut CommitBatch, at: Seq, by: &UserRef, reason: &str) -> Message {
+        let mut m = self.messages[&at].clone();
+        let seq = self.seq() + 1;
+        m.content = None;
+        m.body = None;
+        m.metadata = None;
+        m.gif = None;
+        m.media.clear();
+        m.media_url = None;
+        m.media_type = None;
+        m.mentions.clear();
+        m.word_count = 0;
+        m.redacted = true;
+        m.redacted_by = Some(by.user_id.clone());
+        m.redacted_reason = Some(reason.to_owned());
+        self.push_event(
+            b,
+            SpaceEvent {
+                space_id: m.space_id,
+                seq,
+                at: tick(),
+                kind: EventKind::MessageRedacted(m.clone()),
+            },
+        );
+        if m.edited_at.is_some() {
+            b.push_history(HistoryWrite::Clear {
+                message_id: m.message_id,
+            });
+            self.history.remove(&m.message_id);
+        }
+        b.push_message_write(MessageWrite::Put {
+            message: m.clone(),
+            previous_appreciation: Some(m.appreciation_count),
+        });
+        self.messages.insert(at, m.clone());
+        self.remember(&m);
+        m
+    }
+
     /// Toggles `by`'s like of the message at `at`.
     pub fn toggle(&mut self, b: &mut CommitBatch, at: Seq, by: &UserRef) {
         let mut m = self.messages[&at].clone();
@@ -1142,6 +1269,15 @@ impl SpaceModel {
             seq: m.seq,
             appreciation_count: m.appreciation_count,
         });
+        if m.edited_at.is_some() {
+            b.push_history(HistoryWrite::Clear {
+                message_id: m.message_id,
+            });
+            self.history.remove(&m.message_id);
+        }
+        if let Some(root) = m.parent_id {
+            self.count_reply(b, root, -1);
+        }
     }
 
     /// Adds a member.
@@ -1281,11 +1417,366 @@ impl SpaceModel {
                 m.seq
             );
         }
+        for m in &self.ever {
+            assert_eq!(
+                s.message_history(id, m.message_id).await.unwrap(),
+                self.history.get(&m.message_id).cloned().unwrap_or_default(),
+                "{when}: history of #{}",
+                m.seq
+            );
+        }
         assert_eq!(
             s.read_events(id, 0, 1000).await.unwrap(),
             self.log,
             "{when}: the event log"
         );
+    }
+}
+
+/// Every native field of a message survives a commit and reads back from every read path; a
+/// reply counts in its root's `reply_count` (also when the root exists already), and deleting the
+/// reply counts it down.
+async fn rich_messages_and_thread_counts_round_trip(s: &dyn Store) {
+    let alice = user("alice");
+    let bob = user("bob");
+    let (space, creator) = create(s, &alice).await;
+    let mut model = SpaceModel::new(&space, &creator, 0);
+    let mut b = model.batch();
+    let root = model.send(&mut b, &alice, "root");
+    let mut rich = message(&space, model.seq() + 1, &bob, "rich");
+    rich.actor_id = alice.user_id.clone();
+    rich.msgtype = "x.poll".into();
+    rich.body = Some(json_object(serde_json::json!({
+        "question": "lunch?",
+        "options": ["soup", "salad"],
+        "nested": {"n": 1.5, "ok": true, "none": null}
+    })));
+    rich.parent_id = Some(root.message_id);
+    rich.quoted_message_id = Some(root.message_id);
+    rich.mentions = vec![alice.user_id.clone(), "someone-else".into()];
+    rich.metadata = Some(json_object(serde_json::json!({"client": "conformance"})));
+    rich.gif = Some(crate::model::Gif {
+        url: "https://media.example/cat.gif".into(),
+        width: 320,
+        height: 240,
+        title: Some("cat".into()),
+    });
+    rich.media = vec![crate::model::MediaItem {
+        media_id: new_id(),
+        content_type: "image/png".into(),
+        size: 1234,
+        sha256: "ab".repeat(32),
+        thumbnail_id: Some(new_id()),
+    }];
+    model.push_created(&mut b, &rich);
+    let b = model.finish(b);
+    s.commit(&b).await.expect("commit the rich message");
+    model.assert_reads(s, "rich message").await;
+    let back = s
+        .get_message(space.space_id, rich.message_id)
+        .await
+        .unwrap()
+        .expect("the rich message");
+    assert_eq!(back, rich, "every field reads back");
+    assert_eq!(
+        s.get_message(space.space_id, root.message_id)
+            .await
+            .unwrap()
+            .map(|m| m.reply_count),
+        Some(1),
+        "a root created with its reply in one batch counts it"
+    );
+
+    // A second reply to the root, which exists already: an existing-row change.
+    let mut b = model.batch();
+    let mut reply = message(&space, model.seq() + 1, &alice, "reply");
+    reply.parent_id = Some(root.message_id);
+    model.push_created(&mut b, &reply);
+    let b = model.finish(b);
+    s.commit(&b).await.expect("commit the second reply");
+    model.assert_reads(s, "second reply").await;
+    assert_eq!(model.messages[&root.seq].reply_count, 2);
+
+    // Deleting a reply counts it down.
+    let mut b = model.batch();
+    model.delete(&mut b, reply.seq, &alice);
+    let b = model.finish(b);
+    s.commit(&b).await.expect("delete the reply");
+    model.assert_reads(s, "reply deleted").await;
+    assert_eq!(model.messages[&root.seq].reply_count, 1);
+}
+
+/// Edits keep the version they replace; the history reads newest first, also for a message
+/// created and edited in one batch; deleting an edited message removes its history.
+async fn edits_keep_every_earlier_version_newest_first(s: &dyn Store) {
+    let alice = user("alice");
+    let bob = user("bob");
+    let (space, creator) = create(s, &alice).await;
+    let mut model = SpaceModel::new(&space, &creator, 0);
+    model.seed(s, &alice, &bob).await;
+    let mut b = model.batch();
+    model.edit(&mut b, 1, "one, edited once");
+    let fresh = model.send(&mut b, &bob, "fresh");
+    model.edit(&mut b, fresh.seq, "fresh, edited in its own batch");
+    let b = model.finish(b);
+    s.commit(&b).await.expect("first edits");
+    model.assert_reads(s, "first edits").await;
+
+    let mut b = model.batch();
+    let twice = model.edit(&mut b, 1, "one, edited twice");
+    // A liked message edited: both changes land.
+    model.toggle(&mut b, 1, &alice);
+    let b = model.finish(b);
+    s.commit(&b).await.expect("second edit");
+    model.assert_reads(s, "second edit").await;
+    let history = s
+        .message_history(space.space_id, twice.message_id)
+        .await
+        .unwrap();
+    assert_eq!(
+        history
+            .iter()
+            .map(|v| v.content.clone())
+            .collect::<Vec<_>>(),
+        vec![
+            Some("one, edited once".to_owned()),
+            Some("one #1".to_owned())
+        ],
+        "newest first"
+    );
+    assert_eq!(
+        s.get_message(space.space_id, twice.message_id)
+            .await
+            .unwrap()
+            .map(|m| (m.content, m.appreciation_count)),
+        Some((twice.content, model.messages[&1].appreciation_count)),
+        "edited and liked in one batch"
+    );
+
+    let mut b = model.batch();
+    model.delete(&mut b, 1, &alice);
+    let b = model.finish(b);
+    s.commit(&b).await.expect("delete an edited message");
+    model.assert_reads(s, "edited message deleted").await;
+}
+
+/// An edit whose commit fails before it is durable leaves the message and its history as they
+/// were, also after the next claim.
+async fn an_edit_that_fails_before_it_is_durable_leaves_the_old_version(
+    s: &dyn Store,
+    faults: &dyn FaultInjection,
+) {
+    let (alice, bob) = (user("alice"), user("bob"));
+    let (sp, alice_m) = create(s, &alice).await;
+    let epoch = s.claim(sp.space_id).await.unwrap().expect("claimed").epoch;
+    let mut model = SpaceModel::new(&sp, &alice_m, epoch);
+    model.seed(s, &alice, &bob).await;
+    let before = model.clone();
+    let mut b = model.batch();
+    model.edit(&mut b, 2, "never durable");
+    let b = model.finish(b);
+    faults.fail_next_commit(FailPoint::BeforeHead);
+    s.commit(&b).await.expect_err("the injected failure");
+    before.assert_reads(s, "an edit that failed early").await;
+    s.claim(sp.space_id).await.unwrap().expect("claimed");
+    before
+        .assert_reads(s, "an edit that failed early, claimed")
+        .await;
+}
+
+/// An edit whose commit fails after it is durable reads back as edited, history included, once
+/// the space is claimed again.
+async fn an_edit_that_fails_after_it_is_durable_is_finished_by_the_next_claim(
+    s: &dyn Store,
+    faults: &dyn FaultInjection,
+) {
+    let (alice, bob) = (user("alice"), user("bob"));
+    let (sp, alice_m) = create(s, &alice).await;
+    let epoch = s.claim(sp.space_id).await.unwrap().expect("claimed").epoch;
+    let mut model = SpaceModel::new(&sp, &alice_m, epoch);
+    model.seed(s, &alice, &bob).await;
+    let mut b = model.batch();
+    model.edit(&mut b, 2, "durable edit");
+    model.edit(&mut b, 3, "another durable edit");
+    let b = model.finish(b);
+    faults.fail_next_commit(FailPoint::AfterHead);
+    s.commit(&b).await.expect_err("the injected failure");
+    let claimed = s.claim(sp.space_id).await.unwrap().expect("claimed");
+    model
+        .assert_reads(s, "an edit that failed late, claimed")
+        .await;
+    model.epoch = claimed.epoch;
+    let mut b = model.batch();
+    model.edit(&mut b, 2, "edited again");
+    let b = model.finish(b);
+    s.commit(&b).await.expect("the next edit");
+    model.assert_reads(s, "the next edit").await;
+}
+
+/// A redaction wipes a message's content (also its native fields) and removes its history, and
+/// keeps its id, seq, thread links and reactions; a redaction whose commit fails after it is
+/// durable is finished by the next claim, history removal included.
+async fn a_redaction_wipes_the_content_and_the_history(s: &dyn Store, faults: &dyn FaultInjection) {
+    let (alice, bob) = (user("alice"), user("bob"));
+    let (space, alice_m) = create(s, &alice).await;
+    let epoch = s
+        .claim(space.space_id)
+        .await
+        .unwrap()
+        .expect("claimed")
+        .epoch;
+    let mut model = SpaceModel::new(&space, &alice_m, epoch);
+    model.seed(s, &alice, &bob).await;
+    let mut b = model.batch();
+    let mut rich = message(&space, model.seq() + 1, &bob, "secret");
+    rich.parent_id = Some(model.messages[&1].message_id);
+    rich.body = Some(json_object(serde_json::json!({"secret": true})));
+    rich.metadata = Some(json_object(serde_json::json!({"m": 1})));
+    rich.mentions = vec![alice.user_id.clone()];
+    rich.media = vec![crate::model::MediaItem {
+        media_id: new_id(),
+        content_type: "image/png".into(),
+        size: 1,
+        sha256: "00".repeat(32),
+        thumbnail_id: None,
+    }];
+    model.push_created(&mut b, &rich);
+    let b = model.finish(b);
+    s.commit(&b).await.expect("the rich message");
+    let mut b = model.batch();
+    model.edit(&mut b, rich.seq, "secret, edited");
+    model.edit(&mut b, 2, "two, edited");
+    model.toggle(&mut b, rich.seq, &alice);
+    let b = model.finish(b);
+    s.commit(&b).await.expect("edits");
+    model.assert_reads(s, "before the redactions").await;
+
+    let mut b = model.batch();
+    let wiped = model.redact(&mut b, rich.seq, &alice, "spoiler");
+    let b = model.finish(b);
+    s.commit(&b).await.expect("a redaction");
+    model.assert_reads(s, "redacted").await;
+    assert!(
+        s.message_history(space.space_id, wiped.message_id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let stored = s
+        .get_message(space.space_id, wiped.message_id)
+        .await
+        .unwrap()
+        .expect("a redacted message stays");
+    assert_eq!(
+        (
+            stored.content,
+            stored.body,
+            stored.media.len(),
+            stored.redacted,
+            stored.parent_id,
+            stored.appreciation_count
+        ),
+        (None, None, 0, true, rich.parent_id, 1)
+    );
+
+    let mut b = model.batch();
+    model.redact(&mut b, 2, &bob, "late");
+    let b = model.finish(b);
+    faults.fail_next_commit(FailPoint::AfterHead);
+    s.commit(&b).await.expect_err("the injected failure");
+    s.claim(space.space_id).await.unwrap().expect("claimed");
+    model
+        .assert_reads(s, "a redaction that failed late, claimed")
+        .await;
+}
+
+/// An idempotency key is visible exactly when the commit of its message is: not after a commit
+/// that failed before it was durable, and after the claim that finishes one that failed after.
+/// It is scoped by space, sender and key, and reads as absent once expired.
+async fn idempotency_keys_commit_with_their_message_and_expire(
+    s: &dyn Store,
+    faults: &dyn FaultInjection,
+) {
+    let (alice, bob) = (user("alice"), user("bob"));
+    let (space, alice_m) = create(s, &alice).await;
+    let (other, _) = create(s, &alice).await;
+    let id = space.space_id;
+    let epoch = s.claim(id).await.unwrap().expect("claimed").epoch;
+    let mut model = SpaceModel::new(&space, &alice_m, epoch);
+    let key = |m: &Message, k: &str, ttl_ms: i64| KeyWrite {
+        sender_id: m.sender_id.clone(),
+        key: k.to_owned(),
+        message_id: m.message_id,
+        expires_at: Timestamp(Timestamp::now().0 + ttl_ms),
+    };
+    const LONG: i64 = 300_000;
+
+    let mut b = model.batch();
+    let m1 = model.send(&mut b, &alice, "keyed");
+    b.keys.push(key(&m1, "k1", LONG));
+    let b = model.finish(b);
+    s.commit(&b).await.expect("a keyed send");
+    let lookup = |space_id, sender: &UserRef, k: &'static str| {
+        let sender = sender.user_id.clone();
+        async move { s.idempotent_send(space_id, &sender, k).await.unwrap() }
+    };
+    assert_eq!(lookup(id, &alice, "k1").await, Some(m1.message_id));
+    assert_eq!(lookup(id, &bob, "k1").await, None, "another sender's key");
+    assert_eq!(lookup(id, &alice, "k2").await, None, "another key");
+    assert_eq!(
+        lookup(other.space_id, &alice, "k1").await,
+        None,
+        "another space"
+    );
+
+    // A commit that fails before it is durable leaves no key.
+    let mut never = model.clone();
+    let mut b = never.batch();
+    let lost = never.send(&mut b, &alice, "never durable");
+    b.keys.push(key(&lost, "k-lost", LONG));
+    let b = never.finish(b);
+    faults.fail_next_commit(FailPoint::BeforeHead);
+    s.commit(&b).await.expect_err("the injected failure");
+    let epoch = s.claim(id).await.unwrap().expect("claimed").epoch;
+    model.epoch = epoch;
+    assert_eq!(lookup(id, &alice, "k-lost").await, None);
+
+    // One that fails after it is durable has its key once claimed.
+    let mut b = model.batch();
+    let m2 = model.send(&mut b, &bob, "durable");
+    b.keys.push(key(&m2, "k2", LONG));
+    let b = model.finish(b);
+    faults.fail_next_commit(FailPoint::AfterHead);
+    s.commit(&b).await.expect_err("the injected failure");
+    model.epoch = s.claim(id).await.unwrap().expect("claimed").epoch;
+    assert_eq!(lookup(id, &bob, "k2").await, Some(m2.message_id));
+    model.assert_reads(s, "keyed sends").await;
+
+    // A short-lived key expires (CQL: whole seconds); poll with a deadline.
+    let mut b = model.batch();
+    let m3 = model.send(&mut b, &bob, "short-lived");
+    b.keys.push(key(&m3, "k3", 1_000));
+    let b = model.finish(b);
+    s.commit(&b).await.expect("a short-lived key");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while lookup(id, &bob, "k3").await.is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the key did not expire"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        lookup(id, &bob, "k2").await,
+        Some(m2.message_id),
+        "others stay"
+    );
+}
+
+fn json_object(v: serde_json::Value) -> crate::model::JsonObject {
+    match v {
+        serde_json::Value::Object(o) => o,
+        other => panic!("not an object: {other}"),
     }
 }
 
@@ -1361,6 +1852,7 @@ pub fn message(space: &Space, seq: Seq, sender: &UserRef, text: &str) -> Message
         space_id: space.space_id,
         seq,
         sender_id: sender.user_id.clone(),
+        actor_id: sender.user_id.clone(),
         word_count: word_count(&content),
         content: Some(content),
         media_url: None,
@@ -1369,6 +1861,7 @@ pub fn message(space: &Space, seq: Seq, sender: &UserRef, text: &str) -> Message
         likes: vec![],
         appreciation_count: 0,
         created_at: tick(),
+        ..Default::default()
     }
 }
 
@@ -1396,6 +1889,7 @@ fn deleted(m: &Message, seq: Seq, by: &UserRef) -> SpaceEvent {
         kind: EventKind::MessageDeleted(MessageDeleted {
             message_id: m.message_id,
             deleted_by: by.user_id.clone(),
+            parent_id: m.parent_id,
         }),
     }
 }
@@ -1417,6 +1911,7 @@ fn unlike(m: &mut Message, seq: Seq, by: &UserRef) -> SpaceEvent {
 
 fn reaction(m: &mut Message, seq: Seq, by: &UserRef, added: bool) -> SpaceEvent {
     m.appreciation_count = m.likes.len() as u32;
+    m.sync_reaction_counts();
     SpaceEvent {
         space_id: m.space_id,
         seq,

@@ -57,6 +57,7 @@ async fn space_with(n: usize) -> (tempfile::TempDir, Engine, SpaceId, Vec<SpaceE
                 content: Some(format!("m{i}")),
                 media_url: None,
                 media_type: None,
+                ..Default::default()
             })
             .await
             .unwrap();
@@ -125,6 +126,7 @@ async fn local_commits_and_received_ones_are_delivered_once_in_order() {
             content: Some("local".into()),
             media_url: None,
             media_type: None,
+            ..Default::default()
         })
         .await
         .unwrap();

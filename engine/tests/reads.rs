@@ -125,6 +125,23 @@ impl Store for FlakyStore {
         self.check("get_message")?;
         self.inner.get_message(space_id, message_id).await
     }
+    async fn message_history(
+        &self,
+        space_id: SpaceId,
+        message_id: MessageId,
+    ) -> Result<Vec<spacecast_engine::model::MessageVersion>> {
+        self.check("message_history")?;
+        self.inner.message_history(space_id, message_id).await
+    }
+    async fn idempotent_send(
+        &self,
+        space_id: SpaceId,
+        sender_id: &str,
+        key: &str,
+    ) -> Result<Option<MessageId>> {
+        self.check("idempotent_send")?;
+        self.inner.idempotent_send(space_id, sender_id, key).await
+    }
     async fn ping(&self) -> Result<()> {
         self.check("ping")?;
         self.inner.ping().await
@@ -189,6 +206,7 @@ impl Harness {
                 content: Some(text.to_owned()),
                 media_url: None,
                 media_type: None,
+                ..Default::default()
             })
             .await
             .expect("send")
@@ -424,6 +442,7 @@ async fn the_posting_precheck_answers_as_the_space_actor_does() {
                     content: Some("x".into()),
                     media_url: None,
                     media_type: None,
+                    ..Default::default()
                 })
                 .await;
             let sent = sent.err().map(|e| (e.code(), e.to_string()));
@@ -693,6 +712,7 @@ async fn filters_keep_only_matching_messages_and_a_sparse_filter_stays_within_th
                 content: None,
                 media_url: Some("/api/media/x".into()),
                 media_type: Some(spacecast_engine::model::MediaType::Image),
+                ..Default::default()
             })
             .await
             .unwrap();

@@ -192,6 +192,21 @@ impl Store for FaultyStore {
     ) -> Result<Option<Message>> {
         self.inner.get_message(space_id, message_id).await
     }
+    async fn message_history(
+        &self,
+        space_id: SpaceId,
+        message_id: MessageId,
+    ) -> Result<Vec<spacecast_engine::model::MessageVersion>> {
+        self.inner.message_history(space_id, message_id).await
+    }
+    async fn idempotent_send(
+        &self,
+        space_id: SpaceId,
+        sender_id: &str,
+        key: &str,
+    ) -> Result<Option<MessageId>> {
+        self.inner.idempotent_send(space_id, sender_id, key).await
+    }
     async fn ping(&self) -> Result<()> {
         self.inner.ping().await
     }
@@ -295,6 +310,7 @@ fn text(sender: &UserRef, content: &str) -> SendMessage {
         content: Some(content.to_owned()),
         media_url: None,
         media_type: None,
+        ..Default::default()
     }
 }
 
@@ -428,6 +444,7 @@ async fn creator_is_admin_members_join_once_and_only_members_send() {
         content: None,
         media_url: None,
         media_type: None,
+        ..Default::default()
     };
     assert!(matches!(
         space.send(empty).await,
@@ -1075,6 +1092,62 @@ async fn admission_control_rejects_commands_beyond_the_inflight_limit() {
         5
     );
     assert_eq!(h.metrics.space_commands_inflight.get(), 0);
+}
+
+/// A send repeating an idempotency key while the original is still being written is not
+/// answered before the original is durable, and then with the original (CONTRACT §7: no
+/// acknowledgement of what could still be lost).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_duplicate_key_pipelined_before_the_original_is_durable_waits_for_it() {
+    let h = start(EngineConfig::default()).await;
+    let alice = user("alice");
+    let id = h.space_with(&alice, &[]).await;
+    let space = h.engine.space(id);
+    let keyed = |content: &str| SendMessage {
+        idempotency_key: Some("key-1".into()),
+        ..text(&alice, content)
+    };
+    h.store.close_gate();
+    let commits = h.store.commits_of(id);
+    let original = space.submit_post(keyed("original")).await.unwrap();
+    let duplicate = space.submit_post(keyed("another body")).await.unwrap();
+    // Answered by the actor at once, after it handled the duplicate (one mailbox, in order).
+    let refused = within(
+        "a refused send",
+        space.send(SendMessage {
+            sender: alice.clone(),
+            ..Default::default()
+        }),
+    )
+    .await;
+    assert_eq!(refused.err().map(|e| e.code()), Some("empty_message"));
+    eventually("the original's commit to reach the store", || {
+        h.store.commits_of(id) == commits + 1
+    })
+    .await;
+    let mut duplicate = Box::pin(duplicate.wait());
+    assert!(
+        futures::poll!(&mut duplicate).is_pending(),
+        "the duplicate is not answered while the original is not durable"
+    );
+    h.store.open_gate();
+    let original = within("the original", original.wait()).await.unwrap();
+    let duplicate = within("the duplicate", duplicate).await.unwrap();
+    assert!(!original.replayed && duplicate.replayed);
+    assert_eq!(duplicate.message, original.message);
+    assert_eq!(original.message.content.as_deref(), Some("original"));
+    assert_eq!(
+        h.store.commits_of(id),
+        commits + 1,
+        "the duplicate wrote nothing"
+    );
+    let created = h
+        .events(id)
+        .await
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::MessageCreated(_)))
+        .count();
+    assert_eq!(created, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

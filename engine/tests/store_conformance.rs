@@ -90,6 +90,8 @@ async fn write_some(store: &dyn Store) -> Written {
             likes: vec![],
             appreciation_count: 0,
             created_at: Timestamp::now(),
+            actor_id: bob.user_id.clone(),
+            ..Default::default()
         })
         .collect();
     let events: Vec<SpaceEvent> = messages
@@ -231,4 +233,37 @@ async fn dropping_the_store_releases_the_database_lock() {
             .unwrap_or_else(|e| panic!("round {round}: lock still held after drop: {e}"));
         lock.unlock().unwrap();
     }
+}
+
+/// Edits, their history and a redaction's wipe are durable: a reopened store reads them exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_and_their_history_survive_a_reopen() {
+    use spacecast_engine::testkit::{SpaceModel, create, user};
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let (alice, bob) = (user("alice"), user("bob"));
+    let (space, creator) = create(&*store, &alice).await;
+    let mut model = SpaceModel::new(&space, &creator, 0);
+    model.seed(&*store, &alice, &bob).await;
+    let mut b = model.batch();
+    model.edit(&mut b, 1, "first edit");
+    model.edit(&mut b, 2, "another");
+    let b = model.finish(b);
+    store.commit(&b).await.unwrap();
+    let mut b = model.batch();
+    model.edit(&mut b, 1, "second edit");
+    let b = model.finish(b);
+    store.commit(&b).await.unwrap();
+    model.assert_reads(&*store, "before the reopen").await;
+    drop(store);
+    let store = open(dir.path());
+    model.assert_reads(&*store, "after the reopen").await;
+    assert_eq!(
+        store
+            .message_history(space.space_id, model.messages[&1].message_id)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
 }

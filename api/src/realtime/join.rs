@@ -204,8 +204,16 @@ async fn replay_failed<O: Outbox>(
 fn ev_size(ev: &spacecast_engine::event::SpaceEvent) -> usize {
     use spacecast_engine::event::EventKind;
     let body = match &ev.kind {
-        EventKind::MessageCreated(m) => {
-            m.content.as_ref().map_or(0, String::len) + m.media_url.as_ref().map_or(0, String::len)
+        EventKind::MessageCreated(m)
+        | EventKind::MessageEdited(m)
+        | EventKind::MessageRedacted(m) => {
+            m.content.as_ref().map_or(0, String::len)
+                + m.media_url.as_ref().map_or(0, String::len)
+                + [&m.body, &m.metadata]
+                    .into_iter()
+                    .flatten()
+                    .map(|o| serde_json::to_vec(o).map_or(0, |v| v.len()))
+                    .sum::<usize>()
         }
         EventKind::MessageDeleted(_) | EventKind::ReactionChanged(_) => 0,
     };

@@ -59,6 +59,7 @@ impl Session {
             content: Some(content),
             media_url: None,
             media_type: None,
+            ..Default::default()
         };
         // Delivered to the actor's mailbox here, in the session's own order; only the wait is
         // spawned.

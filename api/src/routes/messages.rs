@@ -305,6 +305,7 @@ async fn send_message(
         content,
         media_url: media_id.map(|id| media_url(&app, id)),
         media_type,
+        ..Default::default()
     };
     match app.engine.space(space_id).send(cmd).await {
         Ok(message) => Ok(json_response(StatusCode::CREATED, &message)),
@@ -334,6 +335,7 @@ fn refused_before_write(e: &EngineError) -> bool {
             | EngineError::AlreadyMember
             | EngineError::Forbidden(_)
             | EngineError::Invalid(..)
+            | EngineError::Conflict(..)
             | EngineError::Overloaded { .. }
     )
 }

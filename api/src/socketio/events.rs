@@ -118,7 +118,10 @@ pub fn carried(ev: &SpaceEvent) -> Option<&str> {
     match &ev.kind {
         EventKind::MessageCreated(m) => Some(&m.sender_id),
         EventKind::ReactionChanged(r) if r.key == APPRECIATE => Some(&r.user_id),
-        EventKind::ReactionChanged(_) | EventKind::MessageDeleted(_) => None,
+        EventKind::ReactionChanged(_)
+        | EventKind::MessageDeleted(_)
+        | EventKind::MessageEdited(_)
+        | EventKind::MessageRedacted(_) => None,
     }
 }
 
@@ -221,7 +224,10 @@ fn event(ev: &SpaceEvent) -> Option<Rendered> {
                 seq: ev.seq,
             },
         )),
-        EventKind::ReactionChanged(_) | EventKind::MessageDeleted(_) => None,
+        EventKind::ReactionChanged(_)
+        | EventKind::MessageDeleted(_)
+        | EventKind::MessageEdited(_)
+        | EventKind::MessageRedacted(_) => None,
     }
 }
 
@@ -272,6 +278,7 @@ mod tests {
             likes: vec![],
             appreciation_count: 0,
             created_at: Timestamp(0),
+            ..Default::default()
         }
     }
 
@@ -394,8 +401,12 @@ mod tests {
         let deleted = published(EventKind::MessageDeleted(MessageDeleted {
             message_id: mid,
             deleted_by: "ada".into(),
+            parent_id: None,
         }));
-        for p in [&other, &deleted] {
+        // The native surface's edits and redactions have no Socket.IO form (Space7 has none).
+        let edited = published(EventKind::MessageEdited(message(liked.event.space_id)));
+        let redacted = published(EventKind::MessageRedacted(message(liked.event.space_id)));
+        for p in [&other, &deleted, &edited, &redacted] {
             assert_eq!(carried(&p.event), None);
             assert!(render(&Output::Event(p)).is_none());
         }

@@ -233,6 +233,7 @@ mod tests {
             kind: EventKind::MessageDeleted(MessageDeleted {
                 message_id: new_id(),
                 deleted_by: "u1".into(),
+                parent_id: None,
             }),
         };
         let p = Published::new(ev.clone());

@@ -1,7 +1,7 @@
 //! `SpaceActor`: the single owner of one space's order.
 //!
-//! It handles one command at a time: validates it against the members and message states it
-//! holds, assigns the next `seq` to every state change, applies the change to its in-memory state,
+//! It handles one command at a time: validates it against the members, message states and
+//! recent idempotency keys it holds, assigns the next `seq` to every state change, applies the change to its in-memory state,
 //! and hands the resulting writes to its [`writer`](super::writer). It never waits for the store
 //! on the command path (except to read a message it does not have cached), so commands keep
 //! arriving and batching while a commit is in flight.
@@ -22,17 +22,19 @@ use tokio::task::JoinHandle;
 
 use super::cache::{CacheBudget, Cached, MessageCache};
 use super::writer::{self, Reply, Sequenced, WriterCtx};
-use super::{Appreciation, Command, Outcome, SendMessage, SpaceMsg};
+use super::{Appreciation, Command, Outcome, Redacted, SendMessage, SpaceMsg};
 use crate::EngineConfig;
 use crate::bus::{CommandSink, Fanout, Lease, Serving};
 use crate::directory::SupervisorMsg;
 use crate::error::{EngineError, Result};
 use crate::event::{APPRECIATE, EventKind, MessageDeleted, ReactionChanged, SpaceEvent};
 use crate::model::{
-    Like, Member, Message, MessageId, POWER_MEMBER, POWER_MODERATOR, PostingPermission, Seq, Space,
-    SpaceCounters, SpaceId, Timestamp, UserRef, Visibility, new_id, word_count,
+    JsonObject, Like, MAX_IDEMPOTENCY_KEY_BYTES, MAX_REASON_BYTES, MSGTYPE_TEXT, Member, Message,
+    MessageId, MessageVersion, POWER_ADMIN, POWER_MEMBER, POWER_MODERATOR, PostingPermission, Seq,
+    Space, SpaceCounters, SpaceId, Timestamp, UserRef, Visibility, new_id, validate_rich_fields,
+    word_count,
 };
-use crate::store::{Claimed, CommitBatch, MessageWrite, Store};
+use crate::store::{Claimed, CommitBatch, HistoryWrite, KeyWrite, MessageWrite, Store};
 
 /// The actor; stateless, as ractor wants. See the module doc.
 pub(crate) struct SpaceActor;
@@ -64,6 +66,8 @@ pub(crate) struct SpaceState {
     counters: SpaceCounters,
     members: HashMap<String, Member>,
     cache: MessageCache,
+    /// Idempotency keys of recent sends (the store has them all, see `send`).
+    keys: RecentKeys,
     writer_tx: Option<mpsc::UnboundedSender<Sequenced>>,
     writer_task: Option<JoinHandle<()>>,
     idle_timer: Option<JoinHandle<()>>,
@@ -133,6 +137,7 @@ impl Actor for SpaceActor {
                 .map(|m| (m.user.user_id.clone(), m))
                 .collect(),
             cache: MessageCache::new(args.config.message_cache, args.cache_budget),
+            keys: RecentKeys::new(Timestamp::now(), args.config.idempotency_ttl),
             writer_tx: Some(tx),
             writer_task: Some(writer_task),
             idle_timer: Some(idle_timer),
@@ -167,11 +172,25 @@ impl Actor for SpaceActor {
             SpaceMsg::Command(cmd, reply) => {
                 state.touch();
                 let r = match cmd {
-                    Command::Send(cmd) => state.send(cmd).map(|(b, m)| (b, Outcome::Message(m))),
+                    Command::Send(cmd) => state.send(cmd).await,
                     Command::Delete { message_id, by } => state
                         .delete(message_id, &by)
                         .await
                         .map(|b| (b, Outcome::Done)),
+                    Command::Edit {
+                        message_id,
+                        by,
+                        content,
+                        body,
+                    } => state
+                        .edit(message_id, &by, content, body)
+                        .await
+                        .map(|(b, m)| (b, Outcome::Message(m))),
+                    Command::Redact {
+                        message_id,
+                        by,
+                        reason,
+                    } => state.redact(message_id, &by, reason).await,
                     Command::ToggleAppreciation { message_id, by } => state
                         .toggle_appreciation(message_id, &by)
                         .await
@@ -279,18 +298,119 @@ impl SpaceState {
         self.members.get(user_id).map(|m| m.power_level)
     }
 
-    fn send(&mut self, cmd: SendMessage) -> Result<(CommitBatch, Message)> {
-        let power = self.member_power(&cmd.sender.user_id)?;
+    /// Checks a send against what only the space knows (membership, power, its idempotency key,
+    /// the thread and quote targets), sequences it, and counts it in its thread root's
+    /// `reply_count`. A key already used by the sender answers with its message instead.
+    async fn send(&mut self, cmd: SendMessage) -> Result<(CommitBatch, Outcome)> {
+        // On behalf: the caller must be an admin, and the sender a member (as stored).
+        let (actor_id, sender) = match &cmd.actor {
+            Some(actor) => {
+                if self.member_power(&actor.user_id)? < POWER_ADMIN {
+                    return Err(EngineError::Forbidden(
+                        "Only admins may send on behalf of another member",
+                    ));
+                }
+                let Some(m) = self.members.get(&cmd.sender.user_id) else {
+                    return Err(EngineError::Invalid(
+                        "invalid_as_user",
+                        "The user to send as is not a member of this space".into(),
+                    ));
+                };
+                (actor.user_id.clone(), m.user.clone())
+            }
+            None => (cmd.sender.user_id.clone(), cmd.sender.clone()),
+        };
+        let power = self.member_power(&sender.user_id)?;
         if self.space.posting_permission == PostingPermission::Admins && power < POWER_MODERATOR {
             return Err(EngineError::Forbidden(
                 "Only admins and moderators may post in this space",
             ));
         }
-        if cmd.content.is_none() && cmd.media_url.is_none() {
+        // The key decides, whatever the rest of the command says.
+        if let Some(key) = &cmd.idempotency_key {
+            if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_BYTES {
+                return Err(EngineError::Invalid(
+                    "invalid_idempotency_key",
+                    format!("an idempotency key has 1 to {MAX_IDEMPOTENCY_KEY_BYTES} bytes"),
+                ));
+            }
+            let now = Timestamp::now();
+            let known = match self.keys.get(&sender.user_id, key, now) {
+                Some(id) => Some(id),
+                // Every key that can still be valid is in memory: no store read.
+                None if self.keys.complete(now) => None,
+                None => {
+                    self.store
+                        .idempotent_send(self.space.space_id, &sender.user_id, key)
+                        .await?
+                }
+            };
+            if let Some(original) = known {
+                return match self.message(original).await {
+                    // Through the writer with nothing to write: answered once the original
+                    // (maybe still in flight) is durable.
+                    Ok(m) => Ok((self.batch(), Outcome::Replayed(m))),
+                    Err(EngineError::MessageNotFound) => Err(EngineError::Conflict(
+                        "idempotency_key_reused",
+                        "This idempotency key was used for a message that has been deleted".into(),
+                    )),
+                    Err(e) => Err(e),
+                };
+            }
+        }
+        let msgtype = cmd
+            .msgtype
+            .clone()
+            .unwrap_or_else(|| MSGTYPE_TEXT.to_owned());
+        validate_rich_fields(
+            &msgtype,
+            cmd.body.as_ref(),
+            cmd.metadata.as_ref(),
+            &cmd.mentions,
+            &cmd.media,
+            cmd.gif.as_ref(),
+        )?;
+        let has_content = cmd.content.is_some()
+            || cmd.media_url.is_some()
+            || cmd.body.is_some()
+            || cmd.gif.is_some()
+            || !cmd.media.is_empty();
+        if !has_content {
             return Err(EngineError::Invalid(
                 "empty_message",
-                "Message must have text or media".into(),
+                "Message must have text, a body, a GIF or media".into(),
             ));
+        }
+        let parent = match cmd.parent_id {
+            None => None,
+            Some(id) => match self.message(id).await {
+                Ok(p) if p.parent_id.is_none() => Some(p),
+                Ok(_) => {
+                    return Err(EngineError::Invalid(
+                        "invalid_parent",
+                        "parent_id is a reply: threads are one level deep".into(),
+                    ));
+                }
+                Err(EngineError::MessageNotFound) => {
+                    return Err(EngineError::Invalid(
+                        "invalid_parent",
+                        "parent_id is not a message of this space".into(),
+                    ));
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        if let Some(id) = cmd.quoted_message_id {
+            match self.message(id).await {
+                Ok(_) => {}
+                Err(EngineError::MessageNotFound) => {
+                    return Err(EngineError::Invalid(
+                        "invalid_quote",
+                        "quoted_message_id is not a message of this space".into(),
+                    ));
+                }
+                Err(e) => return Err(e),
+            }
         }
         let seq = self.next_seq();
         self.counters.message_count += 1;
@@ -298,15 +418,23 @@ impl SpaceState {
             message_id: cmd.message_id.unwrap_or_else(new_id),
             space_id: self.space.space_id,
             seq,
-            sender_id: cmd.sender.user_id.clone(),
+            sender_id: sender.user_id.clone(),
+            actor_id,
+            msgtype,
             word_count: cmd.content.as_deref().map_or(0, word_count),
             content: cmd.content,
+            body: cmd.body,
             media_url: cmd.media_url,
             media_type: cmd.media_type,
-            sender: cmd.sender,
-            likes: Vec::new(),
-            appreciation_count: 0,
+            sender,
+            parent_id: cmd.parent_id,
+            quoted_message_id: cmd.quoted_message_id,
+            mentions: cmd.mentions,
+            metadata: cmd.metadata,
+            gif: cmd.gif,
+            media: cmd.media,
             created_at: Timestamp::now(),
+            ..Default::default()
         };
         let mut batch = self.batch();
         batch
@@ -323,7 +451,48 @@ impl SpaceState {
                 last_write: seq,
             },
         );
-        Ok((batch, message))
+        if let Some(mut p) = parent {
+            p.reply_count += 1;
+            self.put_existing(&mut batch, p, seq);
+        }
+        if let Some(key) = cmd.idempotency_key {
+            let ttl = i64::try_from(self.config.idempotency_ttl.as_millis()).unwrap_or(i64::MAX);
+            let expires_at = Timestamp(message.created_at.0.saturating_add(ttl));
+            batch.keys.push(KeyWrite {
+                sender_id: message.sender_id.clone(),
+                key: key.clone(),
+                message_id: message.message_id,
+                expires_at,
+            });
+            let durable = self.durable_seq.load(Ordering::Acquire);
+            self.keys.insert(
+                message.sender_id.clone(),
+                key,
+                KeyEntry {
+                    message_id: message.message_id,
+                    seq,
+                    expires_at,
+                },
+                durable,
+            );
+        }
+        Ok((batch, Outcome::Message(message)))
+    }
+
+    /// Writes an existing message's new state (not its content's creation) in `batch`, as changed
+    /// by the event `seq`, and caches it.
+    fn put_existing(&mut self, batch: &mut CommitBatch, m: Message, seq: Seq) {
+        batch.push_message_write(MessageWrite::Put {
+            previous_appreciation: Some(m.appreciation_count),
+            message: m.clone(),
+        });
+        self.cache.insert(
+            m.message_id,
+            Cached {
+                message: Some(m),
+                last_write: seq,
+            },
+        );
     }
 
     /// The current state of a message: from the cache (which holds every change not yet
@@ -358,6 +527,16 @@ impl SpaceState {
                 "Not authorised to delete this message",
             ));
         }
+        // Read before sequencing: a failed read must not leave a gap in the seqs.
+        let parent = match m.parent_id {
+            // The thread root may be gone already; then there is nothing to count down.
+            Some(parent_id) => match self.message(parent_id).await {
+                Ok(p) => Some(p),
+                Err(EngineError::MessageNotFound) => None,
+                Err(e) => return Err(e),
+            },
+            None => None,
+        };
         let seq = self.next_seq();
         self.counters.message_count = self.counters.message_count.saturating_sub(1);
         let mut batch = self.batch();
@@ -366,6 +545,7 @@ impl SpaceState {
             EventKind::MessageDeleted(MessageDeleted {
                 message_id,
                 deleted_by: by.user_id.clone(),
+                parent_id: m.parent_id,
             }),
         ));
         batch.push_message_write(MessageWrite::Delete {
@@ -380,7 +560,139 @@ impl SpaceState {
                 last_write: seq,
             },
         );
+        if m.edited_at.is_some() {
+            batch.push_history(HistoryWrite::Clear { message_id });
+        }
+        if let Some(mut p) = parent {
+            p.reply_count = p.reply_count.saturating_sub(1);
+            self.put_existing(&mut batch, p, seq);
+        }
         Ok(batch)
+    }
+
+    /// Replaces a message's text and/or body, keeping the previous version in its history.
+    async fn edit(
+        &mut self,
+        message_id: MessageId,
+        by: &UserRef,
+        content: Option<String>,
+        body: Option<JsonObject>,
+    ) -> Result<(CommitBatch, Message)> {
+        if content.is_none() && body.is_none() {
+            return Err(EngineError::Invalid(
+                "empty_message",
+                "An edit needs content or a body".into(),
+            ));
+        }
+        let mut m = self.message(message_id).await?;
+        if by.user_id != m.sender_id && by.user_id != m.actor_id {
+            return Err(EngineError::Forbidden("Only the author may edit a message"));
+        }
+        if m.redacted {
+            return Err(EngineError::Conflict(
+                "message_redacted",
+                "A redacted message cannot be edited".into(),
+            ));
+        }
+        let now = Timestamp::now();
+        let window = i64::try_from(self.config.edit_window.as_millis()).unwrap_or(i64::MAX);
+        if now.0.saturating_sub(m.created_at.0) > window {
+            return Err(EngineError::Conflict(
+                "edit_window_closed",
+                "The edit window of this message has closed".into(),
+            ));
+        }
+        validate_rich_fields(&m.msgtype, body.as_ref(), None, &[], &[], None)?;
+        let seq = self.next_seq();
+        let previous = MessageVersion {
+            seq,
+            content: m.content.clone(),
+            body: m.body.clone(),
+            valid_from: m.edited_at.unwrap_or(m.created_at),
+            replaced_at: now,
+        };
+        if let Some(c) = content {
+            m.word_count = word_count(&c);
+            m.content = Some(c);
+        }
+        if let Some(b) = body {
+            m.body = Some(b);
+        }
+        m.edited_at = Some(now);
+        let mut batch = self.batch();
+        batch
+            .events
+            .push(self.event(seq, EventKind::MessageEdited(m.clone())));
+        batch.push_history(HistoryWrite::Add {
+            message_id,
+            version: previous,
+        });
+        self.put_existing(&mut batch, m.clone(), seq);
+        Ok((batch, m))
+    }
+
+    /// Wipes a message's content, keeping its place; see [`super::SpaceHandle::redact`].
+    async fn redact(
+        &mut self,
+        message_id: MessageId,
+        by: &UserRef,
+        reason: Option<String>,
+    ) -> Result<(CommitBatch, Outcome)> {
+        if reason.as_ref().is_some_and(|r| r.len() > MAX_REASON_BYTES) {
+            return Err(EngineError::Invalid(
+                "invalid_reason",
+                format!("a redaction reason has at most {MAX_REASON_BYTES} bytes"),
+            ));
+        }
+        let mut m = self.message(message_id).await?;
+        let is_moderator = self
+            .power_of(&by.user_id)
+            .is_some_and(|p| p >= POWER_MODERATOR);
+        if m.sender_id != by.user_id && !is_moderator {
+            return Err(EngineError::Forbidden(
+                "Not authorised to redact this message",
+            ));
+        }
+        if m.redacted {
+            // Nothing changes; answered once what the caller sees is durable.
+            return Ok((
+                self.batch(),
+                Outcome::Redacted(Redacted {
+                    message: m,
+                    wiped_media: Vec::new(),
+                    wiped_media_url: None,
+                }),
+            ));
+        }
+        let seq = self.next_seq();
+        let wiped_media = std::mem::take(&mut m.media);
+        let wiped_media_url = m.media_url.take();
+        m.media_type = None;
+        m.content = None;
+        m.body = None;
+        m.metadata = None;
+        m.gif = None;
+        m.mentions.clear();
+        m.word_count = 0;
+        m.redacted = true;
+        m.redacted_by = Some(by.user_id.clone());
+        m.redacted_reason = reason;
+        let mut batch = self.batch();
+        batch
+            .events
+            .push(self.event(seq, EventKind::MessageRedacted(m.clone())));
+        if m.edited_at.is_some() {
+            batch.push_history(HistoryWrite::Clear { message_id });
+        }
+        self.put_existing(&mut batch, m.clone(), seq);
+        Ok((
+            batch,
+            Outcome::Redacted(Redacted {
+                message: m,
+                wiped_media,
+                wiped_media_url,
+            }),
+        ))
     }
 
     async fn toggle_appreciation(
@@ -405,6 +717,7 @@ impl SpaceState {
             true
         };
         m.appreciation_count = m.likes.len() as u32;
+        m.sync_reaction_counts();
         let outcome = Appreciation {
             appreciated,
             appreciation_count: m.appreciation_count,
@@ -483,6 +796,98 @@ impl SpaceState {
     }
 }
 
+/// What the actor remembers of a recent send's idempotency key.
+#[derive(Clone, Copy)]
+struct KeyEntry {
+    message_id: MessageId,
+    /// The seq of the send.
+    seq: Seq,
+    expires_at: Timestamp,
+}
+
+/// Recent sends' idempotency keys, so a repeated key is answered without a store read. Bounded:
+/// past [`RecentKeys::CAP`] entries the oldest are dropped once their send is durable (the store
+/// then answers for them); entries not yet durable are bounded by the space's in-flight limit.
+///
+/// Only the space's actor writes its keys, so this holds every key written since the actor
+/// started, except those it dropped. A miss is therefore final, with no store read, once every
+/// key written before the start and every dropped one has expired ([`RecentKeys::complete`]);
+/// before that the store is asked. Keys written by another node carry that node's clock, so the
+/// start's horizon has a margin for clock skew ([`RecentKeys::SKEW_MARGIN`]).
+struct RecentKeys {
+    map: HashMap<(String, String), KeyEntry>,
+    /// Insertion order, with each insertion's seq (an entry replaced since leaves a stale one).
+    order: std::collections::VecDeque<(Seq, (String, String))>,
+    /// Until when a key not in `map` may still be valid in the store.
+    store_horizon: Timestamp,
+}
+
+impl RecentKeys {
+    const CAP: usize = 4096;
+    /// The clock skew between nodes this tolerates, in milliseconds.
+    const SKEW_MARGIN: i64 = 60_000;
+
+    /// Keys of an actor started at `start` with keys living `ttl`.
+    fn new(start: Timestamp, ttl: std::time::Duration) -> Self {
+        let ttl = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        RecentKeys {
+            map: HashMap::new(),
+            order: std::collections::VecDeque::new(),
+            store_horizon: Timestamp(
+                start
+                    .0
+                    .saturating_add(ttl)
+                    .saturating_add(Self::SKEW_MARGIN),
+            ),
+        }
+    }
+
+    /// Whether every key that can still be valid at `now` is in memory.
+    fn complete(&self, now: Timestamp) -> bool {
+        now > self.store_horizon
+    }
+
+    /// The message of a key that has not expired at `now`.
+    fn get(&self, sender: &str, key: &str, now: Timestamp) -> Option<MessageId> {
+        self.map
+            .get(&(sender.to_owned(), key.to_owned()))
+            .filter(|e| e.expires_at > now)
+            .map(|e| e.message_id)
+    }
+
+    fn insert(&mut self, sender: String, key: String, e: KeyEntry, durable: Seq) {
+        let k = (sender, key);
+        self.order.push_back((e.seq, k.clone()));
+        self.map.insert(k, e);
+        while self.map.len() > Self::CAP {
+            let Some((seq, k)) = self.order.pop_front() else {
+                break;
+            };
+            match self.map.get(&k) {
+                Some(cur) if cur.seq == seq => {
+                    if seq > durable {
+                        // Not durable yet: the store could not answer for it. Keep it.
+                        self.order.push_front((seq, k));
+                        break;
+                    }
+                    if let Some(e) = self.map.remove(&k) {
+                        // The store answers for it from now on, until it expires.
+                        self.store_horizon = self.store_horizon.max(e.expires_at);
+                    }
+                }
+                // Replaced by a later insertion: a stale position.
+                _ => {}
+            }
+        }
+        // Stale positions never outnumber live ones by much.
+        if self.order.len() > 2 * Self::CAP.max(self.map.len()) {
+            let map = &self.map;
+            self.order
+                .retain(|(seq, k)| map.get(k).is_some_and(|e| e.seq == *seq));
+        }
+    }
+}
+
 impl Sequenced {
     fn reply_unavailable(self) {
         self.reply.fail(&EngineError::SpaceUnavailable);
@@ -496,5 +901,75 @@ impl Drop for SpaceState {
             t.abort();
             self.metrics.space_actors.dec();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(seq: Seq, expires_at: i64) -> KeyEntry {
+        KeyEntry {
+            message_id: new_id(),
+            seq,
+            expires_at: Timestamp(expires_at),
+        }
+    }
+
+    #[test]
+    fn recent_keys_are_final_only_once_older_keys_cannot_be_valid() {
+        let ttl = std::time::Duration::from_millis(1_000);
+        let mut keys = RecentKeys::new(Timestamp(10_000), ttl);
+        let horizon = 10_000 + 1_000 + RecentKeys::SKEW_MARGIN;
+        assert!(
+            !keys.complete(Timestamp(horizon)),
+            "keys from before the start may be valid"
+        );
+        assert!(keys.complete(Timestamp(horizon + 1)));
+
+        let e = entry(1, horizon + 500);
+        keys.insert("u".into(), "k".into(), e, 0);
+        assert_eq!(
+            keys.get("u", "k", Timestamp(horizon + 1)),
+            Some(e.message_id)
+        );
+        assert_eq!(
+            keys.get("u", "k", Timestamp(horizon + 500)),
+            None,
+            "expired"
+        );
+        assert_eq!(
+            keys.get("v", "k", Timestamp(horizon + 1)),
+            None,
+            "per sender"
+        );
+
+        // Past the bound, durable entries are dropped, and the store is asked again until they
+        // expire; entries not yet durable stay.
+        for i in 0..RecentKeys::CAP as u64 {
+            keys.insert(
+                "u".into(),
+                format!("k{i}"),
+                entry(2 + i, horizon + 10_000),
+                1,
+            );
+        }
+        assert_eq!(
+            keys.map.len(),
+            RecentKeys::CAP,
+            "only the durable first entry dropped"
+        );
+        assert_eq!(keys.get("u", "k", Timestamp(horizon + 1)), None);
+        assert!(
+            !keys.complete(Timestamp(horizon + 1)),
+            "the dropped key may be in the store"
+        );
+        assert!(keys.complete(Timestamp(horizon + 501)));
+        keys.insert("u".into(), "last".into(), entry(9_999, horizon + 10_000), 1);
+        assert_eq!(
+            keys.map.len(),
+            RecentKeys::CAP + 1,
+            "entries not yet durable are never dropped"
+        );
     }
 }

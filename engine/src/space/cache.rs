@@ -73,7 +73,23 @@ fn footprint(c: &Cached) -> usize {
                 + m.sender.username.len()
                 + m.sender.profile_picture.len()
                 + m.likes.iter().map(|l| 40 + l.user_id.len()).sum::<usize>()
+                + m.actor_id.len()
+                + m.msgtype.len()
+                + json_size(m.body.as_ref())
+                + json_size(m.metadata.as_ref())
+                + m.mentions.iter().map(|u| 24 + u.len()).sum::<usize>()
+                + m.media
+                    .iter()
+                    .map(|x| 160 + x.content_type.len())
+                    .sum::<usize>()
+                + m.gif.as_ref().map_or(0, |g| 64 + g.url.len())
+                + m.redacted_reason.as_ref().map_or(0, String::len)
         })
+}
+
+/// About the heap a JSON object holds: its serialized size, doubled for the map's structure.
+fn json_size(o: Option<&crate::model::JsonObject>) -> usize {
+    o.map_or(0, |o| 2 * serde_json::to_vec(o).map_or(0, |v| v.len()))
 }
 
 /// One space actor's cache, accounted against the shared budget.
@@ -162,6 +178,7 @@ mod tests {
             likes: vec![],
             appreciation_count: 0,
             created_at: Timestamp(0),
+            ..Default::default()
         }
     }
 

@@ -11,11 +11,14 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Appreciation, SendMessage};
+use super::{Appreciation, Redacted, SendMessage, Sent};
 use crate::error::{EngineError, Result};
-use crate::model::{Member, Message, MessageId, UserRef};
+use crate::model::{JsonObject, Member, Message, MessageId, UserRef};
 
 /// A state-changing request to one space. The space id travels beside it.
+// One per request, moved (never copied in bulk) through a mailbox: boxing the send would only
+// add an allocation to the hottest command.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Command {
@@ -23,6 +26,23 @@ pub enum Command {
     Send(SendMessage),
     /// Delete a message (its author, or power ≥ 50); answered with [`Outcome::Done`].
     Delete { message_id: MessageId, by: UserRef },
+    /// Edit a message's text and/or body (its sender, or who sent it on their behalf; within
+    /// the edit window); answered with [`Outcome::Message`], the message after the edit.
+    Edit {
+        message_id: MessageId,
+        by: UserRef,
+        #[serde(default)]
+        content: Option<String>,
+        #[serde(default)]
+        body: Option<JsonObject>,
+    },
+    /// Redact a message (its sender, or power ≥ 50); answered with [`Outcome::Redacted`].
+    Redact {
+        message_id: MessageId,
+        by: UserRef,
+        #[serde(default)]
+        reason: Option<String>,
+    },
     /// Toggle `by`'s appreciation; answered with [`Outcome::Appreciation`].
     ToggleAppreciation { message_id: MessageId, by: UserRef },
     /// Join as an ordinary member; answered with [`Outcome::Member`].
@@ -38,6 +58,8 @@ impl Command {
         match self {
             Command::Send(_) => "send",
             Command::Delete { .. } => "delete",
+            Command::Edit { .. } => "edit",
+            Command::Redact { .. } => "redact",
             Command::ToggleAppreciation { .. } => "toggle_appreciation",
             Command::Join { .. } => "join",
         }
@@ -45,6 +67,8 @@ impl Command {
 }
 
 /// What a successful command answers.
+// One per request, moved once to its caller; most outcomes are messages anyway.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "value", rename_all = "snake_case")]
 pub enum Outcome {
@@ -52,6 +76,10 @@ pub enum Outcome {
     Done,
     Appreciation(Appreciation),
     Member(Member),
+    Redacted(Redacted),
+    /// A send whose idempotency key named an earlier send: that message (as it is now);
+    /// nothing was created.
+    Replayed(Message),
 }
 
 impl Outcome {
@@ -63,7 +91,21 @@ impl Outcome {
 
     pub(crate) fn into_message(self) -> Result<Message> {
         match self {
-            Outcome::Message(m) => Ok(m),
+            Outcome::Message(m) | Outcome::Replayed(m) => Ok(m),
+            other => Err(other.mismatch("message")),
+        }
+    }
+
+    pub(crate) fn into_sent(self) -> Result<Sent> {
+        match self {
+            Outcome::Message(message) => Ok(Sent {
+                message,
+                replayed: false,
+            }),
+            Outcome::Replayed(message) => Ok(Sent {
+                message,
+                replayed: true,
+            }),
             other => Err(other.mismatch("message")),
         }
     }
@@ -72,6 +114,13 @@ impl Outcome {
         match self {
             Outcome::Done => Ok(()),
             other => Err(other.mismatch("done")),
+        }
+    }
+
+    pub(crate) fn into_redacted(self) -> Result<Redacted> {
+        match self {
+            Outcome::Redacted(r) => Ok(r),
+            other => Err(other.mismatch("redacted")),
         }
     }
 
@@ -111,6 +160,7 @@ impl From<&EngineError> for WireError {
             EngineError::AlreadyMember => ("already_member", None, String::new()),
             EngineError::Forbidden(t) => ("forbidden", None, (*t).to_owned()),
             EngineError::Invalid(c, t) => ("invalid", Some(c), t.clone()),
+            EngineError::Conflict(c, t) => ("conflict", Some(c), t.clone()),
             EngineError::Overloaded { .. } => ("overloaded", None, String::new()),
             EngineError::StoreUnavailable(t) => ("store_unavailable", None, t.clone()),
             EngineError::SpaceUnavailable => ("space_unavailable", None, String::new()),
@@ -140,6 +190,10 @@ impl From<WireError> for EngineError {
             "forbidden" => EngineError::Forbidden(intern(&w.text, "Forbidden")),
             "invalid" => EngineError::Invalid(
                 intern(w.code.as_deref().unwrap_or_default(), "invalid_request"),
+                w.text,
+            ),
+            "conflict" => EngineError::Conflict(
+                intern(w.code.as_deref().unwrap_or_default(), "conflict"),
                 w.text,
             ),
             "overloaded" => EngineError::Overloaded { retry_after },
@@ -183,6 +237,7 @@ fn intern_in(seen: &Mutex<HashSet<&'static str>>, s: &str, fallback: &'static st
 }
 
 /// A command's result as it crosses the bus.
+#[allow(clippy::large_enum_variant)] // as `Outcome`
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WireResult {
@@ -225,6 +280,58 @@ mod tests {
         }
     }
 
+    fn object() -> crate::model::JsonObject {
+        let mut o = crate::model::JsonObject::new();
+        o.insert("k".into(), serde_json::json!([1, "two", {"three": null}]));
+        o
+    }
+
+    /// A send with every native field set.
+    fn rich_send() -> SendMessage {
+        SendMessage {
+            message_id: Some(new_id()),
+            sender: user(),
+            content: Some("hi".into()),
+            actor: Some(UserRef {
+                user_id: "admin".into(),
+                ..user()
+            }),
+            msgtype: Some("x.card".into()),
+            body: Some(object()),
+            parent_id: Some(new_id()),
+            quoted_message_id: Some(new_id()),
+            mentions: vec!["u2".into()],
+            metadata: Some(object()),
+            gif: Some(crate::model::Gif {
+                url: "https://g.example/a.gif".into(),
+                width: 1,
+                height: 2,
+                title: Some("t".into()),
+            }),
+            media: vec![crate::model::MediaItem::default()],
+            idempotency_key: Some("key-1".into()),
+            ..Default::default()
+        }
+    }
+
+    /// A send command as a node of the version before the native fields encodes it still
+    /// decodes, with the defaults.
+    #[test]
+    fn an_old_nodes_send_decodes() {
+        let old = r#"{"op":"send","message_id":null,"sender":{"user_id":"u1","username":"Ada","profile_picture":""},"content":"hi","media_url":null,"media_type":null}"#;
+        let Command::Send(s) = serde_json::from_str::<Command>(old).unwrap() else {
+            panic!("a send");
+        };
+        assert_eq!(
+            s,
+            SendMessage {
+                sender: user(),
+                content: Some("hi".into()),
+                ..Default::default()
+            }
+        );
+    }
+
     #[test]
     fn commands_and_outcomes_round_trip_as_json() {
         let cmds = [
@@ -234,6 +341,7 @@ mod tests {
                 content: Some("hi".into()),
                 media_url: None,
                 media_type: None,
+                ..Default::default()
             }),
             Command::Delete {
                 message_id: new_id(),
@@ -247,18 +355,54 @@ mod tests {
                 user: user(),
                 invite_code: Some("x".into()),
             },
+            Command::Send(rich_send()),
+            Command::Edit {
+                message_id: new_id(),
+                by: user(),
+                content: Some("edited".into()),
+                body: Some(object()),
+            },
+            Command::Redact {
+                message_id: new_id(),
+                by: user(),
+                reason: Some("spam".into()),
+            },
         ];
         for c in cmds {
             let json = serde_json::to_vec(&c).unwrap();
             assert_eq!(serde_json::from_slice::<Command>(&json).unwrap(), c);
         }
-        let r: WireResult = Ok(Outcome::Appreciation(Appreciation {
-            appreciated: true,
-            appreciation_count: 3,
-        }))
-        .into();
-        let json = serde_json::to_vec(&r).unwrap();
-        assert_eq!(serde_json::from_slice::<WireResult>(&json).unwrap(), r);
+        let rich = Message {
+            message_id: new_id(),
+            body: Some(object()),
+            redacted: true,
+            redacted_by: Some("u1".into()),
+            ..Default::default()
+        };
+        let outcomes = [
+            Outcome::Appreciation(Appreciation {
+                appreciated: true,
+                appreciation_count: 3,
+            }),
+            Outcome::Message(rich.clone()),
+            Outcome::Replayed(rich.clone()),
+            Outcome::Redacted(Redacted {
+                message: rich,
+                wiped_media: vec![crate::model::MediaItem {
+                    media_id: new_id(),
+                    content_type: "image/png".into(),
+                    size: 1,
+                    sha256: "ab".into(),
+                    thumbnail_id: None,
+                }],
+                wiped_media_url: Some("/api/media/x".into()),
+            }),
+        ];
+        for o in outcomes {
+            let r: WireResult = Ok(o).into();
+            let json = serde_json::to_vec(&r).unwrap();
+            assert_eq!(serde_json::from_slice::<WireResult>(&json).unwrap(), r);
+        }
     }
 
     #[test]
@@ -270,6 +414,7 @@ mod tests {
             EngineError::AlreadyMember,
             EngineError::Forbidden("Only admins and moderators may post in this space"),
             EngineError::Invalid("empty_message", "Message must have text or media".into()),
+            EngineError::Conflict("edit_window_closed", "The edit window has closed".into()),
             EngineError::Overloaded {
                 retry_after: Duration::from_secs(2),
             },

@@ -18,19 +18,55 @@ use serde::{Deserialize, Serialize};
 pub use self::command::{Command, Outcome};
 use crate::directory::{Directory, Pending};
 use crate::error::Result;
-use crate::model::{MediaType, Member, Message, MessageId, SpaceId, UserRef};
+use crate::model::{
+    Gif, JsonObject, MediaItem, MediaType, Member, Message, MessageId, SpaceId, UserRef,
+};
 
-/// A request to post a message. Content is already trimmed and validated by the edge.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// A request to post a message. Content is already trimmed and validated by the edge (which
+/// also calls [`crate::model::validate_rich_fields`]; the actor checks again).
+///
+/// Every field after `media_type` has a serde default, so a command from a node of an older
+/// version still decodes. `SendMessage { sender, content, ..Default::default() }` is a plain text
+/// message.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SendMessage {
     /// The id to give the message; `None` lets the actor pick one. The edge picks it when it
     /// must name the message before it exists (media files record the message that owns them,
     /// so orphans can be found after a crash). Always a fresh UUIDv7, never a client's value.
     pub message_id: Option<MessageId>,
+    /// Who the message is from. When sent on behalf (`actor` set), the user named here must be a
+    /// member; the actor uses the member's stored profile.
     pub sender: UserRef,
     pub content: Option<String>,
     pub media_url: Option<String>,
     pub media_type: Option<MediaType>,
+    /// The caller, when it sends on `sender`'s behalf (needs power ≥ 100).
+    #[serde(default)]
+    pub actor: Option<UserRef>,
+    /// `None` means `text`.
+    #[serde(default)]
+    pub msgtype: Option<String>,
+    #[serde(default)]
+    pub body: Option<JsonObject>,
+    /// A message of this space that is not itself a reply.
+    #[serde(default)]
+    pub parent_id: Option<MessageId>,
+    /// A message of this space.
+    #[serde(default)]
+    pub quoted_message_id: Option<MessageId>,
+    #[serde(default)]
+    pub mentions: Vec<String>,
+    #[serde(default)]
+    pub metadata: Option<JsonObject>,
+    #[serde(default)]
+    pub gif: Option<Gif>,
+    /// Uploaded files, resolved by the edge from their `media_id`s.
+    #[serde(default)]
+    pub media: Vec<MediaItem>,
+    /// The same key from the same sender within [`crate::EngineConfig::idempotency_ttl`] returns
+    /// the original message and creates nothing (≤ 128 bytes; checked by the edge).
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
 }
 
 /// The result of an appreciation toggle.
@@ -41,7 +77,30 @@ pub struct Appreciation {
     pub appreciation_count: u32,
 }
 
+/// The result of a send: the message, and whether it is an earlier send's, answered again for a
+/// repeated idempotency key (nothing was created; the edge answers 200 instead of 201).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sent {
+    pub message: Message,
+    pub replayed: bool,
+}
+
+/// The result of a redaction.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Redacted {
+    /// The message after the redaction (as it was, when it was redacted already).
+    pub message: Message,
+    /// The attachments the redaction removed from the message, whose files the edge deletes
+    /// (empty when it was redacted already).
+    #[serde(default)]
+    pub wiped_media: Vec<MediaItem>,
+    /// The Space7 attachment the redaction removed, if any (its file too is the edge's to delete).
+    #[serde(default)]
+    pub wiped_media_url: Option<String>,
+}
+
 /// Everything a space actor handles.
+#[allow(clippy::large_enum_variant)] // as `Command`: one per request, moved once
 pub(crate) enum SpaceMsg {
     /// A command from a caller on this node or forwarded from another one.
     Command(Command, RpcReplyPort<Result<Outcome>>),
@@ -84,6 +143,32 @@ impl SpaceHandle {
         self.execute(Command::Send(cmd)).await?.into_message()
     }
 
+    /// Posts a message like [`SpaceHandle::send`], and says whether its idempotency key named an
+    /// earlier send (`replayed`: that message, as it is now, and nothing created). The same key
+    /// from the same sender within [`crate::EngineConfig::idempotency_ttl`] answers so whatever
+    /// the rest of the command says, on any node and after restarts; a duplicate that arrives
+    /// before the original is durable is answered once it is.
+    ///
+    /// # Errors
+    /// Those of [`SpaceHandle::send`]; `Conflict("idempotency_key_reused")` when the key's
+    /// message was deleted since (nothing is created); `Invalid("invalid_idempotency_key")` for
+    /// an empty key or one over [`crate::model::MAX_IDEMPOTENCY_KEY_BYTES`].
+    pub async fn post(&self, cmd: SendMessage) -> Result<Sent> {
+        self.execute(Command::Send(cmd)).await?.into_sent()
+    }
+
+    /// [`SpaceHandle::submit_send`], answering like [`SpaceHandle::post`].
+    ///
+    /// # Errors
+    /// Those of [`SpaceHandle::submit_send`].
+    pub async fn submit_post(&self, cmd: SendMessage) -> Result<Pending<Sent>> {
+        Ok(self
+            .directory
+            .submit(self.space_id, Command::Send(cmd))
+            .await?
+            .map(Outcome::into_sent))
+    }
+
     /// Puts a send in the space actor's mailbox (or on its way to the owner node) and returns at
     /// once with its pending outcome. Sends submitted one after another by one task are
     /// sequenced in that order, even when the caller awaits their outcomes concurrently: the
@@ -109,6 +194,55 @@ impl SpaceHandle {
         self.execute(Command::Delete { message_id, by })
             .await?
             .into_done()
+    }
+
+    /// Edits a message: replaces its text (`content`, already trimmed by the edge) and/or its
+    /// `body`; what is not given is kept. The previous version is kept in the message's history
+    /// (`SpaceReader::message_history`). Returns the message after the edit, once durable.
+    ///
+    /// # Errors
+    /// `MessageNotFound`; `Forbidden` unless `by` sent it (or sent it on the sender's behalf);
+    /// `Conflict("edit_window_closed")` after [`crate::EngineConfig::edit_window`];
+    /// `Conflict("message_redacted")`; `Invalid("empty_message")` when neither is given,
+    /// `Invalid("payload_too_large")` for a body over its limit; and the transient errors.
+    pub async fn edit(
+        &self,
+        message_id: MessageId,
+        by: UserRef,
+        content: Option<String>,
+        body: Option<JsonObject>,
+    ) -> Result<Message> {
+        self.execute(Command::Edit {
+            message_id,
+            by,
+            content,
+            body,
+        })
+        .await?
+        .into_message()
+    }
+
+    /// Redacts a message: wipes its content, body, media, metadata, GIF and mentions, keeps its
+    /// id, seq, sender, times, thread links and reactions, and removes its edit history. Only
+    /// its sender or a member with power ≥ 50. Redacting a redacted message changes nothing and
+    /// answers it as it is (no event). Returns once durable.
+    ///
+    /// # Errors
+    /// `MessageNotFound`, `Forbidden`, `Invalid("invalid_reason")` (a reason over
+    /// [`crate::model::MAX_REASON_BYTES`]), and the transient errors.
+    pub async fn redact(
+        &self,
+        message_id: MessageId,
+        by: UserRef,
+        reason: Option<String>,
+    ) -> Result<Redacted> {
+        self.execute(Command::Redact {
+            message_id,
+            by,
+            reason,
+        })
+        .await?
+        .into_redacted()
     }
 
     /// Toggles `by`'s appreciation of a message.

@@ -14,6 +14,10 @@
 //! the same way, so the rebuilt actor's `claim` finishes it. A `Fenced` commit means another
 //! writer claimed the space: its callers and every later command hear `Fenced`.
 //!
+//! A command that changed nothing still goes through here, with an empty batch: it is answered
+//! once every command sequenced before it is durable (so nobody is shown a state that could still
+//! be lost), without a store call of its own.
+//!
 //! The writer holds the space's local lease until it exits, so a replacement actor cannot load
 //! the space before everything this writer accepted is settled.
 
@@ -89,6 +93,12 @@ pub(crate) async fn run(ctx: WriterCtx, mut rx: mpsc::UnboundedReceiver<Sequence
         if let Some(e) = &poisoned {
             for it in items.drain(..) {
                 it.reply.fail(e);
+            }
+        } else if items.iter().all(|it| it.batch.is_empty()) {
+            // Commands that changed nothing (a replayed send, a repeated redaction): everything
+            // sequenced before them is durable now, which is all they waited for.
+            for it in items.drain(..) {
+                it.reply.ok();
             }
         } else {
             let mut replies = Vec::with_capacity(n);

@@ -23,6 +23,14 @@
 //! | `messages_by_space` | space_id · seq u64 | `Message` JSON |
 //! | `message_by_id` | message_id | space_id · seq u64 |
 //! | `messages_by_appreciation` | space_id · count u32 · seq u64 | message_id |
+//! | `message_history` | space_id · message_id · seq u64 (of the edit) | `MessageVersion` JSON |
+//! | `idempotency_keys` | space_id · len(sender) u16 · sender · key | message_id · expires_at ms u64 |
+//! | `idempotency_expiry` | space_id · expires_at ms u64 · len(sender) u16 · sender · key | empty |
+//!
+//! An idempotency key past its expiry reads as absent. Expired keys are purged by the commits of
+//! their space that write keys: each removes at most `2k + 16` expired ones (k: the keys it
+//! writes), oldest first, through the expiry index, so purging costs O(1) per key written and
+//! no scan.
 //! | `meta` | `health_probe` | time of the last readiness probe write |
 //!
 //! # Fencing
@@ -52,10 +60,14 @@ use spacecast_observability::{LogLimiter, Metrics};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use super::{Claimed, CommitBatch, Direction, MessageOrder, MessageWrite, SpaceSnapshot, Store};
+use super::{
+    Claimed, CommitBatch, Direction, HistoryWrite, MessageOrder, MessageWrite, SpaceSnapshot, Store,
+};
 use crate::error::{EngineError, Result};
 use crate::event::SpaceEvent;
-use crate::model::{Member, Message, MessageId, Seq, Space, SpaceCounters, SpaceId, SpaceView};
+use crate::model::{
+    Member, Message, MessageId, MessageVersion, Seq, Space, SpaceCounters, SpaceId, SpaceView,
+};
 
 /// Keyspace names, in one place.
 mod tables {
@@ -67,6 +79,9 @@ mod tables {
     pub const MESSAGES_BY_SPACE: &str = "messages_by_space";
     pub const MESSAGE_BY_ID: &str = "message_by_id";
     pub const MESSAGES_BY_APPRECIATION: &str = "messages_by_appreciation";
+    pub const MESSAGE_HISTORY: &str = "message_history";
+    pub const IDEMPOTENCY_KEYS: &str = "idempotency_keys";
+    pub const IDEMPOTENCY_EXPIRY: &str = "idempotency_expiry";
     pub const META: &str = "meta";
 }
 
@@ -81,6 +96,9 @@ struct Tables {
     messages_by_space: Keyspace,
     message_by_id: Keyspace,
     messages_by_appreciation: Keyspace,
+    message_history: Keyspace,
+    idempotency_keys: Keyspace,
+    idempotency_expiry: Keyspace,
     meta: Keyspace,
 }
 
@@ -96,6 +114,9 @@ enum Table {
     MessagesBySpace,
     MessageById,
     MessagesByAppreciation,
+    MessageHistory,
+    IdempotencyKeys,
+    IdempotencyExpiry,
     Meta,
 }
 
@@ -110,6 +131,9 @@ impl Tables {
             Table::MessagesBySpace => &self.messages_by_space,
             Table::MessageById => &self.message_by_id,
             Table::MessagesByAppreciation => &self.messages_by_appreciation,
+            Table::MessageHistory => &self.message_history,
+            Table::IdempotencyKeys => &self.idempotency_keys,
+            Table::IdempotencyExpiry => &self.idempotency_expiry,
             Table::Meta => &self.meta,
         }
     }
@@ -143,6 +167,9 @@ impl Open {
             messages_by_space: ks(tables::MESSAGES_BY_SPACE)?,
             message_by_id: ks(tables::MESSAGE_BY_ID)?,
             messages_by_appreciation: ks(tables::MESSAGES_BY_APPRECIATION)?,
+            message_history: ks(tables::MESSAGE_HISTORY)?,
+            idempotency_keys: ks(tables::IDEMPOTENCY_KEYS)?,
+            idempotency_expiry: ks(tables::IDEMPOTENCY_EXPIRY)?,
             meta: ks(tables::META)?,
         };
         Ok(Open { db, t })
@@ -306,6 +333,56 @@ fn key_user_space(user_id: &str, space: SpaceId) -> Vec<u8> {
     k
 }
 
+fn key_history_prefix(space: SpaceId, message_id: MessageId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(40);
+    k.extend_from_slice(space.as_bytes());
+    k.extend_from_slice(message_id.as_bytes());
+    k
+}
+
+fn key_history(space: SpaceId, message_id: MessageId, seq: Seq) -> Vec<u8> {
+    let mut k = key_history_prefix(space, message_id);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// `len(sender) u16 · sender · key`: the part of an idempotency key's row key after the space.
+fn idem_suffix(sender_id: &str, key: &str) -> Vec<u8> {
+    let mut k = user_prefix(sender_id);
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+fn key_idem(space: SpaceId, suffix: &[u8]) -> Vec<u8> {
+    let mut k = space.as_bytes().to_vec();
+    k.extend_from_slice(suffix);
+    k
+}
+
+fn key_idem_expiry(space: SpaceId, expires_ms: u64, suffix: &[u8]) -> Vec<u8> {
+    let mut k = space.as_bytes().to_vec();
+    k.extend_from_slice(&expires_ms.to_be_bytes());
+    k.extend_from_slice(suffix);
+    k
+}
+
+/// An idempotency key row's value: the message id and the expiry (ms since the epoch).
+fn idem_value(message_id: MessageId, expires_ms: u64) -> Vec<u8> {
+    let mut v = message_id.as_bytes().to_vec();
+    v.extend_from_slice(&expires_ms.to_be_bytes());
+    v
+}
+
+fn parse_idem_value(v: &[u8]) -> Option<(MessageId, u64)> {
+    let id = Uuid::from_slice(v.get(..16)?).ok()?;
+    let exp = u64::from_be_bytes(v.get(16..24)?.try_into().ok()?);
+    Some((id, exp))
+}
+
+fn ms(t: crate::model::Timestamp) -> u64 {
+    t.0.max(0) as u64
+}
+
 fn key_appreciation(space: SpaceId, count: u32, seq: Seq) -> Vec<u8> {
     let mut k = Vec::with_capacity(28);
     k.extend_from_slice(space.as_bytes());
@@ -381,6 +458,55 @@ impl EmbeddedStore {
             *self.last_probe.lock().unwrap_or_else(|p| p.into_inner()) = None;
         }
         result
+    }
+
+    /// The deletes that purge up to `2k + 16` expired idempotency keys of the batch's space (k:
+    /// the keys the batch writes), oldest first. A key row is deleted only if it still holds the
+    /// expiry its index entry names (a key reused since has a new row and a new entry), and
+    /// never when the batch writes it again. Only this space's writer writes its keys, so
+    /// nothing changes them between this read and the write.
+    async fn purge_expired_keys(&self, b: &CommitBatch) -> Result<Vec<Op>> {
+        let sid = b.space_id;
+        let limit = 2 * b.keys.len() + 16;
+        let now = ms(crate::model::Timestamp::now());
+        let written: std::collections::HashSet<Vec<u8>> = b
+            .keys
+            .iter()
+            .map(|k| idem_suffix(&k.sender_id, &k.key))
+            .collect();
+        self.read(move |t| {
+            let mut ops = Vec::new();
+            for kv in t.idempotency_expiry.prefix(sid.as_bytes()).take(limit) {
+                let key = kv.key().map_err(io_err)?;
+                let Some(exp) = key
+                    .get(16..24)
+                    .and_then(|e| e.try_into().ok())
+                    .map(u64::from_be_bytes)
+                else {
+                    continue;
+                };
+                if exp > now {
+                    break;
+                }
+                let suffix = key.get(24..).unwrap_or_default().to_vec();
+                ops.push(Op::Del(Table::IdempotencyExpiry, key.to_vec()));
+                if written.contains(&suffix) {
+                    continue;
+                }
+                let row = key_idem(sid, &suffix);
+                let current = t.idempotency_keys.get(&row).map_err(io_err)?;
+                if current
+                    .as_deref()
+                    .and_then(parse_idem_value)
+                    .map(|(_, e)| e)
+                    == Some(exp)
+                {
+                    ops.push(Op::Del(Table::IdempotencyKeys, row));
+                }
+            }
+            Ok(ops)
+        })
+        .await
     }
 
     /// Runs a read on the blocking pool: fjall reads may touch disk.
@@ -850,6 +976,62 @@ impl Store for EmbeddedStore {
                 }
             }
         }
+        // Clearing a message's history deletes its rows one by one: they are read here, before
+        // the write. Only this space's writer (one at a time, fenced) writes them, so nothing can
+        // add a row between this read and the write. A batch's own adds of a cleared message
+        // were dropped when it was cleared (`CommitBatch::push_history`).
+        let cleared: Vec<MessageId> = b
+            .history
+            .iter()
+            .filter_map(|h| match h {
+                HistoryWrite::Clear { message_id } => Some(*message_id),
+                HistoryWrite::Add { .. } => None,
+            })
+            .collect();
+        if !cleared.is_empty() {
+            let keys = self
+                .read(move |t| {
+                    let mut keys = Vec::new();
+                    for id in cleared {
+                        for kv in t.message_history.prefix(key_history_prefix(sid, id)) {
+                            keys.push(kv.key().map_err(io_err)?.to_vec());
+                        }
+                    }
+                    Ok(keys)
+                })
+                .await?;
+            ops.extend(keys.into_iter().map(|k| Op::Del(Table::MessageHistory, k)));
+        }
+        for h in &b.history {
+            if let HistoryWrite::Add {
+                message_id,
+                version,
+            } = h
+            {
+                ops.push(Op::Put(
+                    Table::MessageHistory,
+                    key_history(sid, *message_id, version.seq),
+                    enc(version),
+                ));
+            }
+        }
+        if !b.keys.is_empty() {
+            ops.extend(self.purge_expired_keys(b).await?);
+            for k in &b.keys {
+                let suffix = idem_suffix(&k.sender_id, &k.key);
+                let exp = ms(k.expires_at);
+                ops.push(Op::Put(
+                    Table::IdempotencyKeys,
+                    key_idem(sid, &suffix),
+                    idem_value(k.message_id, exp),
+                ));
+                ops.push(Op::Put(
+                    Table::IdempotencyExpiry,
+                    key_idem_expiry(sid, exp, &suffix),
+                    vec![],
+                ));
+            }
+        }
         for m in &b.members {
             ops.push(Op::Put(
                 Table::MembersBySpace,
@@ -1010,6 +1192,44 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn message_history(
+        &self,
+        space_id: SpaceId,
+        message_id: MessageId,
+    ) -> Result<Vec<MessageVersion>> {
+        self.read(move |t| {
+            let mut out = Vec::new();
+            for kv in t
+                .message_history
+                .prefix(key_history_prefix(space_id, message_id))
+                .rev()
+            {
+                let (_, v) = kv.into_inner().map_err(io_err)?;
+                out.push(dec::<MessageVersion>(&v)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn idempotent_send(
+        &self,
+        space_id: SpaceId,
+        sender_id: &str,
+        key: &str,
+    ) -> Result<Option<MessageId>> {
+        let row = key_idem(space_id, &idem_suffix(sender_id, key));
+        let now = ms(crate::model::Timestamp::now());
+        self.read(move |t| {
+            let v = t.idempotency_keys.get(&row).map_err(io_err)?;
+            Ok(v.as_deref()
+                .and_then(parse_idem_value)
+                .filter(|(_, exp)| *exp > now)
+                .map(|(id, _)| id))
+        })
+        .await
+    }
+
     /// Unready for a few seconds after any failed commit; otherwise a real, tiny durable write (at
     /// most one per [`PROBE_EVERY`], then answered from the last result): it proves the writer
     /// thread, the journal and the disk, so `/readyz` reports a store that cannot write (full
@@ -1041,5 +1261,177 @@ impl Store for EmbeddedStore {
             .await
             .map_err(|e| EngineError::Internal(e.to_string()))?
             .map_err(io_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Timestamp, UserRef};
+
+    /// Records written before the native message fields existed: a message value and its
+    /// `message_created` event exactly as that code wrote them, read back through every path.
+    #[tokio::test]
+    async fn records_written_before_the_native_fields_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path(), Metrics::new()).unwrap();
+        let old: serde_json::Value =
+            serde_json::from_str(crate::model::tests::OLD_MESSAGE_JSON).unwrap();
+        let space_id: SpaceId = old["space_id"].as_str().unwrap().parse().unwrap();
+        let message_id: MessageId = old["message_id"].as_str().unwrap().parse().unwrap();
+        let space = Space {
+            space_id,
+            title: "old".into(),
+            description: String::new(),
+            visibility: crate::model::Visibility::Public,
+            creator: UserRef::default(),
+            tags: vec![],
+            posting_permission: crate::model::PostingPermission::Everyone,
+            created_at: Timestamp(0),
+        };
+        let creator = Member {
+            user: UserRef {
+                user_id: "u1".into(),
+                ..UserRef::default()
+            },
+            power_level: 100,
+            joined_at: Timestamp(0),
+        };
+        store.create_space(&space, &creator).await.unwrap();
+        let event = format!(
+            r#"{{"space_id":"{space_id}","seq":7,"at":"2026-11-22T02:04:18.123Z","event":"message_created","data":{}}}"#,
+            crate::model::tests::OLD_MESSAGE_JSON
+        );
+        let head = HeadRecord {
+            counters: SpaceCounters {
+                head_seq: 7,
+                message_count: 1,
+                member_count: 1,
+            },
+            epoch: 0,
+        };
+        store
+            .write(vec![
+                Op::Put(
+                    Table::MessagesBySpace,
+                    key_seq(space_id, 7),
+                    crate::model::tests::OLD_MESSAGE_JSON.as_bytes().to_vec(),
+                ),
+                Op::Put(
+                    Table::MessageById,
+                    message_id.as_bytes().to_vec(),
+                    key_seq(space_id, 7),
+                ),
+                Op::Put(
+                    Table::EventsBySpace,
+                    key_seq(space_id, 7),
+                    event.into_bytes(),
+                ),
+                Op::Put(
+                    Table::SpaceCounters,
+                    space_id.as_bytes().to_vec(),
+                    enc(&head),
+                ),
+            ])
+            .await
+            .unwrap();
+        let m = store
+            .get_message(space_id, message_id)
+            .await
+            .unwrap()
+            .expect("the old message");
+        assert_eq!(m.content.as_deref(), Some("hello old world"));
+        assert_eq!((m.actor_id.as_str(), m.msgtype.as_str()), ("u1", "text"));
+        assert_eq!(m.reaction_counts.get("appreciate"), Some(&1));
+        let page = store
+            .page_messages(space_id, MessageOrder::Recent, 0, 10)
+            .await
+            .unwrap();
+        assert_eq!(page, vec![m.clone()]);
+        let events = store.read_events(space_id, 0, 10).await.unwrap();
+        match &events[..] {
+            [ev] => assert_eq!(ev.kind, crate::event::EventKind::MessageCreated(m)),
+            other => panic!("one event expected, got {other:?}"),
+        }
+    }
+    /// Expired idempotency keys read as absent at once and are purged by the space's next keyed
+    /// commits, through the expiry index (no scan); a key reused after it expired keeps its new
+    /// row when its old index entry is purged.
+    #[tokio::test]
+    async fn expired_idempotency_keys_read_absent_and_are_purged() {
+        use crate::store::KeyWrite;
+        use crate::testkit::{SpaceModel, create, user};
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path(), Metrics::new()).unwrap();
+        let alice = user("alice");
+        let (space, creator) = create(&*store, &alice).await;
+        let sid = space.space_id;
+        let mut model = SpaceModel::new(&space, &creator, 0);
+        let past = Timestamp(Timestamp::now().0 - 1);
+        let mut b = model.batch();
+        for i in 0..20 {
+            let m = model.send(&mut b, &alice, &format!("m{i}"));
+            b.keys.push(KeyWrite {
+                sender_id: alice.user_id.clone(),
+                key: format!("old-{i}"),
+                message_id: m.message_id,
+                expires_at: past,
+            });
+        }
+        let b = model.finish(b);
+        store.commit(&b).await.unwrap();
+        let count = |table: Table| {
+            let open = store.shared.current().unwrap();
+            open.t.get(table).prefix(sid.as_bytes()).count()
+        };
+        assert_eq!(count(Table::IdempotencyKeys), 20);
+        assert_eq!(
+            store
+                .idempotent_send(sid, &alice.user_id, "old-3")
+                .await
+                .unwrap(),
+            None,
+            "expired: absent"
+        );
+        // One keyed commit reusing an expired key purges up to 2k + 16 = 18 of them.
+        let mut b = model.batch();
+        let reused = model.send(&mut b, &alice, "reused");
+        let future = Timestamp(Timestamp::now().0 + 300_000);
+        b.keys.push(KeyWrite {
+            sender_id: alice.user_id.clone(),
+            key: "old-0".into(),
+            message_id: reused.message_id,
+            expires_at: future,
+        });
+        let b = model.finish(b);
+        store.commit(&b).await.unwrap();
+        assert_eq!(
+            store
+                .idempotent_send(sid, &alice.user_id, "old-0")
+                .await
+                .unwrap(),
+            Some(reused.message_id)
+        );
+        assert_eq!(count(Table::IdempotencyExpiry), 20 - 18 + 1);
+        // The next keyed commit purges the rest; the reused key keeps its new row.
+        let mut b = model.batch();
+        let m = model.send(&mut b, &alice, "another");
+        b.keys.push(KeyWrite {
+            sender_id: alice.user_id.clone(),
+            key: "fresh".into(),
+            message_id: m.message_id,
+            expires_at: future,
+        });
+        let b = model.finish(b);
+        store.commit(&b).await.unwrap();
+        assert_eq!(count(Table::IdempotencyKeys), 2, "old-0 (reused) and fresh");
+        assert_eq!(count(Table::IdempotencyExpiry), 2);
+        assert_eq!(
+            store
+                .idempotent_send(sid, &alice.user_id, "old-0")
+                .await
+                .unwrap(),
+            Some(reused.message_id)
+        );
     }
 }

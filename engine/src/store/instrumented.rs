@@ -13,7 +13,7 @@ use tracing::Instrument;
 use super::{Claimed, CommitBatch, Direction, MessageOrder, SpaceSnapshot, Store};
 use crate::error::Result;
 use crate::event::SpaceEvent;
-use crate::model::{Member, Message, MessageId, Seq, Space, SpaceId, SpaceView};
+use crate::model::{Member, Message, MessageId, MessageVersion, Seq, Space, SpaceId, SpaceView};
 
 /// Wraps a backend; see the module doc.
 pub struct Instrumented {
@@ -122,6 +122,29 @@ impl Store for Instrumented {
     ) -> Result<Option<Message>> {
         self.timed("get_message", self.inner.get_message(space_id, message_id))
             .await
+    }
+    async fn message_history(
+        &self,
+        space_id: SpaceId,
+        message_id: MessageId,
+    ) -> Result<Vec<MessageVersion>> {
+        self.timed(
+            "message_history",
+            self.inner.message_history(space_id, message_id),
+        )
+        .await
+    }
+    async fn idempotent_send(
+        &self,
+        space_id: SpaceId,
+        sender_id: &str,
+        key: &str,
+    ) -> Result<Option<MessageId>> {
+        self.timed(
+            "idempotent_send",
+            self.inner.idempotent_send(space_id, sender_id, key),
+        )
+        .await
     }
     async fn ping(&self) -> Result<()> {
         self.timed("ping", self.inner.ping()).await

@@ -19,7 +19,7 @@
 //!   a space that was never claimed accepts commits at epoch 0 (tests and tools that write a
 //!   space directly), and none once it is claimed.
 //! - [`Store::commit`] is atomic as observed and durable: when it returns `Ok`, every event,
-//!   message write, member and counter in the batch survives a crash of the process or machine,
+//!   message write, member, edit-history write, idempotency key and counter in the batch survives a crash of the process or machine,
 //!   and every read sees all of it. When it returns an error, the caller must assume nothing or
 //!   everything was written (a retried batch must be idempotent; it is, every key derives from
 //!   the space id and the events' seqs), except:
@@ -47,7 +47,10 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 use crate::event::SpaceEvent;
-use crate::model::{Member, Message, MessageId, Seq, Space, SpaceCounters, SpaceId, SpaceView};
+use crate::model::{
+    Member, Message, MessageId, MessageVersion, Seq, Space, SpaceCounters, SpaceId, SpaceView,
+    Timestamp,
+};
 
 /// Orders of [`Store::page_messages`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,9 +77,11 @@ pub enum Direction {
 pub enum MessageWrite {
     /// Insert or replace a message. `previous_appreciation` is the count the store last saw for
     /// it (`None` for a new message), so order-by-appreciation indexes can move the entry.
-    /// For an existing message only its likes and appreciation count may differ from the stored
-    /// row (nothing else of a message changes after it is created), and a backend may write
-    /// only those.
+    /// For an existing message, what differs from the stored row is told by the batch's events
+    /// about it, and a backend may write only that: likes and the appreciation count
+    /// (`reaction_changed`), the content fields, `edited_at` and the redaction fields
+    /// (`message_edited`, `message_redacted`), the reply count (`message_created` or
+    /// `message_deleted` of a reply to it).
     Put {
         message: Message,
         previous_appreciation: Option<u32>,
@@ -87,6 +92,38 @@ pub enum MessageWrite {
         seq: Seq,
         appreciation_count: u32,
     },
+}
+
+/// A change to a message's edit history ([`Store::message_history`]), computed by the space actor.
+#[derive(Clone, Debug, PartialEq)]
+pub enum HistoryWrite {
+    /// An edit replaced `version` (keyed by the edit's seq, `version.seq`).
+    Add {
+        message_id: MessageId,
+        version: MessageVersion,
+    },
+    /// Every earlier version of the message is gone (a redaction wiped them, or a delete).
+    Clear { message_id: MessageId },
+}
+
+impl HistoryWrite {
+    fn message_id(&self) -> MessageId {
+        match self {
+            HistoryWrite::Add { message_id, .. } | HistoryWrite::Clear { message_id } => {
+                *message_id
+            }
+        }
+    }
+}
+
+/// An idempotency key of a send, written in the same commit as the message it names.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KeyWrite {
+    pub sender_id: String,
+    pub key: String,
+    pub message_id: MessageId,
+    /// After this the key is absent ([`Store::idempotent_send`] answers `None`).
+    pub expires_at: Timestamp,
 }
 
 /// Everything one group commit of one space writes, atomically.
@@ -101,6 +138,10 @@ pub struct CommitBatch {
     pub messages: Vec<MessageWrite>,
     /// Members added or changed.
     pub members: Vec<Member>,
+    /// Edit history added or cleared, in order (see [`CommitBatch::push_history`]).
+    pub history: Vec<HistoryWrite>,
+    /// Idempotency keys of the sends in the batch.
+    pub keys: Vec<KeyWrite>,
     /// The space's counters after the batch.
     pub counters: SpaceCounters,
 }
@@ -200,6 +241,25 @@ pub trait Store: Send + Sync + 'static {
         message_id: MessageId,
     ) -> Result<Option<Message>>;
 
+    /// The earlier versions of an edited message, newest first (empty for a message never
+    /// edited, a redacted one, or an unknown one). Only what committed batches wrote.
+    async fn message_history(
+        &self,
+        space_id: SpaceId,
+        message_id: MessageId,
+    ) -> Result<Vec<MessageVersion>>;
+
+    /// The message a send of `sender_id` with idempotency `key` created in this space, if that
+    /// key was committed and has not expired ([`KeyWrite::expires_at`]; a backend whose expiry
+    /// has whole-second precision, such as CQL's TTL, may answer with it for up to a second
+    /// more). Only what committed batches wrote.
+    async fn idempotent_send(
+        &self,
+        space_id: SpaceId,
+        sender_id: &str,
+        key: &str,
+    ) -> Result<Option<MessageId>>;
+
     /// Cheap reachability check for `/readyz`.
     async fn ping(&self) -> Result<()>;
 
@@ -289,6 +349,28 @@ impl CommitBatch {
         }
     }
 
+    /// Whether the batch writes nothing (its counters aside: they only change with writes).
+    /// The writer answers a batch of only such items without calling the store: they are
+    /// commands that changed nothing and wait only for the commits before them.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+            && self.messages.is_empty()
+            && self.members.is_empty()
+            && self.history.is_empty()
+            && self.keys.is_empty()
+    }
+
+    /// Adds a history write. A `Clear` drops the adds of the same message earlier in this batch
+    /// (and is kept, for what earlier batches wrote), so the batch's writes never depend on
+    /// their order within it.
+    pub fn push_history(&mut self, h: HistoryWrite) {
+        if let HistoryWrite::Clear { message_id } = &h {
+            let id = *message_id;
+            self.history.retain(|e| e.message_id() != id);
+        }
+        self.history.push(h);
+    }
+
     /// Appends everything of `other` (a later batch of the same space, from the same writer) to
     /// this one; the result carries `other`'s counters and epoch.
     pub fn absorb(&mut self, other: CommitBatch) {
@@ -300,6 +382,10 @@ impl CommitBatch {
         for m in other.members {
             self.push_member(m);
         }
+        for h in other.history {
+            self.push_history(h);
+        }
+        self.keys.extend(other.keys);
         self.counters = other.counters;
     }
 }
@@ -307,7 +393,7 @@ impl CommitBatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Timestamp, UserRef};
+    use crate::model::UserRef;
 
     fn msg(count: u32) -> Message {
         Message {
@@ -328,6 +414,7 @@ mod tests {
             likes: vec![],
             appreciation_count: count,
             created_at: Timestamp(0),
+            ..Default::default()
         }
     }
 

@@ -21,7 +21,11 @@
 //!    <batch epoch> AND commit_no = n - 1`. Applied: the commit is durable and its events are
 //!    visible. Not applied because the epoch moved: `Fenced`.
 //! 3. **Existing rows**: message deletes, like and count changes of older messages, every
-//!    appreciation-index write, member upserts — exactly what `pending` describes. If this phase
+//!    appreciation-index write, member upserts, reply counts, the content columns an edit or a
+//!    redaction rewrites, edit-history rows (added, or a message's partition deleted), and the
+//!    batch's idempotency keys (`USING TTL`) — exactly what `pending` describes. Edit history and
+//!    keys are new rows, but they live outside the seq-addressed tables the claim's tombstones
+//!    cover, so they are written only once the head has moved. If this phase
 //!    fails the commit is durable but `Unsettled`: the writer acknowledges it and reloads the
 //!    space; the reload's `claim` applies `pending` again (so does the next commit of the same
 //!    writer through this store, before its own phase 2).
@@ -85,13 +89,14 @@ use self::schema::{
     BUCKET_SEQS, CURRENT_VERSION, MIGRATIONS, bucket, keyspace_ddl, valid_keyspace,
 };
 use super::{
-    Claimed, CommitBatch, Direction, FailPoint, MessageOrder, MessageWrite, SpaceSnapshot, Store,
+    Claimed, CommitBatch, Direction, FailPoint, HistoryWrite, MessageOrder, MessageWrite,
+    SpaceSnapshot, Store,
 };
 use crate::error::{EngineError, Result};
 use crate::event::{EventKind, SpaceEvent};
 use crate::model::{
-    Like, MediaType, Member, Message, MessageId, PostingPermission, Seq, Space, SpaceCounters,
-    SpaceId, SpaceView, Timestamp, UserRef, Visibility,
+    Like, MSGTYPE_TEXT, MediaType, Member, Message, MessageId, MessageVersion, PostingPermission,
+    Seq, Space, SpaceCounters, SpaceId, SpaceView, Timestamp, UserRef, Visibility,
 };
 
 /// How to reach the cluster.
@@ -214,10 +219,14 @@ pub async fn migrate(cfg: &CqlConfig) -> Result<i32> {
     let current = applied_version(&session, ks).await?;
     for m in MIGRATIONS.iter().filter(|m| m.version > current) {
         for stmt in m.statements {
-            session
-                .query_unpaged(stmt.replace("{ks}", ks), ())
-                .await
-                .map_err(|e| unavailable(format!("migration {}: {e}", m.version)))?;
+            match session.query_unpaged(stmt.replace("{ks}", ks), ()).await {
+                Ok(_) => {}
+                // Added by an earlier or concurrent run: done.
+                Err(e)
+                    if schema::is_add_column(stmt)
+                        && schema::column_exists_error(&e.to_string()) => {}
+                Err(e) => return Err(unavailable(format!("migration {}: {e}", m.version))),
+            }
         }
         let record = format!(
             "INSERT INTO {ks}.{} (version, description, applied_at) VALUES (?, ?, ?)",
@@ -272,6 +281,13 @@ struct Statements {
     insert_event: PreparedStatement,
     select_events: PreparedStatement,
     upsert_message: PreparedStatement,
+    set_reply_count: PreparedStatement,
+    insert_key: PreparedStatement,
+    select_key: PreparedStatement,
+    set_revision: PreparedStatement,
+    insert_history: PreparedStatement,
+    delete_history: PreparedStatement,
+    select_history: PreparedStatement,
     set_appreciation: PreparedStatement,
     set_like: PreparedStatement,
     delete_like: PreparedStatement,
@@ -329,7 +345,14 @@ impl Statements {
             select_spaces_of_user: p(format!("SELECT space_id FROM {ks}.spaces_by_user WHERE user_id = ?")).await?,
             insert_event: p(format!("INSERT INTO {ks}.events_by_space (space_id, bucket, seq, event) VALUES (?, ?, ?, ?)")).await?,
             select_events: p(format!("SELECT event FROM {ks}.events_by_space WHERE space_id = ? AND bucket = ? AND seq > ? AND seq <= ? LIMIT ?")).await?,
-            upsert_message: p(format!("INSERT INTO {ks}.messages_by_space (space_id, bucket, seq, message_id, sender_id, sender_username, sender_picture, content, media_url, media_type, word_count, appreciation_count, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")).await?,
+            upsert_message: p(format!("INSERT INTO {ks}.messages_by_space (space_id, bucket, seq, message_id, sender_id, sender_username, sender_picture, content, media_url, media_type, word_count, appreciation_count, created_at, actor_id, msgtype, body, parent_id, quoted_message_id, mentions, metadata, gif, media, reply_count, edited_at, redacted, redacted_by, redacted_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")).await?,
+            set_revision: p(format!("UPDATE {ks}.messages_by_space SET content = ?, media_url = ?, media_type = ?, body = ?, metadata = ?, gif = ?, media = ?, mentions = ?, word_count = ?, edited_at = ?, redacted = ?, redacted_by = ?, redacted_reason = ? WHERE space_id = ? AND bucket = ? AND seq = ?")).await?,
+            insert_history: p(format!("INSERT INTO {ks}.message_history_by_message (space_id, message_id, version, content, body, valid_from, replaced_at) VALUES (?, ?, ?, ?, ?, ?, ?)")).await?,
+            delete_history: p(format!("DELETE FROM {ks}.message_history_by_message WHERE space_id = ? AND message_id = ?")).await?,
+            select_history: p(format!("SELECT version, content, body, valid_from, replaced_at FROM {ks}.message_history_by_message WHERE space_id = ? AND message_id = ?")).await?,
+            insert_key: p(format!("INSERT INTO {ks}.idempotency_keys_by_sender (space_id, sender_id, idempotency_key, message_id) VALUES (?, ?, ?, ?) USING TTL ?")).await?,
+            select_key: p(format!("SELECT message_id FROM {ks}.idempotency_keys_by_sender WHERE space_id = ? AND sender_id = ? AND idempotency_key = ?")).await?,
+            set_reply_count: p(format!("UPDATE {ks}.messages_by_space SET reply_count = ? WHERE space_id = ? AND bucket = ? AND seq = ?")).await?,
             set_appreciation: p(format!("UPDATE {ks}.messages_by_space SET appreciation_count = ? WHERE space_id = ? AND bucket = ? AND seq = ?")).await?,
             set_like: p(format!("UPDATE {ks}.messages_by_space SET likes[?] = ? WHERE space_id = ? AND bucket = ? AND seq = ?")).await?,
             delete_like: p(format!("DELETE likes[?] FROM {ks}.messages_by_space WHERE space_id = ? AND bucket = ? AND seq = ?")).await?,
@@ -350,7 +373,7 @@ impl Statements {
     }
 }
 
-const MESSAGE_COLUMNS: &str = "space_id, seq, message_id, sender_id, sender_username, sender_picture, content, media_url, media_type, word_count, appreciation_count, likes, created_at";
+const MESSAGE_COLUMNS: &str = "space_id, seq, message_id, sender_id, sender_username, sender_picture, content, media_url, media_type, word_count, appreciation_count, likes, created_at, actor_id, msgtype, body, parent_id, quoted_message_id, mentions, metadata, gif, media, reply_count, edited_at, redacted, redacted_by, redacted_reason";
 
 #[derive(DeserializeRow)]
 struct SpaceRow {
@@ -390,6 +413,21 @@ struct MessageRow {
     appreciation_count: Option<i32>,
     likes: Option<HashMap<String, i64>>,
     created_at: Option<CqlTimestamp>,
+    // Schema v3; null in rows written before it.
+    actor_id: Option<String>,
+    msgtype: Option<String>,
+    body: Option<String>,
+    parent_id: Option<Uuid>,
+    quoted_message_id: Option<Uuid>,
+    mentions: Option<Vec<String>>,
+    metadata: Option<String>,
+    gif: Option<String>,
+    media: Option<String>,
+    reply_count: Option<i32>,
+    edited_at: Option<CqlTimestamp>,
+    redacted: Option<bool>,
+    redacted_by: Option<String>,
+    redacted_reason: Option<String>,
 }
 
 impl SpaceRow {
@@ -447,7 +485,7 @@ impl MessageRow {
         // Likes in the order they were given.
         likes.sort_by_key(|l| l.id);
         let sender_id = self.sender_id.unwrap_or_default();
-        Message {
+        let mut m = Message {
             message_id: self.message_id.unwrap_or_default(),
             space_id: self.space_id,
             seq: self.seq as u64,
@@ -456,16 +494,133 @@ impl MessageRow {
                 username: self.sender_username.unwrap_or_default(),
                 profile_picture: self.sender_picture.unwrap_or_default(),
             },
+            actor_id: self.actor_id.unwrap_or_else(|| sender_id.clone()),
             sender_id,
+            msgtype: self.msgtype.unwrap_or_else(|| MSGTYPE_TEXT.to_owned()),
             content: self.content,
+            body: from_json_col(self.body),
             media_url: self.media_url,
             media_type: self.media_type.as_deref().and_then(MediaType::parse),
             word_count: self.word_count.unwrap_or_default() as u32,
+            parent_id: self.parent_id,
+            quoted_message_id: self.quoted_message_id,
+            mentions: self.mentions.unwrap_or_default(),
+            metadata: from_json_col(self.metadata),
+            gif: from_json_col(self.gif),
+            media: from_json_col(self.media).unwrap_or_default(),
             appreciation_count: self.appreciation_count.unwrap_or_default() as u32,
             likes,
+            reply_count: self.reply_count.unwrap_or_default().max(0) as u32,
+            edited_at: self.edited_at.map(|t| Timestamp(t.0)),
+            redacted: self.redacted.unwrap_or_default(),
+            redacted_by: self.redacted_by,
+            redacted_reason: self.redacted_reason,
             created_at: Timestamp(self.created_at.map_or(0, |t| t.0)),
+            ..Default::default()
+        };
+        m.sync_reaction_counts();
+        m
+    }
+}
+
+/// The values of `set_revision`, by column name (more than a tuple can bind).
+#[derive(scylla::SerializeRow)]
+struct RevisionValues {
+    content: Option<String>,
+    media_url: Option<String>,
+    media_type: Option<String>,
+    body: Option<String>,
+    metadata: Option<String>,
+    gif: Option<String>,
+    media: Option<String>,
+    mentions: Option<Vec<String>>,
+    word_count: i32,
+    edited_at: Option<CqlTimestamp>,
+    redacted: bool,
+    redacted_by: Option<String>,
+    redacted_reason: Option<String>,
+    space_id: Uuid,
+    bucket: i64,
+    seq: i64,
+}
+
+/// The values of `upsert_message`, by column name (more than a tuple can bind).
+#[derive(scylla::SerializeRow)]
+struct MessageInsert {
+    space_id: Uuid,
+    bucket: i64,
+    seq: i64,
+    message_id: Uuid,
+    sender_id: String,
+    sender_username: String,
+    sender_picture: String,
+    content: Option<String>,
+    media_url: Option<String>,
+    media_type: Option<&'static str>,
+    word_count: i32,
+    appreciation_count: i32,
+    created_at: CqlTimestamp,
+    actor_id: String,
+    msgtype: String,
+    body: Option<String>,
+    parent_id: Option<Uuid>,
+    quoted_message_id: Option<Uuid>,
+    mentions: Option<Vec<String>>,
+    metadata: Option<String>,
+    gif: Option<String>,
+    media: Option<String>,
+    reply_count: i32,
+    edited_at: Option<CqlTimestamp>,
+    redacted: bool,
+    redacted_by: Option<String>,
+    redacted_reason: Option<String>,
+}
+
+impl MessageInsert {
+    fn of(sid: SpaceId, m: &Message) -> Self {
+        MessageInsert {
+            space_id: sid,
+            bucket: bucket(m.seq),
+            seq: m.seq as i64,
+            message_id: m.message_id,
+            sender_id: m.sender_id.clone(),
+            sender_username: m.sender.username.clone(),
+            sender_picture: m.sender.profile_picture.clone(),
+            content: m.content.clone(),
+            media_url: m.media_url.clone(),
+            media_type: media_type_str(m.media_type),
+            word_count: m.word_count as i32,
+            appreciation_count: m.appreciation_count as i32,
+            created_at: CqlTimestamp(m.created_at.0),
+            actor_id: m.actor_id.clone(),
+            msgtype: m.msgtype.clone(),
+            body: json_col(m.body.as_ref()),
+            parent_id: m.parent_id,
+            quoted_message_id: m.quoted_message_id,
+            mentions: (!m.mentions.is_empty()).then(|| m.mentions.clone()),
+            metadata: json_col(m.metadata.as_ref()),
+            gif: json_col(m.gif.as_ref()),
+            media: (!m.media.is_empty())
+                .then(|| json_col(Some(&m.media)))
+                .flatten(),
+            reply_count: m.reply_count as i32,
+            edited_at: m.edited_at.map(|t| CqlTimestamp(t.0)),
+            redacted: m.redacted,
+            redacted_by: m.redacted_by.clone(),
+            redacted_reason: m.redacted_reason.clone(),
         }
     }
+}
+
+/// A JSON column's value (null when absent or unreadable: the columns hold only what this store
+/// wrote, so unreadable means a row fixed by hand).
+fn from_json_col<T: serde::de::DeserializeOwned>(col: Option<String>) -> Option<T> {
+    col.and_then(|s| serde_json::from_str(&s).ok())
+}
+
+/// The JSON column value of `v` (null for `None`).
+fn json_col<T: Serialize>(v: Option<&T>) -> Option<String> {
+    v.and_then(|v| serde_json::to_string(v).ok())
 }
 
 fn media_type_str(t: Option<MediaType>) -> Option<&'static str> {
@@ -545,6 +700,70 @@ enum Settle {
     /// A member added or changed, and the user's membership entry.
     #[serde(rename = "m")]
     Member(Member),
+    /// An existing message's reply count (a reply to it created or deleted).
+    #[serde(rename = "r")]
+    Replies { id: Uuid, seq: Seq, count: u32 },
+    /// An existing message's content after an edit or a redaction: every content column.
+    #[serde(rename = "v")]
+    Revise(Box<Revision>),
+    /// An earlier version of an edited message (its history row; `version.seq` is the key).
+    #[serde(rename = "h")]
+    History { id: Uuid, version: MessageVersion },
+    /// Every history row of a message gone (a partition delete).
+    #[serde(rename = "x")]
+    ClearHistory { id: Uuid },
+    /// A send's idempotency key, naming the message it created, until `exp` (ms since the
+    /// epoch): written with the TTL left then, so a claim that applies it again late does not
+    /// extend it.
+    #[serde(rename = "k")]
+    Key {
+        sender: String,
+        key: String,
+        id: Uuid,
+        exp: i64,
+    },
+}
+
+/// The content columns of a message, as an edit or a redaction leaves them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Revision {
+    seq: Seq,
+    content: Option<String>,
+    media_url: Option<String>,
+    media_type: Option<String>,
+    body: Option<String>,
+    metadata: Option<String>,
+    gif: Option<String>,
+    media: Option<String>,
+    mentions: Vec<String>,
+    word_count: u32,
+    edited_at: Option<i64>,
+    redacted: bool,
+    redacted_by: Option<String>,
+    redacted_reason: Option<String>,
+}
+
+impl Revision {
+    fn of(m: &Message) -> Self {
+        Revision {
+            seq: m.seq,
+            content: m.content.clone(),
+            media_url: m.media_url.clone(),
+            media_type: media_type_str(m.media_type).map(str::to_owned),
+            body: json_col(m.body.as_ref()),
+            metadata: json_col(m.metadata.as_ref()),
+            gif: json_col(m.gif.as_ref()),
+            media: (!m.media.is_empty())
+                .then(|| json_col(Some(&m.media)))
+                .flatten(),
+            mentions: m.mentions.clone(),
+            word_count: m.word_count,
+            edited_at: m.edited_at.map(|t| t.0),
+            redacted: m.redacted,
+            redacted_by: m.redacted_by.clone(),
+            redacted_reason: m.redacted_reason.clone(),
+        }
+    }
 }
 
 /// A space's head row.
@@ -1012,21 +1231,7 @@ impl CqlStore {
                         part::MESSAGES,
                         &key,
                         &s.upsert_message,
-                        (
-                            sid,
-                            bucket(m.seq),
-                            seq,
-                            m.message_id,
-                            m.sender_id.clone(),
-                            m.sender.username.clone(),
-                            m.sender.profile_picture.clone(),
-                            m.content.clone(),
-                            m.media_url.clone(),
-                            media_type_str(m.media_type),
-                            m.word_count as i32,
-                            m.appreciation_count as i32,
-                            CqlTimestamp(m.created_at.0),
-                        ),
+                        MessageInsert::of(sid, m),
                     );
                     // A new message's likes are all new (given in this batch).
                     for like in &m.likes {
@@ -1061,26 +1266,42 @@ impl CqlStore {
                     message: m,
                     previous_appreciation: Some(prev),
                 } => {
-                    // Likes change element by element (never rewriting the whole map), to the
-                    // final state of each user this batch touched.
-                    let mut likes: Vec<(String, Option<u64>)> = Vec::new();
+                    // What changed in an existing row is told by the batch's events about it;
+                    // each kind of change writes only its own columns.
+                    let id = m.message_id;
+                    let mut reacted = false;
+                    let mut replies = false;
+                    let mut revised = false;
                     for e in &b.events {
-                        let EventKind::ReactionChanged(r) = &e.kind else {
-                            continue;
-                        };
-                        if r.message_id != m.message_id || likes.iter().any(|l| l.0 == r.user_id) {
-                            continue;
+                        match &e.kind {
+                            EventKind::ReactionChanged(r) if r.message_id == id => reacted = true,
+                            EventKind::MessageEdited(x) | EventKind::MessageRedacted(x)
+                                if x.message_id == id =>
+                            {
+                                revised = true
+                            }
+                            EventKind::MessageCreated(c) if c.parent_id == Some(id) => {
+                                replies = true
+                            }
+                            EventKind::MessageDeleted(d) if d.parent_id == Some(id) => {
+                                replies = true
+                            }
+                            _ => {}
                         }
-                        let like = m.likes.iter().find(|l| l.user_id == r.user_id);
-                        likes.push((r.user_id.clone(), like.map(|l| l.id)));
                     }
-                    settle.push(Settle::Appreciation {
-                        id: m.message_id,
-                        seq: m.seq,
-                        count: m.appreciation_count,
-                        prev: *prev,
-                        likes,
-                    });
+                    if replies {
+                        settle.push(Settle::Replies {
+                            id,
+                            seq: m.seq,
+                            count: m.reply_count,
+                        });
+                    }
+                    if revised {
+                        settle.push(Settle::Revise(Box::new(Revision::of(m))));
+                    }
+                    if reacted || !(replies || revised) {
+                        settle.push(appreciation_settle(b, m, *prev));
+                    }
                 }
                 MessageWrite::Delete {
                     message_id,
@@ -1094,6 +1315,24 @@ impl CqlStore {
             }
         }
         settle.extend(b.members.iter().cloned().map(Settle::Member));
+        for h in &b.history {
+            settle.push(match h {
+                HistoryWrite::Add {
+                    message_id,
+                    version,
+                } => Settle::History {
+                    id: *message_id,
+                    version: version.clone(),
+                },
+                HistoryWrite::Clear { message_id } => Settle::ClearHistory { id: *message_id },
+            });
+        }
+        settle.extend(b.keys.iter().map(|k| Settle::Key {
+            sender: k.sender_id.clone(),
+            key: k.key.clone(),
+            id: k.message_id,
+            exp: k.expires_at.0,
+        }));
         Ok((parts, settle))
     }
 
@@ -1175,6 +1414,80 @@ impl CqlStore {
                         }
                     }
                 }
+                Settle::Revise(r) => {
+                    let seq = r.seq;
+                    parts.add(
+                        part::MESSAGES,
+                        &space_bucket_key(sid, seq),
+                        &s.set_revision,
+                        RevisionValues {
+                            content: r.content.clone(),
+                            media_url: r.media_url.clone(),
+                            media_type: r.media_type.clone(),
+                            body: r.body.clone(),
+                            metadata: r.metadata.clone(),
+                            gif: r.gif.clone(),
+                            media: r.media.clone(),
+                            mentions: (!r.mentions.is_empty()).then(|| r.mentions.clone()),
+                            word_count: r.word_count as i32,
+                            edited_at: r.edited_at.map(CqlTimestamp),
+                            redacted: r.redacted,
+                            redacted_by: r.redacted_by.clone(),
+                            redacted_reason: r.redacted_reason.clone(),
+                            space_id: sid,
+                            bucket: bucket(seq),
+                            seq: seq as i64,
+                        },
+                    );
+                }
+                Settle::History { id, version: v } => parts.add(
+                    part::HISTORY,
+                    &history_key(sid, *id),
+                    &s.insert_history,
+                    (
+                        sid,
+                        *id,
+                        v.seq as i64,
+                        v.content.clone(),
+                        json_col(v.body.as_ref()),
+                        CqlTimestamp(v.valid_from.0),
+                        CqlTimestamp(v.replaced_at.0),
+                    ),
+                ),
+                Settle::Key {
+                    sender,
+                    key,
+                    id,
+                    exp,
+                } => {
+                    // Whole seconds, rounded up; a key already expired is not written at all.
+                    let left_ms = exp.saturating_sub(Timestamp::now().0);
+                    if left_ms > 0 {
+                        let ttl = i32::try_from((left_ms + 999) / 1000).unwrap_or(i32::MAX);
+                        let mut pk = sid.as_bytes().to_vec();
+                        pk.extend_from_slice(&(sender.len() as u32).to_be_bytes());
+                        pk.extend_from_slice(sender.as_bytes());
+                        pk.extend_from_slice(key.as_bytes());
+                        parts.add(
+                            part::KEYS,
+                            &pk,
+                            &s.insert_key,
+                            (sid, sender.clone(), key.clone(), *id, ttl),
+                        );
+                    }
+                }
+                Settle::ClearHistory { id } => parts.add(
+                    part::HISTORY,
+                    &history_key(sid, *id),
+                    &s.delete_history,
+                    (sid, *id),
+                ),
+                Settle::Replies { id: _, seq, count } => parts.add(
+                    part::MESSAGES,
+                    &space_bucket_key(sid, *seq),
+                    &s.set_reply_count,
+                    (*count as i32, sid, bucket(*seq), *seq as i64),
+                ),
                 Settle::Index { id, seq, count } => parts.add(
                     part::APPRECIATED,
                     sid.as_bytes(),
@@ -1296,6 +1609,29 @@ impl super::FaultInjection for CqlStore {
     }
 }
 
+/// An existing message's like and count changes in `b`: each like changes element by element
+/// (never rewriting the whole map), to the final state of each user the batch touched.
+fn appreciation_settle(b: &CommitBatch, m: &Message, prev: u32) -> Settle {
+    let mut likes: Vec<(String, Option<u64>)> = Vec::new();
+    for e in &b.events {
+        let EventKind::ReactionChanged(r) = &e.kind else {
+            continue;
+        };
+        if r.message_id != m.message_id || likes.iter().any(|l| l.0 == r.user_id) {
+            continue;
+        }
+        let like = m.likes.iter().find(|l| l.user_id == r.user_id);
+        likes.push((r.user_id.clone(), like.map(|l| l.id)));
+    }
+    Settle::Appreciation {
+        id: m.message_id,
+        seq: m.seq,
+        count: m.appreciation_count,
+        prev,
+        likes,
+    }
+}
+
 /// Partition tags, so equal keys of different tables never share a group.
 mod part {
     pub const EVENTS: u8 = 1;
@@ -1304,6 +1640,14 @@ mod part {
     pub const APPRECIATED: u8 = 4;
     pub const MEMBERS: u8 = 5;
     pub const SPACES_OF_USER: u8 = 6;
+    pub const HISTORY: u8 = 7;
+    pub const KEYS: u8 = 8;
+}
+
+fn history_key(space: SpaceId, message_id: MessageId) -> Vec<u8> {
+    let mut k = space.as_bytes().to_vec();
+    k.extend_from_slice(message_id.as_bytes());
+    k
 }
 
 #[async_trait]
@@ -1728,6 +2072,60 @@ impl Store for CqlStore {
             .map(MessageRow::into_message))
     }
 
+    async fn idempotent_send(
+        &self,
+        space_id: SpaceId,
+        sender_id: &str,
+        key: &str,
+    ) -> Result<Option<MessageId>> {
+        let rows = self
+            .exec(&self.st.select_key, (space_id, sender_id, key))
+            .await?
+            .into_rows_result()
+            .map_err(unavailable)?;
+        // The row's TTL expires it (rounded up to whole seconds).
+        Ok(rows
+            .maybe_first_row::<(Option<Uuid>,)>()
+            .map_err(corrupt)?
+            .and_then(|(id,)| id))
+    }
+
+    async fn message_history(
+        &self,
+        space_id: SpaceId,
+        message_id: MessageId,
+    ) -> Result<Vec<MessageVersion>> {
+        let pager = self
+            .session
+            .execute_iter(self.st.select_history.clone(), (space_id, message_id))
+            .await
+            .map_err(unavailable)?;
+        type HistoryRow = (
+            i64,
+            Option<String>,
+            Option<String>,
+            Option<CqlTimestamp>,
+            Option<CqlTimestamp>,
+        );
+        let rows: Vec<HistoryRow> = pager
+            .rows_stream::<HistoryRow>()
+            .map_err(corrupt)?
+            .try_collect()
+            .await
+            .map_err(unavailable)?;
+        // Clustered by version, descending: newest first.
+        Ok(rows
+            .into_iter()
+            .map(|(version, content, body, from, replaced)| MessageVersion {
+                seq: version.max(0) as u64,
+                content,
+                body: from_json_col(body),
+                valid_from: Timestamp(from.map_or(0, |t| t.0)),
+                replaced_at: Timestamp(replaced.map_or(0, |t| t.0)),
+            })
+            .collect())
+    }
+
     async fn ping(&self) -> Result<()> {
         self.session
             .query_unpaged("SELECT release_version FROM system.local", ())
@@ -1780,6 +2178,37 @@ mod tests {
                 id: Uuid::nil(),
                 seq: 5,
                 count: 1,
+            },
+            Settle::Replies {
+                id: Uuid::nil(),
+                seq: 6,
+                count: 2,
+            },
+            Settle::Revise(Box::new(Revision::of(&Message {
+                content: Some("edited".into()),
+                body: Some(serde_json::Map::from_iter([("k".to_owned(), 1.into())])),
+                mentions: vec!["u".into()],
+                edited_at: Some(Timestamp(1_700_000_000_000)),
+                redacted: true,
+                redacted_by: Some("m".into()),
+                ..Default::default()
+            }))),
+            Settle::History {
+                id: Uuid::nil(),
+                version: MessageVersion {
+                    seq: 7,
+                    content: Some("before".into()),
+                    body: None,
+                    valid_from: Timestamp(1),
+                    replaced_at: Timestamp(2),
+                },
+            },
+            Settle::ClearHistory { id: Uuid::nil() },
+            Settle::Key {
+                sender: "u".into(),
+                key: "k".into(),
+                id: Uuid::nil(),
+                exp: 1_700_000_300_000,
             },
             Settle::Member(Member {
                 user: UserRef {

@@ -17,6 +17,12 @@
 //! | `message_by_id` | message_id | where a message lives |
 //! | `appreciated_messages_by_space` | (space_id), appreciation_count desc, seq desc | messages with ≥ 1 appreciation, for `most_appreciated` without scanning the space |
 //! | `idempotency_keys_by_sender` | (space_id, sender_id, key) | reserved for idempotent sends (5-minute TTL) |
+//! | `message_history_by_message` | (space_id, message_id), version desc | earlier versions of edited messages, newest first (v3) |
+//!
+//! Schema v3 adds the native message fields to `messages_by_space` (JSON objects as `text`, ids
+//! as `uuid`); rows written before it read them as null, i.e. the defaults. `ALTER TABLE … ADD`
+//! has no `IF NOT EXISTS` on every server this supports, so [`super::migrate`] treats "the column
+//! already exists" as done ([`is_add_column`]), which keeps every migration safe to run again.
 //!
 //! Only portable CQL is used (no counters, no Scylla- or Cassandra-only syntax; lightweight
 //! transactions on the head row only, which both support), so the same DDL runs on Apache
@@ -40,7 +46,7 @@ pub fn bucket(seq: u64) -> i64 {
 }
 
 /// The schema version this build reads and writes.
-pub const CURRENT_VERSION: i32 = 2;
+pub const CURRENT_VERSION: i32 = 3;
 
 pub mod tables {
     pub const SCHEMA_MIGRATIONS: &str = "schema_migrations";
@@ -54,6 +60,7 @@ pub mod tables {
     pub const MESSAGE_BY_ID: &str = "message_by_id";
     pub const APPRECIATED_MESSAGES_BY_SPACE: &str = "appreciated_messages_by_space";
     pub const IDEMPOTENCY_KEYS_BY_SENDER: &str = "idempotency_keys_by_sender";
+    pub const MESSAGE_HISTORY_BY_MESSAGE: &str = "message_history_by_message";
 }
 
 /// One migration: its version, a description, and its statements (each idempotent).
@@ -119,7 +126,46 @@ pub const MIGRATIONS: &[Migration] = &[
             epoch bigint, head_seq bigint, message_count bigint, member_count bigint,
             commit_no bigint, pending_no bigint, pending blob)"],
     },
+    // Each column on its own (ScyllaDB's ALTER adds one at a time); see `is_add_column`.
+    Migration {
+        version: 3,
+        description: "native message fields on messages_by_space; message history",
+        statements: &[
+            "ALTER TABLE {ks}.messages_by_space ADD actor_id text",
+            "ALTER TABLE {ks}.messages_by_space ADD msgtype text",
+            "ALTER TABLE {ks}.messages_by_space ADD body text",
+            "ALTER TABLE {ks}.messages_by_space ADD parent_id uuid",
+            "ALTER TABLE {ks}.messages_by_space ADD quoted_message_id uuid",
+            "ALTER TABLE {ks}.messages_by_space ADD mentions list<text>",
+            "ALTER TABLE {ks}.messages_by_space ADD metadata text",
+            "ALTER TABLE {ks}.messages_by_space ADD gif text",
+            "ALTER TABLE {ks}.messages_by_space ADD media text",
+            "ALTER TABLE {ks}.messages_by_space ADD reply_count int",
+            "ALTER TABLE {ks}.messages_by_space ADD edited_at timestamp",
+            "ALTER TABLE {ks}.messages_by_space ADD redacted boolean",
+            "ALTER TABLE {ks}.messages_by_space ADD redacted_by text",
+            "ALTER TABLE {ks}.messages_by_space ADD redacted_reason text",
+            "CREATE TABLE IF NOT EXISTS {ks}.message_history_by_message (
+            space_id uuid, message_id uuid, version bigint,
+            content text, body text, valid_from timestamp, replaced_at timestamp,
+            PRIMARY KEY ((space_id, message_id), version)) WITH CLUSTERING ORDER BY (version DESC)",
+        ],
+    },
 ];
+
+/// Whether `stmt` adds a column (`ALTER TABLE … ADD`): such a statement that fails because the
+/// column exists already (a migration run again, or two runs at once) has done its work.
+pub fn is_add_column(stmt: &str) -> bool {
+    let s = stmt.trim_start().to_ascii_uppercase();
+    s.starts_with("ALTER TABLE") && s.contains(" ADD ")
+}
+
+/// Whether a server's error for an `ALTER TABLE … ADD` says the column exists already (Cassandra
+/// and ScyllaDB: "… conflicts with an existing column"; older: "already exists").
+pub fn column_exists_error(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    t.contains("conflicts with an existing column") || t.contains("already exist")
+}
 
 /// `CREATE KEYSPACE IF NOT EXISTS`, with the replication given and, on ScyllaDB, tablets off
 /// (tablet keyspaces lacked features this schema may need, such as LWT for fencing).
@@ -174,11 +220,19 @@ mod tests {
     fn migrations_are_ordered_and_end_at_the_current_version() {
         assert!(MIGRATIONS.windows(2).all(|w| w[0].version < w[1].version));
         assert_eq!(MIGRATIONS.last().map(|m| m.version), Some(CURRENT_VERSION));
+        // Every statement can run again: creations say so, column additions are tolerated.
         assert!(
             MIGRATIONS
                 .iter()
                 .flat_map(|m| m.statements)
-                .all(|s| s.contains("IF NOT EXISTS"))
+                .all(|s| s.contains("IF NOT EXISTS") || is_add_column(s))
         );
+        assert!(!is_add_column(
+            "CREATE TABLE IF NOT EXISTS k.t (a int PRIMARY KEY)"
+        ));
+        assert!(column_exists_error(
+            "Invalid column name actor_id because it conflicts with an existing column"
+        ));
+        assert!(!column_exists_error("Unknown keyspace k"));
     }
 }
