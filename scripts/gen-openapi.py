@@ -187,14 +187,13 @@ upgrade is refused with 503 `overloaded` (or `shutting_down`) and `Retry-After`;
   (default 100); a join beyond it gets `too_many_spaces` (leave one first). The replay is read from the store in
   pages of about 512 KiB and written under the same backpressure as live events.
 - [`ClientLeave`](#/components/schemas/ClientLeave) `{"type":"leave","space_id"}` → `left`.
-- [`ClientSend`](#/components/schemas/ClientSend) `{"type":"send","space_id","content","local_id"?}` → `ack` (once
-  durable) or `error`, both carrying `local_id`. Text only; `content` is trimmed and must be non-empty
-  (`empty_message`), free of control characters other than tab, newline and carriage return (`invalid_content`)
-  and within the content limit (`content_too_long`); the sender must be a member
-  (`not_a_member`) allowed to post (`forbidden` in an `admins` space); an unknown space gives `not_found`. Other
-  fields are ignored (no media over the stream). At most 64 sends per session may await their ack (`overloaded` beyond).
-  Over the user's `--send-rate-limit` (shared with REST sends): `rate_limited` with `retry_after` (seconds). `local_id` is any JSON
-  value of at most 256 bytes, echoed back.
+- [`ClientSend`](#/components/schemas/ClientSend) `{"type":"send","space_id","local_id"?,…}` with the fields of
+  `POST /v1/spaces/{spaceId}/messages` (`content`, `body`, `msgtype`, `parent_id`, `quoted_message_id`, `mentions`,
+  `metadata`, `gif`, `media_ids`, `idempotency_key`, `as_user_id`) → `ack` (once durable; a repeated idempotency key
+  acks the original message) or `error`, both carrying `local_id`, with the REST codes (`empty_message`,
+  `invalid_parent`, `not_a_member`, `forbidden`, `not_found`, …). At most 64 sends per session may await their ack
+  (`overloaded` beyond). Over the user's `--send-rate-limit` (shared with REST sends): `rate_limited` with
+  `retry_after` (seconds). `local_id` is any JSON value of at most 256 bytes, echoed back.
 - [`ClientTyping`](#/components/schemas/ClientTyping) `{"type":"typing","space_id"}`: relayed to the other sessions
   watching that space on this node, never stored or sequenced; only for a joined space (else `not_joined`);
   at most one relay per second per session and space.
@@ -916,6 +915,105 @@ paths["/v1/spaces/{spaceId}/messages"] = {"get": {
         "503": r503(["store_unavailable"]),
     },
 }}
+MSG.update({
+    "invalid_parent": "parent_id must name a message of this space that is not itself a reply",
+    "invalid_quote": "quoted_message_id must name a message of this space",
+    "invalid_as_user": "as_user_id must name a member of this space",
+    "invalid_msgtype": "msgtype must be text, code, media, system or a namespaced name such as x.poll",
+    "invalid_mentions": "at most 50 mentions, each a user id of 1 to 128 bytes",
+    "invalid_gif": "gif needs an http(s) url of at most 2048 bytes, width and height",
+    "invalid_reason": "reason is longer than 512 bytes",
+    "invalid_idempotency_key": "an idempotency key is 1 to 128 printable ASCII characters",
+    "edit_window_closed": "The edit window of this message has closed",
+    "message_redacted": "This message was redacted",
+    "idempotency_key_reused": "The message this idempotency key created was deleted",
+})
+obj = {"type": "object", "additionalProperties": True}
+schemas["SendMessageV1"] = {
+    "type": "object",
+    "description": "One of `content`, `body`, `gif` or `media_ids` is required (`empty_message`). Unknown fields are ignored.",
+    "anyOf": [{"required": ["content"]}, {"required": ["body"]}, {"required": ["gif"]}, {"required": ["media_ids"]}],
+    "properties": {
+        "content": {"type": "string", "maxLength": 5000, "description": "Trimmed; no control characters other than tab, newline and carriage return."},
+        "body": dict(obj, description="Free-form JSON object, at most 64 KB serialized (413 above)."),
+        "msgtype": {"type": "string", "maxLength": 64, "default": "text", "description": "`text`, `code`, `media`, `system`, or a namespaced lowercase name (`x.poll`)."},
+        "parent_id": dict(uuid_str("A message of this space that is not itself a reply (else `invalid_parent`).")),
+        "quoted_message_id": dict(uuid_str("A message of this space (else `invalid_quote`).")),
+        "mentions": {"type": "array", "maxItems": 50, "items": {"type": "string", "minLength": 1, "maxLength": 128}},
+        "metadata": dict(obj, description="JSON object, at most 10 KB serialized (413 above)."),
+        "gif": {"type": "object", "required": ["url", "width", "height"], "properties": {
+            "url": {"type": "string", "format": "uri", "maxLength": 2048}, "width": {"type": "integer", "minimum": 0},
+            "height": {"type": "integer", "minimum": 0}, "title": {"type": "string", "maxLength": 512}}},
+        "media_ids": {"type": "array", "maxItems": 10, "items": uuid_str("An upload of the caller (`POST /v1/media`) not used by another message.")},
+        "local_id": {"description": "Echoed in the response; not stored. At most 256 bytes of JSON."},
+        "idempotency_key": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[!-~]+$", "description": "Or the `Idempotency-Key` header (the two must agree)."},
+        "as_user_id": {"type": "string", "minLength": 1, "maxLength": 128, "description": "Send on behalf of this member (caller's power ≥ 100)."},
+    },
+}
+schemas["EditMessageV1"] = {
+    "type": "object", "anyOf": [{"required": ["content"]}, {"required": ["body"]}],
+    "properties": {"content": {"type": "string", "maxLength": 5000}, "body": dict(obj, description="At most 64 KB serialized.")},
+}
+schemas["RedactMessageV1"] = {"type": "object", "properties": {"reason": {"type": "string", "maxLength": 512}}}
+schemas["MessageVersion"] = {"type": "object", "additionalProperties": True, "description": "A previous version of a message: its content and body, and when it was current."}
+send_400 = ["empty_message", "content_too_long", "invalid_content", "invalid_msgtype", "invalid_mentions", "invalid_gif",
+            "too_many_media", "invalid_media", "invalid_parent", "invalid_quote", "invalid_as_user",
+            "invalid_idempotency_key", "invalid_json", "invalid_request"]
+paths["/v1/spaces/{spaceId}/messages"]["post"] = {
+    "operationId": "sendMessageV1", "summary": "Send a message (the native model)", "tags": ["v1"],
+    "parameters": [space_param, {"name": "Idempotency-Key", "in": "header", "required": False,
+                   "schema": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[!-~]+$"}}],
+    "requestBody": {"required": True, "content": {"application/json": {"schema": ref("SendMessageV1")}}},
+    "responses": {
+        "200": json_ok("The same sender already sent with this idempotency key within 5 minutes: the original message; nothing was created.", ref("Message")),
+        "201": json_ok("The message, once durable (with `local_id` echoed).", ref("Message")),
+        "400": err("Invalid message.", send_400),
+        "401": R401,
+        "403": err("Not a member, not allowed to post, or `as_user_id` without power 100.", ["not_a_member", "forbidden"]),
+        "404": r404(),
+        "409": err("The idempotency key's message was deleted.", ["idempotency_key_reused"]),
+        "413": err("`body` over 64 KB, `metadata` over 10 KB, or the request over `max_body_bytes`.", ["payload_too_large"]),
+        "429": err("Over `--send-rate-limit`.", ["rate_limited"], {"rate_limited": "Too many messages; retry in 1 s"}, retry=True),
+        "500": R500,
+        "503": r503(ENGINE_503 + ["bus_unavailable"]),
+    },
+}
+def v1_message_op(op, summary, body, desc, extra):
+    r = {"operationId": op, "summary": summary, "tags": ["v1"], "parameters": [space_param, message_param], "description": desc,
+         "responses": {"200": json_ok("The message after the change.", ref("Message")), "401": R401,
+                       "404": r404("Unknown space or message, or a private space the caller is not a member of."),
+                       "500": R500, "503": r503(ENGINE_503)}}
+    if body:
+        r["requestBody"] = {"required": False, "content": {"application/json": {"schema": ref(body)}}}
+    r["responses"].update(extra)
+    return {"post": r}
+paths["/v1/spaces/{spaceId}/messages/{messageId}/edit"] = v1_message_op(
+    "editMessageV1", "Edit a message", "EditMessageV1",
+    "Author only, within `--edit-window` (default 24 h) of its creation. The previous version is kept (`…/history`); event `message_edited`.",
+    {"400": err("Invalid edit.", ["empty_message", "content_too_long", "invalid_content", "invalid_json"]),
+     "403": err("Not the author.", ["forbidden"]),
+     "409": err("Too late, or redacted.", ["edit_window_closed", "message_redacted"]),
+     "413": err("`body` over 64 KB.", ["payload_too_large"])})
+paths["/v1/spaces/{spaceId}/messages/{messageId}/redact"] = v1_message_op(
+    "redactMessageV1", "Redact a message", "RedactMessageV1",
+    "Its author, or power ≥ 50. Content, body, media (files deleted), metadata, gif and mentions are wiped; id, seq and thread position kept; edit history removed. Event `message_redacted`. Redacting again answers the message as it is.",
+    {"400": err("Invalid reason.", ["invalid_reason", "invalid_json"]), "403": err("Not allowed.", ["forbidden"])})
+paths["/v1/spaces/{spaceId}/messages/{messageId}/history"] = {"get": {
+    "operationId": "messageHistoryV1", "summary": "A message's previous versions, newest first", "tags": ["v1"],
+    "parameters": [space_param, message_param],
+    "responses": {"200": json_ok("`{data}`", {"type": "object", "required": ["data"], "properties": {"data": {"type": "array", "items": ref("MessageVersion")}}}),
+                  "401": R401, "404": r404(), "500": R500, "503": r503(["store_unavailable"])}}}
+paths["/v1/spaces/{spaceId}/messages/{messageId}/thread"] = {"get": {
+    "operationId": "threadV1", "summary": "A message's replies, oldest first", "tags": ["v1"],
+    "parameters": [space_param, message_param],
+    "description": "At most 1000 replies per answer; `next_cursor` (non-null) continues with `GET …/messages?parent_id=<id>&direction=forward&cursor=…`.",
+    "responses": {"200": json_ok("`{data, next_cursor}`", ref("MessageCursorPage")),
+                  "401": R401, "404": r404(), "500": R500, "503": r503(["store_unavailable"])}}}
+paths["/v1/spaces/{spaceId}/messages"]["get"]["parameters"] += [
+    {"name": "msgtype", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 64}},
+    {"name": "parent_id", "in": "query", "required": False, "description": "Replies to this message.", "schema": {"type": "string", "format": "uuid"}},
+]
+
 paths["/v1/spaces/{spaceId}/messages/{messageId}"] = {"get": {
     "operationId": "getMessageV1", "summary": "One message", "tags": ["v1"],
     "parameters": [space_param, message_param],

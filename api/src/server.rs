@@ -61,6 +61,7 @@ pub async fn serve(config: Config, metrics: Metrics) -> anyhow::Result<()> {
         idle_timeout: config.space_idle_timeout,
         subscriber_queue: config.subscriber_queue,
         message_cache_bytes: config.message_cache_bytes,
+        edit_window: config.edit_window,
         ..EngineConfig::default()
     };
     let engine = match &config.nats_url {

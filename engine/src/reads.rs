@@ -186,6 +186,24 @@ impl SpaceReader {
         self.store.message_history(self.space_id, message_id).await
     }
 
+    /// The message an earlier send of `sender_id` with idempotency `key` created, if that key
+    /// is still held (see [`crate::EngineConfig::idempotency_ttl`]) and the message exists. For
+    /// an edge that must know before it does work a replay would not (attaching uploads); the
+    /// space actor still decides a send's fate.
+    ///
+    /// # Errors
+    /// `StoreUnavailable`.
+    pub async fn replayed_send(&self, sender_id: &str, key: &str) -> Result<Option<Message>> {
+        let Some(id) = self
+            .store
+            .idempotent_send(self.space_id, sender_id, key)
+            .await?
+        else {
+            return Ok(None);
+        };
+        self.store.get_message(self.space_id, id).await
+    }
+
     /// Whether the viewer may post now, by the space actor's rule: a member, and in an
     /// admins-only space one with power ≥ [`POWER_MODERATOR`]. A pre-check, for a caller that
     /// must refuse before doing work (the edge, before it stores a media file); the actor

@@ -34,10 +34,11 @@ pub enum Command {
     },
     /// Stop receiving a space's events.
     Leave { space_id: String },
-    /// Post a message; answered by an ack (once durable) or an error, with `correlation`.
+    /// Post a message (the fields of the REST send); answered by an ack (once durable) or an
+    /// error, with `correlation`.
     Send {
         space_id: String,
-        content: Option<String>,
+        body: Box<crate::routes::v1_messages::SendBody>,
         correlation: Option<Correlation>,
     },
     /// Tell the space's other watchers this user is typing.

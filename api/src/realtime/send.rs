@@ -10,20 +10,21 @@
 //! waiting; beyond that, `overloaded`. Over the user's send rate limit, `rate_limited` with
 //! `retry_after` (seconds).
 
-use spacecast_engine::SendMessage;
 use tokio::sync::mpsc;
 
 use super::output::{CommandError, Correlation};
 use super::session::{MAX_INFLIGHT_SENDS, SendOutcome, Session};
-use crate::input::{normalize_content, parse_space_id};
+use crate::input::parse_space_id;
 use crate::ratelimit::Surface;
+use crate::routes::v1_messages::{Prepared, SendBody, SendDraft, prepare_send, validate_send};
 
 impl Session {
-    /// Submits a send. A refusal comes back with the correlation, for the error output.
+    /// Submits a send (the fields of the REST send). A refusal comes back with the correlation,
+    /// for the error output.
     pub(super) async fn send(
         &mut self,
         raw_id: &str,
-        content: Option<String>,
+        body: SendBody,
         correlation: Option<Correlation>,
     ) -> Result<(), (CommandError, Option<Correlation>)> {
         let space_id = match parse_space_id(raw_id) {
@@ -37,14 +38,13 @@ impl Session {
         {
             return Err((e.into(), correlation));
         }
-        let content = match normalize_content(content, self.app.config.max_content_chars) {
-            Ok(Some(c)) => c,
-            Ok(None) => {
-                return Err((
-                    CommandError::new("empty_message", "Message must have text"),
-                    correlation,
-                ));
-            }
+        let SendDraft { cmd, media_ids, .. } = match validate_send(
+            &self.user.profile,
+            body,
+            None,
+            self.app.config.max_content_chars,
+        ) {
+            Ok(d) => d,
             Err(e) => return Err((e.into(), correlation)),
         };
         let Ok(permit) = self.send_permits.clone().try_acquire_owned() else {
@@ -53,17 +53,9 @@ impl Session {
                 correlation,
             ));
         };
-        let cmd = SendMessage {
-            message_id: None,
-            sender: self.user.profile.clone(),
-            content: Some(content),
-            media_url: None,
-            media_type: None,
-            ..Default::default()
-        };
-        // Delivered to the actor's mailbox here, in the session's own order; only the wait is
-        // spawned.
-        let pending = match self.app.engine.space(space_id).submit_send(cmd).await {
+        // Without uploads this awaits nothing; with them, the session binds them before it
+        // reads the next frame, so its sends keep their order.
+        let prepared = match prepare_send(&self.app, &self.user, space_id, cmd, media_ids).await {
             Ok(p) => p,
             Err(e) => return Err((e.into(), correlation)),
         };
@@ -74,8 +66,44 @@ impl Session {
             .0
             .clone();
         let raw_space = raw_id.to_owned();
+        let (cmd, attached) = match prepared {
+            Prepared::Replay(original) => {
+                tokio::spawn(async move {
+                    let _ = results
+                        .send(Box::new(SendOutcome {
+                            correlation,
+                            raw_space,
+                            result: Ok(original),
+                        }))
+                        .await;
+                    drop(permit);
+                });
+                return Ok(());
+            }
+            Prepared::Send { cmd, attached } => (cmd, attached),
+        };
+        // Delivered to the actor's mailbox here, in the session's own order; only the wait is
+        // spawned.
+        let pending = match self.app.engine.space(space_id).submit_post(cmd).await {
+            Ok(p) => p,
+            Err(e) => {
+                if let Some(a) = attached {
+                    a.release_if_refused(&self.app, &e).await;
+                }
+                return Err((e.into(), correlation));
+            }
+        };
+        let app = self.app.clone();
         tokio::spawn(async move {
-            let result = pending.wait().await.map_err(CommandError::from);
+            let result = match pending.wait().await {
+                Ok(sent) => Ok(sent.message),
+                Err(e) => {
+                    if let Some(a) = attached {
+                        a.release_if_refused(&app, &e).await;
+                    }
+                    Err(CommandError::from(e))
+                }
+            };
             // The session may have ended meanwhile; the message is durable either way.
             let _ = results
                 .send(Box::new(SendOutcome {

@@ -183,9 +183,9 @@ impl Session {
                 .map_err(|e| (e, None, Some(space_id))),
             Command::Send {
                 space_id,
-                content,
+                body,
                 correlation,
-            } => match self.send(&space_id, content, correlation).await {
+            } => match self.send(&space_id, *body, correlation).await {
                 Ok(()) => Ok(()),
                 Err((e, correlation)) => Err((Refused::Command(e), correlation, Some(space_id))),
             },

@@ -484,24 +484,31 @@ async fn delete_message(
     // Learn the message's media before it is gone; the file is removed only once the delete
     // is durable. A file left by a failure here is the sweep's (its message no longer exists).
     // A message not found here is left to the space actor, which answers the delete.
-    let media_id = match app
+    // Its files: the Space7 one and the `/v1` uploads (with their thumbnails).
+    let media_ids: Vec<uuid::Uuid> = match app
         .engine
         .reader(space_id)
         .message(user.id(), message_id)
         .await
     {
-        Ok(m) => m.media_url.as_deref().and_then(media::media_id_of_url),
-        Err(EngineError::MessageNotFound) => None,
+        Ok(m) => m
+            .media_url
+            .as_deref()
+            .and_then(media::media_id_of_url)
+            .into_iter()
+            .chain(m.media.iter().map(|i| i.media_id))
+            .collect(),
+        Err(EngineError::MessageNotFound) => Vec::new(),
         Err(e) => return Err(e.into()),
     };
     app.engine
         .space(space_id)
         .delete(message_id, user.profile)
         .await?;
-    if let Some(id) = media_id
-        && let Err(e) = app.media.delete(id).await
+    if !media_ids.is_empty()
+        && let Err(e) = media::delete_media(&*app.media, &media_ids).await
     {
-        tracing::warn!(error = %e, media_id = %id, "could not remove a deleted message's media");
+        tracing::warn!(error = %e, %message_id, "could not remove a deleted message's media");
     }
     Ok(json_response(
         StatusCode::OK,

@@ -7,18 +7,29 @@ use std::collections::HashMap;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::Serialize;
-use spacecast_engine::model::{Message, Seq, Timestamp};
-use spacecast_engine::{Direction, MessageFilter, MessageQuery};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use spacecast_engine::model::{
+    Gif, JsonObject, MAX_IDEMPOTENCY_KEY_BYTES, MAX_MEDIA, MAX_REASON_BYTES, MSGTYPE_TEXT,
+    MediaItem, Message, MessageId, Seq, Timestamp, UserRef, validate_rich_fields,
+};
+use spacecast_engine::{Direction, EngineError, MessageFilter, MessageQuery, SendMessage};
+use uuid::Uuid;
 use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
-use super::{authorization, respond, started, user, with_app};
+use super::{
+    authorization, body_within, json_body_limit, parse_json, read_body, respond, started, user,
+    with_app,
+};
 use crate::app::AppRef;
+use crate::auth::User;
 use crate::error::{ApiError, json_response};
-use crate::input::{parse_message_id, parse_space_id};
+use crate::input::{normalize_content, parse_message_id, parse_space_id};
+use crate::media;
+use crate::ratelimit::Surface;
 
 /// Default page size.
 pub const DEFAULT_LIMIT: usize = 50;
@@ -58,7 +69,102 @@ pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
                 get_message(app, auth, space, msg),
             )
         });
-    list.or(get).unify().boxed()
+    let send = warp::path!("v1" / "spaces" / String / "messages")
+        .and(warp::post())
+        .and(body_within(app.clone(), json_body_limit))
+        .and(base())
+        .and(warp::header::optional::<String>("idempotency-key"))
+        .and(warp::body::stream())
+        .then(
+            |space: String, app: AppRef, t, auth, key: Option<String>, body| async move {
+                respond(
+                    app.clone(),
+                    "POST /v1/spaces/:space/messages",
+                    t,
+                    async move {
+                        let user = user(&app, auth)?;
+                        let space_id = parse_space_id(&space)?;
+                        app.send_limit.check(user.id(), Surface::V1)?;
+                        let bytes = read_body(body, app.config.max_body_bytes).await?;
+                        send_message(app, user, space_id, key, &bytes).await
+                    },
+                )
+                .await
+            },
+        );
+    let edit = warp::path!("v1" / "spaces" / String / "messages" / String / "edit")
+        .and(warp::post())
+        .and(body_within(app.clone(), json_body_limit))
+        .and(base())
+        .and(warp::body::stream())
+        .then(
+            |space: String, msg: String, app: AppRef, t, auth, body| async move {
+                respond(
+                    app.clone(),
+                    "POST /v1/spaces/:space/messages/:message/edit",
+                    t,
+                    async move {
+                        let bytes = read_body(body, app.config.max_body_bytes).await?;
+                        edit_message(app, auth, space, msg, &bytes).await
+                    },
+                )
+                .await
+            },
+        );
+    let redact = warp::path!("v1" / "spaces" / String / "messages" / String / "redact")
+        .and(warp::post())
+        .and(body_within(app.clone(), json_body_limit))
+        .and(base())
+        .and(warp::body::stream())
+        .then(
+            |space: String, msg: String, app: AppRef, t, auth, body| async move {
+                respond(
+                    app.clone(),
+                    "POST /v1/spaces/:space/messages/:message/redact",
+                    t,
+                    async move {
+                        let bytes = read_body(body, app.config.max_body_bytes).await?;
+                        redact_message(app, auth, space, msg, &bytes).await
+                    },
+                )
+                .await
+            },
+        );
+    let history = warp::path!("v1" / "spaces" / String / "messages" / String / "history")
+        .and(warp::get())
+        .and(base())
+        .then(|space: String, msg: String, app: AppRef, t, auth| {
+            respond(
+                app.clone(),
+                "GET /v1/spaces/:space/messages/:message/history",
+                t,
+                message_history(app, auth, space, msg),
+            )
+        });
+    let thread = warp::path!("v1" / "spaces" / String / "messages" / String / "thread")
+        .and(warp::get())
+        .and(base())
+        .then(|space: String, msg: String, app: AppRef, t, auth| {
+            respond(
+                app.clone(),
+                "GET /v1/spaces/:space/messages/:message/thread",
+                t,
+                thread(app, auth, space, msg),
+            )
+        });
+    list.or(get)
+        .unify()
+        .or(send)
+        .unify()
+        .or(edit)
+        .unify()
+        .or(redact)
+        .unify()
+        .or(history)
+        .unify()
+        .or(thread)
+        .unify()
+        .boxed()
 }
 
 /// A page position: where the next page of one direction starts. Opaque to clients: the
@@ -150,6 +256,19 @@ pub fn parse_list_query(q: &HashMap<String, String>) -> Result<MessageQuery, Api
             _ => return Err(filter_err("has_attachment must be true or false".into())),
         });
     }
+    if let Some(t) = q.get("msgtype") {
+        if !spacecast_engine::model::valid_msgtype(t) {
+            return Err(filter_err(format!("msgtype {t:?} is not a valid msgtype")));
+        }
+        filter.msgtype = Some(t.clone());
+    }
+    if let Some(p) = q.get("parent_id") {
+        filter.parent_id = Some(
+            p.trim()
+                .parse()
+                .map_err(|_| filter_err("parent_id must be a message id".into()))?,
+        );
+    }
     let time = |name: &str| -> Result<Option<Timestamp>, ApiError> {
         q.get(name)
             .map(|t| {
@@ -229,6 +348,485 @@ async fn get_message(
         .message(user.id(), message_id)
         .await?;
     Ok(json_response(StatusCode::OK, &m))
+}
+
+/// The body of `POST /v1/spaces/{space_id}/messages` (CONTRACT §5). Unknown fields are ignored.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+pub struct SendBody {
+    pub content: Option<String>,
+    pub body: Option<JsonObject>,
+    pub msgtype: Option<String>,
+    pub parent_id: Option<String>,
+    pub quoted_message_id: Option<String>,
+    #[serde(default)]
+    pub mentions: Vec<String>,
+    pub metadata: Option<JsonObject>,
+    pub gif: Option<Gif>,
+    #[serde(default)]
+    pub media_ids: Vec<String>,
+    /// Echoed in the response (and the stream's ack); never stored.
+    pub local_id: Option<serde_json::Value>,
+    pub idempotency_key: Option<String>,
+    pub as_user_id: Option<String>,
+}
+
+/// Longest `local_id`, in bytes of its JSON form.
+pub const MAX_LOCAL_ID: usize = 256;
+
+/// A validated send, before its media are attached.
+pub struct SendDraft {
+    pub cmd: SendMessage,
+    pub media_ids: Vec<Uuid>,
+    pub local_id: Option<serde_json::Value>,
+}
+
+/// Validates a `/v1` send of `caller` (every rule the edge can check without the space: sizes,
+/// shapes, the content rule); the space actor checks the rest.
+///
+/// # Errors
+/// 400 `empty_message`, `content_too_long`, `invalid_content`, `invalid_msgtype`,
+/// `invalid_mentions`, `invalid_gif`, `too_many_media`, `invalid_media`, `invalid_parent`,
+/// `invalid_quote`, `invalid_idempotency_key`, `invalid_request` (`local_id`, `as_user_id`);
+/// 413 `payload_too_large` (`body` over 64 KB, `metadata` over 10 KB).
+pub fn validate_send(
+    caller: &UserRef,
+    b: SendBody,
+    header_key: Option<String>,
+    max_content_chars: usize,
+) -> Result<SendDraft, ApiError> {
+    let content = normalize_content(b.content, max_content_chars)?;
+    let msgtype = b.msgtype.unwrap_or_else(|| MSGTYPE_TEXT.to_owned());
+    if b.media_ids.len() > MAX_MEDIA {
+        return Err(ApiError::bad_request(
+            "too_many_media",
+            format!("at most {MAX_MEDIA} media_ids per message"),
+        ));
+    }
+    let media_ids = b
+        .media_ids
+        .iter()
+        .map(|id| id.trim().parse::<Uuid>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| ApiError::bad_request("invalid_media", "media_ids must be upload ids"))?;
+    // Placeholders of the right count, for the size and count rules; replaced once attached.
+    validate_rich_fields(
+        &msgtype,
+        b.body.as_ref(),
+        b.metadata.as_ref(),
+        &b.mentions,
+        &[],
+        b.gif.as_ref(),
+    )?;
+    if content.is_none() && b.body.is_none() && b.gif.is_none() && media_ids.is_empty() {
+        return Err(ApiError::bad_request(
+            "empty_message",
+            "A message needs content, body, gif or media_ids",
+        ));
+    }
+    let id = |raw: Option<String>, code: &'static str, what: &str| {
+        raw.map(|r| {
+            r.trim()
+                .parse::<MessageId>()
+                .map_err(|_| ApiError::bad_request(code, format!("{what} must be a message id")))
+        })
+        .transpose()
+    };
+    let parent_id = id(b.parent_id, "invalid_parent", "parent_id")?;
+    let quoted_message_id = id(b.quoted_message_id, "invalid_quote", "quoted_message_id")?;
+    let idempotency_key = match (b.idempotency_key, header_key) {
+        (Some(a), Some(h)) if a != h => {
+            return Err(ApiError::bad_request(
+                "invalid_idempotency_key",
+                "idempotency_key and the Idempotency-Key header differ",
+            ));
+        }
+        (Some(k), _) | (None, Some(k)) => Some(k),
+        (None, None) => None,
+    };
+    if let Some(k) = &idempotency_key
+        && (k.is_empty()
+            || k.len() > MAX_IDEMPOTENCY_KEY_BYTES
+            || k.bytes().any(|c| !(0x21..=0x7e).contains(&c)))
+    {
+        return Err(ApiError::bad_request(
+            "invalid_idempotency_key",
+            format!(
+                "an idempotency key is 1 to {MAX_IDEMPOTENCY_KEY_BYTES} printable ASCII characters"
+            ),
+        ));
+    }
+    if let Some(l) = &b.local_id
+        && l.to_string().len() > MAX_LOCAL_ID
+    {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            format!("local_id longer than {MAX_LOCAL_ID} bytes"),
+        ));
+    }
+    let (sender, actor) = match b.as_user_id {
+        None => (caller.clone(), None),
+        Some(uid) if uid == caller.user_id => (caller.clone(), None),
+        Some(uid) => {
+            if uid.is_empty() || uid.len() > 128 {
+                return Err(ApiError::bad_request(
+                    "invalid_request",
+                    "as_user_id must be a user id",
+                ));
+            }
+            // The space actor fills in the member's stored profile.
+            let sender = UserRef {
+                user_id: uid,
+                username: String::new(),
+                profile_picture: String::new(),
+            };
+            (sender, Some(caller.clone()))
+        }
+    };
+    Ok(SendDraft {
+        cmd: SendMessage {
+            sender,
+            actor,
+            content,
+            msgtype: Some(msgtype),
+            body: b.body,
+            parent_id,
+            quoted_message_id,
+            mentions: b.mentions,
+            metadata: b.metadata,
+            gif: b.gif,
+            idempotency_key,
+            ..SendMessage::default()
+        },
+        media_ids,
+        local_id: b.local_id,
+    })
+}
+
+/// A message as a `/v1` write answers it: the message, with the client's `local_id` echoed.
+fn message_reply(status: StatusCode, m: &Message, local_id: Option<serde_json::Value>) -> Response {
+    let mut v = serde_json::to_value(m).unwrap_or_default();
+    if let (Some(l), Some(o)) = (local_id, v.as_object_mut()) {
+        o.insert("local_id".into(), l);
+    }
+    json_response(status, &v)
+}
+
+/// Whether the engine refused a send before writing anything (the media it named can be freed).
+fn refused_before_write(e: &EngineError) -> bool {
+    matches!(
+        e,
+        EngineError::SpaceNotFound
+            | EngineError::MessageNotFound
+            | EngineError::NotAMember
+            | EngineError::Forbidden(_)
+            | EngineError::Invalid(..)
+            | EngineError::Conflict(..)
+            | EngineError::Overloaded { .. }
+    )
+}
+
+/// A validated send made ready for its space: the original message of a replayed key, or the
+/// command with its uploads attached.
+pub enum Prepared {
+    /// The same sender already sent with this idempotency key: nothing is to be created.
+    Replay(Message),
+    Send {
+        cmd: SendMessage,
+        /// The uploads bound to the message about to be sent, to give back if it is refused.
+        attached: Option<Attached>,
+    },
+}
+
+/// Uploads bound to a message that does not exist yet.
+pub struct Attached {
+    media_ids: Vec<Uuid>,
+    space_id: uuid::Uuid,
+    message_id: MessageId,
+}
+
+impl Attached {
+    /// Gives the uploads back when the engine refused the send before writing anything (the
+    /// message will never exist); otherwise the outcome is unknown and the sweep decides.
+    pub async fn release_if_refused(self, app: &AppRef, e: &EngineError) {
+        if refused_before_write(e) {
+            media::detach(&*app.media, &self.media_ids, self.space_id, self.message_id).await;
+        }
+    }
+}
+
+/// Makes a validated send ready: with uploads, first the replay check (a replay must not touch
+/// them: they belong to the original message), then the posting pre-check (so a send that will
+/// be refused binds nothing), then the uploads are bound to the message id chosen here. Without
+/// uploads, nothing is awaited: the space actor decides everything.
+///
+/// # Errors
+/// Those of the pre-check (`not_a_member`, `forbidden`, …) and of
+/// [`media::attach_for_send`] (`invalid_media`, …).
+pub async fn prepare_send(
+    app: &AppRef,
+    caller: &User,
+    space_id: uuid::Uuid,
+    mut cmd: SendMessage,
+    media_ids: Vec<Uuid>,
+) -> Result<Prepared, ApiError> {
+    if media_ids.is_empty() {
+        return Ok(Prepared::Send {
+            cmd,
+            attached: None,
+        });
+    }
+    let reader = app.engine.reader(space_id);
+    if let Some(key) = &cmd.idempotency_key
+        && let Some(original) = reader.replayed_send(&cmd.sender.user_id, key).await?
+    {
+        return Ok(Prepared::Replay(original));
+    }
+    reader.ensure_can_post(&cmd.sender.user_id).await?;
+    let message_id = Uuid::now_v7();
+    // The caller's own uploads (a bot sending on behalf attaches what it uploaded).
+    let uploads =
+        media::attach_for_send(&*app.media, caller.id(), &media_ids, space_id, message_id).await?;
+    cmd.message_id = Some(message_id);
+    cmd.media = uploads
+        .into_iter()
+        .map(|u| MediaItem {
+            media_id: u.media_id,
+            content_type: u.content_type,
+            size: u.size,
+            sha256: u.sha256,
+            thumbnail_id: u.thumbnail_id,
+        })
+        .collect();
+    Ok(Prepared::Send {
+        cmd,
+        attached: Some(Attached {
+            media_ids,
+            space_id,
+            message_id,
+        }),
+    })
+}
+
+/// `POST /v1/spaces/{space_id}/messages` → 201 the message once durable (200 and the original
+/// message when the same sender already sent with the same idempotency key within 5 minutes:
+/// nothing is created, whatever this body says). `media_ids` (≤ 10) must be the caller's own
+/// uploads not used by another message; they are attached before the send (400 `invalid_media`).
+/// `as_user_id` sends on behalf of that member (power ≥ 100, else 403). 429 `rate_limited` over
+/// the caller's send rate limit.
+async fn send_message(
+    app: AppRef,
+    user: User,
+    space_id: uuid::Uuid,
+    header_key: Option<String>,
+    bytes: &Bytes,
+) -> Result<Response, ApiError> {
+    let body: SendBody = parse_json(bytes)?;
+    let SendDraft {
+        cmd,
+        media_ids,
+        local_id,
+    } = validate_send(
+        &user.profile,
+        body,
+        header_key,
+        app.config.max_content_chars,
+    )?;
+    let (cmd, attached) = match prepare_send(&app, &user, space_id, cmd, media_ids).await? {
+        Prepared::Replay(original) => {
+            return Ok(message_reply(StatusCode::OK, &original, local_id));
+        }
+        Prepared::Send { cmd, attached } => (cmd, attached),
+    };
+    match app.engine.space(space_id).post(cmd).await {
+        Ok(sent) => {
+            let status = if sent.replayed {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            };
+            Ok(message_reply(status, &sent.message, local_id))
+        }
+        Err(e) => {
+            if let Some(a) = attached {
+                a.release_if_refused(&app, &e).await;
+            }
+            Err(e.into())
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct EditBody {
+    content: Option<String>,
+    body: Option<JsonObject>,
+}
+
+/// `POST /v1/spaces/{space_id}/messages/{message_id}/edit` `{content?, body?}` → the message
+/// after the edit (event `message_edited`; the previous version is listed by `…/history`).
+/// Author only (403), within `--edit-window` of its creation (409 `edit_window_closed`); a
+/// redacted message: 409 `message_redacted`.
+async fn edit_message(
+    app: AppRef,
+    auth: Option<String>,
+    space: String,
+    message: String,
+    bytes: &Bytes,
+) -> Result<Response, ApiError> {
+    let user = user(&app, auth)?;
+    let space_id = parse_space_id(&space)?;
+    let message_id = parse_message_id(&message)?;
+    let b: EditBody = parse_json(bytes)?;
+    let content = normalize_content(b.content, app.config.max_content_chars)?;
+    if content.is_none() && b.body.is_none() {
+        return Err(ApiError::bad_request(
+            "empty_message",
+            "An edit needs content or body",
+        ));
+    }
+    validate_rich_fields(MSGTYPE_TEXT, b.body.as_ref(), None, &[], &[], None)?;
+    let m = app
+        .engine
+        .space(space_id)
+        .edit(message_id, user.profile, content, b.body)
+        .await?;
+    Ok(json_response(StatusCode::OK, &m))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RedactBody {
+    reason: Option<String>,
+}
+
+/// `POST /v1/spaces/{space_id}/messages/{message_id}/redact` `{reason?}` → the message after the
+/// redaction: content, body, media, metadata, gif and mentions wiped (its files deleted), id,
+/// seq and thread position kept (event `message_redacted`). Its author, or power ≥ 50 (403).
+/// Redacting again answers the message as it is.
+async fn redact_message(
+    app: AppRef,
+    auth: Option<String>,
+    space: String,
+    message: String,
+    bytes: &Bytes,
+) -> Result<Response, ApiError> {
+    let user = user(&app, auth)?;
+    let space_id = parse_space_id(&space)?;
+    let message_id = parse_message_id(&message)?;
+    let b: RedactBody = parse_json(bytes)?;
+    let reason = b
+        .reason
+        .map(|r| r.trim().to_owned())
+        .filter(|r| !r.is_empty());
+    if reason.as_ref().is_some_and(|r| r.len() > MAX_REASON_BYTES) {
+        return Err(ApiError::bad_request(
+            "invalid_reason",
+            format!("reason is longer than {MAX_REASON_BYTES} bytes"),
+        ));
+    }
+    let r = app
+        .engine
+        .space(space_id)
+        .redact(message_id, user.profile, reason)
+        .await?;
+    // The message no longer names its files: delete them now (a failure leaves them to the
+    // sweep only if their records still name a message that exists, so log it).
+    let mut ids: Vec<Uuid> = r.wiped_media.iter().map(|m| m.media_id).collect();
+    ids.extend(
+        r.wiped_media_url
+            .as_deref()
+            .and_then(media::media_id_of_url),
+    );
+    if !ids.is_empty()
+        && let Err(e) = media::delete_media(&*app.media, &ids).await
+    {
+        tracing::warn!(error = %e, %message_id, "could not delete the files of a redacted message");
+    }
+    Ok(json_response(StatusCode::OK, &r.message))
+}
+
+#[derive(Serialize)]
+struct Data<'a, T: Serialize> {
+    data: &'a [T],
+}
+
+/// `GET /v1/spaces/{space_id}/messages/{message_id}/history` → `{data}`: the message's previous
+/// versions, newest first (empty when never edited; wiped by a redaction).
+async fn message_history(
+    app: AppRef,
+    auth: Option<String>,
+    space: String,
+    message: String,
+) -> Result<Response, ApiError> {
+    let user = user(&app, auth)?;
+    let space_id = parse_space_id(&space)?;
+    let message_id = parse_message_id(&message)?;
+    let versions = app
+        .engine
+        .reader(space_id)
+        .message_history(user.id(), message_id)
+        .await?;
+    Ok(json_response(StatusCode::OK, &Data { data: &versions }))
+}
+
+/// Most replies `…/thread` returns in one answer.
+pub const MAX_THREAD: usize = 1000;
+
+#[derive(Serialize)]
+struct Thread<'a> {
+    data: &'a [Message],
+    /// Continues the thread with `GET …/messages?parent_id=…&direction=forward&cursor=…`
+    /// when it is longer than one answer (or its scan was cut by the budget); else `null`.
+    next_cursor: Option<String>,
+}
+
+/// `GET /v1/spaces/{space_id}/messages/{message_id}/thread` → `{data, next_cursor}`: the replies,
+/// oldest first (a reply of a reply is refused at send, so a thread is one level). Scans forward
+/// from the parent (replies come after it) within the page scan budget, repeatedly, up to
+/// [`MAX_THREAD`] replies or 10 budgets; `next_cursor` continues past either bound.
+async fn thread(
+    app: AppRef,
+    auth: Option<String>,
+    space: String,
+    message: String,
+) -> Result<Response, ApiError> {
+    let user = user(&app, auth)?;
+    let space_id = parse_space_id(&space)?;
+    let message_id = parse_message_id(&message)?;
+    let reader = app.engine.reader(space_id);
+    let parent = reader.message(user.id(), message_id).await?;
+    let mut q = MessageQuery {
+        direction: Direction::Forward,
+        from: Some(parent.seq),
+        limit: MAX_LIMIT,
+        filter: MessageFilter {
+            parent_id: Some(message_id),
+            ..MessageFilter::default()
+        },
+    };
+    let mut replies = Vec::new();
+    let mut next = None;
+    for _ in 0..10 {
+        let page = reader.list_messages(user.id(), &q).await?;
+        replies.extend(page.messages);
+        next = page.next;
+        match next {
+            Some(seq) if replies.len() < MAX_THREAD => q.from = Some(seq),
+            _ => break,
+        }
+    }
+    let next_cursor = next.map(|seq| {
+        Cursor {
+            direction: Direction::Forward,
+            seq,
+        }
+        .encode()
+    });
+    Ok(json_response(
+        StatusCode::OK,
+        &Thread {
+            data: &replies,
+            next_cursor,
+        },
+    ))
 }
 
 #[cfg(test)]

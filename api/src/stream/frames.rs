@@ -11,6 +11,7 @@ use spacecast_engine::hub::Typing;
 use spacecast_engine::model::{Message, Seq, SpaceId, Timestamp};
 
 use crate::realtime::{Command, CommandError, Correlation, Output};
+use crate::routes::v1_messages::SendBody;
 
 /// The native rendering of hub values: a text frame's payload, shared by every subscriber.
 pub const NATIVE: Wire<Bytes> = Wire::new(0);
@@ -29,11 +30,13 @@ enum ClientFrame {
     Leave {
         space_id: String,
     },
+    /// The fields of the REST send (`POST /v1/spaces/{id}/messages`), and `local_id`.
     Send {
         space_id: String,
-        content: Option<String>,
         #[serde(default)]
         local_id: Option<serde_json::Value>,
+        #[serde(flatten)]
+        body: Box<SendBody>,
     },
     Typing {
         space_id: String,
@@ -67,11 +70,11 @@ pub fn parse(text: &str) -> Result<Command, (CommandError, Option<Correlation>)>
             ClientFrame::Leave { space_id } => Command::Leave { space_id },
             ClientFrame::Send {
                 space_id,
-                content,
                 local_id,
+                body,
             } => Command::Send {
                 space_id,
-                content,
+                body,
                 correlation: local_id,
             },
             ClientFrame::Typing { space_id } => Command::Typing { space_id },
