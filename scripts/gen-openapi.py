@@ -4,6 +4,18 @@
 # The error-code enum is read from api/src/error.rs (CODES), so it cannot drift from the code.
 import json, re
 import os
+# Text rules the server enforces, as ECMA-262 patterns (the same in Python's `re`): no control
+# characters (Unicode Cc: C0, DEL, C1), except tab, newline and carriage return in multi-line text.
+CONTROL = "\\x00-\\x1f\\x7f-\\x9f"
+MULTILINE_CONTROL = "\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f"
+# A title: one line, no surrounding whitespace (the server trims it, then counts 3–200 characters).
+TITLE_PATTERN = f"^[^\\s{CONTROL}](?:[^{CONTROL}]*[^\\s{CONTROL}])?$"
+# A description: any lines; may be empty.
+TEXT_PATTERN = f"^[^{MULTILINE_CONTROL}]*$"
+# Message text: at least one non-whitespace character (whitespace-only text is no text).
+CONTENT_PATTERN = f"^[^{MULTILINE_CONTROL}]*[^\\s{MULTILINE_CONTROL}][^{MULTILINE_CONTROL}]*$"
+# A hashtag: an optional leading `#`, then 1–50 characters without whitespace or control characters.
+HASHTAG_PATTERN = f"^#?[^\\s#{CONTROL}][^\\s{CONTROL}]{{0,49}}$"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CODES = re.findall(r'"([a-z_]+)"', open(ROOT + '/api/src/error.rs').read().split('pub const CODES: &[&str] = &[')[1].split('];')[0])
@@ -71,8 +83,34 @@ def rr(name): return {"$ref": f"#/components/responses/{name}"}
 
 ENGINE_503 = ["overloaded", "unavailable", "store_unavailable", "bus_unavailable", "shutting_down"]
 
-def json_ok(desc, schema):
-    return {"description": desc, "content": {"application/json": {"schema": schema}}}
+def json_ok(desc, schema, links=None):
+    out = {"description": desc, "content": {"application/json": {"schema": schema}}}
+    if links:
+        out["links"] = links
+    return out
+
+def link(operation_id, desc, **parameters):
+    """An OpenAPI link: `parameters` name the target's parameters and where in this response
+    their values are (`$response.body#/space_id`). Schemathesis's stateful phase follows them."""
+    return {"operationId": operation_id, "description": desc, "parameters": parameters}
+
+SPACE_LINKS = {
+    "GetSpace": link("getSpace", "The new space.", spaceId="$response.body#/space_id"),
+    "JoinSpace": link("joinSpace", "Join the new space (409 for its creator).", spaceId="$response.body#/space_id"),
+    "SendMessage": link("sendMessage", "Post in the new space.", spaceId="$response.body#/space_id"),
+    "ListMessages": link("listMessages", "The new space's messages.", spaceId="$response.body#/space_id"),
+}
+MESSAGE_LINKS = {
+    "ToggleAppreciation": link("toggleAppreciation", "Appreciate the new message.",
+                               spaceId="$response.body#/space_id", messageId="$response.body#/message_id"),
+    "DeleteMessage": link("deleteMessage", "Delete the new message.",
+                          spaceId="$response.body#/space_id", messageId="$response.body#/message_id"),
+    "ListMessages": link("listMessages", "The space the message was posted in.", spaceId="$response.body#/space_id"),
+}
+UPLOAD_LINKS = {
+    "DownloadMedia": link("downloadMedia", "Download the upload.", mediaId="$response.body#/media_id"),
+    "DownloadThumbnail": link("downloadThumbnail", "The upload's thumbnail (404 unless an image).", mediaId="$response.body#/media_id"),
+}
 
 space_param = {"$ref": "#/components/parameters/spaceId"}
 message_param = {"$ref": "#/components/parameters/messageId"}
@@ -305,15 +343,17 @@ schemas = {
     },
     "CreateSpaceRequest": {
         "type": "object",
+        "required": ["title"],
         "properties": {
-            "title": {"type": "string", "description": "Trimmed; 3–200 characters, one line without control characters (else `invalid_title`)."},
-            "description": {"type": "string", "description": "Trimmed; at most 5000 characters, no control characters other than tab, newline and carriage return (else `invalid_description`). Defaults to `\"\"`."},
-            "visibility": {"type": "string", "enum": ["public", "private"], "default": "public",
-                           "description": "Anything else gives `invalid_visibility`."},
-            "hashtags": {"type": "array", "items": {"type": "string"}, "maxItems": 10,
-                         "description": "At most 10; each is trimmed, a leading `#` removed, lowercased, and must then be 1–50 characters without whitespace (else `invalid_hashtags`). Duplicates are dropped."},
-            "posting_permission": {"type": "string", "enum": ["everyone", "admins"], "default": "everyone",
-                                   "description": "Anything else gives `invalid_request`."},
+            "title": {"type": "string", "minLength": 3, "maxLength": 200, "pattern": TITLE_PATTERN,
+                      "description": "Trimmed; 3–200 characters, one line without control characters (else `invalid_title`). The pattern asks for no surrounding whitespace, which the server would trim."},
+            "description": {"type": ["string", "null"], "maxLength": 5000, "pattern": TEXT_PATTERN, "description": "`null` is the default. Trimmed; at most 5000 characters, no control characters other than tab, newline and carriage return (else `invalid_description`). Defaults to `\"\"`."},
+            "visibility": {"type": ["string", "null"], "enum": ["public", "private", None], "default": "public",
+                           "description": "`null` is the default. Anything else gives `invalid_visibility`."},
+            "hashtags": {"type": ["array", "null"], "items": {"type": "string", "pattern": HASHTAG_PATTERN}, "maxItems": 10,
+                         "description": "`null` is none. At most 10; each is trimmed, a leading `#` removed, lowercased, and must then be 1–50 characters without whitespace (else `invalid_hashtags`). Duplicates are dropped."},
+            "posting_permission": {"type": ["string", "null"], "enum": ["everyone", "admins", None], "default": "everyone",
+                                   "description": "`null` is the default. Anything else gives `invalid_request`."},
         },
     },
     "JoinRequest": {
@@ -372,9 +412,11 @@ schemas = {
     },
     "SendMessageForm": {
         "type": "object",
+        "anyOf": [{"required": ["content"]}, {"required": ["media"]}],
+        "dependentRequired": {"media": ["media_type"]},
         "description": "The Space7 client's multipart body. Other field names give 400 `invalid_request`.",
         "properties": {
-            "content": {"type": "string", "description": "Trimmed; optional when `media` is given. No control characters other than tab, newline and carriage return (`invalid_content`). At most `max_content_chars` (default 5000) characters (`content_too_long`); a field over 64 KiB gives 413."},
+            "content": {"type": "string", "maxLength": 5000, "pattern": CONTENT_PATTERN, "description": "Trimmed; optional when `media` is given. No control characters other than tab, newline and carriage return (`invalid_content`). At most `max_content_chars` (default 5000) characters (`content_too_long`); a field over 64 KiB gives 413."},
             "media": {"type": "string", "format": "binary", "contentMediaType": "application/octet-stream",
                       "description": "One file, at most `max_media_bytes` (default 10 MiB, else 413). Its bytes must be a recognised format of `media_type`'s kind (checked by signature, not by the part's Content-Type), else `invalid_media_type`. An empty part counts as no media."},
             "media_type": {"type": "string", "enum": ["image", "video", "audio"],
@@ -383,9 +425,10 @@ schemas = {
     },
     "SendMessageJson": {
         "type": "object",
+        "required": ["content"],
         "description": "Text only: a JSON body cannot carry media (a `media_type` field is ignored, as are unknown fields).",
         "properties": {
-            "content": {"type": "string", "description": "Trimmed; required non-empty (`empty_message`); no control characters other than tab, newline and carriage return (`invalid_content`); at most `max_content_chars` characters (`content_too_long`)."},
+            "content": {"type": "string", "minLength": 1, "maxLength": 5000, "pattern": CONTENT_PATTERN, "description": "Trimmed; required non-empty (`empty_message`); no control characters other than tab, newline and carriage return (`invalid_content`); at most `max_content_chars` characters (`content_too_long`)."},
         },
     },
     "Appreciation": {
@@ -640,7 +683,7 @@ paths = {
         "requestBody": {"required": True, "content": {"application/json": {"schema": ref("CreateSpaceRequest")}},
                         "description": "JSON (the Content-Type header is not checked). An empty body is `{}` and fails `invalid_title`."},
         "responses": {
-            "201": json_ok("The new space, with the caller's `role` and `power_level`.", ref("Space")),
+            "201": json_ok("The new space, with the caller's `role` and `power_level`.", ref("Space"), SPACE_LINKS),
             "400": err("Invalid body.", ["invalid_json", "invalid_title", "invalid_description", "invalid_visibility",
                                           "invalid_hashtags", "invalid_request"]),
             "401": R401,
@@ -723,7 +766,7 @@ paths = {
                 "application/json": {"schema": ref("SendMessageJson")},
             }},
             "responses": {
-                "201": json_ok("The message as stored (`likes` empty, `appreciation_count` 0).", ref("Message")),
+                "201": json_ok("The message as stored (`likes` empty, `appreciation_count` 0).", ref("Message"), MESSAGE_LINKS),
                 "400": err("Invalid message.", ["empty_message", "invalid_media_type", "content_too_long", "invalid_content", "invalid_json", "invalid_request"]),
                 "401": R401,
                 "403": err("The caller is not a member, or may not post in this space.", ["not_a_member", "forbidden"],
@@ -872,7 +915,7 @@ paths["/v1/media"] = {"post": {
         "*/*": {"schema": {"type": "string", "format": "binary"}},
     }},
     "responses": {
-        "201": json_ok("Stored (bytes, record and thumbnail durable).", ref("Uploaded")),
+        "201": json_ok("Stored (bytes, record and thumbnail durable).", ref("Uploaded"), UPLOAD_LINKS),
         "400": err("Refused upload.", ["expected_one_file", "empty_media", "media_type_mismatch", "invalid_image", "invalid_request"]),
         "401": R401,
         "413": err("The file is larger than `--max-media-bytes` (refused while it streams in; nothing is stored).", ["payload_too_large"], {"payload_too_large": "The file exceeds 10485760 bytes"}),
@@ -938,7 +981,8 @@ schemas.update({
         },
     },
     "DevLoginRequest": {
-        "type": "object", "required": ["username"],
+        "type": "object", "required": ["username"], "additionalProperties": False,
+        "description": "Any other field gives 400 `invalid_request` (the body is at most 1 KiB).",
         "properties": {"username": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,32}$",
                                     "description": "Trimmed; 1–32 ASCII letters, digits, `_`, `-`, `.`."}},
     },
@@ -1008,7 +1052,7 @@ paths.update({
             "requestBody": {"required": True, "content": {"application/json": {"schema": ref("DevLoginRequest")}}},
             "responses": {
                 "200": json_ok("A token for `dev-<username>`.", ref("DevLoginResult")),
-                "400": err("Invalid body or username.", ["invalid_username", "invalid_json"]),
+                "400": err("Invalid body or username.", ["invalid_username", "invalid_json", "invalid_request"]),
                 "404": err("Development login is off.", ["not_found"], {"not_found": "Route not found"}),
                 "413": err("The body exceeds 1 KiB.", ["payload_too_large"], {"payload_too_large": "The request body exceeds 1024 bytes"}),
                 "429": err("The node's mint budget is spent; retry after `Retry-After` seconds.", ["rate_limited"], retry=True),
