@@ -4,6 +4,21 @@
 # The error-code enum is read from api/src/error.rs (CODES), so it cannot drift from the code.
 import json, re
 import os
+# Text rules the server enforces, as ECMA-262 patterns (the same in Python's `re`): no control
+# characters (Unicode Cc: C0, DEL, C1), except tab, newline and carriage return in multi-line text.
+CONTROL = "\\x00-\\x1f\\x7f-\\x9f"
+MULTILINE_CONTROL = "\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f"
+# A title: one line, no surrounding whitespace (the server trims it, then counts 3–200 characters).
+TITLE_PATTERN = f"^[^\\s{CONTROL}](?:[^{CONTROL}]*[^\\s{CONTROL}])?$"
+# A description: any lines; may be empty.
+TEXT_PATTERN = f"^[^{MULTILINE_CONTROL}]*$"
+# Message text: at least one non-whitespace character (whitespace-only text is no text).
+MSGTYPE_PATTERN = "^(text|code|media|system|[a-z0-9_-]+(\\.[a-z0-9_-]+)+)$"
+# A cursor is 12 base64url characters whose first byte is 0xb1 (backward) or 0xf1 (forward).
+CURSOR_PATTERN = "^[s8][Q-Za-f][A-Za-z0-9_-]{10}$"
+CONTENT_PATTERN = f"^[^{MULTILINE_CONTROL}]*[^\\s{MULTILINE_CONTROL}][^{MULTILINE_CONTROL}]*$"
+# A hashtag: an optional leading `#`, then 1–50 characters without whitespace or control characters.
+HASHTAG_PATTERN = f"^#?[^\\s#{CONTROL}][^\\s{CONTROL}]{{0,49}}$"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CODES = re.findall(r'"([a-z_]+)"', open(ROOT + '/api/src/error.rs').read().split('pub const CODES: &[&str] = &[')[1].split('];')[0])
@@ -71,8 +86,44 @@ def rr(name): return {"$ref": f"#/components/responses/{name}"}
 
 ENGINE_503 = ["overloaded", "unavailable", "store_unavailable", "bus_unavailable", "shutting_down"]
 
-def json_ok(desc, schema):
-    return {"description": desc, "content": {"application/json": {"schema": schema}}}
+def json_ok(desc, schema, links=None):
+    out = {"description": desc, "content": {"application/json": {"schema": schema}}}
+    if links:
+        out["links"] = links
+    return out
+
+def link(operation_id, desc, **parameters):
+    """An OpenAPI link: `parameters` name the target's parameters and where in this response
+    their values are (`$response.body#/space_id`). Schemathesis's stateful phase follows them."""
+    return {"operationId": operation_id, "description": desc, "parameters": parameters}
+
+SPACE_LINKS = {
+    "GetSpace": link("getSpace", "The new space.", spaceId="$response.body#/space_id"),
+    "JoinSpace": link("joinSpace", "Join the new space (409 for its creator).", spaceId="$response.body#/space_id"),
+    "SendMessage": link("sendMessage", "Post in the new space.", spaceId="$response.body#/space_id"),
+    "ListMessages": link("listMessages", "The new space's messages.", spaceId="$response.body#/space_id"),
+    "SendMessageV1": link("sendMessageV1", "Post in the new space (native).", spaceId="$response.body#/space_id"),
+    "ListMessagesV1": link("listMessagesV1", "A cursor page of the new space.", spaceId="$response.body#/space_id"),
+}
+MESSAGE_LINKS = {
+    **{name: link(op, desc, spaceId="$response.body#/space_id", messageId="$response.body#/message_id")
+       for name, op, desc in [
+           ("GetMessageV1", "getMessageV1", "The new message."),
+           ("EditMessageV1", "editMessageV1", "Edit the new message."),
+           ("RedactMessageV1", "redactMessageV1", "Redact the new message."),
+           ("MessageHistoryV1", "messageHistoryV1", "The new message's history."),
+           ("ThreadV1", "threadV1", "The new message's replies."),
+       ]},
+    "ToggleAppreciation": link("toggleAppreciation", "Appreciate the new message.",
+                               spaceId="$response.body#/space_id", messageId="$response.body#/message_id"),
+    "DeleteMessage": link("deleteMessage", "Delete the new message.",
+                          spaceId="$response.body#/space_id", messageId="$response.body#/message_id"),
+    "ListMessages": link("listMessages", "The space the message was posted in.", spaceId="$response.body#/space_id"),
+}
+UPLOAD_LINKS = {
+    "DownloadMedia": link("downloadMedia", "Download the upload.", mediaId="$response.body#/media_id"),
+    "DownloadThumbnail": link("downloadThumbnail", "The upload's thumbnail (404 unless an image).", mediaId="$response.body#/media_id"),
+}
 
 space_param = {"$ref": "#/components/parameters/spaceId"}
 message_param = {"$ref": "#/components/parameters/messageId"}
@@ -304,15 +355,17 @@ schemas = {
     },
     "CreateSpaceRequest": {
         "type": "object",
+        "required": ["title"],
         "properties": {
-            "title": {"type": "string", "description": "Trimmed; 3–200 characters, one line without control characters (else `invalid_title`)."},
-            "description": {"type": "string", "description": "Trimmed; at most 5000 characters, no control characters other than tab, newline and carriage return (else `invalid_description`). Defaults to `\"\"`."},
-            "visibility": {"type": "string", "enum": ["public", "private"], "default": "public",
-                           "description": "Anything else gives `invalid_visibility`."},
-            "hashtags": {"type": "array", "items": {"type": "string"}, "maxItems": 10,
-                         "description": "At most 10; each is trimmed, a leading `#` removed, lowercased, and must then be 1–50 characters without whitespace (else `invalid_hashtags`). Duplicates are dropped."},
-            "posting_permission": {"type": "string", "enum": ["everyone", "admins"], "default": "everyone",
-                                   "description": "Anything else gives `invalid_request`."},
+            "title": {"type": "string", "minLength": 3, "maxLength": 200, "pattern": TITLE_PATTERN,
+                      "description": "Trimmed; 3–200 characters, one line without control characters (else `invalid_title`). The pattern asks for no surrounding whitespace, which the server would trim."},
+            "description": {"type": ["string", "null"], "maxLength": 5000, "pattern": TEXT_PATTERN, "description": "`null` is the default. Trimmed; at most 5000 characters, no control characters other than tab, newline and carriage return (else `invalid_description`). Defaults to `\"\"`."},
+            "visibility": {"type": ["string", "null"], "enum": ["public", "private", None], "default": "public",
+                           "description": "`null` is the default. Anything else gives `invalid_visibility`."},
+            "hashtags": {"type": ["array", "null"], "items": {"type": "string", "pattern": HASHTAG_PATTERN}, "maxItems": 10,
+                         "description": "`null` is none. At most 10; each is trimmed, a leading `#` removed, lowercased, and must then be 1–50 characters without whitespace (else `invalid_hashtags`). Duplicates are dropped."},
+            "posting_permission": {"type": ["string", "null"], "enum": ["everyone", "admins", None], "default": "everyone",
+                                   "description": "`null` is the default. Anything else gives `invalid_request`."},
         },
     },
     "JoinRequest": {
@@ -371,9 +424,11 @@ schemas = {
     },
     "SendMessageForm": {
         "type": "object",
+        "anyOf": [{"required": ["content"]}, {"required": ["media"]}],
+        "dependentRequired": {"media": ["media_type"]},
         "description": "The Space7 client's multipart body. Other field names give 400 `invalid_request`.",
         "properties": {
-            "content": {"type": "string", "description": "Trimmed; optional when `media` is given. No control characters other than tab, newline and carriage return (`invalid_content`). At most `max_content_chars` (default 5000) characters (`content_too_long`); a field over 64 KiB gives 413."},
+            "content": {"type": "string", "maxLength": 5000, "pattern": CONTENT_PATTERN, "description": "Trimmed; optional when `media` is given. No control characters other than tab, newline and carriage return (`invalid_content`). At most `max_content_chars` (default 5000) characters (`content_too_long`); a field over 64 KiB gives 413."},
             "media": {"type": "string", "format": "binary", "contentMediaType": "application/octet-stream",
                       "description": "One file, at most `max_media_bytes` (default 10 MiB, else 413). Its bytes must be a recognised format of `media_type`'s kind (checked by signature, not by the part's Content-Type), else `invalid_media_type`. An empty part counts as no media."},
             "media_type": {"type": "string", "enum": ["image", "video", "audio"],
@@ -382,9 +437,10 @@ schemas = {
     },
     "SendMessageJson": {
         "type": "object",
+        "required": ["content"],
         "description": "Text only: a JSON body cannot carry media (a `media_type` field is ignored, as are unknown fields).",
         "properties": {
-            "content": {"type": "string", "description": "Trimmed; required non-empty (`empty_message`); no control characters other than tab, newline and carriage return (`invalid_content`); at most `max_content_chars` characters (`content_too_long`)."},
+            "content": {"type": "string", "minLength": 1, "maxLength": 5000, "pattern": CONTENT_PATTERN, "description": "Trimmed; required non-empty (`empty_message`); no control characters other than tab, newline and carriage return (`invalid_content`); at most `max_content_chars` characters (`content_too_long`)."},
         },
     },
     "Appreciation": {
@@ -639,7 +695,7 @@ paths = {
         "requestBody": {"required": True, "content": {"application/json": {"schema": ref("CreateSpaceRequest")}},
                         "description": "JSON (the Content-Type header is not checked). An empty body is `{}` and fails `invalid_title`."},
         "responses": {
-            "201": json_ok("The new space, with the caller's `role` and `power_level`.", ref("Space")),
+            "201": json_ok("The new space, with the caller's `role` and `power_level`.", ref("Space"), SPACE_LINKS),
             "400": err("Invalid body.", ["invalid_json", "invalid_title", "invalid_description", "invalid_visibility",
                                           "invalid_hashtags", "invalid_request"]),
             "401": R401,
@@ -693,7 +749,7 @@ paths = {
             "parameters": [space_param,
                 {"name": "sort", "in": "query", "required": False,
                  "description": "`recent`: newest first. `most_appreciated`: highest `appreciation_count` first, ties newest first. Empty means `recent`; anything else gives `invalid_sort`.",
-                 "schema": {"type": "string", "enum": ["recent", "most_appreciated"], "default": "recent"}},
+                 "schema": {"type": "string", "enum": ["recent", "most_appreciated", ""], "default": "recent"}},
                 {"name": "page", "in": "query", "required": False,
                  "description": "1-based page number, at most 1000000 (else `invalid_pagination`).",
                  "schema": {"type": "integer", "minimum": 1, "maximum": 1000000, "default": 1}},
@@ -722,7 +778,7 @@ paths = {
                 "application/json": {"schema": ref("SendMessageJson")},
             }},
             "responses": {
-                "201": json_ok("The message as stored (`likes` empty, `appreciation_count` 0).", ref("Message")),
+                "201": json_ok("The message as stored (`likes` empty, `appreciation_count` 0).", ref("Message"), MESSAGE_LINKS),
                 "400": err("Invalid message.", ["empty_message", "invalid_media_type", "content_too_long", "invalid_content", "invalid_json", "invalid_request"]),
                 "401": R401,
                 "403": err("The caller is not a member, or may not post in this space.", ["not_a_member", "forbidden"],
@@ -871,7 +927,7 @@ paths["/v1/media"] = {"post": {
         "*/*": {"schema": {"type": "string", "format": "binary"}},
     }},
     "responses": {
-        "201": json_ok("Stored (bytes, record and thumbnail durable).", ref("Uploaded")),
+        "201": json_ok("Stored (bytes, record and thumbnail durable).", ref("Uploaded"), UPLOAD_LINKS),
         "400": err("Refused upload.", ["expected_one_file", "empty_media", "media_type_mismatch", "invalid_image", "invalid_request"]),
         "401": R401,
         "413": err("The file is larger than `--max-media-bytes` (refused while it streams in; nothing is stored).", ["payload_too_large"], {"payload_too_large": "The file exceeds 10485760 bytes"}),
@@ -897,9 +953,9 @@ schemas["MessageCursorPage"] = {
 paths["/v1/spaces/{spaceId}/messages"] = {"get": {
     "operationId": "listMessagesV1", "summary": "A cursor page of messages, with filters", "tags": ["v1"],
     "parameters": [space_param,
-        {"name": "cursor", "in": "query", "required": False, "description": "`next_cursor` of the previous page (opaque).", "schema": {"type": "string", "maxLength": 64}},
+        {"name": "cursor", "in": "query", "required": False, "description": "`next_cursor` of the previous page (opaque; it carries its direction, so `direction` is ignored with it).", "schema": {"type": "string", "pattern": CURSOR_PATTERN}},
         {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 50}},
-        {"name": "direction", "in": "query", "required": False, "description": "`backward`: newest first; `forward`: oldest first. With a cursor, it must be the cursor's.", "schema": {"type": "string", "enum": ["backward", "forward"], "default": "backward"}},
+        {"name": "direction", "in": "query", "required": False, "description": "`backward`: newest first; `forward`: oldest first. Ignored with a cursor (which continues its own direction).", "schema": {"type": "string", "enum": ["backward", "forward"], "default": "backward"}},
         {"name": "sender_id", "in": "query", "required": False, "schema": {"type": "string", "minLength": 1, "maxLength": 256}},
         {"name": "has_attachment", "in": "query", "required": False, "schema": {"type": "boolean"}},
         {"name": "since", "in": "query", "required": False, "description": "Created at or after (RFC 3339).", "schema": {"type": "string", "format": "date-time"}},
@@ -922,39 +978,46 @@ MSG.update({
     "invalid_msgtype": "msgtype must be text, code, media, system or a namespaced name such as x.poll",
     "invalid_mentions": "at most 50 mentions, each a user id of 1 to 128 bytes",
     "invalid_gif": "gif needs an http(s) url of at most 2048 bytes, width and height",
-    "invalid_reason": "reason is longer than 512 bytes",
+    "invalid_reason": "reason is longer than 128 characters",
     "invalid_idempotency_key": "an idempotency key is 1 to 128 printable ASCII characters",
     "edit_window_closed": "The edit window of this message has closed",
     "message_redacted": "This message was redacted",
     "idempotency_key_reused": "The message this idempotency key created was deleted",
 })
-obj = {"type": "object", "additionalProperties": True}
+obj = {"type": ["object", "null"], "additionalProperties": True}
+# `null` means absent for every optional field. "Has content" is a non-blank `content`.
+has_content = {"required": ["content"], "properties": {"content": {"type": "string", "pattern": CONTENT_PATTERN}}}
+has_body = {"required": ["body"], "properties": {"body": {"type": "object"}}}
+v1_content = {"type": ["string", "null"], "maxLength": 5000, "pattern": TEXT_PATTERN,
+              "description": "Trimmed (blank is no content); no control characters other than tab, newline and carriage return (`invalid_content`); at most `max_content_chars` characters (`content_too_long`)."}
 schemas["SendMessageV1"] = {
     "type": "object",
-    "description": "One of `content`, `body`, `gif` or `media_ids` is required (`empty_message`). Unknown fields are ignored.",
-    "anyOf": [{"required": ["content"]}, {"required": ["body"]}, {"required": ["gif"]}, {"required": ["media_ids"]}],
+    "description": "One of a non-blank `content`, `body`, `gif` or `media_ids` is required (`empty_message`). `null` is the same as absent. Unknown fields are ignored.",
+    "anyOf": [has_content, has_body, {"required": ["gif"], "properties": {"gif": {"type": "object"}}},
+              {"required": ["media_ids"], "properties": {"media_ids": {"type": "array", "minItems": 1}}}],
     "properties": {
-        "content": {"type": "string", "maxLength": 5000, "description": "Trimmed; no control characters other than tab, newline and carriage return."},
+        "content": v1_content,
         "body": dict(obj, description="Free-form JSON object, at most 64 KB serialized (413 above)."),
-        "msgtype": {"type": "string", "maxLength": 64, "default": "text", "description": "`text`, `code`, `media`, `system`, or a namespaced lowercase name (`x.poll`)."},
-        "parent_id": dict(uuid_str("A message of this space that is not itself a reply (else `invalid_parent`).")),
-        "quoted_message_id": dict(uuid_str("A message of this space (else `invalid_quote`).")),
-        "mentions": {"type": "array", "maxItems": 50, "items": {"type": "string", "minLength": 1, "maxLength": 128}},
+        "msgtype": {"type": ["string", "null"], "maxLength": 64, "pattern": MSGTYPE_PATTERN, "default": "text", "description": "`text`, `code`, `media`, `system`, or a namespaced lowercase name (`x.poll`)."},
+        "parent_id": {"type": ["string", "null"], "format": "uuid", "description": "A message of this space that is not itself a reply (else `invalid_parent`)."},
+        "quoted_message_id": {"type": ["string", "null"], "format": "uuid", "description": "A message of this space (else `invalid_quote`)."},
+        "mentions": {"type": "array", "maxItems": 50, "items": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^\\S+$", "description": "A user id: no whitespace, at most 128 characters."}},
         "metadata": dict(obj, description="JSON object, at most 10 KB serialized (413 above)."),
-        "gif": {"type": "object", "required": ["url", "width", "height"], "properties": {
-            "url": {"type": "string", "format": "uri", "maxLength": 2048}, "width": {"type": "integer", "minimum": 0},
-            "height": {"type": "integer", "minimum": 0}, "title": {"type": "string", "maxLength": 512}}},
+        "gif": {"type": ["object", "null"], "required": ["url", "width", "height"], "properties": {
+            "url": {"type": "string", "pattern": "^https?://", "maxLength": 512}, "width": {"type": "integer", "minimum": 1, "maximum": 4294967295},
+            "height": {"type": "integer", "minimum": 1, "maximum": 4294967295}, "title": {"type": ["string", "null"], "maxLength": 128}}},
         "media_ids": {"type": "array", "maxItems": 10, "items": uuid_str("An upload of the caller (`POST /v1/media`) not used by another message.")},
         "local_id": {"description": "Echoed in the response; not stored. At most 256 bytes of JSON."},
-        "idempotency_key": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[!-~]+$", "description": "Or the `Idempotency-Key` header (the two must agree)."},
-        "as_user_id": {"type": "string", "minLength": 1, "maxLength": 128, "description": "Send on behalf of this member (caller's power ≥ 100)."},
+        "idempotency_key": {"type": ["string", "null"], "minLength": 1, "maxLength": 128, "pattern": "^[!-~]+$", "description": "Or the `Idempotency-Key` header (the two must agree)."},
+        "as_user_id": {"type": ["string", "null"], "minLength": 1, "maxLength": 128, "pattern": "^\\S+$", "description": "Send on behalf of this member (caller's power ≥ 100)."},
     },
 }
 schemas["EditMessageV1"] = {
-    "type": "object", "anyOf": [{"required": ["content"]}, {"required": ["body"]}],
-    "properties": {"content": {"type": "string", "maxLength": 5000}, "body": dict(obj, description="At most 64 KB serialized.")},
+    "type": "object", "anyOf": [has_content, has_body],
+    "description": "A non-blank `content`, or `body`, or both. `null` is the same as absent.",
+    "properties": {"content": v1_content, "body": dict(obj, description="At most 64 KB serialized.")},
 }
-schemas["RedactMessageV1"] = {"type": "object", "properties": {"reason": {"type": "string", "maxLength": 512}}}
+schemas["RedactMessageV1"] = {"type": "object", "properties": {"reason": {"type": ["string", "null"], "maxLength": 128, "description": "At most 128 characters."}}}
 schemas["MessageVersion"] = {"type": "object", "additionalProperties": True, "description": "A previous version of a message: its content and body, and when it was current."}
 send_400 = ["empty_message", "content_too_long", "invalid_content", "invalid_msgtype", "invalid_mentions", "invalid_gif",
             "too_many_media", "invalid_media", "invalid_parent", "invalid_quote", "invalid_as_user",
@@ -966,7 +1029,7 @@ paths["/v1/spaces/{spaceId}/messages"]["post"] = {
     "requestBody": {"required": True, "content": {"application/json": {"schema": ref("SendMessageV1")}}},
     "responses": {
         "200": json_ok("The same sender already sent with this idempotency key within 5 minutes: the original message; nothing was created.", ref("Message")),
-        "201": json_ok("The message, once durable (with `local_id` echoed).", ref("Message")),
+        "201": json_ok("The message, once durable (with `local_id` echoed).", ref("Message"), MESSAGE_LINKS),
         "400": err("Invalid message.", send_400),
         "401": R401,
         "403": err("Not a member, not allowed to post, or `as_user_id` without power 100.", ["not_a_member", "forbidden"]),
@@ -978,13 +1041,13 @@ paths["/v1/spaces/{spaceId}/messages"]["post"] = {
         "503": r503(ENGINE_503 + ["bus_unavailable"]),
     },
 }
-def v1_message_op(op, summary, body, desc, extra):
+def v1_message_op(op, summary, body, desc, extra, body_required=False):
     r = {"operationId": op, "summary": summary, "tags": ["v1"], "parameters": [space_param, message_param], "description": desc,
          "responses": {"200": json_ok("The message after the change.", ref("Message")), "401": R401,
                        "404": r404("Unknown space or message, or a private space the caller is not a member of."),
                        "500": R500, "503": r503(ENGINE_503)}}
     if body:
-        r["requestBody"] = {"required": False, "content": {"application/json": {"schema": ref(body)}}}
+        r["requestBody"] = {"required": body_required, "content": {"application/json": {"schema": ref(body)}}}
     r["responses"].update(extra)
     return {"post": r}
 paths["/v1/spaces/{spaceId}/messages/{messageId}/edit"] = v1_message_op(
@@ -993,7 +1056,7 @@ paths["/v1/spaces/{spaceId}/messages/{messageId}/edit"] = v1_message_op(
     {"400": err("Invalid edit.", ["empty_message", "content_too_long", "invalid_content", "invalid_json"]),
      "403": err("Not the author.", ["forbidden"]),
      "409": err("Too late, or redacted.", ["edit_window_closed", "message_redacted"]),
-     "413": err("`body` over 64 KB.", ["payload_too_large"])})
+     "413": err("`body` over 64 KB.", ["payload_too_large"])}, body_required=True)
 paths["/v1/spaces/{spaceId}/messages/{messageId}/redact"] = v1_message_op(
     "redactMessageV1", "Redact a message", "RedactMessageV1",
     "Its author, or power ≥ 50. Content, body, media (files deleted), metadata, gif and mentions are wiped; id, seq and thread position kept; edit history removed. Event `message_redacted`. Redacting again answers the message as it is.",
@@ -1010,7 +1073,7 @@ paths["/v1/spaces/{spaceId}/messages/{messageId}/thread"] = {"get": {
     "responses": {"200": json_ok("`{data, next_cursor}`", ref("MessageCursorPage")),
                   "401": R401, "404": r404(), "500": R500, "503": r503(["store_unavailable"])}}}
 paths["/v1/spaces/{spaceId}/messages"]["get"]["parameters"] += [
-    {"name": "msgtype", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 64}},
+    {"name": "msgtype", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 64, "pattern": MSGTYPE_PATTERN}},
     {"name": "parent_id", "in": "query", "required": False, "description": "Replies to this message.", "schema": {"type": "string", "format": "uuid"}},
 ]
 
@@ -1081,7 +1144,8 @@ schemas.update({
         },
     },
     "DevLoginRequest": {
-        "type": "object", "required": ["username"],
+        "type": "object", "required": ["username"], "additionalProperties": False,
+        "description": "Any other field gives 400 `invalid_request` (the body is at most 1 KiB).",
         "properties": {"username": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,32}$",
                                     "description": "Trimmed; 1–32 ASCII letters, digits, `_`, `-`, `.`."}},
     },
@@ -1151,7 +1215,7 @@ paths.update({
             "requestBody": {"required": True, "content": {"application/json": {"schema": ref("DevLoginRequest")}}},
             "responses": {
                 "200": json_ok("A token for `dev-<username>`.", ref("DevLoginResult")),
-                "400": err("Invalid body or username.", ["invalid_username", "invalid_json"]),
+                "400": err("Invalid body or username.", ["invalid_username", "invalid_json", "invalid_request"]),
                 "404": err("Development login is off.", ["not_found"], {"not_found": "Route not found"}),
                 "413": err("The body exceeds 1 KiB.", ["payload_too_large"], {"payload_too_large": "The request body exceeds 1024 bytes"}),
                 "429": err("The node's mint budget is spent; retry after `Retry-After` seconds.", ["rate_limited"], retry=True),

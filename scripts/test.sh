@@ -11,6 +11,9 @@
 # Go module source (about 3.5 min the first time, cached after) and starts with test credentials.
 # The Socket.IO and web console tests drive the real `socket.io-client` and a headless Debian
 # Chromium (through playwright-core), which scripts/js.sh installs from npm and apt.
+# api/tests/schemathesis.rs runs Schemathesis (scripts/schemathesis.sh installs a pinned version
+# from PyPI into a venv under ~/.cache/spacecast) against the served OpenAPI document, on both
+# stores like every black-box test.
 #
 # Build output goes to $CARGO_TARGET_DIR (default: ~/.cache/spacecast/target, outside the repo) so
 # repeated runs and CI on the same machine reuse it. Cassandra's jars, data and logs live under
@@ -50,6 +53,10 @@ scripts/seaweedfs.sh install
 step "install the JavaScript peers (socket.io-client, playwright-core) and Debian's Chromium"
 scripts/js.sh install
 eval "$(scripts/js.sh env)" # exports SPACECAST_TEST_{NODE,JS_DIR,CHROMIUM}
+
+step "install Schemathesis (PyPI, pinned, cached; api/tests/schemathesis.rs runs it against /openapi.json)"
+scripts/schemathesis.sh install
+eval "$(scripts/schemathesis.sh env)" # exports SPACECAST_TEST_SCHEMATHESIS
 
 step "start Cassandra (fresh data)"
 scripts/cassandra.sh wipe

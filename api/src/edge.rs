@@ -1,7 +1,9 @@
 //! The edge's one HTTP service: what reaches the listener goes to a realtime protocol's upgrade
 //! (`/v1/stream`, the native stream; `/socket.io/`, Socket.IO) or to the warp REST routes.
 //! Realtime upgrades are answered here, below warp, because they hand the socket to a session
-//! task (see [`crate::stream`] and [`crate::socketio`]).
+//! task (see [`crate::stream`] and [`crate::socketio`]). Before either, the route table
+//! ([`crate::routes::table`]) refuses a path no route serves (404) or a method it does not serve
+//! (405 with `Allow`).
 
 use std::convert::Infallible;
 use std::future::{Future, Ready, ready};
@@ -47,6 +49,11 @@ where
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let path = req.uri().path();
+        // The route table first: an unknown path is 404, a method the path does not serve 405
+        // with `Allow`, whatever protocol would have answered it.
+        if let Some(refused) = crate::routes::table::refuse(req.method(), path) {
+            return Either::Right(Either::Left(ready(Ok(refused))));
+        }
         if path == crate::stream::PATH {
             Either::Right(Either::Left(ready(Ok(crate::stream::upgrade(
                 &self.app, req,

@@ -175,6 +175,13 @@ async fn dev_login_mints_bounded_tokens_within_a_budget() {
     for body in ["not json", r#"["ada"]"#, r#""ada""#] {
         assert_error(dev_login(&s, body).await, 400, "invalid_json").await;
     }
+    // Only `username`: the document says `additionalProperties: false`.
+    for body in [
+        r#"{"username": "ada", "admin": true}"#,
+        r#"{"user": "ada"}"#,
+    ] {
+        assert_error(dev_login(&s, body).await, 400, "invalid_request").await;
+    }
     let big = format!(r#"{{"username": "{}"}}"#, "a".repeat(2000));
     assert_error(dev_login(&s, &big).await, 413, "payload_too_large").await;
 

@@ -303,17 +303,24 @@ fn dev_login_status(console: &Console) -> Result<Response, ApiError> {
 }
 
 /// The body of `POST /console/dev-login`: a JSON object (an array is refused, though serde
-/// would read one as a struct) whose `username` is a string.
+/// would read one as a struct) whose `username` is a string, and nothing else (the document
+/// says `additionalProperties: false`).
 struct DevLoginRequest {
     username: Option<String>,
 }
 
 impl DevLoginRequest {
     /// # Errors
-    /// 400 `invalid_json` for a body that is not a JSON object, `invalid_username` for a
-    /// `username` that is not a string.
+    /// 400 `invalid_json` for a body that is not a JSON object, `invalid_request` for a field
+    /// other than `username`, `invalid_username` for a `username` that is not a string.
     fn parse(body: &[u8]) -> Result<Self, ApiError> {
         let object: serde_json::Map<String, serde_json::Value> = parse_json(body)?;
+        if let Some(other) = object.keys().find(|k| *k != "username") {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                format!("Unknown field {other:?}: the body is {{\"username\": ...}}"),
+            ));
+        }
         let username = match object.get("username") {
             None | Some(serde_json::Value::Null) => None,
             Some(serde_json::Value::String(s)) => Some(s.clone()),

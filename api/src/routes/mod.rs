@@ -11,7 +11,8 @@
 //!
 //! Handlers return `Result<Response, ApiError>`; [`respond`] renders errors (the only place)
 //! and records the request metrics under the route's template name. Requests no route matches
-//! are rendered by [`recover`], also as JSON.
+//! are rendered by [`recover`], also as JSON. [`table`] lists every (method, path) served; the
+//! edge refuses anything else (404, or 405 with `Allow`) before these filters run.
 
 pub mod console;
 pub mod health;
@@ -19,6 +20,7 @@ pub mod media;
 pub mod messages;
 pub mod node;
 pub mod spaces;
+pub mod table;
 pub mod v1_messages;
 
 use std::convert::Infallible;
@@ -205,8 +207,11 @@ pub async fn recover(rej: warp::Rejection) -> Result<Response, Infallible> {
     let e = if let Some(t) = rej.find::<BodyTooLarge>() {
         ApiError::too_large(format!("The request body exceeds {} bytes", t.limit))
     } else if rej.is_not_found() {
-        ApiError::not_found("Route not found")
+        ApiError::not_found(table::NO_ROUTE)
     } else if rej.find::<warp::reject::MethodNotAllowed>().is_some() {
+        // The edge answers a method a path does not serve (405 with `Allow`, from the route
+        // table) before warp sees the request; this is only reached if a filter and the table
+        // disagree, which api/tests/routes.rs checks does not happen.
         ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",

@@ -10,14 +10,14 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use spacecast_engine::model::{
-    Gif, JsonObject, MAX_IDEMPOTENCY_KEY_BYTES, MAX_MEDIA, MAX_REASON_BYTES, MSGTYPE_TEXT,
-    MediaItem, Message, MessageId, Seq, Timestamp, UserRef, validate_rich_fields,
+    Gif, JsonObject, MAX_IDEMPOTENCY_KEY_BYTES, MAX_MEDIA, MSGTYPE_TEXT, MediaItem, Message,
+    MessageId, Seq, Timestamp, UserRef, validate_rich_fields,
 };
 use spacecast_engine::{Direction, EngineError, MessageFilter, MessageQuery, SendMessage};
 use uuid::Uuid;
 use warp::Filter;
 use warp::filters::BoxedFilter;
-use warp::http::StatusCode;
+use warp::http::{HeaderMap, StatusCode};
 use warp::reply::Response;
 
 use super::{
@@ -35,7 +35,7 @@ use crate::ratelimit::Surface;
 pub const DEFAULT_LIMIT: usize = 50;
 /// Largest page size (`limit` above it is refused).
 pub const MAX_LIMIT: usize = spacecast_engine::listing::MAX_PAGE;
-/// Longest `sender_id` filter, in bytes (user ids are at most this long).
+/// Longest `sender_id` filter, in characters (user ids are at most 128 bytes).
 const MAX_FILTER_ID: usize = 256;
 
 pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
@@ -73,10 +73,10 @@ pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
         .and(warp::post())
         .and(body_within(app.clone(), json_body_limit))
         .and(base())
-        .and(warp::header::optional::<String>("idempotency-key"))
+        .and(warp::header::headers_cloned())
         .and(warp::body::stream())
         .then(
-            |space: String, app: AppRef, t, auth, key: Option<String>, body| async move {
+            |space: String, app: AppRef, t, auth, headers: HeaderMap, body| async move {
                 respond(
                     app.clone(),
                     "POST /v1/spaces/:space/messages",
@@ -84,6 +84,7 @@ pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
                     async move {
                         let user = user(&app, auth)?;
                         let space_id = parse_space_id(&space)?;
+                        let key = idempotency_header(&headers)?;
                         app.send_limit.check(user.id(), Surface::V1)?;
                         let bytes = read_body(body, app.config.max_body_bytes).await?;
                         send_message(app, user, space_id, key, &bytes).await
@@ -167,6 +168,24 @@ pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
         .boxed()
 }
 
+/// The `Idempotency-Key` header, if any.
+///
+/// # Errors
+/// 400 `invalid_idempotency_key` for a value that is not text.
+fn idempotency_header(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    headers
+        .get("idempotency-key")
+        .map(|v| {
+            v.to_str().map(str::to_owned).map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_idempotency_key",
+                    "Idempotency-Key must be printable ASCII",
+                )
+            })
+        })
+        .transpose()
+}
+
 /// A page position: where the next page of one direction starts. Opaque to clients: the
 /// base64url (no padding) of a version-and-direction byte and the big-endian seq, so it is
 /// short, URL-safe, and refused when altered into something else.
@@ -230,19 +249,14 @@ pub fn parse_list_query(q: &HashMap<String, String>) -> Result<MessageQuery, Api
         Some(_) => return Err(pagination("direction must be \"backward\" or \"forward\"")),
     };
     let cursor = q.get("cursor").map(|c| Cursor::decode(c)).transpose()?;
-    let direction = match (cursor, direction) {
-        (Some(c), Some(d)) if c.direction != d => {
-            return Err(ApiError::bad_request(
-                "invalid_cursor",
-                "the cursor continues the other direction",
-            ));
-        }
-        (Some(c), _) => c.direction,
-        (None, d) => d.unwrap_or(Direction::Backward),
+    // A cursor continues its own direction; `direction` only chooses where a first page starts.
+    let direction = match cursor {
+        Some(c) => c.direction,
+        None => direction.unwrap_or(Direction::Backward),
     };
     let mut filter = MessageFilter::default();
     if let Some(s) = q.get("sender_id") {
-        if s.is_empty() || s.len() > MAX_FILTER_ID {
+        if s.is_empty() || s.chars().count() > MAX_FILTER_ID {
             return Err(filter_err(format!(
                 "sender_id must be 1 to {MAX_FILTER_ID} bytes"
             )));
@@ -370,6 +384,13 @@ pub struct SendBody {
     pub as_user_id: Option<String>,
 }
 
+/// Longest GIF URL the edge accepts, in characters.
+pub const MAX_GIF_URL_CHARS: usize = 512;
+/// Longest GIF title the edge accepts, in characters.
+pub const MAX_GIF_TITLE_CHARS: usize = 128;
+/// Longest redaction reason, in characters (at most 512 bytes, the engine's bound).
+pub const MAX_REASON_CHARS: usize = 128;
+
 /// Longest `local_id`, in bytes of its JSON form.
 pub const MAX_LOCAL_ID: usize = 256;
 
@@ -431,6 +452,30 @@ pub fn validate_send(
         })
         .transpose()
     };
+    // The edge's bounds in characters, as the OpenAPI document states them (the engine's,
+    // in bytes, are looser: 128 characters of a user id are at most 128 bytes of a valid one).
+    if b.mentions
+        .iter()
+        .any(|u| u.chars().count() > 128 || u.chars().any(char::is_whitespace))
+    {
+        return Err(ApiError::bad_request(
+            "invalid_mentions",
+            "each mention is a user id: no whitespace, at most 128 characters",
+        ));
+    }
+    if let Some(g) = &b.gif
+        && (g.url.chars().count() > MAX_GIF_URL_CHARS
+            || g.title
+                .as_ref()
+                .is_some_and(|t| t.chars().count() > MAX_GIF_TITLE_CHARS))
+    {
+        return Err(ApiError::bad_request(
+            "invalid_gif",
+            format!(
+                "gif url at most {MAX_GIF_URL_CHARS} characters, title at most {MAX_GIF_TITLE_CHARS}"
+            ),
+        ));
+    }
     let parent_id = id(b.parent_id, "invalid_parent", "parent_id")?;
     let quoted_message_id = id(b.quoted_message_id, "invalid_quote", "quoted_message_id")?;
     let idempotency_key = match (b.idempotency_key, header_key) {
@@ -467,7 +512,7 @@ pub fn validate_send(
         None => (caller.clone(), None),
         Some(uid) if uid == caller.user_id => (caller.clone(), None),
         Some(uid) => {
-            if uid.is_empty() || uid.len() > 128 {
+            if uid.is_empty() || uid.chars().count() > 128 || uid.chars().any(char::is_whitespace) {
                 return Err(ApiError::bad_request(
                     "invalid_request",
                     "as_user_id must be a user id",
@@ -716,10 +761,13 @@ async fn redact_message(
         .reason
         .map(|r| r.trim().to_owned())
         .filter(|r| !r.is_empty());
-    if reason.as_ref().is_some_and(|r| r.len() > MAX_REASON_BYTES) {
+    if reason
+        .as_ref()
+        .is_some_and(|r| r.chars().count() > MAX_REASON_CHARS)
+    {
         return Err(ApiError::bad_request(
             "invalid_reason",
-            format!("reason is longer than {MAX_REASON_BYTES} bytes"),
+            format!("reason is longer than {MAX_REASON_CHARS} characters"),
         ));
     }
     let r = app
@@ -902,6 +950,12 @@ mod tests {
             (Direction::Forward, Some(9), 100)
         );
         assert_eq!(f.filter.sender_id.as_deref(), Some("u1"));
+        let g = parse_list_query(&q(&[("cursor", &c), ("direction", "backward")])).unwrap();
+        assert_eq!(
+            g.direction,
+            Direction::Forward,
+            "the cursor's direction wins"
+        );
         assert_eq!(f.filter.has_attachment, Some(false));
         assert!(f.filter.since.is_some() && f.filter.until.is_none());
         for (pairs, code) in [
@@ -909,10 +963,6 @@ mod tests {
             (vec![("limit", "101")], "invalid_pagination"),
             (vec![("limit", "ten")], "invalid_pagination"),
             (vec![("direction", "up")], "invalid_pagination"),
-            (
-                vec![("cursor", c.as_str()), ("direction", "backward")],
-                "invalid_cursor",
-            ),
             (vec![("cursor", "zzz")], "invalid_cursor"),
             (vec![("has_attachment", "yes")], "invalid_filter"),
             (vec![("since", "yesterday")], "invalid_filter"),

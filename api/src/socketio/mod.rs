@@ -171,14 +171,10 @@ impl SocketIoEdge {
             Box::pin(std::future::ready(Ok(e.into_response())))
         };
         if req.method() != Method::GET {
-            return refused(
-                "invalid_request",
-                ApiError::new(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "method_not_allowed",
-                    "HTTP method not allowed",
-                ),
-            );
+            // The edge's route table refuses this first; kept so the upgrade stands on its own.
+            refuse(app, "invalid_request");
+            let res = crate::routes::table::method_not_allowed(&[&Method::GET]);
+            return Box::pin(std::future::ready(Ok(res)));
         }
         let query = Query::of(&req);
         if query.transport.as_deref() != Some("websocket") {

@@ -55,12 +55,8 @@ fn refuse(app: &AppRef, reason: &str, e: ApiError) -> Response {
 /// the session once hyper hands the socket over.
 pub fn upgrade(app: &AppRef, mut req: Request<Incoming>) -> Response {
     if req.method() != Method::GET {
-        return ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "HTTP method not allowed",
-        )
-        .into_response();
+        // The edge's route table refuses this first; kept so the upgrade stands on its own.
+        return crate::routes::table::method_not_allowed(&[&Method::GET]);
     }
     let key = match handshake_key(&req) {
         Ok(key) => key,
