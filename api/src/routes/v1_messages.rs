@@ -4,6 +4,7 @@
 //! `spacecast_engine::listing` for what a filter costs).
 
 use std::collections::HashMap;
+use std::future::Future;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -93,44 +94,18 @@ pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
                 .await
             },
         );
-    let edit = warp::path!("v1" / "spaces" / String / "messages" / String / "edit")
-        .and(warp::post())
-        .and(body_within(app.clone(), json_body_limit))
-        .and(base())
-        .and(warp::body::stream())
-        .then(
-            |space: String, msg: String, app: AppRef, t, auth, body| async move {
-                respond(
-                    app.clone(),
-                    "POST /v1/spaces/:space/messages/:message/edit",
-                    t,
-                    async move {
-                        let bytes = read_body(body, app.config.max_body_bytes).await?;
-                        edit_message(app, auth, space, msg, &bytes).await
-                    },
-                )
-                .await
-            },
-        );
-    let redact = warp::path!("v1" / "spaces" / String / "messages" / String / "redact")
-        .and(warp::post())
-        .and(body_within(app.clone(), json_body_limit))
-        .and(base())
-        .and(warp::body::stream())
-        .then(
-            |space: String, msg: String, app: AppRef, t, auth, body| async move {
-                respond(
-                    app.clone(),
-                    "POST /v1/spaces/:space/messages/:message/redact",
-                    t,
-                    async move {
-                        let bytes = read_body(body, app.config.max_body_bytes).await?;
-                        redact_message(app, auth, space, msg, &bytes).await
-                    },
-                )
-                .await
-            },
-        );
+    let edit = message_action(
+        &app,
+        "edit",
+        "POST /v1/spaces/:space/messages/:message/edit",
+        edit_message,
+    );
+    let redact = message_action(
+        &app,
+        "redact",
+        "POST /v1/spaces/:space/messages/:message/redact",
+        redact_message,
+    );
     let history = warp::path!("v1" / "spaces" / String / "messages" / String / "history")
         .and(warp::get())
         .and(base())
@@ -165,6 +140,42 @@ pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
         .unify()
         .or(thread)
         .unify()
+        .boxed()
+}
+
+/// `POST /v1/spaces/{space}/messages/{message}/{action}` with a JSON body (at most
+/// `max_body_bytes`), answered by `handler(app, authorization, space, message, body)`.
+fn message_action<F, Fut>(
+    app: &AppRef,
+    action: &'static str,
+    route: &'static str,
+    handler: F,
+) -> BoxedFilter<(Response,)>
+where
+    F: Fn(AppRef, Option<String>, String, String, Bytes) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Response, ApiError>> + Send + 'static,
+{
+    warp::path!("v1" / "spaces" / String / "messages" / String / ..)
+        .and(warp::path(action))
+        .and(warp::path::end())
+        .and(warp::post())
+        .and(body_within(app.clone(), json_body_limit))
+        .and(with_app(app.clone()))
+        .and(started())
+        .and(authorization())
+        .and(warp::body::stream())
+        .then(
+            move |space: String, msg: String, app: AppRef, t, auth, body| {
+                let handler = handler.clone();
+                async move {
+                    respond(app.clone(), route, t, async move {
+                        let bytes = read_body(body, app.config.max_body_bytes).await?;
+                        handler(app, auth, space, msg, bytes).await
+                    })
+                    .await
+                }
+            },
+        )
         .boxed()
 }
 
@@ -715,12 +726,12 @@ async fn edit_message(
     auth: Option<String>,
     space: String,
     message: String,
-    bytes: &Bytes,
+    bytes: Bytes,
 ) -> Result<Response, ApiError> {
     let user = user(&app, auth)?;
     let space_id = parse_space_id(&space)?;
     let message_id = parse_message_id(&message)?;
-    let b: EditBody = parse_json(bytes)?;
+    let b: EditBody = parse_json(&bytes)?;
     let content = normalize_content(b.content, app.config.max_content_chars)?;
     if content.is_none() && b.body.is_none() {
         return Err(ApiError::bad_request(
@@ -751,12 +762,12 @@ async fn redact_message(
     auth: Option<String>,
     space: String,
     message: String,
-    bytes: &Bytes,
+    bytes: Bytes,
 ) -> Result<Response, ApiError> {
     let user = user(&app, auth)?;
     let space_id = parse_space_id(&space)?;
     let message_id = parse_message_id(&message)?;
-    let b: RedactBody = parse_json(bytes)?;
+    let b: RedactBody = parse_json(&bytes)?;
     let reason = b
         .reason
         .map(|r| r.trim().to_owned())
