@@ -440,7 +440,7 @@ pub fn validate_send(
         .map(|id| id.trim().parse::<Uuid>())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|_| ApiError::bad_request("invalid_media", "media_ids must be upload ids"))?;
-    // Placeholders of the right count, for the size and count rules; replaced once attached.
+    // The uploads are counted above and checked when they are attached; the rest here.
     validate_rich_fields(
         &msgtype,
         b.body.as_ref(),
