@@ -463,8 +463,9 @@ pub fn validate_send(
         })
         .transpose()
     };
-    // The edge's bounds in characters, as the OpenAPI document states them (the engine's,
-    // in bytes, are looser: 128 characters of a user id are at most 128 bytes of a valid one).
+    // The edge's bounds in characters, as the OpenAPI document states them (JSON Schema counts
+    // characters). They never refuse a real user id (at most 128 bytes, so at most 128
+    // characters); the engine's bounds in bytes still apply after them.
     if b.mentions
         .iter()
         .any(|u| u.chars().count() > 128 || u.chars().any(char::is_whitespace))
