@@ -326,7 +326,7 @@ async fn send_message(
 /// Whether the engine refused a send before writing anything, so the message will never
 /// exist. Other failures (a timeout, a store error, a restarting actor) leave the outcome
 /// unknown: the message may still land, so its file stays and the sweep decides later.
-fn refused_before_write(e: &EngineError) -> bool {
+pub(super) fn refused_before_write(e: &EngineError) -> bool {
     matches!(
         e,
         EngineError::SpaceNotFound
@@ -433,7 +433,7 @@ async fn list_messages(
 
 /// Authenticates the caller and parses `/{space_id}/{message_id}`; whether the caller may read
 /// that space is for the handler to ask the engine.
-fn message_target(
+pub(super) fn message_target(
     app: &AppRef,
     auth: Option<String>,
     space: &str,

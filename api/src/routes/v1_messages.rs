@@ -21,6 +21,7 @@ use warp::filters::BoxedFilter;
 use warp::http::{HeaderMap, StatusCode};
 use warp::reply::Response;
 
+use super::messages::{message_target, refused_before_write};
 use super::{
     authorization, body_within, json_body_limit, parse_json, read_body, respond, started, user,
     with_app,
@@ -28,7 +29,7 @@ use super::{
 use crate::app::AppRef;
 use crate::auth::User;
 use crate::error::{ApiError, json_response};
-use crate::input::{normalize_content, parse_message_id, parse_space_id};
+use crate::input::{normalize_content, parse_space_id};
 use crate::media;
 use crate::ratelimit::Surface;
 
@@ -364,9 +365,7 @@ async fn get_message(
     space: String,
     message: String,
 ) -> Result<Response, ApiError> {
-    let user = user(&app, auth)?;
-    let space_id = parse_space_id(&space)?;
-    let message_id = parse_message_id(&message)?;
+    let (user, space_id, message_id) = message_target(&app, auth, &space, &message)?;
     let m = app
         .engine
         .reader(space_id)
@@ -568,20 +567,6 @@ fn message_reply(status: StatusCode, m: &Message, local_id: Option<serde_json::V
     json_response(status, &v)
 }
 
-/// Whether the engine refused a send before writing anything (the media it named can be freed).
-fn refused_before_write(e: &EngineError) -> bool {
-    matches!(
-        e,
-        EngineError::SpaceNotFound
-            | EngineError::MessageNotFound
-            | EngineError::NotAMember
-            | EngineError::Forbidden(_)
-            | EngineError::Invalid(..)
-            | EngineError::Conflict(..)
-            | EngineError::Overloaded { .. }
-    )
-}
-
 /// A validated send made ready for its space: the original message of a replayed key, or the
 /// command with its uploads attached.
 pub enum Prepared {
@@ -729,9 +714,7 @@ async fn edit_message(
     message: String,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
-    let user = user(&app, auth)?;
-    let space_id = parse_space_id(&space)?;
-    let message_id = parse_message_id(&message)?;
+    let (user, space_id, message_id) = message_target(&app, auth, &space, &message)?;
     let b: EditBody = parse_json(&bytes)?;
     let content = normalize_content(b.content, app.config.max_content_chars)?;
     if content.is_none() && b.body.is_none() {
@@ -765,9 +748,7 @@ async fn redact_message(
     message: String,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
-    let user = user(&app, auth)?;
-    let space_id = parse_space_id(&space)?;
-    let message_id = parse_message_id(&message)?;
+    let (user, space_id, message_id) = message_target(&app, auth, &space, &message)?;
     let b: RedactBody = parse_json(&bytes)?;
     let reason = b
         .reason
@@ -816,9 +797,7 @@ async fn message_history(
     space: String,
     message: String,
 ) -> Result<Response, ApiError> {
-    let user = user(&app, auth)?;
-    let space_id = parse_space_id(&space)?;
-    let message_id = parse_message_id(&message)?;
+    let (user, space_id, message_id) = message_target(&app, auth, &space, &message)?;
     let versions = app
         .engine
         .reader(space_id)
@@ -848,9 +827,7 @@ async fn thread(
     space: String,
     message: String,
 ) -> Result<Response, ApiError> {
-    let user = user(&app, auth)?;
-    let space_id = parse_space_id(&space)?;
-    let message_id = parse_message_id(&message)?;
+    let (user, space_id, message_id) = message_target(&app, auth, &space, &message)?;
     let reader = app.engine.reader(space_id);
     let parent = reader.message(user.id(), message_id).await?;
     let mut q = MessageQuery {
