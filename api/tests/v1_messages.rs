@@ -677,3 +677,180 @@ async fn the_stream_send_takes_the_rest_fields_and_acks_with_local_id() {
     let all = all_pages(&s, &ada, &space, "limit=100").await.concat();
     assert_eq!(all.len(), 2);
 }
+
+/// `POST /v1/spaces/{id}/messages` as multipart/form-data: a `payload` part (the JSON send),
+/// then files, which become the message's media as uploads would; refusals store nothing.
+#[tokio::test]
+async fn a_multipart_send_carries_its_files_and_refusals_keep_none() {
+    use reqwest::multipart::{Form, Part};
+    let s = Server::start(&["--max-media-bytes", "4096"]).await;
+    let (ada, eve) = (token("mp-ada"), token("mp-eve"));
+    let space = s.create_space(&ada, "multipart").await["space_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let url = s.url(&format!("/v1/spaces/{space}/messages"));
+    let png = || {
+        Part::bytes(common::PNG.to_vec())
+            .file_name("dot.png")
+            .mime_str("image/png")
+            .unwrap()
+    };
+    let text = || {
+        Part::bytes(b"plain notes".to_vec())
+            .file_name("notes.txt")
+            .mime_str("text/plain")
+            .unwrap()
+    };
+    let payload = |v: Value| {
+        Part::text(v.to_string())
+            .mime_str("application/json")
+            .unwrap()
+    };
+    let send = |tok: &str, form: Form| {
+        let req = s.http.post(&url).bearer_auth(tok).multipart(form);
+        async move {
+            let res = req.send().await.unwrap();
+            let status = res.status().as_u16();
+            (status, res.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+
+    // Two files and a key; files alone are content.
+    let form = Form::new()
+        .part(
+            "payload",
+            payload(json!({"msgtype": "media", "idempotency_key": "mp-1", "local_id": 7})),
+        )
+        .part("file", png())
+        .part("file", text());
+    let (st, m) = send(&ada, form).await;
+    assert_eq!(st, 201, "{m}");
+    assert_eq!(m["local_id"], 7);
+    let media = m["media"].as_array().expect("media").clone();
+    assert_eq!(media.len(), 2, "{m}");
+    assert_eq!(media[0]["content_type"], "image/png");
+    assert!(
+        media[0]["thumbnail_id"].is_string(),
+        "an image gets a thumbnail: {m}"
+    );
+    assert_eq!(media[1]["content_type"], "text/plain");
+    for item in &media {
+        let id = item["media_id"].as_str().unwrap();
+        let res = s
+            .http
+            .get(s.url(&format!("/v1/media/{id}")))
+            .bearer_auth(&eve)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(
+            res.bytes().await.unwrap().len() as u64,
+            item["size"].as_u64().unwrap()
+        );
+    }
+    // The same key again: the original, nothing new stored or sent.
+    let form = Form::new()
+        .part(
+            "payload",
+            payload(json!({"content": "other", "idempotency_key": "mp-1"})),
+        )
+        .part("file", png());
+    let (st, again) = send(&ada, form).await;
+    assert_eq!(st, 200, "{again}");
+    assert_eq!(again["message_id"], m["message_id"]);
+    assert_eq!(again["media"], m["media"]);
+
+    // The files of the local media store (the default: under the data dir).
+    let media_dir = s.data_dir.join("media");
+    let files_now = || {
+        std::fs::read_dir(&media_dir)
+            .expect("the media dir")
+            .count()
+    };
+    let stored_before = files_now();
+    assert!(stored_before >= 3, "the first send's files and thumbnail");
+
+    // Refusals, each with its code.
+    let cases: Vec<(Form, &str, u16, &str)> = vec![
+        (
+            Form::new().part("file", png()),
+            "mp-ada",
+            400,
+            "invalid_request",
+        ),
+        (
+            Form::new().part("payload", payload(json!({}))),
+            "mp-ada",
+            400,
+            "empty_message",
+        ),
+        (
+            Form::new()
+                .part("payload", payload(json!({"content": "x"})))
+                .part("other", text()),
+            "mp-ada",
+            400,
+            "invalid_request",
+        ),
+        (
+            (0..11).fold(
+                Form::new().part("payload", payload(json!({"content": "many"}))),
+                |f, _| f.part("file", text()),
+            ),
+            "mp-ada",
+            400,
+            "too_many_media",
+        ),
+        (
+            Form::new()
+                .part("payload", payload(json!({"content": "big"})))
+                .part(
+                    "file",
+                    Part::bytes(vec![b'a'; 5000])
+                        .mime_str("text/plain")
+                        .unwrap(),
+                ),
+            "mp-ada",
+            413,
+            "payload_too_large",
+        ),
+        (
+            Form::new()
+                .part("payload", payload(json!({"content": "spoofed"})))
+                .part(
+                    "file",
+                    Part::bytes(common::PNG.to_vec())
+                        .mime_str("image/jpeg")
+                        .unwrap(),
+                ),
+            "mp-ada",
+            400,
+            "media_type_mismatch",
+        ),
+        // Not a member: refused before any file is stored.
+        (
+            Form::new()
+                .part("payload", payload(json!({"content": "intruder"})))
+                .part("file", png()),
+            "mp-eve",
+            403,
+            "not_a_member",
+        ),
+    ];
+    for (form, who, status, code) in cases {
+        let (st, body) = send(&token(who), form).await;
+        assert_eq!((st, body["code"].as_str()), (status, Some(code)), "{body}");
+    }
+    assert_eq!(
+        files_now(),
+        stored_before,
+        "a refused send keeps none of its files (stored ones are deleted at once)"
+    );
+    // Only the first send landed.
+    let page = s
+        .get_json(&ada, &format!("/v1/spaces/{space}/messages"))
+        .await;
+    assert_eq!(page["data"].as_array().unwrap().len(), 1, "{page}");
+}

@@ -23,7 +23,7 @@ use crate::media::{self, MediaRecord, Uploaded, kinds};
 /// change, but a redaction deletes them, so a private cache keeps them at most this long after.
 const V1_CACHE_CONTROL: &str = "private, max-age=3600, immutable";
 /// Room for the multipart framing around the file part of an upload.
-const MULTIPART_OVERHEAD: usize = 64 * 1024;
+pub(super) const MULTIPART_OVERHEAD: usize = 64 * 1024;
 
 /// The media routes. Building them also starts the media sweeper
 /// ([`crate::media::spawn_sweeper`]): the media routes own the files' lifetime, and the server
@@ -107,7 +107,9 @@ fn upload_body_limit(app: &AppRef, content_type: Option<&str>) -> usize {
 }
 
 /// The request body as a stream of `Bytes` (zero-copy for hyper's chunks).
-fn bytes_stream<S, B>(body: S) -> impl Stream<Item = Result<Bytes, warp::Error>> + Send + 'static
+pub(super) fn bytes_stream<S, B>(
+    body: S,
+) -> impl Stream<Item = Result<Bytes, warp::Error>> + Send + 'static
 where
     S: Stream<Item = Result<B, warp::Error>> + Send + 'static,
     B: Buf,
@@ -115,7 +117,7 @@ where
     body.map_ok(|mut b| b.copy_to_bytes(b.remaining()))
 }
 
-fn is_multipart(content_type: &str) -> bool {
+pub(super) fn is_multipart(content_type: &str) -> bool {
     content_type
         .trim_start()
         .to_ascii_lowercase()
@@ -227,6 +229,23 @@ where
         Some(ct) if is_multipart(ct) => read_multipart(ct, body, limit).await?,
         _ => (read_body(body, limit).await?, ct),
     };
+    let record = store_upload(&app, user.id(), bytes, declared).await?;
+    Ok(json_response(StatusCode::CREATED, &Uploaded::from(&record)))
+}
+
+/// Stores one upload of `uploader` (not attached to anything yet), once its type is checked
+/// against its bytes, with its thumbnail for an image; returns its record once durable. Shared by
+/// `POST /v1/media` and the multipart send.
+///
+/// # Errors
+/// 400 `empty_media`, `media_type_mismatch`, `invalid_image`; 415 `unsupported_media_type`; 503
+/// `overloaded` (thumbnail pool full) or `store_unavailable`.
+pub(super) async fn store_upload(
+    app: &AppRef,
+    uploader: &str,
+    bytes: Bytes,
+    declared: Option<String>,
+) -> Result<MediaRecord, ApiError> {
     let (content_type, sha256) = {
         let bytes = bytes.clone();
         tokio::task::spawn_blocking(move || {
@@ -243,7 +262,7 @@ where
         let thumb = app.thumbnails.make(bytes.clone(), &content_type).await?;
         let record = MediaRecord {
             media_id: Uuid::new_v4(),
-            uploader: user.id().to_owned(),
+            uploader: uploader.to_owned(),
             content_type: "image/jpeg".to_owned(),
             size: thumb.bytes.len() as u64,
             sha256: hex_sha256(&thumb.bytes),
@@ -257,12 +276,12 @@ where
         app.media
             .put_upload(&record, thumb.bytes)
             .await
-            .map_err(|e| media::failed(&app, "write", e))?;
+            .map_err(|e| media::failed(app, "write", e))?;
         thumbnail_id = Some(record.media_id);
     }
     let record = MediaRecord {
         media_id,
-        uploader: user.id().to_owned(),
+        uploader: uploader.to_owned(),
         content_type,
         size: bytes.len() as u64,
         sha256,
@@ -274,8 +293,8 @@ where
     app.media
         .put_upload(&record, bytes)
         .await
-        .map_err(|e| media::failed(&app, "write", e))?;
-    Ok(json_response(StatusCode::CREATED, &Uploaded::from(&record)))
+        .map_err(|e| media::failed(app, "write", e))?;
+    Ok(record)
 }
 
 /// Lower-case hex SHA-256.

@@ -21,6 +21,7 @@ use warp::filters::BoxedFilter;
 use warp::http::{HeaderMap, StatusCode};
 use warp::reply::Response;
 
+use super::media::{MULTIPART_OVERHEAD, bytes_stream, is_multipart, store_upload};
 use super::messages::{message_target, refused_before_write};
 use super::{
     authorization, body_within, json_body_limit, parse_json, read_body, respond, started, user,
@@ -73,7 +74,7 @@ pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
         });
     let send = warp::path!("v1" / "spaces" / String / "messages")
         .and(warp::post())
-        .and(body_within(app.clone(), json_body_limit))
+        .and(body_within(app.clone(), send_body_limit))
         .and(base())
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
@@ -88,6 +89,15 @@ pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
                         let space_id = parse_space_id(&space)?;
                         let key = idempotency_header(&headers)?;
                         app.send_limit.check(user.id(), Surface::V1)?;
+                        let ct = headers
+                            .get(warp::http::header::CONTENT_TYPE)
+                            .and_then(|v| v.to_str().ok())
+                            .filter(|ct| is_multipart(ct))
+                            .map(str::to_owned);
+                        if let Some(ct) = ct {
+                            let body = bytes_stream(body);
+                            return send_multipart(app, user, space_id, key, &ct, body).await;
+                        }
                         let bytes = read_body(body, app.config.max_body_bytes).await?;
                         send_message(app, user, space_id, key, &bytes).await
                     },
@@ -425,6 +435,18 @@ pub fn validate_send(
     header_key: Option<String>,
     max_content_chars: usize,
 ) -> Result<SendDraft, ApiError> {
+    validate_send_with(caller, b, header_key, max_content_chars, false)
+}
+
+/// [`validate_send`], for a body whose files follow it (`files_follow`: a multipart send), so
+/// "no content" is not yet an empty message: the caller checks that once the files are read.
+fn validate_send_with(
+    caller: &UserRef,
+    b: SendBody,
+    header_key: Option<String>,
+    max_content_chars: usize,
+    files_follow: bool,
+) -> Result<SendDraft, ApiError> {
     let content = normalize_content(b.content, max_content_chars)?;
     let msgtype = b.msgtype.unwrap_or_else(|| MSGTYPE_TEXT.to_owned());
     if b.media_ids.len() > MAX_MEDIA {
@@ -448,7 +470,12 @@ pub fn validate_send(
         &[],
         b.gif.as_ref(),
     )?;
-    if content.is_none() && b.body.is_none() && b.gif.is_none() && media_ids.is_empty() {
+    if !files_follow
+        && content.is_none()
+        && b.body.is_none()
+        && b.gif.is_none()
+        && media_ids.is_empty()
+    {
         return Err(ApiError::bad_request(
             "empty_message",
             "A message needs content, body, gif or media_ids",
@@ -688,7 +715,20 @@ async fn send_message(
         header_key,
         app.config.max_content_chars,
     )?;
-    let (cmd, attached) = match prepare_send(&app, &user, space_id, cmd, media_ids).await? {
+    send_prepared(&app, &user, space_id, cmd, media_ids, local_id).await
+}
+
+/// The rest of a validated send: uploads attached, the message sent, the answer.
+async fn send_prepared(
+    app: &AppRef,
+    user: &User,
+    space_id: Uuid,
+    cmd: SendMessage,
+    media_ids: Vec<Uuid>,
+    local_id: Option<serde_json::Value>,
+) -> Result<Response, ApiError> {
+    let app = app.clone();
+    let (cmd, attached) = match prepare_send(&app, user, space_id, cmd, media_ids).await? {
         Prepared::Replay(original) => {
             let original = native(&app, space_id, user.id(), original).await?;
             return Ok(message_reply(StatusCode::OK, &original, local_id));
@@ -712,6 +752,179 @@ async fn send_message(
             }
             Err(e.into())
         }
+    }
+}
+
+/// The body limit of a send: `max_body_bytes` for JSON; for multipart, that for the `payload`
+/// part plus [`MAX_MEDIA`] files of `max_media_bytes` and their framing.
+fn send_body_limit(app: &AppRef, content_type: Option<&str>) -> usize {
+    if content_type.is_some_and(is_multipart) {
+        multipart_send_limit(app)
+    } else {
+        json_body_limit(app, content_type)
+    }
+}
+
+fn multipart_send_limit(app: &AppRef) -> usize {
+    app.config
+        .max_body_bytes
+        .saturating_add(MAX_MEDIA.saturating_mul(app.config.max_media_bytes))
+        .saturating_add(MULTIPART_OVERHEAD)
+}
+
+/// `POST /v1/spaces/{space_id}/messages` as `multipart/form-data`: a first part `payload` (the
+/// JSON body of a send, every field as in JSON), then up to [`MAX_MEDIA`] parts `file` (each at
+/// most `--max-media-bytes`, its Content-Type the declared type), which become the message's
+/// media exactly as uploads named in `media_ids` would (type checked against the bytes,
+/// thumbnails for images). `media_ids` and files together are at most [`MAX_MEDIA`]; files
+/// count as content.
+///
+/// One file is held at a time: each is stored as soon as it is read. Nothing is stored before
+/// the payload is valid, the key is not a replay (a replay answers the original and stores
+/// nothing) and the caller may post; the files of a send refused after that are deleted at once.
+///
+/// # Errors
+/// Those of a JSON send; 400 `invalid_request` (no `payload` first, a malformed body), 400
+/// `too_many_media`, 413 `payload_too_large` (a part or the body over its limit), and those of
+/// `POST /v1/media` for a file.
+async fn send_multipart<S>(
+    app: AppRef,
+    user: User,
+    space_id: Uuid,
+    header_key: Option<String>,
+    ct: &str,
+    body: S,
+) -> Result<Response, ApiError>
+where
+    S: futures::Stream<Item = Result<Bytes, warp::Error>> + Send + 'static,
+{
+    let boundary = multer::parse_boundary(ct).map_err(|_| {
+        ApiError::bad_request(
+            "invalid_request",
+            "multipart/form-data without a valid boundary",
+        )
+    })?;
+    let (payload_limit, file_limit) = (app.config.max_body_bytes, app.config.max_media_bytes);
+    let constraints = multer::Constraints::new()
+        .allowed_fields(vec!["payload", "file"])
+        .size_limit(
+            multer::SizeLimit::new()
+                .whole_stream(multipart_send_limit(&app) as u64)
+                .for_field("payload", payload_limit as u64)
+                .for_field("file", file_limit as u64),
+        );
+    let mut mp = multer::Multipart::with_constraints(body, boundary, constraints);
+    let map_err = |e: multer::Error| match e {
+        multer::Error::FieldSizeExceeded { field_name, .. } => ApiError::too_large(format!(
+            "The part {:?} exceeds its limit ({payload_limit} bytes for payload, {file_limit} for a file)",
+            field_name.unwrap_or_default()
+        )),
+        multer::Error::StreamSizeExceeded { .. } => {
+            ApiError::too_large("The request body is too large")
+        }
+        multer::Error::UnknownField { field_name } => ApiError::bad_request(
+            "invalid_request",
+            format!(
+                "unexpected part {:?}: send a part payload, then parts file",
+                field_name.unwrap_or_default()
+            ),
+        ),
+        other => ApiError::bad_request(
+            "invalid_request",
+            format!("Malformed multipart body: {other}"),
+        ),
+    };
+    let no_payload = || {
+        ApiError::bad_request(
+            "invalid_request",
+            "The first part must be payload (the message as JSON), then the files as parts file",
+        )
+    };
+    let first = match mp.next_field().await {
+        Err(multer::Error::IncompleteStream) => return Err(no_payload()),
+        other => other.map_err(map_err)?.ok_or_else(no_payload)?,
+    };
+    if first.name() != Some("payload") {
+        return Err(no_payload());
+    }
+    let payload = first.bytes().await.map_err(map_err)?;
+    let b: SendBody = parse_json(&payload)?;
+    let has_content = b.content.as_deref().is_some_and(|c| !c.trim().is_empty())
+        || b.body.is_some()
+        || b.gif.is_some()
+        || !b.media_ids.is_empty();
+    let SendDraft {
+        cmd,
+        mut media_ids,
+        local_id,
+    } = validate_send_with(
+        &user.profile,
+        b,
+        header_key,
+        app.config.max_content_chars,
+        true,
+    )?;
+    // Refuse before storing anything: a replay (the files belong to nobody), or a caller who
+    // may not post.
+    let reader = app.engine.reader(space_id);
+    if let Some(key) = &cmd.idempotency_key
+        && let Some(original) = reader.replayed_send(&cmd.sender.user_id, key).await?
+    {
+        drain(&mut mp).await;
+        let original = native(&app, space_id, user.id(), original).await?;
+        return Ok(message_reply(StatusCode::OK, &original, local_id));
+    }
+    if let Err(e) = reader.ensure_can_post(&cmd.sender.user_id).await {
+        drain(&mut mp).await;
+        return Err(e.into());
+    }
+    let mut stored: Vec<Uuid> = Vec::new();
+    let files = async {
+        while let Some(field) = mp.next_field().await.map_err(map_err)? {
+            if field.name() != Some("file") {
+                return Err(no_payload());
+            }
+            if media_ids.len() >= MAX_MEDIA {
+                return Err(ApiError::bad_request(
+                    "too_many_media",
+                    format!("at most {MAX_MEDIA} files and media_ids per message"),
+                ));
+            }
+            let declared = field.content_type().map(ToString::to_string);
+            let bytes = field.bytes().await.map_err(map_err)?;
+            let record = store_upload(&app, user.id(), bytes, declared).await?;
+            stored.push(record.media_id);
+            media_ids.push(record.media_id);
+        }
+        Ok(())
+    }
+    .await;
+    if files.is_err() {
+        drain(&mut mp).await;
+    }
+    let sent = match files {
+        Ok(()) if !has_content && stored.is_empty() => Err(ApiError::bad_request(
+            "empty_message",
+            "A message needs content, body, gif, media_ids or a file",
+        )),
+        Ok(()) => send_prepared(&app, &user, space_id, cmd, media_ids, local_id).await,
+        Err(e) => Err(e),
+    };
+    if sent.is_err() && !stored.is_empty() {
+        // Refused: nothing names these files (a send whose outcome is unknown was not refused:
+        // its files stay attached, and the sweep decides).
+        if let Err(e) = media::delete_media(&*app.media, &stored).await {
+            tracing::debug!(error = %e, "could not remove the files of a refused send");
+        }
+    }
+    sent
+}
+
+/// Reads what is left of a multipart body (within its stream limit, one chunk at a time), so a
+/// client still sending gets the answer rather than a reset connection.
+async fn drain(mp: &mut multer::Multipart<'_>) {
+    while let Ok(Some(mut field)) = mp.next_field().await {
+        while let Ok(Some(_)) = field.chunk().await {}
     }
 }
 
