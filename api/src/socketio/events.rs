@@ -121,7 +121,10 @@ pub fn carried(ev: &SpaceEvent) -> Option<&str> {
         EventKind::ReactionChanged(_)
         | EventKind::MessageDeleted(_)
         | EventKind::MessageEdited(_)
-        | EventKind::MessageRedacted(_) => None,
+        | EventKind::MessageRedacted(_)
+        | EventKind::MemberUpdated(_)
+        | EventKind::MemberRemoved(_)
+        | EventKind::SpaceUpdated(_) => None,
     }
 }
 
@@ -227,7 +230,10 @@ fn event(ev: &SpaceEvent) -> Option<Rendered> {
         EventKind::ReactionChanged(_)
         | EventKind::MessageDeleted(_)
         | EventKind::MessageEdited(_)
-        | EventKind::MessageRedacted(_) => None,
+        | EventKind::MessageRedacted(_)
+        | EventKind::MemberUpdated(_)
+        | EventKind::MemberRemoved(_)
+        | EventKind::SpaceUpdated(_) => None,
     }
 }
 
