@@ -186,6 +186,7 @@ pub const CODES: &[&str] = &[
     "invalid_power_level",
     "invalid_posting_permission",
     "member_not_found",
+    "invalid_user_id",
     "last_admin",
     "not_a_member",
     "already_member",

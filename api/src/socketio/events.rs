@@ -143,6 +143,10 @@ pub fn render(out: &Output<'_>) -> Option<Rendered> {
             "left_space",
             &serde_json::json!({"space_id": space_id}),
         )),
+        Output::Removed { space_id } => Some(rendered(
+            "left_space",
+            &serde_json::json!({"space_id": space_id, "reason": "removed"}),
+        )),
         Output::Error {
             space_id, error, ..
         } => {
