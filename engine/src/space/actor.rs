@@ -855,10 +855,10 @@ impl SpaceState {
             match self.power_of(user_id) {
                 Some(p) => p,
                 // Not a member: as for any non-member, a private space does not exist.
-                None => {
-                    self.member_power(user_id)?;
-                    return Err(EngineError::MemberNotFound);
+                None if self.space.visibility == Visibility::Private => {
+                    return Err(EngineError::SpaceNotFound);
                 }
+                None => return Err(EngineError::MemberNotFound),
             }
         } else {
             let mine = self.member_power(&by.user_id)?;
