@@ -203,11 +203,7 @@ fn parse_page_query(q: &HashMap<String, String>) -> Result<(Option<String>, usiz
             }
         },
     };
-    let after = q
-        .get("cursor")
-        .filter(|c| !c.is_empty())
-        .map(|c| decode_cursor(c))
-        .transpose()?;
+    let after = q.get("cursor").map(|c| decode_cursor(c)).transpose()?;
     Ok((after, limit))
 }
 
