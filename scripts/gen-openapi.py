@@ -1095,7 +1095,7 @@ MSG.update({
     "invalid_posting_permission": "posting_permission is required: \"everyone\" or \"admins\"",
     "invalid_user_id": "user id must not contain whitespace",
     "member_not_found": "Member not found",
-    "last_admin": "The last admin cannot leave while other members remain; make another member admin first",
+    "last_admin": "The last admin cannot leave while other members remain",
 })
 # A user id as the token rules have it: no whitespace, no control, format or separator
 # characters (the common ones are listed; the server's rule is the Unicode categories).
@@ -1108,7 +1108,7 @@ schemas["MemberV1"] = {
     "type": "object", "required": ["user_id", "username", "profile_picture", "power_level", "joined_at"],
     "properties": {
         "user_id": {"type": "string"},
-        "username": {"type": "string", "description": "The user id for a user added by `PUT` (the server knows nothing else of them)."},
+        "username": {"type": "string", "description": "The user id for a user added by `PUT`, until their first send stores their token's profile."},
         "profile_picture": {"type": "string"},
         "power_level": {"type": "integer", "enum": [0, 50, 100], "description": "0 member, 50 moderator, 100 admin."},
         "joined_at": {"type": "string", "format": "date-time"},

@@ -337,7 +337,10 @@ async fn a_member_kicked_through_one_node_loses_its_subscriptions_on_another() {
     let put = c
         .server(2)
         .http
-        .put(c.server(2).url(&format!("/v1/spaces/{space}/members/kick-bob")))
+        .put(
+            c.server(2)
+                .url(&format!("/v1/spaces/{space}/members/kick-bob")),
+        )
         .bearer_auth(&admin)
         .json(&serde_json::json!({"power_level": 0}))
         .send()
@@ -353,7 +356,10 @@ async fn a_member_kicked_through_one_node_loses_its_subscriptions_on_another() {
     let del = c
         .server(0)
         .http
-        .delete(c.server(0).url(&format!("/v1/spaces/{space}/members/kick-bob")))
+        .delete(
+            c.server(0)
+                .url(&format!("/v1/spaces/{space}/members/kick-bob")),
+        )
         .bearer_auth(&admin)
         .send()
         .await

@@ -116,6 +116,19 @@ async fn power_levels_follow_the_rule() {
     }
     let (st, _) = put_power(&s, &ada, &space, "pw-cy", json!(0)).await;
     assert_eq!(st, 200, "admin adds a member");
+    // Their first send stores the profile their token gives.
+    assert_eq!(s.send_text(&cy, &space, "hi").await.0, 201);
+    let m = s
+        .get_json(&ada, &format!("/v1/spaces/{space}/members/pw-cy"))
+        .await;
+    assert_eq!(
+        (&m["username"], &m["profile_picture"]),
+        (
+            &json!("name-pw-cy"),
+            &json!("http://pics.example/pw-cy.png")
+        ),
+        "{m}"
+    );
     // (caller, target, level, status, code)
     let table: &[(&str, &str, i64, u16, &str)] = &[
         (&ada, "pw-dan", 100, 403, "forbidden"), // nobody grants their own level

@@ -23,8 +23,8 @@
 //! `space_updated`), seen by every observer of the native stream in the space's order.
 //!
 //! Member JSON: `{user_id, username, profile_picture, power_level, joined_at}`. A user added by
-//! `PUT` has their user id as username and no picture: the engine stores only what it knows of
-//! them (see `SpaceHandle::set_power`).
+//! `PUT` has their user id as username and no picture until their own token is seen (their
+//! first send stores its profile; see `SpaceHandle::set_power`).
 
 use std::collections::HashMap;
 

@@ -453,6 +453,9 @@ impl SpaceState {
             ..Default::default()
         };
         let mut batch = self.batch();
+        if let Some(m) = self.refresh_profile(&message.sender) {
+            batch.push_member(m);
+        }
         batch
             .events
             .push(self.event(seq, EventKind::MessageCreated(message.clone())));
@@ -848,6 +851,20 @@ impl SpaceState {
         Ok((batch, member))
     }
 
+    /// A member added by `set_power` has their user id as username and no picture until the
+    /// user's own token is seen: their first send stores the token's profile (a member write in
+    /// the send's commit, not an event, as a join is not). Returns the member to write, if it
+    /// changed. A send on behalf carries the stored profile, so it never changes it.
+    fn refresh_profile(&mut self, seen: &UserRef) -> Option<Member> {
+        let m = self.members.get_mut(&seen.user_id)?;
+        let placeholder = m.user.username == m.user.user_id && m.user.profile_picture.is_empty();
+        if !placeholder || m.user == *seen {
+            return None;
+        }
+        m.user = seen.clone();
+        Some(m.clone())
+    }
+
     /// Removes a member or lets one leave; see [`super::SpaceHandle::remove_member`].
     fn remove_member(&mut self, user_id: &str, by: &UserRef) -> Result<CommitBatch> {
         let left = by.user_id == user_id;
@@ -881,7 +898,7 @@ impl SpaceState {
             if admins == 1 {
                 return Err(EngineError::Conflict(
                     "last_admin",
-                    "The last admin cannot leave while other members remain; make another member admin first".into(),
+                    "The last admin cannot leave while other members remain".into(),
                 ));
             }
         }

@@ -283,7 +283,8 @@ impl SpaceHandle {
     /// A user who is not a member is added with that level (their current level counts as 0):
     /// this is how a private space gets members, since joining refuses private spaces. The new
     /// member's profile is the user id as username and no picture, as the engine knows nothing
-    /// else of them. Setting the level a member already has changes nothing (no event).
+    /// else of them, until the user's own token is seen: their first send stores its profile.
+    /// Setting the level a member already has changes nothing (no event).
     ///
     /// # Errors
     /// `Invalid("invalid_power_level")` for a level other than 0, 50, 100; `SpaceNotFound`
