@@ -476,3 +476,56 @@ async fn a_kick_from_a_private_space_ends_every_subscription() {
     let m = ws.next_matching(|v| v["space_id"] == open.as_str()).await;
     assert_eq!(m["event"], "message_created", "still subscribed: {m}");
 }
+
+/// Membership changes and the posting permission are durable when answered: after a kill -9 and
+/// a restart on the same store, the levels, the removals (also from the user's space list), the
+/// member count and the setting are as acknowledged, and the space goes on from there.
+#[tokio::test]
+async fn member_changes_survive_a_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ada, bob, cy) = (token("d-ada"), token("d-bob"), token("d-cy"));
+    let mut s = Server::start_on(dir.path(), &[]).await;
+    let space = space_of(&s, &ada, "private").await;
+    assert_eq!(put_power(&s, &ada, &space, "d-bob", json!(50)).await.0, 200);
+    assert_eq!(put_power(&s, &ada, &space, "d-cy", json!(0)).await.0, 200);
+    assert_eq!(s.send_text(&cy, &space, "before").await.0, 201);
+    assert_eq!(delete_member(&s, &bob, &space, "d-cy").await.0, 204);
+    assert_eq!(patch_posting(&s, &ada, &space, "admins").await.0, 200);
+    s.kill9().await;
+
+    let s = Server::start_on(dir.path(), &[]).await;
+    let members = all_members(&s, &ada, &space, 10).await.concat();
+    let levels: Vec<(&str, i64)> = members
+        .iter()
+        .map(|m| {
+            (
+                m["user_id"].as_str().unwrap(),
+                m["power_level"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(levels, vec![("d-ada", 100), ("d-bob", 50)]);
+    let got = s.get_json(&ada, &format!("/api/spaces/{space}")).await;
+    assert_eq!(got["posting_permission"], "admins");
+    assert_eq!(got["participant_count"], 2);
+    let (st, _) = get_status(&s, &cy, &format!("/v1/spaces/{space}/messages")).await;
+    assert_eq!(st, 404, "removed: the private space is gone for them");
+    let mine = s.get_json(&cy, "/api/spaces/my").await;
+    assert_eq!(mine, json!([]), "not in their space list");
+    // The space's actor resumes from what is durable: the rules still hold, seqs go on.
+    let (st, b) = s.send_text(&bob, &space, "after").await;
+    assert_eq!(st, 201, "{b}");
+    assert_eq!(
+        b["seq"], 6,
+        "1 send + 2 member_updated + 1 member_removed + 1 space_updated before"
+    );
+    let r = s
+        .http
+        .post(s.url(&format!("/v1/spaces/{space}/messages")))
+        .bearer_auth(&cy)
+        .json(&json!({"content": "no"}))
+        .send()
+        .await
+        .unwrap();
+    assert_json_error(r, 404, "not_found").await;
+}
