@@ -529,3 +529,43 @@ async fn member_changes_survive_a_kill_9() {
         .unwrap();
     assert_json_error(r, 404, "not_found").await;
 }
+
+/// A replay that passes the user's own earlier removal asks the read rule again: a user removed
+/// and added back since replays the whole log, removal included, and stays subscribed.
+#[tokio::test]
+async fn a_replay_past_an_old_removal_of_a_member_again_goes_on() {
+    let s = Server::start(&[]).await;
+    let (ada, bob) = (token("rp-ada"), token("rp-bob"));
+    let space = space_of(&s, &ada, "private").await;
+    assert_eq!(put_power(&s, &ada, &space, "rp-bob", json!(0)).await.0, 200);
+    assert_eq!(delete_member(&s, &ada, &space, "rp-bob").await.0, 204);
+    assert_eq!(put_power(&s, &ada, &space, "rp-bob", json!(0)).await.0, 200);
+    assert_eq!(s.send_text(&bob, &space, "back").await.0, 201);
+    let mut ws = s.stream(&bob).await;
+    let joined = ws.join(&space, Some(0)).await;
+    assert_eq!(joined["type"], "joined", "{joined}");
+    let frames = ws.frames_until_event(&space, 4).await;
+    let kinds: Vec<&str> = frames
+        .iter()
+        .map(|f| f["event"].as_str().unwrap_or(f["type"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            "member_updated",
+            "member_removed",
+            "member_updated",
+            "message_created"
+        ]
+    );
+    // Still subscribed: a new message arrives live.
+    assert_eq!(s.send_text(&ada, &space, "live").await.0, 201);
+    let m = ws
+        .next_matching(|v| v["type"] == "event" || v["type"] == "left")
+        .await;
+    assert_eq!(
+        (&m["event"], &m["seq"]),
+        (&json!("message_created"), &json!(5)),
+        "{m}"
+    );
+}
