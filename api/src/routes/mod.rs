@@ -9,6 +9,7 @@
 //! - [`node`] serves `/v1/node` (this node's status and rates, for operators)
 //! - [`v1_messages`] serves the native `/v1/spaces/{id}/messages…`
 //! - [`v1_members`] serves the native `/v1/spaces/{id}/members…` and `PATCH /v1/spaces/{id}`
+//! - [`v1_reactions`] serves `PUT`/`DELETE /v1/spaces/{id}/messages/{mid}/reactions/{key}`
 //!
 //! Handlers return `Result<Response, ApiError>`; [`respond`] renders errors (the only place)
 //! and records the request metrics under the route's template name. Requests no route matches
@@ -24,6 +25,7 @@ pub mod spaces;
 pub mod table;
 pub mod v1_members;
 pub mod v1_messages;
+pub mod v1_reactions;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -55,6 +57,8 @@ pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
         .or(v1_messages::routes(app.clone()))
         .unify()
         .or(v1_members::routes(app.clone()))
+        .unify()
+        .or(v1_reactions::routes(app.clone()))
         .unify()
         .or(node::routes(app))
         .unify()

@@ -72,6 +72,14 @@ pub const ROUTES: &[(Method, &str)] = &[
     (Method::GET, "/v1/spaces/{spaceId}/members/{userId}"),
     (Method::PUT, "/v1/spaces/{spaceId}/members/{userId}"),
     (Method::DELETE, "/v1/spaces/{spaceId}/members/{userId}"),
+    (
+        Method::PUT,
+        "/v1/spaces/{spaceId}/messages/{messageId}/reactions/{key}",
+    ),
+    (
+        Method::DELETE,
+        "/v1/spaces/{spaceId}/messages/{messageId}/reactions/{key}",
+    ),
 ];
 
 /// The message of the 404 for a path no route serves (distinct from a handler's own 404s, such

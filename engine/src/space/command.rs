@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Appreciation, Redacted, SendMessage, Sent};
+use super::{Appreciation, Reaction, Redacted, SendMessage, Sent};
 use crate::error::{EngineError, Result};
 use crate::model::{JsonObject, Member, Message, MessageId, PostingPermission, Space, UserRef};
 
@@ -45,6 +45,14 @@ pub enum Command {
     },
     /// Toggle `by`'s appreciation; answered with [`Outcome::Appreciation`].
     ToggleAppreciation { message_id: MessageId, by: UserRef },
+    /// Add (`set: true`) or remove (`set: false`) `by`'s reaction `key`; idempotent (nothing
+    /// changes when it already is so); answered with [`Outcome::Reaction`].
+    React {
+        message_id: MessageId,
+        key: String,
+        by: UserRef,
+        set: bool,
+    },
     /// Join as an ordinary member; answered with [`Outcome::Member`].
     Join {
         user: UserRef,
@@ -76,6 +84,7 @@ impl Command {
             Command::Edit { .. } => "edit",
             Command::Redact { .. } => "redact",
             Command::ToggleAppreciation { .. } => "toggle_appreciation",
+            Command::React { .. } => "react",
             Command::Join { .. } => "join",
             Command::SetPower { .. } => "set_power",
             Command::RemoveMember { .. } => "remove_member",
@@ -95,6 +104,7 @@ pub enum Outcome {
     Appreciation(Appreciation),
     Member(Member),
     Redacted(Redacted),
+    Reaction(Reaction),
     /// A send whose idempotency key named an earlier send: that message (as it is now);
     /// nothing was created.
     Replayed(Message),
@@ -155,6 +165,13 @@ impl Outcome {
         match self {
             Outcome::Space(s) => Ok(s),
             other => Err(other.mismatch("space")),
+        }
+    }
+
+    pub(crate) fn into_reaction(self) -> Result<Reaction> {
+        match self {
+            Outcome::Reaction(r) => Ok(r),
+            other => Err(other.mismatch("reaction")),
         }
     }
 
@@ -409,6 +426,12 @@ mod tests {
                 permission: PostingPermission::Admins,
                 by: user(),
             },
+            Command::React {
+                message_id: new_id(),
+                key: "👍".into(),
+                by: user(),
+                set: true,
+            },
         ];
         for c in cmds {
             let json = serde_json::to_vec(&c).unwrap();
@@ -422,6 +445,11 @@ mod tests {
             ..Default::default()
         };
         let outcomes = [
+            Outcome::Reaction(Reaction {
+                reacted: true,
+                changed: false,
+                reaction_counts: [("👍".to_owned(), 2)].into_iter().collect(),
+            }),
             Outcome::Appreciation(Appreciation {
                 appreciated: true,
                 appreciation_count: 3,

@@ -13,7 +13,8 @@
 //! | `members_by_space` | (space_id), user_id | members and power levels |
 //! | `spaces_by_user` | (user_id), space_id desc | a user's spaces, newest first |
 //! | `events_by_space` | (space_id, bucket), seq asc | the event log, for resume |
-//! | `messages_by_space` | (space_id, bucket), seq desc | messages, newest first; likes as a map |
+//! | `messages_by_space` | (space_id, bucket), seq desc | messages, newest first; likes (the `appreciate` reactions, for Space7) and the other keys' counts as maps |
+//! | `reactions_by_message` | (space_id, message_id), reaction_key, user_id | one row per reaction: the seq that added it |
 //! | `message_by_id` | message_id | where a message lives |
 //! | `appreciated_messages_by_space` | (space_id), appreciation_count desc, seq desc | messages with ≥ 1 appreciation, for `most_appreciated` without scanning the space |
 //! | `idempotency_keys_by_sender` | (space_id, sender_id, key) | reserved for idempotent sends (5-minute TTL) |
@@ -46,7 +47,7 @@ pub fn bucket(seq: u64) -> i64 {
 }
 
 /// The schema version this build reads and writes.
-pub const CURRENT_VERSION: i32 = 3;
+pub const CURRENT_VERSION: i32 = 4;
 
 pub mod tables {
     pub const SCHEMA_MIGRATIONS: &str = "schema_migrations";
@@ -61,6 +62,7 @@ pub mod tables {
     pub const APPRECIATED_MESSAGES_BY_SPACE: &str = "appreciated_messages_by_space";
     pub const IDEMPOTENCY_KEYS_BY_SENDER: &str = "idempotency_keys_by_sender";
     pub const MESSAGE_HISTORY_BY_MESSAGE: &str = "message_history_by_message";
+    pub const REACTIONS_BY_MESSAGE: &str = "reactions_by_message";
 }
 
 /// One migration: its version, a description, and its statements (each idempotent).
@@ -149,6 +151,18 @@ pub const MIGRATIONS: &[Migration] = &[
             space_id uuid, message_id uuid, version bigint,
             content text, body text, valid_from timestamp, replaced_at timestamp,
             PRIMARY KEY ((space_id, message_id), version)) WITH CLUSTERING ORDER BY (version DESC)",
+        ],
+    },
+    Migration {
+        version: 4,
+        description: "reactions: one row per (message, key, user); per-key counts on the message",
+        // Then `migrate` copies the likes of older messages to reaction rows (see
+        // `cql::migrate_likes`).
+        statements: &[
+            "CREATE TABLE IF NOT EXISTS {ks}.reactions_by_message (
+            space_id uuid, message_id uuid, reaction_key text, user_id text, seq bigint,
+            PRIMARY KEY ((space_id, message_id), reaction_key, user_id))",
+            "ALTER TABLE {ks}.messages_by_space ADD reaction_counts map<text, int>",
         ],
     },
 ];
