@@ -1155,6 +1155,111 @@ paths["/v1/spaces/{spaceId}/messages/{messageId}"] = {"get": {
     },
 }}
 
+# ---- Members and roles (api/src/routes/v1_members.rs) ----
+MSG.update({
+    "invalid_power_level": "power_level is required: 0, 50 or 100",
+    "invalid_posting_permission": "posting_permission is required: \"everyone\" or \"admins\"",
+    "invalid_user_id": "user id must not contain whitespace",
+    "member_not_found": "Member not found",
+    "last_admin": "The last admin cannot leave while other members remain",
+})
+# A user id as the token rules have it: no whitespace, no control, format or separator
+# characters (the common ones are listed; the server's rule is the Unicode categories).
+USER_ID_PATTERN = "^[^\\s\\x00-\\x1f\\x7f-\\x9f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890\\u0891\\u08e2\\u180e\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ufeff\\ufff9-\\ufffb\\U000110bd\\U000110cd\\U00013430-\\U0001343f\\U0001bca0-\\U0001bca3\\U0001d173-\\U0001d17a\\U000e0001-\\U000e007f]+$"
+MEMBER_CURSOR_PATTERN = "^M[A-Za-z0-9_-]+$"
+user_param = {"name": "userId", "in": "path", "required": True,
+              "description": "The member's user id (percent-encoded in the path): 1 to 128 bytes, no whitespace, control, format or separator characters (else 400 `invalid_user_id`).",
+              "schema": {"type": "string", "minLength": 1, "maxLength": 32, "pattern": USER_ID_PATTERN}}
+schemas["MemberV1"] = {
+    "type": "object", "required": ["user_id", "username", "profile_picture", "power_level", "joined_at"],
+    "properties": {
+        "user_id": {"type": "string"},
+        "username": {"type": "string", "description": "The user id for a user added by `PUT`, until their first send stores their token's profile."},
+        "profile_picture": {"type": "string"},
+        "power_level": {"type": "integer", "enum": [0, 50, 100], "description": "0 member, 50 moderator, 100 admin."},
+        "joined_at": {"type": "string", "format": "date-time"},
+    },
+}
+schemas["MemberPageV1"] = {
+    "type": "object", "required": ["data", "next_cursor"],
+    "properties": {
+        "data": {"type": "array", "items": ref("MemberV1"), "maxItems": 100},
+        "next_cursor": {"type": ["string", "null"], "description": "Continues after this page; `null` on the last page."},
+    },
+}
+schemas["SetPowerV1"] = {
+    "type": "object", "required": ["power_level"],
+    "properties": {"power_level": {"type": "integer", "enum": [0, 50, 100]}},
+}
+schemas["PatchSpaceV1"] = {
+    "type": "object", "required": ["posting_permission"],
+    "properties": {"posting_permission": {"type": "string", "enum": ["everyone", "admins"],
+                   "description": "`admins`: only members with power ≥ 50 may post (403 `forbidden` on every surface)."}},
+}
+members_desc = "Visible to any authenticated caller for a public space, to members only for a private one (404 `not_found` to anyone else, as for an unknown space)."
+paths["/v1/spaces/{spaceId}/members"] = {"get": {
+    "operationId": "listMembersV1", "summary": "A cursor page of a space's members, by user id", "tags": ["v1"],
+    "parameters": [space_param,
+        {"name": "cursor", "in": "query", "required": False, "description": "`next_cursor` of the previous page (opaque).", "schema": {"type": "string", "pattern": MEMBER_CURSOR_PATTERN}},
+        {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 50}}],
+    "description": "Members ordered by user id (byte order), keyset pages: every member present during the whole walk is listed exactly once. " + members_desc,
+    "responses": {
+        "200": json_ok("One page.", ref("MemberPageV1")),
+        "400": err("Invalid query parameter.", ["invalid_pagination", "invalid_cursor"]),
+        "401": R401, "404": r404(), "500": R500, "503": r503(["store_unavailable"]),
+    },
+}}
+member_404 = err("Unknown space, a private space the caller is not a member of, or a user who is not a member.", ["not_found", "member_not_found"])
+paths["/v1/spaces/{spaceId}/members/{userId}"] = {
+    "get": {
+        "operationId": "getMemberV1", "summary": "One member", "tags": ["v1"],
+        "parameters": [space_param, user_param], "description": members_desc,
+        "responses": {"200": json_ok("The member.", ref("MemberV1")),
+                      "400": err("Invalid user id.", ["invalid_user_id"]),
+                      "401": R401, "404": member_404, "500": R500, "503": r503(["store_unavailable"])},
+    },
+    "put": {
+        "operationId": "setMemberPowerV1", "summary": "Set a member's power level, or add a member", "tags": ["v1"],
+        "parameters": [space_param, user_param],
+        "description": "Only a member whose power level is higher than both the target's current level and the new one may change it (a non-member counts as 0 and is added: this is how a private space gets members). So nobody changes their own or an equal's level, an admin (100) grants 0 or 50 but never 100, and an admin's level (the creator's included) never changes. Event `member_updated`; setting the current level changes nothing.",
+        "requestBody": {"required": True, "content": {"application/json": {"schema": ref("SetPowerV1")}}},
+        "responses": {"200": json_ok("The member after the change.", ref("MemberV1")),
+                      "400": err("Invalid body or user id.", ["invalid_power_level", "invalid_user_id", "invalid_json"]),
+                      "401": R401,
+                      "403": err("Not allowed by the rule, or not a member.", ["forbidden", "not_a_member"]),
+                      "404": r404(), "413": r413(), "500": R500, "503": r503(ENGINE_503)},
+    },
+    "delete": {
+        "operationId": "removeMemberV1", "summary": "Remove a member, or leave", "tags": ["v1"],
+        "parameters": [space_param, user_param],
+        "description": "The caller's own id: leave (always allowed, except for the last admin while other members remain: 409 `last_admin`). Another member: a kick, by power ≥ 50 and higher than the member's. Event `member_removed`; in a private space the removed user loses read access (REST reads 404, realtime subscriptions end with `left` / `left_space` and `reason: \"removed\"`).",
+        "responses": {"204": {"description": "Removed (durable)."},
+                      "400": err("Invalid user id.", ["invalid_user_id"]),
+                      "401": R401,
+                      "403": err("Not allowed.", ["forbidden", "not_a_member"]),
+                      "404": member_404,
+                      "409": err("The last admin cannot leave while others remain.", ["last_admin"]),
+                      "500": R500, "503": r503(ENGINE_503)},
+    },
+}
+paths["/v1/spaces/{spaceId}"] = {"patch": {
+    "operationId": "patchSpaceV1", "summary": "Change a space's posting permission", "tags": ["v1"],
+    "parameters": [space_param],
+    "description": "Power 100 only. Event `space_updated`; setting the current value changes nothing.",
+    "requestBody": {"required": True, "content": {"application/json": {"schema": ref("PatchSpaceV1")}}},
+    "responses": {"200": json_ok("The space after the change.", ref("Space")),
+                  "400": err("Invalid body.", ["invalid_posting_permission", "invalid_json"]),
+                  "401": R401,
+                  "403": err("Not an admin, or not a member.", ["forbidden", "not_a_member"]),
+                  "404": r404(), "413": r413(), "500": R500, "503": r503(ENGINE_503)},
+}}
+SPACE_LINKS.update({
+    "ListMembersV1": link("listMembersV1", "The new space's members.", spaceId="$response.body#/space_id"),
+    "GetMemberV1": link("getMemberV1", "The creator's membership.", spaceId="$response.body#/space_id", userId="$response.body#/creator_id"),
+    "SetMemberPowerV1": link("setMemberPowerV1", "Add the creator again (refused: an admin's level never changes).", spaceId="$response.body#/space_id", userId="$response.body#/creator_id"),
+    "PatchSpaceV1": link("patchSpaceV1", "Change the new space's posting permission.", spaceId="$response.body#/space_id"),
+})
+
 # ---- The web console and the operator endpoint (api/src/routes/console.rs, api/src/routes/node.rs) ----
 MSG.update({
     "invalid_username": "username may contain only letters, digits, '_', '-' and '.'",

@@ -84,7 +84,9 @@ pub fn retry_after_secs(wait: Duration) -> u64 {
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
         let status = match &e {
-            EngineError::SpaceNotFound | EngineError::MessageNotFound => StatusCode::NOT_FOUND,
+            EngineError::SpaceNotFound
+            | EngineError::MessageNotFound
+            | EngineError::MemberNotFound => StatusCode::NOT_FOUND,
             EngineError::NotAMember | EngineError::Forbidden(_) => StatusCode::FORBIDDEN,
             EngineError::AlreadyMember | EngineError::Conflict(..) => StatusCode::CONFLICT,
             EngineError::Invalid("payload_too_large", _) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -183,6 +185,11 @@ pub const CODES: &[&str] = &[
     "invalid_hashtags",
     "invalid_visibility",
     "invalid_invite",
+    "invalid_power_level",
+    "invalid_posting_permission",
+    "member_not_found",
+    "invalid_user_id",
+    "last_admin",
     "not_a_member",
     "already_member",
     "forbidden",

@@ -314,3 +314,80 @@ async fn media_uploaded_through_one_node_is_served_by_another() {
     let gone = n0.http.get(n0.url(&url)).send().await.expect("GET media");
     assert_eq!(gone.status(), 404, "the media went with its message");
 }
+
+/// A member kicked from a private space through one node loses its subscriptions on the others:
+/// the sequenced `member_removed` event reaches every node through the bus, and each session of
+/// that user there ends its subscription (native `left` with reason `removed`, Socket.IO
+/// `left_space`), after which nothing of the space reaches it and joining again is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_kicked_through_one_node_loses_its_subscriptions_on_another() {
+    let c = Cluster::start(ClusterOpts::cluster(NODES)).await;
+    let admin = common::token("kick-admin");
+    let kicked = common::token("kick-bob");
+    let space = c
+        .server(0)
+        .create_space_with(
+            &admin,
+            serde_json::json!({"title": "kick", "description": "private", "visibility": "private"}),
+        )
+        .await["space_id"]
+        .as_str()
+        .expect("space_id")
+        .to_owned();
+    let put = c
+        .server(2)
+        .http
+        .put(
+            c.server(2)
+                .url(&format!("/v1/spaces/{space}/members/kick-bob")),
+        )
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"power_level": 0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200, "added through n2");
+    let (mut ws, _) = c.server(1).stream_hello(&kicked).await;
+    assert_eq!(ws.join(&space, None).await["type"], "joined");
+    let mut peer = sio::SioPeer::space7(c.server(1), Some(&kicked), Some(&space)).await;
+    peer.connected().await;
+    peer.joined(&space).await;
+
+    let del = c
+        .server(0)
+        .http
+        .delete(
+            c.server(0)
+                .url(&format!("/v1/spaces/{space}/members/kick-bob")),
+        )
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status(), 204, "kicked through n0");
+    let ev = ws.next_matching(|v| v["type"] == "event").await;
+    assert_eq!(ev["event"], "member_removed", "{ev}");
+    assert_eq!(
+        ws.next_json().await.expect("open"),
+        serde_json::json!({"type": "left", "space_id": space, "reason": "removed"})
+    );
+    let left = peer
+        .next("left_space removed", |v| v["event"] == "left_space")
+        .await;
+    assert_eq!(
+        left["data"],
+        serde_json::json!({"space_id": space, "reason": "removed"})
+    );
+    let again = ws.join(&space, None).await;
+    assert_eq!(again["code"], "not_found", "{again}");
+    let read = c
+        .server(1)
+        .http
+        .get(c.server(1).url(&format!("/v1/spaces/{space}/messages")))
+        .bearer_auth(&kicked)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 404, "REST reads on n1 too");
+    peer.exit().await;
+}

@@ -10,6 +10,9 @@ pub enum EngineError {
     SpaceNotFound,
     #[error("Message not found")]
     MessageNotFound,
+    /// The user named is not a member of the space (a member read, change or removal).
+    #[error("Member not found")]
+    MemberNotFound,
     #[error("You must be a member to send messages")]
     NotAMember,
     #[error("Already a member")]
@@ -60,6 +63,7 @@ impl EngineError {
     pub fn code(&self) -> &'static str {
         match self {
             EngineError::SpaceNotFound | EngineError::MessageNotFound => "not_found",
+            EngineError::MemberNotFound => "member_not_found",
             EngineError::NotAMember => "not_a_member",
             EngineError::AlreadyMember => "already_member",
             EngineError::Forbidden(_) => "forbidden",

@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Message, MessageId, Seq, SpaceId, Timestamp};
+use crate::model::{Message, MessageId, PostingPermission, Seq, SpaceId, Timestamp};
 
 /// The reaction key that Space7's "appreciate" toggles.
 pub const APPRECIATE: &str = "appreciate";
@@ -32,6 +32,13 @@ pub enum EventKind {
     MessageDeleted(MessageDeleted),
     /// A user added or removed a reaction.
     ReactionChanged(ReactionChanged),
+    /// A member's power level was set, or a user was added as a member with it.
+    MemberUpdated(MemberUpdated),
+    /// A member was removed (kicked) or left. In a private space the user loses read access
+    /// with this event: sessions of that user subscribed to the space end their subscription.
+    MemberRemoved(MemberRemoved),
+    /// The space's settings changed.
+    SpaceUpdated(SpaceUpdated),
 }
 
 impl EventKind {
@@ -43,6 +50,9 @@ impl EventKind {
             EventKind::MessageRedacted(_) => "message_redacted",
             EventKind::MessageDeleted(_) => "message_deleted",
             EventKind::ReactionChanged(_) => "reaction_changed",
+            EventKind::MemberUpdated(_) => "member_updated",
+            EventKind::MemberRemoved(_) => "member_removed",
+            EventKind::SpaceUpdated(_) => "space_updated",
         }
     }
 }
@@ -70,6 +80,32 @@ pub struct ReactionChanged {
     pub count: u32,
     /// The message's appreciation count after the change.
     pub appreciation_count: u32,
+}
+
+/// Data of `member_updated`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MemberUpdated {
+    pub user_id: String,
+    /// The member's power level after the change.
+    pub power_level: i32,
+    /// Who set it.
+    pub by: String,
+}
+
+/// Data of `member_removed`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MemberRemoved {
+    pub user_id: String,
+    /// Who removed them (`user_id` itself when they left).
+    pub by: String,
+    /// True when the member left, false when removed by another member.
+    pub left: bool,
+}
+
+/// Data of `space_updated`: the space's settings after the change.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SpaceUpdated {
+    pub posting_permission: PostingPermission,
 }
 
 /// One entry of a space's event log.

@@ -90,7 +90,8 @@ pub enum PostingPermission {
     Admins,
 }
 
-/// A space's descriptive record: written once at creation.
+/// A space's descriptive record: written at creation; its settings (today the posting
+/// permission) change through the space actor, in a commit.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Space {
     pub space_id: SpaceId,

@@ -135,6 +135,34 @@ impl SpaceReader {
         })
     }
 
+    /// Members ordered by user id (byte order), those after `after` (from the first when
+    /// `None`), at most `limit`: a keyset page ([`crate::store::Store::scan_members`]), so every
+    /// member present throughout a walk of the pages is listed exactly once.
+    ///
+    /// # Errors
+    /// Those of [`SpaceReader::view`].
+    pub async fn members_page(
+        &self,
+        viewer: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Member>> {
+        self.view(viewer).await?;
+        self.store.scan_members(self.space_id, after, limit).await
+    }
+
+    /// One member of the space.
+    ///
+    /// # Errors
+    /// Those of [`SpaceReader::view`]; then `MemberNotFound`.
+    pub async fn member(&self, viewer: &str, user_id: &str) -> Result<Member> {
+        self.view(viewer).await?;
+        self.store
+            .get_member(self.space_id, user_id)
+            .await?
+            .ok_or(EngineError::MemberNotFound)
+    }
+
     /// Existing messages in `order`, skipping `offset`, at most `limit`, with the space's
     /// message count as `total`.
     ///
@@ -253,9 +281,11 @@ impl SpaceReader {
     }
 
     /// The space's event log, for a viewer who may read it: the rule is applied once, here, and
-    /// the returned [`EventLog`] reads without checking again. That suffices because read
-    /// access, once had, is never lost: visibility is fixed when a space is created and members
-    /// are never removed. (When leaving or removal arrives, holders must check again.)
+    /// the returned [`EventLog`] reads without checking again. Visibility is fixed when a space
+    /// is created, so the one way to lose read access is removal from a private space, which is
+    /// a sequenced `member_removed` event in this very log: a holder that follows the log (a
+    /// realtime session) sees it in order, and must ask again ([`SpaceReader::view`]) when it
+    /// names its viewer. Every other read here checks afresh on each call.
     ///
     /// # Errors
     /// Those of [`SpaceReader::view`].

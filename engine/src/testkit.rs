@@ -18,7 +18,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use crate::EngineError;
-use crate::event::{APPRECIATE, EventKind, MessageDeleted, ReactionChanged, SpaceEvent};
+use crate::event::{
+    APPRECIATE, EventKind, MemberRemoved, MessageDeleted, ReactionChanged, SpaceEvent, SpaceUpdated,
+};
 use crate::model::{
     Like, Member, Message, MessageId, MessageVersion, POWER_ADMIN, POWER_MEMBER, POWER_MODERATOR,
     PostingPermission, Seq, Space, SpaceCounters, SpaceView, Timestamp, UserRef, Visibility,
@@ -58,6 +60,9 @@ pub async fn store_conformance<S: Store + FaultInjection>(store: Arc<S>) {
         an_edit_that_fails_after_it_is_durable_is_finished_by_the_next_claim(faults),
         a_redaction_wipes_the_content_and_the_history(faults),
         idempotency_keys_commit_with_their_message_and_expire(faults),
+        members_page_by_user_id_and_removals_and_settings_commit,
+        a_removal_that_fails_before_it_is_durable_changes_nothing(faults),
+        a_removal_that_fails_after_it_is_durable_is_finished_by_the_next_claim(faults),
     );
 }
 
@@ -1049,6 +1054,8 @@ pub struct SpaceModel {
     pub counters: SpaceCounters,
     /// Earlier versions of edited messages, newest first.
     pub history: BTreeMap<MessageId, Vec<MessageVersion>>,
+    /// Users removed from the space (and not members again).
+    pub removed: Vec<String>,
     /// Reactions of existing messages: (message, key, user) → the seq that added it.
     pub reactions: BTreeMap<(MessageId, String, String), Seq>,
 }
@@ -1065,6 +1072,7 @@ impl SpaceModel {
             log: Vec::new(),
             counters: counters(0, 0, 1),
             history: BTreeMap::new(),
+            removed: Vec::new(),
             reactions: BTreeMap::new(),
         }
     }
@@ -1344,6 +1352,40 @@ impl SpaceModel {
         b.push_member(m);
     }
 
+    /// Removes a member (a `member_removed` event by `by`).
+    pub fn remove(&mut self, b: &mut CommitBatch, who: &str, by: &UserRef) {
+        let ev = SpaceEvent {
+            space_id: self.space.space_id,
+            seq: self.seq() + 1,
+            at: tick(),
+            kind: EventKind::MemberRemoved(MemberRemoved {
+                user_id: who.to_owned(),
+                by: by.user_id.clone(),
+                left: who == by.user_id,
+            }),
+        };
+        self.push_event(b, ev);
+        self.members.retain(|m| m.user.user_id != who);
+        self.removed.push(who.to_owned());
+        self.counters.member_count = self.members.len() as u64;
+        b.push_member_removal(who.to_owned());
+    }
+
+    /// Changes the space's posting permission (a `space_updated` event).
+    pub fn set_posting(&mut self, b: &mut CommitBatch, p: PostingPermission) {
+        let ev = SpaceEvent {
+            space_id: self.space.space_id,
+            seq: self.seq() + 1,
+            at: tick(),
+            kind: EventKind::SpaceUpdated(SpaceUpdated {
+                posting_permission: p,
+            }),
+        };
+        self.push_event(b, ev);
+        self.space.posting_permission = p;
+        b.space = Some(self.space.clone());
+    }
+
     /// Stamps the batch with the model's counters.
     pub fn finish(&self, mut b: CommitBatch) -> CommitBatch {
         b.counters = self.counters;
@@ -1441,6 +1483,29 @@ impl SpaceModel {
         let snap = s.load_space(id).await.unwrap().expect("the space loads");
         assert_eq!(snap.view, view, "{when}: load_space");
         assert_eq!(sorted(snap.members), self.members(), "{when}: members");
+        let mut scanned = Vec::new();
+        loop {
+            let after = scanned.last().map(|m: &Member| m.user.user_id.clone());
+            let page = s.scan_members(id, after.as_deref(), 2).await.unwrap();
+            let done = page.len() < 2;
+            scanned.extend(page);
+            if done {
+                break;
+            }
+        }
+        assert_eq!(scanned, self.members(), "{when}: members scanned 2 by 2");
+        for gone in &self.removed {
+            assert_eq!(
+                s.get_member(id, gone).await.unwrap(),
+                None,
+                "{when}: {gone} was removed"
+            );
+            let theirs = s.spaces_of_user(gone).await.unwrap();
+            assert!(
+                theirs.iter().all(|(v, _)| v.space.space_id != id),
+                "{when}: {gone} no longer lists the space: {theirs:?}"
+            );
+        }
         for m in &self.members {
             assert_eq!(
                 s.get_member(id, &m.user.user_id).await.unwrap().as_ref(),
@@ -1547,6 +1612,169 @@ impl SpaceModel {
             "{when}: the event log"
         );
     }
+}
+
+/// Members read in pages by user id (every member exactly once), removals delete the member and
+/// the user's membership entry, a member removed and added again in later commits is a member,
+/// and a changed space record reads back from every read of the space.
+async fn members_page_by_user_id_and_removals_and_settings_commit(s: &dyn Store) {
+    let alice = user("alice");
+    let (sp, alice_m) = create(s, &alice).await;
+    let id = sp.space_id;
+    let epoch = s.claim(id).await.unwrap().expect("claimed").epoch;
+    let mut model = SpaceModel::new(&sp, &alice_m, epoch);
+    let joiners: Vec<UserRef> = (0..5).map(|i| user(&format!("m{i}"))).collect();
+    let mut b = model.batch();
+    for j in &joiners {
+        model.join(&mut b, j);
+    }
+    let b = model.finish(b);
+    s.commit(&b).await.expect("joins");
+    model.assert_reads(s, "after five joins").await;
+    assert_eq!(
+        s.scan_members(id, None, 0).await.unwrap(),
+        Vec::new(),
+        "limit 0"
+    );
+    let last = model.members().last().cloned().expect("members");
+    assert_eq!(
+        s.scan_members(id, Some(&last.user.user_id), 10)
+            .await
+            .unwrap(),
+        Vec::new(),
+        "nothing after the last member"
+    );
+    assert_eq!(
+        s.scan_members(new_id(), None, 10).await.unwrap(),
+        Vec::new(),
+        "an unknown space has no members"
+    );
+
+    // One kicked, one leaves, and the space becomes admins-only, in one commit.
+    let mut b = model.batch();
+    model.remove(&mut b, &joiners[1].user_id, &alice);
+    model.remove(&mut b, &joiners[3].user_id, &joiners[3]);
+    model.set_posting(&mut b, PostingPermission::Admins);
+    let b = model.finish(b);
+    s.commit(&b).await.expect("removals");
+    model
+        .assert_reads(s, "after two removals and a settings change")
+        .await;
+    let claimed = s.claim(id).await.unwrap().expect("claimed");
+    assert_eq!(
+        claimed.snapshot.view.space, model.space,
+        "the claim reads the new record"
+    );
+    assert_eq!(sorted(claimed.snapshot.members), model.members());
+
+    // Added again later: a member again, listed again.
+    model.epoch = claimed.epoch;
+    let mut b = model.batch();
+    model.join(&mut b, &joiners[1]);
+    model.removed.retain(|u| *u != joiners[1].user_id);
+    let b = model.finish(b);
+    s.commit(&b).await.expect("re-join");
+    model
+        .assert_reads(s, "after a removed member joined again")
+        .await;
+}
+
+/// A batch that removes a member and changes the space record, besides the mixed changes.
+fn removal_batch(model: &mut SpaceModel, a: &UserRef, b: &UserRef, tag: &str) -> CommitBatch {
+    let mut batch = model.mixed_batch(a, b, tag);
+    let joiner = model
+        .members
+        .iter()
+        .find(|m| m.user.user_id.starts_with(&format!("{tag}-joiner")))
+        .map(|m| m.user.user_id.clone())
+        .expect("the mixed batch's joiner");
+    // Removed in the batch that added it (the batch keeps only the removal), and bob leaves.
+    model.remove(&mut batch, &joiner, a);
+    model.remove(&mut batch, &b.user_id, b);
+    let next = if model.space.posting_permission == PostingPermission::Admins {
+        PostingPermission::Everyone
+    } else {
+        PostingPermission::Admins
+    };
+    model.set_posting(&mut batch, next);
+    model.finish(batch)
+}
+
+/// A space where bob is a member besides alice, seeded.
+async fn removal_space(s: &dyn Store, alice: &UserRef, bob: &UserRef) -> SpaceModel {
+    let (sp, alice_m) = create(s, alice).await;
+    let epoch = s.claim(sp.space_id).await.unwrap().expect("claimed").epoch;
+    let mut model = SpaceModel::new(&sp, &alice_m, epoch);
+    let mut b = model.batch();
+    model.join(&mut b, bob);
+    let b = model.finish(b);
+    s.commit(&b).await.expect("bob joins");
+    model.seed(s, alice, bob).await;
+    model
+}
+
+/// A commit with removals and a settings change that fails before it is durable leaves the
+/// members, their memberships and the space record as they were.
+async fn a_removal_that_fails_before_it_is_durable_changes_nothing(
+    s: &dyn Store,
+    faults: &dyn FaultInjection,
+) {
+    let alice = user("alice");
+    let bob = user("bob");
+    let mut model = removal_space(s, &alice, &bob).await;
+    let before = model.clone();
+    let batch = removal_batch(&mut model, &alice, &bob, "rm-before");
+    faults.fail_next_commit(FailPoint::BeforeHead);
+    let err = s.commit(&batch).await.expect_err("the injected failure");
+    assert!(!matches!(err, EngineError::Fenced), "{err:?}");
+    before
+        .assert_reads(s, "after a removal that failed before it was durable")
+        .await;
+    let claimed = s
+        .claim(before.space.space_id)
+        .await
+        .unwrap()
+        .expect("claimed");
+    assert_eq!(claimed.snapshot.view.space, before.space);
+    assert_eq!(sorted(claimed.snapshot.members), before.members());
+    before.assert_reads(s, "after the claim").await;
+    s.commit(&CommitBatch {
+        epoch: claimed.epoch,
+        ..batch
+    })
+    .await
+    .expect("the retried batch commits");
+    model.assert_reads(s, "after the retried removal").await;
+}
+
+/// A commit with removals and a settings change that fails after it is durable reads back as
+/// committed after the next claim.
+async fn a_removal_that_fails_after_it_is_durable_is_finished_by_the_next_claim(
+    s: &dyn Store,
+    faults: &dyn FaultInjection,
+) {
+    let alice = user("alice");
+    let bob = user("bob");
+    let mut model = removal_space(s, &alice, &bob).await;
+    let batch = removal_batch(&mut model, &alice, &bob, "rm-after");
+    faults.fail_next_commit(FailPoint::AfterHead);
+    let err = s.commit(&batch).await.expect_err("the injected failure");
+    assert!(!matches!(err, EngineError::Fenced), "{err:?}");
+    let claimed = s
+        .claim(model.space.space_id)
+        .await
+        .unwrap()
+        .expect("claimed");
+    assert_eq!(claimed.snapshot.view.space, model.space, "the new record");
+    assert_eq!(sorted(claimed.snapshot.members), model.members());
+    model.assert_reads(s, "after the claim that followed").await;
+    model.epoch = claimed.epoch;
+    let mut b = model.batch();
+    model.join(&mut b, &bob);
+    model.removed.retain(|u| *u != bob.user_id);
+    let b = model.finish(b);
+    s.commit(&b).await.expect("bob comes back");
+    model.assert_reads(s, "after bob came back").await;
 }
 
 /// Every native field of a message survives a commit and reads back from every read path; a

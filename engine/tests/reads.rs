@@ -117,6 +117,15 @@ impl Store for FlakyStore {
             .scan_messages(space_id, after, before, direction, limit)
             .await
     }
+    async fn scan_members(
+        &self,
+        space_id: SpaceId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Member>> {
+        self.check("scan_members")?;
+        self.inner.scan_members(space_id, after, limit).await
+    }
     async fn get_message(
         &self,
         space_id: SpaceId,

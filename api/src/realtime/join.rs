@@ -71,6 +71,19 @@ impl Session {
                 .await
                 .map_err(CommandError::from)?;
             self.inbox.subs.insert(space_id, BroadcastStream::new(rx));
+            // Access may have been lost (a removal) between the check above and the
+            // subscription: a removal committed after this second check reaches the
+            // subscription (see `membership.rs`).
+            if let Err(e) = self
+                .app
+                .engine
+                .reader(space_id)
+                .event_log(self.user.id())
+                .await
+            {
+                self.unsubscribe(space_id);
+                return Err(CommandError::from(e).into());
+            }
         }
         let head = match log.head_seq().await {
             Ok(head) => head,
@@ -110,7 +123,7 @@ impl Session {
 
     /// Forgets everything the session keeps for `space_id`, so per-space state never outlives
     /// the subscription.
-    fn unsubscribe(&mut self, space_id: SpaceId) {
+    pub(super) fn unsubscribe(&mut self, space_id: SpaceId) {
         if self.inbox.subs.remove(&space_id).is_some() {
             self.app.engine.unsubscribe(space_id);
         }
@@ -164,18 +177,31 @@ impl Session {
             };
             let n = events.len();
             let mut largest = 0;
+            let mut removed = false;
             for ev in events {
                 let seq = ev.seq;
                 // The stored form's size stands for the rendered one (within a few bytes).
                 largest = largest.max(ev_size(&ev));
+                removed = super::membership::removes(&ev, self.user.id());
                 let p = Published::new(ev);
                 if out.carries(&p) {
                     out.put(Output::Event(&p)).await?;
                 }
                 last = seq;
+                if removed {
+                    break;
+                }
             }
             out.flush().await?;
             self.delivered.insert(space_id, last);
+            if removed {
+                // Nothing after a removal of this user until access is decided.
+                Box::pin(self.recheck_access(out, space_id)).await?;
+                if !self.inbox.subs.contains_key(&space_id) {
+                    return Ok(());
+                }
+                continue;
+            }
             if n < page {
                 return Ok(());
             }
@@ -215,7 +241,11 @@ fn ev_size(ev: &spacecast_engine::event::SpaceEvent) -> usize {
                     .map(|o| serde_json::to_vec(o).map_or(0, |v| v.len()))
                     .sum::<usize>()
         }
-        EventKind::MessageDeleted(_) | EventKind::ReactionChanged(_) => 0,
+        EventKind::MessageDeleted(_)
+        | EventKind::ReactionChanged(_)
+        | EventKind::MemberUpdated(_)
+        | EventKind::MemberRemoved(_)
+        | EventKind::SpaceUpdated(_) => 0,
     };
     body + 256
 }

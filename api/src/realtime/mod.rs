@@ -13,6 +13,7 @@
 
 pub mod disconnect;
 mod join;
+mod membership;
 pub mod output;
 mod refresh;
 mod send;

@@ -71,6 +71,11 @@ pub enum Output<'a> {
     Left {
         space_id: SpaceId,
     },
+    /// The subscription to a space ended because the user was removed from it and may no
+    /// longer read it (a private space); see `membership.rs`.
+    Removed {
+        space_id: SpaceId,
+    },
     /// One durable event of a joined space, in seq order, never twice.
     Event(&'a Published),
     /// Another user of a joined space is typing.

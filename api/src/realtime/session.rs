@@ -310,18 +310,27 @@ impl Session {
                 }
                 let mut last = delivered;
                 let mut written = 0;
+                let mut removed = false;
                 for p in batch.iter().filter(|p| p.event.seq > delivered) {
                     if out.carries(p) {
                         out.put(Output::Event(p)).await?;
                         written += 1;
                     }
                     last = p.event.seq;
+                    if super::membership::removes(&p.event, self.user.id()) {
+                        // Nothing after the removal: access is decided first.
+                        removed = true;
+                        break;
+                    }
                 }
                 if last > delivered {
                     self.delivered.insert(space_id, last);
                 }
                 if written > 0 {
                     self.deliveries.inc_by(written);
+                }
+                if removed {
+                    return Box::pin(self.recheck_access(out, space_id)).await;
                 }
                 Ok(())
             }

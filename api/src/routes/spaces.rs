@@ -121,7 +121,7 @@ fn role_of(view: &SpaceView, m: &Member) -> &'static str {
 
 /// The Space7 `Space` shape plus Spacecast's fields.
 #[derive(Serialize)]
-struct SpaceJson<'a> {
+pub(crate) struct SpaceJson<'a> {
     space_id: SpaceId,
     title: &'a str,
     description: &'a str,
@@ -145,7 +145,7 @@ struct SpaceJson<'a> {
     members: Option<Vec<MemberJson<'a>>>,
 }
 
-fn space_json<'a>(view: &'a SpaceView, me: Option<&Member>) -> SpaceJson<'a> {
+pub(crate) fn space_json<'a>(view: &'a SpaceView, me: Option<&Member>) -> SpaceJson<'a> {
     let s = &view.space;
     SpaceJson {
         space_id: s.space_id,

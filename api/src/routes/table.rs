@@ -67,6 +67,11 @@ pub const ROUTES: &[(Method, &str)] = &[
         Method::GET,
         "/v1/spaces/{spaceId}/messages/{messageId}/thread",
     ),
+    (Method::PATCH, "/v1/spaces/{spaceId}"),
+    (Method::GET, "/v1/spaces/{spaceId}/members"),
+    (Method::GET, "/v1/spaces/{spaceId}/members/{userId}"),
+    (Method::PUT, "/v1/spaces/{spaceId}/members/{userId}"),
+    (Method::DELETE, "/v1/spaces/{spaceId}/members/{userId}"),
     (
         Method::PUT,
         "/v1/spaces/{spaceId}/messages/{messageId}/reactions/{key}",

@@ -121,7 +121,10 @@ pub fn carried(ev: &SpaceEvent) -> Option<&str> {
         EventKind::ReactionChanged(_)
         | EventKind::MessageDeleted(_)
         | EventKind::MessageEdited(_)
-        | EventKind::MessageRedacted(_) => None,
+        | EventKind::MessageRedacted(_)
+        | EventKind::MemberUpdated(_)
+        | EventKind::MemberRemoved(_)
+        | EventKind::SpaceUpdated(_) => None,
     }
 }
 
@@ -139,6 +142,10 @@ pub fn render(out: &Output<'_>) -> Option<Rendered> {
         Output::Left { space_id } => Some(rendered(
             "left_space",
             &serde_json::json!({"space_id": space_id}),
+        )),
+        Output::Removed { space_id } => Some(rendered(
+            "left_space",
+            &serde_json::json!({"space_id": space_id, "reason": "removed"}),
         )),
         Output::Error {
             space_id, error, ..
@@ -227,7 +234,10 @@ fn event(ev: &SpaceEvent) -> Option<Rendered> {
         EventKind::ReactionChanged(_)
         | EventKind::MessageDeleted(_)
         | EventKind::MessageEdited(_)
-        | EventKind::MessageRedacted(_) => None,
+        | EventKind::MessageRedacted(_)
+        | EventKind::MemberUpdated(_)
+        | EventKind::MemberRemoved(_)
+        | EventKind::SpaceUpdated(_) => None,
     }
 }
 

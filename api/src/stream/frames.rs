@@ -110,6 +110,9 @@ pub fn render(out: &Output<'_>) -> Bytes {
         Output::Left { space_id } => {
             json(&serde_json::json!({"type": "left", "space_id": space_id}))
         }
+        Output::Removed { space_id } => {
+            json(&serde_json::json!({"type": "left", "space_id": space_id, "reason": "removed"}))
+        }
         Output::Refreshed { exp } => json(&serde_json::json!({"type": "refreshed", "exp": exp})),
         Output::Ack {
             correlation,

@@ -27,7 +27,10 @@ use crate::EngineConfig;
 use crate::bus::{CommandSink, Fanout, Lease, Serving};
 use crate::directory::SupervisorMsg;
 use crate::error::{EngineError, Result};
-use crate::event::{APPRECIATE, EventKind, MessageDeleted, ReactionChanged, SpaceEvent};
+use crate::event::{
+    APPRECIATE, EventKind, MemberRemoved, MemberUpdated, MessageDeleted, ReactionChanged,
+    SpaceEvent, SpaceUpdated,
+};
 use crate::model::{
     JsonObject, MAX_IDEMPOTENCY_KEY_BYTES, MAX_REACTION_KEY_BYTES, MAX_REACTION_KEYS,
     MAX_REASON_BYTES, MSGTYPE_TEXT, Member, Message, MessageId, MessageVersion, POWER_ADMIN,
@@ -222,6 +225,19 @@ impl Actor for SpaceActor {
                     Command::Join { user, invite_code } => state
                         .join(user, invite_code)
                         .map(|(b, m)| (b, Outcome::Member(m))),
+                    Command::SetPower {
+                        user_id,
+                        power_level,
+                        by,
+                    } => state
+                        .set_power(user_id, power_level, &by)
+                        .map(|(b, m)| (b, Outcome::Member(m))),
+                    Command::RemoveMember { user_id, by } => state
+                        .remove_member(&user_id, &by)
+                        .map(|b| (b, Outcome::Done)),
+                    Command::SetPostingPermission { permission, by } => state
+                        .set_posting_permission(permission, &by)
+                        .map(|(b, sp)| (b, Outcome::Space(sp))),
                 };
                 state.dispatch(r, reply);
             }
@@ -463,6 +479,9 @@ impl SpaceState {
             ..Default::default()
         };
         let mut batch = self.batch();
+        if let Some(m) = self.refresh_profile(&message.sender) {
+            batch.push_member(m);
+        }
         batch
             .events
             .push(self.event(seq, EventKind::MessageCreated(message.clone())));
@@ -872,6 +891,156 @@ impl SpaceState {
         Ok((batch, member))
     }
 
+    /// Sets a member's power level (adding the user when not a member); see
+    /// [`super::SpaceHandle::set_power`] for the rule. Setting the level a member already has
+    /// changes nothing (no event) and answers the member.
+    fn set_power(
+        &mut self,
+        user_id: String,
+        power_level: i32,
+        by: &UserRef,
+    ) -> Result<(CommitBatch, Member)> {
+        if ![POWER_MEMBER, POWER_MODERATOR, POWER_ADMIN].contains(&power_level) {
+            return Err(EngineError::Invalid(
+                "invalid_power_level",
+                format!(
+                    "power_level is {POWER_MEMBER}, {POWER_MODERATOR} or {POWER_ADMIN}, not {power_level}"
+                ),
+            ));
+        }
+        let mine = self.member_power(&by.user_id)?;
+        let current = self.members.get(&user_id).cloned();
+        let theirs = current.as_ref().map_or(POWER_MEMBER, |m| m.power_level);
+        if !may_set_power(mine, theirs, power_level) {
+            return Err(EngineError::Forbidden(
+                "Only a member with a higher power level than both the member's current and new level may change it",
+            ));
+        }
+        let member = match current {
+            Some(m) if m.power_level == power_level => return Ok((self.batch(), m)),
+            Some(m) => Member { power_level, ..m },
+            // Added by another member: the profile is the user id until the user's own token
+            // names them (see `SpaceHandle::set_power`).
+            None => Member {
+                user: UserRef {
+                    user_id: user_id.clone(),
+                    username: user_id.clone(),
+                    profile_picture: String::new(),
+                },
+                power_level,
+                joined_at: Timestamp::now(),
+            },
+        };
+        let seq = self.next_seq();
+        self.members.insert(user_id.clone(), member.clone());
+        self.counters.member_count = self.members.len() as u64;
+        let mut batch = self.batch();
+        batch.events.push(self.event(
+            seq,
+            EventKind::MemberUpdated(MemberUpdated {
+                user_id,
+                power_level,
+                by: by.user_id.clone(),
+            }),
+        ));
+        batch.push_member(member.clone());
+        Ok((batch, member))
+    }
+
+    /// A member added by `set_power` has their user id as username and no picture until the
+    /// user's own token is seen: their first send stores the token's profile (a member write in
+    /// the send's commit, not an event, as a join is not). Returns the member to write, if it
+    /// changed. A send on behalf carries the stored profile, so it never changes it.
+    fn refresh_profile(&mut self, seen: &UserRef) -> Option<Member> {
+        let m = self.members.get_mut(&seen.user_id)?;
+        let placeholder = m.user.username == m.user.user_id && m.user.profile_picture.is_empty();
+        if !placeholder || m.user == *seen {
+            return None;
+        }
+        m.user = seen.clone();
+        Some(m.clone())
+    }
+
+    /// Removes a member or lets one leave; see [`super::SpaceHandle::remove_member`].
+    fn remove_member(&mut self, user_id: &str, by: &UserRef) -> Result<CommitBatch> {
+        let left = by.user_id == user_id;
+        let target = if left {
+            match self.power_of(user_id) {
+                Some(p) => p,
+                // Not a member: as for any non-member, a private space does not exist.
+                None if self.space.visibility == Visibility::Private => {
+                    return Err(EngineError::SpaceNotFound);
+                }
+                None => return Err(EngineError::MemberNotFound),
+            }
+        } else {
+            let mine = self.member_power(&by.user_id)?;
+            let Some(theirs) = self.power_of(user_id) else {
+                return Err(EngineError::MemberNotFound);
+            };
+            if mine < POWER_MODERATOR || mine <= theirs {
+                return Err(EngineError::Forbidden(
+                    "Only a moderator or admin with a higher power level than the member may remove them",
+                ));
+            }
+            theirs
+        };
+        if left && target >= POWER_ADMIN && self.members.len() > 1 {
+            let admins = self
+                .members
+                .values()
+                .filter(|m| m.power_level >= POWER_ADMIN)
+                .count();
+            if admins == 1 {
+                return Err(EngineError::Conflict(
+                    "last_admin",
+                    "The last admin cannot leave while other members remain".into(),
+                ));
+            }
+        }
+        let seq = self.next_seq();
+        self.members.remove(user_id);
+        self.counters.member_count = self.members.len() as u64;
+        let mut batch = self.batch();
+        batch.events.push(self.event(
+            seq,
+            EventKind::MemberRemoved(MemberRemoved {
+                user_id: user_id.to_owned(),
+                by: by.user_id.clone(),
+                left,
+            }),
+        ));
+        batch.push_member_removal(user_id.to_owned());
+        Ok(batch)
+    }
+
+    /// Sets who may post (power 100). Setting the current value changes nothing (no event).
+    fn set_posting_permission(
+        &mut self,
+        permission: PostingPermission,
+        by: &UserRef,
+    ) -> Result<(CommitBatch, Space)> {
+        if self.member_power(&by.user_id)? < POWER_ADMIN {
+            return Err(EngineError::Forbidden(
+                "Only admins may change the space's settings",
+            ));
+        }
+        if self.space.posting_permission == permission {
+            return Ok((self.batch(), self.space.clone()));
+        }
+        let seq = self.next_seq();
+        self.space.posting_permission = permission;
+        let mut batch = self.batch();
+        batch.events.push(self.event(
+            seq,
+            EventKind::SpaceUpdated(SpaceUpdated {
+                posting_permission: permission,
+            }),
+        ));
+        batch.space = Some(self.space.clone());
+        Ok((batch, self.space.clone()))
+    }
+
     /// Drops cached messages whose latest change is durable, once this cache or the node's
     /// caches as a whole are over their bounds (see `space/cache.rs`).
     fn evict_durable(&mut self) {
@@ -891,6 +1060,14 @@ impl SpaceState {
         }
         self.metrics.space_actors.dec();
     }
+}
+
+/// The power rule: a member at `mine` may move a member from `theirs` to `new` only when `mine`
+/// is higher than both. So nobody changes their own level or an equal's, and nobody grants a
+/// level as high as their own: an admin (100) may set 0 or 50, never 100, and an admin's level
+/// is never changed (the creator stays 100); a moderator (50) may only set 0 for a member at 0.
+pub(crate) fn may_set_power(mine: i32, theirs: i32, new: i32) -> bool {
+    mine > theirs && mine > new
 }
 
 /// What the actor remembers of a recent send's idempotency key.
@@ -1011,6 +1188,32 @@ mod tests {
             seq,
             expires_at: Timestamp(expires_at),
         }
+    }
+
+    #[test]
+    fn the_power_rule_needs_a_level_above_both_the_current_and_the_new_one() {
+        let levels = [POWER_MEMBER, POWER_MODERATOR, POWER_ADMIN];
+        let mut allowed = Vec::new();
+        for mine in levels {
+            for theirs in levels {
+                for new in levels {
+                    if may_set_power(mine, theirs, new) {
+                        allowed.push((mine, theirs, new));
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            allowed,
+            vec![
+                (50, 0, 0),
+                (100, 0, 0),
+                (100, 0, 50),
+                (100, 50, 0),
+                (100, 50, 50),
+            ],
+            "no grant of one's own level, no change of an equal's or a higher level"
+        );
     }
 
     #[test]

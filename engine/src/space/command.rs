@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Appreciation, Reaction, Redacted, SendMessage, Sent};
 use crate::error::{EngineError, Result};
-use crate::model::{JsonObject, Member, Message, MessageId, UserRef};
+use crate::model::{JsonObject, Member, Message, MessageId, PostingPermission, Space, UserRef};
 
 /// A state-changing request to one space. The space id travels beside it.
 // One per request, moved (never copied in bulk) through a mailbox: boxing the send would only
@@ -58,6 +58,21 @@ pub enum Command {
         user: UserRef,
         invite_code: Option<String>,
     },
+    /// Set a member's power level, adding the user as a member when they are not one;
+    /// answered with [`Outcome::Member`]. See [`super::SpaceHandle::set_power`] for the rule.
+    SetPower {
+        user_id: String,
+        power_level: i32,
+        by: UserRef,
+    },
+    /// Remove a member (`by` another member: a kick) or leave (`by` the member itself);
+    /// answered with [`Outcome::Done`]. See [`super::SpaceHandle::remove_member`].
+    RemoveMember { user_id: String, by: UserRef },
+    /// Set who may post (power 100); answered with [`Outcome::Space`], the space after it.
+    SetPostingPermission {
+        permission: PostingPermission,
+        by: UserRef,
+    },
 }
 
 impl Command {
@@ -71,6 +86,9 @@ impl Command {
             Command::ToggleAppreciation { .. } => "toggle_appreciation",
             Command::React { .. } => "react",
             Command::Join { .. } => "join",
+            Command::SetPower { .. } => "set_power",
+            Command::RemoveMember { .. } => "remove_member",
+            Command::SetPostingPermission { .. } => "set_posting_permission",
         }
     }
 }
@@ -90,6 +108,8 @@ pub enum Outcome {
     /// A send whose idempotency key named an earlier send: that message (as it is now);
     /// nothing was created.
     Replayed(Message),
+    /// The space's record after a settings change.
+    Space(Space),
 }
 
 impl Outcome {
@@ -141,6 +161,13 @@ impl Outcome {
         }
     }
 
+    pub(crate) fn into_space(self) -> Result<Space> {
+        match self {
+            Outcome::Space(s) => Ok(s),
+            other => Err(other.mismatch("space")),
+        }
+    }
+
     pub(crate) fn into_reaction(self) -> Result<Reaction> {
         match self {
             Outcome::Reaction(r) => Ok(r),
@@ -173,6 +200,7 @@ impl From<&EngineError> for WireError {
         let (kind, code, text): (&str, Option<&str>, String) = match e {
             EngineError::SpaceNotFound => ("space_not_found", None, String::new()),
             EngineError::MessageNotFound => ("message_not_found", None, String::new()),
+            EngineError::MemberNotFound => ("member_not_found", None, String::new()),
             EngineError::NotAMember => ("not_a_member", None, String::new()),
             EngineError::AlreadyMember => ("already_member", None, String::new()),
             EngineError::Forbidden(t) => ("forbidden", None, (*t).to_owned()),
@@ -202,6 +230,7 @@ impl From<WireError> for EngineError {
         match w.kind.as_str() {
             "space_not_found" => EngineError::SpaceNotFound,
             "message_not_found" => EngineError::MessageNotFound,
+            "member_not_found" => EngineError::MemberNotFound,
             "not_a_member" => EngineError::NotAMember,
             "already_member" => EngineError::AlreadyMember,
             "forbidden" => EngineError::Forbidden(intern(&w.text, "Forbidden")),
@@ -384,6 +413,19 @@ mod tests {
                 by: user(),
                 reason: Some("spam".into()),
             },
+            Command::SetPower {
+                user_id: "u2".into(),
+                power_level: 50,
+                by: user(),
+            },
+            Command::RemoveMember {
+                user_id: "u2".into(),
+                by: user(),
+            },
+            Command::SetPostingPermission {
+                permission: PostingPermission::Admins,
+                by: user(),
+            },
             Command::React {
                 message_id: new_id(),
                 key: "👍".into(),
@@ -438,6 +480,7 @@ mod tests {
         let cases = [
             EngineError::SpaceNotFound,
             EngineError::MessageNotFound,
+            EngineError::MemberNotFound,
             EngineError::NotAMember,
             EngineError::AlreadyMember,
             EngineError::Forbidden("Only admins and moderators may post in this space"),

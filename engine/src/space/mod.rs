@@ -307,4 +307,77 @@ impl SpaceHandle {
             .await?
             .into_member()
     }
+
+    /// Sets `user_id`'s power level to `power_level` (0 member, 50 moderator, 100 admin), as a
+    /// sequenced `member_updated` event. Returns the member once durable.
+    ///
+    /// The rule: `by` must be a member whose level is higher than both the target's current
+    /// level and the new one (`may_set_power`). Nobody changes their own level or that of an
+    /// equal or higher member, and nobody raises anyone to their own level: an admin may make
+    /// members and moderators (0, 50) but never another admin, and no one changes an admin's
+    /// level, the creator's included. The last admin cannot step down either; leaving is the
+    /// only way out (see [`SpaceHandle::remove_member`]). So a space has admins only by creation.
+    ///
+    /// A user who is not a member is added with that level (their current level counts as 0):
+    /// this is how a private space gets members, since joining refuses private spaces. The new
+    /// member's profile is the user id as username and no picture, as the engine knows nothing
+    /// else of them, until the user's own token is seen: their first send stores its profile.
+    /// Setting the level a member already has changes nothing (no event).
+    ///
+    /// # Errors
+    /// `Invalid("invalid_power_level")` for a level other than 0, 50, 100; `SpaceNotFound`
+    /// (private space, `by` not a member), `NotAMember` (public space), `Forbidden` (the rule);
+    /// and the transient errors of [`SpaceHandle::send`].
+    pub async fn set_power(
+        &self,
+        user_id: String,
+        power_level: i32,
+        by: UserRef,
+    ) -> Result<Member> {
+        self.execute(Command::SetPower {
+            user_id,
+            power_level,
+            by,
+        })
+        .await?
+        .into_member()
+    }
+
+    /// Removes `user_id` from the space: a kick when `by` is another member, leaving when `by`
+    /// is `user_id`. A sequenced `member_removed` event; the member row and the user's space
+    /// index entry are deleted in the same commit, and `member_count` follows. Returns once
+    /// durable.
+    ///
+    /// A kick needs `by` at power ≥ 50 and higher than the member's level. Leaving is always
+    /// allowed, except for the last admin (power 100) while other members remain
+    /// (`Conflict("last_admin")`): a space with members is never left without an admin. The last
+    /// member may leave; the space then has no members (a private one is readable by no one).
+    ///
+    /// In a private space the removed user loses read access at once: reads check membership
+    /// afresh, and realtime sessions end their subscription when they see the event.
+    ///
+    /// # Errors
+    /// `MemberNotFound` (not a member), `SpaceNotFound` (private space, caller not a member),
+    /// `NotAMember`, `Forbidden`, `Conflict("last_admin")`, and the transient errors.
+    pub async fn remove_member(&self, user_id: String, by: UserRef) -> Result<()> {
+        self.execute(Command::RemoveMember { user_id, by })
+            .await?
+            .into_done()
+    }
+
+    /// Sets who may post (`everyone`, or `admins`: power ≥ 50), as a sequenced `space_updated`
+    /// event; only an admin (power 100). The space record is rewritten durably in the commit.
+    /// Returns the space after it; setting the current value changes nothing (no event).
+    ///
+    /// # Errors
+    /// `SpaceNotFound`, `NotAMember`, `Forbidden`, and the transient errors.
+    pub async fn set_posting_permission(
+        &self,
+        permission: crate::model::PostingPermission,
+        by: UserRef,
+    ) -> Result<crate::model::Space> {
+        self.execute(Command::SetPostingPermission { permission, by })
+            .await?
+            .into_space()
+    }
 }

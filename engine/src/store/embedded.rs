@@ -15,7 +15,7 @@
 //! # Layout (all integers big-endian so byte order is numeric order)
 //! | keyspace | key | value |
 //! | --- | --- | --- |
-//! | `spaces` | space_id | `Space` JSON |
+//! | `spaces` | space_id | `Space` JSON (replaced by a commit that changes the settings) |
 //! | `space_counters` | space_id | `SpaceCounters` JSON, plus the fencing `epoch` |
 //! | `members_by_space` | space_id · user_id | `Member` JSON |
 //! | `spaces_by_user` | len(user_id) u16 · user_id · space_id | empty |
@@ -1215,6 +1215,13 @@ impl Store for EmbeddedStore {
                 vec![],
             ));
         }
+        for user_id in &b.removed_members {
+            ops.push(Op::Del(Table::MembersBySpace, key_member(sid, user_id)));
+            ops.push(Op::Del(Table::SpacesByUser, key_user_space(user_id, sid)));
+        }
+        if let Some(space) = &b.space {
+            ops.push(Op::Put(Table::Spaces, sid.as_bytes().to_vec(), enc(space)));
+        }
         let head = HeadRecord {
             counters: b.counters,
             epoch: b.epoch,
@@ -1340,6 +1347,40 @@ impl Store for EmbeddedStore {
             for kv in rows.take(limit) {
                 let (_, v) = kv.into_inner().map_err(io_err)?;
                 out.push(with_reactions(t, dec::<Message>(&v)?)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn scan_members(
+        &self,
+        space_id: SpaceId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Member>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let after = after.map(str::to_owned);
+        self.read(move |t| {
+            // Member keys are space_id · user_id, so key order within the space is user-id byte
+            // order; the first key past `after` is `after` followed by a zero byte.
+            let start = match &after {
+                Some(a) => {
+                    let mut k = key_member(space_id, a);
+                    k.push(0);
+                    k
+                }
+                None => space_id.as_bytes().to_vec(),
+            };
+            let mut out = Vec::with_capacity(limit.min(128));
+            for kv in t.members_by_space.range(start..) {
+                let (k, v) = kv.into_inner().map_err(io_err)?;
+                if !k.starts_with(space_id.as_bytes()) || out.len() == limit {
+                    break;
+                }
+                out.push(dec::<Member>(&v)?);
             }
             Ok(out)
         })

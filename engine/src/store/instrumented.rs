@@ -115,6 +115,18 @@ impl Store for Instrumented {
         )
         .await
     }
+    async fn scan_members(
+        &self,
+        space_id: SpaceId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Member>> {
+        self.timed(
+            "scan_members",
+            self.inner.scan_members(space_id, after, limit),
+        )
+        .await
+    }
     async fn get_message(
         &self,
         space_id: SpaceId,

@@ -172,6 +172,14 @@ pub struct CommitBatch {
     pub messages: Vec<MessageWrite>,
     /// Members added or changed.
     pub members: Vec<Member>,
+    /// Users no longer members (removed or left): their member row and their entry in the
+    /// user's space index are deleted. Never also in `members` (see
+    /// [`CommitBatch::push_member_removal`]).
+    pub removed_members: Vec<String>,
+    /// The space's record after a settings change, if the batch changes it: its title,
+    /// description, visibility and posting permission replace the stored ones (its id, creator,
+    /// tags and creation time never change, and a backend may leave them as stored).
+    pub space: Option<Space>,
     /// Edit history added or cleared, in order (see [`CommitBatch::push_history`]).
     pub history: Vec<HistoryWrite>,
     /// Idempotency keys of the sends in the batch.
@@ -268,6 +276,16 @@ pub trait Store: Send + Sync + 'static {
         offset: usize,
         limit: usize,
     ) -> Result<Vec<Message>>;
+
+    /// Members of a space ordered by user id (byte order), those with a user id greater than
+    /// `after` (all from the start when `None`), at most `limit`. A keyset read: it costs the
+    /// rows it returns, whatever `after` is.
+    async fn scan_members(
+        &self,
+        space_id: SpaceId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Member>>;
 
     /// Existing messages with `after < seq < before`, oldest first ([`Direction::Forward`],
     /// from `after`) or newest first ([`Direction::Backward`], from `before`), at most `limit`.
@@ -437,6 +455,7 @@ impl CommitBatch {
 
     /// Adds a member write, replacing an earlier write of the same user in this batch.
     pub fn push_member(&mut self, m: Member) {
+        self.removed_members.retain(|u| *u != m.user.user_id);
         if let Some(e) = self
             .members
             .iter_mut()
@@ -448,6 +467,14 @@ impl CommitBatch {
         }
     }
 
+    /// Adds a member removal, replacing an earlier write of the same user in this batch.
+    pub fn push_member_removal(&mut self, user_id: String) {
+        self.members.retain(|m| m.user.user_id != user_id);
+        if !self.removed_members.contains(&user_id) {
+            self.removed_members.push(user_id);
+        }
+    }
+
     /// Whether the batch writes nothing (its counters aside: they only change with writes).
     /// The writer answers a batch of only such items without calling the store: they are
     /// commands that changed nothing and wait only for the commits before them.
@@ -455,6 +482,8 @@ impl CommitBatch {
         self.events.is_empty()
             && self.messages.is_empty()
             && self.members.is_empty()
+            && self.removed_members.is_empty()
+            && self.space.is_none()
             && self.history.is_empty()
             && self.keys.is_empty()
             && self.reactions.is_empty()
@@ -523,8 +552,16 @@ impl CommitBatch {
     pub fn absorb(&mut self, other: CommitBatch) {
         self.epoch = other.epoch;
         self.events.extend(other.events);
+        // Removals first: a batch never has both for one user, so `other`'s own order does not
+        // matter, and either replaces what `self` had for that user.
+        for u in other.removed_members {
+            self.push_member_removal(u);
+        }
         for m in other.members {
             self.push_member(m);
+        }
+        if other.space.is_some() {
+            self.space = other.space;
         }
         for h in other.history {
             self.push_history(h);
@@ -618,6 +655,33 @@ mod tests {
             ..Default::default()
         });
         assert_eq!((merged.epoch, merged.counters), (4, counters));
+    }
+
+    #[test]
+    fn a_member_write_and_a_removal_of_one_user_coalesce_to_the_last() {
+        let m = |u: &str, p: i32| Member {
+            user: UserRef {
+                user_id: u.into(),
+                username: u.into(),
+                profile_picture: String::new(),
+            },
+            power_level: p,
+            joined_at: Timestamp(0),
+        };
+        let mut b = CommitBatch::default();
+        b.push_member(m("a", 0));
+        b.push_member_removal("a".into());
+        assert!(b.members.is_empty());
+        assert_eq!(b.removed_members, vec!["a".to_owned()]);
+        b.push_member(m("a", 50));
+        assert!(b.removed_members.is_empty());
+        let mut later = CommitBatch::default();
+        later.push_member_removal("a".into());
+        later.push_member(m("b", 0));
+        b.absorb(later);
+        assert_eq!(b.members, vec![m("b", 0)]);
+        assert_eq!(b.removed_members, vec!["a".to_owned()]);
+        assert!(!b.is_empty());
     }
 
     #[test]

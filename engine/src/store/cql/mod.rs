@@ -22,7 +22,9 @@
 //!    visible. Not applied because the epoch moved: `Fenced`.
 //! 3. **Existing rows**: message deletes (with their reaction rows), every reaction row, count,
 //!    like and appreciation-index write (a reaction writes its own row and its key's count
-//!    cell, never the message's other columns or other reactions), member upserts, reply counts, the content columns an edit or a
+//!    cell, never the message's other columns or other reactions), member upserts and removals
+//!    (a member row and its `spaces_by_user` entry deleted), the space record after a settings
+//!    change, reply counts, the content columns an edit or a
 //!    redaction rewrites, edit-history rows (added, or a message's partition deleted), and the
 //!    batch's idempotency keys (`USING TTL`) — exactly what `pending` describes. Edit history and
 //!    keys are new rows, but they live outside the seq-addressed tables the claim's tombstones
@@ -325,6 +327,11 @@ struct Statements {
     upsert_member: PreparedStatement,
     select_member: PreparedStatement,
     select_members: PreparedStatement,
+    select_members_page: PreparedStatement,
+    select_members_after: PreparedStatement,
+    delete_member: PreparedStatement,
+    delete_space_of_user: PreparedStatement,
+    update_space: PreparedStatement,
     insert_space_of_user: PreparedStatement,
     select_spaces_of_user: PreparedStatement,
     insert_event: PreparedStatement,
@@ -396,6 +403,11 @@ impl Statements {
             upsert_member: p(format!("INSERT INTO {ks}.members_by_space (space_id, user_id, username, profile_picture, power_level, joined_at) VALUES (?, ?, ?, ?, ?, ?)")).await?,
             select_member: p(format!("SELECT user_id, username, profile_picture, power_level, joined_at FROM {ks}.members_by_space WHERE space_id = ? AND user_id = ?")).await?,
             select_members: p(format!("SELECT user_id, username, profile_picture, power_level, joined_at FROM {ks}.members_by_space WHERE space_id = ?")).await?,
+            select_members_page: p(format!("SELECT user_id, username, profile_picture, power_level, joined_at FROM {ks}.members_by_space WHERE space_id = ? LIMIT ?")).await?,
+            select_members_after: p(format!("SELECT user_id, username, profile_picture, power_level, joined_at FROM {ks}.members_by_space WHERE space_id = ? AND user_id > ? LIMIT ?")).await?,
+            delete_member: p(format!("DELETE FROM {ks}.members_by_space WHERE space_id = ? AND user_id = ?")).await?,
+            delete_space_of_user: p(format!("DELETE FROM {ks}.spaces_by_user WHERE user_id = ? AND space_id = ?")).await?,
+            update_space: p(format!("UPDATE {ks}.spaces_by_id SET title = ?, description = ?, visibility = ?, posting_permission = ? WHERE space_id = ?")).await?,
             insert_space_of_user: p(format!("INSERT INTO {ks}.spaces_by_user (user_id, space_id) VALUES (?, ?)")).await?,
             select_spaces_of_user: p(format!("SELECT space_id FROM {ks}.spaces_by_user WHERE user_id = ?")).await?,
             insert_event: p(format!("INSERT INTO {ks}.events_by_space (space_id, bucket, seq, event) VALUES (?, ?, ?, ?)")).await?,
@@ -787,6 +799,18 @@ enum Settle {
     /// A member added or changed, and the user's membership entry.
     #[serde(rename = "m")]
     Member(Member),
+    /// A member removed (or gone): its row and the user's membership entry deleted.
+    #[serde(rename = "u")]
+    Unmember { user: String },
+    /// The space's record after a settings change: its scalar columns rewritten (creator,
+    /// creation time and tags never change; tags, a list, could not be rewritten idempotently).
+    #[serde(rename = "s")]
+    Space {
+        title: String,
+        description: String,
+        visibility: String,
+        posting: String,
+    },
     /// An existing message's reply count (a reply to it created or deleted).
     #[serde(rename = "r")]
     Replies { id: Uuid, seq: Seq, count: u32 },
@@ -1413,6 +1437,19 @@ impl CqlStore {
             });
         }
         settle.extend(b.members.iter().cloned().map(Settle::Member));
+        settle.extend(
+            b.removed_members
+                .iter()
+                .map(|u| Settle::Unmember { user: u.clone() }),
+        );
+        if let Some(space) = &b.space {
+            settle.push(Settle::Space {
+                title: space.title.clone(),
+                description: space.description.clone(),
+                visibility: visibility_str(space.visibility).to_owned(),
+                posting: posting_str(space.posting_permission).to_owned(),
+            });
+        }
         for h in &b.history {
             settle.push(match h {
                 HistoryWrite::Add {
@@ -1663,6 +1700,37 @@ impl CqlStore {
                         (u.user_id.clone(), sid),
                     );
                 }
+                Settle::Unmember { user } => {
+                    parts.add(
+                        part::MEMBERS,
+                        sid.as_bytes(),
+                        &s.delete_member,
+                        (sid, user.clone()),
+                    );
+                    parts.add(
+                        part::SPACES_OF_USER,
+                        user.as_bytes(),
+                        &s.delete_space_of_user,
+                        (user.clone(), sid),
+                    );
+                }
+                Settle::Space {
+                    title,
+                    description,
+                    visibility,
+                    posting,
+                } => parts.add(
+                    part::SPACES,
+                    sid.as_bytes(),
+                    &s.update_space,
+                    (
+                        title.clone(),
+                        description.clone(),
+                        visibility.clone(),
+                        posting.clone(),
+                        sid,
+                    ),
+                ),
             }
         }
         parts
@@ -1767,6 +1835,7 @@ mod part {
     pub const HISTORY: u8 = 7;
     pub const KEYS: u8 = 8;
     pub const REACTIONS: u8 = 9;
+    pub const SPACES: u8 = 10;
 }
 
 fn history_key(space: SpaceId, message_id: MessageId) -> Vec<u8> {
@@ -1892,6 +1961,36 @@ impl Store for CqlStore {
             .maybe_first_row::<MemberRow>()
             .map_err(corrupt)?
             .map(MemberRow::into_member))
+    }
+
+    async fn scan_members(
+        &self,
+        space_id: SpaceId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Member>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let n = i32::try_from(limit).unwrap_or(i32::MAX);
+        // user_id is the clustering key (text: UTF-8 byte order), so this is a slice of one
+        // partition starting at `after`.
+        let rows = match after {
+            Some(a) => {
+                self.exec(&self.st.select_members_after, (space_id, a, n))
+                    .await?
+            }
+            None => {
+                self.exec(&self.st.select_members_page, (space_id, n))
+                    .await?
+            }
+        }
+        .into_rows_result()
+        .map_err(unavailable)?;
+        rows.rows::<MemberRow>()
+            .map_err(corrupt)?
+            .map(|r| r.map(MemberRow::into_member).map_err(corrupt))
+            .collect()
     }
 
     async fn spaces_of_user(&self, user_id: &str) -> Result<Vec<(SpaceView, Member)>> {
@@ -2388,6 +2487,13 @@ mod tests {
                 power_level: 50,
                 joined_at: Timestamp(1_700_000_000_123),
             }),
+            Settle::Unmember { user: "u".into() },
+            Settle::Space {
+                title: "t".into(),
+                description: String::new(),
+                visibility: "private".into(),
+                posting: "admins".into(),
+            },
         ];
         let bytes = serde_json::to_vec(&ops).unwrap();
         assert_eq!(serde_json::from_slice::<Vec<Settle>>(&bytes).unwrap(), ops);
