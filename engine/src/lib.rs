@@ -41,6 +41,7 @@ pub mod listing;
 pub mod model;
 pub mod reads;
 pub mod space;
+pub mod stats;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;

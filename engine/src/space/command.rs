@@ -50,6 +50,10 @@ pub enum Command {
         user: UserRef,
         invite_code: Option<String>,
     },
+    /// Changes nothing: starts the space's actor if it is not running (its claim completes the
+    /// space's stored state, e.g. the stats migration of [`crate::stats`]) and is answered with
+    /// [`Outcome::Done`] once everything sequenced before it is durable.
+    Sync,
 }
 
 impl Command {
@@ -62,6 +66,7 @@ impl Command {
             Command::Redact { .. } => "redact",
             Command::ToggleAppreciation { .. } => "toggle_appreciation",
             Command::Join { .. } => "join",
+            Command::Sync => "sync",
         }
     }
 }
@@ -367,6 +372,7 @@ mod tests {
                 by: user(),
                 reason: Some("spam".into()),
             },
+            Command::Sync,
         ];
         for c in cmds {
             let json = serde_json::to_vec(&c).unwrap();

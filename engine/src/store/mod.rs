@@ -19,7 +19,8 @@
 //!   a space that was never claimed accepts commits at epoch 0 (tests and tools that write a
 //!   space directly), and none once it is claimed.
 //! - [`Store::commit`] is atomic as observed and durable: when it returns `Ok`, every event,
-//!   message write, member, edit-history write, idempotency key and counter in the batch survives a crash of the process or machine,
+//!   message write, member, edit-history write, idempotency key, counter, stats value and
+//!   contributor row in the batch survives a crash of the process or machine,
 //!   and every read sees all of it. When it returns an error, the caller must assume nothing or
 //!   everything was written (a retried batch must be idempotent; it is, every key derives from
 //!   the space id and the events' seqs), except:
@@ -51,6 +52,7 @@ use crate::model::{
     Member, Message, MessageId, MessageVersion, Seq, Space, SpaceCounters, SpaceId, SpaceView,
     Timestamp,
 };
+use crate::stats::{ContributorStats, SpaceStats};
 
 /// Orders of [`Store::page_messages`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -144,6 +146,11 @@ pub struct CommitBatch {
     pub keys: Vec<KeyWrite>,
     /// The space's counters after the batch.
     pub counters: SpaceCounters,
+    /// The space's stats after the batch; `None`: unchanged by it (see [`crate::stats`]).
+    pub stats: Option<SpaceStats>,
+    /// Contributor numbers the batch changed, each user's final value (see
+    /// [`CommitBatch::push_contributor`]).
+    pub contributors: Vec<ContributorStats>,
 }
 
 /// What a space actor loads to resume a space.
@@ -260,6 +267,22 @@ pub trait Store: Send + Sync + 'static {
         key: &str,
     ) -> Result<Option<MessageId>>;
 
+    /// The space's stats as last committed; `None` for a space whose stats were never committed
+    /// (a space without messages yet, one written before stats existed, or an unknown one).
+    async fn space_stats(&self, space_id: SpaceId) -> Result<Option<SpaceStats>>;
+
+    /// One contributor's numbers as last committed (`None`: never written).
+    async fn get_contributor(
+        &self,
+        space_id: SpaceId,
+        user_id: &str,
+    ) -> Result<Option<ContributorStats>>;
+
+    /// Every contributor row of the space, in no particular order (rows with no messages left
+    /// may be included). A scan: O(senders); the stats use it only in their documented worst
+    /// case.
+    async fn contributors(&self, space_id: SpaceId) -> Result<Vec<ContributorStats>>;
+
     /// Cheap reachability check for `/readyz`.
     async fn ping(&self) -> Result<()>;
 
@@ -349,6 +372,19 @@ impl CommitBatch {
         }
     }
 
+    /// Adds a contributor write, replacing an earlier write of the same user in this batch.
+    pub fn push_contributor(&mut self, c: ContributorStats) {
+        if let Some(e) = self
+            .contributors
+            .iter_mut()
+            .find(|e| e.user_id == c.user_id)
+        {
+            *e = c;
+        } else {
+            self.contributors.push(c);
+        }
+    }
+
     /// Whether the batch writes nothing (its counters aside: they only change with writes).
     /// The writer answers a batch of only such items without calling the store: they are
     /// commands that changed nothing and wait only for the commits before them.
@@ -358,6 +394,8 @@ impl CommitBatch {
             && self.members.is_empty()
             && self.history.is_empty()
             && self.keys.is_empty()
+            && self.stats.is_none()
+            && self.contributors.is_empty()
     }
 
     /// Adds a history write. A `Clear` drops the adds of the same message earlier in this batch
@@ -372,7 +410,7 @@ impl CommitBatch {
     }
 
     /// Appends everything of `other` (a later batch of the same space, from the same writer) to
-    /// this one; the result carries `other`'s counters and epoch.
+    /// this one; the result carries `other`'s counters and epoch, and its stats if it has any.
     pub fn absorb(&mut self, other: CommitBatch) {
         self.epoch = other.epoch;
         self.events.extend(other.events);
@@ -387,6 +425,12 @@ impl CommitBatch {
         }
         self.keys.extend(other.keys);
         self.counters = other.counters;
+        if other.stats.is_some() {
+            self.stats = other.stats;
+        }
+        for c in other.contributors {
+            self.push_contributor(c);
+        }
     }
 }
 
