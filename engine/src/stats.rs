@@ -52,7 +52,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Message, Seq, Timestamp};
+use crate::error::Result;
+use crate::model::{Message, Seq, SpaceCounters, SpaceId, Timestamp};
+use crate::store::{CommitBatch, Direction, Store};
 
 /// Contributors the stats endpoint lists.
 pub const TOP_CONTRIBUTORS: usize = 10;
@@ -125,6 +127,78 @@ impl Default for SpaceStats {
             leaderboard_complete: true,
         }
     }
+}
+
+/// Contributor rows per commit of the stats migration (a CQL commit carries them in its head
+/// row's `pending`, which must stay small).
+const MIGRATION_CONTRIBUTORS_PER_COMMIT: usize = 256;
+
+/// The space's stats as durable, for the writer that claimed it at `epoch` (the space actor, as
+/// it starts). A space whose
+/// stats were never committed (it existed before stats) gets them here, computed once from its
+/// messages and committed at once, contributor rows first and the stats last, so a failure half
+/// way leaves no stats and the next claim computes them again (the migration of
+/// the module doc). Returns the contributors it computed, if it did.
+///
+/// # Errors
+/// Those of the store's reads and commits (`Fenced` if another writer claimed the space since).
+pub async fn load_or_compute(
+    store: &dyn Store,
+    space_id: SpaceId,
+    epoch: u64,
+    counters: SpaceCounters,
+) -> Result<(SpaceStats, HashMap<String, ContributorStats>)> {
+    if let Some(stats) = store.space_stats(space_id).await? {
+        return Ok((stats, HashMap::new()));
+    }
+    if counters.message_count == 0 {
+        // Nothing to count; the first command that changes them commits them.
+        return Ok((SpaceStats::default(), HashMap::new()));
+    }
+    const CHUNK: usize = 500;
+    let mut builder = StatsBuilder::default();
+    let mut after = 0;
+    loop {
+        let page = store
+            .scan_messages(
+                space_id,
+                after,
+                counters.head_seq.saturating_add(1),
+                Direction::Forward,
+                CHUNK,
+            )
+            .await?;
+        for m in &page {
+            builder.add(m);
+        }
+        match page.last() {
+            Some(m) if page.len() == CHUNK => after = m.seq,
+            _ => break,
+        }
+    }
+    let (stats, contributors) = builder.finish();
+    let batch = |contributors: &[ContributorStats], stats: Option<SpaceStats>| CommitBatch {
+        space_id,
+        epoch,
+        counters,
+        stats,
+        contributors: contributors.to_vec(),
+        ..Default::default()
+    };
+    let mut chunks: Vec<&[ContributorStats]> = contributors
+        .chunks(MIGRATION_CONTRIBUTORS_PER_COMMIT)
+        .collect();
+    let last = chunks.pop().unwrap_or(&[]);
+    for chunk in chunks {
+        store.commit(&batch(chunk, None)).await?;
+    }
+    store.commit(&batch(last, Some(stats.clone()))).await?;
+    tracing::info!(%space_id, messages = stats.total_messages, contributors = contributors.len(), "space stats computed from its messages (migration)");
+    let known = contributors
+        .into_iter()
+        .map(|c| (c.user_id.clone(), c))
+        .collect();
+    Ok((stats, known))
 }
 
 /// Whether a message counts in `with_attachments`.

@@ -34,7 +34,7 @@ use crate::model::{
     Space, SpaceCounters, SpaceId, Timestamp, UserRef, Visibility, new_id, validate_rich_fields,
     word_count,
 };
-use crate::stats::{ContributorStats, MessageMark, SpaceStats, StatsBuilder, contributor_after};
+use crate::stats::{ContributorStats, MessageMark, SpaceStats, contributor_after};
 use crate::store::{Claimed, CommitBatch, Direction, HistoryWrite, KeyWrite, MessageWrite, Store};
 
 /// The actor; stateless, as ractor wants. See the module doc.
@@ -109,7 +109,7 @@ impl Actor for SpaceActor {
             .claim(args.space_id)
             .await?
             .ok_or(EngineError::SpaceNotFound)?;
-        let (stats, contributors) = load_stats(
+        let (stats, contributors) = crate::stats::load_or_compute(
             args.store.as_ref(),
             args.space_id,
             epoch,
@@ -965,74 +965,6 @@ impl SpaceState {
         }
         self.metrics.space_actors.dec();
     }
-}
-
-/// Contributor rows per commit of the stats migration (a CQL commit carries them in its head
-/// row's `pending`, which must stay small).
-const MIGRATION_CONTRIBUTORS_PER_COMMIT: usize = 256;
-
-/// The space's stats as durable, for a new incarnation that claimed it at `epoch`. A space whose
-/// stats were never committed (it existed before stats) gets them here, computed once from its
-/// messages and committed at once, contributor rows first and the stats last, so a failure half
-/// way leaves no stats and the next claim computes them again (the migration of
-/// [`crate::stats`]). Returns the contributors it computed, if it did.
-async fn load_stats(
-    store: &dyn Store,
-    space_id: SpaceId,
-    epoch: u64,
-    counters: SpaceCounters,
-) -> Result<(SpaceStats, HashMap<String, ContributorStats>)> {
-    if let Some(stats) = store.space_stats(space_id).await? {
-        return Ok((stats, HashMap::new()));
-    }
-    if counters.message_count == 0 {
-        // Nothing to count; the first command that changes them commits them.
-        return Ok((SpaceStats::default(), HashMap::new()));
-    }
-    const CHUNK: usize = 500;
-    let mut builder = StatsBuilder::default();
-    let mut after = 0;
-    loop {
-        let page = store
-            .scan_messages(
-                space_id,
-                after,
-                counters.head_seq.saturating_add(1),
-                Direction::Forward,
-                CHUNK,
-            )
-            .await?;
-        for m in &page {
-            builder.add(m);
-        }
-        match page.last() {
-            Some(m) if page.len() == CHUNK => after = m.seq,
-            _ => break,
-        }
-    }
-    let (stats, contributors) = builder.finish();
-    let batch = |contributors: &[ContributorStats], stats: Option<SpaceStats>| CommitBatch {
-        space_id,
-        epoch,
-        counters,
-        stats,
-        contributors: contributors.to_vec(),
-        ..Default::default()
-    };
-    let mut chunks: Vec<&[ContributorStats]> = contributors
-        .chunks(MIGRATION_CONTRIBUTORS_PER_COMMIT)
-        .collect();
-    let last = chunks.pop().unwrap_or(&[]);
-    for chunk in chunks {
-        store.commit(&batch(chunk, None)).await?;
-    }
-    store.commit(&batch(last, Some(stats.clone()))).await?;
-    tracing::info!(%space_id, messages = stats.total_messages, contributors = contributors.len(), "space stats computed from its messages (migration)");
-    let known = contributors
-        .into_iter()
-        .map(|c| (c.user_id.clone(), c))
-        .collect();
-    Ok((stats, known))
 }
 
 /// What the actor remembers of a recent send's idempotency key.
