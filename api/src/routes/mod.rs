@@ -8,6 +8,7 @@
 //! - [`console`] serves the web console, `/console…` (static files; dev login when enabled)
 //! - [`node`] serves `/v1/node` (this node's status and rates, for operators)
 //! - [`v1_messages`] serves the native `/v1/spaces/{id}/messages…`
+//! - [`v1_stats`] serves `/v1/spaces/{id}/stats`
 //!
 //! Handlers return `Result<Response, ApiError>`; [`respond`] renders errors (the only place)
 //! and records the request metrics under the route's template name. Requests no route matches
@@ -22,6 +23,7 @@ pub mod node;
 pub mod spaces;
 pub mod table;
 pub mod v1_messages;
+pub mod v1_stats;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -51,6 +53,8 @@ pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
         .or(console::routes(app.clone()))
         .unify()
         .or(v1_messages::routes(app.clone()))
+        .unify()
+        .or(v1_stats::routes(app.clone()))
         .unify()
         .or(node::routes(app))
         .unify()

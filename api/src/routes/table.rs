@@ -67,6 +67,7 @@ pub const ROUTES: &[(Method, &str)] = &[
         Method::GET,
         "/v1/spaces/{spaceId}/messages/{messageId}/thread",
     ),
+    (Method::GET, "/v1/spaces/{spaceId}/stats"),
 ];
 
 /// The message of the 404 for a path no route serves (distinct from a handler's own 404s, such
