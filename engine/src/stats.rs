@@ -34,7 +34,7 @@
 //! one who loses words below its last entry leaves it (it shrinks, still exact). Only when it
 //! shrinks below [`TOP_CONTRIBUTORS`] entries while contributors outside it exist is it rebuilt,
 //! from a scan of the space's contributor rows: the documented worst case, O(senders) reads, after
-//! at least `LEADERBOARD_CANDIDATES - TOP_CONTRIBUTORS` contributors fell out of it.
+//! more than `LEADERBOARD_CANDIDATES - TOP_CONTRIBUTORS` (22) contributors fell out of it.
 //!
 //! So a send pays: a copy of the stats value into its batch (a map of msgtypes and at most
 //! [`LEADERBOARD_CANDIDATES`] entries), one contributor row written in its commit, and on the
