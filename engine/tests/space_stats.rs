@@ -7,7 +7,14 @@
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use spacecast_engine::Result;
+use spacecast_engine::event::SpaceEvent;
+use spacecast_engine::model::{Member, Seq, Space, SpaceView};
+use spacecast_engine::store::{Claimed, CommitBatch, MessageOrder, SpaceSnapshot};
 
 use spacecast_engine::model::{
     MediaItem, Message, MessageId, PostingPermission, SpaceId, UserRef, Visibility, new_id,
@@ -214,6 +221,254 @@ async fn random_command(
         Err(EngineError::Conflict("message_redacted", _)) => {}
         Err(e) => panic!("command failed: {e:?}"),
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deletes of the first or last message while other changes are still in flight
+// ---------------------------------------------------------------------------------------------
+
+/// The embedded store, whose commits wait at a gate while `held` (so the space's writer holds
+/// every later batch: sequenced, not durable).
+struct HeldStore {
+    inner: Arc<dyn Store>,
+    held: AtomicBool,
+    gate: tokio::sync::Semaphore,
+    /// Commits waiting at the gate.
+    waiting: AtomicUsize,
+}
+
+impl HeldStore {
+    fn hold(&self) {
+        while let Ok(p) = self.gate.try_acquire() {
+            p.forget();
+        }
+        self.held.store(true, Ordering::SeqCst);
+    }
+
+    fn release(&self) {
+        self.held.store(false, Ordering::SeqCst);
+        self.gate.add_permits(1_000);
+    }
+}
+
+#[async_trait]
+impl Store for HeldStore {
+    async fn create_space(&self, space: &Space, creator: &Member) -> Result<()> {
+        self.inner.create_space(space, creator).await
+    }
+    async fn load_space(&self, space_id: SpaceId) -> Result<Option<SpaceSnapshot>> {
+        self.inner.load_space(space_id).await
+    }
+    async fn claim(&self, space_id: SpaceId) -> Result<Option<Claimed>> {
+        self.inner.claim(space_id).await
+    }
+    async fn get_space(&self, space_id: SpaceId) -> Result<Option<SpaceView>> {
+        self.inner.get_space(space_id).await
+    }
+    async fn get_member(&self, space_id: SpaceId, user_id: &str) -> Result<Option<Member>> {
+        self.inner.get_member(space_id, user_id).await
+    }
+    async fn spaces_of_user(&self, user_id: &str) -> Result<Vec<(SpaceView, Member)>> {
+        self.inner.spaces_of_user(user_id).await
+    }
+    async fn commit(&self, batch: &CommitBatch) -> Result<()> {
+        if self.held.load(Ordering::SeqCst) {
+            self.waiting.fetch_add(1, Ordering::SeqCst);
+            let permit = self.gate.acquire().await.expect("the gate stays open");
+            permit.forget();
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+        }
+        self.inner.commit(batch).await
+    }
+    async fn read_events(
+        &self,
+        space_id: SpaceId,
+        after: Seq,
+        limit: usize,
+    ) -> Result<Vec<SpaceEvent>> {
+        self.inner.read_events(space_id, after, limit).await
+    }
+    async fn page_messages(
+        &self,
+        space_id: SpaceId,
+        order: MessageOrder,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<Message>> {
+        self.inner
+            .page_messages(space_id, order, offset, limit)
+            .await
+    }
+    async fn scan_messages(
+        &self,
+        space_id: SpaceId,
+        after: Seq,
+        before: Seq,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<Message>> {
+        self.inner
+            .scan_messages(space_id, after, before, direction, limit)
+            .await
+    }
+    async fn get_message(
+        &self,
+        space_id: SpaceId,
+        message_id: MessageId,
+    ) -> Result<Option<Message>> {
+        self.inner.get_message(space_id, message_id).await
+    }
+    async fn message_history(
+        &self,
+        space_id: SpaceId,
+        message_id: MessageId,
+    ) -> Result<Vec<spacecast_engine::model::MessageVersion>> {
+        self.inner.message_history(space_id, message_id).await
+    }
+    async fn idempotent_send(
+        &self,
+        space_id: SpaceId,
+        sender_id: &str,
+        key: &str,
+    ) -> Result<Option<MessageId>> {
+        self.inner.idempotent_send(space_id, sender_id, key).await
+    }
+    async fn space_stats(
+        &self,
+        space_id: SpaceId,
+    ) -> Result<Option<spacecast_engine::stats::SpaceStats>> {
+        self.inner.space_stats(space_id).await
+    }
+    async fn get_contributor(
+        &self,
+        space_id: SpaceId,
+        user_id: &str,
+    ) -> Result<Option<spacecast_engine::stats::ContributorStats>> {
+        self.inner.get_contributor(space_id, user_id).await
+    }
+    async fn contributors(
+        &self,
+        space_id: SpaceId,
+    ) -> Result<Vec<spacecast_engine::stats::ContributorStats>> {
+        self.inner.contributors(space_id).await
+    }
+    async fn ping(&self) -> Result<()> {
+        self.inner.ping().await
+    }
+    async fn close(&self) -> Result<()> {
+        self.inner.close().await
+    }
+}
+
+/// Polls `f` until it holds (a deadline, never a sleep as synchronisation).
+async fn until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Deletes the first and the last message while deletes of their neighbours and a new message are
+/// sequenced but not yet durable: the next first/last skips what is deleted in flight and finds
+/// what is created in flight (from the actor's cache, which the store cannot know yet).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn first_and_last_skip_changes_still_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let held = Arc::new(HeldStore {
+        inner: open(&dir.path().join("store")),
+        held: AtomicBool::new(false),
+        gate: tokio::sync::Semaphore::new(0),
+        waiting: AtomicUsize::new(0),
+    });
+    let store: Arc<dyn Store> = held.clone();
+    let metrics = Metrics::new();
+    let engine = Engine::start(EngineConfig::default(), store.clone(), metrics.clone())
+        .await
+        .unwrap();
+    let ada = user("ada");
+    let id = new_space(&engine, &ada, Visibility::Public).await;
+    let mut m = Vec::new();
+    for i in 0..6 {
+        let sent = within("send", engine.space(id).send(text(&ada, &format!("m{i}"))))
+            .await
+            .unwrap();
+        m.push(sent);
+    }
+    // In order: the delete of m1 blocks in the store, the others queue behind it.
+    held.hold();
+    let mut tasks = Vec::new();
+    until("the writer is idle", || metrics.commit_queue.get() == 0).await;
+    let queued = 0;
+    for (n, i) in [1, 2, 4, 0, 5].into_iter().enumerate() {
+        let space = engine.space(id);
+        let (mid, by) = (m[i].message_id, ada.clone());
+        tasks.push(tokio::spawn(async move { space.delete(mid, by).await }));
+        until("the delete is sequenced", || {
+            metrics.commit_queue.get() == queued + n as i64 + 1
+        })
+        .await;
+        if n == 0 {
+            until("the first commit waits", || {
+                held.waiting.load(Ordering::SeqCst) == 1
+            })
+            .await;
+        }
+    }
+    held.release();
+    for t in tasks {
+        within("a delete", t).await.unwrap().unwrap();
+    }
+    let stats = engine.space_stats(id, &ada.user_id).await.unwrap();
+    let mark = |i: usize| Some((m[i].seq, m[i].created_at));
+    let marks = |s: &SpaceStats| {
+        (
+            s.first_message.map(|x| (x.seq, x.at)),
+            s.last_message.map(|x| (x.seq, x.at)),
+        )
+    };
+    assert_eq!(marks(&stats), (mark(3), mark(3)), "only m3 is left");
+    assert_stats(&engine, &*store, id, &ada.user_id, "after the deletes").await;
+
+    // Now a send in flight: deleting the only durable message leaves the new one first.
+    held.hold();
+    let space = engine.space(id);
+    until("the writer is idle", || metrics.commit_queue.get() == 0).await;
+    let queued = 0;
+    let send = tokio::spawn({
+        let (space, ada) = (space.clone(), ada.clone());
+        async move { space.send(text(&ada, "late")).await }
+    });
+    until("the send is sequenced", || {
+        metrics.commit_queue.get() == queued + 1
+    })
+    .await;
+    until("its commit waits", || {
+        held.waiting.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let delete = tokio::spawn({
+        let (space, ada, mid) = (space.clone(), ada.clone(), m[3].message_id);
+        async move { space.delete(mid, ada).await }
+    });
+    until("the delete is sequenced", || {
+        metrics.commit_queue.get() == queued + 2
+    })
+    .await;
+    held.release();
+    let late = within("send", send).await.unwrap().unwrap();
+    within("delete", delete).await.unwrap().unwrap();
+    let stats = engine.space_stats(id, &ada.user_id).await.unwrap();
+    let late_mark = Some((late.seq, late.created_at));
+    assert_eq!(marks(&stats), (late_mark, late_mark));
+    assert_stats(
+        &engine,
+        &*store,
+        id,
+        &ada.user_id,
+        "after the send in flight",
+    )
+    .await;
 }
 
 /// Rounds of concurrent random commands (so deletes of the first or last message meet deletes
