@@ -40,7 +40,9 @@
 //! [`LEADERBOARD_CANDIDATES`] entries), one contributor row written in its commit, and on the
 //! first send of a user since the actor started, one contributor row read. A delete of the first
 //! or last message pays one keyset read for the next one (`Store::scan_messages`, limit 1 past
-//! deleted rows). Reading the stats is one row read, never a scan of history.
+//! deleted rows). Reading the stats is one row read, never a scan of history. The stored value
+//! grows with the number of msgtypes in use (one entry each; custom ones are namespaced names of
+//! at most 64 bytes), not with messages or senders.
 //!
 //! # Spaces that existed before stats (the migration)
 //! A space whose stats were never stored gets them when its actor claims it: one scan of its

@@ -516,6 +516,35 @@ mod tests {
     }
 
     #[test]
+    fn a_merged_batch_carries_the_last_stats_and_each_contributors_last_value() {
+        let stats = |n: u64| crate::stats::SpaceStats {
+            total_messages: n,
+            ..Default::default()
+        };
+        let c = |user: &str, n: u64| ContributorStats {
+            user_id: user.into(),
+            messages: n,
+            word_count: n,
+        };
+        let mut merged = CommitBatch::default();
+        merged.absorb(CommitBatch {
+            stats: Some(stats(1)),
+            contributors: vec![c("a", 1)],
+            ..Default::default()
+        });
+        merged.absorb(CommitBatch {
+            stats: Some(stats(2)),
+            contributors: vec![c("b", 1), c("a", 2)],
+            ..Default::default()
+        });
+        // A later batch without stats (a join) keeps the last ones.
+        merged.absorb(CommitBatch::default());
+        assert_eq!(merged.stats, Some(stats(2)));
+        assert_eq!(merged.contributors, vec![c("a", 2), c("b", 1)]);
+        assert!(!merged.is_empty(), "stats and contributors are writes");
+    }
+
+    #[test]
     fn a_message_created_and_deleted_in_one_batch_leaves_no_row() {
         let mut b = CommitBatch::default();
         b.push_message_write(MessageWrite::Put {
