@@ -113,6 +113,8 @@ MESSAGE_LINKS = {
            ("RedactMessageV1", "redactMessageV1", "Redact the new message."),
            ("MessageHistoryV1", "messageHistoryV1", "The new message's history."),
            ("ThreadV1", "threadV1", "The new message's replies."),
+           ("SetReactionV1", "setReactionV1", "React to the new message."),
+           ("RemoveReactionV1", "removeReactionV1", "Remove a reaction from the new message."),
        ]},
     "ToggleAppreciation": link("toggleAppreciation", "Appreciate the new message.",
                                spaceId="$response.body#/space_id", messageId="$response.body#/message_id"),
@@ -943,10 +945,32 @@ MSG.update({
     "invalid_cursor": "cursor is not one this server made",
     "invalid_filter": "has_attachment must be true or false",
 })
+schemas["MessageV1"] = {
+    "type": "object", "additionalProperties": True,
+    "description": "A message as the native surface shows it: the Space7 fields but `likes` (a list that grows with the appreciations; `reaction_counts` has its count), plus the native ones.",
+    "required": ["message_id", "space_id", "seq", "sender_id", "actor_id", "msgtype", "content", "reaction_counts",
+                 "appreciation_count", "user_reactions", "reply_count", "redacted", "created_at"],
+    "properties": {
+        "message_id": uuid_str("UUIDv7."),
+        "space_id": uuid_str(),
+        "seq": {"type": "integer", "minimum": 1},
+        "sender_id": {"type": "string"},
+        "actor_id": {"type": "string", "description": "`sender_id`, or the admin who sent it on the sender's behalf."},
+        "msgtype": {"type": "string"},
+        "content": {"type": ["string", "null"]},
+        "reaction_counts": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 1},
+                            "description": "Reaction key → count (keys with no reaction are absent); `appreciate` is Space7's appreciation."},
+        "appreciation_count": {"type": "integer", "minimum": 0, "description": "`reaction_counts.appreciate`, or 0."},
+        "user_reactions": {"type": "array", "items": {"type": "string"}, "description": "The keys the caller reacted with."},
+        "reply_count": {"type": "integer", "minimum": 0},
+        "redacted": {"type": "boolean"},
+        "created_at": ts,
+    },
+}
 schemas["MessageCursorPage"] = {
     "type": "object", "required": ["data", "next_cursor"],
     "properties": {
-        "data": {"type": "array", "items": ref("Message"), "maxItems": 100},
+        "data": {"type": "array", "items": ref("MessageV1"), "maxItems": 100},
         "next_cursor": {"type": ["string", "null"], "description": "Continues this page (same direction); `null`: nothing more now."},
     },
 }
@@ -1028,8 +1052,8 @@ paths["/v1/spaces/{spaceId}/messages"]["post"] = {
                    "schema": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[!-~]+$"}}],
     "requestBody": {"required": True, "content": {"application/json": {"schema": ref("SendMessageV1")}}},
     "responses": {
-        "200": json_ok("The same sender already sent with this idempotency key within 5 minutes: the original message; nothing was created.", ref("Message")),
-        "201": json_ok("The message, once durable (with `local_id` echoed).", ref("Message"), MESSAGE_LINKS),
+        "200": json_ok("The same sender already sent with this idempotency key within 5 minutes: the original message; nothing was created.", ref("MessageV1")),
+        "201": json_ok("The message, once durable (with `local_id` echoed).", ref("MessageV1"), MESSAGE_LINKS),
         "400": err("Invalid message.", send_400),
         "401": R401,
         "403": err("Not a member, not allowed to post, or `as_user_id` without power 100.", ["not_a_member", "forbidden"]),
@@ -1043,7 +1067,7 @@ paths["/v1/spaces/{spaceId}/messages"]["post"] = {
 }
 def v1_message_op(op, summary, body, desc, extra, body_required=False):
     r = {"operationId": op, "summary": summary, "tags": ["v1"], "parameters": [space_param, message_param], "description": desc,
-         "responses": {"200": json_ok("The message after the change.", ref("Message")), "401": R401,
+         "responses": {"200": json_ok("The message after the change.", ref("MessageV1")), "401": R401,
                        "404": r404("Unknown space or message, or a private space the caller is not a member of."),
                        "500": R500, "503": r503(ENGINE_503)}}
     if body:
@@ -1072,6 +1096,38 @@ paths["/v1/spaces/{spaceId}/messages/{messageId}/thread"] = {"get": {
     "description": "At most 1000 replies per answer; `next_cursor` (non-null) continues with `GET …/messages?parent_id=<id>&direction=forward&cursor=…`.",
     "responses": {"200": json_ok("`{data, next_cursor}`", ref("MessageCursorPage")),
                   "401": R401, "404": r404(), "500": R500, "503": r503(["store_unavailable"])}}}
+MSG.update({
+    "invalid_reaction_key": "A reaction key is an emoji or a short name: 1 to 64 bytes of UTF-8, without spaces, control characters or /",
+    "too_many_reactions": "a message has at most 50 different reactions",
+})
+key_param = {"name": "key", "in": "path", "required": True,
+             "description": "An emoji or a short name, percent-encoded: 1 to 64 bytes of UTF-8 once decoded, without whitespace, control characters or `/`.",
+             "schema": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[^\\s/\\x00-\\x1f\\x7f-\\x9f]+$"}}
+schemas["ReactionResult"] = {
+    "type": "object", "required": ["message_id", "key", "reacted", "changed", "reaction_counts"],
+    "properties": {
+        "message_id": uuid_str(),
+        "key": {"type": "string"},
+        "reacted": {"type": "boolean", "description": "Whether the caller has the reaction now."},
+        "changed": {"type": "boolean", "description": "Whether this call changed it (false: it already was so; no event)."},
+        "reaction_counts": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 1}},
+    },
+}
+def reaction_op(method, op, summary, desc):
+    return {"operationId": op, "summary": summary, "tags": ["v1"], "parameters": [space_param, message_param, key_param],
+            "description": desc,
+            "responses": {"200": json_ok("The message's reaction counts after the call, once durable.", ref("ReactionResult")),
+                          "400": err("Invalid key.", ["invalid_reaction_key"]),
+                          "401": R401,
+                          "404": r404("Unknown space or message, or a private space the caller is not a member of."),
+                          "409": err("A new key on a message with 50 keys already.", ["too_many_reactions"]),
+                          "500": R500, "503": r503(ENGINE_503)}}
+paths["/v1/spaces/{spaceId}/messages/{messageId}/reactions/{key}"] = {
+    "put": reaction_op("put", "setReactionV1", "React to a message",
+                       "Idempotent per user: reacting again changes nothing. A change is the event `reaction_changed` (the next seq). O(1) whatever the message holds. `appreciate` is Space7's appreciation."),
+    "delete": reaction_op("delete", "removeReactionV1", "Remove a reaction",
+                          "Idempotent per user. A change is the event `reaction_changed` with `added: false`."),
+}
 paths["/v1/spaces/{spaceId}/stats"] = {"get": {
     "operationId": "spaceStatsV1", "summary": "A space's message statistics", "tags": ["v1"],
     "parameters": [space_param],
@@ -1119,7 +1175,7 @@ paths["/v1/spaces/{spaceId}/messages/{messageId}"] = {"get": {
     "operationId": "getMessageV1", "summary": "One message", "tags": ["v1"],
     "parameters": [space_param, message_param],
     "responses": {
-        "200": json_ok("The message.", ref("Message")),
+        "200": json_ok("The message.", ref("MessageV1")),
         "401": R401,
         "404": r404("Unknown or malformed space or message id, or a private space the caller is not a member of."),
         "500": R500,

@@ -568,7 +568,7 @@ mod tests {
             media_type: None,
             word_count: 6,
             sender,
-            likes: Vec::new(),
+            likes: Some(Vec::new()),
             appreciation_count: 0,
             created_at: Timestamp::now(),
             ..Default::default()

@@ -176,6 +176,8 @@ pub const CODES: &[&str] = &[
     "edit_window_closed",
     "message_redacted",
     "idempotency_key_reused",
+    "invalid_reaction_key",
+    "too_many_reactions",
     "invalid_title",
     "invalid_description",
     "invalid_hashtags",

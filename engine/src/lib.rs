@@ -56,7 +56,9 @@ pub use directory::Pending;
 pub use error::{EngineError, Result};
 pub use listing::{CursorPage, MessageFilter, MessageQuery};
 pub use reads::{EventLog, MessagePage, SpaceMembers, SpaceReader};
-pub use space::{Appreciation, Command, Outcome, Redacted, SendMessage, Sent, SpaceHandle};
+pub use space::{
+    Appreciation, Command, Outcome, Reaction, Redacted, SendMessage, Sent, SpaceHandle,
+};
 pub use store::{Direction, MessageOrder};
 
 use crate::bus::{Bus, Fanout, LocalBus};

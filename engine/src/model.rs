@@ -242,11 +242,21 @@ pub struct Message {
     pub gif: Option<Gif>,
     #[serde(default)]
     pub media: Vec<MediaItem>,
-    pub likes: Vec<Like>,
+    /// Space7's list of appreciations, oldest first: a read projection of the `appreciate`
+    /// reactions. Filled by store reads (`Some`), absent (`None`, not serialized) in what the
+    /// space actor produces (events, write answers) and on the native surface, which has
+    /// `reaction_counts` and `user_reactions` instead: the actor never holds a message's
+    /// reactions, so a reaction costs O(1) however many the message has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub likes: Option<Vec<Like>>,
+    /// `reaction_counts["appreciate"]` (0 when absent).
     pub appreciation_count: u32,
-    /// Reaction key → count. For now only `appreciate` (= `appreciation_count`, when > 0).
+    /// Reaction key → count (keys with a count of 0 are absent).
     #[serde(default)]
     pub reaction_counts: BTreeMap<String, u32>,
+    /// The keys the viewer reacted with: filled per viewer by native reads, never stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_reactions: Option<Vec<String>>,
     /// Replies in this message's thread (existing ones).
     #[serde(default)]
     pub reply_count: u32,
@@ -285,9 +295,10 @@ impl Default for Message {
             metadata: None,
             gif: None,
             media: Vec::new(),
-            likes: Vec::new(),
+            likes: None,
             appreciation_count: 0,
             reaction_counts: BTreeMap::new(),
+            user_reactions: None,
             reply_count: 0,
             edited_at: None,
             redacted: false,
@@ -318,11 +329,6 @@ impl<'de> Deserialize<'de> for Message {
 }
 
 impl Message {
-    /// Whether `user_id` currently appreciates this message.
-    pub fn liked_by(&self, user_id: &str) -> bool {
-        self.likes.iter().any(|l| l.user_id == user_id)
-    }
-
     /// Sets `reaction_counts["appreciate"]` from `appreciation_count` (absent at 0).
     pub fn sync_reaction_counts(&mut self) {
         if self.appreciation_count > 0 {
@@ -330,6 +336,25 @@ impl Message {
                 .insert(crate::event::APPRECIATE.to_owned(), self.appreciation_count);
         } else {
             self.reaction_counts.remove(crate::event::APPRECIATE);
+        }
+    }
+
+    /// Whether `user_id` appreciates this message, by its `likes` (filled on a store read; a
+    /// message without them answers false).
+    pub fn liked_by(&self, user_id: &str) -> bool {
+        self.likes.iter().flatten().any(|l| l.user_id == user_id)
+    }
+
+    /// Sets the count of reaction `key` (absent at 0), and `appreciation_count` with it for
+    /// `appreciate`.
+    pub fn set_reaction_count(&mut self, key: &str, count: u32) {
+        if key == crate::event::APPRECIATE {
+            self.appreciation_count = count;
+        }
+        if count > 0 {
+            self.reaction_counts.insert(key.to_owned(), count);
+        } else {
+            self.reaction_counts.remove(key);
         }
     }
 
@@ -373,6 +398,10 @@ pub const MAX_MSGTYPE_BYTES: usize = 64;
 pub const MAX_GIF_URL_BYTES: usize = 2048;
 /// Longest idempotency key, in bytes.
 pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 128;
+/// Longest reaction key, in bytes.
+pub const MAX_REACTION_KEY_BYTES: usize = 64;
+/// Most distinct reaction keys on one message.
+pub const MAX_REACTION_KEYS: usize = 50;
 /// Longest redaction reason, in bytes.
 pub const MAX_REASON_BYTES: usize = 512;
 /// The `msgtype`s with a meaning of their own; any other must be namespaced (`x.poll`, `com.acme.card`).
@@ -466,6 +495,16 @@ pub fn validate_rich_fields(
         }
     }
     Ok(())
+}
+
+/// Whether `key` is a valid reaction key: an emoji or a short name, 1 to
+/// [`MAX_REACTION_KEY_BYTES`] bytes, without whitespace, control characters or `/`.
+pub fn valid_reaction_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= MAX_REACTION_KEY_BYTES
+        && !key
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '/')
 }
 
 /// Words in `text` as Space7 counts them: `text.trim().split(/\s+/).filter(Boolean).length`.

@@ -192,6 +192,42 @@ impl SpaceReader {
             .ok_or(EngineError::MessageNotFound)
     }
 
+    /// Makes messages read for `viewer` native (CONTRACT §5): `user_reactions` says which of each
+    /// message's `reaction_counts` keys the viewer reacted with (one point read per key of each
+    /// message with reactions, in one store call), and Space7's `likes` list, which grows with the
+    /// message's appreciations, is left out (`reaction_counts` has its count).
+    ///
+    /// # Errors
+    /// `StoreUnavailable`.
+    pub async fn with_viewer_reactions(
+        &self,
+        viewer: &str,
+        messages: &mut [Message],
+    ) -> Result<()> {
+        let items: Vec<(MessageId, Vec<String>)> = messages
+            .iter()
+            .filter(|m| !m.reaction_counts.is_empty())
+            .map(|m| (m.message_id, m.reaction_counts.keys().cloned().collect()))
+            .collect();
+        let mut mine = if items.is_empty() {
+            Vec::new()
+        } else {
+            self.store
+                .user_reactions(self.space_id, viewer, items)
+                .await?
+        }
+        .into_iter();
+        for m in messages.iter_mut() {
+            m.likes = None;
+            m.user_reactions = Some(if m.reaction_counts.is_empty() {
+                Vec::new()
+            } else {
+                mine.next().unwrap_or_default()
+            });
+        }
+        Ok(())
+    }
+
     /// The earlier versions of an existing message of this space, newest first (empty when it
     /// was never edited or was redacted).
     ///

@@ -27,7 +27,7 @@ use crate::model::{
 use crate::stats::{ContributorStats, SpaceStats};
 use crate::store::{
     CommitBatch, FailPoint, FaultInjection, HistoryWrite, KeyWrite, MessageOrder, MessageWrite,
-    Store,
+    ReactionWrite, Store,
 };
 
 /// Runs every conformance case against `store`. Panics on the first violation.
@@ -289,11 +289,8 @@ async fn messages_page_in_both_orders_and_events_read_in_order(s: &dyn Store) {
             log.push(like(&mut m[i], seq, u));
             batch.events.push(log[log.len() - 1].clone());
         }
-        batch.messages.push(MessageWrite::Put {
-            message: m[i].clone(),
-            previous_appreciation: Some(0),
-        });
     }
+    push_reaction_writes(&mut batch, &m);
     batch.counters = counters(seq, 5, 1);
     s.commit(&batch).await.unwrap();
     assert_eq!(
@@ -361,19 +358,12 @@ async fn messages_page_in_both_orders_and_events_read_in_order(s: &dyn Store) {
         log.push(unlike(&mut m[3], seq, u));
         batch.events.push(log[log.len() - 1].clone());
     }
-    batch.messages.push(MessageWrite::Put {
-        message: m[3].clone(),
-        previous_appreciation: Some(2),
-    });
     for u in [&alice, &bob, &user("carol")] {
         seq += 1;
         log.push(like(&mut m[0], seq, u));
         batch.events.push(log[log.len() - 1].clone());
     }
-    batch.messages.push(MessageWrite::Put {
-        message: m[0].clone(),
-        previous_appreciation: Some(0),
-    });
+    push_reaction_writes(&mut batch, &m);
     batch.counters = counters(seq, 5, 1);
     s.commit(&batch).await.unwrap();
     assert_eq!(
@@ -393,10 +383,7 @@ async fn messages_page_in_both_orders_and_events_read_in_order(s: &dyn Store) {
     seq += 1;
     log.push(unlike(&mut m[2], seq, &bob));
     batch.events.push(log[log.len() - 1].clone());
-    batch.messages.push(MessageWrite::Put {
-        message: m[2].clone(),
-        previous_appreciation: Some(0),
-    });
+    push_reaction_writes(&mut batch, &m);
     batch.counters = counters(seq, 5, 1);
     s.commit(&batch).await.unwrap();
     assert_eq!(
@@ -587,18 +574,14 @@ async fn delete_removes_a_message_from_every_order(s: &dyn Store) {
     // m2 is appreciated twice (seqs 4, 5), so its index entry is not at count 0.
     log.push(like(&mut m[1], 4, &alice));
     log.push(like(&mut m[1], 5, &bob));
-    s.commit(&CommitBatch {
+    let mut liked = CommitBatch {
         space_id: id,
         events: log[3..].to_vec(),
-        messages: vec![MessageWrite::Put {
-            message: m[1].clone(),
-            previous_appreciation: Some(0),
-        }],
         counters: counters(5, 3, 1),
         ..Default::default()
-    })
-    .await
-    .unwrap();
+    };
+    push_reaction_writes(&mut liked, &m);
+    s.commit(&liked).await.unwrap();
     assert_eq!(
         page(s, id, MessageOrder::MostAppreciated, 0, 10).await[0],
         m[1]
@@ -773,17 +756,14 @@ async fn a_retried_batch_leaves_exactly_one_copy(s: &dyn Store) {
 
     // A retried appreciation move.
     log.push(like(&mut m[1], 4, &alice));
-    let second = CommitBatch {
+    let mut second = CommitBatch {
         space_id: id,
         events: vec![log[3].clone()],
-        messages: vec![MessageWrite::Put {
-            message: m[1].clone(),
-            previous_appreciation: Some(0),
-        }],
         members: vec![],
         counters: counters(4, 3, 2),
         ..Default::default()
     };
+    push_reaction_writes(&mut second, &m);
     s.commit(&second).await.unwrap();
     s.commit(&second).await.unwrap();
     assert_eq!(
@@ -1186,6 +1166,8 @@ pub struct SpaceModel {
     pub counters: SpaceCounters,
     /// Earlier versions of edited messages, newest first.
     pub history: BTreeMap<MessageId, Vec<MessageVersion>>,
+    /// Reactions of existing messages: (message, key, user) → the seq that added it.
+    pub reactions: BTreeMap<(MessageId, String, String), Seq>,
     /// Whether its batches carry the space stats (computed from scratch over `messages`, with
     /// every sender's contributor row); `false` writes a space as before stats existed.
     pub with_stats: bool,
@@ -1203,6 +1185,7 @@ impl SpaceModel {
             log: Vec::new(),
             counters: counters(0, 0, 1),
             history: BTreeMap::new(),
+            reactions: BTreeMap::new(),
             with_stats: true,
         }
     }
@@ -1384,18 +1367,90 @@ impl SpaceModel {
     /// Toggles `by`'s like of the message at `at`.
     pub fn toggle(&mut self, b: &mut CommitBatch, at: Seq, by: &UserRef) {
         let mut m = self.messages[&at].clone();
-        let prev = m.appreciation_count;
         let seq = self.seq() + 1;
         let ev = if m.liked_by(&by.user_id) {
             unlike(&mut m, seq, by)
         } else {
             like(&mut m, seq, by)
         };
-        self.push_event(b, ev);
-        b.push_message_write(MessageWrite::Put {
-            message: m.clone(),
-            previous_appreciation: Some(prev),
+        let EventKind::ReactionChanged(r) = &ev.kind else {
+            unreachable!("like and unlike make reaction events")
+        };
+        let k = (m.message_id, r.key.clone(), r.user_id.clone());
+        if r.added {
+            self.reactions.insert(k, seq);
+        } else {
+            self.reactions.remove(&k);
+        }
+        b.push_reaction(ReactionWrite {
+            message_id: m.message_id,
+            message_seq: m.seq,
+            key: r.key.clone(),
+            user_id: r.user_id.clone(),
+            added: r.added.then_some(seq),
+            count: r.count,
         });
+        self.push_event(b, ev);
+        self.messages.insert(at, m.clone());
+        self.remember(&m);
+    }
+
+    /// Every user who ever reacted to anything in the model's space (the two regular users and
+    /// whoever else), for reads that must find a row or its absence.
+    fn reactions_users(&self, _message_id: MessageId) -> Vec<String> {
+        let mut users: Vec<String> = self
+            .log
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::ReactionChanged(r) => Some(r.user_id.clone()),
+                _ => None,
+            })
+            .collect();
+        users.sort();
+        users.dedup();
+        users
+    }
+
+    /// Sets (`set`) or removes `by`'s reaction `key` (not `appreciate`: see
+    /// [`SpaceModel::toggle`]) on the message at `at`; nothing when it already is so.
+    pub fn react(&mut self, b: &mut CommitBatch, at: Seq, by: &UserRef, key: &str, set: bool) {
+        assert_ne!(key, APPRECIATE, "appreciations go through toggle");
+        let mut m = self.messages[&at].clone();
+        let k = (m.message_id, key.to_owned(), by.user_id.clone());
+        if self.reactions.contains_key(&k) == set {
+            return;
+        }
+        let seq = self.seq() + 1;
+        let count = m.reaction_counts.get(key).copied().unwrap_or(0);
+        let count = if set { count + 1 } else { count - 1 };
+        m.set_reaction_count(key, count);
+        if set {
+            self.reactions.insert(k, seq);
+        } else {
+            self.reactions.remove(&k);
+        }
+        b.push_reaction(ReactionWrite {
+            message_id: m.message_id,
+            message_seq: m.seq,
+            key: key.to_owned(),
+            user_id: by.user_id.clone(),
+            added: set.then_some(seq),
+            count,
+        });
+        let ev = SpaceEvent {
+            space_id: m.space_id,
+            seq,
+            at: tick(),
+            kind: EventKind::ReactionChanged(ReactionChanged {
+                message_id: m.message_id,
+                key: key.to_owned(),
+                user_id: by.user_id.clone(),
+                added: set,
+                count,
+                appreciation_count: m.appreciation_count,
+            }),
+        };
+        self.push_event(b, ev);
         self.messages.insert(at, m.clone());
         self.remember(&m);
     }
@@ -1403,6 +1458,7 @@ impl SpaceModel {
     /// Deletes the message at `at`.
     pub fn delete(&mut self, b: &mut CommitBatch, at: Seq, by: &UserRef) {
         let m = self.messages.remove(&at).expect("an existing message");
+        self.reactions.retain(|(id, _, _), _| *id != m.message_id);
         let ev = deleted(&m, self.seq() + 1, by);
         self.push_event(b, ev);
         self.counters.message_count -= 1;
@@ -1493,8 +1549,21 @@ impl SpaceModel {
                 self.toggle(&mut batch, m.seq, by);
             }
         }
+        // Other keys: one added to every remaining message by both users, one of them removed
+        // again from the oldest; a key set and removed in this batch.
+        let seqs: Vec<Seq> = self.messages.keys().copied().collect();
+        for &at in &seqs {
+            self.react(&mut batch, at, a, "🎉", true);
+            self.react(&mut batch, at, b, "🎉", true);
+        }
+        if let Some(&first) = seqs.first() {
+            self.react(&mut batch, first, b, "🎉", false);
+            self.react(&mut batch, first, a, "x.short_name", true);
+            self.react(&mut batch, first, a, "x.short_name", false);
+        }
         let fresh = self.send(&mut batch, b, &format!("{tag} fresh"));
         self.toggle(&mut batch, fresh.seq, a);
+        self.react(&mut batch, fresh.seq, b, "👍", true);
         self.send(&mut batch, a, &format!("{tag} plain"));
         self.join(&mut batch, &user(&format!("{tag}-joiner")));
         self.finish(batch)
@@ -1563,6 +1632,53 @@ impl SpaceModel {
                 "{when}: get_message of #{}",
                 m.seq
             );
+        }
+        // Every reaction row, and the rows of removed reactions and deleted messages absent.
+        for m in &self.ever {
+            let exists = self.messages.get(&m.seq).map(|e| e.message_id) == Some(m.message_id);
+            let mut keys: Vec<String> = m.reaction_counts.keys().cloned().collect();
+            keys.push("x.short_name".into());
+            for key in &keys {
+                for user_id in self.reactions_users(m.message_id) {
+                    let want = exists
+                        .then(|| {
+                            self.reactions
+                                .get(&(m.message_id, key.clone(), user_id.clone()))
+                                .copied()
+                        })
+                        .flatten();
+                    assert_eq!(
+                        s.get_reaction(id, m.message_id, key, &user_id)
+                            .await
+                            .unwrap(),
+                        want,
+                        "{when}: reaction {key} of {user_id} on #{}",
+                        m.seq
+                    );
+                }
+            }
+            for user_id in self.reactions_users(m.message_id) {
+                let mine: Vec<String> = keys
+                    .iter()
+                    .filter(|k| {
+                        exists
+                            && self.reactions.contains_key(&(
+                                m.message_id,
+                                (*k).clone(),
+                                user_id.clone(),
+                            ))
+                    })
+                    .cloned()
+                    .collect();
+                assert_eq!(
+                    s.user_reactions(id, &user_id, vec![(m.message_id, keys.clone())])
+                        .await
+                        .unwrap(),
+                    vec![mine],
+                    "{when}: user_reactions of {user_id} on #{}",
+                    m.seq
+                );
+            }
         }
         for m in &self.ever {
             assert_eq!(
@@ -2034,7 +2150,7 @@ pub fn message(space: &Space, seq: Seq, sender: &UserRef, text: &str) -> Message
         media_url: None,
         media_type: None,
         sender: sender.clone(),
-        likes: vec![],
+        likes: Some(vec![]),
         appreciation_count: 0,
         created_at: tick(),
         ..Default::default()
@@ -2072,7 +2188,7 @@ fn deleted(m: &Message, seq: Seq, by: &UserRef) -> SpaceEvent {
 
 /// Adds `by`'s like to `m` as event `seq`; returns the event.
 pub fn like(m: &mut Message, seq: Seq, by: &UserRef) -> SpaceEvent {
-    m.likes.push(Like {
+    m.likes.get_or_insert_default().push(Like {
         id: seq,
         user_id: by.user_id.clone(),
     });
@@ -2081,13 +2197,42 @@ pub fn like(m: &mut Message, seq: Seq, by: &UserRef) -> SpaceEvent {
 
 /// Removes `by`'s like from `m` as event `seq`; returns the event.
 fn unlike(m: &mut Message, seq: Seq, by: &UserRef) -> SpaceEvent {
-    m.likes.retain(|l| l.user_id != by.user_id);
+    m.likes
+        .get_or_insert_default()
+        .retain(|l| l.user_id != by.user_id);
     reaction(m, seq, by, false)
 }
 
+/// The reaction writes of `batch`'s `reaction_changed` events (as the space actor makes them),
+/// `messages` giving each message's seq.
+pub fn push_reaction_writes(batch: &mut CommitBatch, messages: &[Message]) {
+    let writes: Vec<ReactionWrite> = batch
+        .events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::ReactionChanged(r) => Some(ReactionWrite {
+                message_id: r.message_id,
+                message_seq: messages
+                    .iter()
+                    .find(|m| m.message_id == r.message_id)
+                    .map(|m| m.seq)
+                    .expect("a message of the batch"),
+                key: r.key.clone(),
+                user_id: r.user_id.clone(),
+                added: r.added.then_some(e.seq),
+                count: r.count,
+            }),
+            _ => None,
+        })
+        .collect();
+    for w in writes {
+        batch.push_reaction(w);
+    }
+}
+
 fn reaction(m: &mut Message, seq: Seq, by: &UserRef, added: bool) -> SpaceEvent {
-    m.appreciation_count = m.likes.len() as u32;
-    m.sync_reaction_counts();
+    let n = m.likes.as_ref().map_or(0, Vec::len) as u32;
+    m.set_reaction_count(APPRECIATE, n);
     SpaceEvent {
         space_id: m.space_id,
         seq,

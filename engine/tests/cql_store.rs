@@ -369,6 +369,37 @@ async fn a_space_written_by_schema_v1_is_read_claimed_and_written() {
     model.toggle(&mut batch, 3, &bob);
     model.join(&mut batch, &bob);
     write_like_schema_v1(&cfg, &model).await;
+    // Before schema v4's data step the likes are only in the messages' `likes` maps: the
+    // reaction rows the space actor reads are missing. Running it (as `migrate` does once for v4)
+    // copies them.
+    let (liked, liker) = (model.messages[&3].message_id, &alice.user_id);
+    assert_eq!(
+        store
+            .get_reaction(space.space_id, liked, "appreciate", liker)
+            .await
+            .unwrap(),
+        None
+    );
+    // `migrate` applies what is above the highest recorded version: forget v4 and every later one.
+    for version in 4..=spacecast_engine::store::cql::schema::CURRENT_VERSION {
+        forget_migration(&cfg, version).await;
+    }
+    migrate(&cfg).await.expect("migrate again");
+    let like_seq = model.messages[&3]
+        .likes
+        .iter()
+        .flatten()
+        .find(|l| &l.user_id == liker)
+        .map(|l| l.id);
+    assert!(like_seq.is_some());
+    assert_eq!(
+        store
+            .get_reaction(space.space_id, liked, "appreciate", liker)
+            .await
+            .unwrap(),
+        like_seq,
+        "v4's data step copied the like to its reaction row"
+    );
 
     model
         .assert_reads(&*store, "a v1 space, never claimed")
@@ -405,6 +436,25 @@ async fn a_space_written_by_schema_v1_is_read_claimed_and_written() {
     ));
     model.assert_reads(&*store, "after a fenced commit").await;
     drop_keyspace(&cfg).await;
+}
+
+/// Makes `migrate` apply schema `version` again (as on a keyspace it never reached).
+async fn forget_migration(cfg: &CqlConfig, version: i32) {
+    let session = scylla::client::session_builder::SessionBuilder::new()
+        .known_nodes(&cfg.nodes)
+        .build()
+        .await
+        .expect("connect");
+    session
+        .query_unpaged(
+            format!(
+                "DELETE FROM {}.schema_migrations WHERE version = ?",
+                cfg.keyspace
+            ),
+            (version,),
+        )
+        .await
+        .unwrap();
 }
 
 /// Writes `model`'s space the way schema v1 did: a counters row instead of a head row, every row
@@ -466,6 +516,7 @@ async fn write_like_schema_v1(cfg: &CqlConfig, model: &SpaceModel) {
         let likes: HashMap<String, i64> = m
             .likes
             .iter()
+            .flatten()
             .map(|l| (l.user_id.clone(), l.id as i64))
             .collect();
         session

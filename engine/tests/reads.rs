@@ -142,6 +142,27 @@ impl Store for FlakyStore {
         self.check("idempotent_send")?;
         self.inner.idempotent_send(space_id, sender_id, key).await
     }
+    async fn get_reaction(
+        &self,
+        space_id: SpaceId,
+        message_id: MessageId,
+        key: &str,
+        user_id: &str,
+    ) -> Result<Option<u64>> {
+        self.check("get_reaction")?;
+        self.inner
+            .get_reaction(space_id, message_id, key, user_id)
+            .await
+    }
+    async fn user_reactions(
+        &self,
+        space_id: SpaceId,
+        user_id: &str,
+        items: Vec<(MessageId, Vec<String>)>,
+    ) -> Result<Vec<Vec<String>>> {
+        self.check("user_reactions")?;
+        self.inner.user_reactions(space_id, user_id, items).await
+    }
     async fn space_stats(
         &self,
         space_id: SpaceId,

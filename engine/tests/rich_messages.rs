@@ -69,8 +69,21 @@ impl Harness {
         within("send", self.engine.space(id).send(cmd)).await
     }
 
+    /// The message as stored, without Space7's `likes` (a read projection the actor's answers
+    /// leave out), so it compares with what the actor answered.
     async fn stored(&self, id: SpaceId, m: MessageId) -> Option<Message> {
-        self.store.get_message(id, m).await.unwrap()
+        let mut m = self.store.get_message(id, m).await.unwrap()?;
+        m.likes = None;
+        Some(m)
+    }
+}
+
+/// A message without Space7's `likes`: a projection reads fill and the actor's answers carry
+/// only for a new message.
+fn bare(m: &Message) -> Message {
+    Message {
+        likes: None,
+        ..m.clone()
     }
 }
 
@@ -155,7 +168,7 @@ async fn a_rich_send_keeps_every_field_and_the_event_carries_it() {
     assert_eq!(m.body, Some(body));
     assert_eq!(m.mentions, vec![alice.user_id.clone()]);
     assert_eq!((m.media.len(), m.gif.is_some()), (1, true));
-    assert_eq!(h.stored(id, m.message_id).await, Some(m.clone()));
+    assert_eq!(h.stored(id, m.message_id).await, Some(bare(&m)));
     let events = h.store.read_events(id, 0, 100).await.unwrap();
     assert_eq!(
         events.last().map(|e| &e.kind),
@@ -374,7 +387,7 @@ async fn the_author_edits_within_the_window_and_history_keeps_each_version() {
         (e2.content.as_deref(), e2.body.as_ref()),
         (Some("second draft here"), Some(&body))
     );
-    assert_eq!(h.stored(id, m.message_id).await, Some(e2.clone()));
+    assert_eq!(h.stored(id, m.message_id).await, Some(bare(&e2)));
 
     let history = h
         .engine
@@ -453,7 +466,7 @@ async fn an_edit_after_the_window_is_a_conflict() {
     .await;
     assert_eq!(code(&r), Some("edit_window_closed"));
     assert!(matches!(r, Err(EngineError::Conflict(..))));
-    assert_eq!(h.stored(id, m.message_id).await, Some(m));
+    assert_eq!(h.stored(id, m.message_id).await, Some(bare(&m)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -576,7 +589,7 @@ async fn redactions_wipe_content_keep_the_place_and_are_idempotent() {
         (m.message_id, m.seq, Some(root.message_id), 1, m.created_at),
         "id, position, thread link and reactions stay"
     );
-    assert_eq!(h.stored(id, m.message_id).await.as_ref(), Some(w));
+    assert_eq!(h.stored(id, m.message_id).await, Some(bare(w)));
     let history = h
         .engine
         .reader(id)
@@ -660,7 +673,8 @@ async fn a_repeated_key_answers_with_the_original_and_creates_nothing() {
     .await
     .unwrap();
     assert!(again.replayed);
-    assert_eq!(again.message, first.message);
+    // As it is now (the actor's answers leave out Space7's `likes`, but for a new message).
+    assert_eq!(again.message, bare(&first.message));
     // `send` answers the message either way (Space7 paths do not care).
     let plain = within("send", space.send(keyed(&bob, "x", "k")))
         .await
@@ -773,5 +787,5 @@ async fn a_key_survives_a_restart_of_the_node() {
         .await
         .unwrap();
     assert!(again.replayed, "the store remembers the key");
-    assert_eq!(again.message, first.message);
+    assert_eq!(again.message, bare(&first.message));
 }

@@ -207,6 +207,25 @@ impl Store for FaultyStore {
     ) -> Result<Option<MessageId>> {
         self.inner.idempotent_send(space_id, sender_id, key).await
     }
+    async fn get_reaction(
+        &self,
+        space_id: SpaceId,
+        message_id: MessageId,
+        key: &str,
+        user_id: &str,
+    ) -> Result<Option<u64>> {
+        self.inner
+            .get_reaction(space_id, message_id, key, user_id)
+            .await
+    }
+    async fn user_reactions(
+        &self,
+        space_id: SpaceId,
+        user_id: &str,
+        items: Vec<(MessageId, Vec<String>)>,
+    ) -> Result<Vec<Vec<String>>> {
+        self.inner.user_reactions(space_id, user_id, items).await
+    }
     async fn space_stats(
         &self,
         space_id: SpaceId,
@@ -771,7 +790,13 @@ async fn appreciation_toggles_and_reorders_the_most_appreciated_page() {
         .await
         .unwrap()
         .expect("m1");
-    assert_eq!((stored.appreciation_count, stored.likes.len()), (0, 0));
+    assert_eq!(
+        (
+            stored.appreciation_count,
+            stored.likes.as_ref().map_or(0, Vec::len)
+        ),
+        (0, 0)
+    );
     assert_eq!(
         h.page(id, MessageOrder::MostAppreciated).await,
         vec![m2.message_id, m1.message_id],
@@ -800,7 +825,7 @@ async fn appreciation_toggles_and_reorders_the_most_appreciated_page() {
         .await
         .unwrap()
         .expect("m2");
-    let ids: Vec<u64> = stored.likes.iter().map(|l| l.id).collect();
+    let ids: Vec<u64> = stored.likes.iter().flatten().map(|l| l.id).collect();
     assert_eq!(ids, vec![5, 6]);
     assert_eq!(
         h.page(id, MessageOrder::MostAppreciated).await,
@@ -1153,7 +1178,14 @@ async fn a_duplicate_key_pipelined_before_the_original_is_durable_waits_for_it()
     let original = within("the original", original.wait()).await.unwrap();
     let duplicate = within("the duplicate", duplicate).await.unwrap();
     assert!(!original.replayed && duplicate.replayed);
-    assert_eq!(duplicate.message, original.message);
+    // The message as it is now: the actor's answers carry Space7's `likes` only for a new one.
+    assert_eq!(
+        duplicate.message,
+        Message {
+            likes: None,
+            ..original.message.clone()
+        }
+    );
     assert_eq!(original.message.content.as_deref(), Some("original"));
     assert_eq!(
         h.store.commits_of(id),

@@ -87,7 +87,7 @@ async fn write_some(store: &dyn Store) -> Written {
             media_type: None,
             word_count: 2,
             sender: bob.clone(),
-            likes: vec![],
+            likes: Some(vec![]),
             appreciation_count: 0,
             created_at: Timestamp::now(),
             actor_id: bob.user_id.clone(),

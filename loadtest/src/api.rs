@@ -277,6 +277,112 @@ impl Api {
         self.endpoint(&["api", "messages", space_id])
     }
 
+    /// `/v1/spaces/{id}/messages`.
+    pub fn v1_messages_url(&self, space_id: &str) -> Url {
+        self.endpoint(&["v1", "spaces", space_id, "messages"])
+    }
+
+    /// `/v1/spaces/{id}/messages/{mid}/reactions/{key}` (the key percent-encoded).
+    pub fn reaction_url(&self, space_id: &str, message_id: &str, key: &str) -> Url {
+        self.endpoint(&[
+            "v1",
+            "spaces",
+            space_id,
+            "messages",
+            message_id,
+            "reactions",
+            key,
+        ])
+    }
+
+    /// An absolute URL for a path (and query) on this server.
+    pub fn url(&self, path_and_query: &str) -> Result<Url> {
+        self.base
+            .join(path_and_query)
+            .with_context(|| format!("bad path {path_and_query:?}"))
+    }
+
+    /// `POST /v1/spaces/{id}/messages` with a JSON body: 201 (or 200 for a replayed key) is
+    /// acknowledged.
+    pub async fn send_v1(&self, token: &str, url: &Url, body: &serde_json::Value) -> SendOutcome {
+        let result = self
+            .client
+            .post(url.clone())
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await;
+        self.outcome(result, |status| {
+            status == StatusCode::CREATED || status == StatusCode::OK
+        })
+        .await
+    }
+
+    /// `PUT` (`set`) or `DELETE` a reaction: 200 is acknowledged.
+    pub async fn react(&self, token: &str, url: &Url, set: bool) -> SendOutcome {
+        let req = if set {
+            self.client.put(url.clone())
+        } else {
+            self.client.delete(url.clone())
+        };
+        let result = req.bearer_auth(token).send().await;
+        self.outcome(result, |status| status == StatusCode::OK)
+            .await
+    }
+
+    /// The outcome of a write whose success is `ok(status)` (the body is drained, then read for
+    /// a `seq` when there is one).
+    async fn outcome(
+        &self,
+        result: reqwest::Result<reqwest::Response>,
+        ok: impl Fn(StatusCode) -> bool,
+    ) -> SendOutcome {
+        let resp = match result {
+            Ok(resp) => resp,
+            Err(err) => return SendOutcome::Failed(classify(&err)),
+        };
+        let status = resp.status();
+        let retry_after = parse_retry_after(
+            resp.headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()),
+        );
+        let bytes = match resp.bytes().await {
+            Ok(bytes) => bytes,
+            Err(err) => return SendOutcome::Failed(classify(&err)),
+        };
+        if ok(status) {
+            let seq = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v.get("seq").and_then(serde_json::Value::as_u64))
+                .unwrap_or(0);
+            return SendOutcome::Acked { seq };
+        }
+        match status {
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
+                SendOutcome::Rejected {
+                    status: status.as_u16(),
+                    retry_after,
+                }
+            }
+            other => SendOutcome::Failed(format!("HTTP {}", other.as_u16())),
+        }
+    }
+
+    /// `GET` a path: the status (0 for a transport failure) once the whole body has arrived.
+    pub async fn get(&self, token: &str, url: &Url) -> Result<u16, String> {
+        let resp = self
+            .client
+            .get(url.clone())
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        let status = resp.status().as_u16();
+        resp.bytes().await.map_err(|e| classify(&e))?;
+        Ok(status)
+    }
+
     /// `POST /api/messages/{id}`; the outcome is known once the whole
     /// response (status and body) has arrived.
     pub async fn send_message(&self, token: &str, url: &Url, content: &str) -> SendOutcome {

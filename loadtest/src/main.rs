@@ -56,6 +56,15 @@
 //!   failover`), and the time from each kill to the first acknowledged send started after it
 //!   is reported (min / median / max), with how the sends in flight at the kill ended.
 //!
+//! * `sends --kind v1|v1-rich|react`: the same closed loop on the native surface: plain `/v1`
+//!   sends, sends with every rich field (msgtype, body, metadata, mentions, local_id, an
+//!   idempotency key), or reaction toggles (`PUT`/`DELETE …/reactions/👍` alternately, each
+//!   worker as its own user, on one message per space). `--space-id` reuses spaces,
+//!   `--max-sends` stops after that many acknowledgements (to fill a space).
+//!
+//! * `reads --path P…`: closed-loop `GET`s of fixed paths (cursor pages at any position, with
+//!   filters, stats), each path's latency on its own.
+//!
 //! * `compare FILE…`: reads report JSON lines and prints the side-by-side markdown table of
 //!   `scripts/bench.sh compare` (per step: Spacecast, Centrifugo, ratio S / C).
 //!
@@ -78,6 +87,7 @@ mod failover;
 mod load;
 mod nodes;
 mod procstat;
+mod reads;
 mod report;
 mod schedule;
 mod sends;
@@ -120,6 +130,8 @@ enum Scenario {
     Idle(LoadArgs),
     /// A long fan-out (default 600 s) with the server's RSS over time.
     Soak(LoadArgs),
+    /// Closed-loop GETs of fixed paths (cursor pages, filters, stats), each measured on its own.
+    Reads(reads::ReadsArgs),
     /// Raw CQL writes shaped like the engine's group commits (no server).
     CqlRaw(cql_raw::CqlRawArgs),
     /// A cluster under steady sends; kills a space's owner node N times (through a driver on
@@ -158,6 +170,7 @@ impl Scenario {
     fn threads(&self) -> Option<u32> {
         match self {
             Scenario::Sends(a) => a.common.threads,
+            Scenario::Reads(a) => a.common.threads,
             Scenario::CqlRaw(a) => a.threads,
             Scenario::Failover(a) => a.common.threads,
             Scenario::Compare(_) => Some(1),
@@ -217,6 +230,12 @@ async fn run(cli: Cli) -> Result<()> {
         Scenario::Sends(args) => {
             let json = args.common.json;
             let report = sends::run(args).await?;
+            report.print_human();
+            print_json(json, &report)
+        }
+        Scenario::Reads(args) => {
+            let json = args.common.json;
+            let report = reads::run(args).await?;
             report.print_human();
             print_json(json, &report)
         }

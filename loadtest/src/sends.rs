@@ -54,11 +54,45 @@ pub struct SendsArgs {
     /// user joins every space. Default: min(concurrency, 64).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub users: Option<u32>,
+    /// What each request is: a Space7 send, a native `/v1` send (plain, or with every rich
+    /// field: msgtype, body, metadata, mentions, local_id, idempotency key), or a reaction
+    /// toggle (`PUT` then `DELETE`, by each worker's user, on one message per space: with
+    /// `--spaces 1`, one hot message).
+    #[arg(long, value_enum, default_value_t = SendKind::Space7)]
+    pub kind: SendKind,
+    /// Send into these existing spaces instead of creating `--spaces` new ones (repeated or
+    /// comma-separated); the users still join them.
+    #[arg(long = "space-id", value_delimiter = ',')]
+    pub space_ids: Vec<String>,
+    /// Stop once this many requests were acknowledged in all (e.g. to fill a space with a
+    /// known number of messages); `--duration` still bounds the run.
+    #[arg(long)]
+    pub max_sends: Option<u64>,
 }
+
+/// The request a `sends` worker repeats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SendKind {
+    /// `POST /api/messages/{id}` `{content}`.
+    Space7,
+    /// `POST /v1/spaces/{id}/messages` `{content}`.
+    V1,
+    /// `POST /v1/spaces/{id}/messages` with every rich field and an idempotency key.
+    V1Rich,
+    /// `PUT` / `DELETE /v1/spaces/{id}/messages/{mid}/reactions/👍`, alternately.
+    React,
+}
+
+/// The reaction key the `react` kind toggles.
+const REACTION_KEY: &str = "👍";
 
 #[derive(Debug, Serialize)]
 pub struct SendsReport {
     pub scenario: &'static str,
+    pub kind: SendKind,
+    /// The spaces sent into.
+    pub space_ids: Vec<String>,
     pub spaces: u32,
     pub concurrency: u32,
     pub users: u32,
@@ -90,7 +124,8 @@ pub struct SendsReport {
 impl SendsReport {
     pub fn print_human(&self) {
         println!(
-            "== sends: {} spaces, {} workers, {} users, {} B content, {} s measured after {} s warm-up ==",
+            "== sends ({:?}): {} spaces, {} workers, {} users, {} B content, {} s measured after {} s warm-up ==",
+            self.kind,
             self.spaces,
             self.concurrency,
             self.users,
@@ -145,11 +180,16 @@ fn owner_list(owners: &BTreeMap<String, Option<String>>) -> String {
 struct Plan {
     api: Api,
     tokens: Vec<String>,
-    /// Messages URL of each space, by send node: `urls[node][space]`.
+    /// Request URL of each space (its messages, or its reaction target), by send node:
+    /// `urls[node][space]`.
     urls: Vec<Vec<Url>>,
     content_bytes: usize,
+    kind: SendKind,
     measure_start: Instant,
     end: Instant,
+    /// Acknowledged so far, and the bound (`--max-sends`).
+    acked: std::sync::atomic::AtomicU64,
+    max_sends: u64,
 }
 
 #[derive(Default)]
@@ -181,17 +221,21 @@ pub async fn run(args: SendsArgs) -> Result<SendsReport> {
         .map(|n| api.token(n))
         .collect::<Result<_>>()?;
 
-    eprintln!("loadtest: creating {} spaces", args.spaces);
-    let space_ids: Vec<String> = stream::iter(0..args.spaces as usize)
-        .map(|s| {
-            let api = &api;
-            let token = &tokens[s % tokens.len()];
-            async move { api.create_space(token).await }
-        })
-        .buffered(SETUP_CONCURRENCY)
-        .try_collect()
-        .await
-        .context("creating spaces")?;
+    let space_ids: Vec<String> = if args.space_ids.is_empty() {
+        eprintln!("loadtest: creating {} spaces", args.spaces);
+        stream::iter(0..args.spaces as usize)
+            .map(|s| {
+                let api = &api;
+                let token = &tokens[s % tokens.len()];
+                async move { api.create_space(token).await }
+            })
+            .buffered(SETUP_CONCURRENCY)
+            .try_collect()
+            .await
+            .context("creating spaces")?
+    } else {
+        args.space_ids.clone()
+    };
 
     eprintln!(
         "loadtest: joining {users} users to {} spaces",
@@ -207,12 +251,44 @@ pub async fn run(args: SendsArgs) -> Result<SendsReport> {
         .await
         .context("joining spaces")?;
 
+    // The react kind needs one message per space to react to.
+    let mut targets = Vec::new();
+    if args.kind == SendKind::React {
+        for id in &space_ids {
+            let url = api.messages_url(id);
+            match api.send_message(&tokens[0], &url, "react to me").await {
+                SendOutcome::Acked { .. } => {}
+                other => anyhow::bail!("sending the message to react to: {other:?}"),
+            }
+            let page: serde_json::Value = api
+                .http()
+                .get(api.v1_messages_url(id))
+                .bearer_auth(&tokens[0])
+                .send()
+                .await?
+                .json()
+                .await?;
+            let mid = page["data"][0]["message_id"]
+                .as_str()
+                .context("the message to react to")?
+                .to_owned();
+            targets.push(mid);
+        }
+    }
     let urls = nodes
         .send
         .iter()
         .map(|base| {
             let node = api.at(base);
-            space_ids.iter().map(|id| node.messages_url(id)).collect()
+            space_ids
+                .iter()
+                .enumerate()
+                .map(|(i, id)| match args.kind {
+                    SendKind::Space7 => node.messages_url(id),
+                    SendKind::V1 | SendKind::V1Rich => node.v1_messages_url(id),
+                    SendKind::React => node.reaction_url(id, &targets[i], REACTION_KEY),
+                })
+                .collect()
         })
         .collect();
     let start = Instant::now();
@@ -221,8 +297,11 @@ pub async fn run(args: SendsArgs) -> Result<SendsReport> {
         tokens,
         urls,
         content_bytes: args.common.content_bytes as usize,
+        kind: args.kind,
         measure_start: start + warmup,
         end: start + warmup + duration,
+        acked: std::sync::atomic::AtomicU64::new(0),
+        max_sends: args.max_sends.unwrap_or(u64::MAX),
     });
     eprintln!(
         "loadtest: {concurrency} workers sending for {} s (+{} s warm-up)",
@@ -268,7 +347,9 @@ pub async fn run(args: SendsArgs) -> Result<SendsReport> {
 
     Ok(SendsReport {
         scenario: "sends",
-        spaces: args.spaces,
+        kind: args.kind,
+        space_ids: space_ids.clone(),
+        spaces: space_ids.len() as u32,
         concurrency: args.concurrency,
         users,
         content_bytes: args.common.content_bytes,
@@ -303,14 +384,47 @@ async fn worker(id: usize, plan: Arc<Plan>) -> WorkerResult {
     let token = &plan.tokens[id % plan.tokens.len()];
     let urls = &plan.urls[nodes::spread(id, 1, plan.urls.len())];
     let mut result = WorkerResult::default();
+    // The react kind alternates set and remove, so every request changes something.
+    let mut set = true;
     for k in 0.. {
         let started = Instant::now();
-        if started >= plan.end {
+        if started >= plan.end
+            || plan.acked.load(std::sync::atomic::Ordering::Relaxed) >= plan.max_sends
+        {
             break;
         }
         let url = &urls[(id + k) % urls.len()];
         let content = stats::make_content(stats::now_micros(), plan.content_bytes);
-        let outcome = plan.api.send_message(token, url, &content).await;
+        let outcome = match plan.kind {
+            SendKind::Space7 => plan.api.send_message(token, url, &content).await,
+            SendKind::V1 => {
+                let body = serde_json::json!({ "content": content });
+                plan.api.send_v1(token, url, &body).await
+            }
+            SendKind::V1Rich => {
+                let body = serde_json::json!({
+                    "content": content,
+                    "msgtype": "text",
+                    "mentions": ["lt-user-0"],
+                    "metadata": {"client": "loadtest", "k": k},
+                    "body": {"kind": "bench", "worker": id, "k": k},
+                    "local_id": k,
+                    "idempotency_key": format!("w{id}-{k}-{}", stats::now_micros()),
+                });
+                plan.api.send_v1(token, url, &body).await
+            }
+            SendKind::React => {
+                let o = plan.api.react(token, url, set).await;
+                if matches!(o, SendOutcome::Acked { .. }) {
+                    set = !set;
+                }
+                o
+            }
+        };
+        if matches!(outcome, SendOutcome::Acked { .. }) {
+            plan.acked
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         let done = Instant::now();
         let measured = started >= plan.measure_start;
         if measured {

@@ -150,9 +150,14 @@ fn start_centrifugo(dir: &Path) -> (Proc, String) {
 
 /// Runs `loadtest ARGS --json --quiet` to completion and returns its report (last stdout line).
 fn loadtest(args: &[&str]) -> Value {
+    loadtest_with(args, &["--json", "--quiet"])
+}
+
+/// Runs `loadtest ARGS FLAGS` to completion and returns its report (last stdout line).
+fn loadtest_with(args: &[&str], flags: &[&str]) -> Value {
     let out = Command::new(loadtest_bin())
         .args(args)
-        .args(["--json", "--quiet"])
+        .args(flags)
         .env("SPACECAST_JWT_SECRET", SECRET)
         .env("CENTRIFUGO_API_KEY", API_KEY)
         .stderr(Stdio::inherit())
@@ -479,4 +484,65 @@ fn fanout_against_centrifugo() {
     assert_complete_fanout(&r, 20);
     assert_eq!(u(&r, "expected_deliveries"), 400);
     assert_server_measured(&r, server.pid());
+}
+
+/// The native kinds of `sends` (plain, rich, reaction toggles) and `reads` over what they wrote:
+/// every request acknowledged or answered 200, none failed, and the counts add up.
+#[test]
+fn native_sends_reactions_and_reads_against_spacecast() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_server, url) = start_spacecast(tmp.path());
+    let sends = |kind: &str, extra: &[&str]| {
+        let mut args = vec![
+            "sends",
+            "--url",
+            &url,
+            "--kind",
+            kind,
+            "--concurrency",
+            "4",
+            "--duration",
+            "2",
+        ];
+        args.extend_from_slice(extra);
+        // `sends` and `reads` draw no progress line: no `--quiet`.
+        let r = loadtest_with(&args, &["--json"]);
+        assert_eq!(r["kind"], kind, "{r}");
+        assert!(u(&r, "acked") > 0, "{r}");
+        assert_eq!((u(&r, "errors"), u(&r, "rejected")), (0, 0), "{r}");
+        r
+    };
+    // Filling a space: stops at the bound.
+    let plain = sends("v1", &["--spaces", "1", "--max-sends", "40"]);
+    assert!(u(&plain, "acked") <= 40 + 4, "{plain}");
+    let space = plain["space_ids"][0].as_str().unwrap().to_owned();
+    let rich = sends("v1-rich", &["--space-id", &space]);
+    assert_eq!(rich["space_ids"][0], space.as_str());
+    let react = sends("react", &["--spaces", "1"]);
+    assert_eq!(react["spaces"], 1);
+    let path = format!("/v1/spaces/{space}/messages?limit=10");
+    let filtered = format!("/v1/spaces/{space}/messages?sender_id=nobody");
+    let r = loadtest_with(
+        &[
+            "reads",
+            "--url",
+            &url,
+            "--path",
+            &path,
+            "--path",
+            &filtered,
+            "--duration",
+            "1",
+            "--warmup",
+            "0",
+        ],
+        &["--json"],
+    );
+    let paths = r["paths"].as_array().expect("paths");
+    assert_eq!(paths.len(), 2, "{r}");
+    for p in paths {
+        assert!(u(p, "ok") > 0, "{r}");
+        assert_eq!(p["errors"], serde_json::json!({}), "{r}");
+        assert_eq!(p["latency_ms"]["count"].as_u64(), Some(u(p, "ok")));
+    }
 }

@@ -8,6 +8,7 @@
 //! - [`console`] serves the web console, `/console…` (static files; dev login when enabled)
 //! - [`node`] serves `/v1/node` (this node's status and rates, for operators)
 //! - [`v1_messages`] serves the native `/v1/spaces/{id}/messages…`
+//! - [`v1_reactions`] serves `PUT`/`DELETE /v1/spaces/{id}/messages/{mid}/reactions/{key}`
 //! - [`v1_stats`] serves `/v1/spaces/{id}/stats`
 //!
 //! Handlers return `Result<Response, ApiError>`; [`respond`] renders errors (the only place)
@@ -23,6 +24,7 @@ pub mod node;
 pub mod spaces;
 pub mod table;
 pub mod v1_messages;
+pub mod v1_reactions;
 pub mod v1_stats;
 
 use std::convert::Infallible;
@@ -53,6 +55,8 @@ pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
         .or(console::routes(app.clone()))
         .unify()
         .or(v1_messages::routes(app.clone()))
+        .unify()
+        .or(v1_reactions::routes(app.clone()))
         .unify()
         .or(v1_stats::routes(app.clone()))
         .unify()

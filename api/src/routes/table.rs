@@ -67,6 +67,14 @@ pub const ROUTES: &[(Method, &str)] = &[
         Method::GET,
         "/v1/spaces/{spaceId}/messages/{messageId}/thread",
     ),
+    (
+        Method::PUT,
+        "/v1/spaces/{spaceId}/messages/{messageId}/reactions/{key}",
+    ),
+    (
+        Method::DELETE,
+        "/v1/spaces/{spaceId}/messages/{messageId}/reactions/{key}",
+    ),
     (Method::GET, "/v1/spaces/{spaceId}/stats"),
 ];
 

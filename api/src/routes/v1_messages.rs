@@ -336,10 +336,10 @@ async fn list_messages(
     let user = user(&app, auth)?;
     let space_id = parse_space_id(&space)?;
     let query = parse_list_query(&q)?;
-    let page = app
-        .engine
-        .reader(space_id)
-        .list_messages(user.id(), &query)
+    let reader = app.engine.reader(space_id);
+    let mut page = reader.list_messages(user.id(), &query).await?;
+    reader
+        .with_viewer_reactions(user.id(), &mut page.messages)
         .await?;
     let next_cursor = page.next.map(|seq| {
         Cursor {
@@ -366,10 +366,10 @@ async fn get_message(
     message: String,
 ) -> Result<Response, ApiError> {
     let (user, space_id, message_id) = message_target(&app, auth, &space, &message)?;
-    let m = app
-        .engine
-        .reader(space_id)
-        .message(user.id(), message_id)
+    let reader = app.engine.reader(space_id);
+    let mut m = reader.message(user.id(), message_id).await?;
+    reader
+        .with_viewer_reactions(user.id(), std::slice::from_mut(&mut m))
         .await?;
     Ok(json_response(StatusCode::OK, &m))
 }
@@ -558,6 +558,21 @@ pub fn validate_send(
     })
 }
 
+/// `m` as the native surface shows it to `viewer`: with `user_reactions`, without Space7's
+/// `likes` (see `SpaceReader::with_viewer_reactions`).
+async fn native(
+    app: &AppRef,
+    space_id: Uuid,
+    viewer: &str,
+    mut m: Message,
+) -> Result<Message, ApiError> {
+    app.engine
+        .reader(space_id)
+        .with_viewer_reactions(viewer, std::slice::from_mut(&mut m))
+        .await?;
+    Ok(m)
+}
+
 /// A message as a `/v1` write answers it: the message, with the client's `local_id` echoed.
 fn message_reply(status: StatusCode, m: &Message, local_id: Option<serde_json::Value>) -> Response {
     let mut v = serde_json::to_value(m).unwrap_or_default();
@@ -675,10 +690,12 @@ async fn send_message(
     )?;
     let (cmd, attached) = match prepare_send(&app, &user, space_id, cmd, media_ids).await? {
         Prepared::Replay(original) => {
+            let original = native(&app, space_id, user.id(), original).await?;
             return Ok(message_reply(StatusCode::OK, &original, local_id));
         }
         Prepared::Send { cmd, attached } => (cmd, attached),
     };
+    let viewer = user.id().to_owned();
     match app.engine.space(space_id).post(cmd).await {
         Ok(sent) => {
             let status = if sent.replayed {
@@ -686,7 +703,8 @@ async fn send_message(
             } else {
                 StatusCode::CREATED
             };
-            Ok(message_reply(status, &sent.message, local_id))
+            let m = native(&app, space_id, &viewer, sent.message).await?;
+            Ok(message_reply(status, &m, local_id))
         }
         Err(e) => {
             if let Some(a) = attached {
@@ -724,11 +742,13 @@ async fn edit_message(
         ));
     }
     validate_rich_fields(MSGTYPE_TEXT, b.body.as_ref(), None, &[], &[], None)?;
+    let viewer = user.id().to_owned();
     let m = app
         .engine
         .space(space_id)
         .edit(message_id, user.profile, content, b.body)
         .await?;
+    let m = native(&app, space_id, &viewer, m).await?;
     Ok(json_response(StatusCode::OK, &m))
 }
 
@@ -763,6 +783,7 @@ async fn redact_message(
             format!("reason is longer than {MAX_REASON_CHARS} characters"),
         ));
     }
+    let viewer = user.id().to_owned();
     let r = app
         .engine
         .space(space_id)
@@ -781,7 +802,8 @@ async fn redact_message(
     {
         tracing::warn!(error = %e, %message_id, "could not delete the files of a redacted message");
     }
-    Ok(json_response(StatusCode::OK, &r.message))
+    let m = native(&app, space_id, &viewer, r.message).await?;
+    Ok(json_response(StatusCode::OK, &m))
 }
 
 #[derive(Serialize)]
@@ -850,6 +872,9 @@ async fn thread(
             _ => break,
         }
     }
+    reader
+        .with_viewer_reactions(user.id(), &mut replies)
+        .await?;
     let next_cursor = next.map(|seq| {
         Cursor {
             direction: Direction::Forward,

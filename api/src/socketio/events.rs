@@ -275,7 +275,7 @@ mod tests {
                 username: "Ada".into(),
                 profile_picture: String::new(),
             },
-            likes: vec![],
+            likes: Some(vec![]),
             appreciation_count: 0,
             created_at: Timestamp(0),
             ..Default::default()

@@ -20,22 +20,24 @@ use spacecast_observability::Metrics;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::cache::{CacheBudget, Cached, MessageCache};
+use super::cache::{CacheBudget, Cached, MessageCache, ReactionCache};
 use super::writer::{self, Reply, Sequenced, WriterCtx};
-use super::{Appreciation, Command, Outcome, Redacted, SendMessage, SpaceMsg};
+use super::{Appreciation, Command, Outcome, Reaction, Redacted, SendMessage, SpaceMsg};
 use crate::EngineConfig;
 use crate::bus::{CommandSink, Fanout, Lease, Serving};
 use crate::directory::SupervisorMsg;
 use crate::error::{EngineError, Result};
 use crate::event::{APPRECIATE, EventKind, MessageDeleted, ReactionChanged, SpaceEvent};
 use crate::model::{
-    JsonObject, Like, MAX_IDEMPOTENCY_KEY_BYTES, MAX_REASON_BYTES, MSGTYPE_TEXT, Member, Message,
-    MessageId, MessageVersion, POWER_ADMIN, POWER_MEMBER, POWER_MODERATOR, PostingPermission, Seq,
-    Space, SpaceCounters, SpaceId, Timestamp, UserRef, Visibility, new_id, validate_rich_fields,
-    word_count,
+    JsonObject, MAX_IDEMPOTENCY_KEY_BYTES, MAX_REACTION_KEY_BYTES, MAX_REACTION_KEYS,
+    MAX_REASON_BYTES, MSGTYPE_TEXT, Member, Message, MessageId, MessageVersion, POWER_ADMIN,
+    POWER_MEMBER, POWER_MODERATOR, PostingPermission, Seq, Space, SpaceCounters, SpaceId,
+    Timestamp, UserRef, Visibility, new_id, valid_reaction_key, validate_rich_fields, word_count,
 };
 use crate::stats::{ContributorStats, MessageMark, SpaceStats, contributor_after};
-use crate::store::{Claimed, CommitBatch, Direction, HistoryWrite, KeyWrite, MessageWrite, Store};
+use crate::store::{
+    Claimed, CommitBatch, Direction, HistoryWrite, KeyWrite, MessageWrite, ReactionWrite, Store,
+};
 
 /// The actor; stateless, as ractor wants. See the module doc.
 pub(crate) struct SpaceActor;
@@ -73,6 +75,8 @@ pub(crate) struct SpaceState {
     contributors: HashMap<String, ContributorStats>,
     members: HashMap<String, Member>,
     cache: MessageCache,
+    /// Reactions the actor changed or read (see [`ReactionCache`]).
+    reactions: ReactionCache,
     /// Idempotency keys of recent sends (the store has them all, see `send`).
     keys: RecentKeys,
     writer_tx: Option<mpsc::UnboundedSender<Sequenced>>,
@@ -153,6 +157,7 @@ impl Actor for SpaceActor {
                 .map(|m| (m.user.user_id.clone(), m))
                 .collect(),
             cache: MessageCache::new(args.config.message_cache, args.cache_budget),
+            reactions: ReactionCache::default(),
             keys: RecentKeys::new(Timestamp::now(), args.config.idempotency_ttl),
             writer_tx: Some(tx),
             writer_task: Some(writer_task),
@@ -208,9 +213,28 @@ impl Actor for SpaceActor {
                         reason,
                     } => state.redact(message_id, &by, reason).await,
                     Command::ToggleAppreciation { message_id, by } => state
-                        .toggle_appreciation(message_id, &by)
+                        .react(message_id, APPRECIATE, &by, None)
                         .await
-                        .map(|(b, a)| (b, Outcome::Appreciation(a))),
+                        .map(|(b, r)| {
+                            let appreciation = Appreciation {
+                                appreciated: r.reacted,
+                                appreciation_count: r
+                                    .reaction_counts
+                                    .get(APPRECIATE)
+                                    .copied()
+                                    .unwrap_or(0),
+                            };
+                            (b, Outcome::Appreciation(appreciation))
+                        }),
+                    Command::React {
+                        message_id,
+                        key,
+                        by,
+                        set,
+                    } => state
+                        .react(message_id, &key, &by, Some(set))
+                        .await
+                        .map(|(b, r)| (b, Outcome::Reaction(r))),
                     Command::Join { user, invite_code } => state
                         .join(user, invite_code)
                         .map(|(b, m)| (b, Outcome::Member(m))),
@@ -453,6 +477,8 @@ impl SpaceState {
             gif: cmd.gif,
             media: cmd.media,
             created_at: Timestamp::now(),
+            // New: nobody appreciates it yet (Space7 shows `likes: []` on a new message).
+            likes: Some(Vec::new()),
             ..Default::default()
         };
         let mut batch = self.batch();
@@ -466,7 +492,11 @@ impl SpaceState {
         self.cache.insert(
             message.message_id,
             Cached {
-                message: Some(message.clone()),
+                // The actor never holds likes (see `message`): only the new message says [].
+                message: Some(Message {
+                    likes: None,
+                    ..message.clone()
+                }),
                 last_write: seq,
             },
         );
@@ -532,11 +562,13 @@ impl SpaceState {
         if let Some(c) = self.cache.get(&message_id) {
             return c.message.clone().ok_or(EngineError::MessageNotFound);
         }
-        let m = self
+        let mut m = self
             .store
             .get_message(self.space.space_id, message_id)
             .await?
             .ok_or(EngineError::MessageNotFound)?;
+        // The actor never holds a message's reactions (O(1) per reaction, whatever their number).
+        m.likes = None;
         let last_write = self.durable_seq.load(Ordering::Acquire);
         self.cache.insert(
             message_id,
@@ -608,6 +640,7 @@ impl SpaceState {
                 last_write: seq,
             },
         );
+        self.reactions.forget_message(message_id);
         if m.edited_at.is_some() {
             batch.push_history(HistoryWrite::Clear { message_id });
         }
@@ -750,57 +783,120 @@ impl SpaceState {
         ))
     }
 
-    async fn toggle_appreciation(
+    /// Sets, removes (`set`) or toggles (`None`, Space7's appreciate) `by`'s reaction `key`.
+    /// O(1): the message's counts change in the cache in place, the reaction's state comes from
+    /// the reaction cache or one point read, and the batch carries one [`ReactionWrite`].
+    async fn react(
         &mut self,
         message_id: MessageId,
+        key: &str,
         by: &UserRef,
-    ) -> Result<(CommitBatch, Appreciation)> {
+        set: Option<bool>,
+    ) -> Result<(CommitBatch, Reaction)> {
+        if !valid_reaction_key(key) {
+            return Err(EngineError::Invalid(
+                "invalid_reaction_key",
+                format!(
+                    "a reaction key is an emoji or a short name: 1 to {MAX_REACTION_KEY_BYTES} bytes, no spaces, control characters or /"
+                ),
+            ));
+        }
         if self.space.visibility == Visibility::Private {
             self.member_power(&by.user_id)?;
         }
-        let mut m = self.message(message_id).await?;
-        let previous = m.appreciation_count;
+        // Cached from here on (a read on a miss), so the in-place update below finds it; no copy
+        // of the message is made.
+        if self.cache.get(&message_id).is_none() {
+            self.message(message_id).await?;
+        }
+        let (message_seq, count, keys) =
+            match self.cache.get(&message_id).and_then(|c| c.message.as_ref()) {
+                Some(m) => (
+                    m.seq,
+                    m.reaction_counts.get(key).copied().unwrap_or(0),
+                    m.reaction_counts.clone(),
+                ),
+                None => return Err(EngineError::MessageNotFound),
+            };
+        let state = match self.reactions.get(message_id, key, &by.user_id) {
+            Some(state) => state,
+            None => {
+                let state = self
+                    .store
+                    .get_reaction(self.space.space_id, message_id, key, &by.user_id)
+                    .await?;
+                let durable = self.durable_seq.load(Ordering::Acquire);
+                self.reactions
+                    .insert(message_id, key, &by.user_id, state, durable);
+                state
+            }
+        };
+        let want = set.unwrap_or(state.is_none());
+        if want == state.is_some() {
+            // Already so: nothing to write; answered once what the caller saw is durable.
+            return Ok((
+                self.batch(),
+                Reaction {
+                    reacted: want,
+                    changed: false,
+                    reaction_counts: keys,
+                },
+            ));
+        }
+        if want && count == 0 && keys.len() >= MAX_REACTION_KEYS {
+            return Err(EngineError::Conflict(
+                "too_many_reactions",
+                format!("a message has at most {MAX_REACTION_KEYS} different reactions"),
+            ));
+        }
         let seq = self.next_seq();
-        let appreciated = if m.liked_by(&by.user_id) {
-            m.likes.retain(|l| l.user_id != by.user_id);
-            false
+        let count = if want {
+            count + 1
         } else {
-            m.likes.push(Like {
-                id: seq,
-                user_id: by.user_id.clone(),
-            });
-            true
+            count.saturating_sub(1)
         };
-        m.appreciation_count = m.likes.len() as u32;
-        m.sync_reaction_counts();
-        let outcome = Appreciation {
-            appreciated,
-            appreciation_count: m.appreciation_count,
-        };
+        let mut counts = keys;
+        let mut appreciation_count = 0;
+        self.cache.update(&message_id, seq, |m| {
+            m.set_reaction_count(key, count);
+            appreciation_count = m.appreciation_count;
+        });
+        if count > 0 {
+            counts.insert(key.to_owned(), count);
+        } else {
+            counts.remove(key);
+        }
+        let added = want.then_some(seq);
+        self.reactions
+            .insert(message_id, key, &by.user_id, added, seq);
         let mut batch = self.batch();
         batch.events.push(self.event(
             seq,
             EventKind::ReactionChanged(ReactionChanged {
                 message_id,
-                key: APPRECIATE.to_owned(),
+                key: key.to_owned(),
                 user_id: by.user_id.clone(),
-                added: appreciated,
-                count: m.appreciation_count,
-                appreciation_count: m.appreciation_count,
+                added: want,
+                count,
+                appreciation_count,
             }),
         ));
-        batch.push_message_write(MessageWrite::Put {
-            message: m.clone(),
-            previous_appreciation: Some(previous),
-        });
-        self.cache.insert(
+        batch.push_reaction(ReactionWrite {
             message_id,
-            Cached {
-                message: Some(m),
-                last_write: seq,
+            message_seq,
+            key: key.to_owned(),
+            user_id: by.user_id.clone(),
+            added,
+            count,
+        });
+        Ok((
+            batch,
+            Reaction {
+                reacted: want,
+                changed: true,
+                reaction_counts: counts,
             },
-        );
-        Ok((batch, outcome))
+        ))
     }
 
     fn join(
@@ -952,6 +1048,7 @@ impl SpaceState {
     fn evict_durable(&mut self) {
         let durable = self.durable_seq.load(Ordering::Acquire);
         self.cache.evict_durable(durable);
+        self.reactions.evict_durable(durable);
     }
 
     /// Closes the writer's queue and waits until it has settled everything it accepted.

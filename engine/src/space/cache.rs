@@ -72,7 +72,10 @@ fn footprint(c: &Cached) -> usize {
                 + m.sender.user_id.len()
                 + m.sender.username.len()
                 + m.sender.profile_picture.len()
-                + m.likes.iter().map(|l| 40 + l.user_id.len()).sum::<usize>()
+                + m.reaction_counts
+                    .keys()
+                    .map(|k| 48 + k.len())
+                    .sum::<usize>()
                 + m.actor_id.len()
                 + m.msgtype.len()
                 + json_size(m.body.as_ref())
@@ -130,6 +133,25 @@ impl MessageCache {
         }
     }
 
+    /// Changes a cached message in place as the event `seq` (its reaction counts: O(1), no
+    /// copy of the message). `false` if it is not cached, or cached as deleted.
+    pub(crate) fn update(
+        &mut self,
+        id: &MessageId,
+        seq: Seq,
+        f: impl FnOnce(&mut Message),
+    ) -> bool {
+        let Some((c, _)) = self.entries.get_mut(id) else {
+            return false;
+        };
+        let Some(m) = c.message.as_mut() else {
+            return false;
+        };
+        f(m);
+        c.last_write = seq;
+        true
+    }
+
     /// Drops every entry whose latest change is durable (`last_write <= durable`), when this
     /// cache holds more than its entry bound or the node's caches exceed their byte budget.
     pub(crate) fn evict_durable(&mut self, durable: Seq) {
@@ -151,6 +173,54 @@ impl MessageCache {
     #[cfg(test)]
     fn len(&self) -> usize {
         self.entries.len()
+    }
+}
+
+/// The space actor's knowledge of individual reactions: which (message, key, user) are set, as
+/// the actor last changed or read them. Like the message cache, an entry whose change is not yet
+/// durable is the only up-to-date copy and stays; durable entries are dropped past
+/// [`ReactionCache::CAP`] entries (the store answers for them: a point read).
+#[derive(Default)]
+pub(crate) struct ReactionCache {
+    entries: HashMap<(MessageId, String, String), (Option<Seq>, Seq)>,
+}
+
+impl ReactionCache {
+    const CAP: usize = 8192;
+
+    /// `Some(state)` when known: `state` is the seq that added the reaction, `None` if unset.
+    pub(crate) fn get(&self, message_id: MessageId, key: &str, user: &str) -> Option<Option<Seq>> {
+        // One allocation per lookup; a toggle costs a few anyway (its event, its write).
+        self.entries
+            .get(&(message_id, key.to_owned(), user.to_owned()))
+            .map(|(state, _)| *state)
+    }
+
+    /// Records the state of a reaction as of event `last_write` (the durable seq for a read).
+    pub(crate) fn insert(
+        &mut self,
+        message_id: MessageId,
+        key: &str,
+        user: &str,
+        state: Option<Seq>,
+        last_write: Seq,
+    ) {
+        self.entries.insert(
+            (message_id, key.to_owned(), user.to_owned()),
+            (state, last_write),
+        );
+    }
+
+    /// Forgets every reaction of a deleted message (its rows are deleted with it).
+    pub(crate) fn forget_message(&mut self, message_id: MessageId) {
+        self.entries.retain(|(m, _, _), _| *m != message_id);
+    }
+
+    /// Drops the entries known durable, once past the bound.
+    pub(crate) fn evict_durable(&mut self, durable: Seq) {
+        if self.entries.len() > Self::CAP {
+            self.entries.retain(|_, (_, w)| *w > durable);
+        }
     }
 }
 
@@ -180,7 +250,6 @@ mod tests {
                 username: "u".into(),
                 profile_picture: String::new(),
             },
-            likes: vec![],
             appreciation_count: 0,
             created_at: Timestamp(0),
             ..Default::default()

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Appreciation, Redacted, SendMessage, Sent};
+use super::{Appreciation, Reaction, Redacted, SendMessage, Sent};
 use crate::error::{EngineError, Result};
 use crate::model::{JsonObject, Member, Message, MessageId, UserRef};
 
@@ -45,6 +45,14 @@ pub enum Command {
     },
     /// Toggle `by`'s appreciation; answered with [`Outcome::Appreciation`].
     ToggleAppreciation { message_id: MessageId, by: UserRef },
+    /// Add (`set: true`) or remove (`set: false`) `by`'s reaction `key`; idempotent (nothing
+    /// changes when it already is so); answered with [`Outcome::Reaction`].
+    React {
+        message_id: MessageId,
+        key: String,
+        by: UserRef,
+        set: bool,
+    },
     /// Join as an ordinary member; answered with [`Outcome::Member`].
     Join {
         user: UserRef,
@@ -65,6 +73,7 @@ impl Command {
             Command::Edit { .. } => "edit",
             Command::Redact { .. } => "redact",
             Command::ToggleAppreciation { .. } => "toggle_appreciation",
+            Command::React { .. } => "react",
             Command::Join { .. } => "join",
             Command::Sync => "sync",
         }
@@ -82,6 +91,7 @@ pub enum Outcome {
     Appreciation(Appreciation),
     Member(Member),
     Redacted(Redacted),
+    Reaction(Reaction),
     /// A send whose idempotency key named an earlier send: that message (as it is now);
     /// nothing was created.
     Replayed(Message),
@@ -133,6 +143,13 @@ impl Outcome {
         match self {
             Outcome::Appreciation(a) => Ok(a),
             other => Err(other.mismatch("appreciation")),
+        }
+    }
+
+    pub(crate) fn into_reaction(self) -> Result<Reaction> {
+        match self {
+            Outcome::Reaction(r) => Ok(r),
+            other => Err(other.mismatch("reaction")),
         }
     }
 
@@ -372,6 +389,12 @@ mod tests {
                 by: user(),
                 reason: Some("spam".into()),
             },
+            Command::React {
+                message_id: new_id(),
+                key: "👍".into(),
+                by: user(),
+                set: true,
+            },
             Command::Sync,
         ];
         for c in cmds {
@@ -386,6 +409,11 @@ mod tests {
             ..Default::default()
         };
         let outcomes = [
+            Outcome::Reaction(Reaction {
+                reacted: true,
+                changed: false,
+                reaction_counts: [("👍".to_owned(), 2)].into_iter().collect(),
+            }),
             Outcome::Appreciation(Appreciation {
                 appreciated: true,
                 appreciation_count: 3,

@@ -77,6 +77,17 @@ pub struct Appreciation {
     pub appreciation_count: u32,
 }
 
+/// The result of a reaction set or removed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reaction {
+    /// Whether the caller has the reaction now.
+    pub reacted: bool,
+    /// Whether this call changed it (false: it already was so; no event, no seq).
+    pub changed: bool,
+    /// The message's counts after the call.
+    pub reaction_counts: std::collections::BTreeMap<String, u32>,
+}
+
 /// The result of a send: the message, and whether it is an earlier send's, answered again for a
 /// repeated idempotency key (nothing was created; the edge answers 200 instead of 201).
 #[derive(Clone, Debug, PartialEq)]
@@ -257,6 +268,33 @@ impl SpaceHandle {
         self.execute(Command::ToggleAppreciation { message_id, by })
             .await?
             .into_appreciation()
+    }
+
+    /// Adds (`set`) or removes `by`'s reaction `key` to a message; idempotent per user: a call
+    /// that changes nothing answers the current counts, with no event. A change is the event
+    /// `reaction_changed` (the next seq). O(1) whatever the message's other reactions: one
+    /// reaction row and one count are written, the message row is not rewritten. Returns once
+    /// durable.
+    ///
+    /// # Errors
+    /// `MessageNotFound`, `NotAMember` (private space), `Invalid("invalid_reaction_key")` (see
+    /// [`crate::model::valid_reaction_key`]), `Conflict("too_many_reactions")` (a new key past
+    /// [`crate::model::MAX_REACTION_KEYS`]), and the transient errors.
+    pub async fn react(
+        &self,
+        message_id: MessageId,
+        key: String,
+        by: UserRef,
+        set: bool,
+    ) -> Result<Reaction> {
+        self.execute(Command::React {
+            message_id,
+            key,
+            by,
+            set,
+        })
+        .await?
+        .into_reaction()
     }
 
     /// Waits until everything sequenced in the space so far is durable, starting its actor if

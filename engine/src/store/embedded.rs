@@ -24,10 +24,18 @@
 //! | `message_by_id` | message_id | space_id · seq u64 |
 //! | `messages_by_appreciation` | space_id · count u32 · seq u64 | message_id |
 //! | `message_history` | space_id · message_id · seq u64 (of the edit) | `MessageVersion` JSON |
+//! | `reactions` | space_id · message_id · len(key) u8 · key · user_id | seq u64 of the event that added it |
+//! | `reaction_counts` | space_id · message_id · key | count u32 |
 //! | `idempotency_keys` | space_id · len(sender) u16 · sender · key | message_id · expires_at ms u64 |
 //! | `idempotency_expiry` | space_id · expires_at ms u64 · len(sender) u16 · sender · key | empty |
 //! | `space_stats` | space_id | `SpaceStats` JSON (absent: never committed, see [`crate::stats`]) |
 //! | `contributors_by_space` | space_id · user_id | `ContributorStats` JSON |
+//!
+//! A message's reactions live outside its `Message` JSON, one row per (key, user) and one count
+//! per key, so a reaction writes two small values whatever the message holds; reads put the
+//! counts (and Space7's `likes`, the `appreciate` rows) into the message they return. Databases
+//! written before reactions had rows kept likes inside the message JSON: [`EmbeddedStore::open`]
+//! moves them to rows once (`meta` `reactions_v1` records that it did).
 //!
 //! An idempotency key past its expiry reads as absent. Expired keys are purged by the commits of
 //! their space that write keys: each removes at most `2k + 16` expired ones (k: the keys it
@@ -66,9 +74,9 @@ use super::{
     Claimed, CommitBatch, Direction, HistoryWrite, MessageOrder, MessageWrite, SpaceSnapshot, Store,
 };
 use crate::error::{EngineError, Result};
-use crate::event::SpaceEvent;
+use crate::event::{APPRECIATE, SpaceEvent};
 use crate::model::{
-    Member, Message, MessageId, MessageVersion, Seq, Space, SpaceCounters, SpaceId, SpaceView,
+    Like, Member, Message, MessageId, MessageVersion, Seq, Space, SpaceCounters, SpaceId, SpaceView,
 };
 use crate::stats::{ContributorStats, SpaceStats};
 
@@ -83,6 +91,8 @@ mod tables {
     pub const MESSAGE_BY_ID: &str = "message_by_id";
     pub const MESSAGES_BY_APPRECIATION: &str = "messages_by_appreciation";
     pub const MESSAGE_HISTORY: &str = "message_history";
+    pub const REACTIONS: &str = "reactions";
+    pub const REACTION_COUNTS: &str = "reaction_counts";
     pub const IDEMPOTENCY_KEYS: &str = "idempotency_keys";
     pub const IDEMPOTENCY_EXPIRY: &str = "idempotency_expiry";
     pub const SPACE_STATS: &str = "space_stats";
@@ -102,6 +112,8 @@ struct Tables {
     message_by_id: Keyspace,
     messages_by_appreciation: Keyspace,
     message_history: Keyspace,
+    reactions: Keyspace,
+    reaction_counts: Keyspace,
     idempotency_keys: Keyspace,
     idempotency_expiry: Keyspace,
     meta: Keyspace,
@@ -122,6 +134,8 @@ enum Table {
     MessageById,
     MessagesByAppreciation,
     MessageHistory,
+    Reactions,
+    ReactionCounts,
     IdempotencyKeys,
     IdempotencyExpiry,
     Meta,
@@ -141,6 +155,8 @@ impl Tables {
             Table::MessageById => &self.message_by_id,
             Table::MessagesByAppreciation => &self.messages_by_appreciation,
             Table::MessageHistory => &self.message_history,
+            Table::Reactions => &self.reactions,
+            Table::ReactionCounts => &self.reaction_counts,
             Table::IdempotencyKeys => &self.idempotency_keys,
             Table::IdempotencyExpiry => &self.idempotency_expiry,
             Table::Meta => &self.meta,
@@ -179,6 +195,8 @@ impl Open {
             message_by_id: ks(tables::MESSAGE_BY_ID)?,
             messages_by_appreciation: ks(tables::MESSAGES_BY_APPRECIATION)?,
             message_history: ks(tables::MESSAGE_HISTORY)?,
+            reactions: ks(tables::REACTIONS)?,
+            reaction_counts: ks(tables::REACTION_COUNTS)?,
             idempotency_keys: ks(tables::IDEMPOTENCY_KEYS)?,
             idempotency_expiry: ks(tables::IDEMPOTENCY_EXPIRY)?,
             meta: ks(tables::META)?,
@@ -396,6 +414,105 @@ fn ms(t: crate::model::Timestamp) -> u64 {
     t.0.max(0) as u64
 }
 
+/// `space · message · len(key) · key`: the rows of one reaction key of a message.
+fn key_reaction_prefix(space: SpaceId, message_id: MessageId, key: &str) -> Vec<u8> {
+    let mut k = key_history_prefix(space, message_id);
+    // Keys are at most `MAX_REACTION_KEY_BYTES` (64), checked before anything is sequenced.
+    k.push(key.len().min(255) as u8);
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+fn key_reaction(space: SpaceId, message_id: MessageId, key: &str, user_id: &str) -> Vec<u8> {
+    let mut k = key_reaction_prefix(space, message_id, key);
+    k.extend_from_slice(user_id.as_bytes());
+    k
+}
+
+fn key_reaction_count(space: SpaceId, message_id: MessageId, key: &str) -> Vec<u8> {
+    let mut k = key_history_prefix(space, message_id);
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+fn be_u64(v: &[u8]) -> u64 {
+    v.get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u64::from_be_bytes)
+}
+
+fn be_u32(v: &[u8]) -> u32 {
+    v.get(..4)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u32::from_be_bytes)
+}
+
+/// Puts a message's reaction counts and (for Space7) its likes, as the store holds them, into the
+/// message read from its JSON (which does not carry them).
+fn with_reactions(t: &Tables, mut m: Message) -> Result<Message> {
+    let prefix = key_history_prefix(m.space_id, m.message_id);
+    m.reaction_counts.clear();
+    for kv in t.reaction_counts.prefix(&prefix) {
+        let (k, v) = kv.into_inner().map_err(io_err)?;
+        let key = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+        m.reaction_counts.insert(key, be_u32(&v));
+    }
+    m.appreciation_count = m.reaction_counts.get(APPRECIATE).copied().unwrap_or(0);
+    let likes_prefix = key_reaction_prefix(m.space_id, m.message_id, APPRECIATE);
+    let mut likes = Vec::with_capacity(m.appreciation_count.min(4096) as usize);
+    for kv in t.reactions.prefix(&likes_prefix) {
+        let (k, v) = kv.into_inner().map_err(io_err)?;
+        likes.push(Like {
+            id: be_u64(&v),
+            user_id: String::from_utf8_lossy(&k[likes_prefix.len()..]).into_owned(),
+        });
+    }
+    likes.sort_by_key(|l| l.id);
+    m.likes = Some(likes);
+    Ok(m)
+}
+
+/// Moves the likes of a database written before reactions had rows (kept inside each message's
+/// JSON) to reaction rows and counts, once. Runs at open, before the writer starts; one atomic
+/// batch, so a crash leaves either nothing or everything done.
+fn migrate_likes(open: &Open) -> Result<()> {
+    const DONE: &[u8] = b"reactions_v1";
+    if open.t.meta.get(DONE).map_err(io_err)?.is_some() {
+        return Ok(());
+    }
+    let mut batch = open.db.batch().durability(Some(PersistMode::SyncAll));
+    let mut moved = 0usize;
+    for kv in open.t.messages_by_space.iter() {
+        let (_, v) = kv.into_inner().map_err(io_err)?;
+        let m: Message = dec(&v)?;
+        let Some(likes) = m.likes.as_ref().filter(|l| !l.is_empty()) else {
+            continue;
+        };
+        for l in likes {
+            batch.insert(
+                &open.t.reactions,
+                key_reaction(m.space_id, m.message_id, APPRECIATE, &l.user_id),
+                l.id.to_be_bytes().to_vec(),
+            );
+        }
+        batch.insert(
+            &open.t.reaction_counts,
+            key_reaction_count(m.space_id, m.message_id, APPRECIATE),
+            (likes.len() as u32).to_be_bytes().to_vec(),
+        );
+        moved += 1;
+    }
+    batch.insert(&open.t.meta, DONE, vec![1]);
+    batch.commit().map_err(io_err)?;
+    if moved > 0 {
+        tracing::info!(
+            messages = moved,
+            "moved the likes of older messages to reaction rows"
+        );
+    }
+    Ok(())
+}
+
 fn key_appreciation(space: SpaceId, count: u32, seq: Seq) -> Vec<u8> {
     let mut k = Vec::with_capacity(28);
     k.extend_from_slice(space.as_bytes());
@@ -413,6 +530,7 @@ impl EmbeddedStore {
     pub fn open(path: &Path, metrics: Metrics) -> Result<Arc<Self>> {
         std::fs::create_dir_all(path).map_err(io_err)?;
         let open = Arc::new(Open::at(path)?);
+        migrate_likes(&open)?;
         let shared = Arc::new(Shared {
             path: path.to_path_buf(),
             open: RwLock::new(Some(open.clone())),
@@ -958,22 +1076,19 @@ impl Store for EmbeddedStore {
                 } => {
                     let m = message;
                     ops.push(Op::Put(Table::MessagesBySpace, key_seq(sid, m.seq), enc(m)));
-                    match previous_appreciation {
-                        None => ops.push(Op::Put(
+                    // Only a new message enters the index (at its count, 0); reactions move it.
+                    if previous_appreciation.is_none() {
+                        ops.push(Op::Put(
                             Table::MessageById,
                             m.message_id.as_bytes().to_vec(),
                             key_seq(sid, m.seq),
-                        )),
-                        Some(prev) => ops.push(Op::Del(
+                        ));
+                        ops.push(Op::Put(
                             Table::MessagesByAppreciation,
-                            key_appreciation(sid, *prev, m.seq),
-                        )),
+                            key_appreciation(sid, m.appreciation_count, m.seq),
+                            m.message_id.as_bytes().to_vec(),
+                        ));
                     }
-                    ops.push(Op::Put(
-                        Table::MessagesByAppreciation,
-                        key_appreciation(sid, m.appreciation_count, m.seq),
-                        m.message_id.as_bytes().to_vec(),
-                    ));
                 }
                 MessageWrite::Delete {
                     message_id,
@@ -988,6 +1103,62 @@ impl Store for EmbeddedStore {
                     ));
                 }
             }
+        }
+        let reactions = b.reaction_outcome();
+        for r in &reactions.rows {
+            let k = key_reaction(sid, r.message_id, &r.key, &r.user_id);
+            ops.push(match r.added {
+                Some(seq) => Op::Put(Table::Reactions, k, seq.to_be_bytes().to_vec()),
+                None => Op::Del(Table::Reactions, k),
+            });
+        }
+        for r in &reactions.counts {
+            let k = key_reaction_count(sid, r.message_id, &r.key);
+            ops.push(match r.count {
+                0 => Op::Del(Table::ReactionCounts, k),
+                n => Op::Put(Table::ReactionCounts, k, n.to_be_bytes().to_vec()),
+            });
+        }
+        for &(id, seq, before, after) in &reactions.appreciation {
+            if before != after {
+                ops.push(Op::Del(
+                    Table::MessagesByAppreciation,
+                    key_appreciation(sid, before, seq),
+                ));
+                ops.push(Op::Put(
+                    Table::MessagesByAppreciation,
+                    key_appreciation(sid, after, seq),
+                    id.as_bytes().to_vec(),
+                ));
+            }
+        }
+        // A deleted message's reactions and counts go with it: their keys are read here, as the
+        // history's below (only this space's fenced writer adds any).
+        let deleted: Vec<MessageId> = b
+            .messages
+            .iter()
+            .filter_map(|w| match w {
+                MessageWrite::Delete { message_id, .. } => Some(*message_id),
+                MessageWrite::Put { .. } => None,
+            })
+            .collect();
+        if !deleted.is_empty() {
+            let keys = self
+                .read(move |t| {
+                    let mut keys = Vec::new();
+                    for id in deleted {
+                        let prefix = key_history_prefix(sid, id);
+                        for kv in t.reactions.prefix(&prefix) {
+                            keys.push((Table::Reactions, kv.key().map_err(io_err)?.to_vec()));
+                        }
+                        for kv in t.reaction_counts.prefix(&prefix) {
+                            keys.push((Table::ReactionCounts, kv.key().map_err(io_err)?.to_vec()));
+                        }
+                    }
+                    Ok(keys)
+                })
+                .await?;
+            ops.extend(keys.into_iter().map(|(t, k)| Op::Del(t, k)));
         }
         // Clearing a message's history deletes its rows one by one: they are read here, before
         // the write. Only this space's writer (one at a time, fenced) writes them, so nothing can
@@ -1145,7 +1316,7 @@ impl Store for EmbeddedStore {
                         .take(limit)
                     {
                         let (_, v) = kv.into_inner().map_err(io_err)?;
-                        out.push(dec::<Message>(&v)?);
+                        out.push(with_reactions(t, dec::<Message>(&v)?)?);
                     }
                 }
                 MessageOrder::MostAppreciated => {
@@ -1164,7 +1335,7 @@ impl Store for EmbeddedStore {
                         if let Some(m) =
                             get_json::<Message>(&t.messages_by_space, &key_seq(space_id, seq))?
                         {
-                            out.push(m);
+                            out.push(with_reactions(t, m)?);
                         }
                     }
                 }
@@ -1195,7 +1366,7 @@ impl Store for EmbeddedStore {
             let mut out = Vec::with_capacity(limit.min(128));
             for kv in rows.take(limit) {
                 let (_, v) = kv.into_inner().map_err(io_err)?;
-                out.push(dec::<Message>(&v)?);
+                out.push(with_reactions(t, dec::<Message>(&v)?)?);
             }
             Ok(out)
         })
@@ -1214,7 +1385,45 @@ impl Store for EmbeddedStore {
             if loc.get(..16) != Some(space_id.as_bytes().as_slice()) {
                 return Ok(None);
             }
-            get_json(&t.messages_by_space, &loc)
+            get_json::<Message>(&t.messages_by_space, &loc)?
+                .map(|m| with_reactions(t, m))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn get_reaction(
+        &self,
+        space_id: SpaceId,
+        message_id: MessageId,
+        key: &str,
+        user_id: &str,
+    ) -> Result<Option<Seq>> {
+        let k = key_reaction(space_id, message_id, key, user_id);
+        self.read(move |t| Ok(t.reactions.get(&k).map_err(io_err)?.map(|v| be_u64(&v))))
+            .await
+    }
+
+    async fn user_reactions(
+        &self,
+        space_id: SpaceId,
+        user_id: &str,
+        items: Vec<(MessageId, Vec<String>)>,
+    ) -> Result<Vec<Vec<String>>> {
+        let user_id = user_id.to_owned();
+        self.read(move |t| {
+            let mut out = Vec::with_capacity(items.len());
+            for (message_id, keys) in items {
+                let mut mine = Vec::new();
+                for key in keys {
+                    let k = key_reaction(space_id, message_id, &key, &user_id);
+                    if t.reactions.get(&k).map_err(io_err)?.is_some() {
+                        mine.push(key);
+                    }
+                }
+                out.push(mine);
+            }
+            Ok(out)
         })
         .await
     }
@@ -1389,6 +1598,15 @@ mod tests {
             ])
             .await
             .unwrap();
+        // Written as by a version without reaction rows, which had no `reactions_v1` marker
+        // either: reopening moves the likes out of the message JSON.
+        store
+            .write(vec![Op::Del(Table::Meta, b"reactions_v1".to_vec())])
+            .await
+            .unwrap();
+        store.close().await.unwrap();
+        drop(store);
+        let store = EmbeddedStore::open(dir.path(), Metrics::new()).unwrap();
         let m = store
             .get_message(space_id, message_id)
             .await
@@ -1397,6 +1615,22 @@ mod tests {
         assert_eq!(m.content.as_deref(), Some("hello old world"));
         assert_eq!((m.actor_id.as_str(), m.msgtype.as_str()), ("u1", "text"));
         assert_eq!(m.reaction_counts.get("appreciate"), Some(&1));
+        assert_eq!(m.appreciation_count, 1);
+        assert_eq!(
+            m.likes,
+            Some(vec![Like {
+                id: 9,
+                user_id: "u2".into()
+            }])
+        );
+        assert_eq!(
+            store
+                .get_reaction(space_id, message_id, "appreciate", "u2")
+                .await
+                .unwrap(),
+            Some(9),
+            "the like is a reaction row the space actor finds"
+        );
         let page = store
             .page_messages(space_id, MessageOrder::Recent, 0, 10)
             .await

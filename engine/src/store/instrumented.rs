@@ -135,6 +135,31 @@ impl Store for Instrumented {
         )
         .await
     }
+    async fn get_reaction(
+        &self,
+        space_id: SpaceId,
+        message_id: MessageId,
+        key: &str,
+        user_id: &str,
+    ) -> Result<Option<Seq>> {
+        self.timed(
+            "get_reaction",
+            self.inner.get_reaction(space_id, message_id, key, user_id),
+        )
+        .await
+    }
+    async fn user_reactions(
+        &self,
+        space_id: SpaceId,
+        user_id: &str,
+        items: Vec<(MessageId, Vec<String>)>,
+    ) -> Result<Vec<Vec<String>>> {
+        self.timed(
+            "user_reactions",
+            self.inner.user_reactions(space_id, user_id, items),
+        )
+        .await
+    }
     async fn idempotent_send(
         &self,
         space_id: SpaceId,

@@ -77,13 +77,14 @@ pub enum Direction {
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum MessageWrite {
-    /// Insert or replace a message. `previous_appreciation` is the count the store last saw for
-    /// it (`None` for a new message), so order-by-appreciation indexes can move the entry.
+    /// Insert or replace a message. `previous_appreciation` is `None` for a new message, else the
+    /// appreciation count the store last saw for it (a delete coalesced with the put uses it).
     /// For an existing message, what differs from the stored row is told by the batch's events
-    /// about it, and a backend may write only that: likes and the appreciation count
-    /// (`reaction_changed`), the content fields, `edited_at` and the redaction fields
-    /// (`message_edited`, `message_redacted`), the reply count (`message_created` or
-    /// `message_deleted` of a reply to it).
+    /// about it, and a backend may write only that: the content fields, `edited_at` and the
+    /// redaction fields (`message_edited`, `message_redacted`), the reply count
+    /// (`message_created` or `message_deleted` of a reply to it). Reactions, their counts,
+    /// `likes` and the appreciation order are never written by a put: only by
+    /// [`CommitBatch::reactions`].
     Put {
         message: Message,
         previous_appreciation: Option<u32>,
@@ -118,6 +119,39 @@ impl HistoryWrite {
     }
 }
 
+/// One user's reaction to a message set or removed, computed by the space actor: O(1) to write,
+/// whatever the message's other reactions (a backend writes the reaction's own row and the key's
+/// count, never the message or its other reactions).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReactionWrite {
+    pub message_id: MessageId,
+    /// The message's seq (where its row is).
+    pub message_seq: Seq,
+    pub key: String,
+    pub user_id: String,
+    /// `Some(seq of the event that added it)` when set, `None` when removed.
+    pub added: Option<Seq>,
+    /// The key's count on the message after this write.
+    pub count: u32,
+}
+
+impl ReactionWrite {
+    /// The key's count before this write.
+    pub fn count_before(&self) -> u32 {
+        if self.added.is_some() {
+            self.count.saturating_sub(1)
+        } else {
+            self.count + 1
+        }
+    }
+
+    /// Whether this is an appreciation (which also moves the message in the
+    /// most-appreciated order, and is Space7's `likes`).
+    pub fn is_appreciation(&self) -> bool {
+        self.key == crate::event::APPRECIATE
+    }
+}
+
 /// An idempotency key of a send, written in the same commit as the message it names.
 #[derive(Clone, Debug, PartialEq)]
 pub struct KeyWrite {
@@ -144,6 +178,9 @@ pub struct CommitBatch {
     pub history: Vec<HistoryWrite>,
     /// Idempotency keys of the sends in the batch.
     pub keys: Vec<KeyWrite>,
+    /// Reactions set or removed, in order (see [`CommitBatch::push_reaction`]). A backend applies
+    /// the final state of each (message, key, user) and of each (message, key)'s count.
+    pub reactions: Vec<ReactionWrite>,
     /// The space's counters after the batch.
     pub counters: SpaceCounters,
     /// The space's stats after the batch; `None`: unchanged by it (see [`crate::stats`]).
@@ -151,6 +188,17 @@ pub struct CommitBatch {
     /// Contributor numbers the batch changed, each user's final value (see
     /// [`CommitBatch::push_contributor`]).
     pub contributors: Vec<ContributorStats>,
+}
+
+/// What [`CommitBatch::reaction_outcome`] computes.
+#[derive(Debug, Default)]
+pub struct ReactionOutcome<'a> {
+    /// The last write of each (message, key, user): its row is set (`added`) or removed.
+    pub rows: Vec<&'a ReactionWrite>,
+    /// The last write of each (message, key): its `count` is the key's count.
+    pub counts: Vec<&'a ReactionWrite>,
+    /// Each appreciated or unappreciated message: (id, seq, count before the batch, count after).
+    pub appreciation: Vec<(MessageId, Seq, u32, u32)>,
 }
 
 /// What a space actor loads to resume a space.
@@ -256,6 +304,25 @@ pub trait Store: Send + Sync + 'static {
         message_id: MessageId,
     ) -> Result<Vec<MessageVersion>>;
 
+    /// Whether `user_id` has reacted to the message with `key`: the seq of the event that added
+    /// it. A point read (the space actor's check before it sequences a reaction).
+    async fn get_reaction(
+        &self,
+        space_id: SpaceId,
+        message_id: MessageId,
+        key: &str,
+        user_id: &str,
+    ) -> Result<Option<Seq>>;
+
+    /// For each `(message, keys)`, which of `keys` `user_id` has reacted with (a viewer's
+    /// `user_reactions`; the keys are those of the message's `reaction_counts`). Point reads.
+    async fn user_reactions(
+        &self,
+        space_id: SpaceId,
+        user_id: &str,
+        items: Vec<(MessageId, Vec<String>)>,
+    ) -> Result<Vec<Vec<String>>>;
+
     /// The message a send of `sender_id` with idempotency `key` created in this space, if that
     /// key was committed and has not expired ([`KeyWrite::expires_at`]; a backend whose expiry
     /// has whole-second precision, such as CQL's TTL, may answer with it for up to a second
@@ -318,6 +385,38 @@ impl CommitBatch {
             MessageWrite::Put { message, .. } => message.message_id,
             MessageWrite::Delete { message_id, .. } => *message_id,
         };
+        // A message deleted in this batch takes its reactions of this batch with it (the delete
+        // removes every reaction row the store has); the store's index entry is still at the count
+        // before them.
+        let mut store_seen = None;
+        if matches!(w, MessageWrite::Delete { .. }) {
+            self.reactions.retain(|r| {
+                if r.message_id != id {
+                    return true;
+                }
+                if r.is_appreciation() && store_seen.is_none() {
+                    store_seen = Some(r.count_before());
+                }
+                false
+            });
+        }
+        self.push_message_write_inner(id, w);
+        if let Some(c) = store_seen {
+            for e in &mut self.messages {
+                if let MessageWrite::Delete {
+                    message_id,
+                    appreciation_count,
+                    ..
+                } = e
+                    && *message_id == id
+                {
+                    *appreciation_count = c;
+                }
+            }
+        }
+    }
+
+    fn push_message_write_inner(&mut self, id: MessageId, w: MessageWrite) {
         let existing = self.messages.iter().position(|e| match e {
             MessageWrite::Put { message, .. } => message.message_id == id,
             MessageWrite::Delete { message_id, .. } => *message_id == id,
@@ -394,8 +493,56 @@ impl CommitBatch {
             && self.members.is_empty()
             && self.history.is_empty()
             && self.keys.is_empty()
+            && self.reactions.is_empty()
             && self.stats.is_none()
             && self.contributors.is_empty()
+    }
+
+    /// Adds a reaction write. Writes of the same (message, key, user) stay in order; a backend
+    /// applies the last.
+    pub fn push_reaction(&mut self, r: ReactionWrite) {
+        self.reactions.push(r);
+    }
+
+    /// The final state of each (message, key, user) and each (message, key)'s final count, in
+    /// first-touched order, with each message's appreciation count before the batch (for the
+    /// most-appreciated index): what a backend writes for [`CommitBatch::reactions`].
+    pub fn reaction_outcome(&self) -> ReactionOutcome<'_> {
+        let mut out = ReactionOutcome::default();
+        for r in &self.reactions {
+            match out
+                .rows
+                .iter_mut()
+                .find(|x| x.message_id == r.message_id && x.key == r.key && x.user_id == r.user_id)
+            {
+                Some(x) => *x = r,
+                None => out.rows.push(r),
+            }
+            match out
+                .counts
+                .iter_mut()
+                .find(|x| x.message_id == r.message_id && x.key == r.key)
+            {
+                Some(x) => *x = r,
+                None => out.counts.push(r),
+            }
+            if r.is_appreciation() {
+                match out
+                    .appreciation
+                    .iter_mut()
+                    .find(|(id, ..)| *id == r.message_id)
+                {
+                    Some(x) => x.3 = r.count,
+                    None => out.appreciation.push((
+                        r.message_id,
+                        r.message_seq,
+                        r.count_before(),
+                        r.count,
+                    )),
+                }
+            }
+        }
+        out
     }
 
     /// Adds a history write. A `Clear` drops the adds of the same message earlier in this batch
@@ -414,9 +561,6 @@ impl CommitBatch {
     pub fn absorb(&mut self, other: CommitBatch) {
         self.epoch = other.epoch;
         self.events.extend(other.events);
-        for w in other.messages {
-            self.push_message_write(w);
-        }
         for m in other.members {
             self.push_member(m);
         }
@@ -424,6 +568,11 @@ impl CommitBatch {
             self.push_history(h);
         }
         self.keys.extend(other.keys);
+        // Before the messages: a delete among them drops the reactions of its message.
+        self.reactions.extend(other.reactions);
+        for w in other.messages {
+            self.push_message_write(w);
+        }
         self.counters = other.counters;
         if other.stats.is_some() {
             self.stats = other.stats;
@@ -455,7 +604,7 @@ mod tests {
                 username: "u".into(),
                 profile_picture: String::new(),
             },
-            likes: vec![],
+            likes: None,
             appreciation_count: count,
             created_at: Timestamp(0),
             ..Default::default()
@@ -542,6 +691,72 @@ mod tests {
         assert_eq!(merged.stats, Some(stats(2)));
         assert_eq!(merged.contributors, vec![c("a", 2), c("b", 1)]);
         assert!(!merged.is_empty(), "stats and contributors are writes");
+    }
+
+    #[test]
+    fn a_delete_takes_the_batchs_reactions_of_its_message_and_the_index_count_the_store_has() {
+        let react = |key: &str, added: Option<Seq>, count| ReactionWrite {
+            message_id: uuid::Uuid::nil(),
+            message_seq: 3,
+            key: key.into(),
+            user_id: "u".into(),
+            added,
+            count,
+        };
+        let mut b = CommitBatch::default();
+        let other = ReactionWrite {
+            message_id: crate::model::new_id(),
+            ..react("👍", Some(5), 1)
+        };
+        b.push_reaction(other.clone());
+        // The store has the message at appreciation count 2; this batch raises it to 4.
+        b.push_reaction(react(crate::event::APPRECIATE, Some(6), 3));
+        b.push_reaction(react("👍", Some(7), 1));
+        b.push_reaction(react(crate::event::APPRECIATE, Some(8), 4));
+        b.push_message_write(MessageWrite::Delete {
+            message_id: uuid::Uuid::nil(),
+            seq: 3,
+            appreciation_count: 4,
+        });
+        assert_eq!(
+            b.reactions,
+            vec![other],
+            "only the other message's reaction stays"
+        );
+        assert_eq!(
+            b.messages,
+            vec![MessageWrite::Delete {
+                message_id: uuid::Uuid::nil(),
+                seq: 3,
+                appreciation_count: 2
+            }]
+        );
+    }
+
+    #[test]
+    fn reaction_outcomes_are_the_last_state_of_each_row_and_count() {
+        let w = |user: &str, added: Option<Seq>, count| ReactionWrite {
+            message_id: uuid::Uuid::nil(),
+            message_seq: 3,
+            key: crate::event::APPRECIATE.into(),
+            user_id: user.into(),
+            added,
+            count,
+        };
+        let mut b = CommitBatch::default();
+        b.push_reaction(w("a", Some(4), 1));
+        b.push_reaction(w("b", Some(5), 2));
+        b.push_reaction(w("a", None, 1));
+        let out = b.reaction_outcome();
+        let rows: Vec<(&str, Option<Seq>)> = out
+            .rows
+            .iter()
+            .map(|r| (r.user_id.as_str(), r.added))
+            .collect();
+        assert_eq!(rows, vec![("a", None), ("b", Some(5))]);
+        assert_eq!(out.counts.len(), 1);
+        assert_eq!(out.counts[0].count, 1);
+        assert_eq!(out.appreciation, vec![(uuid::Uuid::nil(), 3, 0, 1)]);
     }
 
     #[test]

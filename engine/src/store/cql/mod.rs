@@ -14,14 +14,15 @@
 //! A commit numbered `n` (the head's `commit_no` + 1) writes every row with the write timestamp
 //! [`write_ts`]`(n)` = 2^62 + `n`, far above any wall-clock microsecond timestamp, and is three
 //! phases:
-//! 1. **New rows only**: the events (seqs above the head), the messages created by the batch with
-//!    their likes, and their `message_by_id` entries; one unlogged batch per partition, all
+//! 1. **New rows only**: the events (seqs above the head), the messages created by the batch, and
+//!    their `message_by_id` entries; one unlogged batch per partition, all
 //!    partitions concurrently. Nothing of it is visible: it is above the head.
 //! 2. **The head**: `UPDATE … SET head_seq, counters, [stats,] commit_no = n, pending = <phase 3> IF epoch =
 //!    <batch epoch> AND commit_no = n - 1`. Applied: the commit is durable and its events are
 //!    visible. Not applied because the epoch moved: `Fenced`.
-//! 3. **Existing rows**: message deletes, like and count changes of older messages, every
-//!    appreciation-index write, member upserts, reply counts, the content columns an edit or a
+//! 3. **Existing rows**: message deletes (with their reaction rows), every reaction row, count,
+//!    like and appreciation-index write (a reaction writes its own row and its key's count
+//!    cell, never the message's other columns or other reactions), member upserts, reply counts, the content columns an edit or a
 //!    redaction rewrites, edit-history rows (added, or a message's partition deleted), and the
 //!    batch's idempotency keys (`USING TTL`), contributor rows of the space stats — exactly what
 //!    `pending` describes. Edit history and
@@ -94,7 +95,7 @@ use super::{
     SpaceSnapshot, Store,
 };
 use crate::error::{EngineError, Result};
-use crate::event::{EventKind, SpaceEvent};
+use crate::event::{APPRECIATE, EventKind, SpaceEvent};
 use crate::model::{
     Like, MSGTYPE_TEXT, MediaType, Member, Message, MessageId, MessageVersion, PostingPermission,
     Seq, Space, SpaceCounters, SpaceId, SpaceView, Timestamp, UserRef, Visibility,
@@ -230,6 +231,9 @@ pub async fn migrate(cfg: &CqlConfig) -> Result<i32> {
                 Err(e) => return Err(unavailable(format!("migration {}: {e}", m.version))),
             }
         }
+        if m.version == 4 {
+            migrate_likes(&session, ks).await?;
+        }
         let record = format!(
             "INSERT INTO {ks}.{} (version, description, applied_at) VALUES (?, ?, ?)",
             schema::tables::SCHEMA_MIGRATIONS
@@ -248,6 +252,51 @@ pub async fn migrate(cfg: &CqlConfig) -> Result<i32> {
         .await
         .map_err(unavailable)?;
     Ok(CURRENT_VERSION.max(current))
+}
+
+/// Schema v4's data step: copies the likes of every message (Space7's `likes` map, which
+/// schema v1–v3 kept as the only record of appreciations) to `reactions_by_message` rows, which
+/// the space actor reads to know who appreciates what. Written at [`write_ts`]`(0)`, below every
+/// commit's timestamp, so an appreciation removed by a commit since (at `write_ts(n ≥ 1)`) stays
+/// removed and running it again, or late, changes nothing. One scan of `messages_by_space`.
+async fn migrate_likes(session: &Session, ks: &str) -> Result<()> {
+    let select = format!(
+        "SELECT space_id, message_id, likes FROM {ks}.{}",
+        schema::tables::MESSAGES_BY_SPACE
+    );
+    let mut insert = session
+        .prepare(format!(
+            "INSERT INTO {ks}.{} (space_id, message_id, reaction_key, user_id, seq) VALUES (?, ?, ?, ?, ?) USING TIMESTAMP {}",
+            schema::tables::REACTIONS_BY_MESSAGE,
+            write_ts(0)
+        ))
+        .await
+        .map_err(unavailable)?;
+    insert.set_consistency(Consistency::LocalQuorum);
+    type LikesRow = (Uuid, Option<Uuid>, Option<HashMap<String, i64>>);
+    let mut rows = session
+        .query_iter(select, ())
+        .await
+        .map_err(unavailable)?
+        .rows_stream::<LikesRow>()
+        .map_err(corrupt)?;
+    let mut moved = 0usize;
+    while let Some(row) = rows.next().await {
+        let (space_id, message_id, likes) = row.map_err(unavailable)?;
+        let (Some(message_id), Some(likes)) = (message_id, likes) else {
+            continue;
+        };
+        future::try_join_all(likes.into_iter().map(|(user, seq)| {
+            session.execute_unpaged(&insert, (space_id, message_id, APPRECIATE, user, seq))
+        }))
+        .await
+        .map_err(unavailable)?;
+        moved += 1;
+    }
+    if moved > 0 {
+        tracing::info!(keyspace = %ks, messages = moved, "copied likes to reaction rows");
+    }
+    Ok(())
 }
 
 /// The write timestamp of every row write of commit (or claim) number `commit_no`: above any
@@ -296,6 +345,12 @@ struct Statements {
     delete_history: PreparedStatement,
     select_history: PreparedStatement,
     set_appreciation: PreparedStatement,
+    insert_reaction: PreparedStatement,
+    delete_reaction: PreparedStatement,
+    delete_reactions_of: PreparedStatement,
+    select_reaction: PreparedStatement,
+    set_reaction_count: PreparedStatement,
+    delete_reaction_count: PreparedStatement,
     set_like: PreparedStatement,
     delete_like: PreparedStatement,
     delete_message: PreparedStatement,
@@ -357,7 +412,7 @@ impl Statements {
             select_spaces_of_user: p(format!("SELECT space_id FROM {ks}.spaces_by_user WHERE user_id = ?")).await?,
             insert_event: p(format!("INSERT INTO {ks}.events_by_space (space_id, bucket, seq, event) VALUES (?, ?, ?, ?)")).await?,
             select_events: p(format!("SELECT event FROM {ks}.events_by_space WHERE space_id = ? AND bucket = ? AND seq > ? AND seq <= ? LIMIT ?")).await?,
-            upsert_message: p(format!("INSERT INTO {ks}.messages_by_space (space_id, bucket, seq, message_id, sender_id, sender_username, sender_picture, content, media_url, media_type, word_count, appreciation_count, created_at, actor_id, msgtype, body, parent_id, quoted_message_id, mentions, metadata, gif, media, reply_count, edited_at, redacted, redacted_by, redacted_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")).await?,
+            upsert_message: p(format!("INSERT INTO {ks}.messages_by_space (space_id, bucket, seq, message_id, sender_id, sender_username, sender_picture, content, media_url, media_type, word_count, created_at, actor_id, msgtype, body, parent_id, quoted_message_id, mentions, metadata, gif, media, reply_count, edited_at, redacted, redacted_by, redacted_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")).await?,
             set_revision: p(format!("UPDATE {ks}.messages_by_space SET content = ?, media_url = ?, media_type = ?, body = ?, metadata = ?, gif = ?, media = ?, mentions = ?, word_count = ?, edited_at = ?, redacted = ?, redacted_by = ?, redacted_reason = ? WHERE space_id = ? AND bucket = ? AND seq = ?")).await?,
             insert_history: p(format!("INSERT INTO {ks}.message_history_by_message (space_id, message_id, version, content, body, valid_from, replaced_at) VALUES (?, ?, ?, ?, ?, ?, ?)")).await?,
             delete_history: p(format!("DELETE FROM {ks}.message_history_by_message WHERE space_id = ? AND message_id = ?")).await?,
@@ -366,6 +421,12 @@ impl Statements {
             select_key: p(format!("SELECT message_id FROM {ks}.idempotency_keys_by_sender WHERE space_id = ? AND sender_id = ? AND idempotency_key = ?")).await?,
             set_reply_count: p(format!("UPDATE {ks}.messages_by_space SET reply_count = ? WHERE space_id = ? AND bucket = ? AND seq = ?")).await?,
             set_appreciation: p(format!("UPDATE {ks}.messages_by_space SET appreciation_count = ? WHERE space_id = ? AND bucket = ? AND seq = ?")).await?,
+            insert_reaction: p(format!("INSERT INTO {ks}.reactions_by_message (space_id, message_id, reaction_key, user_id, seq) VALUES (?, ?, ?, ?, ?)")).await?,
+            delete_reaction: p(format!("DELETE FROM {ks}.reactions_by_message WHERE space_id = ? AND message_id = ? AND reaction_key = ? AND user_id = ?")).await?,
+            delete_reactions_of: p(format!("DELETE FROM {ks}.reactions_by_message WHERE space_id = ? AND message_id = ?")).await?,
+            select_reaction: p(format!("SELECT seq FROM {ks}.reactions_by_message WHERE space_id = ? AND message_id = ? AND reaction_key = ? AND user_id = ?")).await?,
+            set_reaction_count: p(format!("UPDATE {ks}.messages_by_space SET reaction_counts[?] = ? WHERE space_id = ? AND bucket = ? AND seq = ?")).await?,
+            delete_reaction_count: p(format!("DELETE reaction_counts[?] FROM {ks}.messages_by_space WHERE space_id = ? AND bucket = ? AND seq = ?")).await?,
             set_like: p(format!("UPDATE {ks}.messages_by_space SET likes[?] = ? WHERE space_id = ? AND bucket = ? AND seq = ?")).await?,
             delete_like: p(format!("DELETE likes[?] FROM {ks}.messages_by_space WHERE space_id = ? AND bucket = ? AND seq = ?")).await?,
             delete_message: p(format!("DELETE FROM {ks}.messages_by_space WHERE space_id = ? AND bucket = ? AND seq = ?")).await?,
@@ -385,7 +446,7 @@ impl Statements {
     }
 }
 
-const MESSAGE_COLUMNS: &str = "space_id, seq, message_id, sender_id, sender_username, sender_picture, content, media_url, media_type, word_count, appreciation_count, likes, created_at, actor_id, msgtype, body, parent_id, quoted_message_id, mentions, metadata, gif, media, reply_count, edited_at, redacted, redacted_by, redacted_reason";
+const MESSAGE_COLUMNS: &str = "space_id, seq, message_id, sender_id, sender_username, sender_picture, content, media_url, media_type, word_count, appreciation_count, likes, created_at, actor_id, msgtype, body, parent_id, quoted_message_id, mentions, metadata, gif, media, reply_count, edited_at, redacted, redacted_by, redacted_reason, reaction_counts";
 
 #[derive(DeserializeRow)]
 struct SpaceRow {
@@ -457,6 +518,8 @@ struct MessageRow {
     redacted: Option<bool>,
     redacted_by: Option<String>,
     redacted_reason: Option<String>,
+    // Schema v4: the counts of every key but `appreciate` (whose count is `appreciation_count`).
+    reaction_counts: Option<HashMap<String, i32>>,
 }
 
 impl SpaceRow {
@@ -537,8 +600,15 @@ impl MessageRow {
             metadata: from_json_col(self.metadata),
             gif: from_json_col(self.gif),
             media: from_json_col(self.media).unwrap_or_default(),
-            appreciation_count: self.appreciation_count.unwrap_or_default() as u32,
-            likes,
+            appreciation_count: self.appreciation_count.unwrap_or_default().max(0) as u32,
+            reaction_counts: self
+                .reaction_counts
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(k, n)| *n > 0 && k != APPRECIATE)
+                .map(|(k, n)| (k, n as u32))
+                .collect(),
+            likes: Some(likes),
             reply_count: self.reply_count.unwrap_or_default().max(0) as u32,
             edited_at: self.edited_at.map(|t| Timestamp(t.0)),
             redacted: self.redacted.unwrap_or_default(),
@@ -587,7 +657,6 @@ struct MessageInsert {
     media_url: Option<String>,
     media_type: Option<&'static str>,
     word_count: i32,
-    appreciation_count: i32,
     created_at: CqlTimestamp,
     actor_id: String,
     msgtype: String,
@@ -619,7 +688,6 @@ impl MessageInsert {
             media_url: m.media_url.clone(),
             media_type: media_type_str(m.media_type),
             word_count: m.word_count as i32,
-            appreciation_count: m.appreciation_count as i32,
             created_at: CqlTimestamp(m.created_at.0),
             actor_id: m.actor_id.clone(),
             msgtype: m.msgtype.clone(),
@@ -723,7 +791,26 @@ enum Settle {
         prev: u32,
         likes: Vec<(String, Option<u64>)>,
     },
-    /// A message created by this commit that is already appreciated: its index entry.
+    /// One user's reaction set (`added`: the seq of the event that added it) or removed.
+    #[serde(rename = "e")]
+    Reaction {
+        id: Uuid,
+        seq: Seq,
+        key: String,
+        user: String,
+        added: Option<u64>,
+    },
+    /// A reaction key's count on a message (any key but `appreciate`, whose count is
+    /// `appreciation_count`), removed at 0.
+    #[serde(rename = "c")]
+    ReactionCount {
+        id: Uuid,
+        seq: Seq,
+        key: String,
+        count: u32,
+    },
+    /// A message created by this commit that is already appreciated: its index entry. (Written
+    /// by earlier versions; a pending list may still hold one.)
     #[serde(rename = "i")]
     Index { id: Uuid, seq: Seq, count: u32 },
     /// A member added or changed, and the user's membership entry.
@@ -1265,48 +1352,27 @@ impl CqlStore {
                         &s.upsert_message,
                         MessageInsert::of(sid, m),
                     );
-                    // A new message's likes are all new (given in this batch).
-                    for like in &m.likes {
-                        parts.add(
-                            part::MESSAGES,
-                            &key,
-                            &s.set_like,
-                            (
-                                like.user_id.clone(),
-                                like.id as i64,
-                                sid,
-                                bucket(m.seq),
-                                seq,
-                            ),
-                        );
-                    }
                     parts.add(
                         part::MESSAGE_BY_ID,
                         m.message_id.as_bytes(),
                         &s.insert_message_by_id,
                         (m.message_id, sid, seq),
                     );
-                    if m.appreciation_count > 0 {
-                        settle.push(Settle::Index {
-                            id: m.message_id,
-                            seq: m.seq,
-                            count: m.appreciation_count,
-                        });
-                    }
+                    // Its reactions, counts and index entry, if it got any in this batch, are
+                    // the batch's reaction writes (phase 3); the insert writes none of them, so
+                    // no cell is written twice at the commit's one timestamp.
                 }
                 MessageWrite::Put {
                     message: m,
-                    previous_appreciation: Some(prev),
+                    previous_appreciation: Some(_),
                 } => {
                     // What changed in an existing row is told by the batch's events about it;
                     // each kind of change writes only its own columns.
                     let id = m.message_id;
-                    let mut reacted = false;
                     let mut replies = false;
                     let mut revised = false;
                     for e in &b.events {
                         match &e.kind {
-                            EventKind::ReactionChanged(r) if r.message_id == id => reacted = true,
                             EventKind::MessageEdited(x) | EventKind::MessageRedacted(x)
                                 if x.message_id == id =>
                             {
@@ -1331,9 +1397,6 @@ impl CqlStore {
                     if revised {
                         settle.push(Settle::Revise(Box::new(Revision::of(m))));
                     }
-                    if reacted || !(replies || revised) {
-                        settle.push(appreciation_settle(b, m, *prev));
-                    }
                 }
                 MessageWrite::Delete {
                     message_id,
@@ -1345,6 +1408,41 @@ impl CqlStore {
                     count: *appreciation_count,
                 }),
             }
+        }
+        let reactions = b.reaction_outcome();
+        for r in &reactions.rows {
+            settle.push(Settle::Reaction {
+                id: r.message_id,
+                seq: r.message_seq,
+                key: r.key.clone(),
+                user: r.user_id.clone(),
+                added: r.added,
+            });
+        }
+        for r in reactions.counts.iter().filter(|r| !r.is_appreciation()) {
+            settle.push(Settle::ReactionCount {
+                id: r.message_id,
+                seq: r.message_seq,
+                key: r.key.clone(),
+                count: r.count,
+            });
+        }
+        // Appreciations also keep Space7's `likes` map, `appreciation_count` and the
+        // most-appreciated index.
+        for &(id, seq, prev, count) in &reactions.appreciation {
+            let likes = reactions
+                .rows
+                .iter()
+                .filter(|r| r.message_id == id && r.is_appreciation())
+                .map(|r| (r.user_id.clone(), r.added))
+                .collect();
+            settle.push(Settle::Appreciation {
+                id,
+                seq,
+                count,
+                prev,
+                likes,
+            });
         }
         settle.extend(b.members.iter().cloned().map(Settle::Member));
         for h in &b.history {
@@ -1391,6 +1489,12 @@ impl CqlStore {
                         id.as_bytes(),
                         &s.delete_message_by_id,
                         (*id,),
+                    );
+                    parts.add(
+                        part::REACTIONS,
+                        &history_key(sid, *id),
+                        &s.delete_reactions_of,
+                        (sid, *id),
                     );
                     if *count > 0 {
                         parts.add(
@@ -1449,6 +1553,49 @@ impl CqlStore {
                                 (sid, *count as i32, q, *id),
                             );
                         }
+                    }
+                }
+                Settle::Reaction {
+                    id,
+                    seq: _,
+                    key,
+                    user,
+                    added,
+                } => match added {
+                    Some(at) => parts.add(
+                        part::REACTIONS,
+                        &history_key(sid, *id),
+                        &s.insert_reaction,
+                        (sid, *id, key.clone(), user.clone(), *at as i64),
+                    ),
+                    None => parts.add(
+                        part::REACTIONS,
+                        &history_key(sid, *id),
+                        &s.delete_reaction,
+                        (sid, *id, key.clone(), user.clone()),
+                    ),
+                },
+                Settle::ReactionCount {
+                    id: _,
+                    seq,
+                    key,
+                    count,
+                } => {
+                    let (b, q) = (bucket(*seq), *seq as i64);
+                    if *count > 0 {
+                        parts.add(
+                            part::MESSAGES,
+                            &space_bucket_key(sid, *seq),
+                            &s.set_reaction_count,
+                            (key.clone(), *count as i32, sid, b, q),
+                        );
+                    } else {
+                        parts.add(
+                            part::MESSAGES,
+                            &space_bucket_key(sid, *seq),
+                            &s.delete_reaction_count,
+                            (key.clone(), sid, b, q),
+                        );
                     }
                 }
                 Settle::Revise(r) => {
@@ -1652,29 +1799,6 @@ impl super::FaultInjection for CqlStore {
     }
 }
 
-/// An existing message's like and count changes in `b`: each like changes element by element
-/// (never rewriting the whole map), to the final state of each user the batch touched.
-fn appreciation_settle(b: &CommitBatch, m: &Message, prev: u32) -> Settle {
-    let mut likes: Vec<(String, Option<u64>)> = Vec::new();
-    for e in &b.events {
-        let EventKind::ReactionChanged(r) = &e.kind else {
-            continue;
-        };
-        if r.message_id != m.message_id || likes.iter().any(|l| l.0 == r.user_id) {
-            continue;
-        }
-        let like = m.likes.iter().find(|l| l.user_id == r.user_id);
-        likes.push((r.user_id.clone(), like.map(|l| l.id)));
-    }
-    Settle::Appreciation {
-        id: m.message_id,
-        seq: m.seq,
-        count: m.appreciation_count,
-        prev,
-        likes,
-    }
-}
-
 /// Partition tags, so equal keys of different tables never share a group.
 mod part {
     pub const EVENTS: u8 = 1;
@@ -1685,7 +1809,8 @@ mod part {
     pub const SPACES_OF_USER: u8 = 6;
     pub const HISTORY: u8 = 7;
     pub const KEYS: u8 = 8;
-    pub const CONTRIBUTORS: u8 = 9;
+    pub const REACTIONS: u8 = 9;
+    pub const CONTRIBUTORS: u8 = 10;
 }
 
 fn history_key(space: SpaceId, message_id: MessageId) -> Vec<u8> {
@@ -2154,6 +2279,50 @@ impl Store for CqlStore {
             .maybe_first_row::<(Option<Uuid>,)>()
             .map_err(corrupt)?
             .and_then(|(id,)| id))
+    }
+
+    async fn get_reaction(
+        &self,
+        space_id: SpaceId,
+        message_id: MessageId,
+        key: &str,
+        user_id: &str,
+    ) -> Result<Option<Seq>> {
+        let rows = self
+            .exec(
+                &self.st.select_reaction,
+                (space_id, message_id, key, user_id),
+            )
+            .await?
+            .into_rows_result()
+            .map_err(unavailable)?;
+        Ok(rows
+            .maybe_first_row::<(Option<i64>,)>()
+            .map_err(corrupt)?
+            .map(|(seq,)| seq.unwrap_or_default().max(0) as u64))
+    }
+
+    async fn user_reactions(
+        &self,
+        space_id: SpaceId,
+        user_id: &str,
+        items: Vec<(MessageId, Vec<String>)>,
+    ) -> Result<Vec<Vec<String>>> {
+        // One point read per (message, key), all at once.
+        future::try_join_all(items.into_iter().map(|(message_id, keys)| async move {
+            let found = future::try_join_all(
+                keys.iter()
+                    .map(|k| self.get_reaction(space_id, message_id, k, user_id)),
+            )
+            .await?;
+            Ok::<_, EngineError>(
+                keys.into_iter()
+                    .zip(found)
+                    .filter_map(|(k, f)| f.map(|_| k))
+                    .collect(),
+            )
+        }))
+        .await
     }
 
     async fn message_history(

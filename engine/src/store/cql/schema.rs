@@ -13,14 +13,15 @@
 //! | `members_by_space` | (space_id), user_id | members and power levels |
 //! | `spaces_by_user` | (user_id), space_id desc | a user's spaces, newest first |
 //! | `events_by_space` | (space_id, bucket), seq asc | the event log, for resume |
-//! | `messages_by_space` | (space_id, bucket), seq desc | messages, newest first; likes as a map |
+//! | `messages_by_space` | (space_id, bucket), seq desc | messages, newest first; likes (the `appreciate` reactions, for Space7) and the other keys' counts as maps |
+//! | `reactions_by_message` | (space_id, message_id), reaction_key, user_id | one row per reaction: the seq that added it |
 //! | `message_by_id` | message_id | where a message lives |
 //! | `appreciated_messages_by_space` | (space_id), appreciation_count desc, seq desc | messages with ≥ 1 appreciation, for `most_appreciated` without scanning the space |
 //! | `idempotency_keys_by_sender` | (space_id, sender_id, key) | reserved for idempotent sends (5-minute TTL) |
 //! | `message_history_by_message` | (space_id, message_id), version desc | earlier versions of edited messages, newest first (v3) |
-//! | `contributors_by_space` | (space_id), user_id | per-sender message and word counts of the space stats (v4; see [`crate::stats`]) |
+//! | `contributors_by_space` | (space_id), user_id | per-sender message and word counts of the space stats (v5; see [`crate::stats`]) |
 //!
-//! Schema v4 also adds `stats` (JSON `text`) to `space_heads_by_id`: the space's stats without
+//! Schema v5 also adds `stats` (JSON `text`) to `space_heads_by_id`: the space's stats without
 //! the per-contributor numbers (a bounded leaderboard only), written by the commit's head update.
 //! A head row without it is a space whose stats were never committed.
 //!
@@ -51,7 +52,7 @@ pub fn bucket(seq: u64) -> i64 {
 }
 
 /// The schema version this build reads and writes.
-pub const CURRENT_VERSION: i32 = 4;
+pub const CURRENT_VERSION: i32 = 5;
 
 pub mod tables {
     pub const SCHEMA_MIGRATIONS: &str = "schema_migrations";
@@ -66,6 +67,7 @@ pub mod tables {
     pub const APPRECIATED_MESSAGES_BY_SPACE: &str = "appreciated_messages_by_space";
     pub const IDEMPOTENCY_KEYS_BY_SENDER: &str = "idempotency_keys_by_sender";
     pub const MESSAGE_HISTORY_BY_MESSAGE: &str = "message_history_by_message";
+    pub const REACTIONS_BY_MESSAGE: &str = "reactions_by_message";
     pub const CONTRIBUTORS_BY_SPACE: &str = "contributors_by_space";
 }
 
@@ -157,9 +159,21 @@ pub const MIGRATIONS: &[Migration] = &[
             PRIMARY KEY ((space_id, message_id), version)) WITH CLUSTERING ORDER BY (version DESC)",
         ],
     },
-    // Spaces of v3 get their stats when next claimed (computed once from their messages).
     Migration {
         version: 4,
+        description: "reactions: one row per (message, key, user); per-key counts on the message",
+        // Then `migrate` copies the likes of older messages to reaction rows (see
+        // `cql::migrate_likes`).
+        statements: &[
+            "CREATE TABLE IF NOT EXISTS {ks}.reactions_by_message (
+            space_id uuid, message_id uuid, reaction_key text, user_id text, seq bigint,
+            PRIMARY KEY ((space_id, message_id), reaction_key, user_id))",
+            "ALTER TABLE {ks}.messages_by_space ADD reaction_counts map<text, int>",
+        ],
+    },
+    // Spaces of v4 get their stats when next claimed (computed once from their messages).
+    Migration {
+        version: 5,
         description: "space stats: the head row's stats column, contributor rows",
         statements: &[
             "ALTER TABLE {ks}.space_heads_by_id ADD stats text",
