@@ -1138,6 +1138,44 @@ paths["/v1/spaces/{spaceId}/messages/{messageId}/reactions/{key}"] = {
     "delete": reaction_op("delete", "removeReactionV1", "Remove a reaction",
                           "Idempotent per user. A change is the event `reaction_changed` with `added: false`."),
 }
+paths["/v1/spaces/{spaceId}/stats"] = {"get": {
+    "operationId": "spaceStatsV1", "summary": "A space's message statistics", "tags": ["v1"],
+    "parameters": [space_param],
+    "description": "Maintained by the space's actor with every send, delete, edit and redaction, committed with them, and read from one stored row (never a scan of history). Counts are of existing messages (deleted ones leave every count). `threads`: thread roots with at least one reply. A redacted message keeps its msgtype and still counts in `total_messages` and its sender's `messages`, but its words and attachments no longer count. `first_message_at` / `last_message_at`: creation times of the existing messages with the lowest / highest seq (`null` without messages). `top_contributors`: the 10 senders with the most words in their existing messages, ties by messages, then by user id. Readable by whoever may read the space; every write acknowledged before the request is included.",
+    "responses": {"200": json_ok("The statistics.", ref("SpaceStatsV1")),
+                  "401": R401, "404": r404(), "500": R500, "503": r503(ENGINE_503)}}}
+SPACE_LINKS["SpaceStatsV1"] = link("spaceStatsV1", "The new space's statistics.", spaceId="$response.body#/space_id")
+schemas.update({
+    "SpaceStatsV1": {
+        "type": "object",
+        "required": ["total_messages", "by_msgtype", "with_attachments", "threads", "redacted",
+                     "first_message_at", "last_message_at", "top_contributors"],
+        "additionalProperties": False,
+        "properties": {
+            "total_messages": {"type": "integer", "minimum": 0, "description": "Existing messages, redacted ones included."},
+            "by_msgtype": {"type": "object", "description": "Existing messages per `msgtype` (only types with at least one).",
+                           "propertyNames": {"maxLength": 64, "pattern": MSGTYPE_PATTERN},
+                           "additionalProperties": {"type": "integer", "minimum": 1}},
+            "with_attachments": {"type": "integer", "minimum": 0, "description": "Existing messages with media (the `has_attachment` filter's rule); redacted ones have none."},
+            "threads": {"type": "integer", "minimum": 0, "description": "Existing thread roots with at least one existing reply."},
+            "redacted": {"type": "integer", "minimum": 0, "description": "Existing redacted messages."},
+            "first_message_at": {"oneOf": [ts, {"type": "null"}], "description": "Creation time of the oldest existing message (lowest seq)."},
+            "last_message_at": {"oneOf": [ts, {"type": "null"}], "description": "Creation time of the newest existing message (highest seq)."},
+            "top_contributors": {"type": "array", "maxItems": 10, "items": ref("ContributorV1"),
+                                 "description": "Best first: by `word_count`, then `messages`, then `user_id`."},
+        },
+    },
+    "ContributorV1": {
+        "type": "object",
+        "required": ["user_id", "messages", "word_count"],
+        "additionalProperties": False,
+        "properties": {
+            "user_id": {"type": "string"},
+            "messages": {"type": "integer", "minimum": 1, "description": "Their existing messages."},
+            "word_count": {"type": "integer", "minimum": 0, "description": "Words in their existing messages as they read now (edits count, redacted text does not)."},
+        },
+    },
+})
 paths["/v1/spaces/{spaceId}/messages"]["get"]["parameters"] += [
     {"name": "msgtype", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 64, "pattern": MSGTYPE_PATTERN}},
     {"name": "parent_id", "in": "query", "required": False, "description": "Replies to this message.", "schema": {"type": "string", "format": "uuid"}},

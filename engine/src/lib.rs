@@ -27,7 +27,8 @@
 //! edge never holds the store.
 //!
 //! Also: [`model`] (spaces, members, messages), [`event`] (the sequenced events and their
-//! once-serialized frames), [`error`] (the one error enum with stable codes).
+//! once-serialized frames), [`error`] (the one error enum with stable codes), [`stats`] (the
+//! space statistics the actor maintains).
 //!
 //! With the `testkit` feature: `testkit`, the storage conformance suite every
 //! [`store::Store`] backend must pass.
@@ -41,6 +42,7 @@ pub mod listing;
 pub mod model;
 pub mod reads;
 pub mod space;
+pub mod stats;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;

@@ -51,12 +51,18 @@ impl MessageFilter {
         self.sender_id.as_ref().is_none_or(|s| *s == m.sender_id)
             && self
                 .has_attachment
-                .is_none_or(|want| want == (m.media_url.is_some() || !m.media.is_empty()))
+                .is_none_or(|want| want == has_attachment(m))
             && self.msgtype.as_ref().is_none_or(|t| *t == m.msgtype)
             && self.parent_id.is_none_or(|p| m.parent_id == Some(p))
             && self.since.is_none_or(|t| m.created_at >= t)
             && self.until.is_none_or(|t| m.created_at <= t)
     }
+}
+
+/// Whether a message has media (a `/v1` upload or a Space7 file): the `has_attachment` filter,
+/// and what the space stats count as `with_attachments`.
+pub fn has_attachment(m: &Message) -> bool {
+    m.media_url.is_some() || !m.media.is_empty()
 }
 
 /// A page request.

@@ -27,6 +27,7 @@ use crate::model::{
     Member, Message, MessageId, MessageVersion, POWER_MODERATOR, PostingPermission, Seq, SpaceId,
     SpaceView, Visibility,
 };
+use crate::stats::SpaceStats;
 use crate::store::{MessageOrder, Store};
 
 impl Engine {
@@ -55,6 +56,25 @@ impl Engine {
     /// `StoreUnavailable` when the store is unreachable.
     pub async fn ping(&self) -> Result<()> {
         self.store.ping().await
+    }
+
+    /// A space's stats ([`crate::stats`]), for a viewer who may read the space: as durable (every
+    /// command acknowledged before the call is in them, nothing in flight is), from one row read.
+    /// A space whose stats were never computed (it existed before stats) first has its actor
+    /// started, whose claim computes and commits them (the migration), then is read again.
+    ///
+    /// # Errors
+    /// Those of [`SpaceReader::stats`]; the transient errors of [`crate::SpaceHandle::sync`] for a space
+    /// being migrated; `Internal` if the stats are still missing after that.
+    pub async fn space_stats(&self, space_id: SpaceId, viewer: &str) -> Result<SpaceStats> {
+        let reader = self.reader(space_id);
+        if let Some(stats) = reader.stats(viewer).await? {
+            return Ok(stats);
+        }
+        self.space(space_id).sync().await?;
+        reader.stats(viewer).await?.ok_or_else(|| {
+            EngineError::Internal(format!("space {space_id} has no stats after its claim"))
+        })
     }
 
     /// Whether a message exists (is durable and not deleted) in a space. Applies no access
@@ -266,6 +286,21 @@ impl SpaceReader {
             return Ok(None);
         };
         self.store.get_message(self.space_id, id).await
+    }
+
+    /// The space's stats as durable, for a viewer who may read it; `None` for a space with
+    /// messages whose stats were never computed (see [`Engine::space_stats`], which handles it).
+    ///
+    /// # Errors
+    /// Those of [`SpaceReader::view`].
+    pub async fn stats(&self, viewer: &str) -> Result<Option<SpaceStats>> {
+        let (view, _) = self.view(viewer).await?;
+        match self.store.space_stats(self.space_id).await? {
+            Some(stats) => Ok(Some(stats)),
+            // No messages when the view was read, and no stats committed since: empty.
+            None if view.counters.message_count == 0 => Ok(Some(SpaceStats::default())),
+            None => Ok(None),
+        }
     }
 
     /// Whether the viewer may post now, by the space actor's rule: a member, and in an

@@ -26,6 +26,7 @@ use crate::model::{
     PostingPermission, Seq, Space, SpaceCounters, SpaceView, Timestamp, UserRef, Visibility,
     new_id, word_count,
 };
+use crate::stats::{ContributorStats, SpaceStats};
 use crate::store::{
     CommitBatch, FailPoint, FaultInjection, HistoryWrite, KeyWrite, MessageOrder, MessageWrite,
     ReactionWrite, Store,
@@ -63,6 +64,8 @@ pub async fn store_conformance<S: Store + FaultInjection>(store: Arc<S>) {
         members_page_by_user_id_and_removals_and_settings_commit,
         a_removal_that_fails_before_it_is_durable_changes_nothing(faults),
         a_removal_that_fails_after_it_is_durable_is_finished_by_the_next_claim(faults),
+        stats_change_only_with_batches_that_carry_them,
+        a_space_written_without_stats_gets_them_once_from_its_messages(faults),
     );
 }
 
@@ -1034,6 +1037,120 @@ async fn a_commit_that_fails_after_it_is_durable_is_finished_by_the_next_claim(
     model.assert_reads(s, "after the next commit").await;
 }
 
+/// Stats and contributor rows read back as last committed: a batch without stats (a join) leaves
+/// them, a contributor row is replaced by its user's next write, and a space never given stats
+/// reads none.
+async fn stats_change_only_with_batches_that_carry_them(s: &dyn Store) {
+    let alice = user("alice");
+    let bob = user("bob");
+    let (sp, alice_m) = create(s, &alice).await;
+    let id = sp.space_id;
+    assert_eq!(s.space_stats(id).await.unwrap(), None, "a new space");
+    assert_eq!(s.contributors(id).await.unwrap(), vec![]);
+    assert_eq!(
+        s.space_stats(new_id()).await.unwrap(),
+        None,
+        "an unknown space"
+    );
+    let epoch = s.claim(id).await.unwrap().expect("claimed").epoch;
+    let mut model = SpaceModel::new(&sp, &alice_m, epoch);
+    model.seed(s, &alice, &bob).await;
+    let (stats, _) = model.expected_stats();
+    assert_eq!(stats.total_messages, 4);
+    assert_eq!(stats.top_contributors()[0].user_id, alice.user_id);
+
+    // A batch that changes no stats carries none: the stored ones stay.
+    let mut b = model.batch();
+    model.join(&mut b, &user("carol"));
+    let mut b = model.finish(b);
+    b.stats = None;
+    b.contributors.clear();
+    s.commit(&b).await.expect("a join");
+    model.assert_stats(s, "after a batch without stats").await;
+
+    // Bob's messages go, Alice edits: both rows change, Bob's to zero.
+    let mut b = model.batch();
+    model.delete(&mut b, 2, &bob);
+    model.edit(&mut b, 1, "one is now four words");
+    let b = model.finish(b);
+    assert!(
+        b.contributors
+            .iter()
+            .any(|c| c.user_id == bob.user_id && c.messages == 0)
+    );
+    s.commit(&b).await.expect("a delete and an edit");
+    model.assert_reads(s, "after a delete and an edit").await;
+}
+
+/// A space written before stats existed (batches without them) has none stored; computing them
+/// once from its messages ([`crate::stats::load_or_compute`], what the space actor does when it
+/// claims the space) stores exactly the from-scratch stats and every contributor row, in commits
+/// of the claiming writer. A migration whose last commit fails before it is durable leaves no
+/// stats (the next claim computes them again); once stored, they are loaded, not computed.
+async fn a_space_written_without_stats_gets_them_once_from_its_messages(
+    s: &dyn Store,
+    faults: &dyn FaultInjection,
+) {
+    let alice = user("alice");
+    let bob = user("bob");
+    let (sp, alice_m) = create(s, &alice).await;
+    let id = sp.space_id;
+    let epoch = s.claim(id).await.unwrap().expect("claimed").epoch;
+    let mut model = SpaceModel::new(&sp, &alice_m, epoch);
+    model.with_stats = false;
+    model.seed(s, &alice, &bob).await;
+    let mut b = model.batch();
+    let root = model.send(&mut b, &bob, "a thread root");
+    let mut reply = message(&sp, model.seq() + 1, &alice, "a reply in it");
+    reply.parent_id = Some(root.message_id);
+    model.push_created(&mut b, &reply);
+    model.redact(&mut b, 2, &bob, "gone");
+    let b = model.finish(b);
+    assert_eq!(b.stats, None);
+    s.commit(&b).await.expect("messages without stats");
+    model.assert_reads(s, "a space without stats").await;
+
+    // The migration's commit fails before it is durable: still no stats.
+    let claimed = s.claim(id).await.unwrap().expect("claimed");
+    faults.fail_next_commit(FailPoint::BeforeHead);
+    crate::stats::load_or_compute(s, id, claimed.epoch, claimed.snapshot.view.counters)
+        .await
+        .expect_err("the injected failure");
+    assert_eq!(s.space_stats(id).await.unwrap(), None, "a failed migration");
+
+    // The next claim computes and stores them.
+    let claimed = s.claim(id).await.unwrap().expect("claimed");
+    let (stats, known) =
+        crate::stats::load_or_compute(s, id, claimed.epoch, claimed.snapshot.view.counters)
+            .await
+            .expect("the migration");
+    model.with_stats = true;
+    model.epoch = claimed.epoch;
+    let (want, contributors) = model.expected_stats();
+    assert_eq!(stats, want);
+    assert_eq!((want.threads, want.redacted), (1, 1));
+    assert_eq!(known.len(), 2, "it returns the contributors it computed");
+    model.assert_reads(s, "after the migration").await;
+    assert_eq!(
+        claimed.snapshot.view.counters, model.counters,
+        "the migration changes no counter"
+    );
+    // Stored now: the next claim loads them.
+    let claimed = s.claim(id).await.unwrap().expect("claimed");
+    let (again, known) =
+        crate::stats::load_or_compute(s, id, claimed.epoch, claimed.snapshot.view.counters)
+            .await
+            .unwrap();
+    assert_eq!(again, want);
+    assert!(known.is_empty(), "loaded, not computed");
+    assert_eq!(contributors.len(), 2);
+    // And the space goes on with stats.
+    model.epoch = claimed.epoch;
+    let next = model.mixed_batch(&bob, &alice, "after");
+    s.commit(&next).await.expect("the next commit");
+    model.assert_reads(s, "after the next commit").await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // A model of one space: what every read must return
 // ---------------------------------------------------------------------------------------------
@@ -1058,6 +1175,9 @@ pub struct SpaceModel {
     pub removed: Vec<String>,
     /// Reactions of existing messages: (message, key, user) → the seq that added it.
     pub reactions: BTreeMap<(MessageId, String, String), Seq>,
+    /// Whether its batches carry the space stats (computed from scratch over `messages`, with
+    /// every sender's contributor row); `false` writes a space as before stats existed.
+    pub with_stats: bool,
 }
 
 impl SpaceModel {
@@ -1074,7 +1194,29 @@ impl SpaceModel {
             history: BTreeMap::new(),
             removed: Vec::new(),
             reactions: BTreeMap::new(),
+            with_stats: true,
         }
+    }
+
+    /// The stats of the existing messages, and every sender's numbers (zero for a sender whose
+    /// messages are all gone), by user id.
+    pub fn expected_stats(&self) -> (SpaceStats, BTreeMap<String, ContributorStats>) {
+        let (stats, contributors) = SpaceStats::compute(self.messages.values());
+        let mut all: BTreeMap<String, ContributorStats> = self
+            .ever
+            .iter()
+            .map(|m| {
+                let zero = ContributorStats {
+                    user_id: m.sender_id.clone(),
+                    ..Default::default()
+                };
+                (m.sender_id.clone(), zero)
+            })
+            .collect();
+        for c in contributors {
+            all.insert(c.user_id.clone(), c);
+        }
+        (stats, all)
     }
 
     /// The head: the last seq given.
@@ -1386,9 +1528,14 @@ impl SpaceModel {
         b.space = Some(self.space.clone());
     }
 
-    /// Stamps the batch with the model's counters.
+    /// Stamps the batch with the model's counters (and its stats, see [`SpaceModel::with_stats`]).
     pub fn finish(&self, mut b: CommitBatch) -> CommitBatch {
         b.counters = self.counters;
+        if self.with_stats {
+            let (stats, contributors) = self.expected_stats();
+            b.stats = Some(stats);
+            b.contributors = contributors.into_values().collect();
+        }
         b
     }
 
@@ -1611,6 +1758,35 @@ impl SpaceModel {
             self.log,
             "{when}: the event log"
         );
+        self.assert_stats(s, when).await;
+    }
+
+    /// Checks the stored stats and contributor rows against the model's messages (none stored
+    /// for a model without stats, or before its first commit).
+    pub async fn assert_stats(&self, s: &dyn Store, when: &str) {
+        let id = self.space.space_id;
+        let (stats, contributors) = self.expected_stats();
+        let committed = self.with_stats && !self.log.is_empty();
+        assert_eq!(
+            s.space_stats(id).await.unwrap(),
+            committed.then_some(stats),
+            "{when}: space stats"
+        );
+        for (user_id, c) in &contributors {
+            assert_eq!(
+                s.get_contributor(id, user_id).await.unwrap(),
+                committed.then(|| c.clone()),
+                "{when}: contributor {user_id}"
+            );
+        }
+        let mut rows: Vec<ContributorStats> = s.contributors(id).await.unwrap();
+        rows.sort_by(|a, b| a.user_id.cmp(&b.user_id));
+        let want: Vec<ContributorStats> = if committed {
+            contributors.into_values().collect()
+        } else {
+            Vec::new()
+        };
+        assert_eq!(rows, want, "{when}: contributor rows");
     }
 }
 

@@ -172,6 +172,26 @@ impl Store for FlakyStore {
         self.check("user_reactions")?;
         self.inner.user_reactions(space_id, user_id, items).await
     }
+    async fn space_stats(
+        &self,
+        space_id: SpaceId,
+    ) -> Result<Option<spacecast_engine::stats::SpaceStats>> {
+        self.check("space_stats")?;
+        self.inner.space_stats(space_id).await
+    }
+    async fn get_contributor(
+        &self,
+        space_id: SpaceId,
+        user_id: &str,
+    ) -> Result<Option<spacecast_engine::stats::ContributorStats>> {
+        self.inner.get_contributor(space_id, user_id).await
+    }
+    async fn contributors(
+        &self,
+        space_id: SpaceId,
+    ) -> Result<Vec<spacecast_engine::stats::ContributorStats>> {
+        self.inner.contributors(space_id).await
+    }
     async fn ping(&self) -> Result<()> {
         self.check("ping")?;
         self.inner.ping().await

@@ -10,6 +10,7 @@
 //! - [`v1_messages`] serves the native `/v1/spaces/{id}/messages…`
 //! - [`v1_members`] serves the native `/v1/spaces/{id}/members…` and `PATCH /v1/spaces/{id}`
 //! - [`v1_reactions`] serves `PUT`/`DELETE /v1/spaces/{id}/messages/{mid}/reactions/{key}`
+//! - [`v1_stats`] serves `/v1/spaces/{id}/stats`
 //!
 //! Handlers return `Result<Response, ApiError>`; [`respond`] renders errors (the only place)
 //! and records the request metrics under the route's template name. Requests no route matches
@@ -26,6 +27,7 @@ pub mod table;
 pub mod v1_members;
 pub mod v1_messages;
 pub mod v1_reactions;
+pub mod v1_stats;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -59,6 +61,8 @@ pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
         .or(v1_members::routes(app.clone()))
         .unify()
         .or(v1_reactions::routes(app.clone()))
+        .unify()
+        .or(v1_stats::routes(app.clone()))
         .unify()
         .or(node::routes(app))
         .unify()

@@ -80,6 +80,7 @@ pub const ROUTES: &[(Method, &str)] = &[
         Method::DELETE,
         "/v1/spaces/{spaceId}/messages/{messageId}/reactions/{key}",
     ),
+    (Method::GET, "/v1/spaces/{spaceId}/stats"),
 ];
 
 /// The message of the 404 for a path no route serves (distinct from a handler's own 404s, such

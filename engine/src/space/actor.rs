@@ -37,8 +37,9 @@ use crate::model::{
     POWER_MEMBER, POWER_MODERATOR, PostingPermission, Seq, Space, SpaceCounters, SpaceId,
     Timestamp, UserRef, Visibility, new_id, valid_reaction_key, validate_rich_fields, word_count,
 };
+use crate::stats::{ContributorStats, MessageMark, SpaceStats, contributor_after};
 use crate::store::{
-    Claimed, CommitBatch, HistoryWrite, KeyWrite, MessageWrite, ReactionWrite, Store,
+    Claimed, CommitBatch, Direction, HistoryWrite, KeyWrite, MessageWrite, ReactionWrite, Store,
 };
 
 /// The actor; stateless, as ractor wants. See the module doc.
@@ -69,6 +70,12 @@ pub(crate) struct SpaceState {
     /// The fencing epoch of this incarnation, stamped on every batch.
     epoch: u64,
     counters: SpaceCounters,
+    /// The space stats after every command sequenced so far (see [`crate::stats`]).
+    stats: SpaceStats,
+    /// Contributor numbers this incarnation read or changed, each as of the last command
+    /// sequenced (so including changes not yet durable). Never evicted while the actor lives:
+    /// bounded by the senders active since it started.
+    contributors: HashMap<String, ContributorStats>,
     members: HashMap<String, Member>,
     cache: MessageCache,
     /// Reactions the actor changed or read (see [`ReactionCache`]).
@@ -109,6 +116,13 @@ impl Actor for SpaceActor {
             .claim(args.space_id)
             .await?
             .ok_or(EngineError::SpaceNotFound)?;
+        let (stats, contributors) = crate::stats::load_or_compute(
+            args.store.as_ref(),
+            args.space_id,
+            epoch,
+            snapshot.view.counters,
+        )
+        .await?;
         let durable_seq = Arc::new(AtomicU64::new(snapshot.view.counters.head_seq));
         let queued = Arc::new(AtomicUsize::new(0));
         let (tx, rx) = mpsc::unbounded_channel();
@@ -138,6 +152,8 @@ impl Actor for SpaceActor {
             space: snapshot.view.space,
             epoch,
             counters: snapshot.view.counters,
+            stats,
+            contributors,
             members: snapshot
                 .members
                 .into_iter()
@@ -238,6 +254,8 @@ impl Actor for SpaceActor {
                     Command::SetPostingPermission { permission, by } => state
                         .set_posting_permission(permission, &by)
                         .map(|(b, sp)| (b, Outcome::Space(sp))),
+                    // Nothing to write: answered once what came before is durable.
+                    Command::Sync => Ok((state.batch(), Outcome::Done)),
                 };
                 state.dispatch(r, reply);
             }
@@ -452,6 +470,7 @@ impl SpaceState {
                 Err(e) => return Err(e),
             }
         }
+        let sender_stats = self.contributor(&sender.user_id).await?;
         let seq = self.next_seq();
         self.counters.message_count += 1;
         let message = Message {
@@ -500,10 +519,22 @@ impl SpaceState {
                 last_write: seq,
             },
         );
+        let mut stats = self.stats.clone();
+        stats.count(&message, true);
+        let mark = MessageMark::of(&message);
+        stats.first_message.get_or_insert(mark);
+        stats.last_message = Some(mark);
+        let sender_stats = contributor_after(&sender_stats, None, Some(&message));
+        // A contributor who gains never shrinks the leaderboard, so it is never rebuilt here.
+        let rebuild = stats.place(&sender_stats);
+        debug_assert!(!rebuild, "a gain never asks for a rebuild");
         if let Some(mut p) = parent {
+            let before = p.clone();
             p.reply_count += 1;
+            stats.recount(&before, &p);
             self.put_existing(&mut batch, p, seq);
         }
+        self.install_stats(&mut batch, stats, sender_stats);
         if let Some(key) = cmd.idempotency_key {
             let ttl = i64::try_from(self.config.idempotency_ttl.as_millis()).unwrap_or(i64::MAX);
             let expires_at = Timestamp(message.created_at.0.saturating_add(ttl));
@@ -588,6 +619,23 @@ impl SpaceState {
             },
             None => None,
         };
+        let (mut stats, sender_stats) = self.stats_after(Some(&m), None).await?;
+        if stats.total_messages == 0 {
+            stats.first_message = None;
+            stats.last_message = None;
+        } else {
+            if stats.first_message.is_some_and(|f| f.seq == m.seq) {
+                stats.first_message = self.neighbour(m.seq, Direction::Forward).await?;
+            }
+            if stats.last_message.is_some_and(|l| l.seq == m.seq) {
+                stats.last_message = self.neighbour(m.seq, Direction::Backward).await?;
+            }
+        }
+        if let Some(p) = &parent {
+            let mut after = p.clone();
+            after.reply_count = after.reply_count.saturating_sub(1);
+            stats.recount(p, &after);
+        }
         let seq = self.next_seq();
         self.counters.message_count = self.counters.message_count.saturating_sub(1);
         let mut batch = self.batch();
@@ -619,6 +667,7 @@ impl SpaceState {
             p.reply_count = p.reply_count.saturating_sub(1);
             self.put_existing(&mut batch, p, seq);
         }
+        self.install_stats(&mut batch, stats, sender_stats);
         Ok(batch)
     }
 
@@ -655,14 +704,7 @@ impl SpaceState {
             ));
         }
         validate_rich_fields(&m.msgtype, body.as_ref(), None, &[], &[], None)?;
-        let seq = self.next_seq();
-        let previous = MessageVersion {
-            seq,
-            content: m.content.clone(),
-            body: m.body.clone(),
-            valid_from: m.edited_at.unwrap_or(m.created_at),
-            replaced_at: now,
-        };
+        let before = m.clone();
         if let Some(c) = content {
             m.word_count = word_count(&c);
             m.content = Some(c);
@@ -671,7 +713,17 @@ impl SpaceState {
             m.body = Some(b);
         }
         m.edited_at = Some(now);
+        let (stats, sender_stats) = self.stats_after(Some(&before), Some(&m)).await?;
+        let seq = self.next_seq();
+        let previous = MessageVersion {
+            seq,
+            content: before.content,
+            body: before.body,
+            valid_from: before.edited_at.unwrap_or(before.created_at),
+            replaced_at: now,
+        };
         let mut batch = self.batch();
+        self.install_stats(&mut batch, stats, sender_stats);
         batch
             .events
             .push(self.event(seq, EventKind::MessageEdited(m.clone())));
@@ -716,7 +768,7 @@ impl SpaceState {
                 }),
             ));
         }
-        let seq = self.next_seq();
+        let before = m.clone();
         let wiped_media = std::mem::take(&mut m.media);
         let wiped_media_url = m.media_url.take();
         m.media_type = None;
@@ -729,7 +781,10 @@ impl SpaceState {
         m.redacted = true;
         m.redacted_by = Some(by.user_id.clone());
         m.redacted_reason = reason;
+        let (stats, sender_stats) = self.stats_after(Some(&before), Some(&m)).await?;
+        let seq = self.next_seq();
         let mut batch = self.batch();
+        self.install_stats(&mut batch, stats, sender_stats);
         batch
             .events
             .push(self.event(seq, EventKind::MessageRedacted(m.clone())));
@@ -1039,6 +1094,122 @@ impl SpaceState {
         ));
         batch.space = Some(self.space.clone());
         Ok((batch, self.space.clone()))
+    }
+
+    /// A contributor's numbers as of the last command sequenced: known to this incarnation, or
+    /// read from the store (which then holds them, as nothing changed them since the claim).
+    async fn contributor(&mut self, user_id: &str) -> Result<ContributorStats> {
+        if let Some(c) = self.contributors.get(user_id) {
+            return Ok(c.clone());
+        }
+        let c = self
+            .store
+            .get_contributor(self.space.space_id, user_id)
+            .await?
+            .unwrap_or_else(|| ContributorStats {
+                user_id: user_id.to_owned(),
+                ..Default::default()
+            });
+        self.contributors.insert(user_id.to_owned(), c.clone());
+        Ok(c)
+    }
+
+    /// The stats after one message's state changes from `old` to `new` (the same sender's;
+    /// `None`: created or deleted), but for the first/last marks, and the sender's new numbers.
+    /// Reads what it needs, so it runs before the command is sequenced; a leaderboard that must
+    /// be rebuilt (see [`crate::stats`]) costs a scan of the contributor rows here.
+    async fn stats_after(
+        &mut self,
+        old: Option<&Message>,
+        new: Option<&Message>,
+    ) -> Result<(SpaceStats, ContributorStats)> {
+        let sender = old.or(new).map_or("", |m| m.sender_id.as_str());
+        let c = self.contributor(sender).await?;
+        let c = contributor_after(&c, old, new);
+        let mut stats = self.stats.clone();
+        if let Some(o) = old {
+            stats.count(o, false);
+        }
+        if let Some(n) = new {
+            stats.count(n, true);
+        }
+        if stats.place(&c) {
+            let mut all: HashMap<String, ContributorStats> = self
+                .store
+                .contributors(self.space.space_id)
+                .await?
+                .into_iter()
+                .map(|c| (c.user_id.clone(), c))
+                .collect();
+            // What this incarnation changed may not be durable yet.
+            for (u, known) in &self.contributors {
+                all.insert(u.clone(), known.clone());
+            }
+            all.insert(c.user_id.clone(), c.clone());
+            stats.rebuild_leaderboard(all.into_values());
+        }
+        Ok((stats, c))
+    }
+
+    /// Makes `stats` the space's (a sequenced command changed them) and writes them, with the
+    /// contributor's new numbers, into the command's batch.
+    fn install_stats(&mut self, batch: &mut CommitBatch, stats: SpaceStats, c: ContributorStats) {
+        self.contributors.insert(c.user_id.clone(), c.clone());
+        self.stats = stats;
+        batch.stats = Some(self.stats.clone());
+        batch.push_contributor(c);
+    }
+
+    /// The existing message nearest to `seq` in `direction` (excluding it), as of the last
+    /// command sequenced: the store's, skipping those deleted since, or one not yet durable (in
+    /// the cache, which holds every change not yet durable). A keyset read: it costs the rows it
+    /// passes, i.e. one plus the deletes still in flight.
+    async fn neighbour(&self, seq: Seq, direction: Direction) -> Result<Option<MessageMark>> {
+        let ahead = |a: Seq, b: Seq| match direction {
+            Direction::Forward => a < b,
+            Direction::Backward => a > b,
+        };
+        let mut best: Option<MessageMark> = None;
+        let mut consider = |m: &Message| {
+            if ahead(seq, m.seq) && best.is_none_or(|b| ahead(m.seq, b.seq)) {
+                best = Some(MessageMark::of(m));
+            }
+        };
+        for c in self.cache.entries() {
+            if let Some(m) = &c.message {
+                consider(m);
+            }
+        }
+        const CHUNK: usize = 16;
+        let (mut after, mut before) = match direction {
+            Direction::Forward => (seq, self.counters.head_seq.saturating_add(1)),
+            Direction::Backward => (0, seq),
+        };
+        'scan: loop {
+            let page = self
+                .store
+                .scan_messages(self.space.space_id, after, before, direction, CHUNK)
+                .await?;
+            let n = page.len();
+            for m in page {
+                let deleted = self
+                    .cache
+                    .get(&m.message_id)
+                    .is_some_and(|c| c.message.is_none());
+                if !deleted {
+                    consider(&m);
+                    break 'scan;
+                }
+                match direction {
+                    Direction::Forward => after = m.seq,
+                    Direction::Backward => before = m.seq,
+                }
+            }
+            if n < CHUNK {
+                break;
+            }
+        }
+        Ok(best)
     }
 
     /// Drops cached messages whose latest change is durable, once this cache or the node's

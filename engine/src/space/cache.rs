@@ -118,6 +118,11 @@ impl MessageCache {
         self.entries.get(id).map(|(c, _)| c)
     }
 
+    /// Every entry (in no order).
+    pub(crate) fn entries(&self) -> impl Iterator<Item = &Cached> {
+        self.entries.values().map(|(c, _)| c)
+    }
+
     pub(crate) fn insert(&mut self, id: MessageId, c: Cached) {
         let size = footprint(&c);
         self.bytes += size;

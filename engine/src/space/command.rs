@@ -73,6 +73,10 @@ pub enum Command {
         permission: PostingPermission,
         by: UserRef,
     },
+    /// Changes nothing: starts the space's actor if it is not running (its claim completes the
+    /// space's stored state, e.g. the stats migration of [`crate::stats`]) and is answered with
+    /// [`Outcome::Done`] once everything sequenced before it is durable.
+    Sync,
 }
 
 impl Command {
@@ -89,6 +93,7 @@ impl Command {
             Command::SetPower { .. } => "set_power",
             Command::RemoveMember { .. } => "remove_member",
             Command::SetPostingPermission { .. } => "set_posting_permission",
+            Command::Sync => "sync",
         }
     }
 }
@@ -432,6 +437,7 @@ mod tests {
                 by: user(),
                 set: true,
             },
+            Command::Sync,
         ];
         for c in cmds {
             let json = serde_json::to_vec(&c).unwrap();

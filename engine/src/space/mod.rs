@@ -297,6 +297,15 @@ impl SpaceHandle {
         .into_reaction()
     }
 
+    /// Waits until everything sequenced in the space so far is durable, starting its actor if
+    /// needed (see [`Command::Sync`]).
+    ///
+    /// # Errors
+    /// `SpaceNotFound`, and the transient errors of [`SpaceHandle::send`].
+    pub async fn sync(&self) -> Result<()> {
+        self.execute(Command::Sync).await?.into_done()
+    }
+
     /// Joins the space as an ordinary member.
     ///
     /// # Errors

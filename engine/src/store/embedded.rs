@@ -28,6 +28,8 @@
 //! | `reaction_counts` | space_id · message_id · key | count u32 |
 //! | `idempotency_keys` | space_id · len(sender) u16 · sender · key | message_id · expires_at ms u64 |
 //! | `idempotency_expiry` | space_id · expires_at ms u64 · len(sender) u16 · sender · key | empty |
+//! | `space_stats` | space_id | `SpaceStats` JSON (absent: never committed, see [`crate::stats`]) |
+//! | `contributors_by_space` | space_id · user_id | `ContributorStats` JSON |
 //!
 //! A message's reactions live outside its `Message` JSON, one row per (key, user) and one count
 //! per key, so a reaction writes two small values whatever the message holds; reads put the
@@ -76,6 +78,7 @@ use crate::event::{APPRECIATE, SpaceEvent};
 use crate::model::{
     Like, Member, Message, MessageId, MessageVersion, Seq, Space, SpaceCounters, SpaceId, SpaceView,
 };
+use crate::stats::{ContributorStats, SpaceStats};
 
 /// Keyspace names, in one place.
 mod tables {
@@ -92,6 +95,8 @@ mod tables {
     pub const REACTION_COUNTS: &str = "reaction_counts";
     pub const IDEMPOTENCY_KEYS: &str = "idempotency_keys";
     pub const IDEMPOTENCY_EXPIRY: &str = "idempotency_expiry";
+    pub const SPACE_STATS: &str = "space_stats";
+    pub const CONTRIBUTORS_BY_SPACE: &str = "contributors_by_space";
     pub const META: &str = "meta";
 }
 
@@ -112,6 +117,8 @@ struct Tables {
     idempotency_keys: Keyspace,
     idempotency_expiry: Keyspace,
     meta: Keyspace,
+    space_stats: Keyspace,
+    contributors_by_space: Keyspace,
 }
 
 /// A keyspace, named in write jobs instead of by handle, so a job outlives the database it was
@@ -132,6 +139,8 @@ enum Table {
     IdempotencyKeys,
     IdempotencyExpiry,
     Meta,
+    SpaceStats,
+    ContributorsBySpace,
 }
 
 impl Tables {
@@ -151,6 +160,8 @@ impl Tables {
             Table::IdempotencyKeys => &self.idempotency_keys,
             Table::IdempotencyExpiry => &self.idempotency_expiry,
             Table::Meta => &self.meta,
+            Table::SpaceStats => &self.space_stats,
+            Table::ContributorsBySpace => &self.contributors_by_space,
         }
     }
 }
@@ -189,6 +200,8 @@ impl Open {
             idempotency_keys: ks(tables::IDEMPOTENCY_KEYS)?,
             idempotency_expiry: ks(tables::IDEMPOTENCY_EXPIRY)?,
             meta: ks(tables::META)?,
+            space_stats: ks(tables::SPACE_STATS)?,
+            contributors_by_space: ks(tables::CONTRIBUTORS_BY_SPACE)?,
         };
         Ok(Open { db, t })
     }
@@ -1222,6 +1235,20 @@ impl Store for EmbeddedStore {
         if let Some(space) = &b.space {
             ops.push(Op::Put(Table::Spaces, sid.as_bytes().to_vec(), enc(space)));
         }
+        if let Some(stats) = &b.stats {
+            ops.push(Op::Put(
+                Table::SpaceStats,
+                sid.as_bytes().to_vec(),
+                enc(stats),
+            ));
+        }
+        for c in &b.contributors {
+            ops.push(Op::Put(
+                Table::ContributorsBySpace,
+                key_member(sid, &c.user_id),
+                enc(c),
+            ));
+        }
         let head = HeadRecord {
             counters: b.counters,
             epoch: b.epoch,
@@ -1476,6 +1503,33 @@ impl Store for EmbeddedStore {
                 .and_then(parse_idem_value)
                 .filter(|(_, exp)| *exp > now)
                 .map(|(id, _)| id))
+        })
+        .await
+    }
+
+    async fn space_stats(&self, space_id: SpaceId) -> Result<Option<SpaceStats>> {
+        self.read(move |t| get_json(&t.space_stats, space_id.as_bytes()))
+            .await
+    }
+
+    async fn get_contributor(
+        &self,
+        space_id: SpaceId,
+        user_id: &str,
+    ) -> Result<Option<ContributorStats>> {
+        let key = key_member(space_id, user_id);
+        self.read(move |t| get_json(&t.contributors_by_space, &key))
+            .await
+    }
+
+    async fn contributors(&self, space_id: SpaceId) -> Result<Vec<ContributorStats>> {
+        self.read(move |t| {
+            let mut out = Vec::new();
+            for kv in t.contributors_by_space.prefix(space_id.as_bytes()) {
+                let (_, v) = kv.into_inner().map_err(io_err)?;
+                out.push(dec::<ContributorStats>(&v)?);
+            }
+            Ok(out)
         })
         .await
     }

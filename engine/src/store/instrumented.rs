@@ -14,6 +14,7 @@ use super::{Claimed, CommitBatch, Direction, MessageOrder, SpaceSnapshot, Store}
 use crate::error::Result;
 use crate::event::SpaceEvent;
 use crate::model::{Member, Message, MessageId, MessageVersion, Seq, Space, SpaceId, SpaceView};
+use crate::stats::{ContributorStats, SpaceStats};
 
 /// Wraps a backend; see the module doc.
 pub struct Instrumented {
@@ -182,6 +183,25 @@ impl Store for Instrumented {
             self.inner.idempotent_send(space_id, sender_id, key),
         )
         .await
+    }
+    async fn space_stats(&self, space_id: SpaceId) -> Result<Option<SpaceStats>> {
+        self.timed("space_stats", self.inner.space_stats(space_id))
+            .await
+    }
+    async fn get_contributor(
+        &self,
+        space_id: SpaceId,
+        user_id: &str,
+    ) -> Result<Option<ContributorStats>> {
+        self.timed(
+            "get_contributor",
+            self.inner.get_contributor(space_id, user_id),
+        )
+        .await
+    }
+    async fn contributors(&self, space_id: SpaceId) -> Result<Vec<ContributorStats>> {
+        self.timed("contributors", self.inner.contributors(space_id))
+            .await
     }
     async fn ping(&self) -> Result<()> {
         self.timed("ping", self.inner.ping()).await

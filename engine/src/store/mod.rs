@@ -19,7 +19,8 @@
 //!   a space that was never claimed accepts commits at epoch 0 (tests and tools that write a
 //!   space directly), and none once it is claimed.
 //! - [`Store::commit`] is atomic as observed and durable: when it returns `Ok`, every event,
-//!   message write, member, edit-history write, idempotency key and counter in the batch survives a crash of the process or machine,
+//!   message write, member, edit-history write, idempotency key, counter, stats value and
+//!   contributor row in the batch survives a crash of the process or machine,
 //!   and every read sees all of it. When it returns an error, the caller must assume nothing or
 //!   everything was written (a retried batch must be idempotent; it is, every key derives from
 //!   the space id and the events' seqs), except:
@@ -51,6 +52,7 @@ use crate::model::{
     Member, Message, MessageId, MessageVersion, Seq, Space, SpaceCounters, SpaceId, SpaceView,
     Timestamp,
 };
+use crate::stats::{ContributorStats, SpaceStats};
 
 /// Orders of [`Store::page_messages`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -189,6 +191,11 @@ pub struct CommitBatch {
     pub reactions: Vec<ReactionWrite>,
     /// The space's counters after the batch.
     pub counters: SpaceCounters,
+    /// The space's stats after the batch; `None`: unchanged by it (see [`crate::stats`]).
+    pub stats: Option<SpaceStats>,
+    /// Contributor numbers the batch changed, each user's final value (see
+    /// [`CommitBatch::push_contributor`]).
+    pub contributors: Vec<ContributorStats>,
 }
 
 /// What [`CommitBatch::reaction_outcome`] computes.
@@ -345,6 +352,22 @@ pub trait Store: Send + Sync + 'static {
         key: &str,
     ) -> Result<Option<MessageId>>;
 
+    /// The space's stats as last committed; `None` for a space whose stats were never committed
+    /// (a space without messages yet, one written before stats existed, or an unknown one).
+    async fn space_stats(&self, space_id: SpaceId) -> Result<Option<SpaceStats>>;
+
+    /// One contributor's numbers as last committed (`None`: never written).
+    async fn get_contributor(
+        &self,
+        space_id: SpaceId,
+        user_id: &str,
+    ) -> Result<Option<ContributorStats>>;
+
+    /// Every contributor row of the space, in no particular order (rows with no messages left
+    /// may be included). A scan: O(senders); the stats use it only in their documented worst
+    /// case.
+    async fn contributors(&self, space_id: SpaceId) -> Result<Vec<ContributorStats>>;
+
     /// Cheap reachability check for `/readyz`.
     async fn ping(&self) -> Result<()>;
 
@@ -475,6 +498,19 @@ impl CommitBatch {
         }
     }
 
+    /// Adds a contributor write, replacing an earlier write of the same user in this batch.
+    pub fn push_contributor(&mut self, c: ContributorStats) {
+        if let Some(e) = self
+            .contributors
+            .iter_mut()
+            .find(|e| e.user_id == c.user_id)
+        {
+            *e = c;
+        } else {
+            self.contributors.push(c);
+        }
+    }
+
     /// Whether the batch writes nothing (its counters aside: they only change with writes).
     /// The writer answers a batch of only such items without calling the store: they are
     /// commands that changed nothing and wait only for the commits before them.
@@ -487,6 +523,8 @@ impl CommitBatch {
             && self.history.is_empty()
             && self.keys.is_empty()
             && self.reactions.is_empty()
+            && self.stats.is_none()
+            && self.contributors.is_empty()
     }
 
     /// Adds a reaction write. Writes of the same (message, key, user) stay in order; a backend
@@ -548,7 +586,7 @@ impl CommitBatch {
     }
 
     /// Appends everything of `other` (a later batch of the same space, from the same writer) to
-    /// this one; the result carries `other`'s counters and epoch.
+    /// this one; the result carries `other`'s counters and epoch, and its stats if it has any.
     pub fn absorb(&mut self, other: CommitBatch) {
         self.epoch = other.epoch;
         self.events.extend(other.events);
@@ -573,6 +611,12 @@ impl CommitBatch {
             self.push_message_write(w);
         }
         self.counters = other.counters;
+        if other.stats.is_some() {
+            self.stats = other.stats;
+        }
+        for c in other.contributors {
+            self.push_contributor(c);
+        }
     }
 }
 
@@ -682,6 +726,35 @@ mod tests {
         assert_eq!(b.members, vec![m("b", 0)]);
         assert_eq!(b.removed_members, vec!["a".to_owned()]);
         assert!(!b.is_empty());
+    }
+
+    #[test]
+    fn a_merged_batch_carries_the_last_stats_and_each_contributors_last_value() {
+        let stats = |n: u64| crate::stats::SpaceStats {
+            total_messages: n,
+            ..Default::default()
+        };
+        let c = |user: &str, n: u64| ContributorStats {
+            user_id: user.into(),
+            messages: n,
+            word_count: n,
+        };
+        let mut merged = CommitBatch::default();
+        merged.absorb(CommitBatch {
+            stats: Some(stats(1)),
+            contributors: vec![c("a", 1)],
+            ..Default::default()
+        });
+        merged.absorb(CommitBatch {
+            stats: Some(stats(2)),
+            contributors: vec![c("b", 1), c("a", 2)],
+            ..Default::default()
+        });
+        // A later batch without stats (a join) keeps the last ones.
+        merged.absorb(CommitBatch::default());
+        assert_eq!(merged.stats, Some(stats(2)));
+        assert_eq!(merged.contributors, vec![c("a", 2), c("b", 1)]);
+        assert!(!merged.is_empty(), "stats and contributors are writes");
     }
 
     #[test]

@@ -17,7 +17,7 @@
 //! 1. **New rows only**: the events (seqs above the head), the messages created by the batch, and
 //!    their `message_by_id` entries; one unlogged batch per partition, all
 //!    partitions concurrently. Nothing of it is visible: it is above the head.
-//! 2. **The head**: `UPDATE … SET head_seq, counters, commit_no = n, pending = <phase 3> IF epoch =
+//! 2. **The head**: `UPDATE … SET head_seq, counters, [stats,] commit_no = n, pending = <phase 3> IF epoch =
 //!    <batch epoch> AND commit_no = n - 1`. Applied: the commit is durable and its events are
 //!    visible. Not applied because the epoch moved: `Fenced`.
 //! 3. **Existing rows**: message deletes (with their reaction rows), every reaction row, count,
@@ -26,7 +26,8 @@
 //!    (a member row and its `spaces_by_user` entry deleted), the space record after a settings
 //!    change, reply counts, the content columns an edit or a
 //!    redaction rewrites, edit-history rows (added, or a message's partition deleted), and the
-//!    batch's idempotency keys (`USING TTL`) — exactly what `pending` describes. Edit history and
+//!    batch's idempotency keys (`USING TTL`), contributor rows of the space stats — exactly what
+//!    `pending` describes. Edit history and
 //!    keys are new rows, but they live outside the seq-addressed tables the claim's tombstones
 //!    cover, so they are written only once the head has moved. If this phase
 //!    fails the commit is durable but `Unsettled`: the writer acknowledges it and reloads the
@@ -101,6 +102,7 @@ use crate::model::{
     Like, MSGTYPE_TEXT, MediaType, Member, Message, MessageId, MessageVersion, PostingPermission,
     Seq, Space, SpaceCounters, SpaceId, SpaceView, Timestamp, UserRef, Visibility,
 };
+use crate::stats::{ContributorStats, SpaceStats};
 
 /// How to reach the cluster.
 #[derive(Clone, Debug)]
@@ -324,6 +326,11 @@ struct Statements {
     insert_head: PreparedStatement,
     claim_head: PreparedStatement,
     commit_head: PreparedStatement,
+    commit_head_stats: PreparedStatement,
+    select_stats: PreparedStatement,
+    upsert_contributor: PreparedStatement,
+    select_contributor: PreparedStatement,
+    select_contributors: PreparedStatement,
     upsert_member: PreparedStatement,
     select_member: PreparedStatement,
     select_members: PreparedStatement,
@@ -400,6 +407,11 @@ impl Statements {
             insert_head: lwt(format!("INSERT INTO {ks}.space_heads_by_id (space_id, epoch, head_seq, message_count, member_count, commit_no, pending_no) VALUES (?, 0, ?, ?, ?, 0, 0) IF NOT EXISTS")).await?,
             claim_head: lwt(format!("UPDATE {ks}.space_heads_by_id SET epoch = ?, commit_no = ? WHERE space_id = ? IF epoch = ? AND commit_no = ?")).await?,
             commit_head: lwt(format!("UPDATE {ks}.space_heads_by_id SET head_seq = ?, message_count = ?, member_count = ?, commit_no = ?, pending_no = ?, pending = ? WHERE space_id = ? IF epoch = ? AND commit_no = ?")).await?,
+            commit_head_stats: lwt(format!("UPDATE {ks}.space_heads_by_id SET head_seq = ?, message_count = ?, member_count = ?, commit_no = ?, pending_no = ?, pending = ?, stats = ? WHERE space_id = ? IF epoch = ? AND commit_no = ?")).await?,
+            select_stats: p(format!("SELECT stats FROM {ks}.space_heads_by_id WHERE space_id = ?")).await?,
+            upsert_contributor: p(format!("INSERT INTO {ks}.contributors_by_space (space_id, user_id, messages, word_count) VALUES (?, ?, ?, ?)")).await?,
+            select_contributor: p(format!("SELECT user_id, messages, word_count FROM {ks}.contributors_by_space WHERE space_id = ? AND user_id = ?")).await?,
+            select_contributors: p(format!("SELECT user_id, messages, word_count FROM {ks}.contributors_by_space WHERE space_id = ?")).await?,
             upsert_member: p(format!("INSERT INTO {ks}.members_by_space (space_id, user_id, username, profile_picture, power_level, joined_at) VALUES (?, ?, ?, ?, ?, ?)")).await?,
             select_member: p(format!("SELECT user_id, username, profile_picture, power_level, joined_at FROM {ks}.members_by_space WHERE space_id = ? AND user_id = ?")).await?,
             select_members: p(format!("SELECT user_id, username, profile_picture, power_level, joined_at FROM {ks}.members_by_space WHERE space_id = ?")).await?,
@@ -460,6 +472,23 @@ struct SpaceRow {
     creator_picture: Option<String>,
     tags: Option<Vec<String>>,
     created_at: Option<CqlTimestamp>,
+}
+
+#[derive(DeserializeRow)]
+struct ContributorRow {
+    user_id: String,
+    messages: Option<i64>,
+    word_count: Option<i64>,
+}
+
+impl ContributorRow {
+    fn into_stats(self) -> ContributorStats {
+        ContributorStats {
+            user_id: self.user_id,
+            messages: self.messages.unwrap_or_default().max(0) as u64,
+            word_count: self.word_count.unwrap_or_default().max(0) as u64,
+        }
+    }
 }
 
 #[derive(DeserializeRow)]
@@ -833,6 +862,9 @@ enum Settle {
         id: Uuid,
         exp: i64,
     },
+    /// A contributor's numbers in the space stats (messages, words).
+    #[serde(rename = "ct")]
+    Contributor { u: String, n: u64, w: u64 },
 }
 
 /// The content columns of a message, as an edit or a redaction leaves them.
@@ -1462,6 +1494,11 @@ impl CqlStore {
                 HistoryWrite::Clear { message_id } => Settle::ClearHistory { id: *message_id },
             });
         }
+        settle.extend(b.contributors.iter().map(|c| Settle::Contributor {
+            u: c.user_id.clone(),
+            n: c.messages,
+            w: c.word_count,
+        }));
         settle.extend(b.keys.iter().map(|k| Settle::Key {
             sender: k.sender_id.clone(),
             key: k.key.clone(),
@@ -1678,6 +1715,12 @@ impl CqlStore {
                     &s.insert_appreciated,
                     (sid, *count as i32, *seq as i64, *id),
                 ),
+                Settle::Contributor { u, n, w } => parts.add(
+                    part::CONTRIBUTORS,
+                    sid.as_bytes(),
+                    &s.upsert_contributor,
+                    (sid, u.clone(), *n as i64, *w as i64),
+                ),
                 Settle::Member(m) => {
                     let u = &m.user;
                     parts.add(
@@ -1836,6 +1879,7 @@ mod part {
     pub const KEYS: u8 = 8;
     pub const REACTIONS: u8 = 9;
     pub const SPACES: u8 = 10;
+    pub const CONTRIBUTORS: u8 = 11;
 }
 
 fn history_key(space: SpaceId, message_id: MessageId) -> Vec<u8> {
@@ -2058,23 +2102,45 @@ impl Store for CqlStore {
 
         // Phase 2: the head, if this writer still holds the space.
         let c = b.counters;
-        let outcome = self
-            .exec(
-                &self.st.commit_head,
-                (
-                    c.head_seq as i64,
-                    c.message_count as i64,
-                    c.member_count as i64,
-                    number as i64,
-                    number as i64,
-                    pending,
-                    sid,
-                    b.epoch as i64,
-                    base as i64,
-                ),
-            )
-            .await
-            .and_then(lwt_outcome);
+        let outcome = match &b.stats {
+            None => {
+                self.exec(
+                    &self.st.commit_head,
+                    (
+                        c.head_seq as i64,
+                        c.message_count as i64,
+                        c.member_count as i64,
+                        number as i64,
+                        number as i64,
+                        pending,
+                        sid,
+                        b.epoch as i64,
+                        base as i64,
+                    ),
+                )
+                .await
+            }
+            Some(stats) => {
+                let stats = serde_json::to_string(stats).map_err(corrupt)?;
+                self.exec(
+                    &self.st.commit_head_stats,
+                    (
+                        c.head_seq as i64,
+                        c.message_count as i64,
+                        c.member_count as i64,
+                        number as i64,
+                        number as i64,
+                        pending,
+                        stats,
+                        sid,
+                        b.epoch as i64,
+                        base as i64,
+                    ),
+                )
+                .await
+            }
+        }
+        .and_then(lwt_outcome);
         let outcome = match outcome {
             Ok(o) => o,
             Err(e) => {
@@ -2394,6 +2460,54 @@ impl Store for CqlStore {
             .collect())
     }
 
+    async fn space_stats(&self, space_id: SpaceId) -> Result<Option<SpaceStats>> {
+        let rows = self
+            .exec(&self.st.select_stats, (space_id,))
+            .await?
+            .into_rows_result()
+            .map_err(unavailable)?;
+        let Some((stats,)) = rows
+            .maybe_first_row::<(Option<String>,)>()
+            .map_err(corrupt)?
+        else {
+            return Ok(None);
+        };
+        stats
+            .map(|s| serde_json::from_str(&s).map_err(corrupt))
+            .transpose()
+    }
+
+    async fn get_contributor(
+        &self,
+        space_id: SpaceId,
+        user_id: &str,
+    ) -> Result<Option<ContributorStats>> {
+        let rows = self
+            .exec(&self.st.select_contributor, (space_id, user_id))
+            .await?
+            .into_rows_result()
+            .map_err(unavailable)?;
+        Ok(rows
+            .maybe_first_row::<ContributorRow>()
+            .map_err(corrupt)?
+            .map(ContributorRow::into_stats))
+    }
+
+    async fn contributors(&self, space_id: SpaceId) -> Result<Vec<ContributorStats>> {
+        let pager = self
+            .session
+            .execute_iter(self.st.select_contributors.clone(), (space_id,))
+            .await
+            .map_err(unavailable)?;
+        let rows: Vec<ContributorRow> = pager
+            .rows_stream::<ContributorRow>()
+            .map_err(corrupt)?
+            .try_collect()
+            .await
+            .map_err(unavailable)?;
+        Ok(rows.into_iter().map(ContributorRow::into_stats).collect())
+    }
+
     async fn ping(&self) -> Result<()> {
         self.session
             .query_unpaged("SELECT release_version FROM system.local", ())
@@ -2493,6 +2607,11 @@ mod tests {
                 description: String::new(),
                 visibility: "private".into(),
                 posting: "admins".into(),
+            },
+            Settle::Contributor {
+                u: "u".into(),
+                n: 3,
+                w: 12,
             },
         ];
         let bytes = serde_json::to_vec(&ops).unwrap();

@@ -19,6 +19,11 @@
 //! | `appreciated_messages_by_space` | (space_id), appreciation_count desc, seq desc | messages with ≥ 1 appreciation, for `most_appreciated` without scanning the space |
 //! | `idempotency_keys_by_sender` | (space_id, sender_id, key) | reserved for idempotent sends (5-minute TTL) |
 //! | `message_history_by_message` | (space_id, message_id), version desc | earlier versions of edited messages, newest first (v3) |
+//! | `contributors_by_space` | (space_id), user_id | per-sender message and word counts of the space stats (v5; see [`crate::stats`]) |
+//!
+//! Schema v5 also adds `stats` (JSON `text`) to `space_heads_by_id`: the space's stats without
+//! the per-contributor numbers (a bounded leaderboard only), written by the commit's head update.
+//! A head row without it is a space whose stats were never committed.
 //!
 //! Schema v3 adds the native message fields to `messages_by_space` (JSON objects as `text`, ids
 //! as `uuid`); rows written before it read them as null, i.e. the defaults. `ALTER TABLE … ADD`
@@ -47,7 +52,7 @@ pub fn bucket(seq: u64) -> i64 {
 }
 
 /// The schema version this build reads and writes.
-pub const CURRENT_VERSION: i32 = 4;
+pub const CURRENT_VERSION: i32 = 5;
 
 pub mod tables {
     pub const SCHEMA_MIGRATIONS: &str = "schema_migrations";
@@ -63,6 +68,7 @@ pub mod tables {
     pub const IDEMPOTENCY_KEYS_BY_SENDER: &str = "idempotency_keys_by_sender";
     pub const MESSAGE_HISTORY_BY_MESSAGE: &str = "message_history_by_message";
     pub const REACTIONS_BY_MESSAGE: &str = "reactions_by_message";
+    pub const CONTRIBUTORS_BY_SPACE: &str = "contributors_by_space";
 }
 
 /// One migration: its version, a description, and its statements (each idempotent).
@@ -163,6 +169,17 @@ pub const MIGRATIONS: &[Migration] = &[
             space_id uuid, message_id uuid, reaction_key text, user_id text, seq bigint,
             PRIMARY KEY ((space_id, message_id), reaction_key, user_id))",
             "ALTER TABLE {ks}.messages_by_space ADD reaction_counts map<text, int>",
+        ],
+    },
+    // Spaces of v4 get their stats when next claimed (computed once from their messages).
+    Migration {
+        version: 5,
+        description: "space stats: the head row's stats column, contributor rows",
+        statements: &[
+            "ALTER TABLE {ks}.space_heads_by_id ADD stats text",
+            "CREATE TABLE IF NOT EXISTS {ks}.contributors_by_space (
+            space_id uuid, user_id text, messages bigint, word_count bigint,
+            PRIMARY KEY (space_id, user_id))",
         ],
     },
 ];
