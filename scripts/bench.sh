@@ -2,7 +2,7 @@
 # Benchmark runner: starts a throwaway Spacecast server on loopback and drives
 # it with the `loadtest` binary.
 #
-#   scripts/bench.sh [sends|fanout|cql-raw|all|compare|socketio|cluster|failover]   (default: all)
+#   scripts/bench.sh [sends|fanout|cql-raw|all|compare|socketio|cluster|failover|native]   (default: all)
 #
 # Each scenario gets a fresh server (own temp data dir, random JWT secret) so
 # results do not depend on what ran before.
@@ -79,6 +79,20 @@
 #                      printed at the end cover the whole file)
 # failover: the failover part alone.
 #
+# native: the /v1 surface of issue 10, each run on a fresh server pinned like the other modes:
+#   1. closed-loop sends of each kind (`loadtest sends --kind`: space7, v1, v1-rich), interleaved
+#      over NATIVE_ROUNDS rounds, and v1 once more with the per-user rate limit ON at a limit
+#      never reached (NATIVE_HIGH_LIMIT per minute): what a send's validation, rich fields and
+#      rate-limit check cost;
+#   2. reaction toggles on one hot message (`sends --kind react --spaces 1`, every worker its own
+#      user), NATIVE_ROUNDS rounds;
+#   3. one space filled with NATIVE_FILL messages (`sends --kind v1 --max-sends`), then `loadtest
+#      reads` at concurrency 1: cursor pages (limit 50) at the newest end, the middle and the
+#      oldest end, each plain, filtered by a sender who wrote 1 in NATIVE_USERS messages, and by a
+#      msgtype nobody used (the scan's worst case: 1,000 rows per page); and the space's stats.
+#   NATIVE_ROUNDS=2 NATIVE_DURATION=10 NATIVE_FILL=1000000 NATIVE_USERS=64 NATIVE_READ_DURATION=10
+#   NATIVE_HIGH_LIMIT=100000000   NATIVE_OUT=file (the JSON lines; default: in the temp dir)
+#
 # Defaults can be overridden through the environment:
 #   SENDS_SPACES=8 SENDS_CONCURRENCY=64 SENDS_DURATION=20 SENDS_WARMUP=2
 #   FANOUT_SUBSCRIBERS=1000 FANOUT_RATE=100 FANOUT_DURATION=20
@@ -104,7 +118,7 @@ usage() {
 
 mode=${1:-all}
 case "$mode" in
-sends | fanout | cql-raw | all | compare | socketio | cluster | failover) ;;
+sends | fanout | cql-raw | all | compare | socketio | cluster | failover | native) ;;
 -h | --help)
     usage
     exit 0
@@ -150,6 +164,12 @@ FAILOVER_KILLS=${FAILOVER_KILLS:-10}
 FAILOVER_SPACES=${FAILOVER_SPACES:-4}
 FAILOVER_RATE=${FAILOVER_RATE:-20}
 FAILOVER_SETTLE=${FAILOVER_SETTLE:-3}
+NATIVE_ROUNDS=${NATIVE_ROUNDS:-2}
+NATIVE_DURATION=${NATIVE_DURATION:-10}
+NATIVE_FILL=${NATIVE_FILL:-1000000}
+NATIVE_USERS=${NATIVE_USERS:-64}
+NATIVE_READ_DURATION=${NATIVE_READ_DURATION:-10}
+NATIVE_HIGH_LIMIT=${NATIVE_HIGH_LIMIT:-100000000}
 cluster_mode=false
 [[ $mode == cluster || $mode == failover ]] && cluster_mode=true
 if $cluster_mode; then
@@ -885,6 +905,72 @@ if [[ $mode == socketio ]]; then
         } >>"$root/BENCHMARKS.md"
         echo "bench: table appended to BENCHMARKS.md"
     fi
+fi
+if [[ $mode == native ]]; then
+    native_out=${NATIVE_OUT:-$workdir/native.jsonl}
+    : >"$native_out"
+    # native_run LABEL LIMIT ARGS...: a fresh server (per-user send limit LIMIT), `loadtest
+    # ARGS`; the JSON line, labelled, goes to $native_out.
+    native_run() {
+        local label=$1 limit=$2
+        shift 2
+        SPACECAST_JWT_SECRET=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
+        export SPACECAST_JWT_SECRET
+        [[ $BENCH_STORE == cql ]] && cql_keyspace=$(new_keyspace native)
+        echo
+        echo "================ native: $label ================"
+        SPACECAST_SEND_RATE_LIMIT=$limit start_server native "${spacecast_args[@]}"
+        local cmd=("${loadgen_pin[@]}" "$loadtest_bin" "$@" --url "$url" --json)
+        echo "\$ SPACECAST_SEND_RATE_LIMIT=$limit ${cmd[*]}"
+        "${cmd[@]}" | tee "$workdir/native.out"
+        tail -n 1 "$workdir/native.out" | sed "s/^{/{\"label\":\"$label\",/" >>"$native_out"
+    }
+    native_sends=(--concurrency "$SENDS_CONCURRENCY" --users "$NATIVE_USERS" --duration "$NATIVE_DURATION" --warmup 2)
+    for ((round = 1; round <= NATIVE_ROUNDS; round++)); do
+        for kind in space7 v1 v1-rich; do
+            native_run "send $kind" 0 sends --kind "$kind" --spaces "$SENDS_SPACES" "${native_sends[@]}"
+            stop_server
+            drop_keyspace
+        done
+        native_run "send v1, rate limit on" "$NATIVE_HIGH_LIMIT" sends --kind v1 --spaces "$SENDS_SPACES" "${native_sends[@]}"
+        stop_server
+        drop_keyspace
+        native_run "react, one hot message" 0 sends --kind react --spaces 1 "${native_sends[@]}"
+        stop_server
+        drop_keyspace
+    done
+    native_run "fill $NATIVE_FILL" 0 sends --kind v1 --spaces 1 --concurrency "$SENDS_CONCURRENCY" \
+        --users "$NATIVE_USERS" --max-sends "$NATIVE_FILL" --duration 3600
+    space=$(tail -n 1 "$workdir/native.out" | jq -r '.space_ids[0]')
+    filled=$(tail -n 1 "$workdir/native.out" | jq -r '.acked')
+    # A cursor is the direction byte (0xb1 backward) and the seq, base64url: the middle of the space.
+    middle=$(python3 -c "import base64,sys; n=int(sys.argv[1]); print(base64.urlsafe_b64encode(bytes([0xb1])+(n//2).to_bytes(8,'big')).decode().rstrip('='))" "$filled")
+    base="/v1/spaces/$space/messages?limit=50"
+    paths=(
+        "$base" "$base&cursor=$middle" "$base&direction=forward"
+        "$base&sender_id=lt-user-0" "$base&cursor=$middle&sender_id=lt-user-0"
+        "$base&msgtype=x.none" "$base&cursor=$middle&msgtype=x.none"
+        "/v1/spaces/$space/stats"
+    )
+    path_args=()
+    for p in "${paths[@]}"; do path_args+=(--path "$p"); done
+    cmd=("${loadgen_pin[@]}" "$loadtest_bin" reads --url "$url" --concurrency 1 \
+        --duration "$NATIVE_READ_DURATION" --warmup 2 "${path_args[@]}" --json)
+    echo
+    echo "================ native: reads over $filled messages ================"
+    echo "\$ ${cmd[*]}"
+    "${cmd[@]}" | tee "$workdir/native.out"
+    tail -n 1 "$workdir/native.out" | sed "s/^{/{\"label\":\"reads over $filled messages\",/" >>"$native_out"
+    if [[ -r /proc/$server_pid/status ]]; then
+        awk '/^VmRSS:/ {printf "server rss after the reads: %.0f MiB\n", $2 / 1024}' "/proc/$server_pid/status"
+    fi
+    echo "data dir: $(du -sh "$workdir/native-data" | cut -f1) for $filled messages"
+    stop_server
+    drop_keyspace
+    echo
+    echo "================ native: summary (JSON lines in $native_out) ================"
+    jq -r 'select(.scenario == "sends") | "\(.label): \(.acked_per_sec) /s, ack p50 \(.ack_latency_ms.p50_ms) ms, p99 \(.ack_latency_ms.p99_ms) ms, errors \(.errors)"' "$native_out"
+    jq -r 'select(.scenario == "reads") | .paths[] | "\(.path): p50 \(.latency_ms.p50_ms) ms, p99 \(.latency_ms.p99_ms) ms, \(.ok_per_sec) /s, errors \(.errors)"' "$native_out"
 fi
 if [[ $mode == compare ]]; then
     compare_out="$workdir/compare.jsonl"
