@@ -221,8 +221,9 @@ impl SpaceReader {
     }
 
     /// Makes messages read for `viewer` native (CONTRACT §5): `user_reactions` says which of each
-    /// message's `reaction_counts` keys the viewer reacted with (one point read per key of each
-    /// message with reactions, in one store call), and Space7's `likes` list, which grows with the
+    /// message's `reaction_counts` keys the viewer reacted with (one store call for the page,
+    /// bounded per message with reactions: see `Store::user_reactions`), and Space7's `likes`
+    /// list, which grows with the
     /// message's appreciations, is left out (`reaction_counts` has its count).
     ///
     /// # Errors

@@ -332,8 +332,10 @@ pub trait Store: Send + Sync + 'static {
         user_id: &str,
     ) -> Result<Option<Seq>>;
 
-    /// For each `(message, keys)`, which of `keys` `user_id` has reacted with (a viewer's
-    /// `user_reactions`; the keys are those of the message's `reaction_counts`). Point reads.
+    /// For each `(message, keys)`, which of `keys` `user_id` has reacted with, in `keys`' order
+    /// (a viewer's `user_reactions`; the keys are those of the message's `reaction_counts`, at
+    /// most [`crate::model::MAX_REACTION_KEYS`]). Bounded per message: a point read per key
+    /// (embedded) or one clustering-prefix read (CQL).
     async fn user_reactions(
         &self,
         space_id: SpaceId,

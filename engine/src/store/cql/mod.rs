@@ -356,6 +356,7 @@ struct Statements {
     delete_reaction: PreparedStatement,
     delete_reactions_of: PreparedStatement,
     select_reaction: PreparedStatement,
+    select_user_reactions: PreparedStatement,
     set_reaction_count: PreparedStatement,
     delete_reaction_count: PreparedStatement,
     set_like: PreparedStatement,
@@ -437,6 +438,7 @@ impl Statements {
             delete_reaction: p(format!("DELETE FROM {ks}.reactions_by_message WHERE space_id = ? AND message_id = ? AND reaction_key = ? AND user_id = ?")).await?,
             delete_reactions_of: p(format!("DELETE FROM {ks}.reactions_by_message WHERE space_id = ? AND message_id = ?")).await?,
             select_reaction: p(format!("SELECT seq FROM {ks}.reactions_by_message WHERE space_id = ? AND message_id = ? AND reaction_key = ? AND user_id = ?")).await?,
+            select_user_reactions: p(format!("SELECT reaction_key FROM {ks}.reactions_by_message WHERE space_id = ? AND message_id = ? AND user_id = ?")).await?,
             set_reaction_count: p(format!("UPDATE {ks}.messages_by_space SET reaction_counts[?] = ? WHERE space_id = ? AND bucket = ? AND seq = ?")).await?,
             delete_reaction_count: p(format!("DELETE reaction_counts[?] FROM {ks}.messages_by_space WHERE space_id = ? AND bucket = ? AND seq = ?")).await?,
             set_like: p(format!("UPDATE {ks}.messages_by_space SET likes[?] = ? WHERE space_id = ? AND bucket = ? AND seq = ?")).await?,
@@ -2407,19 +2409,27 @@ impl Store for CqlStore {
         user_id: &str,
         items: Vec<(MessageId, Vec<String>)>,
     ) -> Result<Vec<Vec<String>>> {
-        // One point read per (message, key), all at once.
+        // One read per message, all at once: the user's keys are one clustering prefix of the
+        // message's partition (at most `MAX_REACTION_KEYS` rows).
         future::try_join_all(items.into_iter().map(|(message_id, keys)| async move {
-            let found = future::try_join_all(
-                keys.iter()
-                    .map(|k| self.get_reaction(space_id, message_id, k, user_id)),
-            )
-            .await?;
-            Ok::<_, EngineError>(
-                keys.into_iter()
-                    .zip(found)
-                    .filter_map(|(k, f)| f.map(|_| k))
-                    .collect(),
-            )
+            let rows = self
+                .exec(
+                    &self.st.select_user_reactions,
+                    (space_id, message_id, user_id),
+                )
+                .await?
+                .into_rows_result()
+                .map_err(unavailable)?;
+            let mut mine = Vec::new();
+            for row in rows.rows::<(String,)>().map_err(corrupt)? {
+                let (key,) = row.map_err(corrupt)?;
+                if keys.contains(&key) {
+                    mine.push(key);
+                }
+            }
+            // In the order the caller gave.
+            mine.sort_by_key(|k| keys.iter().position(|x| x == k));
+            Ok::<_, EngineError>(mine)
         }))
         .await
     }

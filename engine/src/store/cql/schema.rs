@@ -14,7 +14,7 @@
 //! | `spaces_by_user` | (user_id), space_id desc | a user's spaces, newest first |
 //! | `events_by_space` | (space_id, bucket), seq asc | the event log, for resume |
 //! | `messages_by_space` | (space_id, bucket), seq desc | messages, newest first; likes (the `appreciate` reactions, for Space7) and the other keys' counts as maps |
-//! | `reactions_by_message` | (space_id, message_id), reaction_key, user_id | one row per reaction: the seq that added it |
+//! | `reactions_by_message` | (space_id, message_id), user_id, reaction_key | one row per reaction: the seq that added it; a user's keys on a message are one clustering prefix |
 //! | `message_by_id` | message_id | where a message lives |
 //! | `appreciated_messages_by_space` | (space_id), appreciation_count desc, seq desc | messages with ≥ 1 appreciation, for `most_appreciated` without scanning the space |
 //! | `idempotency_keys_by_sender` | (space_id, sender_id, key) | reserved for idempotent sends (5-minute TTL) |
@@ -167,7 +167,7 @@ pub const MIGRATIONS: &[Migration] = &[
         statements: &[
             "CREATE TABLE IF NOT EXISTS {ks}.reactions_by_message (
             space_id uuid, message_id uuid, reaction_key text, user_id text, seq bigint,
-            PRIMARY KEY ((space_id, message_id), reaction_key, user_id))",
+            PRIMARY KEY ((space_id, message_id), user_id, reaction_key))",
             "ALTER TABLE {ks}.messages_by_space ADD reaction_counts map<text, int>",
         ],
     },
