@@ -13,6 +13,8 @@
 //! Fencing and half-failed commits are cases too: a backend offers [`FaultInjection`], which
 //! makes its next commit fail before or after the point where it becomes durable.
 
+pub mod hooked;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};

@@ -9,15 +9,15 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use spacecast_engine::event::{EventKind, SpaceEvent};
 use spacecast_engine::listing::SCAN_BUDGET;
 use spacecast_engine::model::{
-    Member, Message, MessageId, POWER_ADMIN, POWER_MEMBER, PostingPermission, Seq, Space, SpaceId,
-    SpaceView, Timestamp, UserRef, Visibility, new_id,
+    Message, MessageId, POWER_ADMIN, POWER_MEMBER, PostingPermission, Seq, SpaceId, Timestamp,
+    UserRef, Visibility, new_id,
 };
+use spacecast_engine::store::Direction;
 use spacecast_engine::store::embedded::EmbeddedStore;
-use spacecast_engine::store::{Claimed, CommitBatch, Direction, SpaceSnapshot, Store};
+use spacecast_engine::testkit::hooked::{Hooked, StoreHooks};
 use spacecast_engine::{
     Engine, EngineConfig, EngineError, MessageFilter, MessageOrder, MessageQuery, NewSpace, Result,
     SendMessage, SpaceReader,
@@ -32,13 +32,14 @@ const WAIT: Duration = Duration::from_secs(30);
 // ---------------------------------------------------------------------------------------------
 
 /// The embedded store; every operation named in `failing` fails with `StoreUnavailable`.
-struct FlakyStore {
-    inner: Arc<dyn Store>,
+type FlakyStore = Hooked<Flaky>;
+
+struct Flaky {
     failing: Mutex<HashSet<&'static str>>,
 }
 
-impl FlakyStore {
-    fn check(&self, op: &'static str) -> Result<()> {
+impl StoreHooks for Flaky {
+    fn before(&self, op: &'static str) -> Result<()> {
         if self.failing.lock().unwrap().contains(op) {
             return Err(EngineError::StoreUnavailable(format!(
                 "injected {op} failure"
@@ -46,158 +47,15 @@ impl FlakyStore {
         }
         Ok(())
     }
+}
 
+impl Flaky {
     fn fail(&self, ops: &[&'static str]) {
         self.failing.lock().unwrap().extend(ops);
     }
 
     fn heal(&self) {
         self.failing.lock().unwrap().clear();
-    }
-}
-
-#[async_trait]
-impl Store for FlakyStore {
-    async fn create_space(&self, space: &Space, creator: &Member) -> Result<()> {
-        self.inner.create_space(space, creator).await
-    }
-    async fn load_space(&self, space_id: SpaceId) -> Result<Option<SpaceSnapshot>> {
-        self.check("load_space")?;
-        self.inner.load_space(space_id).await
-    }
-    async fn claim(&self, space_id: SpaceId) -> Result<Option<Claimed>> {
-        self.inner.claim(space_id).await
-    }
-    async fn get_space(&self, space_id: SpaceId) -> Result<Option<SpaceView>> {
-        self.check("get_space")?;
-        self.inner.get_space(space_id).await
-    }
-    async fn get_member(&self, space_id: SpaceId, user_id: &str) -> Result<Option<Member>> {
-        self.check("get_member")?;
-        self.inner.get_member(space_id, user_id).await
-    }
-    async fn spaces_of_user(&self, user_id: &str) -> Result<Vec<(SpaceView, Member)>> {
-        self.check("spaces_of_user")?;
-        self.inner.spaces_of_user(user_id).await
-    }
-    async fn commit(&self, batch: &CommitBatch) -> Result<()> {
-        self.inner.commit(batch).await
-    }
-    async fn read_events(
-        &self,
-        space_id: SpaceId,
-        after: Seq,
-        limit: usize,
-    ) -> Result<Vec<SpaceEvent>> {
-        self.check("read_events")?;
-        self.inner.read_events(space_id, after, limit).await
-    }
-    async fn page_messages(
-        &self,
-        space_id: SpaceId,
-        order: MessageOrder,
-        offset: usize,
-        limit: usize,
-    ) -> Result<Vec<Message>> {
-        self.check("page_messages")?;
-        self.inner
-            .page_messages(space_id, order, offset, limit)
-            .await
-    }
-    async fn scan_messages(
-        &self,
-        space_id: SpaceId,
-        after: Seq,
-        before: Seq,
-        direction: Direction,
-        limit: usize,
-    ) -> Result<Vec<Message>> {
-        self.check("scan_messages")?;
-        self.inner
-            .scan_messages(space_id, after, before, direction, limit)
-            .await
-    }
-    async fn scan_members(
-        &self,
-        space_id: SpaceId,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<Member>> {
-        self.check("scan_members")?;
-        self.inner.scan_members(space_id, after, limit).await
-    }
-    async fn get_message(
-        &self,
-        space_id: SpaceId,
-        message_id: MessageId,
-    ) -> Result<Option<Message>> {
-        self.check("get_message")?;
-        self.inner.get_message(space_id, message_id).await
-    }
-    async fn message_history(
-        &self,
-        space_id: SpaceId,
-        message_id: MessageId,
-    ) -> Result<Vec<spacecast_engine::model::MessageVersion>> {
-        self.check("message_history")?;
-        self.inner.message_history(space_id, message_id).await
-    }
-    async fn idempotent_send(
-        &self,
-        space_id: SpaceId,
-        sender_id: &str,
-        key: &str,
-    ) -> Result<Option<MessageId>> {
-        self.check("idempotent_send")?;
-        self.inner.idempotent_send(space_id, sender_id, key).await
-    }
-    async fn get_reaction(
-        &self,
-        space_id: SpaceId,
-        message_id: MessageId,
-        key: &str,
-        user_id: &str,
-    ) -> Result<Option<u64>> {
-        self.check("get_reaction")?;
-        self.inner
-            .get_reaction(space_id, message_id, key, user_id)
-            .await
-    }
-    async fn user_reactions(
-        &self,
-        space_id: SpaceId,
-        user_id: &str,
-        items: Vec<(MessageId, Vec<String>)>,
-    ) -> Result<Vec<Vec<String>>> {
-        self.check("user_reactions")?;
-        self.inner.user_reactions(space_id, user_id, items).await
-    }
-    async fn space_stats(
-        &self,
-        space_id: SpaceId,
-    ) -> Result<Option<spacecast_engine::stats::SpaceStats>> {
-        self.check("space_stats")?;
-        self.inner.space_stats(space_id).await
-    }
-    async fn get_contributor(
-        &self,
-        space_id: SpaceId,
-        user_id: &str,
-    ) -> Result<Option<spacecast_engine::stats::ContributorStats>> {
-        self.inner.get_contributor(space_id, user_id).await
-    }
-    async fn contributors(
-        &self,
-        space_id: SpaceId,
-    ) -> Result<Vec<spacecast_engine::stats::ContributorStats>> {
-        self.inner.contributors(space_id).await
-    }
-    async fn ping(&self) -> Result<()> {
-        self.check("ping")?;
-        self.inner.ping().await
-    }
-    async fn close(&self) -> Result<()> {
-        self.inner.close().await
     }
 }
 
@@ -215,10 +73,12 @@ async fn start() -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let metrics = Metrics::new();
     let embedded = EmbeddedStore::open(&dir.path().join("store"), metrics.clone()).expect("store");
-    let store = Arc::new(FlakyStore {
-        inner: embedded,
-        failing: Mutex::default(),
-    });
+    let store = Arc::new(Hooked::new(
+        embedded,
+        Flaky {
+            failing: Mutex::default(),
+        },
+    ));
     let engine = Engine::start(EngineConfig::default(), store.clone(), metrics)
         .await
         .expect("engine starts");

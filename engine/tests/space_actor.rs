@@ -15,13 +15,12 @@ use async_trait::async_trait;
 use spacecast_engine::event::{EventKind, SpaceEvent};
 use spacecast_engine::hub::HubItem;
 use spacecast_engine::model::{
-    Member, Message, MessageId, POWER_ADMIN, POWER_MEMBER, PostingPermission, Seq, Space,
-    SpaceCounters, SpaceId, SpaceView, UserRef, Visibility, new_id,
+    Message, MessageId, POWER_ADMIN, POWER_MEMBER, PostingPermission, Seq, SpaceCounters, SpaceId,
+    UserRef, Visibility, new_id,
 };
 use spacecast_engine::store::embedded::EmbeddedStore;
-use spacecast_engine::store::{
-    Claimed, CommitBatch, Direction, MessageOrder, SpaceSnapshot, Store,
-};
+use spacecast_engine::store::{Claimed, CommitBatch, MessageOrder, Store};
+use spacecast_engine::testkit::hooked::{Hooked, StoreHooks};
 use spacecast_engine::{
     Appreciation, Engine, EngineConfig, EngineError, NewSpace, Result, SendMessage,
 };
@@ -40,8 +39,9 @@ const WAIT: Duration = Duration::from_secs(30);
 /// while closed, and switches that fail the next commit, either before it reaches the store
 /// (nothing written) or after (everything written, but the caller is told it failed: the
 /// ambiguous outcome the `Store` contract allows, or `Unsettled`: durable, not fully applied).
-struct FaultyStore {
-    inner: Arc<dyn Store>,
+type FaultyStore = Hooked<Faulty>;
+
+struct Faulty {
     commits: Mutex<HashMap<SpaceId, usize>>,
     claims: Mutex<HashMap<SpaceId, usize>>,
     gate: watch::Sender<bool>,
@@ -50,17 +50,54 @@ struct FaultyStore {
     unsettle_next: AtomicBool,
 }
 
-impl FaultyStore {
-    fn new(inner: Arc<dyn Store>) -> Arc<Self> {
-        Arc::new(FaultyStore {
+#[async_trait]
+impl StoreHooks for Faulty {
+    async fn claim(&self, inner: &dyn Store, space_id: SpaceId) -> Result<Option<Claimed>> {
+        *self.claims.lock().unwrap().entry(space_id).or_default() += 1;
+        inner.claim(space_id).await
+    }
+    async fn commit(&self, inner: &dyn Store, batch: &CommitBatch) -> Result<()> {
+        *self
+            .commits
+            .lock()
+            .unwrap()
+            .entry(batch.space_id)
+            .or_default() += 1;
+        let mut open = self.gate.subscribe();
+        open.wait_for(|open| *open)
+            .await
+            .map_err(|_| EngineError::StoreUnavailable("test gate dropped".into()))?;
+        if self.fail_next.swap(false, Ordering::SeqCst) {
+            return Err(EngineError::StoreUnavailable(
+                "injected commit failure".into(),
+            ));
+        }
+        inner.commit(batch).await?;
+        if self.fail_next_after_write.swap(false, Ordering::SeqCst) {
+            return Err(EngineError::StoreUnavailable(
+                "injected failure after the write".into(),
+            ));
+        }
+        if self.unsettle_next.swap(false, Ordering::SeqCst) {
+            return Err(EngineError::Unsettled("injected: not fully applied".into()));
+        }
+        Ok(())
+    }
+}
+
+impl Faulty {
+    fn store(inner: Arc<dyn Store>) -> Arc<FaultyStore> {
+        Arc::new(Hooked::new(
             inner,
-            commits: Mutex::default(),
-            claims: Mutex::default(),
-            gate: watch::Sender::new(true),
-            fail_next: AtomicBool::new(false),
-            fail_next_after_write: AtomicBool::new(false),
-            unsettle_next: AtomicBool::new(false),
-        })
+            Faulty {
+                commits: Mutex::default(),
+                claims: Mutex::default(),
+                gate: watch::Sender::new(true),
+                fail_next: AtomicBool::new(false),
+                fail_next_after_write: AtomicBool::new(false),
+                unsettle_next: AtomicBool::new(false),
+            },
+        ))
     }
 
     /// Claims of `space_id` (one per actor start).
@@ -88,7 +125,7 @@ impl FaultyStore {
             .unwrap_or(0)
     }
 
-    /// Holds every commit until [`FaultyStore::open_gate`].
+    /// Holds every commit until [`Faulty::open_gate`].
     fn close_gate(&self) {
         self.gate.send_replace(false);
     }
@@ -103,161 +140,6 @@ impl FaultyStore {
 
     fn fail_next_commit_after_writing_it(&self) {
         self.fail_next_after_write.store(true, Ordering::SeqCst);
-    }
-}
-
-#[async_trait]
-impl Store for FaultyStore {
-    async fn create_space(&self, space: &Space, creator: &Member) -> Result<()> {
-        self.inner.create_space(space, creator).await
-    }
-    async fn claim(&self, space_id: SpaceId) -> Result<Option<Claimed>> {
-        *self.claims.lock().unwrap().entry(space_id).or_default() += 1;
-        self.inner.claim(space_id).await
-    }
-    async fn load_space(&self, space_id: SpaceId) -> Result<Option<SpaceSnapshot>> {
-        self.inner.load_space(space_id).await
-    }
-    async fn get_space(&self, space_id: SpaceId) -> Result<Option<SpaceView>> {
-        self.inner.get_space(space_id).await
-    }
-    async fn get_member(&self, space_id: SpaceId, user_id: &str) -> Result<Option<Member>> {
-        self.inner.get_member(space_id, user_id).await
-    }
-    async fn spaces_of_user(&self, user_id: &str) -> Result<Vec<(SpaceView, Member)>> {
-        self.inner.spaces_of_user(user_id).await
-    }
-    async fn commit(&self, batch: &CommitBatch) -> Result<()> {
-        *self
-            .commits
-            .lock()
-            .unwrap()
-            .entry(batch.space_id)
-            .or_default() += 1;
-        let mut open = self.gate.subscribe();
-        open.wait_for(|open| *open)
-            .await
-            .map_err(|_| EngineError::StoreUnavailable("test gate dropped".into()))?;
-        if self.fail_next.swap(false, Ordering::SeqCst) {
-            return Err(EngineError::StoreUnavailable(
-                "injected commit failure".into(),
-            ));
-        }
-        self.inner.commit(batch).await?;
-        if self.fail_next_after_write.swap(false, Ordering::SeqCst) {
-            return Err(EngineError::StoreUnavailable(
-                "injected failure after the write".into(),
-            ));
-        }
-        if self.unsettle_next.swap(false, Ordering::SeqCst) {
-            return Err(EngineError::Unsettled("injected: not fully applied".into()));
-        }
-        Ok(())
-    }
-    async fn read_events(
-        &self,
-        space_id: SpaceId,
-        after: Seq,
-        limit: usize,
-    ) -> Result<Vec<SpaceEvent>> {
-        self.inner.read_events(space_id, after, limit).await
-    }
-    async fn page_messages(
-        &self,
-        space_id: SpaceId,
-        order: MessageOrder,
-        offset: usize,
-        limit: usize,
-    ) -> Result<Vec<Message>> {
-        self.inner
-            .page_messages(space_id, order, offset, limit)
-            .await
-    }
-    async fn scan_messages(
-        &self,
-        space_id: SpaceId,
-        after: Seq,
-        before: Seq,
-        direction: Direction,
-        limit: usize,
-    ) -> Result<Vec<Message>> {
-        self.inner
-            .scan_messages(space_id, after, before, direction, limit)
-            .await
-    }
-    async fn scan_members(
-        &self,
-        space_id: SpaceId,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<Member>> {
-        self.inner.scan_members(space_id, after, limit).await
-    }
-    async fn get_message(
-        &self,
-        space_id: SpaceId,
-        message_id: MessageId,
-    ) -> Result<Option<Message>> {
-        self.inner.get_message(space_id, message_id).await
-    }
-    async fn message_history(
-        &self,
-        space_id: SpaceId,
-        message_id: MessageId,
-    ) -> Result<Vec<spacecast_engine::model::MessageVersion>> {
-        self.inner.message_history(space_id, message_id).await
-    }
-    async fn idempotent_send(
-        &self,
-        space_id: SpaceId,
-        sender_id: &str,
-        key: &str,
-    ) -> Result<Option<MessageId>> {
-        self.inner.idempotent_send(space_id, sender_id, key).await
-    }
-    async fn get_reaction(
-        &self,
-        space_id: SpaceId,
-        message_id: MessageId,
-        key: &str,
-        user_id: &str,
-    ) -> Result<Option<u64>> {
-        self.inner
-            .get_reaction(space_id, message_id, key, user_id)
-            .await
-    }
-    async fn user_reactions(
-        &self,
-        space_id: SpaceId,
-        user_id: &str,
-        items: Vec<(MessageId, Vec<String>)>,
-    ) -> Result<Vec<Vec<String>>> {
-        self.inner.user_reactions(space_id, user_id, items).await
-    }
-    async fn space_stats(
-        &self,
-        space_id: SpaceId,
-    ) -> Result<Option<spacecast_engine::stats::SpaceStats>> {
-        self.inner.space_stats(space_id).await
-    }
-    async fn get_contributor(
-        &self,
-        space_id: SpaceId,
-        user_id: &str,
-    ) -> Result<Option<spacecast_engine::stats::ContributorStats>> {
-        self.inner.get_contributor(space_id, user_id).await
-    }
-    async fn contributors(
-        &self,
-        space_id: SpaceId,
-    ) -> Result<Vec<spacecast_engine::stats::ContributorStats>> {
-        self.inner.contributors(space_id).await
-    }
-    async fn ping(&self) -> Result<()> {
-        self.inner.ping().await
-    }
-    async fn close(&self) -> Result<()> {
-        self.inner.close().await
     }
 }
 
@@ -277,7 +159,7 @@ async fn start(config: EngineConfig) -> Harness {
     let metrics = Metrics::new();
     let embedded =
         EmbeddedStore::open(&store_path(dir.path()), metrics.clone()).expect("open store");
-    let store = FaultyStore::new(embedded);
+    let store = Faulty::store(embedded);
     let engine = Engine::start(config, store.clone(), metrics.clone())
         .await
         .expect("engine starts");

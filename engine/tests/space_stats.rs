@@ -12,9 +12,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use spacecast_engine::Result;
-use spacecast_engine::event::SpaceEvent;
-use spacecast_engine::model::{Member, Seq, Space, SpaceView};
-use spacecast_engine::store::{Claimed, CommitBatch, MessageOrder, SpaceSnapshot};
+use spacecast_engine::store::CommitBatch;
+use spacecast_engine::testkit::hooked::{Hooked, StoreHooks};
 
 use spacecast_engine::model::{
     MediaItem, Message, MessageId, PostingPermission, SpaceId, UserRef, Visibility, new_id,
@@ -229,15 +228,16 @@ async fn random_command(
 
 /// The embedded store, whose commits wait at a gate while `held` (so the space's writer holds
 /// every later batch: sequenced, not durable).
-struct HeldStore {
-    inner: Arc<dyn Store>,
+type HeldStore = Hooked<Held>;
+
+struct Held {
     held: AtomicBool,
     gate: tokio::sync::Semaphore,
     /// Commits waiting at the gate.
     waiting: AtomicUsize,
 }
 
-impl HeldStore {
+impl Held {
     fn hold(&self) {
         while let Ok(p) = self.gate.try_acquire() {
             p.forget();
@@ -252,138 +252,15 @@ impl HeldStore {
 }
 
 #[async_trait]
-impl Store for HeldStore {
-    async fn create_space(&self, space: &Space, creator: &Member) -> Result<()> {
-        self.inner.create_space(space, creator).await
-    }
-    async fn load_space(&self, space_id: SpaceId) -> Result<Option<SpaceSnapshot>> {
-        self.inner.load_space(space_id).await
-    }
-    async fn claim(&self, space_id: SpaceId) -> Result<Option<Claimed>> {
-        self.inner.claim(space_id).await
-    }
-    async fn get_space(&self, space_id: SpaceId) -> Result<Option<SpaceView>> {
-        self.inner.get_space(space_id).await
-    }
-    async fn get_member(&self, space_id: SpaceId, user_id: &str) -> Result<Option<Member>> {
-        self.inner.get_member(space_id, user_id).await
-    }
-    async fn spaces_of_user(&self, user_id: &str) -> Result<Vec<(SpaceView, Member)>> {
-        self.inner.spaces_of_user(user_id).await
-    }
-    async fn scan_members(
-        &self,
-        space_id: SpaceId,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<Member>> {
-        self.inner.scan_members(space_id, after, limit).await
-    }
-    async fn commit(&self, batch: &CommitBatch) -> Result<()> {
+impl StoreHooks for Held {
+    async fn commit(&self, inner: &dyn Store, batch: &CommitBatch) -> Result<()> {
         if self.held.load(Ordering::SeqCst) {
             self.waiting.fetch_add(1, Ordering::SeqCst);
             let permit = self.gate.acquire().await.expect("the gate stays open");
             permit.forget();
             self.waiting.fetch_sub(1, Ordering::SeqCst);
         }
-        self.inner.commit(batch).await
-    }
-    async fn read_events(
-        &self,
-        space_id: SpaceId,
-        after: Seq,
-        limit: usize,
-    ) -> Result<Vec<SpaceEvent>> {
-        self.inner.read_events(space_id, after, limit).await
-    }
-    async fn page_messages(
-        &self,
-        space_id: SpaceId,
-        order: MessageOrder,
-        offset: usize,
-        limit: usize,
-    ) -> Result<Vec<Message>> {
-        self.inner
-            .page_messages(space_id, order, offset, limit)
-            .await
-    }
-    async fn scan_messages(
-        &self,
-        space_id: SpaceId,
-        after: Seq,
-        before: Seq,
-        direction: Direction,
-        limit: usize,
-    ) -> Result<Vec<Message>> {
-        self.inner
-            .scan_messages(space_id, after, before, direction, limit)
-            .await
-    }
-    async fn get_message(
-        &self,
-        space_id: SpaceId,
-        message_id: MessageId,
-    ) -> Result<Option<Message>> {
-        self.inner.get_message(space_id, message_id).await
-    }
-    async fn message_history(
-        &self,
-        space_id: SpaceId,
-        message_id: MessageId,
-    ) -> Result<Vec<spacecast_engine::model::MessageVersion>> {
-        self.inner.message_history(space_id, message_id).await
-    }
-    async fn idempotent_send(
-        &self,
-        space_id: SpaceId,
-        sender_id: &str,
-        key: &str,
-    ) -> Result<Option<MessageId>> {
-        self.inner.idempotent_send(space_id, sender_id, key).await
-    }
-    async fn get_reaction(
-        &self,
-        space_id: SpaceId,
-        message_id: MessageId,
-        key: &str,
-        user_id: &str,
-    ) -> Result<Option<u64>> {
-        self.inner
-            .get_reaction(space_id, message_id, key, user_id)
-            .await
-    }
-    async fn user_reactions(
-        &self,
-        space_id: SpaceId,
-        user_id: &str,
-        items: Vec<(MessageId, Vec<String>)>,
-    ) -> Result<Vec<Vec<String>>> {
-        self.inner.user_reactions(space_id, user_id, items).await
-    }
-    async fn space_stats(
-        &self,
-        space_id: SpaceId,
-    ) -> Result<Option<spacecast_engine::stats::SpaceStats>> {
-        self.inner.space_stats(space_id).await
-    }
-    async fn get_contributor(
-        &self,
-        space_id: SpaceId,
-        user_id: &str,
-    ) -> Result<Option<spacecast_engine::stats::ContributorStats>> {
-        self.inner.get_contributor(space_id, user_id).await
-    }
-    async fn contributors(
-        &self,
-        space_id: SpaceId,
-    ) -> Result<Vec<spacecast_engine::stats::ContributorStats>> {
-        self.inner.contributors(space_id).await
-    }
-    async fn ping(&self) -> Result<()> {
-        self.inner.ping().await
-    }
-    async fn close(&self) -> Result<()> {
-        self.inner.close().await
+        inner.commit(batch).await
     }
 }
 
@@ -402,12 +279,14 @@ async fn until(what: &str, mut f: impl FnMut() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn first_and_last_skip_changes_still_in_flight() {
     let dir = tempfile::tempdir().unwrap();
-    let held = Arc::new(HeldStore {
-        inner: open(&dir.path().join("store")),
-        held: AtomicBool::new(false),
-        gate: tokio::sync::Semaphore::new(0),
-        waiting: AtomicUsize::new(0),
-    });
+    let held: Arc<HeldStore> = Arc::new(Hooked::new(
+        open(&dir.path().join("store")),
+        Held {
+            held: AtomicBool::new(false),
+            gate: tokio::sync::Semaphore::new(0),
+            waiting: AtomicUsize::new(0),
+        },
+    ));
     let store: Arc<dyn Store> = held.clone();
     let metrics = Metrics::new();
     let engine = Engine::start(EngineConfig::default(), store.clone(), metrics.clone())
