@@ -1051,29 +1051,39 @@ impl CqlStore {
             .map_err(unavailable)
     }
 
-    /// The head row through `st` (`select_head` or `select_head_serial`).
-    async fn read_head(&self, st: &PreparedStatement, space_id: SpaceId) -> Result<Option<Head>> {
+    /// The first row `st` returns with `values`, if any (a point read).
+    async fn first_row<R>(
+        &self,
+        st: &PreparedStatement,
+        values: impl SerializeRow,
+    ) -> Result<Option<R>>
+    where
+        R: for<'f> scylla::deserialize::row::DeserializeRow<'f, 'f>,
+    {
         let rows = self
-            .exec(st, (space_id,))
+            .exec(st, values)
             .await?
             .into_rows_result()
             .map_err(unavailable)?;
-        Ok(rows
-            .maybe_first_row::<HeadRow>()
-            .map_err(corrupt)?
+        rows.maybe_first_row::<R>().map_err(corrupt)
+    }
+
+    /// The head row through `st` (`select_head` or `select_head_serial`).
+    async fn read_head(&self, st: &PreparedStatement, space_id: SpaceId) -> Result<Option<Head>> {
+        Ok(self
+            .first_row::<HeadRow>(st, (space_id,))
+            .await?
             .map(HeadRow::into_head))
     }
 
     /// The counters row of schema v1, for a space nobody claimed or committed since.
     async fn v1_counters(&self, space_id: SpaceId) -> Result<Option<SpaceCounters>> {
-        let rows = self
-            .exec(&self.st.select_v1_counters, (space_id,))
+        let Some((head, messages, members)) = self
+            .first_row::<(Option<i64>, Option<i64>, Option<i64>)>(
+                &self.st.select_v1_counters,
+                (space_id,),
+            )
             .await?
-            .into_rows_result()
-            .map_err(unavailable)?;
-        let Some((head, messages, members)) = rows
-            .maybe_first_row::<(Option<i64>, Option<i64>, Option<i64>)>()
-            .map_err(corrupt)?
         else {
             return Ok(None);
         };
@@ -1123,14 +1133,9 @@ impl CqlStore {
     }
 
     async fn space_record(&self, space_id: SpaceId) -> Result<Option<Space>> {
-        let rows = self
-            .exec(&self.st.select_space, (space_id,))
+        Ok(self
+            .first_row::<SpaceRow>(&self.st.select_space, (space_id,))
             .await?
-            .into_rows_result()
-            .map_err(unavailable)?;
-        Ok(rows
-            .maybe_first_row::<SpaceRow>()
-            .map_err(corrupt)?
             .map(SpaceRow::into_space))
     }
 
@@ -1160,12 +1165,8 @@ impl CqlStore {
 
     /// The message row at `seq`, if any (whatever the head).
     async fn message_row(&self, space_id: SpaceId, seq: Seq) -> Result<Option<MessageRow>> {
-        let rows = self
-            .exec(&self.st.select_message, (space_id, bucket(seq), seq as i64))
-            .await?
-            .into_rows_result()
-            .map_err(unavailable)?;
-        rows.maybe_first_row::<MessageRow>().map_err(corrupt)
+        self.first_row::<MessageRow>(&self.st.select_message, (space_id, bucket(seq), seq as i64))
+            .await
     }
 
     /// Visits messages newest first (seq ≤ `head`), bucket by bucket, until `visit` returns false.
@@ -1998,14 +1999,9 @@ impl Store for CqlStore {
     }
 
     async fn get_member(&self, space_id: SpaceId, user_id: &str) -> Result<Option<Member>> {
-        let rows = self
-            .exec(&self.st.select_member, (space_id, user_id))
+        Ok(self
+            .first_row::<MemberRow>(&self.st.select_member, (space_id, user_id))
             .await?
-            .into_rows_result()
-            .map_err(unavailable)?;
-        Ok(rows
-            .maybe_first_row::<MemberRow>()
-            .map_err(corrupt)?
             .map(MemberRow::into_member))
     }
 
@@ -2335,14 +2331,9 @@ impl Store for CqlStore {
         space_id: SpaceId,
         message_id: MessageId,
     ) -> Result<Option<Message>> {
-        let rows = self
-            .exec(&self.st.select_message_by_id, (message_id,))
+        let Some((sid, seq)) = self
+            .first_row::<(Option<Uuid>, Option<i64>)>(&self.st.select_message_by_id, (message_id,))
             .await?
-            .into_rows_result()
-            .map_err(unavailable)?;
-        let Some((sid, seq)) = rows
-            .maybe_first_row::<(Option<Uuid>, Option<i64>)>()
-            .map_err(corrupt)?
         else {
             return Ok(None);
         };
@@ -2370,15 +2361,10 @@ impl Store for CqlStore {
         sender_id: &str,
         key: &str,
     ) -> Result<Option<MessageId>> {
-        let rows = self
-            .exec(&self.st.select_key, (space_id, sender_id, key))
-            .await?
-            .into_rows_result()
-            .map_err(unavailable)?;
         // The row's TTL expires it (rounded up to whole seconds).
-        Ok(rows
-            .maybe_first_row::<(Option<Uuid>,)>()
-            .map_err(corrupt)?
+        Ok(self
+            .first_row::<(Option<Uuid>,)>(&self.st.select_key, (space_id, sender_id, key))
+            .await?
             .and_then(|(id,)| id))
     }
 
@@ -2389,17 +2375,12 @@ impl Store for CqlStore {
         key: &str,
         user_id: &str,
     ) -> Result<Option<Seq>> {
-        let rows = self
-            .exec(
+        Ok(self
+            .first_row::<(Option<i64>,)>(
                 &self.st.select_reaction,
                 (space_id, message_id, key, user_id),
             )
             .await?
-            .into_rows_result()
-            .map_err(unavailable)?;
-        Ok(rows
-            .maybe_first_row::<(Option<i64>,)>()
-            .map_err(corrupt)?
             .map(|(seq,)| seq.unwrap_or_default().max(0) as u64))
     }
 
@@ -2471,14 +2452,9 @@ impl Store for CqlStore {
     }
 
     async fn space_stats(&self, space_id: SpaceId) -> Result<Option<SpaceStats>> {
-        let rows = self
-            .exec(&self.st.select_stats, (space_id,))
+        let Some((stats,)) = self
+            .first_row::<(Option<String>,)>(&self.st.select_stats, (space_id,))
             .await?
-            .into_rows_result()
-            .map_err(unavailable)?;
-        let Some((stats,)) = rows
-            .maybe_first_row::<(Option<String>,)>()
-            .map_err(corrupt)?
         else {
             return Ok(None);
         };
@@ -2492,14 +2468,9 @@ impl Store for CqlStore {
         space_id: SpaceId,
         user_id: &str,
     ) -> Result<Option<ContributorStats>> {
-        let rows = self
-            .exec(&self.st.select_contributor, (space_id, user_id))
+        Ok(self
+            .first_row::<ContributorRow>(&self.st.select_contributor, (space_id, user_id))
             .await?
-            .into_rows_result()
-            .map_err(unavailable)?;
-        Ok(rows
-            .maybe_first_row::<ContributorRow>()
-            .map_err(corrupt)?
             .map(ContributorRow::into_stats))
     }
 
