@@ -83,6 +83,16 @@ struct PathStats {
     errors: BTreeMap<String, u64>,
 }
 
+impl PathStats {
+    fn new() -> Self {
+        PathStats {
+            latency: stats::new_histogram(),
+            ok: 0,
+            errors: BTreeMap::new(),
+        }
+    }
+}
+
 pub async fn run(args: ReadsArgs) -> Result<ReadsReport> {
     let warmup = Duration::from_secs(args.warmup);
     let duration = Duration::from_secs(args.duration);
@@ -101,14 +111,7 @@ pub async fn run(args: ReadsArgs) -> Result<ReadsReport> {
         .map(|w| {
             let (api, urls, token) = (api.clone(), urls.clone(), token.clone());
             tokio::spawn(async move {
-                let mut per: Vec<PathStats> = urls
-                    .iter()
-                    .map(|_| PathStats {
-                        latency: stats::new_histogram(),
-                        ok: 0,
-                        errors: BTreeMap::new(),
-                    })
-                    .collect();
+                let mut per: Vec<PathStats> = urls.iter().map(|_| PathStats::new()).collect();
                 let mut k = w;
                 loop {
                     let started = Instant::now();
@@ -137,14 +140,7 @@ pub async fn run(args: ReadsArgs) -> Result<ReadsReport> {
             })
         })
         .collect();
-    let mut total: Vec<PathStats> = urls
-        .iter()
-        .map(|_| PathStats {
-            latency: stats::new_histogram(),
-            ok: 0,
-            errors: BTreeMap::new(),
-        })
-        .collect();
+    let mut total: Vec<PathStats> = urls.iter().map(|_| PathStats::new()).collect();
     for w in workers {
         for (t, p) in total
             .iter_mut()

@@ -849,10 +849,6 @@ where
     }
     let payload = first.bytes().await.map_err(map_err)?;
     let b: SendBody = parse_json(&payload)?;
-    let has_content = b.content.as_deref().is_some_and(|c| !c.trim().is_empty())
-        || b.body.is_some()
-        || b.gif.is_some()
-        || !b.media_ids.is_empty();
     let SendDraft {
         cmd,
         mut media_ids,
@@ -864,6 +860,9 @@ where
         app.config.max_content_chars,
         true,
     )?;
+    // Content of the payload itself (normalized: blank text is none); the files come next.
+    let has_content =
+        cmd.content.is_some() || cmd.body.is_some() || cmd.gif.is_some() || !media_ids.is_empty();
     // Refuse before storing anything: a replay (the files belong to nobody), or a caller who
     // may not post.
     let reader = app.engine.reader(space_id);
