@@ -32,6 +32,8 @@ pub enum Command {
     Token(TokenArgs),
     /// Apply the CQL schema (for `--store cql`).
     Migrate(ConfigArgs),
+    /// Print the OpenAPI document the server serves at `/openapi.json`.
+    Openapi,
 }
 
 #[derive(clap::Args, Debug)]

@@ -186,7 +186,8 @@ impl From<String> for Secret {
 }
 
 /// Which store backend.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum StoreKind {
     Embedded,
     Cql,

@@ -42,6 +42,7 @@ pub mod error;
 pub mod input;
 pub mod listener;
 pub mod media;
+pub mod openapi;
 pub mod ratelimit;
 pub mod realtime;
 pub mod routes;

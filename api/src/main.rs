@@ -22,6 +22,17 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Some(Command::Openapi) => {
+            use std::io::Write;
+            let json = spacecast_api::openapi::document_json();
+            match std::io::stdout().lock().write_all(&json) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("spacecast openapi: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Some(Command::Migrate(args)) => migrate(args, cli.config.as_deref()),
         Some(Command::Serve(args)) => serve(args, cli.config.as_deref()),
         None => serve(cli.serve, cli.config.as_deref()),

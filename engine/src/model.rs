@@ -47,6 +47,22 @@ impl Timestamp {
     }
 }
 
+/// On the wire: RFC 3339 in UTC with milliseconds (`2025-11-22T01:57:38.123Z`).
+impl utoipa::PartialSchema for Timestamp {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+            .description(Some(
+                "RFC 3339 in UTC with milliseconds, e.g. `2025-11-22T01:57:38.123Z`.",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Timestamp {}
+
 impl Serialize for Timestamp {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.to_rfc3339())
@@ -63,7 +79,7 @@ impl<'de> Deserialize<'de> for Timestamp {
 }
 
 /// Who a user is, as the token says. Embedded in spaces (`creator`) and messages (`sender`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UserRef {
     pub user_id: String,
     pub username: String,
@@ -71,7 +87,7 @@ pub struct UserRef {
 }
 
 /// Whether non-members can find, read and join a space.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Visibility {
     #[default]
@@ -80,7 +96,7 @@ pub enum Visibility {
 }
 
 /// Who may post.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PostingPermission {
     /// Every member.
@@ -132,7 +148,7 @@ pub struct SpaceView {
 }
 
 /// Media attached to a message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MediaType {
     Image,
@@ -163,7 +179,7 @@ impl MediaType {
 
 /// One appreciation ("like") of a message. `id` is the seq of the event that added it, so it is a
 /// number unique within the space, as the Space7 client expects.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Like {
     pub id: u64,
     pub user_id: String,
@@ -180,7 +196,7 @@ fn default_msgtype() -> String {
 }
 
 /// An animated image picked from a GIF provider: counts as content.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Gif {
     pub url: String,
     pub width: u32,
@@ -190,14 +206,16 @@ pub struct Gif {
 }
 
 /// An uploaded file attached to a message (resolved by the edge from the upload's `media_id`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MediaItem {
+    #[schema(value_type = String, format = Uuid)]
     pub media_id: Uuid,
     pub content_type: String,
     pub size: u64,
     /// Hex SHA-256 of the bytes.
     pub sha256: String,
     #[serde(default)]
+    #[schema(value_type = Option<String>, format = Uuid)]
     pub thumbnail_id: Option<Uuid>,
 }
 
@@ -206,10 +224,12 @@ pub struct MediaItem {
 /// Every field added after Space7's has a serde default, so every record already stored (the
 /// embedded store's JSON values, both stores' event logs) still decodes; `actor_id` defaults to
 /// `sender_id` and `reaction_counts` to `{"appreciate": appreciation_count}` when those are absent.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(remote = "Self")]
 pub struct Message {
+    #[schema(value_type = String, format = Uuid)]
     pub message_id: MessageId,
+    #[schema(value_type = String, format = Uuid)]
     pub space_id: SpaceId,
     /// The seq of the event that created it; also its position in recency order.
     pub seq: Seq,
@@ -224,6 +244,7 @@ pub struct Message {
     pub content: Option<String>,
     /// A free-form JSON object (≤ [`MAX_BODY_BYTES`]).
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub body: Option<JsonObject>,
     pub media_url: Option<String>,
     pub media_type: Option<MediaType>,
@@ -231,13 +252,16 @@ pub struct Message {
     pub sender: UserRef,
     /// The thread root this message replies to (threads are one level deep).
     #[serde(default)]
+    #[schema(value_type = Option<String>, format = Uuid)]
     pub parent_id: Option<MessageId>,
     #[serde(default)]
+    #[schema(value_type = Option<String>, format = Uuid)]
     pub quoted_message_id: Option<MessageId>,
     /// User ids mentioned.
     #[serde(default)]
     pub mentions: Vec<String>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<JsonObject>,
     #[serde(default)]
     pub gif: Option<Gif>,

@@ -16,6 +16,7 @@ use prometheus::{IntCounter, IntGauge};
 use serde::Serialize;
 use spacecast_engine::model::Timestamp;
 use spacecast_observability::Metrics;
+use utoipa::ToSchema;
 use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
@@ -25,6 +26,8 @@ use super::{authorization, respond, started, user, with_app};
 use crate::app::AppRef;
 use crate::config::StoreKind;
 use crate::error::json_response;
+
+crate::openapi::errors!(NodeErrors { 401 });
 
 /// How often the counters are sampled.
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(1);
@@ -152,34 +155,54 @@ fn rates(from: &Sample, to: &Sample) -> (f64, f64, f64) {
     )
 }
 
-/// Open connections of the node, by kind.
-#[derive(Serialize)]
+/// The node in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(node_status))]
+pub struct Doc;
+
+/// Open connections by protocol: realtime sessions (`spacecast_ws_sessions{protocol}`) and HTTP
+/// connections not upgraded (`spacecast_http_connections`).
+#[derive(Serialize, ToSchema)]
 struct Connections {
     /// `/v1/stream` sessions.
     native: i64,
     /// Socket.IO sessions.
     socketio: i64,
-    /// HTTP connections not upgraded to a WebSocket.
+    /// HTTP connections (this request's included).
     http: i64,
 }
 
-/// The body of `GET /v1/node`.
-#[derive(Serialize)]
+/// What this node is doing. Gauges are read at request time; rates are averaged over a sliding
+/// window of samples of the node's counters, taken once a second (at most 11 kept).
+#[derive(Serialize, ToSchema)]
 struct NodeStatus<'a> {
+    /// `--node-id` (or the generated one); the same as in `hello` frames.
     node_id: &'a str,
+    /// The server's version.
     version: &'static str,
     started_at: Timestamp,
     uptime_seconds: u64,
+    /// True in cluster mode (`--nats-url`).
     clustered: bool,
+    /// The cluster bus (NATS) is connected; always true on a single node.
     bus_connected: bool,
+    /// False once shutdown started.
     accepting: bool,
-    store: &'static str,
+    #[schema(inline)]
+    store: StoreKind,
     connections: Connections,
+    /// The effective `--max-connections` (after fitting the descriptor limit).
     realtime_connection_limit: usize,
+    /// Space actors running on this node (spaces it owns with recent activity).
     active_spaces: i64,
+    /// Spaces with at least one realtime subscriber on this node.
     watched_spaces: i64,
+    /// Messages made durable per second by the spaces this node owns (`message_created` events
+    /// committed; in a cluster, counted on the owner).
     sends_per_second: f64,
+    /// Event frames written per second to this node's subscribers, every protocol.
     deliveries_per_second: f64,
+    /// The span the rates are averaged over: about 10 s, less just after start.
     rate_window_seconds: f64,
 }
 
@@ -209,7 +232,16 @@ fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-/// `GET /v1/node` → [`NodeStatus`]; 401 without a valid token.
+/// This node's status, connections and rates (the console's operator tab)
+///
+/// Any valid token may read it (it names no user and no space). Cheap: a few atomic reads and a
+/// short window of kept samples; it does not scrape `/metrics`. The console polls it every 2 s
+/// while its operator tab is open.
+#[utoipa::path(get, path = "/v1/node", operation_id = "nodeStatus", tag = "operations",
+    responses(
+        (status = 200, description = "The node's status.", body = NodeStatus),
+        NodeErrors,
+    ))]
 fn node_status(app: &AppRef, stats: &NodeStats) -> Response {
     let now = Instant::now();
     let (sends, deliveries, window) = stats.rates_at(now);
@@ -223,10 +255,7 @@ fn node_status(app: &AppRef, stats: &NodeStats) -> Response {
         clustered: bus.clustered(),
         bus_connected: bus.healthy(),
         accepting: app.accepting.load(Ordering::Acquire),
-        store: match app.config.store {
-            StoreKind::Embedded => "embedded",
-            StoreKind::Cql => "cql",
-        },
+        store: app.config.store,
         connections: Connections {
             native: native.get(),
             socketio: socketio.get(),
