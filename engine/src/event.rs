@@ -18,7 +18,7 @@ use crate::model::{Message, MessageId, PostingPermission, Seq, SpaceId, Timestam
 pub const APPRECIATE: &str = "appreciate";
 
 /// What happened, with the data observers need.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "event", content = "data", rename_all = "snake_case")]
 pub enum EventKind {
     /// A message was created; the data is the message as created.
@@ -58,19 +58,22 @@ impl EventKind {
 }
 
 /// Data of `message_deleted`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MessageDeleted {
+    #[schema(value_type = String, format = Uuid)]
     pub message_id: MessageId,
     /// Who deleted it (the author or a moderator).
     pub deleted_by: String,
     /// The thread root it replied to, if it was a reply (whose `reply_count` went down by one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = Uuid)]
     pub parent_id: Option<MessageId>,
 }
 
 /// Data of `reaction_changed`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReactionChanged {
+    #[schema(value_type = String, format = Uuid)]
     pub message_id: MessageId,
     pub key: String,
     pub user_id: String,
@@ -83,7 +86,7 @@ pub struct ReactionChanged {
 }
 
 /// Data of `member_updated`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MemberUpdated {
     pub user_id: String,
     /// The member's power level after the change.
@@ -93,7 +96,7 @@ pub struct MemberUpdated {
 }
 
 /// Data of `member_removed`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MemberRemoved {
     pub user_id: String,
     /// Who removed them (`user_id` itself when they left).
@@ -103,7 +106,7 @@ pub struct MemberRemoved {
 }
 
 /// Data of `space_updated`: the space's settings after the change.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SpaceUpdated {
     pub posting_permission: PostingPermission,
 }

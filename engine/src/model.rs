@@ -232,6 +232,7 @@ pub struct Message {
     #[schema(value_type = String, format = Uuid)]
     pub space_id: SpaceId,
     /// The seq of the event that created it; also its position in recency order.
+    #[schema(value_type = u64, minimum = 1)]
     pub seq: Seq,
     pub sender_id: String,
     /// Who sent it: `sender_id`, or the admin who sent it on the sender's behalf.

@@ -60,6 +60,9 @@ pub fn document() -> utoipa::openapi::OpenApi {
     for part in [
         crate::routes::health::Doc::openapi(),
         crate::routes::node::Doc::openapi(),
+        crate::stream::Doc::openapi(),
+        crate::socketio::Doc::openapi(),
+        crate::routes::console::Doc::openapi(),
     ] {
         doc.merge(part);
     }
@@ -322,6 +325,29 @@ mod tests {
                     assert!(op["responses"].get(status).is_some(), "{id}: no {status}");
                 }
             }
+        }
+    }
+
+    /// Every `$ref` names a component of the document, and no component is named after a Rust
+    /// primitive (a type alias such as `Seq` needs `#[schema(value_type = u64)]`).
+    #[test]
+    fn every_reference_resolves_and_components_have_wire_names() {
+        let doc = doc();
+        let text = doc.to_string();
+        let mut refs = 0;
+        for part in text.split("\"$ref\":\"").skip(1) {
+            let target = &part[..part.find('"').expect("a closing quote")];
+            let pointer = target.strip_prefix('#').expect("a local reference");
+            let pointer = pointer.replace("~1", "/");
+            assert!(doc.pointer(&pointer).is_some(), "unresolved $ref {target}");
+            refs += 1;
+        }
+        assert!(refs > 50, "references were checked ({refs})");
+        for name in doc["components"]["schemas"].as_object().unwrap().keys() {
+            assert!(
+                name.starts_with(|c: char| c.is_ascii_uppercase()),
+                "schema component {name} is not a wire type (a type alias without value_type?)"
+            );
         }
     }
 

@@ -13,7 +13,8 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::http::{HeaderValue, StatusCode};
@@ -97,6 +98,116 @@ pub fn csp(public_url: Option<&str>) -> String {
          frame-ancestors 'none'"
     )
 }
+
+/// The console in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(console_page, serve_asset, dev_login_status, dev_login_doc))]
+pub struct Doc;
+
+/// Console page
+///
+/// The console's page, also at `/console/`. Its files are embedded in the binary (no external
+/// CDN: it works offline); the page signs in with a pasted token (kept in `localStorage`) or, in
+/// development, the dev-login button. Answers 304 to a matching `If-None-Match`.
+#[utoipa::path(get, path = "/console", operation_id = "console", tag = "console",
+    summary = "The web console (HTML page)",
+    security(()),
+    responses(PageAnswers))]
+#[allow(dead_code)] // The document's entry; `serve_asset("")` serves it.
+fn console_page() {}
+
+/// The page's 200 and 304, with the headers every console file carries.
+struct PageAnswers;
+/// An asset's 200 and 304.
+struct AssetAnswers;
+
+impl utoipa::IntoResponses for PageAnswers {
+    fn responses() -> std::collections::BTreeMap<
+        String,
+        utoipa::openapi::RefOr<utoipa::openapi::response::Response>,
+    > {
+        file_answers(
+            "The page.",
+            &["text/html"],
+            "Not modified (the `If-None-Match` names the current `ETag`).",
+        )
+    }
+}
+
+impl utoipa::IntoResponses for AssetAnswers {
+    fn responses() -> std::collections::BTreeMap<
+        String,
+        utoipa::openapi::RefOr<utoipa::openapi::response::Response>,
+    > {
+        file_answers(
+            "The file.",
+            &["text/javascript", "text/css", "image/svg+xml"],
+            "Not modified.",
+        )
+    }
+}
+
+fn file_answers(
+    ok: &str,
+    content_types: &[&str],
+    not_modified: &str,
+) -> std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::response::Response>>
+{
+    use utoipa::openapi::content::Content;
+    use utoipa::openapi::header::HeaderBuilder;
+    use utoipa::openapi::response::ResponseBuilder;
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    let with_headers = |mut r: ResponseBuilder| {
+        for (name, description) in [
+            ("Content-Security-Policy", CSP_HEADER),
+            ("ETag", ETAG_HEADER),
+            ("Cache-Control", CACHE_HEADER),
+        ] {
+            let header = HeaderBuilder::new()
+                .schema(ObjectBuilder::new().schema_type(Type::String))
+                .description(Some(description))
+                .build();
+            r = r.header(name, header);
+        }
+        r
+    };
+    let mut ok = with_headers(ResponseBuilder::new().description(ok));
+    for ct in content_types {
+        ok = ok.content(
+            *ct,
+            Content::new(Some(ObjectBuilder::new().schema_type(Type::String))),
+        );
+    }
+    let not_modified = with_headers(ResponseBuilder::new().description(not_modified));
+    [("200", ok), ("304", not_modified)]
+        .into_iter()
+        .map(|(status, r)| (status.to_owned(), r.build().into()))
+        .collect()
+}
+
+const CSP_HEADER: &str = "`default-src 'none'; script-src 'self'; style-src 'self'; img-src \
+    'self' blob:; media-src 'self' blob:; connect-src 'self'; manifest-src 'self'; base-uri \
+    'none'; form-action 'none'; frame-ancestors 'none'` (with `--public-url`, its origin is added \
+    to `img-src` and `media-src`).";
+const ETAG_HEADER: &str =
+    "Strong validator: the FNV-1a hash of the file's bytes (computed at build time).";
+const CACHE_HEADER: &str =
+    "`no-cache`: revalidate with `If-None-Match` on every load (a match is a 304).";
+
+crate::openapi::errors!(AssetErrors {
+    404 "No such file." [not_found],
+});
+
+crate::openapi::errors!(DevLoginStatusErrors {
+    404 "Development login is off." [not_found],
+});
+
+crate::openapi::errors!(DevLoginErrors {
+    400 "Invalid body or username." [invalid_username, invalid_json, invalid_request],
+    404 "Development login is off." [not_found],
+    413 "The body exceeds 1 KiB." [payload_too_large],
+    429 "The node's mint budget is spent; retry after `Retry-After` seconds." [rate_limited],
+});
 
 /// Longest dev-login body accepted.
 const DEV_LOGIN_BODY_BYTES: usize = 1024;
@@ -259,8 +370,16 @@ fn not_found() -> ApiError {
     ApiError::not_found("Route not found")
 }
 
-/// `GET /console`, `/console/` → the page; `GET /console/{asset}` → the file, or 304 when
-/// `If-None-Match` names its `ETag`; 404 `not_found` for any other name.
+/// A file of the web console
+///
+/// The console's ES modules, stylesheet and icon, with their content types (`text/javascript`,
+/// `text/css`, `image/svg+xml`); 304 when `If-None-Match` names its `ETag`. Any other name gives
+/// the JSON 404. (`GET /console` and `/console/` serve the page through here too.)
+#[utoipa::path(get, path = "/console/{asset}", operation_id = "consoleAsset", tag = "console",
+    security(()),
+    params(("asset" = String, Path, description = "A file name: `app.js`, `api.js`, `stream.js`, \
+        `chat.js`, `operator.js`, `dom.js`, `style.css`, `icon.svg`, `index.html`.")),
+    responses(AssetAnswers, AssetErrors))]
 fn serve_asset(name: &str, if_none_match: Option<&str>) -> Result<Response, ApiError> {
     let asset = asset(name).ok_or_else(|| ApiError::not_found("Console asset not found"))?;
     let etag = format!("\"{:016x}\"", asset.hash);
@@ -287,20 +406,65 @@ fn serve_asset(name: &str, if_none_match: Option<&str>) -> Result<Response, ApiE
     Ok(res)
 }
 
-/// `GET /console/dev-login` → `{dev_login: true, …}` with the username rules, or 404 when dev
-/// login is off: the console shows its dev-login button only after a 200.
+/// Whether development login is on
+///
+/// 200 when development login is on (the console then shows its dev-login button), else 404.
+/// Exists only when the server runs with `--console-dev-login` (`SPACECAST_CONSOLE_DEV_LOGIN`,
+/// TOML `console_dev_login`), which is off by default and refused at start together with
+/// `--jwt-secret`, `--jwt-public-key` or `--nats-url` (it needs the secret the server generated
+/// into its data dir); otherwise 404 `not_found`. Development only: anyone who reaches it can
+/// sign in as any `dev-*` user.
+#[utoipa::path(get, path = "/console/dev-login", operation_id = "devLoginStatus", tag = "console",
+    security(()),
+    responses(
+        (status = 200, description = "Development login is on.", body = DevLoginStatus),
+        DevLoginStatusErrors,
+    ))]
 fn dev_login_status(console: &Console) -> Result<Response, ApiError> {
     console.dev.as_ref().ok_or_else(not_found)?;
     Ok(json_response(
         StatusCode::OK,
-        &json!({
-            "dev_login": true,
-            "user_id_prefix": DEV_USER_PREFIX,
-            "username_max_chars": DEV_USERNAME_MAX,
-            "username_pattern": "^[A-Za-z0-9_.-]{1,32}$",
-        }),
+        &DevLoginStatus {
+            dev_login: true,
+            user_id_prefix: DEV_USER_PREFIX,
+            username_max_chars: DEV_USERNAME_MAX,
+            username_pattern: DEV_USERNAME_PATTERN,
+        },
     ))
 }
+
+/// What the console needs to offer dev login.
+#[derive(Serialize, ToSchema)]
+struct DevLoginStatus {
+    /// Always true (the answer is 404 when dev login is off).
+    dev_login: bool,
+    /// `dev-`: dev login's user ids are this prefix and the username.
+    user_id_prefix: &'static str,
+    username_max_chars: usize,
+    /// The username rule, as a regular expression.
+    username_pattern: &'static str,
+}
+
+/// [`dev_username`]'s rule as a pattern (documents and the console use it).
+const DEV_USERNAME_PATTERN: &str = "^[A-Za-z0-9_.-]{1,32}$";
+
+/// Mint a development token (development only)
+///
+/// Exists only when the server runs with `--console-dev-login` (`SPACECAST_CONSOLE_DEV_LOGIN`,
+/// TOML `console_dev_login`), which is off by default and refused at start together with
+/// `--jwt-secret`, `--jwt-public-key` or `--nats-url` (it needs the secret the server generated
+/// into its data dir); otherwise 404 `not_found`. Development only: anyone who reaches it can
+/// sign in as any `dev-*` user. At most 10 tokens at once per node, then one every 6 s (429
+/// beyond).
+#[utoipa::path(post, path = "/console/dev-login", operation_id = "devLogin", tag = "console",
+    security(()),
+    request_body = DevLoginRequest,
+    responses(
+        (status = 200, description = "A token for `dev-<username>`.", body = DevLoginResult),
+        DevLoginErrors,
+    ))]
+#[allow(dead_code)] // The document's entry; `routes` serves it with `dev_login`.
+fn dev_login_doc() {}
 
 /// The body of `POST /console/dev-login`: a JSON object (an array is refused, though serde
 /// would read one as a struct) whose `username` is a string, and nothing else (the document
@@ -308,6 +472,28 @@ fn dev_login_status(console: &Console) -> Result<Response, ApiError> {
 struct DevLoginRequest {
     username: Option<String>,
 }
+
+impl utoipa::PartialSchema for DevLoginRequest {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .description(Some(
+                "Any other field gives 400 `invalid_request` (the body is at most 1 KiB).",
+            ))
+            .property(
+                "username",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(DEV_USERNAME_PATTERN))
+                    .description(Some("Trimmed; 1–32 ASCII letters, digits, `_`, `-`, `.`.")),
+            )
+            .required("username")
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+            .into()
+    }
+}
+
+impl ToSchema for DevLoginRequest {}
 
 impl DevLoginRequest {
     /// # Errors
@@ -344,7 +530,19 @@ fn dev_login(dev: &DevLogin, req: DevLoginRequest) -> Result<Response, ApiError>
 }
 
 /// The body of a successful dev login.
-fn mint_dev_token(dev: &DevLogin, req: DevLoginRequest) -> Result<serde_json::Value, ApiError> {
+#[derive(Serialize, ToSchema)]
+struct DevLoginResult {
+    /// An HS256 JWT signed with the generated secret, valid 24 h.
+    token: String,
+    /// `dev-<username>`: the same name always gives the same user.
+    user_id: String,
+    username: String,
+    /// The token's `exp` (seconds since the Unix epoch).
+    expires_at: u64,
+}
+
+/// Signs a token for `dev-<username>`, within the node's budget.
+fn mint_dev_token(dev: &DevLogin, req: DevLoginRequest) -> Result<DevLoginResult, ApiError> {
     let username = dev_username(req.username.as_deref())?;
     let wait = dev.budget.take();
     if let Err(wait) = wait {
@@ -364,12 +562,12 @@ fn mint_dev_token(dev: &DevLogin, req: DevLoginRequest) -> Result<serde_json::Va
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
         + DEV_TOKEN_TTL.as_secs();
-    Ok(json!({
-        "token": token,
-        "user_id": user_id,
-        "username": username,
-        "expires_at": expires_at,
-    }))
+    Ok(DevLoginResult {
+        token,
+        user_id,
+        username,
+        expires_at,
+    })
 }
 
 #[cfg(test)]
@@ -547,11 +745,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            (v["user_id"].as_str(), v["username"].as_str()),
-            (Some("dev-ada"), Some("ada"))
+            (v.user_id.as_str(), v.username.as_str()),
+            ("dev-ada", "ada")
         );
         let auth = auth::Authenticator::new(Some(&secret), None).unwrap();
-        let user = auth.verify(v["token"].as_str().unwrap()).unwrap();
+        let user = auth.verify(&v.token).unwrap();
         assert_eq!(
             (user.id(), user.profile.username.as_str()),
             ("dev-ada", "ada")

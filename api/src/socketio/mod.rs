@@ -92,6 +92,58 @@ use crate::listener::ConnControl;
 /// Where Socket.IO is served (the Socket.IO client's default path).
 pub const PATH: &str = "/socket.io/";
 
+/// Socket.IO in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(open_socket_io))]
+pub struct Doc;
+
+/// The query of a Socket.IO upgrade.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code, non_snake_case)] // Only its `IntoParams` is used; the names are the wire's.
+struct Handshake {
+    /// Engine.IO protocol version: `4`.
+    #[param(inline)]
+    EIO: EngineIoVersion,
+    /// `websocket` (long-polling is not served).
+    #[param(inline)]
+    transport: Transport,
+}
+
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+enum EngineIoVersion {
+    #[serde(rename = "4")]
+    V4,
+}
+
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+enum Transport {
+    Websocket,
+}
+
+/// Socket.IO for the Space7 client (WebSocket)
+#[utoipa::path(get, path = "/socket.io/", operation_id = "openSocketIo", tag = "realtime",
+    description = include_str!("protocol.md"),
+    security(()),
+    params(Handshake),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol; Engine.IO and \
+            Socket.IO follow (the token is checked in the Socket.IO handshake)."),
+        SocketIoErrors,
+    ))]
+#[allow(dead_code)] // The document's entry; `SocketIoEdge::upgrade` serves it.
+fn open_socket_io() {}
+
+crate::openapi::errors!(SocketIoErrors {
+    400 "Not an Engine.IO 4 websocket upgrade: `transport_unsupported` for HTTP long-polling or \
+         any other transport, `unsupported_protocol` for another `EIO`, `invalid_request` for a \
+         request that is not a WebSocket upgrade."
+        [transport_unsupported, unsupported_protocol, invalid_request],
+    503 "The node is at its connection limit (`--max-connections`) or shutting down."
+        [overloaded, shutting_down],
+});
+
 /// Packets engineioxide queues per socket before `emit` reports the channel full.
 pub const MAX_QUEUED_PACKETS: usize = 64;
 

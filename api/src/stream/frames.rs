@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use spacecast_engine::event::{EventKind, SpaceEvent, Wire};
 use spacecast_engine::hub::Typing;
 use spacecast_engine::model::{Message, Seq, SpaceId, Timestamp};
+use utoipa::ToSchema;
 
 use crate::realtime::{Command, CommandError, Correlation, Output};
 use crate::routes::v1_messages::SendBody;
@@ -19,29 +20,39 @@ pub const NATIVE: Wire<Bytes> = Wire::new(0);
 /// Longest accepted `local_id`, in bytes of its JSON form.
 const MAX_LOCAL_ID: usize = 256;
 
-/// A frame from the client.
-#[derive(Debug, Deserialize)]
+/// Any frame a client may send on `/v1/stream`; its `type` names it. At most 64 KiB.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
-enum ClientFrame {
+pub enum ClientFrame {
+    /// Subscribe to a space: answered by `joined`, then (with `since_seq`) every durable event
+    /// after it, replayed from the store, then live events, with no gap and no duplicate.
     Join {
         space_id: String,
+        /// Replay every durable event after this `seq` before live ones.
+        #[schema(value_type = Option<u64>)]
         since_seq: Option<Seq>,
     },
-    Leave {
-        space_id: String,
-    },
-    /// The fields of the REST send (`POST /v1/spaces/{id}/messages`), and `local_id`.
+    /// Unsubscribe: answered by `left`.
+    Leave { space_id: String },
+    /// Post a message, with the fields of `POST /v1/spaces/{spaceId}/messages`: answered by
+    /// `ack` once durable, or `error`, both carrying `local_id`.
     Send {
         space_id: String,
+        /// Any JSON value of at most 256 bytes (serialized), echoed in `ack` / `error`; not
+        /// stored.
         #[serde(default)]
+        #[schema(value_type = Option<Value>)]
         local_id: Option<serde_json::Value>,
         #[serde(flatten)]
+        #[schema(ignore)]
         body: Box<SendBody>,
     },
-    Typing {
-        space_id: String,
-    },
+    /// Tell the other sessions watching a joined space that this user is typing (relayed on
+    /// this node, never stored; at most one relay per second per session and space).
+    Typing { space_id: String },
+    /// Extend the session with a newer token of the same user: answered by `refreshed`.
     Refresh {
+        /// A newer JWT of the same user; the session then ends at its `exp`.
         token: String,
     },
 }
@@ -93,50 +104,136 @@ pub fn parse(text: &str) -> Result<Command, (CommandError, Option<Correlation>)>
     }
 }
 
+/// Any frame the server sends on `/v1/stream` (CONTRACT.md §6); its `type` names it.
+#[derive(Serialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame<'a> {
+    /// First server frame of every stream session.
+    Hello {
+        /// `<node_id>-<number>`, unique per session.
+        session_id: &'a str,
+        node_id: &'a str,
+    },
+    /// Answer to `join`. Sent before any replayed events.
+    Joined {
+        #[schema(value_type = String, format = Uuid)]
+        space_id: SpaceId,
+        /// The space's last durable `seq` when the join happened.
+        #[schema(value_type = u64)]
+        head_seq: Seq,
+    },
+    /// Answer to `leave`; with `reason` `removed`, the subscription ended because the user was
+    /// removed from the private space and may no longer read it.
+    Left {
+        #[schema(value_type = String, format = Uuid)]
+        space_id: SpaceId,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        #[schema(inline)]
+        reason: Option<LeftReason>,
+    },
+    /// One durable state change of a joined space, in `seq` order, never twice.
+    Event(EventFrame<'a>),
+    /// A `send` was made durable.
+    Ack {
+        /// The send's `local_id` (any JSON value), or `null` when it had none.
+        #[schema(value_type = Value)]
+        local_id: Option<&'a Correlation>,
+        #[schema(value_type = Message)]
+        message: &'a Message,
+    },
+    /// A refused client frame. The session stays open.
+    Error {
+        /// A code of the `Error` schema.
+        code: &'a str,
+        error: &'a str,
+        /// The refused frame's `local_id`, when it had one that could be read.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        #[schema(value_type = Option<Value>)]
+        local_id: Option<&'a Correlation>,
+        /// The refused command's `space_id` as sent, when there was one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        space_id: Option<&'a str>,
+        /// Seconds to wait before retrying, when that makes sense (`rate_limited`, `overloaded`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_after: Option<u64>,
+    },
+    /// A user is typing in a joined space (never sent back to the session that typed).
+    Typing {
+        #[schema(value_type = String, format = Uuid)]
+        space_id: SpaceId,
+        user_id: &'a str,
+        username: &'a str,
+    },
+    /// Answer to `refresh`: the session now ends at `exp` (seconds since the Unix epoch).
+    Refreshed { exp: u64 },
+}
+
+/// Why a subscription ended without a `leave`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LeftReason {
+    Removed,
+}
+
+/// `{"type":"event","space_id","seq","at","event","data"}`: `event` names the change, `data` is
+/// its payload (a `Message` for the message events).
+#[derive(Serialize, ToSchema)]
+pub struct EventFrame<'a> {
+    #[schema(value_type = String, format = Uuid)]
+    space_id: SpaceId,
+    #[schema(value_type = u64, minimum = 1)]
+    seq: Seq,
+    at: Timestamp,
+    #[serde(flatten)]
+    #[schema(value_type = EventKind)]
+    kind: &'a EventKind,
+}
+
 /// The text frame for `out`.
 pub fn render(out: &Output<'_>) -> Bytes {
-    match out {
-        Output::Event(p) => p.rendered.get(&NATIVE, || event(&p.event)),
-        Output::Typing(t) => t.rendered.get(&NATIVE, || typing(t)),
+    let frame = match out {
+        Output::Event(p) => return p.rendered.get(&NATIVE, || event(&p.event)),
+        Output::Typing(t) => return t.rendered.get(&NATIVE, || typing(t)),
         Output::Hello {
             session_id,
             node_id,
-        } => json(
-            &serde_json::json!({"type": "hello", "session_id": session_id, "node_id": node_id}),
-        ),
-        Output::Joined { space_id, head_seq } => {
-            json(&serde_json::json!({"type": "joined", "space_id": space_id, "head_seq": head_seq}))
-        }
-        Output::Left { space_id } => {
-            json(&serde_json::json!({"type": "left", "space_id": space_id}))
-        }
-        Output::Removed { space_id } => {
-            json(&serde_json::json!({"type": "left", "space_id": space_id, "reason": "removed"}))
-        }
-        Output::Refreshed { exp } => json(&serde_json::json!({"type": "refreshed", "exp": exp})),
+        } => ServerFrame::Hello {
+            session_id,
+            node_id,
+        },
+        Output::Joined { space_id, head_seq } => ServerFrame::Joined {
+            space_id: *space_id,
+            head_seq: *head_seq,
+        },
+        Output::Left { space_id } => ServerFrame::Left {
+            space_id: *space_id,
+            reason: None,
+        },
+        Output::Removed { space_id } => ServerFrame::Left {
+            space_id: *space_id,
+            reason: Some(LeftReason::Removed),
+        },
+        Output::Refreshed { exp } => ServerFrame::Refreshed { exp: *exp },
         Output::Ack {
             correlation,
             message,
-        } => ack(*correlation, message),
+        } => ServerFrame::Ack {
+            local_id: *correlation,
+            message,
+        },
         Output::Error {
             correlation,
             space_id,
             error,
-        } => {
-            let mut v =
-                serde_json::json!({"type": "error", "code": error.code, "error": error.message});
-            if let Some(id) = correlation {
-                v["local_id"] = (*id).clone();
-            }
-            if let Some(s) = space_id {
-                v["space_id"] = serde_json::Value::String((*s).to_owned());
-            }
-            if let Some(secs) = error.retry_after_secs() {
-                v["retry_after"] = secs.into();
-            }
-            json(&v)
-        }
-    }
+        } => ServerFrame::Error {
+            code: error.code,
+            error: &error.message,
+            local_id: *correlation,
+            space_id: *space_id,
+            retry_after: error.retry_after_secs(),
+        },
+    };
+    json(&frame)
 }
 
 fn json<T: Serialize>(v: &T) -> Bytes {
@@ -147,46 +244,20 @@ fn json<T: Serialize>(v: &T) -> Bytes {
 
 /// `{"type":"event","space_id",…,"seq","at","event","data"}`
 fn event(ev: &SpaceEvent) -> Bytes {
-    #[derive(Serialize)]
-    struct Frame<'a> {
-        r#type: &'static str,
-        space_id: SpaceId,
-        seq: Seq,
-        at: Timestamp,
-        #[serde(flatten)]
-        kind: &'a EventKind,
-    }
-    json(&Frame {
-        r#type: "event",
+    json(&ServerFrame::Event(EventFrame {
         space_id: ev.space_id,
         seq: ev.seq,
         at: ev.at,
         kind: &ev.kind,
-    })
+    }))
 }
 
 /// `{"type":"typing","space_id","user_id","username"}`
 fn typing(t: &Typing) -> Bytes {
-    json(&serde_json::json!({
-        "type": "typing",
-        "space_id": t.space_id,
-        "user_id": t.user_id,
-        "username": t.username,
-    }))
-}
-
-/// `{"type":"ack","local_id","message"}`
-fn ack(local_id: Option<&Correlation>, message: &Message) -> Bytes {
-    #[derive(Serialize)]
-    struct Ack<'a> {
-        r#type: &'static str,
-        local_id: Option<&'a Correlation>,
-        message: &'a Message,
-    }
-    json(&Ack {
-        r#type: "ack",
-        local_id,
-        message,
+    json(&ServerFrame::Typing {
+        space_id: t.space_id,
+        user_id: &t.user_id,
+        username: &t.username,
     })
 }
 

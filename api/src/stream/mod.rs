@@ -36,6 +36,33 @@ use crate::error::ApiError;
 /// The stream's path.
 pub const PATH: &str = "/v1/stream";
 
+/// The stream in the OpenAPI document: the upgrade, and the frame schemas.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(open_stream),
+    components(schemas(frames::ServerFrame, frames::ClientFrame))
+)]
+pub struct Doc;
+
+/// Native realtime stream (WebSocket)
+#[utoipa::path(get, path = "/v1/stream", operation_id = "openStream", tag = "realtime",
+    description = include_str!("protocol.md"),
+    security(("bearerAuth" = []), ("tokenQuery" = [])),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol. The first frame is \
+            `hello` (or, when authentication failed, a close with code 4001)."),
+        StreamErrors,
+    ))]
+#[allow(dead_code)] // The document's entry; `upgrade` serves it.
+fn open_stream() {}
+
+crate::openapi::errors!(StreamErrors {
+    400 "Not a WebSocket upgrade request." [invalid_request],
+    429 "The user already holds `--max-connections-per-user` realtime connections (default 32); \
+         retry after `Retry-After` seconds or close one." [too_many_connections],
+    503 "The node is at its connection limit or shutting down." [overloaded, shutting_down],
+});
+
 /// Largest client frame accepted.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
 
