@@ -105,6 +105,7 @@
 #   SPACECAST_SEND_RATE_LIMIT=0   the servers' per-user send limit (default here: 0, unlimited:
 #                        a benchmark measures the engine, and its few publishers would otherwise
 #                        be held to 60 messages a minute each)
+#   SPACECAST_WRITE_RATE_LIMIT=0  the per-user limit of the other writes (reactions…), likewise
 #   SERVER_CPUS=0 LOADGEN_CPUS=1   pin the server and the load generator to these CPUs
 #                        (taskset -c), so a figure says what one core of the server does;
 #                        set both empty to run unpinned (rows before 2026-12-02 were unpinned)
@@ -189,6 +190,7 @@ embedded | cql) ;;
 esac
 read -ra spacecast_args <<<"${SPACECAST_ARGS:-}"
 export SPACECAST_SEND_RATE_LIMIT=${SPACECAST_SEND_RATE_LIMIT:-0}
+export SPACECAST_WRITE_RATE_LIMIT=${SPACECAST_WRITE_RATE_LIMIT:-0}
 SERVER_CPUS=${SERVER_CPUS-0}
 LOADGEN_CPUS=${LOADGEN_CPUS-1}
 server_pin=()

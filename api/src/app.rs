@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::connections::ConnectionLimits;
 use crate::media::MediaStore;
 use crate::media::thumbnail::Thumbnailer;
-use crate::ratelimit::SendLimiter;
+use crate::ratelimit::{SendLimiter, WriteLimiter};
 
 /// Shared state of one server.
 pub struct App {
@@ -42,6 +42,8 @@ pub struct App {
     pub connections: ConnectionLimits,
     /// The per-user send rate limit (`--send-rate-limit`), checked by every send surface.
     pub send_limit: Arc<SendLimiter>,
+    /// The per-user limit of the other writes (`--write-rate-limit`).
+    pub write_limit: Arc<WriteLimiter>,
     next_session: AtomicU64,
     /// False once shutdown starts (readiness).
     pub accepting: AtomicBool,
@@ -64,6 +66,8 @@ impl App {
         let stop = CancellationToken::new();
         let send_limit = Arc::new(SendLimiter::new(config.send_rate_limit, metrics.clone()));
         send_limit.spawn_housekeeping(stop.clone());
+        let write_limit = Arc::new(WriteLimiter::new(config.write_rate_limit, metrics.clone()));
+        write_limit.spawn_housekeeping(stop.clone());
         Arc::new(App {
             engine,
             auth,
@@ -78,6 +82,7 @@ impl App {
             realtime,
             connections,
             send_limit,
+            write_limit,
             next_session: AtomicU64::new(1),
             accepting: AtomicBool::new(true),
         })

@@ -86,6 +86,11 @@ pub struct ConfigArgs {
     /// Counted per node (see the README's "Rate limits").
     #[arg(long, env = "SPACECAST_SEND_RATE_LIMIT")]
     pub send_rate_limit: Option<u32>,
+    /// Other writes one user may make per minute: reactions, edits, redactions, deletes, member
+    /// changes, joins, spaces created or changed (a burst of this many, then one every
+    /// `60 s / limit`); beyond it, 429 `rate_limited` + `Retry-After`. `0` = unlimited.
+    #[arg(long, env = "SPACECAST_WRITE_RATE_LIMIT")]
+    pub write_rate_limit: Option<u32>,
     /// How long after sending a message its author may edit it (e.g. `24h`, `15m`).
     #[arg(long, env = "SPACECAST_EDIT_WINDOW")]
     pub edit_window: Option<String>,
@@ -243,6 +248,8 @@ pub struct Config {
     pub max_connections_per_user: usize,
     /// Sends per user per minute; 0 = unlimited.
     pub send_rate_limit: u32,
+    /// Other writes per user per minute; 0 = unlimited.
+    pub write_rate_limit: u32,
     /// How long after `created_at` a message may be edited.
     pub edit_window: Duration,
     pub max_spaces_per_session: usize,
@@ -324,6 +331,7 @@ impl ConfigArgs {
             shutdown_timeout,
             max_connections_per_user,
             send_rate_limit,
+            write_rate_limit,
             edit_window,
             max_spaces_per_session,
             ws_ping_interval,
@@ -446,6 +454,7 @@ impl ConfigArgs {
                 32,
             )?,
             send_rate_limit: self.send_rate_limit.unwrap_or(60),
+            write_rate_limit: self.write_rate_limit.unwrap_or(300),
             edit_window: duration(
                 "edit_window",
                 self.edit_window,
@@ -1114,6 +1123,7 @@ mod tests {
     fn send_rate_limit_and_edit_window_have_defaults_and_come_from_the_file() {
         let c = ConfigArgs::default().validate().unwrap();
         assert_eq!(c.send_rate_limit, 60);
+        assert_eq!(c.write_rate_limit, 300);
         assert_eq!(c.edit_window, Duration::from_secs(24 * 60 * 60));
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");

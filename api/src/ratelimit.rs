@@ -1,6 +1,14 @@
-//! The per-user send rate limit: `--send-rate-limit` messages per minute per user (default 60,
-//! `0` = unlimited), on every surface that creates a message (Space7's `POST /api/messages/…`,
-//! the native stream's `send`, the `/v1` sends).
+//! The per-user rate limits:
+//! - sends ([`SendLimiter`]): `--send-rate-limit` messages per minute per user (default 60, `0` =
+//!   unlimited), on every surface that creates a message (Space7's `POST /api/messages/…`, the
+//!   native stream's `send`, the `/v1` sends);
+//! - other writes ([`WriteLimiter`]): `--write-rate-limit` changes per minute per user (default
+//!   300, `0` = unlimited) over every other request that makes the store write — reactions and
+//!   Space7's appreciation toggle, edits, redactions, deletes, member changes, joins, space
+//!   creation and settings. Each of those costs a durable write and a fan-out like a send, so
+//!   without a limit one user could keep a space's writer (or the node's store) busy at no cost.
+//!   It is a separate budget so that reacting never stops anyone from sending, and generous
+//!   enough that a moderator cleaning up spam is not refused (a burst of 300, then 5 a second).
 //!
 //! The algorithm is governor's GCRA, one state per user: a user may send a burst of up to the
 //! limit at once, then one more message every `60 s / limit`; so over any minute at most about
@@ -60,14 +68,97 @@ impl Surface {
     }
 }
 
+/// The writes other than sends, as the `kind` label of `spacecast_writes_rate_limited_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Write {
+    /// A reaction set or removed, or Space7's appreciation toggled.
+    Reaction,
+    /// A message edited or redacted.
+    Edit,
+    /// A message deleted.
+    Delete,
+    /// A member added, changed or removed, or a space joined.
+    Member,
+    /// A space created, or its settings changed.
+    Space,
+}
+
+impl Write {
+    fn label(self) -> &'static str {
+        match self {
+            Write::Reaction => "reaction",
+            Write::Edit => "edit",
+            Write::Delete => "delete",
+            Write::Member => "member",
+            Write::Space => "space",
+        }
+    }
+}
+
 type Limiter<C> =
     RateLimiter<String, DashMapStateStore<String>, C, NoOpMiddleware<<C as Clock>::Instant>>;
 
-/// The node's per-user send limiter. `check` is lock-free apart from one shard of a `DashMap`.
-pub struct SendLimiter<C: Clock = DefaultClock> {
+/// One GCRA state per user: `per_minute` at once, then one every `60 s / per_minute`.
+/// `check` is lock-free apart from one shard of a `DashMap`.
+struct PerUser<C: Clock> {
     /// `None`: unlimited.
     limiter: Option<Limiter<C>>,
     clock: C,
+}
+
+impl<C: Clock + Clone> PerUser<C> {
+    fn new(per_minute: u32, clock: C) -> Self {
+        let limiter = NonZeroU32::new(per_minute).map(|n| {
+            RateLimiter::new(
+                Quota::per_minute(n),
+                DashMapStateStore::default(),
+                clock.clone(),
+            )
+        });
+        PerUser { limiter, clock }
+    }
+
+    /// Takes one from `user_id`'s allowance, or says how long until there is one.
+    fn take(&self, user_id: &str) -> Result<(), Duration> {
+        let Some(limiter) = &self.limiter else {
+            return Ok(());
+        };
+        limiter
+            .check_key(&user_id.to_owned())
+            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
+    }
+
+    /// Forgets users whose allowance is whole again (their state equals a fresh one); the users
+    /// still tracked.
+    fn housekeeping(&self) -> Option<usize> {
+        let limiter = self.limiter.as_ref()?;
+        limiter.retain_recent();
+        limiter.shrink_to_fit();
+        Some(limiter.len())
+    }
+
+    fn is_unlimited(&self) -> bool {
+        self.limiter.is_none()
+    }
+}
+
+/// Runs `housekeeping` every [`HOUSEKEEPING_EVERY`] until `stop`.
+fn spawn_housekeeping(stop: CancellationToken, housekeeping: impl Fn() + Send + 'static) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(HOUSEKEEPING_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => housekeeping(),
+            }
+        }
+    });
+}
+
+/// The node's per-user send limiter.
+pub struct SendLimiter<C: Clock = DefaultClock> {
+    users: PerUser<C>,
     metrics: Metrics,
 }
 
@@ -80,35 +171,17 @@ impl SendLimiter {
     /// Drops the states of users whose bucket is full again, every [`HOUSEKEEPING_EVERY`],
     /// until `stop`.
     pub fn spawn_housekeeping(self: &Arc<Self>, stop: CancellationToken) {
-        if self.limiter.is_none() {
-            return;
+        if !self.users.is_unlimited() {
+            let me = Arc::clone(self);
+            spawn_housekeeping(stop, move || me.housekeeping());
         }
-        let me = Arc::clone(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(HOUSEKEEPING_EVERY);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tick.tick() => me.housekeeping(),
-                }
-            }
-        });
     }
 }
 
 impl<C: Clock + Clone> SendLimiter<C> {
     fn with_clock(per_minute: u32, clock: C, metrics: Metrics) -> Self {
-        let limiter = NonZeroU32::new(per_minute).map(|n| {
-            RateLimiter::new(
-                Quota::per_minute(n),
-                DashMapStateStore::default(),
-                clock.clone(),
-            )
-        });
         SendLimiter {
-            limiter,
-            clock,
+            users: PerUser::new(per_minute, clock),
             metrics,
         }
     }
@@ -118,26 +191,68 @@ impl<C: Clock + Clone> SendLimiter<C> {
     /// # Errors
     /// 429 `rate_limited` with `Retry-After` when the user is over the limit.
     pub fn check(&self, user_id: &str, surface: Surface) -> Result<(), ApiError> {
-        let Some(limiter) = &self.limiter else {
-            return Ok(());
-        };
-        let Err(not_until) = limiter.check_key(&user_id.to_owned()) else {
-            return Ok(());
-        };
-        self.metrics
-            .sends_rate_limited
-            .with_label_values(&[surface.label()])
-            .inc();
-        let wait = not_until.wait_time_from(self.clock.now());
-        Err(refusal(wait))
+        self.users.take(user_id).map_err(|wait| {
+            self.metrics
+                .sends_rate_limited
+                .with_label_values(&[surface.label()])
+                .inc();
+            refusal(wait, "messages")
+        })
     }
 
-    /// Forgets users whose allowance is whole again (their state equals a fresh one).
     fn housekeeping(&self) {
-        if let Some(limiter) = &self.limiter {
-            limiter.retain_recent();
-            limiter.shrink_to_fit();
-            self.metrics.rate_limit_users.set(limiter.len() as i64);
+        if let Some(users) = self.users.housekeeping() {
+            self.metrics.rate_limit_users.set(users as i64);
+        }
+    }
+}
+
+/// The node's per-user limiter of the writes that are not sends ([`Write`]).
+pub struct WriteLimiter<C: Clock = DefaultClock> {
+    users: PerUser<C>,
+    metrics: Metrics,
+}
+
+impl WriteLimiter {
+    /// A limiter of `per_minute` writes per user per minute; 0 = unlimited.
+    pub fn new(per_minute: u32, metrics: Metrics) -> Self {
+        WriteLimiter::with_clock(per_minute, DefaultClock::default(), metrics)
+    }
+
+    /// As [`SendLimiter::spawn_housekeeping`].
+    pub fn spawn_housekeeping(self: &Arc<Self>, stop: CancellationToken) {
+        if !self.users.is_unlimited() {
+            let me = Arc::clone(self);
+            spawn_housekeeping(stop, move || me.housekeeping());
+        }
+    }
+}
+
+impl<C: Clock + Clone> WriteLimiter<C> {
+    fn with_clock(per_minute: u32, clock: C, metrics: Metrics) -> Self {
+        WriteLimiter {
+            users: PerUser::new(per_minute, clock),
+            metrics,
+        }
+    }
+
+    /// Takes one write from `user_id`'s allowance, or says how long until there is one.
+    ///
+    /// # Errors
+    /// 429 `rate_limited` with `Retry-After` when the user is over the limit.
+    pub fn check(&self, user_id: &str, write: Write) -> Result<(), ApiError> {
+        self.users.take(user_id).map_err(|wait| {
+            self.metrics
+                .writes_rate_limited
+                .with_label_values(&[write.label()])
+                .inc();
+            refusal(wait, "changes")
+        })
+    }
+
+    fn housekeeping(&self) {
+        if let Some(users) = self.users.housekeeping() {
+            self.metrics.write_rate_limit_users.set(users as i64);
         }
     }
 }
@@ -180,16 +295,16 @@ impl<C: Clock + Clone> Budget<C> {
     }
 }
 
-/// The 429 for a user who may send again after `wait`: `Retry-After` in whole seconds, rounded
-/// up (a client that waits that long is admitted), at least 1.
-fn refusal(wait: Duration) -> ApiError {
+/// The 429 for a user who may send (or write) again after `wait`: `Retry-After` in whole
+/// seconds, rounded up (a client that waits that long is admitted), at least 1.
+fn refusal(wait: Duration, what: &str) -> ApiError {
     let secs = retry_after_secs(wait);
     ApiError {
         retry_after: Some(Duration::from_secs(secs)),
         ..ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
-            format!("Too many messages; retry in {secs} s"),
+            format!("Too many {what}; retry in {secs} s"),
         )
     }
 }
@@ -250,11 +365,44 @@ mod tests {
             l.check(u, Surface::V1).unwrap();
         }
         l.housekeeping();
-        assert_eq!(l.limiter.as_ref().unwrap().len(), 3, "still counting");
+        assert_eq!(l.users.housekeeping(), Some(3), "still counting");
         clock.advance(Duration::from_secs(2));
         l.housekeeping();
-        assert_eq!(l.limiter.as_ref().unwrap().len(), 0, "all refilled");
+        assert_eq!(l.users.housekeeping(), Some(0), "all refilled");
         assert!(l.metrics.render().contains("spacecast_rate_limit_users 0"));
+    }
+
+    #[test]
+    fn writes_have_their_own_budget_and_metric() {
+        let clock = FakeRelativeClock::default();
+        let metrics = Metrics::new();
+        let sends = SendLimiter::with_clock(2, clock.clone(), metrics.clone());
+        let writes = WriteLimiter::with_clock(3, clock.clone(), metrics.clone());
+        for _ in 0..3 {
+            writes.check("ada", Write::Reaction).unwrap();
+        }
+        let e = writes
+            .check("ada", Write::Edit)
+            .expect_err("over the write limit");
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+        );
+        assert_eq!(e.retry_after, Some(Duration::from_secs(20)));
+        assert!(e.message.contains("changes"), "{}", e.message);
+        // Reacting used none of the sends.
+        sends.check("ada", Surface::V1).unwrap();
+        sends.check("ada", Surface::V1).unwrap();
+        assert!(sends.check("ada", Surface::V1).is_err());
+        let text = metrics.render();
+        assert!(
+            text.contains("spacecast_writes_rate_limited_total{kind=\"edit\"} 1"),
+            "{text}"
+        );
+        let unlimited = WriteLimiter::with_clock(0, clock, Metrics::new());
+        for _ in 0..10_000 {
+            unlimited.check("ada", Write::Member).unwrap();
+        }
     }
 
     #[test]
@@ -284,7 +432,7 @@ mod tests {
     #[test]
     fn retry_after_rounds_up_to_whole_seconds_and_is_at_least_one() {
         let secs = |ms| {
-            refusal(Duration::from_millis(ms))
+            refusal(Duration::from_millis(ms), "messages")
                 .retry_after
                 .unwrap()
                 .as_secs()

@@ -180,6 +180,7 @@ impl Cluster {
             .env("SPACECAST_JWT_SECRET", SECRET)
             // A load test measures the engine, not the per-user send limit.
             .env("SPACECAST_SEND_RATE_LIMIT", "0")
+            .env("SPACECAST_WRITE_RATE_LIMIT", "0")
             .env("RUST_LOG", "error")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

@@ -58,6 +58,7 @@ fn start_spacecast(dir: &Path) -> (Proc, String) {
         // A load test measures the engine: its few publishers send far more than the default
         // 60 messages a minute.
         .env("SPACECAST_SEND_RATE_LIMIT", "0")
+        .env("SPACECAST_WRITE_RATE_LIMIT", "0")
         .env("RUST_LOG", "error")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -59,6 +59,8 @@ pub mod names {
     pub const WS_REFUSED: &str = "spacecast_ws_refused_total";
     pub const SENDS_RATE_LIMITED: &str = "spacecast_sends_rate_limited_total";
     pub const RATE_LIMIT_USERS: &str = "spacecast_rate_limit_users";
+    pub const WRITES_RATE_LIMITED: &str = "spacecast_writes_rate_limited_total";
+    pub const WRITE_RATE_LIMIT_USERS: &str = "spacecast_write_rate_limit_users";
 }
 
 /// All metrics of one process. Cheap to clone (an `Arc`).
@@ -160,6 +162,10 @@ pub struct Inner {
     pub sends_rate_limited: IntCounterVec,
     /// Users the send rate limiter tracks (those who sent within about the last minute).
     pub rate_limit_users: IntGauge,
+    /// Writes other than sends refused by the per-user write limit, by kind.
+    pub writes_rate_limited: IntCounterVec,
+    /// Users the write rate limiter tracks (those who wrote within about the last minute).
+    pub write_rate_limit_users: IntGauge,
 }
 
 impl std::ops::Deref for Metrics {
@@ -398,6 +404,18 @@ impl Metrics {
             rate_limit_users: reg!(IntGauge::new(
                 names::RATE_LIMIT_USERS,
                 "Users the send rate limiter tracks (sent within about the last minute)"
+            )),
+            writes_rate_limited: reg!(IntCounterVec::new(
+                Opts::new(
+                    names::WRITES_RATE_LIMITED,
+                    "Writes other than sends (reactions, edits, deletes, member and space \
+                     changes) refused by the per-user write limit, by kind"
+                ),
+                &["kind"]
+            )),
+            write_rate_limit_users: reg!(IntGauge::new(
+                names::WRITE_RATE_LIMIT_USERS,
+                "Users the write rate limiter tracks (wrote within about the last minute)"
             )),
             registry,
             store_failure_log: LogLimiter::new(std::time::Duration::from_secs(1)),

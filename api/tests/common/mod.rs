@@ -140,6 +140,10 @@ pub fn bin() -> &'static str {
 /// wins over the environment.
 pub const SEND_RATE_LIMIT_ENV: &str = "SPACECAST_SEND_RATE_LIMIT";
 
+/// The env var of `--write-rate-limit` (reactions, edits, member changes…): `0` for the suite's
+/// servers too, for the same reason; a test of the limit passes the flag.
+pub const WRITE_RATE_LIMIT_ENV: &str = "SPACECAST_WRITE_RATE_LIMIT";
+
 /// The store the suite runs against: `SPACECAST_TEST_STORE=cql` runs every black-box test on the
 /// CQL store (the README's test command runs the suite once per store).
 pub fn cql_mode() -> bool {
@@ -293,6 +297,7 @@ impl Server {
             .args(extra)
             .env_remove("SPACECAST_JWT_SECRET")
             .env(SEND_RATE_LIMIT_ENV, "0")
+            .env(WRITE_RATE_LIMIT_ENV, "0")
             .env("RUST_LOG", "warn,spacecast_api=info");
         if let Some(secret) = secret {
             cmd.env("SPACECAST_JWT_SECRET", secret);
@@ -306,7 +311,7 @@ impl Server {
 
     /// Starts `spacecast serve --listen LISTEN --data-dir DIR ARGS…` with nothing else: no store
     /// flags of the suite's mode, no secret from the environment (pass `--jwt-secret` in `args`),
-    /// no send rate limit (see [`SEND_RATE_LIMIT_ENV`]).
+    /// no send or write rate limit (see [`SEND_RATE_LIMIT_ENV`]).
     /// Its stderr lines are copied to the test's stderr prefixed with `[name]`, and the last
     /// ones are kept: a node that exits before listening fails the test with its own words.
     pub async fn launch_node(data_dir: &Path, listen: &str, args: &[String], name: &str) -> Server {
@@ -321,6 +326,7 @@ impl Server {
             .env_remove("SPACECAST_NATS_URL")
             .env_remove("SPACECAST_NODE_ID")
             .env(SEND_RATE_LIMIT_ENV, "0")
+            .env(WRITE_RATE_LIMIT_ENV, "0")
             .env("RUST_LOG", "warn,spacecast_api=info,spacecast_engine=info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
