@@ -268,7 +268,11 @@ pub struct Message {
     pub actor_id: String,
     /// `text`, `code`, `media`, `system`, or a namespaced lowercase name (`x.poll`).
     #[serde(default = "default_msgtype")]
-    #[schema(required = true, max_length = 64, pattern = "^(text|code|media|system|[a-z0-9_-]+(\\.[a-z0-9_-]+)+)$")]
+    #[schema(
+        required = true,
+        max_length = 64,
+        pattern = "^(text|code|media|system|[a-z0-9_-]+(\\.[a-z0-9_-]+)+)$"
+    )]
     pub msgtype: String,
     /// Trimmed text; `null` for a message without text (media only, a body, a GIF, or
     /// redacted), as the Space7 backend sends.

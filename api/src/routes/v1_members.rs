@@ -55,13 +55,7 @@ use crate::openapi::params::SpacePath;
 
 /// The member operations in the OpenAPI document.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(
-    list_members,
-    get_member,
-    set_power,
-    remove_member,
-    patch_space
-))]
+#[openapi(paths(list_members, get_member, set_power, remove_member, patch_space))]
 pub struct Doc;
 
 /// `{spaceId}` and `{userId}`.
@@ -79,7 +73,11 @@ struct MemberPath {
     // BMP are written as themselves, so the pattern means the same to ECMA-262 (with the `u`
     // flag) and to Python's `re` (Schemathesis). 32 characters are at most 128 bytes, whatever
     // they are.
-    #[param(min_length = 1, max_length = 32, pattern = "^[^\\s\\x00-\\x1f\\x7f-\\x9f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890\\u0891\\u08e2\\u180e\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ufeff\\ufff9-\\ufffb\u{110bd}\u{110cd}\u{13430}-\u{1343f}\u{1bca0}-\u{1bca3}\u{1d173}-\u{1d17a}\u{e0001}-\u{e007f}]+$")]
+    #[param(
+        min_length = 1,
+        max_length = 32,
+        pattern = "^[^\\s\\x00-\\x1f\\x7f-\\x9f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890\\u0891\\u08e2\\u180e\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ufeff\\ufff9-\\ufffb\u{110bd}\u{110cd}\u{13430}-\u{1343f}\u{1bca0}-\u{1bca3}\u{1d173}-\u{1d17a}\u{e0001}-\u{e007f}]+$"
+    )]
     user_id: String,
 }
 
@@ -590,6 +588,52 @@ mod tests {
         ] {
             let e = decode_cursor(bad).unwrap_err();
             assert_eq!(e.code, "invalid_cursor", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_member_schemas_state_what_the_handlers_serialize() {
+        let m = Member {
+            user: spacecast_engine::model::UserRef {
+                user_id: "ada".into(),
+                username: "Ada".into(),
+                profile_picture: String::new(),
+            },
+            power_level: 100,
+            joined_at: Timestamp(0),
+        };
+        let page = Page {
+            data: vec![MemberJson::from(&m)],
+            next_cursor: None,
+        };
+        let page = serde_json::to_value(&page).unwrap();
+        crate::routes::v1_messages::assert_wire_matches_schema("MemberPageV1", &page);
+        crate::routes::v1_messages::assert_wire_matches_schema("MemberV1", &page["data"][0]);
+    }
+
+    #[test]
+    fn the_user_id_pattern_accepts_what_the_server_accepts() {
+        // The pattern as the document has it, read by the `regex` crate (close enough to
+        // ECMA-262 and Python for these classes): ids the server takes match, ids it refuses
+        // for a listed character do not.
+        let doc = serde_json::to_value(crate::openapi::document()).unwrap();
+        let params = doc["paths"]["/v1/spaces/{spaceId}/members/{userId}"]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let user = params.iter().find(|p| p["name"] == "userId").unwrap();
+        assert_eq!(user["required"], true);
+        let pattern = user["schema"]["pattern"].as_str().unwrap();
+        let re = regex::Regex::new(pattern).expect("the pattern compiles");
+        for ok in ["ada", "a@b", "ü", "用户"] {
+            assert!(check_user_id(ok).is_ok() && re.is_match(ok), "{ok}");
+        }
+        for bad in ["a b", "a\u{200b}b", "a\u{e0001}", "a\u{1d173}", "\u{7f}"] {
+            assert!(
+                check_user_id(bad).is_err(),
+                "{bad:?} is refused by the server"
+            );
+            assert!(!re.is_match(bad), "{bad:?} matches the pattern");
         }
     }
 

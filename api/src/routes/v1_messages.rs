@@ -14,10 +14,10 @@ use spacecast_engine::model::{
     Gif, JsonObject, MAX_IDEMPOTENCY_KEY_BYTES, MAX_MEDIA, MSGTYPE_TEXT, MediaItem, Message,
     MessageId, MessageVersion, Seq, Timestamp, UserRef, validate_rich_fields,
 };
+use spacecast_engine::{Direction, EngineError, MessageFilter, MessageQuery, SendMessage};
 use utoipa::openapi::schema::{ArrayBuilder, Object, ObjectBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::{KnownFormat, RefOr, SchemaFormat};
 use utoipa::{IntoParams, ToSchema};
-use spacecast_engine::{Direction, EngineError, MessageFilter, MessageQuery, SendMessage};
 use uuid::Uuid;
 use warp::Filter;
 use warp::filters::BoxedFilter;
@@ -1602,9 +1602,145 @@ async fn thread(
     ))
 }
 
+/// Checks a serialized wire value against its component schema in the document: every key it
+/// has is a property of the schema, and every required property is there.
+#[cfg(test)]
+pub(crate) fn assert_wire_matches_schema(name: &str, value: &serde_json::Value) {
+    let doc = serde_json::to_value(crate::openapi::document()).expect("the document serializes");
+    let schema = &doc["components"]["schemas"][name];
+    let properties = schema["properties"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{name} has properties"));
+    let keys = value.as_object().expect("an object");
+    for key in keys.keys() {
+        assert!(
+            properties.contains_key(key),
+            "{name}: {key} is not in the schema"
+        );
+    }
+    for required in schema["required"].as_array().into_iter().flatten() {
+        let required = required.as_str().expect("a name");
+        assert!(
+            keys.contains_key(required),
+            "{name}: required {required} is missing"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn served() -> serde_json::Value {
+        serde_json::from_slice(&crate::openapi::document_json()).expect("the document is JSON")
+    }
+
+    #[test]
+    fn the_message_schema_states_what_both_surfaces_serialize() {
+        let gif = Gif {
+            url: "https://media.example/cat.gif".into(),
+            width: 2,
+            height: 1,
+            title: None,
+        };
+        let native = Message {
+            user_reactions: Some(vec!["👍".into()]),
+            gif: Some(gif),
+            media: vec![MediaItem::default()],
+            ..Message::default()
+        };
+        let native = serde_json::to_value(&native).unwrap();
+        assert_wire_matches_schema("Message", &native);
+        assert_wire_matches_schema("Gif", &native["gif"]);
+        assert_wire_matches_schema("MediaItem", &native["media"][0]);
+        let space7 = Message {
+            likes: Some(vec![]),
+            ..Message::default()
+        };
+        let space7 = serde_json::to_value(&space7).unwrap();
+        assert_wire_matches_schema("Message", &space7);
+        // Every property is on the wire of one surface or the other, and only `likes` and
+        // `user_reactions` are optional.
+        let doc = served();
+        let schema = &doc["components"]["schemas"]["Message"];
+        let mut optional: Vec<&String> = schema["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| {
+                !schema["required"]
+                    .as_array()
+                    .unwrap()
+                    .contains(&(*k).clone().into())
+            })
+            .collect();
+        optional.sort();
+        assert_eq!(optional, ["likes", "user_reactions"]);
+        assert!(native.get("likes").is_none() && space7.get("user_reactions").is_none());
+    }
+
+    #[test]
+    fn the_pages_state_what_the_handlers_serialize() {
+        let m = Message::default();
+        let page = Page {
+            data: std::slice::from_ref(&m),
+            next_cursor: None,
+        };
+        assert_wire_matches_schema("MessageCursorPage", &serde_json::to_value(&page).unwrap());
+        let version = MessageVersion {
+            seq: 2,
+            content: None,
+            body: None,
+            valid_from: Timestamp(0),
+            replaced_at: Timestamp(1),
+        };
+        assert_wire_matches_schema("MessageVersion", &serde_json::to_value(&version).unwrap());
+    }
+
+    #[test]
+    fn send_and_edit_bodies_need_some_content_and_a_redaction_body_is_optional() {
+        let doc = served();
+        let schemas = &doc["components"]["schemas"];
+        let alternatives = |name: &str| -> Vec<String> {
+            schemas[name]["anyOf"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{name} has anyOf"))
+                .iter()
+                .map(|a| a["required"][0].as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(
+            alternatives("SendMessageV1"),
+            ["content", "body", "gif", "media_ids"]
+        );
+        assert_eq!(alternatives("EditMessageV1"), ["content", "body"]);
+        let redact = &doc["paths"]["/v1/spaces/{spaceId}/messages/{messageId}/redact"]["post"];
+        assert_eq!(redact["requestBody"]["required"], false);
+        // And the server agrees: an empty body is `{}`.
+        assert!(parse_json::<RedactBody>(b"").unwrap().reason.is_none());
+    }
+
+    #[test]
+    fn links_name_their_operations_by_operation_id() {
+        let doc = served();
+        let mut ids = std::collections::BTreeSet::new();
+        for item in doc["paths"].as_object().unwrap().values() {
+            for op in item.as_object().unwrap().values() {
+                ids.insert(op["operationId"].as_str().unwrap().to_owned());
+            }
+        }
+        let links =
+            doc["paths"]["/v1/spaces/{spaceId}/messages"]["post"]["responses"]["201"]["links"]
+                .as_object()
+                .expect("the send's 201 has links");
+        assert_eq!(links.len(), 10);
+        for (name, link) in links {
+            assert!(link.get("operation_id").is_none(), "{name}: operation_id");
+            let id = link["operationId"].as_str().unwrap_or_default();
+            assert!(ids.contains(id), "{name}: unknown operation {id:?}");
+            assert_eq!(link["parameters"]["spaceId"], "$response.body#/space_id");
+        }
+    }
 
     fn q(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs

@@ -39,7 +39,11 @@ struct ReactionPath {
     message_id: String,
     /// An emoji or a short name, percent-encoded: 1 to 64 bytes of UTF-8 once decoded, without
     /// whitespace, control characters or `/`.
-    #[param(min_length = 1, max_length = 64, pattern = "^[^\\s/\\x00-\\x1f\\x7f-\\x9f]+$")]
+    #[param(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\s/\\x00-\\x1f\\x7f-\\x9f]+$"
+    )]
     key: String,
 }
 
@@ -222,5 +226,18 @@ mod tests {
             assert_eq!(e.code, "invalid_reaction_key", "{bad}");
         }
         assert!(reaction_key(&"k".repeat(64)).is_ok());
+    }
+
+    #[test]
+    fn the_reaction_schema_states_what_the_handler_serializes() {
+        let body = Reacted {
+            message_id: uuid::Uuid::nil(),
+            key: "appreciate".into(),
+            reacted: true,
+            changed: true,
+            reaction_counts: [("appreciate".to_owned(), 1)].into(),
+        };
+        let body = serde_json::to_value(&body).unwrap();
+        crate::routes::v1_messages::assert_wire_matches_schema("ReactionResult", &body);
     }
 }

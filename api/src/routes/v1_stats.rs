@@ -144,3 +144,22 @@ async fn space_stats(
     let stats = app.engine.space_stats(space_id, user.id()).await?;
     Ok(json_response(StatusCode::OK, &StatsBody::of(&stats)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routes::v1_messages::assert_wire_matches_schema;
+
+    #[test]
+    fn the_stats_schema_states_what_the_handler_serializes() {
+        let mut stats = SpaceStats::default();
+        stats.leaderboard.push(ContributorStats {
+            user_id: "ada".into(),
+            messages: 1,
+            word_count: 3,
+        });
+        let body = serde_json::to_value(StatsBody::of(&stats)).unwrap();
+        assert_wire_matches_schema("SpaceStatsV1", &body);
+        assert_wire_matches_schema("ContributorV1", &body["top_contributors"][0]);
+    }
+}
