@@ -22,8 +22,27 @@ use crate::openapi::params::SpacePath;
 
 /// The statistics operation in the OpenAPI document.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(space_stats))]
+#[openapi(paths(space_stats), modifiers(&Closed))]
 pub struct Doc;
+
+/// The statistics and their contributors have exactly the properties listed (utoipa has no
+/// attribute for `additionalProperties: false` on a type that is only serialized).
+struct Closed;
+
+impl utoipa::Modify for Closed {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::schema::{AdditionalProperties, Schema};
+        let Some(components) = doc.components.as_mut() else {
+            return;
+        };
+        for name in ["SpaceStatsV1", "ContributorV1"] {
+            if let Some(RefOr::T(Schema::Object(o))) = components.schemas.get_mut(name) {
+                o.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
+            }
+        }
+    }
+}
 
 crate::openapi::errors!(StatsErrors {
     401,
@@ -78,14 +97,6 @@ struct StatsBody<'a> {
 /// `by_msgtype`: msgtype → a count of at least 1.
 fn by_msgtype_schema() -> utoipa::openapi::schema::Object {
     use utoipa::openapi::schema::{ObjectBuilder, Type};
-    let mut names = utoipa::openapi::extensions::Extensions::default();
-    names.insert(
-        "propertyNames".into(),
-        serde_json::json!({
-            "maxLength": 64,
-            "pattern": "^(text|code|media|system|[a-z0-9_-]+(\\.[a-z0-9_-]+)+)$",
-        }),
-    );
     ObjectBuilder::new()
         .schema_type(Type::Object)
         .additional_properties(Some(
@@ -93,7 +104,14 @@ fn by_msgtype_schema() -> utoipa::openapi::schema::Object {
                 .schema_type(Type::Integer)
                 .minimum(Some(1)),
         ))
-        .extensions(Some(names))
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .max_length(Some(64))
+                .pattern(Some(
+                    "^(text|code|media|system|[a-z0-9_-]+(\\.[a-z0-9_-]+)+)$",
+                )),
+        ))
         .description(Some(
             "Existing messages per `msgtype` (only types with at least one).",
         ))
