@@ -195,27 +195,43 @@ fn default_msgtype() -> String {
     MSGTYPE_TEXT.to_owned()
 }
 
-/// An animated image picked from a GIF provider: counts as content.
+/// An animated image picked from a GIF provider: counts as content. The bounds stated are those
+/// every send checks (the edge's, in characters; the engine's, in bytes, are wider).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Gif {
+    /// An absolute `http(s)` URL of at most 512 characters (`invalid_gif`).
+    #[schema(pattern = "^https?://", max_length = 512)]
     pub url: String,
+    /// Pixels, at least 1 (`invalid_gif`).
+    #[schema(minimum = 1, maximum = 4294967295_u64)]
     pub width: u32,
+    /// Pixels, at least 1 (`invalid_gif`).
+    #[schema(minimum = 1, maximum = 4294967295_u64)]
     pub height: u32,
+    /// At most 128 characters (`invalid_gif`); absent when none was given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 128)]
     pub title: Option<String>,
 }
 
 /// An uploaded file attached to a message (resolved by the edge from the upload's `media_id`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MediaItem {
+    /// The upload's id (`GET /v1/media/{mediaId}` downloads it).
     #[schema(value_type = String, format = Uuid)]
     pub media_id: Uuid,
+    /// The MIME type the bytes were checked to have (`image/png`, `video/mp4`, …).
     pub content_type: String,
+    /// Bytes (an empty file is refused at upload).
+    #[schema(minimum = 1)]
     pub size: u64,
     /// Hex SHA-256 of the bytes.
+    #[schema(pattern = "^[0-9a-f]{64}$")]
     pub sha256: String,
+    /// Images only: the id of the JPEG thumbnail (`GET /v1/media/{mediaId}/thumbnail`);
+    /// `null` for other files.
     #[serde(default)]
-    #[schema(value_type = Option<String>, format = Uuid)]
+    #[schema(value_type = Option<String>, format = Uuid, required = true)]
     pub thumbnail_id: Option<Uuid>,
 }
 
@@ -224,79 +240,146 @@ pub struct MediaItem {
 /// Every field added after Space7's has a serde default, so every record already stored (the
 /// embedded store's JSON values, both stores' event logs) still decodes; `actor_id` defaults to
 /// `sender_id` and `reaction_counts` to `{"appreciate": appreciation_count}` when those are absent.
+///
+/// In the OpenAPI document this is the one `Message` schema of both surfaces: every field is on
+/// the wire but `likes` (Space7 reads) and `user_reactions` (native reads), which are optional.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(remote = "Self")]
+#[schema(
+    description = "A message, as both surfaces show it: the Space7 shape plus `seq` and the native \
+        fields. Every property is always present except `likes` (Space7 reads: `GET \
+        /api/spaces/{spaceId}/messages`) and `user_reactions` (native reads and write answers \
+        under `/v1`). A native write answer (send, edit, redact) also \
+        echoes the client's `local_id` when the send carried one."
+)]
 pub struct Message {
+    /// UUIDv7.
     #[schema(value_type = String, format = Uuid)]
     pub message_id: MessageId,
     #[schema(value_type = String, format = Uuid)]
     pub space_id: SpaceId,
-    /// The seq of the event that created it; also its position in recency order.
+    /// The `seq` of the event that created it; also its position in recency order.
     #[schema(value_type = u64, minimum = 1)]
     pub seq: Seq,
     pub sender_id: String,
     /// Who sent it: `sender_id`, or the admin who sent it on the sender's behalf.
     #[serde(default)]
+    #[schema(required = true)]
     pub actor_id: String,
-    /// `text`, `code`, `media`, `system`, or a custom `x.*` / `*.*` name.
+    /// `text`, `code`, `media`, `system`, or a namespaced lowercase name (`x.poll`).
     #[serde(default = "default_msgtype")]
+    #[schema(
+        required = true,
+        max_length = 64,
+        pattern = "^(text|code|media|system|[a-z0-9_-]+(\\.[a-z0-9_-]+)+)$"
+    )]
     pub msgtype: String,
-    /// `null` for a message without text, as the Space7 backend sends.
+    /// Trimmed text; `null` for a message without text (media only, a body, a GIF, or
+    /// redacted), as the Space7 backend sends.
+    #[schema(required = true)]
     pub content: Option<String>,
-    /// A free-form JSON object (≤ [`MAX_BODY_BYTES`]).
+    /// A free-form JSON object (at most 64 KB serialized), or `null`.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Object>, required = true)]
     pub body: Option<JsonObject>,
+    /// Space7's attached file, or `null`: absolute (`<public_url>/api/media/<mediaId>`) when the
+    /// server has `--public-url`, else relative (`/api/media/<mediaId>`). Never built from
+    /// request headers. The Space7 app's image view needs an absolute URL, so set
+    /// `--public-url` for it. Native attachments are in `media`.
+    #[schema(required = true, format = "uri-reference")]
     pub media_url: Option<String>,
+    /// The kind of `media_url`'s file, or `null` without one.
+    #[schema(required = true)]
     pub media_type: Option<MediaType>,
+    /// Whitespace-separated words of `content`; 0 without content.
+    #[schema(minimum = 0)]
     pub word_count: u32,
     pub sender: UserRef,
-    /// The thread root this message replies to (threads are one level deep).
+    /// The thread root this message replies to (threads are one level deep), or `null`.
     #[serde(default)]
-    #[schema(value_type = Option<String>, format = Uuid)]
+    #[schema(value_type = Option<String>, format = Uuid, required = true)]
     pub parent_id: Option<MessageId>,
+    /// The message this one quotes, or `null`.
     #[serde(default)]
-    #[schema(value_type = Option<String>, format = Uuid)]
+    #[schema(value_type = Option<String>, format = Uuid, required = true)]
     pub quoted_message_id: Option<MessageId>,
-    /// User ids mentioned.
+    /// User ids mentioned (at most 50).
     #[serde(default)]
+    #[schema(required = true, max_items = 50)]
     pub mentions: Vec<String>,
+    /// A JSON object (at most 10 KB serialized), or `null`.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Object>, required = true)]
     pub metadata: Option<JsonObject>,
+    /// An animated image, or `null`.
     #[serde(default)]
+    #[schema(required = true)]
     pub gif: Option<Gif>,
+    /// The native attachments (uploads of `POST /v1/media`), at most 10.
     #[serde(default)]
+    #[schema(required = true, max_items = 10)]
     pub media: Vec<MediaItem>,
-    /// Space7's list of appreciations, oldest first: a read projection of the `appreciate`
-    /// reactions. Filled by store reads (`Some`), absent (`None`, not serialized) in what the
-    /// space actor produces (events, write answers) and on the native surface, which has
-    /// `reaction_counts` and `user_reactions` instead: the actor never holds a message's
-    /// reactions, so a reaction costs O(1) however many the message has.
+    /// Space7 reads only (`GET /api/spaces/{spaceId}/messages`): the appreciations, oldest
+    /// first, as many as `appreciation_count`. Absent on the native surface, which has
+    /// `reaction_counts` and `user_reactions` instead, and in write answers and events.
+    // A read projection of the `appreciate` reactions: filled by store reads (`Some`), absent
+    // (`None`, not serialized) in what the space actor produces (events, write answers): the
+    // actor never holds a message's reactions, so a reaction costs O(1) however many the
+    // message has.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Vec<Like>)]
     pub likes: Option<Vec<Like>>,
     /// `reaction_counts["appreciate"]` (0 when absent).
+    #[schema(minimum = 0)]
     pub appreciation_count: u32,
     /// Reaction key → count (keys with a count of 0 are absent).
     #[serde(default)]
+    #[schema(schema_with = reaction_counts_schema, required = true)]
     pub reaction_counts: BTreeMap<String, u32>,
-    /// The keys the viewer reacted with: filled per viewer by native reads, never stored.
+    /// Native reads and write answers only (under `/v1`): the reaction keys the caller reacted
+    /// with. Absent on the Space7 surface. Filled per viewer, never stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Vec<String>)]
     pub user_reactions: Option<Vec<String>>,
     /// Replies in this message's thread (existing ones).
     #[serde(default)]
+    #[schema(required = true, minimum = 0)]
     pub reply_count: u32,
+    /// When it was last edited, or `null`.
     #[serde(default)]
+    #[schema(required = true)]
     pub edited_at: Option<Timestamp>,
     /// Wiped by a redaction: content, body, media, metadata, gif and mentions are gone; id, seq,
     /// sender, times, thread links and reactions stay.
     #[serde(default)]
+    #[schema(required = true)]
     pub redacted: bool,
+    /// Who redacted it (a user id), or `null`.
     #[serde(default)]
+    #[schema(required = true)]
     pub redacted_by: Option<String>,
+    /// The redaction's reason, or `null`.
     #[serde(default)]
+    #[schema(required = true)]
     pub redacted_reason: Option<String>,
     pub created_at: Timestamp,
+}
+
+/// `reaction_counts` in the OpenAPI document: key → a count of at least 1.
+fn reaction_counts_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .additional_properties(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(1)),
+        ))
+        .description(Some(
+            "Reaction key → count (keys without a reaction are absent); `appreciate` is Space7's \
+             appreciation.",
+        ))
+        .build()
 }
 
 /// An empty `text` message (nil ids, seq 0): a base for struct literals.
@@ -395,12 +478,20 @@ impl Message {
 }
 
 /// One earlier version of an edited message ([`crate::store::Store::message_history`]).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(
+    description = "A previous version of a message: its content and body, and when it was current."
+)]
 pub struct MessageVersion {
     /// The seq of the edit that replaced this version (versions sort by it).
+    #[schema(value_type = u64, minimum = 1)]
     pub seq: Seq,
+    /// The text of this version, or `null`.
+    #[schema(required = true)]
     pub content: Option<String>,
+    /// The body of this version, or `null`.
     #[serde(default)]
+    #[schema(value_type = Option<Object>, required = true)]
     pub body: Option<JsonObject>,
     /// When this version became current: the message's `created_at`, or the previous edit's.
     pub valid_from: Timestamp,

@@ -64,10 +64,16 @@ pub const TOP_CONTRIBUTORS: usize = 10;
 pub const LEADERBOARD_CANDIDATES: usize = 32;
 
 /// One sender's numbers in a space: existing messages, and their words.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = ContributorV1)]
 pub struct ContributorStats {
+    /// The sender (`sender_id`: a message sent on someone's behalf counts for them).
     pub user_id: String,
+    /// Their existing messages.
+    #[schema(minimum = 1)]
     pub messages: u64,
+    /// Words in their existing messages as they read now (edits count, redacted text does not).
+    #[schema(minimum = 0)]
     pub word_count: u64,
 }
 

@@ -59,6 +59,10 @@ pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = Base::openapi();
     for part in [
         crate::routes::health::Doc::openapi(),
+        crate::routes::v1_messages::Doc::openapi(),
+        crate::routes::v1_members::Doc::openapi(),
+        crate::routes::v1_reactions::Doc::openapi(),
+        crate::routes::v1_stats::Doc::openapi(),
         crate::routes::node::Doc::openapi(),
         crate::stream::Doc::openapi(),
         crate::socketio::Doc::openapi(),

@@ -12,9 +12,12 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use spacecast_engine::model::{
     Gif, JsonObject, MAX_IDEMPOTENCY_KEY_BYTES, MAX_MEDIA, MSGTYPE_TEXT, MediaItem, Message,
-    MessageId, Seq, Timestamp, UserRef, validate_rich_fields,
+    MessageId, MessageVersion, Seq, Timestamp, UserRef, validate_rich_fields,
 };
 use spacecast_engine::{Direction, EngineError, MessageFilter, MessageQuery, SendMessage};
+use utoipa::openapi::schema::{ArrayBuilder, Object, ObjectBuilder, Schema, SchemaType, Type};
+use utoipa::openapi::{KnownFormat, RefOr, SchemaFormat};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 use warp::Filter;
 use warp::filters::BoxedFilter;
@@ -32,7 +35,249 @@ use crate::auth::User;
 use crate::error::{ApiError, json_response};
 use crate::input::{normalize_content, parse_space_id};
 use crate::media;
+use crate::openapi::params::{MessagePath, SpacePath};
+use crate::openapi::rules;
 use crate::ratelimit::Surface;
+
+/// The native message operations in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(
+        list_messages,
+        send_message,
+        get_message,
+        edit_message,
+        redact_message,
+        message_history,
+        thread
+    ),
+    modifiers(&AtLeastOneOf, &OptionalRedactBody, &LinkOperationIds)
+)]
+pub struct Doc;
+
+/// Writes the `operationId` of the response links as OpenAPI spells it: utoipa 5.5 serializes
+/// [`utoipa::openapi::link::Link::operation_id`] as `operation_id` (its `Link` has no camelCase
+/// rename), which no tool reads. The id moves to the link's extensions under its real name.
+pub(crate) struct LinkOperationIds;
+
+impl utoipa::Modify for LinkOperationIds {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        for item in doc.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                for response in op.responses.responses.values_mut() {
+                    let RefOr::T(response) = response else {
+                        continue;
+                    };
+                    for link in response.links.values_mut() {
+                        if let RefOr::T(link) = link
+                            && !link.operation_id.is_empty()
+                        {
+                            let id = std::mem::take(&mut link.operation_id);
+                            link.extensions
+                                .get_or_insert_with(Default::default)
+                                .insert("operationId".into(), id.into());
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The body of a redaction may be left out (an empty body is `{}`), which utoipa cannot say of a
+/// body that is not an `Option` without also making it `null`able.
+struct OptionalRedactBody;
+
+impl utoipa::Modify for OptionalRedactBody {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        if let Some(body) = doc
+            .paths
+            .paths
+            .get_mut("/v1/spaces/{spaceId}/messages/{messageId}/redact")
+            .and_then(|item| item.post.as_mut())
+            .and_then(|op| op.request_body.as_mut())
+        {
+            body.required = Some(utoipa::openapi::Required::False);
+        }
+    }
+}
+
+/// Adds to the send and edit bodies the rule utoipa has no attribute for: at least one content
+/// field (`anyOf` of `required` lists; the `empty_message` check).
+struct AtLeastOneOf;
+
+impl utoipa::Modify for AtLeastOneOf {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let Some(components) = doc.components.as_mut() else {
+            return;
+        };
+        let content = serde_json::json!({
+            "required": ["content"],
+            "properties": {"content": {"type": "string", "pattern": rules::content_pattern()}},
+        });
+        let body = serde_json::json!({
+            "required": ["body"],
+            "properties": {"body": {"type": "object"}},
+        });
+        let send = serde_json::json!([
+            content,
+            body,
+            {"required": ["gif"], "properties": {"gif": {"type": "object"}}},
+            {"required": ["media_ids"], "properties": {"media_ids": {"type": "array", "minItems": 1}}},
+        ]);
+        for (name, alternatives) in [
+            ("SendMessageV1", send),
+            ("EditMessageV1", serde_json::json!([content, body])),
+        ] {
+            if let Some(RefOr::T(Schema::Object(o))) = components.schemas.get_mut(name) {
+                o.extensions
+                    .get_or_insert_with(Default::default)
+                    .insert("anyOf".into(), alternatives);
+            }
+        }
+    }
+}
+
+/// The query of `GET /v1/spaces/{spaceId}/messages` in the document (the handler reads the raw
+/// query; [`parse_list_query`] enforces these rules).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct ListQuery {
+    /// `next_cursor` of the previous page (opaque; it carries its direction, so `direction` is
+    /// ignored with it).
+    #[param(pattern = "^[s8][Q-Za-f][A-Za-z0-9_-]{10}$")]
+    cursor: Option<String>,
+    /// Page size.
+    #[param(minimum = 1, maximum = 100, default = 50)]
+    limit: Option<u32>,
+    /// `backward`: newest first; `forward`: oldest first. Ignored with a cursor (which
+    /// continues its own direction).
+    #[param(inline, default = "backward")]
+    direction: Option<DirectionParam>,
+    /// Messages of this sender.
+    #[param(min_length = 1, max_length = 256)]
+    sender_id: Option<String>,
+    /// With (`true`) or without (`false`) attachments.
+    has_attachment: Option<bool>,
+    /// Created at or after (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
+    since: Option<String>,
+    /// Created at or before (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
+    until: Option<String>,
+    /// Messages of this `msgtype`.
+    #[param(
+        max_length = 64,
+        pattern = "^(text|code|media|system|[a-z0-9_-]+(\\.[a-z0-9_-]+)+)$"
+    )]
+    msgtype: Option<String>,
+    /// Replies to this message.
+    #[param(value_type = Option<String>, format = Uuid)]
+    parent_id: Option<String>,
+}
+
+/// `backward` (newest first) or `forward` (oldest first).
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum DirectionParam {
+    Backward,
+    Forward,
+}
+
+/// The `Idempotency-Key` header in the document ([`validate_send`] enforces it).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+struct IdempotencyKeyHeader {
+    /// Replays within 5 minutes answer the original message (200) instead of sending again;
+    /// the same as the body's `idempotency_key` (the two must agree).
+    #[param(
+        rename = "Idempotency-Key",
+        value_type = String,
+        required = false,
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[!-~]+$"
+    )]
+    idempotency_key: Option<String>,
+}
+
+crate::openapi::errors!(ListMessagesErrors {
+    400 "Invalid query parameter." [invalid_pagination, invalid_cursor, invalid_filter],
+    401,
+    404 "Unknown space, or a private space the caller is not a member of." [not_found],
+    500,
+    503 [store_unavailable],
+});
+
+crate::openapi::errors!(SendMessageErrors {
+    400 "Invalid message, or (multipart) a file whose bytes are not its declared type."
+        [empty_message, content_too_long, invalid_content, invalid_msgtype, invalid_mentions,
+         invalid_gif, too_many_media, invalid_media, invalid_parent, invalid_quote,
+         invalid_as_user, invalid_idempotency_key, invalid_json, invalid_request,
+         media_type_mismatch, empty_media, invalid_image],
+    401,
+    403 "Not a member, not allowed to post, or `as_user_id` without power 100."
+        [not_a_member, forbidden],
+    404 "Unknown space, or a private space the caller is not a member of." [not_found],
+    409 "The idempotency key's message was deleted." [idempotency_key_reused],
+    413 "`body` over 64 KB, `metadata` over 10 KB, or the request over `max_body_bytes`."
+        [payload_too_large],
+    415 "(multipart) A file of a type not accepted." [unsupported_media_type],
+    429 "Over `--send-rate-limit`." [rate_limited],
+    500,
+    503 [overloaded, unavailable, store_unavailable, bus_unavailable, shutting_down],
+});
+
+crate::openapi::errors!(GetMessageErrors {
+    401,
+    404 "Unknown or malformed space or message id, or a private space the caller is not a member of."
+        [not_found],
+    500,
+    503 [store_unavailable],
+});
+
+crate::openapi::errors!(EditMessageErrors {
+    400 "Invalid edit." [empty_message, content_too_long, invalid_content, invalid_json],
+    401,
+    403 "Not the author." [forbidden],
+    404 "Unknown space or message, or a private space the caller is not a member of."
+        [not_found],
+    409 "Too late, or redacted." [edit_window_closed, message_redacted],
+    413 "`body` over 64 KB, or the request over `max_body_bytes`." [payload_too_large],
+    500,
+    503 [overloaded, unavailable, store_unavailable, bus_unavailable, shutting_down],
+});
+
+crate::openapi::errors!(RedactMessageErrors {
+    400 "Invalid reason." [invalid_reason, invalid_json],
+    401,
+    403 "Neither the author nor power ≥ 50." [forbidden],
+    404 "Unknown space or message, or a private space the caller is not a member of."
+        [not_found],
+    413 "The request over `max_body_bytes`." [payload_too_large],
+    500,
+    503 [overloaded, unavailable, store_unavailable, bus_unavailable, shutting_down],
+});
+
+crate::openapi::errors!(MessageReadErrors {
+    401,
+    404 "Unknown space or message, or a private space the caller is not a member of."
+        [not_found],
+    500,
+    503 [store_unavailable],
+});
 
 /// Default page size.
 pub const DEFAULT_LIMIT: usize = 50;
@@ -327,16 +572,34 @@ pub fn parse_list_query(q: &HashMap<String, String>) -> Result<MessageQuery, Api
     })
 }
 
-#[derive(Serialize)]
+/// A page of messages (`GET …/messages`).
+#[derive(Serialize, ToSchema)]
+#[schema(as = MessageCursorPage)]
 struct Page<'a> {
+    /// At most `limit`.
+    #[schema(max_items = 100)]
     data: &'a [Message],
+    /// Continues this page (same direction); `null`: nothing more now.
+    #[schema(required = true)]
     next_cursor: Option<String>,
 }
 
-/// `GET /v1/spaces/{space_id}/messages` → `{data, next_cursor}`: a page of messages, newest first
-/// (`direction=backward`, the default) or oldest first (`forward`), `limit` 1–100 (default 50),
-/// filters `sender_id`, `has_attachment`, `since`, `until`; `next_cursor` continues it (`null`:
-/// nothing more now). 404 for an unknown space and a private one the caller is not a member of.
+/// A cursor page of messages, with filters
+///
+/// Newest first (`direction=backward`, the default) or oldest first (`forward`), `limit` 1–100
+/// (default 50). Keyset pages: across pages every message appears exactly once, even while new
+/// ones arrive. Filters are applied while scanning the space in seq order, at most 1000 messages
+/// per request: a page may then hold fewer than `limit` matches (even none) with a
+/// `next_cursor` to continue. `since` (forward) and `until` (backward) start the scan by binary
+/// search. `next_cursor` is `null` when there is nothing more now. 404 for an unknown space and
+/// a private one the caller is not a member of.
+#[utoipa::path(get, path = "/v1/spaces/{spaceId}/messages", operation_id = "listMessagesV1",
+    tag = "v1",
+    params(SpacePath, ListQuery),
+    responses(
+        (status = 200, description = "One page.", body = Page),
+        ListMessagesErrors,
+    ))]
 async fn list_messages(
     app: AppRef,
     auth: Option<String>,
@@ -367,8 +630,16 @@ async fn list_messages(
     ))
 }
 
-/// `GET /v1/spaces/{space_id}/messages/{message_id}` → the message; 404 when it does not exist
-/// in that space (or the space is not readable by the caller).
+/// One message
+///
+/// 404 when it does not exist in that space, or the space is not readable by the caller.
+#[utoipa::path(get, path = "/v1/spaces/{spaceId}/messages/{messageId}",
+    operation_id = "getMessageV1", tag = "v1",
+    params(MessagePath),
+    responses(
+        (status = 200, description = "The message.", body = Message),
+        GetMessageErrors,
+    ))]
 async fn get_message(
     app: AppRef,
     auth: Option<String>,
@@ -385,23 +656,139 @@ async fn get_message(
 }
 
 /// The body of `POST /v1/spaces/{space_id}/messages` (CONTRACT §5). Unknown fields are ignored.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, ToSchema)]
+#[schema(
+    as = SendMessageV1,
+    description = "One of a non-blank `content`, `body`, `gif` or `media_ids` is required \
+        (`empty_message`). `null` is the same as absent. Unknown fields are ignored."
+)]
 pub struct SendBody {
+    #[schema(schema_with = content_schema)]
     pub content: Option<String>,
+    /// Free-form JSON object, at most 64 KB serialized (413 above).
+    #[schema(value_type = Option<Object>)]
     pub body: Option<JsonObject>,
+    /// `text`, `code`, `media`, `system`, or a namespaced lowercase name (`x.poll`).
+    #[schema(
+        max_length = 64,
+        pattern = "^(text|code|media|system|[a-z0-9_-]+(\\.[a-z0-9_-]+)+)$",
+        default = "text"
+    )]
     pub msgtype: Option<String>,
+    /// A message of this space that is not itself a reply (else `invalid_parent`).
+    #[schema(format = Uuid)]
     pub parent_id: Option<String>,
+    /// A message of this space (else `invalid_quote`).
+    #[schema(format = Uuid)]
     pub quoted_message_id: Option<String>,
     #[serde(default)]
+    #[schema(schema_with = mentions_schema)]
     pub mentions: Vec<String>,
+    /// JSON object, at most 10 KB serialized (413 above).
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<JsonObject>,
     pub gif: Option<Gif>,
     #[serde(default)]
+    #[schema(schema_with = media_ids_schema)]
     pub media_ids: Vec<String>,
     /// Echoed in the response (and the stream's ack); never stored.
+    #[schema(schema_with = local_id_schema)]
     pub local_id: Option<serde_json::Value>,
+    /// Or the `Idempotency-Key` header (the two must agree).
+    #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
     pub idempotency_key: Option<String>,
+    /// Send on behalf of this member (caller's power ≥ 100).
+    #[schema(min_length = 1, max_length = 128, pattern = "^\\S+$")]
     pub as_user_id: Option<String>,
+}
+
+/// `content` of a send or an edit: nullable, any lines, at most the default `max_content_chars`.
+fn content_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .max_length(Some(5000))
+        .pattern(Some(rules::text_pattern()))
+        .description(Some(
+            "Trimmed (blank is no content); no control characters other than tab, newline and \
+             carriage return (`invalid_content`); at most `max_content_chars` characters \
+             (`content_too_long`; 5000 unless configured).",
+        ))
+        .build()
+}
+
+/// `mentions`: at most 50 user ids.
+fn mentions_schema() -> utoipa::openapi::schema::Array {
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(128))
+                .pattern(Some("^\\S+$"))
+                .description(Some("A user id: no whitespace, at most 128 characters.")),
+        )
+        .max_items(Some(spacecast_engine::model::MAX_MENTIONS))
+        .description(Some("User ids to mention (`invalid_mentions`)."))
+        .build()
+}
+
+/// `media_ids`: at most [`MAX_MEDIA`] upload ids.
+fn media_ids_schema() -> utoipa::openapi::schema::Array {
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid)))
+                .description(Some(
+                    "An upload of the caller (`POST /v1/media`) not used by another message.",
+                )),
+        )
+        .max_items(Some(MAX_MEDIA))
+        .description(Some(
+            "Uploads to attach (`invalid_media`); with the files of a multipart send, at most 10.",
+        ))
+        .build()
+}
+
+/// `local_id`: any JSON value.
+fn local_id_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::AnyValue)
+        .description(Some(
+            "Echoed in the response; not stored. At most 256 bytes of JSON.",
+        ))
+        .build()
+}
+
+/// The multipart form of a send, in the document only (the handler reads the parts as a
+/// stream: [`send_multipart`]).
+#[derive(ToSchema)]
+#[schema(
+    as = SendMessageV1Form,
+    description = "A first part `payload` (the JSON send), then up to 10 parts `file` (with \
+        `media_ids`, at most 10 together; each at most `--max-media-bytes`, its Content-Type the \
+        declared type, checked against the bytes as by `POST /v1/media`). Files count as \
+        content. One file is held at a time; nothing is stored before the payload is valid, the \
+        key is not a replay and the caller may post; the files of a refused send are deleted."
+)]
+#[allow(dead_code)]
+struct SendForm {
+    payload: SendBody,
+    #[serde(default)]
+    #[schema(schema_with = files_schema)]
+    file: Vec<Vec<u8>>,
+}
+
+/// The `file` parts of a multipart send.
+fn files_schema() -> utoipa::openapi::schema::Array {
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary))),
+        )
+        .max_items(Some(MAX_MEDIA))
+        .build()
 }
 
 /// Longest GIF URL the edge accepts, in characters.
@@ -691,12 +1078,72 @@ pub async fn prepare_send(
     })
 }
 
-/// `POST /v1/spaces/{space_id}/messages` → 201 the message once durable (200 and the original
-/// message when the same sender already sent with the same idempotency key within 5 minutes:
-/// nothing is created, whatever this body says). `media_ids` (≤ 10) must be the caller's own
-/// uploads not used by another message; they are attached before the send (400 `invalid_media`).
-/// `as_user_id` sends on behalf of that member (power ≥ 100, else 403). 429 `rate_limited` over
-/// the caller's send rate limit.
+/// Send a message (the native model)
+///
+/// → 201 the message once durable (200 and the original message when the same sender already
+/// sent with the same idempotency key within 5 minutes: nothing is created, whatever this body
+/// says). `media_ids` (≤ 10) must be the caller's own uploads not used by another message; they
+/// are attached before the send (400 `invalid_media`). `as_user_id` sends on behalf of that
+/// member (power ≥ 100, else 403). 429 `rate_limited` over the caller's send rate limit. As
+/// `multipart/form-data`: a first part `payload` (this JSON), then parts `file`, which become
+/// the message's media as uploads named in `media_ids` would.
+#[utoipa::path(post, path = "/v1/spaces/{spaceId}/messages", operation_id = "sendMessageV1",
+    tag = "v1",
+    params(SpacePath, IdempotencyKeyHeader),
+    request_body(content(
+        (SendBody = "application/json"),
+        (SendForm = "multipart/form-data", encoding(
+            ("payload" = (content_type = "application/json")),
+            ("file" = (content_type = "application/octet-stream")),
+        )),
+    )),
+    responses(
+        (status = 200, description = "The same sender already sent with this idempotency key \
+            within 5 minutes: the original message; nothing was created.", body = Message),
+        (status = 201, description = "The message, once durable (with `local_id` echoed).",
+            body = Message,
+            links(
+                ("GetMessageV1" = (operation_id = "getMessageV1", description = "The new message.",
+                    parameters(("spaceId" = "$response.body#/space_id"),
+                        ("messageId" = "$response.body#/message_id")))),
+                ("EditMessageV1" = (operation_id = "editMessageV1",
+                    description = "Edit the new message.",
+                    parameters(("spaceId" = "$response.body#/space_id"),
+                        ("messageId" = "$response.body#/message_id")))),
+                ("RedactMessageV1" = (operation_id = "redactMessageV1",
+                    description = "Redact the new message.",
+                    parameters(("spaceId" = "$response.body#/space_id"),
+                        ("messageId" = "$response.body#/message_id")))),
+                ("MessageHistoryV1" = (operation_id = "messageHistoryV1",
+                    description = "The new message's history.",
+                    parameters(("spaceId" = "$response.body#/space_id"),
+                        ("messageId" = "$response.body#/message_id")))),
+                ("ThreadV1" = (operation_id = "threadV1",
+                    description = "The new message's replies.",
+                    parameters(("spaceId" = "$response.body#/space_id"),
+                        ("messageId" = "$response.body#/message_id")))),
+                ("SetReactionV1" = (operation_id = "setReactionV1",
+                    description = "React to the new message.",
+                    parameters(("spaceId" = "$response.body#/space_id"),
+                        ("messageId" = "$response.body#/message_id")))),
+                ("RemoveReactionV1" = (operation_id = "removeReactionV1",
+                    description = "Remove a reaction from the new message.",
+                    parameters(("spaceId" = "$response.body#/space_id"),
+                        ("messageId" = "$response.body#/message_id")))),
+                ("ToggleAppreciation" = (operation_id = "toggleAppreciation",
+                    description = "Appreciate the new message.",
+                    parameters(("spaceId" = "$response.body#/space_id"),
+                        ("messageId" = "$response.body#/message_id")))),
+                ("DeleteMessage" = (operation_id = "deleteMessage",
+                    description = "Delete the new message.",
+                    parameters(("spaceId" = "$response.body#/space_id"),
+                        ("messageId" = "$response.body#/message_id")))),
+                ("ListMessages" = (operation_id = "listMessages",
+                    description = "The space the message was posted in.",
+                    parameters(("spaceId" = "$response.body#/space_id")))),
+            )),
+        SendMessageErrors,
+    ))]
 async fn send_message(
     app: AppRef,
     user: User,
@@ -927,16 +1374,32 @@ async fn drain(mp: &mut multer::Multipart<'_>) {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(
+    as = EditMessageV1,
+    description = "A non-blank `content`, or `body`, or both. `null` is the same as absent."
+)]
 struct EditBody {
+    #[schema(schema_with = content_schema)]
     content: Option<String>,
+    /// At most 64 KB serialized.
+    #[schema(value_type = Option<Object>)]
     body: Option<JsonObject>,
 }
 
-/// `POST /v1/spaces/{space_id}/messages/{message_id}/edit` `{content?, body?}` → the message
-/// after the edit (event `message_edited`; the previous version is listed by `…/history`).
-/// Author only (403), within `--edit-window` of its creation (409 `edit_window_closed`); a
-/// redacted message: 409 `message_redacted`.
+/// Edit a message
+///
+/// `{content?, body?}` → the message after the edit. Author only (403), within `--edit-window`
+/// (default 24 h) of its creation (409 `edit_window_closed`); a redacted message: 409
+/// `message_redacted`. The previous version is kept (`…/history`); event `message_edited`.
+#[utoipa::path(post, path = "/v1/spaces/{spaceId}/messages/{messageId}/edit",
+    operation_id = "editMessageV1", tag = "v1",
+    params(MessagePath),
+    request_body(content = EditBody, description = "The new content and/or body."),
+    responses(
+        (status = 200, description = "The message after the change.", body = Message),
+        EditMessageErrors,
+    ))]
 async fn edit_message(
     app: AppRef,
     auth: Option<String>,
@@ -964,15 +1427,28 @@ async fn edit_message(
     Ok(json_response(StatusCode::OK, &m))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(as = RedactMessageV1)]
 struct RedactBody {
+    /// At most 128 characters after trimming (`invalid_reason`).
+    #[schema(max_length = 128)]
     reason: Option<String>,
 }
 
-/// `POST /v1/spaces/{space_id}/messages/{message_id}/redact` `{reason?}` → the message after the
-/// redaction: content, body, media, metadata, gif and mentions wiped (its files deleted), id,
-/// seq and thread position kept (event `message_redacted`). Its author, or power ≥ 50 (403).
-/// Redacting again answers the message as it is.
+/// Redact a message
+///
+/// `{reason?}` → the message after the redaction. Its author, or power ≥ 50 (403). Content,
+/// body, media (files deleted), metadata, gif and mentions are wiped; id, seq and thread
+/// position kept; edit history removed. Event `message_redacted`. Redacting again answers the
+/// message as it is.
+#[utoipa::path(post, path = "/v1/spaces/{spaceId}/messages/{messageId}/redact",
+    operation_id = "redactMessageV1", tag = "v1",
+    params(MessagePath),
+    request_body(content = RedactBody, description = "An optional reason (an empty body is `{}`)."),
+    responses(
+        (status = 200, description = "The message after the change.", body = Message),
+        RedactMessageErrors,
+    ))]
 async fn redact_message(
     app: AppRef,
     auth: Option<String>,
@@ -1018,13 +1494,23 @@ async fn redact_message(
     Ok(json_response(StatusCode::OK, &m))
 }
 
-#[derive(Serialize)]
-struct Data<'a, T: Serialize> {
-    data: &'a [T],
+/// A message's previous versions.
+#[derive(Serialize, ToSchema)]
+struct History<'a> {
+    /// Newest first; empty when never edited (a redaction removes them).
+    data: &'a [MessageVersion],
 }
 
-/// `GET /v1/spaces/{space_id}/messages/{message_id}/history` → `{data}`: the message's previous
-/// versions, newest first (empty when never edited; wiped by a redaction).
+/// A message's previous versions, newest first
+///
+/// `{data}`: empty when never edited; wiped by a redaction.
+#[utoipa::path(get, path = "/v1/spaces/{spaceId}/messages/{messageId}/history",
+    operation_id = "messageHistoryV1", tag = "v1",
+    params(MessagePath),
+    responses(
+        (status = 200, description = "`{data}`", body = inline(History)),
+        MessageReadErrors,
+    ))]
 async fn message_history(
     app: AppRef,
     auth: Option<String>,
@@ -1037,24 +1523,37 @@ async fn message_history(
         .reader(space_id)
         .message_history(user.id(), message_id)
         .await?;
-    Ok(json_response(StatusCode::OK, &Data { data: &versions }))
+    Ok(json_response(StatusCode::OK, &History { data: &versions }))
 }
 
 /// Most replies `…/thread` returns in one answer.
 pub const MAX_THREAD: usize = 1000;
 
-#[derive(Serialize)]
+/// The replies of a thread.
+#[derive(Serialize, ToSchema)]
 struct Thread<'a> {
+    /// Oldest first. Pages of the scan are added while fewer than 1000 are held, so at most
+    /// 1099.
     data: &'a [Message],
-    /// Continues the thread with `GET …/messages?parent_id=…&direction=forward&cursor=…`
-    /// when it is longer than one answer (or its scan was cut by the budget); else `null`.
+    /// Continues the thread with `GET …/messages?parent_id=<id>&direction=forward&cursor=…`
+    /// when it is longer than one answer (or its scan was cut by its budget); else `null`.
+    #[schema(required = true)]
     next_cursor: Option<String>,
 }
 
-/// `GET /v1/spaces/{space_id}/messages/{message_id}/thread` → `{data, next_cursor}`: the replies,
-/// oldest first (a reply of a reply is refused at send, so a thread is one level). Scans forward
-/// from the parent (replies come after it) within the page scan budget, repeatedly, up to
-/// [`MAX_THREAD`] replies or 10 budgets; `next_cursor` continues past either bound.
+/// A message's replies, oldest first
+///
+/// `{data, next_cursor}`: a thread is one level (a reply of a reply is refused at send). About
+/// 1000 replies per answer (pages of the scan forward from the parent are added while fewer
+/// than 1000 are held, within 10 scan budgets); `next_cursor` (non-null) continues with
+/// `GET …/messages?parent_id=<id>&direction=forward&cursor=…`.
+#[utoipa::path(get, path = "/v1/spaces/{spaceId}/messages/{messageId}/thread",
+    operation_id = "threadV1", tag = "v1",
+    params(MessagePath),
+    responses(
+        (status = 200, description = "`{data, next_cursor}`", body = inline(Thread)),
+        MessageReadErrors,
+    ))]
 async fn thread(
     app: AppRef,
     auth: Option<String>,
@@ -1103,9 +1602,145 @@ async fn thread(
     ))
 }
 
+/// Checks a serialized wire value against its component schema in the document: every key it
+/// has is a property of the schema, and every required property is there.
+#[cfg(test)]
+pub(crate) fn assert_wire_matches_schema(name: &str, value: &serde_json::Value) {
+    let doc = serde_json::to_value(crate::openapi::document()).expect("the document serializes");
+    let schema = &doc["components"]["schemas"][name];
+    let properties = schema["properties"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{name} has properties"));
+    let keys = value.as_object().expect("an object");
+    for key in keys.keys() {
+        assert!(
+            properties.contains_key(key),
+            "{name}: {key} is not in the schema"
+        );
+    }
+    for required in schema["required"].as_array().into_iter().flatten() {
+        let required = required.as_str().expect("a name");
+        assert!(
+            keys.contains_key(required),
+            "{name}: required {required} is missing"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn served() -> serde_json::Value {
+        serde_json::from_slice(&crate::openapi::document_json()).expect("the document is JSON")
+    }
+
+    #[test]
+    fn the_message_schema_states_what_both_surfaces_serialize() {
+        let gif = Gif {
+            url: "https://media.example/cat.gif".into(),
+            width: 2,
+            height: 1,
+            title: None,
+        };
+        let native = Message {
+            user_reactions: Some(vec!["👍".into()]),
+            gif: Some(gif),
+            media: vec![MediaItem::default()],
+            ..Message::default()
+        };
+        let native = serde_json::to_value(&native).unwrap();
+        assert_wire_matches_schema("Message", &native);
+        assert_wire_matches_schema("Gif", &native["gif"]);
+        assert_wire_matches_schema("MediaItem", &native["media"][0]);
+        let space7 = Message {
+            likes: Some(vec![]),
+            ..Message::default()
+        };
+        let space7 = serde_json::to_value(&space7).unwrap();
+        assert_wire_matches_schema("Message", &space7);
+        // Every property is on the wire of one surface or the other, and only `likes` and
+        // `user_reactions` are optional.
+        let doc = served();
+        let schema = &doc["components"]["schemas"]["Message"];
+        let mut optional: Vec<&String> = schema["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| {
+                !schema["required"]
+                    .as_array()
+                    .unwrap()
+                    .contains(&(*k).clone().into())
+            })
+            .collect();
+        optional.sort();
+        assert_eq!(optional, ["likes", "user_reactions"]);
+        assert!(native.get("likes").is_none() && space7.get("user_reactions").is_none());
+    }
+
+    #[test]
+    fn the_pages_state_what_the_handlers_serialize() {
+        let m = Message::default();
+        let page = Page {
+            data: std::slice::from_ref(&m),
+            next_cursor: None,
+        };
+        assert_wire_matches_schema("MessageCursorPage", &serde_json::to_value(&page).unwrap());
+        let version = MessageVersion {
+            seq: 2,
+            content: None,
+            body: None,
+            valid_from: Timestamp(0),
+            replaced_at: Timestamp(1),
+        };
+        assert_wire_matches_schema("MessageVersion", &serde_json::to_value(&version).unwrap());
+    }
+
+    #[test]
+    fn send_and_edit_bodies_need_some_content_and_a_redaction_body_is_optional() {
+        let doc = served();
+        let schemas = &doc["components"]["schemas"];
+        let alternatives = |name: &str| -> Vec<String> {
+            schemas[name]["anyOf"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{name} has anyOf"))
+                .iter()
+                .map(|a| a["required"][0].as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(
+            alternatives("SendMessageV1"),
+            ["content", "body", "gif", "media_ids"]
+        );
+        assert_eq!(alternatives("EditMessageV1"), ["content", "body"]);
+        let redact = &doc["paths"]["/v1/spaces/{spaceId}/messages/{messageId}/redact"]["post"];
+        assert_eq!(redact["requestBody"]["required"], false);
+        // And the server agrees: an empty body is `{}`.
+        assert!(parse_json::<RedactBody>(b"").unwrap().reason.is_none());
+    }
+
+    #[test]
+    fn links_name_their_operations_by_operation_id() {
+        let doc = served();
+        let mut ids = std::collections::BTreeSet::new();
+        for item in doc["paths"].as_object().unwrap().values() {
+            for op in item.as_object().unwrap().values() {
+                ids.insert(op["operationId"].as_str().unwrap().to_owned());
+            }
+        }
+        let links =
+            doc["paths"]["/v1/spaces/{spaceId}/messages"]["post"]["responses"]["201"]["links"]
+                .as_object()
+                .expect("the send's 201 has links");
+        assert_eq!(links.len(), 10);
+        for (name, link) in links {
+            assert!(link.get("operation_id").is_none(), "{name}: operation_id");
+            let id = link["operationId"].as_str().unwrap_or_default();
+            assert!(ids.contains(id), "{name}: unknown operation {id:?}");
+            assert_eq!(link["parameters"]["spaceId"], "$response.body#/space_id");
+        }
+    }
 
     fn q(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs

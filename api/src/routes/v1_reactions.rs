@@ -10,6 +10,7 @@ use percent_encoding::percent_decode_str;
 use serde::Serialize;
 use spacecast_engine::model::{MAX_REACTION_KEY_BYTES, MessageId, valid_reaction_key};
 use std::collections::BTreeMap;
+use utoipa::{IntoParams, ToSchema};
 use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
@@ -19,6 +20,51 @@ use super::messages::message_target;
 use super::{authorization, respond, started, with_app};
 use crate::app::AppRef;
 use crate::error::{ApiError, json_response};
+
+/// The reaction operations in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(set_reaction, remove_reaction))]
+pub struct Doc;
+
+/// `{spaceId}`, `{messageId}` and `{key}`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path, rename_all = "camelCase")]
+#[allow(dead_code)]
+struct ReactionPath {
+    /// The space's id (a UUID). A value that is not a UUID gives 404 `not_found`.
+    #[param(value_type = String, format = Uuid)]
+    space_id: String,
+    /// The message's id (a UUID). A value that is not a UUID gives 404 `not_found`.
+    #[param(value_type = String, format = Uuid)]
+    message_id: String,
+    /// An emoji or a short name, percent-encoded: 1 to 64 bytes of UTF-8 once decoded, without
+    /// whitespace, control characters or `/`.
+    #[param(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\s/\\x00-\\x1f\\x7f-\\x9f]+$"
+    )]
+    key: String,
+}
+
+crate::openapi::errors!(ReactionErrors {
+    400 "Invalid key." [invalid_reaction_key],
+    401,
+    404 "Unknown space or message, or a private space the caller is not a member of."
+        [not_found],
+    409 "A new key on a message with 50 keys already." [too_many_reactions],
+    500,
+    503 [overloaded, unavailable, store_unavailable, bus_unavailable, shutting_down],
+});
+
+crate::openapi::errors!(RemoveReactionErrors {
+    400 "Invalid key." [invalid_reaction_key],
+    401,
+    404 "Unknown space or message, or a private space the caller is not a member of."
+        [not_found],
+    500,
+    503 [overloaded, unavailable, store_unavailable, bus_unavailable, shutting_down],
+});
 
 pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
     let route = |method: warp::filters::BoxedFilter<()>, set: bool, name: &'static str| {
@@ -48,16 +94,69 @@ pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
 }
 
 /// What a reaction call answers.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = ReactionResult)]
 struct Reacted {
+    #[schema(value_type = String, format = Uuid)]
     message_id: MessageId,
+    /// The key, decoded.
     key: String,
     /// Whether the caller has the reaction now.
     reacted: bool,
     /// Whether this call changed it (false: it already was so, and no event was sent).
     changed: bool,
+    /// The message's reaction key → count after the call (keys without a reaction are absent).
+    #[schema(schema_with = reaction_counts_schema)]
     reaction_counts: BTreeMap<String, u32>,
 }
+
+/// `reaction_counts`: key → a count of at least 1.
+fn reaction_counts_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .additional_properties(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(1)),
+        ))
+        .description(Some(
+            "The message's reaction key → count after the call (keys without a reaction are \
+             absent).",
+        ))
+        .build()
+}
+
+/// React to a message
+///
+/// Idempotent per user: reacting again changes nothing. A change is the event
+/// `reaction_changed` (the next seq). O(1) whatever the message holds. `appreciate` is Space7's
+/// appreciation. Whoever may read the space may react (members only in a private one: 404
+/// otherwise, as for any read).
+#[utoipa::path(put, path = "/v1/spaces/{spaceId}/messages/{messageId}/reactions/{key}",
+    operation_id = "setReactionV1", tag = "v1",
+    params(ReactionPath),
+    responses(
+        (status = 200, description = "The message's reaction counts after the call, once durable.",
+            body = Reacted),
+        ReactionErrors,
+    ))]
+#[allow(dead_code)] // The document's entry; `react` serves it.
+fn set_reaction() {}
+
+/// Remove a reaction
+///
+/// Idempotent per user. A change is the event `reaction_changed` with `added: false`.
+#[utoipa::path(delete, path = "/v1/spaces/{spaceId}/messages/{messageId}/reactions/{key}",
+    operation_id = "removeReactionV1", tag = "v1",
+    params(ReactionPath),
+    responses(
+        (status = 200, description = "The message's reaction counts after the call, once durable.",
+            body = Reacted),
+        RemoveReactionErrors,
+    ))]
+#[allow(dead_code)] // The document's entry; `react` serves it.
+fn remove_reaction() {}
 
 /// The reaction key of a path segment: percent-decoded UTF-8 (an emoji arrives encoded).
 ///
@@ -127,5 +226,18 @@ mod tests {
             assert_eq!(e.code, "invalid_reaction_key", "{bad}");
         }
         assert!(reaction_key(&"k".repeat(64)).is_ok());
+    }
+
+    #[test]
+    fn the_reaction_schema_states_what_the_handler_serializes() {
+        let body = Reacted {
+            message_id: uuid::Uuid::nil(),
+            key: "appreciate".into(),
+            reacted: true,
+            changed: true,
+            reaction_counts: [("appreciate".to_owned(), 1)].into(),
+        };
+        let body = serde_json::to_value(&body).unwrap();
+        crate::routes::v1_messages::assert_wire_matches_schema("ReactionResult", &body);
     }
 }
