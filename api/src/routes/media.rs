@@ -45,7 +45,8 @@ impl utoipa::PartialSchema for FileBytes {
 
 impl ToSchema for FileBytes {}
 
-/// The multipart body of an upload (documentation only: [`read_multipart`] reads it).
+// Documentation only: `read_multipart` reads the body.
+/// A `multipart/form-data` upload: exactly one part, named `file`.
 #[derive(ToSchema)]
 #[allow(dead_code)]
 struct UploadForm {

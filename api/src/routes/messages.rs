@@ -12,6 +12,7 @@ use spacecast_engine::{EngineError, MessageOrder, SendMessage};
 use utoipa::openapi::RefOr;
 use utoipa::openapi::encoding::EncodingBuilder;
 use utoipa::openapi::extensions::Extensions;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::schema::{KnownFormat, Object, ObjectBuilder, Schema, SchemaFormat, Type};
 use utoipa::{IntoParams, ToSchema};
 use warp::Filter;
@@ -569,30 +570,44 @@ struct Page<'a> {
     total_pages: u64,
 }
 
-/// The query of `GET /api/messages/{spaceId}` (documentation only: the handler reads a map, so
-/// unknown parameters are ignored).
+/// `sort` of `GET /api/messages/{spaceId}` (documentation only: the handler matches the text).
+/// Written by hand: its enum includes `""`, which a derived enum cannot name.
+struct SortQuery;
+
+impl IntoParams for SortQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let schema = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(["recent", "most_appreciated", ""]))
+            .default(Some(json!("recent")));
+        vec![
+            ParameterBuilder::new()
+                .name("sort")
+                .parameter_in(ParameterIn::Query)
+                .required(utoipa::openapi::Required::False)
+                .description(Some(
+                    "`recent`: newest first. `most_appreciated`: highest `appreciation_count` \
+                     first, ties newest first. Empty means `recent`; anything else gives \
+                     `invalid_sort`.",
+                ))
+                .schema(Some(schema))
+                .build(),
+        ]
+    }
+}
+
+/// `page` and `limit` of `GET /api/messages/{spaceId}` (documentation only: the handler reads
+/// a map, so unknown parameters are ignored).
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 #[allow(dead_code)]
-struct ListQuery {
-    /// `recent`: newest first. `most_appreciated`: highest `appreciation_count` first, ties
-    /// newest first. Empty means `recent`; anything else gives `invalid_sort`.
-    #[param(required = false, schema_with = sort_schema)]
-    sort: String,
+struct PageQuery {
     /// 1-based page number, at most 1000000 (else `invalid_pagination`).
     #[param(required = false, minimum = 1, maximum = 1000000, default = json!(1))]
     page: u64,
     /// Messages per page, 1–100 (else `invalid_pagination`).
     #[param(required = false, minimum = 1, maximum = 100, default = json!(50))]
     limit: u64,
-}
-
-fn sort_schema() -> Object {
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .enum_values(Some(["recent", "most_appreciated", ""]))
-        .default(Some(json!("recent")))
-        .build()
 }
 
 crate::openapi::errors!(ListMessagesErrors {
@@ -608,7 +623,7 @@ crate::openapi::errors!(ListMessagesErrors {
 /// Readable by any authenticated user for a public space, and by members for a private one.
 #[utoipa::path(get, path = "/api/messages/{spaceId}", operation_id = "listMessages",
     tag = "messages",
-    params(SpacePath, ListQuery),
+    params(SpacePath, SortQuery, PageQuery),
     responses(
         (status = 200, description = "One page of messages, each with `likes`.", body = Page),
         ListMessagesErrors,
@@ -853,6 +868,37 @@ async fn delete_message(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_send_bodies_state_what_utoipa_has_no_attribute_for() {
+        let doc: serde_json::Value =
+            serde_json::from_slice(&crate::openapi::document_json()).unwrap();
+        let body = &doc["paths"]["/api/messages/{spaceId}"]["post"]["requestBody"]["content"];
+        assert_eq!(
+            body["multipart/form-data"]["encoding"]["media"]["contentType"],
+            MEDIA_PART_TYPES
+        );
+        let form = &doc["components"]["schemas"]["SendMessageForm"];
+        assert_eq!(form["dependentRequired"], json!({"media": ["media_type"]}));
+        assert_eq!(
+            form["anyOf"],
+            json!([{"required": ["content"]}, {"required": ["media"]}])
+        );
+        assert_eq!(form["properties"]["media"]["format"], "binary");
+        // Every media_type the schema offers is one the handler parses.
+        for kind in form["properties"]["media_type"]["enum"].as_array().unwrap() {
+            assert!(MediaType::parse(kind.as_str().unwrap()).is_some(), "{kind}");
+        }
+        let deleted = serde_json::to_value(DeleteResult {
+            message: MESSAGE_DELETED,
+            message_id: uuid::Uuid::nil(),
+        })
+        .unwrap();
+        assert_eq!(
+            deleted["message"],
+            doc["components"]["schemas"]["DeleteResult"]["properties"]["message"]["const"]
+        );
+    }
 
     #[test]
     fn only_definite_refusals_delete_the_media_of_a_failed_send() {

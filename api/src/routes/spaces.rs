@@ -694,6 +694,69 @@ async fn join_space(
 mod tests {
     use super::*;
 
+    fn document() -> serde_json::Value {
+        serde_json::from_slice(&crate::openapi::document_json()).expect("the document is JSON")
+    }
+
+    #[test]
+    fn links_are_written_in_camel_case_and_name_operations_of_the_document() {
+        let doc = document();
+        let ops: std::collections::BTreeSet<&str> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|item| item.as_object().unwrap().values())
+            .filter_map(|op| op["operationId"].as_str())
+            .collect();
+        let mut seen = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                for (status, response) in op["responses"].as_object().unwrap() {
+                    for (name, link) in response["links"].as_object().into_iter().flatten() {
+                        let target = link["operationId"].as_str().unwrap_or_default();
+                        assert!(
+                            ops.contains(target),
+                            "{method} {path} {status}: link {name} names no operation: {link}"
+                        );
+                        assert!(link.get("operation_id").is_none(), "{name}: {link}");
+                        seen += 1;
+                    }
+                }
+            }
+        }
+        // createSpace alone has 11, sendMessage 10, uploadMedia 2.
+        assert!(seen >= 23, "links were checked ({seen})");
+        let create = &doc["paths"]["/api/spaces"]["post"]["responses"]["201"]["links"];
+        assert_eq!(create.as_object().unwrap().len(), 11);
+        assert_eq!(
+            create["GetMemberV1"]["parameters"]["userId"],
+            "$response.body#/creator_id"
+        );
+    }
+
+    #[test]
+    fn the_join_body_is_optional_but_never_null() {
+        let doc = document();
+        let body = &doc["paths"]["/api/spaces/{spaceId}/join"]["post"]["requestBody"];
+        assert_eq!(body["required"], false);
+        assert_eq!(
+            body["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/JoinRequest"
+        );
+        // The handler's answer is exactly what the schema's `const` says.
+        let answer = serde_json::to_value(JoinResult {
+            message: JOINED_SPACE,
+            space_id: uuid::Uuid::nil(),
+            power_level: 0,
+        })
+        .unwrap();
+        let schema = &doc["components"]["schemas"]["JoinResult"];
+        assert_eq!(answer["message"], schema["properties"]["message"]["const"]);
+        for field in schema["required"].as_array().unwrap() {
+            assert!(answer.get(field.as_str().unwrap()).is_some(), "{field}");
+        }
+    }
+
     #[test]
     fn hashtags_are_normalised_and_limited() {
         let req = CreateSpace {
