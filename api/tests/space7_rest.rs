@@ -81,6 +81,12 @@ async fn spaces_create_get_join_and_list_mine() {
 
     let r = s.join(&bob, &id).await;
     assert_eq!(r.status(), 200);
+    let joined: Value = r.json().await.unwrap();
+    assert_eq!(
+        joined,
+        json!({"message": "Joined space", "space_id": id, "power_level": 0}),
+        "the JoinResult of the document"
+    );
     let again = s.join(&bob, &id).await;
     let body = assert_error(again, 409, "already_member").await;
     assert_eq!(
@@ -367,6 +373,11 @@ async fn appreciation_toggles_and_counts() {
         .unwrap();
     assert_eq!(r["appreciated"], true);
     assert_eq!(r["appreciation_count"], 1);
+    assert_eq!(
+        (r["message_id"].as_str(), r["space_id"].as_str()),
+        (Some(mid), Some(id.as_str())),
+        "the Appreciation of the document"
+    );
     let listed = s.list(&ada, &id, "").await;
     assert_eq!(listed["messages"][0]["likes"][0]["user_id"], "bob");
     let r: Value = s
@@ -431,6 +442,7 @@ async fn delete_is_for_the_author_or_a_moderator() {
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["message"], "Message deleted");
+    assert_eq!(body["message_id"], by_bob["message_id"]);
     assert_error(del(&bob, &by_bob).await.unwrap(), 404, "not_found").await;
     // The creator (power 100) moderates.
     assert_eq!(del(&ada, &by_eve).await.unwrap().status(), 200);

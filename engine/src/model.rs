@@ -78,15 +78,19 @@ impl<'de> Deserialize<'de> for Timestamp {
     }
 }
 
-/// Who a user is, as the token says. Embedded in spaces (`creator`) and messages (`sender`).
+/// A user as their token describes them. Embedded in spaces (`creator`) and messages (`sender`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UserRef {
+    /// The token's `sub` (or `user_id`) claim.
     pub user_id: String,
+    /// The token's `username` claim; the user id when it had none.
     pub username: String,
+    /// URL, or `""` when the token had none.
     pub profile_picture: String,
 }
 
-/// Whether non-members can find, read and join a space.
+/// Whether non-members can find, read and join a space: `public` spaces are readable by any
+/// authenticated user; `private` ones only by their members.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Visibility {
@@ -95,7 +99,7 @@ pub enum Visibility {
     Private,
 }
 
-/// Who may post.
+/// Who may post: `everyone` (every member) or `admins` (only members with power level ≥ 50).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PostingPermission {
@@ -147,7 +151,7 @@ pub struct SpaceView {
     pub counters: SpaceCounters,
 }
 
-/// Media attached to a message.
+/// The kind of a message's Space7 media file (`media_type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MediaType {
@@ -181,7 +185,10 @@ impl MediaType {
 /// number unique within the space, as the Space7 client expects.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Like {
+    /// The `seq` of the event that added this appreciation: a number unique within the space.
+    #[schema(minimum = 1)]
     pub id: u64,
+    /// Who appreciates the message.
     pub user_id: String,
 }
 

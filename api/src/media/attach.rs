@@ -19,15 +19,34 @@ use crate::error::ApiError;
 /// The most media one message may carry.
 pub const MAX_MEDIA_PER_MESSAGE: usize = 10;
 
-/// An upload as a message lists it (the engine's `MediaItem` has the same fields).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+/// A stored `/v1` upload, as `POST /v1/media` returns it and a message's `media` lists it (the
+/// engine's `MediaItem` has the same fields).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Uploaded {
+    /// Random (unguessable) id.
     pub media_id: Uuid,
+    #[schema(schema_with = accepted_content_type)]
     pub content_type: String,
+    /// Bytes; at most `--max-media-bytes` (default 10 MiB).
+    #[schema(minimum = 1)]
     pub size: u64,
-    /// Lower-case hex SHA-256 of the bytes.
+    /// Lower-case hex SHA-256 of the bytes; the download's strong ETag.
+    #[schema(pattern = "^[0-9a-f]{64}$")]
     pub sha256: String,
+    /// Images only: the media id of a JPEG thumbnail within 320×320 (aspect kept); `null`
+    /// otherwise.
+    #[schema(required = true)]
     pub thumbnail_id: Option<Uuid>,
+}
+
+/// `content_type`: one of [`super::kinds::ACCEPTED`].
+fn accepted_content_type() -> utoipa::openapi::schema::Object {
+    crate::openapi::rules::string(
+        "The canonical type the bytes are (detected from their signature, checked against the \
+         declared type).",
+    )
+    .enum_values(Some(super::kinds::ACCEPTED.iter().copied()))
+    .build()
 }
 
 impl From<&MediaRecord> for Uploaded {

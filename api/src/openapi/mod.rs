@@ -59,6 +59,9 @@ pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = Base::openapi();
     for part in [
         crate::routes::health::Doc::openapi(),
+        crate::routes::spaces::Doc::openapi(),
+        crate::routes::messages::Doc::openapi(),
+        crate::routes::media::Doc::openapi(),
         crate::routes::v1_messages::Doc::openapi(),
         crate::routes::v1_members::Doc::openapi(),
         crate::routes::v1_reactions::Doc::openapi(),

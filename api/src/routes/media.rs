@@ -7,6 +7,9 @@ use std::time::Instant;
 use bytes::{Buf, Bytes};
 use futures::{Stream, TryStreamExt};
 use sha2::{Digest, Sha256};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 use warp::Filter;
 use warp::filters::BoxedFilter;
@@ -18,6 +21,217 @@ use crate::app::AppRef;
 use crate::error::{ApiError, json_response};
 use crate::media::record::now_ms;
 use crate::media::{self, MediaRecord, Uploaded, kinds};
+use crate::routes::spaces::LinksInCamelCase;
+
+/// The media operations in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(get_media_doc, upload_doc, download_doc, download_thumbnail_doc),
+    modifiers(&LinksInCamelCase),
+)]
+pub struct Doc;
+
+/// A file's bytes in the document: `{type: string, format: binary}`.
+struct FileBytes;
+
+impl utoipa::PartialSchema for FileBytes {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+            .into()
+    }
+}
+
+impl ToSchema for FileBytes {}
+
+// Documentation only: `read_multipart` reads the body.
+/// A `multipart/form-data` upload: exactly one part, named `file`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct UploadForm {
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+}
+
+/// The conditional request header of downloads.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+struct Conditional {
+    /// ETags the client holds; a match (weak comparison, or `*`) gets 304 without the bytes.
+    #[param(rename = "If-None-Match", required = false)]
+    if_none_match: String,
+}
+
+crate::openapi::errors!(GetMediaErrors {
+    404 "No such media." [not_found],
+    503 "The media store failed or could not be reached." [store_unavailable],
+});
+
+/// Download a message's media file
+///
+/// No authentication: the unguessable id in a message's `media_url` is the capability. The
+/// Content-Type is the one the file's bytes identify. A file lives as long as its message:
+/// deleting the message deletes it, and files whose send failed are swept. Any node sharing the
+/// media store (`--media-store s3`) serves any upload; `/v1` uploads are served here too, by the
+/// same capability rule (a PDF or text file as an `attachment`).
+#[utoipa::path(get, path = "/api/media/{mediaId}", operation_id = "getMedia", tag = "media",
+    security(()),
+    params(("mediaId" = String, Path, description = "The id from `media_url` (a UUID, written \
+        without hyphens in `media_url`; the hyphenated form is accepted too).")),
+    responses(
+        (status = 200, description = "The file's bytes.",
+            headers(
+                ("Cache-Control" = String, description = "`public, max-age=3600`: the bytes never \
+                    change, but the file is deleted with its message, so caches keep it at most an \
+                    hour after that."),
+                ("X-Content-Type-Options" = String, description = "`nosniff`."),
+                ("Content-Disposition" = String, description = "`attachment` for anything but \
+                    image, video and audio (only `/v1` uploads can be); absent otherwise."),
+            ),
+            content(
+                (inline(FileBytes) = "image/*"),
+                (inline(FileBytes) = "video/*"),
+                (inline(FileBytes) = "audio/*"),
+                (inline(FileBytes) = "application/pdf"),
+                (inline(FileBytes) = "text/plain"),
+                (inline(FileBytes) = "application/octet-stream"),
+            )),
+        GetMediaErrors,
+    ))]
+#[allow(dead_code)] // The document's entry; `get_media` serves it.
+fn get_media_doc() {}
+
+crate::openapi::errors!(UploadErrors {
+    400 "Refused upload." [expected_one_file, empty_media, media_type_mismatch, invalid_image,
+        invalid_request],
+    401,
+    413 "The file is larger than `--max-media-bytes` (refused while it streams in; nothing is \
+        stored)." [payload_too_large],
+    415 "The bytes are not an accepted type." [unsupported_media_type],
+    500,
+    503 "The thumbnail pool is full (`overloaded`), or the media store failed."
+        [overloaded, store_unavailable],
+});
+
+/// Upload a file for a later message
+///
+/// The body is `multipart/form-data` with exactly one part named `file` (its Content-Type is the
+/// declared type), or the raw bytes with the declared type as the request's Content-Type. The
+/// type is detected from the bytes; accepted: images png, jpeg, gif, webp; video mp4, webm,
+/// quicktime; audio mpeg, ogg, wav, flac, aac, mp4; `application/pdf`; `text/plain` for valid
+/// UTF-8 in which nothing else is detected. Declared types are compared without parameters and
+/// case, with aliases (`image/jpg` is `image/jpeg`, `audio/mp3` is `audio/mpeg`, …); no declared
+/// type or `application/octet-stream` means: use the detected one. Images get a JPEG thumbnail
+/// within 320×320, made off the request runtime with bounded decoding (at most 16384 px a side
+/// and 128 MiB of pixels). An upload no message uses within 24 h is deleted; a send attaches it
+/// (`media_ids`).
+#[utoipa::path(post, path = "/v1/media", operation_id = "uploadMedia", tag = "media",
+    request_body(content(
+        (inline(UploadForm) = "multipart/form-data"),
+        (inline(FileBytes) = "application/octet-stream"),
+        (inline(FileBytes) = "*/*"),
+    )),
+    responses(
+        (status = 201, description = "Stored (bytes, record and thumbnail durable).",
+            body = Uploaded,
+            links(
+                ("DownloadMedia" = (operation_id = "downloadMedia",
+                    description = "Download the upload.",
+                    parameters(("mediaId" = "$response.body#/media_id")))),
+                ("DownloadThumbnail" = (operation_id = "downloadThumbnail",
+                    description = "The upload's thumbnail (404 unless an image).",
+                    parameters(("mediaId" = "$response.body#/media_id")))),
+            )),
+        UploadErrors,
+    ))]
+#[allow(dead_code)] // The document's entry; `upload` serves it.
+fn upload_doc() {}
+
+crate::openapi::errors!(DownloadErrors {
+    401,
+    404 "No such upload (or one of the Space7 send path, served at `/api/media/{mediaId}`), or \
+        no thumbnail." [not_found],
+    500,
+    503 "The media store failed or could not be reached." [store_unavailable],
+});
+
+/// Download an upload
+///
+/// The bytes of an upload. Any authenticated user who has the id may read it (ids are random
+/// UUIDs). No range requests: the whole file is sent.
+#[utoipa::path(get, path = "/v1/media/{mediaId}", operation_id = "downloadMedia", tag = "media",
+    params(
+        ("mediaId" = String, Path, description = "A media id from `POST /v1/media` (hyphenated or not)."),
+        Conditional,
+    ),
+    responses(
+        (status = 200, description = "The bytes.",
+            headers(
+                ("Content-Type" = String, description = "The stored type (`text/plain; charset=utf-8` for text)."),
+                ("Content-Disposition" = String, description = "`inline` for image, video and \
+                    audio; `attachment; filename=\"<id>.<ext>\"` for anything else."),
+                ("Content-Length" = u64, description = "The size."),
+                ("ETag" = String, description = "Strong: the quoted sha256. A matching \
+                    `If-None-Match` gets 304."),
+                ("Cache-Control" = String, description = "`private, max-age=3600, immutable`: the \
+                    bytes of an id never change, but a redaction deletes them."),
+                ("X-Content-Type-Options" = String, description = "`nosniff`."),
+            ),
+            content((inline(FileBytes) = "*/*"))),
+        (status = 304, description = "`If-None-Match` matched the ETag (no body, no \
+            Content-Length).",
+            headers(
+                ("Content-Type" = String, description = "The stored type (`text/plain; charset=utf-8` for text)."),
+                ("Content-Disposition" = String, description = "`inline` for image, video and \
+                    audio; `attachment; filename=\"<id>.<ext>\"` for anything else."),
+                ("ETag" = String, description = "Strong: the quoted sha256. A matching \
+                    `If-None-Match` gets 304."),
+                ("Cache-Control" = String, description = "`private, max-age=3600, immutable`: the \
+                    bytes of an id never change, but a redaction deletes them."),
+                ("X-Content-Type-Options" = String, description = "`nosniff`."),
+            )),
+        DownloadErrors,
+    ))]
+#[allow(dead_code)] // The document's entry; `download` serves it.
+fn download_doc() {}
+
+/// Download an upload's thumbnail
+///
+/// The JPEG thumbnail of an image upload (404 for other uploads). Any authenticated user who has
+/// the id may read it (ids are random UUIDs). No range requests: the whole file is sent.
+#[utoipa::path(get, path = "/v1/media/{mediaId}/thumbnail", operation_id = "downloadThumbnail",
+    tag = "media",
+    params(
+        ("mediaId" = String, Path, description = "A media id from `POST /v1/media` (hyphenated or not)."),
+        Conditional,
+    ),
+    responses(
+        (status = 200, description = "The JPEG bytes.",
+            headers(
+                ("Content-Type" = String, description = "`image/jpeg`."),
+                ("Content-Disposition" = String, description = "`inline`."),
+                ("Content-Length" = u64, description = "The size."),
+                ("ETag" = String, description = "Strong: the quoted sha256. A matching \
+                    `If-None-Match` gets 304."),
+                ("Cache-Control" = String, description = "`private, max-age=3600, immutable`: the \
+                    bytes of an id never change, but a redaction deletes them."),
+                ("X-Content-Type-Options" = String, description = "`nosniff`."),
+            ),
+            content((inline(FileBytes) = "image/jpeg"))),
+        (status = 304, description = "`If-None-Match` matched the ETag.",
+            headers(
+                ("Content-Type" = String, description = "`image/jpeg`."),
+                ("Content-Disposition" = String, description = "`inline`."),
+                ("ETag" = String, description = "Strong: the quoted sha256."),
+                ("Cache-Control" = String, description = "`private, max-age=3600, immutable`."),
+                ("X-Content-Type-Options" = String, description = "`nosniff`."),
+            )),
+        DownloadErrors,
+    ))]
+#[allow(dead_code)] // The document's entry; `download` serves it.
+fn download_thumbnail_doc() {}
 
 /// How long a client may keep a `/v1` download without revalidating: the bytes of an id never
 /// change, but a redaction deletes them, so a private cache keeps them at most this long after.

@@ -6,8 +6,15 @@ use std::collections::HashMap;
 use bytes::{Buf, Bytes};
 use futures::{Stream, TryStreamExt};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use spacecast_engine::model::{MediaType, Message, MessageId, SpaceId};
 use spacecast_engine::{EngineError, MessageOrder, SendMessage};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::encoding::EncodingBuilder;
+use utoipa::openapi::extensions::Extensions;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{KnownFormat, Object, ObjectBuilder, Schema, SchemaFormat, Type};
+use utoipa::{IntoParams, ToSchema};
 use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
@@ -19,7 +26,46 @@ use crate::auth::User;
 use crate::error::{ApiError, json_response};
 use crate::input::{normalize_content, parse_message_id, parse_space_id};
 use crate::media::{self, MediaOwner};
+use crate::openapi::params::{MessagePath, SpacePath};
+use crate::openapi::rules;
 use crate::ratelimit::Surface;
+use crate::routes::spaces::LinksInCamelCase;
+
+/// The Space7 message operations in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(list_messages_doc, send_message_doc, appreciate_doc, delete_message_doc),
+    components(schemas(SendMessageForm)),
+    modifiers(&MediaPartEncoding, &LinksInCamelCase),
+)]
+pub struct Doc;
+
+/// The Content-Type a multipart send's `media` part may declare (the bytes decide, not this).
+const MEDIA_PART_TYPES: &str = "image/*, video/*, audio/*, application/octet-stream";
+
+/// Adds the `media` part's encoding to the multipart send body (utoipa has no attribute for
+/// a request body's `encoding`).
+struct MediaPartEncoding;
+
+impl utoipa::Modify for MediaPartEncoding {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let form = openapi
+            .paths
+            .paths
+            .get_mut("/api/messages/{spaceId}")
+            .and_then(|item| item.post.as_mut())
+            .and_then(|op| op.request_body.as_mut())
+            .and_then(|body| body.content.get_mut("multipart/form-data"));
+        if let Some(form) = form {
+            form.encoding.insert(
+                "media".into(),
+                EncodingBuilder::new()
+                    .content_type(Some(MEDIA_PART_TYPES))
+                    .build(),
+            );
+        }
+    }
+}
 
 pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
     let base = || with_app(app.clone()).and(started()).and(authorization());
@@ -126,10 +172,91 @@ pub struct Draft {
     pub media_type: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// Text only: a JSON body cannot carry media (a `media_type` field is ignored, as are unknown
+/// fields).
+#[derive(Deserialize, ToSchema)]
+#[schema(as = SendMessageJson)]
 struct JsonSend {
+    #[schema(required = true, schema_with = json_content)]
     content: Option<String>,
+    #[schema(ignore)]
     media_type: Option<String>,
+}
+
+/// Text a send may carry: [`rules::content_pattern`], at most the default `max_content_chars`.
+fn content(description: &str) -> ObjectBuilder {
+    rules::string(description)
+        .max_length(Some(DEFAULT_MAX_CONTENT_CHARS))
+        .pattern(Some(rules::content_pattern()))
+}
+
+/// The default of `--max-content-chars`.
+const DEFAULT_MAX_CONTENT_CHARS: usize = 5000;
+
+fn json_content() -> Object {
+    content(
+        "Trimmed; required non-empty (`empty_message`); no control characters other than tab, \
+         newline and carriage return (`invalid_content`); at most `max_content_chars` characters \
+         (`content_too_long`).",
+    )
+    .min_length(Some(1))
+    .build()
+}
+
+/// The Space7 client's multipart send body (documentation only: [`parse_multipart`] reads it).
+struct SendMessageForm;
+
+impl utoipa::PartialSchema for SendMessageForm {
+    fn schema() -> RefOr<Schema> {
+        // At least one of content and media; media needs its media_type.
+        let mut keywords = Extensions::default();
+        keywords.insert(
+            "anyOf".into(),
+            json!([{"required": ["content"]}, {"required": ["media"]}]),
+        );
+        keywords.insert("dependentRequired".into(), json!({"media": ["media_type"]}));
+        let media_types = [MediaType::Image, MediaType::Video, MediaType::Audio].map(|t| json!(t));
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(
+                "The Space7 client's multipart body. Other field names give 400 `invalid_request`.",
+            ))
+            .property(
+                "content",
+                content(
+                    "Trimmed; optional when `media` is given. No control characters other than \
+                     tab, newline and carriage return (`invalid_content`). At most \
+                     `max_content_chars` (default 5000) characters (`content_too_long`); a field \
+                     over 64 KiB gives 413.",
+                ),
+            )
+            .property(
+                "media",
+                rules::string(
+                    "One file, at most `max_media_bytes` (default 10 MiB, else 413). Its bytes \
+                     must be a recognised format of `media_type`'s kind (checked by signature, \
+                     not by the part's Content-Type), else `invalid_media_type`. An empty part \
+                     counts as no media.",
+                )
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+                .content_media_type("application/octet-stream"),
+            )
+            .property(
+                "media_type",
+                rules::string(
+                    "Required with `media` (else `invalid_media_type`); ignored without it.",
+                )
+                .enum_values(Some(media_types)),
+            )
+            .extensions(Some(keywords))
+            .into()
+    }
+}
+
+impl ToSchema for SendMessageForm {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "SendMessageForm".into()
+    }
 }
 
 /// Reads a send body: `multipart/form-data` (`content`, `media`, `media_type`) as the Space7 client
@@ -237,6 +364,83 @@ where
     }
     Ok(draft)
 }
+
+crate::openapi::errors!(SendMessageErrors {
+    400 "Invalid message." [empty_message, invalid_media_type, content_too_long, invalid_content,
+        invalid_json, invalid_request],
+    401,
+    403 "The caller is not a member, or may not post in this space." [not_a_member, forbidden],
+    404 "Unknown space, or a private space the caller is not a member of." [not_found],
+    413 "The media part exceeds `max_media_bytes` (default 10 MiB), another part or the JSON body \
+        is too large." [payload_too_large],
+    415 "The body is neither multipart/form-data nor JSON." [unsupported_media_type],
+    429 "The sender is over `--send-rate-limit` (default 60 messages a minute: a burst of 60, \
+        then one a second), checked before the body is read; retry after `Retry-After` seconds."
+        [rate_limited],
+    500,
+    503 [overloaded, unavailable, store_unavailable, bus_unavailable, shutting_down],
+});
+
+/// Send a message
+///
+/// Posts a message (text and/or one media file) as the caller, who must be a member (and, in a
+/// space with `posting_permission` `admins`, have power level ≥ 50). Answered 201 only once the
+/// message is durable. A body without Content-Type is read as JSON; any Content-Type other than
+/// `multipart/form-data` or one containing `json` gives 415.
+#[utoipa::path(post, path = "/api/messages/{spaceId}", operation_id = "sendMessage",
+    tag = "messages",
+    params(SpacePath),
+    request_body(content(
+        (SendMessageForm = "multipart/form-data"),
+        (JsonSend = "application/json"),
+    )),
+    responses(
+        (status = 201, description = "The message as stored (`likes` empty, `appreciation_count` 0).",
+            body = Message,
+            links(
+                ("GetMessageV1" = (operation_id = "getMessageV1", description = "The new message.",
+                    parameters(("spaceId" = "$response.body#/space_id"),
+                        ("messageId" = "$response.body#/message_id")))),
+                ("EditMessageV1" = (operation_id = "editMessageV1",
+                    description = "Edit the new message.",
+                    parameters(("spaceId" = "$response.body#/space_id"),
+                        ("messageId" = "$response.body#/message_id")))),
+                ("RedactMessageV1" = (operation_id = "redactMessageV1",
+                    description = "Redact the new message.",
+                    parameters(("spaceId" = "$response.body#/space_id"),
+                        ("messageId" = "$response.body#/message_id")))),
+                ("MessageHistoryV1" = (operation_id = "messageHistoryV1",
+                    description = "The new message's history.",
+                    parameters(("spaceId" = "$response.body#/space_id"),
+                        ("messageId" = "$response.body#/message_id")))),
+                ("ThreadV1" = (operation_id = "threadV1",
+                    description = "The new message's replies.",
+                    parameters(("spaceId" = "$response.body#/space_id"),
+                        ("messageId" = "$response.body#/message_id")))),
+                ("SetReactionV1" = (operation_id = "setReactionV1",
+                    description = "React to the new message.",
+                    parameters(("spaceId" = "$response.body#/space_id"),
+                        ("messageId" = "$response.body#/message_id")))),
+                ("RemoveReactionV1" = (operation_id = "removeReactionV1",
+                    description = "Remove a reaction from the new message.",
+                    parameters(("spaceId" = "$response.body#/space_id"),
+                        ("messageId" = "$response.body#/message_id")))),
+                ("ToggleAppreciation" = (operation_id = "toggleAppreciation",
+                    description = "Appreciate the new message.",
+                    parameters(("spaceId" = "$response.body#/space_id"),
+                        ("messageId" = "$response.body#/message_id")))),
+                ("DeleteMessage" = (operation_id = "deleteMessage",
+                    description = "Delete the new message.",
+                    parameters(("spaceId" = "$response.body#/space_id"),
+                        ("messageId" = "$response.body#/message_id")))),
+                ("ListMessages" = (operation_id = "listMessages",
+                    description = "The space the message was posted in.",
+                    parameters(("spaceId" = "$response.body#/space_id")))),
+            )),
+        SendMessageErrors,
+    ))]
+#[allow(dead_code)] // The document's entry; the route serves it.
+fn send_message_doc() {}
 
 /// `POST /api/messages/{space_id}` → 201 Message, once durable.
 ///
@@ -348,15 +552,84 @@ fn media_url(app: &AppRef, media_id: uuid::Uuid) -> String {
     format!("{base}/api/media/{}", media_id.simple())
 }
 
-#[derive(Serialize)]
+/// One page of a space's messages.
+#[derive(Serialize, ToSchema)]
+#[schema(as = MessagesPage)]
 struct Page<'a> {
+    /// Each with `likes` (the Space7 reads always include it).
+    #[schema(value_type = Vec<Message>)]
     messages: &'a [Message],
+    /// Messages in the space.
     total: u64,
+    #[schema(minimum = 1)]
     page: u64,
+    #[schema(minimum = 1, maximum = 100)]
     limit: u64,
+    /// `ceil(total / limit)`.
     #[serde(rename = "totalPages")]
     total_pages: u64,
 }
+
+/// `sort` of `GET /api/messages/{spaceId}` (documentation only: the handler matches the text).
+/// Written by hand: its enum includes `""`, which a derived enum cannot name.
+struct SortQuery;
+
+impl IntoParams for SortQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let schema = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(["recent", "most_appreciated", ""]))
+            .default(Some(json!("recent")));
+        vec![
+            ParameterBuilder::new()
+                .name("sort")
+                .parameter_in(ParameterIn::Query)
+                .required(utoipa::openapi::Required::False)
+                .description(Some(
+                    "`recent`: newest first. `most_appreciated`: highest `appreciation_count` \
+                     first, ties newest first. Empty means `recent`; anything else gives \
+                     `invalid_sort`.",
+                ))
+                .schema(Some(schema))
+                .build(),
+        ]
+    }
+}
+
+/// `page` and `limit` of `GET /api/messages/{spaceId}` (documentation only: the handler reads
+/// a map, so unknown parameters are ignored).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct PageQuery {
+    /// 1-based page number, at most 1000000 (else `invalid_pagination`).
+    #[param(required = false, minimum = 1, maximum = 1000000, default = json!(1))]
+    page: u64,
+    /// Messages per page, 1–100 (else `invalid_pagination`).
+    #[param(required = false, minimum = 1, maximum = 100, default = json!(50))]
+    limit: u64,
+}
+
+crate::openapi::errors!(ListMessagesErrors {
+    400 "Invalid query parameter." [invalid_sort, invalid_pagination],
+    401,
+    404 "Unknown space, or a private space the caller is not a member of." [not_found],
+    500,
+    503 [store_unavailable],
+});
+
+/// List a space's messages, page by page
+///
+/// Readable by any authenticated user for a public space, and by members for a private one.
+#[utoipa::path(get, path = "/api/messages/{spaceId}", operation_id = "listMessages",
+    tag = "messages",
+    params(SpacePath, SortQuery, PageQuery),
+    responses(
+        (status = 200, description = "One page of messages, each with `likes`.", body = Page),
+        ListMessagesErrors,
+    ))]
+#[allow(dead_code)] // The document's entry; `list_messages` serves it.
+fn list_messages_doc() {}
 
 /// `GET /api/messages/{space_id}?sort=recent|most_appreciated&page=1&limit=50` →
 /// `{messages, total, page, limit, totalPages}`; `limit` is 1–100.
@@ -445,6 +718,41 @@ pub(super) fn message_target(
     Ok((user, space_id, message_id))
 }
 
+/// The outcome of a toggle.
+#[derive(Serialize, ToSchema)]
+struct Appreciation {
+    /// Whether the caller appreciates the message after this toggle.
+    appreciated: bool,
+    appreciation_count: u32,
+    #[schema(value_type = String, format = Uuid)]
+    message_id: MessageId,
+    #[schema(value_type = String, format = Uuid)]
+    space_id: SpaceId,
+}
+
+crate::openapi::errors!(AppreciateErrors {
+    401,
+    403 "Private space and the caller is not a member." [not_a_member],
+    404 "Unknown space or message, or a private space the caller is not a member of."
+        [not_found],
+    500,
+    503 [overloaded, unavailable, store_unavailable, bus_unavailable, shutting_down],
+});
+
+/// Toggle the caller's appreciation of a message
+///
+/// Adds the caller's appreciation if absent, removes it if present. Anyone who can read the
+/// space may appreciate (membership is needed only in a private space). No request body.
+#[utoipa::path(post, path = "/api/messages/{spaceId}/{messageId}/appreciate",
+    operation_id = "toggleAppreciation", tag = "messages",
+    params(MessagePath),
+    responses(
+        (status = 200, description = "The outcome of the toggle.", body = Appreciation),
+        AppreciateErrors,
+    ))]
+#[allow(dead_code)] // The document's entry; `appreciate` serves it.
+fn appreciate_doc() {}
+
 /// `POST /api/messages/{space_id}/{message_id}/appreciate` → `{appreciated, appreciation_count}`:
 /// toggles the caller's appreciation. Anyone who can read the space may appreciate.
 async fn appreciate(
@@ -462,14 +770,52 @@ async fn appreciate(
         .await?;
     Ok(json_response(
         StatusCode::OK,
-        &serde_json::json!({
-            "appreciated": a.appreciated,
-            "appreciation_count": a.appreciation_count,
-            "message_id": message_id,
-            "space_id": space_id,
-        }),
+        &Appreciation {
+            appreciated: a.appreciated,
+            appreciation_count: a.appreciation_count,
+            message_id,
+            space_id,
+        },
     ))
 }
+
+/// The answer of a delete.
+#[derive(Serialize, ToSchema)]
+struct DeleteResult {
+    #[schema(schema_with = message_deleted)]
+    message: &'static str,
+    #[schema(value_type = String, format = Uuid)]
+    message_id: MessageId,
+}
+
+const MESSAGE_DELETED: &str = "Message deleted";
+
+fn message_deleted() -> Object {
+    super::spaces::const_string(MESSAGE_DELETED)
+}
+
+crate::openapi::errors!(DeleteMessageErrors {
+    401,
+    403 "The caller is neither the author nor a moderator." [forbidden],
+    404 "Unknown space or message, or a private space the caller is not a member of."
+        [not_found],
+    500,
+    503 [overloaded, unavailable, store_unavailable, bus_unavailable, shutting_down],
+});
+
+/// Delete a message
+///
+/// Hard-deletes a message, and its media file (its `media_url` then answers 404). Allowed for
+/// its author and for members with power level ≥ 50 (moderators, admins).
+#[utoipa::path(delete, path = "/api/messages/{spaceId}/{messageId}",
+    operation_id = "deleteMessage", tag = "messages",
+    params(MessagePath),
+    responses(
+        (status = 200, description = "Deleted.", body = DeleteResult),
+        DeleteMessageErrors,
+    ))]
+#[allow(dead_code)] // The document's entry; `delete_message` serves it.
+fn delete_message_doc() {}
 
 /// `DELETE /api/messages/{space_id}/{message_id}` → `{"message": "Message deleted"}`. The author,
 /// or a moderator/admin of the space (power ≥ 50); anyone else gets 403. The message's media
@@ -512,13 +858,47 @@ async fn delete_message(
     }
     Ok(json_response(
         StatusCode::OK,
-        &serde_json::json!({"message": "Message deleted", "message_id": message_id}),
+        &DeleteResult {
+            message: MESSAGE_DELETED,
+            message_id,
+        },
     ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_send_bodies_state_what_utoipa_has_no_attribute_for() {
+        let doc: serde_json::Value =
+            serde_json::from_slice(&crate::openapi::document_json()).unwrap();
+        let body = &doc["paths"]["/api/messages/{spaceId}"]["post"]["requestBody"]["content"];
+        assert_eq!(
+            body["multipart/form-data"]["encoding"]["media"]["contentType"],
+            MEDIA_PART_TYPES
+        );
+        let form = &doc["components"]["schemas"]["SendMessageForm"];
+        assert_eq!(form["dependentRequired"], json!({"media": ["media_type"]}));
+        assert_eq!(
+            form["anyOf"],
+            json!([{"required": ["content"]}, {"required": ["media"]}])
+        );
+        assert_eq!(form["properties"]["media"]["format"], "binary");
+        // Every media_type the schema offers is one the handler parses.
+        for kind in form["properties"]["media_type"]["enum"].as_array().unwrap() {
+            assert!(MediaType::parse(kind.as_str().unwrap()).is_some(), "{kind}");
+        }
+        let deleted = serde_json::to_value(DeleteResult {
+            message: MESSAGE_DELETED,
+            message_id: uuid::Uuid::nil(),
+        })
+        .unwrap();
+        assert_eq!(
+            deleted["message"],
+            doc["components"]["schemas"]["DeleteResult"]["properties"]["message"]["const"]
+        );
+    }
 
     #[test]
     fn only_definite_refusals_delete_the_media_of_a_failed_send() {
