@@ -81,45 +81,9 @@ pub fn document() -> utoipa::openapi::OpenApi {
 pub fn document_json() -> Bytes {
     static JSON: OnceLock<Bytes> = OnceLock::new();
     JSON.get_or_init(|| {
-        let doc = serde_json::to_value(document()).expect("the document serializes");
-        let doc = legacy::complete(doc);
-        Bytes::from(serde_json::to_vec(&doc).expect("the document serializes"))
+        Bytes::from(serde_json::to_vec(&document()).expect("the document serializes"))
     })
     .clone()
-}
-
-/// Transitional: operations not yet derived are taken from the previous hand-written document.
-mod legacy {
-    use serde_json::Value;
-
-    const OLD: &str = include_str!("../../openapi.json");
-
-    pub fn complete(mut doc: Value) -> Value {
-        let old: Value = serde_json::from_str(OLD).expect("the old document is JSON");
-        for (path, item) in old["paths"].as_object().expect("paths") {
-            for (method, op) in item.as_object().expect("a path item") {
-                if doc["paths"][path].get(method).is_none() {
-                    if doc["paths"].get(path).is_none() {
-                        doc["paths"][path] = serde_json::json!({});
-                    }
-                    doc["paths"][path][method] = op.clone();
-                }
-            }
-        }
-        for kind in ["schemas", "responses", "parameters", "headers"] {
-            if doc["components"].get(kind).is_none() {
-                doc["components"][kind] = serde_json::json!({});
-            }
-            if let Some(old) = old["components"][kind].as_object() {
-                for (name, value) in old {
-                    if doc["components"][kind].get(name).is_none() {
-                        doc["components"][kind][name] = value.clone();
-                    }
-                }
-            }
-        }
-        doc
-    }
 }
 
 /// What every operation shares.
@@ -204,6 +168,11 @@ fn finish(doc: &mut utoipa::openapi::OpenApi) {
                 security.clear();
             }
             let responses = &mut op.responses.responses;
+            for response in responses.values_mut() {
+                if let RefOr::T(response) = response {
+                    links_in_camel_case(response);
+                }
+            }
             responses.insert(
                 "414".into(),
                 RefOr::Ref(Ref::from_response_name("UriTooLong")),
@@ -222,6 +191,31 @@ fn finish(doc: &mut utoipa::openapi::OpenApi) {
                 Some(RefOr::T(response)) => also_connection_cap(response),
                 Some(RefOr::Ref(_)) => {}
             }
+        }
+    }
+}
+
+/// utoipa 5.5 writes a link's `operationId`, `operationRef` and `requestBody` in snake case (its
+/// `Link` has no camelCase rename), which no OpenAPI tool reads: they move to the link's
+/// extensions under their real names.
+fn links_in_camel_case(response: &mut Response) {
+    for link in response.links.values_mut() {
+        let RefOr::T(link) = link else { continue };
+        let extensions = link.extensions.get_or_insert_with(Default::default);
+        if !link.operation_id.is_empty() {
+            extensions.insert(
+                "operationId".into(),
+                std::mem::take(&mut link.operation_id).into(),
+            );
+        }
+        if !link.operation_ref.is_empty() {
+            extensions.insert(
+                "operationRef".into(),
+                std::mem::take(&mut link.operation_ref).into(),
+            );
+        }
+        if let Some(body) = link.request_body.take() {
+            extensions.insert("requestBody".into(), body);
         }
     }
 }

@@ -12,8 +12,9 @@
 //! ignores one trailing slash, as warp's `path!` does (`/healthz/` is `/healthz`, and `/socket.io`
 //! is `/socket.io/`).
 //!
-//! To add a route: add its warp filter (or upgrade), add `(method, template)` here, and document
-//! it in the OpenAPI document; the tests fail until all three agree.
+//! To add a route: add its warp filter (or upgrade), add `(method, template)` here, and put a
+//! `#[utoipa::path]` on its handler listed in its module's `Doc` ([`crate::openapi`]); the tests
+//! fail until all three agree.
 
 use warp::http::{HeaderValue, Method, StatusCode};
 use warp::reply::Response;

@@ -44,7 +44,6 @@ pub enum ClientFrame {
         #[schema(value_type = Option<Value>)]
         local_id: Option<serde_json::Value>,
         #[serde(flatten)]
-        #[schema(ignore)]
         body: Box<SendBody>,
     },
     /// Tell the other sessions watching a joined space that this user is typing (relayed on
