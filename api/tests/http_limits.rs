@@ -660,3 +660,84 @@ async fn zero_means_no_send_rate_limit() {
         assert_eq!(status, 201, "send {i}: {body}");
     }
 }
+
+// ---- The per-user write limit (`--write-rate-limit`): reactions, edits, deletes, members… ----
+
+#[tokio::test]
+async fn writes_other_than_sends_have_their_own_per_user_limit() {
+    // 4 a minute: a burst of 4, then one every 15 s. Sends are unlimited here.
+    let s = Server::start(&["--write-rate-limit", "4"]).await;
+    let (ada, bob) = (token("wl-ada"), token("wl-bob"));
+    // Creating the space is ada's first write.
+    let space = s.create_space(&ada, "writes").await["space_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, sent) = s.send_text(&ada, &space, "react to me").await;
+    assert_eq!(status, 201, "{sent}");
+    let message = sent["message_id"].as_str().unwrap().to_owned();
+    let reaction = |key: &str, method: reqwest::Method, who: &str| {
+        s.http
+            .request(
+                method,
+                s.url(&format!(
+                    "/v1/spaces/{space}/messages/{message}/reactions/{key}"
+                )),
+            )
+            .bearer_auth(who)
+            .send()
+    };
+    // Writes 2–4: two reactions and Space7's appreciation toggle.
+    for key in ["fire", "eyes"] {
+        let res = reaction(key, reqwest::Method::PUT, &ada).await.unwrap();
+        assert_eq!(res.status(), 200, "{key}");
+    }
+    let appreciate = s
+        .http
+        .post(s.url(&format!("/api/messages/{space}/{message}/appreciate")))
+        .bearer_auth(&ada)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(appreciate.status(), 200);
+    // The fifth is refused before anything is written, with Retry-After.
+    let res = reaction("fire", reqwest::Method::DELETE, &ada)
+        .await
+        .unwrap();
+    let (headers, _) = common::assert_json_error(res, 429, "rate_limited").await;
+    retry_after(&headers, 15);
+    let edit = s
+        .http
+        .post(s.url(&format!("/v1/spaces/{space}/messages/{message}/edit")))
+        .bearer_auth(&ada)
+        .json(&serde_json::json!({"content": "edited"}))
+        .send()
+        .await
+        .unwrap();
+    common::assert_json_error(edit, 429, "rate_limited").await;
+    // Sending is a budget of its own, reading is not limited, and another user is not held back.
+    let (status, body) = s.send_text(&ada, &space, "still posting").await;
+    assert_eq!(status, 201, "{body}");
+    let got = s
+        .http
+        .get(s.url(&format!("/v1/spaces/{space}/messages/{message}")))
+        .bearer_auth(&ada)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), 200);
+    let got: serde_json::Value = got.json().await.unwrap();
+    assert_eq!(
+        got["reaction_counts"],
+        serde_json::json!({"appreciate": 1, "eyes": 1, "fire": 1}),
+        "the refused removal changed nothing: {got}"
+    );
+    assert_eq!(s.join(&bob, &space).await.status(), 200);
+    let res = reaction("fire", reqwest::Method::PUT, &bob).await.unwrap();
+    assert_eq!(res.status(), 200, "bob has his own allowance");
+    let metrics = s.metrics_text().await;
+    for kind in ["reaction", "edit"] {
+        let line = format!("spacecast_writes_rate_limited_total{{kind=\"{kind}\"}} 1");
+        assert!(metrics.contains(&line), "{line} missing");
+    }
+}

@@ -194,10 +194,7 @@ const EXAMPLES: &[(&str, &str)] = &[
         "invalid_username",
         "username may contain only letters, digits, '_', '-' and '.'",
     ),
-    (
-        "rate_limited",
-        "Too many dev logins on this node; retry shortly",
-    ),
+    ("rate_limited", "Too many messages; retry in 12 s"),
 ];
 
 /// The example message of `code`; `None` for a code without one (a unit test keeps every code

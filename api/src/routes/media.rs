@@ -21,14 +21,10 @@ use crate::app::AppRef;
 use crate::error::{ApiError, json_response};
 use crate::media::record::now_ms;
 use crate::media::{self, MediaRecord, Uploaded, kinds};
-use crate::routes::spaces::LinksInCamelCase;
 
 /// The media operations in the OpenAPI document.
 #[derive(utoipa::OpenApi)]
-#[openapi(
-    paths(get_media_doc, upload_doc, download_doc, download_thumbnail_doc),
-    modifiers(&LinksInCamelCase),
-)]
+#[openapi(paths(get_media_doc, upload_doc, download_doc, download_thumbnail_doc))]
 pub struct Doc;
 
 /// A file's bytes in the document: `{type: string, format: binary}`.

@@ -28,15 +28,14 @@ use crate::input::{normalize_content, parse_message_id, parse_space_id};
 use crate::media::{self, MediaOwner};
 use crate::openapi::params::{MessagePath, SpacePath};
 use crate::openapi::rules;
-use crate::ratelimit::Surface;
-use crate::routes::spaces::LinksInCamelCase;
+use crate::ratelimit::{Surface, Write};
 
 /// The Space7 message operations in the OpenAPI document.
 #[derive(utoipa::OpenApi)]
 #[openapi(
     paths(list_messages_doc, send_message_doc, appreciate_doc, delete_message_doc),
     components(schemas(SendMessageForm)),
-    modifiers(&MediaPartEncoding, &LinksInCamelCase),
+    modifiers(&MediaPartEncoding),
 )]
 pub struct Doc;
 
@@ -737,6 +736,8 @@ crate::openapi::errors!(AppreciateErrors {
         [not_found],
     500,
     503 [overloaded, unavailable, store_unavailable, bus_unavailable, shutting_down],
+    429 "The caller is over `--write-rate-limit` (default 300 changes a minute apart from \
+         sends); retry after `Retry-After` seconds." [rate_limited],
 });
 
 /// Toggle the caller's appreciation of a message
@@ -762,6 +763,7 @@ async fn appreciate(
     message: String,
 ) -> Result<Response, ApiError> {
     let (user, space_id, message_id) = message_target(&app, auth, &space, &message)?;
+    app.write_limit.check(user.id(), Write::Reaction)?;
     app.engine.reader(space_id).view(user.id()).await?;
     let a = app
         .engine
@@ -801,6 +803,8 @@ crate::openapi::errors!(DeleteMessageErrors {
         [not_found],
     500,
     503 [overloaded, unavailable, store_unavailable, bus_unavailable, shutting_down],
+    429 "The caller is over `--write-rate-limit` (default 300 changes a minute apart from \
+         sends); retry after `Retry-After` seconds." [rate_limited],
 });
 
 /// Delete a message
@@ -827,6 +831,7 @@ async fn delete_message(
     message: String,
 ) -> Result<Response, ApiError> {
     let (user, space_id, message_id) = message_target(&app, auth, &space, &message)?;
+    app.write_limit.check(user.id(), Write::Delete)?;
     // Learn the message's media before it is gone; the file is removed only once the delete
     // is durable. A file left by a failure here is the sweep's (its message no longer exists).
     // A message not found here is left to the space actor, which answers the delete.

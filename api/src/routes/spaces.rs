@@ -25,69 +25,15 @@ use crate::error::{ApiError, json_response};
 use crate::input::{has_control_chars, parse_space_id};
 use crate::openapi::params::SpacePath;
 use crate::openapi::rules;
+use crate::ratelimit::Write;
 
 /// The Space7 space operations in the OpenAPI document.
 #[derive(utoipa::OpenApi)]
 #[openapi(
     paths(create_space_doc, my_spaces_doc, get_space_doc, join_space_doc),
-    modifiers(&OptionalJoinBody, &LinksInCamelCase),
+    modifiers(&OptionalJoinBody),
 )]
 pub struct Doc;
-
-/// utoipa 5.5 serializes a response link's fields in snake_case (`operation_id`), which no
-/// OpenAPI tool reads: this writes each operation's links in the document's spelling
-/// (`operationId`, `operationRef`, `requestBody`), as the response's `links` field.
-pub(crate) struct LinksInCamelCase;
-
-impl utoipa::Modify for LinksInCamelCase {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        for item in openapi.paths.paths.values_mut() {
-            for op in [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-                &mut item.patch,
-            ]
-            .into_iter()
-            .flatten()
-            {
-                for response in op.responses.responses.values_mut() {
-                    let utoipa::openapi::RefOr::T(response) = response else {
-                        continue;
-                    };
-                    if response.links.is_empty() {
-                        continue;
-                    }
-                    let links = std::mem::take(&mut response.links);
-                    let mut links = serde_json::to_value(links).unwrap_or_default();
-                    for link in links
-                        .as_object_mut()
-                        .into_iter()
-                        .flat_map(|l| l.values_mut())
-                    {
-                        let Some(link) = link.as_object_mut() else {
-                            continue;
-                        };
-                        for (snake, camel) in [
-                            ("operation_id", "operationId"),
-                            ("operation_ref", "operationRef"),
-                            ("request_body", "requestBody"),
-                        ] {
-                            if let Some(value) = link.remove(snake) {
-                                link.insert(camel.into(), value);
-                            }
-                        }
-                    }
-                    response
-                        .extensions
-                        .get_or_insert_with(Extensions::default)
-                        .insert("links".into(), links);
-                }
-            }
-        }
-    }
-}
 
 /// The join body is optional (an empty body is `{}`) but never `null`: utoipa writes an
 /// `Option` body as `null`-or-object, so the document names the object and marks it optional.
@@ -121,6 +67,7 @@ pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
             let limit = app.config.max_body_bytes;
             respond(app.clone(), "POST /api/spaces", t, async move {
                 let user = user(&app, auth)?;
+                app.write_limit.check(user.id(), Write::Space)?;
                 let body = read_body(body, limit).await?;
                 create_space(app, user, parse_json(&body)?).await
             })
@@ -152,6 +99,7 @@ pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
             let limit = app.config.max_body_bytes;
             respond(app.clone(), "POST /api/spaces/:id/join", t, async move {
                 let user = user(&app, auth)?;
+                app.write_limit.check(user.id(), Write::Member)?;
                 let body = read_body(body, limit).await?;
                 join_space(app, user, id, parse_json(&body)?).await
             })
@@ -469,6 +417,8 @@ crate::openapi::errors!(CreateSpaceErrors {
     413 "The request body is larger than `max_body_bytes` (default 256 KiB)." [payload_too_large],
     500,
     503 [store_unavailable],
+    429 "The caller is over `--write-rate-limit` (default 300 changes a minute apart from \
+         sends); retry after `Retry-After` seconds." [rate_limited],
 });
 
 /// Create a space
@@ -645,6 +595,8 @@ crate::openapi::errors!(JoinSpaceErrors {
     413 "The request body is larger than `max_body_bytes` (default 256 KiB)." [payload_too_large],
     500,
     503 [overloaded, unavailable, store_unavailable, bus_unavailable, shutting_down],
+    429 "The caller is over `--write-rate-limit` (default 300 changes a minute apart from \
+         sends); retry after `Retry-After` seconds." [rate_limited],
 });
 
 /// Join a space

@@ -52,6 +52,7 @@ use crate::auth::check_user_id;
 use crate::error::{ApiError, json_response};
 use crate::input::parse_space_id;
 use crate::openapi::params::SpacePath;
+use crate::ratelimit::Write;
 
 /// The member operations in the OpenAPI document.
 #[derive(utoipa::OpenApi)]
@@ -119,6 +120,8 @@ crate::openapi::errors!(SetPowerErrors {
     413 "The request body is larger than `max_body_bytes` (default 256 KiB)." [payload_too_large],
     500,
     503 [overloaded, unavailable, store_unavailable, bus_unavailable, shutting_down],
+    429 "The caller is over `--write-rate-limit` (default 300 changes a minute apart from \
+         sends); retry after `Retry-After` seconds." [rate_limited],
 });
 
 crate::openapi::errors!(RemoveMemberErrors {
@@ -130,6 +133,8 @@ crate::openapi::errors!(RemoveMemberErrors {
     409 "The last admin cannot leave while others remain." [last_admin],
     500,
     503 [overloaded, unavailable, store_unavailable, bus_unavailable, shutting_down],
+    429 "The caller is over `--write-rate-limit` (default 300 changes a minute apart from \
+         sends); retry after `Retry-After` seconds." [rate_limited],
 });
 
 crate::openapi::errors!(PatchSpaceErrors {
@@ -140,6 +145,8 @@ crate::openapi::errors!(PatchSpaceErrors {
     413 "The request body is larger than `max_body_bytes` (default 256 KiB)." [payload_too_large],
     500,
     503 [overloaded, unavailable, store_unavailable, bus_unavailable, shutting_down],
+    429 "The caller is over `--write-rate-limit` (default 300 changes a minute apart from \
+         sends); retry after `Retry-After` seconds." [rate_limited],
 });
 
 /// The 200 of `PATCH /v1/spaces/{spaceId}`: the `Space` schema of the Space7 surface (declared
@@ -464,6 +471,7 @@ async fn set_power(
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
     let user = user(&app, auth)?;
+    app.write_limit.check(user.id(), Write::Member)?;
     let space_id = parse_space_id(&space)?;
     let uid = path_user_id(&uid)?;
     let b: PowerBody = parse_json(&bytes)?;
@@ -507,6 +515,7 @@ async fn remove_member(
     uid: String,
 ) -> Result<Response, ApiError> {
     let user = user(&app, auth)?;
+    app.write_limit.check(user.id(), Write::Member)?;
     let space_id = parse_space_id(&space)?;
     let uid = path_user_id(&uid)?;
     app.engine
@@ -545,6 +554,7 @@ async fn patch_space(
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
     let user = user(&app, auth)?;
+    app.write_limit.check(user.id(), Write::Space)?;
     let space_id = parse_space_id(&space)?;
     let b: PatchBody = parse_json(&bytes)?;
     let permission = match b.posting_permission.as_deref() {

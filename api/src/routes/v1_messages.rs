@@ -37,7 +37,7 @@ use crate::input::{normalize_content, parse_space_id};
 use crate::media;
 use crate::openapi::params::{MessagePath, SpacePath};
 use crate::openapi::rules;
-use crate::ratelimit::Surface;
+use crate::ratelimit::{Surface, Write};
 
 /// The native message operations in the OpenAPI document.
 #[derive(utoipa::OpenApi)]
@@ -51,47 +51,9 @@ use crate::ratelimit::Surface;
         message_history,
         thread
     ),
-    modifiers(&AtLeastOneOf, &OptionalRedactBody, &LinkOperationIds)
+    modifiers(&AtLeastOneOf, &OptionalRedactBody)
 )]
 pub struct Doc;
-
-/// Writes the `operationId` of the response links as OpenAPI spells it: utoipa 5.5 serializes
-/// [`utoipa::openapi::link::Link::operation_id`] as `operation_id` (its `Link` has no camelCase
-/// rename), which no tool reads. The id moves to the link's extensions under its real name.
-pub(crate) struct LinkOperationIds;
-
-impl utoipa::Modify for LinkOperationIds {
-    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
-        for item in doc.paths.paths.values_mut() {
-            for op in [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-                &mut item.patch,
-            ]
-            .into_iter()
-            .flatten()
-            {
-                for response in op.responses.responses.values_mut() {
-                    let RefOr::T(response) = response else {
-                        continue;
-                    };
-                    for link in response.links.values_mut() {
-                        if let RefOr::T(link) = link
-                            && !link.operation_id.is_empty()
-                        {
-                            let id = std::mem::take(&mut link.operation_id);
-                            link.extensions
-                                .get_or_insert_with(Default::default)
-                                .insert("operationId".into(), id.into());
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
 
 /// The body of a redaction may be left out (an empty body is `{}`), which utoipa cannot say of a
 /// body that is not an `Option` without also making it `null`able.
@@ -258,6 +220,8 @@ crate::openapi::errors!(EditMessageErrors {
     413 "`body` over 64 KB, or the request over `max_body_bytes`." [payload_too_large],
     500,
     503 [overloaded, unavailable, store_unavailable, bus_unavailable, shutting_down],
+    429 "The caller is over `--write-rate-limit` (default 300 changes a minute apart from \
+         sends); retry after `Retry-After` seconds." [rate_limited],
 });
 
 crate::openapi::errors!(RedactMessageErrors {
@@ -269,6 +233,8 @@ crate::openapi::errors!(RedactMessageErrors {
     413 "The request over `max_body_bytes`." [payload_too_large],
     500,
     503 [overloaded, unavailable, store_unavailable, bus_unavailable, shutting_down],
+    429 "The caller is over `--write-rate-limit` (default 300 changes a minute apart from \
+         sends); retry after `Retry-After` seconds." [rate_limited],
 });
 
 crate::openapi::errors!(MessageReadErrors {
@@ -1408,6 +1374,7 @@ async fn edit_message(
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
     let (user, space_id, message_id) = message_target(&app, auth, &space, &message)?;
+    app.write_limit.check(user.id(), Write::Edit)?;
     let b: EditBody = parse_json(&bytes)?;
     let content = normalize_content(b.content, app.config.max_content_chars)?;
     if content.is_none() && b.body.is_none() {
@@ -1457,6 +1424,7 @@ async fn redact_message(
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
     let (user, space_id, message_id) = message_target(&app, auth, &space, &message)?;
+    app.write_limit.check(user.id(), Write::Edit)?;
     let b: RedactBody = parse_json(&bytes)?;
     let reason = b
         .reason

@@ -20,6 +20,7 @@ use super::messages::message_target;
 use super::{authorization, respond, started, with_app};
 use crate::app::AppRef;
 use crate::error::{ApiError, json_response};
+use crate::ratelimit::Write;
 
 /// The reaction operations in the OpenAPI document.
 #[derive(utoipa::OpenApi)]
@@ -55,6 +56,8 @@ crate::openapi::errors!(ReactionErrors {
     409 "A new key on a message with 50 keys already." [too_many_reactions],
     500,
     503 [overloaded, unavailable, store_unavailable, bus_unavailable, shutting_down],
+    429 "The caller is over `--write-rate-limit` (default 300 changes a minute apart from \
+         sends); retry after `Retry-After` seconds." [rate_limited],
 });
 
 crate::openapi::errors!(RemoveReactionErrors {
@@ -64,6 +67,8 @@ crate::openapi::errors!(RemoveReactionErrors {
         [not_found],
     500,
     503 [overloaded, unavailable, store_unavailable, bus_unavailable, shutting_down],
+    429 "The caller is over `--write-rate-limit` (default 300 changes a minute apart from \
+         sends); retry after `Retry-After` seconds." [rate_limited],
 });
 
 pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
@@ -194,6 +199,7 @@ async fn react(
     set: bool,
 ) -> Result<Response, ApiError> {
     let (user, space_id, message_id) = message_target(&app, auth, &space, &message)?;
+    app.write_limit.check(user.id(), Write::Reaction)?;
     let key = reaction_key(&key)?;
     let r = app
         .engine
