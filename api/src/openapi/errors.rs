@@ -316,6 +316,32 @@ pub fn default_description(status: u16) -> &'static str {
     }
 }
 
+/// An error answer as [`errors!`](crate::openapi::errors) lists them: status, description (or ""
+/// for the status's default), codes.
+pub type ErrorEntry = (u16, &'static str, &'static [&'static str]);
+
+/// 429 of the writes that are not sends (`--write-rate-limit`).
+pub const WRITE_LIMITED: ErrorEntry = (
+    429,
+    "The caller is over `--write-rate-limit` (default 300 changes a minute, apart from sends); \
+     retry after `Retry-After` seconds.",
+    &["rate_limited"],
+);
+
+/// 503 of an operation that goes through its space's actor: a full queue, a space restarting or
+/// moving, the store or the bus unreachable, shutdown.
+pub const SPACE_BUSY: ErrorEntry = (
+    503,
+    "",
+    &[
+        "overloaded",
+        "unavailable",
+        "store_unavailable",
+        "bus_unavailable",
+        "shutting_down",
+    ],
+);
+
 /// The error responses of an operation: `(status, description or "", codes)`. A 401 or 500
 /// without codes refers to the shared `Unauthorized` / `InternalError` responses.
 pub fn error_responses(entries: &[(u16, &str, &[&str])]) -> BTreeMap<String, RefOr<Response>> {
@@ -355,11 +381,13 @@ pub fn error_responses(entries: &[(u16, &str, &[&str])]) -> BTreeMap<String, Ref
 /// Each entry is a status, an optional description (else the status's default) and the codes it
 /// can carry (each gets an example; a unit test checks every code is one of [`CODES`]). `401` and
 /// `500` alone are the shared `Unauthorized` and `InternalError` responses. 429 and 503 carry
-/// `Retry-After`. Every operation also gets 414, 431 and the connection cap's 503 `overloaded`
-/// (added when the document is built).
+/// `Retry-After`. Answers many operations share are constants of this module added after the
+/// braces: `} + [WRITE_LIMITED, SPACE_BUSY]);`. Every operation also gets 414, 431 and the
+/// connection cap's 503 `overloaded` (added when the document is built).
 #[macro_export]
 macro_rules! openapi_errors {
-    ($name:ident { $( $status:literal $($description:literal)? $([ $($code:ident),* $(,)? ])? ),* $(,)? }) => {
+    ($name:ident { $( $status:literal $($description:literal)? $([ $($code:ident),* $(,)? ])? ),* $(,)? }
+        $(+ [ $($shared:ident),* $(,)? ])?) => {
         pub(crate) struct $name;
         impl utoipa::IntoResponses for $name {
             fn responses() -> std::collections::BTreeMap<
@@ -371,7 +399,8 @@ macro_rules! openapi_errors {
                         $status,
                         concat!("" $(, $description)?),
                         &[ $($( stringify!($code) ),*)? ],
-                    ) ),*
+                    ), )*
+                    $($( $crate::openapi::errors::$shared, )*)?
                 ])
             }
         }

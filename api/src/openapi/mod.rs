@@ -17,6 +17,7 @@
 //! ways, and api/tests/schemathesis.rs runs Schemathesis against the served document.
 
 pub mod errors;
+pub mod links;
 pub mod params;
 pub mod rules;
 

@@ -26,16 +26,24 @@ use crate::auth::User;
 use crate::error::{ApiError, json_response};
 use crate::input::{normalize_content, parse_message_id, parse_space_id};
 use crate::media::{self, MediaOwner};
+use crate::openapi::links::MessageLinks;
 use crate::openapi::params::{MessagePath, SpacePath};
 use crate::openapi::rules;
 use crate::ratelimit::{Surface, Write};
+
+/// A new message's links, on the send's 201.
+const SEND_LINKS: MessageLinks = MessageLinks {
+    path: "/api/messages/{spaceId}",
+    method: "post",
+    status: "201",
+};
 
 /// The Space7 message operations in the OpenAPI document.
 #[derive(utoipa::OpenApi)]
 #[openapi(
     paths(list_messages_doc, send_message_doc, appreciate_doc, delete_message_doc),
     components(schemas(SendMessageForm)),
-    modifiers(&MediaPartEncoding),
+    modifiers(&MediaPartEncoding, &SEND_LINKS),
 )]
 pub struct Doc;
 
@@ -377,8 +385,7 @@ crate::openapi::errors!(SendMessageErrors {
         then one a second), checked before the body is read; retry after `Retry-After` seconds."
         [rate_limited],
     500,
-    503 [overloaded, unavailable, store_unavailable, bus_unavailable, shutting_down],
-});
+} + [SPACE_BUSY]);
 
 /// Send a message
 ///
@@ -395,47 +402,7 @@ crate::openapi::errors!(SendMessageErrors {
     )),
     responses(
         (status = 201, description = "The message as stored (`likes` empty, `appreciation_count` 0).",
-            body = Message,
-            links(
-                ("GetMessageV1" = (operation_id = "getMessageV1", description = "The new message.",
-                    parameters(("spaceId" = "$response.body#/space_id"),
-                        ("messageId" = "$response.body#/message_id")))),
-                ("EditMessageV1" = (operation_id = "editMessageV1",
-                    description = "Edit the new message.",
-                    parameters(("spaceId" = "$response.body#/space_id"),
-                        ("messageId" = "$response.body#/message_id")))),
-                ("RedactMessageV1" = (operation_id = "redactMessageV1",
-                    description = "Redact the new message.",
-                    parameters(("spaceId" = "$response.body#/space_id"),
-                        ("messageId" = "$response.body#/message_id")))),
-                ("MessageHistoryV1" = (operation_id = "messageHistoryV1",
-                    description = "The new message's history.",
-                    parameters(("spaceId" = "$response.body#/space_id"),
-                        ("messageId" = "$response.body#/message_id")))),
-                ("ThreadV1" = (operation_id = "threadV1",
-                    description = "The new message's replies.",
-                    parameters(("spaceId" = "$response.body#/space_id"),
-                        ("messageId" = "$response.body#/message_id")))),
-                ("SetReactionV1" = (operation_id = "setReactionV1",
-                    description = "React to the new message.",
-                    parameters(("spaceId" = "$response.body#/space_id"),
-                        ("messageId" = "$response.body#/message_id")))),
-                ("RemoveReactionV1" = (operation_id = "removeReactionV1",
-                    description = "Remove a reaction from the new message.",
-                    parameters(("spaceId" = "$response.body#/space_id"),
-                        ("messageId" = "$response.body#/message_id")))),
-                ("ToggleAppreciation" = (operation_id = "toggleAppreciation",
-                    description = "Appreciate the new message.",
-                    parameters(("spaceId" = "$response.body#/space_id"),
-                        ("messageId" = "$response.body#/message_id")))),
-                ("DeleteMessage" = (operation_id = "deleteMessage",
-                    description = "Delete the new message.",
-                    parameters(("spaceId" = "$response.body#/space_id"),
-                        ("messageId" = "$response.body#/message_id")))),
-                ("ListMessages" = (operation_id = "listMessages",
-                    description = "The space the message was posted in.",
-                    parameters(("spaceId" = "$response.body#/space_id")))),
-            )),
+            body = Message),
         SendMessageErrors,
     ))]
 #[allow(dead_code)] // The document's entry; the route serves it.
@@ -735,10 +702,7 @@ crate::openapi::errors!(AppreciateErrors {
     404 "Unknown space or message, or a private space the caller is not a member of."
         [not_found],
     500,
-    503 [overloaded, unavailable, store_unavailable, bus_unavailable, shutting_down],
-    429 "The caller is over `--write-rate-limit` (default 300 changes a minute apart from \
-         sends); retry after `Retry-After` seconds." [rate_limited],
-});
+} + [WRITE_LIMITED, SPACE_BUSY]);
 
 /// Toggle the caller's appreciation of a message
 ///
@@ -802,10 +766,7 @@ crate::openapi::errors!(DeleteMessageErrors {
     404 "Unknown space or message, or a private space the caller is not a member of."
         [not_found],
     500,
-    503 [overloaded, unavailable, store_unavailable, bus_unavailable, shutting_down],
-    429 "The caller is over `--write-rate-limit` (default 300 changes a minute apart from \
-         sends); retry after `Retry-After` seconds." [rate_limited],
-});
+} + [WRITE_LIMITED, SPACE_BUSY]);
 
 /// Delete a message
 ///

@@ -417,9 +417,7 @@ crate::openapi::errors!(CreateSpaceErrors {
     413 "The request body is larger than `max_body_bytes` (default 256 KiB)." [payload_too_large],
     500,
     503 [store_unavailable],
-    429 "The caller is over `--write-rate-limit` (default 300 changes a minute apart from \
-         sends); retry after `Retry-After` seconds." [rate_limited],
-});
+} + [WRITE_LIMITED]);
 
 /// Create a space
 ///
@@ -594,10 +592,7 @@ crate::openapi::errors!(JoinSpaceErrors {
         [already_member],
     413 "The request body is larger than `max_body_bytes` (default 256 KiB)." [payload_too_large],
     500,
-    503 [overloaded, unavailable, store_unavailable, bus_unavailable, shutting_down],
-    429 "The caller is over `--write-rate-limit` (default 300 changes a minute apart from \
-         sends); retry after `Retry-After` seconds." [rate_limited],
-});
+} + [WRITE_LIMITED, SPACE_BUSY]);
 
 /// Join a space
 ///

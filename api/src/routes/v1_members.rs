@@ -119,10 +119,7 @@ crate::openapi::errors!(SetPowerErrors {
     404 "Unknown space, or a private space the caller is not a member of." [not_found],
     413 "The request body is larger than `max_body_bytes` (default 256 KiB)." [payload_too_large],
     500,
-    503 [overloaded, unavailable, store_unavailable, bus_unavailable, shutting_down],
-    429 "The caller is over `--write-rate-limit` (default 300 changes a minute apart from \
-         sends); retry after `Retry-After` seconds." [rate_limited],
-});
+} + [WRITE_LIMITED, SPACE_BUSY]);
 
 crate::openapi::errors!(RemoveMemberErrors {
     400 "Invalid user id." [invalid_user_id],
@@ -132,10 +129,7 @@ crate::openapi::errors!(RemoveMemberErrors {
         [not_found, member_not_found],
     409 "The last admin cannot leave while others remain." [last_admin],
     500,
-    503 [overloaded, unavailable, store_unavailable, bus_unavailable, shutting_down],
-    429 "The caller is over `--write-rate-limit` (default 300 changes a minute apart from \
-         sends); retry after `Retry-After` seconds." [rate_limited],
-});
+} + [WRITE_LIMITED, SPACE_BUSY]);
 
 crate::openapi::errors!(PatchSpaceErrors {
     400 "Invalid body." [invalid_posting_permission, invalid_json],
@@ -144,10 +138,7 @@ crate::openapi::errors!(PatchSpaceErrors {
     404 "Unknown space, or a private space the caller is not a member of." [not_found],
     413 "The request body is larger than `max_body_bytes` (default 256 KiB)." [payload_too_large],
     500,
-    503 [overloaded, unavailable, store_unavailable, bus_unavailable, shutting_down],
-    429 "The caller is over `--write-rate-limit` (default 300 changes a minute apart from \
-         sends); retry after `Retry-After` seconds." [rate_limited],
-});
+} + [WRITE_LIMITED, SPACE_BUSY]);
 
 /// The 200 of `PATCH /v1/spaces/{spaceId}`: the `Space` schema of the Space7 surface (declared
 /// with the Space7 routes; named here so this module does not depend on how they build it).

@@ -35,6 +35,7 @@ use crate::auth::User;
 use crate::error::{ApiError, json_response};
 use crate::input::{normalize_content, parse_space_id};
 use crate::media;
+use crate::openapi::links::MessageLinks;
 use crate::openapi::params::{MessagePath, SpacePath};
 use crate::openapi::rules;
 use crate::ratelimit::{Surface, Write};
@@ -51,9 +52,16 @@ use crate::ratelimit::{Surface, Write};
         message_history,
         thread
     ),
-    modifiers(&AtLeastOneOf, &OptionalRedactBody)
+    modifiers(&AtLeastOneOf, &OptionalRedactBody, &SEND_LINKS)
 )]
 pub struct Doc;
+
+/// A new message's links, on the send's 201.
+const SEND_LINKS: MessageLinks = MessageLinks {
+    path: "/v1/spaces/{spaceId}/messages",
+    method: "post",
+    status: "201",
+};
 
 /// The body of a redaction may be left out (an empty body is `{}`), which utoipa cannot say of a
 /// body that is not an `Option` without also making it `null`able.
@@ -199,8 +207,7 @@ crate::openapi::errors!(SendMessageErrors {
     415 "(multipart) A file of a type not accepted." [unsupported_media_type],
     429 "Over `--send-rate-limit`." [rate_limited],
     500,
-    503 [overloaded, unavailable, store_unavailable, bus_unavailable, shutting_down],
-});
+} + [SPACE_BUSY]);
 
 crate::openapi::errors!(GetMessageErrors {
     401,
@@ -219,10 +226,7 @@ crate::openapi::errors!(EditMessageErrors {
     409 "Too late, or redacted." [edit_window_closed, message_redacted],
     413 "`body` over 64 KB, or the request over `max_body_bytes`." [payload_too_large],
     500,
-    503 [overloaded, unavailable, store_unavailable, bus_unavailable, shutting_down],
-    429 "The caller is over `--write-rate-limit` (default 300 changes a minute apart from \
-         sends); retry after `Retry-After` seconds." [rate_limited],
-});
+} + [WRITE_LIMITED, SPACE_BUSY]);
 
 crate::openapi::errors!(RedactMessageErrors {
     400 "Invalid reason." [invalid_reason, invalid_json],
@@ -232,10 +236,7 @@ crate::openapi::errors!(RedactMessageErrors {
         [not_found],
     413 "The request over `max_body_bytes`." [payload_too_large],
     500,
-    503 [overloaded, unavailable, store_unavailable, bus_unavailable, shutting_down],
-    429 "The caller is over `--write-rate-limit` (default 300 changes a minute apart from \
-         sends); retry after `Retry-After` seconds." [rate_limited],
-});
+} + [WRITE_LIMITED, SPACE_BUSY]);
 
 crate::openapi::errors!(MessageReadErrors {
     401,
@@ -1067,47 +1068,7 @@ pub async fn prepare_send(
         (status = 200, description = "The same sender already sent with this idempotency key \
             within 5 minutes: the original message; nothing was created.", body = Message),
         (status = 201, description = "The message, once durable (with `local_id` echoed).",
-            body = Message,
-            links(
-                ("GetMessageV1" = (operation_id = "getMessageV1", description = "The new message.",
-                    parameters(("spaceId" = "$response.body#/space_id"),
-                        ("messageId" = "$response.body#/message_id")))),
-                ("EditMessageV1" = (operation_id = "editMessageV1",
-                    description = "Edit the new message.",
-                    parameters(("spaceId" = "$response.body#/space_id"),
-                        ("messageId" = "$response.body#/message_id")))),
-                ("RedactMessageV1" = (operation_id = "redactMessageV1",
-                    description = "Redact the new message.",
-                    parameters(("spaceId" = "$response.body#/space_id"),
-                        ("messageId" = "$response.body#/message_id")))),
-                ("MessageHistoryV1" = (operation_id = "messageHistoryV1",
-                    description = "The new message's history.",
-                    parameters(("spaceId" = "$response.body#/space_id"),
-                        ("messageId" = "$response.body#/message_id")))),
-                ("ThreadV1" = (operation_id = "threadV1",
-                    description = "The new message's replies.",
-                    parameters(("spaceId" = "$response.body#/space_id"),
-                        ("messageId" = "$response.body#/message_id")))),
-                ("SetReactionV1" = (operation_id = "setReactionV1",
-                    description = "React to the new message.",
-                    parameters(("spaceId" = "$response.body#/space_id"),
-                        ("messageId" = "$response.body#/message_id")))),
-                ("RemoveReactionV1" = (operation_id = "removeReactionV1",
-                    description = "Remove a reaction from the new message.",
-                    parameters(("spaceId" = "$response.body#/space_id"),
-                        ("messageId" = "$response.body#/message_id")))),
-                ("ToggleAppreciation" = (operation_id = "toggleAppreciation",
-                    description = "Appreciate the new message.",
-                    parameters(("spaceId" = "$response.body#/space_id"),
-                        ("messageId" = "$response.body#/message_id")))),
-                ("DeleteMessage" = (operation_id = "deleteMessage",
-                    description = "Delete the new message.",
-                    parameters(("spaceId" = "$response.body#/space_id"),
-                        ("messageId" = "$response.body#/message_id")))),
-                ("ListMessages" = (operation_id = "listMessages",
-                    description = "The space the message was posted in.",
-                    parameters(("spaceId" = "$response.body#/space_id")))),
-            )),
+            body = Message),
         SendMessageErrors,
     ))]
 async fn send_message(

@@ -55,10 +55,7 @@ crate::openapi::errors!(ReactionErrors {
         [not_found],
     409 "A new key on a message with 50 keys already." [too_many_reactions],
     500,
-    503 [overloaded, unavailable, store_unavailable, bus_unavailable, shutting_down],
-    429 "The caller is over `--write-rate-limit` (default 300 changes a minute apart from \
-         sends); retry after `Retry-After` seconds." [rate_limited],
-});
+} + [WRITE_LIMITED, SPACE_BUSY]);
 
 crate::openapi::errors!(RemoveReactionErrors {
     400 "Invalid key." [invalid_reaction_key],
@@ -66,10 +63,7 @@ crate::openapi::errors!(RemoveReactionErrors {
     404 "Unknown space or message, or a private space the caller is not a member of."
         [not_found],
     500,
-    503 [overloaded, unavailable, store_unavailable, bus_unavailable, shutting_down],
-    429 "The caller is over `--write-rate-limit` (default 300 changes a minute apart from \
-         sends); retry after `Retry-After` seconds." [rate_limited],
-});
+} + [WRITE_LIMITED, SPACE_BUSY]);
 
 pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
     let route = |method: warp::filters::BoxedFilter<()>, set: bool, name: &'static str| {

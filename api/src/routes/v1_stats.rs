@@ -48,8 +48,7 @@ crate::openapi::errors!(StatsErrors {
     401,
     404 "Unknown space, or a private space the caller is not a member of." [not_found],
     500,
-    503 [overloaded, unavailable, store_unavailable, bus_unavailable, shutting_down],
-});
+} + [SPACE_BUSY]);
 
 pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
     warp::path!("v1" / "spaces" / String / "stats")
