@@ -374,6 +374,16 @@ pub struct Message {
 
 /// `reaction_counts` in the OpenAPI document: key → a count of at least 1.
 fn reaction_counts_schema() -> utoipa::openapi::schema::Object {
+    count_map_schema(
+        "Reaction key → count (keys without a reaction are absent); `appreciate` is Space7's \
+         appreciation.",
+    )
+    .build()
+}
+
+/// The schema of a map from a name to a count of at least 1 (reaction counts, counts per
+/// msgtype), for the OpenAPI document.
+pub fn count_map_schema(description: &str) -> utoipa::openapi::schema::ObjectBuilder {
     use utoipa::openapi::schema::{ObjectBuilder, Type};
     ObjectBuilder::new()
         .schema_type(Type::Object)
@@ -382,11 +392,7 @@ fn reaction_counts_schema() -> utoipa::openapi::schema::Object {
                 .schema_type(Type::Integer)
                 .minimum(Some(1)),
         ))
-        .description(Some(
-            "Reaction key → count (keys without a reaction are absent); `appreciate` is Space7's \
-             appreciation.",
-        ))
-        .build()
+        .description(Some(description))
 }
 
 /// An empty `text` message (nil ids, seq 0): a base for struct literals.

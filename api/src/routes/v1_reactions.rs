@@ -111,19 +111,11 @@ struct Reacted {
 
 /// `reaction_counts`: key → a count of at least 1.
 fn reaction_counts_schema() -> utoipa::openapi::schema::Object {
-    use utoipa::openapi::schema::{ObjectBuilder, Type};
-    ObjectBuilder::new()
-        .schema_type(Type::Object)
-        .additional_properties(Some(
-            ObjectBuilder::new()
-                .schema_type(Type::Integer)
-                .minimum(Some(1)),
-        ))
-        .description(Some(
-            "The message's reaction key → count after the call (keys without a reaction are \
-             absent).",
-        ))
-        .build()
+    spacecast_engine::model::count_map_schema(
+        "The message's reaction key → count after the call (keys without a reaction are \
+         absent).",
+    )
+    .build()
 }
 
 /// React to a message

@@ -96,25 +96,18 @@ struct StatsBody<'a> {
 /// `by_msgtype`: msgtype → a count of at least 1.
 fn by_msgtype_schema() -> utoipa::openapi::schema::Object {
     use utoipa::openapi::schema::{ObjectBuilder, Type};
-    ObjectBuilder::new()
-        .schema_type(Type::Object)
-        .additional_properties(Some(
-            ObjectBuilder::new()
-                .schema_type(Type::Integer)
-                .minimum(Some(1)),
-        ))
-        .property_names(Some(
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .max_length(Some(64))
-                .pattern(Some(
-                    "^(text|code|media|system|[a-z0-9_-]+(\\.[a-z0-9_-]+)+)$",
-                )),
-        ))
-        .description(Some(
-            "Existing messages per `msgtype` (only types with at least one).",
-        ))
-        .build()
+    spacecast_engine::model::count_map_schema(
+        "Existing messages per `msgtype` (only types with at least one).",
+    )
+    .property_names(Some(
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .max_length(Some(64))
+            .pattern(Some(
+                "^(text|code|media|system|[a-z0-9_-]+(\\.[a-z0-9_-]+)+)$",
+            )),
+    ))
+    .build()
 }
 
 impl<'a> StatsBody<'a> {
