@@ -255,7 +255,7 @@ pub struct MediaItem {
 #[schema(
     description = "A message, as both surfaces show it: the Space7 shape plus `seq` and the native \
         fields. Every property is always present except `likes` (Space7 reads: `GET \
-        /api/spaces/{spaceId}/messages`) and `user_reactions` (native reads and write answers \
+        /api/messages/{spaceId}`) and `user_reactions` (native reads and write answers \
         under `/v1`). A native write answer (send, edit, redact) also \
         echoes the client's `local_id` when the send carried one."
 )]
@@ -326,7 +326,7 @@ pub struct Message {
     #[serde(default)]
     #[schema(required = true, max_items = 10)]
     pub media: Vec<MediaItem>,
-    /// Space7 reads only (`GET /api/spaces/{spaceId}/messages`): the appreciations, oldest
+    /// Space7 reads only (`GET /api/messages/{spaceId}`): the appreciations, oldest
     /// first, as many as `appreciation_count`. Absent on the native surface, which has
     /// `reaction_counts` and `user_reactions` instead, and in write answers and events.
     // A read projection of the `appreciate` reactions: filled by store reads (`Some`), absent
