@@ -36,6 +36,7 @@ use crate::routes::{recover, routes};
 /// # Errors
 /// Start-up failures: the data dir, store, key file or listen address is unusable.
 pub async fn serve(config: Config, metrics: Metrics) -> anyhow::Result<()> {
+    metrics.set_build_info(env!("CARGO_PKG_VERSION"), &config.node_id);
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
     // With a public key and no explicit secret, the node is in production mode: only tokens

@@ -321,6 +321,13 @@ async fn node_status_needs_a_token_and_reports_connections_and_rates() {
     assert!(node["uptime_seconds"].as_u64().is_some());
     assert!(node["started_at"].as_str().unwrap().ends_with('Z'));
     assert!(node["realtime_connection_limit"].as_u64().unwrap() > 0);
+    // The same node and version in /metrics, so a scraped instance names its node.
+    let info = format!(
+        "spacecast_build_info{{node_id=\"status-node-1\",version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    let metrics = s.metrics_text().await;
+    assert!(metrics.contains(&info), "{info} missing from /metrics");
 
     // A subscriber on the stream and messages into its space: the gauges and rates follow.
     let space = s.create_space(&t, "Status").await;

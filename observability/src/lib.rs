@@ -59,6 +59,7 @@ pub mod names {
     pub const WS_REFUSED: &str = "spacecast_ws_refused_total";
     pub const SENDS_RATE_LIMITED: &str = "spacecast_sends_rate_limited_total";
     pub const RATE_LIMIT_USERS: &str = "spacecast_rate_limit_users";
+    pub const BUILD_INFO: &str = "spacecast_build_info";
     pub const WRITES_RATE_LIMITED: &str = "spacecast_writes_rate_limited_total";
     pub const WRITE_RATE_LIMIT_USERS: &str = "spacecast_write_rate_limit_users";
 }
@@ -115,11 +116,11 @@ pub struct Inner {
     pub bus_events_received: IntCounter,
     /// Gaps in a space's events filled from the store before delivery.
     pub fanout_gap_repairs: IntCounter,
-    /// Events per group-commit batch.
+    /// Commands (sends, reactions, edits… each with its events) per group-commit batch.
     pub commit_batch_size: Histogram,
     /// Time from batch start to durable, per batch.
     pub commit_duration: Histogram,
-    /// Events sequenced by actors and waiting for their batch to be durable (all spaces).
+    /// Commands sequenced by actors and waiting for their batch to be durable (all spaces).
     pub commit_queue: IntGauge,
     /// Events made durable, by kind.
     pub events_committed: IntCounterVec,
@@ -298,7 +299,7 @@ impl Metrics {
             )),
             commit_batch_size: reg!(Histogram::with_opts(h(
                 names::COMMIT_BATCH_SIZE,
-                "Events per group-commit batch",
+                "Commands per group-commit batch (each a send, reaction, edit… with its events)",
                 BATCH_BUCKETS
             ))),
             commit_duration: reg!(Histogram::with_opts(h(
@@ -308,7 +309,7 @@ impl Metrics {
             ))),
             commit_queue: reg!(IntGauge::new(
                 names::COMMIT_QUEUE,
-                "Sequenced events waiting for their batch to be durable"
+                "Sequenced commands waiting for their batch to be durable (all spaces)"
             )),
             events_committed: reg!(IntCounterVec::new(
                 Opts::new(names::EVENTS_COMMITTED, "Events made durable, by kind"),
@@ -426,6 +427,25 @@ impl Metrics {
             let _ = inner.registry.register(Box::new(pc));
         }
         Metrics(Arc::new(inner))
+    }
+
+    /// Sets `spacecast_build_info{version, node_id} 1`: which build each node runs, and which
+    /// `node_id` (as in logs, `hello` frames and `GET /v1/node`) each scraped instance is. Called
+    /// once, when the node starts serving.
+    pub fn set_build_info(&self, version: &str, node_id: &str) {
+        let info = prometheus::IntGaugeVec::new(
+            prometheus::Opts::new(
+                names::BUILD_INFO,
+                "Always 1; labels: the server's version and this node's node_id",
+            ),
+            &["version", "node_id"],
+        );
+        if let Ok(info) = info {
+            info.with_label_values(&[version, node_id]).set(1);
+            // A second call (tests that reuse a registry) keeps the first: registering the same
+            // name twice is refused.
+            let _ = self.registry.register(Box::new(info));
+        }
     }
 
     /// The Prometheus text exposition of every metric.
