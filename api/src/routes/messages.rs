@@ -98,11 +98,7 @@ pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
     let list = warp::path!("api" / "messages" / String)
         .and(warp::get())
         .and(base())
-        .and(
-            warp::query::<HashMap<String, String>>()
-                .or(warp::any().map(HashMap::new))
-                .unify(),
-        )
+        .and(super::query_map())
         .then(
             |space: String, app: AppRef, t, auth, q: HashMap<String, String>| {
                 respond(

@@ -87,6 +87,15 @@ pub fn authorization() -> impl Filter<Extract = (Option<String>,), Error = Infal
         .unify()
 }
 
+/// The query string as a map; an unparsable one is read as empty (each handler checks the
+/// parameters it knows, and ignores the rest).
+pub fn query_map()
+-> impl Filter<Extract = (std::collections::HashMap<String, String>,), Error = Infallible> + Clone {
+    warp::query::<std::collections::HashMap<String, String>>()
+        .or(warp::any().map(std::collections::HashMap::new))
+        .unify()
+}
+
 /// Authenticates a request.
 ///
 /// # Errors
