@@ -29,6 +29,7 @@
 //! every minute, so the map holds only the users of about the last minute. Keys are
 //! authenticated user ids, so a client cannot mint keys without valid tokens.
 
+use std::marker::PhantomData;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +39,7 @@ use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::DashMapStateStore;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
+use prometheus::{IntCounterVec, IntGauge};
 use spacecast_observability::Metrics;
 use tokio_util::sync::CancellationToken;
 use warp::http::StatusCode;
@@ -58,16 +60,6 @@ pub enum Surface {
     Stream,
 }
 
-impl Surface {
-    fn label(self) -> &'static str {
-        match self {
-            Surface::Space7 => "space7",
-            Surface::V1 => "v1",
-            Surface::Stream => "stream",
-        }
-    }
-}
-
 /// The writes other than sends, as the `kind` label of `spacecast_writes_rate_limited_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Write {
@@ -81,18 +73,6 @@ pub enum Write {
     Member,
     /// A space created, or its settings changed.
     Space,
-}
-
-impl Write {
-    fn label(self) -> &'static str {
-        match self {
-            Write::Reaction => "reaction",
-            Write::Edit => "edit",
-            Write::Delete => "delete",
-            Write::Member => "member",
-            Write::Space => "space",
-        }
-    }
 }
 
 type Limiter<C> =
@@ -156,16 +136,71 @@ fn spawn_housekeeping(stop: CancellationToken, housekeeping: impl Fn() + Send + 
     });
 }
 
-/// The node's per-user send limiter.
-pub struct SendLimiter<C: Clock = DefaultClock> {
-    users: PerUser<C>,
-    metrics: Metrics,
+/// What a per-user limiter counts: the label of its refusals, the metrics it reports to, and what
+/// a refusal says it was too many of.
+pub trait Limited: Copy {
+    /// The refusal's "Too many …".
+    const NOUN: &'static str;
+    fn label(self) -> &'static str;
+    /// Refusals, by [`Limited::label`].
+    fn refused(metrics: &Metrics) -> &IntCounterVec;
+    /// Users the limiter tracks.
+    fn tracked(metrics: &Metrics) -> &IntGauge;
 }
 
-impl SendLimiter {
-    /// A limiter of `per_minute` sends per user per minute; 0 = unlimited.
+impl Limited for Surface {
+    const NOUN: &'static str = "messages";
+    fn label(self) -> &'static str {
+        match self {
+            Surface::Space7 => "space7",
+            Surface::V1 => "v1",
+            Surface::Stream => "stream",
+        }
+    }
+    fn refused(metrics: &Metrics) -> &IntCounterVec {
+        &metrics.sends_rate_limited
+    }
+    fn tracked(metrics: &Metrics) -> &IntGauge {
+        &metrics.rate_limit_users
+    }
+}
+
+impl Limited for Write {
+    const NOUN: &'static str = "changes";
+    fn label(self) -> &'static str {
+        match self {
+            Write::Reaction => "reaction",
+            Write::Edit => "edit",
+            Write::Delete => "delete",
+            Write::Member => "member",
+            Write::Space => "space",
+        }
+    }
+    fn refused(metrics: &Metrics) -> &IntCounterVec {
+        &metrics.writes_rate_limited
+    }
+    fn tracked(metrics: &Metrics) -> &IntGauge {
+        &metrics.write_rate_limit_users
+    }
+}
+
+/// The node's per-user limiter of one kind of request ([`Surface`]: sends, [`Write`]: the other
+/// writes).
+pub struct UserLimiter<K: Limited, C: Clock = DefaultClock> {
+    users: PerUser<C>,
+    metrics: Metrics,
+    kind: PhantomData<K>,
+}
+
+/// The per-user send limiter (`--send-rate-limit`).
+pub type SendLimiter<C = DefaultClock> = UserLimiter<Surface, C>;
+/// The per-user limiter of the writes that are not sends (`--write-rate-limit`).
+pub type WriteLimiter<C = DefaultClock> = UserLimiter<Write, C>;
+
+impl<K: Limited + Send + Sync + 'static> UserLimiter<K> {
+    /// A limiter of `per_minute` requests per user per minute; 0 = unlimited.
     pub fn new(per_minute: u32, metrics: Metrics) -> Self {
-        SendLimiter::with_clock(per_minute, DefaultClock::default(), metrics)
+        UserLimiter::with_clock(per_minute, DefaultClock::default(), metrics)
     }
 
     /// Drops the states of users whose bucket is full again, every [`HOUSEKEEPING_EVERY`],
@@ -178,81 +213,31 @@ impl SendLimiter {
     }
 }
 
-impl<C: Clock + Clone> SendLimiter<C> {
+impl<K: Limited, C: Clock + Clone> UserLimiter<K, C> {
     fn with_clock(per_minute: u32, clock: C, metrics: Metrics) -> Self {
-        SendLimiter {
+        UserLimiter {
             users: PerUser::new(per_minute, clock),
             metrics,
+            kind: PhantomData,
         }
     }
 
-    /// Takes one send from `user_id`'s allowance, or says how long until there is one.
+    /// Takes one request from `user_id`'s allowance, or says how long until there is one.
     ///
     /// # Errors
     /// 429 `rate_limited` with `Retry-After` when the user is over the limit.
-    pub fn check(&self, user_id: &str, surface: Surface) -> Result<(), ApiError> {
+    pub fn check(&self, user_id: &str, kind: K) -> Result<(), ApiError> {
         self.users.take(user_id).map_err(|wait| {
-            self.metrics
-                .sends_rate_limited
-                .with_label_values(&[surface.label()])
+            K::refused(&self.metrics)
+                .with_label_values(&[kind.label()])
                 .inc();
-            refusal(wait, "messages")
+            refusal(wait, K::NOUN)
         })
     }
 
     fn housekeeping(&self) {
         if let Some(users) = self.users.housekeeping() {
-            self.metrics.rate_limit_users.set(users as i64);
-        }
-    }
-}
-
-/// The node's per-user limiter of the writes that are not sends ([`Write`]).
-pub struct WriteLimiter<C: Clock = DefaultClock> {
-    users: PerUser<C>,
-    metrics: Metrics,
-}
-
-impl WriteLimiter {
-    /// A limiter of `per_minute` writes per user per minute; 0 = unlimited.
-    pub fn new(per_minute: u32, metrics: Metrics) -> Self {
-        WriteLimiter::with_clock(per_minute, DefaultClock::default(), metrics)
-    }
-
-    /// As [`SendLimiter::spawn_housekeeping`].
-    pub fn spawn_housekeeping(self: &Arc<Self>, stop: CancellationToken) {
-        if !self.users.is_unlimited() {
-            let me = Arc::clone(self);
-            spawn_housekeeping(stop, move || me.housekeeping());
-        }
-    }
-}
-
-impl<C: Clock + Clone> WriteLimiter<C> {
-    fn with_clock(per_minute: u32, clock: C, metrics: Metrics) -> Self {
-        WriteLimiter {
-            users: PerUser::new(per_minute, clock),
-            metrics,
-        }
-    }
-
-    /// Takes one write from `user_id`'s allowance, or says how long until there is one.
-    ///
-    /// # Errors
-    /// 429 `rate_limited` with `Retry-After` when the user is over the limit.
-    pub fn check(&self, user_id: &str, write: Write) -> Result<(), ApiError> {
-        self.users.take(user_id).map_err(|wait| {
-            self.metrics
-                .writes_rate_limited
-                .with_label_values(&[write.label()])
-                .inc();
-            refusal(wait, "changes")
-        })
-    }
-
-    fn housekeeping(&self) {
-        if let Some(users) = self.users.housekeeping() {
-            self.metrics.write_rate_limit_users.set(users as i64);
+            K::tracked(&self.metrics).set(users as i64);
         }
     }
 }

@@ -5,10 +5,9 @@ use utoipa::openapi::RefOr;
 use utoipa::openapi::link::LinkBuilder;
 
 /// Adds the links of a new message (`{space_id, message_id}` in the body) to the `status`
-/// response of `method path`.
+/// response of `POST path`.
 pub struct MessageLinks {
     pub path: &'static str,
-    pub method: &'static str,
     pub status: &'static str,
 }
 
@@ -47,16 +46,8 @@ const MESSAGE_LINKS: &[(&str, &str, &str)] = &[
 
 impl utoipa::Modify for MessageLinks {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
-        let Some(item) = doc.paths.paths.get_mut(self.path) else {
-            return;
-        };
-        let op = match self.method {
-            "post" => item.post.as_mut(),
-            "put" => item.put.as_mut(),
-            _ => None,
-        };
-        let Some(RefOr::T(response)) =
-            op.and_then(|op| op.responses.responses.get_mut(self.status))
+        let Some(RefOr::T(response)) = super::post_mut(doc, self.path)
+            .and_then(|op| op.responses.responses.get_mut(self.status))
         else {
             return;
         };

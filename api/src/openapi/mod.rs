@@ -55,6 +55,27 @@ pub use errors::errors;
 )]
 struct Base;
 
+/// The `POST` operation at `path`: what the route modules' modifiers amend.
+pub fn post_mut<'a>(
+    doc: &'a mut utoipa::openapi::OpenApi,
+    path: &str,
+) -> Option<&'a mut utoipa::openapi::path::Operation> {
+    doc.paths.paths.get_mut(path)?.post.as_mut()
+}
+
+/// Marks the request body of `POST` at the path optional: the body may be left out (an empty
+/// body is `{}`) but is never `null`, which utoipa cannot say (it writes an `Option` body as
+/// `null`-or-object). Use as a constant in a `Doc`'s `modifiers(...)`.
+pub struct OptionalBody(pub &'static str);
+
+impl utoipa::Modify for OptionalBody {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        if let Some(body) = post_mut(doc, self.0).and_then(|op| op.request_body.as_mut()) {
+            body.required = Some(utoipa::openapi::Required::False);
+        }
+    }
+}
+
 /// The document, built from every route module's `Doc`.
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = Base::openapi();

@@ -34,7 +34,6 @@ use crate::ratelimit::{Surface, Write};
 /// A new message's links, on the send's 201.
 const SEND_LINKS: MessageLinks = MessageLinks {
     path: "/api/messages/{spaceId}",
-    method: "post",
     status: "201",
 };
 
@@ -56,11 +55,7 @@ struct MediaPartEncoding;
 
 impl utoipa::Modify for MediaPartEncoding {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let form = openapi
-            .paths
-            .paths
-            .get_mut("/api/messages/{spaceId}")
-            .and_then(|item| item.post.as_mut())
+        let form = crate::openapi::post_mut(openapi, "/api/messages/{spaceId}")
             .and_then(|op| op.request_body.as_mut())
             .and_then(|body| body.content.get_mut("multipart/form-data"));
         if let Some(form) = form {

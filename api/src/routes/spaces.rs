@@ -23,6 +23,7 @@ use crate::app::AppRef;
 use crate::auth::User;
 use crate::error::{ApiError, json_response};
 use crate::input::{has_control_chars, parse_space_id};
+use crate::openapi::OptionalBody;
 use crate::openapi::params::SpacePath;
 use crate::openapi::rules;
 use crate::ratelimit::Write;
@@ -31,27 +32,12 @@ use crate::ratelimit::Write;
 #[derive(utoipa::OpenApi)]
 #[openapi(
     paths(create_space_doc, my_spaces_doc, get_space_doc, join_space_doc),
-    modifiers(&OptionalJoinBody),
+    modifiers(&OPTIONAL_JOIN_BODY),
 )]
 pub struct Doc;
 
-/// The join body is optional (an empty body is `{}`) but never `null`: utoipa writes an
-/// `Option` body as `null`-or-object, so the document names the object and marks it optional.
-struct OptionalJoinBody;
-
-impl utoipa::Modify for OptionalJoinBody {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let body = openapi
-            .paths
-            .paths
-            .get_mut("/api/spaces/{spaceId}/join")
-            .and_then(|item| item.post.as_mut())
-            .and_then(|op| op.request_body.as_mut());
-        if let Some(body) = body {
-            body.required = Some(utoipa::openapi::Required::False);
-        }
-    }
-}
+/// The join body is optional: `{invite_code}` is needed only for a private space.
+const OPTIONAL_JOIN_BODY: OptionalBody = OptionalBody("/api/spaces/{spaceId}/join");
 
 /// Most members listed inline by `GET /api/spaces/{id}`.
 const INLINE_MEMBERS: usize = 100;

@@ -35,6 +35,7 @@ use crate::auth::User;
 use crate::error::{ApiError, json_response};
 use crate::input::{normalize_content, parse_space_id};
 use crate::media;
+use crate::openapi::OptionalBody;
 use crate::openapi::links::MessageLinks;
 use crate::openapi::params::{MessagePath, SpacePath};
 use crate::openapi::rules;
@@ -52,34 +53,19 @@ use crate::ratelimit::{Surface, Write};
         message_history,
         thread
     ),
-    modifiers(&AtLeastOneOf, &OptionalRedactBody, &SEND_LINKS)
+    modifiers(&AtLeastOneOf, &OPTIONAL_REDACT_BODY, &SEND_LINKS)
 )]
 pub struct Doc;
 
 /// A new message's links, on the send's 201.
 const SEND_LINKS: MessageLinks = MessageLinks {
     path: "/v1/spaces/{spaceId}/messages",
-    method: "post",
     status: "201",
 };
 
-/// The body of a redaction may be left out (an empty body is `{}`), which utoipa cannot say of a
-/// body that is not an `Option` without also making it `null`able.
-struct OptionalRedactBody;
-
-impl utoipa::Modify for OptionalRedactBody {
-    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
-        if let Some(body) = doc
-            .paths
-            .paths
-            .get_mut("/v1/spaces/{spaceId}/messages/{messageId}/redact")
-            .and_then(|item| item.post.as_mut())
-            .and_then(|op| op.request_body.as_mut())
-        {
-            body.required = Some(utoipa::openapi::Required::False);
-        }
-    }
-}
+/// The body of a redaction may be left out (the reason is optional).
+const OPTIONAL_REDACT_BODY: OptionalBody =
+    OptionalBody("/v1/spaces/{spaceId}/messages/{messageId}/redact");
 
 /// Adds to the send and edit bodies the rule utoipa has no attribute for: at least one content
 /// field (`anyOf` of `required` lists; the `empty_message` check).
