@@ -72,9 +72,22 @@ Image reference.
 {{- end }}
 
 {{/*
-Refuses configurations that would lose or split data: several replicas need a shared store (cql), a
-shared bus (NATS), shared media (s3) and a shared JWT key; each replica otherwise has its own store,
-its own media and its own secret.
+terminationGracePeriodSeconds: the value given, or preStop sleep + 3 x the shutdown timeout + 10 s
+(the server's three bounded drain phases, then the store's flush).
+*/}}
+{{- define "spacecast.terminationGracePeriodSeconds" -}}
+{{- if kindIs "invalid" .Values.terminationGracePeriodSeconds }}
+{{- add (int .Values.drain.preStopSleepSeconds) (mul 3 (int .Values.drain.shutdownTimeoutSeconds)) 10 }}
+{{- else }}
+{{- int .Values.terminationGracePeriodSeconds }}
+{{- end }}
+{{- end }}
+
+{{/*
+Refuses inconsistent values with a message that names the fix. Cluster mode (a Deployment of
+stateless nodes) needs a shared store (cql), a shared bus (NATS), shared media (s3) and a shared JWT
+key; the single node (a StatefulSet) has one replica, since its store, media and secret are on its
+own volume.
 */}}
 {{- define "spacecast.validate" -}}
 {{- if not (has .Values.config.store (list "embedded" "cql")) }}
@@ -100,19 +113,55 @@ its own media and its own secret.
 {{- if not (has .Values.config.logFormat (list "json" "text")) }}
 {{- fail (printf "config.logFormat must be \"json\" or \"text\", got %q" .Values.config.logFormat) }}
 {{- end }}
-{{- if gt (int .Values.replicaCount) 1 }}
+{{- if and .Values.config.otlp.protocol (not (has .Values.config.otlp.protocol (list "grpc" "http"))) }}
+{{- fail (printf "config.otlp.protocol must be \"grpc\" or \"http\", got %q" .Values.config.otlp.protocol) }}
+{{- end }}
+{{- if and (or .Values.config.otlp.protocol .Values.config.otlp.sampleRatio) (not .Values.config.otlp.endpoint) }}
+{{- fail "config.otlp.protocol / config.otlp.sampleRatio are set but config.otlp.endpoint is empty: no trace would be exported; set the collector's endpoint" }}
+{{- end }}
+{{- if .Values.cluster.enabled }}
 {{- if ne .Values.config.store "cql" }}
-{{- fail "replicaCount > 1 needs cluster mode: set config.store=cql (and config.cqlNodes); the embedded store is per pod" }}
+{{- fail "cluster.enabled needs config.store=cql (and config.cqlNodes): the embedded store lives on one pod's disk, so the nodes cannot share it" }}
 {{- end }}
 {{- if not .Values.config.natsUrl }}
-{{- fail "replicaCount > 1 needs cluster mode: set config.natsUrl so that every replica sees every event" }}
+{{- fail "cluster.enabled needs config.natsUrl (NATS with JetStream): the nodes forward sends and events to each other over it" }}
 {{- end }}
 {{- if ne .Values.config.mediaStore "s3" }}
-{{- fail "replicaCount > 1 needs cluster mode: set config.mediaStore=s3 (with config.s3.*) so that every replica serves every upload; local media is per pod" }}
+{{- fail "cluster.enabled needs config.mediaStore=s3 (with config.s3.*): cluster pods have no volume, and local media would be served by one pod only" }}
 {{- end }}
 {{- if not (or .Values.jwt.existingSecret .Values.jwt.publicKey.existingSecret) }}
-{{- fail "replicaCount > 1 needs a shared JWT key: set jwt.existingSecret or jwt.publicKey.existingSecret" }}
+{{- fail "cluster.enabled needs a shared JWT key: set jwt.existingSecret or jwt.publicKey.existingSecret (a generated secret would differ per pod)" }}
 {{- end }}
+{{- if .Values.autoscaling.enabled }}
+{{- if lt (int .Values.autoscaling.minReplicas) 2 }}
+{{- fail "autoscaling.minReplicas must be at least 2 in cluster mode (one pod has no failover)" }}
+{{- end }}
+{{- if lt (int .Values.autoscaling.maxReplicas) (int .Values.autoscaling.minReplicas) }}
+{{- fail "autoscaling.maxReplicas must be at least autoscaling.minReplicas" }}
+{{- end }}
+{{- else if lt (int .Values.replicaCount) 2 }}
+{{- fail "cluster.enabled needs replicaCount >= 2 (one pod has no failover; for one node use the single-node mode, cluster.enabled=false)" }}
+{{- end }}
+{{- else }}
+{{- if gt (int .Values.replicaCount) 1 }}
+{{- fail "replicaCount > 1 needs cluster mode: set cluster.enabled=true with config.store=cql, config.natsUrl, config.mediaStore=s3 and a JWT Secret; a single node's embedded store, media and secret are on its own volume" }}
+{{- end }}
+{{- if .Values.config.natsUrl }}
+{{- fail "config.natsUrl is set, which makes the server a cluster node: set cluster.enabled=true (a Deployment with config.store=cql and S3 media), or unset config.natsUrl for a single node" }}
+{{- end }}
+{{- if .Values.autoscaling.enabled }}
+{{- fail "autoscaling.enabled needs cluster mode (cluster.enabled=true): a single node with the embedded store cannot scale out" }}
+{{- end }}
+{{- end }}
+{{- if lt (int .Values.drain.shutdownTimeoutSeconds) 1 }}
+{{- fail "drain.shutdownTimeoutSeconds must be at least 1" }}
+{{- end }}
+{{- $needed := add (int .Values.drain.preStopSleepSeconds) (mul 3 (int .Values.drain.shutdownTimeoutSeconds)) }}
+{{- if lt (int (include "spacecast.terminationGracePeriodSeconds" .)) $needed }}
+{{- fail (printf "terminationGracePeriodSeconds (%d) is shorter than drain.preStopSleepSeconds + 3 x drain.shutdownTimeoutSeconds (%d): Kubernetes would kill the server mid-drain; raise it or leave it empty (computed)" (int .Values.terminationGracePeriodSeconds) $needed) }}
+{{- end }}
+{{- if and .Values.podDisruptionBudget.enabled (not (kindIs "invalid" .Values.podDisruptionBudget.minAvailable)) (not (kindIs "invalid" .Values.podDisruptionBudget.maxUnavailable)) }}
+{{- fail "podDisruptionBudget: set only one of maxUnavailable and minAvailable (set the other to null)" }}
 {{- end }}
 {{- end }}
 
@@ -134,8 +183,16 @@ The container environment: every Spacecast option as SPACECAST_<NAME>.
 - name: SPACECAST_CQL_KEYSPACE
   value: {{ . | quote }}
 {{- end }}
+{{- with .Values.config.cqlReplication }}
+- name: SPACECAST_CQL_REPLICATION
+  value: {{ . | quote }}
+{{- end }}
 {{- with .Values.config.natsUrl }}
 - name: SPACECAST_NATS_URL
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.config.leaseTtl }}
+- name: SPACECAST_LEASE_TTL
   value: {{ . | quote }}
 {{- end }}
 - name: SPACECAST_MEDIA_STORE
@@ -178,6 +235,20 @@ The container environment: every Spacecast option as SPACECAST_<NAME>.
   value: {{ .Values.config.logFormat | quote }}
 {{- with .Values.config.rustLog }}
 - name: RUST_LOG
+  value: {{ . | quote }}
+{{- end }}
+- name: SPACECAST_SHUTDOWN_TIMEOUT
+  value: {{ printf "%ds" (int .Values.drain.shutdownTimeoutSeconds) | quote }}
+{{- with .Values.config.otlp.endpoint }}
+- name: SPACECAST_OTLP_ENDPOINT
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.config.otlp.protocol }}
+- name: SPACECAST_OTLP_PROTOCOL
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.config.otlp.sampleRatio }}
+- name: SPACECAST_TRACE_SAMPLE_RATIO
   value: {{ . | quote }}
 {{- end }}
 {{- if .Values.jwt.existingSecret }}
