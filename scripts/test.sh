@@ -11,6 +11,9 @@
 # Go module source (about 3.5 min the first time, cached after) and starts with test credentials.
 # The Socket.IO and web console tests drive the real `socket.io-client` and a headless Debian
 # Chromium (through playwright-core), which scripts/js.sh installs from npm and apt.
+# tests/ops (pytest, in a venv that scripts/helm.sh installs) builds the container image with Debian's
+# buildah (scripts/image.sh) and runs it, and renders and validates the Helm chart with helm v3.21.4
+# (scripts/helm.sh, `go install`, cached under ~/.cache/spacecast).
 # api/tests/schemathesis.rs runs Schemathesis (scripts/schemathesis.sh installs a pinned version
 # from PyPI into a venv under ~/.cache/spacecast) against the served OpenAPI document, on both
 # stores like every black-box test.
@@ -57,6 +60,20 @@ eval "$(scripts/js.sh env)" # exports SPACECAST_TEST_{NODE,JS_DIR,CHROMIUM}
 step "install Schemathesis (PyPI, pinned, cached; api/tests/schemathesis.rs runs it against /openapi.json)"
 scripts/schemathesis.sh install
 eval "$(scripts/schemathesis.sh env)" # exports SPACECAST_TEST_SCHEMATHESIS
+
+step "install buildah (Debian; tests/ops builds and runs the container image with it)"
+scripts/image.sh install
+
+step "install helm v3.21.4 and kubernetes-validate (go install / PyPI, pinned, cached; the chart tests)"
+scripts/helm.sh install
+eval "$(scripts/helm.sh env)" # exports SPACECAST_HELM, SPACECAST_OPS_PYTHON
+
+# tests/ops: the image that scripts/image.sh builds (from the debug binary built above, not a release
+# build), run chrooted from its own root filesystem, and the Helm chart (lint, template of every
+# example, Kubernetes 1.33 schemas, assertions, every `fail`). No service needed.
+step "container image and Helm chart (tests/ops)"
+SPACECAST_TEST_BINARY="$CARGO_TARGET_DIR/debug/spacecast" \
+    "$SPACECAST_OPS_PYTHON" -m pytest -q -p no:cacheprovider tests/ops
 
 step "start Cassandra (fresh data)"
 scripts/cassandra.sh wipe
