@@ -43,7 +43,7 @@ helm_installed() {
     [[ -x $helm ]] || return 1
     local info
     info="$(go version -m "$helm" 2>/dev/null)" || return 1
-    grep -qE "^[[:space:]]*mod[[:space:]]+$HELM_MODULE[[:space:]]+$HELM_VERSION([[:space:]]|$)" <<<"$info" &&
+    grep -qE "^[[:space:]]*mod[[:space:]]+${HELM_MODULE}[[:space:]]+${HELM_VERSION}([[:space:]]|$)" <<<"$info" &&
         grep -qF -- "k8sVersionMinor=$KUBE_MINOR" <<<"$info"
 }
 

@@ -140,7 +140,7 @@ cmd_build() {
     [[ -s /etc/ssl/certs/ca-certificates.crt ]] || die "no CA bundle at /etc/ssl/certs/ca-certificates.crt (apt-get install ca-certificates)"
     cp /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/ca-certificates.crt"
 
-    log "building localhost/$name from scratch ($(du -sh "$rootfs" | cut -f1) root filesystem; libraries: $(echo $libs))"
+    log "building localhost/$name from scratch ($(du -sh "$rootfs" | cut -f1) root filesystem; libraries: $(tr "\n" " " <<<"$libs"))"
     local ctr
     ctr="$(bh from --pull=never scratch)"
     # buildah copy keeps the modes and gives everything to root (as COPY does); /data then goes to
