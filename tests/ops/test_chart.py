@@ -153,6 +153,8 @@ CRD_SCHEMAS = {
                                 "name": {"type": "string", "minLength": 1},
                                 "interval": _duration,
                                 "limit": {"type": "integer"},
+                                "query_offset": _duration,
+                                "labels": _str_map,
                                 "partial_response_strategy": {"type": "string"},
                                 "rules": {
                                     "type": "array",
