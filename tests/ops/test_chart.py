@@ -200,6 +200,28 @@ def example_args(path: Path) -> list[str]:
 
 
 CASES = {"defaults": []} | {p.stem: example_args(p) for p in EXAMPLES}
+# Other branches of the templates, validated like the examples.
+VARIANTS = {
+    "cluster, hard anti-affinity, PDB minAvailable, NetworkPolicy peers": example_args(CHART / "examples" / "cluster.yaml")
+    + [
+        "--set", "podAntiAffinity=hard",
+        "--set", "podDisruptionBudget.maxUnavailable=null",
+        "--set", "podDisruptionBudget.minAvailable=2",
+        "--set", "networkPolicy.from[0].podSelector.matchLabels.app=web",
+        "--set", "jwt.existingSecret=",
+        "--set", "jwt.publicKey.existingSecret=idp-key",
+    ],
+    "single node without persistence, storage class -, no preStop": [
+        "--set", "persistence.storageClass=-",
+        "--set", "drain.preStopSleepSeconds=0",
+        "--set", "terminationGracePeriodSeconds=90",
+        "--set", "serviceMonitor.enabled=true",
+        "--set", "prometheusRule.enabled=true",
+        "--set", "grafanaDashboard.enabled=true",
+        "--set", "networkPolicy.enabled=true",
+    ],
+    "single node on CQL (StatefulSet, migrate hook)": ["--set", "config.store=cql", "--set", "config.cqlNodes=cassandra:9042"],
+}
 
 
 def test_examples_exist():
@@ -222,6 +244,46 @@ def test_rendered_objects_are_valid_kubernetes_1_33(case):
             validate(obj)
         except Exception as e:  # noqa: BLE001 - report which object failed
             pytest.fail(f"{case}: {obj['kind']} {obj['metadata']['name']} is invalid: {e}")
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_variants_are_valid_kubernetes_1_33(variant):
+    objs = render(*VARIANTS[variant])
+    for obj in objs:
+        try:
+            validate(obj)
+        except Exception as e:  # noqa: BLE001
+            pytest.fail(f"{variant}: {obj['kind']} {obj['metadata']['name']} is invalid: {e}")
+
+
+def test_variant_objects():
+    objs = render(*VARIANTS["cluster, hard anti-affinity, PDB minAvailable, NetworkPolicy peers"])
+    spec = only(objs, "Deployment")["spec"]["template"]["spec"]
+    [term] = spec["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert only(objs, "PodDisruptionBudget")["spec"] == {
+        "minAvailable": 2,
+        "selector": {"matchLabels": {"app.kubernetes.io/name": "spacecast", "app.kubernetes.io/instance": "sc"}},
+    }
+    assert only(objs, "NetworkPolicy")["spec"]["ingress"][0]["from"] == [{"podSelector": {"matchLabels": {"app": "web"}}}]
+    c = container(spec)
+    assert env_of(c)["SPACECAST_JWT_PUBLIC_KEY"] == "/etc/spacecast/jwt/public.pem"
+    assert "SPACECAST_JWT_SECRET" not in env_of(c)
+    assert {"name": "jwt-public-key", "mountPath": "/etc/spacecast/jwt", "readOnly": True} in c["volumeMounts"]
+
+    objs = render(*VARIANTS["single node without persistence, storage class -, no preStop"])
+    sts = only(objs, "StatefulSet")
+    assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"] == ""
+    c = container(sts["spec"]["template"]["spec"])
+    assert "lifecycle" not in c
+    assert sts["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 90
+
+    objs = render(*VARIANTS["single node on CQL (StatefulSet, migrate hook)"])
+    assert only(objs, "StatefulSet") and only(objs, "Job")["spec"]["template"]["spec"]["containers"][0]["args"] == ["migrate"]
+    objs = render("--set", "persistence.enabled=false")
+    spec = only(objs, "StatefulSet")["spec"]["template"]["spec"]
+    assert "volumeClaimTemplates" not in only(objs, "StatefulSet")["spec"]
+    assert {"name": "data", "emptyDir": {}} in spec["volumes"]
 
 
 def test_the_validation_rejects_an_invalid_object():
@@ -451,6 +513,7 @@ FAILS = {
     "grace period shorter than the drain": (["--set", "terminationGracePeriodSeconds=30"], "terminationGracePeriodSeconds (30) is shorter than drain.preStopSleepSeconds + 3 x drain.shutdownTimeoutSeconds (65)"),
     "sample ratio without endpoint": (["--set-string", "config.otlp.sampleRatio=0.5"], "config.otlp.endpoint is empty"),
     "PDB with both bounds": (CLUSTER + ["--set", "podDisruptionBudget.minAvailable=1"], "set only one of maxUnavailable and minAvailable"),
+    "release name that is no node id": (["--set", "fullnameOverride=chat.example"], 'the pods\' names become their node ids'),
     # values.schema.json
     "schema: unknown store": (["--set", "config.store=sqlite"], "at '/config/store': value must be one of 'embedded', 'cql'"),
     "schema: unknown key": (["--set", "replicas=2"], "additional properties 'replicas' not allowed"),

@@ -153,6 +153,9 @@ own volume.
 {{- fail "autoscaling.enabled needs cluster mode (cluster.enabled=true): a single node with the embedded store cannot scale out" }}
 {{- end }}
 {{- end }}
+{{- if and (not .Values.config.nodeId) (not (regexMatch "^[A-Za-z0-9_-]+$" (include "spacecast.fullname" .))) }}
+{{- fail (printf "the pods' names become their node ids (SPACECAST_NODE_ID: letters, digits, - and _ only), and %q has other characters: set fullnameOverride (or config.nodeId for a single node)" (include "spacecast.fullname" .)) }}
+{{- end }}
 {{- if lt (int .Values.drain.shutdownTimeoutSeconds) 1 }}
 {{- fail "drain.shutdownTimeoutSeconds must be at least 1" }}
 {{- end }}
