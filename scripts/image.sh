@@ -15,9 +15,12 @@
 #                                            a release build in CI (the image is then larger and
 #                                            slower, but built the same way)
 #   scripts/image.sh name                    print the image name, NAME:TAG (see below)
-#   scripts/image.sh run [ARGS...]           run `spacecast ARGS` (default: serve) from the image's
+#   scripts/image.sh run [--env NAME=VALUE]... [ARGS...]
+#                                            run `spacecast ARGS` (default: serve) from the image's
 #                                            root filesystem, with `buildah run --isolation chroot`
-#                                            and the host network; Ctrl-C / SIGTERM stops it
+#                                            and the host network, with these env vars added to the
+#                                            image's (as a pod's env); Ctrl-C / SIGTERM drains and
+#                                            stops it
 #   scripts/image.sh export [PATH]           write the image as an OCI archive (default
 #                                            ~/.cache/spacecast/containers/spacecast-TAG.oci.tar);
 #                                            prints the path
@@ -184,11 +187,17 @@ cmd_run() {
     ctr="$(bh from --pull=never "localhost/$name")"
     # shellcheck disable=SC2064
     trap "bh rm '$ctr' >/dev/null 2>&1 || true" EXIT
+    local envs=()
+    while [[ ${1:-} == --env ]]; do
+        [[ ${2:-} == *=* ]] || die "run: --env needs NAME=VALUE"
+        envs+=(--env "$2")
+        shift 2
+    done
     (($#)) || set -- serve
     # The image's user, working dir and environment apply; buildah run does not apply the
     # entrypoint, so it is named here. buildah answers SIGTERM by killing its child, so SIGTERM
     # and SIGINT are passed to the spacecast process itself: it drains and exits 0, as in a pod.
-    bh run --isolation chroot --network host --terminal=false "$ctr" -- /usr/local/bin/spacecast "$@" &
+    bh run --isolation chroot --network host --terminal=false "${envs[@]}" "$ctr" -- /usr/local/bin/spacecast "$@" &
     local runner=$! rc=0 pid
     # shellcheck disable=SC2317 # called by the trap
     forward() {

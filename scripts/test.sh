@@ -68,13 +68,6 @@ step "install helm v3.21.4 and kubernetes-validate (go install / PyPI, pinned, c
 scripts/helm.sh install
 eval "$(scripts/helm.sh env)" # exports SPACECAST_HELM, SPACECAST_OPS_PYTHON
 
-# tests/ops: the image that scripts/image.sh builds (from the debug binary built above, not a release
-# build), run chrooted from its own root filesystem, and the Helm chart (lint, template of every
-# example, Kubernetes 1.33 schemas, assertions, every `fail`). No service needed.
-step "container image and Helm chart (tests/ops)"
-SPACECAST_TEST_BINARY="$CARGO_TARGET_DIR/debug/spacecast" \
-    "$SPACECAST_OPS_PYTHON" -m pytest -q -p no:cacheprovider tests/ops
-
 step "start Cassandra (fresh data)"
 scripts/cassandra.sh wipe
 scripts/cassandra.sh up
@@ -91,6 +84,14 @@ step "start SeaweedFS S3 (fresh data and credentials)"
 scripts/seaweedfs.sh wipe
 scripts/seaweedfs.sh up
 eval "$(scripts/seaweedfs.sh env)" # exports SPACECAST_TEST_S3_{ENDPOINT,REGION,BUCKET,...}
+
+# tests/ops: the image that scripts/image.sh builds (from the debug binary built above, not a release
+# build), run chrooted from its own root filesystem, alone and as a cluster node (migrate, then serve
+# on the Cassandra, NATS and SeaweedFS above); and the Helm chart (lint, template of every example,
+# Kubernetes 1.33 schemas, assertions, every `fail`).
+step "container image and Helm chart (tests/ops)"
+SPACECAST_TEST_BINARY="$CARGO_TARGET_DIR/debug/spacecast" \
+    "$SPACECAST_OPS_PYTHON" -m pytest -q -p no:cacheprovider tests/ops
 
 step "cargo test (embedded store; CQL store conformance and outage tests)"
 cargo test --workspace --all-targets --locked

@@ -5,10 +5,13 @@ $CARGO_TARGET_DIR/debug/spacecast: no release build in CI), runs `spacecast serv
 root filesystem (`buildah run --isolation chroot`), checks /healthz and /readyz, stops it with
 SIGTERM (graceful drain, exit 0), then exports the OCI archive and checks its index, manifest,
 config and layer. Also checks that the Containerfile declares the same entrypoint, command, user,
-port, volume, environment and labels.
+port, volume, environment and labels. Then runs the image as the chart's cluster pods run it:
+`spacecast migrate` (the hook Job) on a fresh keyspace of the suite's Cassandra, and `serve` on
+CQL, NATS and S3 (the suite's Cassandra, nats-server and SeaweedFS), ready on /readyz.
 
-buildah must be installed (scripts/image.sh install; scripts/test.sh does it): a missing buildah
-fails these tests, it never skips them.
+buildah must be installed (scripts/image.sh install; scripts/test.sh does it) and the services up
+(scripts/test.sh starts them; alone: scripts/cassandra.sh up, scripts/nats.sh up,
+scripts/seaweedfs.sh up): a missing one fails these tests, it never skips them.
 """
 
 import hashlib
@@ -22,6 +25,7 @@ import socket
 import subprocess
 import tarfile
 import time
+import uuid
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -86,41 +90,76 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def test_serves_from_the_image_root_filesystem_and_drains_on_sigterm(built_image, tmp_path):
-    port = free_port()
-    log = (tmp_path / "run.log").open("w+")
-    proc = subprocess.Popen(
-        [str(IMAGE_SH), "run", "serve", "--listen", f"127.0.0.1:{port}"],
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 90
-        health = None
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, f"the image's server exited early:\n{Path(log.name).read_text()}"
-            try:
-                health = http_get(f"http://127.0.0.1:{port}/healthz")
-                break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                time.sleep(0.2)
-        assert health is not None, f"/healthz did not answer within 90 s:\n{Path(log.name).read_text()}"
-        assert health[0] == 200, health
-        assert json.loads(health[1]) == {"status": "ok"}
-        status, body = http_get(f"http://127.0.0.1:{port}/readyz")
-        assert status == 200, (status, body)
+class ImageServer:
+    """`scripts/image.sh run [--env ...] serve --listen 127.0.0.1:<free port>`."""
 
-        # The server process: the image's non-root user, chrooted into the image's root
-        # filesystem (so only the libraries copied into it are there to load).
+    def __init__(self, tmp_path: Path, env: dict[str, str] | None = None):
+        self.port = free_port()
+        self.log_path = tmp_path / f"serve-{self.port}.log"
+        self.log = self.log_path.open("w")
+        envargs = [a for k, v in (env or {}).items() for a in ("--env", f"{k}={v}")]
+        self.proc = subprocess.Popen(
+            [str(IMAGE_SH), "run", *envargs, "serve", "--listen", f"127.0.0.1:{self.port}"],
+            cwd=ROOT,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def text(self) -> str:
+        return self.log_path.read_text()
+
+    def wait_for(self, path: str, status: int, within: float) -> str:
+        """Polls GET path until it answers `status`; fails at the deadline or if the server exits."""
+        deadline = time.monotonic() + within
+        last = None
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"the image's server exited early:\n{self.text()}"
+            try:
+                last = http_get(self.url(path))
+                if last[0] == status:
+                    return last[1]
+            except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
+                last = e
+            time.sleep(0.2)
+        pytest.fail(f"{path} did not answer {status} within {within} s (last: {last}):\n{self.text()}")
+
+    def server_pid(self) -> int:
         servers = [
             p
-            for p in descendants(proc.pid)
+            for p in descendants(self.proc.pid)
             if Path(f"/proc/{p}/comm").read_text().strip() == "spacecast"
         ]
         assert len(servers) == 1, servers
-        pid = servers[0]
+        return servers[0]
+
+    def stop(self) -> None:
+        """SIGTERM: the server drains and exits 0."""
+        os.kill(self.proc.pid, signal.SIGTERM)
+        rc = self.proc.wait(timeout=120)
+        text = self.text()
+        assert rc == 0, f"exit {rc} after SIGTERM:\n{text}"
+        assert "shutdown requested" in text and "spacecast stopped" in text, text
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+def test_serves_from_the_image_root_filesystem_and_drains_on_sigterm(built_image, tmp_path):
+    server = ImageServer(tmp_path)
+    try:
+        body = server.wait_for("/healthz", 200, within=90)
+        assert json.loads(body) == {"status": "ok"}
+        server.wait_for("/readyz", 200, within=30)
+
+        # The server process: the image's non-root user, chrooted into the image's root
+        # filesystem (so only the libraries copied into it are there to load).
+        pid = server.server_pid()
         uids = re.search(r"^Uid:\s+(\d+)\s+(\d+)", Path(f"/proc/{pid}/status").read_text(), re.M)
         assert uids and int(uids.group(1)) == USER_ID and int(uids.group(2)) == USER_ID, uids
         root = os.readlink(f"/proc/{pid}/root")
@@ -131,15 +170,74 @@ def test_serves_from_the_image_root_filesystem_and_drains_on_sigterm(built_image
         secret = Path(f"/proc/{pid}/root/data/jwt-secret")
         assert secret.is_file() and secret.stat().st_uid == USER_ID
 
-        os.kill(proc.pid, signal.SIGTERM)
-        rc = proc.wait(timeout=90)
-        text = Path(log.name).read_text()
-        assert rc == 0, f"exit {rc} after SIGTERM:\n{text}"
-        assert "shutdown requested" in text and "spacecast stopped" in text, text
+        server.stop()
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        server.kill()
+
+
+def services() -> dict[str, str]:
+    """The suite's CQL, NATS and S3 servers, as the env of a cluster pod (values of the chart's
+    examples/cluster.yaml, pointed at loopback)."""
+    cql = os.environ.get("SPACECAST_TEST_CQL_NODES", "127.0.0.1:9042")
+    nats = os.environ.get("SPACECAST_TEST_NATS_URL")
+    if not nats:
+        nats = subprocess.run([str(ROOT / "scripts" / "nats.sh"), "url"], text=True, capture_output=True, check=True).stdout.strip()
+    s3 = {k[len("SPACECAST_TEST_S3_"):]: v for k, v in os.environ.items() if k.startswith("SPACECAST_TEST_S3_")}
+    if len(s3) < 5:
+        r = subprocess.run([str(ROOT / "scripts" / "seaweedfs.sh"), "env"], text=True, capture_output=True)
+        assert r.returncode == 0, f"no S3 test server: run scripts/seaweedfs.sh up (or export SPACECAST_TEST_S3_*): {r.stderr}"
+        for line in r.stdout.splitlines():
+            k, _, v = line.removeprefix("export SPACECAST_TEST_S3_").partition("=")
+            s3.setdefault(k, v)
+    return {
+        "SPACECAST_STORE": "cql",
+        "SPACECAST_CQL_NODES": cql,
+        "SPACECAST_NATS_URL": nats,
+        "SPACECAST_MEDIA_STORE": "s3",
+        "SPACECAST_S3_ENDPOINT": s3["ENDPOINT"],
+        "SPACECAST_S3_REGION": s3["REGION"],
+        "SPACECAST_S3_BUCKET": s3["BUCKET"],
+        "SPACECAST_S3_ACCESS_KEY_ID": s3["ACCESS_KEY_ID"],
+        "SPACECAST_S3_SECRET_ACCESS_KEY": s3["SECRET_ACCESS_KEY"],
+        "SPACECAST_JWT_SECRET": uuid.uuid4().hex + uuid.uuid4().hex,
+    }
+
+
+def drop_keyspace(cql_nodes: str, keyspace: str) -> None:
+    host, _, port = cql_nodes.split(",")[0].rpartition(":")
+    subprocess.run(
+        ["python3", str(ROOT / "scripts" / "cassandra" / "cql.py"), "--host", host, "--port", port, "--quiet",
+         "-e", f"DROP KEYSPACE IF EXISTS {keyspace}"],
+        check=False,
+    )
+
+
+def test_a_cluster_node_from_the_image_migrates_and_serves_on_cql_nats_and_s3(built_image, tmp_path):
+    keyspace = f"ops_image_{uuid.uuid4().hex[:12]}"
+    node_id = f"ops-image-{uuid.uuid4().hex[:8]}"
+    env = services() | {
+        "SPACECAST_CQL_KEYSPACE": keyspace,
+        "SPACECAST_S3_PREFIX": keyspace,
+        "SPACECAST_NODE_ID": node_id,
+    }
+    envargs = [a for k, v in env.items() for a in ("--env", f"{k}={v}")]
+    server = None
+    try:
+        # The chart's hook Job: `spacecast migrate` with the pod's environment.
+        r = image_sh("run", *envargs, "migrate", timeout=300)
+        assert r.returncode == 0, f"migrate from the image failed:\n{r.stdout}\n{r.stderr}"
+        assert f"keyspace {keyspace} is at schema version" in r.stdout, r.stdout
+
+        # A cluster pod: ready once its store (CQL) and bus (NATS) answer; S3 checked at start.
+        server = ImageServer(tmp_path, env)
+        server.wait_for("/readyz", 200, within=120)
+        metrics = server.wait_for("/metrics", 200, within=10)
+        assert re.search(r'^spacecast_build_info\{[^}]*node_id="' + node_id + '"', metrics, re.M), metrics[:2000]
+        server.stop()
+    finally:
+        if server:
+            server.kill()
+        drop_keyspace(env["SPACECAST_CQL_NODES"], keyspace)
 
 
 def read_archive(path: Path) -> dict[str, bytes]:
