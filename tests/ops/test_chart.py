@@ -513,6 +513,7 @@ FAILS = {
     "grace period shorter than the drain": (["--set", "terminationGracePeriodSeconds=30"], "terminationGracePeriodSeconds (30) is shorter than drain.preStopSleepSeconds + 3 x drain.shutdownTimeoutSeconds (65)"),
     "sample ratio without endpoint": (["--set-string", "config.otlp.sampleRatio=0.5"], "config.otlp.endpoint is empty"),
     "PDB with both bounds": (CLUSTER + ["--set", "podDisruptionBudget.minAvailable=1"], "set only one of maxUnavailable and minAvailable"),
+    "one node id for every cluster pod": (CLUSTER + ["--set", "config.nodeId=node-1"], "config.nodeId must be empty in cluster mode"),
     "release name that is no node id": (["--set", "fullnameOverride=chat.example"], 'the pods\' names become their node ids'),
     # values.schema.json
     "schema: unknown store": (["--set", "config.store=sqlite"], "at '/config/store': value must be one of 'embedded', 'cql'"),

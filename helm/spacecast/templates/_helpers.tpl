@@ -132,6 +132,9 @@ own volume.
 {{- if not (or .Values.jwt.existingSecret .Values.jwt.publicKey.existingSecret) }}
 {{- fail "cluster.enabled needs a shared JWT key: set jwt.existingSecret or jwt.publicKey.existingSecret (a generated secret would differ per pod)" }}
 {{- end }}
+{{- if .Values.config.nodeId }}
+{{- fail "config.nodeId must be empty in cluster mode: every pod would get the same node id; each pod's name is its id" }}
+{{- end }}
 {{- if .Values.autoscaling.enabled }}
 {{- if lt (int .Values.autoscaling.minReplicas) 2 }}
 {{- fail "autoscaling.minReplicas must be at least 2 in cluster mode (one pod has no failover)" }}
