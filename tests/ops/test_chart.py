@@ -489,7 +489,7 @@ def test_every_env_var_is_a_server_option():
                 for c in obj["spec"]["template"]["spec"]["containers"]:
                     seen |= {e["name"] for e in c["env"] if e["name"].startswith("SPACECAST_")}
     assert seen - known == set(), f"unknown options: {seen - known}"
-    assert "SPACECAST_OTLP_ENDPOINT" in seen and "SPACECAST_LEASE_TTL" not in seen
+    assert {"SPACECAST_OTLP_ENDPOINT", "SPACECAST_SHUTDOWN_TIMEOUT", "SPACECAST_CQL_REPLICATION"} <= seen
 
 
 # -- The chart refuses inconsistent values -------------------------------------------------------
