@@ -274,6 +274,9 @@ impl Inner {
             self.fanout_deliveries.with_label_values(&[*p]);
             self.fanout_writes.with_label_values(&[*p]);
             self.ws_closed.with_label_values(&[*p, "slow_consumer"]);
+            for reason in ["overloaded", "too_many_connections", "shutting_down"] {
+                self.ws_refused.with_label_values(&[*p, reason]);
+            }
             for op in labels::REALTIME_OPS {
                 self.realtime_op_duration.with_label_values(&[*p, *op]);
             }
