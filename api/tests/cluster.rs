@@ -126,12 +126,17 @@ async fn kill_9_of_a_node_and_its_restart_lose_nothing_acknowledged() {
                     l.strip_prefix(series)?
                         .strip_prefix(' ')?
                         .trim()
-                        .parse()
+                        .parse::<f64>()
                         .ok()
                 })
             })
             .sum()
     };
+    let takeovers = total("spacecast_space_failover_seconds_count");
+    eprintln!(
+        "failovers observed by the live nodes: {takeovers}, mean {:.3} s",
+        total("spacecast_space_failover_seconds_sum") / takeovers.max(1.0)
+    );
     for series in [
         "spacecast_space_failover_seconds_count",
         "spacecast_space_failover_seconds_sum",
