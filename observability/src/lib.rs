@@ -119,9 +119,14 @@ impl HighWater {
     }
 
     /// Records a depth.
+    ///
+    /// Costs a shared read unless it is a new peak: it runs on every delivery to every session.
     pub fn observe(&self, depth: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
         let d = i64::try_from(depth).unwrap_or(i64::MAX);
-        self.peak.fetch_max(d, std::sync::atomic::Ordering::Relaxed);
+        if d > self.peak.load(Relaxed) {
+            self.peak.fetch_max(d, Relaxed);
+        }
     }
 
     /// Publishes the peak of the period that ends now and starts the next one.
