@@ -879,6 +879,16 @@ mod tests {
             names::WS_REFUSED,
             names::SENDS_RATE_LIMITED,
             names::RATE_LIMIT_USERS,
+            names::REALTIME_OP_DURATION,
+            names::SPACE_MAILBOX_MAX,
+            names::SPACE_MAILBOX_LIMIT,
+            names::SUBSCRIBER_QUEUE_MAX,
+            names::SUBSCRIBER_QUEUE_LIMIT,
+            names::BUS_FORWARD_DURATION,
+            names::BUS_PUBLISH_DURATION,
+            names::LEASE_RENEWALS,
+            names::LEASE_ACQUISITIONS,
+            names::FAILOVER_DURATION,
         ] {
             assert!(text.contains(name), "{name} missing from /metrics output");
         }
