@@ -17,6 +17,10 @@
 # api/tests/schemathesis.rs runs Schemathesis (scripts/schemathesis.sh installs a pinned version
 # from PyPI into a venv under ~/.cache/spacecast) against the served OpenAPI document, on both
 # stores like every black-box test.
+# The alert rules and the dashboard are checked with promtool (observability/tests/promtool.rs:
+# `check rules`, `test rules`, every panel query parses; api/tests/metrics_export.rs: every metric
+# they use is exported by a running server, and `check metrics` on its scrape), from Debian's
+# prometheus package, which scripts/promtool.sh unpacks without installing it.
 #
 # Build output goes to $CARGO_TARGET_DIR (default: ~/.cache/spacecast/target, outside the repo) so
 # repeated runs and CI on the same machine reuse it. Cassandra's jars, data and logs live under
@@ -67,6 +71,10 @@ scripts/image.sh install
 step "install helm v3.21.4 and kubernetes-validate (go install / PyPI, pinned, cached; the chart tests)"
 scripts/helm.sh install
 eval "$(scripts/helm.sh env)" # exports SPACECAST_HELM, SPACECAST_OPS_PYTHON
+
+step "install promtool (Debian's prometheus package, unpacked under ~/.cache/spacecast; the alert rule and dashboard tests run it)"
+scripts/promtool.sh install
+eval "$(scripts/promtool.sh env)" # exports SPACECAST_TEST_PROMTOOL
 
 step "start Cassandra (fresh data)"
 scripts/cassandra.sh wipe

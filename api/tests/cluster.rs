@@ -109,6 +109,45 @@ async fn kill_9_of_a_node_and_its_restart_lose_nothing_acknowledged() {
     print_report("3 nodes, kill -9 and restart", &h, &rep);
     assert_consistent(&h);
     assert!(rep.failed > 0, "the kills interrupted sends");
+    // The cluster metrics recorded what happened, summed over the live processes. Under load,
+    // the spaces a victim owned were taken over by a survivor that had first found their owner
+    // gone (a forward answered "no responders"), so it observed a failover. The n0 takeovers
+    // were made by n1 or n2; if n1 made any, it owned those spaces when it was killed in turn,
+    // and their takeover was observed by n0 (restarted) or n2: alive at the end either way.
+    let mut scrapes = Vec::new();
+    for i in 0..NODES {
+        scrapes.push(c.server(i).metrics_text().await);
+    }
+    let total = |series: &str| -> f64 {
+        scrapes
+            .iter()
+            .filter_map(|t| {
+                t.lines().find_map(|l| {
+                    l.strip_prefix(series)?
+                        .strip_prefix(' ')?
+                        .trim()
+                        .parse::<f64>()
+                        .ok()
+                })
+            })
+            .sum()
+    };
+    let takeovers = total("spacecast_space_failover_seconds_count");
+    eprintln!(
+        "failovers observed by the live nodes: {takeovers}, mean {:.3} s",
+        total("spacecast_space_failover_seconds_sum") / takeovers.max(1.0)
+    );
+    for series in [
+        "spacecast_space_failover_seconds_count",
+        "spacecast_space_failover_seconds_sum",
+        "spacecast_lease_acquisitions_total{outcome=\"acquired\"}",
+        "spacecast_lease_acquisitions_total{outcome=\"held_elsewhere\"}",
+        "spacecast_lease_renewals_total{outcome=\"renewed\"}",
+        "spacecast_bus_forward_duration_seconds_count",
+        "spacecast_bus_publish_duration_seconds_count",
+    ] {
+        assert!(total(series) > 0.0, "{series} is 0 on every node");
+    }
     // The subscribers of the killed nodes resumed elsewhere.
     assert!(
         h.views

@@ -128,6 +128,15 @@ async fn a_full_disk_is_refused_clearly_and_the_store_recovers_once_space_return
         st, 503,
         "/readyz must report a store that cannot write: {body}"
     );
+    // The failed commits are counted as `unavailable` store errors (a full disk is neither a
+    // timeout nor overload).
+    let metrics = s.metrics_text().await;
+    let series = "spacecast_store_errors_total{kind=\"unavailable\",op=\"commit\"} ";
+    let failed: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{series} not exported"));
+    assert!(failed >= 1.0, "{series}{failed}");
 
     std::fs::remove_file(&filler).expect("free the disk");
     eventually("/readyz ready again", Duration::from_secs(30), || async {

@@ -61,6 +61,10 @@ pub struct Directory {
     bus: Arc<dyn Bus>,
     /// Spaces recently answered by another node, and when.
     remote: Arc<Mutex<HashMap<SpaceId, Instant>>>,
+    /// Spaces whose owner was found gone (a forwarded command found no owner), and when it was
+    /// first found gone: the start of a failover, observed when this node takes the space
+    /// (`spacecast_space_failover_seconds`) and forgotten when another node answers for it.
+    orphaned: Arc<Mutex<HashMap<SpaceId, Instant>>>,
     metrics: Metrics,
     config: Arc<EngineConfig>,
 }
@@ -165,10 +169,12 @@ impl<T> Pending<T> {
                 match tokio::time::timeout(self.timeout, rx).await {
                     Ok(Ok(Forwarded::Ran(r))) => {
                         dir.remember_remote(space_id);
+                        dir.owner_found(space_id);
                         Settled::Ran(r)
                     }
                     Ok(Ok(Forwarded::NoOwner | Forwarded::NotOwner)) => {
                         dir.forget_remote(space_id);
+                        dir.owner_gone(space_id);
                         Settled::Unrouted
                     }
                     Ok(Err(_dropped)) => Settled::Ran(Err(EngineError::BusUnavailable(
@@ -212,9 +218,13 @@ impl Directory {
             store,
             bus,
             remote: Arc::default(),
+            orphaned: Arc::default(),
             metrics,
             config,
         };
+        dir.metrics
+            .space_mailbox_limit
+            .set(i64::try_from(dir.config.max_inflight_per_space).unwrap_or(i64::MAX));
         // The supervisor hands the directory to each space actor, which serves forwarded
         // commands through it.
         let _ = dir
@@ -312,6 +322,7 @@ impl Directory {
                 retry_after: Duration::from_secs(1),
             }));
         }
+        self.metrics.space_mailbox_max.observe(admitted);
         let (tx, rx) = oneshot::channel();
         if entry
             .actor
@@ -352,6 +363,7 @@ impl Directory {
             return Ok(Route::Remote);
         };
         self.forget_remote(space_id);
+        self.took_over(space_id);
         let entry = ractor::call!(self.supervisor, SupervisorMsg::Resolve, space_id, lease)
             .map_err(|_| EngineError::ShuttingDown)??;
         Ok(Route::Local(entry))
@@ -379,6 +391,44 @@ impl Directory {
             r.retain(|_, at| at.elapsed() < REMOTE_TTL);
         }
         r.insert(space_id, Instant::now());
+    }
+
+    /// A forwarded command found no owner for the space: a failover starts (unless one is
+    /// already under way).
+    fn owner_gone(&self, space_id: SpaceId) {
+        /// Failovers older than this are not waited for any more (another node took the
+        /// space and this one never asked again): bounds the map.
+        const FORGET_AFTER: Duration = Duration::from_secs(300);
+        let mut o = self.orphaned.lock().unwrap_or_else(|p| p.into_inner());
+        if o.len() >= 10_000 {
+            o.retain(|_, since| since.elapsed() < FORGET_AFTER);
+        }
+        o.entry(space_id).or_insert_with(Instant::now);
+    }
+
+    /// Another node answered for the space: no failover (by this node) under way.
+    fn owner_found(&self, space_id: SpaceId) {
+        let mut o = self.orphaned.lock().unwrap_or_else(|p| p.into_inner());
+        if !o.is_empty() {
+            o.remove(&space_id);
+        }
+    }
+
+    /// This node holds the space's lease now: observes the failover time if its owner had been
+    /// found gone.
+    fn took_over(&self, space_id: SpaceId) {
+        let since = {
+            let mut o = self.orphaned.lock().unwrap_or_else(|p| p.into_inner());
+            if o.is_empty() {
+                return;
+            }
+            o.remove(&space_id)
+        };
+        if let Some(since) = since {
+            self.metrics
+                .failover_duration
+                .observe(since.elapsed().as_secs_f64());
+        }
     }
 
     fn forget_remote(&self, space_id: SpaceId) {

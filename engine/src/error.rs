@@ -78,6 +78,48 @@ impl EngineError {
         }
     }
 
+    /// The `kind` label of `spacecast_store_errors_total`: one of a small fixed set
+    /// (`spacecast_observability::labels::STORE_ERROR_KINDS`), whatever the backend's message.
+    /// - `timeout`: the store did not answer in time (a client or server timeout);
+    /// - `overloaded`: the store refused for load (Cassandra `Overloaded`, a rate limit), or a
+    ///   queue in front of it was full;
+    /// - `unavailable`: the store could not be reached or could not write (no connection,
+    ///   not enough replicas, a full disk, a stopped writer);
+    /// - `fenced`: a commit refused because another node claimed the space (an owner change);
+    /// - `invalid`: the store refused the request itself (a bad query, a conflict);
+    /// - `other`: anything else (a corrupt row, an internal error).
+    pub fn store_error_kind(&self) -> &'static str {
+        fn classify(text: &str) -> &'static str {
+            let t = text.to_ascii_lowercase();
+            if t.contains("timeout") || t.contains("timed out") || t.contains("in time") {
+                "timeout"
+            } else if t.contains("overloaded") || t.contains("rate limit") {
+                "overloaded"
+            } else if t.contains("syntax error") || t.contains("invalid") {
+                "invalid"
+            } else {
+                "unavailable"
+            }
+        }
+        match self {
+            EngineError::StoreUnavailable(text) | EngineError::Unsettled(text) => classify(text),
+            EngineError::BusUnavailable(_)
+            | EngineError::SpaceUnavailable
+            | EngineError::ShuttingDown => "unavailable",
+            EngineError::Overloaded { .. } => "overloaded",
+            EngineError::Fenced => "fenced",
+            EngineError::Invalid(..)
+            | EngineError::Conflict(..)
+            | EngineError::SpaceNotFound
+            | EngineError::MessageNotFound
+            | EngineError::MemberNotFound
+            | EngineError::NotAMember
+            | EngineError::AlreadyMember
+            | EngineError::Forbidden(_) => "invalid",
+            EngineError::Internal(_) => "other",
+        }
+    }
+
     /// How long a client should wait before retrying, for transient failures.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
@@ -95,3 +137,61 @@ impl EngineError {
 
 /// Engine results.
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_error_kinds_come_from_a_small_fixed_set() {
+        let cases = [
+            (
+                EngineError::StoreUnavailable(
+                    "Request execution exceeded a client timeout of 5000ms".into(),
+                ),
+                "timeout",
+            ),
+            (
+                EngineError::StoreUnavailable(
+                    "Database returned an error: Not enough nodes responded to the write request in time to satisfy required consistency".into(),
+                ),
+                "timeout",
+            ),
+            (
+                EngineError::StoreUnavailable(
+                    "The request cannot be processed because the coordinator node is overloaded"
+                        .into(),
+                ),
+                "overloaded",
+            ),
+            (
+                EngineError::StoreUnavailable("No connections in the pool: broken".into()),
+                "unavailable",
+            ),
+            (
+                EngineError::Unsettled("No space left on device".into()),
+                "unavailable",
+            ),
+            (
+                EngineError::StoreUnavailable("The submitted query has a syntax error".into()),
+                "invalid",
+            ),
+            (EngineError::Fenced, "fenced"),
+            (EngineError::Internal("corrupt row".into()), "other"),
+            (
+                EngineError::Overloaded {
+                    retry_after: Duration::from_secs(1),
+                },
+                "overloaded",
+            ),
+            (EngineError::Invalid("bad", "bad".into()), "invalid"),
+        ];
+        for (e, kind) in cases {
+            assert_eq!(e.store_error_kind(), kind, "{e:?}");
+            assert!(
+                spacecast_observability::labels::STORE_ERROR_KINDS.contains(&kind),
+                "{kind} is a pre-created label value"
+            );
+        }
+    }
+}

@@ -68,6 +68,9 @@ pub struct Hub {
 impl Hub {
     /// `capacity` is each subscriber's queue length in items.
     pub fn new(capacity: usize, metrics: Metrics) -> Self {
+        metrics
+            .subscriber_queue_limit
+            .set(i64::try_from(capacity.max(1)).unwrap_or(i64::MAX));
         Hub {
             topics: Arc::default(),
             capacity: capacity.max(1),

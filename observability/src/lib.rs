@@ -62,6 +62,78 @@ pub mod names {
     pub const BUILD_INFO: &str = "spacecast_build_info";
     pub const WRITES_RATE_LIMITED: &str = "spacecast_writes_rate_limited_total";
     pub const WRITE_RATE_LIMIT_USERS: &str = "spacecast_write_rate_limit_users";
+    pub const REALTIME_OP_DURATION: &str = "spacecast_realtime_op_duration_seconds";
+    pub const REALTIME_OP_ERRORS: &str = "spacecast_realtime_op_errors_total";
+    pub const SPACE_MAILBOX_MAX: &str = "spacecast_space_mailbox_depth_max";
+    pub const SPACE_MAILBOX_LIMIT: &str = "spacecast_space_mailbox_limit";
+    pub const SUBSCRIBER_QUEUE_MAX: &str = "spacecast_subscriber_queue_depth_max";
+    pub const SUBSCRIBER_QUEUE_LIMIT: &str = "spacecast_subscriber_queue_limit";
+    pub const BUS_FORWARD_DURATION: &str = "spacecast_bus_forward_duration_seconds";
+    pub const BUS_PUBLISH_DURATION: &str = "spacecast_bus_publish_duration_seconds";
+    pub const LEASE_RENEWALS: &str = "spacecast_lease_renewals_total";
+    pub const LEASE_ACQUISITIONS: &str = "spacecast_lease_acquisitions_total";
+    pub const FAILOVER_DURATION: &str = "spacecast_space_failover_seconds";
+}
+
+/// The fixed label values, pre-created at startup so their series exist at 0 from the first
+/// scrape (`rate()` and alerts then see the first increment).
+pub mod labels {
+    /// `protocol` of the realtime metrics.
+    pub const PROTOCOLS: &[&str] = &["native", "socketio"];
+    /// `op` of `spacecast_realtime_op_*`: the session commands (`Command::kind` in the api crate).
+    pub const REALTIME_OPS: &[&str] = &["join", "leave", "send", "typing", "refresh"];
+    /// `kind` of `spacecast_store_errors_total` (see `EngineError::store_error_kind`).
+    pub const STORE_ERROR_KINDS: &[&str] = &[
+        "timeout",
+        "unavailable",
+        "overloaded",
+        "invalid",
+        "fenced",
+        "other",
+    ];
+    /// Store operations whose error series are pre-created (the write path); other operations'
+    /// series appear with their first error.
+    pub const STORE_WRITE_OPS: &[&str] = &["commit", "claim"];
+    /// `outcome` of `spacecast_lease_renewals_total`.
+    pub const LEASE_RENEWAL_OUTCOMES: &[&str] = &["renewed", "unconfirmed", "lost"];
+    /// `outcome` of `spacecast_lease_acquisitions_total`.
+    pub const LEASE_ACQUISITION_OUTCOMES: &[&str] = &["acquired", "held_elsewhere", "unavailable"];
+}
+
+/// The highest value seen since the previous scrape, exported as a gauge: a queue's depth
+/// observed at every push, where the gauge of the current depth would miss short peaks between
+/// scrapes. [`Metrics::render`] publishes the peak and starts a new period at 0, so each scrape
+/// sees the peak of its own interval (with two scrapers, each sees the peak since the other's
+/// last scrape). Lock-free.
+pub struct HighWater {
+    gauge: IntGauge,
+    peak: std::sync::atomic::AtomicI64,
+}
+
+impl HighWater {
+    fn new(gauge: IntGauge) -> Self {
+        HighWater {
+            gauge,
+            peak: std::sync::atomic::AtomicI64::new(0),
+        }
+    }
+
+    /// Records a depth.
+    ///
+    /// Costs a shared read unless it is a new peak: it runs on every delivery to every session.
+    pub fn observe(&self, depth: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let d = i64::try_from(depth).unwrap_or(i64::MAX);
+        if d > self.peak.load(Relaxed) {
+            self.peak.fetch_max(d, Relaxed);
+        }
+    }
+
+    /// Publishes the peak of the period that ends now and starts the next one.
+    fn publish(&self) {
+        let peak = self.peak.swap(0, std::sync::atomic::Ordering::Relaxed);
+        self.gauge.set(peak);
+    }
 }
 
 /// All metrics of one process. Cheap to clone (an `Arc`).
@@ -167,6 +239,80 @@ pub struct Inner {
     pub writes_rate_limited: IntCounterVec,
     /// Users the write rate limiter tracks (those who wrote within about the last minute).
     pub write_rate_limit_users: IntGauge,
+    /// Realtime command latency by protocol and op: `send` from the command's arrival to its
+    /// ack or error (durable), the others until they are answered.
+    pub realtime_op_duration: HistogramVec,
+    /// Realtime commands answered with an error, by protocol, op and the error's stable code.
+    pub realtime_op_errors: IntCounterVec,
+    /// The deepest space mailbox (commands admitted to one space actor and not yet answered)
+    /// since the previous scrape.
+    pub space_mailbox_max: HighWater,
+    /// The per-space mailbox limit (`max_inflight_per_space`), beyond which commands get 503.
+    pub space_mailbox_limit: IntGauge,
+    /// The deepest subscriber queue (hub items waiting for one realtime session) since the
+    /// previous scrape, by protocol: see [`Inner::subscriber_queue_max`].
+    subscriber_queue_max: Vec<(&'static str, HighWater)>,
+    /// Each subscriber's queue length (`--subscriber-queue`); a session a whole queue behind is
+    /// closed as a slow consumer.
+    pub subscriber_queue_limit: IntGauge,
+    /// Round trip of commands forwarded to a space's owner over NATS, until the answer came
+    /// back (includes the owner running the command).
+    pub bus_forward_duration: Histogram,
+    /// Time from a commit being handed to the bus until it was published to NATS (queue wait
+    /// included).
+    pub bus_publish_duration: Histogram,
+    /// Lease renewals, by outcome (`renewed`, `unconfirmed`: NATS did not answer, `lost`).
+    pub lease_renewals: IntCounterVec,
+    /// Attempts to take a space's lease, by outcome (`acquired`: the space's owner is now this
+    /// node, `held_elsewhere`, `unavailable`).
+    pub lease_acquisitions: IntCounterVec,
+    /// Failover time: from this node finding a space's owner gone (a forwarded command found
+    /// no owner) until this node held the space's lease.
+    pub failover_duration: Histogram,
+}
+
+impl Inner {
+    /// Creates the series of the fixed label sets (see [`labels`]) at 0.
+    fn precreate(&self) {
+        for p in labels::PROTOCOLS {
+            self.ws_sessions.with_label_values(&[*p]);
+            self.fanout_deliveries.with_label_values(&[*p]);
+            self.fanout_writes.with_label_values(&[*p]);
+            self.ws_closed.with_label_values(&[*p, "slow_consumer"]);
+            for reason in ["overloaded", "too_many_connections", "shutting_down"] {
+                self.ws_refused.with_label_values(&[*p, reason]);
+            }
+            for op in labels::REALTIME_OPS {
+                self.realtime_op_duration.with_label_values(&[*p, *op]);
+            }
+        }
+        for op in labels::STORE_WRITE_OPS {
+            self.store_duration.with_label_values(&[*op]);
+            for kind in labels::STORE_ERROR_KINDS {
+                self.store_errors.with_label_values(&[*op, *kind]);
+            }
+        }
+        for o in labels::LEASE_RENEWAL_OUTCOMES {
+            self.lease_renewals.with_label_values(&[*o]);
+        }
+        for o in labels::LEASE_ACQUISITION_OUTCOMES {
+            self.lease_acquisitions.with_label_values(&[*o]);
+        }
+        for a in ["answered", "dropped"] {
+            self.http_connections_refused.with_label_values(&[a]);
+        }
+    }
+
+    /// The subscriber queue high-water of `protocol` (one of [`labels::PROTOCOLS`]; any other
+    /// value is counted as `native`).
+    pub fn subscriber_queue_max(&self, protocol: &str) -> &HighWater {
+        &self
+            .subscriber_queue_max
+            .iter()
+            .find(|(p, _)| *p == protocol)
+            .unwrap_or(&self.subscriber_queue_max[0])
+            .1
+    }
 }
 
 impl std::ops::Deref for Metrics {
@@ -179,6 +325,10 @@ impl std::ops::Deref for Metrics {
 const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
     5.0, 10.0,
+];
+/// Failover takes at least the lease TTL (1.5 s by default).
+const FAILOVER_BUCKETS: &[f64] = &[
+    0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 7.5, 10.0, 15.0, 30.0, 60.0,
 ];
 const BATCH_BUCKETS: &[f64] = &[
     1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
@@ -324,8 +474,12 @@ impl Metrics {
                 &["op"]
             )),
             store_errors: reg!(IntCounterVec::new(
-                Opts::new(names::STORE_ERRORS, "Store call failures by operation"),
-                &["op"]
+                Opts::new(
+                    names::STORE_ERRORS,
+                    "Store call failures by operation and kind (timeout, unavailable, overloaded, \
+                     invalid, fenced, other)"
+                ),
+                &["op", "kind"]
             )),
             store_write_queue: reg!(IntGauge::new(
                 names::STORE_WRITE_QUEUE,
@@ -418,9 +572,79 @@ impl Metrics {
                 names::WRITE_RATE_LIMIT_USERS,
                 "Users the write rate limiter tracks (wrote within about the last minute)"
             )),
+            realtime_op_duration: reg!(HistogramVec::new(
+                h(
+                    names::REALTIME_OP_DURATION,
+                    "Realtime command latency by protocol and op (send: until its ack)",
+                    LATENCY_BUCKETS
+                ),
+                &["protocol", "op"]
+            )),
+            realtime_op_errors: reg!(IntCounterVec::new(
+                Opts::new(
+                    names::REALTIME_OP_ERRORS,
+                    "Realtime commands answered with an error, by protocol, op and code"
+                ),
+                &["protocol", "op", "code"]
+            )),
+            space_mailbox_max: HighWater::new(reg!(IntGauge::new(
+                names::SPACE_MAILBOX_MAX,
+                "The deepest space mailbox (commands admitted to one space and not yet \
+                 answered) since the previous scrape"
+            ))),
+            space_mailbox_limit: reg!(IntGauge::new(
+                names::SPACE_MAILBOX_LIMIT,
+                "Commands one space admits at once; beyond it, 503 overloaded"
+            )),
+            subscriber_queue_max: {
+                let v = reg!(IntGaugeVec::new(
+                    Opts::new(
+                        names::SUBSCRIBER_QUEUE_MAX,
+                        "The deepest subscriber queue (events waiting for one realtime \
+                         session) since the previous scrape, by protocol"
+                    ),
+                    &["protocol"]
+                ));
+                labels::PROTOCOLS
+                    .iter()
+                    .map(|p| (*p, HighWater::new(v.with_label_values(&[*p]))))
+                    .collect()
+            },
+            subscriber_queue_limit: reg!(IntGauge::new(
+                names::SUBSCRIBER_QUEUE_LIMIT,
+                "Each subscriber's queue length; a session a whole queue behind is closed (4008)"
+            )),
+            bus_forward_duration: reg!(Histogram::with_opts(h(
+                names::BUS_FORWARD_DURATION,
+                "Round trip of commands forwarded to their space's owner over NATS",
+                LATENCY_BUCKETS
+            ))),
+            bus_publish_duration: reg!(Histogram::with_opts(h(
+                names::BUS_PUBLISH_DURATION,
+                "Time from a commit handed to the bus until it was published to NATS",
+                LATENCY_BUCKETS
+            ))),
+            lease_renewals: reg!(IntCounterVec::new(
+                Opts::new(names::LEASE_RENEWALS, "Space lease renewals, by outcome"),
+                &["outcome"]
+            )),
+            lease_acquisitions: reg!(IntCounterVec::new(
+                Opts::new(
+                    names::LEASE_ACQUISITIONS,
+                    "Attempts to take a space's lease, by outcome (acquired: the space moved \
+                     to this node)"
+                ),
+                &["outcome"]
+            )),
+            failover_duration: reg!(Histogram::with_opts(h(
+                names::FAILOVER_DURATION,
+                "Time from finding a space's owner gone until this node held its lease",
+                FAILOVER_BUCKETS
+            ))),
             registry,
             store_failure_log: LogLimiter::new(std::time::Duration::from_secs(1)),
         };
+        inner.precreate();
         #[cfg(target_os = "linux")]
         {
             let pc = prometheus::process_collector::ProcessCollector::for_self();
@@ -449,7 +673,12 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of every metric.
+    /// Starts a new period for the high-water gauges ([`HighWater`]).
     pub fn render(&self) -> String {
+        self.space_mailbox_max.publish();
+        for (_, hw) in &self.subscriber_queue_max {
+            hw.publish();
+        }
         let mut buf = Vec::with_capacity(16 * 1024);
         let encoder = TextEncoder::new();
         // Encoding into a Vec cannot fail for well-formed metric families.
@@ -548,6 +777,46 @@ mod tests {
     }
 
     #[test]
+    fn a_high_water_reports_the_peak_of_each_scrape_interval() {
+        let m = Metrics::new();
+        m.space_mailbox_max.observe(3);
+        m.space_mailbox_max.observe(7);
+        m.space_mailbox_max.observe(2);
+        m.subscriber_queue_max("socketio").observe(5);
+        let first = m.render();
+        assert!(
+            first.contains("spacecast_space_mailbox_depth_max 7\n"),
+            "{first}"
+        );
+        assert!(first.contains("spacecast_subscriber_queue_depth_max{protocol=\"socketio\"} 5\n"));
+        assert!(first.contains("spacecast_subscriber_queue_depth_max{protocol=\"native\"} 0\n"));
+        // Nothing observed since: the next interval's peak is 0.
+        let second = m.render();
+        assert!(
+            second.contains("spacecast_space_mailbox_depth_max 0\n"),
+            "{second}"
+        );
+        assert!(second.contains("spacecast_subscriber_queue_depth_max{protocol=\"socketio\"} 0\n"));
+    }
+
+    #[test]
+    fn fixed_label_sets_exist_at_zero_before_anything_happened() {
+        let text = Metrics::new().render();
+        for line in [
+            "spacecast_ws_sessions{protocol=\"native\"} 0",
+            "spacecast_ws_closed_total{protocol=\"socketio\",reason=\"slow_consumer\"} 0",
+            "spacecast_store_errors_total{kind=\"timeout\",op=\"commit\"} 0",
+            "spacecast_lease_renewals_total{outcome=\"lost\"} 0",
+            "spacecast_lease_acquisitions_total{outcome=\"acquired\"} 0",
+            "spacecast_realtime_op_duration_seconds_count{op=\"send\",protocol=\"native\"} 0",
+            "spacecast_bus_forward_duration_seconds_count 0",
+            "spacecast_space_failover_seconds_count 0",
+        ] {
+            assert!(text.contains(&format!("{line}\n")), "{line} missing");
+        }
+    }
+
+    #[test]
     fn every_named_metric_is_exported() {
         let m = Metrics::new();
         m.http_requests.with_label_values(&["x", "2xx"]).inc();
@@ -556,7 +825,9 @@ mod tests {
             .with_label_values(&["message_created"])
             .inc();
         m.store_duration.with_label_values(&["append"]).observe(0.1);
-        m.store_errors.with_label_values(&["append"]).inc();
+        m.store_errors
+            .with_label_values(&["append", "timeout"])
+            .inc();
         m.fanout_deliveries.with_label_values(&["native"]).inc();
         m.fanout_writes.with_label_values(&["native"]).inc();
         m.ws_sessions.with_label_values(&["native"]).inc();
@@ -608,6 +879,16 @@ mod tests {
             names::WS_REFUSED,
             names::SENDS_RATE_LIMITED,
             names::RATE_LIMIT_USERS,
+            names::REALTIME_OP_DURATION,
+            names::SPACE_MAILBOX_MAX,
+            names::SPACE_MAILBOX_LIMIT,
+            names::SUBSCRIBER_QUEUE_MAX,
+            names::SUBSCRIBER_QUEUE_LIMIT,
+            names::BUS_FORWARD_DURATION,
+            names::BUS_PUBLISH_DURATION,
+            names::LEASE_RENEWALS,
+            names::LEASE_ACQUISITIONS,
+            names::FAILOVER_DURATION,
         ] {
             assert!(text.contains(name), "{name} missing from /metrics output");
         }

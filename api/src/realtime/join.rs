@@ -17,7 +17,6 @@
 use spacecast_engine::EventLog;
 use spacecast_engine::event::Published;
 use spacecast_engine::model::{Seq, SpaceId};
-use tokio_stream::wrappers::BroadcastStream;
 
 use super::Disconnect;
 use super::output::{CommandError, Outbox, Output};
@@ -70,7 +69,8 @@ impl Session {
                 .subscribe(space_id)
                 .await
                 .map_err(CommandError::from)?;
-            self.inbox.subs.insert(space_id, BroadcastStream::new(rx));
+            let sub = super::session::subscription(rx, self.app.metrics.clone(), self.protocol);
+            self.inbox.subs.insert(space_id, sub);
             // Access may have been lost (a removal) between the check above and the
             // subscription: a removal committed after this second check reaches the
             // subscription (see `membership.rs`).

@@ -26,6 +26,7 @@ impl Session {
         raw_id: &str,
         body: SendBody,
         correlation: Option<Correlation>,
+        started: std::time::Instant,
     ) -> Result<(), (CommandError, Option<Correlation>)> {
         let space_id = match parse_space_id(raw_id) {
             Ok(id) => id,
@@ -74,6 +75,7 @@ impl Session {
                             correlation,
                             raw_space,
                             result: Ok(original),
+                            started,
                         }))
                         .await;
                     drop(permit);
@@ -110,6 +112,7 @@ impl Session {
                     correlation,
                     raw_space,
                     result,
+                    started,
                 }))
                 .await;
             drop(permit);

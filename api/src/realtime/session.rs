@@ -22,13 +22,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 use prometheus::IntCounter;
 use spacecast_engine::hub::HubItem;
 use spacecast_engine::model::{Message, Seq, SpaceId};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, broadcast, mpsc};
 use tokio_stream::StreamMap;
-use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
@@ -47,6 +47,37 @@ pub(super) struct SendOutcome {
     /// The space as the client named it (for the error's `space_id`).
     pub raw_space: String,
     pub result: Result<Message, CommandError>,
+    /// When the session received the send (`spacecast_realtime_op_duration_seconds{op="send"}`
+    /// runs until its ack or error).
+    pub started: Instant,
+}
+
+/// One joined space's hub items, as the session receives them.
+pub(super) type Subscription = BoxStream<'static, Result<HubItem, BroadcastStreamRecvError>>;
+
+/// The items of a hub subscription; each one taken records the subscriber's queue depth at that
+/// moment (items waiting, the taken one included) in
+/// `spacecast_subscriber_queue_depth_max{protocol}`. Ends when the hub drops the space.
+pub(super) fn subscription(
+    rx: broadcast::Receiver<HubItem>,
+    metrics: spacecast_observability::Metrics,
+    protocol: &'static str,
+) -> Subscription {
+    futures::stream::unfold((rx, metrics), move |(mut rx, metrics)| async move {
+        let item = match rx.recv().await {
+            Ok(item) => {
+                metrics.subscriber_queue_max(protocol).observe(rx.len() + 1);
+                Ok(item)
+            }
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                metrics.subscriber_queue_max(protocol).observe(rx.len());
+                Err(BroadcastStreamRecvError::Lagged(n))
+            }
+            Err(broadcast::error::RecvError::Closed) => return None,
+        };
+        Some((item, (rx, metrics)))
+    })
+    .boxed()
 }
 
 /// What ends a session from the inside: shutdown and the token's expiry.
@@ -75,7 +106,7 @@ pub(super) type Results = (
 
 /// What the session waits on besides the client: the hub and the answers of its sends.
 pub struct Inbox {
-    pub(super) subs: StreamMap<SpaceId, BroadcastStream<HubItem>>,
+    pub(super) subs: StreamMap<SpaceId, Subscription>,
     /// Created by the first send (an idle session holds no channel).
     pub(super) results: Option<Results>,
 }
@@ -130,7 +161,7 @@ pub struct Session {
     pub(super) last_typing: HashMap<SpaceId, Instant>,
     /// `spacecast_fanout_deliveries_total{protocol}`, resolved once.
     deliveries: IntCounter,
-    protocol: &'static str,
+    pub(super) protocol: &'static str,
 }
 
 impl Session {
@@ -169,6 +200,7 @@ impl Session {
         out: &mut O,
     ) -> Result<(), Disconnect> {
         let kind = cmd.kind();
+        let started = Instant::now();
         let result = match cmd {
             Command::Join {
                 space_id,
@@ -185,7 +217,7 @@ impl Session {
                 space_id,
                 body,
                 correlation,
-            } => match self.send(&space_id, *body, correlation).await {
+            } => match self.send(&space_id, *body, correlation, started).await {
                 Ok(()) => Ok(()),
                 Err((e, correlation)) => Err((Refused::Command(e), correlation, Some(space_id))),
             },
@@ -201,6 +233,12 @@ impl Session {
             .ws_frames_in
             .with_label_values(&[self.protocol, kind])
             .inc();
+        match &result {
+            // A send's time runs until its ack (`wake`).
+            Ok(()) if kind == "send" => {}
+            Ok(()) | Err((Refused::Closed(_), _, _)) => self.op_done(kind, started, None),
+            Err((Refused::Command(e), _, _)) => self.op_done(kind, started, Some(e.code)),
+        }
         match result {
             Ok(()) => Ok(()),
             Err((Refused::Closed(d), _, _)) => Err(d),
@@ -212,6 +250,21 @@ impl Session {
                 })
                 .await
             }
+        }
+    }
+
+    /// Records a command's latency (`spacecast_realtime_op_duration_seconds{protocol, op}`)
+    /// and, if it was answered with an error, its code
+    /// (`spacecast_realtime_op_errors_total{protocol, op, code}`).
+    fn op_done(&self, op: &'static str, started: Instant, error: Option<&'static str>) {
+        let m = &self.app.metrics;
+        m.realtime_op_duration
+            .with_label_values(&[self.protocol, op])
+            .observe(started.elapsed().as_secs_f64());
+        if let Some(code) = error {
+            m.realtime_op_errors
+                .with_label_values(&[self.protocol, op, code])
+                .inc();
         }
     }
 
@@ -243,7 +296,10 @@ impl Session {
                     correlation,
                     raw_space,
                     result,
+                    started,
                 } = *outcome;
+                let code = result.as_ref().err().map(|e| e.code);
+                self.op_done("send", started, code);
                 match result {
                     Ok(message) => {
                         out.put(Output::Ack {

@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::kv;
 use async_trait::async_trait;
@@ -72,8 +72,9 @@ fn drop_all(held: &Held, lost: &mpsc::UnboundedSender<SpaceId>, metrics: &Metric
     }
 }
 
-/// Answers in flight, by reply id.
-type Waiting = Arc<Mutex<HashMap<u64, oneshot::Sender<Forwarded>>>>;
+/// Answers in flight, by reply id, with when each command was sent (for
+/// `spacecast_bus_forward_duration_seconds`).
+type Waiting = Arc<Mutex<HashMap<u64, (oneshot::Sender<Forwarded>, Instant)>>>;
 
 /// What an event subject carries. `node` is the publishing node, which delivered it to its own
 /// subscribers already.
@@ -144,8 +145,8 @@ pub struct NatsBus {
     connected: Arc<AtomicBool>,
     waiting: Waiting,
     next_reply: AtomicU64,
-    /// Commits to publish, in order, by one task.
-    outgoing: mpsc::UnboundedSender<(SpaceId, Bytes)>,
+    /// Commits to publish, in order, by one task, with when each was handed over.
+    outgoing: mpsc::UnboundedSender<(SpaceId, Bytes, Instant)>,
     /// Spaces whose lease was lost, for the directory to stop their actors.
     lost: mpsc::UnboundedSender<SpaceId>,
     /// Signalled when the connection comes back.
@@ -245,7 +246,7 @@ impl NatsBus {
             .subscribe(format!("spacecast.reply.{}.>", cfg.node_id))
             .await
             .map_err(unavailable)?;
-        tokio::spawn(route_replies(replies, waiting.clone()));
+        tokio::spawn(route_replies(replies, waiting.clone(), metrics.clone()));
         let (outgoing, out_rx) = mpsc::unbounded_channel();
         tokio::spawn(publish_in_order(client.clone(), out_rx, metrics.clone()));
         let bus = Arc::new(NatsBus {
@@ -296,7 +297,7 @@ impl NatsBus {
 }
 
 /// Hands each answer to its waiting caller; NATS "no responders" means nobody owns the space.
-async fn route_replies(mut sub: async_nats::Subscriber, waiting: Waiting) {
+async fn route_replies(mut sub: async_nats::Subscriber, waiting: Waiting, metrics: Metrics) {
     let mut swept = tokio::time::Instant::now();
     while let Some(msg) = sub.next().await {
         let id = msg
@@ -310,7 +311,10 @@ async fn route_replies(mut sub: async_nats::Subscriber, waiting: Waiting) {
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&id)
         });
-        if let Some(tx) = tx {
+        if let Some((tx, sent)) = tx {
+            metrics
+                .bus_forward_duration
+                .observe(sent.elapsed().as_secs_f64());
             let answer = if msg.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
                 Forwarded::NoOwner
             } else {
@@ -330,7 +334,7 @@ async fn route_replies(mut sub: async_nats::Subscriber, waiting: Waiting) {
             waiting
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .retain(|_, tx| !tx.is_closed());
+                .retain(|_, (tx, _)| !tx.is_closed());
         }
     }
 }
@@ -338,15 +342,18 @@ async fn route_replies(mut sub: async_nats::Subscriber, waiting: Waiting) {
 /// Publishes commits one after another, so a space's commits leave in seq order.
 async fn publish_in_order(
     client: async_nats::Client,
-    mut rx: mpsc::UnboundedReceiver<(SpaceId, Bytes)>,
+    mut rx: mpsc::UnboundedReceiver<(SpaceId, Bytes, Instant)>,
     metrics: Metrics,
 ) {
-    while let Some((space_id, payload)) = rx.recv().await {
+    while let Some((space_id, payload, queued)) = rx.recv().await {
         metrics.bus_publish_queue.dec();
-        if let Err(e) = client
+        let sent = client
             .publish(format!("spacecast.ev.{space_id}"), payload)
-            .await
-        {
+            .await;
+        metrics
+            .bus_publish_duration
+            .observe(queued.elapsed().as_secs_f64());
+        if let Err(e) = sent {
             // Subscribers on other nodes repair the gap from the store on the next commit, or
             // when the connection comes back.
             tracing::debug!(%space_id, error = %e, "could not publish a commit's events");
@@ -374,6 +381,12 @@ async fn renew_forever(bus: std::sync::Weak<NatsBus>) {
             .collect();
         let outcomes = futures::future::join_all(held.iter().map(|l| bus.leases.renew(l))).await;
         for (lease, outcome) in held.iter().zip(outcomes) {
+            let label = match outcome {
+                Renewal::Renewed => "renewed",
+                Renewal::Unconfirmed => "unconfirmed",
+                Renewal::Lost => "lost",
+            };
+            bus.metrics.lease_renewals.with_label_values(&[label]).inc();
             if outcome == Renewal::Lost {
                 let mut h = bus.held.lock().unwrap_or_else(|p| p.into_inner());
                 if h.get(&lease.space_id)
@@ -425,7 +438,17 @@ impl Bus for NatsBus {
         {
             return Ok(Some(l.clone()));
         }
-        match self.leases.acquire(space_id).await {
+        let acquired = self.leases.acquire(space_id).await;
+        let outcome = match &acquired {
+            Ok(Some(_)) => "acquired",
+            Ok(None) => "held_elsewhere",
+            Err(_) => "unavailable",
+        };
+        self.metrics
+            .lease_acquisitions
+            .with_label_values(&[outcome])
+            .inc();
+        match acquired {
             Ok(Some(lease)) => {
                 let mut h = self.held.lock().unwrap_or_else(|p| p.into_inner());
                 h.insert(space_id, lease.clone());
@@ -504,7 +527,7 @@ impl Bus for NatsBus {
         self.waiting
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(id, tx);
+            .insert(id, (tx, Instant::now()));
         let sent = self
             .client
             .publish_with_reply(
@@ -530,7 +553,11 @@ impl Bus for NatsBus {
             events: evs,
         }) {
             Ok(payload) => {
-                if self.outgoing.send((space_id, payload.into())).is_ok() {
+                if self
+                    .outgoing
+                    .send((space_id, payload.into(), Instant::now()))
+                    .is_ok()
+                {
                     self.metrics.bus_publish_queue.inc();
                 }
             }
@@ -547,7 +574,10 @@ impl Bus for NatsBus {
             username: &t.username,
         };
         if let Ok(payload) = serde_json::to_vec(&env)
-            && self.outgoing.send((t.space_id, payload.into())).is_ok()
+            && self
+                .outgoing
+                .send((t.space_id, payload.into(), Instant::now()))
+                .is_ok()
         {
             self.metrics.bus_publish_queue.inc();
         }

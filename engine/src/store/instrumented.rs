@@ -1,6 +1,6 @@
 //! A [`Store`] wrapper that gives every backend the same metrics and spans: call latency by
 //! operation (`spacecast_store_op_duration_seconds{op}`), failures
-//! (`spacecast_store_errors_total{op}`), and a `store.<op>` tracing span.
+//! (`spacecast_store_errors_total{op, kind}`, the kind from [`crate::error::EngineError::store_error_kind`]), and a `store.<op>` tracing span.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -35,7 +35,10 @@ impl Instrumented {
             .with_label_values(&[op])
             .observe(start.elapsed().as_secs_f64());
         if let Err(e) = &out {
-            self.metrics.store_errors.with_label_values(&[op]).inc();
+            self.metrics
+                .store_errors
+                .with_label_values(&[op, e.store_error_kind()])
+                .inc();
             // A failing store fails every call: one `warn` line per second, the rest at debug
             // (every failure is counted above).
             if self.metrics.store_failure_log.allow().is_some() {
