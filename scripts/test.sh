@@ -14,6 +14,9 @@
 # api/tests/schemathesis.rs runs Schemathesis (scripts/schemathesis.sh installs a pinned version
 # from PyPI into a venv under ~/.cache/spacecast) against the served OpenAPI document, on both
 # stores like every black-box test.
+# The trace test (api/tests/traces.rs, beside the cluster tests) exports to a real Jaeger v2
+# all-in-one, which scripts/jaeger.sh builds through the Go module proxy (about 3 min the first
+# time, cached after) and runs in memory; it is stopped at exit.
 #
 # Build output goes to $CARGO_TARGET_DIR (default: ~/.cache/spacecast/target, outside the repo) so
 # repeated runs and CI on the same machine reuse it. Cassandra's jars, data and logs live under
@@ -35,11 +38,11 @@ step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # api/tests/cluster.rs is `test = false` (it runs in a step of its own, last), so --all-targets
 # leaves it out.
-cargo clippy -p spacecast-api --test cluster --locked -- -D warnings
+cargo clippy -p spacecast-api --test cluster --test traces --locked -- -D warnings
 
 step "build the tests"
 cargo test --workspace --all-targets --locked --no-run
-cargo test -p spacecast-api --test cluster --locked --no-run
+cargo test -p spacecast-api --test cluster --test traces --locked --no-run
 
 step "install Centrifugo v6.9.1 (cached; the loadtest harness compares against it)"
 scripts/centrifugo.sh install
@@ -49,6 +52,9 @@ scripts/nats.sh install
 
 step "install SeaweedFS (cached; the S3 media store's tests run against it)"
 scripts/seaweedfs.sh install
+
+step "install Jaeger v1.76.0 (cached; the trace test exports to it)"
+scripts/jaeger.sh install
 
 step "install the JavaScript peers (socket.io-client, playwright-core) and Debian's Chromium"
 scripts/js.sh install
@@ -61,7 +67,7 @@ eval "$(scripts/schemathesis.sh env)" # exports SPACECAST_TEST_SCHEMATHESIS
 step "start Cassandra (fresh data)"
 scripts/cassandra.sh wipe
 scripts/cassandra.sh up
-trap 'scripts/seaweedfs.sh down || true; scripts/nats.sh down || true; scripts/cassandra.sh down || true' EXIT
+trap 'scripts/jaeger.sh down || true; scripts/seaweedfs.sh down || true; scripts/nats.sh down || true; scripts/cassandra.sh down || true' EXIT
 
 step "start NATS with JetStream (fresh data)"
 scripts/nats.sh down
@@ -75,6 +81,11 @@ scripts/seaweedfs.sh wipe
 scripts/seaweedfs.sh up
 eval "$(scripts/seaweedfs.sh env)" # exports SPACECAST_TEST_S3_{ENDPOINT,REGION,BUCKET,...}
 
+step "start Jaeger (in memory: every run starts empty)"
+scripts/jaeger.sh down
+scripts/jaeger.sh up
+eval "$(scripts/jaeger.sh env)" # exports SPACECAST_TEST_OTLP_ENDPOINT, SPACECAST_TEST_JAEGER_QUERY
+
 step "cargo test (embedded store; CQL store conformance and outage tests)"
 cargo test --workspace --all-targets --locked
 
@@ -85,3 +96,5 @@ SPACECAST_TEST_STORE=cql cargo test --workspace --tests --locked
 # one test at a time, since one of them restarts NATS under load.
 step "cluster tests: three nodes over NATS + CQL (api/tests/cluster.rs)"
 cargo test -p spacecast-api --test cluster --locked -- --test-threads 1
+# One send through one node into a space another owns, traced end to end into Jaeger.
+cargo test -p spacecast-api --test traces --locked -- --test-threads 1

@@ -4,6 +4,11 @@
 //! task (see [`crate::stream`] and [`crate::socketio`]). Before either, the route table
 //! ([`crate::routes::table`]) refuses a path no route serves (404) or a method it does not serve
 //! (405 with `Allow`).
+//!
+//! Every REST request runs in an `http.request` span whose parent is the W3C `traceparent` the
+//! client sent, if any (sampled or not: the decision is followed). When that span is exported,
+//! the response carries its own `traceparent`, so a client can find the trace of its request.
+//! With traces off the span is disabled and the request takes the plain path.
 
 use std::convert::Infallible;
 use std::future::{Future, Ready, ready};
@@ -13,12 +18,15 @@ use futures::future::Either;
 use hyper::Request;
 use hyper::body::Incoming;
 use hyper::service::Service;
+use spacecast_observability::trace::{self, TraceParent};
+use tracing::Instrument;
 use warp::reply::Response;
 
 use crate::app::AppRef;
 use crate::socketio::SocketIoEdge;
 
-/// The future of a Socket.IO upgrade (one per connection, so boxed).
+/// The future of a Socket.IO upgrade (one per connection, so boxed), or of a traced REST request
+/// (boxed only when traces are on).
 type Boxed = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
 /// The REST service (warp's) plus the realtime upgrades.
@@ -42,6 +50,7 @@ impl<S> Edge<S> {
 impl<S> Service<Request<Incoming>> for Edge<S>
 where
     S: Service<Request<Incoming>, Response = Response, Error = Infallible>,
+    S::Future: Send + 'static,
 {
     type Response = Response;
     type Error = Infallible;
@@ -61,7 +70,32 @@ where
         } else if SocketIoEdge::handles(path) {
             Either::Right(Either::Right(self.socketio.upgrade(&self.app, req)))
         } else {
-            Either::Left(self.rest.call(req))
+            let span = tracing::debug_span!(
+                "http.request",
+                http.request.method = %req.method(),
+                url.path = path,
+                http.response.status_code = tracing::field::Empty,
+            );
+            if span.is_disabled() {
+                return Either::Left(self.rest.call(req));
+            }
+            trace::extract(&span, |k| {
+                req.headers().get(k).and_then(|v| v.to_str().ok())
+            });
+            let fut = span.in_scope(|| self.rest.call(req));
+            Either::Right(Either::Right(Box::pin(async move {
+                let Ok(mut res) = fut.instrument(span.clone()).await;
+                span.record(
+                    "http.response.status_code",
+                    i64::from(res.status().as_u16()),
+                );
+                if let Some(tp) = TraceParent::of(&span)
+                    && let Ok(v) = hyper::header::HeaderValue::from_str(&tp.header())
+                {
+                    res.headers_mut().insert("traceparent", v);
+                }
+                Ok(res)
+            })))
         }
     }
 }

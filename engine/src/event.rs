@@ -8,9 +8,10 @@
 
 use std::any::Any;
 use std::marker::PhantomData;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
+use spacecast_observability::trace::TraceParent;
 
 use crate::model::{Message, MessageId, PostingPermission, Seq, SpaceId, Timestamp};
 
@@ -191,6 +192,9 @@ impl Renderings {
 pub struct Published {
     pub event: SpaceEvent,
     pub rendered: Renderings,
+    /// The exported span this event's delivery continues (the commit or bus span of the send
+    /// that made it), when that trace is sampled; `None` with traces off.
+    pub trace: Option<TraceParent>,
 }
 
 impl Published {
@@ -198,9 +202,34 @@ impl Published {
         Published {
             event,
             rendered: Renderings::default(),
+            trace: None,
         }
     }
+
+    /// `events`, each with its entry of `traces` (sorted by seq; only sampled events have one).
+    pub fn all(
+        events: impl IntoIterator<Item = SpaceEvent>,
+        traces: &[(Seq, TraceParent)],
+    ) -> Arc<[Published]> {
+        let mut traces = traces.iter().peekable();
+        events
+            .into_iter()
+            .map(|event| {
+                while traces.next_if(|(s, _)| *s < event.seq).is_some() {}
+                let trace = traces.next_if(|(s, _)| *s == event.seq).map(|(_, t)| *t);
+                Published {
+                    event,
+                    rendered: Renderings::default(),
+                    trace,
+                }
+            })
+            .collect()
+    }
 }
+
+/// The trace each sampled event of a commit continues, by seq (ascending); empty (no
+/// allocation) when nothing in the commit is sampled.
+pub type EventTraces = Vec<(Seq, TraceParent)>;
 
 #[cfg(test)]
 mod tests {

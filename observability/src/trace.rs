@@ -85,7 +85,10 @@ impl TraceExport {
         let set = |k: &str| std::env::var(k).is_ok_and(|v| !v.trim().is_empty());
         let disabled = std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.trim() == "true");
         !disabled
-            && (self.endpoint.as_deref().is_some_and(|e| !e.trim().is_empty())
+            && (self
+                .endpoint
+                .as_deref()
+                .is_some_and(|e| !e.trim().is_empty())
                 || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
                 || set("OTEL_EXPORTER_OTLP_ENDPOINT"))
     }
@@ -93,9 +96,12 @@ impl TraceExport {
     fn protocol(&self) -> OtlpProtocol {
         self.protocol
             .or_else(|| {
-                ["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"]
-                    .iter()
-                    .find_map(|k| std::env::var(k).ok().and_then(|v| OtlpProtocol::parse(&v)))
+                [
+                    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+                    "OTEL_EXPORTER_OTLP_PROTOCOL",
+                ]
+                .iter()
+                .find_map(|k| std::env::var(k).ok().and_then(|v| OtlpProtocol::parse(&v)))
             })
             .unwrap_or(OtlpProtocol::Grpc)
     }
@@ -190,7 +196,10 @@ pub fn init(
             .with_context_activation(false)
             .with_filter(otel_filter())
     });
-    let _ = tracing_subscriber::registry().with(fmt).with(otel).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(fmt)
+        .with(otel)
+        .try_init();
     Ok(Tracing { provider })
 }
 
@@ -299,9 +308,8 @@ impl TraceParent {
         let trace_id = TraceId::from_hex(t).ok()?;
         let span_id = SpanId::from_hex(p).ok()?;
         let flags = u8::from_str_radix(f, 16).ok()?;
-        (trace_id != TraceId::INVALID && span_id != SpanId::INVALID && flags & 1 == 1).then_some(
-            TraceParent { trace_id, span_id },
-        )
+        (trace_id != TraceId::INVALID && span_id != SpanId::INVALID && flags & 1 == 1)
+            .then_some(TraceParent { trace_id, span_id })
     }
 
     fn context(&self) -> Context {
@@ -414,32 +422,32 @@ mod tests {
         );
         let receive = spans.iter().find(|s| s.name == "receive").unwrap();
         let send = spans.iter().find(|s| s.name == "send").unwrap();
-        assert_eq!(receive.span_context.trace_id(), send.span_context.trace_id());
+        assert_eq!(
+            receive.span_context.trace_id(),
+            send.span_context.trace_id()
+        );
         assert_eq!(receive.parent_span_id, send.span_context.span_id());
     }
 
     #[test]
     fn an_unsampled_parent_is_followed_and_nothing_is_exported() {
         let mut headers = HashMap::<String, String>::new();
-        let spans = with_otel(
-            Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
-            || {
-                headers.insert(
-                    "traceparent".into(),
-                    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00".into(),
-                );
-                let s = tracing::debug_span!(target: "spacecast_test", "edge");
-                extract(&s, |k| headers.get(k).map(String::as_str));
-                assert_eq!(TraceParent::of(&s), None, "not sampled");
-            },
-        );
+        let spans = with_otel(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)), || {
+            headers.insert(
+                "traceparent".into(),
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00".into(),
+            );
+            let s = tracing::debug_span!(target: "spacecast_test", "edge");
+            extract(&s, |k| headers.get(k).map(String::as_str));
+            assert_eq!(TraceParent::of(&s), None, "not sampled");
+        });
         assert!(spans.is_empty(), "{spans:?}");
     }
 
     #[test]
     fn set_parent_joins_a_carried_trace_parent() {
-        let tp = TraceParent::parse("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
-            .unwrap();
+        let tp =
+            TraceParent::parse("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01").unwrap();
         assert_eq!(tp.trace_id_hex(), "0af7651916cd43dd8448eb211c80319c");
         let spans = with_otel(Sampler::ParentBased(Box::new(Sampler::AlwaysOff)), || {
             let s = tracing::debug_span!(target: "spacecast_test", "fanout");
@@ -501,7 +509,10 @@ mod tests {
         );
         assert_eq!(custom.protocol(), OtlpProtocol::Http);
         assert_eq!(custom.sample_ratio(), 0.5);
-        assert_eq!(OtlpProtocol::parse("http/protobuf"), Some(OtlpProtocol::Http));
+        assert_eq!(
+            OtlpProtocol::parse("http/protobuf"),
+            Some(OtlpProtocol::Http)
+        );
         assert_eq!(OtlpProtocol::parse("thrift"), None);
     }
 }

@@ -31,8 +31,11 @@ use tokio::sync::{OwnedMutexGuard, mpsc};
 use tracing::Instrument;
 
 use super::{Outcome, SpaceMsg};
+use spacecast_observability::trace::TraceParent;
+
 use crate::bus::{Fanout, Lease};
 use crate::error::{EngineError, Result};
+use crate::event::EventTraces;
 use crate::model::SpaceId;
 use crate::store::{CommitBatch, Store};
 
@@ -53,10 +56,12 @@ impl Reply {
     }
 }
 
-/// One sequenced command: its writes and its waiting caller.
+/// One sequenced command: its writes, its waiting caller, and its span (`space.command`,
+/// ended when the command is answered; disabled with traces off).
 pub(crate) struct Sequenced {
     pub batch: CommitBatch,
     pub reply: Reply,
+    pub span: tracing::Span,
 }
 
 /// What the writer needs; built by the actor in `pre_start`.
@@ -106,11 +111,12 @@ pub(crate) async fn run(ctx: WriterCtx, mut rx: mpsc::UnboundedReceiver<Sequence
                 space_id: ctx.space_id,
                 ..Default::default()
             };
+            let traced = Traced::of(&ctx, &items);
             for it in items.drain(..) {
                 batch.absorb(it.batch);
-                replies.push(it.reply);
+                replies.push((it.reply, it.span));
             }
-            if let Err(e) = commit(&ctx, batch, replies).await {
+            if let Err(e) = commit(&ctx, batch, replies, traced).await {
                 // The actor may already be gone (shutdown); then there is nothing to rebuild.
                 let _ = ctx
                     .actor
@@ -126,16 +132,83 @@ pub(crate) async fn run(ctx: WriterCtx, mut rx: mpsc::UnboundedReceiver<Sequence
     ctx.fanout.bus().release(ctx.ownership).await;
 }
 
+/// The commit span of one batch and the trace each sampled event's delivery continues.
+///
+/// The commit span is a child of the first sampled command of the batch (so a sampled send's
+/// trace holds its commit, store call and publish), or of the first command when none is
+/// sampled (so it follows their decision not to sample and costs no new trace). It links
+/// (`follows_from`, an OTel link) every other sampled command it carries: together, parent and
+/// links name every sampled send of the batch. (The parent is not linked again: Jaeger merges a
+/// link to the parent into the parent reference and loses the parent/child edge.) An event's
+/// delivery continues the commit span when the event is in the commit's trace, else its own
+/// command's span.
+struct Traced {
+    span: tracing::Span,
+    /// Only sampled events; empty (no allocation) otherwise.
+    events: EventTraces,
+}
+
+impl Traced {
+    fn of(ctx: &WriterCtx, items: &[Sequenced]) -> Traced {
+        let mut sampled: Vec<(usize, TraceParent)> = Vec::new();
+        for (i, it) in items.iter().enumerate() {
+            if let Some(t) = TraceParent::of(&it.span) {
+                sampled.push((i, t));
+            }
+        }
+        let parent = match sampled.first() {
+            Some((i, _)) => &items[*i].span,
+            None => &items[0].span,
+        };
+        let commands = items.len();
+        let events: usize = items.iter().map(|it| it.batch.events.len()).sum();
+        let span = tracing::debug_span!(
+            parent: parent,
+            "space.commit",
+            space_id = %ctx.space_id,
+            // Signed: the OTel layer exports unsigned fields as strings.
+            batch.size = commands as i64,
+            batch.events = events as i64,
+        );
+        if sampled.is_empty() {
+            return Traced {
+                span,
+                events: EventTraces::new(),
+            };
+        }
+        for (i, _) in &sampled[1..] {
+            span.follows_from(&items[*i].span);
+        }
+        let commit = TraceParent::of(&span);
+        let mut traces = EventTraces::with_capacity(sampled.len());
+        for (i, own) in sampled {
+            let t = match commit {
+                Some(c) if c.same_trace(&own) => c,
+                _ => own,
+            };
+            traces.extend(items[i].batch.events.iter().map(|e| (e.seq, t)));
+        }
+        Traced {
+            span,
+            events: traces,
+        }
+    }
+}
+
 /// Commits one merged batch, then answers and publishes. Returns what later commands must hear
 /// when the space must be rebuilt.
-async fn commit(ctx: &WriterCtx, batch: CommitBatch, replies: Vec<Reply>) -> Result<()> {
+async fn commit(
+    ctx: &WriterCtx,
+    batch: CommitBatch,
+    replies: Vec<(Reply, tracing::Span)>,
+    traced: Traced,
+) -> Result<()> {
     let start = Instant::now();
-    let events = batch.events.len();
-    let span = tracing::debug_span!("space.commit", space_id = %ctx.space_id, events, commands = replies.len());
+    let span = traced.span;
     // A node that may have lost the space (its lease ran out unrenewed) writes nothing; the
     // store's fencing epoch covers a pause between this check and the write.
     let result = if ctx.ownership.is_valid() {
-        ctx.store.commit(&batch).instrument(span).await
+        ctx.store.commit(&batch).instrument(span.clone()).await
     } else {
         Err(EngineError::BusUnavailable(
             "this node's lease on the space ran out".into(),
@@ -149,7 +222,7 @@ async fn commit(ctx: &WriterCtx, batch: CommitBatch, replies: Vec<Reply>) -> Res
         Ok(()) | Err(EngineError::Unsettled(_)) => {
             ctx.durable_seq
                 .store(batch.counters.head_seq, Ordering::Release);
-            for r in replies {
+            for (r, _span) in replies {
                 r.ok();
             }
             for ev in &batch.events {
@@ -158,7 +231,11 @@ async fn commit(ctx: &WriterCtx, batch: CommitBatch, replies: Vec<Reply>) -> Res
                     .with_label_values(&[ev.kind.name()])
                     .inc();
             }
-            ctx.fanout.committed(ctx.space_id, batch.events);
+            // In the commit's span: the bus's publish span is its child.
+            span.in_scope(|| {
+                ctx.fanout
+                    .committed(ctx.space_id, batch.events, &traced.events)
+            });
             match result {
                 // Durable, but some rows it changes are not updated yet: rebuild (claim) first.
                 Err(EngineError::Unsettled(reason)) => {
@@ -174,7 +251,7 @@ async fn commit(ctx: &WriterCtx, batch: CommitBatch, replies: Vec<Reply>) -> Res
             } else {
                 tracing::debug!(space_id = %ctx.space_id, error = %e, "group commit failed");
             }
-            for r in replies {
+            for (r, _span) in replies {
                 r.fail(&e);
             }
             Err(e)
