@@ -257,6 +257,9 @@ pub struct Config {
     pub otlp_protocol: Option<OtlpProtocol>,
     /// `--trace-sample-ratio`; `None`: the `OTEL_*` variable, else 0.01.
     pub trace_sample_ratio: Option<f64>,
+    /// Set by the binary once the exporter is installed: the share of new traces the edge
+    /// samples (`trace::sample_request`), `None` when no spans are exported.
+    pub exported_trace_ratio: Option<f64>,
     pub max_media_bytes: usize,
     pub max_body_bytes: usize,
     pub max_content_chars: usize,
@@ -468,6 +471,7 @@ impl ConfigArgs {
                 .map(str::to_owned),
             otlp_protocol,
             trace_sample_ratio: self.trace_sample_ratio,
+            exported_trace_ratio: None,
             max_media_bytes: positive("max_media_bytes", self.max_media_bytes, 10 * 1024 * 1024)?,
             max_body_bytes: positive("max_body_bytes", self.max_body_bytes, 256 * 1024)?,
             max_content_chars: positive("max_content_chars", self.max_content_chars, 5000)?,

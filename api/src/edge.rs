@@ -5,10 +5,11 @@
 //! ([`crate::routes::table`]) refuses a path no route serves (404) or a method it does not serve
 //! (405 with `Allow`).
 //!
-//! Every REST request runs in an `http.request` span whose parent is the W3C `traceparent` the
-//! client sent, if any (sampled or not: the decision is followed). When that span is exported,
-//! the response carries its own `traceparent`, so a client can find the trace of its request.
-//! With traces off the span is disabled and the request takes the plain path.
+//! With traces on, a REST request starts a trace when it is sampled (as its W3C `traceparent`
+//! says, else at `--trace-sample-ratio`): it then runs in an `http.request` span, child of that
+//! `traceparent`, and the response carries the span's own `traceparent`, so a client can find
+//! the trace of its request. Any other request (and every one with traces off) takes the plain
+//! path, with no span.
 
 use std::convert::Infallible;
 use std::future::{Future, Ready, ready};
@@ -70,15 +71,19 @@ where
         } else if SocketIoEdge::handles(path) {
             Either::Right(Either::Right(self.socketio.upgrade(&self.app, req)))
         } else {
+            let sampled = self.app.config.exported_trace_ratio.is_some_and(|ratio| {
+                let tp = req.headers().get("traceparent");
+                trace::sample_request(tp.and_then(|v| v.to_str().ok()), ratio)
+            });
+            if !sampled {
+                return Either::Left(self.rest.call(req));
+            }
             let span = tracing::debug_span!(
                 "http.request",
                 http.request.method = %req.method(),
                 url.path = path,
                 http.response.status_code = tracing::field::Empty,
             );
-            if span.is_disabled() {
-                return Either::Left(self.rest.call(req));
-            }
             trace::extract(&span, |k| {
                 req.headers().get(k).and_then(|v| v.to_str().ok())
             });

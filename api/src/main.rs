@@ -79,8 +79,10 @@ fn prepare(
         eprintln!("{command}: {e}");
         ExitCode::from(2)
     })?;
-    if tracing.exporting() {
-        tracing::info!(endpoint = ?export.endpoint, "exporting traces over OTLP");
+    let mut config = config;
+    config.exported_trace_ratio = tracing.sample_ratio();
+    if let Some(ratio) = config.exported_trace_ratio {
+        tracing::info!(endpoint = ?export.endpoint, ratio, "exporting traces over OTLP");
     }
     raise_descriptor_limit();
     Ok((config, runtime, tracing))

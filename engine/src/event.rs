@@ -273,4 +273,27 @@ mod tests {
             assert_eq!(p.rendered.get(&OUT_OF_RANGE, || "x".to_owned()), "x");
         }
     }
+
+    #[test]
+    fn published_events_take_their_trace_by_seq() {
+        use spacecast_observability::trace::TraceParent;
+        let space_id = new_id();
+        let ev = |seq| SpaceEvent {
+            space_id,
+            seq,
+            at: Timestamp(0),
+            kind: EventKind::MessageDeleted(MessageDeleted {
+                message_id: new_id(),
+                deleted_by: "u".into(),
+                parent_id: None,
+            }),
+        };
+        let t = TraceParent::parse("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+            .unwrap();
+        // Entries for seqs not delivered (1, 4) are skipped.
+        let p = Published::all([ev(2), ev(3), ev(5)], &[(1, t), (3, t), (4, t), (5, t)]);
+        let traced: Vec<(u64, bool)> = p.iter().map(|p| (p.event.seq, p.trace.is_some())).collect();
+        assert_eq!(traced, vec![(2, false), (3, true), (5, true)]);
+        assert!(Published::all([ev(1)], &[]).iter().all(|p| p.trace.is_none()));
+    }
 }

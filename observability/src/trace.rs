@@ -3,10 +3,15 @@
 //! nodes.
 //!
 //! - [`init`] (the binary only) installs the subscriber: the log output with its own filter
-//!   (`RUST_LOG`, default `info`), and, when traces are on, an OpenTelemetry layer with another
-//!   filter that takes every Spacecast span at `debug` and warnings. The two are per-layer
-//!   filters, so spans reach the exporter whatever the log level is. With traces off, no layer
-//!   wants a `debug` span and every span of the hot path is disabled at its call site (a branch).
+//!   (`RUST_LOG`, default `info`), and, when traces are on, an OpenTelemetry layer with a filter
+//!   of its own (per-layer filters: spans reach the exporter whatever the log level is). With
+//!   traces off, no layer wants a `debug` span and every span of the hot path is disabled at its
+//!   call site (a branch).
+//! - Sampling is decided once, where a trace starts ([`sample_request`] at the edge), and only
+//!   sampled traces have spans at all: a span named in [`ROOT_SPANS`] is created by its call site
+//!   only for a sampled parent (a `traceparent` header, a carried [`TraceParent`], the exported
+//!   span of the command), and every other Spacecast span reaches the exporter only inside an
+//!   exported span. So an unsampled request costs the exporter nothing but that one decision.
 //! - [`TraceParent`] is a sampled span's identity (trace id, span id), small and `Copy`: what an
 //!   event carries from the commit that made it to the nodes that deliver it.
 //! - [`inject`] / [`extract`] read and write W3C `traceparent` / `tracestate` through the
@@ -141,12 +146,18 @@ impl TraceExport {
 /// loses the spans still batched.
 pub struct Tracing {
     provider: Option<SdkTracerProvider>,
+    ratio: f64,
 }
 
 impl Tracing {
     /// Whether spans are exported.
     pub fn exporting(&self) -> bool {
         self.provider.is_some()
+    }
+
+    /// The share of new traces to sample ([`sample_request`]) when spans are exported.
+    pub fn sample_ratio(&self) -> Option<f64> {
+        self.exporting().then_some(self.ratio)
     }
 
     /// Exports every span still batched and stops the exporter, within `timeout`. Call once,
@@ -194,26 +205,92 @@ pub fn init(
             .with_tracked_inactivity(false)
             // Parents come from the tracing span tree; nothing here reads the OTel context.
             .with_context_activation(false)
-            .with_filter(otel_filter())
+            .with_filter(OtelFilter)
     });
     let _ = tracing_subscriber::registry()
         .with(fmt)
         .with(otel)
         .try_init();
-    Ok(Tracing { provider })
+    Ok(Tracing {
+        provider,
+        ratio: export.sample_ratio(),
+    })
 }
 
-/// What the exporter receives: Spacecast's spans (all at `debug`, so they cost nothing with
-/// traces off) and warnings and errors, which become span events.
-fn otel_filter() -> tracing_subscriber::filter::FilterFn<impl Fn(&tracing::Metadata<'_>) -> bool> {
-    tracing_subscriber::filter::filter_fn(|m| {
+/// The spans that may start an exported span tree: their call sites create them only for a
+/// sampled parent (see the module doc). Any other Spacecast span is exported only as the
+/// descendant of an exported span.
+pub const ROOT_SPANS: [&str; 5] = [
+    "http.request",
+    "bus.command",
+    "space.command",
+    "space.commit",
+    "fanout",
+];
+
+/// What the exporter receives: the spans of sampled traces (see [`ROOT_SPANS`]; all at `debug`,
+/// so they cost nothing with traces off), and warnings and errors, which become span events.
+struct OtelFilter;
+
+impl OtelFilter {
+    fn ours(m: &tracing::Metadata<'_>) -> bool {
+        m.target().starts_with("spacecast") && *m.level() <= tracing::Level::DEBUG
+    }
+}
+
+impl<S> tracing_subscriber::layer::Filter<S> for OtelFilter
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn enabled(
+        &self,
+        m: &tracing::Metadata<'_>,
+        cx: &tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
         if m.is_span() {
-            m.target().starts_with("spacecast") && *m.level() <= tracing::Level::DEBUG
+            // `cx` sees only the spans this filter let through: the exported ones.
+            Self::ours(m) && (ROOT_SPANS.contains(&m.name()) || cx.lookup_current().is_some())
         } else {
             *m.level() <= tracing::Level::WARN
         }
-    })
-    .with_max_level_hint(tracing::Level::DEBUG)
+    }
+
+    fn callsite_enabled(
+        &self,
+        m: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        use tracing::subscriber::Interest;
+        match (m.is_span(), Self::ours(m), *m.level() <= tracing::Level::WARN) {
+            // Decided per span, by where it is created.
+            (true, true, _) => Interest::sometimes(),
+            (false, _, true) => Interest::always(),
+            _ => Interest::never(),
+        }
+    }
+
+    fn max_level_hint(&self) -> Option<tracing_subscriber::filter::LevelFilter> {
+        Some(tracing_subscriber::filter::LevelFilter::DEBUG)
+    }
+}
+
+/// Whether a request starts a sampled trace: as its W3C `traceparent` says when it has a
+/// well-formed one (parent-based), else with probability `ratio`.
+pub fn sample_request(traceparent: Option<&str>, ratio: f64) -> bool {
+    match traceparent.and_then(sampled_flag) {
+        Some(sampled) => sampled,
+        None => ratio >= 1.0 || (ratio > 0.0 && rand::random::<f64>() < ratio),
+    }
+}
+
+/// The sampled flag of a well-formed `traceparent`.
+fn sampled_flag(s: &str) -> Option<bool> {
+    let parts: Vec<&str> = s.trim().split('-').collect();
+    let [v, t, p, f] = parts[..] else {
+        return None;
+    };
+    let hex = |x: &str, n: usize| x.len() == n && x.bytes().all(|b| b.is_ascii_hexdigit());
+    (v == "00" && hex(t, 32) && hex(p, 16) && hex(f, 2))
+        .then(|| u8::from_str_radix(f, 16).is_ok_and(|f| f & 1 == 1))
 }
 
 fn provider(export: &TraceExport) -> Result<SdkTracerProvider, String> {
@@ -252,9 +329,9 @@ fn provider(export: &TraceExport) -> Result<SdkTracerProvider, String> {
         ])
         .build();
     Ok(SdkTracerProvider::builder()
-        .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
-            export.sample_ratio(),
-        ))))
+        // Sampling is decided where a trace starts (`sample_request`), and only sampled traces
+        // have spans: every root reaching the SDK is meant to be exported.
+        .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)))
         .with_resource(resource)
         .with_batch_exporter(exporter)
         .build())
@@ -392,7 +469,7 @@ mod tests {
         let layer = tracing_opentelemetry::layer()
             .with_tracer(provider.tracer("test"))
             .with_context_activation(false)
-            .with_filter(otel_filter());
+            .with_filter(OtelFilter);
         let subscriber = tracing_subscriber::registry().with(layer);
         tracing::subscriber::with_default(subscriber, f);
         provider.force_flush().unwrap();
@@ -404,12 +481,13 @@ mod tests {
         let mut headers = HashMap::<String, String>::new();
         let mut sender = None;
         let spans = with_otel(Sampler::AlwaysOn, || {
-            let send = tracing::debug_span!(target: "spacecast_test", "send");
+            let send = tracing::debug_span!(target: "spacecast_test", "http.request");
             inject(&send, |k, v| {
                 headers.insert(k.to_owned(), v);
             });
             sender = TraceParent::of(&send);
-            let receive = tracing::debug_span!(target: "spacecast_test", parent: None, "receive");
+            let receive =
+                tracing::debug_span!(target: "spacecast_test", parent: None, "bus.command");
             extract(&receive, |k| headers.get(k).map(String::as_str));
             drop(receive);
             drop(send);
@@ -420,8 +498,8 @@ mod tests {
             extract_parent(|k| headers.get(k).map(String::as_str)),
             Some(sender)
         );
-        let receive = spans.iter().find(|s| s.name == "receive").unwrap();
-        let send = spans.iter().find(|s| s.name == "send").unwrap();
+        let receive = spans.iter().find(|s| s.name == "bus.command").unwrap();
+        let send = spans.iter().find(|s| s.name == "http.request").unwrap();
         assert_eq!(
             receive.span_context.trace_id(),
             send.span_context.trace_id()
@@ -437,7 +515,7 @@ mod tests {
                 "traceparent".into(),
                 "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00".into(),
             );
-            let s = tracing::debug_span!(target: "spacecast_test", "edge");
+            let s = tracing::debug_span!(target: "spacecast_test", "http.request");
             extract(&s, |k| headers.get(k).map(String::as_str));
             assert_eq!(TraceParent::of(&s), None, "not sampled");
         });
@@ -456,6 +534,42 @@ mod tests {
         assert_eq!(spans.len(), 1, "a sampled parent is followed");
         assert_eq!(spans[0].span_context.trace_id(), tp.trace_id);
         assert_eq!(spans[0].parent_span_id, tp.span_id);
+    }
+
+    #[test]
+    fn only_root_spans_start_an_exported_tree_and_others_follow_it() {
+        let spans = with_otel(Sampler::AlwaysOn, || {
+            // Not a root and no exported parent: not exported (no new trace).
+            drop(tracing::debug_span!(target: "spacecast_test", "store"));
+            let root = tracing::debug_span!(target: "spacecast_test", "space.commit");
+            root.in_scope(|| drop(tracing::debug_span!(target: "spacecast_test", "store")));
+            drop(root);
+            // Not ours: never.
+            drop(tracing::debug_span!(target: "elsewhere", "space.commit"));
+        });
+        let mut names: Vec<&str> = spans.iter().map(|s| s.name.as_ref()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["space.commit", "store"]);
+        let (commit, store) = (
+            spans.iter().find(|s| s.name == "space.commit").unwrap(),
+            spans.iter().find(|s| s.name == "store").unwrap(),
+        );
+        assert_eq!(store.parent_span_id, commit.span_context.span_id());
+    }
+
+    #[test]
+    fn a_request_is_sampled_as_its_traceparent_says_else_by_the_ratio() {
+        let on = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let off = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00";
+        assert!(sample_request(Some(on), 0.0));
+        assert!(!sample_request(Some(off), 1.0));
+        assert!(sample_request(None, 1.0));
+        assert!(!sample_request(None, 0.0));
+        // Malformed: as if absent.
+        assert!(sample_request(Some("00-xyz-01"), 1.0));
+        assert!(!sample_request(Some("00-xyz-01"), 0.0));
+        let n = (0..10_000).filter(|_| sample_request(None, 0.1)).count();
+        assert!((500..2000).contains(&n), "{n} of 10000 at 10 %");
     }
 
     #[test]

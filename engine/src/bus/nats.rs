@@ -533,15 +533,23 @@ impl Bus for NatsBus {
                 let Some(reply) = msg.reply else { continue };
                 // The owner's side of a forward, child of the requester's `bus.forward` span
                 // (its context is in the request headers); ends when the answer is sent.
-                let span = tracing::debug_span!(
-                    parent: None,
-                    "bus.command",
-                    space_id = %space_id,
-                    op = tracing::field::Empty,
-                );
-                if let Some(h) = &msg.headers {
-                    trace::extract(&span, |k| h.get(k).map(|v| v.as_str()));
-                }
+                // Only for a sampled requester (see `trace::ROOT_SPANS`).
+                let sampled = msg.headers.as_ref().filter(|h| {
+                    trace::extract_parent(|k| h.get(k).map(|v| v.as_str())).is_some()
+                });
+                let span = match sampled {
+                    Some(h) => {
+                        let span = tracing::debug_span!(
+                            parent: None,
+                            "bus.command",
+                            space_id = %space_id,
+                            op = tracing::field::Empty,
+                        );
+                        trace::extract(&span, |k| h.get(k).map(|v| v.as_str()));
+                        span
+                    }
+                    None => tracing::Span::none(),
+                };
                 let outcome = match serde_json::from_slice::<Command>(&msg.payload) {
                     Err(e) => Some(Err(EngineError::Internal(format!(
                         "unreadable forwarded command: {e}"
@@ -712,5 +720,52 @@ async fn answer(client: &async_nats::Client, reply: async_nats::Subject, r: &Wir
             }
         }
         Err(e) => tracing::error!(error = %e, "could not encode an answer"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OTHER: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    const OWN: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn a_commit_message_names_the_trace_of_each_sampled_event() {
+        let mut h = async_nats::HeaderMap::new();
+        h.insert("traceparent", OWN);
+        // Out of order, one malformed entry, one unsampled, one of another trace.
+        h.insert(
+            EVENT_TRACES_HEADER,
+            format!("9,x,7=00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00,5={OTHER},3"),
+        );
+        let own = TraceParent::parse(OWN).unwrap();
+        let other = TraceParent::parse(OTHER).unwrap();
+        assert_eq!(
+            received_event_traces(Some(&h)),
+            vec![(3, own), (5, other), (9, own)]
+        );
+        // Without its own traceparent, bare seqs have nothing to continue.
+        let mut bare = async_nats::HeaderMap::new();
+        bare.insert(EVENT_TRACES_HEADER, format!("3,5={OTHER}"));
+        assert_eq!(received_event_traces(Some(&bare)), vec![(5, other)]);
+        assert!(received_event_traces(None).is_empty());
+        assert!(received_event_traces(Some(&async_nats::HeaderMap::new())).is_empty());
+    }
+
+    #[test]
+    fn with_traces_off_a_commit_message_has_no_headers() {
+        let events = [Published::new(SpaceEvent {
+            space_id: crate::model::new_id(),
+            seq: 1,
+            at: crate::model::Timestamp(0),
+            kind: crate::event::EventKind::MessageDeleted(crate::event::MessageDeleted {
+                message_id: crate::model::new_id(),
+                deleted_by: "u".into(),
+                parent_id: None,
+            }),
+        })];
+        let span = tracing::debug_span!("bus.publish");
+        assert!(event_trace_headers(&span, &events).is_none());
     }
 }

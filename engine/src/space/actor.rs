@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use spacecast_observability::Metrics;
+use spacecast_observability::trace::TraceParent;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
@@ -196,15 +197,20 @@ impl Actor for SpaceActor {
         match msg {
             SpaceMsg::Command(cmd, reply, caller) => {
                 state.touch();
-                // The command's span, child of the caller's; it ends when the writer answered
-                // the command (it travels with it), so it covers validation and the commit wait.
-                let span = tracing::debug_span!(
-                    parent: &caller,
-                    "space.command",
-                    space_id = %state.space.space_id,
-                    op = cmd.name(),
-                    seq = tracing::field::Empty,
-                );
+                // The command's span, child of the caller's, for a sampled trace only; it ends
+                // when the writer answered the command (it travels with it), so it covers
+                // validation and the commit wait.
+                let span = if TraceParent::of(&caller).is_some() {
+                    tracing::debug_span!(
+                        parent: &caller,
+                        "space.command",
+                        space_id = %state.space.space_id,
+                        op = cmd.name(),
+                        seq = tracing::field::Empty,
+                    )
+                } else {
+                    tracing::Span::none()
+                };
                 drop(caller);
                 let r = Self::apply(state, cmd).instrument(span.clone()).await;
                 state.dispatch(r, reply, span);

@@ -135,8 +135,8 @@ pub(crate) async fn run(ctx: WriterCtx, mut rx: mpsc::UnboundedReceiver<Sequence
 /// The commit span of one batch and the trace each sampled event's delivery continues.
 ///
 /// The commit span is a child of the first sampled command of the batch (so a sampled send's
-/// trace holds its commit, store call and publish), or of the first command when none is
-/// sampled (so it follows their decision not to sample and costs no new trace). It links
+/// trace holds its commit, store call and publish); a batch with no sampled command has no
+/// commit span (nor store or publish span). It links
 /// (`follows_from`, an OTel link) every other sampled command it carries: together, parent and
 /// links name every sampled send of the batch. (The parent is not linked again: Jaeger merges a
 /// link to the parent into the parent reference and loses the parent/child edge.) An event's
@@ -156,26 +156,23 @@ impl Traced {
                 sampled.push((i, t));
             }
         }
-        let parent = match sampled.first() {
-            Some((i, _)) => &items[*i].span,
-            None => &items[0].span,
+        let Some((first, _)) = sampled.first() else {
+            // Nothing sampled: no span (see `spacecast_observability::trace::ROOT_SPANS`).
+            return Traced {
+                span: tracing::Span::none(),
+                events: EventTraces::new(),
+            };
         };
         let commands = items.len();
         let events: usize = items.iter().map(|it| it.batch.events.len()).sum();
         let span = tracing::debug_span!(
-            parent: parent,
+            parent: &items[*first].span,
             "space.commit",
             space_id = %ctx.space_id,
             // Signed: the OTel layer exports unsigned fields as strings.
             batch.size = commands as i64,
             batch.events = events as i64,
         );
-        if sampled.is_empty() {
-            return Traced {
-                span,
-                events: EventTraces::new(),
-            };
-        }
         for (i, _) in &sampled[1..] {
             span.follows_from(&items[*i].span);
         }
