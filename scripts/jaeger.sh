@@ -9,7 +9,8 @@
 #   scripts/jaeger.sh down      stop (SIGTERM, then SIGKILL after a deadline); spans are lost
 #   scripts/jaeger.sh status    print "up" or "down" (always exits 0)
 #   scripts/jaeger.sh wipe      delete the log and the generated config; refused while it runs
-#   scripts/jaeger.sh env       print `export SPACECAST_TEST_OTLP_ENDPOINT=… SPACECAST_TEST_JAEGER_QUERY=…`
+#   scripts/jaeger.sh env       print `export SPACECAST_TEST_OTLP_ENDPOINT=… (gRPC)
+#                               SPACECAST_TEST_OTLP_HTTP_ENDPOINT=… SPACECAST_TEST_JAEGER_QUERY=…`
 #                               (eval it)
 #
 # install: in a throwaway module, `go get -tool github.com/jaegertracing/jaeger/cmd/jaeger@v1.76.0`
@@ -278,7 +279,7 @@ down) daemon_down ;;
 status) cmd_status ;;
 wipe) cmd_wipe ;;
 env)
-    echo "export SPACECAST_TEST_OTLP_ENDPOINT=http://$HOST:$GRPC_PORT SPACECAST_TEST_JAEGER_QUERY=http://$HOST:$QUERY_PORT"
+    echo "export SPACECAST_TEST_OTLP_ENDPOINT=http://$HOST:$GRPC_PORT SPACECAST_TEST_OTLP_HTTP_ENDPOINT=http://$HOST:$HTTP_PORT SPACECAST_TEST_JAEGER_QUERY=http://$HOST:$QUERY_PORT"
     ;;
 -h | --help) usage ;;
 *)

@@ -84,7 +84,7 @@ eval "$(scripts/seaweedfs.sh env)" # exports SPACECAST_TEST_S3_{ENDPOINT,REGION,
 step "start Jaeger (in memory: every run starts empty)"
 scripts/jaeger.sh down
 scripts/jaeger.sh up
-eval "$(scripts/jaeger.sh env)" # exports SPACECAST_TEST_OTLP_ENDPOINT, SPACECAST_TEST_JAEGER_QUERY
+eval "$(scripts/jaeger.sh env)" # exports SPACECAST_TEST_OTLP_{,HTTP_}ENDPOINT, SPACECAST_TEST_JAEGER_QUERY
 
 step "cargo test (embedded store; CQL store conformance and outage tests)"
 cargo test --workspace --all-targets --locked

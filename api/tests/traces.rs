@@ -23,33 +23,87 @@ use serde_json::Value;
 
 use cluster::{Cluster, ClusterOpts};
 
-/// The collector: OTLP gRPC endpoint for the nodes, query API base URL for the test.
-fn jaeger() -> (String, String) {
-    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    if let (Some(otlp), Some(query)) = (
-        var("SPACECAST_TEST_OTLP_ENDPOINT"),
-        var("SPACECAST_TEST_JAEGER_QUERY"),
-    ) {
-        return (otlp, query);
+/// The collector's addresses, from the environment (scripts/test.sh exports them) or else from
+/// `scripts/jaeger.sh env`.
+struct Jaeger {
+    /// OTLP over gRPC.
+    otlp: String,
+    /// OTLP over HTTP.
+    otlp_http: String,
+    /// The query API's base URL.
+    query: String,
+}
+
+fn jaeger() -> Jaeger {
+    let keys = [
+        "SPACECAST_TEST_OTLP_ENDPOINT",
+        "SPACECAST_TEST_OTLP_HTTP_ENDPOINT",
+        "SPACECAST_TEST_JAEGER_QUERY",
+    ];
+    let mut vars: HashMap<&str, String> = keys
+        .iter()
+        .filter_map(|k| Some((*k, std::env::var(k).ok().filter(|v| !v.is_empty())?)))
+        .collect();
+    if vars.len() < keys.len() {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/jaeger.sh");
+        let out = std::process::Command::new("bash")
+            .arg(script)
+            .arg("env")
+            .output()
+            .expect("run scripts/jaeger.sh env");
+        assert!(out.status.success(), "scripts/jaeger.sh env failed");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        for k in keys {
+            let v = text
+                .split_whitespace()
+                .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
+                .unwrap_or_else(|| panic!("scripts/jaeger.sh env printed no {k}: {text}"));
+            vars.entry(k).or_insert_with(|| v.to_owned());
+        }
     }
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/jaeger.sh");
-    let out = std::process::Command::new("bash")
-        .arg(script)
-        .arg("env")
-        .output()
-        .expect("run scripts/jaeger.sh env");
-    assert!(out.status.success(), "scripts/jaeger.sh env failed");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let get = |k: &str| {
-        text.split_whitespace()
-            .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
-            .unwrap_or_else(|| panic!("scripts/jaeger.sh env printed no {k}: {text}"))
-            .to_owned()
-    };
-    (
-        get("SPACECAST_TEST_OTLP_ENDPOINT"),
-        get("SPACECAST_TEST_JAEGER_QUERY"),
+    Jaeger {
+        otlp: vars[keys[0]].clone(),
+        otlp_http: vars[keys[1]].clone(),
+        query: vars[keys[2]].clone(),
+    }
+}
+
+/// Fails the test, naming the fix, when Jaeger's query API does not answer: never a skip.
+async fn require_jaeger(http: &reqwest::Client, query: &str) {
+    let up = http.get(format!("{query}/api/services")).send().await;
+    assert!(
+        up.is_ok_and(|r| r.status().is_success()),
+        "no Jaeger at {query}: run `scripts/jaeger.sh up` (or export SPACECAST_TEST_OTLP_ENDPOINT, \
+         SPACECAST_TEST_OTLP_HTTP_ENDPOINT and SPACECAST_TEST_JAEGER_QUERY)"
+    );
+}
+
+/// Polls Jaeger for `trace_id` until `complete` holds for its spans (a minute at most: each node
+/// exports its batch every few seconds).
+async fn trace_when(
+    http: &reqwest::Client,
+    query: &str,
+    trace_id: &str,
+    complete: impl Fn(&[Span]) -> bool,
+) -> Value {
+    common::eventually(
+        "Jaeger holds the whole trace",
+        Duration::from_secs(60),
+        || {
+            let http = http.clone();
+            let url = format!("{query}/api/traces/{trace_id}");
+            let complete = &complete;
+            async move {
+                let r = http.get(url).send().await.ok()?;
+                if !r.status().is_success() {
+                    return None;
+                }
+                let v: Value = r.json().await.ok()?;
+                complete(&spans_of(&v["data"][0])).then_some(v)
+            }
+        },
     )
+    .await
 }
 
 /// One span of a Jaeger trace, flattened.
@@ -173,14 +227,9 @@ fn tag_str<'a>(s: &'a Span, key: &str) -> &'a str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_trace_follows_a_send_from_the_edge_to_the_disk_and_to_every_delivering_node() {
-    let (otlp, query) = jaeger();
+    let Jaeger { otlp, query, .. } = jaeger();
     let http = common::http_client();
-    let up = http.get(format!("{query}/api/services")).send().await;
-    assert!(
-        up.is_ok_and(|r| r.status().is_success()),
-        "no Jaeger at {query}: run `scripts/jaeger.sh up` (or export SPACECAST_TEST_OTLP_ENDPOINT \
-         and SPACECAST_TEST_JAEGER_QUERY)"
-    );
+    require_jaeger(&http, &query).await;
     let mut opts = ClusterOpts::cluster(2);
     opts.extra = vec![
         "--otlp-endpoint".into(),
@@ -249,26 +298,11 @@ async fn one_trace_follows_a_send_from_the_edge_to_the_disk_and_to_every_deliver
         ("fanout", "n1"),
         ("fanout", "n0"),
     ];
-    let trace: Value = common::eventually(
-        "Jaeger holds the whole trace",
-        Duration::from_secs(60),
-        || {
-            let http = http.clone();
-            let url = format!("{query}/api/traces/{trace_id}");
-            async move {
-                let r = http.get(url).send().await.ok()?;
-                if !r.status().is_success() {
-                    return None;
-                }
-                let v: Value = r.json().await.ok()?;
-                let spans = spans_of(&v["data"][0]);
-                wanted
-                    .iter()
-                    .all(|(name, node)| !named(&spans, name, node).is_empty())
-                    .then_some(v)
-            }
-        },
-    )
+    let trace = trace_when(&http, &query, &trace_id, |spans| {
+        wanted
+            .iter()
+            .all(|(name, node)| !named(spans, name, node).is_empty())
+    })
     .await;
     let traces = trace["data"].as_array().expect("data");
     assert_eq!(traces.len(), 1, "one trace");
@@ -336,4 +370,74 @@ async fn one_trace_follows_a_send_from_the_edge_to_the_disk_and_to_every_deliver
     let all = trace.to_string();
     assert!(!all.contains(&secret), "a span carries the message content");
     assert!(!all.contains(&token), "a span carries the caller's token");
+}
+
+/// The same export over OTLP/HTTP (`--otlp-protocol http`, the bare endpoint gets `/v1/traces`),
+/// from one node, and a request that says "not sampled" leaves no trace even at ratio 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_over_http_exports_and_an_unsampled_traceparent_is_followed() {
+    let Jaeger {
+        otlp_http, query, ..
+    } = jaeger();
+    let http = common::http_client();
+    require_jaeger(&http, &query).await;
+    let mut opts = ClusterOpts::single();
+    opts.extra = vec![
+        "--otlp-endpoint".into(),
+        otlp_http,
+        "--otlp-protocol".into(),
+        "http".into(),
+        "--trace-sample-ratio".into(),
+        "1".into(),
+    ];
+    let c = Cluster::start(opts).await;
+    let s = c.server(0);
+    let token = common::token("trace-http");
+    let space = s.create_space(&token, "traced over http").await["space_id"]
+        .as_str()
+        .expect("space_id")
+        .to_owned();
+    let send = |trace_id: &str, flags: &str| {
+        s.http
+            .post(s.url(&format!("/api/messages/{space}")))
+            .bearer_auth(&token)
+            .header(
+                "traceparent",
+                format!("00-{trace_id}-00f067aa0ba902b7-{flags}"),
+            )
+            .json(&serde_json::json!({"content": "over http"}))
+            .send()
+    };
+    let unsampled = uuid::Uuid::new_v4().simple().to_string();
+    let res = send(&unsampled, "00").await.unwrap();
+    assert_eq!(res.status(), 201);
+    assert!(
+        res.headers().get("traceparent").is_none(),
+        "an unsampled request is not traced"
+    );
+    let sampled = uuid::Uuid::new_v4().simple().to_string();
+    let res = send(&sampled, "01").await.unwrap();
+    assert_eq!(res.status(), 201);
+    let trace = trace_when(&http, &query, &sampled, |spans| {
+        // One node (its id is generated): any process.
+        [
+            "http.request",
+            "space.command",
+            "space.commit",
+            "store",
+            "fanout",
+        ]
+        .iter()
+        .all(|name| spans.iter().any(|s| s.name == *name))
+    })
+    .await;
+    assert_eq!(trace["data"].as_array().map(Vec::len), Some(1));
+    // The sampled trace was exported after the unsampled request: had that one been exported, it
+    // would be there by now (one exporter, in order).
+    let r = http
+        .get(format!("{query}/api/traces/{unsampled}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "the unsampled request left no trace");
 }

@@ -288,12 +288,16 @@ mod tests {
                 parent_id: None,
             }),
         };
-        let t = TraceParent::parse("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
-            .unwrap();
+        let t =
+            TraceParent::parse("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01").unwrap();
         // Entries for seqs not delivered (1, 4) are skipped.
         let p = Published::all([ev(2), ev(3), ev(5)], &[(1, t), (3, t), (4, t), (5, t)]);
         let traced: Vec<(u64, bool)> = p.iter().map(|p| (p.event.seq, p.trace.is_some())).collect();
         assert_eq!(traced, vec![(2, false), (3, true), (5, true)]);
-        assert!(Published::all([ev(1)], &[]).iter().all(|p| p.trace.is_none()));
+        assert!(
+            Published::all([ev(1)], &[])
+                .iter()
+                .all(|p| p.trace.is_none())
+        );
     }
 }

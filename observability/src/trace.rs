@@ -220,8 +220,9 @@ pub fn init(
 /// The spans that may start an exported span tree: their call sites create them only for a
 /// sampled parent (see the module doc). Any other Spacecast span is exported only as the
 /// descendant of an exported span.
-pub const ROOT_SPANS: [&str; 5] = [
+pub const ROOT_SPANS: [&str; 6] = [
     "http.request",
+    "stream.send",
     "bus.command",
     "space.command",
     "space.commit",
@@ -260,7 +261,11 @@ where
         m: &'static tracing::Metadata<'static>,
     ) -> tracing::subscriber::Interest {
         use tracing::subscriber::Interest;
-        match (m.is_span(), Self::ours(m), *m.level() <= tracing::Level::WARN) {
+        match (
+            m.is_span(),
+            Self::ours(m),
+            *m.level() <= tracing::Level::WARN,
+        ) {
             // Decided per span, by where it is created.
             (true, true, _) => Interest::sometimes(),
             (false, _, true) => Interest::always(),

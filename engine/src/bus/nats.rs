@@ -534,9 +534,10 @@ impl Bus for NatsBus {
                 // The owner's side of a forward, child of the requester's `bus.forward` span
                 // (its context is in the request headers); ends when the answer is sent.
                 // Only for a sampled requester (see `trace::ROOT_SPANS`).
-                let sampled = msg.headers.as_ref().filter(|h| {
-                    trace::extract_parent(|k| h.get(k).map(|v| v.as_str())).is_some()
-                });
+                let sampled = msg
+                    .headers
+                    .as_ref()
+                    .filter(|h| trace::extract_parent(|k| h.get(k).map(|v| v.as_str())).is_some());
                 let span = match sampled {
                     Some(h) => {
                         let span = tracing::debug_span!(
