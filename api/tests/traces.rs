@@ -78,8 +78,18 @@ async fn require_jaeger(http: &reqwest::Client, query: &str) {
     );
 }
 
-/// Polls Jaeger for `trace_id` until `complete` holds for its spans (a minute at most: each node
-/// exports its batch every few seconds).
+/// Stops every node with SIGTERM: each must flush its last spans before it exits. The tests stop
+/// the nodes before they look in Jaeger, a fraction of a second after the traced request, well
+/// inside the exporter's 5 s batch period: spans not flushed at exit would be missing.
+async fn stop_all(c: &mut Cluster) {
+    for node in &mut c.nodes {
+        let server = node.server.as_mut().expect("running");
+        let status = server.terminate().await;
+        assert!(status.success(), "{} exited with {status}", node.id);
+    }
+}
+
+/// Polls Jaeger for `trace_id` until `complete` holds for its spans (a minute at most).
 async fn trace_when(
     http: &reqwest::Client,
     query: &str,
@@ -237,7 +247,7 @@ async fn one_trace_follows_a_send_from_the_edge_to_the_disk_and_to_every_deliver
         "--trace-sample-ratio".into(),
         "1".into(),
     ];
-    let c = Cluster::start(opts).await;
+    let mut c = Cluster::start(opts).await;
     let (a, b) = (c.server(0), c.server(1));
     let token = common::token("trace-owner");
     // The space is created and first written through B, so B takes its lease: a send through A
@@ -285,6 +295,8 @@ async fn one_trace_follows_a_send_from_the_edge_to_the_disk_and_to_every_deliver
             .await;
         assert_eq!(ev["data"]["content"], secret.as_str(), "{ev}");
     }
+    drop((on_a, on_b));
+    stop_all(&mut c).await;
 
     // Jaeger has the trace once both nodes exported their batches (every few seconds).
     let wanted: [(&str, &str); 9] = [
@@ -390,7 +402,7 @@ async fn otlp_over_http_exports_and_an_unsampled_traceparent_is_followed() {
         "--trace-sample-ratio".into(),
         "1".into(),
     ];
-    let c = Cluster::start(opts).await;
+    let mut c = Cluster::start(opts).await;
     let s = c.server(0);
     let token = common::token("trace-http");
     let space = s.create_space(&token, "traced over http").await["space_id"]
@@ -418,6 +430,7 @@ async fn otlp_over_http_exports_and_an_unsampled_traceparent_is_followed() {
     let sampled = uuid::Uuid::new_v4().simple().to_string();
     let res = send(&sampled, "01").await.unwrap();
     assert_eq!(res.status(), 201);
+    stop_all(&mut c).await;
     let trace = trace_when(&http, &query, &sampled, |spans| {
         // One node (its id is generated): any process.
         [
@@ -432,8 +445,8 @@ async fn otlp_over_http_exports_and_an_unsampled_traceparent_is_followed() {
     })
     .await;
     assert_eq!(trace["data"].as_array().map(Vec::len), Some(1));
-    // The sampled trace was exported after the unsampled request: had that one been exported, it
-    // would be there by now (one exporter, in order).
+    // The node flushed everything at exit: had the unsampled request been exported, it would be
+    // there too.
     let r = http
         .get(format!("{query}/api/traces/{unsampled}"))
         .send()
