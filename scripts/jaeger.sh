@@ -113,8 +113,12 @@ service:
       receivers: [otlp]
       processors: [batch]
       exporters: [jaeger_storage_exporter]
+  # Jaeger's own telemetry is off: no metrics port, and no traces of its own sent to the default
+  # OTLP port (127.0.0.1:4317, which may be another collector's).
   telemetry:
     metrics:
+      level: none
+    traces:
       level: none
     logs:
       level: info
@@ -126,6 +130,7 @@ extensions:
         memory:
           max_traces: 100000
   jaeger_query:
+    enable_tracing: false
     storage:
       traces: memstore
     http:
