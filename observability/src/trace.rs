@@ -457,15 +457,17 @@ pub fn extract_parent<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Option<Trace
     TraceParent::parse(get("traceparent")?)
 }
 
-#[cfg(test)]
-mod tests {
+/// For tests: code run under the exporter's own filter, sampling every root, with an in-memory
+/// exporter instead of OTLP.
+#[cfg(any(test, feature = "testing"))]
+pub mod testing {
     use super::*;
     use opentelemetry_sdk::trace::InMemorySpanExporter;
-    use std::collections::HashMap;
+    pub use opentelemetry_sdk::trace::SpanData;
 
-    /// A subscriber like [`init`]'s with an in-memory exporter, sampling everything, for the
-    /// duration of `f`.
-    fn with_otel(sampler: Sampler, f: impl FnOnce()) -> Vec<opentelemetry_sdk::trace::SpanData> {
+    /// Runs `f` with a subscriber like [`init`]'s (the OTel layer and its filter; `sampler`
+    /// decides roots) and returns the spans it exported.
+    pub fn capture(sampler: Sampler, f: impl FnOnce()) -> Vec<SpanData> {
         let exporter = InMemorySpanExporter::default();
         let provider = SdkTracerProvider::builder()
             .with_sampler(sampler)
@@ -477,8 +479,23 @@ mod tests {
             .with_filter(OtelFilter);
         let subscriber = tracing_subscriber::registry().with(layer);
         tracing::subscriber::with_default(subscriber, f);
-        provider.force_flush().unwrap();
-        exporter.get_finished_spans().unwrap()
+        let _ = provider.force_flush();
+        exporter.get_finished_spans().unwrap_or_default()
+    }
+
+    /// Every root sampled.
+    pub fn always() -> Sampler {
+        Sampler::AlwaysOn
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn with_otel(sampler: Sampler, f: impl FnOnce()) -> Vec<testing::SpanData> {
+        testing::capture(sampler, f)
     }
 
     #[test]

@@ -111,7 +111,7 @@ pub(crate) async fn run(ctx: WriterCtx, mut rx: mpsc::UnboundedReceiver<Sequence
                 space_id: ctx.space_id,
                 ..Default::default()
             };
-            let traced = Traced::of(&ctx, &items);
+            let traced = Traced::of(ctx.space_id, &items);
             for it in items.drain(..) {
                 batch.absorb(it.batch);
                 replies.push((it.reply, it.span));
@@ -149,7 +149,7 @@ struct Traced {
 }
 
 impl Traced {
-    fn of(ctx: &WriterCtx, items: &[Sequenced]) -> Traced {
+    fn of(space_id: SpaceId, items: &[Sequenced]) -> Traced {
         let mut sampled: Vec<(usize, TraceParent)> = Vec::new();
         for (i, it) in items.iter().enumerate() {
             if let Some(t) = TraceParent::of(&it.span) {
@@ -168,7 +168,7 @@ impl Traced {
         let span = tracing::debug_span!(
             parent: &items[*first].span,
             "space.commit",
-            space_id = %ctx.space_id,
+            space_id = %space_id,
             // Signed: the OTel layer exports unsigned fields as strings.
             batch.size = commands as i64,
             batch.events = events as i64,
@@ -253,5 +253,103 @@ async fn commit(
             }
             Err(e)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use spacecast_observability::trace::testing;
+
+    use super::*;
+    use crate::event::{EventKind, MessageDeleted, SpaceEvent};
+    use crate::model::{Timestamp, new_id};
+
+    fn item(space_id: SpaceId, seqs: &[u64], span: tracing::Span) -> Sequenced {
+        let (tx, _rx) = tokio::sync::oneshot::channel();
+        let events = seqs
+            .iter()
+            .map(|&seq| SpaceEvent {
+                space_id,
+                seq,
+                at: Timestamp(0),
+                kind: EventKind::MessageDeleted(MessageDeleted {
+                    message_id: new_id(),
+                    deleted_by: "u".into(),
+                    parent_id: None,
+                }),
+            })
+            .collect();
+        Sequenced {
+            batch: CommitBatch {
+                space_id,
+                events,
+                ..Default::default()
+            },
+            reply: Reply {
+                port: tx.into(),
+                outcome: Outcome::Done,
+            },
+            span,
+        }
+    }
+
+    /// A batch of three commands, the first and the last sampled (each its own trace), the middle
+    /// one not: the commit span is the first one's child, links the last one, and each sampled
+    /// event's delivery continues the commit (same trace) or its own command (the other trace).
+    #[test]
+    fn a_commit_span_is_the_child_of_its_first_sampled_send_and_links_the_others() {
+        let space_id = new_id();
+        let mut seen = None;
+        let spans = testing::capture(testing::always(), || {
+            let a = tracing::debug_span!(parent: None, "space.command", n = 1);
+            let c = tracing::debug_span!(parent: None, "space.command", n = 3);
+            let (ta, tc) = (TraceParent::of(&a).unwrap(), TraceParent::of(&c).unwrap());
+            let items = [
+                item(space_id, &[1], a),
+                item(space_id, &[2, 3], tracing::Span::none()),
+                item(space_id, &[4], c),
+            ];
+            let traced = Traced::of(space_id, &items);
+            let commit = TraceParent::of(&traced.span).expect("a sampled batch has a commit span");
+            seen = Some((ta, tc, commit, traced.events.clone()));
+            drop(traced);
+            drop(items);
+        });
+        let (ta, tc, commit, events) = seen.unwrap();
+        assert!(commit.same_trace(&ta) && !commit.same_trace(&tc));
+        assert_eq!(
+            events,
+            vec![(1, commit), (4, tc)],
+            "unsampled events carry nothing"
+        );
+        let commit_span = spans
+            .iter()
+            .find(|s| s.name == "space.commit")
+            .expect("exported");
+        let id = |t: &TraceParent| t.header()[36..52].to_owned();
+        assert_eq!(commit_span.parent_span_id.to_string(), id(&ta));
+        let links: Vec<String> = commit_span
+            .links
+            .iter()
+            .map(|l| l.span_context.span_id().to_string())
+            .collect();
+        assert_eq!(links, vec![id(&tc)], "the other sampled send, and only it");
+        let size = commit_span
+            .attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == "batch.size")
+            .map(|kv| kv.value.to_string());
+        assert_eq!(size.as_deref(), Some("3"));
+    }
+
+    #[test]
+    fn a_batch_with_nothing_sampled_has_no_spans() {
+        let space_id = new_id();
+        let spans = testing::capture(testing::always(), || {
+            let items = [item(space_id, &[1], tracing::Span::none())];
+            let traced = Traced::of(space_id, &items);
+            assert!(traced.span.is_none() && traced.events.is_empty());
+        });
+        assert!(spans.is_empty(), "{spans:?}");
     }
 }
