@@ -21,6 +21,9 @@
 # `check rules`, `test rules`, every panel query parses; api/tests/metrics_export.rs: every metric
 # they use is exported by a running server, and `check metrics` on its scrape), from Debian's
 # prometheus package, which scripts/promtool.sh unpacks without installing it.
+# The trace test (api/tests/traces.rs, beside the cluster tests) exports to a real Jaeger v2
+# all-in-one, which scripts/jaeger.sh builds through the Go module proxy (about 3 min the first
+# time, cached after) and runs in memory; it is stopped at exit.
 #
 # Build output goes to $CARGO_TARGET_DIR (default: ~/.cache/spacecast/target, outside the repo) so
 # repeated runs and CI on the same machine reuse it. Cassandra's jars, data and logs live under
@@ -42,11 +45,11 @@ step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # api/tests/cluster.rs is `test = false` (it runs in a step of its own, last), so --all-targets
 # leaves it out.
-cargo clippy -p spacecast-api --test cluster --locked -- -D warnings
+cargo clippy -p spacecast-api --test cluster --test traces --locked -- -D warnings
 
 step "build the tests"
 cargo test --workspace --all-targets --locked --no-run
-cargo test -p spacecast-api --test cluster --locked --no-run
+cargo test -p spacecast-api --test cluster --test traces --locked --no-run
 
 step "install Centrifugo v6.9.1 (cached; the loadtest harness compares against it)"
 scripts/centrifugo.sh install
@@ -56,6 +59,9 @@ scripts/nats.sh install
 
 step "install SeaweedFS (cached; the S3 media store's tests run against it)"
 scripts/seaweedfs.sh install
+
+step "install Jaeger v1.76.0 (cached; the trace test exports to it)"
+scripts/jaeger.sh install
 
 step "install the JavaScript peers (socket.io-client, playwright-core) and Debian's Chromium"
 scripts/js.sh install
@@ -79,7 +85,7 @@ eval "$(scripts/promtool.sh env)" # exports SPACECAST_TEST_PROMTOOL
 step "start Cassandra (fresh data)"
 scripts/cassandra.sh wipe
 scripts/cassandra.sh up
-trap 'scripts/seaweedfs.sh down || true; scripts/nats.sh down || true; scripts/cassandra.sh down || true' EXIT
+trap 'scripts/jaeger.sh down || true; scripts/seaweedfs.sh down || true; scripts/nats.sh down || true; scripts/cassandra.sh down || true' EXIT
 
 step "start NATS with JetStream (fresh data)"
 scripts/nats.sh down
@@ -92,6 +98,11 @@ step "start SeaweedFS S3 (fresh data and credentials)"
 scripts/seaweedfs.sh wipe
 scripts/seaweedfs.sh up
 eval "$(scripts/seaweedfs.sh env)" # exports SPACECAST_TEST_S3_{ENDPOINT,REGION,BUCKET,...}
+
+step "start Jaeger (in memory: every run starts empty)"
+scripts/jaeger.sh down
+scripts/jaeger.sh up
+eval "$(scripts/jaeger.sh env)" # exports SPACECAST_TEST_OTLP_{,HTTP_}ENDPOINT, SPACECAST_TEST_JAEGER_QUERY
 
 # tests/ops: the image that scripts/image.sh builds (from the debug binary built above, not a release
 # build), run chrooted from its own root filesystem, alone and as a cluster node (migrate, then serve
@@ -111,3 +122,5 @@ SPACECAST_TEST_STORE=cql cargo test --workspace --tests --locked
 # one test at a time, since one of them restarts NATS under load.
 step "cluster tests: three nodes over NATS + CQL (api/tests/cluster.rs)"
 cargo test -p spacecast-api --test cluster --locked -- --test-threads 1
+# One send through one node into a space another owns, traced end to end into Jaeger.
+cargo test -p spacecast-api --test traces --locked -- --test-threads 1

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::Args;
 use serde::Deserialize;
+pub use spacecast_observability::trace::OtlpProtocol;
 
 /// Options of `spacecast serve` (and the subset `token` reads). All optional here so the file and
 /// defaults can fill what flags and env vars leave unset.
@@ -56,6 +57,20 @@ pub struct ConfigArgs {
     /// Log format: `text` or `json`.
     #[arg(long, env = "SPACECAST_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// OTLP collector to export traces to, e.g. `http://127.0.0.1:4317` (gRPC) or
+    /// `http://127.0.0.1:4318` (HTTP; `/v1/traces` is added to a bare host). Unset: traces are
+    /// off, unless `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` / `OTEL_EXPORTER_OTLP_ENDPOINT` is set
+    /// (this option wins over them).
+    #[arg(long, env = "SPACECAST_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// OTLP transport: `grpc` (default) or `http` (protobuf). Unset: `OTEL_EXPORTER_OTLP_PROTOCOL`.
+    #[arg(long, env = "SPACECAST_OTLP_PROTOCOL")]
+    pub otlp_protocol: Option<String>,
+    /// Share of new traces exported, 0 to 1 (default 0.01). Parent-based: a request whose
+    /// `traceparent` says sampled is always traced, one that says not sampled never. Unset:
+    /// `OTEL_TRACES_SAMPLER_ARG`.
+    #[arg(long, env = "SPACECAST_TRACE_SAMPLE_RATIO")]
+    pub trace_sample_ratio: Option<f64>,
     /// Largest media upload, in bytes.
     #[arg(long, env = "SPACECAST_MAX_MEDIA_BYTES")]
     pub max_media_bytes: Option<usize>,
@@ -236,6 +251,15 @@ pub struct Config {
     pub lease_ttl: Duration,
     pub public_url: Option<String>,
     pub json_logs: bool,
+    /// `--otlp-endpoint` (trimmed, non-empty).
+    pub otlp_endpoint: Option<String>,
+    /// `--otlp-protocol`; `None`: the `OTEL_*` variable, else gRPC.
+    pub otlp_protocol: Option<OtlpProtocol>,
+    /// `--trace-sample-ratio`; `None`: the `OTEL_*` variable, else 0.01.
+    pub trace_sample_ratio: Option<f64>,
+    /// Set by the binary once the exporter is installed: the share of new traces the edge
+    /// samples (`trace::sample_request`), `None` when no spans are exported.
+    pub exported_trace_ratio: Option<f64>,
     pub max_media_bytes: usize,
     pub max_body_bytes: usize,
     pub max_content_chars: usize,
@@ -320,6 +344,9 @@ impl ConfigArgs {
             lease_ttl,
             public_url,
             log_format,
+            otlp_endpoint,
+            otlp_protocol,
+            trace_sample_ratio,
             max_media_bytes,
             max_body_bytes,
             max_content_chars,
@@ -375,6 +402,19 @@ impl ConfigArgs {
                 )));
             }
         };
+        let otlp_protocol = match self.otlp_protocol.as_deref().map(str::trim) {
+            None => None,
+            Some(p) => Some(OtlpProtocol::parse(p).ok_or_else(|| {
+                ConfigError(format!("otlp_protocol = {p:?}: use `grpc` or `http`"))
+            })?),
+        };
+        if let Some(r) = self.trace_sample_ratio
+            && !(0.0..=1.0).contains(&r)
+        {
+            return Err(ConfigError(format!(
+                "trace_sample_ratio = {r}: use a number from 0 to 1 (0.01 = 1 % of new traces)"
+            )));
+        }
         if let Some(s) = &self.jwt_secret
             && s.len() < 16
         {
@@ -423,6 +463,15 @@ impl ConfigArgs {
             lease_ttl: duration("lease_ttl", self.lease_ttl, Duration::from_millis(1500))?,
             public_url: self.public_url.map(|u| u.trim_end_matches('/').to_owned()),
             json_logs,
+            otlp_endpoint: self
+                .otlp_endpoint
+                .as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
+            otlp_protocol,
+            trace_sample_ratio: self.trace_sample_ratio,
+            exported_trace_ratio: None,
             max_media_bytes: positive("max_media_bytes", self.max_media_bytes, 10 * 1024 * 1024)?,
             max_body_bytes: positive("max_body_bytes", self.max_body_bytes, 256 * 1024)?,
             max_content_chars: positive("max_content_chars", self.max_content_chars, 5000)?,
@@ -1142,5 +1191,77 @@ mod tests {
         .validate()
         .unwrap_err();
         assert!(e.to_string().contains("edit_window"), "{e}");
+    }
+
+    #[test]
+    fn trace_options_are_flags_env_vars_and_file_keys_and_are_checked() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cmd {
+            #[command(flatten)]
+            args: ConfigArgs,
+        }
+        let c = ConfigArgs::default().validate().unwrap();
+        assert_eq!(
+            (c.otlp_endpoint, c.otlp_protocol, c.trace_sample_ratio),
+            (None, None, None),
+            "off by default"
+        );
+        let args = Cmd::try_parse_from([
+            "x",
+            "--otlp-endpoint",
+            " http://127.0.0.1:4318 ",
+            "--otlp-protocol",
+            "http",
+            "--trace-sample-ratio",
+            "1",
+        ])
+        .unwrap()
+        .args;
+        let c = args.validate().unwrap();
+        assert_eq!(c.otlp_endpoint.as_deref(), Some("http://127.0.0.1:4318"));
+        assert_eq!(c.otlp_protocol, Some(OtlpProtocol::Http));
+        assert_eq!(c.trace_sample_ratio, Some(1.0));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "otlp_endpoint = \"http://c:4317\"\notlp_protocol = \"grpc\"\ntrace_sample_ratio = 0.25\n",
+        )
+        .unwrap();
+        let c = ConfigArgs::default()
+            .merge_file(&path)
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(c.otlp_endpoint.as_deref(), Some("http://c:4317"));
+        assert_eq!(c.otlp_protocol, Some(OtlpProtocol::Grpc));
+        assert_eq!(c.trace_sample_ratio, Some(0.25));
+        for (bad, key) in [
+            (
+                ConfigArgs {
+                    otlp_protocol: Some("thrift".into()),
+                    ..Default::default()
+                },
+                "otlp_protocol",
+            ),
+            (
+                ConfigArgs {
+                    trace_sample_ratio: Some(1.5),
+                    ..Default::default()
+                },
+                "trace_sample_ratio",
+            ),
+            (
+                ConfigArgs {
+                    trace_sample_ratio: Some(f64::NAN),
+                    ..Default::default()
+                },
+                "trace_sample_ratio",
+            ),
+        ] {
+            let e = bad.validate().unwrap_err().to_string();
+            assert!(e.contains(key), "{e}");
+        }
     }
 }

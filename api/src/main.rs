@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use spacecast_api::cli::{self, Cli, Command};
 use spacecast_api::config::{Config, ConfigArgs};
-use spacecast_observability::{LogFormat, Metrics, init_tracing};
+use spacecast_observability::trace::{self, TraceExport, Tracing};
+use spacecast_observability::{LogFormat, Metrics};
 
 fn main() -> ExitCode {
     // One TLS crypto provider for the whole process (ring), before any client connects.
@@ -39,13 +40,14 @@ fn main() -> ExitCode {
     }
 }
 
-/// What `serve` and `migrate` share: the resolved configuration (exit 2 when invalid), logging,
-/// and the runtime.
+/// What `serve` and `migrate` share: the resolved configuration (exit 2 when invalid), the
+/// runtime, and logging with the trace exporter (built inside the runtime: the gRPC client
+/// lives on it).
 fn prepare(
     command: &str,
     args: ConfigArgs,
     file: Option<&std::path::Path>,
-) -> Result<(Config, tokio::runtime::Runtime), ExitCode> {
+) -> Result<(Config, tokio::runtime::Runtime, Tracing), ExitCode> {
     let config = cli::resolve(args, file).map_err(|e| {
         eprintln!("{command}: {e}");
         ExitCode::from(2)
@@ -55,8 +57,6 @@ fn prepare(
     } else {
         LogFormat::Text
     };
-    init_tracing("info,warp=warn", format);
-    raise_descriptor_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -64,8 +64,32 @@ fn prepare(
             eprintln!("{command}: cannot start the runtime: {e}");
             ExitCode::FAILURE
         })?;
-    Ok((config, runtime))
+    let export = TraceExport {
+        endpoint: config.otlp_endpoint.clone(),
+        protocol: config.otlp_protocol,
+        sample_ratio: config.trace_sample_ratio,
+        node_id: config.node_id.clone(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+    };
+    let tracing = {
+        let _rt = runtime.enter();
+        trace::init("info,warp=warn", format, &export)
+    }
+    .map_err(|e| {
+        eprintln!("{command}: {e}");
+        ExitCode::from(2)
+    })?;
+    let mut config = config;
+    config.exported_trace_ratio = tracing.sample_ratio();
+    if let Some(ratio) = config.exported_trace_ratio {
+        tracing::info!(endpoint = ?export.endpoint, ratio, "exporting traces over OTLP");
+    }
+    raise_descriptor_limit();
+    Ok((config, runtime, tracing))
 }
+
+/// How long the exporter may take to send the last spans at exit.
+const TRACE_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit: every connection holds a descriptor, and the
 /// usual soft default (1024) would cap the server far below its configured limits. The server
@@ -85,12 +109,14 @@ fn raise_descriptor_limit() {
 }
 
 fn migrate(args: ConfigArgs, file: Option<&std::path::Path>) -> ExitCode {
-    let (config, runtime) = match prepare("spacecast migrate", args, file) {
+    let (config, runtime, tracing) = match prepare("spacecast migrate", args, file) {
         Ok(p) => p,
         Err(code) => return code,
     };
     let keyspace = config.cql_keyspace.clone();
-    match runtime.block_on(spacecast_api::server::migrate(config)) {
+    let r = runtime.block_on(spacecast_api::server::migrate(config));
+    tracing.shutdown(TRACE_FLUSH_TIMEOUT);
+    match r {
         Ok(version) => {
             println!("spacecast migrate: keyspace {keyspace} is at schema version {version}");
             ExitCode::SUCCESS
@@ -103,11 +129,14 @@ fn migrate(args: ConfigArgs, file: Option<&std::path::Path>) -> ExitCode {
 }
 
 fn serve(args: ConfigArgs, file: Option<&std::path::Path>) -> ExitCode {
-    let (config, runtime) = match prepare("spacecast", args, file) {
+    let (config, runtime, tracing) = match prepare("spacecast", args, file) {
         Ok(p) => p,
         Err(code) => return code,
     };
-    match runtime.block_on(spacecast_api::server::serve(config, Metrics::new())) {
+    let r = runtime.block_on(spacecast_api::server::serve(config, Metrics::new()));
+    // After the drain: the spans of the last requests and commits are exported too.
+    tracing.shutdown(TRACE_FLUSH_TIMEOUT);
+    match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("spacecast failed: {e:#}");

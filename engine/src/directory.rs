@@ -26,6 +26,7 @@ use ractor::{
 };
 use spacecast_observability::Metrics;
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 
 use crate::EngineConfig;
 use crate::bus::{Answer, Bus, CommandSink, Fanout, Forwarded, Lease};
@@ -105,7 +106,8 @@ impl Drop for Admitted {
 /// Where a pending command's answer comes from.
 enum Source {
     Local(oneshot::Receiver<Result<Outcome>>),
-    Remote(Answer, Directory, SpaceId),
+    /// The span is the forward's (`bus.forward`), ended when the answer is settled.
+    Remote(Answer, Directory, SpaceId, tracing::Span),
 }
 
 /// A command delivered to its space actor's mailbox (or sent to the owner node), whose answer has
@@ -165,7 +167,7 @@ impl<T> Pending<T> {
                 Ok(Ok(result)) => Settled::Ran(result),
                 Ok(Err(_)) | Err(_) => Settled::Ran(Err(EngineError::SpaceUnavailable)),
             },
-            Source::Remote(rx, dir, space_id) => {
+            Source::Remote(rx, dir, space_id, _span) => {
                 match tokio::time::timeout(self.timeout, rx).await {
                     Ok(Ok(Forwarded::Ran(r))) => {
                         dir.remember_remote(space_id);
@@ -283,10 +285,18 @@ impl Directory {
         for _attempt in 0..3 {
             match self.route(space_id).await? {
                 Route::Remote => {
-                    let rx = self.bus.forward(space_id, &cmd).await?;
+                    // Lives until the owner's answer arrives (or the caller gives up): the
+                    // forward's round trip. The bus puts its context in the request headers.
+                    let span =
+                        tracing::debug_span!("bus.forward", space_id = %space_id, op = cmd.name());
+                    let rx = self
+                        .bus
+                        .forward(space_id, &cmd)
+                        .instrument(span.clone())
+                        .await?;
                     self.metrics.commands_forwarded.inc();
                     return Ok(Pending {
-                        source: Source::Remote(rx, self.clone(), space_id),
+                        source: Source::Remote(rx, self.clone(), space_id, span),
                         map: Ok,
                         timeout: self.config.call_timeout,
                         _admitted: None,
@@ -326,7 +336,7 @@ impl Directory {
         let (tx, rx) = oneshot::channel();
         if entry
             .actor
-            .send_message(SpaceMsg::Command(cmd, tx.into()))
+            .send_message(SpaceMsg::Command(cmd, tx.into(), tracing::Span::current()))
             .is_err()
         {
             return None;

@@ -8,9 +8,10 @@
 
 use std::any::Any;
 use std::marker::PhantomData;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
+use spacecast_observability::trace::TraceParent;
 
 use crate::model::{Message, MessageId, PostingPermission, Seq, SpaceId, Timestamp};
 
@@ -191,6 +192,9 @@ impl Renderings {
 pub struct Published {
     pub event: SpaceEvent,
     pub rendered: Renderings,
+    /// The exported span this event's delivery continues (the commit or bus span of the send
+    /// that made it), when that trace is sampled; `None` with traces off.
+    pub trace: Option<TraceParent>,
 }
 
 impl Published {
@@ -198,9 +202,34 @@ impl Published {
         Published {
             event,
             rendered: Renderings::default(),
+            trace: None,
         }
     }
+
+    /// `events`, each with its entry of `traces` (sorted by seq; only sampled events have one).
+    pub fn all(
+        events: impl IntoIterator<Item = SpaceEvent>,
+        traces: &[(Seq, TraceParent)],
+    ) -> Arc<[Published]> {
+        let mut traces = traces.iter().peekable();
+        events
+            .into_iter()
+            .map(|event| {
+                while traces.next_if(|(s, _)| *s < event.seq).is_some() {}
+                let trace = traces.next_if(|(s, _)| *s == event.seq).map(|(_, t)| *t);
+                Published {
+                    event,
+                    rendered: Renderings::default(),
+                    trace,
+                }
+            })
+            .collect()
+    }
 }
+
+/// The trace each sampled event of a commit continues, by seq (ascending); empty (no
+/// allocation) when nothing in the commit is sampled.
+pub type EventTraces = Vec<(Seq, TraceParent)>;
 
 #[cfg(test)]
 mod tests {
@@ -243,5 +272,32 @@ mod tests {
         if !cfg!(debug_assertions) {
             assert_eq!(p.rendered.get(&OUT_OF_RANGE, || "x".to_owned()), "x");
         }
+    }
+
+    #[test]
+    fn published_events_take_their_trace_by_seq() {
+        use spacecast_observability::trace::TraceParent;
+        let space_id = new_id();
+        let ev = |seq| SpaceEvent {
+            space_id,
+            seq,
+            at: Timestamp(0),
+            kind: EventKind::MessageDeleted(MessageDeleted {
+                message_id: new_id(),
+                deleted_by: "u".into(),
+                parent_id: None,
+            }),
+        };
+        let t =
+            TraceParent::parse("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01").unwrap();
+        // Entries for seqs not delivered (1, 4) are skipped.
+        let p = Published::all([ev(2), ev(3), ev(5)], &[(1, t), (3, t), (4, t), (5, t)]);
+        let traced: Vec<(u64, bool)> = p.iter().map(|p| (p.event.seq, p.trace.is_some())).collect();
+        assert_eq!(traced, vec![(2, false), (3, true), (5, true)]);
+        assert!(
+            Published::all([ev(1)], &[])
+                .iter()
+                .all(|p| p.trace.is_none())
+        );
     }
 }

@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use spacecast_observability::Metrics;
+use spacecast_observability::trace;
 use tokio::sync::broadcast;
 
 use crate::event::{Published, Renderings};
@@ -112,15 +113,34 @@ impl Hub {
 
     /// Hands `item` to every current subscriber of `space_id`; a no-op when there are none.
     pub fn publish(&self, space_id: SpaceId, item: HubItem) {
-        if let HubItem::Events(events) = &item {
-            self.metrics.fanout_events.inc_by(events.len() as u64);
-        }
-        if let Some(tx) = self
-            .topics
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&space_id)
-        {
+        let topics = self.topics.read().unwrap_or_else(|p| p.into_inner());
+        let tx = topics.get(&space_id);
+        // One span per sampled event on this node, never per subscriber: the hand-over to every
+        // local subscriber is the one send below. Nothing is allocated when no event is sampled.
+        let _spans: Vec<tracing::Span> = match &item {
+            HubItem::Events(events) => {
+                self.metrics.fanout_events.inc_by(events.len() as u64);
+                // Signed, as every number of a span: the OTel layer exports unsigned ones as
+                // strings.
+                let subscribers = tx.map_or(0, broadcast::Sender::receiver_count) as i64;
+                events
+                    .iter()
+                    .filter_map(|p| {
+                        let parent = p.trace?;
+                        let span = tracing::debug_span!(
+                            "fanout",
+                            space_id = %space_id,
+                            seq = p.event.seq as i64,
+                            subscribers,
+                        );
+                        trace::set_parent(&span, parent);
+                        Some(span)
+                    })
+                    .collect()
+            }
+            HubItem::Typing(_) => Vec::new(),
+        };
+        if let Some(tx) = tx {
             // Err only means no receiver is left; nothing to deliver.
             let _ = tx.send(item);
         }

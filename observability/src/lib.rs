@@ -4,12 +4,16 @@
 //!   engine and the edge, and serves [`Metrics::render`] at `/metrics`.
 //! - [`names`] holds every metric name, so dashboards (`observability/dashboards/`) and alert rules
 //!   (`observability/alerts/`) can be checked against one list.
-//! - [`init_tracing`] installs the log subscriber; library crates only emit through `tracing`.
+//! - [`trace`] installs the log subscriber and, when traces are on, the OTLP exporter; it also
+//!   carries W3C trace context across mailboxes and nodes. Library crates only emit through
+//!   `tracing`.
 //!
 //! Label sets are deliberately small and bounded: no space id, user id or session id is ever a
 //! label (that would make series unbounded).
 
 use std::sync::Arc;
+
+pub mod trace;
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -746,17 +750,9 @@ impl LogLimiter {
     }
 }
 
+/// Installs the log subscriber alone (no trace export); see [`trace::init`] for the binary's.
 pub fn init_tracing(default_filter: &str, format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
+    let _ = trace::init(default_filter, format, &trace::TraceExport::default());
 }
 
 #[cfg(test)]

@@ -10,7 +10,9 @@
 //! waiting; beyond that, `overloaded`. Over the user's send rate limit, `rate_limited` with
 //! `retry_after` (seconds).
 
+use spacecast_observability::trace;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use super::output::{CommandError, Correlation};
 use super::session::{MAX_INFLIGHT_SENDS, SendOutcome, Session};
@@ -84,9 +86,28 @@ impl Session {
             }
             Prepared::Send { cmd, attached } => (cmd, attached),
         };
+        // A sampled send starts its trace here (the realtime protocols carry no `traceparent`);
+        // the span lasts until the outcome is known.
+        let span = if self
+            .app
+            .config
+            .exported_trace_ratio
+            .is_some_and(|ratio| trace::sample_request(None, ratio))
+        {
+            tracing::debug_span!("stream.send", space_id = %space_id)
+        } else {
+            tracing::Span::none()
+        };
         // Delivered to the actor's mailbox here, in the session's own order; only the wait is
         // spawned.
-        let pending = match self.app.engine.space(space_id).submit_post(cmd).await {
+        let submitted = self
+            .app
+            .engine
+            .space(space_id)
+            .submit_post(cmd)
+            .instrument(span.clone())
+            .await;
+        let pending = match submitted {
             Ok(p) => p,
             Err(e) => {
                 if let Some(a) = attached {
@@ -96,27 +117,30 @@ impl Session {
             }
         };
         let app = self.app.clone();
-        tokio::spawn(async move {
-            let result = match pending.wait().await {
-                Ok(sent) => Ok(sent.message),
-                Err(e) => {
-                    if let Some(a) = attached {
-                        a.release_if_refused(&app, &e).await;
+        tokio::spawn(
+            async move {
+                let result = match pending.wait().await {
+                    Ok(sent) => Ok(sent.message),
+                    Err(e) => {
+                        if let Some(a) = attached {
+                            a.release_if_refused(&app, &e).await;
+                        }
+                        Err(CommandError::from(e))
                     }
-                    Err(CommandError::from(e))
-                }
-            };
-            // The session may have ended meanwhile; the message is durable either way.
-            let _ = results
-                .send(Box::new(SendOutcome {
-                    correlation,
-                    raw_space,
-                    result,
-                    started,
-                }))
-                .await;
-            drop(permit);
-        });
+                };
+                // The session may have ended meanwhile; the message is durable either way.
+                let _ = results
+                    .send(Box::new(SendOutcome {
+                        correlation,
+                        raw_space,
+                        result,
+                        started,
+                    }))
+                    .await;
+                drop(permit);
+            }
+            .instrument(span),
+        );
         Ok(())
     }
 }

@@ -24,6 +24,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use spacecast_observability::trace::TraceParent;
 use tokio::sync::oneshot;
 
 pub use self::lease::Lease;
@@ -226,11 +227,17 @@ impl Fanout {
     }
 
     /// A commit made durable by this node's writer: to local subscribers, then to other nodes.
-    pub fn committed(&self, space_id: SpaceId, events: Vec<SpaceEvent>) {
+    /// `traces` names the trace each sampled event continues ([`Published::trace`]).
+    pub fn committed(
+        &self,
+        space_id: SpaceId,
+        events: Vec<SpaceEvent>,
+        traces: &[(Seq, TraceParent)],
+    ) {
         if events.is_empty() {
             return;
         }
-        let events: Arc<[Published]> = events.into_iter().map(Published::new).collect();
+        let events = Published::all(events, traces);
         self.bus.publish(space_id, &events);
         let last = events[events.len() - 1].event.seq;
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -250,6 +257,16 @@ impl Fanout {
     /// A commit received from another node: delivered after everything before it (read from the
     /// store if the bus lost it), duplicates dropped.
     pub async fn received(&self, space_id: SpaceId, events: Vec<SpaceEvent>) {
+        self.received_traced(space_id, events, &[]).await
+    }
+
+    /// [`Fanout::received`], with the trace each sampled event's delivery continues.
+    pub async fn received_traced(
+        &self,
+        space_id: SpaceId,
+        events: Vec<SpaceEvent>,
+        traces: &[(Seq, TraceParent)],
+    ) {
         let Some(last) = events.last().map(|e| e.seq) else {
             return;
         };
@@ -258,7 +275,7 @@ impl Fanout {
             // Not watched (any more).
             None => return,
             // The first commit seen since watching: sessions replayed their own past on join.
-            Some(None) => return self.deliver(space_id, events),
+            Some(None) => return self.deliver(space_id, events, traces),
             Some(Some(d)) => d,
         };
         if last <= d {
@@ -270,7 +287,7 @@ impl Fanout {
             let _one = self.repair.lock().await;
             self.catch_up(space_id, first - 1).await;
         }
-        self.deliver(space_id, events);
+        self.deliver(space_id, events, traces);
     }
 
     /// A typing signal from this node's session: to local subscribers and to other nodes.
@@ -324,7 +341,7 @@ impl Fanout {
                     let n = evs.len();
                     let evs: Vec<SpaceEvent> = evs.into_iter().filter(|e| e.seq <= upto).collect();
                     let stop = n < PAGE || evs.len() < n;
-                    self.deliver(space_id, evs);
+                    self.deliver(space_id, evs, &[]);
                     if stop {
                         return;
                     }
@@ -344,17 +361,16 @@ impl Fanout {
     }
 
     /// Hands the events after the last delivered one to the hub (if the space is still watched).
-    fn deliver(&self, space_id: SpaceId, events: Vec<SpaceEvent>) {
+    fn deliver(&self, space_id: SpaceId, events: Vec<SpaceEvent>, traces: &[(Seq, TraceParent)]) {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let Some(slot) = st.watched.get_mut(&space_id).map(|w| &mut w.delivered) else {
             return;
         };
         let d = *slot;
-        let events: Arc<[Published]> = events
-            .into_iter()
-            .filter(|e| d.is_none_or(|d| e.seq > d))
-            .map(Published::new)
-            .collect();
+        let events = Published::all(
+            events.into_iter().filter(|e| d.is_none_or(|d| e.seq > d)),
+            traces,
+        );
         let Some(last) = events.last().map(|e| e.event.seq) else {
             return;
         };

@@ -25,12 +25,14 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use spacecast_observability::Metrics;
+use spacecast_observability::trace::{self, TraceParent};
 use tokio::sync::{Notify, mpsc, oneshot};
+use tracing::Instrument;
 
 use super::lease::{Clock, KvError, Lease, LeaseKv, LeaseTiming, Leases, Renewal, SystemClock};
 use super::{Answer, Bus, CommandSink, Fanout, Forwarded, Serving, unavailable};
 use crate::error::{EngineError, Result};
-use crate::event::{Published, SpaceEvent};
+use crate::event::{EventTraces, Published, SpaceEvent};
 use crate::hub::Typing;
 use crate::model::SpaceId;
 use crate::space::command::{Command, WireResult};
@@ -70,6 +72,68 @@ fn drop_all(held: &Held, lost: &mpsc::UnboundedSender<SpaceId>, metrics: &Metric
         lease.lose();
         let _ = lost.send(lease.space_id);
     }
+}
+
+/// One message for [`publish_in_order`]: its space, payload, headers, and when it was handed
+/// over (for `spacecast_bus_publish_duration_seconds`).
+type Outgoing = (SpaceId, Bytes, Option<async_nats::HeaderMap>, Instant);
+
+/// The header listing a commit message's sampled events: `<seq>` for an event whose delivery
+/// continues the message's own `traceparent` (the owner's `bus.publish` span), `<seq>=<W3C
+/// traceparent>` for one in another trace; comma-separated. Absent when no event is sampled.
+pub const EVENT_TRACES_HEADER: &str = "Spacecast-Event-Traces";
+
+/// The trace headers of a commit message, or `None` when none of its events is sampled (always,
+/// with traces off): `traceparent` from `span` (the publish span) and [`EVENT_TRACES_HEADER`].
+fn event_trace_headers(
+    span: &tracing::Span,
+    events: &[Published],
+) -> Option<async_nats::HeaderMap> {
+    if !events.iter().any(|p| p.trace.is_some()) {
+        return None;
+    }
+    let own = TraceParent::of(span);
+    let mut list = String::new();
+    for p in events {
+        let Some(t) = p.trace else { continue };
+        if !list.is_empty() {
+            list.push(',');
+        }
+        list.push_str(&p.event.seq.to_string());
+        if own.is_none_or(|o| !o.same_trace(&t)) {
+            list.push('=');
+            list.push_str(&t.header());
+        }
+    }
+    let mut headers = async_nats::HeaderMap::new();
+    trace::inject(span, |k, v| headers.insert(k, v));
+    headers.insert(EVENT_TRACES_HEADER, list);
+    Some(headers)
+}
+
+/// The trace each sampled event of a received commit continues (see [`EVENT_TRACES_HEADER`]);
+/// malformed entries are skipped (their deliveries are simply not traced).
+fn received_event_traces(headers: Option<&async_nats::HeaderMap>) -> EventTraces {
+    let Some(h) = headers else {
+        return EventTraces::new();
+    };
+    let Some(list) = h.get(EVENT_TRACES_HEADER) else {
+        return EventTraces::new();
+    };
+    let own = trace::extract_parent(|k| h.get(k).map(|v| v.as_str()));
+    let mut out: EventTraces = list
+        .as_str()
+        .split(',')
+        .filter_map(|item| {
+            let (seq, tp) = match item.split_once('=') {
+                Some((seq, tp)) => (seq, TraceParent::parse(tp)?),
+                None => (item, own?),
+            };
+            Some((seq.trim().parse().ok()?, tp))
+        })
+        .collect();
+    out.sort_unstable_by_key(|(seq, _)| *seq);
+    out
 }
 
 /// Answers in flight, by reply id, with when each command was sent (for
@@ -145,8 +209,9 @@ pub struct NatsBus {
     connected: Arc<AtomicBool>,
     waiting: Waiting,
     next_reply: AtomicU64,
-    /// Commits to publish, in order, by one task, with when each was handed over.
-    outgoing: mpsc::UnboundedSender<(SpaceId, Bytes, Instant)>,
+    /// Commits to publish, in order, by one task (with trace headers when one is sampled), with
+    /// when each was handed over.
+    outgoing: mpsc::UnboundedSender<Outgoing>,
     /// Spaces whose lease was lost, for the directory to stop their actors.
     lost: mpsc::UnboundedSender<SpaceId>,
     /// Signalled when the connection comes back.
@@ -342,14 +407,16 @@ async fn route_replies(mut sub: async_nats::Subscriber, waiting: Waiting, metric
 /// Publishes commits one after another, so a space's commits leave in seq order.
 async fn publish_in_order(
     client: async_nats::Client,
-    mut rx: mpsc::UnboundedReceiver<(SpaceId, Bytes, Instant)>,
+    mut rx: mpsc::UnboundedReceiver<Outgoing>,
     metrics: Metrics,
 ) {
-    while let Some((space_id, payload, queued)) = rx.recv().await {
+    while let Some((space_id, payload, headers, queued)) = rx.recv().await {
         metrics.bus_publish_queue.dec();
-        let sent = client
-            .publish(format!("spacecast.ev.{space_id}"), payload)
-            .await;
+        let subject = format!("spacecast.ev.{space_id}");
+        let sent = match headers {
+            None => client.publish(subject, payload).await,
+            Some(h) => client.publish_with_headers(subject, h, payload).await,
+        };
         metrics
             .bus_publish_duration
             .observe(queued.elapsed().as_secs_f64());
@@ -489,24 +556,54 @@ impl Bus for NatsBus {
         let task = tokio::spawn(async move {
             while let Some(msg) = sub.next().await {
                 let Some(reply) = msg.reply else { continue };
+                // The owner's side of a forward, child of the requester's `bus.forward` span
+                // (its context is in the request headers); ends when the answer is sent.
+                // Only for a sampled requester (see `trace::ROOT_SPANS`).
+                let sampled = msg
+                    .headers
+                    .as_ref()
+                    .filter(|h| trace::extract_parent(|k| h.get(k).map(|v| v.as_str())).is_some());
+                let span = match sampled {
+                    Some(h) => {
+                        let span = tracing::debug_span!(
+                            parent: None,
+                            "bus.command",
+                            space_id = %space_id,
+                            op = tracing::field::Empty,
+                        );
+                        trace::extract(&span, |k| h.get(k).map(|v| v.as_str()));
+                        span
+                    }
+                    None => tracing::Span::none(),
+                };
                 let outcome = match serde_json::from_slice::<Command>(&msg.payload) {
                     Err(e) => Some(Err(EngineError::Internal(format!(
                         "unreadable forwarded command: {e}"
                     )))),
                     // Submitted in arrival order (one requester's commands keep their order);
                     // answered when each is done.
-                    Ok(cmd) => match sink.submit_owned(space_id, cmd).await {
-                        None => None,
-                        Some(Err(e)) => Some(Err(e)),
-                        Some(Ok(pending)) => {
-                            let client = client.clone();
-                            tokio::spawn(async move {
-                                let r = WireResult::from(pending.wait().await);
-                                answer(&client, reply, &r).await;
-                            });
-                            continue;
+                    Ok(cmd) => {
+                        span.record("op", cmd.name());
+                        match sink
+                            .submit_owned(space_id, cmd)
+                            .instrument(span.clone())
+                            .await
+                        {
+                            None => None,
+                            Some(Err(e)) => Some(Err(e)),
+                            Some(Ok(pending)) => {
+                                let client = client.clone();
+                                tokio::spawn(
+                                    async move {
+                                        let r = WireResult::from(pending.wait().await);
+                                        answer(&client, reply, &r).await;
+                                    }
+                                    .instrument(span),
+                                );
+                                continue;
+                            }
                         }
-                    },
+                    }
                 };
                 let r = match outcome {
                     None => WireResult::NotOwner,
@@ -528,14 +625,27 @@ impl Bus for NatsBus {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id, (tx, Instant::now()));
-        let sent = self
-            .client
-            .publish_with_reply(
-                format!("spacecast.cmd.{space_id}"),
-                format!("spacecast.reply.{}.{id}", self.node_id),
-                payload.into(),
-            )
-            .await;
+        // The caller's `bus.forward` span (see `Directory::submit`), for the owner's side.
+        let mut headers: Option<async_nats::HeaderMap> = None;
+        trace::inject(&tracing::Span::current(), |k, v| {
+            headers
+                .get_or_insert_with(async_nats::HeaderMap::new)
+                .insert(k, v)
+        });
+        let subject = format!("spacecast.cmd.{space_id}");
+        let reply = format!("spacecast.reply.{}.{id}", self.node_id);
+        let sent = match headers {
+            None => {
+                self.client
+                    .publish_with_reply(subject, reply, payload.into())
+                    .await
+            }
+            Some(h) => {
+                self.client
+                    .publish_with_reply_and_headers(subject, reply, h, payload.into())
+                    .await
+            }
+        };
         if let Err(e) = sent {
             self.waiting
                 .lock()
@@ -547,6 +657,11 @@ impl Bus for NatsBus {
     }
 
     fn publish(&self, space_id: SpaceId, events: &[Published]) {
+        // Child of the commit span; its context goes in the message for the other nodes'
+        // deliveries. It covers the encoding and the hand-over to the publishing task.
+        let span = tracing::debug_span!("bus.publish", space_id = %space_id, batch.events = events.len() as i64);
+        let _in = span.enter();
+        let headers = event_trace_headers(&span, events);
         let evs: Vec<&SpaceEvent> = events.iter().map(|p| &p.event).collect();
         match serde_json::to_vec(&Envelope::Events {
             node: &self.node_id,
@@ -555,7 +670,7 @@ impl Bus for NatsBus {
             Ok(payload) => {
                 if self
                     .outgoing
-                    .send((space_id, payload.into(), Instant::now()))
+                    .send((space_id, payload.into(), headers, Instant::now()))
                     .is_ok()
                 {
                     self.metrics.bus_publish_queue.inc();
@@ -576,7 +691,7 @@ impl Bus for NatsBus {
         if let Ok(payload) = serde_json::to_vec(&env)
             && self
                 .outgoing
-                .send((t.space_id, payload.into(), Instant::now()))
+                .send((t.space_id, payload.into(), None, Instant::now()))
                 .is_ok()
         {
             self.metrics.bus_publish_queue.inc();
@@ -601,7 +716,8 @@ impl Bus for NatsBus {
                         if node == me => {}
                     Ok(Envelope::Events { events, .. }) => {
                         metrics.bus_events_received.inc_by(events.len() as u64);
-                        fanout.received(space_id, events).await
+                        let traces = received_event_traces(msg.headers.as_ref());
+                        fanout.received_traced(space_id, events, &traces).await
                     }
                     Ok(Envelope::Typing {
                         user_id, username, ..
@@ -630,5 +746,52 @@ async fn answer(client: &async_nats::Client, reply: async_nats::Subject, r: &Wir
             }
         }
         Err(e) => tracing::error!(error = %e, "could not encode an answer"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OTHER: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    const OWN: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn a_commit_message_names_the_trace_of_each_sampled_event() {
+        let mut h = async_nats::HeaderMap::new();
+        h.insert("traceparent", OWN);
+        // Out of order, one malformed entry, one unsampled, one of another trace.
+        h.insert(
+            EVENT_TRACES_HEADER,
+            format!("9,x,7=00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00,5={OTHER},3"),
+        );
+        let own = TraceParent::parse(OWN).unwrap();
+        let other = TraceParent::parse(OTHER).unwrap();
+        assert_eq!(
+            received_event_traces(Some(&h)),
+            vec![(3, own), (5, other), (9, own)]
+        );
+        // Without its own traceparent, bare seqs have nothing to continue.
+        let mut bare = async_nats::HeaderMap::new();
+        bare.insert(EVENT_TRACES_HEADER, format!("3,5={OTHER}"));
+        assert_eq!(received_event_traces(Some(&bare)), vec![(5, other)]);
+        assert!(received_event_traces(None).is_empty());
+        assert!(received_event_traces(Some(&async_nats::HeaderMap::new())).is_empty());
+    }
+
+    #[test]
+    fn with_traces_off_a_commit_message_has_no_headers() {
+        let events = [Published::new(SpaceEvent {
+            space_id: crate::model::new_id(),
+            seq: 1,
+            at: crate::model::Timestamp(0),
+            kind: crate::event::EventKind::MessageDeleted(crate::event::MessageDeleted {
+                message_id: crate::model::new_id(),
+                deleted_by: "u".into(),
+                parent_id: None,
+            }),
+        })];
+        let span = tracing::debug_span!("bus.publish");
+        assert!(event_trace_headers(&span, &events).is_none());
     }
 }

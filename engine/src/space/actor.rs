@@ -17,8 +17,10 @@ use std::time::Instant;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use spacecast_observability::Metrics;
+use spacecast_observability::trace::TraceParent;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use super::cache::{CacheBudget, Cached, MessageCache, ReactionCache};
 use super::writer::{self, Reply, Sequenced, WriterCtx};
@@ -193,71 +195,25 @@ impl Actor for SpaceActor {
         state: &mut SpaceState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            SpaceMsg::Command(cmd, reply) => {
+            SpaceMsg::Command(cmd, reply, caller) => {
                 state.touch();
-                let r = match cmd {
-                    Command::Send(cmd) => state.send(cmd).await,
-                    Command::Delete { message_id, by } => state
-                        .delete(message_id, &by)
-                        .await
-                        .map(|b| (b, Outcome::Done)),
-                    Command::Edit {
-                        message_id,
-                        by,
-                        content,
-                        body,
-                    } => state
-                        .edit(message_id, &by, content, body)
-                        .await
-                        .map(|(b, m)| (b, Outcome::Message(m))),
-                    Command::Redact {
-                        message_id,
-                        by,
-                        reason,
-                    } => state.redact(message_id, &by, reason).await,
-                    Command::ToggleAppreciation { message_id, by } => state
-                        .react(message_id, APPRECIATE, &by, None)
-                        .await
-                        .map(|(b, r)| {
-                            let appreciation = Appreciation {
-                                appreciated: r.reacted,
-                                appreciation_count: r
-                                    .reaction_counts
-                                    .get(APPRECIATE)
-                                    .copied()
-                                    .unwrap_or(0),
-                            };
-                            (b, Outcome::Appreciation(appreciation))
-                        }),
-                    Command::React {
-                        message_id,
-                        key,
-                        by,
-                        set,
-                    } => state
-                        .react(message_id, &key, &by, Some(set))
-                        .await
-                        .map(|(b, r)| (b, Outcome::Reaction(r))),
-                    Command::Join { user, invite_code } => state
-                        .join(user, invite_code)
-                        .map(|(b, m)| (b, Outcome::Member(m))),
-                    Command::SetPower {
-                        user_id,
-                        power_level,
-                        by,
-                    } => state
-                        .set_power(user_id, power_level, &by)
-                        .map(|(b, m)| (b, Outcome::Member(m))),
-                    Command::RemoveMember { user_id, by } => state
-                        .remove_member(&user_id, &by)
-                        .map(|b| (b, Outcome::Done)),
-                    Command::SetPostingPermission { permission, by } => state
-                        .set_posting_permission(permission, &by)
-                        .map(|(b, sp)| (b, Outcome::Space(sp))),
-                    // Nothing to write: answered once what came before is durable.
-                    Command::Sync => Ok((state.batch(), Outcome::Done)),
+                // The command's span, child of the caller's, for a sampled trace only; it ends
+                // when the writer answered the command (it travels with it), so it covers
+                // validation and the commit wait.
+                let span = if TraceParent::of(&caller).is_some() {
+                    tracing::debug_span!(
+                        parent: &caller,
+                        "space.command",
+                        space_id = %state.space.space_id,
+                        op = cmd.name(),
+                        seq = tracing::field::Empty,
+                    )
+                } else {
+                    tracing::Span::none()
                 };
-                state.dispatch(r, reply);
+                drop(caller);
+                let r = Self::apply(state, cmd).instrument(span.clone()).await;
+                state.dispatch(r, reply, span);
             }
             SpaceMsg::IdleCheck => {
                 // A quiet space still gives back its share of the cache budget.
@@ -282,6 +238,70 @@ impl Actor for SpaceActor {
     }
 }
 
+impl SpaceActor {
+    /// Validates and sequences one command: its writes and its outcome.
+    async fn apply(state: &mut SpaceState, cmd: Command) -> Result<(CommitBatch, Outcome)> {
+        match cmd {
+            Command::Send(cmd) => state.send(cmd).await,
+            Command::Delete { message_id, by } => state
+                .delete(message_id, &by)
+                .await
+                .map(|b| (b, Outcome::Done)),
+            Command::Edit {
+                message_id,
+                by,
+                content,
+                body,
+            } => state
+                .edit(message_id, &by, content, body)
+                .await
+                .map(|(b, m)| (b, Outcome::Message(m))),
+            Command::Redact {
+                message_id,
+                by,
+                reason,
+            } => state.redact(message_id, &by, reason).await,
+            Command::ToggleAppreciation { message_id, by } => state
+                .react(message_id, APPRECIATE, &by, None)
+                .await
+                .map(|(b, r)| {
+                    let appreciation = Appreciation {
+                        appreciated: r.reacted,
+                        appreciation_count: r.reaction_counts.get(APPRECIATE).copied().unwrap_or(0),
+                    };
+                    (b, Outcome::Appreciation(appreciation))
+                }),
+            Command::React {
+                message_id,
+                key,
+                by,
+                set,
+            } => state
+                .react(message_id, &key, &by, Some(set))
+                .await
+                .map(|(b, r)| (b, Outcome::Reaction(r))),
+            Command::Join { user, invite_code } => state
+                .join(user, invite_code)
+                .map(|(b, m)| (b, Outcome::Member(m))),
+            Command::SetPower {
+                user_id,
+                power_level,
+                by,
+            } => state
+                .set_power(user_id, power_level, &by)
+                .map(|(b, m)| (b, Outcome::Member(m))),
+            Command::RemoveMember { user_id, by } => state
+                .remove_member(&user_id, &by)
+                .map(|b| (b, Outcome::Done)),
+            Command::SetPostingPermission { permission, by } => state
+                .set_posting_permission(permission, &by)
+                .map(|(b, sp)| (b, Outcome::Space(sp))),
+            // Nothing to write: answered once what came before is durable.
+            Command::Sync => Ok((state.batch(), Outcome::Done)),
+        }
+    }
+}
+
 impl SpaceState {
     fn touch(&mut self) {
         self.last_activity = Instant::now();
@@ -293,15 +313,21 @@ impl SpaceState {
         &mut self,
         result: Result<(CommitBatch, Outcome)>,
         port: RpcReplyPort<Result<Outcome>>,
+        span: tracing::Span,
     ) {
         match result {
             Err(e) => {
                 let _ = port.send(Err(e));
             }
             Ok((batch, outcome)) => {
+                if let Some(last) = batch.events.last() {
+                    // Signed: the OTel layer exports unsigned fields as strings.
+                    span.record("seq", last.seq as i64);
+                }
                 let item = Sequenced {
                     batch,
                     reply: Reply { port, outcome },
+                    span,
                 };
                 self.queued.fetch_add(1, Ordering::AcqRel);
                 self.metrics.commit_queue.inc();

@@ -113,8 +113,10 @@ pub struct Redacted {
 /// Everything a space actor handles.
 #[allow(clippy::large_enum_variant)] // as `Command`: one per request, moved once
 pub(crate) enum SpaceMsg {
-    /// A command from a caller on this node or forwarded from another one.
-    Command(Command, RpcReplyPort<Result<Outcome>>),
+    /// A command from a caller on this node or forwarded from another one, with the caller's
+    /// span (the request's, or the bus's for a forwarded command): the actor's span for the
+    /// command is its child, so one trace crosses the mailbox. Disabled with traces off.
+    Command(Command, RpcReplyPort<Result<Outcome>>, tracing::Span),
     /// Periodic: passivate when idle.
     IdleCheck,
     /// The writer could not make a batch durable; the actor's in-memory state is ahead of the

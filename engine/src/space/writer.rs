@@ -31,8 +31,11 @@ use tokio::sync::{OwnedMutexGuard, mpsc};
 use tracing::Instrument;
 
 use super::{Outcome, SpaceMsg};
+use spacecast_observability::trace::TraceParent;
+
 use crate::bus::{Fanout, Lease};
 use crate::error::{EngineError, Result};
+use crate::event::EventTraces;
 use crate::model::SpaceId;
 use crate::store::{CommitBatch, Store};
 
@@ -53,10 +56,12 @@ impl Reply {
     }
 }
 
-/// One sequenced command: its writes and its waiting caller.
+/// One sequenced command: its writes, its waiting caller, and its span (`space.command`,
+/// ended when the command is answered; disabled with traces off).
 pub(crate) struct Sequenced {
     pub batch: CommitBatch,
     pub reply: Reply,
+    pub span: tracing::Span,
 }
 
 /// What the writer needs; built by the actor in `pre_start`.
@@ -106,11 +111,12 @@ pub(crate) async fn run(ctx: WriterCtx, mut rx: mpsc::UnboundedReceiver<Sequence
                 space_id: ctx.space_id,
                 ..Default::default()
             };
+            let traced = Traced::of(ctx.space_id, &items);
             for it in items.drain(..) {
                 batch.absorb(it.batch);
-                replies.push(it.reply);
+                replies.push((it.reply, it.span));
             }
-            if let Err(e) = commit(&ctx, batch, replies).await {
+            if let Err(e) = commit(&ctx, batch, replies, traced).await {
                 // The actor may already be gone (shutdown); then there is nothing to rebuild.
                 let _ = ctx
                     .actor
@@ -126,16 +132,80 @@ pub(crate) async fn run(ctx: WriterCtx, mut rx: mpsc::UnboundedReceiver<Sequence
     ctx.fanout.bus().release(ctx.ownership).await;
 }
 
+/// The commit span of one batch and the trace each sampled event's delivery continues.
+///
+/// The commit span is a child of the first sampled command of the batch (so a sampled send's
+/// trace holds its commit, store call and publish); a batch with no sampled command has no
+/// commit span (nor store or publish span). It links
+/// (`follows_from`, an OTel link) every other sampled command it carries: together, parent and
+/// links name every sampled send of the batch. (The parent is not linked again: Jaeger merges a
+/// link to the parent into the parent reference and loses the parent/child edge.) An event's
+/// delivery continues the commit span when the event is in the commit's trace, else its own
+/// command's span.
+struct Traced {
+    span: tracing::Span,
+    /// Only sampled events; empty (no allocation) otherwise.
+    events: EventTraces,
+}
+
+impl Traced {
+    fn of(space_id: SpaceId, items: &[Sequenced]) -> Traced {
+        let mut sampled: Vec<(usize, TraceParent)> = Vec::new();
+        for (i, it) in items.iter().enumerate() {
+            if let Some(t) = TraceParent::of(&it.span) {
+                sampled.push((i, t));
+            }
+        }
+        let Some((first, _)) = sampled.first() else {
+            // Nothing sampled: no span (see `spacecast_observability::trace::ROOT_SPANS`).
+            return Traced {
+                span: tracing::Span::none(),
+                events: EventTraces::new(),
+            };
+        };
+        let commands = items.len();
+        let events: usize = items.iter().map(|it| it.batch.events.len()).sum();
+        let span = tracing::debug_span!(
+            parent: &items[*first].span,
+            "space.commit",
+            space_id = %space_id,
+            // Signed: the OTel layer exports unsigned fields as strings.
+            batch.size = commands as i64,
+            batch.events = events as i64,
+        );
+        for (i, _) in &sampled[1..] {
+            span.follows_from(&items[*i].span);
+        }
+        let commit = TraceParent::of(&span);
+        let mut traces = EventTraces::with_capacity(sampled.len());
+        for (i, own) in sampled {
+            let t = match commit {
+                Some(c) if c.same_trace(&own) => c,
+                _ => own,
+            };
+            traces.extend(items[i].batch.events.iter().map(|e| (e.seq, t)));
+        }
+        Traced {
+            span,
+            events: traces,
+        }
+    }
+}
+
 /// Commits one merged batch, then answers and publishes. Returns what later commands must hear
 /// when the space must be rebuilt.
-async fn commit(ctx: &WriterCtx, batch: CommitBatch, replies: Vec<Reply>) -> Result<()> {
+async fn commit(
+    ctx: &WriterCtx,
+    batch: CommitBatch,
+    replies: Vec<(Reply, tracing::Span)>,
+    traced: Traced,
+) -> Result<()> {
     let start = Instant::now();
-    let events = batch.events.len();
-    let span = tracing::debug_span!("space.commit", space_id = %ctx.space_id, events, commands = replies.len());
+    let span = traced.span;
     // A node that may have lost the space (its lease ran out unrenewed) writes nothing; the
     // store's fencing epoch covers a pause between this check and the write.
     let result = if ctx.ownership.is_valid() {
-        ctx.store.commit(&batch).instrument(span).await
+        ctx.store.commit(&batch).instrument(span.clone()).await
     } else {
         Err(EngineError::BusUnavailable(
             "this node's lease on the space ran out".into(),
@@ -149,7 +219,7 @@ async fn commit(ctx: &WriterCtx, batch: CommitBatch, replies: Vec<Reply>) -> Res
         Ok(()) | Err(EngineError::Unsettled(_)) => {
             ctx.durable_seq
                 .store(batch.counters.head_seq, Ordering::Release);
-            for r in replies {
+            for (r, _span) in replies {
                 r.ok();
             }
             for ev in &batch.events {
@@ -158,7 +228,11 @@ async fn commit(ctx: &WriterCtx, batch: CommitBatch, replies: Vec<Reply>) -> Res
                     .with_label_values(&[ev.kind.name()])
                     .inc();
             }
-            ctx.fanout.committed(ctx.space_id, batch.events);
+            // In the commit's span: the bus's publish span is its child.
+            span.in_scope(|| {
+                ctx.fanout
+                    .committed(ctx.space_id, batch.events, &traced.events)
+            });
             match result {
                 // Durable, but some rows it changes are not updated yet: rebuild (claim) first.
                 Err(EngineError::Unsettled(reason)) => {
@@ -174,10 +248,108 @@ async fn commit(ctx: &WriterCtx, batch: CommitBatch, replies: Vec<Reply>) -> Res
             } else {
                 tracing::debug!(space_id = %ctx.space_id, error = %e, "group commit failed");
             }
-            for r in replies {
+            for (r, _span) in replies {
                 r.fail(&e);
             }
             Err(e)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use spacecast_observability::trace::testing;
+
+    use super::*;
+    use crate::event::{EventKind, MessageDeleted, SpaceEvent};
+    use crate::model::{Timestamp, new_id};
+
+    fn item(space_id: SpaceId, seqs: &[u64], span: tracing::Span) -> Sequenced {
+        let (tx, _rx) = tokio::sync::oneshot::channel();
+        let events = seqs
+            .iter()
+            .map(|&seq| SpaceEvent {
+                space_id,
+                seq,
+                at: Timestamp(0),
+                kind: EventKind::MessageDeleted(MessageDeleted {
+                    message_id: new_id(),
+                    deleted_by: "u".into(),
+                    parent_id: None,
+                }),
+            })
+            .collect();
+        Sequenced {
+            batch: CommitBatch {
+                space_id,
+                events,
+                ..Default::default()
+            },
+            reply: Reply {
+                port: tx.into(),
+                outcome: Outcome::Done,
+            },
+            span,
+        }
+    }
+
+    /// A batch of three commands, the first and the last sampled (each its own trace), the middle
+    /// one not: the commit span is the first one's child, links the last one, and each sampled
+    /// event's delivery continues the commit (same trace) or its own command (the other trace).
+    #[test]
+    fn a_commit_span_is_the_child_of_its_first_sampled_send_and_links_the_others() {
+        let space_id = new_id();
+        let mut seen = None;
+        let spans = testing::capture(testing::always(), || {
+            let a = tracing::debug_span!(parent: None, "space.command", n = 1);
+            let c = tracing::debug_span!(parent: None, "space.command", n = 3);
+            let (ta, tc) = (TraceParent::of(&a).unwrap(), TraceParent::of(&c).unwrap());
+            let items = [
+                item(space_id, &[1], a),
+                item(space_id, &[2, 3], tracing::Span::none()),
+                item(space_id, &[4], c),
+            ];
+            let traced = Traced::of(space_id, &items);
+            let commit = TraceParent::of(&traced.span).expect("a sampled batch has a commit span");
+            seen = Some((ta, tc, commit, traced.events.clone()));
+            drop(traced);
+            drop(items);
+        });
+        let (ta, tc, commit, events) = seen.unwrap();
+        assert!(commit.same_trace(&ta) && !commit.same_trace(&tc));
+        assert_eq!(
+            events,
+            vec![(1, commit), (4, tc)],
+            "unsampled events carry nothing"
+        );
+        let commit_span = spans
+            .iter()
+            .find(|s| s.name == "space.commit")
+            .expect("exported");
+        let id = |t: &TraceParent| t.header()[36..52].to_owned();
+        assert_eq!(commit_span.parent_span_id.to_string(), id(&ta));
+        let links: Vec<String> = commit_span
+            .links
+            .iter()
+            .map(|l| l.span_context.span_id().to_string())
+            .collect();
+        assert_eq!(links, vec![id(&tc)], "the other sampled send, and only it");
+        let size = commit_span
+            .attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == "batch.size")
+            .map(|kv| kv.value.to_string());
+        assert_eq!(size.as_deref(), Some("3"));
+    }
+
+    #[test]
+    fn a_batch_with_nothing_sampled_has_no_spans() {
+        let space_id = new_id();
+        let spans = testing::capture(testing::always(), || {
+            let items = [item(space_id, &[1], tracing::Span::none())];
+            let traced = Traced::of(space_id, &items);
+            assert!(traced.span.is_none() && traced.events.is_empty());
+        });
+        assert!(spans.is_empty(), "{spans:?}");
     }
 }

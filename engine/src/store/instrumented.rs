@@ -28,8 +28,28 @@ impl Instrumented {
     }
 
     async fn timed<T>(&self, op: &'static str, fut: impl Future<Output = Result<T>>) -> Result<T> {
+        self.run(op, tracing::debug_span!("store", op), fut).await
+    }
+
+    /// [`Instrumented::timed`] for a call on one space: its span names the space.
+    async fn timed_in<T>(
+        &self,
+        op: &'static str,
+        space_id: SpaceId,
+        fut: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let span = tracing::debug_span!("store", op, space_id = %space_id);
+        self.run(op, span, fut).await
+    }
+
+    async fn run<T>(
+        &self,
+        op: &'static str,
+        span: tracing::Span,
+        fut: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
         let start = Instant::now();
-        let out = fut.instrument(tracing::debug_span!("store", op)).await;
+        let out = fut.instrument(span).await;
         self.metrics
             .store_duration
             .with_label_values(&[op])
@@ -58,10 +78,11 @@ impl Store for Instrumented {
             .await
     }
     async fn claim(&self, space_id: SpaceId) -> Result<Option<Claimed>> {
-        self.timed("claim", self.inner.claim(space_id)).await
+        self.timed_in("claim", space_id, self.inner.claim(space_id))
+            .await
     }
     async fn load_space(&self, space_id: SpaceId) -> Result<Option<SpaceSnapshot>> {
-        self.timed("load_space", self.inner.load_space(space_id))
+        self.timed_in("load_space", space_id, self.inner.load_space(space_id))
             .await
     }
     async fn get_space(&self, space_id: SpaceId) -> Result<Option<SpaceView>> {
@@ -77,7 +98,8 @@ impl Store for Instrumented {
             .await
     }
     async fn commit(&self, batch: &CommitBatch) -> Result<()> {
-        self.timed("commit", self.inner.commit(batch)).await
+        self.timed_in("commit", batch.space_id, self.inner.commit(batch))
+            .await
     }
     async fn read_events(
         &self,
