@@ -11,7 +11,9 @@
 #                               (`go version -m`)
 #                             - a venv (~/.cache/spacecast/ops-venv-<pins>) with pinned PyPI
 #                               packages: kubernetes-validate (ships the Kubernetes JSON schemas,
-#                               1.25-1.37, for offline validation), PyYAML, pytest
+#                               1.25-1.37, for offline validation), PyYAML, pytest, and
+#                               prometheus-client (its OpenMetrics parser reads /metrics in
+#                               api/tests/traces.rs)
 #   scripts/helm.sh env       print `export` lines: SPACECAST_HELM (the helm binary),
 #                             SPACECAST_OPS_PYTHON (the venv's python)
 #   scripts/helm.sh check     install, then run the chart tests (pytest tests/ops/test_chart.py):
@@ -30,8 +32,8 @@ helm=$cache/bin/helm
 LDFLAGS="-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$KUBE_MINOR -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$KUBE_MINOR"
 
 # Pinned PyPI packages for the venv (its name changes with the pins, so a new pin makes a new venv).
-PY_PINS=(kubernetes-validate==1.37.0 PyYAML==6.0.3 pytest==9.2.0)
-venv=${SPACECAST_OPS_VENV:-$cache/ops-venv-kv1.37.0-py6.0.3-pt9.2.0}
+PY_PINS=(kubernetes-validate==1.37.0 PyYAML==6.0.3 pytest==9.2.0 prometheus-client==0.26.0)
+venv=${SPACECAST_OPS_VENV:-$cache/ops-venv-kv1.37.0-py6.0.3-pt9.2.0-pc0.26.0}
 
 log() { printf 'helm.sh: %s\n' "$*" >&2; }
 die() {

@@ -430,6 +430,47 @@ async fn otlp_over_http_exports_and_an_unsampled_traceparent_is_followed() {
     let sampled = uuid::Uuid::new_v4().simple().to_string();
     let res = send(&sampled, "01").await.unwrap();
     assert_eq!(res.status(), 201);
+
+    // Exemplars: the sampled send's trace id on the bucket of its request's duration and of its
+    // group commit, in the OpenMetrics exposition (read by a real parser); never the unsampled
+    // one's, and none in the Prometheus text format.
+    let exemplars = openmetrics_exemplars(&s.http, &s.url("/metrics")).await;
+    let on = |family: &str, route: Option<&str>| {
+        exemplars.iter().any(|e| {
+            e["name"] == format!("{family}_bucket")
+                && route.is_none_or(|r| e["labels"]["route"] == r)
+                && e["trace_id"] == sampled.as_str()
+        })
+    };
+    assert!(
+        on(
+            "spacecast_http_request_duration_seconds",
+            Some("POST /api/messages/:space")
+        ),
+        "the send's request duration carries its trace id: {exemplars:?}"
+    );
+    assert!(
+        on("spacecast_commit_duration_seconds", None),
+        "the send's group commit carries its trace id: {exemplars:?}"
+    );
+    assert!(
+        !exemplars
+            .iter()
+            .any(|e| e["trace_id"] == unsampled.as_str()),
+        "an unsampled request leaves no exemplar: {exemplars:?}"
+    );
+    let text = s.http.get(s.url("/metrics")).send().await.unwrap();
+    assert!(
+        text.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = text.text().await.unwrap();
+    assert!(
+        !text.contains(&sampled),
+        "the Prometheus text format has no exemplars"
+    );
     stop_all(&mut c).await;
     let trace = trace_when(&http, &query, &sampled, |spans| {
         // One node (its id is generated): any process.
@@ -453,4 +494,60 @@ async fn otlp_over_http_exports_and_an_unsampled_traceparent_is_followed() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404, "the unsampled request left no trace");
+}
+
+/// Scrapes `url` asking for OpenMetrics and parses it with the `prometheus_client` package's
+/// OpenMetrics parser (strict: a malformed exposition fails the test), returning every sample
+/// that carries an exemplar as `{name, labels, value, trace_id}`. The parser's Python comes from
+/// `SPACECAST_OPS_PYTHON` (scripts/helm.sh env; scripts/test.sh exports it).
+async fn openmetrics_exemplars(http: &reqwest::Client, url: &str) -> Vec<Value> {
+    let res = http
+        .get(url)
+        .header(
+            "accept",
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    let body = res.text().await.unwrap();
+    let python = std::env::var("SPACECAST_OPS_PYTHON").expect(
+        "SPACECAST_OPS_PYTHON is not set: run `scripts/helm.sh install` and \
+         `eval \"$(scripts/helm.sh env)\"` (the venv with prometheus-client)",
+    );
+    const PARSE: &str = r#"
+import json, sys
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+out = []
+for family in text_string_to_metric_families(sys.stdin.read()):
+    for s in family.samples:
+        if s.exemplar is not None:
+            out.append({"name": s.name, "labels": s.labels, "value": s.exemplar.value,
+                        "trace_id": s.exemplar.labels.get("trace_id")})
+print(json.dumps(out))
+"#;
+    let mut child = std::process::Command::new(&python)
+        .args(["-c", PARSE])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(body.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the OpenMetrics parser refused /metrics: {}\n{body}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap()
 }

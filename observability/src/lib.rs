@@ -13,6 +13,7 @@
 
 use std::sync::Arc;
 
+pub mod openmetrics;
 pub mod trace;
 
 use prometheus::{
@@ -150,6 +151,9 @@ pub struct Inner {
     /// Store failures (every call fails while a store is down) are logged at `warn`/`error` at
     /// most once a second through this; the rest go to `debug`. Each is counted regardless.
     pub store_failure_log: LogLimiter,
+    /// Trace ids of sampled requests on the latency histograms (served in the OpenMetrics
+    /// exposition only).
+    exemplars: openmetrics::Exemplars,
     /// Requests by route template and status class.
     pub http_requests: IntCounterVec,
     /// Request latency by route template.
@@ -647,6 +651,7 @@ impl Metrics {
             ))),
             registry,
             store_failure_log: LogLimiter::new(std::time::Duration::from_secs(1)),
+            exemplars: openmetrics::Exemplars::default(),
         };
         inner.precreate();
         #[cfg(target_os = "linux")]
@@ -679,15 +684,50 @@ impl Metrics {
     /// The Prometheus text exposition of every metric.
     /// Starts a new period for the high-water gauges ([`HighWater`]).
     pub fn render(&self) -> String {
+        let mut buf = Vec::with_capacity(16 * 1024);
+        let encoder = TextEncoder::new();
+        // Encoding into a Vec cannot fail for well-formed metric families.
+        let _ = encoder.encode(&self.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+
+    /// The OpenMetrics exposition of every metric, with exemplars on the latency histograms
+    /// (see [`openmetrics`]); content type [`openmetrics::CONTENT_TYPE`]. Like [`Self::render`],
+    /// starts a new period for the high-water gauges.
+    pub fn render_openmetrics(&self) -> String {
+        openmetrics::encode(&self.gather(), &self.exemplars)
+    }
+
+    fn gather(&self) -> Vec<prometheus::proto::MetricFamily> {
         self.space_mailbox_max.publish();
         for (_, hw) in &self.subscriber_queue_max {
             hw.publish();
         }
-        let mut buf = Vec::with_capacity(16 * 1024);
-        let encoder = TextEncoder::new();
-        // Encoding into a Vec cannot fail for well-formed metric families.
-        let _ = encoder.encode(&self.registry.gather(), &mut buf);
-        String::from_utf8(buf).unwrap_or_default()
+        self.registry.gather()
+    }
+
+    /// Records a request's duration, already observed in `http_duration{route}`, as that bucket's
+    /// exemplar, when the request's trace is sampled (`trace_id`: 32 hex digits).
+    pub fn http_exemplar(&self, route: &str, seconds: f64, trace_id: String) {
+        self.exemplars.record(
+            names::HTTP_DURATION,
+            &[route],
+            LATENCY_BUCKETS,
+            seconds,
+            trace_id,
+        );
+    }
+
+    /// Records a group commit's duration, already observed in `commit_duration`, as that
+    /// bucket's exemplar, when the batch carries a sampled send (its commit span's trace).
+    pub fn commit_exemplar(&self, seconds: f64, trace_id: String) {
+        self.exemplars.record(
+            names::COMMIT_DURATION,
+            &[],
+            LATENCY_BUCKETS,
+            seconds,
+            trace_id,
+        );
     }
 }
 

@@ -96,17 +96,32 @@ crate::openapi::errors!(ReadyErrors {
 });
 
 /// Prometheus metrics
+///
+/// The Prometheus text format by default; the OpenMetrics text format, with exemplars (the trace
+/// id of a sampled request on the latency histogram bucket it fell in, while traces are on), when
+/// the `Accept` header names `application/openmetrics-text`, as Prometheus does with exemplar
+/// storage enabled.
 #[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "operations",
     security(()),
     responses((status = 200,
-        description = "Prometheus text exposition format (`Content-Type: text/plain; version=0.0.4; charset=utf-8`).",
-        body = String, content_type = "text/plain")))]
-fn metrics(app: &AppRef) -> Response {
-    let mut res = Response::new(app.metrics.render().into());
-    res.headers_mut().insert(
-        "content-type",
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
+        description = "Prometheus text exposition format (`Content-Type: text/plain; version=0.0.4; charset=utf-8`), or OpenMetrics 1.0 with exemplars (`application/openmetrics-text; version=1.0.0; charset=utf-8`) when asked for.",
+        content(
+            (String = "text/plain"),
+            (String = "application/openmetrics-text"),
+        ))))]
+fn metrics(app: &AppRef, accept: Option<&str>) -> Response {
+    use spacecast_observability::openmetrics;
+    let (body, content_type) = if openmetrics::wanted(accept) {
+        (app.metrics.render_openmetrics(), openmetrics::CONTENT_TYPE)
+    } else {
+        (
+            app.metrics.render(),
+            "text/plain; version=0.0.4; charset=utf-8",
+        )
+    };
+    let mut res = Response::new(body.into());
+    res.headers_mut()
+        .insert("content-type", HeaderValue::from_static(content_type));
     res
 }
 
@@ -135,7 +150,10 @@ pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
     let metrics = warp::path!("metrics")
         .and(warp::get())
         .and(with_app(app.clone()))
-        .then(|app: AppRef| async move { metrics(&app) });
+        .and(warp::header::optional::<String>("accept"))
+        .then(
+            |app: AppRef, accept: Option<String>| async move { metrics(&app, accept.as_deref()) },
+        );
     let openapi = warp::path!("openapi.json").and(warp::get()).map(openapi);
     healthz
         .or(readyz)

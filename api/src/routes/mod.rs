@@ -36,6 +36,7 @@ use std::time::Instant;
 use bytes::{Buf, Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use serde::de::DeserializeOwned;
+use spacecast_observability::trace::TraceParent;
 use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
@@ -128,10 +129,15 @@ pub async fn respond(
         .http_requests
         .with_label_values(&[route, class])
         .inc();
+    let seconds = start.elapsed().as_secs_f64();
     app.metrics
         .http_duration
         .with_label_values(&[route])
-        .observe(start.elapsed().as_secs_f64());
+        .observe(seconds);
+    // The edge's `http.request` span, when this request's trace is sampled.
+    if let Some(t) = TraceParent::of(&tracing::Span::current()) {
+        app.metrics.http_exemplar(route, seconds, t.trace_id_hex());
+    }
     res
 }
 

@@ -211,9 +211,11 @@ async fn commit(
             "this node's lease on the space ran out".into(),
         ))
     };
-    ctx.metrics
-        .commit_duration
-        .observe(start.elapsed().as_secs_f64());
+    let seconds = start.elapsed().as_secs_f64();
+    ctx.metrics.commit_duration.observe(seconds);
+    if let Some(t) = TraceParent::of(&span) {
+        ctx.metrics.commit_exemplar(seconds, t.trace_id_hex());
+    }
     ctx.metrics.commit_batch_size.observe(replies.len() as f64);
     match result {
         Ok(()) | Err(EngineError::Unsettled(_)) => {
