@@ -40,11 +40,16 @@ struct Exemplar {
     at: f64,
 }
 
+/// A histogram series: its family and its label values in label-name order.
+type Series = (&'static str, Vec<String>);
+
+/// One slot per bucket of a series, `+Inf` last.
+type Slots = Vec<Option<Exemplar>>;
+
 /// The latest exemplar of each bucket of each histogram series that takes them.
 #[derive(Default)]
 pub struct Exemplars {
-    /// (family, label values in label-name order) → one slot per bucket, `+Inf` last.
-    series: Mutex<HashMap<(&'static str, Vec<String>), Vec<Option<Exemplar>>>>,
+    series: Mutex<HashMap<Series, Slots>>,
 }
 
 impl Exemplars {
@@ -80,7 +85,7 @@ impl Exemplars {
         }
     }
 
-    fn snapshot(&self) -> HashMap<(&'static str, Vec<String>), Vec<Option<Exemplar>>> {
+    fn snapshot(&self) -> HashMap<Series, Slots> {
         self.series
             .lock()
             .unwrap_or_else(|p| p.into_inner())
