@@ -66,43 +66,14 @@ die() {
 # ---------------------------------------------------------------------------------------------
 # Process and readiness
 
-# Prints the pid of our running Cassandra JVM, if any.
+# Prints the pid of our running Cassandra JVM, if any (started with our config file).
 running_pid() {
-  local pid
-  if [[ -s "$PIDFILE" ]]; then
-    pid="$(<"$PIDFILE")"
-    if [[ "$pid" =~ ^[0-9]+$ ]] && is_ours "$pid"; then
-      echo "$pid"
-      return 0
-    fi
-  fi
-  # No (valid) pid file: look for a JVM started with our config file.
-  local f
-  for f in $(grep -alsF -- "$CONFIG_ARG" /proc/[0-9]*/cmdline); do
-    pid="${f#/proc/}"
-    pid="${pid%/cmdline}"
-    if is_ours "$pid"; then
-      echo "$pid" >"$PIDFILE"
-      echo "$pid"
-      return 0
-    fi
-  done
-  return 1
-}
-
-is_ours() {
-  local cmdline
-  cmdline="$(tr '\0' '\n' 2>/dev/null <"/proc/$1/cmdline")" || return 1
-  grep -qxF -- "$CONFIG_ARG" <<<"$cmdline" && grep -qxF org.apache.cassandra.service.CassandraDaemon <<<"$cmdline"
+  daemon_pid org.apache.cassandra.service.CassandraDaemon "$CONFIG_ARG"
 }
 
 # True when `SELECT release_version FROM system.local` succeeds.
 cql_ready() {
   python3 "$CQL_PY" --host "$HOST" --port "$PORT" --timeout "${1:-5}" --quiet 2>/dev/null
-}
-
-port_in_use() {
-  (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null
 }
 
 # JVM output of the last start (usually empty), then the last 50 lines of the Cassandra log.

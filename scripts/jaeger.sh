@@ -156,37 +156,9 @@ exporters:
 EOF
 }
 
-# The `--config` argument identifies our process on its command line (pid files go stale, pids
-# get reused).
-is_ours() {
-    local cmdline
-    cmdline="$(tr '\0' '\n' 2>/dev/null <"/proc/$1/cmdline")" || return 1
-    grep -qxF -- "$bin" <<<"$cmdline" && grep -qxF -- "$CONFIG" <<<"$cmdline"
-}
-
+# Prints the pid of our running Jaeger, if any (the `--config` argument identifies it).
 running_pid() {
-    local pid f
-    if [[ -s "$PIDFILE" ]]; then
-        pid="$(<"$PIDFILE")"
-        if [[ "$pid" =~ ^[0-9]+$ ]] && is_ours "$pid"; then
-            echo "$pid"
-            return 0
-        fi
-    fi
-    for f in $(grep -alsF -- "$CONFIG" /proc/[0-9]*/cmdline); do
-        pid="${f#/proc/}"
-        pid="${pid%/cmdline}"
-        if is_ours "$pid"; then
-            echo "$pid" >"$PIDFILE"
-            echo "$pid"
-            return 0
-        fi
-    done
-    return 1
-}
-
-port_in_use() {
-    (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null
+    daemon_pid "$bin" "$CONFIG"
 }
 
 # Ready when both OTLP ports accept connections and the query API answers.

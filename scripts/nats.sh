@@ -83,38 +83,9 @@ cmd_install() {
 # ---------------------------------------------------------------------------------------------
 # Process and readiness
 
-# The `-sd` argument identifies our server on its command line (pid files go stale, pids get
-# reused).
-is_ours() {
-    local cmdline
-    cmdline="$(tr '\0' '\n' 2>/dev/null <"/proc/$1/cmdline")" || return 1
-    grep -qxF -- "$bin" <<<"$cmdline" && grep -qxF -- "$DATA" <<<"$cmdline"
-}
-
-# Prints the pid of our running nats-server, if any.
+# Prints the pid of our running nats-server, if any (the `-sd` argument identifies it).
 running_pid() {
-    local pid f
-    if [[ -s "$PIDFILE" ]]; then
-        pid="$(<"$PIDFILE")"
-        if [[ "$pid" =~ ^[0-9]+$ ]] && is_ours "$pid"; then
-            echo "$pid"
-            return 0
-        fi
-    fi
-    for f in $(grep -alsF -- "$DATA" /proc/[0-9]*/cmdline); do
-        pid="${f#/proc/}"
-        pid="${pid%/cmdline}"
-        if is_ours "$pid"; then
-            echo "$pid" >"$PIDFILE"
-            echo "$pid"
-            return 0
-        fi
-    done
-    return 1
-}
-
-port_in_use() {
-    (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null
+    daemon_pid "$bin" "$DATA"
 }
 
 # True when the client port greets with the protocol's `INFO {…}` line and the monitoring port's

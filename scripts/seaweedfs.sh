@@ -158,10 +158,6 @@ s3_ready() {
     [[ $(s3 GET /) == 200 ]]
 }
 
-port_in_use() {
-    (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null
-}
-
 ensure_bucket() {
     local code
     code=$(s3 GET "/$BUCKET?max-keys=1")
