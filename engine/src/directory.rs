@@ -65,7 +65,7 @@ pub struct Directory {
     /// Spaces whose owner was found gone (a forwarded command found no owner), and when it was
     /// first found gone: the start of a failover, observed when this node takes the space
     /// (`spacecast_space_failover_seconds`) and forgotten when another node answers for it.
-    orphaned: Arc<Mutex<HashMap<SpaceId, Instant>>>,
+    orphaned: Arc<Failovers>,
     metrics: Metrics,
     config: Arc<EngineConfig>,
 }
@@ -186,6 +186,45 @@ impl<T> Pending<T> {
                 }
             }
         }
+    }
+}
+
+/// When each space's owner was first found gone, for the failovers this node may finish
+/// (`spacecast_space_failover_seconds`). Bounded: at [`Failovers::MAX`] entries it forgets
+/// those older than [`Failovers::FORGET_AFTER`] (another node took the space and this one never
+/// asked again), and if half of them are still recent (a mass failover) it forgets them all, so
+/// the sweep costs O(1) amortised per failover and those failovers go unmeasured.
+#[derive(Default)]
+struct Failovers(Mutex<HashMap<SpaceId, Instant>>);
+
+impl Failovers {
+    const MAX: usize = 10_000;
+    const FORGET_AFTER: Duration = Duration::from_secs(300);
+
+    /// A failover of `space_id` started at `at`, unless one already had.
+    fn started(&self, space_id: SpaceId, at: Instant) {
+        let mut o = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if o.len() >= Self::MAX {
+            o.retain(|_, since| since.elapsed() < Self::FORGET_AFTER);
+            if o.len() >= Self::MAX / 2 {
+                o.clear();
+            }
+        }
+        o.entry(space_id).or_insert(at);
+    }
+
+    /// The failover of `space_id` is over (or was not this node's): when it started, if known.
+    fn ended(&self, space_id: SpaceId) -> Option<Instant> {
+        let mut o = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if o.is_empty() {
+            return None;
+        }
+        o.remove(&space_id)
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 }
 
@@ -406,35 +445,18 @@ impl Directory {
     /// A forwarded command found no owner for the space: a failover starts (unless one is
     /// already under way).
     fn owner_gone(&self, space_id: SpaceId) {
-        /// Failovers older than this are not waited for any more (another node took the
-        /// space and this one never asked again): bounds the map.
-        const FORGET_AFTER: Duration = Duration::from_secs(300);
-        let mut o = self.orphaned.lock().unwrap_or_else(|p| p.into_inner());
-        if o.len() >= 10_000 {
-            o.retain(|_, since| since.elapsed() < FORGET_AFTER);
-        }
-        o.entry(space_id).or_insert_with(Instant::now);
+        self.orphaned.started(space_id, Instant::now());
     }
 
     /// Another node answered for the space: no failover (by this node) under way.
     fn owner_found(&self, space_id: SpaceId) {
-        let mut o = self.orphaned.lock().unwrap_or_else(|p| p.into_inner());
-        if !o.is_empty() {
-            o.remove(&space_id);
-        }
+        self.orphaned.ended(space_id);
     }
 
     /// This node holds the space's lease now: observes the failover time if its owner had been
     /// found gone.
     fn took_over(&self, space_id: SpaceId) {
-        let since = {
-            let mut o = self.orphaned.lock().unwrap_or_else(|p| p.into_inner());
-            if o.is_empty() {
-                return;
-            }
-            o.remove(&space_id)
-        };
-        if let Some(since) = since {
+        if let Some(since) = self.orphaned.ended(space_id) {
             self.metrics
                 .failover_duration
                 .observe(since.elapsed().as_secs_f64());
@@ -686,6 +708,43 @@ impl SupervisorState {
             .is_some_and(|l| Arc::strong_count(l) == 1)
         {
             self.leases.remove(&space_id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::new_id;
+
+    #[test]
+    fn a_failover_is_timed_from_its_first_start_and_ends_once() {
+        let f = Failovers::default();
+        let space = new_id();
+        let first = Instant::now();
+        f.started(space, first);
+        f.started(space, first + Duration::from_secs(1));
+        assert_eq!(f.ended(space), Some(first), "the first start counts");
+        assert_eq!(f.ended(space), None, "ended once");
+        assert_eq!(f.ended(new_id()), None);
+    }
+
+    #[test]
+    fn failovers_stay_bounded_in_a_mass_failover() {
+        let f = Failovers::default();
+        let old = Instant::now()
+            .checked_sub(Failovers::FORGET_AFTER + Duration::from_secs(1))
+            .expect("the clock is past the window");
+        // Old entries are swept at the bound…
+        for _ in 0..Failovers::MAX {
+            f.started(new_id(), old);
+        }
+        f.started(new_id(), Instant::now());
+        assert_eq!(f.len(), 1, "the stale ones were forgotten");
+        // …and recent ones too when a mass failover fills it, in O(1) amortised.
+        for _ in 0..3 * Failovers::MAX {
+            f.started(new_id(), Instant::now());
+            assert!(f.len() <= Failovers::MAX);
         }
     }
 }
