@@ -9,6 +9,8 @@
 //! `scripts/promtool.sh` (`SPACECAST_TEST_PROMTOOL`; missing → the test fails).
 
 mod common;
+#[path = "../../observability/tests/support/promtool.rs"]
+mod promtool_support;
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -16,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::{Server, token};
+use promtool_support::promtool;
 use serde_json::{Value, json};
 
 fn repo() -> PathBuf {
@@ -68,22 +71,6 @@ fn value(scrape: &str, series: &str) -> Option<f64> {
             .parse()
             .ok()
     })
-}
-
-fn promtool() -> PathBuf {
-    let p = std::env::var_os("SPACECAST_TEST_PROMTOOL").unwrap_or_else(|| {
-        panic!(
-            "SPACECAST_TEST_PROMTOOL is not set: run `scripts/promtool.sh install` and \
-             `eval \"$(scripts/promtool.sh env)\"` (scripts/test.sh does)"
-        )
-    });
-    let p = PathBuf::from(p);
-    assert!(
-        p.is_file(),
-        "SPACECAST_TEST_PROMTOOL={} is missing",
-        p.display()
-    );
-    p
 }
 
 /// Drives one node through the paths the dashboard shows; returns its scrape.

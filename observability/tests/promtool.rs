@@ -12,24 +12,12 @@ use std::process::Command;
 
 use serde_json::Value;
 
+#[path = "support/promtool.rs"]
+mod support;
+use support::promtool;
+
 fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
-}
-
-fn promtool() -> PathBuf {
-    let p = std::env::var_os("SPACECAST_TEST_PROMTOOL").unwrap_or_else(|| {
-        panic!(
-            "SPACECAST_TEST_PROMTOOL is not set: run `scripts/promtool.sh install` and \
-             `eval \"$(scripts/promtool.sh env)\"` (scripts/test.sh does)"
-        )
-    });
-    let p = PathBuf::from(p);
-    assert!(
-        p.is_file(),
-        "SPACECAST_TEST_PROMTOOL={} is missing",
-        p.display()
-    );
-    p
 }
 
 /// Runs promtool; panics with its output unless it succeeds. Returns stdout.
