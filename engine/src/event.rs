@@ -227,6 +227,24 @@ impl Published {
     }
 }
 
+#[cfg(test)]
+impl SpaceEvent {
+    /// Some event of `space_id` at `seq` (a fresh message's deletion), for unit tests that need
+    /// an event and not its content.
+    pub(crate) fn any_at(space_id: SpaceId, seq: Seq) -> SpaceEvent {
+        SpaceEvent {
+            space_id,
+            seq,
+            at: Timestamp(0),
+            kind: EventKind::MessageDeleted(MessageDeleted {
+                message_id: crate::model::new_id(),
+                deleted_by: "u".into(),
+                parent_id: None,
+            }),
+        }
+    }
+}
+
 /// The trace each sampled event of a commit continues, by seq (ascending); empty (no
 /// allocation) when nothing in the commit is sampled.
 pub type EventTraces = Vec<(Seq, TraceParent)>;
@@ -278,16 +296,7 @@ mod tests {
     fn published_events_take_their_trace_by_seq() {
         use spacecast_observability::trace::TraceParent;
         let space_id = new_id();
-        let ev = |seq| SpaceEvent {
-            space_id,
-            seq,
-            at: Timestamp(0),
-            kind: EventKind::MessageDeleted(MessageDeleted {
-                message_id: new_id(),
-                deleted_by: "u".into(),
-                parent_id: None,
-            }),
-        };
+        let ev = |seq| SpaceEvent::any_at(space_id, seq);
         let t =
             TraceParent::parse("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01").unwrap();
         // Entries for seqs not delivered (1, 4) are skipped.

@@ -163,20 +163,11 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{EventKind, MessageDeleted, SpaceEvent};
-    use crate::model::{Timestamp, new_id};
+    use crate::event::SpaceEvent;
+    use crate::model::new_id;
 
     fn ev(space_id: SpaceId, seq: u64) -> HubItem {
-        let event = Published::new(SpaceEvent {
-            space_id,
-            seq,
-            at: Timestamp(0),
-            kind: EventKind::MessageDeleted(MessageDeleted {
-                message_id: new_id(),
-                deleted_by: "u".into(),
-                parent_id: None,
-            }),
-        });
+        let event = Published::new(SpaceEvent::any_at(space_id, seq));
         HubItem::Events(Arc::from(vec![event]))
     }
 

@@ -263,23 +263,14 @@ mod tests {
     use spacecast_observability::trace::testing;
 
     use super::*;
-    use crate::event::{EventKind, MessageDeleted, SpaceEvent};
-    use crate::model::{Timestamp, new_id};
+    use crate::event::SpaceEvent;
+    use crate::model::new_id;
 
     fn item(space_id: SpaceId, seqs: &[u64], span: tracing::Span) -> Sequenced {
         let (tx, _rx) = tokio::sync::oneshot::channel();
         let events = seqs
             .iter()
-            .map(|&seq| SpaceEvent {
-                space_id,
-                seq,
-                at: Timestamp(0),
-                kind: EventKind::MessageDeleted(MessageDeleted {
-                    message_id: new_id(),
-                    deleted_by: "u".into(),
-                    parent_id: None,
-                }),
-            })
+            .map(|&seq| SpaceEvent::any_at(space_id, seq))
             .collect();
         Sequenced {
             batch: CommitBatch {
