@@ -153,17 +153,7 @@ fn every_dashboard_query_parses() {
             serde_json::to_string(&q).expect("string")
         ));
     }
-    let file = std::env::temp_dir().join(format!(
-        "spacecast-dashboard-{}.rules.yaml",
-        std::process::id()
-    ));
-    std::fs::write(&file, &rules).expect("write the temp rule file");
-    let out = Command::new(promtool())
-        .args(["check", "rules"])
-        .arg(&file)
-        .output()
-        .expect("promtool runs");
-    let _ = std::fs::remove_file(&file);
+    let out = check_rules("dashboard", &rules);
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -191,20 +181,25 @@ fn every_dashboard_query_parses() {
 #[test]
 fn a_broken_query_is_caught() {
     // The check above must be able to fail: promtool refuses a query that does not parse.
+    let out = check_rules(
+        "broken",
+        "groups:\n  - name: x\n    rules:\n      - record: x:y\n        expr: \"sum(rate(spacecast_x[1m])\"\n",
+    );
+    assert!(!out.status.success(), "promtool accepted a broken query");
+}
+
+/// `promtool check rules` on `rules`, written to a temp file named after `name`.
+fn check_rules(name: &str, rules: &str) -> std::process::Output {
     let file = std::env::temp_dir().join(format!(
-        "spacecast-broken-{}.rules.yaml",
+        "spacecast-{name}-{}.rules.yaml",
         std::process::id()
     ));
-    std::fs::write(
-        &file,
-        "groups:\n  - name: x\n    rules:\n      - record: x:y\n        expr: \"sum(rate(spacecast_x[1m])\"\n",
-    )
-    .expect("write");
+    std::fs::write(&file, rules).expect("write the temp rule file");
     let out = Command::new(promtool())
         .args(["check", "rules"])
         .arg(&file)
         .output()
         .expect("promtool runs");
     let _ = std::fs::remove_file(&file);
-    assert!(!out.status.success(), "promtool accepted a broken query");
+    out
 }
