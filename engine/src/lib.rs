@@ -35,6 +35,7 @@
 
 pub mod bus;
 pub mod directory;
+pub mod discovery;
 pub mod error;
 pub mod event;
 pub mod hub;
@@ -136,6 +137,8 @@ pub struct Engine {
     fanout: Fanout,
     directory: Directory,
     metrics: Metrics,
+    /// disc (issue 12): this node's trending ranking cache.
+    trending: Arc<discovery::TrendingCache>,
 }
 
 impl Engine {
@@ -180,6 +183,7 @@ impl Engine {
             fanout,
             directory,
             metrics,
+            trending: Arc::default(),
         })
     }
 

@@ -118,6 +118,11 @@ pub struct SpaceStats {
     pub leaderboard: Vec<ContributorStats>,
     /// Whether `leaderboard` holds every contributor.
     pub leaderboard_complete: bool,
+    /// Whether every sender's numbers are in the user index of [`crate::discovery`] (stats
+    /// stored before it existed read `false`: the next claim builds it, see
+    /// [`load_or_compute`]).
+    #[serde(default)]
+    pub user_index: bool,
 }
 
 /// The stats of a space without messages.
@@ -133,6 +138,7 @@ impl Default for SpaceStats {
             last_message: None,
             leaderboard: Vec::new(),
             leaderboard_complete: true,
+            user_index: true,
         }
     }
 }
@@ -156,12 +162,50 @@ pub async fn load_or_compute(
     epoch: u64,
     counters: SpaceCounters,
 ) -> Result<(SpaceStats, HashMap<String, ContributorStats>)> {
-    if let Some(stats) = store.space_stats(space_id).await? {
-        return Ok((stats, HashMap::new()));
+    load_or_compute_for(store, space_id, epoch, counters, None).await
+}
+
+/// [`load_or_compute`], which also builds the space's part of the user index of
+/// [`crate::discovery`] (issue 12) when its stored stats predate it (`user_index` false): the
+/// same one scan of its messages computes every sender's messages, words and appreciations
+/// received, committed with the contributor rows, and the last commit carries the creator's
+/// "created" mark (`creator`) and the stats with `user_index` set. A failure half way leaves the
+/// old stats (without the flag), so the next claim does it again; every row it writes is a final
+/// value under a deterministic key.
+///
+/// # Errors
+/// Those of [`load_or_compute`].
+pub async fn load_or_compute_for(
+    store: &dyn Store,
+    space_id: SpaceId,
+    epoch: u64,
+    counters: SpaceCounters,
+    creator: Option<&str>,
+) -> Result<(SpaceStats, HashMap<String, ContributorStats>)> {
+    let stored = store.space_stats(space_id).await?;
+    if let Some(stats) = &stored
+        && stats.user_index
+    {
+        return Ok((stats.clone(), HashMap::new()));
     }
     if counters.message_count == 0 {
-        // Nothing to count; the first command that changes them commits them.
-        return Ok((SpaceStats::default(), HashMap::new()));
+        let stats = SpaceStats::default();
+        if stored.is_some() {
+            // Stats from before the user index, of a space whose messages are all gone: only
+            // the flag and the creator's mark to write.
+            store
+                .commit(&CommitBatch {
+                    space_id,
+                    epoch,
+                    counters,
+                    stats: Some(stats.clone()),
+                    creator_mark: creator.map(str::to_owned),
+                    ..Default::default()
+                })
+                .await?;
+        }
+        // Otherwise nothing to count; the first command that changes them commits them.
+        return Ok((stats, HashMap::new()));
     }
     const CHUNK: usize = 500;
     let mut builder = StatsBuilder::default();
@@ -184,13 +228,24 @@ pub async fn load_or_compute(
             _ => break,
         }
     }
+    let appreciations = std::mem::take(&mut builder.appreciations);
     let (stats, contributors) = builder.finish();
     let batch = |contributors: &[ContributorStats], stats: Option<SpaceStats>| CommitBatch {
         space_id,
         epoch,
         counters,
+        creator_mark: stats.as_ref().and(creator).map(str::to_owned),
         stats,
         contributors: contributors.to_vec(),
+        user_stats: contributors
+            .iter()
+            .map(|c| crate::discovery::UserSpaceStats {
+                user_id: c.user_id.clone(),
+                messages: c.messages,
+                word_count: c.word_count,
+                appreciations: appreciations.get(&c.user_id).copied().unwrap_or(0),
+            })
+            .collect(),
         ..Default::default()
     };
     let mut chunks: Vec<&[ContributorStats]> = contributors
@@ -311,6 +366,8 @@ impl SpaceStats {
 pub struct StatsBuilder {
     stats: SpaceStats,
     by_user: HashMap<String, ContributorStats>,
+    /// Σ appreciation_count per sender (the user index of [`crate::discovery`]).
+    appreciations: HashMap<String, u64>,
 }
 
 impl StatsBuilder {
@@ -334,6 +391,8 @@ impl StatsBuilder {
             });
         c.messages += 1;
         c.word_count += u64::from(m.word_count);
+        *self.appreciations.entry(m.sender_id.clone()).or_default() +=
+            u64::from(m.appreciation_count);
     }
 
     /// The stats, and every contributor best first.

@@ -13,6 +13,7 @@
 //! Fencing and half-failed commits are cases too: a backend offers [`FaultInjection`], which
 //! makes its next commit fail before or after the point where it becomes durable.
 
+pub mod discovery;
 pub mod hooked;
 
 use std::collections::BTreeMap;
@@ -69,6 +70,8 @@ pub async fn store_conformance<S: Store + FaultInjection>(store: Arc<S>) {
         stats_change_only_with_batches_that_carry_them,
         a_space_written_without_stats_gets_them_once_from_its_messages(faults),
     );
+    // disc (issue 12)
+    discovery::run(s, faults).await;
 }
 
 // ---------------------------------------------------------------------------------------------

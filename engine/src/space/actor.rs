@@ -28,6 +28,7 @@ use super::{Appreciation, Command, Outcome, Reaction, Redacted, SendMessage, Spa
 use crate::EngineConfig;
 use crate::bus::{CommandSink, Fanout, Lease, Serving};
 use crate::directory::SupervisorMsg;
+use crate::discovery::{ActivityCount, UserSpaceStats, hour_of};
 use crate::error::{EngineError, Result};
 use crate::event::{
     APPRECIATE, EventKind, MemberRemoved, MemberUpdated, MessageDeleted, ReactionChanged,
@@ -78,6 +79,15 @@ pub(crate) struct SpaceState {
     /// sequenced (so including changes not yet durable). Never evicted while the actor lives:
     /// bounded by the senders active since it started.
     contributors: HashMap<String, ContributorStats>,
+    /// disc (issue 12): users' numbers in this space for their profile stats, each as of the
+    /// last command sequenced; bounded like `contributors` (plus the senders whose messages
+    /// were appreciated).
+    user_numbers: HashMap<String, UserSpaceStats>,
+    /// disc: this space's activity count (messages created + joins) in the UTC hour it holds,
+    /// as of the last command sequenced (see [`crate::discovery`]).
+    activity: ActivityCount,
+    /// disc: whether this incarnation already wrote the creator's "created" mark.
+    creator_marked: bool,
     members: HashMap<String, Member>,
     cache: MessageCache,
     /// Reactions the actor changed or read (see [`ReactionCache`]).
@@ -118,13 +128,20 @@ impl Actor for SpaceActor {
             .claim(args.space_id)
             .await?
             .ok_or(EngineError::SpaceNotFound)?;
-        let (stats, contributors) = crate::stats::load_or_compute(
+        let (stats, contributors) = crate::stats::load_or_compute_for(
             args.store.as_ref(),
             args.space_id,
             epoch,
             snapshot.view.counters,
+            Some(&snapshot.view.space.creator.user_id),
         )
         .await?;
+        // Only this (fenced) writer counts this space's activity: resume this hour's count.
+        let hour = hour_of(Timestamp::now());
+        let activity = ActivityCount {
+            hour,
+            count: args.store.space_activity(args.space_id, hour).await?,
+        };
         let durable_seq = Arc::new(AtomicU64::new(snapshot.view.counters.head_seq));
         let queued = Arc::new(AtomicUsize::new(0));
         let (tx, rx) = mpsc::unbounded_channel();
@@ -156,6 +173,9 @@ impl Actor for SpaceActor {
             counters: snapshot.view.counters,
             stats,
             contributors,
+            user_numbers: HashMap::new(),
+            activity,
+            creator_marked: false,
             members: snapshot
                 .members
                 .into_iter()
@@ -497,6 +517,7 @@ impl SpaceState {
             }
         }
         let sender_stats = self.contributor(&sender.user_id).await?;
+        self.user_numbers(&sender.user_id).await?;
         let seq = self.next_seq();
         self.counters.message_count += 1;
         let message = Message {
@@ -560,7 +581,8 @@ impl SpaceState {
             stats.recount(&before, &p);
             self.put_existing(&mut batch, p, seq);
         }
-        self.install_stats(&mut batch, stats, sender_stats);
+        self.install_stats(&mut batch, stats, sender_stats, 0);
+        self.count_activity(&mut batch, message.created_at);
         if let Some(key) = cmd.idempotency_key {
             let ttl = i64::try_from(self.config.idempotency_ttl.as_millis()).unwrap_or(i64::MAX);
             let expires_at = Timestamp(message.created_at.0.saturating_add(ttl));
@@ -693,7 +715,13 @@ impl SpaceState {
             p.reply_count = p.reply_count.saturating_sub(1);
             self.put_existing(&mut batch, p, seq);
         }
-        self.install_stats(&mut batch, stats, sender_stats);
+        // A deleted message's appreciations no longer count for its sender.
+        self.install_stats(
+            &mut batch,
+            stats,
+            sender_stats,
+            u64::from(m.appreciation_count),
+        );
         Ok(batch)
     }
 
@@ -749,7 +777,7 @@ impl SpaceState {
             replaced_at: now,
         };
         let mut batch = self.batch();
-        self.install_stats(&mut batch, stats, sender_stats);
+        self.install_stats(&mut batch, stats, sender_stats, 0);
         batch
             .events
             .push(self.event(seq, EventKind::MessageEdited(m.clone())));
@@ -810,7 +838,7 @@ impl SpaceState {
         let (stats, sender_stats) = self.stats_after(Some(&before), Some(&m)).await?;
         let seq = self.next_seq();
         let mut batch = self.batch();
-        self.install_stats(&mut batch, stats, sender_stats);
+        self.install_stats(&mut batch, stats, sender_stats, 0);
         batch
             .events
             .push(self.event(seq, EventKind::MessageRedacted(m.clone())));
@@ -854,12 +882,13 @@ impl SpaceState {
         if self.cache.get(&message_id).is_none() {
             self.message(message_id).await?;
         }
-        let (message_seq, count, keys) =
+        let (message_seq, count, keys, sender_id) =
             match self.cache.get(&message_id).and_then(|c| c.message.as_ref()) {
                 Some(m) => (
                     m.seq,
                     m.reaction_counts.get(key).copied().unwrap_or(0),
                     m.reaction_counts.clone(),
+                    m.sender_id.clone(),
                 ),
                 None => return Err(EngineError::MessageNotFound),
             };
@@ -894,6 +923,13 @@ impl SpaceState {
                 format!("a message has at most {MAX_REACTION_KEYS} different reactions"),
             ));
         }
+        // disc: an appreciation changes its sender's appreciations received (read before
+        // sequencing: a failed read must not leave a gap in the seqs).
+        let mut sender_numbers = if key == APPRECIATE {
+            Some(self.user_numbers(&sender_id).await?)
+        } else {
+            None
+        };
         let seq = self.next_seq();
         let count = if want {
             count + 1
@@ -915,6 +951,15 @@ impl SpaceState {
         self.reactions
             .insert(message_id, key, &by.user_id, added, seq);
         let mut batch = self.batch();
+        if let Some(u) = &mut sender_numbers {
+            u.appreciations = if want {
+                u.appreciations + 1
+            } else {
+                u.appreciations.saturating_sub(1)
+            };
+            self.user_numbers.insert(u.user_id.clone(), u.clone());
+            batch.push_user_stats(u.clone());
+        }
         batch.events.push(self.event(
             seq,
             EventKind::ReactionChanged(ReactionChanged {
@@ -969,6 +1014,7 @@ impl SpaceState {
         self.counters.member_count = self.members.len() as u64;
         let mut batch = self.batch();
         batch.push_member(member.clone());
+        self.count_activity(&mut batch, member.joined_at);
         Ok((batch, member))
     }
 
@@ -1151,6 +1197,7 @@ impl SpaceState {
     ) -> Result<(SpaceStats, ContributorStats)> {
         let sender = old.or(new).map_or("", |m| m.sender_id.as_str());
         let c = self.contributor(sender).await?;
+        self.user_numbers(sender).await?;
         let c = contributor_after(&c, old, new);
         let mut stats = self.stats.clone();
         if let Some(o) = old {
@@ -1179,11 +1226,79 @@ impl SpaceState {
 
     /// Makes `stats` the space's (a sequenced command changed them) and writes them, with the
     /// contributor's new numbers, into the command's batch.
-    fn install_stats(&mut self, batch: &mut CommitBatch, stats: SpaceStats, c: ContributorStats) {
+    /// disc: so do the contributor's numbers in the user index (their appreciations less
+    /// `appreciations_lost`, those of a deleted message), and the first such batch of this
+    /// incarnation carries the creator's "created" mark again (idempotent; it covers spaces
+    /// created before the index).
+    fn install_stats(
+        &mut self,
+        batch: &mut CommitBatch,
+        stats: SpaceStats,
+        c: ContributorStats,
+        appreciations_lost: u64,
+    ) {
+        let mut u = self
+            .user_numbers
+            .get(&c.user_id)
+            .cloned()
+            .unwrap_or_default();
+        u.user_id = c.user_id.clone();
+        u.messages = c.messages;
+        u.word_count = c.word_count;
+        u.appreciations = u.appreciations.saturating_sub(appreciations_lost);
+        self.user_numbers.insert(u.user_id.clone(), u.clone());
+        batch.push_user_stats(u);
+        if !self.creator_marked {
+            self.creator_marked = true;
+            batch.creator_mark = Some(self.space.creator.user_id.clone());
+        }
         self.contributors.insert(c.user_id.clone(), c.clone());
         self.stats = stats;
         batch.stats = Some(self.stats.clone());
         batch.push_contributor(c);
+    }
+
+    /// disc: a user's numbers in this space as of the last command sequenced: known to this
+    /// incarnation, or read from the store (its user index; a sender missing there, whose
+    /// space's index was built before their first message, starts from their contributor row
+    /// with no appreciations).
+    async fn user_numbers(&mut self, user_id: &str) -> Result<UserSpaceStats> {
+        if let Some(u) = self.user_numbers.get(user_id) {
+            return Ok(u.clone());
+        }
+        let u = match self
+            .store
+            .get_user_space_stats(user_id, self.space.space_id)
+            .await?
+        {
+            Some(u) => u,
+            None => {
+                let c = self.contributor(user_id).await?;
+                UserSpaceStats {
+                    user_id: user_id.to_owned(),
+                    messages: c.messages,
+                    word_count: c.word_count,
+                    appreciations: 0,
+                }
+            }
+        };
+        self.user_numbers.insert(user_id.to_owned(), u.clone());
+        Ok(u)
+    }
+
+    /// disc: counts one unit of activity (a message created, a join) at `at` (this actor's
+    /// clock) for a public space, and writes the hour's new count into the batch.
+    fn count_activity(&mut self, batch: &mut CommitBatch, at: Timestamp) {
+        if self.space.visibility != Visibility::Public {
+            return;
+        }
+        let hour = hour_of(at);
+        if hour != self.activity.hour {
+            // A new hour: nobody else writes this space's counts, so it starts at 0.
+            self.activity = ActivityCount { hour, count: 0 };
+        }
+        self.activity.count += 1;
+        batch.push_activity(self.activity);
     }
 
     /// The existing message nearest to `seq` in `direction` (excluding it), as of the last

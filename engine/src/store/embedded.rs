@@ -30,6 +30,7 @@
 //! | `idempotency_expiry` | space_id · expires_at ms u64 · len(sender) u16 · sender · key | empty |
 //! | `space_stats` | space_id | `SpaceStats` JSON (absent: never committed, see [`crate::stats`]) |
 //! | `contributors_by_space` | space_id · user_id | `ContributorStats` JSON |
+//! | `disc_*` | see `embedded/discovery.rs` | discovery indexes and user stats (issue 12) |
 //!
 //! A message's reactions live outside its `Message` JSON, one row per (key, user) and one count
 //! per key, so a reaction writes two small values whatever the message holds; reads put the
@@ -80,6 +81,8 @@ use crate::model::{
 };
 use crate::stats::{ContributorStats, SpaceStats};
 
+mod discovery;
+
 /// Keyspace names, in one place.
 mod tables {
     pub const SPACES: &str = "spaces";
@@ -119,6 +122,7 @@ struct Tables {
     meta: Keyspace,
     space_stats: Keyspace,
     contributors_by_space: Keyspace,
+    disc: discovery::DiscTables,
 }
 
 /// A keyspace, named in write jobs instead of by handle, so a job outlives the database it was
@@ -141,6 +145,7 @@ enum Table {
     Meta,
     SpaceStats,
     ContributorsBySpace,
+    Disc(discovery::DiscTable),
 }
 
 impl Tables {
@@ -162,6 +167,7 @@ impl Tables {
             Table::Meta => &self.meta,
             Table::SpaceStats => &self.space_stats,
             Table::ContributorsBySpace => &self.contributors_by_space,
+            Table::Disc(d) => self.disc.get(d),
         }
     }
 }
@@ -202,6 +208,7 @@ impl Open {
             meta: ks(tables::META)?,
             space_stats: ks(tables::SPACE_STATS)?,
             contributors_by_space: ks(tables::CONTRIBUTORS_BY_SPACE)?,
+            disc: discovery::DiscTables::new(ks)?,
         };
         Ok(Open { db, t })
     }
@@ -971,7 +978,7 @@ impl Store for EmbeddedStore {
         };
         let id = space.space_id;
         let head = HeadRecord { counters, epoch: 0 };
-        let ops = vec![
+        let mut ops = vec![
             Op::Put(Table::Spaces, id.as_bytes().to_vec(), enc(space)),
             Op::Put(Table::SpaceCounters, id.as_bytes().to_vec(), enc(&head)),
             Op::Put(
@@ -985,6 +992,7 @@ impl Store for EmbeddedStore {
                 vec![],
             ),
         ];
+        ops.extend(discovery::create_ops(space));
         let guard = Guard {
             space: id,
             kind: GuardKind::Create(head),
@@ -1249,6 +1257,7 @@ impl Store for EmbeddedStore {
                 enc(c),
             ));
         }
+        ops.extend(discovery::commit_ops(b));
         let head = HeadRecord {
             counters: b.counters,
             epoch: b.epoch,
@@ -1557,6 +1566,53 @@ impl Store for EmbeddedStore {
         });
         *self.last_probe.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), cached));
         result
+    }
+
+    // ---- disc: discovery and user stats (issue 12) ----
+
+    async fn newest_public_spaces(&self, limit: usize) -> Result<Vec<SpaceId>> {
+        self.read(move |t| discovery::newest_public(t, limit)).await
+    }
+
+    async fn spaces_with_tag(&self, tag: &str, limit: usize) -> Result<Vec<SpaceId>> {
+        let tag = tag.to_owned();
+        self.read(move |t| discovery::with_tag(t, &tag, limit))
+            .await
+    }
+
+    async fn search_words(
+        &self,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, SpaceId, bool)>> {
+        let prefix = prefix.to_owned();
+        self.read(move |t| discovery::search(t, &prefix, limit))
+            .await
+    }
+
+    async fn activity_in_hour(&self, hour: i64) -> Result<Vec<(SpaceId, u64)>> {
+        self.read(move |t| discovery::activity_in_hour(t, hour))
+            .await
+    }
+
+    async fn space_activity(&self, space_id: SpaceId, hour: i64) -> Result<u64> {
+        self.read(move |t| discovery::space_activity(t, space_id, hour))
+            .await
+    }
+
+    async fn get_user_space_stats(
+        &self,
+        user_id: &str,
+        space_id: SpaceId,
+    ) -> Result<Option<crate::discovery::UserSpaceStats>> {
+        let user_id = user_id.to_owned();
+        self.read(move |t| discovery::user_space_stats(t, &user_id, space_id))
+            .await
+    }
+
+    async fn user_space_rows(&self, user_id: &str) -> Result<Vec<crate::discovery::UserSpaceRow>> {
+        let user_id = user_id.to_owned();
+        self.read(move |t| discovery::user_rows(t, &user_id)).await
     }
 
     async fn close(&self) -> Result<()> {

@@ -46,6 +46,7 @@ pub mod instrumented;
 
 use async_trait::async_trait;
 
+use crate::discovery::{ActivityCount, UserSpaceRow, UserSpaceStats};
 use crate::error::Result;
 use crate::event::SpaceEvent;
 use crate::model::{
@@ -196,6 +197,17 @@ pub struct CommitBatch {
     /// Contributor numbers the batch changed, each user's final value (see
     /// [`CommitBatch::push_contributor`]).
     pub contributors: Vec<ContributorStats>,
+    // ---- disc: discovery and user stats (issue 12) ----
+    /// The space's activity count of each UTC hour the batch counted in, final values (see
+    /// [`crate::discovery`]; [`CommitBatch::push_activity`]).
+    pub activity: Vec<ActivityCount>,
+    /// Users' numbers in this space for their profile stats, each user's final value
+    /// ([`CommitBatch::push_user_stats`]).
+    pub user_stats: Vec<UserSpaceStats>,
+    /// The creator's "created this space" row of the user index, written again by the first
+    /// stats commit of a space whose index was not built yet (spaces created before it existed;
+    /// [`Store::create_space`] writes it for new ones). Idempotent.
+    pub creator_mark: Option<String>,
 }
 
 /// What [`CommitBatch::reaction_outcome`] computes.
@@ -375,6 +387,42 @@ pub trait Store: Send + Sync + 'static {
 
     /// Makes everything durable and releases the backend. Called once at shutdown.
     async fn close(&self) -> Result<()>;
+
+    // ---- disc: discovery and user stats (issue 12) ----
+
+    /// Public spaces, newest first, at most `limit` (the index [`Store::create_space`] writes
+    /// for a public space). Entries only: the caller reads each space and checks it is public.
+    async fn newest_public_spaces(&self, limit: usize) -> Result<Vec<SpaceId>>;
+
+    /// Public spaces created with tag `tag` (normalised), newest first, at most `limit`.
+    async fn spaces_with_tag(&self, tag: &str, limit: usize) -> Result<Vec<SpaceId>>;
+
+    /// Entries of the word index whose word starts with `prefix` (at least
+    /// [`crate::discovery::MIN_QUERY_WORD_CHARS`] characters), in word order, at most `limit`:
+    /// `(word, space, in_title)`. A read of one index partition (the prefix's first two
+    /// characters), from the prefix on.
+    async fn search_words(
+        &self,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, SpaceId, bool)>>;
+
+    /// The activity counts of every space active in UTC hour `hour` (one bucket).
+    async fn activity_in_hour(&self, hour: i64) -> Result<Vec<(SpaceId, u64)>>;
+
+    /// One space's activity count in `hour` (0 when none was committed).
+    async fn space_activity(&self, space_id: SpaceId, hour: i64) -> Result<u64>;
+
+    /// One user's numbers in one space as last committed (`None`: never written).
+    async fn get_user_space_stats(
+        &self,
+        user_id: &str,
+        space_id: SpaceId,
+    ) -> Result<Option<UserSpaceStats>>;
+
+    /// Every row of a user's index (spaces created, numbers per space), in no particular
+    /// order: one partition read, O(spaces the user created or contributed to).
+    async fn user_space_rows(&self, user_id: &str) -> Result<Vec<UserSpaceRow>>;
 }
 
 /// Where a test makes the next commit fail ([`FaultInjection`], feature `testkit`; used by the
@@ -527,6 +575,25 @@ impl CommitBatch {
             && self.reactions.is_empty()
             && self.stats.is_none()
             && self.contributors.is_empty()
+            && self.activity.is_empty()
+            && self.user_stats.is_empty()
+            && self.creator_mark.is_none()
+    }
+
+    /// Adds an hour's activity count, replacing an earlier count of the same hour in this batch.
+    pub fn push_activity(&mut self, a: ActivityCount) {
+        match self.activity.iter_mut().find(|e| e.hour == a.hour) {
+            Some(e) => *e = a,
+            None => self.activity.push(a),
+        }
+    }
+
+    /// Adds a user's numbers, replacing an earlier write of the same user in this batch.
+    pub fn push_user_stats(&mut self, u: UserSpaceStats) {
+        match self.user_stats.iter_mut().find(|e| e.user_id == u.user_id) {
+            Some(e) => *e = u,
+            None => self.user_stats.push(u),
+        }
     }
 
     /// Adds a reaction write. Writes of the same (message, key, user) stay in order; a backend
@@ -618,6 +685,15 @@ impl CommitBatch {
         }
         for c in other.contributors {
             self.push_contributor(c);
+        }
+        for a in other.activity {
+            self.push_activity(a);
+        }
+        for u in other.user_stats {
+            self.push_user_stats(u);
+        }
+        if other.creator_mark.is_some() {
+            self.creator_mark = other.creator_mark;
         }
     }
 }

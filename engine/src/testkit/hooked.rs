@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::discovery::{UserSpaceRow, UserSpaceStats};
 use crate::error::Result;
 use crate::event::SpaceEvent;
 use crate::model::{Member, Message, MessageId, MessageVersion, Seq, Space, SpaceId, SpaceView};
@@ -195,5 +196,43 @@ impl<H: StoreHooks> Store for Hooked<H> {
     async fn close(&self) -> Result<()> {
         self.hooks.before("close")?;
         self.inner.close().await
+    }
+
+    // ---- disc: discovery and user stats (issue 12) ----
+    async fn newest_public_spaces(&self, limit: usize) -> Result<Vec<SpaceId>> {
+        self.hooks.before("newest_public_spaces")?;
+        self.inner.newest_public_spaces(limit).await
+    }
+    async fn spaces_with_tag(&self, tag: &str, limit: usize) -> Result<Vec<SpaceId>> {
+        self.hooks.before("spaces_with_tag")?;
+        self.inner.spaces_with_tag(tag, limit).await
+    }
+    async fn search_words(
+        &self,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, SpaceId, bool)>> {
+        self.hooks.before("search_words")?;
+        self.inner.search_words(prefix, limit).await
+    }
+    async fn activity_in_hour(&self, hour: i64) -> Result<Vec<(SpaceId, u64)>> {
+        self.hooks.before("activity_in_hour")?;
+        self.inner.activity_in_hour(hour).await
+    }
+    async fn space_activity(&self, space_id: SpaceId, hour: i64) -> Result<u64> {
+        self.hooks.before("space_activity")?;
+        self.inner.space_activity(space_id, hour).await
+    }
+    async fn get_user_space_stats(
+        &self,
+        user_id: &str,
+        space_id: SpaceId,
+    ) -> Result<Option<UserSpaceStats>> {
+        self.hooks.before("get_user_space_stats")?;
+        self.inner.get_user_space_stats(user_id, space_id).await
+    }
+    async fn user_space_rows(&self, user_id: &str) -> Result<Vec<UserSpaceRow>> {
+        self.hooks.before("user_space_rows")?;
+        self.inner.user_space_rows(user_id).await
     }
 }

@@ -67,6 +67,7 @@
 //! Consistency is `LOCAL_QUORUM` for reads and writes, `LOCAL_SERIAL` for the head row's Paxos and
 //! for the head reads of `claim` and of a commit that does not know the head yet.
 
+mod discovery;
 pub mod schema;
 
 use std::collections::HashMap;
@@ -374,6 +375,7 @@ struct Statements {
     insert_appreciated: PreparedStatement,
     delete_appreciated: PreparedStatement,
     select_appreciated: PreparedStatement,
+    disc: discovery::DiscStatements,
 }
 
 impl Statements {
@@ -456,6 +458,7 @@ impl Statements {
             insert_appreciated: p(format!("INSERT INTO {ks}.appreciated_messages_by_space (space_id, appreciation_count, seq, message_id) VALUES (?, ?, ?, ?)")).await?,
             delete_appreciated: p(format!("DELETE FROM {ks}.appreciated_messages_by_space WHERE space_id = ? AND appreciation_count = ? AND seq = ?")).await?,
             select_appreciated: p(format!("SELECT appreciation_count, seq, message_id FROM {ks}.appreciated_messages_by_space WHERE space_id = ?")).await?,
+            disc: discovery::DiscStatements::prepare(s, ks).await?,
         })
     }
 }
@@ -867,6 +870,9 @@ enum Settle {
     /// A contributor's numbers in the space stats (messages, words).
     #[serde(rename = "ct")]
     Contributor { u: String, n: u64, w: u64 },
+    /// disc (issue 12): a discovery or user-stats row (see [`discovery::DiscSettle`]).
+    #[serde(rename = "dv")]
+    Disc(discovery::DiscSettle),
 }
 
 /// The content columns of a message, as an edit or a redaction leaves them.
@@ -1502,6 +1508,7 @@ impl CqlStore {
             n: c.messages,
             w: c.word_count,
         }));
+        settle.extend(discovery::DiscSettle::of(b).into_iter().map(Settle::Disc));
         settle.extend(b.keys.iter().map(|k| Settle::Key {
             sender: k.sender_id.clone(),
             key: k.key.clone(),
@@ -1718,6 +1725,7 @@ impl CqlStore {
                     &s.insert_appreciated,
                     (sid, *count as i32, *seq as i64, *id),
                 ),
+                Settle::Disc(d) => self.st.disc.settle_write(sid, d, &mut parts),
                 Settle::Contributor { u, n, w } => parts.add(
                     part::CONTRIBUTORS,
                     sid.as_bytes(),
@@ -1898,7 +1906,7 @@ impl Store for CqlStore {
         let id = space.space_id;
         let tags = (!space.tags.is_empty()).then(|| space.tags.clone());
         // Wall-clock timestamps: below every commit's, so commits always win.
-        future::try_join4(
+        future::try_join5(
             self.exec(
                 &s.insert_space,
                 (
@@ -1928,6 +1936,7 @@ impl Store for CqlStore {
                 ),
             ),
             self.exec(&s.insert_space_of_user, (&creator.user.user_id, id)),
+            self.disc_create(space),
         )
         .await?;
         Ok(())
@@ -2497,6 +2506,44 @@ impl Store for CqlStore {
         Ok(())
     }
 
+    // ---- disc: discovery and user stats (issue 12) ----
+
+    async fn newest_public_spaces(&self, limit: usize) -> Result<Vec<SpaceId>> {
+        self.disc_newest_public(limit).await
+    }
+
+    async fn spaces_with_tag(&self, tag: &str, limit: usize) -> Result<Vec<SpaceId>> {
+        self.disc_with_tag(tag, limit).await
+    }
+
+    async fn search_words(
+        &self,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, SpaceId, bool)>> {
+        self.disc_search(prefix, limit).await
+    }
+
+    async fn activity_in_hour(&self, hour: i64) -> Result<Vec<(SpaceId, u64)>> {
+        self.disc_activity_in_hour(hour).await
+    }
+
+    async fn space_activity(&self, space_id: SpaceId, hour: i64) -> Result<u64> {
+        self.disc_space_activity(space_id, hour).await
+    }
+
+    async fn get_user_space_stats(
+        &self,
+        user_id: &str,
+        space_id: SpaceId,
+    ) -> Result<Option<crate::discovery::UserSpaceStats>> {
+        self.disc_user_space_stats(user_id, space_id).await
+    }
+
+    async fn user_space_rows(&self, user_id: &str) -> Result<Vec<crate::discovery::UserSpaceRow>> {
+        self.disc_user_rows(user_id).await
+    }
+
     async fn close(&self) -> Result<()> {
         // Every acknowledged write is already on the cluster; nothing is buffered here.
         Ok(())
@@ -2547,6 +2594,14 @@ mod tests {
                 seq: 6,
                 count: 2,
             },
+            Settle::Disc(discovery::DiscSettle::Activity { h: 490_000, n: 7 }),
+            Settle::Disc(discovery::DiscSettle::User {
+                u: "u".into(),
+                n: 2,
+                w: 9,
+                a: 1,
+            }),
+            Settle::Disc(discovery::DiscSettle::Creator { u: "c".into() }),
             Settle::Revise(Box::new(Revision::of(&Message {
                 content: Some("edited".into()),
                 body: Some(serde_json::Map::from_iter([("k".to_owned(), 1.into())])),

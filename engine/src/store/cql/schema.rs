@@ -20,6 +20,11 @@
 //! | `idempotency_keys_by_sender` | (space_id, sender_id, key) | reserved for idempotent sends (5-minute TTL) |
 //! | `message_history_by_message` | (space_id, message_id), version desc | earlier versions of edited messages, newest first (v3) |
 //! | `contributors_by_space` | (space_id), user_id | per-sender message and word counts of the space stats (v5; see [`crate::stats`]) |
+//! | `public_spaces_by_bucket` | (bucket: 30 days of creation), space_id desc | public spaces, newest first (v6; see [`crate::discovery`]) |
+//! | `spaces_by_tag` | (tag), space_id desc | public spaces per tag, newest first (v6) |
+//! | `space_words_by_prefix` | (first two characters of the word), word, space_id | the search word index of public spaces (v6) |
+//! | `space_activity_by_hour` | (UTC hour), space_id | a public space's activity count that hour, for trending (v6) |
+//! | `user_space_stats` | (user_id), space_id | spaces a user created, and their messages, words and appreciations received per space, for profile stats (v6) |
 //!
 //! Schema v5 also adds `stats` (JSON `text`) to `space_heads_by_id`: the space's stats without
 //! the per-contributor numbers (a bounded leaderboard only), written by the commit's head update.
@@ -52,7 +57,7 @@ pub fn bucket(seq: u64) -> i64 {
 }
 
 /// The schema version this build reads and writes.
-pub const CURRENT_VERSION: i32 = 5;
+pub const CURRENT_VERSION: i32 = 6;
 
 pub mod tables {
     pub const SCHEMA_MIGRATIONS: &str = "schema_migrations";
@@ -69,6 +74,11 @@ pub mod tables {
     pub const MESSAGE_HISTORY_BY_MESSAGE: &str = "message_history_by_message";
     pub const REACTIONS_BY_MESSAGE: &str = "reactions_by_message";
     pub const CONTRIBUTORS_BY_SPACE: &str = "contributors_by_space";
+    pub const PUBLIC_SPACES_BY_BUCKET: &str = "public_spaces_by_bucket";
+    pub const SPACES_BY_TAG: &str = "spaces_by_tag";
+    pub const SPACE_WORDS_BY_PREFIX: &str = "space_words_by_prefix";
+    pub const SPACE_ACTIVITY_BY_HOUR: &str = "space_activity_by_hour";
+    pub const USER_SPACE_STATS: &str = "user_space_stats";
 }
 
 /// One migration: its version, a description, and its statements (each idempotent).
@@ -180,6 +190,31 @@ pub const MIGRATIONS: &[Migration] = &[
             "CREATE TABLE IF NOT EXISTS {ks}.contributors_by_space (
             space_id uuid, user_id text, messages bigint, word_count bigint,
             PRIMARY KEY (space_id, user_id))",
+        ],
+    },
+    // disc (issue 12). Spaces created before it enter the discovery indexes only if created
+    // again; their users' numbers are written when the space is next claimed (see
+    // `crate::stats::load_or_compute`).
+    Migration {
+        version: 6,
+        description: "discovery: public spaces, tags, search words, hourly activity; user stats",
+        statements: &[
+            "CREATE TABLE IF NOT EXISTS {ks}.public_spaces_by_bucket (
+            bucket int, space_id uuid,
+            PRIMARY KEY (bucket, space_id)) WITH CLUSTERING ORDER BY (space_id DESC)",
+            "CREATE TABLE IF NOT EXISTS {ks}.spaces_by_tag (
+            tag text, space_id uuid,
+            PRIMARY KEY (tag, space_id)) WITH CLUSTERING ORDER BY (space_id DESC)",
+            "CREATE TABLE IF NOT EXISTS {ks}.space_words_by_prefix (
+            prefix text, word text, space_id uuid, in_title boolean,
+            PRIMARY KEY (prefix, word, space_id))",
+            "CREATE TABLE IF NOT EXISTS {ks}.space_activity_by_hour (
+            hour bigint, space_id uuid, count bigint,
+            PRIMARY KEY (hour, space_id))",
+            "CREATE TABLE IF NOT EXISTS {ks}.user_space_stats (
+            user_id text, space_id uuid, created boolean,
+            messages bigint, word_count bigint, appreciations bigint,
+            PRIMARY KEY (user_id, space_id))",
         ],
     },
 ];
