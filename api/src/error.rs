@@ -208,6 +208,7 @@ pub const CODES: &[&str] = &[
     "unsupported_protocol",
     "invalid_username",
     "rate_limited",
+    "invalid_query",
 ];
 
 #[cfg(test)]

@@ -195,6 +195,7 @@ const EXAMPLES: &[(&str, &str)] = &[
         "username may contain only letters, digits, '_', '-' and '.'",
     ),
     ("rate_limited", "Too many messages; retry in 12 s"),
+    ("invalid_query", "q must be at most 200 characters"),
 ];
 
 /// The example message of `code`; `None` for a code without one (a unit test keeps every code

@@ -11,6 +11,9 @@
 //! - [`v1_members`] serves the native `/v1/spaces/{id}/members…` and `PATCH /v1/spaces/{id}`
 //! - [`v1_reactions`] serves `PUT`/`DELETE /v1/spaces/{id}/messages/{mid}/reactions/{key}`
 //! - [`v1_stats`] serves `/v1/spaces/{id}/stats`
+//! - [`discovery`] serves `/api/spaces/trending`, `/recommended`, `/search`, `/tag/{tag}` (issue 12;
+//!   tried before [`spaces`], whose `/api/spaces/{spaceId}` would take them)
+//! - [`v1_users`] serves `/v1/users/{id}/stats`
 //!
 //! Handlers return `Result<Response, ApiError>`; [`respond`] renders errors (the only place)
 //! and records the request metrics under the route's template name. Requests no route matches
@@ -18,6 +21,7 @@
 //! edge refuses anything else (404, or 405 with `Allow`) before these filters run.
 
 pub mod console;
+pub mod discovery;
 pub mod health;
 pub mod media;
 pub mod messages;
@@ -28,6 +32,7 @@ pub mod v1_members;
 pub mod v1_messages;
 pub mod v1_reactions;
 pub mod v1_stats;
+pub mod v1_users;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -49,6 +54,8 @@ use crate::error::ApiError;
 /// Every route of the server.
 pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
     health::routes(app.clone())
+        .or(discovery::routes(app.clone()))
+        .unify()
         .or(spaces::routes(app.clone()))
         .unify()
         .or(messages::routes(app.clone()))
@@ -64,6 +71,8 @@ pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
         .or(v1_reactions::routes(app.clone()))
         .unify()
         .or(v1_stats::routes(app.clone()))
+        .unify()
+        .or(v1_users::routes(app.clone()))
         .unify()
         .or(node::routes(app))
         .unify()

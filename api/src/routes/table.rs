@@ -82,6 +82,12 @@ pub const ROUTES: &[(Method, &str)] = &[
         "/v1/spaces/{spaceId}/messages/{messageId}/reactions/{key}",
     ),
     (Method::GET, "/v1/spaces/{spaceId}/stats"),
+    // disc (issue 12)
+    (Method::GET, "/api/spaces/trending"),
+    (Method::GET, "/api/spaces/recommended"),
+    (Method::GET, "/api/spaces/search"),
+    (Method::GET, "/api/spaces/tag/{tag}"),
+    (Method::GET, "/v1/users/{userId}/stats"),
 ];
 
 /// The message of the 404 for a path no route serves (distinct from a handler's own 404s, such

@@ -335,7 +335,7 @@ fn parse_page_query(q: &HashMap<String, String>) -> Result<(Option<String>, usiz
 ///
 /// # Errors
 /// 400 `invalid_user_id`.
-fn path_user_id(raw: &str) -> Result<String, ApiError> {
+pub(crate) fn path_user_id(raw: &str) -> Result<String, ApiError> {
     let bad = |why: &str| ApiError::bad_request("invalid_user_id", format!("user id {why}"));
     let mut out = Vec::with_capacity(raw.len());
     let mut bytes = raw.bytes();
