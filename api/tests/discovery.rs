@@ -226,7 +226,7 @@ async fn search_matches_word_prefixes_title_first_and_never_private_spaces() {
         ids(&list(&s, &q("RUST%20Talk")).await),
         [garden.clone(), rust.clone()]
     );
-    assert_eq!(ids(&list(&s, &q("rustacean%20meet")).await), [rust.clone()]);
+    assert_eq!(ids(&list(&s, &q("rustacean%20meet")).await), [rust]);
     assert!(
         list(&s, &q("rust%20nowhere")).await.is_empty(),
         "every word must match"
@@ -236,8 +236,8 @@ async fn search_matches_word_prefixes_title_first_and_never_private_spaces() {
         "prefixes, not substrings"
     );
     // Unicode lowercase, words split on non-alphanumerics.
-    assert_eq!(ids(&list(&s, &q("%C3%89T")).await), [ete.clone()]);
-    assert_eq!(ids(&list(&s, &q("removal")).await), [garden.clone()]);
+    assert_eq!(ids(&list(&s, &q("%C3%89T")).await), [ete]);
+    assert_eq!(ids(&list(&s, &q("removal")).await), [garden]);
     // Nothing usable: [].
     for empty in ["", "%20%20", "r", "-", "a%20b"] {
         assert!(list(&s, &q(empty)).await.is_empty(), "q={empty}");
