@@ -52,7 +52,9 @@ use crate::model::{
     Member, Message, MessageId, MessageVersion, Seq, Space, SpaceCounters, SpaceId, SpaceView,
     Timestamp,
 };
+use crate::notifications::Notification;
 use crate::stats::{ContributorStats, SpaceStats};
+use uuid::Uuid;
 
 /// Orders of [`Store::page_messages`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -196,6 +198,10 @@ pub struct CommitBatch {
     /// Contributor numbers the batch changed, each user's final value (see
     /// [`CommitBatch::push_contributor`]).
     pub contributors: Vec<ContributorStats>,
+    /// Notifications the batch's events cause (see [`crate::notifications`]), one per
+    /// `notification_id` (see [`CommitBatch::push_notification`]); written atomically with the
+    /// batch, and published to their users' channels once it is durable.
+    pub notifications: Vec<Notification>,
 }
 
 /// What [`CommitBatch::reaction_outcome`] computes.
@@ -375,6 +381,24 @@ pub trait Store: Send + Sync + 'static {
 
     /// Makes everything durable and releases the backend. Called once at shutdown.
     async fn close(&self) -> Result<()>;
+
+    // ---- notif: notifications (issue 12) ----
+
+    /// `user_id`'s notifications, newest first ([`Notification::newest_first`]): at most
+    /// [`crate::notifications::NOTIFICATIONS_KEPT`], the newest. Reads at most that many rows plus those not trimmed
+    /// yet, and trims the older ones (see [`crate::notifications`]). Only what committed
+    /// batches wrote ([`CommitBatch::notifications`]), with the read marks of
+    /// [`Store::mark_notifications_read`].
+    async fn notifications(&self, user_id: &str) -> Result<Vec<Notification>>;
+
+    /// Whether `user_id` has the notification `notification_id` (a point read: the space
+    /// actor's check before it creates an appreciation's notification).
+    async fn has_notification(&self, user_id: &str, notification_id: Uuid) -> Result<bool>;
+
+    /// Marks notifications of `user_id` read. Written directly, not through a space actor;
+    /// idempotent; an id the user does not have is ignored, and a notification written again by
+    /// a retried commit or a claim stays read.
+    async fn mark_notifications_read(&self, user_id: &str, ids: &[Uuid]) -> Result<()>;
 }
 
 /// Where a test makes the next commit fail ([`FaultInjection`], feature `testkit`; used by the
@@ -527,6 +551,20 @@ impl CommitBatch {
             && self.reactions.is_empty()
             && self.stats.is_none()
             && self.contributors.is_empty()
+            && self.notifications.is_empty()
+    }
+
+    /// Adds a notification, replacing an earlier one of the same id in this batch.
+    pub fn push_notification(&mut self, n: Notification) {
+        if let Some(e) = self
+            .notifications
+            .iter_mut()
+            .find(|e| e.notification_id == n.notification_id)
+        {
+            *e = n;
+        } else {
+            self.notifications.push(n);
+        }
     }
 
     /// Adds a reaction write. Writes of the same (message, key, user) stay in order; a backend
@@ -618,6 +656,9 @@ impl CommitBatch {
         }
         for c in other.contributors {
             self.push_contributor(c);
+        }
+        for n in other.notifications {
+            self.push_notification(n);
         }
     }
 }

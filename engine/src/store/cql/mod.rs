@@ -67,6 +67,7 @@
 //! Consistency is `LOCAL_QUORUM` for reads and writes, `LOCAL_SERIAL` for the head row's Paxos and
 //! for the head reads of `claim` and of a commit that does not know the head yet.
 
+mod notifications;
 pub mod schema;
 
 use std::collections::HashMap;
@@ -867,6 +868,9 @@ enum Settle {
     /// A contributor's numbers in the space stats (messages, words).
     #[serde(rename = "ct")]
     Contributor { u: String, n: u64, w: u64 },
+    /// A notification the commit causes (`cql/notifications.rs`): its row, without `is_read`.
+    #[serde(rename = "nt")]
+    Notification(Box<crate::notifications::Notification>),
 }
 
 /// The content columns of a message, as an edit or a redaction leaves them.
@@ -1002,6 +1006,8 @@ struct Hooks {
 pub struct CqlStore {
     session: Session,
     st: Statements,
+    /// Notifications' statements (`cql/notifications.rs`).
+    nt: notifications::Statements,
     /// `space → (epoch, commit_no)` of the spaces whose last commit or claim went through this
     /// store, so the next commit at that epoch knows its number without reading the head. An
     /// entry is only a guess: the head update's condition checks it. Dropped on any failure.
@@ -1035,9 +1041,11 @@ impl CqlStore {
             ));
         }
         let st = Statements::prepare(&session, &cfg.keyspace).await?;
+        let nt = notifications::Statements::prepare(&session, &cfg.keyspace).await?;
         Ok(Arc::new(CqlStore {
             session,
             st,
+            nt,
             known: Mutex::new(HashMap::new()),
             #[cfg(feature = "testkit")]
             hooks: Hooks::default(),
@@ -1508,6 +1516,11 @@ impl CqlStore {
             id: k.message_id,
             exp: k.expires_at.0,
         }));
+        settle.extend(
+            b.notifications
+                .iter()
+                .map(|n| Settle::Notification(Box::new(n.clone()))),
+        );
         Ok((parts, settle))
     }
 
@@ -1777,6 +1790,7 @@ impl CqlStore {
                         sid,
                     ),
                 ),
+                Settle::Notification(n) => self.notification_write(&mut parts, n),
             }
         }
         parts
@@ -1883,6 +1897,7 @@ mod part {
     pub const REACTIONS: u8 = 9;
     pub const SPACES: u8 = 10;
     pub const CONTRIBUTORS: u8 = 11;
+    pub const NOTIFICATIONS: u8 = 12;
 }
 
 fn history_key(space: SpaceId, message_id: MessageId) -> Vec<u8> {
@@ -2181,7 +2196,12 @@ impl Store for CqlStore {
                 Some("phase 3 held back by a test".to_owned())
             };
         match unsettled {
-            None => Ok(()),
+            None => {
+                if !b.notifications.is_empty() {
+                    self.trim_notified(&b.notifications).await;
+                }
+                Ok(())
+            }
             Some(reason) => {
                 self.forget(sid);
                 Err(EngineError::Unsettled(reason))
@@ -2500,6 +2520,19 @@ impl Store for CqlStore {
     async fn close(&self) -> Result<()> {
         // Every acknowledged write is already on the cluster; nothing is buffered here.
         Ok(())
+    }
+
+    // ---- notif: notifications (issue 12) ----
+    async fn notifications(&self, user_id: &str) -> Result<Vec<crate::notifications::Notification>> {
+        self.list_and_trim(user_id).await
+    }
+
+    async fn has_notification(&self, user_id: &str, notification_id: Uuid) -> Result<bool> {
+        self.notification_exists(user_id, notification_id).await
+    }
+
+    async fn mark_notifications_read(&self, user_id: &str, ids: &[Uuid]) -> Result<()> {
+        self.mark_read(user_id, ids).await
     }
 }
 

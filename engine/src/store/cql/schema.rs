@@ -20,6 +20,7 @@
 //! | `idempotency_keys_by_sender` | (space_id, sender_id, key) | reserved for idempotent sends (5-minute TTL) |
 //! | `message_history_by_message` | (space_id, message_id), version desc | earlier versions of edited messages, newest first (v3) |
 //! | `contributors_by_space` | (space_id), user_id | per-sender message and word counts of the space stats (v5; see [`crate::stats`]) |
+//! | `notifications_by_user` | (user_id), notification_id | a user's notifications, at most the newest 200 (v7; see `cql/notifications.rs`) |
 //!
 //! Schema v5 also adds `stats` (JSON `text`) to `space_heads_by_id`: the space's stats without
 //! the per-contributor numbers (a bounded leaderboard only), written by the commit's head update.
@@ -52,7 +53,7 @@ pub fn bucket(seq: u64) -> i64 {
 }
 
 /// The schema version this build reads and writes.
-pub const CURRENT_VERSION: i32 = 5;
+pub const CURRENT_VERSION: i32 = 7;
 
 pub mod tables {
     pub const SCHEMA_MIGRATIONS: &str = "schema_migrations";
@@ -69,6 +70,7 @@ pub mod tables {
     pub const MESSAGE_HISTORY_BY_MESSAGE: &str = "message_history_by_message";
     pub const REACTIONS_BY_MESSAGE: &str = "reactions_by_message";
     pub const CONTRIBUTORS_BY_SPACE: &str = "contributors_by_space";
+    pub const NOTIFICATIONS_BY_USER: &str = "notifications_by_user";
 }
 
 /// One migration: its version, a description, and its statements (each idempotent).
@@ -181,6 +183,16 @@ pub const MIGRATIONS: &[Migration] = &[
             space_id uuid, user_id text, messages bigint, word_count bigint,
             PRIMARY KEY (space_id, user_id))",
         ],
+    },
+    // Versions 6 and 8 belong to other branches of issue 12 (merged by the lead).
+    Migration {
+        version: 7,
+        description: "notifications: one partition per user",
+        statements: &["CREATE TABLE IF NOT EXISTS {ks}.notifications_by_user (
+            user_id text, notification_id uuid, num_id bigint, kind text, message text,
+            reference_id text, space_id uuid, actor_id text, actor_username text,
+            actor_picture text, created_at bigint, is_read boolean,
+            PRIMARY KEY (user_id, notification_id))"],
     },
 ];
 
