@@ -231,6 +231,24 @@ impl Engine {
         self.fanout.users().publish(user_id, event);
     }
 
+    /// `user_id`'s notifications, newest first, at most
+    /// [`notifications::NOTIFICATIONS_KEPT`] (see [`notifications`]).
+    ///
+    /// # Errors
+    /// `StoreUnavailable`.
+    pub async fn notifications(&self, user_id: &str) -> Result<Vec<notifications::Notification>> {
+        self.store.notifications(user_id).await
+    }
+
+    /// Marks `user_id`'s notifications `ids` read (unknown ids are ignored). Durable when it
+    /// returns.
+    ///
+    /// # Errors
+    /// `StoreUnavailable`.
+    pub async fn mark_notifications_read(&self, user_id: &str, ids: &[uuid::Uuid]) -> Result<()> {
+        self.store.mark_notifications_read(user_id, ids).await
+    }
+
     /// This node's id in the cluster.
     pub fn node_id(&self) -> &str {
         self.fanout.bus().node_id()

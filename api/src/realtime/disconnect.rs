@@ -45,6 +45,9 @@ impl Disconnect {
     /// Events the client is owed could not be read from the store to fill a gap: rather than
     /// deliver past the gap, close; the client reconnects and resumes with `since_seq`.
     pub const RESYNC: Self = Self::close(1013, "try again: resume with since_seq", "resync");
+    /// The session could not subscribe to its user's channel (cluster mode, NATS unreachable):
+    /// reconnect later (to this or another node).
+    pub const BUS_UNAVAILABLE: Self = Self::close(1013, "try again: bus unavailable", "bus_unavailable");
 
     const fn close(code: u16, reason: &'static str, label: &'static str) -> Self {
         Disconnect {

@@ -11,6 +11,7 @@
 //! - [`v1_members`] serves the native `/v1/spaces/{id}/members…` and `PATCH /v1/spaces/{id}`
 //! - [`v1_reactions`] serves `PUT`/`DELETE /v1/spaces/{id}/messages/{mid}/reactions/{key}`
 //! - [`v1_stats`] serves `/v1/spaces/{id}/stats`
+//! - [`notifications`] serves Space7 `/api/notifications…`
 //!
 //! Handlers return `Result<Response, ApiError>`; [`respond`] renders errors (the only place)
 //! and records the request metrics under the route's template name. Requests no route matches
@@ -22,6 +23,7 @@ pub mod health;
 pub mod media;
 pub mod messages;
 pub mod node;
+pub mod notifications;
 pub mod spaces;
 pub mod table;
 pub mod v1_members;
@@ -64,6 +66,8 @@ pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
         .or(v1_reactions::routes(app.clone()))
         .unify()
         .or(v1_stats::routes(app.clone()))
+        .unify()
+        .or(notifications::routes(app.clone()))
         .unify()
         .or(node::routes(app))
         .unify()

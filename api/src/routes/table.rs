@@ -82,6 +82,9 @@ pub const ROUTES: &[(Method, &str)] = &[
         "/v1/spaces/{spaceId}/messages/{messageId}/reactions/{key}",
     ),
     (Method::GET, "/v1/spaces/{spaceId}/stats"),
+    (Method::GET, "/api/notifications"),
+    (Method::PUT, "/api/notifications/read-all"),
+    (Method::PUT, "/api/notifications/{id}/read"),
 ];
 
 /// The message of the 404 for a path no route serves (distinct from a handler's own 404s, such

@@ -32,6 +32,10 @@ use crate::notifications::{NOTIFICATIONS_KEPT, Notification, NotificationKind};
 /// far below 2^61), below `i64::MAX`.
 pub(super) const TRIM_TS: i64 = (1 << 62) + (1 << 61);
 
+/// Most notification inserts in one unlogged batch (≈ 300 bytes each: well under Cassandra's
+/// default `batch_size_fail_threshold` of 50 KiB).
+const PER_BATCH: usize = 32;
+
 const COLUMNS: &str = "notification_id, num_id, kind, message, reference_id, space_id, actor_id, actor_username, actor_picture, created_at, is_read";
 
 /// The prepared statements of notifications.
@@ -104,11 +108,26 @@ impl Row {
 }
 
 impl CqlStore {
-    /// Adds the insert of `n` (phase 3) to `parts`.
+    /// Adds the insert of `n` (phase 3) to `parts`: one user's inserts go in unlogged batches
+    /// of at most [`PER_BATCH`] (a commit may notify one user many times, and a big batch would
+    /// pass the server's batch size limit).
     pub(super) fn notification_write(&self, parts: &mut Partitions, n: &Notification) {
+        let mut key = n.user_id.as_bytes().to_vec();
+        key.extend_from_slice(&0u32.to_be_bytes());
+        let at = key.len() - 4;
+        for chunk in 0u32.. {
+            key[at..].copy_from_slice(&chunk.to_be_bytes());
+            let full = parts
+                .groups
+                .get(&(part::NOTIFICATIONS, key.clone()))
+                .is_some_and(|g| g.len() >= PER_BATCH);
+            if !full {
+                break;
+            }
+        }
         parts.add(
             part::NOTIFICATIONS,
-            n.user_id.as_bytes(),
+            &key,
             &self.nt.insert,
             (
                 n.user_id.clone(),
