@@ -5,10 +5,12 @@
 //! (`SPACECAST_TEST_STORE=cql` for the CQL one).
 
 mod common;
+#[path = "common/sio.rs"]
+mod sio;
 
 use std::time::Duration;
 
-use common::sio::SioPeer;
+use sio::SioPeer;
 use common::{Server, assert_json_error, eventually, token};
 use serde_json::{Value, json};
 
