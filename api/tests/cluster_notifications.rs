@@ -64,9 +64,11 @@ async fn an_appreciation_through_one_node_reaches_the_authors_sessions_on_the_ot
     let mut bob_on_c = n3.stream(&bob).await;
     let mut app_on_c = sio::SioPeer::space7(n3, Some(&ada), Some(&space)).await;
     app_on_c.connected().await;
-    eventually("ada's and bob's sessions on C subscribed", Duration::from_secs(10), || async {
-        (user_subscriptions(n3).await == 3).then_some(())
-    })
+    eventually(
+        "ada's and bob's sessions on C subscribed",
+        Duration::from_secs(10),
+        || async { (user_subscriptions(n3).await == 3).then_some(()) },
+    )
     .await;
 
     // Through A, which forwards to the owner B.
@@ -80,7 +82,10 @@ async fn an_appreciation_through_one_node_reaches_the_authors_sessions_on_the_ot
         assert_eq!(f["notification"]["reference_id"], mid.as_str());
         pushed.push(f["notification"].clone());
     }
-    assert_eq!(pushed[0], pushed[1], "one notification, the same on every node");
+    assert_eq!(
+        pushed[0], pushed[1],
+        "one notification, the same on every node"
+    );
     let n = app_on_c.event("notification").await;
     assert_eq!(n, pushed[0]);
 
@@ -91,7 +96,10 @@ async fn an_appreciation_through_one_node_reaches_the_authors_sessions_on_the_ot
     }
     for l in &listed {
         assert_eq!(l["notifications"], json!([pushed[0].clone()]), "{l}");
-        assert_eq!((l["total"].clone(), l["unreadCount"].clone()), (json!(1), json!(1)));
+        assert_eq!(
+            (l["total"].clone(), l["unreadCount"].clone()),
+            (json!(1), json!(1))
+        );
     }
     let r = n3
         .http
@@ -105,7 +113,10 @@ async fn an_appreciation_through_one_node_reaches_the_authors_sessions_on_the_ot
         .unwrap();
     assert_eq!(r.status(), 200);
     for s in [a, b, n3] {
-        assert_eq!(s.get_json(&ada, "/api/notifications").await["unreadCount"], 0);
+        assert_eq!(
+            s.get_json(&ada, "/api/notifications").await["unreadCount"],
+            0
+        );
     }
 
     // Bob's session on C got none of ada's: its first notification is its own.
@@ -126,4 +137,3 @@ async fn an_appreciation_through_one_node_reaches_the_authors_sessions_on_the_ot
     assert_eq!(f["notification"]["user_id"], "cn-bob", "{f}");
     assert_eq!(f["notification"]["type"], "mention");
 }
-

@@ -10,9 +10,9 @@ mod sio;
 
 use std::time::Duration;
 
-use sio::SioPeer;
 use common::{Server, assert_json_error, eventually, token};
 use serde_json::{Value, json};
+use sio::SioPeer;
 
 async fn v1_send(s: &Server, tok: &str, space: &str, body: Value) -> Value {
     let r = s
@@ -85,7 +85,10 @@ async fn notifications_follow_the_rules_page_and_are_marked_read() {
     // carol's through the `/v1` reaction key (another).
     assert_eq!(s.appreciate(&bob, &space, &m1).await.1["appreciated"], true);
     assert_eq!(s.appreciate(&ada, &space, &m1).await.1["appreciated"], true);
-    assert_eq!(s.appreciate(&bob, &space, &m1).await.1["appreciated"], false);
+    assert_eq!(
+        s.appreciate(&bob, &space, &m1).await.1["appreciated"],
+        false
+    );
     assert_eq!(s.appreciate(&bob, &space, &m1).await.1["appreciated"], true);
     let r = s
         .http
@@ -109,9 +112,21 @@ async fn notifications_follow_the_rules_page_and_are_marked_read() {
     let m2 = m2["message_id"].as_str().unwrap().to_owned();
     // Replies: carol in ada's thread (a reply); ada in her own (none); carol again, mentioning
     // ada (one notification: the mention).
-    let m3 = v1_send(&s, &carol, &space, json!({"content": "re", "parent_id": m1})).await;
+    let m3 = v1_send(
+        &s,
+        &carol,
+        &space,
+        json!({"content": "re", "parent_id": m1}),
+    )
+    .await;
     let m3 = m3["message_id"].as_str().unwrap().to_owned();
-    v1_send(&s, &ada, &space, json!({"content": "me too", "parent_id": m1})).await;
+    v1_send(
+        &s,
+        &ada,
+        &space,
+        json!({"content": "me too", "parent_id": m1}),
+    )
+    .await;
     let m5 = v1_send(
         &s,
         &carol,
@@ -162,7 +177,10 @@ async fn notifications_follow_the_rules_page_and_are_marked_read() {
     );
     for who in [&bob, &dave] {
         let l = notifications(&s, who, "").await;
-        assert_eq!((l["total"].clone(), l["unreadCount"].clone()), (json!(0), json!(0)));
+        assert_eq!(
+            (l["total"].clone(), l["unreadCount"].clone()),
+            (json!(0), json!(0))
+        );
     }
 
     // Pages.
@@ -175,7 +193,11 @@ async fn notifications_follow_the_rules_page_and_are_marked_read() {
         ]
     );
     assert_eq!(
-        (p["page"].clone(), p["totalPages"].clone(), p["total"].clone()),
+        (
+            p["page"].clone(),
+            p["totalPages"].clone(),
+            p["total"].clone()
+        ),
         (json!(2), json!(3), json!(5))
     );
     let past = notifications(&s, &ada, "page=9&limit=2").await;
@@ -190,7 +212,12 @@ async fn notifications_follow_the_rules_page_and_are_marked_read() {
             .unwrap();
         assert_json_error(r, 400, "invalid_pagination").await;
     }
-    let r = s.http.get(s.url("/api/notifications")).send().await.unwrap();
+    let r = s
+        .http
+        .get(s.url("/api/notifications"))
+        .send()
+        .await
+        .unwrap();
     assert_json_error(r, 401, "unauthenticated").await;
 
     // Read marks: by number, by UUID (idempotent); another user's id is not found.
@@ -232,14 +259,20 @@ async fn notifications_follow_the_rules_page_and_are_marked_read() {
         json!({"message": "All notifications marked as read"})
     );
     let l = notifications(&s, &ada, "").await;
-    assert_eq!((l["unreadCount"].clone(), l["total"].clone()), (json!(0), json!(5)));
+    assert_eq!(
+        (l["unreadCount"].clone(), l["total"].clone()),
+        (json!(0), json!(5))
+    );
     assert_eq!(notifications(&s, &carol, "").await["unreadCount"], 1);
     // Toggling bob's appreciation off and on again after all that still creates nothing, and
     // the one there stays read.
     s.appreciate(&bob, &space, &m1).await;
     assert_eq!(s.appreciate(&bob, &space, &m1).await.1["appreciated"], true);
     let l = notifications(&s, &ada, "").await;
-    assert_eq!((l["unreadCount"].clone(), l["total"].clone()), (json!(0), json!(5)));
+    assert_eq!(
+        (l["unreadCount"].clone(), l["total"].clone()),
+        (json!(0), json!(5))
+    );
 }
 
 /// Local sessions of the user's channel on `s` (the gauge `spacecast_user_subscriptions`).
@@ -271,12 +304,17 @@ async fn a_new_notification_reaches_every_session_of_its_user_and_no_other() {
     b.join(&space, None).await;
     let mut app = SioPeer::space7(&s, Some(&ada), Some(&space)).await;
     app.connected().await;
-    eventually("4 user-channel subscriptions", Duration::from_secs(10), || async {
-        (user_subscriptions(&s).await == 4).then_some(())
-    })
+    eventually(
+        "4 user-channel subscriptions",
+        Duration::from_secs(10),
+        || async { (user_subscriptions(&s).await == 4).then_some(()) },
+    )
     .await;
 
-    assert_eq!(s.appreciate(&bob, &space, &mid).await.1["appreciated"], true);
+    assert_eq!(
+        s.appreciate(&bob, &space, &mid).await.1["appreciated"],
+        true
+    );
     for ws in [&mut a1, &mut a2] {
         let f = ws.next_matching(|v| v["type"] == "notification").await;
         assert_eq!(f["notification"]["user_id"], "live-ada");
@@ -290,7 +328,10 @@ async fn a_new_notification_reaches_every_session_of_its_user_and_no_other() {
     assert_eq!(n["actor_id"], "live-bob");
     // What was pushed is what the list has.
     let listed = s.get_json(&ada, "/api/notifications").await;
-    assert_eq!(listed["notifications"][0]["notification_id"], n["notification_id"]);
+    assert_eq!(
+        listed["notifications"][0]["notification_id"],
+        n["notification_id"]
+    );
     assert_eq!(listed["notifications"][0]["id"], n["id"]);
 
     // Bob's session got none of ada's: the first notification it sees is its own (a user's
@@ -309,8 +350,10 @@ async fn a_new_notification_reaches_every_session_of_its_user_and_no_other() {
     // Sessions release their subscription when they end.
     drop((a1, a2, b));
     drop(app);
-    eventually("no user-channel subscription", Duration::from_secs(10), || async {
-        (user_subscriptions(&s).await == 0).then_some(())
-    })
+    eventually(
+        "no user-channel subscription",
+        Duration::from_secs(10),
+        || async { (user_subscriptions(&s).await == 0).then_some(()) },
+    )
     .await;
 }

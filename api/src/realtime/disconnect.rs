@@ -47,7 +47,8 @@ impl Disconnect {
     pub const RESYNC: Self = Self::close(1013, "try again: resume with since_seq", "resync");
     /// The session could not subscribe to its user's channel (cluster mode, NATS unreachable):
     /// reconnect later (to this or another node).
-    pub const BUS_UNAVAILABLE: Self = Self::close(1013, "try again: bus unavailable", "bus_unavailable");
+    pub const BUS_UNAVAILABLE: Self =
+        Self::close(1013, "try again: bus unavailable", "bus_unavailable");
 
     const fn close(code: u16, reason: &'static str, label: &'static str) -> Self {
         Disconnect {

@@ -5,8 +5,8 @@ use std::future::Future;
 
 use spacecast_engine::event::Published;
 use spacecast_engine::hub::Typing;
-use spacecast_engine::users::UserPublished;
 use spacecast_engine::model::{Message, Seq, SpaceId};
+use spacecast_engine::users::UserPublished;
 
 use super::Disconnect;
 

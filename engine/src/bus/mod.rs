@@ -225,11 +225,7 @@ pub struct Fanout {
 
 impl Fanout {
     pub fn new(hub: Hub, store: Arc<dyn Store>, bus: Arc<dyn Bus>) -> Self {
-        let users = UserChannels::new(
-            bus.clone(),
-            crate::users::USER_QUEUE,
-            hub.metrics().clone(),
-        );
+        let users = UserChannels::new(bus.clone(), crate::users::USER_QUEUE, hub.metrics().clone());
         Fanout {
             hub,
             store,

@@ -429,7 +429,11 @@ async fn publish_in_order(
         let subject = async_nats::Subject::from(subject);
         let sent = match headers {
             None => client.publish(subject.clone(), payload).await,
-            Some(h) => client.publish_with_headers(subject.clone(), h, payload).await,
+            Some(h) => {
+                client
+                    .publish_with_headers(subject.clone(), h, payload)
+                    .await
+            }
         };
         metrics
             .bus_publish_duration

@@ -909,7 +909,8 @@ impl SpaceState {
         // Decided (and read, if need be) before anything changes: a failed read fails the
         // command with nothing sequenced.
         let notify = if want && key == APPRECIATE {
-            self.appreciation_notification(message_id, &author, by).await?
+            self.appreciation_notification(message_id, &author, by)
+                .await?
         } else {
             None
         };

@@ -1578,7 +1578,10 @@ impl Store for EmbeddedStore {
     }
 
     // ---- notif: notifications (issue 12) ----
-    async fn notifications(&self, user_id: &str) -> Result<Vec<crate::notifications::Notification>> {
+    async fn notifications(
+        &self,
+        user_id: &str,
+    ) -> Result<Vec<crate::notifications::Notification>> {
         self.list_notifications(user_id).await
     }
 

@@ -64,15 +64,29 @@ async fn notifications_commit_with_their_batch_and_keep_their_read_mark(s: &dyn 
     let m = model.send(&mut b, &bob, "hello @alice");
     let base = Timestamp::now().0;
     let mention = note(&alice, &bob, &m, NotificationKind::Mention, base);
-    let appreciated = note(&bob, &alice, &m, NotificationKind::MessageAppreciated, base + 1);
+    let appreciated = note(
+        &bob,
+        &alice,
+        &m,
+        NotificationKind::MessageAppreciated,
+        base + 1,
+    );
     b.push_notification(mention.clone());
     b.push_notification(appreciated.clone());
     s.commit(&model.finish(b)).await.expect("commit");
     assert_eq!(listed(s, &alice).await, vec![mention.clone()]);
     assert_eq!(listed(s, &bob).await, vec![appreciated.clone()]);
     assert_eq!(listed(s, &carol).await, vec![]);
-    assert!(s.has_notification(&alice.user_id, mention.notification_id).await.unwrap());
-    assert!(!s.has_notification(&carol.user_id, mention.notification_id).await.unwrap());
+    assert!(
+        s.has_notification(&alice.user_id, mention.notification_id)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.has_notification(&carol.user_id, mention.notification_id)
+            .await
+            .unwrap()
+    );
 
     // A second one, newer: listed first.
     let mut b = model.batch();
@@ -80,23 +94,35 @@ async fn notifications_commit_with_their_batch_and_keep_their_read_mark(s: &dyn 
     let reply = note(&alice, &bob, &m2, NotificationKind::Reply, base + 2);
     b.push_notification(reply.clone());
     s.commit(&model.finish(b)).await.expect("commit");
-    assert_eq!(listed(s, &alice).await, vec![reply.clone(), mention.clone()]);
+    assert_eq!(
+        listed(s, &alice).await,
+        vec![reply.clone(), mention.clone()]
+    );
 
     // Read marks: by id, idempotent; an unknown id and another user's are ignored.
     s.mark_notifications_read(&alice.user_id, &[mention.notification_id])
         .await
         .unwrap();
-    s.mark_notifications_read(&alice.user_id, &[mention.notification_id, crate::model::new_id()])
-        .await
-        .unwrap();
+    s.mark_notifications_read(
+        &alice.user_id,
+        &[mention.notification_id, crate::model::new_id()],
+    )
+    .await
+    .unwrap();
     s.mark_notifications_read(&carol.user_id, &[reply.notification_id])
         .await
         .unwrap();
     let read: Vec<bool> = listed(s, &alice).await.iter().map(|n| n.is_read).collect();
     assert_eq!(read, vec![false, true]);
-    assert_eq!(listed(s, &carol).await, vec![], "a mark of another's id creates nothing");
+    assert_eq!(
+        listed(s, &carol).await,
+        vec![],
+        "a mark of another's id creates nothing"
+    );
     assert!(
-        !s.has_notification(&carol.user_id, reply.notification_id).await.unwrap(),
+        !s.has_notification(&carol.user_id, reply.notification_id)
+            .await
+            .unwrap(),
         "a mark of another's id creates nothing"
     );
 
@@ -125,15 +151,31 @@ async fn a_notification_of_a_commit_that_fails_before_it_is_durable_is_never_vis
     let mut model = space(s, &alice).await;
     let mut b = model.batch();
     let m = model.send(&mut b, &bob, "lost");
-    let n = note(&alice, &bob, &m, NotificationKind::Mention, Timestamp::now().0);
+    let n = note(
+        &alice,
+        &bob,
+        &m,
+        NotificationKind::Mention,
+        Timestamp::now().0,
+    );
     b.push_notification(n.clone());
     faults.fail_next_commit(FailPoint::BeforeHead);
-    let err = s.commit(&model.finish(b)).await.expect_err("the injected failure");
+    let err = s
+        .commit(&model.finish(b))
+        .await
+        .expect_err("the injected failure");
     assert!(!matches!(err, EngineError::Fenced), "{err:?}");
     let claimed = s.claim(m.space_id).await.unwrap().expect("claimed");
-    assert_eq!(claimed.snapshot.view.counters.head_seq, 0, "nothing of it is durable");
+    assert_eq!(
+        claimed.snapshot.view.counters.head_seq, 0,
+        "nothing of it is durable"
+    );
     assert_eq!(listed(s, &alice).await, vec![]);
-    assert!(!s.has_notification(&alice.user_id, n.notification_id).await.unwrap());
+    assert!(
+        !s.has_notification(&alice.user_id, n.notification_id)
+            .await
+            .unwrap()
+    );
 }
 
 /// `FailPoint::AfterHead`: the commit is durable; its notification is there at the latest once
@@ -154,7 +196,10 @@ async fn a_notification_of_a_commit_that_fails_after_it_is_durable_is_there_afte
     b.push_notification(to_alice.clone());
     b.push_notification(to_carol.clone());
     faults.fail_next_commit(FailPoint::AfterHead);
-    let err = s.commit(&model.finish(b)).await.expect_err("the injected failure");
+    let err = s
+        .commit(&model.finish(b))
+        .await
+        .expect_err("the injected failure");
     assert!(!matches!(err, EngineError::Fenced), "{err:?}");
     s.claim(m.space_id).await.unwrap().expect("claimed");
     assert_eq!(listed(s, &alice).await, vec![to_alice]);
@@ -177,7 +222,13 @@ async fn each_user_keeps_the_newest_notifications_only(s: &dyn Store) {
             user_id: format!("{}-{i}", bob.user_id),
             ..bob.clone()
         };
-        let n = note(&alice, &by, &m, NotificationKind::MessageAppreciated, base + i as i64);
+        let n = note(
+            &alice,
+            &by,
+            &m,
+            NotificationKind::MessageAppreciated,
+            base + i as i64,
+        );
         b.push_notification(n.clone());
         all.push(n);
     }
@@ -185,11 +236,21 @@ async fn each_user_keeps_the_newest_notifications_only(s: &dyn Store) {
     let mut newest = all.clone();
     Notification::newest_first(&mut newest);
     newest.truncate(NOTIFICATIONS_KEPT);
-    assert_eq!(listed(s, &alice).await, newest, "the newest 200, newest first");
-    assert_eq!(listed(s, &alice).await, newest, "and again (trimmed by now)");
+    assert_eq!(
+        listed(s, &alice).await,
+        newest,
+        "the newest 200, newest first"
+    );
+    assert_eq!(
+        listed(s, &alice).await,
+        newest,
+        "and again (trimmed by now)"
+    );
     for old in &all[..extra] {
         assert!(
-            !s.has_notification(&alice.user_id, old.notification_id).await.unwrap(),
+            !s.has_notification(&alice.user_id, old.notification_id)
+                .await
+                .unwrap(),
             "trimmed: {}",
             old.id
         );

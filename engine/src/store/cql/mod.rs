@@ -2523,7 +2523,10 @@ impl Store for CqlStore {
     }
 
     // ---- notif: notifications (issue 12) ----
-    async fn notifications(&self, user_id: &str) -> Result<Vec<crate::notifications::Notification>> {
+    async fn notifications(
+        &self,
+        user_id: &str,
+    ) -> Result<Vec<crate::notifications::Notification>> {
         self.list_and_trim(user_id).await
     }
 

@@ -183,10 +183,9 @@ impl CqlStore {
             );
         }
         if !gone.is_empty() {
-            let deletes = gone.into_iter().map(|id| {
-                self.session
-                    .execute_unpaged(&self.nt.delete, (user_id, id))
-            });
+            let deletes = gone
+                .into_iter()
+                .map(|id| self.session.execute_unpaged(&self.nt.delete, (user_id, id)));
             futures::future::try_join_all(deletes)
                 .await
                 .map_err(unavailable)?;

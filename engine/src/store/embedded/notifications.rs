@@ -48,7 +48,10 @@ impl EmbeddedStore {
         }
         let mut by_user: HashMap<String, Vec<Notification>> = HashMap::new();
         for n in &b.notifications {
-            by_user.entry(n.user_id.clone()).or_default().push(n.clone());
+            by_user
+                .entry(n.user_id.clone())
+                .or_default()
+                .push(n.clone());
         }
         self.read(move |t| {
             let mut ops = Vec::new();
@@ -56,7 +59,9 @@ impl EmbeddedStore {
                 let mut all = stored(t, &user)?;
                 let mut written = Vec::with_capacity(new.len());
                 for mut n in new {
-                    if let Some(old) = all.iter().position(|o| o.notification_id == n.notification_id)
+                    if let Some(old) = all
+                        .iter()
+                        .position(|o| o.notification_id == n.notification_id)
                     {
                         // Written again (a retry): it stays read if it was.
                         n.is_read |= all[old].is_read;
