@@ -145,8 +145,9 @@ enum WakeKind {
 }
 
 impl Inbox {
-    /// Waits for the next send answer or hub item. Cancel-safe; never resolves for a session
-    /// with no subscription and no send in flight.
+    /// Waits for the next send answer, user-channel event or hub item. Cancel-safe; never
+    /// resolves for a session with no subscription (user channel included) and no send in
+    /// flight.
     pub async fn next(&mut self) -> Wake {
         let results = async {
             match &mut self.results {

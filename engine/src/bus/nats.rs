@@ -804,10 +804,8 @@ impl Bus for NatsBus {
         let task = tokio::spawn(async move {
             while let Some(msg) = sub.next().await {
                 match serde_json::from_slice::<UserEnvelope<String, UserEvent>>(&msg.payload) {
-                    Ok(env) if env.node == me => {}
-                    // Another user whose token collides with this one's: not theirs to see.
-                    Ok(env) if env.user_id != user => {}
-                    Ok(env) => users.received(&user, env.event),
+                    Ok(env) if for_this_node(&env, &me, &user) => users.received(&user, env.event),
+                    Ok(_) => {}
                     Err(e) => {
                         tracing::warn!(error = %e, "unreadable user event on the bus; dropped")
                     }
@@ -817,6 +815,13 @@ impl Bus for NatsBus {
         let abort = AbortOnDrop(task.abort_handle());
         Ok(Serving::on_drop(move || drop(abort)))
     }
+}
+
+/// Whether a user event received on `user`'s subject is for this node's sessions of `user`: not
+/// published by this node (which delivered it already), and for that very user (the subject is
+/// a hash of the user id: a colliding user's events must not reach this one's sessions).
+fn for_this_node(env: &UserEnvelope<String, UserEvent>, me: &str, user: &str) -> bool {
+    env.node != me && env.user_id == user
 }
 
 async fn answer(client: &async_nats::Client, reply: async_nats::Subject, r: &WireResult) {
@@ -858,6 +863,46 @@ mod tests {
         assert_eq!(received_event_traces(Some(&bare)), vec![(5, other)]);
         assert!(received_event_traces(None).is_empty());
         assert!(received_event_traces(Some(&async_nats::HeaderMap::new())).is_empty());
+    }
+
+    #[test]
+    fn a_user_event_reaches_only_the_user_it_names_and_not_its_own_node_twice() {
+        let m = crate::model::new_id();
+        let actor = crate::model::UserRef::default();
+        let event = UserEvent::Notification {
+            notification: crate::notifications::Notification::new(
+                crate::notifications::appreciation_id(m, "a"),
+                crate::notifications::NotificationKind::MessageAppreciated,
+                "bob",
+                &actor,
+                m,
+                "S",
+                m,
+                crate::model::Timestamp(0),
+            ),
+        };
+        let env = |node: &str, user: &str| UserEnvelope {
+            node: node.to_owned(),
+            user_id: user.to_owned(),
+            event: event.clone(),
+        };
+        assert!(for_this_node(&env("n2", "bob"), "n1", "bob"));
+        assert!(
+            !for_this_node(&env("n1", "bob"), "n1", "bob"),
+            "published here"
+        );
+        // A user whose subject token collides with bob's: the subject matched, the id does not.
+        assert!(!for_this_node(&env("n2", "mallory"), "n1", "bob"));
+        // The envelope round-trips as the subscriber reads it.
+        let bytes = serde_json::to_vec(&UserEnvelope {
+            node: "n2",
+            user_id: "bob",
+            event: &event,
+        })
+        .unwrap();
+        let back: UserEnvelope<String, UserEvent> = serde_json::from_slice(&bytes).unwrap();
+        assert!(for_this_node(&back, "n1", "bob"));
+        assert_eq!(back.event, event);
     }
 
     #[test]
