@@ -282,6 +282,61 @@ mod tests {
         );
     }
 
+    /// A bus that is down: every subscription fails.
+    struct DownBus;
+
+    #[async_trait::async_trait]
+    impl Bus for DownBus {
+        fn node_id(&self) -> &str {
+            "down"
+        }
+        fn clustered(&self) -> bool {
+            true
+        }
+        fn healthy(&self) -> bool {
+            false
+        }
+        async fn acquire(
+            &self,
+            _: crate::model::SpaceId,
+        ) -> Result<Option<Arc<crate::bus::Lease>>> {
+            Err(crate::bus::unavailable("down"))
+        }
+        async fn release(&self, _: Arc<crate::bus::Lease>) {}
+        async fn serve(
+            &self,
+            _: crate::model::SpaceId,
+            _: Arc<dyn crate::bus::CommandSink>,
+        ) -> Result<Serving> {
+            Err(crate::bus::unavailable("down"))
+        }
+        async fn forward(
+            &self,
+            _: crate::model::SpaceId,
+            _: &crate::space::command::Command,
+        ) -> Result<crate::bus::Answer> {
+            Err(crate::bus::unavailable("down"))
+        }
+        fn publish(&self, _: crate::model::SpaceId, _: &[crate::event::Published]) {}
+        fn publish_typing(&self, _: &crate::hub::Typing) {}
+        async fn watch(&self, _: crate::model::SpaceId, _: crate::bus::Fanout) -> Result<Serving> {
+            Err(crate::bus::unavailable("down"))
+        }
+        async fn watch_user(&self, _: &str, _: UserChannels) -> Result<Serving> {
+            Err(crate::bus::unavailable("down"))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_subscription_the_bus_refuses_is_an_error_and_is_not_counted() {
+        let metrics = Metrics::new();
+        let ch = UserChannels::new(Arc::new(DownBus), 4, metrics.clone());
+        let e = ch.subscribe("bob").await.expect_err("the bus is down");
+        assert_eq!(e.code(), "bus_unavailable");
+        assert_eq!(ch.users(), 0);
+        assert_eq!(metrics.user_subscriptions.get(), 0);
+    }
+
     #[test]
     fn the_native_frame_and_the_socketio_payload_of_a_notification() {
         let ev = note("bob");

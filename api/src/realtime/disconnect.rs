@@ -91,6 +91,7 @@ mod tests {
             (Disconnect::PONG_TIMEOUT, Some(4002), "pong_timeout"),
             (Disconnect::SLOW_CONSUMER, Some(4008), "slow_consumer"),
             (Disconnect::RESYNC, Some(1013), "resync"),
+            (Disconnect::BUS_UNAVAILABLE, Some(1013), "bus_unavailable"),
             (Disconnect::CLIENT_CLOSED, None, "client"),
             (Disconnect::TRANSPORT_ERROR, None, "error"),
         ];
