@@ -233,6 +233,22 @@ async fn each_user_keeps_the_newest_notifications_only(s: &dyn Store) {
         all.push(n);
     }
     s.commit(&model.finish(b)).await.expect("commit");
+    // The write trims (CQL: in the background, so poll with a deadline), without any list.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    for old in &all[..extra] {
+        while s
+            .has_notification(&alice.user_id, old.notification_id)
+            .await
+            .unwrap()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the write did not trim {}",
+                old.id
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
     let mut newest = all.clone();
     Notification::newest_first(&mut newest);
     newest.truncate(NOTIFICATIONS_KEPT);

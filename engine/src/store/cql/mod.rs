@@ -1004,7 +1004,8 @@ struct Hooks {
 
 /// The ScyllaDB / Cassandra [`Store`]. See the module doc.
 pub struct CqlStore {
-    session: Session,
+    /// Shared with the background trims of notifications (`cql/notifications.rs`).
+    session: Arc<Session>,
     st: Statements,
     /// Notifications' statements (`cql/notifications.rs`).
     nt: notifications::Statements,
@@ -1043,7 +1044,7 @@ impl CqlStore {
         let st = Statements::prepare(&session, &cfg.keyspace).await?;
         let nt = notifications::Statements::prepare(&session, &cfg.keyspace).await?;
         Ok(Arc::new(CqlStore {
-            session,
+            session: Arc::new(session),
             st,
             nt,
             known: Mutex::new(HashMap::new()),
@@ -2198,7 +2199,7 @@ impl Store for CqlStore {
         match unsettled {
             None => {
                 if !b.notifications.is_empty() {
-                    self.trim_notified(&b.notifications).await;
+                    self.trim_notified(&b.notifications);
                 }
                 Ok(())
             }

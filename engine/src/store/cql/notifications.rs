@@ -11,11 +11,16 @@
 //!   [`Store::mark_notifications_read`](crate::store::Store::mark_notifications_read): the
 //!   insert never writes that cell, so a re-applied insert (timestamp 2^62 + n) cannot reset
 //!   it to unread.
-//! - **Trim**: after a commit's phase 3, each notified user's partition is read (the newest
-//!   [`NOTIFICATIONS_KEPT`] are kept) and the older rows deleted at [`TRIM_TS`], above every
+//! - **Trim**: after a commit's phase 3, each notified user's partition is read in the
+//!   background (not delaying the commit; at most one trim per user in flight per store) and
+//!   what is older than the newest [`NOTIFICATIONS_KEPT`] deleted at [`TRIM_TS`], above every
 //!   commit timestamp, so neither a re-applied insert nor a late read mark brings a trimmed row
 //!   back (an appreciation whose notification was trimmed is therefore not notified again). A
-//!   failed trim is not a failed commit: the next list or write trims. A list trims too.
+//!   failed trim is not a failed commit: the next write trims again. A list trims synchronously,
+//!   so it never shows more than the bound.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use futures::TryStreamExt;
 use scylla::DeserializeRow;
@@ -38,13 +43,20 @@ const PER_BATCH: usize = 32;
 
 const COLUMNS: &str = "notification_id, num_id, kind, message, reference_id, space_id, actor_id, actor_username, actor_picture, created_at, is_read";
 
-/// The prepared statements of notifications.
+/// The prepared statements of notifications, and the users being trimmed in the background.
 pub(super) struct Statements {
     insert: PreparedStatement,
-    select_user: PreparedStatement,
     select_one: PreparedStatement,
     set_read: PreparedStatement,
+    trim: Arc<Trim>,
+}
+
+/// What a trim needs, shared with its background task.
+struct Trim {
+    select_user: PreparedStatement,
     delete: PreparedStatement,
+    /// Users with a background trim in flight.
+    running: Mutex<HashSet<String>>,
 }
 
 impl Statements {
@@ -58,10 +70,13 @@ impl Statements {
         let t = format!("{ks}.notifications_by_user");
         Ok(Statements {
             insert: p(format!("INSERT INTO {t} (user_id, notification_id, num_id, kind, message, reference_id, space_id, actor_id, actor_username, actor_picture, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")).await?,
-            select_user: p(format!("SELECT {COLUMNS} FROM {t} WHERE user_id = ?")).await?,
             select_one: p(format!("SELECT kind FROM {t} WHERE user_id = ? AND notification_id = ?")).await?,
             set_read: p(format!("UPDATE {t} SET is_read = true WHERE user_id = ? AND notification_id = ?")).await?,
-            delete: p(format!("DELETE FROM {t} USING TIMESTAMP {TRIM_TS} WHERE user_id = ? AND notification_id = ?")).await?,
+            trim: Arc::new(Trim {
+                select_user: p(format!("SELECT {COLUMNS} FROM {t} WHERE user_id = ?")).await?,
+                delete: p(format!("DELETE FROM {t} USING TIMESTAMP {TRIM_TS} WHERE user_id = ? AND notification_id = ?")).await?,
+                running: Mutex::default(),
+            }),
         })
     }
 }
@@ -145,65 +160,34 @@ impl CqlStore {
         );
     }
 
-    /// Every row of the user's partition, newest first, and the ids of rows without a
-    /// notification (read marks of trimmed ones).
-    async fn read_partition(&self, user_id: &str) -> Result<(Vec<Notification>, Vec<Uuid>)> {
-        let pager = self
-            .session
-            .execute_iter(self.nt.select_user.clone(), (user_id,))
-            .await
-            .map_err(unavailable)?;
-        let rows: Vec<Row> = pager
-            .rows_stream::<Row>()
-            .map_err(corrupt)?
-            .try_collect()
-            .await
-            .map_err(unavailable)?;
-        let mut list = Vec::with_capacity(rows.len());
-        let mut stray = Vec::new();
-        for r in rows {
-            let id = r.notification_id;
-            match r.into_notification(user_id) {
-                Some(n) => list.push(n),
-                None => stray.push(id),
-            }
-        }
-        Notification::newest_first(&mut list);
-        Ok((list, stray))
-    }
-
     /// The user's newest [`NOTIFICATIONS_KEPT`], deleting the rest.
     pub(super) async fn list_and_trim(&self, user_id: &str) -> Result<Vec<Notification>> {
-        let (mut list, mut gone) = self.read_partition(user_id).await?;
-        if list.len() > NOTIFICATIONS_KEPT {
-            gone.extend(
-                list.split_off(NOTIFICATIONS_KEPT)
-                    .into_iter()
-                    .map(|n| n.notification_id),
-            );
-        }
-        if !gone.is_empty() {
-            let deletes = gone
-                .into_iter()
-                .map(|id| self.session.execute_unpaged(&self.nt.delete, (user_id, id)));
-            futures::future::try_join_all(deletes)
-                .await
-                .map_err(unavailable)?;
-        }
-        Ok(list)
+        list_and_trim(&self.session, &self.nt.trim, user_id).await
     }
 
-    /// After a commit: trims every user it notified (errors ignored: the next list or write
-    /// trims).
-    pub(super) async fn trim_notified(&self, notified: &[Notification]) {
-        let mut users: Vec<&str> = notified.iter().map(|n| n.user_id.as_str()).collect();
-        users.sort_unstable();
-        users.dedup();
-        let trims = users.into_iter().map(|u| self.list_and_trim(u));
-        for r in futures::future::join_all(trims).await {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "could not trim a user's notifications; the next write or list does");
+    /// After a commit: trims every user it notified, in the background (see the module doc).
+    pub(super) fn trim_notified(&self, notified: &[Notification]) {
+        for n in notified {
+            let user = n.user_id.clone();
+            let trim = self.nt.trim.clone();
+            let fresh = trim
+                .running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(user.clone());
+            if !fresh {
+                continue;
             }
+            let session = self.session.clone();
+            tokio::spawn(async move {
+                if let Err(e) = list_and_trim(&session, &trim, &user).await {
+                    tracing::debug!(error = %e, "could not trim a user's notifications; the next write or list does");
+                }
+                trim.running
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&user);
+            });
         }
     }
 
@@ -224,4 +208,55 @@ impl CqlStore {
             .map_err(unavailable)?;
         Ok(())
     }
+}
+
+/// Every row of the user's partition: its notifications newest first, and the ids of rows
+/// without a notification (read marks of trimmed ones).
+async fn read_partition(
+    session: &Session,
+    trim: &Trim,
+    user_id: &str,
+) -> Result<(Vec<Notification>, Vec<Uuid>)> {
+    let pager = session
+        .execute_iter(trim.select_user.clone(), (user_id,))
+        .await
+        .map_err(unavailable)?;
+    let rows: Vec<Row> = pager
+        .rows_stream::<Row>()
+        .map_err(corrupt)?
+        .try_collect()
+        .await
+        .map_err(unavailable)?;
+    let mut list = Vec::with_capacity(rows.len());
+    let mut stray = Vec::new();
+    for r in rows {
+        let id = r.notification_id;
+        match r.into_notification(user_id) {
+            Some(n) => list.push(n),
+            None => stray.push(id),
+        }
+    }
+    Notification::newest_first(&mut list);
+    Ok((list, stray))
+}
+
+/// The user's newest [`NOTIFICATIONS_KEPT`], deleting the older ones and stray read marks.
+async fn list_and_trim(session: &Session, trim: &Trim, user_id: &str) -> Result<Vec<Notification>> {
+    let (mut list, mut gone) = read_partition(session, trim, user_id).await?;
+    if list.len() > NOTIFICATIONS_KEPT {
+        gone.extend(
+            list.split_off(NOTIFICATIONS_KEPT)
+                .into_iter()
+                .map(|n| n.notification_id),
+        );
+    }
+    if !gone.is_empty() {
+        let deletes = gone
+            .into_iter()
+            .map(|id| session.execute_unpaged(&trim.delete, (user_id, id)));
+        futures::future::try_join_all(deletes)
+            .await
+            .map_err(unavailable)?;
+    }
+    Ok(list)
 }

@@ -55,21 +55,33 @@ impl EmbeddedStore {
         }
         self.read(move |t| {
             let mut ops = Vec::new();
-            for (user, new) in by_user {
-                let mut all = stored(t, &user)?;
-                let mut written = Vec::with_capacity(new.len());
-                for mut n in new {
-                    if let Some(old) = all
-                        .iter()
-                        .position(|o| o.notification_id == n.notification_id)
-                    {
-                        // Written again (a retry): it stays read if it was.
-                        n.is_read |= all[old].is_read;
-                        all.swap_remove(old);
+            for (user, mut new) in by_user {
+                // Written again (a retry): it stays read if it was.
+                let mut rewritten = 0;
+                for n in &mut new {
+                    let k = key(&user, n.notification_id);
+                    if let Some(v) = t.notifications_by_user.get(&k).map_err(io_err)? {
+                        n.is_read |= dec::<Notification>(&v)?.is_read;
+                        rewritten += 1;
                     }
-                    written.push(n.notification_id);
-                    all.push(n);
                 }
+                // Counting keys first: the common case (under the bound) decodes nothing.
+                let mut stored_n = 0;
+                for kv in t.notifications_by_user.prefix(user_prefix(&user)) {
+                    kv.key().map_err(io_err)?;
+                    stored_n += 1;
+                }
+                if stored_n + new.len() - rewritten <= NOTIFICATIONS_KEPT {
+                    for n in new {
+                        let k = key(&user, n.notification_id);
+                        ops.push(Op::Put(Table::NotificationsByUser, k, enc(&n)));
+                    }
+                    continue;
+                }
+                let written: Vec<_> = new.iter().map(|n| n.notification_id).collect();
+                let mut all = stored(t, &user)?;
+                all.retain(|o| !written.contains(&o.notification_id));
+                all.extend(new);
                 Notification::newest_first(&mut all);
                 for (i, n) in all.into_iter().enumerate() {
                     let k = key(&user, n.notification_id);
