@@ -43,13 +43,14 @@ cargo fmt --all -- --check
 
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-# api/tests/cluster.rs is `test = false` (it runs in a step of its own, last), so --all-targets
-# leaves it out.
-cargo clippy -p spacecast-api --test cluster --test cluster_discovery --test traces --locked -- -D warnings
+# api/tests/cluster*.rs and traces.rs are `test = false` (they run in a step of their own, last),
+# so --all-targets leaves them out.
+CLUSTER_TESTS=(--test cluster --test cluster_discovery --test cluster_notifications --test traces)
+cargo clippy -p spacecast-api "${CLUSTER_TESTS[@]}" --locked -- -D warnings
 
 step "build the tests"
 cargo test --workspace --all-targets --locked --no-run
-cargo test -p spacecast-api --test cluster --test cluster_discovery --test traces --locked --no-run
+cargo test -p spacecast-api "${CLUSTER_TESTS[@]}" --locked --no-run
 
 step "install Centrifugo v6.9.1 (cached; the loadtest harness compares against it)"
 scripts/centrifugo.sh install
@@ -122,7 +123,8 @@ SPACECAST_TEST_STORE=cql cargo test --workspace --tests --locked
 # one test at a time, since one of them restarts NATS under load.
 step "cluster tests: three nodes over NATS + CQL (api/tests/cluster.rs)"
 cargo test -p spacecast-api --test cluster --locked -- --test-threads 1
-# Discovery and user stats read through every node of three (issue 12).
+# Issue 12 through every node of three: discovery and user stats, notifications.
 cargo test -p spacecast-api --test cluster_discovery --locked -- --test-threads 1
+cargo test -p spacecast-api --test cluster_notifications --locked -- --test-threads 1
 # One send through one node into a space another owns, traced end to end into Jaeger.
 cargo test -p spacecast-api --test traces --locked -- --test-threads 1

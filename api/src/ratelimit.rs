@@ -73,6 +73,8 @@ pub enum Write {
     Member,
     /// A space created, or its settings changed.
     Space,
+    /// Notifications marked read (one or all).
+    Notification,
 }
 
 type Limiter<C> =
@@ -174,6 +176,7 @@ impl Limited for Write {
             Write::Delete => "delete",
             Write::Member => "member",
             Write::Space => "space",
+            Write::Notification => "notification",
         }
     }
     fn refused(metrics: &Metrics) -> &IntCounterVec {

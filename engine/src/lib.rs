@@ -41,12 +41,14 @@ pub mod event;
 pub mod hub;
 pub mod listing;
 pub mod model;
+pub mod notifications;
 pub mod reads;
 pub mod space;
 pub mod stats;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod users;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -206,6 +208,49 @@ impl Engine {
     pub fn unsubscribe(&self, space_id: SpaceId) {
         self.hub.release(space_id);
         self.fanout.unwatch(space_id);
+    }
+
+    /// Subscribes to `user_id`'s per-user channel on this node (see [`users`]): once this
+    /// returns, every event published to the user afterwards, on any node, reaches the receiver
+    /// (best effort: not while the bus is down). Pair with [`Engine::unsubscribe_user`] once the
+    /// receiver is dropped.
+    ///
+    /// # Errors
+    /// `BusUnavailable` (cluster mode, NATS unreachable).
+    pub async fn subscribe_user(
+        &self,
+        user_id: &str,
+    ) -> Result<tokio::sync::broadcast::Receiver<users::UserItem>> {
+        self.fanout.users().subscribe(user_id).await
+    }
+
+    /// Ends a subscription made with [`Engine::subscribe_user`] (call after dropping its
+    /// receiver).
+    pub fn unsubscribe_user(&self, user_id: &str) {
+        self.fanout.users().release(user_id);
+    }
+
+    /// Publishes `event` to every live session of `user_id`, on every node; never waits.
+    pub fn publish_to_user(&self, user_id: &str, event: users::UserEvent) {
+        self.fanout.users().publish(user_id, event);
+    }
+
+    /// `user_id`'s notifications, newest first, at most
+    /// [`notifications::NOTIFICATIONS_KEPT`] (see [`notifications`]).
+    ///
+    /// # Errors
+    /// `StoreUnavailable`.
+    pub async fn notifications(&self, user_id: &str) -> Result<Vec<notifications::Notification>> {
+        self.store.notifications(user_id).await
+    }
+
+    /// Marks `user_id`'s notifications `ids` read (unknown ids are ignored). Durable when it
+    /// returns.
+    ///
+    /// # Errors
+    /// `StoreUnavailable`.
+    pub async fn mark_notifications_read(&self, user_id: &str, ids: &[uuid::Uuid]) -> Result<()> {
+        self.store.mark_notifications_read(user_id, ids).await
     }
 
     /// This node's id in the cluster.

@@ -15,6 +15,7 @@
 
 pub mod discovery;
 pub mod hooked;
+pub mod notifications;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -72,6 +73,7 @@ pub async fn store_conformance<S: Store + FaultInjection>(store: Arc<S>) {
     );
     // disc (issue 12)
     discovery::run(s, faults).await;
+    notifications::cases(s, faults).await;
 }
 
 // ---------------------------------------------------------------------------------------------

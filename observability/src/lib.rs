@@ -58,6 +58,10 @@ pub mod names {
     pub const FANOUT_DELIVERIES: &str = "spacecast_fanout_deliveries_total";
     pub const FANOUT_TOPICS: &str = "spacecast_fanout_topics";
     pub const FANOUT_WRITES: &str = "spacecast_fanout_writes_total";
+    pub const USER_EVENTS_PUBLISHED: &str = "spacecast_user_events_published_total";
+    pub const USER_EVENTS_DELIVERED: &str = "spacecast_user_events_delivered_total";
+    pub const USER_SUBSCRIPTIONS: &str = "spacecast_user_subscriptions";
+    pub const USER_CHANNELS: &str = "spacecast_user_channels";
     pub const WS_SESSIONS: &str = "spacecast_ws_sessions";
     pub const WS_CLOSED: &str = "spacecast_ws_closed_total";
     pub const WS_FRAMES_IN: &str = "spacecast_ws_frames_received_total";
@@ -227,6 +231,15 @@ pub struct Inner {
     pub fanout_writes: IntCounterVec,
     /// Spaces with at least one local subscriber.
     pub fanout_topics: IntGauge,
+    /// Events published on per-user channels (by this node), by type (`notification`, …).
+    pub user_events_published: IntCounterVec,
+    /// Per-user channel events written to a local session, by protocol.
+    pub user_events_delivered: IntCounterVec,
+    /// Local per-user channel subscriptions (one per realtime session).
+    pub user_subscriptions: IntGauge,
+    /// Users with at least one local per-user channel subscription (each is one bus
+    /// subscription in a cluster).
+    pub user_channels: IntGauge,
     /// Open realtime sessions by protocol.
     pub ws_sessions: IntGaugeVec,
     /// Realtime sessions closed, by protocol (`native`, `socketio`) and reason.
@@ -286,6 +299,7 @@ impl Inner {
             self.ws_sessions.with_label_values(&[*p]);
             self.fanout_deliveries.with_label_values(&[*p]);
             self.fanout_writes.with_label_values(&[*p]);
+            self.user_events_delivered.with_label_values(&[*p]);
             self.ws_closed.with_label_values(&[*p, "slow_consumer"]);
             for reason in ["overloaded", "too_many_connections", "shutting_down"] {
                 self.ws_refused.with_label_values(&[*p, reason]);
@@ -531,6 +545,28 @@ impl Metrics {
             fanout_topics: reg!(IntGauge::new(
                 names::FANOUT_TOPICS,
                 "Spaces with at least one local subscriber"
+            )),
+            user_events_published: reg!(IntCounterVec::new(
+                Opts::new(
+                    names::USER_EVENTS_PUBLISHED,
+                    "Events published on per-user channels by this node, by type"
+                ),
+                &["type"]
+            )),
+            user_events_delivered: reg!(IntCounterVec::new(
+                Opts::new(
+                    names::USER_EVENTS_DELIVERED,
+                    "Per-user channel events written to local sessions, by protocol"
+                ),
+                &["protocol"]
+            )),
+            user_subscriptions: reg!(IntGauge::new(
+                names::USER_SUBSCRIPTIONS,
+                "Local per-user channel subscriptions (one per realtime session)"
+            )),
+            user_channels: reg!(IntGauge::new(
+                names::USER_CHANNELS,
+                "Users with at least one local per-user channel subscription"
             )),
             ws_sessions: reg!(IntGaugeVec::new(
                 Opts::new(names::WS_SESSIONS, "Open realtime sessions by protocol"),

@@ -45,6 +45,10 @@ impl Disconnect {
     /// Events the client is owed could not be read from the store to fill a gap: rather than
     /// deliver past the gap, close; the client reconnects and resumes with `since_seq`.
     pub const RESYNC: Self = Self::close(1013, "try again: resume with since_seq", "resync");
+    /// The session could not subscribe to its user's channel (cluster mode, NATS unreachable):
+    /// reconnect later (to this or another node).
+    pub const BUS_UNAVAILABLE: Self =
+        Self::close(1013, "try again: bus unavailable", "bus_unavailable");
 
     const fn close(code: u16, reason: &'static str, label: &'static str) -> Self {
         Disconnect {
@@ -87,6 +91,7 @@ mod tests {
             (Disconnect::PONG_TIMEOUT, Some(4002), "pong_timeout"),
             (Disconnect::SLOW_CONSUMER, Some(4008), "slow_consumer"),
             (Disconnect::RESYNC, Some(1013), "resync"),
+            (Disconnect::BUS_UNAVAILABLE, Some(1013), "bus_unavailable"),
             (Disconnect::CLIENT_CLOSED, None, "client"),
             (Disconnect::TRANSPORT_ERROR, None, "error"),
         ];

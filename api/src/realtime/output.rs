@@ -6,6 +6,7 @@ use std::future::Future;
 use spacecast_engine::event::Published;
 use spacecast_engine::hub::Typing;
 use spacecast_engine::model::{Message, Seq, SpaceId};
+use spacecast_engine::users::UserPublished;
 
 use super::Disconnect;
 
@@ -80,6 +81,9 @@ pub enum Output<'a> {
     Event(&'a Published),
     /// Another user of a joined space is typing.
     Typing(&'a Typing),
+    /// An event of the session's user's channel (a notification, …): best effort, not
+    /// sequenced.
+    User(&'a UserPublished),
     /// A send is durable.
     Ack {
         correlation: Option<&'a Correlation>,

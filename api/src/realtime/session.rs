@@ -15,6 +15,9 @@
 //!   (4008): a slow client never slows the space or other subscribers;
 //! - at most `max_spaces_per_session` subscriptions, and per-space state only for those;
 //! - at most [`MAX_INFLIGHT_SENDS`] sends awaiting their ack;
+//! - every session receives its user's channel ([`Session::subscribe_user`], called by the
+//!   adapter at connect; released at close): notifications and other events for that user
+//!   only, under the same slow-consumer rule (`Lagged` ends the session, 4008);
 //! - the session ends at its token's `exp` unless refreshed.
 
 use std::collections::HashMap;
@@ -27,6 +30,7 @@ use futures::{FutureExt, StreamExt};
 use prometheus::IntCounter;
 use spacecast_engine::hub::HubItem;
 use spacecast_engine::model::{Message, Seq, SpaceId};
+use spacecast_engine::users::UserItem;
 use tokio::sync::{Semaphore, broadcast, mpsc};
 use tokio_stream::StreamMap;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
@@ -80,6 +84,22 @@ pub(super) fn subscription(
     .boxed()
 }
 
+/// The session's user-channel items, as the session receives them.
+pub(super) type UserSubscription = BoxStream<'static, Result<UserItem, BroadcastStreamRecvError>>;
+
+/// The items of a user-channel subscription. Ends if the channel is dropped.
+fn user_subscription(rx: broadcast::Receiver<UserItem>) -> UserSubscription {
+    futures::stream::unfold(rx, |mut rx| async move {
+        let item = match rx.recv().await {
+            Ok(item) => Ok(item),
+            Err(broadcast::error::RecvError::Lagged(n)) => Err(BroadcastStreamRecvError::Lagged(n)),
+            Err(broadcast::error::RecvError::Closed) => return None,
+        };
+        Some((item, rx))
+    })
+    .boxed()
+}
+
 /// What ends a session from the inside: shutdown and the token's expiry.
 pub struct Ending {
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
@@ -109,6 +129,8 @@ pub struct Inbox {
     pub(super) subs: StreamMap<SpaceId, Subscription>,
     /// Created by the first send (an idle session holds no channel).
     pub(super) results: Option<Results>,
+    /// The user's channel, once [`Session::subscribe_user`] made it.
+    pub(super) user: Option<UserSubscription>,
 }
 
 /// Something for [`Session::wake`] to handle.
@@ -119,11 +141,13 @@ pub struct Wake(WakeKind);
 enum WakeKind {
     Sent(Box<SendOutcome>),
     Hub(SpaceId, Result<HubItem, BroadcastStreamRecvError>),
+    User(Result<UserItem, BroadcastStreamRecvError>),
 }
 
 impl Inbox {
-    /// Waits for the next send answer or hub item. Cancel-safe; never resolves for a session
-    /// with no subscription and no send in flight.
+    /// Waits for the next send answer, user-channel event or hub item. Cancel-safe; never
+    /// resolves for a session with no subscription (user channel included) and no send in
+    /// flight.
     pub async fn next(&mut self) -> Wake {
         let results = async {
             match &mut self.results {
@@ -131,9 +155,16 @@ impl Inbox {
                 None => std::future::pending().await,
             }
         };
+        let user = async {
+            match &mut self.user {
+                Some(u) => u.next().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             biased;
             Some(outcome) = results => Wake(WakeKind::Sent(outcome)),
+            Some(item) = user => Wake(WakeKind::User(item)),
             Some((space, item)) = self.subs.next(), if !self.subs.is_empty() => {
                 Wake(WakeKind::Hub(space, item))
             }
@@ -176,6 +207,7 @@ impl Session {
             inbox: Inbox {
                 subs: StreamMap::new(),
                 results: None,
+                user: None,
             },
             delivered: HashMap::new(),
             send_permits: Arc::new(Semaphore::new(MAX_INFLIGHT_SENDS)),
@@ -184,6 +216,28 @@ impl Session {
             protocol,
             user,
             app,
+        }
+    }
+
+    /// Subscribes the session to its user's channel (see `spacecast_engine::users`); the
+    /// adapter calls it once, at connect. Released by [`Session::close`].
+    ///
+    /// # Errors
+    /// [`Disconnect::BUS_UNAVAILABLE`] when the subscription cannot be made (cluster mode, NATS
+    /// unreachable): the session ends, and the client reconnects.
+    pub async fn subscribe_user(&mut self) -> Result<(), Disconnect> {
+        if self.inbox.user.is_some() {
+            return Ok(());
+        }
+        match self.app.engine.subscribe_user(self.user.id()).await {
+            Ok(rx) => {
+                self.inbox.user = Some(user_subscription(rx));
+                Ok(())
+            }
+            Err(e) => {
+                tracing::debug!(session = self.id, error = %e, "could not subscribe to the user's channel");
+                Err(Disconnect::BUS_UNAVAILABLE)
+            }
         }
     }
 
@@ -319,6 +373,19 @@ impl Session {
                 }
             }
             WakeKind::Hub(space_id, item) => self.on_hub_item(out, space_id, item).await,
+            WakeKind::User(Ok(item)) => {
+                out.put(Output::User(&item)).await?;
+                self.app
+                    .metrics
+                    .user_events_delivered
+                    .with_label_values(&[self.protocol])
+                    .inc();
+                Ok(())
+            }
+            WakeKind::User(Err(BroadcastStreamRecvError::Lagged(n))) => {
+                tracing::debug!(session = self.id, protocol = self.protocol, user = %self.user.id(), skipped = n, "closing slow consumer of its user channel");
+                Err(Disconnect::SLOW_CONSUMER)
+            }
         }
     }
 
@@ -428,6 +495,9 @@ impl Session {
         for space in spaces {
             self.inbox.subs.remove(&space);
             self.app.engine.unsubscribe(space);
+        }
+        if self.inbox.user.take().is_some() {
+            self.app.engine.unsubscribe_user(self.user.id());
         }
     }
 }

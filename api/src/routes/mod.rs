@@ -14,6 +14,7 @@
 //! - [`discovery`] serves `/api/spaces/trending`, `/recommended`, `/search`, `/tag/{tag}` (issue 12;
 //!   tried before [`spaces`], whose `/api/spaces/{spaceId}` would take them)
 //! - [`v1_users`] serves `/v1/users/{id}/stats`
+//! - [`notifications`] serves Space7 `/api/notifications…`
 //!
 //! Handlers return `Result<Response, ApiError>`; [`respond`] renders errors (the only place)
 //! and records the request metrics under the route's template name. Requests no route matches
@@ -26,6 +27,7 @@ pub mod health;
 pub mod media;
 pub mod messages;
 pub mod node;
+pub mod notifications;
 pub mod spaces;
 pub mod table;
 pub mod v1_members;
@@ -73,6 +75,8 @@ pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
         .or(v1_stats::routes(app.clone()))
         .unify()
         .or(v1_users::routes(app.clone()))
+        .unify()
+        .or(notifications::routes(app.clone()))
         .unify()
         .or(node::routes(app))
         .unify()

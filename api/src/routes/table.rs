@@ -88,6 +88,9 @@ pub const ROUTES: &[(Method, &str)] = &[
     (Method::GET, "/api/spaces/search"),
     (Method::GET, "/api/spaces/tag/{tag}"),
     (Method::GET, "/v1/users/{userId}/stats"),
+    (Method::GET, "/api/notifications"),
+    (Method::PUT, "/api/notifications/read-all"),
+    (Method::PUT, "/api/notifications/{id}/read"),
 ];
 
 /// The message of the 404 for a path no route serves (distinct from a handler's own 404s, such

@@ -74,7 +74,7 @@ impl Outbox for SioOut {
         let Some(r) = events::render(&out) else {
             return Ok(());
         };
-        if matches!(out, Output::Event(_) | Output::Typing(_)) {
+        if matches!(out, Output::Event(_) | Output::Typing(_) | Output::User(_)) {
             self.unflushed += 1;
         }
         emit(&self.socket, r.event, &r.data).await
@@ -135,7 +135,10 @@ pub async fn run(app: AppRef, socket: SocketRef, pending: Pending) {
         writes: app.metrics.fanout_writes.with_label_values(&["socketio"]),
     };
     let mut session = Session::new(app.clone(), user, "socketio");
-    let end = drive(&mut session, &mut out, &mut commands, &mut closed).await;
+    let end = match session.subscribe_user().await {
+        Ok(()) => drive(&mut session, &mut out, &mut commands, &mut closed).await,
+        Err(d) => d,
+    };
     session.ended(end);
     drop(session);
     drop(out);

@@ -21,6 +21,7 @@
 //! | `joined_space` | `{"space_id", "head_seq"}` after a join (extension) |
 //! | `left_space` | `{"space_id"}` after a leave (extension) |
 //! | `typing` | `{"space_id", "user_id", "username"}` (extension) |
+//! | `notification` | a `Notification` (as `GET /api/notifications` lists it): one of the socket user's, live (extension; every event of the user's channel is emitted under its `type`) |
 //! | `spacecast_error` | `{"code", "error", "space_id"?, "retry_after"?}`: a command was refused (extension) |
 //! | `spacecast_disconnect` | `{"code", "reason"}` just before the server disconnects the socket (extension; the native stream's close code and reason) |
 //!
@@ -135,6 +136,10 @@ pub fn render(out: &Output<'_>) -> Option<Rendered> {
     match out {
         Output::Event(p) => p.rendered.get(&SOCKETIO, || event(&p.event)),
         Output::Typing(t) => t.rendered.get(&SOCKETIO, || Some(typing(t))),
+        // `emit(<event type>, data)`, rendered once for every Socket.IO session of the user.
+        Output::User(u) => u.rendered.get(&SOCKETIO, || {
+            Some(rendered(u.event.name(), &u.event.socketio_payload()))
+        }),
         Output::Joined { space_id, head_seq } => Some(rendered(
             "joined_space",
             &serde_json::json!({"space_id": space_id, "head_seq": head_seq}),

@@ -66,7 +66,7 @@ struct NativeOut<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Outbox for NativeOut<S> {
     async fn put(&mut self, out: Output<'_>) -> Result<(), Disconnect> {
-        if matches!(out, Output::Event(_) | Output::Typing(_)) {
+        if matches!(out, Output::Event(_) | Output::Typing(_) | Output::User(_)) {
             self.unflushed += 1;
         }
         let text = frames::render(&out);
@@ -137,7 +137,10 @@ pub async fn run<S>(
     let gauge = app.metrics.ws_sessions.with_label_values(&["native"]);
     gauge.inc();
     let mut session = Session::new(app.clone(), user, "native");
-    let end = drive(&mut session, &mut out, &app).await;
+    let end = match session.subscribe_user().await {
+        Ok(()) => drive(&mut session, &mut out, &app).await,
+        Err(d) => d,
+    };
     session.ended(end);
     drop(session);
     out.close(end).await;

@@ -193,6 +193,8 @@ pub fn render(out: &Output<'_>) -> Bytes {
     let frame = match out {
         Output::Event(p) => return p.rendered.get(&NATIVE, || event(&p.event)),
         Output::Typing(t) => return t.rendered.get(&NATIVE, || typing(t)),
+        // `{"type": <event type>, …data}`, rendered once for every native session of the user.
+        Output::User(u) => return u.rendered.get(&NATIVE, || json(&u.event)),
         Output::Hello {
             session_id,
             node_id,

@@ -40,7 +40,11 @@ pub const PATH: &str = "/v1/stream";
 #[derive(utoipa::OpenApi)]
 #[openapi(
     paths(open_stream),
-    components(schemas(frames::ServerFrame, frames::ClientFrame))
+    components(schemas(
+        frames::ServerFrame,
+        frames::ClientFrame,
+        spacecast_engine::users::UserEvent
+    ))
 )]
 pub struct Doc;
 

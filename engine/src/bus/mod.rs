@@ -35,6 +35,7 @@ use crate::hub::{Hub, HubItem, Typing};
 use crate::model::{Seq, SpaceId};
 use crate::space::command::{Command, Outcome};
 use crate::store::Store;
+use crate::users::{UserChannels, UserEvent};
 
 /// The answer to a forwarded command, once it arrives.
 pub type Answer = oneshot::Receiver<Forwarded>;
@@ -132,6 +133,19 @@ pub trait Bus: Send + Sync + 'static {
     /// # Errors
     /// `BusUnavailable`.
     async fn watch(&self, space_id: SpaceId, fanout: Fanout) -> Result<Serving>;
+
+    /// Hands an event for one user's sessions to the other nodes (not stored, best effort; see
+    /// [`crate::users`]). A single node has nobody to tell.
+    fn publish_user(&self, _user_id: &str, _event: &UserEvent) {}
+
+    /// Starts receiving the events other nodes publish to `user_id` into `users`, until the
+    /// guard is dropped; returns once they will be received.
+    ///
+    /// # Errors
+    /// `BusUnavailable`.
+    async fn watch_user(&self, _user_id: &str, _users: UserChannels) -> Result<Serving> {
+        Ok(Serving::none())
+    }
 }
 
 /// Single node: every space is owned here, nothing crosses a network.
@@ -205,17 +219,26 @@ pub struct Fanout {
     /// One at a time per node: repairs read the store, and must not interleave with deliveries of
     /// the same space.
     repair: Arc<tokio::sync::Mutex<()>>,
+    /// This node's per-user channels (the writer publishes a commit's notifications there).
+    users: UserChannels,
 }
 
 impl Fanout {
     pub fn new(hub: Hub, store: Arc<dyn Store>, bus: Arc<dyn Bus>) -> Self {
+        let users = UserChannels::new(bus.clone(), crate::users::USER_QUEUE, hub.metrics().clone());
         Fanout {
             hub,
             store,
             bus,
             state: Arc::default(),
             repair: Arc::default(),
+            users,
         }
+    }
+
+    /// This node's per-user channels.
+    pub fn users(&self) -> &UserChannels {
+        &self.users
     }
 
     pub fn bus(&self) -> &Arc<dyn Bus> {

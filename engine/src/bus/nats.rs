@@ -7,6 +7,9 @@
 //!   while nobody subscribes comes back at once as NATS "no responders": nothing ran.
 //! - `spacecast.ev.<space>`: each durable commit's events, published by the owner; a node
 //!   subscribes only while it has local subscribers of the space.
+//! - `spacecast.user.<token>`: events for one user's sessions ([`crate::users`]), `<token>` the
+//!   hex of a hash of the user id ([`crate::users::subject_token`]); a node subscribes only while
+//!   it has a session of that user, and checks the user id each message carries.
 //! - KV bucket `spacecast_leases`, key `space.<space>`, value the owner's node id, expiring one
 //!   lease TTL after its last write (see [`super::lease`]).
 //!
@@ -36,6 +39,7 @@ use crate::event::{EventTraces, Published, SpaceEvent};
 use crate::hub::Typing;
 use crate::model::SpaceId;
 use crate::space::command::{Command, WireResult};
+use crate::users::{UserChannels, UserEvent, subject_token};
 
 /// The KV bucket of ownership leases.
 pub const LEASE_BUCKET: &str = "spacecast_leases";
@@ -74,9 +78,9 @@ fn drop_all(held: &Held, lost: &mpsc::UnboundedSender<SpaceId>, metrics: &Metric
     }
 }
 
-/// One message for [`publish_in_order`]: its space, payload, headers, and when it was handed
+/// One message for [`publish_in_order`]: its subject, payload, headers, and when it was handed
 /// over (for `spacecast_bus_publish_duration_seconds`).
-type Outgoing = (SpaceId, Bytes, Option<async_nats::HeaderMap>, Instant);
+type Outgoing = (String, Bytes, Option<async_nats::HeaderMap>, Instant);
 
 /// The header listing a commit message's sampled events: `<seq>` for an event whose delivery
 /// continues the message's own `traceparent` (the owner's `bus.publish` span), `<seq>=<W3C
@@ -149,6 +153,15 @@ enum Envelope<N, E> {
     Events { node: N, events: E },
     /// Somebody is typing.
     Typing { node: N, user_id: N, username: N },
+}
+
+/// What a user subject carries: the publishing node (which delivered it to its own sessions
+/// already), the user it is for, and the event.
+#[derive(Serialize, Deserialize)]
+struct UserEnvelope<N, E> {
+    node: N,
+    user_id: N,
+    event: E,
 }
 
 /// The JetStream KV store under [`LeaseKv`].
@@ -410,12 +423,17 @@ async fn publish_in_order(
     mut rx: mpsc::UnboundedReceiver<Outgoing>,
     metrics: Metrics,
 ) {
-    while let Some((space_id, payload, headers, queued)) = rx.recv().await {
+    while let Some((subject, payload, headers, queued)) = rx.recv().await {
         metrics.bus_publish_queue.dec();
-        let subject = format!("spacecast.ev.{space_id}");
+        // Shared bytes: the clone for the log line below costs no copy.
+        let subject = async_nats::Subject::from(subject);
         let sent = match headers {
-            None => client.publish(subject, payload).await,
-            Some(h) => client.publish_with_headers(subject, h, payload).await,
+            None => client.publish(subject.clone(), payload).await,
+            Some(h) => {
+                client
+                    .publish_with_headers(subject.clone(), h, payload)
+                    .await
+            }
         };
         metrics
             .bus_publish_duration
@@ -423,7 +441,7 @@ async fn publish_in_order(
         if let Err(e) = sent {
             // Subscribers on other nodes repair the gap from the store on the next commit, or
             // when the connection comes back.
-            tracing::debug!(%space_id, error = %e, "could not publish a commit's events");
+            tracing::debug!(%subject, error = %e, "could not publish a commit's events");
         }
     }
 }
@@ -670,7 +688,12 @@ impl Bus for NatsBus {
             Ok(payload) => {
                 if self
                     .outgoing
-                    .send((space_id, payload.into(), headers, Instant::now()))
+                    .send((
+                        format!("spacecast.ev.{space_id}"),
+                        payload.into(),
+                        headers,
+                        Instant::now(),
+                    ))
                     .is_ok()
                 {
                     self.metrics.bus_publish_queue.inc();
@@ -691,7 +714,12 @@ impl Bus for NatsBus {
         if let Ok(payload) = serde_json::to_vec(&env)
             && self
                 .outgoing
-                .send((t.space_id, payload.into(), None, Instant::now()))
+                .send((
+                    format!("spacecast.ev.{}", t.space_id),
+                    payload.into(),
+                    None,
+                    Instant::now(),
+                ))
                 .is_ok()
         {
             self.metrics.bus_publish_queue.inc();
@@ -736,6 +764,64 @@ impl Bus for NatsBus {
         let abort = AbortOnDrop(task.abort_handle());
         Ok(Serving::on_drop(move || drop(abort)))
     }
+
+    fn publish_user(&self, user_id: &str, event: &UserEvent) {
+        let env = UserEnvelope {
+            node: self.node_id.as_str(),
+            user_id,
+            event,
+        };
+        match serde_json::to_vec(&env) {
+            Ok(payload) => {
+                if self
+                    .outgoing
+                    .send((
+                        format!("spacecast.user.{}", subject_token(user_id)),
+                        payload.into(),
+                        None,
+                        Instant::now(),
+                    ))
+                    .is_ok()
+                {
+                    self.metrics.bus_publish_queue.inc();
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "could not encode a user event for the bus"),
+        }
+    }
+
+    async fn watch_user(&self, user_id: &str, users: UserChannels) -> Result<Serving> {
+        self.check_connected()?;
+        let mut sub = self
+            .client
+            .subscribe(format!("spacecast.user.{}", subject_token(user_id)))
+            .await
+            .map_err(unavailable)?;
+        // The server has registered the subscription once the flush's round trip is done.
+        self.client.flush().await.map_err(unavailable)?;
+        let me = self.node_id.clone();
+        let user = user_id.to_owned();
+        let task = tokio::spawn(async move {
+            while let Some(msg) = sub.next().await {
+                match serde_json::from_slice::<UserEnvelope<String, UserEvent>>(&msg.payload) {
+                    Ok(env) if for_this_node(&env, &me, &user) => users.received(&user, env.event),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "unreadable user event on the bus; dropped")
+                    }
+                }
+            }
+        });
+        let abort = AbortOnDrop(task.abort_handle());
+        Ok(Serving::on_drop(move || drop(abort)))
+    }
+}
+
+/// Whether a user event received on `user`'s subject is for this node's sessions of `user`: not
+/// published by this node (which delivered it already), and for that very user (the subject is
+/// a hash of the user id: a colliding user's events must not reach this one's sessions).
+fn for_this_node(env: &UserEnvelope<String, UserEvent>, me: &str, user: &str) -> bool {
+    env.node != me && env.user_id == user
 }
 
 async fn answer(client: &async_nats::Client, reply: async_nats::Subject, r: &WireResult) {
@@ -777,6 +863,46 @@ mod tests {
         assert_eq!(received_event_traces(Some(&bare)), vec![(5, other)]);
         assert!(received_event_traces(None).is_empty());
         assert!(received_event_traces(Some(&async_nats::HeaderMap::new())).is_empty());
+    }
+
+    #[test]
+    fn a_user_event_reaches_only_the_user_it_names_and_not_its_own_node_twice() {
+        let m = crate::model::new_id();
+        let actor = crate::model::UserRef::default();
+        let event = UserEvent::Notification {
+            notification: crate::notifications::Notification::new(
+                crate::notifications::appreciation_id(m, "a"),
+                crate::notifications::NotificationKind::MessageAppreciated,
+                "bob",
+                &actor,
+                m,
+                "S",
+                m,
+                crate::model::Timestamp(0),
+            ),
+        };
+        let env = |node: &str, user: &str| UserEnvelope {
+            node: node.to_owned(),
+            user_id: user.to_owned(),
+            event: event.clone(),
+        };
+        assert!(for_this_node(&env("n2", "bob"), "n1", "bob"));
+        assert!(
+            !for_this_node(&env("n1", "bob"), "n1", "bob"),
+            "published here"
+        );
+        // A user whose subject token collides with bob's: the subject matched, the id does not.
+        assert!(!for_this_node(&env("n2", "mallory"), "n1", "bob"));
+        // The envelope round-trips as the subscriber reads it.
+        let bytes = serde_json::to_vec(&UserEnvelope {
+            node: "n2",
+            user_id: "bob",
+            event: &event,
+        })
+        .unwrap();
+        let back: UserEnvelope<String, UserEvent> = serde_json::from_slice(&bytes).unwrap();
+        assert!(for_this_node(&back, "n1", "bob"));
+        assert_eq!(back.event, event);
     }
 
     #[test]

@@ -40,6 +40,7 @@ use crate::model::{
     POWER_MEMBER, POWER_MODERATOR, PostingPermission, Seq, Space, SpaceCounters, SpaceId,
     Timestamp, UserRef, Visibility, new_id, valid_reaction_key, validate_rich_fields, word_count,
 };
+use crate::notifications::{self, Notification, NotificationKind};
 use crate::stats::{ContributorStats, MessageMark, SpaceStats, contributor_after};
 use crate::store::{
     Claimed, CommitBatch, Direction, HistoryWrite, KeyWrite, MessageWrite, ReactionWrite, Store,
@@ -107,7 +108,14 @@ pub(crate) struct SpaceState {
     metrics: Metrics,
     config: Arc<EngineConfig>,
     supervisor: ActorRef<SupervisorMsg>,
+    /// Appreciation notifications this incarnation created (maybe not durable yet), so a quick
+    /// toggle off and on does not create one twice before the first is in the store (see
+    /// [`crate::notifications`]). Cleared past [`RECENT_NOTIFIED`]: the store has the rest.
+    notified: std::collections::HashSet<uuid::Uuid>,
 }
+
+/// Most ids [`SpaceState::notified`] holds.
+const RECENT_NOTIFIED: usize = 4096;
 
 impl Actor for SpaceActor {
     type Msg = SpaceMsg;
@@ -196,6 +204,7 @@ impl Actor for SpaceActor {
             metrics: args.metrics,
             config: args.config,
             supervisor: args.supervisor,
+            notified: std::collections::HashSet::new(),
         })
     }
 
@@ -518,6 +527,7 @@ impl SpaceState {
         }
         let sender_stats = self.contributor(&sender.user_id).await?;
         self.user_numbers(&sender.user_id).await?;
+        let thread_author = parent.as_ref().map(|p| p.sender_id.clone());
         let seq = self.next_seq();
         self.counters.message_count += 1;
         let message = Message {
@@ -583,6 +593,7 @@ impl SpaceState {
         }
         self.install_stats(&mut batch, stats, sender_stats, 0);
         self.count_activity(&mut batch, message.created_at);
+        self.notify_new_message(&mut batch, &message, thread_author.as_deref());
         if let Some(key) = cmd.idempotency_key {
             let ttl = i64::try_from(self.config.idempotency_ttl.as_millis()).unwrap_or(i64::MAX);
             let expires_at = Timestamp(message.created_at.0.saturating_add(ttl));
@@ -882,7 +893,7 @@ impl SpaceState {
         if self.cache.get(&message_id).is_none() {
             self.message(message_id).await?;
         }
-        let (message_seq, count, keys, sender_id) =
+        let (message_seq, count, keys, author) =
             match self.cache.get(&message_id).and_then(|c| c.message.as_ref()) {
                 Some(m) => (
                     m.seq,
@@ -926,7 +937,15 @@ impl SpaceState {
         // disc: an appreciation changes its sender's appreciations received (read before
         // sequencing: a failed read must not leave a gap in the seqs).
         let mut sender_numbers = if key == APPRECIATE {
-            Some(self.user_numbers(&sender_id).await?)
+            Some(self.user_numbers(&author).await?)
+        } else {
+            None
+        };
+        // notif: decided (and read, if need be) before anything changes: a failed read fails the
+        // command with nothing sequenced.
+        let notify = if want && key == APPRECIATE {
+            self.appreciation_notification(message_id, &author, by)
+                .await?
         } else {
             None
         };
@@ -979,6 +998,13 @@ impl SpaceState {
             added,
             count,
         });
+        if let Some(n) = notify {
+            if self.notified.len() >= RECENT_NOTIFIED {
+                self.notified.clear();
+            }
+            self.notified.insert(n.notification_id);
+            batch.push_notification(n);
+        }
         Ok((
             batch,
             Reaction {
@@ -987,6 +1013,73 @@ impl SpaceState {
                 reaction_counts: counts,
             },
         ))
+    }
+
+    /// The notification `by`'s appreciation of `author`'s message creates, if any: never for
+    /// one's own message, only for a current member, and only once per (message, appreciating
+    /// user) — a point read of the store unless this incarnation created it (see
+    /// [`crate::notifications`]).
+    async fn appreciation_notification(
+        &mut self,
+        message_id: MessageId,
+        author: &str,
+        by: &UserRef,
+    ) -> Result<Option<Notification>> {
+        if author == by.user_id || !self.members.contains_key(author) {
+            return Ok(None);
+        }
+        let id = notifications::appreciation_id(message_id, &by.user_id);
+        if self.notified.contains(&id) || self.store.has_notification(author, id).await? {
+            return Ok(None);
+        }
+        Ok(Some(Notification::new(
+            id,
+            NotificationKind::MessageAppreciated,
+            author,
+            by,
+            self.space.space_id,
+            &self.space.title,
+            message_id,
+            Timestamp::now(),
+        )))
+    }
+
+    /// The notifications a new message causes: a `mention` for each member it mentions, a
+    /// `reply` for the author of the thread it replies in (once per recipient: a mentioned
+    /// thread author gets the mention), never for its sender or the user who sent it on their
+    /// behalf.
+    fn notify_new_message(
+        &self,
+        batch: &mut CommitBatch,
+        message: &Message,
+        thread_author: Option<&str>,
+    ) {
+        let mut notified: Vec<&str> = Vec::new();
+        let mentions = message
+            .mentions
+            .iter()
+            .map(|u| (u.as_str(), NotificationKind::Mention));
+        let reply = thread_author.map(|u| (u, NotificationKind::Reply));
+        for (user, kind) in mentions.chain(reply) {
+            if user == message.sender_id
+                || user == message.actor_id
+                || notified.contains(&user)
+                || !self.members.contains_key(user)
+            {
+                continue;
+            }
+            notified.push(user);
+            batch.push_notification(Notification::new(
+                notifications::message_id_for(message.message_id, user),
+                kind,
+                user,
+                &message.sender,
+                self.space.space_id,
+                &self.space.title,
+                message.message_id,
+                message.created_at,
+            ));
+        }
     }
 
     fn join(

@@ -38,6 +38,7 @@ use crate::error::{EngineError, Result};
 use crate::event::EventTraces;
 use crate::model::SpaceId;
 use crate::store::{CommitBatch, Store};
+use crate::users::UserEvent;
 
 /// Who waits for a sequenced command, and what they get once it is durable.
 pub(crate) struct Reply {
@@ -235,6 +236,13 @@ async fn commit(
                 ctx.fanout
                     .committed(ctx.space_id, batch.events, &traced.events)
             });
+            // Durable: each notification to its user's sessions, on every node.
+            for notification in batch.notifications {
+                let user = notification.user_id.clone();
+                ctx.fanout
+                    .users()
+                    .publish(&user, UserEvent::Notification { notification });
+            }
             match result {
                 // Durable, but some rows it changes are not updated yet: rebuild (claim) first.
                 Err(EngineError::Unsettled(reason)) => {

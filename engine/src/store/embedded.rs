@@ -31,6 +31,7 @@
 //! | `space_stats` | space_id | `SpaceStats` JSON (absent: never committed, see [`crate::stats`]) |
 //! | `contributors_by_space` | space_id · user_id | `ContributorStats` JSON |
 //! | `disc_*` | see `embedded/discovery.rs` | discovery indexes and user stats (issue 12) |
+//! | `notifications_by_user` | len(user_id) u16 · user_id · notification_id | `Notification` JSON (see `embedded/notifications.rs`) |
 //!
 //! A message's reactions live outside its `Message` JSON, one row per (key, user) and one count
 //! per key, so a reaction writes two small values whatever the message holds; reads put the
@@ -101,7 +102,10 @@ mod tables {
     pub const SPACE_STATS: &str = "space_stats";
     pub const CONTRIBUTORS_BY_SPACE: &str = "contributors_by_space";
     pub const META: &str = "meta";
+    pub const NOTIFICATIONS_BY_USER: &str = super::notifications::KEYSPACE;
 }
+
+mod notifications;
 
 /// Handles to every keyspace.
 #[derive(Clone)]
@@ -123,6 +127,7 @@ struct Tables {
     space_stats: Keyspace,
     contributors_by_space: Keyspace,
     disc: discovery::DiscTables,
+    notifications_by_user: Keyspace,
 }
 
 /// A keyspace, named in write jobs instead of by handle, so a job outlives the database it was
@@ -146,6 +151,7 @@ enum Table {
     SpaceStats,
     ContributorsBySpace,
     Disc(discovery::DiscTable),
+    NotificationsByUser,
 }
 
 impl Tables {
@@ -168,6 +174,7 @@ impl Tables {
             Table::SpaceStats => &self.space_stats,
             Table::ContributorsBySpace => &self.contributors_by_space,
             Table::Disc(d) => self.disc.get(d),
+            Table::NotificationsByUser => &self.notifications_by_user,
         }
     }
 }
@@ -209,6 +216,7 @@ impl Open {
             space_stats: ks(tables::SPACE_STATS)?,
             contributors_by_space: ks(tables::CONTRIBUTORS_BY_SPACE)?,
             disc: discovery::DiscTables::new(ks)?,
+            notifications_by_user: ks(tables::NOTIFICATIONS_BY_USER)?,
         };
         Ok(Open { db, t })
     }
@@ -1258,6 +1266,8 @@ impl Store for EmbeddedStore {
             ));
         }
         ops.extend(discovery::commit_ops(b));
+        // Notifications, in the same atomic batch (embedded/notifications.rs).
+        ops.extend(self.notification_ops(b).await?);
         let head = HeadRecord {
             counters: b.counters,
             epoch: b.epoch,
@@ -1621,6 +1631,22 @@ impl Store for EmbeddedStore {
             .await
             .map_err(|e| EngineError::Internal(e.to_string()))?
             .map_err(io_err)
+    }
+
+    // ---- notif: notifications (issue 12) ----
+    async fn notifications(
+        &self,
+        user_id: &str,
+    ) -> Result<Vec<crate::notifications::Notification>> {
+        self.list_notifications(user_id).await
+    }
+
+    async fn has_notification(&self, user_id: &str, notification_id: Uuid) -> Result<bool> {
+        self.notification_exists(user_id, notification_id).await
+    }
+
+    async fn mark_notifications_read(&self, user_id: &str, ids: &[Uuid]) -> Result<()> {
+        self.mark_read(user_id, ids).await
     }
 }
 

@@ -15,7 +15,9 @@ use crate::discovery::{UserSpaceRow, UserSpaceStats};
 use crate::error::Result;
 use crate::event::SpaceEvent;
 use crate::model::{Member, Message, MessageId, MessageVersion, Seq, Space, SpaceId, SpaceView};
+use crate::notifications::Notification;
 use crate::stats::{ContributorStats, SpaceStats};
+use uuid::Uuid;
 
 /// Wraps a backend; see the module doc.
 pub struct Instrumented {
@@ -278,5 +280,25 @@ impl Store for Instrumented {
     async fn user_space_rows(&self, user_id: &str) -> Result<Vec<UserSpaceRow>> {
         self.timed("user_space_rows", self.inner.user_space_rows(user_id))
             .await
+    }
+
+    // ---- notif: notifications (issue 12) ----
+    async fn notifications(&self, user_id: &str) -> Result<Vec<Notification>> {
+        self.timed("notifications", self.inner.notifications(user_id))
+            .await
+    }
+    async fn has_notification(&self, user_id: &str, notification_id: Uuid) -> Result<bool> {
+        self.timed(
+            "has_notification",
+            self.inner.has_notification(user_id, notification_id),
+        )
+        .await
+    }
+    async fn mark_notifications_read(&self, user_id: &str, ids: &[Uuid]) -> Result<()> {
+        self.timed(
+            "mark_notifications_read",
+            self.inner.mark_notifications_read(user_id, ids),
+        )
+        .await
     }
 }

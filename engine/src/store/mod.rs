@@ -53,7 +53,9 @@ use crate::model::{
     Member, Message, MessageId, MessageVersion, Seq, Space, SpaceCounters, SpaceId, SpaceView,
     Timestamp,
 };
+use crate::notifications::Notification;
 use crate::stats::{ContributorStats, SpaceStats};
+use uuid::Uuid;
 
 /// Orders of [`Store::page_messages`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -208,6 +210,10 @@ pub struct CommitBatch {
     /// stats commit of a space whose index was not built yet (spaces created before it existed;
     /// [`Store::create_space`] writes it for new ones). Idempotent.
     pub creator_mark: Option<String>,
+    /// Notifications the batch's events cause (see [`crate::notifications`]), one per
+    /// `notification_id` (see [`CommitBatch::push_notification`]); written atomically with the
+    /// batch, and published to their users' channels once it is durable.
+    pub notifications: Vec<Notification>,
 }
 
 /// What [`CommitBatch::reaction_outcome`] computes.
@@ -423,6 +429,24 @@ pub trait Store: Send + Sync + 'static {
     /// Every row of a user's index (spaces created, numbers per space), in no particular
     /// order: one partition read, O(spaces the user created or contributed to).
     async fn user_space_rows(&self, user_id: &str) -> Result<Vec<UserSpaceRow>>;
+
+    // ---- notif: notifications (issue 12) ----
+
+    /// `user_id`'s notifications, newest first ([`Notification::newest_first`]): at most
+    /// [`crate::notifications::NOTIFICATIONS_KEPT`], the newest. Reads at most that many rows plus those not trimmed
+    /// yet, and trims the older ones (see [`crate::notifications`]). Only what committed
+    /// batches wrote ([`CommitBatch::notifications`]), with the read marks of
+    /// [`Store::mark_notifications_read`].
+    async fn notifications(&self, user_id: &str) -> Result<Vec<Notification>>;
+
+    /// Whether `user_id` has the notification `notification_id` (a point read: the space
+    /// actor's check before it creates an appreciation's notification).
+    async fn has_notification(&self, user_id: &str, notification_id: Uuid) -> Result<bool>;
+
+    /// Marks notifications of `user_id` read. Written directly, not through a space actor;
+    /// idempotent; an id the user does not have is ignored, and a notification written again by
+    /// a retried commit or a claim stays read.
+    async fn mark_notifications_read(&self, user_id: &str, ids: &[Uuid]) -> Result<()>;
 }
 
 /// Where a test makes the next commit fail ([`FaultInjection`], feature `testkit`; used by the
@@ -578,6 +602,7 @@ impl CommitBatch {
             && self.activity.is_empty()
             && self.user_stats.is_empty()
             && self.creator_mark.is_none()
+            && self.notifications.is_empty()
     }
 
     /// Adds an hour's activity count, replacing an earlier count of the same hour in this batch.
@@ -593,6 +618,19 @@ impl CommitBatch {
         match self.user_stats.iter_mut().find(|e| e.user_id == u.user_id) {
             Some(e) => *e = u,
             None => self.user_stats.push(u),
+        }
+    }
+
+    /// Adds a notification, replacing an earlier one of the same id in this batch.
+    pub fn push_notification(&mut self, n: Notification) {
+        if let Some(e) = self
+            .notifications
+            .iter_mut()
+            .find(|e| e.notification_id == n.notification_id)
+        {
+            *e = n;
+        } else {
+            self.notifications.push(n);
         }
     }
 
@@ -694,6 +732,9 @@ impl CommitBatch {
         }
         if other.creator_mark.is_some() {
             self.creator_mark = other.creator_mark;
+        }
+        for n in other.notifications {
+            self.push_notification(n);
         }
     }
 }

@@ -235,4 +235,21 @@ impl<H: StoreHooks> Store for Hooked<H> {
         self.hooks.before("user_space_rows")?;
         self.inner.user_space_rows(user_id).await
     }
+
+    // ---- notif: notifications (issue 12) ----
+    async fn notifications(
+        &self,
+        user_id: &str,
+    ) -> Result<Vec<crate::notifications::Notification>> {
+        self.hooks.before("notifications")?;
+        self.inner.notifications(user_id).await
+    }
+    async fn has_notification(&self, user_id: &str, notification_id: uuid::Uuid) -> Result<bool> {
+        self.hooks.before("has_notification")?;
+        self.inner.has_notification(user_id, notification_id).await
+    }
+    async fn mark_notifications_read(&self, user_id: &str, ids: &[uuid::Uuid]) -> Result<()> {
+        self.hooks.before("mark_notifications_read")?;
+        self.inner.mark_notifications_read(user_id, ids).await
+    }
 }

@@ -68,6 +68,7 @@
 //! for the head reads of `claim` and of a commit that does not know the head yet.
 
 mod discovery;
+mod notifications;
 pub mod schema;
 
 use std::collections::HashMap;
@@ -873,6 +874,9 @@ enum Settle {
     /// disc (issue 12): a discovery or user-stats row (see [`discovery::DiscSettle`]).
     #[serde(rename = "dv")]
     Disc(discovery::DiscSettle),
+    /// A notification the commit causes (`cql/notifications.rs`): its row, without `is_read`.
+    #[serde(rename = "nt")]
+    Notification(Box<crate::notifications::Notification>),
 }
 
 /// The content columns of a message, as an edit or a redaction leaves them.
@@ -1006,8 +1010,11 @@ struct Hooks {
 
 /// The ScyllaDB / Cassandra [`Store`]. See the module doc.
 pub struct CqlStore {
-    session: Session,
+    /// Shared with the background trims of notifications (`cql/notifications.rs`).
+    session: Arc<Session>,
     st: Statements,
+    /// Notifications' statements (`cql/notifications.rs`).
+    nt: notifications::Statements,
     /// `space → (epoch, commit_no)` of the spaces whose last commit or claim went through this
     /// store, so the next commit at that epoch knows its number without reading the head. An
     /// entry is only a guess: the head update's condition checks it. Dropped on any failure.
@@ -1041,9 +1048,11 @@ impl CqlStore {
             ));
         }
         let st = Statements::prepare(&session, &cfg.keyspace).await?;
+        let nt = notifications::Statements::prepare(&session, &cfg.keyspace).await?;
         Ok(Arc::new(CqlStore {
-            session,
+            session: Arc::new(session),
             st,
+            nt,
             known: Mutex::new(HashMap::new()),
             #[cfg(feature = "testkit")]
             hooks: Hooks::default(),
@@ -1515,6 +1524,11 @@ impl CqlStore {
             id: k.message_id,
             exp: k.expires_at.0,
         }));
+        settle.extend(
+            b.notifications
+                .iter()
+                .map(|n| Settle::Notification(Box::new(n.clone()))),
+        );
         Ok((parts, settle))
     }
 
@@ -1785,6 +1799,7 @@ impl CqlStore {
                         sid,
                     ),
                 ),
+                Settle::Notification(n) => self.notification_write(&mut parts, n),
             }
         }
         parts
@@ -1891,6 +1906,7 @@ mod part {
     pub const REACTIONS: u8 = 9;
     pub const SPACES: u8 = 10;
     pub const CONTRIBUTORS: u8 = 11;
+    pub const NOTIFICATIONS: u8 = 12;
 }
 
 fn history_key(space: SpaceId, message_id: MessageId) -> Vec<u8> {
@@ -2190,7 +2206,12 @@ impl Store for CqlStore {
                 Some("phase 3 held back by a test".to_owned())
             };
         match unsettled {
-            None => Ok(()),
+            None => {
+                if !b.notifications.is_empty() {
+                    self.trim_notified(&b.notifications);
+                }
+                Ok(())
+            }
             Some(reason) => {
                 self.forget(sid);
                 Err(EngineError::Unsettled(reason))
@@ -2547,6 +2568,22 @@ impl Store for CqlStore {
     async fn close(&self) -> Result<()> {
         // Every acknowledged write is already on the cluster; nothing is buffered here.
         Ok(())
+    }
+
+    // ---- notif: notifications (issue 12) ----
+    async fn notifications(
+        &self,
+        user_id: &str,
+    ) -> Result<Vec<crate::notifications::Notification>> {
+        self.list_and_trim(user_id).await
+    }
+
+    async fn has_notification(&self, user_id: &str, notification_id: Uuid) -> Result<bool> {
+        self.notification_exists(user_id, notification_id).await
+    }
+
+    async fn mark_notifications_read(&self, user_id: &str, ids: &[Uuid]) -> Result<()> {
+        self.mark_read(user_id, ids).await
     }
 }
 

@@ -25,6 +25,7 @@
 //! | `space_words_by_prefix` | (first two characters of the word), word, space_id | the search word index of public spaces (v6) |
 //! | `space_activity_by_hour` | (UTC hour), space_id | a public space's activity count that hour, for trending (v6) |
 //! | `user_space_stats` | (user_id), space_id | spaces a user created, and their messages, words and appreciations received per space, for profile stats (v6) |
+//! | `notifications_by_user` | (user_id), notification_id | a user's notifications, at most the newest 200 (v7; see `cql/notifications.rs`) |
 //!
 //! Schema v5 also adds `stats` (JSON `text`) to `space_heads_by_id`: the space's stats without
 //! the per-contributor numbers (a bounded leaderboard only), written by the commit's head update.
@@ -57,7 +58,7 @@ pub fn bucket(seq: u64) -> i64 {
 }
 
 /// The schema version this build reads and writes.
-pub const CURRENT_VERSION: i32 = 6;
+pub const CURRENT_VERSION: i32 = 7;
 
 pub mod tables {
     pub const SCHEMA_MIGRATIONS: &str = "schema_migrations";
@@ -79,6 +80,7 @@ pub mod tables {
     pub const SPACE_WORDS_BY_PREFIX: &str = "space_words_by_prefix";
     pub const SPACE_ACTIVITY_BY_HOUR: &str = "space_activity_by_hour";
     pub const USER_SPACE_STATS: &str = "user_space_stats";
+    pub const NOTIFICATIONS_BY_USER: &str = "notifications_by_user";
 }
 
 /// One migration: its version, a description, and its statements (each idempotent).
@@ -216,6 +218,15 @@ pub const MIGRATIONS: &[Migration] = &[
             messages bigint, word_count bigint, appreciations bigint,
             PRIMARY KEY (user_id, space_id))",
         ],
+    },
+    Migration {
+        version: 7,
+        description: "notifications: one partition per user",
+        statements: &["CREATE TABLE IF NOT EXISTS {ks}.notifications_by_user (
+            user_id text, notification_id uuid, num_id bigint, kind text, message text,
+            reference_id text, space_id uuid, actor_id text, actor_username text,
+            actor_picture text, created_at bigint, is_read boolean,
+            PRIMARY KEY (user_id, notification_id))"],
     },
 ];
 
