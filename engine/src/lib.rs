@@ -46,6 +46,7 @@ pub mod stats;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod unread;
 
 use std::sync::Arc;
 use std::time::Duration;

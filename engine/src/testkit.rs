@@ -14,6 +14,7 @@
 //! makes its next commit fail before or after the point where it becomes durable.
 
 pub mod hooked;
+pub mod unread;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -69,6 +70,7 @@ pub async fn store_conformance<S: Store + FaultInjection>(store: Arc<S>) {
         stats_change_only_with_batches_that_carry_them,
         a_space_written_without_stats_gets_them_once_from_its_messages(faults),
     );
+    unread::cases(store.clone() as Arc<dyn Store>, faults).await;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@
 //! | `idempotency_expiry` | space_id · expires_at ms u64 · len(sender) u16 · sender · key | empty |
 //! | `space_stats` | space_id | `SpaceStats` JSON (absent: never committed, see [`crate::stats`]) |
 //! | `contributors_by_space` | space_id · user_id | `ContributorStats` JSON |
+//! | `unread` | tag · … | read markers, top-level counts, space activity (see `unread.rs`) |
 //!
 //! A message's reactions live outside its `Message` JSON, one row per (key, user) and one count
 //! per key, so a reaction writes two small values whatever the message holds; reads put the
@@ -80,6 +81,8 @@ use crate::model::{
 };
 use crate::stats::{ContributorStats, SpaceStats};
 
+mod unread;
+
 /// Keyspace names, in one place.
 mod tables {
     pub const SPACES: &str = "spaces";
@@ -98,6 +101,7 @@ mod tables {
     pub const SPACE_STATS: &str = "space_stats";
     pub const CONTRIBUTORS_BY_SPACE: &str = "contributors_by_space";
     pub const META: &str = "meta";
+    pub const UNREAD: &str = "unread";
 }
 
 /// Handles to every keyspace.
@@ -119,6 +123,7 @@ struct Tables {
     meta: Keyspace,
     space_stats: Keyspace,
     contributors_by_space: Keyspace,
+    unread: Keyspace,
 }
 
 /// A keyspace, named in write jobs instead of by handle, so a job outlives the database it was
@@ -141,6 +146,7 @@ enum Table {
     Meta,
     SpaceStats,
     ContributorsBySpace,
+    Unread,
 }
 
 impl Tables {
@@ -162,6 +168,7 @@ impl Tables {
             Table::Meta => &self.meta,
             Table::SpaceStats => &self.space_stats,
             Table::ContributorsBySpace => &self.contributors_by_space,
+            Table::Unread => &self.unread,
         }
     }
 }
@@ -202,6 +209,7 @@ impl Open {
             meta: ks(tables::META)?,
             space_stats: ks(tables::SPACE_STATS)?,
             contributors_by_space: ks(tables::CONTRIBUTORS_BY_SPACE)?,
+            unread: ks(tables::UNREAD)?,
         };
         Ok(Open { db, t })
     }
@@ -1249,6 +1257,7 @@ impl Store for EmbeddedStore {
                 enc(c),
             ));
         }
+        unread::commit_ops(b, &mut ops);
         let head = HeadRecord {
             counters: b.counters,
             epoch: b.epoch,
@@ -1557,6 +1566,27 @@ impl Store for EmbeddedStore {
         });
         *self.last_probe.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), cached));
         result
+    }
+
+    // ---- unread: read markers, unread counts, the inbox (issue 12) ----
+    async fn read_marker(
+        &self,
+        space_id: SpaceId,
+        user_id: &str,
+    ) -> Result<Option<crate::unread::ReadMarker>> {
+        self.unread_marker(space_id, user_id).await
+    }
+    async fn top_level_at(&self, space_id: SpaceId, seq: Seq) -> Result<Option<u64>> {
+        self.unread_top_level_at(space_id, seq).await
+    }
+    async fn space_activity(
+        &self,
+        space_id: SpaceId,
+    ) -> Result<Option<crate::unread::SpaceActivity>> {
+        self.unread_activity(space_id).await
+    }
+    async fn memberships_of_user(&self, user_id: &str) -> Result<Vec<crate::unread::Membership>> {
+        self.unread_memberships(user_id).await
     }
 
     async fn close(&self) -> Result<()> {

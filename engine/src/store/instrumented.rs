@@ -15,6 +15,7 @@ use crate::error::Result;
 use crate::event::SpaceEvent;
 use crate::model::{Member, Message, MessageId, MessageVersion, Seq, Space, SpaceId, SpaceView};
 use crate::stats::{ContributorStats, SpaceStats};
+use crate::unread::{Membership, ReadMarker, SpaceActivity};
 
 /// Wraps a backend; see the module doc.
 pub struct Instrumented {
@@ -233,5 +234,38 @@ impl Store for Instrumented {
     }
     async fn close(&self) -> Result<()> {
         self.timed("close", self.inner.close()).await
+    }
+
+    // ---- unread: read markers, unread counts, the inbox (issue 12) ----
+    async fn read_marker(&self, space_id: SpaceId, user_id: &str) -> Result<Option<ReadMarker>> {
+        self.timed_in(
+            "read_marker",
+            space_id,
+            self.inner.read_marker(space_id, user_id),
+        )
+        .await
+    }
+    async fn top_level_at(&self, space_id: SpaceId, seq: Seq) -> Result<Option<u64>> {
+        self.timed_in(
+            "top_level_at",
+            space_id,
+            self.inner.top_level_at(space_id, seq),
+        )
+        .await
+    }
+    async fn space_activity(&self, space_id: SpaceId) -> Result<Option<SpaceActivity>> {
+        self.timed_in(
+            "space_activity",
+            space_id,
+            self.inner.space_activity(space_id),
+        )
+        .await
+    }
+    async fn memberships_of_user(&self, user_id: &str) -> Result<Vec<Membership>> {
+        self.timed(
+            "memberships_of_user",
+            self.inner.memberships_of_user(user_id),
+        )
+        .await
     }
 }

@@ -53,6 +53,7 @@ use crate::model::{
     Timestamp,
 };
 use crate::stats::{ContributorStats, SpaceStats};
+use crate::unread::{Membership, ReadMarker, SpaceActivity};
 
 /// Orders of [`Store::page_messages`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -196,6 +197,15 @@ pub struct CommitBatch {
     /// Contributor numbers the batch changed, each user's final value (see
     /// [`CommitBatch::push_contributor`]).
     pub contributors: Vec<ContributorStats>,
+    // ---- unread: read markers, unread counts, the inbox (issue 12) ----
+    /// Read markers set, each user's last (see [`CommitBatch::push_marker`]). A removal of the
+    /// user later in the batch drops theirs (the removal deletes the marker).
+    pub markers: Vec<(String, ReadMarker)>,
+    /// The space's [`SpaceActivity`] after the batch; `None`: unchanged by it.
+    pub activity: Option<SpaceActivity>,
+    /// For each message the batch creates: its seq and the space's top-level count as of it
+    /// (what [`Store::top_level_at`] answers).
+    pub top_level_at: Vec<(Seq, u64)>,
 }
 
 /// What [`CommitBatch::reaction_outcome`] computes.
@@ -375,6 +385,26 @@ pub trait Store: Send + Sync + 'static {
 
     /// Makes everything durable and releases the backend. Called once at shutdown.
     async fn close(&self) -> Result<()>;
+
+    // ---- unread: read markers, unread counts, the inbox (issue 12) ----
+    /// A member's read marker in a space, as last committed (`None`: never set, or not a
+    /// member). A point read.
+    async fn read_marker(&self, space_id: SpaceId, user_id: &str) -> Result<Option<ReadMarker>>;
+
+    /// The space's top-level message count as of `seq` (see [`crate::unread`]): what the commit
+    /// that created the newest message at or before `seq` recorded; `None` when there is no such
+    /// record. Never above the exact count. A keyset read backwards: it costs one row plus the
+    /// deleted rows and empty partitions it passes (CQL), bounded: past
+    /// [`crate::unread::MAX_LOOKBACK_PARTITIONS`] empty partitions it answers `None`.
+    async fn top_level_at(&self, space_id: SpaceId, seq: Seq) -> Result<Option<u64>>;
+
+    /// The space's [`SpaceActivity`] as last committed (`None`: never written). A point read.
+    async fn space_activity(&self, space_id: SpaceId) -> Result<Option<SpaceActivity>>;
+
+    /// Every space `user_id` is a member of, with the membership, the member's marker and the
+    /// space's activity, newest space first: one read of the user's membership index, then
+    /// point reads per space. O(spaces of the user); never reads a message.
+    async fn memberships_of_user(&self, user_id: &str) -> Result<Vec<Membership>>;
 }
 
 /// Where a test makes the next commit fail ([`FaultInjection`], feature `testkit`; used by the
@@ -495,6 +525,7 @@ impl CommitBatch {
     /// Adds a member removal, replacing an earlier write of the same user in this batch.
     pub fn push_member_removal(&mut self, user_id: String) {
         self.members.retain(|m| m.user.user_id != user_id);
+        self.markers.retain(|(u, _)| *u != user_id);
         if !self.removed_members.contains(&user_id) {
             self.removed_members.push(user_id);
         }
@@ -527,6 +558,17 @@ impl CommitBatch {
             && self.reactions.is_empty()
             && self.stats.is_none()
             && self.contributors.is_empty()
+            && self.markers.is_empty()
+            && self.activity.is_none()
+            && self.top_level_at.is_empty()
+    }
+
+    /// Adds a read marker write, replacing an earlier one of the same user in this batch.
+    pub fn push_marker(&mut self, user_id: &str, marker: ReadMarker) {
+        match self.markers.iter_mut().find(|(u, _)| u == user_id) {
+            Some(e) => e.1 = marker,
+            None => self.markers.push((user_id.to_owned(), marker)),
+        }
     }
 
     /// Adds a reaction write. Writes of the same (message, key, user) stay in order; a backend
@@ -619,6 +661,13 @@ impl CommitBatch {
         for c in other.contributors {
             self.push_contributor(c);
         }
+        for (u, m) in other.markers {
+            self.push_marker(&u, m);
+        }
+        if other.activity.is_some() {
+            self.activity = other.activity;
+        }
+        self.top_level_at.extend(other.top_level_at);
     }
 }
 

@@ -12,6 +12,7 @@ use crate::event::SpaceEvent;
 use crate::model::{Member, Message, MessageId, MessageVersion, Seq, Space, SpaceId, SpaceView};
 use crate::stats::{ContributorStats, SpaceStats};
 use crate::store::{Claimed, CommitBatch, Direction, MessageOrder, SpaceSnapshot, Store};
+use crate::unread::{Membership, ReadMarker, SpaceActivity};
 
 /// What a test changes about a store's calls. Every method has a default that forwards.
 #[async_trait]
@@ -195,5 +196,23 @@ impl<H: StoreHooks> Store for Hooked<H> {
     async fn close(&self) -> Result<()> {
         self.hooks.before("close")?;
         self.inner.close().await
+    }
+
+    // ---- unread: read markers, unread counts, the inbox (issue 12) ----
+    async fn read_marker(&self, space_id: SpaceId, user_id: &str) -> Result<Option<ReadMarker>> {
+        self.hooks.before("read_marker")?;
+        self.inner.read_marker(space_id, user_id).await
+    }
+    async fn top_level_at(&self, space_id: SpaceId, seq: Seq) -> Result<Option<u64>> {
+        self.hooks.before("top_level_at")?;
+        self.inner.top_level_at(space_id, seq).await
+    }
+    async fn space_activity(&self, space_id: SpaceId) -> Result<Option<SpaceActivity>> {
+        self.hooks.before("space_activity")?;
+        self.inner.space_activity(space_id).await
+    }
+    async fn memberships_of_user(&self, user_id: &str) -> Result<Vec<Membership>> {
+        self.hooks.before("memberships_of_user")?;
+        self.inner.memberships_of_user(user_id).await
     }
 }

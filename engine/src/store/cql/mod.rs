@@ -68,6 +68,7 @@
 //! for the head reads of `claim` and of a commit that does not know the head yet.
 
 pub mod schema;
+mod unread;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -867,6 +868,13 @@ enum Settle {
     /// A contributor's numbers in the space stats (messages, words).
     #[serde(rename = "ct")]
     Contributor { u: String, n: u64, w: u64 },
+    // ---- unread: read markers, unread counts, the inbox (issue 12) ----
+    /// A member's read marker (`s`: seq, `c`: top-level count), on their membership entry.
+    #[serde(rename = "rmM")]
+    RmMarker { u: String, s: Seq, c: u64 },
+    /// The space's activity after the commit.
+    #[serde(rename = "rmA")]
+    RmActivity(Box<crate::unread::SpaceActivity>),
 }
 
 /// The content columns of a message, as an edit or a redaction leaves them.
@@ -1002,6 +1010,8 @@ struct Hooks {
 pub struct CqlStore {
     session: Session,
     st: Statements,
+    /// Read markers, top-level counts, space activity (issue 12).
+    unread: unread::Statements,
     /// `space → (epoch, commit_no)` of the spaces whose last commit or claim went through this
     /// store, so the next commit at that epoch knows its number without reading the head. An
     /// entry is only a guess: the head update's condition checks it. Dropped on any failure.
@@ -1035,9 +1045,11 @@ impl CqlStore {
             ));
         }
         let st = Statements::prepare(&session, &cfg.keyspace).await?;
+        let unread = unread::Statements::prepare(&session, &cfg.keyspace).await?;
         Ok(Arc::new(CqlStore {
             session,
             st,
+            unread,
             known: Mutex::new(HashMap::new()),
             #[cfg(feature = "testkit")]
             hooks: Hooks::default(),
@@ -1508,6 +1520,7 @@ impl CqlStore {
             id: k.message_id,
             exp: k.expires_at.0,
         }));
+        self.unread_plan(b, &mut parts, &mut settle);
         Ok((parts, settle))
     }
 
@@ -1718,6 +1731,9 @@ impl CqlStore {
                     &s.insert_appreciated,
                     (sid, *count as i32, *seq as i64, *id),
                 ),
+                op @ (Settle::RmMarker { .. } | Settle::RmActivity(_)) => {
+                    self.unread_settle(sid, op, &mut parts)
+                }
                 Settle::Contributor { u, n, w } => parts.add(
                     part::CONTRIBUTORS,
                     sid.as_bytes(),
@@ -2033,6 +2049,27 @@ impl Store for CqlStore {
             .map_err(corrupt)?
             .map(|r| r.map(MemberRow::into_member).map_err(corrupt))
             .collect()
+    }
+
+    // ---- unread: read markers, unread counts, the inbox (issue 12) ----
+    async fn read_marker(
+        &self,
+        space_id: SpaceId,
+        user_id: &str,
+    ) -> Result<Option<crate::unread::ReadMarker>> {
+        self.unread_marker(space_id, user_id).await
+    }
+    async fn top_level_at(&self, space_id: SpaceId, seq: Seq) -> Result<Option<u64>> {
+        self.unread_top_level_at(space_id, seq).await
+    }
+    async fn space_activity(
+        &self,
+        space_id: SpaceId,
+    ) -> Result<Option<crate::unread::SpaceActivity>> {
+        self.unread_activity(space_id).await
+    }
+    async fn memberships_of_user(&self, user_id: &str) -> Result<Vec<crate::unread::Membership>> {
+        self.unread_memberships(user_id).await
     }
 
     async fn spaces_of_user(&self, user_id: &str) -> Result<Vec<(SpaceView, Member)>> {

@@ -20,6 +20,11 @@
 //! | `idempotency_keys_by_sender` | (space_id, sender_id, key) | reserved for idempotent sends (5-minute TTL) |
 //! | `message_history_by_message` | (space_id, message_id), version desc | earlier versions of edited messages, newest first (v3) |
 //! | `contributors_by_space` | (space_id), user_id | per-sender message and word counts of the space stats (v5; see [`crate::stats`]) |
+//! | `space_activity_by_id` | space_id | the space's top-level message count, deletions and last message for unread counts and the inbox (v8; see [`crate::unread`]) |
+//!
+//! Schema v8 also adds `read_seq` / `read_count` (a member's read marker) to `spaces_by_user`
+//! and `top_level` (the space's top-level count as of the message) to `messages_by_space`; see
+//! `unread.rs`.
 //!
 //! Schema v5 also adds `stats` (JSON `text`) to `space_heads_by_id`: the space's stats without
 //! the per-contributor numbers (a bounded leaderboard only), written by the commit's head update.
@@ -52,7 +57,7 @@ pub fn bucket(seq: u64) -> i64 {
 }
 
 /// The schema version this build reads and writes.
-pub const CURRENT_VERSION: i32 = 5;
+pub const CURRENT_VERSION: i32 = 8;
 
 pub mod tables {
     pub const SCHEMA_MIGRATIONS: &str = "schema_migrations";
@@ -69,6 +74,7 @@ pub mod tables {
     pub const MESSAGE_HISTORY_BY_MESSAGE: &str = "message_history_by_message";
     pub const REACTIONS_BY_MESSAGE: &str = "reactions_by_message";
     pub const CONTRIBUTORS_BY_SPACE: &str = "contributors_by_space";
+    pub const SPACE_ACTIVITY_BY_ID: &str = "space_activity_by_id";
 }
 
 /// One migration: its version, a description, and its statements (each idempotent).
@@ -180,6 +186,19 @@ pub const MIGRATIONS: &[Migration] = &[
             "CREATE TABLE IF NOT EXISTS {ks}.contributors_by_space (
             space_id uuid, user_id text, messages bigint, word_count bigint,
             PRIMARY KEY (space_id, user_id))",
+        ],
+    },
+    // Issue 12, unread (versions 6 and 7 are the other issue-12 branches'; the lead renumbers at
+    // merge). Spaces and members of v5 start counting when next written (see `crate::unread`).
+    Migration {
+        version: 8,
+        description: "read markers, top-level counts and space activity",
+        statements: &[
+            "ALTER TABLE {ks}.spaces_by_user ADD read_seq bigint",
+            "ALTER TABLE {ks}.spaces_by_user ADD read_count bigint",
+            "ALTER TABLE {ks}.messages_by_space ADD top_level bigint",
+            "CREATE TABLE IF NOT EXISTS {ks}.space_activity_by_id (
+            space_id uuid PRIMARY KEY, activity text)",
         ],
     },
 ];
