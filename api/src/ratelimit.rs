@@ -73,6 +73,8 @@ pub enum Write {
     Member,
     /// A space created, or its settings changed.
     Space,
+    /// A read marker moved (`POST /v1/spaces/{id}/read`).
+    Read,
 }
 
 type Limiter<C> =
@@ -174,6 +176,7 @@ impl Limited for Write {
             Write::Delete => "delete",
             Write::Member => "member",
             Write::Space => "space",
+            Write::Read => "read",
         }
     }
     fn refused(metrics: &Metrics) -> &IntCounterVec {

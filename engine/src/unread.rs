@@ -222,6 +222,19 @@ impl Membership {
     }
 }
 
+impl crate::Engine {
+    /// Every space `user_id` is a member of, with the membership, the member's read marker and
+    /// the space's activity (unread count: [`Membership::unread`]), newest space first. As
+    /// durable: every command acknowledged before the call is in it. O(spaces of the user): one
+    /// read of the user's membership index plus point reads per space; never reads a message.
+    ///
+    /// # Errors
+    /// `StoreUnavailable`.
+    pub async fn memberships(&self, user_id: &str) -> crate::Result<Vec<Membership>> {
+        self.store.memberships_of_user(user_id).await
+    }
+}
+
 /// A marker an actor answers (`POST /v1/spaces/{id}/read`): the caller's marker after the mark
 /// and their unread count then, as of the commands sequenced so far.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

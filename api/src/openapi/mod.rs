@@ -88,6 +88,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         crate::routes::v1_members::Doc::openapi(),
         crate::routes::v1_reactions::Doc::openapi(),
         crate::routes::v1_stats::Doc::openapi(),
+        crate::routes::v1_reads::Doc::openapi(),
         crate::routes::node::Doc::openapi(),
         crate::stream::Doc::openapi(),
         crate::socketio::Doc::openapi(),

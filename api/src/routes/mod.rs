@@ -11,6 +11,7 @@
 //! - [`v1_members`] serves the native `/v1/spaces/{id}/members…` and `PATCH /v1/spaces/{id}`
 //! - [`v1_reactions`] serves `PUT`/`DELETE /v1/spaces/{id}/messages/{mid}/reactions/{key}`
 //! - [`v1_stats`] serves `/v1/spaces/{id}/stats`
+//! - [`v1_reads`] serves `POST /v1/spaces/{id}/read`, `GET /v1/me/unread`, `GET /v1/me/spaces`
 //!
 //! Handlers return `Result<Response, ApiError>`; [`respond`] renders errors (the only place)
 //! and records the request metrics under the route's template name. Requests no route matches
@@ -27,6 +28,7 @@ pub mod table;
 pub mod v1_members;
 pub mod v1_messages;
 pub mod v1_reactions;
+pub mod v1_reads;
 pub mod v1_stats;
 
 use std::convert::Infallible;
@@ -64,6 +66,8 @@ pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
         .or(v1_reactions::routes(app.clone()))
         .unify()
         .or(v1_stats::routes(app.clone()))
+        .unify()
+        .or(v1_reads::routes(app.clone()))
         .unify()
         .or(node::routes(app))
         .unify()

@@ -82,6 +82,9 @@ pub const ROUTES: &[(Method, &str)] = &[
         "/v1/spaces/{spaceId}/messages/{messageId}/reactions/{key}",
     ),
     (Method::GET, "/v1/spaces/{spaceId}/stats"),
+    (Method::POST, "/v1/spaces/{spaceId}/read"),
+    (Method::GET, "/v1/me/unread"),
+    (Method::GET, "/v1/me/spaces"),
 ];
 
 /// The message of the 404 for a path no route serves (distinct from a handler's own 404s, such
