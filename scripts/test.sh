@@ -45,11 +45,11 @@ step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # api/tests/cluster.rs is `test = false` (it runs in a step of its own, last), so --all-targets
 # leaves it out.
-cargo clippy -p spacecast-api --test cluster --test traces --locked -- -D warnings
+cargo clippy -p spacecast-api --test cluster --test traces --test cluster_unread --locked -- -D warnings
 
 step "build the tests"
 cargo test --workspace --all-targets --locked --no-run
-cargo test -p spacecast-api --test cluster --test traces --locked --no-run
+cargo test -p spacecast-api --test cluster --test traces --test cluster_unread --locked --no-run
 
 step "install Centrifugo v6.9.1 (cached; the loadtest harness compares against it)"
 scripts/centrifugo.sh install
@@ -124,3 +124,5 @@ step "cluster tests: three nodes over NATS + CQL (api/tests/cluster.rs)"
 cargo test -p spacecast-api --test cluster --locked -- --test-threads 1
 # One send through one node into a space another owns, traced end to end into Jaeger.
 cargo test -p spacecast-api --test traces --locked -- --test-threads 1
+# Read markers, unread counts and the inbox through three nodes (issue 12).
+cargo test -p spacecast-api --test cluster_unread --locked -- --test-threads 1
