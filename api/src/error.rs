@@ -187,6 +187,7 @@ pub const CODES: &[&str] = &[
     "invalid_invite",
     "invalid_power_level",
     "invalid_posting_permission",
+    "invalid_read_marker",
     "member_not_found",
     "invalid_user_id",
     "last_admin",

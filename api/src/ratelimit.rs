@@ -75,6 +75,8 @@ pub enum Write {
     Space,
     /// Notifications marked read (one or all).
     Notification,
+    /// A read marker moved (`POST /v1/spaces/{id}/read`).
+    Read,
 }
 
 type Limiter<C> =
@@ -177,6 +179,7 @@ impl Limited for Write {
             Write::Member => "member",
             Write::Space => "space",
             Write::Notification => "notification",
+            Write::Read => "read",
         }
     }
     fn refused(metrics: &Metrics) -> &IntCounterVec {

@@ -48,6 +48,7 @@ pub mod stats;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod unread;
 pub mod users;
 
 use std::sync::Arc;

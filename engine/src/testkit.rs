@@ -16,6 +16,7 @@
 pub mod discovery;
 pub mod hooked;
 pub mod notifications;
+pub mod unread;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -74,6 +75,7 @@ pub async fn store_conformance<S: Store + FaultInjection>(store: Arc<S>) {
     // disc (issue 12)
     discovery::run(s, faults).await;
     notifications::cases(s, faults).await;
+    unread::cases(store.clone() as Arc<dyn Store>, faults).await;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -75,6 +75,10 @@ const EXAMPLES: &[(&str, &str)] = &[
     ),
     ("invalid_pagination", "limit must be between 1 and 100"),
     ("invalid_cursor", "cursor is not one this server made"),
+    (
+        "invalid_read_marker",
+        "Give exactly one of seq (an integer ≥ 0) and message_id (a message's UUID)",
+    ),
     ("invalid_filter", "has_attachment must be true or false"),
     (
         "invalid_parent",

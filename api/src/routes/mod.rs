@@ -15,6 +15,7 @@
 //!   tried before [`spaces`], whose `/api/spaces/{spaceId}` would take them)
 //! - [`v1_users`] serves `/v1/users/{id}/stats`
 //! - [`notifications`] serves Space7 `/api/notifications…`
+//! - [`v1_reads`] serves `POST /v1/spaces/{id}/read`, `GET /v1/me/unread`, `GET /v1/me/spaces`
 //!
 //! Handlers return `Result<Response, ApiError>`; [`respond`] renders errors (the only place)
 //! and records the request metrics under the route's template name. Requests no route matches
@@ -33,6 +34,7 @@ pub mod table;
 pub mod v1_members;
 pub mod v1_messages;
 pub mod v1_reactions;
+pub mod v1_reads;
 pub mod v1_stats;
 pub mod v1_users;
 
@@ -77,6 +79,8 @@ pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
         .or(v1_users::routes(app.clone()))
         .unify()
         .or(notifications::routes(app.clone()))
+        .unify()
+        .or(v1_reads::routes(app.clone()))
         .unify()
         .or(node::routes(app))
         .unify()

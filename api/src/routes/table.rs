@@ -91,6 +91,9 @@ pub const ROUTES: &[(Method, &str)] = &[
     (Method::GET, "/api/notifications"),
     (Method::PUT, "/api/notifications/read-all"),
     (Method::PUT, "/api/notifications/{id}/read"),
+    (Method::POST, "/v1/spaces/{spaceId}/read"),
+    (Method::GET, "/v1/me/unread"),
+    (Method::GET, "/v1/me/spaces"),
 ];
 
 /// The message of the 404 for a path no route serves (distinct from a handler's own 404s, such

@@ -10,7 +10,7 @@
 //! local lease. The actor passivates itself when idle and fails (to be rebuilt from the store by
 //! the directory) when its writer reports a failed commit.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
@@ -45,6 +45,7 @@ use crate::stats::{ContributorStats, MessageMark, SpaceStats, contributor_after}
 use crate::store::{
     Claimed, CommitBatch, Direction, HistoryWrite, KeyWrite, MessageWrite, ReactionWrite, Store,
 };
+use crate::unread::{LastMessage, ReadMarker, ReadState, ReadTarget, SpaceActivity};
 
 /// The actor; stateless, as ractor wants. See the module doc.
 pub(crate) struct SpaceActor;
@@ -86,7 +87,7 @@ pub(crate) struct SpaceState {
     user_numbers: HashMap<String, UserSpaceStats>,
     /// disc: this space's activity count (messages created + joins) in the UTC hour it holds,
     /// as of the last command sequenced (see [`crate::discovery`]).
-    activity: ActivityCount,
+    hourly: ActivityCount,
     /// disc: whether this incarnation already wrote the creator's "created" mark.
     creator_marked: bool,
     members: HashMap<String, Member>,
@@ -112,6 +113,16 @@ pub(crate) struct SpaceState {
     /// toggle off and on does not create one twice before the first is in the store (see
     /// [`crate::notifications`]). Cleared past [`RECENT_NOTIFIED`]: the store has the rest.
     notified: std::collections::HashSet<uuid::Uuid>,
+    // ---- unread (issue 12) ----
+    /// The space's unread counters and last message, after every command sequenced so far.
+    activity: SpaceActivity,
+    /// Read markers this incarnation read or changed, each as of the last command sequenced.
+    /// Never evicted while the actor lives: bounded by the members.
+    markers: HashMap<String, ReadMarker>,
+    /// `(seq, top-level count as of it)` of the messages this incarnation created, oldest
+    /// first, at most [`SpaceState::created_cap`]: a mark below the last message is resolved
+    /// here without I/O when it can be (see [`crate::unread`]).
+    created: VecDeque<(Seq, u64)>,
 }
 
 /// Most ids [`SpaceState::notified`] holds.
@@ -146,9 +157,9 @@ impl Actor for SpaceActor {
         .await?;
         // Only this (fenced) writer counts this space's activity: resume this hour's count.
         let hour = hour_of(Timestamp::now());
-        let activity = ActivityCount {
+        let hourly = ActivityCount {
             hour,
-            count: args.store.space_activity(args.space_id, hour).await?,
+            count: args.store.space_hour_activity(args.space_id, hour).await?,
         };
         let durable_seq = Arc::new(AtomicU64::new(snapshot.view.counters.head_seq));
         let queued = Arc::new(AtomicUsize::new(0));
@@ -173,16 +184,25 @@ impl Actor for SpaceActor {
         let writer_task = tokio::spawn(writer::run(ctx, rx));
         let idle_timer =
             myself.send_interval(args.config.idle_check_interval(), || SpaceMsg::IdleCheck);
+        let head_seq = snapshot.view.counters.head_seq;
+        let stored_activity = args.store.space_activity(args.space_id).await?;
+        let migrate_activity = stored_activity.is_none() && head_seq > 0;
+        let activity = stored_activity.unwrap_or(SpaceActivity {
+            // A space written before read markers: counting starts here (see `crate::unread`).
+            since: head_seq,
+            last_created: head_seq,
+            ..Default::default()
+        });
         args.metrics.space_actors.inc();
-        tracing::debug!(space_id = %args.space_id, head_seq = snapshot.view.counters.head_seq, "space actor started");
-        Ok(SpaceState {
+        tracing::debug!(space_id = %args.space_id, head_seq, "space actor started");
+        let mut state = SpaceState {
             space: snapshot.view.space,
             epoch,
             counters: snapshot.view.counters,
             stats,
             contributors,
             user_numbers: HashMap::new(),
-            activity,
+            hourly,
             creator_marked: false,
             members: snapshot
                 .members
@@ -205,7 +225,14 @@ impl Actor for SpaceActor {
             config: args.config,
             supervisor: args.supervisor,
             notified: std::collections::HashSet::new(),
-        })
+            activity,
+            markers: HashMap::new(),
+            created: VecDeque::new(),
+        };
+        if migrate_activity {
+            state.activity.last_message = state.last_top_level_before(head_seq + 1).await?;
+        }
+        Ok(state)
     }
 
     async fn post_stop(
@@ -327,6 +354,10 @@ impl SpaceActor {
                 .map(|(b, sp)| (b, Outcome::Space(sp))),
             // Nothing to write: answered once what came before is durable.
             Command::Sync => Ok((state.batch(), Outcome::Done)),
+            Command::MarkRead { user_id, target } => state
+                .mark_read(&user_id, target)
+                .await
+                .map(|(b, r)| (b, Outcome::ReadState(r))),
         }
     }
 }
@@ -594,6 +625,7 @@ impl SpaceState {
         self.install_stats(&mut batch, stats, sender_stats, 0);
         self.count_activity(&mut batch, message.created_at);
         self.notify_new_message(&mut batch, &message, thread_author.as_deref());
+        self.count_created(&mut batch, &message);
         if let Some(key) = cmd.idempotency_key {
             let ttl = i64::try_from(self.config.idempotency_ttl.as_millis()).unwrap_or(i64::MAX);
             let expires_at = Timestamp(message.created_at.0.saturating_add(ttl));
@@ -733,6 +765,7 @@ impl SpaceState {
             sender_stats,
             u64::from(m.appreciation_count),
         );
+        self.count_gone(&mut batch, &m, true).await?;
         Ok(batch)
     }
 
@@ -797,6 +830,15 @@ impl SpaceState {
             version: previous,
         });
         self.put_existing(&mut batch, m.clone(), seq);
+        if self
+            .activity
+            .last_message
+            .as_ref()
+            .is_some_and(|l| l.message_id == message_id)
+        {
+            self.activity.last_message = Some(LastMessage::of(&m));
+            batch.activity = Some(self.activity.clone());
+        }
         Ok((batch, m))
     }
 
@@ -857,6 +899,7 @@ impl SpaceState {
             batch.push_history(HistoryWrite::Clear { message_id });
         }
         self.put_existing(&mut batch, m.clone(), seq);
+        self.count_gone(&mut batch, &m, false).await?;
         Ok((
             batch,
             Outcome::Redacted(Redacted {
@@ -1108,6 +1151,7 @@ impl SpaceState {
         let mut batch = self.batch();
         batch.push_member(member.clone());
         self.count_activity(&mut batch, member.joined_at);
+        self.mark_at_head(&mut batch, &member.user.user_id);
         Ok((batch, member))
     }
 
@@ -1136,6 +1180,7 @@ impl SpaceState {
                 "Only a member with a higher power level than both the member's current and new level may change it",
             ));
         }
+        let added = current.is_none();
         let member = match current {
             Some(m) if m.power_level == power_level => return Ok((self.batch(), m)),
             Some(m) => Member { power_level, ..m },
@@ -1164,6 +1209,9 @@ impl SpaceState {
             }),
         ));
         batch.push_member(member.clone());
+        if added {
+            self.mark_at_head(&mut batch, &member.user.user_id);
+        }
         Ok((batch, member))
     }
 
@@ -1220,6 +1268,7 @@ impl SpaceState {
         }
         let seq = self.next_seq();
         self.members.remove(user_id);
+        self.markers.remove(user_id);
         self.counters.member_count = self.members.len() as u64;
         let mut batch = self.batch();
         batch.events.push(self.event(
@@ -1386,12 +1435,12 @@ impl SpaceState {
             return;
         }
         let hour = hour_of(at);
-        if hour != self.activity.hour {
+        if hour != self.hourly.hour {
             // A new hour: nobody else writes this space's counts, so it starts at 0.
-            self.activity = ActivityCount { hour, count: 0 };
+            self.hourly = ActivityCount { hour, count: 0 };
         }
-        self.activity.count += 1;
-        batch.push_activity(self.activity);
+        self.hourly.count += 1;
+        batch.push_hourly_activity(self.hourly);
     }
 
     /// The existing message nearest to `seq` in `direction` (excluding it), as of the last
@@ -1446,6 +1495,193 @@ impl SpaceState {
         Ok(best)
     }
 
+    // ---- unread (issue 12; see `crate::unread`) ----
+
+    /// Most messages this incarnation remembers the top-level count of: at least the space's
+    /// in-flight limit, so every message not yet durable is among them.
+    fn created_cap(&self) -> usize {
+        self.config.max_inflight_per_space.max(1024)
+    }
+
+    /// Counts a message just created (in `batch`): the space's top-level count and last
+    /// message, the count as of its seq (for later marks), and its sender's marker, moved to it
+    /// (posting marks the space read; a send on behalf moves the caller's, `actor_id`).
+    fn count_created(&mut self, batch: &mut CommitBatch, m: &Message) {
+        let top = m.parent_id.is_none();
+        self.activity.created(m.seq, top);
+        if top {
+            self.activity.last_message = Some(LastMessage::of(m));
+        }
+        let count = self.activity.top_level;
+        self.created.push_back((m.seq, count));
+        while self.created.len() > self.created_cap() {
+            self.created.pop_front();
+        }
+        batch.top_level_at.push((m.seq, count));
+        let marker = ReadMarker { seq: m.seq, count };
+        self.markers.insert(m.actor_id.clone(), marker);
+        batch.push_marker(&m.actor_id, marker);
+        batch.activity = Some(self.activity.clone());
+    }
+
+    /// A message deleted (`deleted`) or redacted (`m` as it is now): a deleted top-level message
+    /// stops counting as unread, and the space's last message moves back when it was this one
+    /// (a bounded keyset read backwards, see [`SpaceState::last_top_level_before`]).
+    async fn count_gone(
+        &mut self,
+        batch: &mut CommitBatch,
+        m: &Message,
+        deleted: bool,
+    ) -> Result<()> {
+        if m.parent_id.is_some() {
+            return Ok(());
+        }
+        if deleted {
+            self.activity.deleted(m.seq);
+        }
+        if self
+            .activity
+            .last_message
+            .as_ref()
+            .is_some_and(|l| l.message_id == m.message_id)
+        {
+            self.activity.last_message = self.last_top_level_before(m.seq).await?;
+        }
+        batch.activity = Some(self.activity.clone());
+        Ok(())
+    }
+
+    /// A new member's marker: at the head (nothing is unread on join).
+    fn mark_at_head(&mut self, batch: &mut CommitBatch, user_id: &str) {
+        let marker = ReadMarker {
+            seq: self.counters.head_seq,
+            count: self.activity.top_level,
+        };
+        self.markers.insert(user_id.to_owned(), marker);
+        batch.push_marker(user_id, marker);
+    }
+
+    /// A member's marker as of the last command sequenced (never set: at 0).
+    async fn marker(&mut self, user_id: &str) -> Result<ReadMarker> {
+        if let Some(m) = self.markers.get(user_id) {
+            return Ok(*m);
+        }
+        let m = self
+            .store
+            .read_marker(self.space.space_id, user_id)
+            .await?
+            .unwrap_or_default();
+        self.markers.insert(user_id.to_owned(), m);
+        Ok(m)
+    }
+
+    /// The top-level count as of `seq` (at most the head): in memory at or past the last
+    /// message created or within the messages this incarnation created, else from the store
+    /// (durable there: older than every message in flight).
+    async fn top_level_at(&self, seq: Seq) -> Result<u64> {
+        if seq >= self.activity.last_created {
+            return Ok(self.activity.top_level);
+        }
+        if self.created.front().is_some_and(|&(first, _)| first <= seq) {
+            let i = self.created.partition_point(|&(s, _)| s <= seq);
+            return Ok(self.created[i - 1].1);
+        }
+        Ok(self
+            .store
+            .top_level_at(self.space.space_id, seq)
+            .await?
+            .unwrap_or(0))
+    }
+
+    /// Moves `user_id`'s marker forward to `target`; see [`super::SpaceHandle::mark_read`].
+    async fn mark_read(
+        &mut self,
+        user_id: &str,
+        target: ReadTarget,
+    ) -> Result<(CommitBatch, ReadState)> {
+        self.member_power(user_id)?;
+        let seq = match target {
+            ReadTarget::Seq(s) => s.min(self.counters.head_seq),
+            ReadTarget::Message(id) => self.message(id).await?.seq,
+        };
+        let current = self.marker(user_id).await?;
+        if seq <= current.seq {
+            let state = ReadState {
+                last_read_seq: current.seq,
+                unread: self.activity.unread(Some(current)),
+                changed: false,
+            };
+            // Nothing to write: answered once what came before is durable.
+            return Ok((self.batch(), state));
+        }
+        // Never below the current count: a store's answer may err low (see `crate::unread`).
+        let count = self.top_level_at(seq).await?.max(current.count);
+        let marker = ReadMarker { seq, count };
+        self.markers.insert(user_id.to_owned(), marker);
+        let mut batch = self.batch();
+        batch.push_marker(user_id, marker);
+        Ok((
+            batch,
+            ReadState {
+                last_read_seq: seq,
+                unread: self.activity.unread(Some(marker)),
+                changed: true,
+            },
+        ))
+    }
+
+    /// The newest top-level message before `seq` that exists and is not redacted, as of the
+    /// last command sequenced: from the cache (every change not yet durable) and a keyset read
+    /// of the store backwards, skipping replies, redacted and deleted messages. Bounded: after
+    /// [`LAST_MESSAGE_LOOKBACK`] rows without one it answers `None` (the inbox then orders the
+    /// space by its creation time), so a space whose recent history is all thread replies costs
+    /// a bounded read, never a scan.
+    async fn last_top_level_before(&self, seq: Seq) -> Result<Option<LastMessage>> {
+        let eligible = |m: &Message| m.parent_id.is_none() && !m.redacted && m.seq < seq;
+        let mut best: Option<&Message> = None;
+        for c in self.cache.entries() {
+            if let Some(m) = &c.message
+                && eligible(m)
+                && best.is_none_or(|b| m.seq > b.seq)
+            {
+                best = Some(m);
+            }
+        }
+        let mut found = best.map(LastMessage::of);
+        const CHUNK: usize = 32;
+        let mut before = seq;
+        let mut read = 0;
+        'scan: while read < LAST_MESSAGE_LOOKBACK {
+            let page = self
+                .store
+                .scan_messages(self.space.space_id, 0, before, Direction::Backward, CHUNK)
+                .await?;
+            let n = page.len();
+            for stored in page {
+                read += 1;
+                before = stored.seq;
+                if found.as_ref().is_some_and(|f| f.seq >= stored.seq) {
+                    break 'scan;
+                }
+                // The cache has its latest state, if it changed since (or it is gone).
+                let current = match self.cache.get(&stored.message_id) {
+                    Some(c) => c.message.clone(),
+                    None => Some(stored),
+                };
+                if let Some(m) = current
+                    && eligible(&m)
+                {
+                    found = Some(LastMessage::of(&m));
+                    break 'scan;
+                }
+            }
+            if n < CHUNK {
+                break;
+            }
+        }
+        Ok(found)
+    }
+
     /// Drops cached messages whose latest change is durable, once this cache or the node's
     /// caches as a whole are over their bounds (see `space/cache.rs`).
     fn evict_durable(&mut self) {
@@ -1466,6 +1702,9 @@ impl SpaceState {
         self.metrics.space_actors.dec();
     }
 }
+
+/// Store rows [`SpaceState::last_top_level_before`] reads at most.
+const LAST_MESSAGE_LOOKBACK: usize = 256;
 
 /// The power rule: a member at `mine` may move a member from `theirs` to `new` only when `mine`
 /// is higher than both. So nobody changes their own level or an equal's, and nobody grants a

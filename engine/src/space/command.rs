@@ -77,6 +77,13 @@ pub enum Command {
     /// space's stored state, e.g. the stats migration of [`crate::stats`]) and is answered with
     /// [`Outcome::Done`] once everything sequenced before it is durable.
     Sync,
+    /// Move `user_id`'s read marker forward to `target` (a member only); answered with
+    /// [`Outcome::ReadState`]. No event, no seq: the marker rides the group commit. See
+    /// [`super::SpaceHandle::mark_read`].
+    MarkRead {
+        user_id: String,
+        target: crate::unread::ReadTarget,
+    },
 }
 
 impl Command {
@@ -94,6 +101,7 @@ impl Command {
             Command::RemoveMember { .. } => "remove_member",
             Command::SetPostingPermission { .. } => "set_posting_permission",
             Command::Sync => "sync",
+            Command::MarkRead { .. } => "mark_read",
         }
     }
 }
@@ -115,6 +123,8 @@ pub enum Outcome {
     Replayed(Message),
     /// The space's record after a settings change.
     Space(Space),
+    /// The caller's read marker after a mark, and their unread count then.
+    ReadState(crate::unread::ReadState),
 }
 
 impl Outcome {
@@ -177,6 +187,13 @@ impl Outcome {
         match self {
             Outcome::Reaction(r) => Ok(r),
             other => Err(other.mismatch("reaction")),
+        }
+    }
+
+    pub(crate) fn into_read_state(self) -> Result<crate::unread::ReadState> {
+        match self {
+            Outcome::ReadState(r) => Ok(r),
+            other => Err(other.mismatch("read state")),
         }
     }
 
@@ -438,6 +455,14 @@ mod tests {
                 set: true,
             },
             Command::Sync,
+            Command::MarkRead {
+                user_id: "u1".into(),
+                target: crate::unread::ReadTarget::Seq(7),
+            },
+            Command::MarkRead {
+                user_id: "u1".into(),
+                target: crate::unread::ReadTarget::Message(new_id()),
+            },
         ];
         for c in cmds {
             let json = serde_json::to_vec(&c).unwrap();
@@ -451,6 +476,11 @@ mod tests {
             ..Default::default()
         };
         let outcomes = [
+            Outcome::ReadState(crate::unread::ReadState {
+                last_read_seq: 9,
+                unread: 2,
+                changed: true,
+            }),
             Outcome::Reaction(Reaction {
                 reacted: true,
                 changed: false,

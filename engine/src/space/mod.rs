@@ -308,6 +308,27 @@ impl SpaceHandle {
         self.execute(Command::Sync).await?.into_done()
     }
 
+    /// Moves `user_id`'s read marker forward to `target`: a seq (one above the head counts as
+    /// the head) or a message of the space (its creation seq). Only forward: a target at or
+    /// below the current marker changes nothing and answers the current one (`changed: false`).
+    /// Marks of one user from several sessions are serialised by the space's actor, so the
+    /// marker never moves back. No event and no seq; durable when it returns (it rides the
+    /// group commit). See [`crate::unread`] for the count.
+    ///
+    /// # Errors
+    /// `NotAMember` (public space), `SpaceNotFound` (unknown, or private and not a member),
+    /// `MessageNotFound` (a message target that is not in the space), and the transient errors
+    /// of [`SpaceHandle::send`].
+    pub async fn mark_read(
+        &self,
+        user_id: String,
+        target: crate::unread::ReadTarget,
+    ) -> Result<crate::unread::ReadState> {
+        self.execute(Command::MarkRead { user_id, target })
+            .await?
+            .into_read_state()
+    }
+
     /// Joins the space as an ordinary member.
     ///
     /// # Errors

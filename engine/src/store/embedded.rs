@@ -32,6 +32,7 @@
 //! | `contributors_by_space` | space_id · user_id | `ContributorStats` JSON |
 //! | `disc_*` | see `embedded/discovery.rs` | discovery indexes and user stats (issue 12) |
 //! | `notifications_by_user` | len(user_id) u16 · user_id · notification_id | `Notification` JSON (see `embedded/notifications.rs`) |
+//! | `unread` | tag · … | read markers, top-level counts, space activity (see `unread.rs`) |
 //!
 //! A message's reactions live outside its `Message` JSON, one row per (key, user) and one count
 //! per key, so a reaction writes two small values whatever the message holds; reads put the
@@ -83,6 +84,7 @@ use crate::model::{
 use crate::stats::{ContributorStats, SpaceStats};
 
 mod discovery;
+mod unread;
 
 /// Keyspace names, in one place.
 mod tables {
@@ -103,6 +105,7 @@ mod tables {
     pub const CONTRIBUTORS_BY_SPACE: &str = "contributors_by_space";
     pub const META: &str = "meta";
     pub const NOTIFICATIONS_BY_USER: &str = super::notifications::KEYSPACE;
+    pub const UNREAD: &str = "unread";
 }
 
 mod notifications;
@@ -128,6 +131,7 @@ struct Tables {
     contributors_by_space: Keyspace,
     disc: discovery::DiscTables,
     notifications_by_user: Keyspace,
+    unread: Keyspace,
 }
 
 /// A keyspace, named in write jobs instead of by handle, so a job outlives the database it was
@@ -152,6 +156,7 @@ enum Table {
     ContributorsBySpace,
     Disc(discovery::DiscTable),
     NotificationsByUser,
+    Unread,
 }
 
 impl Tables {
@@ -175,6 +180,7 @@ impl Tables {
             Table::ContributorsBySpace => &self.contributors_by_space,
             Table::Disc(d) => self.disc.get(d),
             Table::NotificationsByUser => &self.notifications_by_user,
+            Table::Unread => &self.unread,
         }
     }
 }
@@ -217,6 +223,7 @@ impl Open {
             contributors_by_space: ks(tables::CONTRIBUTORS_BY_SPACE)?,
             disc: discovery::DiscTables::new(ks)?,
             notifications_by_user: ks(tables::NOTIFICATIONS_BY_USER)?,
+            unread: ks(tables::UNREAD)?,
         };
         Ok(Open { db, t })
     }
@@ -1268,6 +1275,7 @@ impl Store for EmbeddedStore {
         ops.extend(discovery::commit_ops(b));
         // Notifications, in the same atomic batch (embedded/notifications.rs).
         ops.extend(self.notification_ops(b).await?);
+        unread::commit_ops(b, &mut ops);
         let head = HeadRecord {
             counters: b.counters,
             epoch: b.epoch,
@@ -1605,7 +1613,7 @@ impl Store for EmbeddedStore {
             .await
     }
 
-    async fn space_activity(&self, space_id: SpaceId, hour: i64) -> Result<u64> {
+    async fn space_hour_activity(&self, space_id: SpaceId, hour: i64) -> Result<u64> {
         self.read(move |t| discovery::space_activity(t, space_id, hour))
             .await
     }
@@ -1623,6 +1631,27 @@ impl Store for EmbeddedStore {
     async fn user_space_rows(&self, user_id: &str) -> Result<Vec<crate::discovery::UserSpaceRow>> {
         let user_id = user_id.to_owned();
         self.read(move |t| discovery::user_rows(t, &user_id)).await
+    }
+
+    // ---- unread: read markers, unread counts, the inbox (issue 12) ----
+    async fn read_marker(
+        &self,
+        space_id: SpaceId,
+        user_id: &str,
+    ) -> Result<Option<crate::unread::ReadMarker>> {
+        self.unread_marker(space_id, user_id).await
+    }
+    async fn top_level_at(&self, space_id: SpaceId, seq: Seq) -> Result<Option<u64>> {
+        self.unread_top_level_at(space_id, seq).await
+    }
+    async fn space_activity(
+        &self,
+        space_id: SpaceId,
+    ) -> Result<Option<crate::unread::SpaceActivity>> {
+        self.unread_activity(space_id).await
+    }
+    async fn memberships_of_user(&self, user_id: &str) -> Result<Vec<crate::unread::Membership>> {
+        self.unread_memberships(user_id).await
     }
 
     async fn close(&self) -> Result<()> {

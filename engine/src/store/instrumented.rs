@@ -17,6 +17,7 @@ use crate::event::SpaceEvent;
 use crate::model::{Member, Message, MessageId, MessageVersion, Seq, Space, SpaceId, SpaceView};
 use crate::notifications::Notification;
 use crate::stats::{ContributorStats, SpaceStats};
+use crate::unread::{Membership, ReadMarker, SpaceActivity};
 use uuid::Uuid;
 
 /// Wraps a backend; see the module doc.
@@ -262,9 +263,12 @@ impl Store for Instrumented {
         self.timed("activity_in_hour", self.inner.activity_in_hour(hour))
             .await
     }
-    async fn space_activity(&self, space_id: SpaceId, hour: i64) -> Result<u64> {
-        self.timed("space_activity", self.inner.space_activity(space_id, hour))
-            .await
+    async fn space_hour_activity(&self, space_id: SpaceId, hour: i64) -> Result<u64> {
+        self.timed(
+            "space_hour_activity",
+            self.inner.space_hour_activity(space_id, hour),
+        )
+        .await
     }
     async fn get_user_space_stats(
         &self,
@@ -298,6 +302,39 @@ impl Store for Instrumented {
         self.timed(
             "mark_notifications_read",
             self.inner.mark_notifications_read(user_id, ids),
+        )
+        .await
+    }
+
+    // ---- unread: read markers, unread counts, the inbox (issue 12) ----
+    async fn read_marker(&self, space_id: SpaceId, user_id: &str) -> Result<Option<ReadMarker>> {
+        self.timed_in(
+            "read_marker",
+            space_id,
+            self.inner.read_marker(space_id, user_id),
+        )
+        .await
+    }
+    async fn top_level_at(&self, space_id: SpaceId, seq: Seq) -> Result<Option<u64>> {
+        self.timed_in(
+            "top_level_at",
+            space_id,
+            self.inner.top_level_at(space_id, seq),
+        )
+        .await
+    }
+    async fn space_activity(&self, space_id: SpaceId) -> Result<Option<SpaceActivity>> {
+        self.timed_in(
+            "space_activity",
+            space_id,
+            self.inner.space_activity(space_id),
+        )
+        .await
+    }
+    async fn memberships_of_user(&self, user_id: &str) -> Result<Vec<Membership>> {
+        self.timed(
+            "memberships_of_user",
+            self.inner.memberships_of_user(user_id),
         )
         .await
     }

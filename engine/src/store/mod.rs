@@ -55,6 +55,7 @@ use crate::model::{
 };
 use crate::notifications::Notification;
 use crate::stats::{ContributorStats, SpaceStats};
+use crate::unread::{Membership, ReadMarker, SpaceActivity};
 use uuid::Uuid;
 
 /// Orders of [`Store::page_messages`].
@@ -201,8 +202,8 @@ pub struct CommitBatch {
     pub contributors: Vec<ContributorStats>,
     // ---- disc: discovery and user stats (issue 12) ----
     /// The space's activity count of each UTC hour the batch counted in, final values (see
-    /// [`crate::discovery`]; [`CommitBatch::push_activity`]).
-    pub activity: Vec<ActivityCount>,
+    /// [`crate::discovery`]; [`CommitBatch::push_hourly_activity`]).
+    pub hourly_activity: Vec<ActivityCount>,
     /// Users' numbers in this space for their profile stats, each user's final value
     /// ([`CommitBatch::push_user_stats`]).
     pub user_stats: Vec<UserSpaceStats>,
@@ -214,6 +215,15 @@ pub struct CommitBatch {
     /// `notification_id` (see [`CommitBatch::push_notification`]); written atomically with the
     /// batch, and published to their users' channels once it is durable.
     pub notifications: Vec<Notification>,
+    // ---- unread: read markers, unread counts, the inbox (issue 12) ----
+    /// Read markers set, each user's last (see [`CommitBatch::push_marker`]). A removal of the
+    /// user later in the batch drops theirs (the removal deletes the marker).
+    pub markers: Vec<(String, ReadMarker)>,
+    /// The space's [`SpaceActivity`] after the batch; `None`: unchanged by it.
+    pub activity: Option<SpaceActivity>,
+    /// For each message the batch creates: its seq and the space's top-level count as of it
+    /// (what [`Store::top_level_at`] answers).
+    pub top_level_at: Vec<(Seq, u64)>,
 }
 
 /// What [`CommitBatch::reaction_outcome`] computes.
@@ -413,11 +423,11 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<(String, SpaceId, bool)>>;
 
-    /// The activity counts of every space active in UTC hour `hour` (one bucket).
+    /// The hourly activity counts of every space active in UTC hour `hour` (one bucket).
     async fn activity_in_hour(&self, hour: i64) -> Result<Vec<(SpaceId, u64)>>;
 
     /// One space's activity count in `hour` (0 when none was committed).
-    async fn space_activity(&self, space_id: SpaceId, hour: i64) -> Result<u64>;
+    async fn space_hour_activity(&self, space_id: SpaceId, hour: i64) -> Result<u64>;
 
     /// One user's numbers in one space as last committed (`None`: never written).
     async fn get_user_space_stats(
@@ -447,6 +457,26 @@ pub trait Store: Send + Sync + 'static {
     /// idempotent; an id the user does not have is ignored, and a notification written again by
     /// a retried commit or a claim stays read.
     async fn mark_notifications_read(&self, user_id: &str, ids: &[Uuid]) -> Result<()>;
+
+    // ---- unread: read markers, unread counts, the inbox (issue 12) ----
+    /// A member's read marker in a space, as last committed (`None`: never set, or not a
+    /// member). A point read.
+    async fn read_marker(&self, space_id: SpaceId, user_id: &str) -> Result<Option<ReadMarker>>;
+
+    /// The space's top-level message count as of `seq` (see [`crate::unread`]): what the commit
+    /// that created the newest message at or before `seq` recorded; `None` when there is no such
+    /// record. Never above the exact count. A keyset read backwards: it costs one row plus the
+    /// deleted rows and empty partitions it passes (CQL), bounded: past
+    /// [`crate::unread::MAX_LOOKBACK_PARTITIONS`] empty partitions it answers `None`.
+    async fn top_level_at(&self, space_id: SpaceId, seq: Seq) -> Result<Option<u64>>;
+
+    /// The space's [`SpaceActivity`] as last committed (`None`: never written). A point read.
+    async fn space_activity(&self, space_id: SpaceId) -> Result<Option<SpaceActivity>>;
+
+    /// Every space `user_id` is a member of, with the membership, the member's marker and the
+    /// space's activity, newest space first: one read of the user's membership index, then
+    /// point reads per space. O(spaces of the user); never reads a message.
+    async fn memberships_of_user(&self, user_id: &str) -> Result<Vec<Membership>>;
 }
 
 /// Where a test makes the next commit fail ([`FaultInjection`], feature `testkit`; used by the
@@ -567,6 +597,7 @@ impl CommitBatch {
     /// Adds a member removal, replacing an earlier write of the same user in this batch.
     pub fn push_member_removal(&mut self, user_id: String) {
         self.members.retain(|m| m.user.user_id != user_id);
+        self.markers.retain(|(u, _)| *u != user_id);
         if !self.removed_members.contains(&user_id) {
             self.removed_members.push(user_id);
         }
@@ -599,17 +630,20 @@ impl CommitBatch {
             && self.reactions.is_empty()
             && self.stats.is_none()
             && self.contributors.is_empty()
-            && self.activity.is_empty()
+            && self.hourly_activity.is_empty()
             && self.user_stats.is_empty()
             && self.creator_mark.is_none()
             && self.notifications.is_empty()
+            && self.markers.is_empty()
+            && self.activity.is_none()
+            && self.top_level_at.is_empty()
     }
 
     /// Adds an hour's activity count, replacing an earlier count of the same hour in this batch.
-    pub fn push_activity(&mut self, a: ActivityCount) {
-        match self.activity.iter_mut().find(|e| e.hour == a.hour) {
+    pub fn push_hourly_activity(&mut self, a: ActivityCount) {
+        match self.hourly_activity.iter_mut().find(|e| e.hour == a.hour) {
             Some(e) => *e = a,
-            None => self.activity.push(a),
+            None => self.hourly_activity.push(a),
         }
     }
 
@@ -631,6 +665,14 @@ impl CommitBatch {
             *e = n;
         } else {
             self.notifications.push(n);
+        }
+    }
+
+    /// Adds a read marker write, replacing an earlier one of the same user in this batch.
+    pub fn push_marker(&mut self, user_id: &str, marker: ReadMarker) {
+        match self.markers.iter_mut().find(|(u, _)| u == user_id) {
+            Some(e) => e.1 = marker,
+            None => self.markers.push((user_id.to_owned(), marker)),
         }
     }
 
@@ -724,8 +766,8 @@ impl CommitBatch {
         for c in other.contributors {
             self.push_contributor(c);
         }
-        for a in other.activity {
-            self.push_activity(a);
+        for a in other.hourly_activity {
+            self.push_hourly_activity(a);
         }
         for u in other.user_stats {
             self.push_user_stats(u);
@@ -736,6 +778,13 @@ impl CommitBatch {
         for n in other.notifications {
             self.push_notification(n);
         }
+        for (u, m) in other.markers {
+            self.push_marker(&u, m);
+        }
+        if other.activity.is_some() {
+            self.activity = other.activity;
+        }
+        self.top_level_at.extend(other.top_level_at);
     }
 }
 

@@ -194,7 +194,7 @@ pub(super) async fn activity_and_user_numbers_commit_with_their_batch(
         space_id: id,
         epoch,
         counters: counters(0, 0, 1),
-        activity: vec![
+        hourly_activity: vec![
             ActivityCount { hour, count: n },
             ActivityCount {
                 hour: hour + 1,
@@ -206,9 +206,9 @@ pub(super) async fn activity_and_user_numbers_commit_with_their_batch(
         ..Default::default()
     };
     s.commit(&batch(epoch, 3)).await.expect("commit");
-    assert_eq!(s.space_activity(id, hour).await.unwrap(), 3);
-    assert_eq!(s.space_activity(id, hour + 1).await.unwrap(), 1);
-    assert_eq!(s.space_activity(id, hour + 2).await.unwrap(), 0);
+    assert_eq!(s.space_hour_activity(id, hour).await.unwrap(), 3);
+    assert_eq!(s.space_hour_activity(id, hour + 1).await.unwrap(), 1);
+    assert_eq!(s.space_hour_activity(id, hour + 2).await.unwrap(), 0);
     assert!(s.activity_in_hour(hour).await.unwrap().contains(&(id, 3)));
     assert_eq!(
         s.get_user_space_stats(&bob.user_id, id).await.unwrap(),
@@ -234,7 +234,11 @@ pub(super) async fn activity_and_user_numbers_commit_with_their_batch(
 
     faults.fail_next_commit(FailPoint::BeforeHead);
     s.commit(&batch(epoch, 5)).await.expect_err("injected");
-    assert_eq!(s.space_activity(id, hour).await.unwrap(), 3, "not durable");
+    assert_eq!(
+        s.space_hour_activity(id, hour).await.unwrap(),
+        3,
+        "not durable"
+    );
     assert_eq!(
         s.get_user_space_stats(&bob.user_id, id).await.unwrap(),
         Some(numbers(&bob, 3, 6, 4))
@@ -245,7 +249,7 @@ pub(super) async fn activity_and_user_numbers_commit_with_their_batch(
     let _ = s.commit(&batch(epoch, 7)).await;
     s.claim(id).await.unwrap().expect("claimed");
     assert_eq!(
-        s.space_activity(id, hour).await.unwrap(),
+        s.space_hour_activity(id, hour).await.unwrap(),
         7,
         "finished by the claim"
     );

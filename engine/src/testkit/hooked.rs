@@ -13,6 +13,7 @@ use crate::event::SpaceEvent;
 use crate::model::{Member, Message, MessageId, MessageVersion, Seq, Space, SpaceId, SpaceView};
 use crate::stats::{ContributorStats, SpaceStats};
 use crate::store::{Claimed, CommitBatch, Direction, MessageOrder, SpaceSnapshot, Store};
+use crate::unread::{Membership, ReadMarker, SpaceActivity};
 
 /// What a test changes about a store's calls. Every method has a default that forwards.
 #[async_trait]
@@ -219,9 +220,9 @@ impl<H: StoreHooks> Store for Hooked<H> {
         self.hooks.before("activity_in_hour")?;
         self.inner.activity_in_hour(hour).await
     }
-    async fn space_activity(&self, space_id: SpaceId, hour: i64) -> Result<u64> {
-        self.hooks.before("space_activity")?;
-        self.inner.space_activity(space_id, hour).await
+    async fn space_hour_activity(&self, space_id: SpaceId, hour: i64) -> Result<u64> {
+        self.hooks.before("space_hour_activity")?;
+        self.inner.space_hour_activity(space_id, hour).await
     }
     async fn get_user_space_stats(
         &self,
@@ -251,5 +252,23 @@ impl<H: StoreHooks> Store for Hooked<H> {
     async fn mark_notifications_read(&self, user_id: &str, ids: &[uuid::Uuid]) -> Result<()> {
         self.hooks.before("mark_notifications_read")?;
         self.inner.mark_notifications_read(user_id, ids).await
+    }
+
+    // ---- unread: read markers, unread counts, the inbox (issue 12) ----
+    async fn read_marker(&self, space_id: SpaceId, user_id: &str) -> Result<Option<ReadMarker>> {
+        self.hooks.before("read_marker")?;
+        self.inner.read_marker(space_id, user_id).await
+    }
+    async fn top_level_at(&self, space_id: SpaceId, seq: Seq) -> Result<Option<u64>> {
+        self.hooks.before("top_level_at")?;
+        self.inner.top_level_at(space_id, seq).await
+    }
+    async fn space_activity(&self, space_id: SpaceId) -> Result<Option<SpaceActivity>> {
+        self.hooks.before("space_activity")?;
+        self.inner.space_activity(space_id).await
+    }
+    async fn memberships_of_user(&self, user_id: &str) -> Result<Vec<Membership>> {
+        self.hooks.before("memberships_of_user")?;
+        self.inner.memberships_of_user(user_id).await
     }
 }

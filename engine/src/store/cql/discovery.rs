@@ -66,7 +66,7 @@ impl DiscSettle {
     /// The changes a batch makes.
     pub(super) fn of(b: &CommitBatch) -> Vec<DiscSettle> {
         let mut out: Vec<DiscSettle> = b
-            .activity
+            .hourly_activity
             .iter()
             .map(|a| DiscSettle::Activity {
                 h: a.hour,

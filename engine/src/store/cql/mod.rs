@@ -70,6 +70,7 @@
 mod discovery;
 mod notifications;
 pub mod schema;
+mod unread;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -877,6 +878,13 @@ enum Settle {
     /// A notification the commit causes (`cql/notifications.rs`): its row, without `is_read`.
     #[serde(rename = "nt")]
     Notification(Box<crate::notifications::Notification>),
+    // ---- unread: read markers, unread counts, the inbox (issue 12) ----
+    /// A member's read marker (`s`: seq, `c`: top-level count), on their membership entry.
+    #[serde(rename = "rmM")]
+    RmMarker { u: String, s: Seq, c: u64 },
+    /// The space's activity after the commit.
+    #[serde(rename = "rmA")]
+    RmActivity(Box<crate::unread::SpaceActivity>),
 }
 
 /// The content columns of a message, as an edit or a redaction leaves them.
@@ -1015,6 +1023,8 @@ pub struct CqlStore {
     st: Statements,
     /// Notifications' statements (`cql/notifications.rs`).
     nt: notifications::Statements,
+    /// Read markers, top-level counts, space activity (issue 12).
+    unread: unread::Statements,
     /// `space → (epoch, commit_no)` of the spaces whose last commit or claim went through this
     /// store, so the next commit at that epoch knows its number without reading the head. An
     /// entry is only a guess: the head update's condition checks it. Dropped on any failure.
@@ -1049,10 +1059,12 @@ impl CqlStore {
         }
         let st = Statements::prepare(&session, &cfg.keyspace).await?;
         let nt = notifications::Statements::prepare(&session, &cfg.keyspace).await?;
+        let unread = unread::Statements::prepare(&session, &cfg.keyspace).await?;
         Ok(Arc::new(CqlStore {
             session: Arc::new(session),
             st,
             nt,
+            unread,
             known: Mutex::new(HashMap::new()),
             #[cfg(feature = "testkit")]
             hooks: Hooks::default(),
@@ -1529,6 +1541,7 @@ impl CqlStore {
                 .iter()
                 .map(|n| Settle::Notification(Box::new(n.clone()))),
         );
+        self.unread_plan(b, &mut parts, &mut settle);
         Ok((parts, settle))
     }
 
@@ -1740,6 +1753,9 @@ impl CqlStore {
                     (sid, *count as i32, *seq as i64, *id),
                 ),
                 Settle::Disc(d) => self.st.disc.settle_write(sid, d, &mut parts),
+                op @ (Settle::RmMarker { .. } | Settle::RmActivity(_)) => {
+                    self.unread_settle(sid, op, &mut parts)
+                }
                 Settle::Contributor { u, n, w } => parts.add(
                     part::CONTRIBUTORS,
                     sid.as_bytes(),
@@ -2058,6 +2074,27 @@ impl Store for CqlStore {
             .map_err(corrupt)?
             .map(|r| r.map(MemberRow::into_member).map_err(corrupt))
             .collect()
+    }
+
+    // ---- unread: read markers, unread counts, the inbox (issue 12) ----
+    async fn read_marker(
+        &self,
+        space_id: SpaceId,
+        user_id: &str,
+    ) -> Result<Option<crate::unread::ReadMarker>> {
+        self.unread_marker(space_id, user_id).await
+    }
+    async fn top_level_at(&self, space_id: SpaceId, seq: Seq) -> Result<Option<u64>> {
+        self.unread_top_level_at(space_id, seq).await
+    }
+    async fn space_activity(
+        &self,
+        space_id: SpaceId,
+    ) -> Result<Option<crate::unread::SpaceActivity>> {
+        self.unread_activity(space_id).await
+    }
+    async fn memberships_of_user(&self, user_id: &str) -> Result<Vec<crate::unread::Membership>> {
+        self.unread_memberships(user_id).await
     }
 
     async fn spaces_of_user(&self, user_id: &str) -> Result<Vec<(SpaceView, Member)>> {
@@ -2549,7 +2586,7 @@ impl Store for CqlStore {
         self.disc_activity_in_hour(hour).await
     }
 
-    async fn space_activity(&self, space_id: SpaceId, hour: i64) -> Result<u64> {
+    async fn space_hour_activity(&self, space_id: SpaceId, hour: i64) -> Result<u64> {
         self.disc_space_activity(space_id, hour).await
     }
 

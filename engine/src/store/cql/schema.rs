@@ -26,6 +26,11 @@
 //! | `space_activity_by_hour` | (UTC hour), space_id | a public space's activity count that hour, for trending (v6) |
 //! | `user_space_stats` | (user_id), space_id | spaces a user created, and their messages, words and appreciations received per space, for profile stats (v6) |
 //! | `notifications_by_user` | (user_id), notification_id | a user's notifications, at most the newest 200 (v7; see `cql/notifications.rs`) |
+//! | `space_activity_by_id` | space_id | the space's top-level message count, deletions and last message for unread counts and the inbox (v8; see [`crate::unread`]) |
+//!
+//! Schema v8 also adds `read_seq` / `read_count` (a member's read marker) to `spaces_by_user`
+//! and `top_level` (the space's top-level count as of the message) to `messages_by_space`; see
+//! `unread.rs`.
 //!
 //! Schema v5 also adds `stats` (JSON `text`) to `space_heads_by_id`: the space's stats without
 //! the per-contributor numbers (a bounded leaderboard only), written by the commit's head update.
@@ -58,7 +63,7 @@ pub fn bucket(seq: u64) -> i64 {
 }
 
 /// The schema version this build reads and writes.
-pub const CURRENT_VERSION: i32 = 7;
+pub const CURRENT_VERSION: i32 = 8;
 
 pub mod tables {
     pub const SCHEMA_MIGRATIONS: &str = "schema_migrations";
@@ -81,6 +86,7 @@ pub mod tables {
     pub const SPACE_ACTIVITY_BY_HOUR: &str = "space_activity_by_hour";
     pub const USER_SPACE_STATS: &str = "user_space_stats";
     pub const NOTIFICATIONS_BY_USER: &str = "notifications_by_user";
+    pub const SPACE_ACTIVITY_BY_ID: &str = "space_activity_by_id";
 }
 
 /// One migration: its version, a description, and its statements (each idempotent).
@@ -227,6 +233,19 @@ pub const MIGRATIONS: &[Migration] = &[
             reference_id text, space_id uuid, actor_id text, actor_username text,
             actor_picture text, created_at bigint, is_read boolean,
             PRIMARY KEY (user_id, notification_id))"],
+    },
+    // Issue 12, unread. Spaces and members written before it start counting when next written
+    // (see `crate::unread`).
+    Migration {
+        version: 8,
+        description: "read markers, top-level counts and space activity",
+        statements: &[
+            "ALTER TABLE {ks}.spaces_by_user ADD read_seq bigint",
+            "ALTER TABLE {ks}.spaces_by_user ADD read_count bigint",
+            "ALTER TABLE {ks}.messages_by_space ADD top_level bigint",
+            "CREATE TABLE IF NOT EXISTS {ks}.space_activity_by_id (
+            space_id uuid PRIMARY KEY, activity text)",
+        ],
     },
 ];
 

@@ -138,7 +138,7 @@ pub(super) fn create_ops(space: &Space) -> Vec<Op> {
 pub(super) fn commit_ops(b: &CommitBatch) -> Vec<Op> {
     let sid = b.space_id;
     let mut ops = Vec::new();
-    for a in &b.activity {
+    for a in &b.hourly_activity {
         let mut k = key_hour(a.hour);
         k.extend_from_slice(sid.as_bytes());
         ops.push(op_put(
