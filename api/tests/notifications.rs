@@ -273,6 +273,36 @@ async fn notifications_follow_the_rules_page_and_are_marked_read() {
         (l["unreadCount"].clone(), l["total"].clone()),
         (json!(0), json!(5))
     );
+
+    // A private space never reaches a non-member: mentioning dave there notifies nobody (and
+    // ada's reply in her own thread nobody either).
+    let private = s
+        .create_space_with(
+            &ada,
+            json!({"title": "Secret", "description": "a private one", "visibility": "private"}),
+        )
+        .await["space_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let secret = v1_send(
+        &s,
+        &ada,
+        &private,
+        json!({"content": "psst", "mentions": ["nt-dave"]}),
+    )
+    .await;
+    assert_eq!(notifications(&s, &dave, "").await["total"], 0);
+    assert_eq!(notifications(&s, &ada, "").await["total"], 5);
+    let secret = secret["message_id"].as_str().unwrap();
+    v1_send(
+        &s,
+        &ada,
+        &private,
+        json!({"content": "re", "parent_id": secret}),
+    )
+    .await;
+    assert_eq!(notifications(&s, &ada, "").await["total"], 5, "own thread");
 }
 
 /// Local sessions of the user's channel on `s` (the gauge `spacecast_user_subscriptions`).

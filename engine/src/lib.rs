@@ -28,7 +28,10 @@
 //!
 //! Also: [`model`] (spaces, members, messages), [`event`] (the sequenced events and their
 //! once-serialized frames), [`error`] (the one error enum with stable codes), [`stats`] (the
-//! space statistics the actor maintains).
+//! space statistics the actor maintains), [`users`] (the per-user channel: events for one user's
+//! sessions on every node, [`Engine::subscribe_user`] / [`Engine::publish_to_user`]),
+//! [`notifications`] (what users are told about others' actions: created by the space actor in
+//! the commit that causes them, stored per user, pushed on the user's channel once durable).
 //!
 //! With the `testkit` feature: `testkit`, the storage conformance suite every
 //! [`store::Store`] backend must pass.
