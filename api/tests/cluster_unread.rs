@@ -140,3 +140,37 @@ async fn marks_through_any_node_serialise_at_the_owner_and_every_node_reads_the_
     assert_eq!(second["data"][0]["space"]["space_id"], quiet);
     assert_eq!(second["next_cursor"], Value::Null);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mark_through_one_node_reaches_the_users_session_on_another() {
+    let c = Cluster::start(ClusterOpts::cluster(3)).await;
+    let (n0, n1, n2) = (c.server(0), c.server(1), c.server(2));
+    let (ada, bob) = (token("cu-live-ada"), token("cu-live-bob"));
+    let space = n0.create_space(&ada, "live marks").await["space_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(n0.join(&bob, &space).await.status(), 200);
+    let m = send(n0, &bob, &space, "read me", None).await;
+    // Ada watches from n2 (not joined to the space: the marker is hers, not the space's); bob
+    // watches from n2 too. The mark goes through n1, the space is owned by n0.
+    let mut a = n2.stream(&ada).await;
+    let mut b = n2.stream(&bob).await;
+    b.join(&space, None).await;
+    let seq = m["seq"].as_u64().unwrap();
+    // A session is subscribed to its user's channel once its hello arrived (`stream` waits for
+    // it), on every node: the mark is published after it is durable.
+    let marked = mark(n1, &ada, &space, json!({"seq": seq})).await;
+    assert_eq!(marked["last_read_seq"], seq);
+    let f = a.next_matching(|v| v["type"] == "read_marker").await;
+    assert_eq!(
+        (f["space_id"].clone(), f["seq"].clone(), f["unread"].clone()),
+        (json!(space), json!(seq), json!(0))
+    );
+    // Bob's session on the same node got none of it: its first read_marker is its own.
+    send(n0, &ada, &space, "your turn", None).await;
+    let bobs = mark(n1, &bob, &space, json!({"seq": 1_000_000})).await;
+    let f = b.next_matching(|v| v["type"] == "read_marker").await;
+    assert_eq!(f["seq"], bobs["last_read_seq"], "{f}");
+    assert_ne!(f["seq"], json!(seq), "not ada's mark: {f}");
+}

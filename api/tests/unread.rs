@@ -3,11 +3,15 @@
 //! (`SPACECAST_TEST_STORE=cql` for the CQL one).
 
 mod common;
+#[path = "common/sio.rs"]
+mod sio;
 
 use std::collections::HashSet;
+use std::time::Duration;
 
-use common::{Server, assert_json_error, token};
+use common::{Server, assert_json_error, eventually, token};
 use serde_json::{Value, json};
+use sio::SioPeer;
 
 async fn mark(s: &Server, tok: &str, space: &str, body: Value) -> reqwest::Response {
     s.http
@@ -333,4 +337,77 @@ async fn the_inbox_lists_unread_first_then_recent_and_pages_without_duplicates_o
         7,
         "spaces at 0 are listed too"
     );
+}
+
+/// Local sessions of the user's channel on `s` (the gauge `spacecast_user_subscriptions`).
+async fn user_subscriptions(s: &Server) -> u64 {
+    let text = s.metrics_text().await;
+    text.lines()
+        .find_map(|l| l.strip_prefix("spacecast_user_subscriptions "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+#[tokio::test]
+async fn a_mark_reaches_every_session_of_its_user_live_and_no_other() {
+    let s = Server::start(&[]).await;
+    let (ada, bob) = (token("rm-live-ada"), token("rm-live-bob"));
+    let space = s.create_space(&ada, "Live marks").await["space_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(s.join(&bob, &space).await.status(), 200);
+    let m1 = send(&s, &bob, &space, "one").await;
+    send(&s, &bob, &space, "two").await;
+
+    // Ada: two native streams (one joined to the space, one not) and the Space7 app; bob: a
+    // native stream joined to the space.
+    let mut a1 = s.stream(&ada).await;
+    a1.join(&space, None).await;
+    let mut a2 = s.stream(&ada).await;
+    let mut app = SioPeer::space7(&s, Some(&ada), None).await;
+    app.connected().await;
+    let mut b = s.stream(&bob).await;
+    b.join(&space, None).await;
+    eventually(
+        "4 user-channel subscriptions",
+        Duration::from_secs(10),
+        || async { (user_subscriptions(&s).await == 4).then_some(()) },
+    )
+    .await;
+
+    let seq1 = m1["seq"].as_u64().unwrap();
+    let marked = mark_ok(
+        &s,
+        &ada,
+        &space,
+        json!({"message_id": id(&m1, "message_id")}),
+    )
+    .await;
+    assert_eq!(marked["last_read_seq"], seq1);
+    for ws in [&mut a1, &mut a2] {
+        let f = ws.next_matching(|v| v["type"] == "read_marker").await;
+        assert_eq!(f["space_id"], space.as_str());
+        assert_eq!(f["seq"], seq1);
+        assert_eq!(f["unread"], 1, "{f}");
+    }
+    let e = app.event("read_marker").await;
+    assert_eq!(
+        (e["space_id"].clone(), e["seq"].clone()),
+        (json!(space), json!(seq1))
+    );
+
+    // A mark that moves nothing sends nothing: the next frame ada's sessions get is the next move.
+    mark_ok(&s, &ada, &space, json!({"seq": 1})).await;
+    let head = mark_ok(&s, &ada, &space, json!({"seq": 1_000_000})).await["last_read_seq"].clone();
+    let f = a2.next_matching(|v| v["type"] == "read_marker").await;
+    assert_eq!((f["seq"].clone(), f["unread"].clone()), (head, json!(0)));
+
+    // Bob's session got none of ada's: the first read_marker it sees is its own. (Bob's sends
+    // moved his marker to them; ada's send gives him something to read.)
+    send(&s, &ada, &space, "three").await;
+    let bobs = mark_ok(&s, &bob, &space, json!({"seq": 1_000_000})).await;
+    let f = b.next_matching(|v| v["type"] == "read_marker").await;
+    assert_eq!(f["seq"], bobs["last_read_seq"], "{f}");
+    assert_ne!(f["seq"], json!(seq1), "not ada's mark: {f}");
 }

@@ -36,6 +36,7 @@ use tokio::sync::broadcast;
 use crate::bus::{Bus, Serving};
 use crate::error::Result;
 use crate::event::Renderings;
+use crate::model::{Seq, SpaceId};
 use crate::notifications::Notification;
 
 /// Each subscription's queue, in user events: a session this far behind its user's events is a
@@ -48,6 +49,19 @@ pub const USER_QUEUE: usize = 256;
 pub enum UserEvent {
     /// A new notification (already durable): `{"type":"notification","notification":{…}}`.
     Notification { notification: Notification },
+    /// The user's read marker in a space moved forward (`POST /v1/spaces/{id}/read`, through any
+    /// node): `{"type":"read_marker","space_id","seq","unread"}`, to every session of the user,
+    /// so their other devices clear the space's unread count (see [`crate::unread`]).
+    ReadMarker {
+        #[schema(value_type = String, format = Uuid)]
+        space_id: SpaceId,
+        /// The marker's seq now.
+        #[schema(value_type = u64, minimum = 0)]
+        seq: Seq,
+        /// Top-level messages after it when it moved.
+        #[schema(minimum = 0)]
+        unread: u64,
+    },
 }
 
 impl UserEvent {
@@ -56,6 +70,7 @@ impl UserEvent {
     pub fn name(&self) -> &'static str {
         match self {
             UserEvent::Notification { .. } => "notification",
+            UserEvent::ReadMarker { .. } => "read_marker",
         }
     }
 

@@ -18,6 +18,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use spacecast_engine::model::{MessageId, Seq, SpaceId, Timestamp, UserRef};
 use spacecast_engine::unread::{Membership, ReadTarget};
+use spacecast_engine::users::UserEvent;
 use utoipa::{IntoParams, ToSchema};
 use warp::Filter;
 use warp::filters::BoxedFilter;
@@ -186,10 +187,16 @@ async fn mark_read(
         .mark_read(user.id().to_owned(), target)
         .await?;
     if r.changed {
-        // HOOK(read_marker): the one place to publish the live event to the caller's other
-        // sessions, once the per-user channel exists (issue 12, notif):
-        // `{"type":"read_marker","space_id":space_id,"seq":r.last_read_seq}` to `user.id()`.
-        // The mark is durable here; `r.changed` is false when nothing moved.
+        // Durable here; to every session of the caller, on every node (best effort, like the
+        // user channel: a session that missed it reads the marker from `GET /v1/me/unread`).
+        app.engine.publish_to_user(
+            user.id(),
+            UserEvent::ReadMarker {
+                space_id,
+                seq: r.last_read_seq,
+                unread: r.unread,
+            },
+        );
     }
     Ok(json_response(
         StatusCode::OK,
