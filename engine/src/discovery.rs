@@ -226,20 +226,36 @@ pub fn rank(scores: HashMap<SpaceId, f64>) -> Vec<SpaceId> {
 }
 
 /// The per-node trending cache (see the module doc).
-#[derive(Default)]
 pub struct TrendingCache {
     ranked: Mutex<Option<(Instant, std::sync::Arc<Vec<SpaceId>>)>>,
     /// Serialises computations, so a burst of requests costs one.
     computing: tokio::sync::Mutex<()>,
+    /// How long a ranking is reused ([`TRENDING_CACHE_TTL`]).
+    ttl: Duration,
+}
+
+impl Default for TrendingCache {
+    fn default() -> Self {
+        TrendingCache::with_ttl(TRENDING_CACHE_TTL)
+    }
 }
 
 impl TrendingCache {
+    /// A cache reusing a ranking for `ttl` (tests use a long one, so nothing depends on time).
+    pub fn with_ttl(ttl: Duration) -> Self {
+        TrendingCache {
+            ranked: Mutex::new(None),
+            computing: tokio::sync::Mutex::new(()),
+            ttl,
+        }
+    }
+
     fn fresh(&self) -> Option<std::sync::Arc<Vec<SpaceId>>> {
         self.ranked
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
-            .filter(|(at, _)| at.elapsed() < TRENDING_CACHE_TTL)
+            .filter(|(at, _)| at.elapsed() < self.ttl)
             .map(|(_, r)| r.clone())
     }
 
@@ -591,6 +607,30 @@ mod tests {
     fn tags_normalise_like_creation() {
         assert_eq!(normalize_tag(" #Rust "), "rust");
         assert_eq!(normalize_tag("Été"), "été");
+    }
+
+    /// A burst of trending reads costs one computation (the bound of the module doc): the first
+    /// read computes, concurrent and later ones within the TTL reuse it; a TTL of 0 computes
+    /// every time. Not timed: the TTLs are an hour and zero.
+    #[tokio::test]
+    async fn a_burst_of_trending_reads_computes_the_ranking_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::embedded::EmbeddedStore::open(
+            dir.path(),
+            spacecast_observability::Metrics::new(),
+        )
+        .unwrap();
+        let cache = TrendingCache::with_ttl(Duration::from_secs(3600));
+        let burst = futures::future::join_all((0..8).map(|_| cache.ranking(store.as_ref()))).await;
+        let computed = burst.iter().filter(|r| matches!(r, Ok((_, true)))).count();
+        assert_eq!(computed, 1, "one computation for the burst");
+        assert!(!cache.ranking(store.as_ref()).await.unwrap().1, "reused");
+        let never = TrendingCache::with_ttl(Duration::ZERO);
+        assert!(never.ranking(store.as_ref()).await.unwrap().1);
+        assert!(
+            never.ranking(store.as_ref()).await.unwrap().1,
+            "the fault: no cache"
+        );
     }
 
     #[test]
