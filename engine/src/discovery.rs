@@ -17,8 +17,9 @@
 //! **Score** = Σ over the last [`TRENDING_HOURS`] hourly buckets of `count × 0.5^(age_hours / 6)`
 //! (a 6-hour half-life; the current hour has age 0), ties by the newer space. A trending read
 //! reads at most those 24 buckets (each: the spaces active that hour) and aggregates; the
-//! ranking (at most [`TRENDING_RANKED`] spaces) is cached per node for [`TRENDING_CACHE_TTL`], so
-//! a burst of requests costs one computation. When fewer than `limit` public spaces were active
+//! ranking (at most [`TRENDING_RANKED`] spaces), with the [`NEWEST_EXAMINED`] newest public
+//! spaces, is cached per node for [`TRENDING_CACHE_TTL`], so a burst of requests costs one
+//! computation, and a request then costs the point reads of the spaces it examines. When fewer than `limit` public spaces were active
 //! in the last 24 h, the newest public spaces fill the list (never repeating one).
 //!
 //! # Search
@@ -225,9 +226,19 @@ pub fn rank(scores: HashMap<SpaceId, f64>) -> Vec<SpaceId> {
     v.into_iter().map(|(id, _)| id).collect()
 }
 
+/// What the trending cache holds: the ranking of the spaces active in the last 24 hours, and the
+/// newest public spaces that fill a list.
+#[derive(Debug, Default)]
+pub struct Ranking {
+    /// Best first, at most [`TRENDING_RANKED`].
+    pub ranked: Vec<SpaceId>,
+    /// Newest first, at most [`NEWEST_EXAMINED`].
+    pub newest: Vec<SpaceId>,
+}
+
 /// The per-node trending cache (see the module doc).
 pub struct TrendingCache {
-    ranked: Mutex<Option<(Instant, std::sync::Arc<Vec<SpaceId>>)>>,
+    ranked: Mutex<Option<(Instant, std::sync::Arc<Ranking>)>>,
     /// Serialises computations, so a burst of requests costs one.
     computing: tokio::sync::Mutex<()>,
     /// How long a ranking is reused ([`TRENDING_CACHE_TTL`]).
@@ -250,7 +261,7 @@ impl TrendingCache {
         }
     }
 
-    fn fresh(&self) -> Option<std::sync::Arc<Vec<SpaceId>>> {
+    fn fresh(&self) -> Option<std::sync::Arc<Ranking>> {
         self.ranked
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -261,7 +272,7 @@ impl TrendingCache {
 
     /// The ranking, computed at most once per [`TRENDING_CACHE_TTL`] on this node. Returns it
     /// and whether this call computed it.
-    pub async fn ranking(&self, store: &dyn Store) -> Result<(std::sync::Arc<Vec<SpaceId>>, bool)> {
+    pub async fn ranking(&self, store: &dyn Store) -> Result<(std::sync::Arc<Ranking>, bool)> {
         if let Some(r) = self.fresh() {
             return Ok((r, false));
         }
@@ -282,7 +293,8 @@ impl TrendingCache {
         }
         let mut ranked = rank(scores);
         ranked.truncate(TRENDING_RANKED);
-        let ranked = std::sync::Arc::new(ranked);
+        let newest = store.newest_public_spaces(NEWEST_EXAMINED).await?;
+        let ranked = std::sync::Arc::new(Ranking { ranked, newest });
         *self.ranked.lock().unwrap_or_else(|p| p.into_inner()) =
             Some((Instant::now(), ranked.clone()));
         Ok((ranked, true))
@@ -381,26 +393,16 @@ impl crate::Engine {
         not_member_of: Option<&str>,
     ) -> Result<Vec<SpaceView>> {
         let store = self.store.as_ref();
-        let (ranked, _) = self.trending.ranking(store).await?;
+        let (ranking, _) = self.trending.ranking(store).await?;
         let mut out = Vec::with_capacity(limit);
-        public_views(
-            store,
-            ranked.iter().copied(),
-            limit,
-            &mut out,
-            not_member_of,
-        )
-        .await?;
-        if out.len() < limit {
-            let want = match not_member_of {
-                None => limit + out.len(),
-                Some(_) => NEWEST_EXAMINED,
-            };
-            let newest = store
-                .newest_public_spaces(want.min(NEWEST_EXAMINED))
-                .await?;
-            public_views(store, newest, limit, &mut out, not_member_of).await?;
-        }
+        // Owned (at most 700 ids), so the future holds no borrow of the cache's value.
+        let candidates: Vec<SpaceId> = ranking
+            .ranked
+            .iter()
+            .chain(ranking.newest.iter())
+            .copied()
+            .collect();
+        public_views(store, candidates, limit, &mut out, not_member_of).await?;
         Ok(out)
     }
 
