@@ -34,6 +34,14 @@
 //! order); results are at most [`SEARCH_LIMIT`], title matches (every query word matches a title
 //! word) before description matches, then newest first.
 //!
+//! # Spaces created before the indexes
+//! A space enters the indexes at creation. One created before them enters when its actor next
+//! starts: [`crate::stats::load_or_compute_for`] (a space with stored stats: one scan of its
+//! messages commits its users' numbers, its creator's row and its index entries), or, for a
+//! space without stats (no message yet), its first stats commit carries
+//! [`crate::store::CommitBatch::index_space`] (redundant and idempotent for a space created by
+//! this version: at most 1 + tags + [`MAX_INDEXED_WORDS`] rows, once per space).
+//!
 //! # Profile stats
 //! Per (user, space) the engine keeps [`UserSpaceStats`] (existing messages, their words and
 //! the appreciations they received), written by the space's actor in the same commit as the

@@ -28,7 +28,8 @@
 //!
 //! Also: [`model`] (spaces, members, messages), [`event`] (the sequenced events and their
 //! once-serialized frames), [`error`] (the one error enum with stable codes), [`stats`] (the
-//! space statistics the actor maintains).
+//! space statistics the actor maintains), [`discovery`] (trending, recommended, search and tag
+//! lists of public spaces, and users' profile stats; issue 12).
 //!
 //! With the `testkit` feature: `testkit`, the storage conformance suite every
 //! [`store::Store`] backend must pass.
