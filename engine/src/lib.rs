@@ -31,7 +31,9 @@
 //! space statistics the actor maintains), [`users`] (the per-user channel: events for one user's
 //! sessions on every node, [`Engine::subscribe_user`] / [`Engine::publish_to_user`]),
 //! [`notifications`] (what users are told about others' actions: created by the space actor in
-//! the commit that causes them, stored per user, pushed on the user's channel once durable).
+//! the commit that causes them, stored per user, pushed on the user's channel once durable),
+//! [`discovery`] (trending, recommended, search and tag lists of public spaces, and users'
+//! profile stats), [`unread`] (read markers, unread counts and the inbox).
 //!
 //! With the `testkit` feature: `testkit`, the storage conformance suite every
 //! [`store::Store`] backend must pass.

@@ -2676,6 +2676,11 @@ mod tests {
                 a: 1,
             }),
             Settle::Disc(discovery::DiscSettle::Creator { u: "c".into() }),
+            Settle::Disc(discovery::DiscSettle::Index {
+                b: 680,
+                tags: vec!["t".into()],
+                words: vec![("word".into(), true)],
+            }),
             Settle::Revise(Box::new(Revision::of(&Message {
                 content: Some("edited".into()),
                 body: Some(serde_json::Map::from_iter([("k".to_owned(), 1.into())])),
