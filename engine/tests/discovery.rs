@@ -68,7 +68,7 @@ async fn a_private_space_is_never_listed_even_with_index_entries_and_activity() 
                 visibility: Visibility::Public,
                 ..private.clone()
             }),
-            activity: vec![ActivityCount {
+            hourly_activity: vec![ActivityCount {
                 hour: hour_of(Timestamp::now()),
                 count: 1000,
             }],

@@ -945,20 +945,20 @@ mod tests {
         };
         let mut merged = CommitBatch::default();
         merged.absorb(CommitBatch {
-            activity: vec![a(7, 1)],
+            hourly_activity: vec![a(7, 1)],
             user_stats: vec![u("a", 1)],
             ..Default::default()
         });
         assert!(!merged.is_empty(), "activity and user numbers are writes");
         merged.absorb(CommitBatch {
-            activity: vec![a(7, 2), a(8, 1)],
+            hourly_activity: vec![a(7, 2), a(8, 1)],
             user_stats: vec![u("b", 1), u("a", 2)],
             creator_mark: Some("c".into()),
             ..Default::default()
         });
         merged.absorb(CommitBatch::default());
         assert_eq!(
-            merged.activity,
+            merged.hourly_activity,
             vec![a(7, 2), a(8, 1)],
             "one count per hour"
         );
