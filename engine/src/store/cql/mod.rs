@@ -130,6 +130,9 @@ impl Default for CqlConfig {
     }
 }
 
+/// Per-statement timeout of [`migrate`] (schema changes; see there).
+pub const MIGRATION_TIMEOUT: Duration = Duration::from_secs(60);
+
 fn unavailable(e: impl std::fmt::Display) -> EngineError {
     EngineError::StoreUnavailable(e.to_string())
 }
@@ -217,7 +220,14 @@ pub async fn migrate(cfg: &CqlConfig) -> Result<i32> {
             ),
         ));
     }
-    let session = connect_session(cfg).await?;
+    // Schema changes wait for the cluster to agree on the new schema: seconds each on a busy
+    // server, more than a send's timeout. Every statement is idempotent, so one that times out
+    // anyway is applied by the next run.
+    let session = connect_session(&CqlConfig {
+        request_timeout: cfg.request_timeout.max(MIGRATION_TIMEOUT),
+        ..cfg.clone()
+    })
+    .await?;
     let ks = &cfg.keyspace;
     let scylla = is_scylla(&session).await?;
     session
