@@ -14,8 +14,8 @@
 //! A commit numbered `n` (the head's `commit_no` + 1) writes every row with the write timestamp
 //! [`write_ts`]`(n)` = 2^62 + `n`, far above any wall-clock microsecond timestamp, and is three
 //! phases:
-//! 1. **New rows only**: the events (seqs above the head), the messages created by the batch, and
-//!    their `message_by_id` entries; one unlogged batch per partition, all
+//! 1. **New rows only**: the events (seqs above the head), the messages created by the batch
+//!    (with their `top_level` count, `unread.rs`), and their `message_by_id` entries; one unlogged batch per partition, all
 //!    partitions concurrently. Nothing of it is visible: it is above the head.
 //! 2. **The head**: `UPDATE … SET head_seq, counters, [stats,] commit_no = n, pending = <phase 3> IF epoch =
 //!    <batch epoch> AND commit_no = n - 1`. Applied: the commit is durable and its events are
@@ -26,8 +26,8 @@
 //!    (a member row and its `spaces_by_user` entry deleted), the space record after a settings
 //!    change, reply counts, the content columns an edit or a
 //!    redaction rewrites, edit-history rows (added, or a message's partition deleted), and the
-//!    batch's idempotency keys (`USING TTL`), contributor rows of the space stats — exactly what
-//!    `pending` describes. Edit history and
+//!    batch's idempotency keys (`USING TTL`), contributor rows of the space stats, read markers
+//!    and the space's activity (`unread.rs`) — exactly what `pending` describes. Edit history and
 //!    keys are new rows, but they live outside the seq-addressed tables the claim's tombstones
 //!    cover, so they are written only once the head has moved. If this phase
 //!    fails the commit is durable but `Unsettled`: the writer acknowledges it and reloads the
