@@ -88,7 +88,7 @@ use scylla::serialize::row::SerializeRow;
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::statement::{Consistency, SerialConsistency};
-use scylla::value::{CqlTimestamp, CqlValue, Row};
+use scylla::value::{CqlTimestamp, CqlValue, MaybeUnset, Row};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -672,7 +672,13 @@ struct RevisionValues {
     seq: i64,
 }
 
-/// The values of `upsert_message`, by column name (more than a tuple can bind).
+/// The values of `upsert_message`, by column name (more than a tuple can bind). It writes a new
+/// message only (changes to an existing row write their own columns, in phase 3), so an absent
+/// field is left unset rather than bound as null: a null writes a tombstone cell, and a plain
+/// message has a dozen absent fields, which reads of the history would then scan past (and
+/// Cassandra warns about, then refuses, at its tombstone thresholds). Nothing older can hide in
+/// an unset cell: a fenced writer's late rows above the head are deleted by the new owner's
+/// claim, at a later write time.
 #[derive(scylla::SerializeRow)]
 struct MessageInsert {
     space_id: Uuid,
@@ -682,25 +688,25 @@ struct MessageInsert {
     sender_id: String,
     sender_username: String,
     sender_picture: String,
-    content: Option<String>,
-    media_url: Option<String>,
-    media_type: Option<&'static str>,
+    content: MaybeUnset<String>,
+    media_url: MaybeUnset<String>,
+    media_type: MaybeUnset<&'static str>,
     word_count: i32,
     created_at: CqlTimestamp,
     actor_id: String,
     msgtype: String,
-    body: Option<String>,
-    parent_id: Option<Uuid>,
-    quoted_message_id: Option<Uuid>,
-    mentions: Option<Vec<String>>,
-    metadata: Option<String>,
-    gif: Option<String>,
-    media: Option<String>,
+    body: MaybeUnset<String>,
+    parent_id: MaybeUnset<Uuid>,
+    quoted_message_id: MaybeUnset<Uuid>,
+    mentions: MaybeUnset<Vec<String>>,
+    metadata: MaybeUnset<String>,
+    gif: MaybeUnset<String>,
+    media: MaybeUnset<String>,
     reply_count: i32,
-    edited_at: Option<CqlTimestamp>,
+    edited_at: MaybeUnset<CqlTimestamp>,
     redacted: bool,
-    redacted_by: Option<String>,
-    redacted_reason: Option<String>,
+    redacted_by: MaybeUnset<String>,
+    redacted_reason: MaybeUnset<String>,
 }
 
 impl MessageInsert {
@@ -713,29 +719,36 @@ impl MessageInsert {
             sender_id: m.sender_id.clone(),
             sender_username: m.sender.username.clone(),
             sender_picture: m.sender.profile_picture.clone(),
-            content: m.content.clone(),
-            media_url: m.media_url.clone(),
-            media_type: media_type_str(m.media_type),
+            content: unset_if_none(m.content.clone()),
+            media_url: unset_if_none(m.media_url.clone()),
+            media_type: unset_if_none(media_type_str(m.media_type)),
             word_count: m.word_count as i32,
             created_at: CqlTimestamp(m.created_at.0),
             actor_id: m.actor_id.clone(),
             msgtype: m.msgtype.clone(),
-            body: json_col(m.body.as_ref()),
-            parent_id: m.parent_id,
-            quoted_message_id: m.quoted_message_id,
-            mentions: (!m.mentions.is_empty()).then(|| m.mentions.clone()),
-            metadata: json_col(m.metadata.as_ref()),
-            gif: json_col(m.gif.as_ref()),
-            media: (!m.media.is_empty())
-                .then(|| json_col(Some(&m.media)))
-                .flatten(),
+            body: unset_if_none(json_col(m.body.as_ref())),
+            parent_id: unset_if_none(m.parent_id),
+            quoted_message_id: unset_if_none(m.quoted_message_id),
+            mentions: unset_if_none((!m.mentions.is_empty()).then(|| m.mentions.clone())),
+            metadata: unset_if_none(json_col(m.metadata.as_ref())),
+            gif: unset_if_none(json_col(m.gif.as_ref())),
+            media: unset_if_none(
+                (!m.media.is_empty())
+                    .then(|| json_col(Some(&m.media)))
+                    .flatten(),
+            ),
             reply_count: m.reply_count as i32,
-            edited_at: m.edited_at.map(|t| CqlTimestamp(t.0)),
+            edited_at: unset_if_none(m.edited_at.map(|t| CqlTimestamp(t.0))),
             redacted: m.redacted,
-            redacted_by: m.redacted_by.clone(),
-            redacted_reason: m.redacted_reason.clone(),
+            redacted_by: unset_if_none(m.redacted_by.clone()),
+            redacted_reason: unset_if_none(m.redacted_reason.clone()),
         }
     }
+}
+
+/// An absent column of a new row: unset, not null (a null is a tombstone cell).
+fn unset_if_none<T>(v: Option<T>) -> MaybeUnset<T> {
+    MaybeUnset::from_option(v)
 }
 
 /// A JSON column's value (null when absent or unreadable: the columns hold only what this store
