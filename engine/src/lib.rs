@@ -28,7 +28,8 @@
 //!
 //! Also: [`model`] (spaces, members, messages), [`event`] (the sequenced events and their
 //! once-serialized frames), [`error`] (the one error enum with stable codes), [`stats`] (the
-//! space statistics the actor maintains).
+//! space statistics the actor maintains), [`search`] (message search: each node's full-text
+//! index, fed by every durable commit, queried with the store as the truth).
 //!
 //! With the `testkit` feature: `testkit`, the storage conformance suite every
 //! [`store::Store`] backend must pass.
@@ -43,6 +44,7 @@ pub mod listing;
 pub mod model;
 pub mod notifications;
 pub mod reads;
+pub mod search;
 pub mod space;
 pub mod stats;
 pub mod store;
@@ -142,6 +144,8 @@ pub struct Engine {
     metrics: Metrics,
     /// disc (issue 12): this node's trending ranking cache.
     trending: Arc<discovery::TrendingCache>,
+    /// search (issue 12): set by [`Engine::start_search`].
+    search: Arc<std::sync::OnceLock<search::Search>>,
 }
 
 impl Engine {
@@ -187,6 +191,7 @@ impl Engine {
             directory,
             metrics,
             trending: Arc::default(),
+            search: Arc::default(),
         })
     }
 
