@@ -197,7 +197,7 @@ async fn private_spaces_never_reach_other_users_and_space_search_needs_read_acce
     until_found(&s, &ada, Some(&private), "banana", &[&hidden]).await;
     // Anyone else: only the public one, and the private space does not exist for them.
     let page = search(&s, &bob, None, "banana", "").await;
-    assert_eq!(ids(&page), [open.clone()]);
+    assert_eq!(ids(&page), std::slice::from_ref(&open));
     assert!(
         search(&s, &bob, None, "secret plans", "").await["data"]
             .as_array()
@@ -260,7 +260,7 @@ async fn results_page_by_cursor_and_bad_queries_get_stable_codes() {
     };
     let base = format!("/v1/spaces/{space}/messages/search");
     for (path, code) in [
-        (format!("{base}"), "invalid_query"),
+        (base.clone(), "invalid_query"),
         (format!("{base}?q="), "invalid_query"),
         (format!("{base}?q=%20%20"), "invalid_query"),
         (format!("{base}?q={}", "a".repeat(257)), "invalid_query"),

@@ -91,7 +91,7 @@ fn main() {
                 .collect();
             let mut text = text.join(" ");
             // One selective word in about 1 message of 10,000.
-            if next() % 10_000 == 0 {
+            if next().is_multiple_of(10_000) {
                 text.push_str(" zanzibar");
             }
             ops.push(IndexOp::Upsert(SearchDoc {
@@ -102,7 +102,7 @@ fn main() {
                 text,
                 created_at: Timestamp(1_700_000_000_000 + done as i64),
                 parent_id: None,
-                public: s % 10 != 0,
+                public: !s.is_multiple_of(10),
             }));
             done += 1;
         }
