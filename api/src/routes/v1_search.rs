@@ -69,10 +69,10 @@ struct SearchParams {
     /// The words to find (user text, not query syntax: every word must be in a result, in any
     /// case; punctuation separates words). 1–256 characters once trimmed, else
     /// `invalid_query`.
-    #[param(min_length = 1, max_length = 256)]
+    #[param(min_length = 1, max_length = 256, pattern = "\\S")]
     q: String,
-    /// `next_cursor` of the previous page (opaque).
-    #[param(pattern = "^[0-9]{1,4}$")]
+    /// `next_cursor` of the previous page (opaque; results reach at most 1000 deep).
+    #[param(pattern = "^[0-9]{1,3}$")]
     cursor: Option<String>,
     /// Page size, 1–50 (else `invalid_pagination`).
     #[param(minimum = 1, maximum = 50, default = 20)]
