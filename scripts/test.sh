@@ -46,6 +46,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # api/tests/cluster*.rs and traces.rs are `test = false` (they run in a step of their own, last),
 # so --all-targets leaves them out.
 CLUSTER_TESTS=(--test cluster --test cluster_discovery --test cluster_notifications --test cluster_unread
+  --test cluster_search
   --test traces)
 cargo clippy -p spacecast-api "${CLUSTER_TESTS[@]}" --locked -- -D warnings
 
@@ -129,5 +130,7 @@ cargo test -p spacecast-api --test cluster --locked -- --test-threads 1
 cargo test -p spacecast-api --test cluster_discovery --locked -- --test-threads 1
 cargo test -p spacecast-api --test cluster_notifications --locked -- --test-threads 1
 cargo test -p spacecast-api --test cluster_unread --locked -- --test-threads 1
+# Message search: every node indexes every commit of the cluster.
+cargo test -p spacecast-api --test cluster_search --locked -- --test-threads 1
 # One send through one node into a space another owns, traced end to end into Jaeger.
 cargo test -p spacecast-api --test traces --locked -- --test-threads 1

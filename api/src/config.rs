@@ -178,6 +178,11 @@ pub struct ConfigArgs {
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub console_dev_login: Option<bool>,
+    /// Message search (`GET /v1/search/messages`, `…/messages/search`): `on` (the default)
+    /// keeps a full-text index in `<data_dir>/search` fed by every commit of the cluster; `off`
+    /// keeps none, and the search routes answer 400 `search_disabled`.
+    #[arg(long, env = "SPACECAST_SEARCH")]
+    pub search: Option<String>,
 }
 
 /// A credential: shown as `"***"` by `Debug`, so it never reaches a log line or a panic message;
@@ -289,6 +294,8 @@ pub struct Config {
     /// `POST /console/dev-login` mints tokens (development only; see [`ConfigArgs`]). True only
     /// with the generated development secret: [`ConfigArgs::validate`] refuses the rest.
     pub console_dev_login: bool,
+    /// Message search runs on this node (see [`ConfigArgs`]).
+    pub search: bool,
 }
 
 /// A configuration problem, naming the option.
@@ -374,7 +381,8 @@ impl ConfigArgs {
             s3_access_key_id,
             s3_secret_access_key,
             s3_prefix,
-            console_dev_login
+            console_dev_login,
+            search
         );
         Ok(self)
     }
@@ -390,6 +398,15 @@ impl ConfigArgs {
             Some(other) => {
                 return Err(ConfigError(format!(
                     "store = {other:?}: use `embedded` or `cql`"
+                )));
+            }
+        };
+        let search = match self.search.as_deref().map(str::trim) {
+            None | Some("on") => true,
+            Some("off") => false,
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "search = {other:?}: use `on` or `off`"
                 )));
             }
         };
@@ -546,6 +563,7 @@ impl ConfigArgs {
             media_store,
             s3,
             console_dev_login: self.console_dev_login.unwrap_or(false),
+            search,
         };
         if config.console_dev_login {
             check_dev_login(&config)?;
@@ -1069,6 +1087,21 @@ mod tests {
             config.s3.unwrap().secret_access_key.expose(),
             "s3cr3t-value"
         );
+    }
+
+    #[test]
+    fn search_is_on_by_default_and_only_on_or_off() {
+        assert!(ConfigArgs::default().validate().unwrap().search);
+        let with = |v: &str| {
+            ConfigArgs {
+                search: Some(v.into()),
+                ..Default::default()
+            }
+            .validate()
+        };
+        assert!(with("on").unwrap().search);
+        assert!(!with(" off ").unwrap().search);
+        assert!(with("yes").unwrap_err().to_string().contains("search"));
     }
 
     #[test]

@@ -210,6 +210,8 @@ pub const CODES: &[&str] = &[
     "invalid_username",
     "rate_limited",
     "invalid_query",
+    // search (issue 12)
+    "search_disabled",
 ];
 
 #[cfg(test)]

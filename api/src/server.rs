@@ -90,6 +90,13 @@ pub async fn serve(config: Config, metrics: Metrics) -> anyhow::Result<()> {
             engine
         }
     };
+    if config.search {
+        engine
+            .start_search(spacecast_engine::search::SearchConfig::new(
+                config.data_dir.join("search"),
+            ))
+            .await?;
+    }
     let media = crate::media::open(&config).await?;
     tracing::info!(media = %media.describe(), "media store");
     let mut config = config;

@@ -33,7 +33,9 @@
 //! [`notifications`] (what users are told about others' actions: created by the space actor in
 //! the commit that causes them, stored per user, pushed on the user's channel once durable),
 //! [`discovery`] (trending, recommended, search and tag lists of public spaces, and users'
-//! profile stats), [`unread`] (read markers, unread counts and the inbox).
+//! profile stats), [`unread`] (read markers, unread counts and the inbox), [`search`] (message
+//! search: each node's full-text index, fed by every durable commit, queried with the store as
+//! the truth).
 //!
 //! With the `testkit` feature: `testkit`, the storage conformance suite every
 //! [`store::Store`] backend must pass.
@@ -48,6 +50,7 @@ pub mod listing;
 pub mod model;
 pub mod notifications;
 pub mod reads;
+pub mod search;
 pub mod space;
 pub mod stats;
 pub mod store;
@@ -147,6 +150,8 @@ pub struct Engine {
     metrics: Metrics,
     /// disc (issue 12): this node's trending ranking cache.
     trending: Arc<discovery::TrendingCache>,
+    /// search (issue 12): set by [`Engine::start_search`].
+    search: Arc<std::sync::OnceLock<search::Search>>,
 }
 
 impl Engine {
@@ -192,6 +197,7 @@ impl Engine {
             directory,
             metrics,
             trending: Arc::default(),
+            search: Arc::default(),
         })
     }
 

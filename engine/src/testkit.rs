@@ -16,6 +16,7 @@
 pub mod discovery;
 pub mod hooked;
 pub mod notifications;
+pub mod search;
 pub mod unread;
 
 use std::collections::BTreeMap;
@@ -76,6 +77,7 @@ pub async fn store_conformance<S: Store + FaultInjection>(store: Arc<S>) {
     discovery::run(s, faults).await;
     notifications::cases(s, faults).await;
     unread::cases(store.clone() as Arc<dyn Store>, faults).await;
+    search::cases(s).await;
 }
 
 // ---------------------------------------------------------------------------------------------

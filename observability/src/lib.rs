@@ -62,6 +62,14 @@ pub mod names {
     pub const USER_EVENTS_DELIVERED: &str = "spacecast_user_events_delivered_total";
     pub const USER_SUBSCRIPTIONS: &str = "spacecast_user_subscriptions";
     pub const USER_CHANNELS: &str = "spacecast_user_channels";
+    pub const SEARCH_QUEUE: &str = "spacecast_search_queue_depth";
+    pub const SEARCH_BATCHES_DROPPED: &str = "spacecast_search_batches_dropped_total";
+    pub const SEARCH_OPS: &str = "spacecast_search_ops_applied_total";
+    pub const SEARCH_COMMIT_DURATION: &str = "spacecast_search_commit_duration_seconds";
+    pub const SEARCH_CATCHUP_SPACES: &str = "spacecast_search_catchup_spaces_behind";
+    pub const SEARCH_CATCHUP_SCANNED: &str = "spacecast_search_catchup_spaces_scanned_total";
+    pub const SEARCH_CATCHUP_RUNNING: &str = "spacecast_search_catchup_running";
+    pub const SEARCH_QUERY_DURATION: &str = "spacecast_search_query_duration_seconds";
     pub const WS_SESSIONS: &str = "spacecast_ws_sessions";
     pub const WS_CLOSED: &str = "spacecast_ws_closed_total";
     pub const WS_FRAMES_IN: &str = "spacecast_ws_frames_received_total";
@@ -240,6 +248,25 @@ pub struct Inner {
     /// Users with at least one local per-user channel subscription (each is one bus
     /// subscription in a cluster).
     pub user_channels: IntGauge,
+    /// Batches of committed events waiting for the search indexer (bounded; see
+    /// `engine::search`).
+    pub search_queue: IntGauge,
+    /// Batches the search indexer's full queue dropped (their spaces are caught up from the
+    /// store).
+    pub search_batches_dropped: IntCounter,
+    /// Index operations applied by the search indexer, by kind (`upsert`, `remove`,
+    /// `visibility`).
+    pub search_ops: IntCounterVec,
+    /// Time of one search index commit.
+    pub search_commit_duration: Histogram,
+    /// Spaces found behind the index by the running catch-up or sweep and not caught up yet.
+    pub search_catchup_behind: IntGauge,
+    /// Spaces the catch-ups and sweeps compared with the index.
+    pub search_catchup_scanned: IntCounter,
+    /// 1 while a catch-up or sweep walks the spaces (search results may be partial), else 0.
+    pub search_catchup_running: IntGauge,
+    /// Search query latency, hydration from the store included, by scope (`space`, `all`).
+    pub search_query_duration: HistogramVec,
     /// Open realtime sessions by protocol.
     pub ws_sessions: IntGaugeVec,
     /// Realtime sessions closed, by protocol (`native`, `socketio`) and reason.
@@ -567,6 +594,46 @@ impl Metrics {
             user_channels: reg!(IntGauge::new(
                 names::USER_CHANNELS,
                 "Users with at least one local per-user channel subscription"
+            )),
+            search_queue: reg!(IntGauge::new(
+                names::SEARCH_QUEUE,
+                "Batches of committed events waiting for the search indexer"
+            )),
+            search_batches_dropped: reg!(IntCounter::new(
+                names::SEARCH_BATCHES_DROPPED,
+                "Batches dropped by the search indexer's full queue (caught up from the store)"
+            )),
+            search_ops: reg!(IntCounterVec::new(
+                Opts::new(
+                    names::SEARCH_OPS,
+                    "Search index operations applied, by kind"
+                ),
+                &["kind"]
+            )),
+            search_commit_duration: reg!(Histogram::with_opts(h(
+                names::SEARCH_COMMIT_DURATION,
+                "Search index commit latency",
+                LATENCY_BUCKETS
+            ))),
+            search_catchup_behind: reg!(IntGauge::new(
+                names::SEARCH_CATCHUP_SPACES,
+                "Spaces found behind the search index and not caught up yet"
+            )),
+            search_catchup_scanned: reg!(IntCounter::new(
+                names::SEARCH_CATCHUP_SCANNED,
+                "Spaces compared with the search index by catch-ups and sweeps"
+            )),
+            search_catchup_running: reg!(IntGauge::new(
+                names::SEARCH_CATCHUP_RUNNING,
+                "1 while a search catch-up or sweep runs (results may be partial)"
+            )),
+            search_query_duration: reg!(HistogramVec::new(
+                h(
+                    names::SEARCH_QUERY_DURATION,
+                    "Search query latency (hydration included), by scope",
+                    LATENCY_BUCKETS
+                ),
+                &["scope"]
             )),
             ws_sessions: reg!(IntGaugeVec::new(
                 Opts::new(names::WS_SESSIONS, "Open realtime sessions by protocol"),

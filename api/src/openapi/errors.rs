@@ -200,6 +200,7 @@ const EXAMPLES: &[(&str, &str)] = &[
     ),
     ("rate_limited", "Too many messages; retry in 12 s"),
     ("invalid_query", "q must be at most 200 characters"),
+    ("search_disabled", "search is off on this server"),
 ];
 
 /// The example message of `code`; `None` for a code without one (a unit test keeps every code

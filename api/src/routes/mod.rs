@@ -16,6 +16,8 @@
 //! - [`v1_users`] serves `/v1/users/{id}/stats`
 //! - [`notifications`] serves Space7 `/api/notifications…`
 //! - [`v1_reads`] serves `POST /v1/spaces/{id}/read`, `GET /v1/me/unread`, `GET /v1/me/spaces`
+//! - [`v1_search`] serves `GET /v1/spaces/{id}/messages/search` and `GET /v1/search/messages`
+//!   (issue 12; tried before [`v1_messages`], whose `…/messages/{messageId}` would take `search`)
 //!
 //! Handlers return `Result<Response, ApiError>`; [`respond`] renders errors (the only place)
 //! and records the request metrics under the route's template name. Requests no route matches
@@ -35,6 +37,7 @@ pub mod v1_members;
 pub mod v1_messages;
 pub mod v1_reactions;
 pub mod v1_reads;
+pub mod v1_search;
 pub mod v1_stats;
 pub mod v1_users;
 
@@ -67,6 +70,8 @@ pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
         .or(media::routes(app.clone()))
         .unify()
         .or(console::routes(app.clone()))
+        .unify()
+        .or(v1_search::routes(app.clone()))
         .unify()
         .or(v1_messages::routes(app.clone()))
         .unify()

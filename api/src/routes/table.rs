@@ -94,6 +94,9 @@ pub const ROUTES: &[(Method, &str)] = &[
     (Method::POST, "/v1/spaces/{spaceId}/read"),
     (Method::GET, "/v1/me/unread"),
     (Method::GET, "/v1/me/spaces"),
+    // search (issue 12)
+    (Method::GET, "/v1/spaces/{spaceId}/messages/search"),
+    (Method::GET, "/v1/search/messages"),
 ];
 
 /// The message of the 404 for a path no route serves (distinct from a handler's own 404s, such

@@ -146,6 +146,16 @@ pub trait Bus: Send + Sync + 'static {
     async fn watch_user(&self, _user_id: &str, _users: UserChannels) -> Result<Serving> {
         Ok(Serving::none())
     }
+
+    /// search (issue 12): starts receiving every space's durable commits published by the
+    /// other nodes into `indexer`, until the guard is dropped (best effort: what the bus loses
+    /// is caught up from the store, see [`crate::search`]). A single node has no other nodes.
+    ///
+    /// # Errors
+    /// `BusUnavailable`.
+    async fn watch_all(&self, _indexer: crate::search::Indexer) -> Result<Serving> {
+        Ok(Serving::none())
+    }
 }
 
 /// Single node: every space is owned here, nothing crosses a network.
@@ -221,7 +231,12 @@ pub struct Fanout {
     repair: Arc<tokio::sync::Mutex<()>>,
     /// This node's per-user channels (the writer publishes a commit's notifications there).
     users: UserChannels,
+    /// search (issue 12): sees every commit of this node (see [`Fanout::set_commit_tap`]).
+    tap: Arc<std::sync::OnceLock<CommitTap>>,
 }
+
+/// What [`Fanout::set_commit_tap`] installs: called with each durable commit of this node.
+pub type CommitTap = Arc<dyn Fn(SpaceId, &[SpaceEvent]) + Send + Sync>;
 
 impl Fanout {
     pub fn new(hub: Hub, store: Arc<dyn Store>, bus: Arc<dyn Bus>) -> Self {
@@ -233,7 +248,15 @@ impl Fanout {
             state: Arc::default(),
             repair: Arc::default(),
             users,
+            tap: Arc::default(),
         }
+    }
+
+    /// Installs `tap`, called with every commit this node's writer makes durable from now on,
+    /// before it is published (once; later calls are ignored). It must not block: it runs on
+    /// the commit path.
+    pub fn set_commit_tap(&self, tap: CommitTap) {
+        let _ = self.tap.set(tap);
     }
 
     /// This node's per-user channels.
@@ -259,6 +282,9 @@ impl Fanout {
     ) {
         if events.is_empty() {
             return;
+        }
+        if let Some(tap) = self.tap.get() {
+            tap(space_id, &events);
         }
         let events = Published::all(events, traces);
         self.bus.publish(space_id, &events);

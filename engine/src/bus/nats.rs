@@ -815,6 +815,36 @@ impl Bus for NatsBus {
         let abort = AbortOnDrop(task.abort_handle());
         Ok(Serving::on_drop(move || drop(abort)))
     }
+    async fn watch_all(&self, indexer: crate::search::Indexer) -> Result<Serving> {
+        self.check_connected()?;
+        let mut sub = self
+            .client
+            .subscribe("spacecast.ev.*")
+            .await
+            .map_err(unavailable)?;
+        self.client.flush().await.map_err(unavailable)?;
+        let me = self.node_id.clone();
+        let task = tokio::spawn(async move {
+            while let Some(msg) = sub.next().await {
+                // Typing signals carry no events: only commits are decoded.
+                match serde_json::from_slice::<Envelope<String, Vec<SpaceEvent>>>(&msg.payload) {
+                    // This node's own commits reach the indexer through its commit path.
+                    Ok(Envelope::Events { node, .. }) if node == me => {}
+                    Ok(Envelope::Events { events, .. }) => {
+                        if let Some(space_id) = events.first().map(|e| e.space_id) {
+                            indexer.offer(space_id, &events);
+                        }
+                    }
+                    Ok(Envelope::Typing { .. }) => {}
+                    Err(e) => {
+                        tracing::debug!(subject = %msg.subject, error = %e, "unreadable commit on the bus; search repairs the gap from the store")
+                    }
+                }
+            }
+        });
+        let abort = AbortOnDrop(task.abort_handle());
+        Ok(Serving::on_drop(move || drop(abort)))
+    }
 }
 
 /// Whether a user event received on `user`'s subject is for this node's sessions of `user`: not

@@ -1657,6 +1657,37 @@ impl Store for EmbeddedStore {
         self.unread_memberships(user_id).await
     }
 
+    // ---- search: message search (issue 12) ----
+    async fn scan_spaces(&self, after: Option<SpaceId>, limit: usize) -> Result<Vec<SpaceView>> {
+        self.read(move |t| {
+            // Keys are space ids: the first key past `after` is `after` followed by a zero byte.
+            let start = match after {
+                Some(a) => {
+                    let mut k = a.as_bytes().to_vec();
+                    k.push(0);
+                    k
+                }
+                None => Vec::new(),
+            };
+            let mut out = Vec::with_capacity(limit.min(1024));
+            for kv in t.spaces.range(start..) {
+                if out.len() == limit {
+                    break;
+                }
+                let (k, v) = kv.into_inner().map_err(io_err)?;
+                let Ok(space_id) = Uuid::from_slice(&k) else {
+                    continue;
+                };
+                let space = dec::<Space>(&v)?;
+                let counters = get_json::<SpaceCounters>(&t.space_counters, space_id.as_bytes())?
+                    .unwrap_or_default();
+                out.push(SpaceView { space, counters });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn close(&self) -> Result<()> {
         let open = self.shared.current()?;
         tokio::task::spawn_blocking(move || open.db.persist(PersistMode::SyncAll))

@@ -338,4 +338,10 @@ impl Store for Instrumented {
         )
         .await
     }
+
+    // ---- search: message search (issue 12) ----
+    async fn scan_spaces(&self, after: Option<SpaceId>, limit: usize) -> Result<Vec<SpaceView>> {
+        self.timed("scan_spaces", self.inner.scan_spaces(after, limit))
+            .await
+    }
 }

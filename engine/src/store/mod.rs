@@ -481,6 +481,14 @@ pub trait Store: Send + Sync + 'static {
     /// space's activity, newest space first: one read of the user's membership index, then
     /// point reads per space. O(spaces of the user); never reads a message.
     async fn memberships_of_user(&self, user_id: &str) -> Result<Vec<Membership>>;
+
+    // ---- search: message search (issue 12) ----
+    /// Every space, a page at a time: at most `limit` spaces after the space `after` (from the
+    /// first when `None`) in the backend's scan order (embedded: space id order; CQL: token
+    /// order), with their counters. Walking the pages with `after` = the last id of the previous
+    /// page lists every space that exists throughout the walk exactly once. A keyset read: it
+    /// costs the spaces it returns (the search indexer's catch-up and sweep, [`crate::search`]).
+    async fn scan_spaces(&self, after: Option<SpaceId>, limit: usize) -> Result<Vec<SpaceView>>;
 }
 
 /// Where a test makes the next commit fail ([`FaultInjection`], feature `testkit`; used by the

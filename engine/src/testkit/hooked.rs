@@ -271,4 +271,10 @@ impl<H: StoreHooks> Store for Hooked<H> {
         self.hooks.before("memberships_of_user")?;
         self.inner.memberships_of_user(user_id).await
     }
+
+    // ---- search: message search (issue 12) ----
+    async fn scan_spaces(&self, after: Option<SpaceId>, limit: usize) -> Result<Vec<SpaceView>> {
+        self.hooks.before("scan_spaces")?;
+        self.inner.scan_spaces(after, limit).await
+    }
 }

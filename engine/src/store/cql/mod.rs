@@ -70,6 +70,7 @@
 mod discovery;
 mod notifications;
 pub mod schema;
+mod search;
 mod unread;
 
 use std::collections::HashMap;
@@ -388,6 +389,7 @@ struct Statements {
     delete_appreciated: PreparedStatement,
     select_appreciated: PreparedStatement,
     disc: discovery::DiscStatements,
+    search: search::SearchStatements,
 }
 
 impl Statements {
@@ -471,6 +473,7 @@ impl Statements {
             delete_appreciated: p(format!("DELETE FROM {ks}.appreciated_messages_by_space WHERE space_id = ? AND appreciation_count = ? AND seq = ?")).await?,
             select_appreciated: p(format!("SELECT appreciation_count, seq, message_id FROM {ks}.appreciated_messages_by_space WHERE space_id = ?")).await?,
             disc: discovery::DiscStatements::prepare(s, ks).await?,
+            search: search::SearchStatements::prepare(s, ks).await?,
         })
     }
 }
@@ -2644,6 +2647,11 @@ impl Store for CqlStore {
 
     async fn mark_notifications_read(&self, user_id: &str, ids: &[Uuid]) -> Result<()> {
         self.mark_read(user_id, ids).await
+    }
+
+    // ---- search: message search (issue 12) ----
+    async fn scan_spaces(&self, after: Option<SpaceId>, limit: usize) -> Result<Vec<SpaceView>> {
+        self.search_scan_spaces(after, limit).await
     }
 }
 
