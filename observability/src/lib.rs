@@ -66,6 +66,7 @@ pub mod names {
     pub const SEARCH_BATCHES_DROPPED: &str = "spacecast_search_batches_dropped_total";
     pub const SEARCH_OPS: &str = "spacecast_search_ops_applied_total";
     pub const SEARCH_COMMIT_DURATION: &str = "spacecast_search_commit_duration_seconds";
+    pub const SEARCH_COMMIT_FAILURES: &str = "spacecast_search_commit_failures_total";
     pub const SEARCH_CATCHUP_SPACES: &str = "spacecast_search_catchup_spaces_behind";
     pub const SEARCH_CATCHUP_SCANNED: &str = "spacecast_search_catchup_spaces_scanned_total";
     pub const SEARCH_CATCHUP_RUNNING: &str = "spacecast_search_catchup_running";
@@ -259,6 +260,8 @@ pub struct Inner {
     pub search_ops: IntCounterVec,
     /// Time of one search index commit.
     pub search_commit_duration: Histogram,
+    /// Search index commits that failed (their work is applied again by a walk of every space).
+    pub search_commit_failures: IntCounter,
     /// Spaces found behind the index by the running catch-up or sweep and not caught up yet.
     pub search_catchup_behind: IntGauge,
     /// Spaces the catch-ups and sweeps compared with the index.
@@ -615,6 +618,10 @@ impl Metrics {
                 "Search index commit latency",
                 LATENCY_BUCKETS
             ))),
+            search_commit_failures: reg!(IntCounter::new(
+                names::SEARCH_COMMIT_FAILURES,
+                "Search index commits that failed (what they held is applied again from the store)"
+            )),
             search_catchup_behind: reg!(IntGauge::new(
                 names::SEARCH_CATCHUP_SPACES,
                 "Spaces found behind the search index and not caught up yet"

@@ -213,7 +213,8 @@ impl Task {
             Ok(Err(e)) => {
                 // The staged work and cursors are dropped (see `SearchIndex::commit`): a sweep
                 // applies those events again.
-                tracing::error!(error = %e, "search index commit failed");
+                tracing::error!(error = %e, "search index commit failed; every space is compared with the index again (check the data dir's disk)");
+                self.metrics.search_commit_failures.inc();
                 self.applied = false;
                 self.scan.get_or_insert(None);
             }
@@ -489,6 +490,28 @@ mod tests {
         assert_eq!(metrics.search_batches_dropped.get(), 1);
         until_found(index.as_ref(), space, "beta", 2).await;
         assert_eq!(index.cursor(space), 2);
+    }
+
+    /// A commit that fails (a full disk, an I/O error) drops what it held, cursors included;
+    /// the walk it starts applies those events again from the store, so nothing is lost.
+    #[tokio::test]
+    async fn a_failed_commit_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, space, events) =
+            space_with(dir.path(), &["delta one", "delta two", "delta three"]).await;
+        let tantivy = Arc::new(TantivyIndex::in_memory().unwrap());
+        tantivy.fail_next_commits(1);
+        let index: Arc<dyn SearchIndex> = tantivy.clone();
+        let metrics = Metrics::new();
+        let indexer = Indexer::start(index.clone(), store, &config(16, false), metrics.clone());
+        indexer.offer(space, &events);
+        until_found(index.as_ref(), space, "delta", 3).await;
+        assert_eq!(index.cursor(space), 3);
+        assert_eq!(
+            metrics.search_commit_failures.get(),
+            1,
+            "the first commit failed, and the hits came after it"
+        );
     }
 
     #[tokio::test]

@@ -27,6 +27,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tantivy::collector::sort_key::{SortBySimilarityScore, SortByStaticFastValue};
 use tantivy::collector::{DocSetCollector, TopDocs};
@@ -98,6 +99,8 @@ pub struct TantivyIndex {
     reader: IndexReader,
     f: Fields,
     staged: Mutex<Staged>,
+    /// Commits still to fail on purpose (tests: see [`TantivyIndex::fail_next_commits`]).
+    failing_commits: AtomicUsize,
 }
 
 impl TantivyIndex {
@@ -159,10 +162,18 @@ impl TantivyIndex {
                 dirty: HashSet::new(),
                 pending: false,
             }),
+            failing_commits: AtomicUsize::new(0),
         };
         let cursors = me.committed_cursors()?;
         me.lock().cursors = cursors;
         Ok(me)
+    }
+
+    /// Makes the next `n` commits fail once their work is staged, where a full disk or an I/O
+    /// error would fail them, so the recovery path runs for real (tests).
+    #[cfg(any(test, feature = "testkit"))]
+    pub fn fail_next_commits(&self, n: usize) {
+        self.failing_commits.store(n, Ordering::SeqCst);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Staged> {
@@ -249,6 +260,13 @@ impl TantivyIndex {
             doc.add_text(self.f.cursor_of, &key);
             doc.add_u64(self.f.seq, seq);
             st.writer.add_document(doc).map_err(ierr)?;
+        }
+        if self
+            .failing_commits
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(ierr("injected commit failure"));
         }
         st.writer.commit().map_err(ierr)?;
         st.pending = false;
