@@ -2,7 +2,7 @@
 # Benchmark runner: starts a throwaway Spacecast server on loopback and drives
 # it with the `loadtest` binary.
 #
-#   scripts/bench.sh [sends|fanout|cql-raw|all|compare|socketio|cluster|failover|native|unread]   (default: all)
+#   scripts/bench.sh [sends|fanout|cql-raw|all|compare|socketio|cluster|failover|native|unread|search]   (default: all)
 #
 # Each scenario gets a fresh server (own temp data dir, random JWT secret) so
 # results do not depend on what ran before.
@@ -99,6 +99,14 @@
 #   closed-loop, UNREAD_CONCURRENCY workers, UNREAD_DURATION s after a 2 s warm-up.
 #   UNREAD_SPACES=1000 UNREAD_CONCURRENCY=1 UNREAD_DURATION=10
 #
+# search: message search (issue 12) on a fresh server pinned like the other modes (rate limits
+#   off): `loadtest search`, SEARCH_MESSAGES messages over REST into SEARCH_SPACES spaces
+#   (SEARCH_CONCURRENCY sends in flight), each 1,000th a probe timed from its ack until a search
+#   finds it (freshness at the ingest's rate), then search queries closed-loop
+#   (SEARCH_QUERY_CONCURRENCY workers, SEARCH_DURATION s after a 2 s warm-up).
+#   SEARCH_MESSAGES=1000000 SEARCH_SPACES=1000 SEARCH_CONCURRENCY=64 SEARCH_QUERY_CONCURRENCY=1
+#   SEARCH_DURATION=10
+#
 # Defaults can be overridden through the environment:
 #   SENDS_SPACES=8 SENDS_CONCURRENCY=64 SENDS_DURATION=20 SENDS_WARMUP=2
 #   FANOUT_SUBSCRIBERS=1000 FANOUT_RATE=100 FANOUT_DURATION=20
@@ -125,7 +133,7 @@ usage() {
 
 mode=${1:-all}
 case "$mode" in
-sends | fanout | cql-raw | all | compare | socketio | cluster | failover | native | unread) ;;
+sends | fanout | cql-raw | all | compare | socketio | cluster | failover | native | unread | search) ;;
 -h | --help)
     usage
     exit 0
@@ -173,6 +181,11 @@ FAILOVER_RATE=${FAILOVER_RATE:-20}
 FAILOVER_SETTLE=${FAILOVER_SETTLE:-3}
 NATIVE_ROUNDS=${NATIVE_ROUNDS:-2}
 UNREAD_SPACES=${UNREAD_SPACES:-1000}
+SEARCH_MESSAGES=${SEARCH_MESSAGES:-1000000}
+SEARCH_SPACES=${SEARCH_SPACES:-1000}
+SEARCH_CONCURRENCY=${SEARCH_CONCURRENCY:-64}
+SEARCH_QUERY_CONCURRENCY=${SEARCH_QUERY_CONCURRENCY:-1}
+SEARCH_DURATION=${SEARCH_DURATION:-10}
 UNREAD_CONCURRENCY=${UNREAD_CONCURRENCY:-1}
 UNREAD_DURATION=${UNREAD_DURATION:-10}
 NATIVE_DURATION=${NATIVE_DURATION:-10}
@@ -994,6 +1007,25 @@ if [[ $mode == unread ]]; then
     echo "================ unread: a user in $UNREAD_SPACES spaces ($BENCH_STORE store) ================"
     echo "\$ ${cmd[*]}"
     "${cmd[@]}" | tee "$workdir/unread.out"
+    stop_server
+    drop_keyspace
+fi
+if [[ $mode == search ]]; then
+    SPACECAST_JWT_SECRET=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
+    export SPACECAST_JWT_SECRET
+    [[ $BENCH_STORE == cql ]] && cql_keyspace=$(new_keyspace search)
+    SPACECAST_SEND_RATE_LIMIT=0 SPACECAST_WRITE_RATE_LIMIT=0 start_server search
+    cmd=("${loadgen_pin[@]}" "$loadtest_bin" search --url "$url" --messages "$SEARCH_MESSAGES" \
+        --spaces "$SEARCH_SPACES" --setup-concurrency "$SEARCH_CONCURRENCY" \
+        --concurrency "$SEARCH_QUERY_CONCURRENCY" --duration "$SEARCH_DURATION" --warmup 2 --json)
+    echo
+    echo "================ search: $SEARCH_MESSAGES messages in $SEARCH_SPACES spaces ($BENCH_STORE store) ================"
+    echo "\$ ${cmd[*]}"
+    "${cmd[@]}" | tee "$workdir/search.out"
+    if [[ -r /proc/$server_pid/status ]]; then
+        awk '/^VmRSS:/ {printf "server rss after the queries: %.0f MiB\n", $2 / 1024}' "/proc/$server_pid/status"
+    fi
+    echo "search index: $(du -sh "$workdir/search-data/search" 2>/dev/null | cut -f1 || echo unknown)"
     stop_server
     drop_keyspace
 fi

@@ -68,6 +68,10 @@
 //! * `unread --spaces N`: `lt-user-0` joins N spaces of `lt-user-1` (one unread message in every
 //!   other one), then the `reads` loop measures `GET /v1/me/unread` and `GET /v1/me/spaces`.
 //!
+//! * `search --messages N`: N messages over REST, each acknowledged probe timed until a search
+//!   finds it (freshness at the ingest's rate), then the `reads` loop measures message search
+//!   queries (selective and common words, one space and every readable space).
+//!
 //! * `compare FILE…`: reads report JSON lines and prints the side-by-side markdown table of
 //!   `scripts/bench.sh compare` (per step: Spacecast, Centrifugo, ratio S / C).
 //!
@@ -93,6 +97,7 @@ mod procstat;
 mod reads;
 mod report;
 mod schedule;
+mod search;
 mod sends;
 mod stats;
 mod target;
@@ -138,6 +143,8 @@ enum Scenario {
     Reads(reads::ReadsArgs),
     /// A user in many spaces (default 1,000): `GET /v1/me/unread` and the inbox, measured.
     Unread(unread::UnreadArgs),
+    /// Message search: ingest with freshness probes, then query latency over the index.
+    Search(search::SearchArgs),
     /// Raw CQL writes shaped like the engine's group commits (no server).
     CqlRaw(cql_raw::CqlRawArgs),
     /// A cluster under steady sends; kills a space's owner node N times (through a driver on
@@ -178,6 +185,7 @@ impl Scenario {
             Scenario::Sends(a) => a.common.threads,
             Scenario::Reads(a) => a.common.threads,
             Scenario::Unread(a) => a.common.threads,
+            Scenario::Search(a) => a.common.threads,
             Scenario::CqlRaw(a) => a.threads,
             Scenario::Failover(a) => a.common.threads,
             Scenario::Compare(_) => Some(1),
@@ -249,6 +257,12 @@ async fn run(cli: Cli) -> Result<()> {
         Scenario::Unread(args) => {
             let json = args.common.json;
             let report = unread::run(args).await?;
+            report.print_human();
+            print_json(json, &report)
+        }
+        Scenario::Search(args) => {
+            let json = args.common.json;
+            let report = search::run(args).await?;
             report.print_human();
             print_json(json, &report)
         }
