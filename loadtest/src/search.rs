@@ -1,8 +1,9 @@
 //! Scenario `search`: message search (issue 12) through the server: ingest, freshness under that
 //! ingest, then query latency over the loaded index.
 //!
-//! Ingest (through the first `--url`): `lt-user-1` creates `--spaces` public spaces, then
-//! `--senders` users (`lt-user-1…`) send `--messages` messages round-robin into them over REST,
+//! Ingest (through the first `--url`): `lt-user-1` creates `--spaces` public spaces, which the
+//! other `--senders` users (`lt-user-2…`) join, then they all send `--messages` messages
+//! round-robin into them over REST,
 //! `--setup-concurrency` in flight. Each message has 8–16 words drawn from 40 (`w00`…`w39`: one
 //! word is in about a third of all messages), the word `rare` in one message of 10,000, and every
 //! `--probe-every`th message a unique word `probe<k>`.
@@ -16,6 +17,7 @@
 //! are readable): a selective word and a common word, in one space and across every readable
 //! space, and two common words across them.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -66,8 +68,8 @@ pub struct SearchReport {
     pub spaces: u32,
     pub ingest_s: f64,
     pub ingest_per_sec: f64,
-    /// Sends not acknowledged (429/503/errors: not retried, not counted in the rate).
-    pub ingest_failed: u64,
+    /// Sends not acknowledged (429/503/errors: not retried, not counted in the rate), by kind.
+    pub ingest_failed: BTreeMap<String, u64>,
     /// Time from a probe's ack until a search finds it.
     pub freshness_ms: LatencySummary,
     /// Probes never found within a minute of their ack.
@@ -82,8 +84,10 @@ impl SearchReport {
             self.messages, self.spaces
         );
         println!(
-            "ingest {:.1} s ({:.0} acked/s, {} failed)",
-            self.ingest_s, self.ingest_per_sec, self.ingest_failed
+            "ingest {:.1} s ({:.0} acked/s)  failed {}",
+            self.ingest_s,
+            self.ingest_per_sec,
+            stats::format_counts(&self.ingest_failed)
         );
         println!(
             "searchable after the ack, ms {}  (never found: {})",
@@ -136,12 +140,18 @@ pub async fn run(args: SearchArgs) -> Result<SearchReport> {
         .try_collect()
         .await
         .context("creating the spaces")?;
+    stream::iter(spaces.iter().flat_map(|s| senders[1..].iter().map(move |t| (s, t))))
+        .map(|(space, token)| api.join_space(token, space))
+        .buffer_unordered(16)
+        .try_collect::<Vec<()>>()
+        .await
+        .context("joining the senders to the spaces")?;
     let urls: Vec<_> = spaces.iter().map(|s| api.messages_url(s)).collect();
 
     let lags = Arc::new(Mutex::new(stats::new_histogram::<u64>()));
     let lost = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut probes = Vec::new();
-    let failed = std::sync::atomic::AtomicU64::new(0);
+    let failed: Mutex<BTreeMap<String, u64>> = Mutex::default();
     let started = Instant::now();
     let mut sends = stream::iter(0..args.messages)
         .map(|i| {
@@ -152,13 +162,13 @@ pub async fn run(args: SearchArgs) -> Result<SearchReport> {
                 let text = text_of(i, probe);
                 let token = &senders[(i % senders.len() as u64) as usize];
                 let url = &urls[(i % urls.len() as u64) as usize];
-                match api.send_message(token, url, &text).await {
-                    SendOutcome::Acked { .. } => probe.map(|k| (k, Instant::now())),
-                    _ => {
-                        failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        None
-                    }
-                }
+                let kind = match api.send_message(token, url, &text).await {
+                    SendOutcome::Acked { .. } => return probe.map(|k| (k, Instant::now())),
+                    SendOutcome::Rejected { status, .. } => format!("HTTP {status}"),
+                    SendOutcome::Failed(kind) => kind,
+                };
+                *failed.lock().expect("failed").entry(kind).or_default() += 1;
+                None
             }
         })
         .buffer_unordered(args.setup_concurrency as usize);
@@ -183,11 +193,11 @@ pub async fn run(args: SearchArgs) -> Result<SearchReport> {
     }
     drop(sends);
     let ingest = started.elapsed();
-    let failed = failed.into_inner();
+    let failed = failed.into_inner().expect("failed");
     for p in probes {
         p.await.context("probe task panicked")??;
     }
-    let acked = args.messages - failed;
+    let acked = args.messages - failed.values().sum::<u64>();
     eprintln!(
         "search: {acked} messages acknowledged in {:.1} s; probes done",
         ingest.as_secs_f64()
