@@ -45,6 +45,7 @@ pub mod hub;
 pub mod listing;
 pub mod model;
 pub mod notifications;
+pub mod presence;
 pub mod reads;
 pub mod space;
 pub mod stats;
@@ -101,6 +102,8 @@ pub struct EngineConfig {
     /// How long a send's idempotency key answers with the original message (CONTRACT §5: 5
     /// minutes); tests shorten it.
     pub idempotency_ttl: Duration,
+    /// presence (issue 12): timeouts, threshold and count interval (see [`presence`]).
+    pub presence: presence::PresenceConfig,
 }
 
 impl Default for EngineConfig {
@@ -115,6 +118,7 @@ impl Default for EngineConfig {
             message_cache_bytes: 64 * 1024 * 1024,
             edit_window: Duration::from_secs(24 * 60 * 60),
             idempotency_ttl: Duration::from_secs(300),
+            presence: presence::PresenceConfig::default(),
         }
     }
 }
@@ -145,6 +149,8 @@ pub struct Engine {
     metrics: Metrics,
     /// disc (issue 12): this node's trending ranking cache.
     trending: Arc<discovery::TrendingCache>,
+    /// presence (issue 12): this node's presence by space.
+    presence: presence::Presence,
 }
 
 impl Engine {
@@ -181,6 +187,8 @@ impl Engine {
             metrics.bus_connected.set(1);
         }
         let fanout = Fanout::new(hub.clone(), store.clone(), bus);
+        let presence = presence::Presence::new(hub.clone(), config.presence, metrics.clone());
+        presence.run_counts();
         let directory =
             Directory::start(store.clone(), fanout.clone(), metrics.clone(), config, lost).await?;
         Ok(Engine {
@@ -190,6 +198,7 @@ impl Engine {
             directory,
             metrics,
             trending: Arc::default(),
+            presence,
         })
     }
 
@@ -268,6 +277,11 @@ impl Engine {
     }
 
     /// Delivery to this node's subscribers (for a bus that must catch up after reconnecting).
+    /// This node's presence (see [`presence`]).
+    pub fn presence(&self) -> &presence::Presence {
+        &self.presence
+    }
+
     pub fn fanout(&self) -> &Fanout {
         &self.fanout
     }

@@ -62,6 +62,10 @@ pub mod names {
     pub const USER_EVENTS_DELIVERED: &str = "spacecast_user_events_delivered_total";
     pub const USER_SUBSCRIPTIONS: &str = "spacecast_user_subscriptions";
     pub const USER_CHANNELS: &str = "spacecast_user_channels";
+    pub const PRESENCE_ENTRIES: &str = "spacecast_presence_entries";
+    pub const PRESENCE_EVENTS: &str = "spacecast_presence_events_total";
+    pub const PRESENCE_COUNTS: &str = "spacecast_presence_counts_total";
+    pub const PRESENCE_SNAPSHOTS: &str = "spacecast_presence_snapshots_total";
     pub const WS_SESSIONS: &str = "spacecast_ws_sessions";
     pub const WS_CLOSED: &str = "spacecast_ws_closed_total";
     pub const WS_FRAMES_IN: &str = "spacecast_ws_frames_received_total";
@@ -240,6 +244,16 @@ pub struct Inner {
     /// Users with at least one local per-user channel subscription (each is one bus
     /// subscription in a cluster).
     pub user_channels: IntGauge,
+    /// presence (issue 12): (space, session) presence entries held by this node.
+    pub presence_entries: IntGauge,
+    /// `presence` changes published to a space's local subscribers (one hub item each,
+    /// whatever the number of subscribers).
+    pub presence_events: IntCounter,
+    /// `presence_count` frames published to a space's local subscribers (one hub item each).
+    pub presence_counts: IntCounter,
+    /// Presence snapshots, by `op`: `published` (this node's, cluster), `expired` (another
+    /// node's, not renewed in time).
+    pub presence_snapshots: IntCounterVec,
     /// Open realtime sessions by protocol.
     pub ws_sessions: IntGaugeVec,
     /// Realtime sessions closed, by protocol (`native`, `socketio`) and reason.
@@ -567,6 +581,25 @@ impl Metrics {
             user_channels: reg!(IntGauge::new(
                 names::USER_CHANNELS,
                 "Users with at least one local per-user channel subscription"
+            )),
+            presence_entries: reg!(IntGauge::new(
+                names::PRESENCE_ENTRIES,
+                "Presence entries (joined space, session) held by this node"
+            )),
+            presence_events: reg!(IntCounter::new(
+                names::PRESENCE_EVENTS,
+                "Presence changes published to local subscribers of a space"
+            )),
+            presence_counts: reg!(IntCounter::new(
+                names::PRESENCE_COUNTS,
+                "presence_count frames published to local subscribers of a space"
+            )),
+            presence_snapshots: reg!(IntCounterVec::new(
+                Opts::new(
+                    names::PRESENCE_SNAPSHOTS,
+                    "Presence snapshots published by this node or expired, by op"
+                ),
+                &["op"]
             )),
             ws_sessions: reg!(IntGaugeVec::new(
                 Opts::new(names::WS_SESSIONS, "Open realtime sessions by protocol"),
