@@ -92,6 +92,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         crate::routes::v1_users::Doc::openapi(),
         crate::routes::notifications::Doc::openapi(),
         crate::routes::v1_reads::Doc::openapi(),
+        crate::routes::v1_presence::Doc::openapi(),
         crate::routes::node::Doc::openapi(),
         crate::stream::Doc::openapi(),
         crate::socketio::Doc::openapi(),

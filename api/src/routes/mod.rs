@@ -16,6 +16,7 @@
 //! - [`v1_users`] serves `/v1/users/{id}/stats`
 //! - [`notifications`] serves Space7 `/api/notifications…`
 //! - [`v1_reads`] serves `POST /v1/spaces/{id}/read`, `GET /v1/me/unread`, `GET /v1/me/spaces`
+//! - [`v1_presence`] serves `GET /v1/spaces/{id}/presence`
 //!
 //! Handlers return `Result<Response, ApiError>`; [`respond`] renders errors (the only place)
 //! and records the request metrics under the route's template name. Requests no route matches
@@ -33,6 +34,7 @@ pub mod spaces;
 pub mod table;
 pub mod v1_members;
 pub mod v1_messages;
+pub mod v1_presence;
 pub mod v1_reactions;
 pub mod v1_reads;
 pub mod v1_stats;
@@ -81,6 +83,8 @@ pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
         .or(notifications::routes(app.clone()))
         .unify()
         .or(v1_reads::routes(app.clone()))
+        .unify()
+        .or(v1_presence::routes(app.clone()))
         .unify()
         .or(node::routes(app))
         .unify()

@@ -94,6 +94,7 @@ pub const ROUTES: &[(Method, &str)] = &[
     (Method::POST, "/v1/spaces/{spaceId}/read"),
     (Method::GET, "/v1/me/unread"),
     (Method::GET, "/v1/me/spaces"),
+    (Method::GET, "/v1/spaces/{spaceId}/presence"),
 ];
 
 /// The message of the 404 for a path no route serves (distinct from a handler's own 404s, such
