@@ -57,7 +57,6 @@ pub enum ClientFrame {
     /// Choose this session's presence status (`offline`: appear offline). Answered by nothing;
     /// the spaces the session joined get the user's `presence` change, if it changed.
     Presence {
-        #[schema(value_type = String)]
         status: spacecast_engine::presence::Status,
     },
     /// Nothing to say: keeps the session's presence from going offline (every frame does; see
