@@ -22,8 +22,10 @@ fn id(v: &Value, key: &str) -> String {
 
 /// The next `presence` frame about `user` in `space`.
 async fn presence_of(ws: &mut Ws, space: &str, user: &str) -> Value {
-    ws.next_matching(|v| v["type"] == "presence" && v["space_id"] == space && v["user_id"] == user)
-        .await
+    ws.next_matching_all(|v| {
+        v["type"] == "presence" && v["space_id"] == space && v["user_id"] == user
+    })
+    .await
 }
 
 async fn list(s: &Server, tok: &str, space: &str, query: &str) -> Value {
@@ -276,7 +278,7 @@ async fn above_the_threshold_subscribers_get_counts_and_no_presence_events() {
     c.join(&space, None).await;
     for ws in [&mut a, &mut b, &mut c] {
         let f = ws
-            .next_matching(|v| v["type"] == "presence_count" && v["online"] == 3)
+            .next_matching_all(|v| v["type"] == "presence_count" && v["online"] == 3)
             .await;
         assert_eq!(f["space_id"], space.as_str());
     }
@@ -288,7 +290,7 @@ async fn above_the_threshold_subscribers_get_counts_and_no_presence_events() {
     let frames = {
         let mut frames = Vec::new();
         loop {
-            let v = c.next_json().await.expect("open");
+            let v = c.next_json_all().await.expect("open");
             let done = v["type"] == "presence_count" && v["online"] == 2;
             frames.push(v);
             if done {
