@@ -329,6 +329,9 @@ async fn socketio_clients_get_presence_events_and_choose_their_status() {
         presence_of(&mut b, &space, "ps-ada").await["status"],
         "busy"
     );
+    // A status the server does not know is refused; the socket stays.
+    app.emit("presence", json!("away")).await;
+    assert_eq!(app.event("spacecast_error").await["code"], "invalid_event");
     app.emit("presence", json!({"status": "online"})).await;
     assert_eq!(
         presence_of(&mut b, &space, "ps-ada").await["status"],
