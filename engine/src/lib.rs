@@ -31,7 +31,10 @@
 //! space statistics the actor maintains), [`users`] (the per-user channel: events for one user's
 //! sessions on every node, [`Engine::subscribe_user`] / [`Engine::publish_to_user`]),
 //! [`notifications`] (what users are told about others' actions: created by the space actor in
-//! the commit that causes them, stored per user, pushed on the user's channel once durable).
+//! the commit that causes them, stored per user, pushed on the user's channel once durable),
+//! [`presence`] (who is watching a space: session statuses with heartbeat and idle timeouts,
+//! per-user aggregation, change events or periodic counts on the hub; in memory, this node's
+//! sessions only for now).
 //!
 //! With the `testkit` feature: `testkit`, the storage conformance suite every
 //! [`store::Store`] backend must pass.

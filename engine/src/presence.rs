@@ -40,6 +40,14 @@
 //!   order the changes happened on this node.
 //! - Best effort, like typing: not stored, not sequenced; a lagging subscriber is a slow consumer
 //!   by the hub's rule.
+//!
+//! # Cluster (not built yet)
+//! Today a node knows only its own sessions. The decided design: each node is the authority for
+//! its sessions; per space, a node with local subscribers publishes its changes on
+//! `spacecast.pr.<space>` and a full snapshot every 15 s; other nodes' entries expire 45 s after
+//! their last snapshot; watching nodes merge, and a node asked about a space it does not watch asks
+//! the others (`spacecast.prq.<space>`) for a bounded window. The table above is keyed so a
+//! node's entries can be added beside the local ones.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
