@@ -2,7 +2,7 @@
 # Benchmark runner: starts a throwaway Spacecast server on loopback and drives
 # it with the `loadtest` binary.
 #
-#   scripts/bench.sh [sends|fanout|cql-raw|all|compare|socketio|cluster|failover|native]   (default: all)
+#   scripts/bench.sh [sends|fanout|cql-raw|all|compare|socketio|cluster|failover|native|unread]   (default: all)
 #
 # Each scenario gets a fresh server (own temp data dir, random JWT secret) so
 # results do not depend on what ran before.
@@ -93,6 +93,12 @@
 #   NATIVE_ROUNDS=2 NATIVE_DURATION=10 NATIVE_FILL=1000000 NATIVE_USERS=64 NATIVE_READ_DURATION=10
 #   NATIVE_HIGH_LIMIT=100000000   NATIVE_OUT=file (the JSON lines; default: in the temp dir)
 #
+# unread: read markers and the inbox (issue 12) on a fresh server pinned like the other modes
+#   (rate limits off for the setup): `loadtest unread`, a user in UNREAD_SPACES spaces (one
+#   unread message in every other one), then `GET /v1/me/unread` and `GET /v1/me/spaces?limit=50`
+#   closed-loop, UNREAD_CONCURRENCY workers, UNREAD_DURATION s after a 2 s warm-up.
+#   UNREAD_SPACES=1000 UNREAD_CONCURRENCY=1 UNREAD_DURATION=10
+#
 # Defaults can be overridden through the environment:
 #   SENDS_SPACES=8 SENDS_CONCURRENCY=64 SENDS_DURATION=20 SENDS_WARMUP=2
 #   FANOUT_SUBSCRIBERS=1000 FANOUT_RATE=100 FANOUT_DURATION=20
@@ -119,7 +125,7 @@ usage() {
 
 mode=${1:-all}
 case "$mode" in
-sends | fanout | cql-raw | all | compare | socketio | cluster | failover | native) ;;
+sends | fanout | cql-raw | all | compare | socketio | cluster | failover | native | unread) ;;
 -h | --help)
     usage
     exit 0
@@ -166,6 +172,9 @@ FAILOVER_SPACES=${FAILOVER_SPACES:-4}
 FAILOVER_RATE=${FAILOVER_RATE:-20}
 FAILOVER_SETTLE=${FAILOVER_SETTLE:-3}
 NATIVE_ROUNDS=${NATIVE_ROUNDS:-2}
+UNREAD_SPACES=${UNREAD_SPACES:-1000}
+UNREAD_CONCURRENCY=${UNREAD_CONCURRENCY:-1}
+UNREAD_DURATION=${UNREAD_DURATION:-10}
 NATIVE_DURATION=${NATIVE_DURATION:-10}
 NATIVE_FILL=${NATIVE_FILL:-1000000}
 NATIVE_USERS=${NATIVE_USERS:-64}
@@ -973,6 +982,20 @@ if [[ $mode == native ]]; then
     echo "================ native: summary (JSON lines in $native_out) ================"
     jq -r 'select(.scenario == "sends") | "\(.label): \(.acked_per_sec) /s, ack p50 \(.ack_latency_ms.p50_ms) ms, p99 \(.ack_latency_ms.p99_ms) ms, errors \(.errors)"' "$native_out"
     jq -r 'select(.scenario == "reads") | .paths[] | "\(.path): p50 \(.latency_ms.p50_ms) ms, p99 \(.latency_ms.p99_ms) ms, \(.ok_per_sec) /s, errors \(.errors)"' "$native_out"
+fi
+if [[ $mode == unread ]]; then
+    SPACECAST_JWT_SECRET=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
+    export SPACECAST_JWT_SECRET
+    [[ $BENCH_STORE == cql ]] && cql_keyspace=$(new_keyspace unread)
+    SPACECAST_SEND_RATE_LIMIT=0 SPACECAST_WRITE_RATE_LIMIT=0 start_server unread
+    cmd=("${loadgen_pin[@]}" "$loadtest_bin" unread --url "$url" --spaces "$UNREAD_SPACES" \
+        --concurrency "$UNREAD_CONCURRENCY" --duration "$UNREAD_DURATION" --warmup 2 --json)
+    echo
+    echo "================ unread: a user in $UNREAD_SPACES spaces ($BENCH_STORE store) ================"
+    echo "\$ ${cmd[*]}"
+    "${cmd[@]}" | tee "$workdir/unread.out"
+    stop_server
+    drop_keyspace
 fi
 if [[ $mode == compare ]]; then
     compare_out="$workdir/compare.jsonl"

@@ -6,6 +6,28 @@ use spacecast_engine::model::{MessageId, SpaceId};
 
 use crate::error::ApiError;
 
+/// A `/v1` list's `limit` query parameter: `default` when absent, else an integer from 1 to
+/// `max` (surrounding spaces allowed).
+///
+/// # Errors
+/// 400 `invalid_pagination`.
+pub fn parse_limit(
+    q: &std::collections::HashMap<String, String>,
+    default: usize,
+    max: usize,
+) -> Result<usize, ApiError> {
+    match q.get("limit") {
+        None => Ok(default),
+        Some(v) => match v.trim().parse::<usize>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(ApiError::bad_request(
+                "invalid_pagination",
+                format!("limit must be an integer from 1 to {max}"),
+            )),
+        },
+    }
+}
+
 /// Parses a space id from a path or frame; anything that is not one is an unknown space.
 ///
 /// # Errors

@@ -173,21 +173,33 @@ async fn a_paused_owner_that_wakes_up_overwrites_nothing() {
     run.acks_in_every_space_since(paused, 50, Duration::from_secs(60))
         .await;
     run.failures_since(paused, 1, Duration::from_secs(30)).await;
-    run.mark("SIGCONT n0 (it still believes it owns its spaces)");
+    let resumed = run.mark("SIGCONT n0 (it still believes it owns its spaces)");
     c.resume(0);
     // After waking up, n0 serves again (forwarding to the new owners or taking leases back).
+    // The senders that moved away from it while it was frozen are sent back to it and retry
+    // it: on waking it reconnects to NATS, and what reaches it in that moment is refused
+    // (bus_unavailable), after which a sender would otherwise move on for good.
+    run.senders_home();
+    run.acks_through_since(0, resumed, 20, Duration::from_secs(60))
+        .await;
     run.more_acks(500, Duration::from_secs(60)).await;
 
     let h = run.finish(&[0, 1, 2], Duration::from_secs(30)).await;
     let rep = report(&h);
     print_report("3 nodes, paused owner", &h, &rep);
     assert_consistent(&h);
-    let resumed = h.faults[1].0;
+    let after: Vec<_> = h
+        .sends
+        .iter()
+        .filter(|s| s.node == 0 && s.start > resumed)
+        .collect();
     assert!(
-        h.sends
+        after.iter().any(|s| s.acked().is_some()),
+        "n0 acknowledges sends again after SIGCONT; its sends since: {:#?}",
+        after
             .iter()
-            .any(|s| s.node == 0 && s.start > resumed && s.acked().is_some()),
-        "n0 acknowledges sends again after SIGCONT"
+            .map(|s| (s.start, s.end, &s.via, &s.outcome))
+            .collect::<Vec<_>>()
     );
 }
 

@@ -22,22 +22,12 @@ use serde_json::{Value, json};
 
 /// Local sessions subscribed to a user's channel on a node (`spacecast_user_subscriptions`).
 async fn user_subscriptions(s: &common::Server) -> u64 {
-    s.metrics_text()
-        .await
-        .lines()
-        .find_map(|l| l.strip_prefix("spacecast_user_subscriptions "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
+    s.metric("spacecast_user_subscriptions").await
 }
 
 /// Spaces whose lease a node holds (`spacecast_leases_held`).
 async fn leases_held(s: &common::Server) -> u64 {
-    s.metrics_text()
-        .await
-        .lines()
-        .find_map(|l| l.strip_prefix("spacecast_leases_held "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
+    s.metric("spacecast_leases_held").await
 }
 
 #[tokio::test]

@@ -124,7 +124,7 @@ async fn trending_ranks_public_spaces_by_activity_then_newest() {
     assert_eq!(r.status(), 200);
     let two: Vec<Value> = r.json().await.unwrap();
     assert_eq!(ids(&two), [busy, some]);
-    for bad in ["0", "51", "ten", "-1"] {
+    for bad in ["0", "51", "ten", "-1", "", "%2010"] {
         let r = s
             .http
             .get(s.url(&format!("/api/spaces/trending?limit={bad}")))

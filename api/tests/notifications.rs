@@ -307,11 +307,7 @@ async fn notifications_follow_the_rules_page_and_are_marked_read() {
 
 /// Local sessions of the user's channel on `s` (the gauge `spacecast_user_subscriptions`).
 async fn user_subscriptions(s: &Server) -> u64 {
-    let text = s.metrics_text().await;
-    text.lines()
-        .find_map(|l| l.strip_prefix("spacecast_user_subscriptions "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
+    s.metric("spacecast_user_subscriptions").await
 }
 
 #[tokio::test]

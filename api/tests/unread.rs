@@ -341,11 +341,7 @@ async fn the_inbox_lists_unread_first_then_recent_and_pages_without_duplicates_o
 
 /// Local sessions of the user's channel on `s` (the gauge `spacecast_user_subscriptions`).
 async fn user_subscriptions(s: &Server) -> u64 {
-    let text = s.metrics_text().await;
-    text.lines()
-        .find_map(|l| l.strip_prefix("spacecast_user_subscriptions "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
+    s.metric("spacecast_user_subscriptions").await
 }
 
 #[tokio::test]

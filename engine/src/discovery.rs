@@ -17,8 +17,9 @@
 //! **Score** = Σ over the last [`TRENDING_HOURS`] hourly buckets of `count × 0.5^(age_hours / 6)`
 //! (a 6-hour half-life; the current hour has age 0), ties by the newer space. A trending read
 //! reads at most those 24 buckets (each: the spaces active that hour) and aggregates; the
-//! ranking (at most [`TRENDING_RANKED`] spaces) is cached per node for [`TRENDING_CACHE_TTL`], so
-//! a burst of requests costs one computation. When fewer than `limit` public spaces were active
+//! ranking (at most [`TRENDING_RANKED`] spaces), with the [`NEWEST_EXAMINED`] newest public
+//! spaces, is cached per node for [`TRENDING_CACHE_TTL`], so a burst of requests costs one
+//! computation, and a request then costs the point reads of the spaces it examines. When fewer than `limit` public spaces were active
 //! in the last 24 h, the newest public spaces fill the list (never repeating one).
 //!
 //! # Search
@@ -32,6 +33,14 @@
 //! word answers `[]`. Each query word reads at most [`SEARCH_CANDIDATES`] index entries (in word
 //! order); results are at most [`SEARCH_LIMIT`], title matches (every query word matches a title
 //! word) before description matches, then newest first.
+//!
+//! # Spaces created before the indexes
+//! A space enters the indexes at creation. One created before them enters when its actor next
+//! starts: [`crate::stats::load_or_compute_for`] (a space with stored stats: one scan of its
+//! messages commits its users' numbers, its creator's row and its index entries), or, for a
+//! space without stats (no message yet), its first stats commit carries
+//! [`crate::store::CommitBatch::index_space`] (redundant and idempotent for a space created by
+//! this version: at most 1 + tags + [`MAX_INDEXED_WORDS`] rows, once per space).
 //!
 //! # Profile stats
 //! Per (user, space) the engine keeps [`UserSpaceStats`] (existing messages, their words and
@@ -225,27 +234,53 @@ pub fn rank(scores: HashMap<SpaceId, f64>) -> Vec<SpaceId> {
     v.into_iter().map(|(id, _)| id).collect()
 }
 
+/// What the trending cache holds: the ranking of the spaces active in the last 24 hours, and the
+/// newest public spaces that fill a list.
+#[derive(Debug, Default)]
+pub struct Ranking {
+    /// Best first, at most [`TRENDING_RANKED`].
+    pub ranked: Vec<SpaceId>,
+    /// Newest first, at most [`NEWEST_EXAMINED`].
+    pub newest: Vec<SpaceId>,
+}
+
 /// The per-node trending cache (see the module doc).
-#[derive(Default)]
 pub struct TrendingCache {
-    ranked: Mutex<Option<(Instant, std::sync::Arc<Vec<SpaceId>>)>>,
+    ranked: Mutex<Option<(Instant, std::sync::Arc<Ranking>)>>,
     /// Serialises computations, so a burst of requests costs one.
     computing: tokio::sync::Mutex<()>,
+    /// How long a ranking is reused ([`TRENDING_CACHE_TTL`]).
+    ttl: Duration,
+}
+
+impl Default for TrendingCache {
+    fn default() -> Self {
+        TrendingCache::with_ttl(TRENDING_CACHE_TTL)
+    }
 }
 
 impl TrendingCache {
-    fn fresh(&self) -> Option<std::sync::Arc<Vec<SpaceId>>> {
+    /// A cache reusing a ranking for `ttl` (tests use a long one, so nothing depends on time).
+    pub fn with_ttl(ttl: Duration) -> Self {
+        TrendingCache {
+            ranked: Mutex::new(None),
+            computing: tokio::sync::Mutex::new(()),
+            ttl,
+        }
+    }
+
+    fn fresh(&self) -> Option<std::sync::Arc<Ranking>> {
         self.ranked
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
-            .filter(|(at, _)| at.elapsed() < TRENDING_CACHE_TTL)
+            .filter(|(at, _)| at.elapsed() < self.ttl)
             .map(|(_, r)| r.clone())
     }
 
     /// The ranking, computed at most once per [`TRENDING_CACHE_TTL`] on this node. Returns it
     /// and whether this call computed it.
-    pub async fn ranking(&self, store: &dyn Store) -> Result<(std::sync::Arc<Vec<SpaceId>>, bool)> {
+    pub async fn ranking(&self, store: &dyn Store) -> Result<(std::sync::Arc<Ranking>, bool)> {
         if let Some(r) = self.fresh() {
             return Ok((r, false));
         }
@@ -266,7 +301,8 @@ impl TrendingCache {
         }
         let mut ranked = rank(scores);
         ranked.truncate(TRENDING_RANKED);
-        let ranked = std::sync::Arc::new(ranked);
+        let newest = store.newest_public_spaces(NEWEST_EXAMINED).await?;
+        let ranked = std::sync::Arc::new(Ranking { ranked, newest });
         *self.ranked.lock().unwrap_or_else(|p| p.into_inner()) =
             Some((Instant::now(), ranked.clone()));
         Ok((ranked, true))
@@ -365,26 +401,16 @@ impl crate::Engine {
         not_member_of: Option<&str>,
     ) -> Result<Vec<SpaceView>> {
         let store = self.store.as_ref();
-        let (ranked, _) = self.trending.ranking(store).await?;
+        let (ranking, _) = self.trending.ranking(store).await?;
         let mut out = Vec::with_capacity(limit);
-        public_views(
-            store,
-            ranked.iter().copied(),
-            limit,
-            &mut out,
-            not_member_of,
-        )
-        .await?;
-        if out.len() < limit {
-            let want = match not_member_of {
-                None => limit + out.len(),
-                Some(_) => NEWEST_EXAMINED,
-            };
-            let newest = store
-                .newest_public_spaces(want.min(NEWEST_EXAMINED))
-                .await?;
-            public_views(store, newest, limit, &mut out, not_member_of).await?;
-        }
+        // Owned (at most 700 ids), so the future holds no borrow of the cache's value.
+        let candidates: Vec<SpaceId> = ranking
+            .ranked
+            .iter()
+            .chain(ranking.newest.iter())
+            .copied()
+            .collect();
+        public_views(store, candidates, limit, &mut out, not_member_of).await?;
         Ok(out)
     }
 
@@ -591,6 +617,30 @@ mod tests {
     fn tags_normalise_like_creation() {
         assert_eq!(normalize_tag(" #Rust "), "rust");
         assert_eq!(normalize_tag("Été"), "été");
+    }
+
+    /// A burst of trending reads costs one computation (the bound of the module doc): the first
+    /// read computes, concurrent and later ones within the TTL reuse it; a TTL of 0 computes
+    /// every time. Not timed: the TTLs are an hour and zero.
+    #[tokio::test]
+    async fn a_burst_of_trending_reads_computes_the_ranking_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::embedded::EmbeddedStore::open(
+            dir.path(),
+            spacecast_observability::Metrics::new(),
+        )
+        .unwrap();
+        let cache = TrendingCache::with_ttl(Duration::from_secs(3600));
+        let burst = futures::future::join_all((0..8).map(|_| cache.ranking(store.as_ref()))).await;
+        let computed = burst.iter().filter(|r| matches!(r, Ok((_, true)))).count();
+        assert_eq!(computed, 1, "one computation for the burst");
+        assert!(!cache.ranking(store.as_ref()).await.unwrap().1, "reused");
+        let never = TrendingCache::with_ttl(Duration::ZERO);
+        assert!(never.ranking(store.as_ref()).await.unwrap().1);
+        assert!(
+            never.ranking(store.as_ref()).await.unwrap().1,
+            "the fault: no cache"
+        );
     }
 
     #[test]

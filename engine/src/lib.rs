@@ -32,6 +32,8 @@
 //! sessions on every node, [`Engine::subscribe_user`] / [`Engine::publish_to_user`]),
 //! [`notifications`] (what users are told about others' actions: created by the space actor in
 //! the commit that causes them, stored per user, pushed on the user's channel once durable),
+//! [`discovery`] (trending, recommended, search and tag lists of public spaces, and users'
+//! profile stats), [`unread`] (read markers, unread counts and the inbox),
 //! [`presence`] (who is watching a space: session statuses with heartbeat and idle timeouts,
 //! per-user aggregation, change events or periodic counts on the hub; in memory, this node's
 //! sessions only for now).

@@ -162,16 +162,22 @@ pub async fn load_or_compute(
     epoch: u64,
     counters: SpaceCounters,
 ) -> Result<(SpaceStats, HashMap<String, ContributorStats>)> {
-    load_or_compute_for(store, space_id, epoch, counters, None).await
+    load_or_compute_for(store, space_id, epoch, counters, None)
+        .await
+        .map(|(stats, known, _)| (stats, known))
 }
 
 /// [`load_or_compute`], which also builds the space's part of the user index of
 /// [`crate::discovery`] (issue 12) when its stored stats predate it (`user_index` false): the
 /// same one scan of its messages computes every sender's messages, words and appreciations
 /// received, committed with the contributor rows, and the last commit carries the creator's
-/// "created" mark (`creator`) and the stats with `user_index` set. A failure half way leaves the
-/// old stats (without the flag), so the next claim does it again; every row it writes is a final
-/// value under a deterministic key.
+/// "created" mark, the space's discovery entries (`space`: the space as stored; entries only for
+/// a public one, so a space created before the indexes enters them) and the stats with
+/// `user_index` set. A failure half way leaves the old stats (without the flag), so the next
+/// claim does it again; every row it writes is a final value under a deterministic key. The
+/// third value says whether the stats were absent and nothing was committed (a space without
+/// messages, maybe created before the indexes): the actor's first stats commit then carries
+/// [`CommitBatch::index_space`].
 ///
 /// # Errors
 /// Those of [`load_or_compute`].
@@ -180,13 +186,14 @@ pub async fn load_or_compute_for(
     space_id: SpaceId,
     epoch: u64,
     counters: SpaceCounters,
-    creator: Option<&str>,
-) -> Result<(SpaceStats, HashMap<String, ContributorStats>)> {
+    space: Option<&crate::model::Space>,
+) -> Result<(SpaceStats, HashMap<String, ContributorStats>, bool)> {
+    let creator = space.map(|s| s.creator.user_id.as_str());
     let stored = store.space_stats(space_id).await?;
     if let Some(stats) = &stored
         && stats.user_index
     {
-        return Ok((stats.clone(), HashMap::new()));
+        return Ok((stats.clone(), HashMap::new(), false));
     }
     if counters.message_count == 0 {
         let stats = SpaceStats::default();
@@ -200,12 +207,13 @@ pub async fn load_or_compute_for(
                     counters,
                     stats: Some(stats.clone()),
                     creator_mark: creator.map(str::to_owned),
+                    index_space: space.cloned(),
                     ..Default::default()
                 })
                 .await?;
         }
         // Otherwise nothing to count; the first command that changes them commits them.
-        return Ok((stats, HashMap::new()));
+        return Ok((stats, HashMap::new(), stored.is_none()));
     }
     const CHUNK: usize = 500;
     let mut builder = StatsBuilder::default();
@@ -235,6 +243,7 @@ pub async fn load_or_compute_for(
         epoch,
         counters,
         creator_mark: stats.as_ref().and(creator).map(str::to_owned),
+        index_space: stats.as_ref().and(space).cloned(),
         stats,
         contributors: contributors.to_vec(),
         user_stats: contributors
@@ -261,7 +270,7 @@ pub async fn load_or_compute_for(
         .into_iter()
         .map(|c| (c.user_id.clone(), c))
         .collect();
-    Ok((stats, known))
+    Ok((stats, known, false))
 }
 
 /// Whether a message counts in `with_attachments`.

@@ -546,3 +546,97 @@ async fn write_like_schema_v1(cfg: &CqlConfig, model: &SpaceModel) {
         }
     }
 }
+
+/// A new message writes no tombstone: its absent fields are left unset, not bound as null (a
+/// plain message has a dozen absent fields; as nulls, a read of the history would scan a dozen
+/// tombstone cells per message, and Cassandra refuses a read past its tombstone threshold). The
+/// read of the history is traced, and its "Read N live rows and M tombstone cells" event must
+/// count the messages and no tombstone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_message_writes_no_tombstone() {
+    let cfg = config(&fresh_keyspace("tombstones"));
+    migrate(&cfg)
+        .await
+        .expect("Cassandra must be up: run scripts/cassandra.sh up");
+    let store = CqlStore::connect(&cfg).await.expect("connect");
+    let (alice, bob) = (user("alice"), user("bob"));
+    let (space, creator) = create(store.as_ref(), &alice).await;
+    let epoch = store
+        .claim(space.space_id)
+        .await
+        .unwrap()
+        .expect("claims")
+        .epoch;
+    let mut model = SpaceModel::new(&space, &creator, epoch);
+    let session = scylla::client::session_builder::SessionBuilder::new()
+        .known_nodes(&cfg.nodes)
+        .build()
+        .await
+        .expect("connect");
+    // Before any message: what the claim wrote (its range tombstone over the seqs above the
+    // head, which Cassandra counts too).
+    let (live, before) = traced_history_read(&session, &cfg.keyspace, space.space_id).await;
+    assert_eq!(live, 0);
+    const N: usize = 100;
+    let mut b = model.batch();
+    for i in 0..N {
+        model.send(&mut b, if i % 2 == 0 { &alice } else { &bob }, "plain");
+    }
+    let b = model.finish(b);
+    store.commit(&b).await.expect("commit");
+    let (live, after) = traced_history_read(&session, &cfg.keyspace, space.space_id).await;
+    assert_eq!(live, N as u64, "the read found every message");
+    assert_eq!(
+        after, before,
+        "{N} new messages add no tombstone cell to the history"
+    );
+    drop_keyspace(&cfg).await;
+}
+
+/// Reads the first bucket of `space`'s history, traced; returns the live rows and tombstone
+/// cells Cassandra says it read.
+async fn traced_history_read(
+    session: &scylla::client::session::Session,
+    keyspace: &str,
+    space: uuid::Uuid,
+) -> (u64, u64) {
+    let mut read = scylla::statement::Statement::new(format!(
+        "SELECT * FROM {keyspace}.messages_by_space WHERE space_id = ? AND bucket = 0"
+    ));
+    read.set_tracing(true);
+    let r = session
+        .query_unpaged(read, (space,))
+        .await
+        .expect("read the history");
+    let trace = r.tracing_id().expect("a traced read has a tracing id");
+    // Trace events are written after the answer: poll for the read's count.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let counts = session
+            .get_tracing_info(&trace)
+            .await
+            .ok()
+            .and_then(|info| {
+                info.events
+                    .iter()
+                    .filter_map(|e| e.activity.as_deref())
+                    .find_map(read_counts)
+            });
+        if let Some(c) = counts {
+            return c;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the traced read's row count never appeared in system_traces"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// The numbers of Cassandra's trace event "Read N live rows and M tombstone cells ...".
+fn read_counts(activity: &str) -> Option<(u64, u64)> {
+    let rest = activity.strip_prefix("Read ")?;
+    let (live, rest) = rest.split_once(" live rows and ")?;
+    let (tombstones, _) = rest.split_once(" tombstone cells")?;
+    Some((live.parse().ok()?, tombstones.parse().ok()?))
+}

@@ -65,6 +65,9 @@
 //! * `reads --path P…`: closed-loop `GET`s of fixed paths (cursor pages at any position, with
 //!   filters, stats), each path's latency on its own.
 //!
+//! * `unread --spaces N`: `lt-user-0` joins N spaces of `lt-user-1` (one unread message in every
+//!   other one), then the `reads` loop measures `GET /v1/me/unread` and `GET /v1/me/spaces`.
+//!
 //! * `compare FILE…`: reads report JSON lines and prints the side-by-side markdown table of
 //!   `scripts/bench.sh compare` (per step: Spacecast, Centrifugo, ratio S / C).
 //!
@@ -93,6 +96,7 @@ mod schedule;
 mod sends;
 mod stats;
 mod target;
+mod unread;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -132,6 +136,8 @@ enum Scenario {
     Soak(LoadArgs),
     /// Closed-loop GETs of fixed paths (cursor pages, filters, stats), each measured on its own.
     Reads(reads::ReadsArgs),
+    /// A user in many spaces (default 1,000): `GET /v1/me/unread` and the inbox, measured.
+    Unread(unread::UnreadArgs),
     /// Raw CQL writes shaped like the engine's group commits (no server).
     CqlRaw(cql_raw::CqlRawArgs),
     /// A cluster under steady sends; kills a space's owner node N times (through a driver on
@@ -171,6 +177,7 @@ impl Scenario {
         match self {
             Scenario::Sends(a) => a.common.threads,
             Scenario::Reads(a) => a.common.threads,
+            Scenario::Unread(a) => a.common.threads,
             Scenario::CqlRaw(a) => a.threads,
             Scenario::Failover(a) => a.common.threads,
             Scenario::Compare(_) => Some(1),
@@ -236,6 +243,12 @@ async fn run(cli: Cli) -> Result<()> {
         Scenario::Reads(args) => {
             let json = args.common.json;
             let report = reads::run(args).await?;
+            report.print_human();
+            print_json(json, &report)
+        }
+        Scenario::Unread(args) => {
+            let json = args.common.json;
+            let report = unread::run(args).await?;
             report.print_human();
             print_json(json, &report)
         }

@@ -79,13 +79,14 @@ fn list(views: &[SpaceView]) -> Response {
     json_response(StatusCode::OK, &out)
 }
 
-/// `limit`: absent → 10; else an integer 1..=50.
+/// `limit`: absent → 10; else an integer 1..=50, written plainly (an empty value or one with
+/// spaces is refused, as the schema says).
 fn parse_limit(q: &HashMap<String, String>) -> Result<usize, ApiError> {
-    match q.get("limit").map(|l| l.trim()) {
-        None | Some("") => Ok(DEFAULT_LIMIT),
-        Some(l) => l
-            .parse::<usize>()
-            .ok()
+    match q.get("limit") {
+        None => Ok(DEFAULT_LIMIT),
+        Some(l) => Some(l)
+            .filter(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|l| l.parse::<usize>().ok())
             .filter(|l| (1..=MAX_LIST_LIMIT).contains(l))
             .ok_or_else(|| {
                 ApiError::bad_request(
@@ -121,8 +122,9 @@ crate::openapi::errors!(TrendingErrors {
 /// score = Σ over the last 24 hourly counts of count × 0.5^(age in hours / 6), ties by the newer
 /// space. When fewer than `limit` spaces were active in the last 24 hours, the newest public
 /// spaces fill the list. No authentication (a token, if sent, is ignored). Each node computes
-/// the ranking at most once every 5 seconds and serves it from memory in between, so a space's
-/// new activity may show up to 5 seconds late.
+/// the ranking (and the list of the 200 newest public spaces) at most once every 5 seconds and
+/// serves it from memory in between, so new activity or a new space may show up to 5 seconds
+/// late.
 #[utoipa::path(get, path = "/api/spaces/trending", operation_id = "trendingSpaces",
     tag = "spaces", security(()),
     params(ListQuery),

@@ -119,11 +119,11 @@ struct Page<'a> {
 struct PageQuery {
     /// 1-based page number, at most 1000000 (else `invalid_pagination`); past the last page the
     /// list is empty.
-    #[param(minimum = 1, maximum = 1000000, default = 1)]
-    page: u64,
+    #[param(required = false, minimum = 1, maximum = 1000000, default = 1)]
+    page: Option<u64>,
     /// Notifications per page, 1–100 (else `invalid_pagination`).
-    #[param(minimum = 1, maximum = 100, default = 30)]
-    limit: u64,
+    #[param(required = false, minimum = 1, maximum = 100, default = 30)]
+    limit: Option<u64>,
 }
 
 /// The confirmation of a read mark.

@@ -315,18 +315,7 @@ pub fn decode_cursor(s: &str) -> Result<String, ApiError> {
 /// # Errors
 /// 400 `invalid_pagination`, `invalid_cursor`.
 fn parse_page_query(q: &HashMap<String, String>) -> Result<(Option<String>, usize), ApiError> {
-    let limit = match q.get("limit") {
-        None => DEFAULT_LIMIT,
-        Some(v) => match v.trim().parse::<usize>() {
-            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-            _ => {
-                return Err(ApiError::bad_request(
-                    "invalid_pagination",
-                    format!("limit must be an integer from 1 to {MAX_LIMIT}"),
-                ));
-            }
-        },
-    };
+    let limit = crate::input::parse_limit(q, DEFAULT_LIMIT, MAX_LIMIT)?;
     let after = q.get("cursor").map(|c| decode_cursor(c)).transpose()?;
     Ok((after, limit))
 }

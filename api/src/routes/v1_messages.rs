@@ -451,13 +451,7 @@ impl Cursor {
 pub fn parse_list_query(q: &HashMap<String, String>) -> Result<MessageQuery, ApiError> {
     let pagination = |m: &str| ApiError::bad_request("invalid_pagination", m.to_owned());
     let filter_err = |m: String| ApiError::bad_request("invalid_filter", m);
-    let limit = match q.get("limit") {
-        None => DEFAULT_LIMIT,
-        Some(l) => match l.trim().parse::<usize>() {
-            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-            _ => return Err(pagination("limit must be an integer from 1 to 100")),
-        },
-    };
+    let limit = crate::input::parse_limit(q, DEFAULT_LIMIT, MAX_LIMIT)?;
     let direction = match q.get("direction").map(|d| d.trim()) {
         None => None,
         Some("backward") => Some(Direction::Backward),

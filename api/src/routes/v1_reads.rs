@@ -39,8 +39,30 @@ use crate::ratelimit::Write;
 
 /// The read-marker and inbox operations in the OpenAPI document.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(mark_read, my_unread, my_spaces))]
+#[openapi(paths(mark_read, my_unread, my_spaces), modifiers(&ExactlyOne))]
 pub struct Doc;
+
+/// The mark's body in the document: exactly one of `seq` and `message_id` (`oneOf` of
+/// `required` lists, which utoipa has no attribute for), neither of them `null`.
+struct ExactlyOne;
+
+impl utoipa::Modify for ExactlyOne {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::schema::Schema;
+        let Some(components) = doc.components.as_mut() else {
+            return;
+        };
+        if let Some(RefOr::T(Schema::Object(o))) = components.schemas.get_mut("MarkReadRequest") {
+            // Each is optional on its own; `oneOf` requires exactly one.
+            o.required.clear();
+            o.extensions.get_or_insert_with(Default::default).insert(
+                "oneOf".into(),
+                serde_json::json!([{"required": ["seq"]}, {"required": ["message_id"]}]),
+            );
+        }
+    }
+}
 
 crate::openapi::errors!(MarkReadErrors {
     400 "Not exactly one of `seq` (an integer ≥ 0) and `message_id` (a UUID), or not JSON."
@@ -109,18 +131,23 @@ pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
 #[schema(as = MarkReadRequest)]
 #[allow(dead_code)] // Parsed as JSON values (for stable error codes); this is the document's.
 struct MarkBody {
-    /// Read up to this seq (a seq above the space's head counts as the head).
-    #[schema(minimum = 0)]
+    /// Read up to this seq (a seq above the space's head counts as the head). At most 2^53 − 1,
+    /// the largest integer every JSON parser reads exactly.
+    #[schema(value_type = u64, minimum = 0, maximum = 9007199254740991.0)]
     seq: Option<u64>,
     /// Read up to this message of the space (its creation seq).
-    #[schema(value_type = Option<String>, format = Uuid)]
+    #[schema(value_type = String, format = Uuid)]
     message_id: Option<String>,
 }
+
+/// The largest `seq` a mark accepts: 2^53 − 1 (a space never gets near it).
+const MAX_SEQ: u64 = (1 << 53) - 1;
 
 /// The target of a mark.
 ///
 /// # Errors
-/// 400 `invalid_read_marker` unless the body has exactly one of `seq` (an integer ≥ 0) and
+/// 400 `invalid_read_marker` unless the body has exactly one of `seq` (an integer from 0 to
+/// [`MAX_SEQ`]) and
 /// `message_id` (a UUID); `invalid_json` for a body that is not JSON.
 fn read_target(bytes: &[u8]) -> Result<ReadTarget, ApiError> {
     let v: serde_json::Value = parse_json(bytes)?;
@@ -131,10 +158,21 @@ fn read_target(bytes: &[u8]) -> Result<ReadTarget, ApiError> {
         )
     };
     let obj = v.as_object().ok_or_else(bad)?;
-    let seq = obj.get("seq").filter(|v| !v.is_null());
-    let message = obj.get("message_id").filter(|v| !v.is_null());
+    // A `null` is given, and invalid: the document allows neither field to be null.
+    let seq = obj.get("seq");
+    let message = obj.get("message_id");
     match (seq, message) {
-        (Some(s), None) => s.as_u64().map(ReadTarget::Seq).ok_or_else(bad),
+        // JSON Schema's `integer` includes integral numbers written with a fraction (`3.0`).
+        (Some(s), None) => s
+            .as_u64()
+            .or_else(|| {
+                s.as_f64()
+                    .filter(|f| f.fract() == 0.0 && (0.0..=MAX_SEQ as f64).contains(f))
+                    .map(|f| f as u64)
+            })
+            .filter(|&n| n <= MAX_SEQ)
+            .map(ReadTarget::Seq)
+            .ok_or_else(bad),
         (None, Some(m)) => m
             .as_str()
             .and_then(|m| m.parse::<MessageId>().ok())
@@ -387,18 +425,7 @@ fn decode_cursor(s: &str) -> Result<InboxKey, ApiError> {
 /// # Errors
 /// 400 `invalid_pagination`, `invalid_cursor`.
 fn parse_inbox_query(q: &HashMap<String, String>) -> Result<(Option<InboxKey>, usize), ApiError> {
-    let limit = match q.get("limit") {
-        None => DEFAULT_LIMIT,
-        Some(v) => match v.trim().parse::<usize>() {
-            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-            _ => {
-                return Err(ApiError::bad_request(
-                    "invalid_pagination",
-                    format!("limit must be an integer from 1 to {MAX_LIMIT}"),
-                ));
-            }
-        },
-    };
+    let limit = crate::input::parse_limit(q, DEFAULT_LIMIT, MAX_LIMIT)?;
     let after = q.get("cursor").map(|c| decode_cursor(c)).transpose()?;
     Ok((after, limit))
 }
@@ -473,15 +500,19 @@ mod tests {
             read_target(format!(r#"{{"message_id": "{id}"}}"#).as_bytes()).unwrap(),
             ReadTarget::Message(id)
         );
+        assert_eq!(read_target(br#"{"seq": 3.0}"#).unwrap(), ReadTarget::Seq(3));
         assert_eq!(
-            read_target(br#"{"seq": 3, "message_id": null}"#).unwrap(),
-            ReadTarget::Seq(3)
+            read_target(br#"{"seq": 9007199254740991}"#).unwrap(),
+            ReadTarget::Seq(MAX_SEQ)
         );
         for bad in [
             &br#"{}"#[..],
             br#""#,
             br#"[]"#,
             br#"{"seq": -1}"#,
+            br#"{"seq": null}"#,
+            br#"{"seq": 3, "message_id": null}"#,
+            br#"{"seq": 9007199254740992}"#,
             br#"{"seq": 1.5}"#,
             br#"{"seq": "3"}"#,
             br#"{"message_id": "nope"}"#,

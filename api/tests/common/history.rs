@@ -911,6 +911,9 @@ struct Ctx {
     acked: AtomicUsize,
     failed: AtomicUsize,
     stop_senders: AtomicBool,
+    /// Set by [`Run::senders_home`]: each sender goes back to its first node and stays there
+    /// through failures (by default a sender moves to the next node after a failure).
+    stay_home: AtomicBool,
 }
 
 impl Ctx {
@@ -952,6 +955,7 @@ impl Run {
             acked: AtomicUsize::new(0),
             failed: AtomicUsize::new(0),
             stop_senders: AtomicBool::new(false),
+            stay_home: AtomicBool::new(false),
         });
         let (control, _) = watch::channel(SubControl::Run);
         let mut subscribers = Vec::new();
@@ -1002,6 +1006,42 @@ impl Run {
         let at = self.ctx.now();
         self.faults.push((at, what.to_owned()));
         at
+    }
+
+    /// Sends every sender back to its first node (REST senders at their next send, WebSocket
+    /// senders at their next connection) and keeps it there, retrying through failures: after
+    /// a fault, so that a recovering node is offered sends until it serves them, rather than
+    /// left to whichever senders happened to stay on it.
+    pub fn senders_home(&self) {
+        self.ctx.stay_home.store(true, Ordering::Relaxed);
+    }
+
+    /// Waits until `n` sends through `node` that started after `since` are acknowledged;
+    /// panics after `deadline`.
+    pub async fn acks_through_since(
+        &self,
+        node: usize,
+        since: Duration,
+        n: usize,
+        deadline: Duration,
+    ) {
+        let ctx = self.ctx.clone();
+        eventually(
+            &format!("{n} acknowledged sends through n{node}"),
+            deadline,
+            || {
+                let ctx = ctx.clone();
+                async move {
+                    let sends = ctx.sends.lock().unwrap();
+                    let k = sends
+                        .iter()
+                        .filter(|s| s.node == node && s.start >= since && s.acked().is_some())
+                        .count();
+                    (k >= n).then_some(())
+                }
+            },
+        )
+        .await;
     }
 
     /// Waits until `n` more sends than now are acknowledged (panics after `deadline`).
@@ -1295,6 +1335,9 @@ async fn rest_sender(ctx: Arc<Ctx>, idx: usize) {
     let conn = format!("rest-{idx}");
     let mut k: u64 = 0;
     while !ctx.stop_senders.load(Ordering::Relaxed) {
+        if ctx.stay_home.load(Ordering::Relaxed) {
+            node = idx % n;
+        }
         let space = ctx.spaces[(idx + k as usize) % ctx.spaces.len()].clone();
         let content = format!("{} rest{idx} #{k}", ctx.nonce);
         let start = ctx.now();
@@ -1399,6 +1442,9 @@ async fn ws_sender(ctx: Arc<Ctx>, idx: usize, home: usize) {
     let mut k: u64 = 0;
     let mut conn_no = 0;
     'connections: while !ctx.stop_senders.load(Ordering::Relaxed) {
+        if ctx.stay_home.load(Ordering::Relaxed) {
+            node = home % n;
+        }
         let ws = match ws_connect(&ctx.urls[node], &tok).await {
             Ok(ws) => ws,
             Err(_) => {

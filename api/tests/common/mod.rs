@@ -773,6 +773,17 @@ impl Server {
         r.text().await.unwrap()
     }
 
+    /// The value of the unlabelled metric `name` in `/metrics` (0 when it is absent).
+    pub async fn metric(&self, name: &str) -> u64 {
+        let prefix = format!("{name} ");
+        self.metrics_text()
+            .await
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map_or(0, |v| v as u64)
+    }
+
     /// `GET path` with a token; the JSON body of a 200 response.
     pub async fn get_json(&self, token: &str, path: &str) -> Value {
         let r = self

@@ -90,6 +90,9 @@ pub(crate) struct SpaceState {
     hourly: ActivityCount,
     /// disc: whether this incarnation already wrote the creator's "created" mark.
     creator_marked: bool,
+    /// disc: whether the first stats commit must write the space's discovery entries again (its
+    /// stats did not exist at the claim: maybe a space created before the indexes).
+    index_pending: bool,
     members: HashMap<String, Member>,
     cache: MessageCache,
     /// Reactions the actor changed or read (see [`ReactionCache`]).
@@ -147,12 +150,12 @@ impl Actor for SpaceActor {
             .claim(args.space_id)
             .await?
             .ok_or(EngineError::SpaceNotFound)?;
-        let (stats, contributors) = crate::stats::load_or_compute_for(
+        let (stats, contributors, index_pending) = crate::stats::load_or_compute_for(
             args.store.as_ref(),
             args.space_id,
             epoch,
             snapshot.view.counters,
-            Some(&snapshot.view.space.creator.user_id),
+            Some(&snapshot.view.space),
         )
         .await?;
         // Only this (fenced) writer counts this space's activity: resume this hour's count.
@@ -204,6 +207,7 @@ impl Actor for SpaceActor {
             user_numbers: HashMap::new(),
             hourly,
             creator_marked: false,
+            index_pending,
             members: snapshot
                 .members
                 .into_iter()
@@ -1393,6 +1397,10 @@ impl SpaceState {
         if !self.creator_marked {
             self.creator_marked = true;
             batch.creator_mark = Some(self.space.creator.user_id.clone());
+        }
+        if self.index_pending {
+            self.index_pending = false;
+            batch.index_space = Some(self.space.clone());
         }
         self.contributors.insert(c.user_id.clone(), c.clone());
         self.stats = stats;

@@ -983,6 +983,32 @@ fn space_view(t: &Tables, space_id: SpaceId) -> Result<Option<SpaceView>> {
     Ok(Some(SpaceView { space, counters }))
 }
 
+/// Every space `user_id` is a member of, with that membership, newest space first: the user's
+/// index, then each space's record and member row (entries whose space or member row is gone
+/// are skipped).
+fn memberships(t: &Tables, user_id: &str) -> Result<Vec<(SpaceView, Member)>> {
+    let prefix = user_prefix(user_id);
+    let mut out = Vec::new();
+    // Space ids are UUIDv7, so reverse key order is newest space first.
+    for kv in t.spaces_by_user.prefix(&prefix).rev() {
+        let key = kv.key().map_err(io_err)?;
+        let Some(raw) = key.get(prefix.len()..) else {
+            continue;
+        };
+        let Ok(space_id) = Uuid::from_slice(raw) else {
+            continue;
+        };
+        let Some(view) = space_view(t, space_id)? else {
+            continue;
+        };
+        let Some(member) = get_json(&t.members_by_space, &key_member(space_id, user_id))? else {
+            continue;
+        };
+        out.push((view, member));
+    }
+    Ok(out)
+}
+
 #[async_trait]
 impl Store for EmbeddedStore {
     async fn create_space(&self, space: &Space, creator: &Member) -> Result<()> {
@@ -1059,30 +1085,7 @@ impl Store for EmbeddedStore {
 
     async fn spaces_of_user(&self, user_id: &str) -> Result<Vec<(SpaceView, Member)>> {
         let user_id = user_id.to_owned();
-        self.read(move |t| {
-            let prefix = user_prefix(&user_id);
-            let mut out = Vec::new();
-            // Space ids are UUIDv7, so reverse key order is newest space first.
-            for kv in t.spaces_by_user.prefix(&prefix).rev() {
-                let key = kv.key().map_err(io_err)?;
-                let Some(raw) = key.get(prefix.len()..) else {
-                    continue;
-                };
-                let Ok(space_id) = Uuid::from_slice(raw) else {
-                    continue;
-                };
-                let Some(view) = space_view(t, space_id)? else {
-                    continue;
-                };
-                let Some(member) = get_json(&t.members_by_space, &key_member(space_id, &user_id))?
-                else {
-                    continue;
-                };
-                out.push((view, member));
-            }
-            Ok(out)
-        })
-        .await
+        self.read(move |t| memberships(t, &user_id)).await
     }
 
     async fn commit(&self, b: &CommitBatch) -> Result<()> {

@@ -211,6 +211,10 @@ pub struct CommitBatch {
     /// stats commit of a space whose index was not built yet (spaces created before it existed;
     /// [`Store::create_space`] writes it for new ones). Idempotent.
     pub creator_mark: Option<String>,
+    /// A public space's discovery entries (newest-public list, tags, search words) written
+    /// again: by the first stats commit of a space whose stats did not exist or predate the
+    /// user index, so spaces created before the indexes enter them. Idempotent.
+    pub index_space: Option<Space>,
     /// Notifications the batch's events cause (see [`crate::notifications`]), one per
     /// `notification_id` (see [`CommitBatch::push_notification`]); written atomically with the
     /// batch, and published to their users' channels once it is durable.
@@ -637,6 +641,7 @@ impl CommitBatch {
             && self.markers.is_empty()
             && self.activity.is_none()
             && self.top_level_at.is_empty()
+            && self.index_space.is_none()
     }
 
     /// Adds an hour's activity count, replacing an earlier count of the same hour in this batch.
@@ -785,6 +790,9 @@ impl CommitBatch {
             self.activity = other.activity;
         }
         self.top_level_at.extend(other.top_level_at);
+        if other.index_space.is_some() {
+            self.index_space = other.index_space;
+        }
     }
 }
 
@@ -923,6 +931,39 @@ mod tests {
         assert_eq!(merged.stats, Some(stats(2)));
         assert_eq!(merged.contributors, vec![c("a", 2), c("b", 1)]);
         assert!(!merged.is_empty(), "stats and contributors are writes");
+    }
+
+    #[test]
+    fn a_merged_batch_carries_each_hours_last_activity_and_each_users_last_numbers() {
+        use crate::discovery::{ActivityCount, UserSpaceStats};
+        let a = |hour, count| ActivityCount { hour, count };
+        let u = |user: &str, n: u64| UserSpaceStats {
+            user_id: user.into(),
+            messages: n,
+            word_count: n,
+            appreciations: n,
+        };
+        let mut merged = CommitBatch::default();
+        merged.absorb(CommitBatch {
+            hourly_activity: vec![a(7, 1)],
+            user_stats: vec![u("a", 1)],
+            ..Default::default()
+        });
+        assert!(!merged.is_empty(), "activity and user numbers are writes");
+        merged.absorb(CommitBatch {
+            hourly_activity: vec![a(7, 2), a(8, 1)],
+            user_stats: vec![u("b", 1), u("a", 2)],
+            creator_mark: Some("c".into()),
+            ..Default::default()
+        });
+        merged.absorb(CommitBatch::default());
+        assert_eq!(
+            merged.hourly_activity,
+            vec![a(7, 2), a(8, 1)],
+            "one count per hour"
+        );
+        assert_eq!(merged.user_stats, vec![u("a", 2), u("b", 1)]);
+        assert_eq!(merged.creator_mark.as_deref(), Some("c"));
     }
 
     #[test]

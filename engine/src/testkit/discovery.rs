@@ -41,7 +41,7 @@ async fn create_with(
     description: &str,
     tags: &[&str],
     visibility: Visibility,
-) -> Space {
+) -> (Space, crate::model::Member) {
     let space = Space {
         space_id: new_id(),
         title: title.into(),
@@ -52,10 +52,9 @@ async fn create_with(
         posting_permission: PostingPermission::Everyone,
         created_at: tick(),
     };
-    s.create_space(&space, &member(creator, POWER_ADMIN))
-        .await
-        .expect("create_space");
-    space
+    let admin = member(creator, POWER_ADMIN);
+    s.create_space(&space, &admin).await.expect("create_space");
+    (space, admin)
 }
 
 /// `create_space` puts a public space (never a private one) in the newest-public list, its tags'
@@ -65,7 +64,7 @@ pub(super) async fn discovery_indexes_hold_public_spaces_only(s: &dyn Store) {
     let tag = unique_word("tag");
     let word = unique_word("zz");
     let other = unique_word("zz");
-    let old = create_with(
+    let (old, _) = create_with(
         s,
         &alice,
         &format!("{word} first"),
@@ -74,7 +73,7 @@ pub(super) async fn discovery_indexes_hold_public_spaces_only(s: &dyn Store) {
         Visibility::Public,
     )
     .await;
-    let hidden = create_with(
+    let (hidden, _) = create_with(
         s,
         &alice,
         &format!("{word} secret"),
@@ -83,7 +82,7 @@ pub(super) async fn discovery_indexes_hold_public_spaces_only(s: &dyn Store) {
         Visibility::Private,
     )
     .await;
-    let new = create_with(
+    let (new, _) = create_with(
         s,
         &alice,
         "second",
@@ -270,7 +269,23 @@ pub(super) async fn a_space_without_the_user_index_gets_it_when_claimed(
 ) {
     let alice = user("alice");
     let bob = user("bob");
-    let (sp, alice_m) = create(s, &alice).await;
+    // A space that is in no discovery index, as a public one created before them: created
+    // private here (never indexed), and given to the migration as public.
+    let tag = unique_word("old");
+    let word = unique_word("zz");
+    let (sp, alice_m) = create_with(
+        s,
+        &alice,
+        &format!("{word} old"),
+        "from before",
+        &[&tag],
+        Visibility::Private,
+    )
+    .await;
+    let as_public = Space {
+        visibility: Visibility::Public,
+        ..sp.clone()
+    };
     let id = sp.space_id;
     let epoch = s.claim(id).await.unwrap().expect("claimed").epoch;
     let mut model = SpaceModel::new(&sp, &alice_m, epoch);
@@ -313,23 +328,37 @@ pub(super) async fn a_space_without_the_user_index_gets_it_when_claimed(
         id,
         claimed.epoch,
         claimed.snapshot.view.counters,
-        Some(&alice.user_id),
+        Some(&as_public),
     )
     .await
     .expect_err("injected");
     assert!(!s.space_stats(id).await.unwrap().expect("stats").user_index);
 
+    assert!(s.spaces_with_tag(&tag, 10).await.unwrap().is_empty());
     let claimed = s.claim(id).await.unwrap().expect("claimed");
-    let (stats, computed) = crate::stats::load_or_compute_for(
+    let (stats, computed, _) = crate::stats::load_or_compute_for(
         s,
         id,
         claimed.epoch,
         claimed.snapshot.view.counters,
-        Some(&alice.user_id),
+        Some(&as_public),
     )
     .await
     .expect("the migration");
     assert!(stats.user_index);
+    assert_eq!(
+        s.spaces_with_tag(&tag, 10).await.unwrap(),
+        vec![id],
+        "the public space enters the discovery indexes"
+    );
+    assert!(
+        s.search_words(&word, 10)
+            .await
+            .unwrap()
+            .iter()
+            .any(|h| h.1 == id)
+    );
+    assert!(s.newest_public_spaces(500).await.unwrap().contains(&id));
     assert_eq!(computed.len(), 2);
     assert_eq!(
         s.get_user_space_stats(&alice.user_id, id).await.unwrap(),
@@ -348,12 +377,12 @@ pub(super) async fn a_space_without_the_user_index_gets_it_when_claimed(
     assert!(rows[&alice.user_id].created);
     assert!(!rows[&bob.user_id].created);
     let claimed = s.claim(id).await.unwrap().expect("claimed");
-    let (_, computed) = crate::stats::load_or_compute_for(
+    let (_, computed, _) = crate::stats::load_or_compute_for(
         s,
         id,
         claimed.epoch,
         claimed.snapshot.view.counters,
-        Some(&alice.user_id),
+        Some(&as_public),
     )
     .await
     .unwrap();

@@ -19,7 +19,7 @@
 //! `create_space` writes its entries with wall-clock timestamps, like the space record (not
 //! atomic: a failure half-way may leave index entries of a space that does not exist, which
 //! every read skips, as it reads each listed space). A commit writes its activity counts, user
-//! numbers and creator mark in phase 3 (`Settle` `dvA`/`dvU`/`dvC`) at its `write_ts(n)`, with
+//! numbers and creator mark in phase 3 (`Settle` `dvA`/`dvU`/`dvC`, and `dvI`: a space indexed again) at its `write_ts(n)`, with
 //! deterministic keys and final values, so a claim that applies them again changes nothing.
 
 use futures::{FutureExt, TryStreamExt};
@@ -43,6 +43,9 @@ pub const PUBLIC_LOOKBACK_BUCKETS: i64 = 37;
 /// Partition kinds of phase-3 writes (see `super::part`; these are disc's).
 const PART_ACTIVITY: u8 = 40;
 const PART_USERS: u8 = 41;
+const PART_PUBLIC: u8 = 42;
+const PART_TAGS: u8 = 43;
+const PART_WORDS: u8 = 44;
 
 fn public_bucket(t: Timestamp) -> i32 {
     t.0.div_euclid(PUBLIC_BUCKET_MS) as i32
@@ -60,6 +63,14 @@ pub(super) enum DiscSettle {
     /// The space's creator's "created" mark.
     #[serde(rename = "dvC")]
     Creator { u: String },
+    /// A public space's index entries: its creation bucket, tags and words (with the title
+    /// flag).
+    #[serde(rename = "dvI")]
+    Index {
+        b: i32,
+        tags: Vec<String>,
+        words: Vec<(String, bool)>,
+    },
 }
 
 impl DiscSettle {
@@ -84,6 +95,20 @@ impl DiscSettle {
                 .iter()
                 .map(|u| DiscSettle::Creator { u: u.clone() }),
         );
+        if let Some(space) = b
+            .index_space
+            .as_ref()
+            .filter(|s| s.visibility == Visibility::Public)
+        {
+            out.push(DiscSettle::Index {
+                b: public_bucket(space.created_at),
+                tags: space.tags.clone(),
+                words: indexed_words(space)
+                    .into_iter()
+                    .map(|w| (w.word, w.in_title))
+                    .collect(),
+            });
+        }
         out
     }
 }
@@ -151,6 +176,26 @@ impl DiscStatements {
                     &self.mark_created,
                     (u.clone(), sid),
                 ),
+                DiscSettle::Index { b, tags, words } => {
+                    parts.add(
+                        PART_PUBLIC,
+                        &b.to_be_bytes(),
+                        &self.insert_public,
+                        (*b, sid),
+                    );
+                    for t in tags {
+                        parts.add(PART_TAGS, t.as_bytes(), &self.insert_tag, (t.clone(), sid));
+                    }
+                    for (w, in_title) in words {
+                        let p = word_partition(w);
+                        parts.add(
+                            PART_WORDS,
+                            p.as_bytes(),
+                            &self.insert_word,
+                            (p.clone(), w.clone(), sid, *in_title),
+                        );
+                    }
+                }
             }
         }
     }

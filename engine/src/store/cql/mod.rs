@@ -14,8 +14,8 @@
 //! A commit numbered `n` (the head's `commit_no` + 1) writes every row with the write timestamp
 //! [`write_ts`]`(n)` = 2^62 + `n`, far above any wall-clock microsecond timestamp, and is three
 //! phases:
-//! 1. **New rows only**: the events (seqs above the head), the messages created by the batch, and
-//!    their `message_by_id` entries; one unlogged batch per partition, all
+//! 1. **New rows only**: the events (seqs above the head), the messages created by the batch
+//!    (with their `top_level` count, `unread.rs`), and their `message_by_id` entries; one unlogged batch per partition, all
 //!    partitions concurrently. Nothing of it is visible: it is above the head.
 //! 2. **The head**: `UPDATE … SET head_seq, counters, [stats,] commit_no = n, pending = <phase 3> IF epoch =
 //!    <batch epoch> AND commit_no = n - 1`. Applied: the commit is durable and its events are
@@ -26,8 +26,8 @@
 //!    (a member row and its `spaces_by_user` entry deleted), the space record after a settings
 //!    change, reply counts, the content columns an edit or a
 //!    redaction rewrites, edit-history rows (added, or a message's partition deleted), and the
-//!    batch's idempotency keys (`USING TTL`), contributor rows of the space stats — exactly what
-//!    `pending` describes. Edit history and
+//!    batch's idempotency keys (`USING TTL`), contributor rows of the space stats, read markers
+//!    and the space's activity (`unread.rs`) — exactly what `pending` describes. Edit history and
 //!    keys are new rows, but they live outside the seq-addressed tables the claim's tombstones
 //!    cover, so they are written only once the head has moved. If this phase
 //!    fails the commit is durable but `Unsettled`: the writer acknowledges it and reloads the
@@ -88,7 +88,7 @@ use scylla::serialize::row::SerializeRow;
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::statement::{Consistency, SerialConsistency};
-use scylla::value::{CqlTimestamp, CqlValue, Row};
+use scylla::value::{CqlTimestamp, CqlValue, MaybeUnset, Row};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -129,6 +129,9 @@ impl Default for CqlConfig {
         }
     }
 }
+
+/// Per-statement timeout of [`migrate`] (schema changes; see there).
+pub const MIGRATION_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn unavailable(e: impl std::fmt::Display) -> EngineError {
     EngineError::StoreUnavailable(e.to_string())
@@ -217,7 +220,14 @@ pub async fn migrate(cfg: &CqlConfig) -> Result<i32> {
             ),
         ));
     }
-    let session = connect_session(cfg).await?;
+    // Schema changes wait for the cluster to agree on the new schema: seconds each on a busy
+    // server, more than a send's timeout. Every statement is idempotent, so one that times out
+    // anyway is applied by the next run.
+    let session = connect_session(&CqlConfig {
+        request_timeout: cfg.request_timeout.max(MIGRATION_TIMEOUT),
+        ..cfg.clone()
+    })
+    .await?;
     let ks = &cfg.keyspace;
     let scylla = is_scylla(&session).await?;
     session
@@ -662,7 +672,13 @@ struct RevisionValues {
     seq: i64,
 }
 
-/// The values of `upsert_message`, by column name (more than a tuple can bind).
+/// The values of `upsert_message`, by column name (more than a tuple can bind). It writes a new
+/// message only (changes to an existing row write their own columns, in phase 3), so an absent
+/// field is left unset rather than bound as null: a null writes a tombstone cell, and a plain
+/// message has a dozen absent fields, which reads of the history would then scan past (and
+/// Cassandra warns about, then refuses, at its tombstone thresholds). Nothing older can hide in
+/// an unset cell: a fenced writer's late rows above the head are deleted by the new owner's
+/// claim, at a later write time.
 #[derive(scylla::SerializeRow)]
 struct MessageInsert {
     space_id: Uuid,
@@ -672,25 +688,25 @@ struct MessageInsert {
     sender_id: String,
     sender_username: String,
     sender_picture: String,
-    content: Option<String>,
-    media_url: Option<String>,
-    media_type: Option<&'static str>,
+    content: MaybeUnset<String>,
+    media_url: MaybeUnset<String>,
+    media_type: MaybeUnset<&'static str>,
     word_count: i32,
     created_at: CqlTimestamp,
     actor_id: String,
     msgtype: String,
-    body: Option<String>,
-    parent_id: Option<Uuid>,
-    quoted_message_id: Option<Uuid>,
-    mentions: Option<Vec<String>>,
-    metadata: Option<String>,
-    gif: Option<String>,
-    media: Option<String>,
+    body: MaybeUnset<String>,
+    parent_id: MaybeUnset<Uuid>,
+    quoted_message_id: MaybeUnset<Uuid>,
+    mentions: MaybeUnset<Vec<String>>,
+    metadata: MaybeUnset<String>,
+    gif: MaybeUnset<String>,
+    media: MaybeUnset<String>,
     reply_count: i32,
-    edited_at: Option<CqlTimestamp>,
+    edited_at: MaybeUnset<CqlTimestamp>,
     redacted: bool,
-    redacted_by: Option<String>,
-    redacted_reason: Option<String>,
+    redacted_by: MaybeUnset<String>,
+    redacted_reason: MaybeUnset<String>,
 }
 
 impl MessageInsert {
@@ -703,29 +719,36 @@ impl MessageInsert {
             sender_id: m.sender_id.clone(),
             sender_username: m.sender.username.clone(),
             sender_picture: m.sender.profile_picture.clone(),
-            content: m.content.clone(),
-            media_url: m.media_url.clone(),
-            media_type: media_type_str(m.media_type),
+            content: unset_if_none(m.content.clone()),
+            media_url: unset_if_none(m.media_url.clone()),
+            media_type: unset_if_none(media_type_str(m.media_type)),
             word_count: m.word_count as i32,
             created_at: CqlTimestamp(m.created_at.0),
             actor_id: m.actor_id.clone(),
             msgtype: m.msgtype.clone(),
-            body: json_col(m.body.as_ref()),
-            parent_id: m.parent_id,
-            quoted_message_id: m.quoted_message_id,
-            mentions: (!m.mentions.is_empty()).then(|| m.mentions.clone()),
-            metadata: json_col(m.metadata.as_ref()),
-            gif: json_col(m.gif.as_ref()),
-            media: (!m.media.is_empty())
-                .then(|| json_col(Some(&m.media)))
-                .flatten(),
+            body: unset_if_none(json_col(m.body.as_ref())),
+            parent_id: unset_if_none(m.parent_id),
+            quoted_message_id: unset_if_none(m.quoted_message_id),
+            mentions: unset_if_none((!m.mentions.is_empty()).then(|| m.mentions.clone())),
+            metadata: unset_if_none(json_col(m.metadata.as_ref())),
+            gif: unset_if_none(json_col(m.gif.as_ref())),
+            media: unset_if_none(
+                (!m.media.is_empty())
+                    .then(|| json_col(Some(&m.media)))
+                    .flatten(),
+            ),
             reply_count: m.reply_count as i32,
-            edited_at: m.edited_at.map(|t| CqlTimestamp(t.0)),
+            edited_at: unset_if_none(m.edited_at.map(|t| CqlTimestamp(t.0))),
             redacted: m.redacted,
-            redacted_by: m.redacted_by.clone(),
-            redacted_reason: m.redacted_reason.clone(),
+            redacted_by: unset_if_none(m.redacted_by.clone()),
+            redacted_reason: unset_if_none(m.redacted_reason.clone()),
         }
     }
+}
+
+/// An absent column of a new row: unset, not null (a null is a tombstone cell).
+fn unset_if_none<T>(v: Option<T>) -> MaybeUnset<T> {
+    MaybeUnset::from_option(v)
 }
 
 /// A JSON column's value (null when absent or unreadable: the columns hold only what this store
@@ -2676,6 +2699,11 @@ mod tests {
                 a: 1,
             }),
             Settle::Disc(discovery::DiscSettle::Creator { u: "c".into() }),
+            Settle::Disc(discovery::DiscSettle::Index {
+                b: 680,
+                tags: vec!["t".into()],
+                words: vec![("word".into(), true)],
+            }),
             Settle::Revise(Box::new(Revision::of(&Message {
                 content: Some("edited".into()),
                 body: Some(serde_json::Map::from_iter([("k".to_owned(), 1.into())])),

@@ -200,9 +200,8 @@ pub const MIGRATIONS: &[Migration] = &[
             PRIMARY KEY (space_id, user_id))",
         ],
     },
-    // disc (issue 12). Spaces created before it enter the discovery indexes only if created
-    // again; their users' numbers are written when the space is next claimed (see
-    // `crate::stats::load_or_compute`).
+    // disc (issue 12). Spaces created before it get their index entries and users' numbers
+    // when next claimed (see `crate::stats::load_or_compute_for`).
     Migration {
         version: 6,
         description: "discovery: public spaces, tags, search words, hourly activity; user stats",

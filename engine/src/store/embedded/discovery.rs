@@ -109,12 +109,19 @@ fn op_put(t: DiscTable, k: Vec<u8>, v: Vec<u8>) -> Op {
 /// What `create_space` writes besides the space: the creator's mark and, for a public space, its
 /// index entries.
 pub(super) fn create_ops(space: &Space) -> Vec<Op> {
-    let id = space.space_id;
     let mut ops = vec![op_put(
         DiscTable::Users,
-        key_user(&space.creator.user_id, id, CREATED),
+        key_user(&space.creator.user_id, space.space_id, CREATED),
         vec![],
     )];
+    ops.extend(index_ops(space));
+    ops
+}
+
+/// A public space's index entries (none for a private one).
+fn index_ops(space: &Space) -> Vec<Op> {
+    let id = space.space_id;
+    let mut ops = Vec::new();
     if space.visibility != Visibility::Public {
         return ops;
     }
@@ -160,6 +167,9 @@ pub(super) fn commit_ops(b: &CommitBatch) -> Vec<Op> {
             key_user(creator, sid, CREATED),
             vec![],
         ));
+    }
+    if let Some(space) = &b.index_space {
+        ops.extend(index_ops(space));
     }
     ops
 }

@@ -13,10 +13,7 @@
 //! membership. `t` rows are never deleted (a deleted message keeps its entry), so
 //! [`Store::top_level_at`](crate::store::Store::top_level_at) is exact here.
 
-use uuid::Uuid;
-
-use super::{EmbeddedStore, Op, Table, Tables, enc, get_json, io_err, space_view};
-use super::{key_member, user_prefix};
+use super::{EmbeddedStore, Op, Table, Tables, enc, get_json, io_err, user_prefix};
 use crate::error::Result;
 use crate::model::{Seq, SpaceId};
 use crate::store::CommitBatch;
@@ -114,32 +111,18 @@ impl EmbeddedStore {
     pub(super) async fn unread_memberships(&self, user_id: &str) -> Result<Vec<Membership>> {
         let user_id = user_id.to_owned();
         self.read(move |t| {
-            let prefix = user_prefix(&user_id);
-            let mut out = Vec::new();
-            // Space ids are UUIDv7, so reverse key order is newest space first.
-            for kv in t.spaces_by_user.prefix(&prefix).rev() {
-                let key = kv.key().map_err(io_err)?;
-                let Some(raw) = key.get(prefix.len()..) else {
-                    continue;
-                };
-                let Ok(space_id) = Uuid::from_slice(raw) else {
-                    continue;
-                };
-                let Some(view) = space_view(t, space_id)? else {
-                    continue;
-                };
-                let Some(member) = get_json(&t.members_by_space, &key_member(space_id, &user_id))?
-                else {
-                    continue;
-                };
-                out.push(Membership {
-                    view,
-                    member,
-                    marker: marker(t, space_id, &user_id)?,
-                    activity: activity(t, space_id)?,
-                });
-            }
-            Ok(out)
+            super::memberships(t, &user_id)?
+                .into_iter()
+                .map(|(view, member)| {
+                    let space_id = view.space.space_id;
+                    Ok(Membership {
+                        marker: marker(t, space_id, &user_id)?,
+                        activity: activity(t, space_id)?,
+                        view,
+                        member,
+                    })
+                })
+                .collect()
         })
         .await
     }
