@@ -558,6 +558,7 @@ impl ConfigArgs {
                     self.presence_count_interval,
                     Duration::from_secs(10),
                 )?,
+                ..Default::default()
             },
             realtime_threads: self
                 .realtime_threads

@@ -35,8 +35,9 @@
 //! [`discovery`] (trending, recommended, search and tag lists of public spaces, and users'
 //! profile stats), [`unread`] (read markers, unread counts and the inbox),
 //! [`presence`] (who is watching a space: session statuses with heartbeat and idle timeouts,
-//! per-user aggregation, change events or periodic counts on the hub; in memory, this node's
-//! sessions only for now).
+//! per-user aggregation, change events or periodic counts on the hub; in memory; in a cluster each
+//! node is the authority for its sessions and the nodes following a space merge their views over
+//! the bus).
 //!
 //! With the `testkit` feature: `testkit`, the storage conformance suite every
 //! [`store::Store`] backend must pass.
@@ -191,9 +192,13 @@ impl Engine {
         if !bus.clustered() {
             metrics.bus_connected.set(1);
         }
-        let fanout = Fanout::new(hub.clone(), store.clone(), bus);
-        let presence = presence::Presence::new(hub.clone(), config.presence, metrics.clone());
+        let presence =
+            presence::Presence::new(hub.clone(), config.presence, metrics.clone(), bus.clone());
         presence.run_counts();
+        if bus.clustered() {
+            presence.run_cluster();
+        }
+        let fanout = Fanout::new(hub.clone(), store.clone(), bus);
         let directory =
             Directory::start(store.clone(), fanout.clone(), metrics.clone(), config, lost).await?;
         Ok(Engine {
@@ -219,6 +224,11 @@ impl Engine {
         space_id: SpaceId,
     ) -> Result<tokio::sync::broadcast::Receiver<HubItem>> {
         self.fanout.watch(space_id).await?;
+        // presence (issue 12): the other nodes' presence in the space, from now on.
+        if let Err(e) = self.presence.watch(space_id).await {
+            self.fanout.unwatch(space_id);
+            return Err(e);
+        }
         Ok(self.hub.subscribe(space_id))
     }
 
@@ -226,6 +236,7 @@ impl Engine {
     pub fn unsubscribe(&self, space_id: SpaceId) {
         self.hub.release(space_id);
         self.fanout.unwatch(space_id);
+        self.presence.unwatch(space_id);
     }
 
     /// Subscribes to `user_id`'s per-user channel on this node (see [`users`]): once this

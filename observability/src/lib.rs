@@ -66,6 +66,7 @@ pub mod names {
     pub const PRESENCE_EVENTS: &str = "spacecast_presence_events_total";
     pub const PRESENCE_COUNTS: &str = "spacecast_presence_counts_total";
     pub const PRESENCE_SNAPSHOTS: &str = "spacecast_presence_snapshots_total";
+    pub const PRESENCE_ENTRIES_EXPIRED: &str = "spacecast_presence_entries_expired_total";
     pub const WS_SESSIONS: &str = "spacecast_ws_sessions";
     pub const WS_CLOSED: &str = "spacecast_ws_closed_total";
     pub const WS_FRAMES_IN: &str = "spacecast_ws_frames_received_total";
@@ -251,9 +252,12 @@ pub struct Inner {
     pub presence_events: IntCounter,
     /// `presence_count` frames published to a space's local subscribers (one hub item each).
     pub presence_counts: IntCounter,
-    /// Presence snapshots, by `op`: `published` (this node's, cluster), `expired` (another
-    /// node's, not renewed in time).
+    /// Presence snapshots, by `op`: `published` (this node's, cluster), `received` (another
+    /// node's, complete), `expired` (another node's, not renewed in time).
     pub presence_snapshots: IntCounterVec,
+    /// Other nodes' (user, node) presence entries dropped because that node's messages stopped
+    /// (cluster).
+    pub presence_entries_expired: IntCounter,
     /// Open realtime sessions by protocol.
     pub ws_sessions: IntGaugeVec,
     /// Realtime sessions closed, by protocol (`native`, `socketio`) and reason.
@@ -597,9 +601,13 @@ impl Metrics {
             presence_snapshots: reg!(IntCounterVec::new(
                 Opts::new(
                     names::PRESENCE_SNAPSHOTS,
-                    "Presence snapshots published by this node or expired, by op"
+                    "Presence snapshots published or received by this node, or expired, by op"
                 ),
                 &["op"]
+            )),
+            presence_entries_expired: reg!(IntCounter::new(
+                names::PRESENCE_ENTRIES_EXPIRED,
+                "Other nodes' presence entries dropped because that node's messages stopped"
             )),
             ws_sessions: reg!(IntGaugeVec::new(
                 Opts::new(names::WS_SESSIONS, "Open realtime sessions by protocol"),

@@ -42,7 +42,7 @@ crate::openapi::errors!(PresenceErrors {
     401,
     404 "Unknown space, or a private space the caller is not a member of." [not_found],
     500,
-    503 [store_unavailable],
+    503 [store_unavailable, bus_unavailable],
 });
 
 pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
@@ -159,7 +159,8 @@ async fn space_presence(
     let page = app
         .engine
         .presence()
-        .list(space_id, after.as_deref(), limit);
+        .page(space_id, after.as_deref(), limit)
+        .await?;
     Ok(json_response(
         StatusCode::OK,
         &Page {
