@@ -4,7 +4,8 @@
 //! members (404 to anyone else, as for an unknown space).
 //!
 //! Presence is of subscribers (sessions that joined the space), not of every member: it costs
-//! O(watchers), so a 100,000-member space watched by 50 sessions costs 50 entries.
+//! O(watchers), so a 100,000-member space watched by 50 sessions costs 50 entries. In a cluster
+//! the page covers every node's sessions (see `spacecast_engine::presence`, "Cluster").
 
 use std::collections::HashMap;
 
@@ -136,8 +137,10 @@ fn parse_query(q: &HashMap<String, String>) -> Result<(Option<String>, usize), A
 /// else `busy`, else `idle`. `online` counts them all. Keyset pages by `user_id` (`next_cursor`):
 /// a user present throughout appears exactly once. Presence is of subscribers, not members
 /// (O(watchers)); a session silent for `--presence-timeout` (60 s) is offline, one without
-/// activity for `--presence-idle-after` (5 min) idle. 404 for an unknown space and a private one
-/// the caller is not a member of.
+/// activity for `--presence-idle-after` (5 min) idle. In a cluster every node answers the same: a
+/// node with subscribers of the space from its merged view of every node's sessions, another one
+/// from the snapshots the nodes following the space send within 250 ms (503 `bus_unavailable` if
+/// it cannot ask them). 404 for an unknown space and a private one the caller is not a member of.
 #[utoipa::path(get, path = "/v1/spaces/{spaceId}/presence", operation_id = "spacePresenceV1",
     tag = "v1",
     params(SpacePath, PresenceQuery),
