@@ -36,8 +36,11 @@
 //! # Guarantees
 //! - Only sessions that joined a space (so passed its read rule) are ever in its presence; a
 //!   session's entries go with its subscriptions (leave, removal, close), at once.
-//! - A change event is published only when the user's aggregated status really changed, in the
-//!   order the changes happened on this node.
+//! - A change event is published only when the user's aggregated status (over every node's
+//!   sessions, as this node knows them) really changed.
+//! - In a cluster, another node's entries never outlive its last message by more than
+//!   [`PresenceConfig::expire_after`] + [`EXPIRY_CHECK`], and an older message of a node never
+//!   overrides a newer one (see "Cluster").
 //! - Best effort, like typing: not stored, not sequenced; a lagging subscriber is a slow consumer
 //!   by the hub's rule.
 //!
@@ -554,8 +557,9 @@ impl Presence {
         username: &str,
         status: Status,
     ) {
-        let (total, changes) = {
-            let mut spaces = self.lock();
+        // Events are published under the lock, so two changes of one user never cross on the hub.
+        let mut spaces = self.lock();
+        {
             let space = spaces.entry(space_id).or_default();
             let mut added = false;
             let mut local = None;
@@ -574,16 +578,16 @@ impl Presence {
             if let Some(status) = local {
                 self.delta(space_id, user_id, username, status);
             }
-            (self.subscribers(space_id, space), Vec::from_iter(change))
-        };
-        self.emit(space_id, total, changes);
+            let total = self.subscribers(space_id, space);
+            self.emit(space_id, total, Vec::from_iter(change));
+        }
     }
 
     /// Session `session` of `user_id` left `space_id` (leave, removal, close): its entry goes at
     /// once, with the user's change if it was their last session that counted.
     pub fn remove(&self, space_id: SpaceId, session: u64, user_id: &str) {
-        let (total, changes) = {
-            let mut spaces = self.lock();
+        let mut spaces = self.lock();
+        {
             let Some(space) = spaces.get_mut(&space_id) else {
                 return;
             };
@@ -608,9 +612,8 @@ impl Presence {
             if space.unused() {
                 spaces.remove(&space_id);
             }
-            (total, Vec::from_iter(change))
-        };
-        self.emit(space_id, total, changes);
+            self.emit(space_id, total, Vec::from_iter(change));
+        }
     }
 
     /// Applies `f` to `user_id`'s entry (made first if `name` is given), keeps the space's count,
@@ -761,8 +764,8 @@ impl Presence {
         if w.node == self.0.bus.node_id() || w.kind == WireKind::Unknown {
             return;
         }
-        let (total, changes) = {
-            let mut spaces = self.lock();
+        let mut spaces = self.lock();
+        {
             let Some(space) = spaces.get_mut(&space_id) else {
                 return;
             };
@@ -830,9 +833,9 @@ impl Presence {
                     }));
                 }
             }
-            (self.subscribers(space_id, space), changes)
-        };
-        self.emit(space_id, total, changes);
+            let total = self.subscribers(space_id, space);
+            self.emit(space_id, total, changes);
+        }
     }
 
     /// Removes a node's entries from a space; the changes.
@@ -856,7 +859,6 @@ impl Presence {
     /// old or older (it died, or lost the bus); returns how many nodes' entries expired.
     pub fn expire(&self) -> usize {
         let now = Instant::now();
-        let mut out = Vec::new();
         let mut expired = 0;
         {
             let mut spaces = self.lock();
@@ -885,7 +887,8 @@ impl Presence {
                     changes.extend(Self::drop_node(space, &node));
                     expired += 1;
                 }
-                out.push((*space_id, self.subscribers(*space_id, space), changes));
+                let total = self.subscribers(*space_id, space);
+                self.emit(*space_id, total, changes);
             }
         }
         self.0
@@ -893,14 +896,12 @@ impl Presence {
             .presence_snapshots
             .with_label_values(&["expired"])
             .inc_by(expired as u64);
-        for (space_id, total, changes) in out {
-            self.emit(space_id, total, changes);
-        }
         expired
     }
 
     /// Publishes users' changes to the space's local subscribers, if the space is small enough
-    /// (`total`: its subscribers over the cluster).
+    /// (`total`: its subscribers over the cluster). Called under the lock (the hub never calls
+    /// back into presence).
     fn emit(&self, space_id: SpaceId, total: usize, changes: Vec<Change>) {
         if changes.is_empty() || total > self.0.config.max_subscribers {
             return;
