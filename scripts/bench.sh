@@ -2,7 +2,7 @@
 # Benchmark runner: starts a throwaway Spacecast server on loopback and drives
 # it with the `loadtest` binary.
 #
-#   scripts/bench.sh [sends|fanout|cql-raw|all|compare|socketio|cluster|failover|native|unread|search]   (default: all)
+#   scripts/bench.sh [sends|fanout|cql-raw|all|compare|socketio|cluster|failover|native|unread|search|presence]   (default: all)
 #
 # Each scenario gets a fresh server (own temp data dir, random JWT secret) so
 # results do not depend on what ran before.
@@ -107,6 +107,15 @@
 #   SEARCH_MESSAGES=1000000 SEARCH_SPACES=1000 SEARCH_CONCURRENCY=64 SEARCH_QUERY_CONCURRENCY=1
 #   SEARCH_DURATION=10
 #
+# presence: what a presence change and the count broadcast cost (issue 12), a fresh server per
+#   step, pinned like the other modes: `loadtest presence`, PRESENCE_SUBSCRIBERS sessions in one
+#   space and a changer alternating busy/online PRESENCE_CHANGES times, 20 ms apart, with the
+#   server's CPU time. Steps: `below` (default threshold, 1,000, above the sessions: one frame per
+#   session per change), `above` (--presence-max-subscribers 10, no counts: a change sends
+#   nothing), `counts` (--presence-max-subscribers 10, a count every second over the
+#   PRESENCE_WINDOW s quiet window). Each step stays under the server's 60 s --presence-timeout.
+#   PRESENCE_SUBSCRIBERS=900 PRESENCE_CHANGES=200 PRESENCE_WINDOW=10
+#
 # Defaults can be overridden through the environment:
 #   SENDS_SPACES=8 SENDS_CONCURRENCY=64 SENDS_DURATION=20 SENDS_WARMUP=2
 #   FANOUT_SUBSCRIBERS=1000 FANOUT_RATE=100 FANOUT_DURATION=20
@@ -133,7 +142,7 @@ usage() {
 
 mode=${1:-all}
 case "$mode" in
-sends | fanout | cql-raw | all | compare | socketio | cluster | failover | native | unread | search) ;;
+sends | fanout | cql-raw | all | compare | socketio | cluster | failover | native | unread | search | presence) ;;
 -h | --help)
     usage
     exit 0
@@ -188,6 +197,9 @@ SEARCH_QUERY_CONCURRENCY=${SEARCH_QUERY_CONCURRENCY:-1}
 SEARCH_DURATION=${SEARCH_DURATION:-10}
 UNREAD_CONCURRENCY=${UNREAD_CONCURRENCY:-1}
 UNREAD_DURATION=${UNREAD_DURATION:-10}
+PRESENCE_SUBSCRIBERS=${PRESENCE_SUBSCRIBERS:-900}
+PRESENCE_CHANGES=${PRESENCE_CHANGES:-200}
+PRESENCE_WINDOW=${PRESENCE_WINDOW:-10}
 NATIVE_DURATION=${NATIVE_DURATION:-10}
 NATIVE_FILL=${NATIVE_FILL:-1000000}
 NATIVE_USERS=${NATIVE_USERS:-64}
@@ -1028,6 +1040,29 @@ if [[ $mode == search ]]; then
     echo "search index: $(du -sh "$workdir/search-data/search" 2>/dev/null | cut -f1 || echo unknown)"
     stop_server
     drop_keyspace
+fi
+if [[ $mode == presence ]]; then
+    SPACECAST_JWT_SECRET=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
+    export SPACECAST_JWT_SECRET
+    for step in below above counts; do
+        case $step in
+        below) flags=() ;;
+        above) flags=(--presence-max-subscribers 10 --presence-count-interval 3600s) ;;
+        counts) flags=(--presence-max-subscribers 10 --presence-count-interval 1s) ;;
+        esac
+        [[ $BENCH_STORE == cql ]] && cql_keyspace=$(new_keyspace presence)
+        start_server "presence-$step" "${flags[@]}"
+        cmd=("${loadgen_pin[@]}" "$loadtest_bin" presence --url "$url" \
+            --subscribers "$PRESENCE_SUBSCRIBERS" --changes "$PRESENCE_CHANGES" \
+            --window "$PRESENCE_WINDOW" --server-pid "$server_pid" --json)
+        echo
+        echo "================ presence ($step): $PRESENCE_SUBSCRIBERS subscribers + a changer, server flags: ${flags[*]} ================"
+        echo "\$ ${cmd[*]}"
+        "${cmd[@]}" | tee "$workdir/presence-$step.out"
+        record "$workdir/presence-$step.out" "$BENCH_STORE"
+        stop_server
+        drop_keyspace
+    done
 fi
 if [[ $mode == compare ]]; then
     compare_out="$workdir/compare.jsonl"

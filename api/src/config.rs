@@ -123,6 +123,21 @@ pub struct ConfigArgs {
     /// events in the same socket write (e.g. `2ms`; `0s`, the default, writes at once).
     #[arg(long, env = "SPACECAST_WS_WRITE_DELAY")]
     pub ws_write_delay: Option<String>,
+    /// A realtime session with no client frame for this long is offline in presence (it stays
+    /// connected; e.g. `60s`, two missed 30 s heartbeats).
+    #[arg(long, env = "SPACECAST_PRESENCE_TIMEOUT")]
+    pub presence_timeout: Option<String>,
+    /// A realtime session with no activity (a frame other than `heartbeat` / `presence`) for
+    /// this long is idle in presence (e.g. `5m`).
+    #[arg(long, env = "SPACECAST_PRESENCE_IDLE_AFTER")]
+    pub presence_idle_after: Option<String>,
+    /// Spaces with more subscribers than this get a periodic `presence_count` instead of
+    /// per-user `presence` events.
+    #[arg(long, env = "SPACECAST_PRESENCE_MAX_SUBSCRIBERS")]
+    pub presence_max_subscribers: Option<usize>,
+    /// How often a space above `--presence-max-subscribers` gets its `presence_count` (e.g. `10s`).
+    #[arg(long, env = "SPACECAST_PRESENCE_COUNT_INTERVAL")]
+    pub presence_count_interval: Option<String>,
     /// Threads of the runtime that runs realtime sessions (fan-out), apart from the one serving
     /// HTTP requests, so fan-out to many subscribers cannot delay requests; 0 runs sessions on
     /// the request runtime. Default: one per CPU this process may run on.
@@ -284,6 +299,8 @@ pub struct Config {
     pub max_spaces_per_session: usize,
     pub ws_ping_interval: Duration,
     pub ws_write_delay: Duration,
+    /// presence (issue 12): `--presence-*`.
+    pub presence: spacecast_engine::presence::PresenceConfig,
     pub realtime_threads: usize,
     pub http_header_timeout: Duration,
     pub http_idle_timeout: Duration,
@@ -370,6 +387,10 @@ impl ConfigArgs {
             max_spaces_per_session,
             ws_ping_interval,
             ws_write_delay,
+            presence_timeout,
+            presence_idle_after,
+            presence_max_subscribers,
+            presence_count_interval,
             realtime_threads,
             http_header_timeout,
             http_idle_timeout,
@@ -537,6 +558,25 @@ impl ConfigArgs {
                 Duration::from_secs(25),
             )?,
             ws_write_delay: duration("ws_write_delay", self.ws_write_delay, Duration::ZERO)?,
+            presence: spacecast_engine::presence::PresenceConfig {
+                timeout: duration(
+                    "presence_timeout",
+                    self.presence_timeout,
+                    Duration::from_secs(60),
+                )?,
+                idle_after: duration(
+                    "presence_idle_after",
+                    self.presence_idle_after,
+                    Duration::from_secs(5 * 60),
+                )?,
+                max_subscribers: self.presence_max_subscribers.unwrap_or(1_000),
+                count_interval: duration(
+                    "presence_count_interval",
+                    self.presence_count_interval,
+                    Duration::from_secs(10),
+                )?,
+                ..Default::default()
+            },
             realtime_threads: self
                 .realtime_threads
                 .unwrap_or_else(default_realtime_threads),
@@ -590,6 +630,18 @@ impl ConfigArgs {
                 "ws_ping_interval = {:?}: must be at least 100ms",
                 config.ws_ping_interval
             )));
+        }
+        let p = &config.presence;
+        for (name, d) in [
+            ("presence_timeout", p.timeout),
+            ("presence_idle_after", p.idle_after),
+            ("presence_count_interval", p.count_interval),
+        ] {
+            if d < Duration::from_millis(100) {
+                return Err(ConfigError(format!(
+                    "{name} = {d:?}: must be at least 100ms"
+                )));
+            }
         }
         if config.ws_write_delay > MAX_WS_WRITE_DELAY {
             return Err(ConfigError(format!(

@@ -63,6 +63,7 @@ pub async fn serve(config: Config, metrics: Metrics) -> anyhow::Result<()> {
         subscriber_queue: config.subscriber_queue,
         message_cache_bytes: config.message_cache_bytes,
         edit_window: config.edit_window,
+        presence: config.presence,
         ..EngineConfig::default()
     };
     let engine = match &config.nats_url {

@@ -56,6 +56,8 @@ pub enum HubItem {
     /// The events of one durable commit, consecutive seqs in order.
     Events(Arc<[Published]>),
     Typing(Arc<Typing>),
+    /// A presence change or count (see [`crate::presence`]): ephemeral, like typing.
+    Presence(Arc<crate::presence::PresenceItem>),
 }
 
 /// Local subscribers by space. Cheap to clone.
@@ -138,7 +140,7 @@ impl Hub {
                     })
                     .collect()
             }
-            HubItem::Typing(_) => Vec::new(),
+            HubItem::Typing(_) | HubItem::Presence(_) => Vec::new(),
         };
         if let Some(tx) = tx {
             // Err only means no receiver is left; nothing to deliver.

@@ -35,7 +35,10 @@
 //! [`discovery`] (trending, recommended, search and tag lists of public spaces, and users'
 //! profile stats), [`unread`] (read markers, unread counts and the inbox), [`search`] (message
 //! search: each node's full-text index, fed by every durable commit, queried with the store as
-//! the truth).
+//! the truth), [`presence`] (who is watching a space: session statuses with heartbeat and idle timeouts,
+//! per-user aggregation, change events or periodic counts on the hub; in memory; in a cluster each
+//! node is the authority for its sessions and the nodes following a space merge their views over
+//! the bus).
 //!
 //! With the `testkit` feature: `testkit`, the storage conformance suite every
 //! [`store::Store`] backend must pass.
@@ -49,6 +52,7 @@ pub mod hub;
 pub mod listing;
 pub mod model;
 pub mod notifications;
+pub mod presence;
 pub mod reads;
 pub mod search;
 pub mod space;
@@ -106,6 +110,8 @@ pub struct EngineConfig {
     /// How long a send's idempotency key answers with the original message (CONTRACT §5: 5
     /// minutes); tests shorten it.
     pub idempotency_ttl: Duration,
+    /// presence (issue 12): timeouts, threshold and count interval (see [`presence`]).
+    pub presence: presence::PresenceConfig,
 }
 
 impl Default for EngineConfig {
@@ -120,6 +126,7 @@ impl Default for EngineConfig {
             message_cache_bytes: 64 * 1024 * 1024,
             edit_window: Duration::from_secs(24 * 60 * 60),
             idempotency_ttl: Duration::from_secs(300),
+            presence: presence::PresenceConfig::default(),
         }
     }
 }
@@ -152,6 +159,8 @@ pub struct Engine {
     trending: Arc<discovery::TrendingCache>,
     /// search (issue 12): set by [`Engine::start_search`].
     search: Arc<std::sync::OnceLock<search::Search>>,
+    /// presence (issue 12): this node's presence by space.
+    presence: presence::Presence,
 }
 
 impl Engine {
@@ -187,6 +196,12 @@ impl Engine {
         if !bus.clustered() {
             metrics.bus_connected.set(1);
         }
+        let presence =
+            presence::Presence::new(hub.clone(), config.presence, metrics.clone(), bus.clone());
+        presence.run_counts();
+        if bus.clustered() {
+            presence.run_cluster();
+        }
         let fanout = Fanout::new(hub.clone(), store.clone(), bus);
         let directory =
             Directory::start(store.clone(), fanout.clone(), metrics.clone(), config, lost).await?;
@@ -198,6 +213,7 @@ impl Engine {
             metrics,
             trending: Arc::default(),
             search: Arc::default(),
+            presence,
         })
     }
 
@@ -213,6 +229,11 @@ impl Engine {
         space_id: SpaceId,
     ) -> Result<tokio::sync::broadcast::Receiver<HubItem>> {
         self.fanout.watch(space_id).await?;
+        // presence (issue 12): the other nodes' presence in the space, from now on.
+        if let Err(e) = self.presence.watch(space_id).await {
+            self.fanout.unwatch(space_id);
+            return Err(e);
+        }
         Ok(self.hub.subscribe(space_id))
     }
 
@@ -220,6 +241,7 @@ impl Engine {
     pub fn unsubscribe(&self, space_id: SpaceId) {
         self.hub.release(space_id);
         self.fanout.unwatch(space_id);
+        self.presence.unwatch(space_id);
     }
 
     /// Subscribes to `user_id`'s per-user channel on this node (see [`users`]): once this
@@ -276,6 +298,11 @@ impl Engine {
     }
 
     /// Delivery to this node's subscribers (for a bus that must catch up after reconnecting).
+    /// This node's presence (see [`presence`]).
+    pub fn presence(&self) -> &presence::Presence {
+        &self.presence
+    }
+
     pub fn fanout(&self) -> &Fanout {
         &self.fanout
     }

@@ -72,7 +72,9 @@ async fn space_with(n: usize) -> (tempfile::TempDir, Engine, SpaceId, Vec<SpaceE
 async fn next_seqs(rx: &mut broadcast::Receiver<HubItem>, wait: Duration) -> Option<Vec<Seq>> {
     match tokio::time::timeout(wait, rx.recv()).await {
         Ok(Ok(HubItem::Events(evs))) => Some(evs.iter().map(|p| p.event.seq).collect()),
-        Ok(Ok(HubItem::Typing(_))) => panic!("unexpected typing"),
+        Ok(Ok(HubItem::Typing(_) | HubItem::Presence(_))) => {
+            panic!("unexpected typing or presence")
+        }
         Ok(Err(e)) => panic!("hub receive failed: {e}"),
         Err(_) => None,
     }

@@ -480,7 +480,9 @@ async fn concurrent_sends_get_gapless_seqs_and_subscribers_see_each_durable_even
                         received.push(p.event.clone());
                     }
                 }
-                HubItem::Typing(_) => panic!("no typing was sent"),
+                HubItem::Typing(_) | HubItem::Presence(_) => {
+                    panic!("no typing or presence was sent")
+                }
             }
         }
         (received, sub)
@@ -1163,7 +1165,7 @@ async fn a_failed_commit_fails_its_commands_and_the_space_resumes_from_the_store
     while published.len() < 4 {
         match within("an event", sub.recv()).await.expect("subscribed") {
             HubItem::Events(batch) => published.extend(batch.iter().map(|p| p.event.clone())),
-            HubItem::Typing(_) => panic!("no typing was sent"),
+            HubItem::Typing(_) | HubItem::Presence(_) => panic!("no typing or presence was sent"),
         }
     }
     assert_eq!(published, events);
@@ -1258,7 +1260,7 @@ async fn an_unsettled_commit_is_acknowledged_and_the_space_reloads_to_finish_it(
     while published.len() < 3 {
         match within("an event", sub.recv()).await.expect("subscribed") {
             HubItem::Events(batch) => published.extend(batch.iter().map(|p| p.event.clone())),
-            HubItem::Typing(_) => panic!("no typing was sent"),
+            HubItem::Typing(_) | HubItem::Presence(_) => panic!("no typing or presence was sent"),
         }
     }
     assert_eq!(

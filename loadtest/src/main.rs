@@ -19,6 +19,10 @@
 //!   not in the histogram; the worker honours Retry-After up to 1 s) and errors. This is the
 //!   server's capacity; the scenarios below measure latency at a fixed offered load.
 //!
+//! * `presence`: one space, `--subscribers` sessions and a changer alternating its presence
+//!   status: frames and server CPU (`--server-pid`) per change, and over a quiet window the
+//!   count broadcasts above `--presence-max-subscribers` (see `presence.rs`).
+//!
 //! * The load scenarios, one engine on the [`target::Target`] trait (`--target spacecast`, the
 //!   default: REST sends + `/v1/stream`; `--target centrifugo`: HTTP API publishes with
 //!   `--api-key` + the JSON client protocol, `--jwt-secret` being its token HMAC key):
@@ -93,6 +97,7 @@ mod cql_raw;
 mod failover;
 mod load;
 mod nodes;
+mod presence;
 mod procstat;
 mod reads;
 mod report;
@@ -145,6 +150,9 @@ enum Scenario {
     Unread(unread::UnreadArgs),
     /// Message search: ingest with freshness probes, then query latency over the index.
     Search(search::SearchArgs),
+    /// One space with many subscribers: server CPU and frames per presence change, and the
+    /// cost of the periodic count above the threshold.
+    Presence(presence::PresenceArgs),
     /// Raw CQL writes shaped like the engine's group commits (no server).
     CqlRaw(cql_raw::CqlRawArgs),
     /// A cluster under steady sends; kills a space's owner node N times (through a driver on
@@ -186,6 +194,7 @@ impl Scenario {
             Scenario::Reads(a) => a.common.threads,
             Scenario::Unread(a) => a.common.threads,
             Scenario::Search(a) => a.common.threads,
+            Scenario::Presence(a) => a.common.threads,
             Scenario::CqlRaw(a) => a.threads,
             Scenario::Failover(a) => a.common.threads,
             Scenario::Compare(_) => Some(1),
@@ -266,6 +275,12 @@ async fn run(cli: Cli) -> Result<()> {
             report.print_human();
             print_json(json, &report)
         }
+        Scenario::Presence(args) => {
+            let json = args.common.json;
+            let report = presence::run(args).await?;
+            report.print_human();
+            print_json(json, &report)
+        }
         Scenario::CqlRaw(args) => {
             let json = args.json;
             let report = cql_raw::run(args).await?;
@@ -324,6 +339,30 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_the_presence_scenario() {
+        let cli = Cli::try_parse_from(["loadtest", "presence", "--jwt-secret", "s"]).unwrap();
+        let Scenario::Presence(args) = cli.scenario else {
+            panic!("expected presence")
+        };
+        assert_eq!(
+            (args.subscribers, args.changes, args.pace_ms, args.window),
+            (500, 200, 20, 10)
+        );
+        assert_eq!(args.server_pid, None);
+        assert!(
+            Cli::try_parse_from([
+                "loadtest",
+                "presence",
+                "--jwt-secret",
+                "s",
+                "--subscribers",
+                "0"
+            ])
+            .is_err()
+        );
     }
 
     #[test]

@@ -140,12 +140,16 @@ pub async fn run(args: SearchArgs) -> Result<SearchReport> {
         .try_collect()
         .await
         .context("creating the spaces")?;
-    stream::iter(spaces.iter().flat_map(|s| senders[1..].iter().map(move |t| (s, t))))
-        .map(|(space, token)| api.join_space(token, space))
-        .buffer_unordered(16)
-        .try_collect::<Vec<()>>()
-        .await
-        .context("joining the senders to the spaces")?;
+    stream::iter(
+        spaces
+            .iter()
+            .flat_map(|s| senders[1..].iter().map(move |t| (s, t))),
+    )
+    .map(|(space, token)| api.join_space(token, space))
+    .buffer_unordered(16)
+    .try_collect::<Vec<()>>()
+    .await
+    .context("joining the senders to the spaces")?;
     let urls: Vec<_> = spaces.iter().map(|s| api.messages_url(s)).collect();
 
     let lags = Arc::new(Mutex::new(stats::new_histogram::<u64>()));

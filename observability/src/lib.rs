@@ -71,6 +71,11 @@ pub mod names {
     pub const SEARCH_CATCHUP_SCANNED: &str = "spacecast_search_catchup_spaces_scanned_total";
     pub const SEARCH_CATCHUP_RUNNING: &str = "spacecast_search_catchup_running";
     pub const SEARCH_QUERY_DURATION: &str = "spacecast_search_query_duration_seconds";
+    pub const PRESENCE_ENTRIES: &str = "spacecast_presence_entries";
+    pub const PRESENCE_EVENTS: &str = "spacecast_presence_events_total";
+    pub const PRESENCE_COUNTS: &str = "spacecast_presence_counts_total";
+    pub const PRESENCE_SNAPSHOTS: &str = "spacecast_presence_snapshots_total";
+    pub const PRESENCE_ENTRIES_EXPIRED: &str = "spacecast_presence_entries_expired_total";
     pub const WS_SESSIONS: &str = "spacecast_ws_sessions";
     pub const WS_CLOSED: &str = "spacecast_ws_closed_total";
     pub const WS_FRAMES_IN: &str = "spacecast_ws_frames_received_total";
@@ -270,6 +275,19 @@ pub struct Inner {
     pub search_catchup_running: IntGauge,
     /// Search query latency, hydration from the store included, by scope (`space`, `all`).
     pub search_query_duration: HistogramVec,
+    /// presence (issue 12): (space, session) presence entries held by this node.
+    pub presence_entries: IntGauge,
+    /// `presence` changes published to a space's local subscribers (one hub item each,
+    /// whatever the number of subscribers).
+    pub presence_events: IntCounter,
+    /// `presence_count` frames published to a space's local subscribers (one hub item each).
+    pub presence_counts: IntCounter,
+    /// Presence snapshots, by `op`: `published` (this node's, cluster), `received` (another
+    /// node's, complete), `expired` (another node's, not renewed in time).
+    pub presence_snapshots: IntCounterVec,
+    /// Other nodes' (user, node) presence entries dropped because that node's messages stopped
+    /// (cluster).
+    pub presence_entries_expired: IntCounter,
     /// Open realtime sessions by protocol.
     pub ws_sessions: IntGaugeVec,
     /// Realtime sessions closed, by protocol (`native`, `socketio`) and reason.
@@ -641,6 +659,29 @@ impl Metrics {
                     LATENCY_BUCKETS
                 ),
                 &["scope"]
+            )),
+            presence_entries: reg!(IntGauge::new(
+                names::PRESENCE_ENTRIES,
+                "Presence entries (joined space, session) held by this node"
+            )),
+            presence_events: reg!(IntCounter::new(
+                names::PRESENCE_EVENTS,
+                "Presence changes published to local subscribers of a space"
+            )),
+            presence_counts: reg!(IntCounter::new(
+                names::PRESENCE_COUNTS,
+                "presence_count frames published to local subscribers of a space"
+            )),
+            presence_snapshots: reg!(IntCounterVec::new(
+                Opts::new(
+                    names::PRESENCE_SNAPSHOTS,
+                    "Presence snapshots published or received by this node, or expired, by op"
+                ),
+                &["op"]
+            )),
+            presence_entries_expired: reg!(IntCounter::new(
+                names::PRESENCE_ENTRIES_EXPIRED,
+                "Other nodes' presence entries dropped because that node's messages stopped"
             )),
             ws_sessions: reg!(IntGaugeVec::new(
                 Opts::new(names::WS_SESSIONS, "Open realtime sessions by protocol"),

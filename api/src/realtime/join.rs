@@ -84,6 +84,7 @@ impl Session {
                 self.unsubscribe(space_id);
                 return Err(CommandError::from(e).into());
             }
+            self.presence_joined(space_id);
         }
         let head = match log.head_seq().await {
             Ok(head) => head,
@@ -126,6 +127,10 @@ impl Session {
     pub(super) fn unsubscribe(&mut self, space_id: SpaceId) {
         if self.inbox.subs.remove(&space_id).is_some() {
             self.app.engine.unsubscribe(space_id);
+            self.app
+                .engine
+                .presence()
+                .remove(space_id, self.id, self.user.id());
         }
         self.delivered.remove(&space_id);
         self.last_typing.remove(&space_id);

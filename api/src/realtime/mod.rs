@@ -4,7 +4,7 @@
 //!   token refresh, and the slow-consumer rule; it knows no socket and no wire format;
 //! - [`output`]: what a session says ([`Output`]) and the adapter's write side ([`Outbox`]);
 //! - [`disconnect`]: why a session ends, with stable close codes ([`Disconnect`]);
-//! - `join`, `send`, `typing`, `refresh`: one file per command.
+//! - `join`, `send`, `typing`, `refresh`, `presence`: one file per command.
 //!
 //! Protocol adapters (the native `/v1/stream` in [`crate::stream`], Socket.IO in
 //! [`crate::socketio`]) parse their frames into [`Command`]s, render [`Output`]s, and own their
@@ -15,6 +15,7 @@ pub mod disconnect;
 mod join;
 mod membership;
 pub mod output;
+mod presence;
 mod refresh;
 mod send;
 pub mod session;
@@ -46,6 +47,12 @@ pub enum Command {
     Typing { space_id: String },
     /// Replace the session's token with a newer one of the same user.
     Refresh { token: String },
+    /// The client chose its presence status (see `spacecast_engine::presence`).
+    Presence {
+        status: spacecast_engine::presence::Status,
+    },
+    /// Nothing to say: keeps the session's presence from timing out. Answered by nothing.
+    Heartbeat,
 }
 
 impl Command {
@@ -57,6 +64,14 @@ impl Command {
             Command::Send { .. } => "send",
             Command::Typing { .. } => "typing",
             Command::Refresh { .. } => "refresh",
+            Command::Presence { .. } => "presence",
+            Command::Heartbeat => "heartbeat",
         }
+    }
+
+    /// Whether the command is activity for presence (anything but a heartbeat or a presence
+    /// choice).
+    pub fn is_activity(&self) -> bool {
+        !matches!(self, Command::Presence { .. } | Command::Heartbeat)
     }
 }

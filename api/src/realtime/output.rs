@@ -6,6 +6,7 @@ use std::future::Future;
 use spacecast_engine::event::Published;
 use spacecast_engine::hub::Typing;
 use spacecast_engine::model::{Message, Seq, SpaceId};
+use spacecast_engine::presence::PresenceItem;
 use spacecast_engine::users::UserPublished;
 
 use super::Disconnect;
@@ -84,6 +85,8 @@ pub enum Output<'a> {
     /// An event of the session's user's channel (a notification, …): best effort, not
     /// sequenced.
     User(&'a UserPublished),
+    /// A presence change or count of a joined space (see `spacecast_engine::presence`).
+    Presence(&'a PresenceItem),
     /// A send is durable.
     Ack {
         correlation: Option<&'a Correlation>,

@@ -131,6 +131,8 @@ pub struct Inbox {
     pub(super) results: Option<Results>,
     /// The user's channel, once [`Session::subscribe_user`] made it.
     pub(super) user: Option<UserSubscription>,
+    /// Fires when the session's presence may change by itself (see `presence.rs`).
+    pub(super) presence_timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 /// Something for [`Session::wake`] to handle.
@@ -142,12 +144,13 @@ enum WakeKind {
     Sent(Box<SendOutcome>),
     Hub(SpaceId, Result<HubItem, BroadcastStreamRecvError>),
     User(Result<UserItem, BroadcastStreamRecvError>),
+    Presence,
 }
 
 impl Inbox {
-    /// Waits for the next send answer, user-channel event or hub item. Cancel-safe; never
-    /// resolves for a session with no subscription (user channel included) and no send in
-    /// flight.
+    /// Waits for the next send answer, presence deadline, user-channel event or hub item.
+    /// Cancel-safe; never resolves for a session with no subscription (user channel included),
+    /// no send in flight and no presence deadline.
     pub async fn next(&mut self) -> Wake {
         let results = async {
             match &mut self.results {
@@ -161,9 +164,16 @@ impl Inbox {
                 None => std::future::pending().await,
             }
         };
+        let presence = async {
+            match &mut self.presence_timer {
+                Some(t) => t.as_mut().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             biased;
             Some(outcome) = results => Wake(WakeKind::Sent(outcome)),
+            () = presence => Wake(WakeKind::Presence),
             Some(item) = user => Wake(WakeKind::User(item)),
             Some((space, item)) = self.subs.next(), if !self.subs.is_empty() => {
                 Wake(WakeKind::Hub(space, item))
@@ -193,6 +203,9 @@ pub struct Session {
     /// `spacecast_fanout_deliveries_total{protocol}`, resolved once.
     deliveries: IntCounter,
     pub(super) protocol: &'static str,
+    /// The session's presence (see `presence.rs`) and the status last given to its spaces.
+    pub(super) presence: spacecast_engine::presence::SessionPresence,
+    pub(super) presence_shown: spacecast_engine::presence::Status,
 }
 
 impl Session {
@@ -208,11 +221,19 @@ impl Session {
                 subs: StreamMap::new(),
                 results: None,
                 user: None,
+                presence_timer: None,
             },
             delivered: HashMap::new(),
             send_permits: Arc::new(Semaphore::new(MAX_INFLIGHT_SENDS)),
             last_typing: HashMap::new(),
             deliveries: app.metrics.fanout_deliveries.with_label_values(&[protocol]),
+            // Socket.IO's transport has its own heartbeat (Engine.IO ping/pong) and closes a
+            // silent socket itself: its sessions do not time out here.
+            presence: spacecast_engine::presence::SessionPresence::new(
+                tokio::time::Instant::now(),
+                protocol != "socketio",
+            ),
+            presence_shown: spacecast_engine::presence::Status::Online,
             protocol,
             user,
             app,
@@ -255,6 +276,7 @@ impl Session {
     ) -> Result<(), Disconnect> {
         let kind = cmd.kind();
         let started = Instant::now();
+        self.presence_frame(cmd.is_activity());
         let result = match cmd {
             Command::Join {
                 space_id,
@@ -281,6 +303,11 @@ impl Session {
             Command::Refresh { token } => {
                 self.refresh(out, &token).await.map_err(|e| (e, None, None))
             }
+            Command::Presence { status } => {
+                self.choose_presence(status);
+                Ok(())
+            }
+            Command::Heartbeat => Ok(()),
         };
         self.app
             .metrics
@@ -329,6 +356,8 @@ impl Session {
         correlation: Option<Correlation>,
         out: &mut O,
     ) -> Result<(), Disconnect> {
+        // Any frame is a heartbeat.
+        self.presence_frame(false);
         self.app
             .metrics
             .ws_frames_in
@@ -373,6 +402,10 @@ impl Session {
                 }
             }
             WakeKind::Hub(space_id, item) => self.on_hub_item(out, space_id, item).await,
+            WakeKind::Presence => {
+                self.presence_due();
+                Ok(())
+            }
             WakeKind::User(Ok(item)) => {
                 out.put(Output::User(&item)).await?;
                 self.app
@@ -463,6 +496,7 @@ impl Session {
                 }
                 out.put(Output::Typing(&t)).await
             }
+            Ok(HubItem::Presence(p)) => out.put(Output::Presence(&p)).await,
             Err(BroadcastStreamRecvError::Lagged(n)) => {
                 // Counted by `ws_closed{reason="slow_consumer"}`; a client can cause it at will.
                 tracing::debug!(session = self.id, protocol = self.protocol, user = %self.user.id(), %space_id, skipped = n, "closing slow consumer");
@@ -495,7 +529,12 @@ impl Session {
         for space in spaces {
             self.inbox.subs.remove(&space);
             self.app.engine.unsubscribe(space);
+            self.app
+                .engine
+                .presence()
+                .remove(space, self.id, self.user.id());
         }
+        self.inbox.presence_timer = None;
         if self.inbox.user.take().is_some() {
             self.app.engine.unsubscribe_user(self.user.id());
         }

@@ -74,7 +74,10 @@ impl Outbox for SioOut {
         let Some(r) = events::render(&out) else {
             return Ok(());
         };
-        if matches!(out, Output::Event(_) | Output::Typing(_) | Output::User(_)) {
+        if matches!(
+            out,
+            Output::Event(_) | Output::Typing(_) | Output::User(_) | Output::Presence(_)
+        ) {
             self.unflushed += 1;
         }
         emit(&self.socket, r.event, &r.data).await

@@ -9,6 +9,8 @@
 //! | `join_space` | `"<space id>"` or `{"space_id", "since_seq"?}` | join; with `since_seq`, first every event after it |
 //! | `leave_space` | `"<space id>"` or `{"space_id"}` | leave |
 //! | `typing` | `"<space id>"` or `{"space_id"}` | tell the space's other watchers (extension) |
+//! | `presence` | `"online"`, `"idle"`, `"busy"`, `"offline"` or `{"status"}` | choose the socket's presence status (extension) |
+//! | `heartbeat` | none | nothing (extension; Engine.IO's ping/pong already keeps a socket's presence) |
 //! | `send_message`, `message_appreciated` | anything | ignored: the app relays its own REST calls, and the server already fans out from the writes themselves (counted as `relay_ignored`) |
 //! | any other | anything | ignored (counted as `unknown`) |
 //!
@@ -21,6 +23,8 @@
 //! | `joined_space` | `{"space_id", "head_seq"}` after a join (extension) |
 //! | `left_space` | `{"space_id"}` after a leave (extension) |
 //! | `typing` | `{"space_id", "user_id", "username"}` (extension) |
+//! | `presence` | `{"space_id", "user_id", "username", "status"}`: a user's status changed in a joined space (extension) |
+//! | `presence_count` | `{"space_id", "online"}`: periodically, in a space above `--presence-max-subscribers` (extension) |
 //! | `notification` | a `Notification` (as `GET /api/notifications` lists it): one of the socket user's, live (extension; every event of the user's channel is emitted under its `type`) |
 //! | `spacecast_error` | `{"code", "error", "space_id"?, "retry_after"?}`: a command was refused (extension) |
 //! | `spacecast_disconnect` | `{"code", "reason"}` just before the server disconnects the socket (extension; the native stream's close code and reason) |
@@ -81,6 +85,12 @@ enum SpaceArg {
 
 /// Parses the client event `event` with its first argument `data` (`None` without one).
 pub fn parse(event: &str, data: Option<serde_json::Value>) -> Parsed {
+    if event == "presence" {
+        return match presence_arg(data) {
+            Ok(status) => Parsed::Command(Command::Presence { status }),
+            Err(e) => Parsed::Invalid(e),
+        };
+    }
     let space = move |what: &str| -> Result<(String, Option<Seq>), CommandError> {
         data.and_then(|d| serde_json::from_value::<SpaceArg>(d).ok())
             .map(|arg| match arg {
@@ -104,6 +114,7 @@ pub fn parse(event: &str, data: Option<serde_json::Value>) -> Parsed {
         }),
         "leave_space" => space("leave_space").map(|(space_id, _)| Command::Leave { space_id }),
         "typing" => space("typing").map(|(space_id, _)| Command::Typing { space_id }),
+        "heartbeat" => Ok(Command::Heartbeat),
         "send_message" | "message_appreciated" => return Parsed::Relay,
         _ => return Parsed::Unknown,
     };
@@ -111,6 +122,24 @@ pub fn parse(event: &str, data: Option<serde_json::Value>) -> Parsed {
         Ok(c) => Parsed::Command(c),
         Err(e) => Parsed::Invalid(e),
     }
+}
+
+/// The status of a `presence` event: `"busy"` or `{"status": "busy"}`.
+fn presence_arg(
+    data: Option<serde_json::Value>,
+) -> Result<spacecast_engine::presence::Status, CommandError> {
+    let s = match &data {
+        Some(serde_json::Value::String(s)) => Some(s.as_str()),
+        Some(v) => v.get("status").and_then(serde_json::Value::as_str),
+        None => None,
+    };
+    s.and_then(spacecast_engine::presence::Status::parse)
+        .ok_or_else(|| {
+            CommandError::new(
+                "invalid_event",
+                "presence takes a status (online, idle, busy, offline), or an object with status",
+            )
+        })
 }
 
 /// Who caused `ev`, if it has a Socket.IO form at all: the sender of a message, the user who
@@ -139,6 +168,11 @@ pub fn render(out: &Output<'_>) -> Option<Rendered> {
         // `emit(<event type>, data)`, rendered once for every Socket.IO session of the user.
         Output::User(u) => u.rendered.get(&SOCKETIO, || {
             Some(rendered(u.event.name(), &u.event.socketio_payload()))
+        }),
+        // `emit("presence" | "presence_count", data)`, rendered once for every Socket.IO
+        // subscriber of the space.
+        Output::Presence(p) => p.rendered.get(&SOCKETIO, || {
+            Some(rendered(p.frame.name(), &p.frame.socketio_payload()))
         }),
         Output::Joined { space_id, head_seq } => Some(rendered(
             "joined_space",

@@ -16,9 +16,10 @@
 //! missing token is refused with the connect error `Authentication required`, a bad, expired or
 //! out-of-bounds one with `Invalid token` (the Space7 backend's words), a user at
 //! `--max-connections-per-user` with `Too many connections`. Client events: `join_space`,
-//! `leave_space`, `typing`; `send_message` and `message_appreciated` (the app's relays of its own
+//! `leave_space`, `typing`, `presence`, `heartbeat`; `send_message` and `message_appreciated` (the app's relays of its own
 //! REST calls) are ignored. Server events: `receive_message`, `message_appreciated`, plus the
-//! extensions `joined_space`, `left_space`, `typing`, `spacecast_error`, `spacecast_disconnect`.
+//! extensions `joined_space`, `left_space`, `typing`, `presence`, `presence_count`,
+//! `spacecast_error`, `spacecast_disconnect`.
 //! [`events`] has the payloads. Server events come only from the engine's durable events (REST,
 //! native or any other origin alike), never to the sockets of the user who acted; deletes have
 //! no Space7 event and send nothing here.

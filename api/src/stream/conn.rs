@@ -66,7 +66,10 @@ struct NativeOut<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Outbox for NativeOut<S> {
     async fn put(&mut self, out: Output<'_>) -> Result<(), Disconnect> {
-        if matches!(out, Output::Event(_) | Output::Typing(_) | Output::User(_)) {
+        if matches!(
+            out,
+            Output::Event(_) | Output::Typing(_) | Output::User(_) | Output::Presence(_)
+        ) {
             self.unflushed += 1;
         }
         let text = frames::render(&out);

@@ -54,6 +54,14 @@ pub enum ClientFrame {
         /// A newer JWT of the same user; the session then ends at its `exp`.
         token: String,
     },
+    /// Choose this session's presence status (`offline`: appear offline). Answered by nothing;
+    /// the spaces the session joined get the user's `presence` change, if it changed.
+    Presence {
+        status: spacecast_engine::presence::Status,
+    },
+    /// Nothing to say: keeps the session's presence from going offline (every frame does; see
+    /// `--presence-timeout`). Answered by nothing.
+    Heartbeat,
 }
 
 /// Parses a text frame. `local_id` (if any) is returned even when the rest is invalid, so the
@@ -89,6 +97,8 @@ pub fn parse(text: &str) -> Result<Command, (CommandError, Option<Correlation>)>
             },
             ClientFrame::Typing { space_id } => Command::Typing { space_id },
             ClientFrame::Refresh { token } => Command::Refresh { token },
+            ClientFrame::Presence { status } => Command::Presence { status },
+            ClientFrame::Heartbeat => Command::Heartbeat,
         }),
         Err(e) => {
             let local_id = serde_json::from_str::<serde_json::Value>(text)
@@ -195,6 +205,8 @@ pub fn render(out: &Output<'_>) -> Bytes {
         Output::Typing(t) => return t.rendered.get(&NATIVE, || typing(t)),
         // `{"type": <event type>, …data}`, rendered once for every native session of the user.
         Output::User(u) => return u.rendered.get(&NATIVE, || json(&u.event)),
+        // `{"type":"presence"|"presence_count", …}`, rendered once for every native subscriber.
+        Output::Presence(p) => return p.rendered.get(&NATIVE, || json(&p.frame)),
         Output::Hello {
             session_id,
             node_id,

@@ -43,7 +43,8 @@ pub const PATH: &str = "/v1/stream";
     components(schemas(
         frames::ServerFrame,
         frames::ClientFrame,
-        spacecast_engine::users::UserEvent
+        spacecast_engine::users::UserEvent,
+        spacecast_engine::presence::PresenceFrame
     ))
 )]
 pub struct Doc;

@@ -541,8 +541,21 @@ impl Ws {
             .expect("ws send");
     }
 
-    /// The next text frame as JSON, skipping pings; `None` if closed. Panics after 10 s.
+    /// The next text frame as JSON, skipping pings and presence frames (`presence`,
+    /// `presence_count`: ephemeral signals that interleave with everything, as pings do; the
+    /// presence tests read them with [`Ws::next_json_all`]); `None` if closed. Panics after 10 s
+    /// without a frame.
     pub async fn next_json(&mut self) -> Option<Value> {
+        loop {
+            let v = self.next_json_all().await?;
+            if v["type"] != "presence" && v["type"] != "presence_count" {
+                return Some(v);
+            }
+        }
+    }
+
+    /// The next text frame as JSON, skipping pings only; `None` if closed. Panics after 10 s.
+    pub async fn next_json_all(&mut self) -> Option<Value> {
         loop {
             let msg = tokio::time::timeout(Duration::from_secs(10), self.inner.next())
                 .await
@@ -562,6 +575,16 @@ impl Ws {
     pub async fn next_matching(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
         loop {
             let v = self.next_json().await.expect("stream open");
+            if pred(&v) {
+                return v;
+            }
+        }
+    }
+
+    /// [`Ws::next_matching`] over every frame, presence frames included.
+    pub async fn next_matching_all(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            let v = self.next_json_all().await.expect("stream open");
             if pred(&v) {
                 return v;
             }

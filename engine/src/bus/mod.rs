@@ -33,6 +33,7 @@ use crate::error::{EngineError, Result};
 use crate::event::{Published, SpaceEvent};
 use crate::hub::{Hub, HubItem, Typing};
 use crate::model::{Seq, SpaceId};
+use crate::presence::{Presence, PresenceWire};
 use crate::space::command::{Command, Outcome};
 use crate::store::Store;
 use crate::users::{UserChannels, UserEvent};
@@ -155,6 +156,36 @@ pub trait Bus: Send + Sync + 'static {
     /// `BusUnavailable`.
     async fn watch_all(&self, _indexer: crate::search::Indexer) -> Result<Serving> {
         Ok(Serving::none())
+    }
+
+    // ---- presence (issue 12) ----
+
+    /// Hands this node's presence message about a space (a change or a snapshot part) to the
+    /// other nodes; messages handed over one after another arrive in that order (best effort:
+    /// lost while the bus is down). A single node has nobody to tell.
+    fn publish_presence(&self, _space_id: SpaceId, _msg: &PresenceWire) {}
+
+    /// Starts receiving the other nodes' presence messages about `space_id` into `presence`,
+    /// and answering their requests for this node's snapshot, until the guard is dropped;
+    /// returns once both subscriptions are registered.
+    ///
+    /// # Errors
+    /// `BusUnavailable`.
+    async fn watch_presence(&self, _space_id: SpaceId, _presence: Presence) -> Result<Serving> {
+        Ok(Serving::none())
+    }
+
+    /// Asks every node that follows `space_id` for its snapshot, and returns what arrives within
+    /// `window` (this node's own excluded).
+    ///
+    /// # Errors
+    /// `BusUnavailable`.
+    async fn gather_presence(
+        &self,
+        _space_id: SpaceId,
+        _window: std::time::Duration,
+    ) -> Result<Vec<PresenceWire>> {
+        Ok(Vec::new())
     }
 }
 

@@ -10,6 +10,11 @@
 //! - `spacecast.user.<token>`: events for one user's sessions ([`crate::users`]), `<token>` the
 //!   hex of a hash of the user id ([`crate::users::subject_token`]); a node subscribes only while
 //!   it has a session of that user, and checks the user id each message carries.
+//! - `spacecast.pr.<space>`: presence ([`crate::presence`]): each node following the space
+//!   publishes its changes and, every 15 s, its full snapshot there, and subscribes while it
+//!   follows the space.
+//! - `spacecast.prq.<space>`: requests for presence snapshots (a node asked about a space it does
+//!   not follow); every node following the space answers with its snapshot on the reply subject.
 //! - KV bucket `spacecast_leases`, key `space.<space>`, value the owner's node id, expiring one
 //!   lease TTL after its last write (see [`super::lease`]).
 //!
@@ -38,6 +43,7 @@ use crate::error::{EngineError, Result};
 use crate::event::{EventTraces, Published, SpaceEvent};
 use crate::hub::Typing;
 use crate::model::SpaceId;
+use crate::presence::{Presence, PresenceWire};
 use crate::space::command::{Command, WireResult};
 use crate::users::{UserChannels, UserEvent, subject_token};
 
@@ -844,6 +850,105 @@ impl Bus for NatsBus {
         });
         let abort = AbortOnDrop(task.abort_handle());
         Ok(Serving::on_drop(move || drop(abort)))
+    }
+
+    // ---- presence ----
+
+    fn publish_presence(&self, space_id: SpaceId, msg: &PresenceWire) {
+        match serde_json::to_vec(msg) {
+            Ok(payload) => {
+                // Through the ordered publishing task: this node's messages keep their order.
+                if self
+                    .outgoing
+                    .send((
+                        format!("spacecast.pr.{space_id}"),
+                        payload.into(),
+                        None,
+                        Instant::now(),
+                    ))
+                    .is_ok()
+                {
+                    self.metrics.bus_publish_queue.inc();
+                }
+            }
+            Err(e) => {
+                tracing::error!(%space_id, error = %e, "could not encode presence for the bus")
+            }
+        }
+    }
+
+    async fn watch_presence(&self, space_id: SpaceId, presence: Presence) -> Result<Serving> {
+        self.check_connected()?;
+        let mut changes = self
+            .client
+            .subscribe(format!("spacecast.pr.{space_id}"))
+            .await
+            .map_err(unavailable)?;
+        let mut asks = self
+            .client
+            .subscribe(format!("spacecast.prq.{space_id}"))
+            .await
+            .map_err(unavailable)?;
+        // The server has registered both subscriptions once the flush's round trip is done.
+        self.client.flush().await.map_err(unavailable)?;
+        let client = self.client.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    msg = changes.next() => {
+                        let Some(msg) = msg else { return };
+                        match serde_json::from_slice::<PresenceWire>(&msg.payload) {
+                            Ok(w) => presence.received(space_id, w),
+                            Err(e) => tracing::warn!(%space_id, error = %e, "unreadable presence on the bus; dropped"),
+                        }
+                    }
+                    msg = asks.next() => {
+                        let Some(msg) = msg else { return };
+                        let Some(reply) = msg.reply else { continue };
+                        for part in presence.snapshot(space_id) {
+                            let Ok(payload) = serde_json::to_vec(&part) else { continue };
+                            if let Err(e) = client.publish(reply.clone(), payload.into()).await {
+                                tracing::debug!(error = %e, "could not answer a presence request");
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        let abort = AbortOnDrop(task.abort_handle());
+        Ok(Serving::on_drop(move || drop(abort)))
+    }
+
+    async fn gather_presence(
+        &self,
+        space_id: SpaceId,
+        window: Duration,
+    ) -> Result<Vec<PresenceWire>> {
+        self.check_connected()?;
+        let inbox = self.client.new_inbox();
+        let mut sub = self
+            .client
+            .subscribe(inbox.clone())
+            .await
+            .map_err(unavailable)?;
+        self.client
+            .publish_with_reply(format!("spacecast.prq.{space_id}"), inbox, Bytes::new())
+            .await
+            .map_err(unavailable)?;
+        let deadline = tokio::time::Instant::now() + window;
+        let mut out = Vec::new();
+        while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, sub.next()).await {
+            match serde_json::from_slice::<PresenceWire>(&msg.payload) {
+                Ok(w) if w.node != self.node_id => out.push(w),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(%space_id, error = %e, "unreadable presence answer; dropped")
+                }
+            }
+        }
+        let _ = sub.unsubscribe().await;
+        Ok(out)
     }
 }
 
