@@ -93,6 +93,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         crate::routes::notifications::Doc::openapi(),
         crate::routes::v1_reads::Doc::openapi(),
         crate::routes::v1_search::Doc::openapi(),
+        crate::routes::v1_presence::Doc::openapi(),
         crate::routes::node::Doc::openapi(),
         crate::stream::Doc::openapi(),
         crate::socketio::Doc::openapi(),

@@ -18,6 +18,7 @@
 //! - [`v1_reads`] serves `POST /v1/spaces/{id}/read`, `GET /v1/me/unread`, `GET /v1/me/spaces`
 //! - [`v1_search`] serves `GET /v1/spaces/{id}/messages/search` and `GET /v1/search/messages`
 //!   (issue 12; tried before [`v1_messages`], whose `…/messages/{messageId}` would take `search`)
+//! - [`v1_presence`] serves `GET /v1/spaces/{id}/presence`
 //!
 //! Handlers return `Result<Response, ApiError>`; [`respond`] renders errors (the only place)
 //! and records the request metrics under the route's template name. Requests no route matches
@@ -35,6 +36,7 @@ pub mod spaces;
 pub mod table;
 pub mod v1_members;
 pub mod v1_messages;
+pub mod v1_presence;
 pub mod v1_reactions;
 pub mod v1_reads;
 pub mod v1_search;
@@ -86,6 +88,8 @@ pub fn routes(app: AppRef) -> BoxedFilter<(Response,)> {
         .or(notifications::routes(app.clone()))
         .unify()
         .or(v1_reads::routes(app.clone()))
+        .unify()
+        .or(v1_presence::routes(app.clone()))
         .unify()
         .or(node::routes(app))
         .unify()

@@ -97,6 +97,7 @@ pub const ROUTES: &[(Method, &str)] = &[
     // search (issue 12)
     (Method::GET, "/v1/spaces/{spaceId}/messages/search"),
     (Method::GET, "/v1/search/messages"),
+    (Method::GET, "/v1/spaces/{spaceId}/presence"),
 ];
 
 /// The message of the 404 for a path no route serves (distinct from a handler's own 404s, such
