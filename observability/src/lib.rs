@@ -260,7 +260,7 @@ pub struct Inner {
     /// Batches the search indexer's full queue dropped (their spaces are caught up from the
     /// store).
     pub search_batches_dropped: IntCounter,
-    /// Index operations applied by the search indexer, by kind (`upsert`, `remove`,
+    /// Index operations applied by the search indexer, by kind (`insert`, `upsert`, `remove`,
     /// `visibility`).
     pub search_ops: IntCounterVec,
     /// Time of one search index commit.

@@ -351,6 +351,7 @@ impl Task {
         let ops = ops_of(events, public);
         for op in &ops {
             let kind = match op {
+                IndexOp::Insert(_) => "insert",
                 IndexOp::Upsert(_) => "upsert",
                 IndexOp::Remove { .. } => "remove",
                 IndexOp::Visibility { .. } => "visibility",
@@ -466,7 +467,7 @@ mod tests {
         until_found(index.as_ref(), space, "alpha", 3).await;
         assert_eq!(index.cursor(space), 3);
         // An old batch again: skipped (no operation applied).
-        let applied = metrics.search_ops.with_label_values(&["upsert"]).get();
+        let applied = metrics.search_ops.with_label_values(&["insert"]).get();
         indexer.offer(space, &events[..2]);
         indexer.offer(space, &events[2..]);
         // Wait until the queue is drained (the gauge is decremented as batches are taken).
@@ -476,7 +477,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert_eq!(
-            metrics.search_ops.with_label_values(&["upsert"]).get(),
+            metrics.search_ops.with_label_values(&["insert"]).get(),
             applied
         );
         assert_eq!(index.health().docs, 3);

@@ -88,6 +88,10 @@ pub struct SearchDoc {
 /// A change to the index.
 #[derive(Clone, Debug, PartialEq)]
 pub enum IndexOp {
+    /// Adds a new message (its creation). The index cannot hold it yet: events are applied once,
+    /// in seq order, only above the space's committed cursor, so no earlier copy is looked for
+    /// (a delete per message would cost every commit a lookup in every segment).
+    Insert(SearchDoc),
     /// Adds the message, or replaces its earlier version.
     Upsert(SearchDoc),
     /// Removes the message (redacted or deleted); unknown ids are ignored.
@@ -237,7 +241,12 @@ pub fn ops_of(events: &[SpaceEvent], public: bool) -> Vec<IndexOp> {
     let mut ops = Vec::new();
     for e in events {
         match &e.kind {
-            EventKind::MessageCreated(m) | EventKind::MessageEdited(m) => match doc_of(m, public) {
+            EventKind::MessageCreated(m) => {
+                if let Some(doc) = doc_of(m, public) {
+                    ops.push(IndexOp::Insert(doc));
+                }
+            }
+            EventKind::MessageEdited(m) => match doc_of(m, public) {
                 Some(doc) => ops.push(IndexOp::Upsert(doc)),
                 None => ops.push(IndexOp::Remove {
                     message_id: m.message_id,
@@ -343,7 +352,7 @@ mod tests {
         assert_eq!(
             ops,
             [
-                IndexOp::Upsert(doc.clone()),
+                IndexOp::Insert(doc.clone()),
                 IndexOp::Upsert(doc),
                 remove.clone(),
                 remove

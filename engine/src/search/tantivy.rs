@@ -322,6 +322,9 @@ impl SearchIndex for TantivyIndex {
         let mut st = self.lock();
         for op in ops {
             match op {
+                IndexOp::Insert(doc) => {
+                    st.writer.add_document(self.document(&doc)).map_err(ierr)?;
+                }
                 IndexOp::Upsert(doc) => {
                     st.writer.delete_term(Term::from_field_text(
                         self.f.message_id,
