@@ -224,6 +224,9 @@ impl Task {
                 self.applied = false;
                 self.scan.get_or_insert(None);
             }
+            // The runtime is shutting down: what was staged is applied again by the next start's
+            // catch-up (the committed cursors did not move).
+            Err(e) if e.is_cancelled() => {}
             Err(e) => tracing::error!(error = %e, "search index commit panicked"),
         }
     }
