@@ -8,7 +8,10 @@
 //! marked for catch-up (`spacecast_search_batches_dropped_total`), so the commit path never
 //! waits for the index.
 //!
-//! The task is the index's only writer, so the index sees one space's events in seq order:
+//! The task is the index's only writer, so the index sees one space's events in seq order. It
+//! takes what is queued together (up to [`DRAIN`] batches), merges each space's events and
+//! applies them in one trip to the index, so under sustained ingest a pass costs one wake-up,
+//! not one per batch:
 //! - a batch at or below the space's cursor is skipped (a duplicate: the bus and the local tap
 //!   may both bring it, and a catch-up may have read it already);
 //! - a batch whose first seq is past `cursor + 1` is completed from the store
@@ -39,6 +42,8 @@ use crate::store::Store;
 const READ_PAGE: usize = 500;
 /// Spaces read per [`Store::scan_spaces`] call of a catch-up.
 const SCAN_PAGE: usize = 500;
+/// Most queued batches taken at once (merged per space, applied in one trip to the index).
+const DRAIN: usize = 1024;
 
 /// How a node runs search.
 #[derive(Clone, Debug)]
@@ -69,6 +74,13 @@ impl SearchConfig {
 struct Batch {
     space_id: SpaceId,
     events: Vec<SpaceEvent>,
+}
+
+/// What one space's events do to the index.
+struct Work {
+    space: SpaceId,
+    ops: Vec<IndexOp>,
+    through: Seq,
 }
 
 /// The producer side of the indexer. Cheap to clone.
@@ -181,8 +193,17 @@ impl Task {
                 }
                 batch = self.rx.recv() => {
                     let Some(batch) = batch else { break };
-                    self.metrics.search_queue.dec();
-                    self.live(batch).await;
+                    // Take what else is queued too (up to a bound, so the ticks stay on time):
+                    // one pass over the store and one trip to the index for all of it.
+                    let mut batches = vec![batch];
+                    while batches.len() < DRAIN {
+                        match self.rx.try_recv() {
+                            Ok(b) => batches.push(b),
+                            Err(_) => break,
+                        }
+                    }
+                    self.metrics.search_queue.sub(batches.len() as i64);
+                    self.live(batches).await;
                 }
                 _ = std::future::ready(()), if background => self.background_step().await,
             }
@@ -293,42 +314,127 @@ impl Task {
         Ok(full && last < head)
     }
 
-    /// A batch from the commit path or the bus.
-    async fn live(&mut self, batch: Batch) {
-        let space = batch.space_id;
-        if let Err(e) = self.live_batch(batch).await {
-            tracing::warn!(%space, error = %e, "search indexing of a batch failed; its space is caught up later");
-            self.behind.push_back((space, Seq::MAX));
-            self.metrics.search_catchup_behind.inc();
+    /// Batches from the commit path or the bus, in the order they came: each space's events are
+    /// merged (duplicates dropped, gaps filled from the store), then applied in one trip.
+    async fn live(&mut self, batches: Vec<Batch>) {
+        let mut order: Vec<SpaceId> = Vec::new();
+        let mut by_space: HashMap<SpaceId, Vec<SpaceEvent>> = HashMap::new();
+        for b in batches {
+            by_space
+                .entry(b.space_id)
+                .or_insert_with(|| {
+                    order.push(b.space_id);
+                    Vec::new()
+                })
+                .extend(b.events);
         }
+        let mut work = Vec::with_capacity(order.len());
+        for space in order {
+            let mut events = by_space.remove(&space).unwrap_or_default();
+            // Stable: of two copies of one seq (the bus and the local tap), the first is kept.
+            events.sort_by_key(|e| e.seq);
+            events.dedup_by_key(|e| e.seq);
+            match self.prepare(space, events).await {
+                Ok(Some(w)) => work.push(w),
+                Ok(None) => {}
+                Err(e) => self.retry_later(space, &e),
+            }
+        }
+        self.apply_all(work).await;
     }
 
-    async fn live_batch(&mut self, batch: Batch) -> Result<()> {
-        let space = batch.space_id;
-        let Some(last) = batch.events.last().map(|e| e.seq) else {
-            return Ok(());
-        };
+    fn retry_later(&mut self, space: SpaceId, e: &EngineError) {
+        tracing::warn!(%space, error = %e, "search indexing of a batch failed; its space is caught up later");
+        self.behind.push_back((space, Seq::MAX));
+        self.metrics.search_catchup_behind.inc();
+    }
+
+    /// The work of one space's live events (in seq order, each once): those after its cursor,
+    /// every gap before one of them filled from the store first. `None`: nothing to apply.
+    async fn prepare(&mut self, space: SpaceId, events: Vec<SpaceEvent>) -> Result<Option<Work>> {
         let mut cursor = self.index.cursor(space);
-        if last <= cursor {
-            return Ok(());
-        }
-        let first = batch.events[0].seq;
-        // A gap (cursor, first): fill it from the store first.
-        while first > cursor + 1 {
-            let missing = self.store.read_events(space, cursor, READ_PAGE).await?;
-            let missing: Vec<SpaceEvent> = missing.into_iter().filter(|e| e.seq < first).collect();
-            if missing.is_empty() {
-                break;
+        let mut run: Vec<SpaceEvent> = Vec::new();
+        for e in events {
+            if e.seq <= cursor {
+                continue;
             }
-            self.apply(space, &missing).await?;
-            cursor = self.index.cursor(space);
+            // A gap (cursor, e.seq): read it from the store.
+            while e.seq > cursor + 1 {
+                let missing = self.store.read_events(space, cursor, READ_PAGE).await?;
+                let missing: Vec<SpaceEvent> = missing
+                    .into_iter()
+                    .filter(|m| m.seq > cursor && m.seq < e.seq)
+                    .collect();
+                let Some(last) = missing.last().map(|m| m.seq) else {
+                    break;
+                };
+                cursor = last;
+                run.extend(missing);
+            }
+            cursor = e.seq;
+            run.push(e);
         }
-        let events: Vec<SpaceEvent> = batch
-            .events
-            .into_iter()
-            .filter(|e| e.seq > cursor)
-            .collect();
-        self.apply(space, &events).await
+        self.work(space, &run).await
+    }
+
+    /// The index operations of `events` (consecutive, after the space's cursor).
+    async fn work(&mut self, space: SpaceId, events: &[SpaceEvent]) -> Result<Option<Work>> {
+        let Some(last) = events.last().map(|e| e.seq) else {
+            return Ok(None);
+        };
+        let Some(public) = self.visibility(space).await? else {
+            return Ok(None);
+        };
+        let ops = ops_of(events, public);
+        for op in &ops {
+            let kind = match op {
+                IndexOp::Insert(_) => "insert",
+                IndexOp::Upsert(_) => "upsert",
+                IndexOp::Remove { .. } => "remove",
+                IndexOp::Visibility { .. } => "visibility",
+            };
+            self.metrics.search_ops.with_label_values(&[kind]).inc();
+        }
+        Ok(Some(Work {
+            space,
+            ops,
+            through: last,
+        }))
+    }
+
+    /// Stages `work` in the index, off the runtime's threads, in one trip; a space whose part
+    /// fails is caught up later.
+    async fn apply_all(&mut self, work: Vec<Work>) {
+        if work.is_empty() {
+            return;
+        }
+        let index = self.index.clone();
+        let failed = tokio::task::spawn_blocking(move || {
+            work.into_iter()
+                .filter_map(|w| {
+                    let space = w.space;
+                    index
+                        .apply(space, w.ops, w.through)
+                        .err()
+                        .map(|e| (space, e))
+                })
+                .collect::<Vec<_>>()
+        })
+        .await;
+        self.applied = true;
+        match failed {
+            Ok(failed) => {
+                for (space, e) in failed {
+                    self.retry_later(space, &e);
+                }
+            }
+            // Shutting down: the next start's catch-up applies it.
+            Err(e) if e.is_cancelled() => {}
+            Err(e) => {
+                tracing::error!(error = %e, "search indexing panicked; every space is compared with the index again");
+                self.scan.get_or_insert(None);
+            }
+        }
     }
 
     async fn visibility(&mut self, space: SpaceId) -> Result<Option<bool>> {
@@ -345,24 +451,11 @@ impl Task {
 
     /// Applies events (consecutive, after the cursor) of one space.
     async fn apply(&mut self, space: SpaceId, events: &[SpaceEvent]) -> Result<()> {
-        let Some(last) = events.last().map(|e| e.seq) else {
+        let Some(w) = self.work(space, events).await? else {
             return Ok(());
         };
-        let Some(public) = self.visibility(space).await? else {
-            return Ok(());
-        };
-        let ops = ops_of(events, public);
-        for op in &ops {
-            let kind = match op {
-                IndexOp::Insert(_) => "insert",
-                IndexOp::Upsert(_) => "upsert",
-                IndexOp::Remove { .. } => "remove",
-                IndexOp::Visibility { .. } => "visibility",
-            };
-            self.metrics.search_ops.with_label_values(&[kind]).inc();
-        }
         let index = self.index.clone();
-        tokio::task::spawn_blocking(move || index.apply(space, ops, last))
+        tokio::task::spawn_blocking(move || index.apply(w.space, w.ops, w.through))
             .await
             .map_err(|e| EngineError::Internal(e.to_string()))??;
         self.applied = true;
@@ -482,6 +575,33 @@ mod tests {
         assert_eq!(
             metrics.search_ops.with_label_values(&["insert"]).get(),
             applied
+        );
+        assert_eq!(index.health().docs, 3);
+    }
+
+    /// What is queued is taken together: one space's batches are merged in seq order, a copy
+    /// dropped and a gap between two of them filled from the store, and each event applied once.
+    #[tokio::test]
+    async fn queued_batches_are_merged_per_space_each_event_applied_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, space, events) =
+            space_with(dir.path(), &["zeta one", "zeta two", "zeta three"]).await;
+        let index: Arc<dyn SearchIndex> = Arc::new(TantivyIndex::in_memory().unwrap());
+        let metrics = Metrics::new();
+        let indexer = Indexer::start(index.clone(), store, &config(16, false), metrics.clone());
+        // The task cannot run before this test awaits (current-thread runtime): all three are
+        // queued when it first wakes. Out of order, one twice, the second event in none.
+        indexer.offer(space, &events[2..]);
+        indexer.offer(space, &events[..1]);
+        indexer.offer(space, &events[..1]);
+        assert_eq!(metrics.search_queue.get(), 3);
+        until_found(index.as_ref(), space, "zeta", 3).await;
+        assert_eq!(index.cursor(space), 3);
+        assert_eq!(metrics.search_queue.get(), 0);
+        assert_eq!(
+            metrics.search_ops.with_label_values(&["insert"]).get(),
+            3,
+            "each message inserted once"
         );
         assert_eq!(index.health().docs, 3);
     }
