@@ -18,16 +18,7 @@ use common::{Server, eventually, token};
 use serde_json::{Value, json};
 
 async fn send(s: &Server, tok: &str, space: &str, text: &str) -> String {
-    let res = s
-        .http
-        .post(s.url(&format!("/v1/spaces/{space}/messages")))
-        .bearer_auth(tok)
-        .json(&json!({"content": text}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201, "send through {}", s.url(""));
-    let m: Value = res.json().await.unwrap();
+    let m = s.v1_send(tok, space, json!({"content": text})).await;
     m["message_id"].as_str().unwrap().to_owned()
 }
 

@@ -32,16 +32,7 @@ async fn send(s: &Server, tok: &str, space: &str, text: &str, parent: Option<&st
     if let Some(p) = parent {
         body["parent_id"] = json!(p);
     }
-    let res = s
-        .http
-        .post(s.url(&format!("/v1/spaces/{space}/messages")))
-        .bearer_auth(tok)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201, "send");
-    res.json().await.unwrap()
+    s.v1_send(tok, space, body).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

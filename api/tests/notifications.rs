@@ -14,19 +14,6 @@ use common::{Server, assert_json_error, eventually, token};
 use serde_json::{Value, json};
 use sio::SioPeer;
 
-async fn v1_send(s: &Server, tok: &str, space: &str, body: Value) -> Value {
-    let r = s
-        .http
-        .post(s.url(&format!("/v1/spaces/{space}/messages")))
-        .bearer_auth(tok)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201, "send {body}");
-    r.json().await.unwrap()
-}
-
 async fn notifications(s: &Server, tok: &str, query: &str) -> Value {
     s.get_json(tok, &format!("/api/notifications?{query}"))
         .await
@@ -102,38 +89,29 @@ async fn notifications_follow_the_rules_page_and_are_marked_read() {
     assert_eq!(r.status(), 200);
 
     // Mentions: members only, never oneself (dave is not a member).
-    let m2 = v1_send(
-        &s,
-        &bob,
-        &space,
-        json!({"content": "hey", "mentions": ["nt-ada", "nt-carol", "nt-dave", "nt-bob"]}),
-    )
-    .await;
+    let m2 = s
+        .v1_send(
+            &bob,
+            &space,
+            json!({"content": "hey", "mentions": ["nt-ada", "nt-carol", "nt-dave", "nt-bob"]}),
+        )
+        .await;
     let m2 = m2["message_id"].as_str().unwrap().to_owned();
     // Replies: carol in ada's thread (a reply); ada in her own (none); carol again, mentioning
     // ada (one notification: the mention).
-    let m3 = v1_send(
-        &s,
-        &carol,
-        &space,
-        json!({"content": "re", "parent_id": m1}),
-    )
-    .await;
+    let m3 = s
+        .v1_send(&carol, &space, json!({"content": "re", "parent_id": m1}))
+        .await;
     let m3 = m3["message_id"].as_str().unwrap().to_owned();
-    v1_send(
-        &s,
-        &ada,
-        &space,
-        json!({"content": "me too", "parent_id": m1}),
-    )
-    .await;
-    let m5 = v1_send(
-        &s,
-        &carol,
-        &space,
-        json!({"content": "re2", "parent_id": m1, "mentions": ["nt-ada"]}),
-    )
-    .await;
+    s.v1_send(&ada, &space, json!({"content": "me too", "parent_id": m1}))
+        .await;
+    let m5 = s
+        .v1_send(
+            &carol,
+            &space,
+            json!({"content": "re2", "parent_id": m1, "mentions": ["nt-ada"]}),
+        )
+        .await;
     let m5 = m5["message_id"].as_str().unwrap().to_owned();
 
     let list = notifications(&s, &ada, "page=1&limit=30").await;
@@ -285,18 +263,17 @@ async fn notifications_follow_the_rules_page_and_are_marked_read() {
         .as_str()
         .unwrap()
         .to_owned();
-    let secret = v1_send(
-        &s,
-        &ada,
-        &private,
-        json!({"content": "psst", "mentions": ["nt-dave"]}),
-    )
-    .await;
+    let secret = s
+        .v1_send(
+            &ada,
+            &private,
+            json!({"content": "psst", "mentions": ["nt-dave"]}),
+        )
+        .await;
     assert_eq!(notifications(&s, &dave, "").await["total"], 0);
     assert_eq!(notifications(&s, &ada, "").await["total"], 5);
     let secret = secret["message_id"].as_str().unwrap();
-    v1_send(
-        &s,
+    s.v1_send(
         &ada,
         &private,
         json!({"content": "re", "parent_id": secret}),
@@ -362,8 +339,7 @@ async fn a_new_notification_reaches_every_session_of_its_user_and_no_other() {
 
     // Bob's session got none of ada's: the first notification it sees is its own (a user's
     // channel delivers in publish order on a node).
-    v1_send(
-        &s,
+    s.v1_send(
         &ada,
         &space,
         json!({"content": "thanks", "mentions": ["live-bob"]}),

@@ -25,22 +25,9 @@ fn enc(q: &str) -> String {
     percent_encoding::utf8_percent_encode(q, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
-async fn v1_send(s: &Server, tok: &str, space: &str, body: Value) -> Value {
-    let res = s
-        .http
-        .post(s.url(&format!("/v1/spaces/{space}/messages")))
-        .bearer_auth(tok)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201, "send {body}");
-    res.json().await.unwrap()
-}
-
 async fn send(s: &Server, tok: &str, space: &str, text: &str) -> String {
     id(
-        &v1_send(s, tok, space, json!({"content": text})).await,
+        &s.v1_send(tok, space, json!({"content": text})).await,
         "message_id",
     )
 }
@@ -129,8 +116,7 @@ async fn sends_edits_redactions_and_deletions_are_searchable_as_they_are_now() {
     );
     assert_eq!(chars[a..b].iter().collect::<String>(), "café");
     let poll = id(
-        &v1_send(
-            &s,
+        &s.v1_send(
             &ada,
             &space,
             json!({"body": {"question": "Which planet?", "options": ["Jupiter", "Saturn"]}}),

@@ -831,6 +831,20 @@ impl Server {
             .expect("send")
     }
 
+    /// `POST /v1/spaces/{space}/messages` with `body`; asserts 201 and returns the message.
+    pub async fn v1_send(&self, token: &str, space_id: &str, body: Value) -> Value {
+        let r = self
+            .http
+            .post(self.url(&format!("/v1/spaces/{space_id}/messages")))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "send {body} through {}", self.base);
+        r.json().await.unwrap()
+    }
+
     pub async fn list(&self, token: &str, space_id: &str, query: &str) -> Value {
         let r = self
             .http
