@@ -2,7 +2,7 @@
 # Benchmark runner: starts a throwaway Spacecast server on loopback and drives
 # it with the `loadtest` binary.
 #
-#   scripts/bench.sh [sends|fanout|cql-raw|all|compare|socketio|cluster|failover|native|unread|search|presence]   (default: all)
+#   scripts/bench.sh [sends|fanout|cql-raw|all|compare|socketio|cluster|failover|native|unread|search|presence|presence-cluster]   (default: all)
 #
 # Each scenario gets a fresh server (own temp data dir, random JWT secret) so
 # results do not depend on what ran before.
@@ -116,6 +116,16 @@
 #   PRESENCE_WINDOW s quiet window). Each step stays under the server's 60 s --presence-timeout.
 #   PRESENCE_SUBSCRIBERS=900 PRESENCE_CHANGES=200 PRESENCE_WINDOW=10
 #
+# presence-cluster: the same on a three-node cluster (as `cluster`: CQL store, NATS, every node
+#   pinned to SERVER_CPUS), the subscribers split evenly over the nodes (`loadtest presence`
+#   with every node's URL: one load process per node, as one holds at most 20,000 descriptors
+#   here), every node's CPU time. Steps: `below` (PRESENCE_CLUSTER_BELOW sessions, under the
+#   default threshold: every change reaches every node's sessions through NATS) and `above`
+#   (PRESENCE_CLUSTER_SUBSCRIBERS sessions, default threshold and count interval: a change is one
+#   NATS message, a count every 10 s from each node; the quiet window also holds the nodes'
+#   15 s snapshots). Nodes run with --presence-timeout 600s --max-connections 19000.
+#   PRESENCE_CLUSTER_BELOW=900 PRESENCE_CLUSTER_SUBSCRIBERS=50000 PRESENCE_CLUSTER_WINDOW=30
+#
 # Defaults can be overridden through the environment:
 #   SENDS_SPACES=8 SENDS_CONCURRENCY=64 SENDS_DURATION=20 SENDS_WARMUP=2
 #   FANOUT_SUBSCRIBERS=1000 FANOUT_RATE=100 FANOUT_DURATION=20
@@ -142,7 +152,7 @@ usage() {
 
 mode=${1:-all}
 case "$mode" in
-sends | fanout | cql-raw | all | compare | socketio | cluster | failover | native | unread | search | presence) ;;
+sends | fanout | cql-raw | all | compare | socketio | cluster | failover | native | unread | search | presence | presence-cluster) ;;
 -h | --help)
     usage
     exit 0
@@ -200,13 +210,16 @@ UNREAD_DURATION=${UNREAD_DURATION:-10}
 PRESENCE_SUBSCRIBERS=${PRESENCE_SUBSCRIBERS:-900}
 PRESENCE_CHANGES=${PRESENCE_CHANGES:-200}
 PRESENCE_WINDOW=${PRESENCE_WINDOW:-10}
+PRESENCE_CLUSTER_BELOW=${PRESENCE_CLUSTER_BELOW:-900}
+PRESENCE_CLUSTER_SUBSCRIBERS=${PRESENCE_CLUSTER_SUBSCRIBERS:-50000}
+PRESENCE_CLUSTER_WINDOW=${PRESENCE_CLUSTER_WINDOW:-30}
 NATIVE_DURATION=${NATIVE_DURATION:-10}
 NATIVE_FILL=${NATIVE_FILL:-1000000}
 NATIVE_USERS=${NATIVE_USERS:-64}
 NATIVE_READ_DURATION=${NATIVE_READ_DURATION:-10}
 NATIVE_HIGH_LIMIT=${NATIVE_HIGH_LIMIT:-100000000}
 cluster_mode=false
-[[ $mode == cluster || $mode == failover ]] && cluster_mode=true
+[[ $mode == cluster || $mode == failover || $mode == presence-cluster ]] && cluster_mode=true
 if $cluster_mode; then
     BENCH_STORE=cql
 fi
@@ -884,7 +897,7 @@ if $run_cql_raw; then
         run_cql_raw "$raw_mode"
     done
 fi
-if $cluster_mode; then
+if [[ $mode == cluster || $mode == failover ]]; then
     [[ -n ${CLUSTER_OUT:-} ]] || : >"$cluster_out"
     echo "nats:      $nats_url (scripts/nats.sh, unpinned); monitoring $CLUSTER_NATS_MONITOR"
     echo "cluster:   every node pinned to CPUs ${SERVER_CPUS:-any}: $CLUSTER_NODES nodes share them"
@@ -1063,6 +1076,29 @@ if [[ $mode == presence ]]; then
         stop_server
         drop_keyspace
     done
+fi
+if [[ $mode == presence-cluster ]]; then
+    saved_args=("${spacecast_args[@]}")
+    spacecast_args+=(--presence-timeout 600s --max-connections 19000 --max-http-connections 512)
+    for step in below above; do
+        case $step in
+        below) subs=$PRESENCE_CLUSTER_BELOW window=$PRESENCE_WINDOW ;;
+        above) subs=$PRESENCE_CLUSTER_SUBSCRIBERS window=$PRESENCE_CLUSTER_WINDOW ;;
+        esac
+        cluster_up "presence_$step" 3 nats
+        urls=$(IFS=,; echo "${node_urls[*]}")
+        pids=$(IFS=,; echo "${node_pids[*]}")
+        cmd=("${loadgen_pin[@]}" "$loadtest_bin" presence --url "$urls" \
+            --subscribers "$subs" --changes "$PRESENCE_CHANGES" --window "$window" \
+            --connect-concurrency 128 --server-pid "$pids" --json)
+        echo
+        echo "================ presence-cluster ($step): $subs subscribers + a changer over 3 nodes ================"
+        echo "\$ ${cmd[*]}"
+        "${cmd[@]}" | tee "$workdir/presence-cluster-$step.out"
+        record "$workdir/presence-cluster-$step.out" cql
+        cluster_down
+    done
+    spacecast_args=("${saved_args[@]}")
 fi
 if [[ $mode == compare ]]; then
     compare_out="$workdir/compare.jsonl"

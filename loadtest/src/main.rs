@@ -275,6 +275,7 @@ async fn run(cli: Cli) -> Result<()> {
             report.print_human();
             print_json(json, &report)
         }
+        Scenario::Presence(args) if args.hold => presence::hold(args).await,
         Scenario::Presence(args) => {
             let json = args.common.json;
             let report = presence::run(args).await?;
@@ -351,7 +352,24 @@ mod tests {
             (args.subscribers, args.changes, args.pace_ms, args.window),
             (500, 200, 20, 10)
         );
-        assert_eq!(args.server_pid, None);
+        assert!(args.server_pid.is_empty() && !args.hold);
+        let cli = Cli::try_parse_from([
+            "loadtest",
+            "presence",
+            "--jwt-secret",
+            "s",
+            "--server-pid",
+            "1,2,3",
+        ])
+        .unwrap();
+        let Scenario::Presence(args) = cli.scenario else {
+            panic!("expected presence")
+        };
+        assert_eq!(args.server_pid, [1, 2, 3]);
+        // A helper needs its space.
+        assert!(
+            Cli::try_parse_from(["loadtest", "presence", "--jwt-secret", "s", "--hold"]).is_err()
+        );
         assert!(
             Cli::try_parse_from([
                 "loadtest",

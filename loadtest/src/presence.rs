@@ -15,6 +15,14 @@
 //!
 //! Run the whole thing within the server's `--presence-timeout` (60 s by default) of the
 //! connections: the sessions send nothing after their join, so they would go offline after it.
+//!
+//! **A cluster** (several `--url`s, the nodes of one cluster): the subscribers are split evenly
+//! over the nodes. The first node's share is held by this process (with the changer); every
+//! other node's by a helper process this one starts (`loadtest presence --hold`, the same
+//! binary), because a process here holds at most 20,000 descriptors. The helpers report their
+//! frame counts at every phase boundary (a line on their stdin, a line back), so the frames are
+//! counted over every node; `--server-pid` takes every node's pid (in `--url` order) and the
+//! report gives the CPU per node and in total.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +32,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use futures::{SinkExt, StreamExt};
 use serde::Serialize;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::api::{Api, CommonArgs};
@@ -45,9 +54,21 @@ pub struct PresenceArgs {
     /// Seconds of the quiet window (idle cost, and the counts above the threshold).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub window: u64,
-    /// The server's pid, for its CPU time.
-    #[arg(long)]
-    pub server_pid: Option<u32>,
+    /// The servers' pids, for their CPU time (several, comma-separated: every node's, in
+    /// `--url` order).
+    #[arg(long, value_delimiter = ',')]
+    pub server_pid: Vec<u32>,
+    /// Helper mode (see the module doc): join `--space` with `--subscribers` sessions numbered
+    /// from `--first-user`, print `joined <n>`, then print `<presence> <counts>` frames read for
+    /// every line read on stdin; exit at its end.
+    #[arg(long, hide = true, requires = "space")]
+    pub hold: bool,
+    /// The space a helper joins.
+    #[arg(long, hide = true)]
+    pub space: Option<String>,
+    /// A helper's first subscriber (`lt-user-<n>`).
+    #[arg(long, hide = true, default_value_t = 1)]
+    pub first_user: u32,
     /// WebSocket handshakes in flight during setup.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1_024))]
     pub connect_concurrency: u32,
@@ -64,16 +85,23 @@ pub struct PresenceReport {
     pub scenario: &'static str,
     /// Sessions in the space (subscribers + the changer).
     pub sessions: u64,
+    /// Nodes the sessions were spread over (one per `--url`).
+    pub nodes: usize,
     pub changes: u32,
     /// `presence` frames read by all sessions during the changes phase.
     pub presence_frames: u64,
     pub frames_per_change: f64,
     pub changes_s: f64,
-    /// Server CPU ms per change, the quiet rate subtracted (`None` without `--server-pid`).
+    /// Server CPU ms per change, the quiet rate subtracted (`None` without `--server-pid`);
+    /// the sum over the nodes.
     pub cpu_ms_per_change: Option<f64>,
+    /// The same per node (`--server-pid` order).
+    pub cpu_ms_per_change_by_node: Vec<f64>,
     pub window_s: f64,
-    /// Server CPU ms per second over the quiet window.
+    /// Server CPU ms per second over the quiet window (the sum over the nodes).
     pub quiet_cpu_ms_per_s: Option<f64>,
+    /// The same per node.
+    pub quiet_cpu_ms_per_s_by_node: Vec<f64>,
     /// `presence_count` frames read by all sessions during the quiet window.
     pub count_frames: u64,
     /// Count broadcasts in the window (count frames / sessions).
@@ -82,7 +110,10 @@ pub struct PresenceReport {
 
 impl PresenceReport {
     pub fn print_human(&self) {
-        println!("== presence: {} sessions in one space ==", self.sessions);
+        println!(
+            "== presence: {} sessions in one space, over {} node(s) ==",
+            self.sessions, self.nodes
+        );
         let ms = |v: Option<f64>| v.map_or("n/a".to_owned(), |v| format!("{v:.3}"));
         println!(
             "changes: {} in {:.2} s, {} presence frames ({:.1} per change), server CPU {} ms per change",
@@ -99,6 +130,12 @@ impl PresenceReport {
             self.count_frames,
             self.count_broadcasts
         );
+        if self.nodes > 1 {
+            println!(
+                "per node: CPU ms per change {:.3?}, quiet CPU ms/s {:.3?}",
+                self.cpu_ms_per_change_by_node, self.quiet_cpu_ms_per_s_by_node
+            );
+        }
     }
 }
 
@@ -151,43 +188,115 @@ async fn read_all(mut ws: futures::stream::SplitStream<Ws>, counters: Arc<Counte
     }
 }
 
-fn cpu(pid: Option<u32>) -> Result<Option<f64>> {
-    pid.map(|p| procstat::sample(Some(p)).map(|s| s.cpu_s))
-        .transpose()
-        .context("reading the server's CPU time")
+/// Every pid's CPU time, seconds.
+fn cpus(pids: &[u32]) -> Result<Vec<f64>> {
+    pids.iter()
+        .map(|&p| procstat::sample(Some(p)).map(|s| s.cpu_s))
+        .collect::<std::io::Result<_>>()
+        .context("reading the servers' CPU time")
 }
 
-/// Waits until `value()` has not grown for `quiet` (or reached `target`).
-async fn settle(value: impl Fn() -> u64, target: Option<u64>, quiet: Duration) {
-    let mut last = value();
+/// A helper process holding one node's share of the sessions (see the module doc).
+struct Helper {
+    child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Helper {
+    fn start(args: &PresenceArgs, url: &str, space: &str, first_user: u32, n: u32) -> Result<Self> {
+        let mut child = tokio::process::Command::new(std::env::current_exe()?)
+            .args(["presence", "--hold", "--url", url, "--space", space])
+            .args(["--first-user", &first_user.to_string()])
+            .args(["--subscribers", &n.to_string()])
+            .args([
+                "--connect-concurrency",
+                &args.connect_concurrency.to_string(),
+            ])
+            .env("SPACECAST_JWT_SECRET", &args.common.jwt_secret)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting a helper process")?;
+        let stdin = child.stdin.take().context("helper stdin")?;
+        let stdout = child.stdout.take().context("helper stdout")?;
+        Ok(Helper {
+            child,
+            stdin,
+            lines: tokio::io::BufReader::new(stdout).lines(),
+        })
+    }
+
+    async fn line(&mut self) -> Result<String> {
+        self.lines
+            .next_line()
+            .await?
+            .context("a helper exited (its stderr says why)")
+    }
+
+    /// Its frame counters now: `(presence, presence_count)`.
+    async fn mark(&mut self) -> Result<(u64, u64)> {
+        self.stdin.write_all(b"mark\n").await?;
+        let line = self.line().await?;
+        let mut it = line.split_whitespace().map(str::parse::<u64>);
+        match (it.next(), it.next()) {
+            (Some(Ok(p)), Some(Ok(c))) => Ok((p, c)),
+            _ => bail!("a helper answered {line:?}"),
+        }
+    }
+}
+
+/// Frames read so far over every node: `(presence, presence_count)`.
+async fn totals(counters: &Counters, helpers: &mut [Helper]) -> Result<(u64, u64)> {
+    let mut t = (
+        counters.presence.load(Ordering::Relaxed),
+        counters.counts.load(Ordering::Relaxed),
+    );
+    for h in helpers {
+        let (p, c) = h.mark().await?;
+        t = (t.0 + p, t.1 + c);
+    }
+    Ok(t)
+}
+
+/// Waits until the presence frames over every node have not grown for `quiet` (or reached
+/// `target`); returns them.
+async fn settle(
+    counters: &Counters,
+    helpers: &mut [Helper],
+    target: Option<u64>,
+    quiet: Duration,
+) -> Result<u64> {
+    let mut last = totals(counters, helpers).await?.0;
     let mut since = Instant::now();
     loop {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let v = value();
+        let v = totals(counters, helpers).await?.0;
         if target.is_some_and(|t| v >= t) {
-            return;
+            return Ok(v);
         }
         if v != last {
             last = v;
             since = Instant::now();
         } else if since.elapsed() >= quiet {
-            return;
+            return Ok(v);
         }
     }
 }
 
-pub async fn run(args: PresenceArgs) -> Result<PresenceReport> {
-    let api = Api::new(&args.common, 16, Duration::from_secs(3600))?;
-    let owner = api.token(0)?;
-    let space = api.create_space(&owner).await?;
-    let counters = Arc::new(Counters::default());
-    let started = Instant::now();
-    let sessions: Vec<Ws> = futures::stream::iter(1..=args.subscribers as usize)
-        .map(|u| {
-            let (api, space) = (&api, &space);
-            async move { join(api, u, space).await }
-        })
-        .buffer_unordered(args.connect_concurrency as usize)
+/// Joins `n` sessions (users `first` …) to `space`, each read by a task counting its frames.
+async fn join_all(
+    api: &Api,
+    space: &str,
+    first: u32,
+    n: u32,
+    concurrency: u32,
+    counters: &Arc<Counters>,
+) -> Result<Vec<futures::stream::SplitSink<Ws, Message>>> {
+    let sessions: Vec<Ws> = futures::stream::iter(first as usize..(first + n) as usize)
+        .map(|u| async move { join(api, u, space).await })
+        .buffer_unordered(concurrency as usize)
         .collect::<Vec<_>>()
         .await
         .into_iter()
@@ -198,31 +307,102 @@ pub async fn run(args: PresenceArgs) -> Result<PresenceReport> {
         writers.push(w);
         tokio::spawn(read_all(r, counters.clone()));
     }
+    Ok(writers)
+}
+
+/// Helper mode (`--hold`, see the module doc).
+pub async fn hold(args: PresenceArgs) -> Result<()> {
+    let api = Api::new(&args.common, 16, Duration::from_secs(3600))?;
+    let space = args.space.as_deref().context("--hold needs --space")?;
+    let counters = Arc::new(Counters::default());
+    let _writers = join_all(
+        &api,
+        space,
+        args.first_user,
+        args.subscribers,
+        args.connect_concurrency,
+        &counters,
+    )
+    .await?;
+    let mut out = tokio::io::stdout();
+    out.write_all(format!("joined {}\n", args.subscribers).as_bytes())
+        .await?;
+    out.flush().await?;
+    let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    while stdin.next_line().await?.is_some() {
+        let line = format!(
+            "{} {}\n",
+            counters.presence.load(Ordering::Relaxed),
+            counters.counts.load(Ordering::Relaxed)
+        );
+        out.write_all(line.as_bytes()).await?;
+        out.flush().await?;
+    }
+    Ok(())
+}
+
+/// `subscribers` split over `nodes`: equal shares, the first node's taking the remainder.
+fn shares(subscribers: u32, nodes: usize) -> Vec<u32> {
+    let nodes = u32::try_from(nodes.max(1)).unwrap_or(u32::MAX);
+    let each = subscribers / nodes;
+    let mut v = vec![each; nodes as usize];
+    v[0] += subscribers - each * nodes;
+    v
+}
+
+pub async fn run(args: PresenceArgs) -> Result<PresenceReport> {
+    let api = Api::new(&args.common, 16, Duration::from_secs(3600))?;
+    let owner = api.token(0)?;
+    let space = api.create_space(&owner).await?;
+    let counters = Arc::new(Counters::default());
+    let started = Instant::now();
+    let nodes = args.common.urls.len();
+    let shares = shares(args.subscribers, nodes);
+    let mut helpers = Vec::with_capacity(nodes - 1);
+    let mut first = 1 + shares[0];
+    for (url, &n) in args.common.urls.iter().zip(&shares).skip(1) {
+        helpers.push(Helper::start(&args, url, &space, first, n)?);
+        first += n;
+    }
+    let writers = join_all(
+        &api,
+        &space,
+        1,
+        shares[0],
+        args.connect_concurrency,
+        &counters,
+    )
+    .await?;
+    for h in &mut helpers {
+        let line = h.line().await?;
+        if !line.starts_with("joined") {
+            bail!("a helper answered {line:?}");
+        }
+    }
     let (mut changer, r) = join(&api, 0, &space).await?.split();
     tokio::spawn(read_all(r, counters.clone()));
     let sessions = u64::from(args.subscribers) + 1;
     eprintln!(
-        "presence: {sessions} sessions joined in {:.1} s",
+        "presence: {sessions} sessions joined over {nodes} node(s) in {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    settle(
-        || counters.presence.load(Ordering::Relaxed),
-        None,
-        Duration::from_secs(1),
-    )
-    .await;
+    settle(&counters, &mut helpers, None, Duration::from_secs(1)).await?;
 
     // Quiet window.
-    let (c0, t0) = (cpu(args.server_pid)?, Instant::now());
-    let counts0 = counters.counts.load(Ordering::Relaxed);
+    let (c0, t0) = (cpus(&args.server_pid)?, Instant::now());
+    let counts0 = totals(&counters, &mut helpers).await?.1;
     tokio::time::sleep(Duration::from_secs(args.window)).await;
-    let (c1, window_s) = (cpu(args.server_pid)?, t0.elapsed().as_secs_f64());
-    let count_frames = counters.counts.load(Ordering::Relaxed) - counts0;
-    let quiet_rate = c0.zip(c1).map(|(a, b)| (b - a) / window_s);
+    let (c1, window_s) = (cpus(&args.server_pid)?, t0.elapsed().as_secs_f64());
+    let (p0, counts1) = totals(&counters, &mut helpers).await?;
+    let count_frames = counts1 - counts0;
+    let quiet: Vec<f64> = c0
+        .iter()
+        .zip(&c1)
+        .map(|(a, b)| (b - a) / window_s)
+        .collect();
 
     // Changes.
-    let p0 = counters.presence.load(Ordering::Relaxed);
-    let (c2, t2) = (cpu(args.server_pid)?, Instant::now());
+    let (c2, t2) = (cpus(&args.server_pid)?, Instant::now());
     for i in 0..args.changes {
         let status = if i % 2 == 0 { "busy" } else { "online" };
         changer
@@ -232,30 +412,53 @@ pub async fn run(args: PresenceArgs) -> Result<PresenceReport> {
             .await?;
         tokio::time::sleep(Duration::from_millis(args.pace_ms)).await;
     }
-    settle(
-        || counters.presence.load(Ordering::Relaxed) - p0,
-        Some(u64::from(args.changes) * sessions),
+    let p1 = settle(
+        &counters,
+        &mut helpers,
+        Some(p0 + u64::from(args.changes) * sessions),
         Duration::from_secs(2),
     )
-    .await;
-    let (c3, changes_s) = (cpu(args.server_pid)?, t2.elapsed().as_secs_f64());
-    let presence_frames = counters.presence.load(Ordering::Relaxed) - p0;
-    let cpu_ms_per_change = c2
-        .zip(c3)
-        .zip(quiet_rate)
-        .map(|((a, b), q)| ((b - a) - q * changes_s) * 1000.0 / f64::from(args.changes));
+    .await?;
+    let (c3, changes_s) = (cpus(&args.server_pid)?, t2.elapsed().as_secs_f64());
+    let presence_frames = p1 - p0;
+    let per_change: Vec<f64> = c2
+        .iter()
+        .zip(&c3)
+        .zip(&quiet)
+        .map(|((a, b), q)| ((b - a) - q * changes_s) * 1000.0 / f64::from(args.changes))
+        .collect();
     drop(writers);
+    for mut h in helpers {
+        drop(h.stdin);
+        let _ = h.child.wait().await;
+    }
+    let sum = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>());
     Ok(PresenceReport {
         scenario: "presence",
         sessions,
+        nodes,
         changes: args.changes,
         presence_frames,
         frames_per_change: presence_frames as f64 / f64::from(args.changes),
         changes_s,
-        cpu_ms_per_change,
+        cpu_ms_per_change: sum(&per_change),
+        cpu_ms_per_change_by_node: per_change,
         window_s,
-        quiet_cpu_ms_per_s: quiet_rate.map(|r| r * 1000.0),
+        quiet_cpu_ms_per_s: sum(&quiet).map(|r| r * 1000.0),
+        quiet_cpu_ms_per_s_by_node: quiet.iter().map(|r| r * 1000.0).collect(),
         count_frames,
         count_broadcasts: count_frames as f64 / sessions as f64,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shares;
+
+    #[test]
+    fn subscribers_are_split_evenly_over_the_nodes() {
+        assert_eq!(shares(10, 1), vec![10]);
+        assert_eq!(shares(10, 3), vec![4, 3, 3]);
+        assert_eq!(shares(50_000, 3), vec![16_668, 16_666, 16_666]);
+    }
 }
