@@ -694,15 +694,52 @@ fn own_cpu(start: &ProcSample, start_at: Instant, m: &mut Measurements) {
     m.loadgen_cores = procstat::own_cpus().len().max(1) as u32;
 }
 
-/// A `--processes` child, from the parent's side.
-struct ChildProc {
-    child: Child,
+/// A child loadtest process (`--processes`, `presence` over a cluster), from the parent's side:
+/// lines to its stdin, lines from its stdout.
+pub(crate) struct ChildProc {
+    pub(crate) child: Child,
     stdin: ChildStdin,
     stdout: tokio::io::Lines<BufReader<ChildStdout>>,
 }
 
 impl ChildProc {
-    async fn expect_line(&mut self, what: &str, timeout: Duration) -> Result<String> {
+    /// Starts this binary with `args`; the JWT secret goes through the environment, never the
+    /// command line, beside `env`.
+    pub(crate) fn spawn(
+        args: impl IntoIterator<Item = String>,
+        jwt_secret: &str,
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
+        let exe = std::env::current_exe().context("locating the loadtest binary")?;
+        let mut child = Command::new(&exe)
+            .args(args)
+            .env("SPACECAST_JWT_SECRET", jwt_secret)
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting a loadtest child")?;
+        let stdin = child.stdin.take().context("child stdin")?;
+        let stdout = BufReader::new(child.stdout.take().context("child stdout")?).lines();
+        Ok(ChildProc {
+            child,
+            stdin,
+            stdout,
+        })
+    }
+
+    /// Ends its stdin (its signal to finish) and waits for it to exit.
+    pub(crate) async fn finish(self) {
+        let ChildProc {
+            mut child, stdin, ..
+        } = self;
+        drop(stdin);
+        let _ = child.wait().await;
+    }
+
+    pub(crate) async fn expect_line(&mut self, what: &str, timeout: Duration) -> Result<String> {
         tokio::time::timeout(timeout, self.stdout.next_line())
             .await
             .map_err(|_| anyhow!("a loadtest child sent no {what} within {timeout:?}"))?
@@ -710,7 +747,7 @@ impl ChildProc {
             .ok_or_else(|| anyhow!("a loadtest child exited before {what}"))
     }
 
-    async fn send(&mut self, line: &str) -> Result<()> {
+    pub(crate) async fn send(&mut self, line: &str) -> Result<()> {
         self.stdin
             .write_all(format!("{line}\n").as_bytes())
             .await
@@ -780,31 +817,17 @@ async fn spawn_children(
     plan: &Plan,
     spaces: &[String],
 ) -> Result<Vec<ChildProc>> {
-    let exe = std::env::current_exe().context("locating the loadtest binary")?;
     let mut children = Vec::new();
     for index in 0..args.processes {
         let shard = Shard {
             index,
             count: args.processes,
         };
-        let mut child = Command::new(&exe)
-            .args(child_args(kind, args, plan, shard, spaces))
-            // Secrets through the environment, never the command line.
-            .env("SPACECAST_JWT_SECRET", &args.common.jwt_secret)
-            .env("CENTRIFUGO_API_KEY", &args.api_key)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting a loadtest child")?;
-        let stdin = child.stdin.take().context("child stdin")?;
-        let stdout = BufReader::new(child.stdout.take().context("child stdout")?).lines();
-        children.push(ChildProc {
-            child,
-            stdin,
-            stdout,
-        });
+        children.push(ChildProc::spawn(
+            child_args(kind, args, plan, shard, spaces),
+            &args.common.jwt_secret,
+            &[("CENTRIFUGO_API_KEY", &args.api_key)],
+        )?);
     }
     Ok(children)
 }

@@ -36,6 +36,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::api::{Api, CommonArgs};
+use crate::load::ChildProc;
 use crate::procstat;
 
 #[derive(Debug, Clone, Args)]
@@ -196,49 +197,46 @@ fn cpus(pids: &[u32]) -> Result<Vec<f64>> {
         .context("reading the servers' CPU time")
 }
 
+/// How long a helper may take to join its share (tens of thousands of sessions).
+const HELPER_JOIN_TIMEOUT: Duration = Duration::from_secs(900);
+/// How long a helper may take to answer a mark.
+const HELPER_MARK_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A helper process holding one node's share of the sessions (see the module doc).
-struct Helper {
-    child: tokio::process::Child,
-    stdin: tokio::process::ChildStdin,
-    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
-}
+struct Helper(ChildProc);
 
 impl Helper {
     fn start(args: &PresenceArgs, url: &str, space: &str, first_user: u32, n: u32) -> Result<Self> {
-        let mut child = tokio::process::Command::new(std::env::current_exe()?)
-            .args(["presence", "--hold", "--url", url, "--space", space])
-            .args(["--first-user", &first_user.to_string()])
-            .args(["--subscribers", &n.to_string()])
-            .args([
-                "--connect-concurrency",
-                &args.connect_concurrency.to_string(),
-            ])
-            .env("SPACECAST_JWT_SECRET", &args.common.jwt_secret)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting a helper process")?;
-        let stdin = child.stdin.take().context("helper stdin")?;
-        let stdout = child.stdout.take().context("helper stdout")?;
-        Ok(Helper {
-            child,
-            stdin,
-            lines: tokio::io::BufReader::new(stdout).lines(),
-        })
+        let argv = [
+            "presence".to_owned(),
+            "--hold".to_owned(),
+            "--url".to_owned(),
+            url.to_owned(),
+            "--space".to_owned(),
+            space.to_owned(),
+            "--first-user".to_owned(),
+            first_user.to_string(),
+            "--subscribers".to_owned(),
+            n.to_string(),
+            "--connect-concurrency".to_owned(),
+            args.connect_concurrency.to_string(),
+        ];
+        ChildProc::spawn(argv, &args.common.jwt_secret, &[]).map(Helper)
     }
 
-    async fn line(&mut self) -> Result<String> {
-        self.lines
-            .next_line()
-            .await?
-            .context("a helper exited (its stderr says why)")
+    /// Waits for its `joined` line.
+    async fn joined(&mut self) -> Result<()> {
+        let line = self.0.expect_line("joined", HELPER_JOIN_TIMEOUT).await?;
+        if !line.starts_with("joined") {
+            bail!("a helper answered {line:?}");
+        }
+        Ok(())
     }
 
     /// Its frame counters now: `(presence, presence_count)`.
     async fn mark(&mut self) -> Result<(u64, u64)> {
-        self.stdin.write_all(b"mark\n").await?;
-        let line = self.line().await?;
+        self.0.send("mark").await?;
+        let line = self.0.expect_line("counts", HELPER_MARK_TIMEOUT).await?;
         let mut it = line.split_whitespace().map(str::parse::<u64>);
         match (it.next(), it.next()) {
             (Some(Ok(p)), Some(Ok(c))) => Ok((p, c)),
@@ -374,10 +372,7 @@ pub async fn run(args: PresenceArgs) -> Result<PresenceReport> {
     )
     .await?;
     for h in &mut helpers {
-        let line = h.line().await?;
-        if !line.starts_with("joined") {
-            bail!("a helper answered {line:?}");
-        }
+        h.joined().await?;
     }
     let (mut changer, r) = join(&api, 0, &space).await?.split();
     tokio::spawn(read_all(r, counters.clone()));
@@ -428,9 +423,8 @@ pub async fn run(args: PresenceArgs) -> Result<PresenceReport> {
         .map(|((a, b), q)| ((b - a) - q * changes_s) * 1000.0 / f64::from(args.changes))
         .collect();
     drop(writers);
-    for mut h in helpers {
-        drop(h.stdin);
-        let _ = h.child.wait().await;
+    for h in helpers {
+        h.0.finish().await;
     }
     let sum = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>());
     Ok(PresenceReport {
